@@ -1,0 +1,1 @@
+"""Reading and writing echo sequences (see :mod:`EchoRegistrationLib.io.dispatch`)."""

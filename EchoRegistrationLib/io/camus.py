@@ -1,0 +1,233 @@
+"""The CAMUS dataset layout (Leclerc et al., IEEE TMI 2019), NIfTI release.
+
+One folder per patient::
+
+    patient0001/
+        patient0001_2CH_half_sequence.nii.gz      ED -> ES frames, 2D+t, time as the third axis
+        patient0001_2CH_half_sequence_gt.nii.gz   per-frame labels (optional)
+        patient0001_2CH_ED.nii.gz, _ES.nii.gz     single frames
+        patient0001_2CH_ED_gt.nii.gz, _ES_gt.nii.gz
+        Info_2CH.cfg                              "key: value" lines: ED, ES, NbFrame, EF, FrameRate, ...
+        (the same for 4CH)
+
+Label codes: 1 LV cavity, 2 myocardium, 3 left atrium. ``ED`` and ``ES`` in ``Info_*.cfg`` are 1-based
+frame numbers of the half sequence.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..sequence import EchoDataError, EchoSequence
+from .atomic import atomic_output
+from .itk import read_itk_image, read_itk_labels, write_itk_image
+
+VIEWS = {"2CH": "2CH", "4CH": "4CH", "A2C": "2CH", "A4C": "4CH"}
+
+
+def camus_view(view: str) -> str:
+    """Normalise a view name (``2CH``/``A2C``, ``4CH``/``A4C``) to CAMUS's ``2CH``/``4CH``."""
+    key = str(view).upper()
+    if key not in VIEWS:
+        raise ValueError(f"unknown CAMUS view {view!r}: use one of {sorted(VIEWS)}")
+    return VIEWS[key]
+
+
+def read_camus_info(path: str | os.PathLike) -> dict[str, str | float]:
+    """Parse an ``Info_{2CH,4CH}.cfg`` file: ``key: value`` lines, numbers converted to float."""
+    path = Path(path)
+    info: dict[str, str | float] = {}
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        key, sep, value = line.partition(":")
+        if not sep:
+            raise EchoDataError(str(path), f"line {number} is not 'key: value': {line!r}")
+        value = value.strip()
+        try:
+            info[key.strip()] = float(value)
+        except ValueError:
+            info[key.strip()] = value
+    return info
+
+
+def _frame_number(info: dict, key: str, n_frames: int, cfg: Path) -> int | None:
+    """0-based index of the 1-based frame number ``info[key]``, checked against the sequence."""
+    if key not in info:
+        return None
+    value = info[key]
+    if not isinstance(value, float) or not value.is_integer() or not 1 <= value <= n_frames:
+        raise EchoDataError(str(cfg), f"{key}={value!r} is not a frame number in 1..{n_frames}")
+    return int(value) - 1
+
+
+def _available_views(folder: Path) -> list[str]:
+    return [v for v in ("2CH", "4CH")
+            if any(_patient_files(folder, v)[k].exists() for k in ("sequence", "ed"))]
+
+
+def _only_view(folder: Path) -> str:
+    views = _available_views(folder)
+    if len(views) != 1:
+        raise EchoDataError(str(folder), f"holds views {views}: pass view='2CH' or view='4CH'"
+                            if views else "holds no CAMUS images (patientXXXX_{2CH,4CH}_half_sequence.nii.gz)")
+    return views[0]
+
+
+def _patient_files(folder: Path, view: str) -> dict[str, Path]:
+    stem = f"{folder.name}_{view}"
+    names = {"sequence": "half_sequence", "sequence_gt": "half_sequence_gt", "ed": "ED",
+             "es": "ES", "ed_gt": "ED_gt", "es_gt": "ES_gt"}
+    return {key: folder / f"{stem}_{suffix}.nii.gz" for key, suffix in names.items()} | {
+        "info": folder / f"Info_{view}.cfg"}
+
+
+def load_camus_patient(folder: str | os.PathLike, view: str | None = None, *,
+                       with_labels: bool = True) -> EchoSequence:
+    """Load one CAMUS patient view as an :class:`EchoSequence`.
+
+    ``view`` may be left out when the folder holds a single view.
+    Frames come from the half sequence (ED -> ES), or, when it is absent, from the ED and ES frames as
+    a 2-frame sequence. Frame times come from ``FrameRate`` in the Info file (else unknown), ED/ES
+    indices from ``ED``/``ES``. Labels: the per-frame ground truth when present, else the ED and ES
+    label maps on their frames (``label_frames``).
+
+    Raises:
+        EchoDataError: missing files, or an Info file that contradicts the images.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise EchoDataError(str(folder), "is not a CAMUS patient folder")
+    view = camus_view(view) if view is not None else _only_view(folder)
+    files = _patient_files(folder, view)
+    info = read_camus_info(files["info"]) if files["info"].exists() else {}
+    if files["sequence"].exists():
+        seq = read_itk_image(files["sequence"])
+        frames = seq.frames
+    elif files["ed"].exists() and files["es"].exists():
+        seq = read_itk_image(files["ed"])
+        frames = np.concatenate([seq.frames, read_itk_image(files["es"]).frames])
+        info = {**info, "ED": 1.0, "ES": 2.0, "NbFrame": 2.0}
+    else:
+        raise EchoDataError(str(folder), f"no {files['sequence'].name} nor {files['ed'].name} + "
+                                         f"{files['es'].name} for view {view}")
+    n = frames.shape[0]
+    if "NbFrame" in info and info["NbFrame"] != n:
+        raise EchoDataError(str(files["info"]), f"NbFrame={info['NbFrame']:g} but the images have {n} frames")
+    ed = _frame_number(info, "ED", n, files["info"])
+    es = _frame_number(info, "ES", n, files["info"])
+    times = None
+    if isinstance(info.get("FrameRate"), float) and info["FrameRate"] > 0:
+        times = np.arange(n) / info["FrameRate"]
+    labels, label_frames = None, None
+    if with_labels:
+        labels, label_frames = _camus_labels(files, n, ed, es)
+    metadata = {"source": str(files["sequence"] if files["sequence"].exists() else folder),
+                "format": "CAMUS", "patient": folder.name, "view": view,
+                "frame_times_source": "Info FrameRate" if times is not None else "not in Info file",
+                **{f"camus_{k}": v for k, v in info.items()}}
+    if isinstance(info.get("EF"), float):
+        metadata["ef"] = info["EF"]
+    return EchoSequence(frames=frames, spacing=seq.spacing, frame_times=times, origin=seq.origin,
+                        direction=seq.direction, labels=labels, label_frames=label_frames,
+                        ed_index=ed, es_index=es, metadata=metadata)
+
+
+def _camus_labels(files: dict[str, Path], n: int, ed: int | None,
+                  es: int | None) -> tuple[np.ndarray | None, tuple[int, ...] | None]:
+    if files["sequence_gt"].exists():
+        labels = read_itk_labels(files["sequence_gt"])
+        if labels.ndim == 2:
+            labels = labels[None]
+        if labels.shape[0] != n:
+            raise EchoDataError(str(files["sequence_gt"]), f"{labels.shape[0]} label frames for {n} image frames")
+        return labels, None
+    annotated = [(i, files[key]) for i, key in ((ed, "ed_gt"), (es, "es_gt"))
+                 if i is not None and files[key].exists()]
+    if not annotated:
+        return None, None
+    maps = {i: read_itk_labels(path) for i, path in annotated}
+    shape = next(iter(maps.values())).shape
+    labels = np.zeros((n, *shape), dtype=np.uint8)
+    for i, label_map in maps.items():
+        if label_map.shape != shape:
+            raise EchoDataError(str(dict(annotated)[i]), f"label map of shape {label_map.shape}, expected {shape}")
+        labels[i] = label_map
+    return labels, tuple(sorted(maps))
+
+
+class CamusDataset(Sequence):
+    """The patient views of a CAMUS root folder, loaded lazily: ``len()``, indexing and iteration give
+    :class:`EchoSequence` objects (for training loops and evaluation).
+
+    Args:
+        root: folder holding ``patientXXXX`` folders.
+        views: views to include (``2CH``, ``4CH``).
+        patients: optional subset of patient folder names (e.g. a training split).
+    """
+
+    def __init__(self, root: str | os.PathLike, views: Sequence[str] = ("2CH", "4CH"),
+                 patients: Sequence[str] | None = None, with_labels: bool = True):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise EchoDataError(str(self.root), "CAMUS root folder does not exist")
+        wanted = set(patients) if patients is not None else None
+        self.with_labels = with_labels
+        self.entries: list[tuple[Path, str]] = []
+        for folder in sorted(p for p in self.root.iterdir() if p.is_dir() and p.name.startswith("patient")):
+            if wanted is not None and folder.name not in wanted:
+                continue
+            present = _available_views(folder)
+            self.entries.extend((folder, v) for v in map(camus_view, views) if v in present)
+        if not self.entries:
+            raise EchoDataError(str(self.root), f"no CAMUS patient views {list(views)} found")
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> EchoSequence:  # type: ignore[override]
+        folder, view = self.entries[index]
+        return load_camus_patient(folder, view, with_labels=self.with_labels)
+
+    def __iter__(self) -> Iterator[EchoSequence]:
+        return (self[i] for i in range(len(self)))
+
+
+def write_camus_patient(root: str | os.PathLike, patient_id: str, view: str, seq: EchoSequence, *,
+                        overwrite: bool = False) -> Path:
+    """Write ``seq`` as one CAMUS patient view under ``root/patient_id`` and return that folder.
+
+    The half sequence is frames ``ed_index..es_index`` (both required, ED before ES); per-frame labels
+    are written as ``*_half_sequence_gt`` when every frame is annotated, and ED/ES label maps whenever
+    those frames are annotated. ``Info_{view}.cfg`` gets ED, ES, NbFrame, FrameRate and, when
+    ``seq.metadata`` has them, EF and ImageQuality.
+    """
+    view = camus_view(view)
+    if seq.ed_index is None or seq.es_index is None or seq.es_index <= seq.ed_index:
+        raise ValueError(f"{seq.source}: CAMUS needs ed_index < es_index, got {seq.ed_index}, {seq.es_index}")
+    folder = Path(root) / patient_id
+    files = _patient_files(folder, view)
+    half = seq.subsequence(slice(seq.ed_index, seq.es_index + 1))
+    write_itk_image(half, files["sequence"], overwrite=overwrite)
+    write_itk_image(half, files["ed"], overwrite=overwrite, array=half.frames[0])
+    write_itk_image(half, files["es"], overwrite=overwrite, array=half.frames[-1])
+    if half.labels is not None:
+        if half.labels.ndim == 3 and len(half.label_frames) == half.n_frames:
+            write_itk_image(half, files["sequence_gt"], overwrite=overwrite, array=half.labels)
+        for key, index in (("ed_gt", 0), ("es_gt", half.n_frames - 1)):
+            if index in half.label_frames:
+                write_itk_image(half, files[key], overwrite=overwrite, array=half.label_map(index))
+    lines = ["ED: 1", f"ES: {half.n_frames}", f"NbFrame: {half.n_frames}"]
+    if half.frame_times_known:
+        lines.append(f"FrameRate: {half.frame_rate:.6g}")
+    for key, name in (("ef", "EF"), ("image_quality", "ImageQuality")):
+        if key in seq.metadata:
+            value = seq.metadata[key]
+            lines.append(f"{name}: {value:.6g}" if isinstance(value, (int, float)) else f"{name}: {value}")
+    with atomic_output(files["info"], overwrite) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    return folder

@@ -1,0 +1,282 @@
+"""The echo sequence model shared by every loader, algorithm and the Slicer bridge.
+
+Conventions (the same everywhere in EchoRegistration):
+
+* ``frames`` is ``(T, H, W)`` float32: T frames, H rows (depth, y), W columns (lateral, x).
+* ``spacing`` is ``(sx, sy)`` in millimetres: x = column spacing, y = row spacing, the order of
+  SimpleITK's ``GetSpacing()``.
+* ``frame_times`` is ``(T,)`` seconds, strictly increasing.
+* ``origin`` (3,) and ``direction`` (3, 3) place the frame in patient space in LPS millimetres, the
+  ITK / DICOM / file convention: the centre of pixel (row 0, column 0) is at ``origin``, column
+  ``direction[:, 0]`` is the direction of increasing column index, ``direction[:, 1]`` of increasing
+  row index and ``direction[:, 2]`` the frame normal. ``slice_spacing`` (mm) is the extent given to
+  the single slice when the frame becomes a Slicer volume. :func:`ijk_to_ras` gives Slicer's matrix.
+* ``labels`` uses the CAMUS codes: 0 background, 1 LV cavity, 2 myocardium, 3 left atrium.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+LABEL_LV = 1
+LABEL_MYOCARDIUM = 2
+LABEL_LA = 3
+LABEL_NAMES = {LABEL_LV: "LV cavity", LABEL_MYOCARDIUM: "myocardium", LABEL_LA: "left atrium"}
+
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+class EchoDataError(ValueError):
+    """Invalid echo data. The message starts with the source (file name) and states the problem."""
+
+    def __init__(self, source: str, problem: str):
+        self.source = source
+        self.problem = problem
+        super().__init__(f"{source}: {problem}")
+
+
+@dataclass(eq=False)
+class EchoSequence:
+    """A 2D echocardiography cine with its physical geometry, timing and optional labels.
+
+    Construct it with any array-likes: the constructor converts and validates, raising
+    :class:`EchoDataError` (a ``ValueError``) that names ``metadata["source"]`` and the problem.
+    Use :func:`dataclasses.replace` to derive a modified copy; it is validated again.
+
+    Attributes:
+        frames: (T, H, W) float32 intensities.
+        spacing: (sx, sy) pixel spacing in mm; x = column (lateral), y = row (depth).
+        frame_times: (T,) seconds, strictly increasing. ``None`` at construction means unknown:
+            frames are then placed 1 s apart and ``metadata["frame_times_known"]`` is False.
+        origin: (3,) LPS position in mm of the centre of pixel (row 0, column 0).
+        direction: (3, 3) LPS direction cosines; columns = column axis, row axis, frame normal.
+        slice_spacing: mm, the thickness given to a frame as a single-slice volume.
+        labels: optional uint8 label map(s): (T, H, W) per frame, or (H, W) for one frame.
+        label_frames: indices of the frames whose labels are real annotations. Defaults to all
+            frames for (T, H, W) labels and to ``(ed_index or 0,)`` for a single (H, W) map.
+        ed_index, es_index: end-diastolic / end-systolic frame indices when known.
+        metadata: free-form facts: ``source`` (file), ``modality``, ``manufacturer``, and flags for
+            what a loader could not establish, such as ``spacing_known=False``.
+    """
+
+    frames: np.ndarray
+    spacing: tuple[float, float]
+    frame_times: np.ndarray | None = None
+    origin: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    direction: np.ndarray = field(default_factory=lambda: np.eye(3))
+    slice_spacing: float = 1.0
+    labels: np.ndarray | None = None
+    label_frames: tuple[int, ...] | None = None
+    ed_index: int | None = None
+    es_index: int | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.metadata = dict(self.metadata)
+        self.frames = self._checked_frames(self.frames)
+        n = self.frames.shape[0]
+        self.spacing = self._checked_spacing(self.spacing)
+        if self.frame_times is None:
+            self.frame_times = np.arange(n, dtype=np.float64)
+            self.metadata["frame_times_known"] = False
+        self.frame_times = self._checked_times(self.frame_times, n)
+        self.origin = self._checked_vector(self.origin, (3,), "origin")
+        self.direction = self._checked_vector(self.direction, (3, 3), "direction")
+        if abs(np.linalg.det(self.direction)) < 1e-6:
+            self._fail(f"direction matrix is singular: {self.direction.tolist()}")
+        self.slice_spacing = float(self.slice_spacing)
+        if not np.isfinite(self.slice_spacing) or self.slice_spacing <= 0:
+            self._fail(f"slice spacing must be positive, got {self.slice_spacing}")
+        self.ed_index = self._checked_index(self.ed_index, n, "ed_index")
+        self.es_index = self._checked_index(self.es_index, n, "es_index")
+        self._check_labels()
+
+    # ------------------------------------------------------------------ validation helpers
+    @property
+    def source(self) -> str:
+        """Where the data came from (a file path), for messages."""
+        return str(self.metadata.get("source", "<in-memory sequence>"))
+
+    def _fail(self, problem: str) -> None:
+        raise EchoDataError(self.source, problem)
+
+    def _checked_frames(self, frames: Any) -> np.ndarray:
+        arr = np.asarray(frames)
+        if arr.dtype.kind not in "biuf":
+            self._fail(f"frames must be numeric, got dtype {arr.dtype}")
+        if arr.ndim != 3:
+            self._fail(f"frames must have shape (T, H, W), got rank {arr.ndim} shape {arr.shape}")
+        if min(arr.shape) < 1:
+            self._fail(f"frames array is empty: shape {arr.shape}")
+        arr = np.ascontiguousarray(arr, dtype=np.float32)
+        if not np.isfinite(arr).all():
+            bad = int(np.count_nonzero(~np.isfinite(arr)))
+            self._fail(f"frames contain {bad} NaN or infinite values")
+        return arr
+
+    def _checked_spacing(self, spacing: Any) -> tuple[float, float]:
+        arr = np.asarray(spacing, dtype=np.float64).ravel()
+        if arr.shape != (2,):
+            self._fail(f"spacing must be (sx, sy) in mm, got {spacing!r}")
+        if not (np.isfinite(arr).all() and (arr > 0).all()):
+            self._fail(f"spacing must be positive and finite, got {tuple(arr.tolist())}")
+        return (float(arr[0]), float(arr[1]))
+
+    def _checked_times(self, times: Any, n: int) -> np.ndarray:
+        arr = np.asarray(times, dtype=np.float64)
+        if arr.shape != (n,):
+            self._fail(f"frame_times must have shape ({n},), got {arr.shape}")
+        if not np.isfinite(arr).all():
+            self._fail("frame_times contain NaN or infinite values")
+        if n > 1 and not (np.diff(arr) > 0).all():
+            k = int(np.argmax(np.diff(arr) <= 0))
+            self._fail(f"frame_times must be strictly increasing: t[{k}]={arr[k]} s, "
+                       f"t[{k + 1}]={arr[k + 1]} s")
+        return arr
+
+    def _checked_vector(self, value: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
+        arr = np.asarray(value, dtype=np.float64)
+        if arr.shape != shape:
+            self._fail(f"{name} must have shape {shape}, got {arr.shape}")
+        if not np.isfinite(arr).all():
+            self._fail(f"{name} contains NaN or infinite values")
+        return arr.copy()
+
+    def _checked_index(self, index: int | None, n: int, name: str) -> int | None:
+        if index is None:
+            return None
+        if not float(index).is_integer() or not 0 <= int(index) < n:
+            self._fail(f"{name}={index} is not a frame index of a {n}-frame sequence")
+        return int(index)
+
+    def _check_labels(self) -> None:
+        if self.labels is None:
+            if self.label_frames is not None:
+                self._fail("label_frames given without labels")
+            return
+        lab = np.asarray(self.labels)
+        n, h, w = self.frames.shape
+        if lab.dtype.kind not in "biu" and not (lab.dtype.kind == "f" and np.all(lab == np.round(lab))):
+            self._fail(f"labels must hold integer codes, got dtype {lab.dtype}")
+        if lab.shape not in ((n, h, w), (h, w)):
+            self._fail(f"labels of shape {lab.shape} do not match frames of shape {(n, h, w)}: "
+                       f"expected {(n, h, w)} or {(h, w)}")
+        if lab.size and (lab.min() < 0 or lab.max() > 255):
+            self._fail(f"label codes must lie in 0..255, got {lab.min()}..{lab.max()}")
+        self.labels = np.ascontiguousarray(lab, dtype=np.uint8)
+        if self.label_frames is None:
+            default = (self.ed_index or 0,) if lab.ndim == 2 else tuple(range(n))
+            self.label_frames = default
+        frames = tuple(int(i) for i in self.label_frames)
+        if any(not 0 <= i < n for i in frames) or len(set(frames)) != len(frames) or not frames:
+            self._fail(f"label_frames {self.label_frames} are not distinct frame indices in 0..{n - 1}")
+        if lab.ndim == 2 and len(frames) != 1:
+            self._fail(f"a single (H, W) label map annotates one frame, got label_frames {frames}")
+        self.label_frames = frames
+
+    # ------------------------------------------------------------------ accessors
+    @property
+    def n_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        """(H, W) in pixels."""
+        return (int(self.frames.shape[1]), int(self.frames.shape[2]))
+
+    @property
+    def spacing_known(self) -> bool:
+        return bool(self.metadata.get("spacing_known", True))
+
+    @property
+    def frame_times_known(self) -> bool:
+        return bool(self.metadata.get("frame_times_known", True))
+
+    @property
+    def frame_rate(self) -> float:
+        """Mean frames per second over the sequence (nan for a single frame)."""
+        if self.n_frames < 2:
+            return float("nan")
+        return float((self.n_frames - 1) / (self.frame_times[-1] - self.frame_times[0]))
+
+    def require_frames(self, minimum: int = 2) -> None:
+        """Raise :class:`EchoDataError` when the sequence has fewer than ``minimum`` frames."""
+        if self.n_frames < minimum:
+            self._fail(f"need at least {minimum} frames, the sequence has {self.n_frames}")
+
+    def label_map(self, index: int) -> np.ndarray:
+        """The (H, W) uint8 label map annotated at frame ``index``."""
+        if self.labels is None or index not in (self.label_frames or ()):
+            self._fail(f"frame {index} has no label map (annotated frames: {self.label_frames})")
+        return self.labels if self.labels.ndim == 2 else self.labels[index]
+
+    def subsequence(self, indices: Any) -> "EchoSequence":
+        """A new sequence with the frames ``indices`` (increasing), labels and ED/ES remapped."""
+        idx = np.arange(self.n_frames)[indices]
+        idx = np.atleast_1d(idx)
+        if idx.size == 0 or (np.diff(idx) <= 0).any():
+            self._fail(f"subsequence indices must be increasing and non-empty, got {idx.tolist()}")
+        where = {int(old): new for new, old in enumerate(idx)}
+        labels, label_frames = None, None
+        if self.labels is not None:
+            kept = [where[i] for i in self.label_frames if i in where]
+            if kept:
+                labels = self.labels if self.labels.ndim == 2 else self.labels[idx]
+                label_frames = tuple(kept)
+        return dataclasses.replace(
+            self, frames=self.frames[idx], frame_times=self.frame_times[idx],
+            labels=labels, label_frames=label_frames,
+            ed_index=where.get(self.ed_index), es_index=where.get(self.es_index))
+
+    # ------------------------------------------------------------------ geometry
+    def ijk_to_lps(self) -> np.ndarray:
+        """(4, 4) matrix mapping (column, row, slice, 1) indices to LPS mm."""
+        scale = np.array([self.spacing[0], self.spacing[1], self.slice_spacing])
+        m = np.eye(4)
+        m[:3, :3] = self.direction * scale[None, :]
+        m[:3, 3] = self.origin
+        return m
+
+    def ijk_to_ras(self) -> np.ndarray:
+        """(4, 4) Slicer IJK-to-RAS matrix of each frame as a single-slice volume."""
+        return LPS_TO_RAS @ self.ijk_to_lps()
+
+    def describe(self) -> str:
+        """A short multi-line human-readable summary."""
+        t, h, w = self.frames.shape
+        lines = [
+            f"source:       {self.source}",
+            f"frames:       {t} x {h} rows x {w} columns, intensity "
+            f"{self.frames.min():.4g}..{self.frames.max():.4g}",
+            f"spacing:      x {self.spacing[0]:.5g} mm, y {self.spacing[1]:.5g} mm"
+            + ("" if self.spacing_known else "  (UNKNOWN: placeholder, not physical)"),
+            f"frame times:  {self.frame_times[0]:.4g} .. {self.frame_times[-1]:.4g} s"
+            + (f", {self.frame_rate:.4g} frames/s" if t > 1 else "")
+            + ("" if self.frame_times_known else "  (UNKNOWN: frame index used as seconds)"),
+            f"ED / ES:      {self.ed_index} / {self.es_index}",
+            f"labels:       {'none' if self.labels is None else f'codes {sorted(np.unique(self.labels).tolist())} on frames {list(self.label_frames)}'}",
+        ]
+        for key in sorted(self.metadata):
+            if key not in ("source",):
+                lines.append(f"{key + ':':<13} {self.metadata[key]}")
+        return "\n".join(lines)
+
+
+def geometry_from_ijk_to_ras(matrix: Any) -> dict[str, Any]:
+    """Split a Slicer (4, 4) IJK-to-RAS matrix into ``spacing``, ``slice_spacing``, ``origin`` and
+    ``direction`` (LPS) keyword arguments of :class:`EchoSequence`; inverse of
+    :meth:`EchoSequence.ijk_to_ras`."""
+    m = LPS_TO_RAS @ np.asarray(matrix, dtype=np.float64)
+    scales = np.linalg.norm(m[:3, :3], axis=0)
+    if (scales <= 0).any():
+        raise ValueError(f"IJK-to-RAS matrix has a zero-length axis: {np.asarray(matrix).tolist()}")
+    return {
+        "spacing": (float(scales[0]), float(scales[1])),
+        "slice_spacing": float(scales[2]),
+        "origin": m[:3, 3].copy(),
+        "direction": m[:3, :3] / scales[None, :],
+    }

@@ -1,0 +1,24 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("ECHOREG_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+# The suite must fit 2 cores; keep torch from oversubscribing them.
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The folder of real test files (``../shared/data``); tests using it skip when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real test data not available: {SHARED_DATA} is absent "
+                    "(it sits beside the project checkout on developer machines and in CI)")
+    return SHARED_DATA

@@ -1,0 +1,106 @@
+"""The CAMUS layout: a fixture folder written by the test the way the dataset ships, and our writer."""
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from EchoRegistrationLib import EchoDataError, EchoSequence
+from EchoRegistrationLib.io.camus import (CamusDataset, load_camus_patient, read_camus_info,
+                                          write_camus_patient)
+
+N, H, W = 6, 12, 10
+
+
+def write_nifti(path, array, spacing=(0.308, 0.154)):
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(spacing + ((1.0,) if array.ndim == 3 else ()))
+    sitk.WriteImage(image, str(path))
+
+
+def label_frames():
+    labels = np.zeros((N, H, W), np.uint8)
+    for t in range(N):
+        labels[t, 2:9 - t // 2, 3:7] = 1  # the cavity shrinks towards ES
+        labels[t, 9 - t // 2:10, 3:7] = 2
+        labels[t, 10:, 3:7] = 3
+    return labels
+
+
+@pytest.fixture
+def camus_root(tmp_path):
+    """Two patients as the CAMUS NIfTI release lays them out (patient0002 has no per-frame gt)."""
+    rng = np.random.default_rng(0)
+    labels = label_frames()
+    for pid, with_sequence_gt in (("patient0001", True), ("patient0002", False)):
+        folder = tmp_path / pid
+        folder.mkdir()
+        for view in ("2CH", "4CH"):
+            frames = rng.uniform(0, 255, (N, H, W)).astype(np.float32)
+            stem = folder / f"{pid}_{view}"
+            write_nifti(f"{stem}_half_sequence.nii.gz", frames)
+            if with_sequence_gt:
+                write_nifti(f"{stem}_half_sequence_gt.nii.gz", labels)
+            write_nifti(f"{stem}_ED.nii.gz", frames[0])
+            write_nifti(f"{stem}_ES.nii.gz", frames[-1])
+            write_nifti(f"{stem}_ED_gt.nii.gz", labels[0])
+            write_nifti(f"{stem}_ES_gt.nii.gz", labels[-1])
+            (folder / f"Info_{view}.cfg").write_text(
+                f"ED: 1\nES: {N}\nNbFrame: {N}\nSex: F\nAge: 61\nImageQuality: Good\nEF: 52.5\nFrameRate: 25.0\n")
+    return tmp_path
+
+
+def test_info_file_parsing(camus_root):
+    info = read_camus_info(camus_root / "patient0001" / "Info_2CH.cfg")
+    assert info == {"ED": 1.0, "ES": 6.0, "NbFrame": 6.0, "Sex": "F", "Age": 61.0,
+                    "ImageQuality": "Good", "EF": 52.5, "FrameRate": 25.0}
+
+
+def test_load_patient_with_per_frame_labels(camus_root):
+    seq = load_camus_patient(camus_root / "patient0001", "A4C")
+    assert seq.frames.shape == (N, H, W) and seq.spacing == pytest.approx((0.308, 0.154))
+    assert (seq.ed_index, seq.es_index) == (0, N - 1)
+    assert seq.frame_times == pytest.approx(np.arange(N) / 25.0)
+    assert seq.label_frames == tuple(range(N))
+    assert np.array_equal(seq.labels, label_frames())
+    assert seq.metadata["ef"] == 52.5 and seq.metadata["view"] == "4CH"
+    assert seq.metadata["camus_ImageQuality"] == "Good"
+
+
+def test_load_patient_with_ed_es_labels_only(camus_root):
+    seq = load_camus_patient(camus_root / "patient0002", "2CH")
+    assert seq.label_frames == (0, N - 1)
+    assert np.array_equal(seq.label_map(N - 1), label_frames()[-1])
+    with pytest.raises(EchoDataError, match="frame 2 has no label map"):
+        seq.label_map(2)
+
+
+def test_dataset_iterates_views_and_patient_subsets(camus_root):
+    everything = CamusDataset(camus_root)
+    assert len(everything) == 4
+    assert [s.metadata["patient"] for s in everything] == ["patient0001"] * 2 + ["patient0002"] * 2
+    subset = CamusDataset(camus_root, views=["4CH"], patients=["patient0002"])
+    assert len(subset) == 1 and subset[0].metadata["view"] == "4CH"
+
+
+def test_info_that_contradicts_images_is_an_error(camus_root):
+    cfg = camus_root / "patient0001" / "Info_2CH.cfg"
+    cfg.write_text("ED: 1\nES: 9\nNbFrame: 6\n")
+    with pytest.raises(EchoDataError, match=r"Info_2CH.cfg: ES=9.0 is not a frame number in 1..6"):
+        load_camus_patient(camus_root / "patient0001", "2CH")
+    with pytest.raises(EchoDataError, match="holds views"):
+        load_camus_patient(camus_root / "patient0001")
+
+
+def test_writer_round_trip(tmp_path):
+    frames = np.random.default_rng(1).uniform(0, 255, (N + 2, H, W)).astype(np.float32)
+    labels = np.concatenate([label_frames(), label_frames()[:2]])
+    seq = EchoSequence(frames=frames, spacing=(0.3, 0.3), frame_times=np.arange(N + 2) / 40.0,
+                       labels=labels, ed_index=1, es_index=N, metadata={"ef": 55.0})
+    folder = write_camus_patient(tmp_path, "patient0007", "A2C", seq)
+    back = load_camus_patient(folder)
+    assert np.array_equal(back.frames, frames[1:N + 1])
+    assert np.array_equal(back.labels, labels[1:N + 1])
+    assert (back.ed_index, back.es_index) == (0, N - 1)
+    assert back.frame_rate == pytest.approx(40.0) and back.metadata["ef"] == 55.0
+    with pytest.raises(FileExistsError):
+        write_camus_patient(tmp_path, "patient0007", "A2C", seq)
