@@ -21,6 +21,7 @@ import SimpleITK as sitk
 
 from ..sequence import EchoDataError, EchoSequence
 from .atomic import atomic_output, atomic_output_dir
+from .colour import rgb_to_luma
 
 FRAME_TIMES_KEY = "FrameTimes"
 ITK_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr")
@@ -40,7 +41,7 @@ def _frames_array(image: sitk.Image, source: str) -> np.ndarray:
     if image.GetNumberOfComponentsPerPixel() > 1:
         if arr.shape[-1] not in (3, 4):
             raise EchoDataError(source, f"{arr.shape[-1]}-component pixels are not an image intensity")
-        arr = arr[..., 0] * 0.299 + arr[..., 1] * 0.587 + arr[..., 2] * 0.114
+        arr = rgb_to_luma(arr)
     if arr.ndim == 2:
         arr = arr[None]
     if arr.ndim != 3:

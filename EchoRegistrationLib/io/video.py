@@ -1,0 +1,120 @@
+"""Echo cine loops stored as ordinary video files (``.avi``, ``.mp4``, ``.mov``), read with OpenCV.
+
+EchoNet-Dynamic style clips are 112 x 112 grayscale images stored as RGB AVI at about 50 frames/s.
+A video carries no physical pixel size: the sequence gets the placeholder spacing (1.0, 1.0) mm with
+``metadata["spacing_known"] = False``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ..sequence import EchoDataError, EchoSequence
+from .colour import coloured_pixel_count, rgb_to_luma
+
+# A pixel counts as coloured (an overlay such as colour Doppler) when its channels spread by more
+# than this many grey levels; lossy codecs leave a few levels of chroma noise on gray content.
+_COLOUR_SPREAD_LEVELS = 16
+
+
+def is_video(path: str | os.PathLike) -> bool:
+    """True when the file starts like an AVI (``RIFF....AVI ``) or an MP4 / QuickTime file
+    (``ftyp`` box at offset 4). Checks content, not the file name."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+    except OSError:
+        return False
+    return (head[:4] == b"RIFF" and head[8:12] == b"AVI ") or head[4:8] == b"ftyp"
+
+
+def read_video(path: str | os.PathLike, *, frame_rate: float | None = None) -> EchoSequence:
+    """Read a video into an :class:`EchoSequence` of (T, H, W) float32 BT.601 luma frames (0..255).
+
+    Frame times are ``i / fps`` seconds. ``fps`` is ``frame_rate`` when given (e.g. the FPS column of
+    EchoNet's FileList.csv, which then wins over the container), else the container's frame rate;
+    when neither is known, ``frame_times`` is None and ``metadata["note"]`` says so. OpenCV's FFmpeg
+    backend reports a guessed 25 frames/s for a stream without timing: pass ``frame_rate`` whenever
+    the true rate is known from elsewhere.
+
+    Metadata: ``source``; ``codec`` (FourCC text); ``fps`` (the container's frame rate, None when
+    absent); ``colour_pixel_fraction`` (fraction of pixels over all frames whose colour channels
+    differ by more than a few grey levels: colour overlays, Doppler); ``spacing_known`` False;
+    ``note`` (placeholder spacing, caller's frame rate, frames missing from a truncated file).
+
+    Raises:
+        FileNotFoundError: no such file.
+        EchoDataError: OpenCV cannot open the file or decodes no frame from it; ``frame_rate`` not
+            positive.
+    """
+    source = str(path)
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{source}: no such file")
+    if frame_rate is not None and not (math.isfinite(frame_rate) and frame_rate > 0):
+        raise EchoDataError(source, f"frame_rate must be a positive number of frames/s, got {frame_rate}")
+    capture = cv2.VideoCapture(source, cv2.CAP_FFMPEG)
+    try:
+        if not capture.isOpened():
+            raise EchoDataError(source, "OpenCV (FFmpeg) cannot open the file as a video")
+        container_fps = float(capture.get(cv2.CAP_PROP_FPS))
+        declared_frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        codec = _fourcc_text(capture.get(cv2.CAP_PROP_FOURCC))
+        frames, coloured_pixels = _decode_frames(capture)
+    finally:
+        capture.release()
+    if not frames:
+        raise EchoDataError(source, "the video has no decodable frames")
+
+    fps_known = math.isfinite(container_fps) and container_fps > 0
+    times, notes = _frame_times(len(frames), container_fps if fps_known else None, frame_rate)
+    if declared_frames > len(frames):
+        notes.append(f"the container declares {declared_frames} frames, only {len(frames)} could be "
+                     "decoded (truncated or damaged file)")
+    metadata: dict[str, Any] = {
+        "source": source,
+        "codec": codec,
+        "fps": container_fps if fps_known else None,
+        "colour_pixel_fraction": coloured_pixels / (len(frames) * frames[0].size),
+        "spacing_known": False,
+        "note": "; ".join(["videos carry no pixel size: spacing (1, 1) mm is a placeholder", *notes]),
+    }
+    return EchoSequence(frames=np.stack(frames), spacing=(1.0, 1.0), frame_times=times, metadata=metadata)
+
+
+def _frame_times(n_frames: int, container_fps: float | None,
+                 frame_rate: float | None) -> tuple[np.ndarray | None, list[str]]:
+    """(T,) times ``i / fps`` in s, with ``frame_rate`` winning over the container's rate, or None
+    when neither is known; plus notes for the metadata."""
+    if frame_rate is None and container_fps is None:
+        return None, ["the container has no frame rate and none was given: frame times unknown"]
+    notes = []
+    if frame_rate is not None and container_fps is not None \
+            and not math.isclose(frame_rate, container_fps, rel_tol=1e-3):
+        notes.append(f"frame rate {frame_rate:g} frames/s given by the caller, the container says "
+                     f"{container_fps:g}")
+    fps = frame_rate if frame_rate is not None else container_fps
+    return np.arange(n_frames) / fps, notes
+
+
+def _decode_frames(capture: cv2.VideoCapture) -> tuple[list[np.ndarray], int]:
+    """All frames as (H, W) float32 luma, and the number of coloured pixels over all of them."""
+    frames: list[np.ndarray] = []
+    coloured = 0
+    while True:
+        ok, bgr = capture.read()
+        if not ok:
+            return frames, coloured
+        coloured += coloured_pixel_count(bgr, _COLOUR_SPREAD_LEVELS)
+        frames.append(rgb_to_luma(bgr[..., ::-1]))
+
+
+def _fourcc_text(code: float) -> str:
+    """The four-character codec code as text ('' when unknown)."""
+    raw = (int(code) & 0xFFFFFFFF).to_bytes(4, "little")
+    return raw.decode("ascii", errors="replace").strip("\x00 ")

@@ -1,0 +1,198 @@
+"""Sequence tracking: every frame of an echo cine registered to a reference frame.
+
+``register_sequence`` is the public entry point of every method (optimisation-based here; the
+deep-learning method plugs into the same result type). Fields follow the project convention: on the
+reference frame's grid, in mm, components (x, y), mapping a reference point to its position in
+frame t; the reference frame's own field is zero.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..losses import ncc_loss
+from ..sequence import EchoSequence
+from ..spatial import compose, field_to_numpy, folding_fraction, warp
+from .pairwise import KINDS, RegistrationCancelled, as_image_batch, register_pair
+
+MODES = ("to_reference", "sequential")
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(eq=False)
+class RegistrationResult:
+    """Registration of a sequence to one of its frames.
+
+    Attributes:
+        displacement: (T, H, W, 2) float32 mm on the reference grid; reference point p is at
+            p + displacement[t, row, col] in frame t. Zero at the reference frame.
+        warped: (T, H, W) float32, frame t resampled onto the reference grid.
+        reference: index of the reference frame.
+        method, mode: how it was computed; ``parameters`` the settings used.
+        similarity_before, similarity_after: (T,) global NCC of each frame with the reference,
+            before and after warping (within ``mask`` when one was given).
+        folding_fraction: (T,) fraction of reference pixels where the map folds (det J <= 0).
+        seconds: wall time of the registration; ``device`` where it ran.
+    """
+
+    displacement: np.ndarray
+    warped: np.ndarray
+    reference: int
+    method: str
+    mode: str
+    similarity_before: np.ndarray
+    similarity_after: np.ndarray
+    folding_fraction: np.ndarray
+    seconds: float
+    device: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def seconds_per_pair(self) -> float:
+        """Wall time divided by the number of registered frame pairs."""
+        return self.seconds / max(len(self.warped) - 1, 1)
+
+    def report(self) -> dict[str, Any]:
+        """JSON-ready summary: settings, timing and per-frame quality."""
+        return {
+            "method": self.method,
+            "mode": self.mode,
+            "reference_frame": self.reference,
+            "device": self.device,
+            "seconds": round(self.seconds, 4),
+            "seconds_per_pair": round(self.seconds_per_pair, 5),
+            "parameters": self.parameters,
+            "convention": "displacement on the reference grid in mm, (x, y) = (column, row); "
+                          "reference point p is at p + u(p) in frame t",
+            "frames": [
+                {"frame": t, "ncc_before": round(float(b), 5), "ncc_after": round(float(a), 5),
+                 "folding_fraction": float(f)}
+                for t, (b, a, f) in enumerate(zip(self.similarity_before, self.similarity_after,
+                                                  self.folding_fraction))
+            ],
+        }
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """"auto" -> CUDA when available, else CPU; other values as torch understands them."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _pairs(n_frames: int, reference: int, mode: str) -> list[tuple[int, int]]:
+    """(fixed, moving) frame pairs to register: every frame against the reference, or each frame
+    against its neighbour on the way to the reference."""
+    others = [t for t in range(n_frames) if t != reference]
+    if mode == "to_reference":
+        return [(reference, t) for t in others]
+    return [(t - 1, t) if t > reference else (t + 1, t) for t in others]
+
+
+def _chain_to_reference(pair_fields: dict[int, torch.Tensor], n_frames: int, reference: int,
+                        spacing: tuple[float, float]) -> dict[int, torch.Tensor]:
+    """Compose neighbour fields outward from the reference: u_{ref->t} = u_{ref->t-1} then
+    u_{t-1->t} (and symmetrically before the reference)."""
+    chained = {reference: torch.zeros_like(next(iter(pair_fields.values())))}
+    for step in (1, -1):
+        t = reference + step
+        while 0 <= t < n_frames:
+            chained[t] = compose(chained[t - step], pair_fields[t], spacing)
+            t += step
+    return chained
+
+
+def frame_quality(reference: torch.Tensor, frames: torch.Tensor, warped: torch.Tensor,
+                  displacement: torch.Tensor, spacing: tuple[float, float],
+                  mask: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-frame (NCC before, NCC after, folding fraction) for (T, 1, H, W) frames and warped
+    frames against a (1, 1, H, W) reference, with (T, 2, H, W) mm fields."""
+    before = np.array([1 - float(ncc_loss(reference, f[None], mask=mask)) for f in frames])
+    after = np.array([1 - float(ncc_loss(reference, w[None], mask=mask)) for w in warped])
+    folding = folding_fraction(displacement, spacing, mask).cpu().numpy()
+    return before, after, folding
+
+
+def register_sequence(
+    seq: EchoSequence,
+    method: str = "deformable",
+    *,
+    reference: int | None = None,
+    mode: str = "to_reference",
+    mask: np.ndarray | None = None,
+    device: str | torch.device = "auto",
+    chunk_size: int = 32,
+    progress: ProgressCallback | None = None,
+    cancel: Callable[[], bool] | None = None,
+    **options: Any,
+) -> RegistrationResult:
+    """Register every frame of ``seq`` to its reference frame.
+
+    Args:
+        seq: the echo sequence (at least 2 frames).
+        method: "rigid", "affine" or "deformable" (optimisation, :func:`register_pair`).
+        reference: reference frame index; default the ED frame when known, else 0.
+        mode: "to_reference" registers each frame directly to the reference; "sequential"
+            registers neighbouring frames and composes the fields back to the reference (small
+            motions per step, but errors accumulate).
+        mask: optional (H, W) region of interest on the reference grid (e.g. the sector).
+        device: "auto", "cpu", "cuda" ...
+        chunk_size: frame pairs registered together in one batch.
+        progress: called as ``progress(done_pairs, total_pairs)`` after each chunk.
+        cancel: returning True stops the work (:class:`RegistrationCancelled`).
+        **options: passed to :func:`register_pair` (loss, levels, iterations, control_spacing, ...).
+
+    Returns:
+        :class:`RegistrationResult` with fields and warped frames on the reference grid.
+    """
+    seq.require_frames(2)
+    if method not in KINDS:
+        raise ValueError(f"method must be one of {KINDS}, got {method!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    reference = (seq.ed_index or 0) if reference is None else int(reference)
+    if not 0 <= reference < seq.n_frames:
+        raise ValueError(f"{seq.source}: reference frame {reference} is outside 0..{seq.n_frames - 1}")
+    dev = resolve_device(device)
+    start = time.perf_counter()
+    frames = as_image_batch(seq.frames, device=dev)
+    roi = None if mask is None else as_image_batch(np.asarray(mask, dtype=np.float32), device=dev) > 0
+    pairs = _pairs(seq.n_frames, reference, mode)
+    pair_fields: dict[int, torch.Tensor] = {}
+    for first in range(0, len(pairs), chunk_size):
+        chunk = pairs[first:first + chunk_size]
+        fixed_idx = [f for f, _ in chunk]
+        moving_idx = [m for _, m in chunk]
+        fixed = frames[fixed_idx[:1]] if mode == "to_reference" else frames[fixed_idx]
+        result = register_pair(fixed, frames[moving_idx], method, spacing=seq.spacing, mask=roi,
+                               cancel=cancel, **options)
+        pair_fields.update(zip(moving_idx, result.displacement))
+        if progress is not None:
+            progress(min(first + chunk_size, len(pairs)), len(pairs))
+    if mode == "sequential":
+        chained = _chain_to_reference({t: u[None] for t, u in pair_fields.items()}, seq.n_frames,
+                                      reference, seq.spacing)
+        pair_fields = {t: u[0] for t, u in chained.items()}
+    zero = torch.zeros(2, *seq.frame_shape, device=dev)
+    fields = torch.stack([pair_fields.get(t, zero) for t in range(seq.n_frames)])
+    with torch.inference_mode():
+        warped = warp(frames, fields, seq.spacing)
+        before, after, folding = frame_quality(frames[reference:reference + 1], frames, warped,
+                                               fields, seq.spacing, roi)
+    seconds = time.perf_counter() - start
+    return RegistrationResult(
+        displacement=field_to_numpy(fields).astype(np.float32),
+        warped=warped[:, 0].cpu().numpy().astype(np.float32),
+        reference=reference, method=method, mode=mode,
+        similarity_before=before, similarity_after=after, folding_fraction=folding,
+        seconds=seconds, device=str(dev), parameters={"chunk_size": chunk_size, **options},
+    )
+
+
+__all__ = ["RegistrationCancelled", "RegistrationResult", "register_sequence", "resolve_device"]

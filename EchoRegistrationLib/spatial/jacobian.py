@@ -1,0 +1,54 @@
+"""Jacobian of the map x -> x + u(x) and the folding it reveals."""
+
+from __future__ import annotations
+
+import torch
+
+from .coordinates import Spacing, spacing_tensor
+
+
+def central_difference(values: torch.Tensor, dim: int) -> torch.Tensor:
+    """Derivative per pixel step along ``dim``, same shape as ``values``: central differences
+    inside, one-sided at the two edges, 0 along an axis of length 1. Exact for linear data."""
+    n = values.shape[dim]
+    if n == 1:
+        return torch.zeros_like(values)
+    forward = values.narrow(dim, 1, n - 1) - values.narrow(dim, 0, n - 1)
+    if n == 2:
+        return torch.cat((forward, forward), dim)
+    inner = (values.narrow(dim, 2, n - 2) - values.narrow(dim, 0, n - 2)) / 2
+    return torch.cat((forward.narrow(dim, 0, 1), inner, forward.narrow(dim, n - 2, 1)), dim)
+
+
+def displacement_gradient(displacement: torch.Tensor, spacing: Spacing) -> torch.Tensor:
+    """(B, 2, 2, H, W) gradient of a (B, 2, H, W) mm field in mm/mm (dimensionless):
+    ``[:, k, l]`` = d u_k / d x_l with k, l in (x, y), by :func:`central_difference`."""
+    s = spacing_tensor(spacing, displacement)
+    d_dx = central_difference(displacement, -1) / s[:, 0:1]
+    d_dy = central_difference(displacement, -2) / s[:, 1:2]
+    return torch.stack((d_dx, d_dy), dim=2)
+
+
+def jacobian_determinant(displacement: torch.Tensor, spacing: Spacing) -> torch.Tensor:
+    """(B, H, W) determinant of the Jacobian of x -> x + u(x) for a (B, 2, H, W) mm field.
+
+    1 means area preserved, > 1 local expansion, <= 0 folding (the map is not invertible there).
+    """
+    g = displacement_gradient(displacement, spacing)
+    return (1 + g[:, 0, 0]) * (1 + g[:, 1, 1]) - g[:, 0, 1] * g[:, 1, 0]
+
+
+def folding_fraction(displacement: torch.Tensor, spacing: Spacing,
+                     mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(B,) fraction of pixels whose Jacobian determinant is <= 0, within ``mask`` when given.
+
+    Args:
+        displacement: (B, 2, H, W) mm.
+        spacing: (sx, sy) mm or (B, 2).
+        mask: optional (B or 1, 1, H, W), bool or 0/1 weights; an empty mask gives nan.
+    """
+    folded = (jacobian_determinant(displacement, spacing) <= 0).to(displacement.dtype)
+    if mask is None:
+        return folded.mean(dim=(-2, -1))
+    weights = mask[:, 0].to(displacement.dtype)
+    return (folded * weights).sum(dim=(-2, -1)) / weights.sum(dim=(-2, -1))

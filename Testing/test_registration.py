@@ -1,0 +1,173 @@
+"""Optimisation-based registration against analytic answers: rigid / affine recovery, a known smooth
+deformation, sequence tracking (to the reference and sequential), cancellation, and the exports."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from EchoRegistrationLib import EchoSequence
+from EchoRegistrationLib.io.seqnrrd import read_seq_nrrd
+from EchoRegistrationLib.registration import (RegistrationCancelled, register_pair, register_sequence,
+                                              save_registration)
+from EchoRegistrationLib.spatial import (affine_matrix, affine_to_displacement, rigid_matrix,
+                                         rigid_parameters, warp)
+
+SPACING = (0.4, 0.3)
+
+
+def blob_phantom(h=96, w=88, seed=0):
+    """(1, 1, H, W) float64 smooth texture of random Gaussian blobs."""
+    g = torch.Generator().manual_seed(seed)
+    y, x = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
+    image = torch.zeros(h, w, dtype=torch.float64)
+    for _ in range(40):
+        cx, cy = torch.rand(2, generator=g, dtype=torch.float64) * torch.tensor([w, h])
+        s = 2.5 + 5 * torch.rand(1, generator=g, dtype=torch.float64)
+        image += torch.rand(1, generator=g, dtype=torch.float64) * torch.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * s ** 2))
+    return image[None, None]
+
+
+def moving_for(fixed, matrix):
+    """The moving image whose warp by the field of ``matrix`` is ``fixed`` (inverse map applied)."""
+    return warp(fixed, affine_to_displacement(torch.linalg.inv(matrix), fixed.shape[-2:], SPACING), SPACING)
+
+
+def pixel_error(u, u_true, margin=8):
+    err = (u.double() - u_true) / torch.tensor(SPACING, dtype=torch.float64).view(1, 2, 1, 1)
+    return err[..., margin:-margin, margin:-margin].norm(dim=1)
+
+
+@pytest.mark.parametrize("loss", ["mse", "ncc", "mi"])
+@pytest.mark.parametrize("kind", ["rigid", "affine"])
+def test_rigid_and_affine_recovery_within_a_tenth_of_a_pixel(kind, loss):
+    fixed = blob_phantom()
+    if kind == "rigid":
+        matrix = rigid_matrix(torch.tensor([math.radians(4.0)], dtype=torch.float64),
+                              torch.tensor([[1.3, -0.9]], dtype=torch.float64))
+    else:
+        matrix = affine_matrix(torch.tensor([1.04, 0.03, -0.02, 0.97, 1.1, 0.7], dtype=torch.float64))
+    result = register_pair(fixed.float(), moving_for(fixed, matrix).float(), kind, spacing=SPACING, loss=loss)
+    u_true = affine_to_displacement(matrix, fixed.shape[-2:], SPACING)
+    error = pixel_error(result.displacement, u_true)
+    angle_error = math.degrees(float(rigid_parameters(result.matrix.double())[0] - rigid_parameters(matrix)[0]))
+    assert error.mean() < 0.1 and error.max() < 0.2, f"{kind}/{loss}: {error.mean():.3f} px"
+    assert abs(angle_error) < 0.5
+
+
+def test_batched_pairs_are_independent():
+    fixed = blob_phantom()
+    shifts = torch.tensor([[1.0, 0.0], [0.0, -1.5], [0.6, 0.6]], dtype=torch.float64)
+    matrices = rigid_matrix(torch.zeros(3, dtype=torch.float64), shifts)
+    moving = torch.cat([moving_for(fixed, m[None]) for m in matrices])
+    result = register_pair(fixed.float(), moving.float(), "rigid", spacing=SPACING, loss="ncc")
+    assert rigid_parameters(result.matrix)[1].numpy() == pytest.approx(shifts.numpy(), abs=0.03)
+
+
+def speckle_phantom(h=96, w=88, seed=0, sigma_px=1.2):
+    """(1, 1, H, W) float64 speckle-like texture: |Gaussian-smoothed white noise|."""
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn(1, 1, h + 12, w + 12, generator=g, dtype=torch.float64)
+    k = torch.arange(-6, 7, dtype=torch.float64)
+    k = torch.exp(-k ** 2 / (2 * sigma_px ** 2))
+    k = k / k.sum()
+    smooth = torch.nn.functional.conv2d(torch.nn.functional.conv2d(noise, k.view(1, 1, 1, -1)), k.view(1, 1, -1, 1))
+    return smooth.abs()
+
+
+def smooth_field(shape, amplitude_mm=1.2):
+    """(1, 2, H, W) smooth analytic displacement in mm."""
+    h, w = shape
+    y, x = torch.meshgrid(torch.linspace(0, 1, h, dtype=torch.float64), torch.linspace(0, 1, w, dtype=torch.float64), indexing="ij")
+    ux = amplitude_mm * torch.sin(math.pi * x) * torch.sin(math.pi * y)
+    uy = -0.8 * amplitude_mm * torch.sin(math.pi * x) * torch.cos(0.5 * math.pi * y)
+    return torch.stack((ux, uy))[None]
+
+
+@pytest.mark.parametrize("loss", ["lncc", "mse"])
+def test_deformable_recovers_a_known_smooth_warp(loss):
+    fixed = speckle_phantom(seed=1)
+    u_true = smooth_field(fixed.shape[-2:])
+    # moving(p + u(p)) = fixed(p): sample fixed at the inverse map, by fixed-point iteration
+    inverse = -u_true
+    for _ in range(20):
+        inverse = -warp(u_true, inverse, SPACING)
+    moving = warp(fixed, inverse, SPACING)
+    identity_error = pixel_error(torch.zeros_like(u_true), u_true).mean()
+    result = register_pair(fixed.float(), moving.float(), "deformable", spacing=SPACING, loss=loss,
+                           control_spacing=5.0)
+    error = pixel_error(result.displacement, u_true).mean()
+    assert identity_error > 2.0
+    assert error < 0.15, f"{error:.3f} px vs identity {identity_error:.3f}"
+
+
+def translated_sequence(n=5, shift_mm=(0.8, 0.6)):
+    """Frames of a blob texture translated by t * shift_mm: frame t = fixed moved, known fields."""
+    fixed = blob_phantom(64, 60, seed=2)
+    frames, fields = [], []
+    for t in range(n):
+        shift = torch.tensor([[shift_mm[0] * t, shift_mm[1] * t]], dtype=torch.float64)
+        matrix = rigid_matrix(torch.zeros(1, dtype=torch.float64), shift)
+        frames.append(moving_for(fixed, matrix)[0, 0].numpy())
+        fields.append(affine_to_displacement(matrix, fixed.shape[-2:], SPACING)[0].permute(1, 2, 0).numpy())
+    seq = EchoSequence(frames=np.stack(frames) * 200, spacing=SPACING, frame_times=np.arange(n) / 50,
+                       metadata={"source": "translated"})
+    return seq, np.stack(fields)
+
+
+@pytest.mark.parametrize("mode", ["to_reference", "sequential"])
+def test_sequence_tracking_recovers_known_motion(mode):
+    seq, true_fields = translated_sequence()
+    progress = []
+    result = register_sequence(seq, "rigid", reference=2, mode=mode, loss="ncc", chunk_size=2,
+                               progress=lambda done, total: progress.append((done, total)))
+    true_to_ref = true_fields - true_fields[2]  # translations: the field from frame 2 to frame t
+    inner = (slice(None), slice(6, -6), slice(6, -6))
+    error_px = np.linalg.norm((result.displacement - true_to_ref)[inner] / SPACING, axis=-1)
+    assert error_px.mean() < 0.1
+    assert np.abs(result.displacement[2]).max() == 0
+    assert result.displacement.shape == (5, 64, 60, 2) and result.warped.shape == (5, 64, 60)
+    assert (result.similarity_after[[0, 1, 3, 4]] > result.similarity_before[[0, 1, 3, 4]]).all()
+    assert result.similarity_after.min() > 0.99 and result.folding_fraction.max() == 0
+    assert progress == [(2, 4), (4, 4)]
+
+
+def test_cancel_stops_the_work():
+    seq, _ = translated_sequence(3)
+    with pytest.raises(RegistrationCancelled):
+        register_sequence(seq, "deformable", cancel=lambda: True)
+
+
+def test_reference_defaults_to_ed_and_bad_reference_is_an_error():
+    seq, _ = translated_sequence(3)
+    with pytest.raises(ValueError, match="reference frame 7"):
+        register_sequence(seq, "rigid", reference=7)
+    single = EchoSequence(frames=seq.frames[:1], spacing=SPACING, frame_times=[0.0], metadata={"source": "one.nii"})
+    with pytest.raises(ValueError, match="one.nii: need at least 2 frames"):
+        register_sequence(single, "rigid")
+
+
+def test_exports_are_read_back_by_numpy_itk_and_our_reader(tmp_path):
+    seq, _ = translated_sequence(3)
+    result = register_sequence(seq, "rigid", loss="ncc", iterations=5)
+    files = save_registration(result, seq, tmp_path / "out")
+    assert {f.name for f in files} >= {"warped.seq.nrrd", "displacement.npz", "report.json"}
+    npz = np.load(tmp_path / "out" / "displacement.npz")
+    assert np.array_equal(npz["displacement"], result.displacement)
+    assert npz["spacing"].tolist() == list(SPACING) and int(npz["reference"]) == 0
+    warped = read_seq_nrrd(tmp_path / "out" / "warped.seq.nrrd")
+    assert np.allclose(warped.frames, result.warped) and np.allclose(warped.frame_times, seq.frame_times)
+    # ITK moves a reference point where the displacement says
+    t, row, col = 2, 30, 25
+    transform = sitk.DisplacementFieldTransform(sitk.ReadImage(str(tmp_path / "out" / "fields" / "displacement_t002.mha")))
+    point = (col * SPACING[0], row * SPACING[1], 0.0)
+    moved = transform.TransformPoint(point)
+    assert moved[0] - point[0] == pytest.approx(result.displacement[t, row, col, 0], abs=1e-5)
+    assert moved[1] - point[1] == pytest.approx(result.displacement[t, row, col, 1], abs=1e-5)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["method"] == "rigid" and len(report["frames"]) == 3
+    with pytest.raises(FileExistsError):
+        save_registration(result, seq, tmp_path / "out")
