@@ -1,7 +1,35 @@
-"""EchoRegistration backend: echo sequences, loaders, registration, strain. Importable without Slicer."""
+"""EchoRegistration backend: echo sequences, loaders, registration, strain. Importable without Slicer.
 
+Convention everywhere: a displacement field lives on the reference (fixed) frame grid, in mm, with
+components (x, y) = (column / lateral, row / depth), and maps a reference point p to p + u(p), its
+position in the moving frame (the ITK and Slicer resampling convention).
+
+Importing this package does not import torch: the sequence model and the loaders work without it
+(inside Slicer torch is installed on first use); the registration names load torch when first used.
+"""
+
+from importlib import import_module
+from typing import Any
+
+from .io import load_camus_patient, load_sequence, save_sequence
 from .sequence import EchoDataError, EchoSequence, geometry_from_ijk_to_ras
 
 __version__ = "0.1.0"
 
-__all__ = ["EchoDataError", "EchoSequence", "geometry_from_ijk_to_ras", "__version__"]
+_LAZY = {
+    "RegistrationResult": ".registration",
+    "register_pair": ".registration",
+    "register_sequence": ".registration",
+    "save_registration": ".registration",
+}
+
+__all__ = [
+    "EchoDataError", "EchoSequence", "geometry_from_ijk_to_ras", "load_camus_patient",
+    "load_sequence", "save_sequence", "__version__", *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

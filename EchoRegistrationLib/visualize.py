@@ -54,13 +54,59 @@ def save_frame_montage(seq: EchoSequence, path: str | os.PathLike, *,
             for code, colour in LABEL_COLOURS.items():
                 if (label_map == code).any():
                     ax.contour(xs, ys, (label_map == code).astype(float), levels=[0.5],
-                               colors=colour, linewidths=0.8)
+                               colors=colour, linewidths=1.0 if code == 1 else 0.8, zorder=3 - code)
     axes[0][0].set_ylabel("depth y (mm)", fontsize=8)
     if show_labels and seq.labels is not None:
         handles = [plt.Line2D([], [], color=c, label=LABEL_NAMES[k]) for k, c in LABEL_COLOURS.items()]
-        fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
-    fig.suptitle(Path(seq.source).name, fontsize=10)
-    fig.tight_layout(rect=(0, 0.06 if seq.labels is not None else 0, 1, 1))
+        fig.legend(handles=handles, loc="upper right", ncol=3, fontsize=8, frameon=False)
+    fig.suptitle(Path(seq.source).name, fontsize=10, x=0.02, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    with atomic_output(path, overwrite) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return Path(path)
+
+
+def deformed_grid_lines(displacement: np.ndarray, spacing: tuple[float, float],
+                        step_px: int = 12) -> list[np.ndarray]:
+    """Polylines (N, 2) in mm of a reference-grid every ``step_px`` pixels mapped by p -> p + u(p),
+    i.e. where the reference grid lies in the moving frame. ``displacement`` is (H, W, 2) mm."""
+    h, w = displacement.shape[:2]
+    xs, ys = np.meshgrid(np.arange(w) * spacing[0], np.arange(h) * spacing[1])
+    moved = np.stack((xs + displacement[..., 0], ys + displacement[..., 1]), axis=-1)
+    return [moved[i] for i in range(0, h, step_px)] + [moved[:, j] for j in range(0, w, step_px)]
+
+
+def save_registration_figure(seq: EchoSequence, displacement: np.ndarray, warped: np.ndarray,
+                             frame: int, reference: int, path: str | os.PathLike, *,
+                             overwrite: bool = False) -> Path:
+    """PNG of one registered frame: reference, moving frame with the deformed reference grid,
+    moving frame warped onto the reference, and the absolute differences before and after.
+
+    Args:
+        displacement: (T, H, W, 2) mm fields on the reference grid; warped: (T, H, W) frames.
+    """
+    extent = frame_extent(seq)
+    vmin, vmax = np.percentile(seq.frames, [0.5, 99.5])
+    ref, mov = seq.frames[reference], seq.frames[frame]
+    before, after = np.abs(mov - ref), np.abs(warped[frame] - ref)
+    dmax = np.percentile(before, 99)
+    panels = [(ref, "gray", (vmin, vmax), f"reference: frame {reference}"),
+              (mov, "gray", (vmin, vmax), f"frame {frame} + deformed reference grid"),
+              (warped[frame], "gray", (vmin, vmax), f"frame {frame} warped to reference"),
+              (before, "magma", (0, dmax), f"|difference| before (mean {before.mean():.1f})"),
+              (after, "magma", (0, dmax), f"|difference| after (mean {after.mean():.1f})")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6))
+    for ax, (image, cmap, (lo, hi), title) in zip(axes, panels):
+        ax.imshow(image, cmap=cmap, vmin=lo, vmax=hi, extent=extent)
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(labelsize=7)
+    for line in deformed_grid_lines(displacement[frame], seq.spacing):
+        axes[1].plot(line[:, 0], line[:, 1], color="yellow", linewidth=0.5)
+    axes[1].set_xlim(extent[:2])
+    axes[1].set_ylim(extent[2:])
+    axes[0].set_ylabel("depth y (mm)", fontsize=8)
+    fig.tight_layout()
     with atomic_output(path, overwrite) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)

@@ -1,4 +1,4 @@
-"""Reading and writing echo sequences: one entry point that recognises the format by content.
+"""One entry point for reading and writing echo sequences, recognising the format by content.
 
 ``load_sequence(path)`` reads DICOM ultrasound (single or multi-frame), NIfTI / MetaImage / NRRD
 2D+t images, Slicer volume sequences (``.seq.nrrd``), AVI / MP4 videos and CAMUS patient folders.
@@ -17,16 +17,11 @@ from typing import Any, Callable
 import numpy as np
 
 from ..sequence import EchoDataError, EchoSequence
-from .camus import CamusDataset, load_camus_patient, read_camus_info, write_camus_patient
+from .camus import load_camus_patient
 from .dicom import is_dicom, read_dicom
 from .itk import ITK_SUFFIXES, read_itk_image, read_itk_labels, write_itk_image
 from .seqnrrd import is_seq_nrrd, read_seq_nrrd, write_seq_nrrd
 from .video import is_video, read_video
-
-__all__ = [
-    "CamusDataset", "attach_labels", "detect_format", "load_camus_patient", "load_sequence",
-    "read_camus_info", "save_sequence", "write_camus_patient",
-]
 
 READERS: dict[str, Callable[..., EchoSequence]] = {
     "camus": load_camus_patient,

@@ -46,15 +46,27 @@ def displacement_to_itk(field: np.ndarray, seq: EchoSequence) -> sitk.Image:
     return image
 
 
+def output_paths(seq: EchoSequence, folder: str | os.PathLike) -> list[Path]:
+    """The files :func:`save_registration` writes for ``seq``: warped sequence, NumPy fields, one
+    ITK field per frame, report (in that order)."""
+    folder = Path(folder)
+    fields = [folder / "fields" / f"displacement_t{t:03d}.mha" for t in range(seq.n_frames)]
+    return [folder / "warped.seq.nrrd", folder / "displacement.npz", *fields, folder / "report.json"]
+
+
+def check_outputs(seq: EchoSequence, folder: str | os.PathLike, overwrite: bool = False) -> None:
+    """Raise FileExistsError when an output would replace an existing file without ``overwrite``."""
+    for path in output_paths(seq, folder):
+        check_writable(path, overwrite)
+
+
 def save_registration(result: RegistrationResult, seq: EchoSequence, folder: str | os.PathLike, *,
                       overwrite: bool = False) -> list[Path]:
     """Write ``result`` (computed on ``seq``) into ``folder``; returns the files written."""
-    folder = Path(folder)
+    check_outputs(seq, folder, overwrite)  # refuse before writing anything
+    targets = output_paths(seq, folder)
+    field_paths = targets[2:-1]
     n = seq.n_frames
-    field_paths = [folder / "fields" / f"displacement_t{t:03d}.mha" for t in range(n)]
-    targets = [folder / "warped.seq.nrrd", folder / "displacement.npz", *field_paths, folder / "report.json"]
-    for path in targets:  # refuse before writing anything
-        check_writable(path, overwrite)
 
     warped = dataclasses.replace(seq, frames=result.warped, labels=None, label_frames=None,
                                  metadata={**seq.metadata, "source": str(targets[0]),

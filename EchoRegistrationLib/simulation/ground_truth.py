@@ -1,0 +1,50 @@
+"""Clinical ground-truth numbers from tracked material contours: length strain, area, volume.
+
+Contours are (..., N, 2) point arrays in mm; a polygon is closed implicitly (last point joins the
+first).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def polyline_length(points: np.ndarray) -> np.ndarray:
+    """Length (mm) of the open polyline(s) (..., N, 2); shape (...)."""
+    return np.linalg.norm(np.diff(points, axis=-2), axis=-1).sum(axis=-1)
+
+
+def length_strain(points: np.ndarray) -> np.ndarray:
+    """Lagrangian length strain in % of polylines (T, ..., N, 2) relative to frame 0:
+    100 * (L_t - L_0) / L_0, shape (T, ...)."""
+    length = polyline_length(points)
+    return 100.0 * (length - length[0]) / length[0]
+
+
+def polygon_area(polygon: np.ndarray) -> np.ndarray:
+    """Area (mm^2) enclosed by closed polygon(s) (..., M, 2) (shoelace formula, either orientation)."""
+    x, y = polygon[..., 0], polygon[..., 1]
+    return 0.5 * np.abs((x * np.roll(y, -1, axis=-1) - np.roll(x, -1, axis=-1) * y).sum(axis=-1))
+
+
+def disc_volume(polygon: np.ndarray, base: np.ndarray, apex: np.ndarray, n_discs: int = 400) -> float:
+    """Volume (mm^3) of the cavity outlined by a closed polygon (M, 2) taken as a body of
+    revolution about the long axis from ``base`` (annulus midpoint) to ``apex``: the single-plane
+    method of discs, sum of pi (w / 2)^2 dz over ``n_discs`` discs perpendicular to the axis,
+    w the width of the polygon at each level (in the limit of many discs).
+    """
+    axis = np.asarray(apex, dtype=np.float64) - base
+    axis /= np.linalg.norm(axis)
+    normal = np.array([-axis[1], axis[0]])
+    rel = polygon - base
+    z, t = rel @ axis, rel @ normal
+    step = (z.max() - z.min()) / n_discs
+    levels = z.min() + step * (np.arange(n_discs) + 0.5)
+    z0, z1 = z[:, None], np.roll(z, -1)[:, None]
+    t0, t1 = t[:, None], np.roll(t, -1)[:, None]
+    crossing = (z0 - levels) * (z1 - levels) < 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        at = t0 + (levels - z0) * (t1 - t0) / (z1 - z0)
+    width = np.where(crossing, at, -np.inf).max(axis=0) - np.where(crossing, at, np.inf).min(axis=0)
+    width = np.where(np.isfinite(width), width, 0.0)
+    return float(np.sum(np.pi * (0.5 * width) ** 2) * step)

@@ -1,0 +1,52 @@
+"""The echoreg command line: info, convert, register, and clean errors for bad input."""
+
+import json
+
+import numpy as np
+import pytest
+
+from EchoRegistrationLib import EchoSequence, load_sequence, save_sequence
+from EchoRegistrationLib.cli import main
+
+
+@pytest.fixture
+def cine(tmp_path):
+    rng = np.random.default_rng(0)
+    texture = rng.uniform(0, 255, (40, 36)).astype(np.float32)
+    frames = np.stack([np.roll(texture, shift, axis=1) for shift in (0, 1, 2)])
+    seq = EchoSequence(frames=frames, spacing=(0.5, 0.4), frame_times=[0.0, 0.02, 0.04])
+    return save_sequence(seq, tmp_path / "cine.seq.nrrd")
+
+
+def test_info_prints_geometry_and_timing(cine, capsys):
+    assert main(["info", str(cine)]) == 0
+    out = capsys.readouterr().out
+    assert "3 x 40 rows x 36 columns" in out and "x 0.5 mm, y 0.4 mm" in out and "50 frames/s" in out
+
+
+def test_convert_writes_and_refuses_to_overwrite(cine, tmp_path, capsys):
+    target = tmp_path / "cine.mha"
+    assert main(["convert", str(cine), str(target)]) == 0
+    assert np.array_equal(load_sequence(target).frames, load_sequence(cine).frames)
+    assert main(["convert", str(cine), str(target)]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_register_writes_outputs_with_known_shift(cine, tmp_path, capsys):
+    out = tmp_path / "reg"
+    assert main(["register", str(cine), "-o", str(out), "--method", "rigid", "--loss", "ncc"]) == 0
+    fields = np.load(out / "displacement.npz")["displacement"]
+    # frame t is the texture rolled by t columns: the reference point is t * 0.5 mm to the right
+    assert fields[2, 8:-8, 8:-8, 0].mean() == pytest.approx(1.0, abs=0.05)
+    assert np.abs(fields[2, 8:-8, 8:-8, 1]).mean() < 0.05
+    report = json.loads((out / "report.json").read_text())
+    assert report["method"] == "rigid" and report["reference_frame"] == 0
+    assert "registered 3 frames" in capsys.readouterr().out
+
+
+def test_bad_input_is_one_clear_line_and_status_2(tmp_path, capsys):
+    bad = tmp_path / "scan.dcm"
+    bad.write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00")
+    assert main(["info", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("echoreg: error: ") and "scan.dcm" in err and len(err.splitlines()) == 1
