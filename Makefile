@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test clean
+.PHONY: demo test benchmark clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,3 +20,8 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache
+
+# Not part of set-up: the registration benchmark with its peers (installs itk-elastix, ~1.6 GB).
+benchmark: $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[benchmark]"
+	$(BIN)/python benchmarks/benchmark_registration.py --cases 3 --frames 12

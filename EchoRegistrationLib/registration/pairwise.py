@@ -139,7 +139,8 @@ def register_pair(
         initial: optional (1 or B, 2, H, W) mm field that the deformable model refines (the result
             is ``initial`` + the optimised residual).
         tolerance, patience: the loss stalls when it improved by less than ``tolerance`` over
-            ``patience`` steps (L-BFGS then stops the level).
+            ``patience`` steps (Adam); L-BFGS stops a level at its first outer step that gains less
+            than ``tolerance``.
         cancel: called between steps; returning True raises :class:`RegistrationCancelled`.
 
     Returns:
@@ -210,12 +211,13 @@ def _optimise(model: torch.nn.Module, objective: Callable[[], torch.Tensor], opt
     """Run up to ``n_steps`` optimiser steps on ``objective``; returns the loss after each step.
 
     Adam halves its step size each time the loss stalls (no improvement of ``tolerance`` over
-    ``patience`` steps) and stops after ``halvings`` halvings; L-BFGS stops at the first stall.
+    ``patience`` steps) and stops after ``halvings`` halvings; L-BFGS stops after its first outer
+    step that improves by less than ``tolerance``.
     """
     params = list(model.parameters())
     if optimizer == "lbfgs":
         opt = torch.optim.LBFGS(params, lr=1.0, max_iter=20, line_search_fn="strong_wolfe")
-        halvings = 0
+        halvings, patience = 0, 1  # each step already runs up to 20 evaluations
     else:
         opt = torch.optim.Adam(params, lr=learning_rate)
     history: list[float] = []
