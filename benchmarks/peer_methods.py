@@ -62,43 +62,32 @@ def _to_uint8(fixed: np.ndarray, moving: np.ndarray) -> tuple[np.ndarray, np.nda
     return convert(fixed), convert(moving)
 
 
-def _pixel_flow_to_mm(flow: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
-    """(H, W, 2) OpenCV flow in pixels (x, y) -> mm (x, y), float32."""
-    return (flow * np.asarray(spacing, dtype=np.float32)).astype(np.float32)
+def _opencv_flow(fixed: np.ndarray, moving: np.ndarray, spacing: tuple[float, float],
+                 flow: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+    """Run an OpenCV dense flow ``flow(fixed8, moving8)`` on 8-bit copies of the pair (one linear map
+    from the fixed image's range) and convert its pixels (x, y) to mm.
+
+    OpenCV's flow lies on the fixed grid with fixed(x) ~ moving(x + flow(x)): the project
+    convention once scaled by the spacing.
+    """
+    fixed, moving = _check_pair(fixed, moving)
+    fixed8, moving8 = _to_uint8(fixed, moving)
+    return (flow(fixed8, moving8) * np.asarray(spacing, dtype=np.float32)).astype(np.float32)
 
 
 def opencv_farneback(fixed: np.ndarray, moving: np.ndarray,
                      spacing: tuple[float, float]) -> np.ndarray:
-    """Farneback dense optical flow (OpenCV, :data:`FARNEBACK_PARAMETERS`).
-
-    ``calcOpticalFlowFarneback(prev=fixed, next=moving)`` gives a flow on the fixed grid with
-    fixed(x) ~ moving(x + flow(x)), (x, y) in pixels: the project convention once scaled by the
-    spacing. Both images go to 8 bits through one linear map from the fixed image's range.
-
-    Returns:
-        (H, W, 2) float32 displacement in mm.
-    """
-    fixed, moving = _check_pair(fixed, moving)
-    fixed8, moving8 = _to_uint8(fixed, moving)
-    flow = cv2.calcOpticalFlowFarneback(fixed8, moving8, None, **FARNEBACK_PARAMETERS)
-    return _pixel_flow_to_mm(flow, spacing)
+    """Farneback dense optical flow (``calcOpticalFlowFarneback(prev=fixed, next=moving)`` with
+    :data:`FARNEBACK_PARAMETERS`); (H, W, 2) float32 displacement in mm."""
+    return _opencv_flow(fixed, moving, spacing, lambda f, m: cv2.calcOpticalFlowFarneback(
+        f, m, None, **FARNEBACK_PARAMETERS))
 
 
 def opencv_dis(fixed: np.ndarray, moving: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
-    """DIS dense optical flow (OpenCV, preset MEDIUM, its default variational refinement).
-
-    ``DISOpticalFlow.calc(fixed, moving)`` gives a flow on the fixed grid with
-    fixed(x) ~ moving(x + flow(x)), (x, y) in pixels: the project convention once scaled by the
-    spacing. Both images go to 8 bits through one linear map from the fixed image's range.
-
-    Returns:
-        (H, W, 2) float32 displacement in mm.
-    """
-    fixed, moving = _check_pair(fixed, moving)
-    fixed8, moving8 = _to_uint8(fixed, moving)
+    """DIS dense optical flow (OpenCV, preset MEDIUM with its default variational refinement,
+    ``calc(fixed, moving)``); (H, W, 2) float32 displacement in mm."""
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    flow = dis.calc(fixed8, moving8, None)
-    return _pixel_flow_to_mm(flow, spacing)
+    return _opencv_flow(fixed, moving, spacing, lambda f, m: dis.calc(f, m, None))
 
 
 def elastix_bspline(fixed: np.ndarray, moving: np.ndarray,
