@@ -50,3 +50,15 @@ def test_bad_input_is_one_clear_line_and_status_2(tmp_path, capsys):
     assert main(["info", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("echoreg: error: ") and "scan.dcm" in err and len(err.splitlines()) == 1
+
+
+def test_demo_writes_its_files_and_beats_identity(tmp_path):
+    from EchoRegistrationLib.demo import run_demo
+
+    numbers = run_demo(tmp_path / "demo", n_frames=6)
+    names = {p.name for p in (tmp_path / "demo").iterdir()}
+    assert {"simulated_a4c.seq.nrrd", "frames.png", "registration.png", "summary.txt", "registration"} <= names
+    assert numbers["epe_es_mm"] < 0.25 * numbers["identity_epe_es_mm"]
+    assert numbers["ncc_after"] > numbers["ncc_before"]
+    with pytest.raises(FileExistsError):
+        run_demo(tmp_path / "demo", n_frames=6)
