@@ -21,6 +21,8 @@ _LAZY = {
     "register_pair": ".registration",
     "register_sequence": ".registration",
     "save_registration": ".registration",
+    "compute_strain": ".strain",
+    "write_strain_outputs": ".strain",
 }
 
 __all__ = [

@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     register.set_defaults(run=_cmd_register)
 
+    from .strain.cli import add_strain_parser  # here: strain.cli imports this module's helpers
+    add_strain_parser(sub)
+
     demo = sub.add_parser("demo", help="run the built-in pipeline on simulated data and write its outputs")
     demo.add_argument("-o", "--output", default="demo_output", help="output folder (default: demo_output)")
     demo.add_argument("--overwrite", action="store_true", help="replace outputs of an earlier demo run")

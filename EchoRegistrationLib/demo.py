@@ -1,5 +1,6 @@
 """The built-in demo: simulate an apical echo with known motion, save it, load it back, register every
-frame to ED and write pictures, fields and a summary a person can open (``echoreg demo``)."""
+frame to ED, measure strain and EF, and write pictures, fields, tables and a summary a person can open
+(``echoreg demo``)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,10 @@ def run_demo(output: Path, *, overwrite: bool = False, n_frames: int = 20) -> di
     es = seq.n_frames - 1
     save_registration_figure(seq, result.displacement, result.warped, es, 0, output / "registration.png",
                              overwrite=overwrite)
+    from .strain import write_strain_outputs
+
+    strain, _ = write_strain_outputs(seq, result, None, output / "strain", overwrite,
+                                     view=simulated.sequence.metadata["view"])
     epe = myocardial_end_point_error(result.displacement, simulated.displacement, simulated.myocardium_ed)
     identity = myocardial_end_point_error(np.zeros_like(simulated.displacement), simulated.displacement,
                                           simulated.myocardium_ed)
@@ -48,6 +53,9 @@ def run_demo(output: Path, *, overwrite: bool = False, n_frames: int = 20) -> di
         "identity_epe_es_mm": float(identity[es]), "max_folding_fraction": float(result.folding_fraction.max()),
         "ncc_before": float(result.similarity_before[1:].mean()),
         "ncc_after": float(result.similarity_after[1:].mean()),
+        "gls_peak_pct": float(strain.peaks()["GLS endocardial"]["peak_pct"]),
+        "gls_true_pct": float(simulated.gls_endo.min()),
+        "ef_pct": float(strain.ef), "ef_true_pct": float(simulated.ef),
     }
     lines = [
         f"EchoRegistration demo: simulated A4C, {seq.n_frames} frames {seq.frame_shape[0]}x{seq.frame_shape[1]}, "
@@ -58,9 +66,11 @@ def run_demo(output: Path, *, overwrite: bool = False, n_frames: int = 20) -> di
         f"myocardial end-point error vs the simulator's true motion: {numbers['epe_es_mm']:.2f} mm at ES "
         f"(identity {numbers['identity_epe_es_mm']:.2f} mm), {numbers['epe_mean_mm']:.2f} mm mean over frames",
         f"folding: {100 * numbers['max_folding_fraction']:.3f} % of pixels at most",
-        f"true peak GLS (endocardial) {simulated.gls_endo.min():.1f} %, EF {simulated.ef:.1f} %",
+        f"strain: peak endocardial GLS {numbers['gls_peak_pct']:.1f} % (true {numbers['gls_true_pct']:.1f} %), "
+        f"EF {numbers['ef_pct']:.1f} % (true {numbers['ef_true_pct']:.1f} %)",
         "files: simulated_a4c.seq.nrrd, frames.png, registration.png, registration/ "
-        "(warped.seq.nrrd, displacement.npz, fields/*.mha, report.json)",
+        "(warped.seq.nrrd, displacement.npz, fields/*.mha, report.json), strain/ (strain_frames.csv, "
+        "strain_summary.csv/.json, strain_curves.png, strain_map.png, strain_segments.png)",
     ]
     with atomic_output(output / "summary.txt", overwrite) as tmp:
         tmp.write_text("\n".join(lines) + "\n")

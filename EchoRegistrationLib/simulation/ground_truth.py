@@ -14,11 +14,11 @@ def polyline_length(points: np.ndarray) -> np.ndarray:
     return np.linalg.norm(np.diff(points, axis=-2), axis=-1).sum(axis=-1)
 
 
-def length_strain(points: np.ndarray) -> np.ndarray:
-    """Lagrangian length strain in % of polylines (T, ..., N, 2) relative to frame 0:
-    100 * (L_t - L_0) / L_0, shape (T, ...)."""
+def length_strain(points: np.ndarray, reference: int = 0) -> np.ndarray:
+    """Lagrangian length strain in % of polylines (T, ..., N, 2) relative to frame ``reference``:
+    100 * (L_t - L_ref) / L_ref, shape (T, ...)."""
     length = polyline_length(points)
-    return 100.0 * (length - length[0]) / length[0]
+    return 100.0 * (length - length[reference]) / length[reference]
 
 
 def polygon_area(polygon: np.ndarray) -> np.ndarray:

@@ -1,0 +1,142 @@
+"""From a registered sequence to clinical strain: :func:`compute_strain` and biplane EF."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from ..registration.tracking import RegistrationResult, frame_quality
+from ..sequence import EchoDataError, EchoSequence
+from ..simulation.ground_truth import polygon_area
+from ..spatial import field_to_torch, warp
+from .contours import apical_view, length_strain, segment_names, segment_strain, track_points
+from .myocardium import Myocardium, myocardium_from_labels
+from .quality import loop_closure_mm, segment_quality
+from .result import StrainResult
+from .tensors import deformation_gradient, wall_strain_maps
+from .volumes import biplane_volume, ejection_fraction, single_plane_volume
+
+
+def myocardium_at_reference(seq: EchoSequence, reference: int, source: str | None = None) -> Myocardium:
+    """The myocardium of ``seq``'s own labels at the reference frame (a single (H, W) map is taken
+    to annotate the reference frame); ``source`` names the labels in errors (default the sequence).
+
+    Raises:
+        EchoDataError: the sequence has no label map for that frame, or it shows no myocardium.
+    """
+    source = seq.source if source is None else source
+    if seq.labels is None:
+        raise EchoDataError(source, "no myocardium: the sequence has no labels; give a label "
+                                    "map (CAMUS codes) or three landmarks (annulus, apex, annulus)")
+    if seq.labels.ndim == 2:
+        return myocardium_from_labels(seq.labels, seq.spacing, source=source)
+    if reference not in seq.label_frames:
+        raise EchoDataError(source, f"no myocardium: the reference frame {reference} has no label "
+                                    f"map (annotated frames: {list(seq.label_frames)})")
+    return myocardium_from_labels(seq.labels[reference], seq.spacing, source=source)
+
+
+def result_from_displacement(seq: EchoSequence, displacement: np.ndarray, reference: int,
+                             method: str = "given") -> RegistrationResult:
+    """A :class:`RegistrationResult` for fields computed elsewhere (a simulator's true motion, a
+    peer method): warped frames and per-frame quality are derived from the (T, H, W, 2) mm field
+    on the grid of frame ``reference``."""
+    field = np.asarray(displacement, dtype=np.float32)
+    if field.shape != (*seq.frames.shape, 2):
+        raise ValueError(f"{seq.source}: displacement of shape {field.shape} does not match frames "
+                         f"{seq.frames.shape} (expected {(*seq.frames.shape, 2)})")
+    frames = torch.from_numpy(seq.frames)[:, None]
+    fields = field_to_torch(field)
+    start = time.perf_counter()
+    warped = warp(frames, fields, seq.spacing)
+    before, after, folding = frame_quality(frames[reference:reference + 1], frames, warped, fields,
+                                           seq.spacing)
+    return RegistrationResult(displacement=field, warped=warped[:, 0].numpy(), reference=reference,
+                              method=method, mode="given", similarity_before=before,
+                              similarity_after=after, folding_fraction=folding,
+                              seconds=time.perf_counter() - start, device="cpu")
+
+
+def _check_inputs(seq: EchoSequence, registration: RegistrationResult, myocardium: Myocardium) -> None:
+    expected = (*seq.frames.shape, 2)
+    if registration.displacement.shape != expected:
+        raise ValueError(f"{seq.source}: registration displacement {registration.displacement.shape} "
+                         f"does not match the sequence (expected {expected})")
+    if myocardium.mask.shape != seq.frame_shape or not np.allclose(myocardium.spacing, seq.spacing):
+        raise ValueError(f"{seq.source}: the myocardium was drawn on a {myocardium.mask.shape} grid with "
+                         f"spacing {myocardium.spacing}, the sequence is {seq.frame_shape} with "
+                         f"spacing {seq.spacing}")
+
+
+def compute_strain(seq: EchoSequence, registration: RegistrationResult,
+                   myocardium: Myocardium | None = None, *, view: str | None = None,
+                   full_cycle: bool | None = None) -> StrainResult:
+    """Strain curves, segments, maps, volumes and tracking quality of a registered sequence.
+
+    Args:
+        seq: the sequence that was registered (frames, spacing, frame times, ED / ES).
+        registration: its registration (fields on the reference frame grid in mm), e.g. from
+            :func:`~EchoRegistrationLib.registration.register_sequence` or
+            :func:`result_from_displacement`.
+        myocardium: the region and contours at the reference frame
+            (:func:`~.myocardium.myocardium_from_labels` / ``_from_landmarks``); default from the
+            sequence's own label map of the reference frame.
+        view: "A4C" / "A2C" (or CAMUS "4CH" / "2CH") for the segment names; default
+            ``seq.metadata["view"]``; unknown views get side names.
+        full_cycle: whether the last frame is the next ED (loop-closure drift is then reported);
+            default: ED at frame 0 and a known ES strictly between the first and last frames.
+
+    Returns:
+        :class:`StrainResult`. ED is ``seq.ed_index`` (the reference when unknown); ES is
+        ``seq.es_index``, or the frame of smallest cavity volume when unknown.
+
+    Raises:
+        EchoDataError: no myocardium given and no labels at the reference frame.
+        ValueError: fields or myocardium that do not match the sequence's grid.
+    """
+    start = time.perf_counter()
+    reference = registration.reference
+    if myocardium is None:
+        myocardium = myocardium_at_reference(seq, reference)
+    _check_inputs(seq, registration, myocardium)
+    u = registration.displacement
+    n = myocardium.points_per_segment
+    endo = track_points(u, myocardium.endo, seq.spacing)
+    mid = track_points(u, myocardium.mid, seq.spacing)
+    gls_endo, gls_mid = length_strain(endo, reference), length_strain(mid, reference)
+    segmental = segment_strain(endo, n, reference)
+    deformation = deformation_gradient(u, seq.spacing, myocardium.mask)
+    longitudinal, transverse = wall_strain_maps(deformation, myocardium.direction, myocardium.mask)
+    volume = np.array([single_plane_volume(c) for c in endo])
+    ed = reference if seq.ed_index is None else seq.ed_index
+    es, es_source = ((seq.es_index, "sequence") if seq.es_index is not None
+                     else (int(np.argmin(volume)), "smallest volume"))
+    if full_cycle is None:
+        full_cycle = ed == 0 and seq.es_index is not None and 0 < seq.es_index < seq.n_frames - 1
+    quality = segment_quality(registration.warped, deformation, myocardium.segment_map, segmental,
+                              gls_endo, seq.frame_times)
+    known_view = apical_view(view if view is not None else seq.metadata.get("view"))
+    return StrainResult(
+        view=known_view, segment_names=segment_names(known_view), reference=reference,
+        ed_index=ed, es_index=es, es_source=es_source, frame_times=seq.frame_times.copy(),
+        gls_endo=gls_endo, gls_mid=gls_mid, segmental=segmental, endo_contour=endo,
+        mid_contour=mid, longitudinal_map=longitudinal, transverse_map=transverse,
+        lv_area=polygon_area(endo), lv_volume=volume, quality=quality, full_cycle=bool(full_cycle),
+        drift_mm=loop_closure_mm(u, myocardium.mask) if full_cycle else float("nan"),
+        myocardium=myocardium, seconds=time.perf_counter() - start)
+
+
+def biplane_ef(four_chamber: StrainResult, two_chamber: StrainResult) -> dict[str, float]:
+    """Biplane EDV, ESV (ml) and EF (%) from the A4C and A2C analyses of the same heart: each
+    view's tracked cavity at its own ED and ES frames, by the biplane method of discs."""
+    for result, expected in ((four_chamber, "A4C"), (two_chamber, "A2C")):
+        if result.view not in (None, expected):
+            raise ValueError(f"biplane EF needs an A4C and an A2C analysis; got {result.view} "
+                             f"where {expected} was expected")
+    edv = biplane_volume(four_chamber.endo_contour[four_chamber.ed_index],
+                         two_chamber.endo_contour[two_chamber.ed_index])
+    esv = biplane_volume(four_chamber.endo_contour[four_chamber.es_index],
+                         two_chamber.endo_contour[two_chamber.es_index])
+    return {"edv_ml": edv, "esv_ml": esv, "ef_pct": ejection_fraction(edv, esv)}

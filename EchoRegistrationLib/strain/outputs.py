@@ -1,0 +1,68 @@
+"""Writing a strain analysis as files a clinician opens: CSV tables, a JSON summary and PNGs.
+
+``write_strain_outputs(seq, registration, myocardium, folder)`` writes into ``folder``:
+
+* ``strain_frames.csv``: one row per frame: time, GLS (endocardial, mid-wall), the six segments,
+  LV area and volume;
+* ``strain_summary.csv``: measure, region, value, unit: peaks, time to peak, end-systolic strain,
+  quality per segment, EDV, ESV, EF (and drift for a full cycle);
+* ``strain_summary.json``: the same numbers and the conventions (:meth:`StrainResult.summary`);
+* ``strain_curves.png``, ``strain_map.png``, ``strain_segments.png``.
+
+Every file is written atomically; existing files are replaced only with ``overwrite=True``, and
+that is checked before any work is done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..io.atomic import atomic_output, check_writable
+from ..registration.tracking import RegistrationResult
+from ..sequence import EchoSequence
+from .compute import compute_strain
+from .figures import save_segment_diagram, save_strain_curves, save_strain_map
+from .myocardium import Myocardium
+from .result import FRAMES_CSV, SUMMARY_CSV, StrainResult
+
+SUMMARY_JSON = "strain_summary.json"
+CURVES_PNG = "strain_curves.png"
+MAP_PNG = "strain_map.png"
+SEGMENTS_PNG = "strain_segments.png"
+OUTPUT_NAMES = (FRAMES_CSV, SUMMARY_CSV, SUMMARY_JSON, CURVES_PNG, MAP_PNG, SEGMENTS_PNG)
+
+
+def check_strain_outputs(folder: str | os.PathLike, overwrite: bool = False) -> None:
+    """Raise FileExistsError when an output would replace an existing file without ``overwrite``."""
+    for name in OUTPUT_NAMES:
+        check_writable(Path(folder) / name, overwrite)
+
+
+def write_strain_outputs(seq: EchoSequence, registration: RegistrationResult,
+                         myocardium: Myocardium | None, folder: str | os.PathLike,
+                         overwrite: bool = False, *, view: str | None = None,
+                         full_cycle: bool | None = None) -> tuple[StrainResult, list[Path]]:
+    """Compute the strain of a registered sequence and write the tables, summary and pictures.
+
+    Args:
+        seq, registration, myocardium, view, full_cycle: as for :func:`~.compute.compute_strain`
+            (``myocardium=None``: from the sequence's labels at the reference frame).
+        folder: output folder (created when missing).
+        overwrite: replace files of an earlier run.
+
+    Returns:
+        The :class:`StrainResult` and the written paths (in :data:`OUTPUT_NAMES` order).
+    """
+    folder = Path(folder)
+    check_strain_outputs(folder, overwrite)
+    result = compute_strain(seq, registration, myocardium, view=view, full_cycle=full_cycle)
+    paths = result.to_csv(folder, overwrite)
+    with atomic_output(folder / SUMMARY_JSON, overwrite) as tmp:
+        tmp.write_text(json.dumps(result.summary(), indent=2) + "\n")
+    paths.append(folder / SUMMARY_JSON)
+    paths.append(save_strain_curves(result, folder / CURVES_PNG, overwrite=overwrite))
+    paths.append(save_strain_map(seq, result, folder / MAP_PNG, overwrite=overwrite))
+    paths.append(save_segment_diagram(result, folder / SEGMENTS_PNG, overwrite=overwrite))
+    return result, paths

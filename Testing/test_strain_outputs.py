@@ -1,0 +1,103 @@
+"""Strain outputs a clinician opens (CSV, JSON, PNG) and the ``echoreg strain`` command (issue 5)."""
+
+import argparse
+import csv
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from EchoRegistrationLib import save_sequence
+from EchoRegistrationLib.sequence import EchoDataError
+from EchoRegistrationLib.simulation import simulate_sequence
+from EchoRegistrationLib.strain import result_from_displacement
+from EchoRegistrationLib.strain.cli import add_strain_parser
+from EchoRegistrationLib.strain.outputs import OUTPUT_NAMES, write_strain_outputs
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return simulate_sequence(view="A4C", cycle="full", n_frames=6, image_size=(128, 128), seed=11)
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def test_outputs_hold_the_result_and_are_never_silently_replaced(sim, tmp_path):
+    seq = sim.sequence
+    registration = result_from_displacement(seq, sim.displacement, 0)
+    result, paths = write_strain_outputs(seq, registration, None, tmp_path)
+    assert [p.name for p in paths] == list(OUTPUT_NAMES)
+    frames = read_csv(tmp_path / "strain_frames.csv")
+    assert frames[0][:5] == ["frame", "time (s)", "time from ED (s)", "GLS endocardial (%)",
+                             "GLS mid-wall (%)"]
+    assert frames[0][5] == "basal inferoseptal (%)" and frames[0][-1] == "LV volume (ml)"
+    table = np.array(frames[1:], dtype=float)
+    assert table.shape == (6, 13)
+    assert table[:, 3] == pytest.approx(result.gls_endo, abs=1e-4)
+    assert table[:, 5:11] == pytest.approx(result.segmental, abs=1e-4)
+    assert table[:, 1] == pytest.approx(seq.frame_times, rel=1e-5)
+    summary = {(row[0], row[1]): float(row[2]) for row in read_csv(tmp_path / "strain_summary.csv")[1:]}
+    assert summary["EF", "LV"] == pytest.approx(sim.ef, abs=1.0)
+    assert summary["peak strain", "GLS endocardial"] == pytest.approx(result.gls_endo.min(), abs=1e-4)
+    assert summary["time to peak", "basal inferoseptal"] == pytest.approx(
+        seq.frame_times[np.argmin(result.segmental[:, 0])], rel=1e-5)
+    assert summary["loop-closure drift", "myocardium"] < 1e-3
+    assert ("quality score", "apical lateral") in summary
+    report = json.loads((tmp_path / "strain_summary.json").read_text())
+    assert report["volumes"]["ef_pct"] == pytest.approx(result.ef) and report["view"] == "A4C"
+    assert [s["name"] for s in report["segments"]] == list(sim.segment_names)
+    for name in ("strain_curves.png", "strain_map.png", "strain_segments.png"):
+        assert (tmp_path / name).read_bytes()[:8] == PNG_MAGIC
+    before = (tmp_path / "strain_frames.csv").read_bytes()
+    with pytest.raises(FileExistsError, match="strain_frames.csv: already exists"):
+        write_strain_outputs(seq, registration, None, tmp_path)
+    assert (tmp_path / "strain_frames.csv").read_bytes() == before
+    write_strain_outputs(seq, registration, None, tmp_path, overwrite=True)
+
+
+def strain_parser():
+    parser = argparse.ArgumentParser(prog="echoreg")
+    add_strain_parser(parser.add_subparsers(dest="command", required=True))
+    return parser
+
+
+def test_strain_command_registers_and_writes_everything(sim, tmp_path, capsys):
+    seq = sim.sequence
+    cine = save_sequence(seq.subsequence(slice(0, 4)), tmp_path / "cine.seq.nrrd")
+    labels = sitk.GetImageFromArray(seq.labels[0])
+    labels.SetSpacing(seq.spacing)
+    sitk.WriteImage(labels, str(tmp_path / "ed_gt.nii.gz"))
+    out = tmp_path / "strain"
+    args = strain_parser().parse_args(["strain", str(cine), "--labels", str(tmp_path / "ed_gt.nii.gz"),
+                                       "-o", str(out), "--apical-view", "A4C"])
+    assert args.run(args) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_NAMES)
+    report = json.loads((out / "strain_summary.json").read_text())
+    assert report["segments"][0]["name"] == "basal inferoseptal" and report["myocardium_source"] == "labels"
+    # 4 frames of a full cycle: ED to mid-systole; registration recovers the shortening roughly
+    assert report["gls_endocardial"]["peak_pct"] == pytest.approx(sim.gls_endo[3], abs=3.0)
+    assert "peak GLS" in capsys.readouterr().out
+
+
+def test_strain_command_input_errors(sim, tmp_path):
+    cine = save_sequence(sim.sequence, tmp_path / "cine.seq.nrrd")
+    parser = strain_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["strain", str(cine), "-o", str(tmp_path), "--landmarks", "1,2,3,4,5"])
+    args = parser.parse_args(["strain", str(cine), "-o", str(tmp_path / "a")])
+    with pytest.raises(EchoDataError, match="cine.seq.nrrd: no myocardium.*--labels FILE or --landmarks"):
+        args.run(args)
+    args = parser.parse_args(["strain", str(cine), "-o", str(tmp_path / "b"), "--landmarks", "1,2,3,4,5,6",
+                              "--labels", "gt.nii"])
+    with pytest.raises(EchoDataError, match="not both"):
+        args.run(args)
+    args = parser.parse_args(["strain", str(cine), "-o", str(tmp_path / "c"),
+                              "--landmarks", "80,100,60,20,100,20"])
+    with pytest.raises(EchoDataError, match="--landmarks: points must be annulus, apex, annulus"):
+        args.run(args)
