@@ -1,25 +1,564 @@
-"""EchoRegistration: deep-learning registration of echocardiography sequences in 3D Slicer.
+"""EchoRegistration: register 2D echocardiography cines and measure myocardial strain in 3D Slicer.
 
-This file registers the module with Slicer. The panel, the MRML logic and the module test arrive with
-the Slicer-module work; the computation lives in ``EchoRegistrationLib`` (importable without Slicer).
+Slicer's scripted-module layout: Module (metadata), Widget (wires the panel
+``Resources/UI/EchoRegistration.ui`` to a typed parameter node and nothing else), Logic (takes nodes
+and settings, never touches widgets) and Test. All computation and all scene work go through
+``EchoRegistrationLib`` (its MRML bridge is ``EchoRegistrationLib.mrml``, which has no Qt), imported
+only once its Python dependencies are present: PyTorch and the others are installed on first use
+after asking (PyTorch through SlicerPyTorch's ``PyTorchUtils`` when that extension is installed).
 """
 
-from slicer.ScriptedLoadableModule import ScriptedLoadableModule
+import importlib
+import importlib.util
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional, Union
+
+import qt
+import slicer
+import vtk
+from slicer import (vtkMRMLGridTransformNode, vtkMRMLLabelMapVolumeNode, vtkMRMLMarkupsFiducialNode,
+                    vtkMRMLPlotChartNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode,
+                    vtkMRMLSequenceNode, vtkMRMLTableNode)
+from slicer.i18n import tr as _
+from slicer.i18n import translate
+from slicer.parameterNodeWrapper import Choice, Minimum, WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
+                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+from slicer.util import VTKObservationMixin
 
 
+def _projectFolder() -> Path:
+    """The folder that holds ``EchoRegistrationLib`` and ``Resources``: beside this file in an
+    installed extension, the repository root in a source checkout ("Add module path")."""
+    here = Path(__file__).resolve().parent
+    return here if (here / "EchoRegistrationLib").is_dir() else here.parent
+
+
+PROJECT_FOLDER = _projectFolder()
+RESOURCES = PROJECT_FOLDER / "Resources"
+MODELS = RESOURCES / "Models"
+if str(PROJECT_FOLDER) not in sys.path:  # developer install: make EchoRegistrationLib importable
+    sys.path.insert(0, str(PROJECT_FOLDER))
+
+# Python packages EchoRegistrationLib needs: (import name, pip requirement). The same list as the
+# dependencies in pyproject.toml (Testing/test_slicer_module_ui.py checks it).
+REQUIREMENTS = (
+    ("numpy", "numpy>=1.24"),
+    ("torch", "torch>=2.2"),
+    ("SimpleITK", "SimpleITK>=2.3"),
+    ("pydicom", "pydicom>=3.0"),
+    ("pylibjpeg", "pylibjpeg>=2.0"),
+    ("libjpeg", "pylibjpeg-libjpeg>=2.1"),
+    ("nrrd", "pynrrd>=1.0"),
+    ("cv2", "opencv-python-headless>=4.8"),
+    ("matplotlib", "matplotlib>=3.7"),
+    ("contourpy", "contourpy>=1.0"),
+    ("tqdm", "tqdm>=4.60"),
+    ("safetensors", "safetensors>=0.4"),
+)
+
+# Panel choices -> (EchoRegistrationLib method, DLIR refinement on).
+METHOD_CHOICES = {
+    "Deformable": ("deformable", False),
+    "Affine": ("affine", False),
+    "Rigid": ("rigid", False),
+    "DLIR": ("dlir", False),
+    "DLIR + refine": ("dlir", True),
+}
+DEVICE_CHOICES = {"auto": "auto", "CPU": "cpu", "GPU": "cuda"}
+# EchoOutputs field -> parameter holding that output node.
+OUTPUT_PARAMETERS = {
+    "warped": "warpedSequence",
+    "transforms": "transformSequence",
+    "strain_map": "strainMapSequence",
+    "frame_table": "frameTable",
+    "summary_table": "summaryTable",
+    "chart": "strainChart",
+}
+
+
+def modelFiles(folder: Path = MODELS) -> list[Path]:
+    """DLIR registration checkpoints under ``folder``: ``*.safetensors`` beside a ``.json`` whose
+    ``kind`` is ``dlir`` (training also writes discriminator and VAE checkpoints)."""
+    found = []
+    for weights in sorted(folder.rglob("*.safetensors")) if folder.is_dir() else []:
+        config = weights.with_suffix(".json")
+        if config.is_file() and json.loads(config.read_text()).get("kind") == "dlir":
+            found.append(weights)
+    return found
+
+
+#
+# Module
+#
 class EchoRegistration(ScriptedLoadableModule):
-    """Module description shown in Slicer's module list and help panel."""
+    """Module metadata shown in Slicer's module list and help panel."""
 
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "Echo Registration"
-        self.parent.categories = ["Ultrasound"]
+        self.parent.title = _("Echo Registration")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Ultrasound")]
         self.parent.dependencies = ["Sequences"]
         self.parent.contributors = ["EchoRegistration developers"]
-        self.parent.helpText = (
-            "Register every frame of an echocardiography cine to a reference frame and measure "
-            "myocardial strain. See the project README for what works today."
-        )
-        self.parent.acknowledgementText = (
-            "Built on 3D Slicer, PyTorch and SimpleITK. Test data: CAMUS (Leclerc et al., IEEE TMI 2019)."
-        )
+        self.parent.helpText = _(
+            "Register every frame of a 2D echocardiography cine to a reference frame (ED) and measure "
+            "myocardial strain: warped frames, deformation grids, strain maps, GLS and segmental "
+            "strain tables and curves, EF. See the project README for a step-by-step guide.")
+        self.parent.acknowledgementText = _(
+            "Built on 3D Slicer, PyTorch and SimpleITK. Test data: CAMUS (Leclerc et al., IEEE TMI 2019).")
+        self.parent.icon = qt.QIcon(str(RESOURCES / "Icons" / "EchoRegistration.png"))
+
+
+#
+# Parameter node
+#
+@parameterNodeWrapper
+class EchoRegistrationParameterNode:
+    """Every setting of the panel and the output nodes of the last run; saved with the scene.
+
+    inputSequence: the echo cine (sequence of single-slice volumes).
+    referenceFrame: reference frame index; -1: ED when the sequence knows it, else the first.
+    myocardiumSource: segmentation, labelmap or three-point list at the reference frame (optional).
+    wallWidth: myocardial thickness (mm) of the three-point template.
+    method, model, refineIterations, device: how to register.
+    warpedSequence ... strainChart: outputs of the last run (replaced by the next run).
+    frameWarped, frameTransform: outputs of "Register current frame".
+    """
+
+    inputSequence: vtkMRMLSequenceNode
+    referenceFrame: Annotated[int, Minimum(-1)] = -1
+    myocardiumSource: Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode, vtkMRMLMarkupsFiducialNode]
+    wallWidth: Annotated[float, WithinRange(3.0, 25.0)] = 10.0
+    method: Annotated[str, Choice(list(METHOD_CHOICES))] = "Deformable"
+    model: str = ""
+    refineIterations: Annotated[int, WithinRange(1, 1000)] = 20
+    device: Annotated[str, Choice(list(DEVICE_CHOICES))] = "auto"
+    warpedSequence: vtkMRMLSequenceNode
+    transformSequence: vtkMRMLSequenceNode
+    strainMapSequence: vtkMRMLSequenceNode
+    frameTable: vtkMRMLTableNode
+    summaryTable: vtkMRMLTableNode
+    strainChart: vtkMRMLPlotChartNode
+    frameWarped: vtkMRMLScalarVolumeNode
+    frameTransform: vtkMRMLGridTransformNode
+
+
+#
+# Widget
+#
+class EchoRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The panel: binds the .ui to the parameter node, runs the Logic, shows progress and results."""
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._running = False
+        self._cancelRequested = False
+        self._models = []
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(str(RESOURCES / "UI" / "EchoRegistration.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = EchoRegistrationLogic()
+
+        self._models = modelFiles()
+        for path in self._models:
+            self.ui.modelComboBox.addItem(str(path.relative_to(MODELS).with_suffix("")), str(path))
+        if not self._models:
+            self.ui.modelComboBox.addItem(_("(no model in Resources/Models)"), "")
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
+        self.ui.registerFrameButton.connect("clicked(bool)", self.onRegisterFrameButton)
+        self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
+        self.ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGui)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputSequence:
+            self._parameterNode.inputSequence = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLSequenceNode")
+        if not self._parameterNode.model:
+            self._parameterNode.model = self.ui.modelComboBox.itemData(0) or ""
+
+    def setParameterNode(self, parameterNode: Optional[EchoRegistrationParameterNode]) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGui)
+        self._parameterNode = parameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGui)
+        self._updateGui()
+
+    def _updateGui(self, caller=None, event=None) -> None:
+        """Enable what the settings allow; keep the model list on the parameter node's model."""
+        node = self._parameterNode
+        ready = node is not None and node.inputSequence is not None and not self._running
+        method, refine = METHOD_CHOICES[node.method] if node else ("deformable", False)
+        dlir = method == "dlir"
+        if node and self.ui.modelComboBox.findData(node.model) >= 0:
+            self.ui.modelComboBox.currentIndex = self.ui.modelComboBox.findData(node.model)
+        missingModel = dlir and not (node and node.model and Path(node.model).is_file())
+        self.ui.inputsCollapsibleButton.enabled = not self._running
+        self.ui.registrationCollapsibleButton.enabled = not self._running
+        self.ui.modelComboBox.enabled = dlir and bool(self._models)
+        self.ui.refineSpinBox.enabled = refine
+        points = node and node.myocardiumSource
+        self.ui.wallWidthSpinBox.enabled = isinstance(points, vtkMRMLMarkupsFiducialNode)
+        if node and node.inputSequence:
+            self.ui.referenceFrameSpinBox.maximum = max(node.inputSequence.GetNumberOfDataNodes() - 1, 0)
+        self.ui.applyButton.enabled = ready and not missingModel
+        self.ui.registerFrameButton.enabled = ready and not missingModel
+        self.ui.applyButton.toolTip = (_("No DLIR model: put one in Resources/Models or choose another "
+                                         "method.") if missingModel else
+                                       _("Register every frame to the reference and, with a myocardium, "
+                                         "compute the strain."))
+        self.ui.cancelButton.enabled = self._running
+        self.ui.exportButton.enabled = bool(node) and node.frameTable is not None and not self._running
+
+    def onModelChanged(self, index: int) -> None:
+        if self._parameterNode and index >= 0:
+            self._parameterNode.model = self.ui.modelComboBox.itemData(index) or ""
+
+    def _setRunning(self, running: bool) -> None:
+        self._running = running
+        self.ui.progressBar.value = 0
+        self._updateGui()
+
+    def _onProgress(self, done: int, total: int) -> None:
+        self.ui.progressBar.maximum = total
+        self.ui.progressBar.value = done
+        slicer.app.processEvents()
+
+    def _isCancelRequested(self) -> bool:
+        slicer.app.processEvents()  # called between optimiser steps: keeps the GUI responsive
+        return self._cancelRequested
+
+    def onCancelButton(self) -> None:
+        self._cancelRequested = True
+        self.ui.statusLabel.text = _("Cancelling...")
+
+    def _dependenciesReady(self) -> bool:
+        """Install missing Python packages after asking; False when the user declines (an
+        installation error is shown and raised)."""
+        with slicer.util.tryWithErrorDisplay(_("The Python packages could not be installed.")):
+            return self.logic.ensureDependencies()
+
+    def onApplyButton(self) -> None:
+        if not self._dependenciesReady():
+            return
+        from EchoRegistrationLib.registration import RegistrationCancelled
+
+        self._cancelRequested = False
+        self.ui.statusLabel.text = _("Registering...")
+        self._setRunning(True)
+        start = time.perf_counter()
+        try:
+            with slicer.util.tryWithErrorDisplay(_("Registration failed."), waitCursor=False):
+                try:
+                    outputs = self.logic.run(self._parameterNode, progress=self._onProgress,
+                                             cancel=self._isCancelRequested)
+                except RegistrationCancelled:
+                    self.ui.statusLabel.text = _("Cancelled: no outputs were made.")
+                    return
+                self._showOutputs(outputs)
+                self.ui.statusLabel.text = _("Done in {seconds:.1f} s.").format(
+                    seconds=time.perf_counter() - start)
+        finally:
+            self._setRunning(False)
+
+    @staticmethod
+    def _showOutputs(outputs) -> None:
+        """Show the warped frames with the strain map over them and the deformation grid in the
+        slice views, the browser in the toolbar, the curves in a plot view."""
+        from EchoRegistrationLib.mrml import find_browser
+
+        browser = find_browser(outputs.warped.GetScene(), outputs.warped)
+        strain = None if outputs.strain_map is None else browser.GetProxyNode(outputs.strain_map)
+        slicer.util.setSliceViewerLayers(background=browser.GetProxyNode(outputs.warped),
+                                         foreground=strain, foregroundOpacity=0.6, fit=True)
+        slicer.modules.sequences.setToolBarActiveBrowserNode(browser)
+        if outputs.chart is not None:
+            slicer.modules.plots.logic().ShowChartInLayout(outputs.chart)
+
+    def onRegisterFrameButton(self) -> None:
+        if not self._dependenciesReady():
+            return
+        with slicer.util.tryWithErrorDisplay(_("Registration of the current frame failed."), waitCursor=True):
+            warped, _transform = self.logic.registerCurrentFrame(self._parameterNode)
+            slicer.util.setSliceViewerLayers(background=warped)
+            self.ui.statusLabel.text = _("Current frame registered: see '{name}'.").format(
+                name=warped.GetName())
+
+    def onExportButton(self) -> None:
+        folder = qt.QFileDialog.getExistingDirectory(self.parent, _("Export the tables as CSV into"))
+        if not folder:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Export failed."), waitCursor=True):
+            try:
+                paths = self.logic.exportCsv(self._parameterNode, folder)
+            except FileExistsError as error:
+                question = _("{error}\nReplace the files?").format(error=error)
+                if not slicer.util.confirmOkCancelDisplay(question):
+                    return
+                paths = self.logic.exportCsv(self._parameterNode, folder, overwrite=True)
+            self.ui.statusLabel.text = _("Wrote {files}.").format(files=", ".join(p.name for p in paths))
+
+
+#
+# Logic
+#
+class EchoRegistrationLogic(ScriptedLoadableModuleLogic):
+    """Registration and strain of a sequence node, through EchoRegistrationLib. Takes nodes and
+    settings as arguments; no widgets. Callbacks report progress and ask whether to cancel."""
+
+    def __init__(self) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+
+    def getParameterNode(self) -> EchoRegistrationParameterNode:
+        return EchoRegistrationParameterNode(super().getParameterNode())
+
+    # ---------------------------------------------------------------- dependencies
+    @staticmethod
+    def missingRequirements() -> list[str]:
+        """pip requirements of the packages that cannot be imported."""
+        return [requirement for name, requirement in REQUIREMENTS if importlib.util.find_spec(name) is None]
+
+    def ensureDependencies(self, askConfirmation: bool = True) -> bool:
+        """Install the missing Python packages (after asking); True when all are present."""
+        missing = self.missingRequirements()
+        if not missing:
+            return True
+        if askConfirmation and not slicer.util.confirmOkCancelDisplay(
+                _("Echo Registration needs these Python packages, which will be downloaded and "
+                  "installed now (PyTorch is large: this can take several minutes):\n\n{packages}")
+                .format(packages="\n".join(missing))):
+            return False
+        torch = [r for r in missing if r.startswith("torch")]
+        if torch:
+            self._installTorch(torch[0])
+        others = [r for r in missing if not r.startswith("torch")]
+        if others:
+            slicer.util.pip_install(others)
+        importlib.invalidate_caches()
+        return not self.missingRequirements()
+
+    @staticmethod
+    def _installTorch(requirement: str) -> None:
+        """PyTorch through the PyTorch extension (it picks the CUDA build for the GPU) when
+        installed, else from PyPI."""
+        try:
+            import PyTorchUtils
+        except ModuleNotFoundError:
+            slicer.util.pip_install(requirement)
+            return
+        torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(
+            askConfirmation=False, torchVersionRequirement=requirement.removeprefix("torch"))
+        if torch is None:
+            raise RuntimeError(_("PyTorch could not be installed by the PyTorch extension."))
+
+    # ---------------------------------------------------------------- processing
+    @staticmethod
+    def settings(parameterNode: EchoRegistrationParameterNode):
+        """The :class:`EchoRegistrationLib.mrml.RegistrationSettings` of the parameter node."""
+        from EchoRegistrationLib.mrml import RegistrationSettings
+
+        method, refine = METHOD_CHOICES[parameterNode.method]
+        return RegistrationSettings(
+            method=method, model=parameterNode.model if method == "dlir" else "",
+            refine=parameterNode.refineIterations if refine else 0,
+            reference=None if parameterNode.referenceFrame < 0 else parameterNode.referenceFrame,
+            device=DEVICE_CHOICES[parameterNode.device])
+
+    def process(self, inputSequence: vtkMRMLSequenceNode, settings,
+                myocardiumSource: Optional[slicer.vtkMRMLNode] = None, wallWidth: float = 10.0,
+                progress=None, cancel=None):
+        """Register ``inputSequence`` (and compute the strain with a myocardium source) and make
+        the output nodes, synchronised in the sequence's browser (made when there is none).
+
+        Args:
+            inputSequence: sequence of single-slice volumes.
+            settings: :class:`EchoRegistrationLib.mrml.RegistrationSettings`.
+            myocardiumSource: segmentation, labelmap or three-point list at the reference frame.
+            wallWidth: mm, for a three-point myocardium.
+            progress: ``progress(done, total)`` after each chunk of frames.
+            cancel: returns True to stop (``RegistrationCancelled``; the scene is left unchanged).
+
+        Returns:
+            :class:`EchoRegistrationLib.mrml.EchoOutputs`.
+        """
+        from EchoRegistrationLib.mrml import add_outputs, analyse, browser_for
+
+        start = time.perf_counter()
+        analysis = analyse(inputSequence, settings, myocardiumSource, wall_width=wallWidth,
+                           progress=progress, cancel=cancel)
+        scene = inputSequence.GetScene()
+        outputs = add_outputs(scene, browser_for(scene, inputSequence), inputSequence, analysis)
+        logging.info(f"EchoRegistration: {inputSequence.GetName()} ({analysis.sequence.n_frames} frames, "
+                     f"{settings.method}) in {time.perf_counter() - start:.1f} s")
+        return outputs
+
+    def run(self, parameterNode: EchoRegistrationParameterNode, progress=None, cancel=None):
+        """:meth:`process` with the parameter node's inputs and settings; the new output nodes
+        replace those of the previous run in the parameter node (the old ones are removed)."""
+        from EchoRegistrationLib.mrml import remove_nodes
+
+        outputs = self.process(parameterNode.inputSequence, self.settings(parameterNode),
+                               parameterNode.myocardiumSource, parameterNode.wallWidth, progress, cancel)
+        previous = [getattr(parameterNode, name) for name in OUTPUT_PARAMETERS.values()]
+        remove_nodes([node for node in previous if node is not None])
+        for field, name in OUTPUT_PARAMETERS.items():
+            setattr(parameterNode, name, getattr(outputs, field))
+        return outputs
+
+    def registerCurrentFrame(self, parameterNode: EchoRegistrationParameterNode):
+        """Register the frame the input's browser shows to the reference frame; the result goes in
+        the parameter node's ``frameWarped`` and ``frameTransform`` (made on first use)."""
+        from EchoRegistrationLib.mrml import (browser_for, register_frame, selected_frame,
+                                              show_frame_registration)
+
+        sequence = parameterNode.inputSequence
+        scene = sequence.GetScene()
+        result = register_frame(sequence, selected_frame(browser_for(scene, sequence)),
+                                self.settings(parameterNode))
+        warped, transform = show_frame_registration(scene, sequence.GetName(), result,
+                                                     parameterNode.frameWarped, parameterNode.frameTransform)
+        parameterNode.frameWarped, parameterNode.frameTransform = warped, transform
+        return warped, transform
+
+    @staticmethod
+    def exportCsv(parameterNode: EchoRegistrationParameterNode, folder,
+                  overwrite: bool = False) -> list[Path]:
+        """Write the last run's per-frame table and strain summary as ``{table name}.csv`` in
+        ``folder`` (full precision); FileExistsError unless ``overwrite``."""
+        from EchoRegistrationLib.io.atomic import check_writable
+        from EchoRegistrationLib.mrml import write_table_csv
+
+        tables = [t for t in (parameterNode.frameTable, parameterNode.summaryTable) if t is not None]
+        if not tables:
+            raise ValueError(_("Nothing to export: run the registration first."))
+        paths = [Path(folder) / f"{table.GetName()}.csv" for table in tables]
+        for path in paths:  # refuse before writing anything
+            check_writable(path, overwrite)
+        return [write_table_csv(table, path, overwrite) for table, path in zip(tables, paths)]
+
+
+#
+# Test
+#
+class EchoRegistrationTest(ScriptedLoadableModuleTest):
+    """The scenario of Testing/test_mrml_scenario.py, inside Slicer, through the module's Logic."""
+
+    def setUp(self) -> None:
+        slicer.mrmlScene.Clear()
+
+    def runTest(self) -> None:
+        self.setUp()
+        self.test_scenario()
+
+    def test_scenario(self) -> None:
+        self.delayDisplay("Starting the EchoRegistration scenario")
+        logic = EchoRegistrationLogic()
+        self.assertTrue(logic.ensureDependencies(askConfirmation=False), "missing Python packages")
+        import numpy as np
+
+        from EchoRegistrationLib.mrml import (browser_for, field_from_transform_node, read_table_csv,
+                                              table_columns, volume_sequence_node)
+        from EchoRegistrationLib.mrml.sequences import volume_node
+        from EchoRegistrationLib.mrml.transforms import ras_vectors
+        from EchoRegistrationLib.registration import RegistrationCancelled
+        from EchoRegistrationLib.simulation import simulate_sequence
+
+        sim = simulate_sequence(view="A4C", n_frames=6, image_size=(96, 80), seed=3)
+        seq, scene = sim.sequence, slicer.mrmlScene
+        sequence = volume_sequence_node(scene, "echo", seq)
+        browser = browser_for(scene, sequence)
+        labelmap = scene.AddNode(volume_node(seq.labels[0], seq, slicer.vtkMRMLLabelMapVolumeNode()))
+        parameters = logic.getParameterNode()
+        parameters.inputSequence = sequence
+        parameters.myocardiumSource = labelmap
+
+        self.delayDisplay("Cancel leaves the scene unchanged")
+        count = scene.GetNumberOfNodes()
+        with self.assertRaises(RegistrationCancelled):
+            logic.run(parameters, cancel=lambda: True)
+        self.assertEqual(scene.GetNumberOfNodes(), count)
+        self.assertIsNone(parameters.warpedSequence)
+
+        self.delayDisplay("Register, strain, outputs")
+        steps = []
+        outputs = logic.run(parameters, progress=lambda done, total: steps.append(done))
+        self.assertEqual(steps[-1], 5)
+        for node in (outputs.warped, outputs.transforms, outputs.strain_map):
+            self.assertTrue(browser.IsSynchronizedSequenceNode(node.GetID()))
+        browser.SetSelectedItemNumber(5)
+        slicer.modules.sequences.logic().UpdateProxyNodesFromSequences(browser)
+        field = field_from_transform_node(outputs.transforms.GetNthDataNode(5), seq)
+        myocardium = seq.labels[0] == 2
+        error = np.linalg.norm(field - sim.displacement[5], axis=-1)[myocardium].mean()
+        self.assertLess(error, 2.0)
+        transform = browser.GetProxyNode(outputs.transforms)
+        ijk_to_ras = seq.ijk_to_ras()
+        for i, j in list(zip(*np.nonzero(myocardium)))[::50]:
+            p = (ijk_to_ras @ [j, i, 0.0, 1.0])[:3]
+            moved = np.array(transform.GetTransformFromParent().TransformPoint(p))
+            np.testing.assert_allclose(moved, p + ras_vectors(field[i, j], seq), atol=1e-5)
+        gls = table_columns(outputs.frame_table)["GLS endocardial (%)"]
+        self.assertAlmostEqual(gls[-1], sim.gls_endo[-1], delta=4.0)
+        self.assertEqual(outputs.chart.GetNumberOfPlotSeriesNodes(), 8)
+
+        self.delayDisplay("Saved and read back")
+        folder = Path(slicer.util.tempDirectory())
+        self.assertTrue(slicer.util.saveNode(outputs.warped, str(folder / "warped.seq.nrrd")))
+        loaded = slicer.util.loadSequence(str(folder / "warped.seq.nrrd"))
+        for t in (0, 5):
+            np.testing.assert_array_equal(slicer.util.arrayFromVolume(loaded.GetNthDataNode(t)),
+                                          slicer.util.arrayFromVolume(outputs.warped.GetNthDataNode(t)))
+        tables = {t.GetName(): t for t in (outputs.frame_table, outputs.summary_table)}
+        for path in logic.exportCsv(parameters, folder):
+            table, back = tables[path.stem], read_table_csv(path)
+            for column, values in table_columns(table).items():
+                np.testing.assert_array_equal(back[column], values)
+
+        self.delayDisplay("A second run replaces the outputs; current frame")
+        first = outputs.warped
+        outputs = logic.run(parameters)
+        self.assertIsNone(first.GetScene())
+        self.assertEqual(parameters.warpedSequence.GetID(), outputs.warped.GetID())
+        browser.SetSelectedItemNumber(3)
+        warped, transform = logic.registerCurrentFrame(parameters)
+        self.assertEqual(slicer.util.arrayFromVolume(warped).shape, (1, 96, 80))
+        self.assertGreater(np.abs(slicer.util.arrayFromGridTransform(transform)).max(), 1.0)
+        self.delayDisplay("Test passed")

@@ -23,6 +23,7 @@ _LAZY = {
     "save_registration": ".registration",
     "compute_strain": ".strain",
     "write_strain_outputs": ".strain",
+    "train_dlir": ".dlir",
 }
 
 __all__ = [

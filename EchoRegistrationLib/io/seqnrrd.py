@@ -55,14 +55,14 @@ _SPACE_TO_LPS = {
     "las": np.array([1.0, -1.0, 1.0]),
 }
 # Seconds per unit of a time index.
-_TIME_UNIT_SECONDS = {"s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0,
+TIME_UNIT_SECONDS = {"s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0,
                       "ms": 1e-3, "msec": 1e-3, "millisecond": 1e-3, "milliseconds": 1e-3}
 _INDEX_KEY = re.compile(r"axis (\d+) index (values|type)")
 _SLICER_KEYS = ("DataNodeClassName",)
 _COLOUR_KINDS = ("rgb-color", "rgba-color", "3-color", "4-color")
 # Custom field this project adds when the pixel spacing is a placeholder (Slicer keeps it as a
 # sequence node attribute and writes it back).
-_SPACING_UNKNOWN_KEY = "EchoRegistration.SpacingKnown"
+SPACING_KNOWN_KEY = "EchoRegistration.SpacingKnown"
 # gzip level 1: on a real CAMUS cine (13 MB float32) 2.5 MB in 0.2 s, level 9 1.85 MB in 7.8 s.
 _GZIP_LEVEL = 1
 
@@ -142,7 +142,7 @@ def read_seq_nrrd(path: str | os.PathLike, *, frame_rate: float | None = None) -
         time_note = f"frame times from the frame_rate argument ({frame_rate:g} frames/s), not the index"
     if time_note:
         notes.append(time_note)
-    if str(header.get(_SPACING_UNKNOWN_KEY, "true")).lower() == "false":
+    if str(header.get(SPACING_KNOWN_KEY, "true")).lower() == "false":
         metadata["spacing_known"] = False
     if notes:
         metadata["note"] = "; ".join(notes)
@@ -162,7 +162,7 @@ def write_seq_nrrd(seq: EchoSequence, path: str | os.PathLike, overwrite: bool =
     ijk_to_lps = seq.ijk_to_lps()
     if seq.frame_times_known:
         index_name, index_unit = "time", "s"
-        index_values = " ".join(_number(v) for v in seq.frame_times)
+        index_values = " ".join(format_number(v) for v in seq.frame_times)
     else:
         index_name, index_unit = "frame", ""
         index_values = " ".join(str(i) for i in range(t))
@@ -187,7 +187,7 @@ def write_seq_nrrd(seq: EchoSequence, path: str | os.PathLike, overwrite: bool =
         f"axis 3 index values:={index_values}",
     ]
     if not seq.spacing_known:
-        lines.append(f"{_SPACING_UNKNOWN_KEY}:=false")
+        lines.append(f"{SPACING_KNOWN_KEY}:=false")
     header = ("\n".join(lines) + "\n\n").encode("ascii")
     pixels = np.ascontiguousarray(seq.frames, dtype="<f4")  # C order (T, H, W) = NRRD W fastest
     with atomic_output(path, overwrite) as tmp:
@@ -199,13 +199,13 @@ def write_seq_nrrd(seq: EchoSequence, path: str | os.PathLike, overwrite: bool =
 
 
 # ---------------------------------------------------------------------------------- helpers
-def _number(value: float) -> str:
+def format_number(value: float) -> str:
     """Shortest text that reads back as the same float64 ("0.02", "1e-05", "3" rather than "3.0")."""
     return repr(float(value)).removesuffix(".0")
 
 
 def _vector(values: np.ndarray) -> str:
-    return "(" + ",".join(_number(v) for v in values) + ")"
+    return "(" + ",".join(format_number(v) for v in values) + ")"
 
 
 def _axis_roles(header: dict[str, Any], source: str) -> tuple[int, int | None, list[int]]:
@@ -292,7 +292,7 @@ def _frame_times(header: dict[str, Any], list_axis: int, n_frames: int,
     if len(raw) != n_frames:
         raise EchoDataError(source, f"{len(raw)} sequence index values for {n_frames} frames")
     values = [urllib.parse.unquote(v) for v in raw]
-    seconds_per_unit = _TIME_UNIT_SECONDS.get(unit.strip().lower())
+    seconds_per_unit = TIME_UNIT_SECONDS.get(unit.strip().lower())
     if seconds_per_unit is None:
         return None, f"sequence index {description} is not a time; frame times unknown", description
     try:

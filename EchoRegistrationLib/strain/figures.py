@@ -18,10 +18,9 @@ from matplotlib.collections import LineCollection  # noqa: E402
 from ..io.atomic import atomic_output  # noqa: E402
 from ..sequence import EchoSequence  # noqa: E402
 from ..visualize import frame_extent  # noqa: E402
-from .result import StrainResult  # noqa: E402
+from .result import LONGITUDINAL_RANGE, StrainResult  # noqa: E402
 
 STRAIN_COLOURS = "RdBu"           # low (shortening) red, high (lengthening) blue
-LONGITUDINAL_RANGE = 30.0         # % shown as full colour on longitudinal maps and the diagram
 TRANSVERSE_RANGE = 60.0           # % on transverse (wall thickening) maps
 SEGMENT_COLOURS = ("tab:orange", "tab:olive", "tab:green", "tab:cyan", "tab:blue", "tab:purple")
 DPI = 110

@@ -24,6 +24,10 @@ from .quality import SegmentQuality
 from .tensors import green_lagrange_from_engineering
 from .volumes import N_DISCS, ejection_fraction
 
+# Display: longitudinal strain maps and the segment diagram show -30 % (red, shortening) to +30 %
+# (blue, lengthening) in full colour, in the matplotlib figures and in Slicer alike.
+LONGITUDINAL_RANGE = 30.0
+
 FRAMES_CSV = "strain_frames.csv"
 SUMMARY_CSV = "strain_summary.csv"
 CONVENTION = ("Lagrangian strain relative to the reference (ED) frame in %, negative = shortening "

@@ -1,0 +1,130 @@
+"""What the Slicer module runs, without Qt: settings -> registration (+ strain) of a sequence node.
+
+:func:`analyse` reads the sequence node, gets the myocardium (when a source node is given), runs
+:func:`~EchoRegistrationLib.registration.register_sequence` with progress and cancel callbacks,
+and computes the strain. It changes nothing in the scene: the output nodes are made afterwards by
+:func:`~.outputs.add_outputs`, so a cancelled or failed run leaves the scene as it was.
+:func:`register_frame` registers one frame to the reference, for a quick look while scrubbing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import slicer
+
+from ..registration import RegistrationResult, register_sequence
+from ..sequence import EchoSequence
+from ..strain import StrainResult, compute_strain
+from ..strain.myocardium import DEFAULT_WALL_WIDTH
+from .myocardium import myocardium_from_node
+from .sequences import echo_sequence_from_node
+
+METHODS = ("deformable", "affine", "rigid", "dlir")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class RegistrationSettings:
+    """How to register a sequence.
+
+    Attributes:
+        method: one of :data:`METHODS`.
+        model: the DLIR checkpoint (``.safetensors``) for ``method="dlir"``.
+        refine: DLIR only: optimisation steps refining the predicted fields (0: none).
+        reference: reference frame; None: ED when known, else the first frame.
+        device: one of :data:`DEVICES`.
+        chunk_size: frame pairs per batch; smaller chunks report progress (and let the GUI
+            breathe) more often.
+        options: further :func:`~EchoRegistrationLib.registration.register_pair` options.
+    """
+
+    method: str = "deformable"
+    model: str = ""
+    refine: int = 0
+    reference: int | None = None
+    device: str = "auto"
+    chunk_size: int = 4
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
+        if self.method == "dlir" and not self.model:
+            raise ValueError("no DLIR model available: put a trained model (*.safetensors with its "
+                             ".json) in Resources/Models, or choose an optimisation method")
+
+    def arguments(self) -> dict[str, Any]:
+        """Keyword arguments of ``register_sequence`` (besides the sequence and callbacks)."""
+        arguments: dict[str, Any] = {"method": self.method, "reference": self.reference,
+                                     "device": self.device, "chunk_size": self.chunk_size,
+                                     **self.options}
+        if self.method == "dlir":
+            arguments.update(model=self.model, refine=self.refine)
+        return arguments
+
+
+@dataclass(eq=False)
+class Analysis:
+    """A registered sequence: its frames, the registration and (with a myocardium) the strain."""
+
+    sequence: EchoSequence
+    registration: RegistrationResult
+    strain: StrainResult | None = None
+
+
+def analyse(sequence_node: slicer.vtkMRMLNode, settings: RegistrationSettings,
+            myocardium_node: slicer.vtkMRMLNode | None = None, *,
+            wall_width: float = DEFAULT_WALL_WIDTH,
+            progress: Callable[[int, int], None] | None = None,
+            cancel: Callable[[], bool] | None = None) -> Analysis:
+    """Register every frame of ``sequence_node`` (a sequence or browser node) to the reference and,
+    with a ``myocardium_node`` drawn on the reference frame, compute the strain.
+
+    The myocardium is read before the registration starts, so a bad one fails at once.
+
+    Raises:
+        EchoDataError: unreadable sequence or myocardium.
+        RegistrationCancelled: ``cancel()`` returned True.
+    """
+    seq = echo_sequence_from_node(sequence_node)
+    myocardium = None if myocardium_node is None else \
+        myocardium_from_node(myocardium_node, seq, wall_width=wall_width)
+    registration = register_sequence(seq, progress=progress, cancel=cancel, **settings.arguments())
+    strain = None if myocardium is None else compute_strain(seq, registration, myocardium)
+    return Analysis(seq, registration, strain)
+
+
+@dataclass(eq=False)
+class FrameRegistration:
+    """One frame registered to the reference: (H, W, 2) mm field and (H, W) warped frame."""
+
+    sequence: EchoSequence
+    frame: int
+    reference: int
+    displacement: np.ndarray
+    warped: np.ndarray
+
+
+def register_frame(sequence_node: slicer.vtkMRMLNode, frame: int,
+                   settings: RegistrationSettings) -> FrameRegistration:
+    """Register frame ``frame`` of ``sequence_node`` directly to the reference frame."""
+    seq = echo_sequence_from_node(sequence_node)
+    reference = (seq.ed_index or 0) if settings.reference is None else settings.reference
+    if not (0 <= frame < seq.n_frames and 0 <= reference < seq.n_frames):
+        raise ValueError(f"{seq.source}: frame {frame} or reference {reference} is outside "
+                         f"0..{seq.n_frames - 1}")
+    if frame == reference:
+        return FrameRegistration(seq, frame, reference, np.zeros((*seq.frame_shape, 2), np.float32),
+                                 seq.frames[frame].copy())
+    pair = seq.subsequence(sorted((frame, reference)))
+    settings = dataclasses.replace(settings, reference=int(reference > frame))
+    result = register_sequence(pair, mode="to_reference", **settings.arguments())
+    moving = 1 - result.reference
+    return FrameRegistration(seq, frame, reference, result.displacement[moving], result.warped[moving])
