@@ -2,7 +2,8 @@
 
 Subcommands: ``info`` (what a file holds), ``convert`` (any readable format to .seq.nrrd / NIfTI /
 MetaImage), ``register`` (every frame to a reference frame; warped frames, fields and a report),
-``demo`` (the built-in pipeline on simulated data). Errors in the input end the command with exit
+``strain`` (GLS, segments, EF tables and pictures), ``train`` (the deep-learning models), ``demo``
+(the built-in pipeline on simulated data). Errors in the input end the command with exit
 status 2 and one line naming the file and the problem.
 """
 
@@ -64,6 +65,8 @@ def _cmd_register(args: argparse.Namespace) -> int:
     check_outputs(seq, args.output, overwrite=args.overwrite)  # fail before the work, not after
     options = {k: v for k, v in (("loss", args.loss), ("iterations", args.iterations),
                                  ("control_spacing", args.control_spacing)) if v is not None}
+    if args.method == "dlir":
+        options.update(model=args.model, refine=args.refine)
     with tqdm(total=seq.n_frames - 1, unit="pair", desc=f"{args.method} registration") as bar:
         result = register_sequence(seq, args.method, reference=args.reference, mode=args.mode,
                                    device=args.device, progress=lambda done, _: bar.update(done - bar.n),
@@ -101,10 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     register = sub.add_parser("register", help="register every frame to a reference frame")
     _add_input_options(register)
     register.add_argument("-o", "--output", required=True, help="output folder")
-    register.add_argument("--method", default="deformable", choices=["rigid", "affine", "deformable"])
+    register.add_argument("--method", default="deformable", choices=["rigid", "affine", "deformable", "dlir"])
+    register.add_argument("--model", help="dlir: checkpoint folder (default: the shipped model)")
+    register.add_argument("--refine", type=int, default=0, help="dlir: optimisation steps refining the network")
     register.add_argument("--reference", type=int, help="reference frame (default: ED when known, else 0)")
-    register.add_argument("--mode", default="sequential", choices=["sequential", "to_reference"],
-                          help="track neighbouring frames (default) or register each frame to the reference")
+    register.add_argument("--mode", choices=["sequential", "to_reference"],
+                          help="track neighbouring frames (default) or register each frame to the "
+                               "reference (dlir: always)")
     register.add_argument("--loss", choices=["lncc", "ncc", "mse", "mi"], help="similarity (default: mse for deformable, ncc for rigid and affine)")
     register.add_argument("--iterations", type=int, help="optimiser steps per pyramid level")
     register.add_argument("--control-spacing", type=float, help="deformable control grid spacing, mm")
@@ -114,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .strain.cli import add_strain_parser  # here: strain.cli imports this module's helpers
     add_strain_parser(sub)
+    from .dlir.cli import add_train_parser
+    add_train_parser(sub)
 
     demo = sub.add_parser("demo", help="run the built-in pipeline on simulated data and write its outputs")
     demo.add_argument("-o", "--output", default="demo_output", help="output folder (default: demo_output)")

@@ -22,6 +22,7 @@ from ..spatial import compose, field_to_numpy, folding_fraction, warp
 from .pairwise import KINDS, RegistrationCancelled, as_image_batch, register_pair
 
 MODES = ("to_reference", "sequential")
+METHODS = (*KINDS, "dlir")
 ProgressCallback = Callable[[int, int], None]
 
 # Defaults chosen on simulated apical sequences (benchmarks/benchmark_registration.py, README):
@@ -137,10 +138,12 @@ def register_sequence(
     method: str = "deformable",
     *,
     reference: int | None = None,
-    mode: str = DEFAULT_MODE,
+    mode: str | None = None,
     mask: np.ndarray | None = None,
     device: str | torch.device = "auto",
     chunk_size: int = 32,
+    model: Any = None,
+    refine: int = 0,
     progress: ProgressCallback | None = None,
     cancel: Callable[[], bool] | None = None,
     **options: Any,
@@ -149,14 +152,19 @@ def register_sequence(
 
     Args:
         seq: the echo sequence (at least 2 frames).
-        method: "rigid", "affine" or "deformable" (optimisation, :func:`register_pair`).
+        method: "rigid", "affine", "deformable" (optimisation, :func:`register_pair`) or "dlir"
+            (a trained network, :mod:`..dlir`).
         reference: reference frame index; default the ED frame when known, else 0.
-        mode: "sequential" (default) registers neighbouring frames and composes the fields back
-            to the reference (small motions per step; errors can accumulate over long loops);
-            "to_reference" registers each frame directly to the reference.
+        mode: "sequential" registers neighbouring frames and composes the fields back to the
+            reference (small motions per step; errors can accumulate over long loops), the default
+            of the optimisation methods; "to_reference" registers each frame directly to the
+            reference, the default (and only mode) of "dlir".
         mask: optional (H, W) region of interest on the reference grid (e.g. the sector).
         device: "auto", "cpu", "cuda" ...
         chunk_size: frame pairs registered together in one batch.
+        model: "dlir" only: a DLIR model or checkpoint path; default the shipped model.
+        refine: "dlir" only: optimisation steps of :func:`register_pair` (deformable, full
+            resolution) refining the network's fields; 0 = the network alone.
         progress: called as ``progress(done_pairs, total_pairs)`` after each chunk.
         cancel: returning True stops the work (:class:`RegistrationCancelled`).
         **options: passed to :func:`register_pair` (loss, levels, iterations, control_spacing, ...);
@@ -166,10 +174,11 @@ def register_sequence(
         :class:`RegistrationResult` with fields and warped frames on the reference grid.
     """
     seq.require_frames(2)
-    if method not in KINDS:
-        raise ValueError(f"method must be one of {KINDS}, got {method!r}")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    mode = mode or ("to_reference" if method == "dlir" else DEFAULT_MODE)
+    if mode not in MODES or (method == "dlir" and mode != "to_reference"):
+        raise ValueError(f"mode must be one of {MODES} ('to_reference' for dlir), got {mode!r}")
     reference = (seq.ed_index or 0) if reference is None else int(reference)
     if not 0 <= reference < seq.n_frames:
         raise ValueError(f"{seq.source}: reference frame {reference} is outside 0..{seq.n_frames - 1}")
@@ -178,6 +187,32 @@ def register_sequence(
     start = time.perf_counter()
     frames = as_image_batch(seq.frames, device=dev)
     roi = None if mask is None else as_image_batch(np.asarray(mask, dtype=np.float32), device=dev) > 0
+    if method == "dlir":
+        fields = _dlir_fields(seq, frames, reference, dev, chunk_size, model, refine, roi, options,
+                              progress, cancel)
+        options = {"model": str(getattr(model, "name", model) or "shipped"), "refine": refine, **options}
+    else:
+        fields = _optimised_fields(seq, frames, method, reference, mode, roi, chunk_size, options,
+                                   progress, cancel)
+    with torch.inference_mode():
+        warped = warp(frames, fields, seq.spacing)
+        before, after, folding = frame_quality(frames[reference:reference + 1], frames, warped,
+                                               fields, seq.spacing, roi)
+    seconds = time.perf_counter() - start
+    return RegistrationResult(
+        displacement=field_to_numpy(fields).astype(np.float32),
+        warped=warped[:, 0].cpu().numpy().astype(np.float32),
+        reference=reference, method=method, mode=mode,
+        similarity_before=before, similarity_after=after, folding_fraction=folding,
+        seconds=seconds, device=str(dev), parameters={"chunk_size": chunk_size, **options},
+    )
+
+
+def _optimised_fields(seq: EchoSequence, frames: torch.Tensor, method: str, reference: int, mode: str,
+                      roi: torch.Tensor | None, chunk_size: int, options: dict[str, Any],
+                      progress: ProgressCallback | None,
+                      cancel: Callable[[], bool] | None) -> torch.Tensor:
+    """(T, 2, H, W) mm fields of the optimisation methods, pairs registered chunk by chunk."""
     pairs = _pairs(seq.n_frames, reference, mode)
     pair_fields: dict[int, torch.Tensor] = {}
     for first in range(0, len(pairs), chunk_size):
@@ -194,20 +229,40 @@ def register_sequence(
         chained = _chain_to_reference({t: u[None] for t, u in pair_fields.items()}, seq.n_frames,
                                       reference, seq.spacing)
         pair_fields = {t: u[0] for t, u in chained.items()}
-    zero = torch.zeros(2, *seq.frame_shape, device=dev)
-    fields = torch.stack([pair_fields.get(t, zero) for t in range(seq.n_frames)])
-    with torch.inference_mode():
-        warped = warp(frames, fields, seq.spacing)
-        before, after, folding = frame_quality(frames[reference:reference + 1], frames, warped,
-                                               fields, seq.spacing, roi)
-    seconds = time.perf_counter() - start
-    return RegistrationResult(
-        displacement=field_to_numpy(fields).astype(np.float32),
-        warped=warped[:, 0].cpu().numpy().astype(np.float32),
-        reference=reference, method=method, mode=mode,
-        similarity_before=before, similarity_after=after, folding_fraction=folding,
-        seconds=seconds, device=str(dev), parameters={"chunk_size": chunk_size, **options},
-    )
+    zero = torch.zeros(2, *seq.frame_shape, device=frames.device)
+    return torch.stack([pair_fields.get(t, zero) for t in range(seq.n_frames)])
+
+
+def _dlir_fields(seq: EchoSequence, frames: torch.Tensor, reference: int, device: torch.device,
+                 chunk_size: int, model: Any, refine: int, roi: torch.Tensor | None,
+                 options: dict[str, Any], progress: ProgressCallback | None,
+                 cancel: Callable[[], bool] | None) -> torch.Tensor:
+    """(T, 2, H, W) mm fields predicted by a DLIR model, optionally refined by optimisation."""
+    from ..dlir.inference import predict_sequence_fields
+    from ..dlir.shipped import shipped_model_path
+
+    if refine < 0:
+        raise ValueError(f"refine must be >= 0 optimisation steps, got {refine}")
+    if cancel is not None and cancel():
+        raise RegistrationCancelled("registration cancelled")
+    fields = predict_sequence_fields(model if model is not None else shipped_model_path(), seq,
+                                     reference, device, chunk_size)
+    if refine:
+        fields = fields.clone()  # an ordinary tensor (not an inference one) that refinement updates
+    others = [t for t in range(seq.n_frames) if t != reference]
+    if progress is not None:
+        progress(0 if refine else len(others), len(others))
+    if refine:
+        refine_options = {**METHOD_DEFAULTS["deformable"], "levels": 1, "iterations": refine, **options}
+        for first in range(0, len(others), chunk_size):
+            chunk = others[first:first + chunk_size]
+            refined = register_pair(frames[reference:reference + 1], frames[chunk], "deformable",
+                                    spacing=seq.spacing, mask=roi, initial=fields[chunk], cancel=cancel,
+                                    **refine_options)
+            fields[chunk] = refined.displacement
+            if progress is not None:
+                progress(min(first + chunk_size, len(others)), len(others))
+    return fields
 
 
 __all__ = ["RegistrationCancelled", "RegistrationResult", "register_sequence", "resolve_device"]

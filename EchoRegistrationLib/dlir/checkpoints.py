@@ -1,0 +1,127 @@
+"""Checkpoints without pickle: safetensors weights + a JSON config, and a weights-only training state.
+
+A model checkpoint is a pair of files in a folder, ``{name}.safetensors`` and ``{name}.json``. The
+JSON holds ``kind`` (which class), ``architecture`` (its constructor arguments, enough to rebuild
+it) and whatever the trainer adds: training settings, data, the history. The same JSON is stored in
+the safetensors header (metadata key ``config``), so a weights file copied alone still loads.
+:func:`load_model` rebuilds the model from either file or the folder.
+
+Resuming needs the optimiser states too: ``training_state.pt`` holds tensors, numbers and strings
+only, written by ``torch.save`` and read with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file, safe_open, save_file
+
+from ..io.atomic import atomic_output
+from .discriminator import PatchDiscriminator
+from .model import DLIRModel
+from .vae import MaskVAE
+
+FORMAT = "echoregistration-dlir/1"
+KINDS: dict[str, Any] = {
+    "dlir": DLIRModel.from_architecture,
+    "vae": lambda architecture: MaskVAE(**architecture),
+    "discriminator": lambda architecture: PatchDiscriminator(**architecture),
+}
+MODEL_NAME = "model"
+TRAINING_STATE = "training_state.pt"
+
+
+def model_kind(model: nn.Module) -> str:
+    """The checkpoint kind of ``model``."""
+    for kind, cls in (("dlir", DLIRModel), ("vae", MaskVAE), ("discriminator", PatchDiscriminator)):
+        if isinstance(model, cls):
+            return kind
+    raise TypeError(f"no checkpoint kind for {type(model).__name__}")
+
+
+def save_model(model: nn.Module, folder: str | os.PathLike, name: str = MODEL_NAME,
+               **config: Any) -> Path:
+    """Write ``folder/{name}.safetensors`` and ``folder/{name}.json`` (atomically, replacing an
+    earlier checkpoint); ``config`` entries (JSON-ready) are added to the JSON. Returns the
+    weights path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    document = {"format": FORMAT, "kind": model_kind(model),
+                "architecture": model.architecture(), **config}
+    text = json.dumps(document, indent=1)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    weights = folder / f"{name}.safetensors"
+    with atomic_output(weights, overwrite=True) as tmp:
+        save_file(tensors, str(tmp), metadata={"config": text})
+    with atomic_output(folder / f"{name}.json", overwrite=True) as tmp:
+        tmp.write_text(text + "\n")
+    return weights
+
+
+def _weights_path(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        path = path / f"{MODEL_NAME}.safetensors"
+    elif path.suffix == ".json":
+        path = path.with_suffix(".safetensors")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint (expected a folder holding "
+                                f"{MODEL_NAME}.safetensors, or a .safetensors / .json file)")
+    return path
+
+
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON config of a checkpoint (folder, ``.safetensors`` or ``.json``): the ``.json`` file
+    beside the weights when present, else the copy in the weights' header."""
+    weights = _weights_path(path)
+    sidecar = weights.with_suffix(".json")
+    if sidecar.is_file():
+        return json.loads(sidecar.read_text())
+    with safe_open(str(weights), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    if "config" not in metadata:
+        raise ValueError(f"{weights}: no config in the safetensors header and no {sidecar.name}")
+    return json.loads(metadata["config"])
+
+
+def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> nn.Module:
+    """Rebuild a model from a checkpoint (folder, ``.safetensors`` or ``.json``) in eval mode.
+
+    Raises:
+        FileNotFoundError: no checkpoint there.
+        ValueError: an unknown format or kind, or weights that do not fit the architecture.
+    """
+    weights = _weights_path(path)
+    config = read_config(weights)
+    if config.get("format") != FORMAT or config.get("kind") not in KINDS:
+        raise ValueError(f"{weights}: not an EchoRegistration DLIR checkpoint "
+                         f"(format {config.get('format')!r}, kind {config.get('kind')!r})")
+    model = KINDS[config["kind"]](config["architecture"])
+    try:
+        model.load_state_dict(load_file(str(weights)))
+    except RuntimeError as err:
+        raise ValueError(f"{weights}: weights do not match the architecture in its config: {err}") from None
+    return model.to(device).eval()
+
+
+def save_training_state(folder: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Write the resumable state (optimiser state dicts, counters) to ``folder/training_state.pt``."""
+    path = Path(folder) / TRAINING_STATE
+    with atomic_output(path, overwrite=True) as tmp:
+        torch.save(state, tmp)
+    return path
+
+
+def load_training_state(folder: str | os.PathLike,
+                        device: torch.device | str = "cpu") -> dict[str, Any] | None:
+    """The state saved by :func:`save_training_state`, or None when there is none. Loaded with
+    ``weights_only=True``: no code can run from the file."""
+    path = Path(folder) / TRAINING_STATE
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location=device, weights_only=True)

@@ -1,0 +1,148 @@
+"""``echoreg train ...``: the DLIR training functions on the command line.
+
+Subcommands: ``simulate`` (fill a cache folder with simulated sequences), ``vae``, ``affine`` and
+``dlir`` (:mod:`.training`). Data are given as source specs (:func:`.data.open_source`):
+``sim:0-500`` (simulator seeds 0..499), ``sim:0-500:CACHE`` (read from / written to a cache
+folder), or a folder (CAMUS root, cached ``.npz`` items, any sequence files). Multi-GPU::
+
+    torchrun --nproc_per_node 4 -m EchoRegistrationLib.cli train dlir --data sim:0-500:cache ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+SEED_RANGE_HELP = "simulator seeds START-STOP (STOP excluded), e.g. 0-500"
+
+
+def _seed_range(text: str) -> range:
+    start, _, stop = text.partition("-")
+    if not (start.isdigit() and stop.isdigit()) or int(stop) <= int(start):
+        raise argparse.ArgumentTypeError(f"expected START-STOP with START < STOP, got {text!r}")
+    return range(int(start), int(stop))
+
+
+def _weight(text: str) -> tuple[str, float]:
+    name, _, value = text.partition("=")
+    try:
+        return name, float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected TERM=WEIGHT, got {text!r}") from None
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", action="append", required=True,
+                        help="training source, repeatable: sim:START-STOP[:CACHE] or a folder")
+    parser.add_argument("--validation", action="append", help="validation source, repeatable")
+    parser.add_argument("-o", "--output", required=True, help="checkpoint folder")
+    parser.add_argument("--batch-size", type=int, help="pairs (masks) per step")
+    parser.add_argument("--learning-rate", type=float, help="Adam step size")
+    parser.add_argument("--iterations-per-epoch", type=int, default=100,
+                        help="steps between history rows and checkpoints (default 100)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (torchrun: one GPU per process)")
+    parser.add_argument("--no-resume", dest="resume", action="store_false",
+                        help="refuse to continue a run found in the output folder")
+
+
+def _common_options(args: argparse.Namespace) -> dict[str, Any]:
+    options = {"output": args.output, "iterations_per_epoch": args.iterations_per_epoch,
+               "seed": args.seed, "device": args.device, "resume": args.resume,
+               "validation": args.validation}
+    for name in ("batch_size", "learning_rate"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    return options
+
+
+def _finish(history: list[dict[str, Any]], output: str) -> int:
+    if history:
+        print(json.dumps(history[-1]))
+    print(f"checkpoint: {output}")
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from .data import write_simulated_cache
+
+    paths = write_simulated_cache(args.output, args.seeds, workers=args.workers,
+                                  n_frames=args.frames, image_size=(args.size, args.size))
+    print(f"{len(paths)} sequences in {args.output}")
+    return 0
+
+
+def _cmd_vae(args: argparse.Namespace) -> int:
+    from .training import train_vae
+
+    history = train_vae(args.data, structure=args.structure, iterations=args.iterations,
+                        latent_size=args.latent_size, beta=args.beta, **_common_options(args))
+    return _finish(history, args.output)
+
+
+def _cmd_affine(args: argparse.Namespace) -> int:
+    from .training import train_affine
+
+    history = train_affine(args.data, size=args.size, iterations=args.iterations,
+                           **_common_options(args))
+    return _finish(history, args.output)
+
+
+def _cmd_dlir(args: argparse.Namespace) -> int:
+    from .training import train_dlir
+
+    weights = dict(args.weight or [])
+    iterations = args.iterations[0] if len(args.iterations) == 1 else args.iterations
+    history = train_dlir(args.data, scales=args.scales, iterations=iterations, weights=weights or None,
+                         similarity=args.similarity, vaes=args.vae or (), texture=args.texture,
+                         diffeomorphic=args.diffeomorphic, affine=args.affine, **_common_options(args))
+    return _finish(history, args.output)
+
+
+def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``train`` and its subcommands to an ``argparse`` subparsers object; each subcommand sets
+    ``run`` to a function of the parsed arguments returning the exit status."""
+    train = subparsers.add_parser("train", help="train the deep-learning registration models (DLIR)",
+                                  description=__doc__.splitlines()[0])
+    sub = train.add_subparsers(dest="model", required=True)
+
+    simulate = sub.add_parser("simulate", help="simulate training sequences into a cache folder")
+    simulate.add_argument("--seeds", type=_seed_range, required=True, help=SEED_RANGE_HELP)
+    simulate.add_argument("-o", "--output", required=True, help="cache folder")
+    simulate.add_argument("--frames", type=int, default=20, help="frames per sequence (default 20)")
+    simulate.add_argument("--size", type=int, default=256, help="frame size in pixels (default 256)")
+    simulate.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    simulate.set_defaults(run=_cmd_simulate)
+
+    vae = sub.add_parser("vae", help="train the mask VAE of one structure (shape prior)")
+    _add_common(vae)
+    vae.add_argument("--structure", choices=["lv", "myocardium"], default="lv")
+    vae.add_argument("--iterations", type=int, default=3000, help="steps (default 3000)")
+    vae.add_argument("--latent-size", type=int, default=32, help="latent dimensions (default 32)")
+    vae.add_argument("--beta", type=float, default=1.0, help="weight of the KL term (default 1)")
+    vae.set_defaults(run=_cmd_vae)
+
+    affine = sub.add_parser("affine", help="train the affine CNN (unsupervised, NCC)")
+    _add_common(affine)
+    affine.add_argument("--size", type=int, default=64, help="working-grid rows (default 64)")
+    affine.add_argument("--iterations", type=int, default=3000, help="steps (default 3000)")
+    affine.set_defaults(run=_cmd_affine)
+
+    dlir = sub.add_parser("dlir", help="train the registration network (multi-scale)")
+    _add_common(dlir)
+    dlir.add_argument("--scales", type=int, nargs="+", default=[32, 64, 128],
+                      help="working-grid rows per stage, coarse to fine (default 32 64 128)")
+    dlir.add_argument("--iterations", type=int, nargs="+", default=[1000],
+                      help="steps per stage: one for all or one per scale (default 1000)")
+    dlir.add_argument("--weight", type=_weight, action="append",
+                      help="loss weight TERM=WEIGHT, repeatable (similarity, bending, dice, shape, texture)")
+    dlir.add_argument("--similarity", choices=["lncc", "mi"], default="lncc")
+    dlir.add_argument("--vae", action="append", help="VAE checkpoint for the shape term, repeatable")
+    dlir.add_argument("--no-texture", dest="texture", action="store_false",
+                      help="switch the adversarial texture term off")
+    dlir.add_argument("--diffeomorphic", action="store_true",
+                      help="predict a stationary velocity field (scaling and squaring)")
+    dlir.add_argument("--affine", help="affine model (echoreg train affine) to use as a frozen first stage")
+    dlir.set_defaults(run=_cmd_dlir)
+    return train

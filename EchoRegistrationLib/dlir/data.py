@@ -1,0 +1,454 @@
+"""Training data for DLIR: sequence sources and a pair sampler on the working grid.
+
+Sources are sequences of :class:`SequenceItem` (an :class:`EchoSequence` and, for simulated data,
+its true displacement from frame 0):
+
+* :class:`SimulatedSequences`: the simulator on the fly, or from a cache folder of ``.npz`` files
+  (:func:`write_simulated_cache` fills one in parallel);
+* :class:`SequenceFolder`: a CAMUS root (``patientXXXX`` folders, every view), any folder of files
+  that :func:`~EchoRegistrationLib.io.load_sequence` reads, and cached ``.npz`` items;
+* :func:`open_source` builds either from a text spec (what the CLI takes).
+
+:class:`PairSampler` brings every sequence once to a storage grid (the largest stage's working grid,
+intensities normalised) and draws batches of pairs for any stage size: ED -> ES and ES -> ED, and
+random frame pairs in both directions, with the fixed frame's neighbour for the texture term.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..io.atomic import atomic_output
+from ..io.camus import CamusDataset
+from ..io.dispatch import detect_format, load_sequence
+from ..losses import one_hot
+from ..registration.pyramid import level_spacing, resample_image
+from ..sequence import EchoDataError, EchoSequence
+from ..simulation import simulate_sequence
+from ..spatial import affine_matrix, warp
+from .grid import prepare_frames, working_shape
+
+NUM_LABELS = 4  # background, LV cavity, myocardium, left atrium (CAMUS codes)
+VIEWS = ("A4C", "A2C")
+REPLACEMENT_STRIDE, MAX_REPLACEMENTS = 1_000_000, 10  # for seeds the simulator rejects
+GAMMA_RANGE = (0.7, 1.4)  # intensity augmentation: the same random gamma for both frames of a pair
+
+
+@dataclass(eq=False)
+class SequenceItem:
+    """A training or validation sequence.
+
+    Attributes:
+        sequence: the frames, geometry, ED/ES indices and labels (when annotated).
+        displacement: (T, H, W, 2) float32 mm true field from frame 0 to each frame (simulated data),
+            else None.
+    """
+
+    sequence: EchoSequence
+    displacement: np.ndarray | None = None
+
+
+# ---------------------------------------------------------------------------- simulated sequences
+def simulate_item(seed: int, n_frames: int = 20, image_size: Sequence[int] = (256, 256),
+                  cycle: str = "half") -> SequenceItem:
+    """One simulated sequence with its truth; even seeds are A4C, odd seeds A2C.
+
+    The simulator rejects some seeds (about 8 %: the random heart does not fit the random sector
+    depth); such a seed is replaced by seed + 1e6, seed + 2e6, ... (the seed used is in the
+    sequence's metadata), so that every seed of a range yields a sequence, reproducibly."""
+    error = None
+    for k in range(MAX_REPLACEMENTS + 1):
+        try:
+            sim = simulate_sequence(view=VIEWS[seed % 2], cycle=cycle, n_frames=n_frames,
+                                    image_size=tuple(image_size), seed=int(seed) + k * REPLACEMENT_STRIDE)
+        except ValueError as err:
+            error = error or err
+            continue
+        return SequenceItem(sim.sequence, sim.displacement)
+    raise error
+
+
+def save_item(item: SequenceItem, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write an item as a compressed ``.npz`` (frames float16, labels uint8, the true field float16:
+    0.01 mm steps at 16 mm). Atomic."""
+    seq = item.sequence
+    arrays: dict[str, Any] = {
+        "frames": seq.frames.astype(np.float16), "spacing": np.asarray(seq.spacing),
+        "frame_times": seq.frame_times,
+        "ed_index": np.int64(-1 if seq.ed_index is None else seq.ed_index),
+        "es_index": np.int64(-1 if seq.es_index is None else seq.es_index),
+        "source": np.array(seq.source)}
+    if seq.labels is not None:
+        arrays["labels"] = seq.labels
+        arrays["label_frames"] = np.asarray(seq.label_frames)
+    if item.displacement is not None:
+        arrays["displacement"] = item.displacement.astype(np.float16)
+    with atomic_output(path, overwrite) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
+    return Path(path)
+
+
+def load_item(path: str | os.PathLike) -> SequenceItem:
+    """Read an item written by :func:`save_item`."""
+    with np.load(path) as data:
+        labels = data["labels"] if "labels" in data else None
+        sequence = EchoSequence(
+            frames=data["frames"].astype(np.float32), spacing=tuple(data["spacing"]),
+            frame_times=data["frame_times"], labels=labels,
+            label_frames=tuple(int(i) for i in data["label_frames"]) if labels is not None else None,
+            ed_index=None if data["ed_index"] < 0 else int(data["ed_index"]),
+            es_index=None if data["es_index"] < 0 else int(data["es_index"]),
+            metadata={"source": str(path), "original_source": str(data["source"])})
+        displacement = data["displacement"].astype(np.float32) if "displacement" in data else None
+    return SequenceItem(sequence, displacement)
+
+
+def _cache_name(seed: int) -> str:
+    return f"simulated_{int(seed):07d}.npz"
+
+
+class SimulatedSequences(Sequence):
+    """Simulated apical sequences (A4C for even seeds, A2C for odd ones) with their true motion.
+
+    Args:
+        seeds: simulator seeds (training: from 0; benchmarks and validation use seeds >= 10000).
+        n_frames, image_size, cycle: passed to :func:`~..simulation.simulate_sequence`.
+        cache: optional folder: items are read from ``simulated_{seed}.npz`` there when present,
+            and written there when simulated.
+    """
+
+    def __init__(self, seeds: Iterable[int], *, n_frames: int = 20,
+                 image_size: Sequence[int] = (256, 256), cycle: str = "half",
+                 cache: str | os.PathLike | None = None):
+        self.seeds = [int(s) for s in seeds]
+        self.options = {"n_frames": int(n_frames), "image_size": [int(v) for v in image_size],
+                        "cycle": cycle}
+        self.cache = None if cache is None else Path(cache)
+
+    def __len__(self) -> int:
+        return len(self.seeds)
+
+    def __getitem__(self, index: int) -> SequenceItem:  # type: ignore[override]
+        seed = self.seeds[index]
+        path = None if self.cache is None else self.cache / _cache_name(seed)
+        if path is not None and path.exists():
+            return load_item(path)
+        item = simulate_item(seed, **self.options)
+        if path is not None:
+            save_item(item, path, overwrite=True)
+        return item
+
+    def describe(self) -> dict[str, Any]:
+        seeds = self.seeds
+        return {"source": "simulator", "seeds": f"{min(seeds)}..{max(seeds)} ({len(seeds)})",
+                **self.options, "cache": None if self.cache is None else str(self.cache)}
+
+
+def _simulate_to(task: tuple[int, dict[str, Any], str]) -> str:
+    seed, options, folder = task
+    path = Path(folder) / _cache_name(seed)
+    if not path.exists():
+        save_item(simulate_item(seed, **options), path)
+    return str(path)
+
+
+def write_simulated_cache(folder: str | os.PathLike, seeds: Iterable[int], *, workers: int = 1,
+                          n_frames: int = 20, image_size: Sequence[int] = (256, 256),
+                          cycle: str = "half", progress: bool = True) -> list[Path]:
+    """Simulate ``seeds`` into ``folder`` (skipping those already there) with ``workers`` processes
+    (about 0.8 s per 20-frame 256 x 256 sequence each). Returns the item paths in seed order."""
+    from tqdm import tqdm
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    options = {"n_frames": int(n_frames), "image_size": tuple(image_size), "cycle": cycle}
+    tasks = [(int(s), options, str(folder)) for s in seeds]
+    paths = []
+    with contextlib.ExitStack() as stack:
+        bar = stack.enter_context(tqdm(total=len(tasks), unit="sequence", desc="simulating",
+                                       disable=not progress))
+        mapped = map(_simulate_to, tasks) if workers <= 1 else \
+            stack.enter_context(ProcessPoolExecutor(workers)).map(_simulate_to, tasks, chunksize=4)
+        for path in mapped:
+            paths.append(Path(path))
+            bar.update()
+    return paths
+
+
+# ---------------------------------------------------------------------------- folders of sequences
+class SequenceFolder(Sequence):
+    """Every sequence in a folder, loaded lazily: CAMUS patients (``patientXXXX`` sub-folders, each
+    view an item), cached ``.npz`` items, and every file :func:`~..io.load_sequence` reads (NIfTI,
+    MetaImage, NRRD, .seq.nrrd, DICOM, video). Sequences without labels train on image terms only.
+
+    Args:
+        root: the folder.
+        views: CAMUS views to include.
+    """
+
+    def __init__(self, root: str | os.PathLike, views: Sequence[str] = ("2CH", "4CH")):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise EchoDataError(str(self.root), "is not a folder")
+        self.camus = None
+        if any(p.is_dir() and p.name.startswith("patient") for p in self.root.iterdir()):
+            self.camus = CamusDataset(self.root, views=views)
+        self.files = [p for p in sorted(self.root.iterdir()) if p.is_file() and self._readable(p)]
+        if not len(self):
+            raise EchoDataError(str(self.root), "holds no readable sequences")
+
+    @staticmethod
+    def _readable(path: Path) -> bool:
+        if path.suffix == ".npz":
+            return True
+        try:
+            detect_format(path)
+        except EchoDataError:
+            return False
+        return True
+
+    def __len__(self) -> int:
+        return (0 if self.camus is None else len(self.camus)) + len(self.files)
+
+    def __getitem__(self, index: int) -> SequenceItem:  # type: ignore[override]
+        n_camus = 0 if self.camus is None else len(self.camus)
+        if index < n_camus:
+            return SequenceItem(self.camus[index])
+        path = self.files[index - n_camus]
+        return load_item(path) if path.suffix == ".npz" else SequenceItem(load_sequence(path))
+
+    def describe(self) -> dict[str, Any]:
+        return {"source": "folder", "root": str(self.root), "sequences": len(self)}
+
+
+class Concatenated(Sequence):
+    """Several sources read as one."""
+
+    def __init__(self, sources: Sequence[Sequence[SequenceItem]]):
+        self.sources = list(sources)
+        self.offsets = np.cumsum([0] + [len(s) for s in self.sources])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, index: int) -> SequenceItem:  # type: ignore[override]
+        k = int(np.searchsorted(self.offsets, index, side="right")) - 1
+        return self.sources[k][index - int(self.offsets[k])]
+
+    def describe(self) -> list[Any]:
+        return [describe_source(s) for s in self.sources]
+
+
+SIM_SPEC = re.compile(r"^sim(?:ulated)?:(\d+)-(\d+)(?::(.+))?$")
+
+
+def open_source(spec: Any) -> Sequence[SequenceItem]:
+    """A source from a spec: ``"sim:START-STOP"`` (seeds START..STOP-1, simulated on the fly) or
+    ``"sim:START-STOP:CACHE_FOLDER"``; a folder path (:class:`SequenceFolder`); a list of specs
+    (concatenated); or a source / sequence of items, returned as is."""
+    if isinstance(spec, (str, os.PathLike)):
+        match = SIM_SPEC.match(str(spec))
+        if match:
+            start, stop, cache = match.groups()
+            return SimulatedSequences(range(int(start), int(stop)), cache=cache)
+        return SequenceFolder(spec)
+    if isinstance(spec, (list, tuple)) and spec and isinstance(spec[0], (str, os.PathLike)):
+        return Concatenated([open_source(s) for s in spec])
+    return spec
+
+
+def describe_source(source: Sequence[SequenceItem]) -> Any:
+    """JSON-ready description of a source (for checkpoint configs)."""
+    describe = getattr(source, "describe", None)
+    return describe() if describe is not None else {"source": "items", "sequences": len(source)}
+
+
+# ---------------------------------------------------------------------------- pairs
+@dataclass
+class PairBatch:
+    """A batch of B registration pairs on a stage's working grid (one shape for all items).
+
+    Attributes:
+        fixed, moving: (B, 1, h, w) in [0, 1].
+        neighbour: (B, 1, h, w) a frame next to the fixed one, shifted by a random sub-pixel
+            translation: the "real" pair partner for the texture discriminator.
+        fixed_labels, moving_labels: (B, NUM_LABELS, h, w) soft one-hot maps, or None when no
+            item of the batch is annotated on both frames.
+        labelled: (B,) 1.0 where both frames are annotated.
+        spacing: (B, 2) mm of each item's grid.
+        pairs: (sequence index, fixed frame, moving frame) of each item.
+    """
+
+    fixed: torch.Tensor
+    moving: torch.Tensor
+    neighbour: torch.Tensor
+    fixed_labels: torch.Tensor | None
+    moving_labels: torch.Tensor | None
+    labelled: torch.Tensor
+    spacing: torch.Tensor
+    pairs: list[tuple[int, int, int]]
+
+
+@dataclass
+class _Stored:
+    """One sequence on the storage canvas: frames (T, S, Wc) float16 in [0, 1], label codes
+    (T, S, Wc) uint8 or None, which frames are annotated, spacing (sx, sy) mm, ED / ES."""
+
+    frames: torch.Tensor
+    labels: torch.Tensor | None
+    annotated: np.ndarray
+    spacing: tuple[float, float]
+    ed: int | None
+    es: int | None
+
+
+class PairSampler:
+    """Draws batches of frame pairs from sequences held on a common storage canvas.
+
+    Each sequence is brought once to the working grid of ``storage_size`` rows (:mod:`.grid`),
+    normalised, and zero-padded on the right to a common canvas width (the echo sector's
+    surroundings are black already). :meth:`sample` resamples a batch to any stage size.
+
+    Pairs: with probability ``ed_es_fraction`` the ED and ES frames (when the sequence knows them)
+    in a random direction, otherwise two distinct random frames in a random order. Augmentation
+    (``augment``): a random horizontal flip of the pair and one random gamma for both frames.
+
+    Args:
+        items: the sequences (each needs at least 2 frames).
+        storage_size: rows of the storage grid (the largest stage size).
+        ed_es_fraction: share of ED <-> ES pairs.
+        rank, world_size: distributed training: this process keeps the sequences
+            ``rank::world_size``.
+        augment: flips and gamma.
+    """
+
+    def __init__(self, items: Sequence[SequenceItem], *, storage_size: int = 128,
+                 ed_es_fraction: float = 0.3, rank: int = 0, world_size: int = 1,
+                 augment: bool = True):
+        self.storage_size = int(storage_size)
+        self.ed_es_fraction = float(ed_es_fraction)
+        self.augment = augment
+        stored = [self._store(items[k]) for k in range(rank, len(items), world_size)]
+        if not stored:
+            raise ValueError(f"no sequences for rank {rank} of {world_size} ({len(items)} in all)")
+        self.width = max(s.frames.shape[-1] for s in stored)
+        self.sequences = [self._pad(s) for s in stored]
+
+    @property
+    def has_labels(self) -> bool:
+        return any(s.labels is not None for s in self.sequences)
+
+    def _store(self, item: SequenceItem) -> _Stored:
+        seq = item.sequence
+        seq.require_frames(2)
+        frames, spacing = prepare_frames(torch.from_numpy(seq.frames)[:, None], seq.spacing,
+                                         self.storage_size)
+        labels = None
+        annotated = np.zeros(seq.n_frames, bool)
+        if seq.labels is not None:
+            annotated[list(seq.label_frames)] = True
+            codes = seq.labels if seq.labels.ndim == 3 else np.broadcast_to(seq.labels, seq.frames.shape)
+            codes = np.where(codes < NUM_LABELS, codes, 0)  # other structures count as background
+            soft = one_hot(torch.from_numpy(codes)[:, None], NUM_LABELS)
+            labels = resample_image(soft, frames.shape[-2:]).argmax(1).to(torch.uint8)
+        return _Stored(frames[:, 0].to(torch.float16), labels, annotated, spacing,
+                       seq.ed_index, seq.es_index)
+
+    def _pad(self, stored: _Stored) -> _Stored:
+        pad = self.width - stored.frames.shape[-1]
+        if pad:
+            stored.frames = torch.nn.functional.pad(stored.frames, (0, pad))
+            if stored.labels is not None:
+                stored.labels = torch.nn.functional.pad(stored.labels, (0, pad))
+        return stored
+
+    def stage_shape(self, size: int) -> tuple[int, int]:
+        """(h, w) of the canvas at a stage of ``size`` rows."""
+        return working_shape((self.storage_size, self.width), (1.0, 1.0), size)
+
+    def _pair(self, stored: _Stored, rng: np.random.Generator) -> tuple[int, int]:
+        n = stored.frames.shape[0]
+        if stored.ed is not None and stored.es is not None and stored.ed != stored.es \
+                and rng.random() < self.ed_es_fraction:
+            pair = (stored.ed, stored.es)
+        else:
+            first, second = rng.choice(n, size=2, replace=False)
+            pair = (int(first), int(second))
+        return pair if rng.random() < 0.5 else pair[::-1]
+
+    def sample(self, batch_size: int, size: int, rng: np.random.Generator,
+               device: torch.device | str = "cpu") -> PairBatch:
+        """A batch of ``batch_size`` pairs on the stage grid of ``size`` rows."""
+        pairs, images, codes, labelled, spacings = [], [], [], [], []
+        for _ in range(batch_size):
+            index = int(rng.integers(len(self.sequences)))
+            stored = self.sequences[index]
+            fixed, moving = self._pair(stored, rng)
+            n = stored.frames.shape[0]
+            neighbour = fixed + (1 if fixed == 0 or (fixed < n - 1 and rng.random() < 0.5) else -1)
+            pairs.append((index, fixed, moving))
+            images.append(stored.frames[[fixed, moving, neighbour]])
+            both = stored.labels is not None and stored.annotated[fixed] and stored.annotated[moving]
+            labelled.append(float(both))
+            codes.append(stored.labels[[fixed, moving]] if both else None)
+            spacings.append(stored.spacing)
+        stack = torch.stack(images).to(device=device, dtype=torch.float32)  # (B, 3, S, Wc)
+        shape = self.stage_shape(size)
+        stack = resample_image(stack, shape)
+        scale = level_spacing((self.storage_size, self.width), shape, (1.0, 1.0))
+        spacing = torch.tensor(spacings, dtype=torch.float32, device=device) * torch.tensor(scale, device=device)
+        label_maps = None
+        if any(labelled):
+            zero = torch.zeros(2, self.storage_size, self.width, dtype=torch.uint8)
+            hard = torch.stack([zero if c is None else c for c in codes]).to(device)  # (B, 2, S, Wc)
+            soft = one_hot(hard.flatten(0, 1)[:, None], NUM_LABELS)
+            label_maps = resample_image(soft, shape).unflatten(0, (batch_size, 2))  # (B, 2, L, h, w)
+        if self.augment:
+            flip = torch.from_numpy(rng.random(batch_size) < 0.5).to(device)
+            stack = torch.where(flip[:, None, None, None], stack.flip(-1), stack)
+            if label_maps is not None:
+                label_maps = torch.where(flip[:, None, None, None, None], label_maps.flip(-1), label_maps)
+            gamma = torch.from_numpy(rng.uniform(*GAMMA_RANGE, batch_size)).to(stack)
+            stack = stack.clamp(min=0) ** gamma[:, None, None, None]
+        shift = torch.from_numpy(rng.uniform(-0.5, 0.5, (batch_size, 2, 1, 1))).to(stack) * spacing[..., None, None]
+        neighbour = warp(stack[:, 2:3], shift.expand(-1, -1, *shape), spacing)
+        return PairBatch(
+            fixed=stack[:, 0:1], moving=stack[:, 1:2], neighbour=neighbour,
+            fixed_labels=None if label_maps is None else label_maps[:, 0],
+            moving_labels=None if label_maps is None else label_maps[:, 1],
+            labelled=torch.tensor(labelled, device=device), spacing=spacing, pairs=pairs)
+
+    def sample_masks(self, batch_size: int, label: int, rng: np.random.Generator,
+                     device: torch.device | str = "cpu") -> torch.Tensor:
+        """(B, 1, S, Wc) binary masks of ``label`` on annotated frames (for the VAEs)."""
+        annotated = [(s, t) for s in self.sequences if s.labels is not None
+                     for t in np.flatnonzero(s.annotated)]
+        if not annotated:
+            raise ValueError("the sequences hold no annotated frames: a VAE needs label maps")
+        picks = rng.integers(len(annotated), size=batch_size)
+        masks = torch.stack([annotated[k][0].labels[annotated[k][1]] == label for k in picks])
+        return masks[:, None].to(device=device, dtype=torch.float32)
+
+
+def random_affine(batch_size: int, rng: np.random.Generator, max_rotation: float = 15.0,
+                  max_scale: float = 0.15, max_shift: float = 10.0,
+                  device: torch.device | str = "cpu") -> torch.Tensor:
+    """(B, 3, 3) random affine maps about the image centre (:mod:`..spatial.affine`): a rotation of
+    up to ``max_rotation`` degrees after independent x / y scalings within 1 +- ``max_scale``, then
+    a translation of up to ``max_shift`` mm along each axis."""
+    angle = np.deg2rad(rng.uniform(-max_rotation, max_rotation, batch_size))
+    sx, sy = rng.uniform(1 - max_scale, 1 + max_scale, (2, batch_size))
+    shift = rng.uniform(-max_shift, max_shift, (2, batch_size))
+    cos, sin = np.cos(angle), np.sin(angle)
+    parameters = np.stack([cos * sx, -sin * sy, sin * sx, cos * sy, *shift], axis=1)
+    return affine_matrix(torch.as_tensor(parameters, dtype=torch.float32, device=device))

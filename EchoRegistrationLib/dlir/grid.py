@@ -1,0 +1,74 @@
+"""The working grid of the DLIR models: every input is resampled to a canonical grid first.
+
+Frames come with different sizes and spacings (CAMUS 512 x 422 at 0.31 mm, the simulator 256 x 256
+at 0.6 mm, fetal or paediatric views at a finer scale). The networks always see the frame's field
+of view resampled to ``size`` rows of square pixels (size 128: about 1.2 mm for a 150 mm deep
+sector), intensities mapped to [0, 1] by robust percentiles. Fields are predicted there in mm and
+resampled back to the input grid (bilinear: the motion is smooth, and on simulated ES fields the
+round trip through 128 rows costs 0.11 mm of myocardial error, bicubic 0.11 mm too, 64 rows 0.34 mm).
+
+Resampling keeps the physical frame (:mod:`..registration.pyramid`): the first and last pixel
+centres stay in place, so a field in mm means the same on both grids and needs no rescaling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ..registration.pyramid import level_spacing, resample_field, resample_image
+
+# Intensity percentiles mapped to 0 and 1: robust to the black sector surround and bright specular
+# reflections alike.
+LOW_PERCENTILE, HIGH_PERCENTILE = 1.0, 99.0
+# torch.quantile sorts; above this many values a regular subsample estimates the percentiles.
+MAX_PERCENTILE_SAMPLES = 1 << 18
+
+
+def working_shape(shape: Sequence[int], spacing: Sequence[float], size: int) -> tuple[int, int]:
+    """(size, w): ``size`` rows spanning the frame's depth, and as many columns as square pixels of
+    that size need to span its width (at least 2). ``shape`` is (H, W), ``spacing`` (sx, sy) mm."""
+    h, w = int(shape[0]), int(shape[1])
+    if size < 2:
+        raise ValueError(f"the working grid needs at least 2 rows, got {size}")
+    pixel = (h - 1) * float(spacing[1]) / (size - 1) if h > 1 else float(spacing[1])
+    return int(size), max(2, round((w - 1) * float(spacing[0]) / pixel) + 1)
+
+
+def to_working_grid(images: torch.Tensor, spacing: Sequence[float],
+                    size: int) -> tuple[torch.Tensor, tuple[float, float]]:
+    """(B, C, H, W) images -> ((B, C, size, w) images on the working grid, its (sx, sy) mm).
+
+    Antialiased bilinear resampling over the same physical extent (identity when the grid already
+    has the working shape). Label maps go through as one-hot (soft) channels.
+    """
+    shape = tuple(images.shape[-2:])
+    target = working_shape(shape, spacing, size)
+    return resample_image(images, target), level_spacing(shape, target, spacing)
+
+
+def to_input_grid(field: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """(B, 2, h, w) mm field on the working grid -> (B, 2, H, W) mm on the input grid (bilinear)."""
+    return resample_field(field, shape)
+
+
+def normalise_intensities(frames: torch.Tensor) -> torch.Tensor:
+    """Map a (T, 1, H, W) sequence (or any tensor) to [0, 1]: the 1st percentile of all its values
+    to 0, the 99th to 1, clipped. One map for the whole tensor, so frames stay comparable."""
+    values = frames.detach().flatten().float()
+    if values.numel() > MAX_PERCENTILE_SAMPLES:
+        values = values[::values.numel() // MAX_PERCENTILE_SAMPLES + 1]
+    quantiles = torch.tensor([LOW_PERCENTILE, HIGH_PERCENTILE], device=values.device) / 100
+    low, high = torch.quantile(values, quantiles).to(frames.dtype)
+    return ((frames - low) / (high - low).clamp(min=1e-6)).clamp(0, 1)
+
+
+def prepare_frames(frames: torch.Tensor, spacing: Sequence[float],
+                   size: int) -> tuple[torch.Tensor, tuple[float, float]]:
+    """(T, 1, H, W) raw frames -> ((T, 1, size, w) normalised frames on the working grid, spacing).
+
+    Resampling comes first: the percentiles of the small grid cost little and equal those of the
+    full frames up to the antialiasing."""
+    working, working_spacing = to_working_grid(frames.float(), spacing, size)
+    return normalise_intensities(working), working_spacing

@@ -1,0 +1,94 @@
+"""The DLIR registration model: U-Net field prediction on the working grid, in mm.
+
+:class:`DLIRModel` maps a batch of (fixed, moving) images that are already on the working grid
+(:mod:`.grid`: ``working_size`` rows of square pixels, intensities in [0, 1]) to displacement fields
+in mm on that grid, in the project convention (fixed point p -> p + u(p) in the moving image).
+:mod:`.inference` brings any sequence to the working grid and the fields back.
+
+Network output units: percent of the field-of-view height (x and y alike), a unit that means the
+same motion at every working size and every imaging depth. That is what lets the weights of one
+multi-scale stage start the next (32 -> 64 -> 128 rows) without relearning the field's scale.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from ..spatial import Spacing, compose, integrate_velocity, warp
+from .affine_net import PERCENT, AffineNet, field_of_view_height
+from .networks import RegistrationUNet, float32_region
+
+DEFAULT_WORKING_SIZE = 128
+
+
+class DLIRModel(nn.Module):
+    """Deep-learning image registration: an optional affine stage, then a U-Net field.
+
+    Args:
+        net: the U-Net (2 input channels: moving, fixed; 2 outputs), or None for an affine-only
+            model (``affine`` is then required).
+        working_size: rows of the working grid the model is meant to run at (:mod:`.grid`).
+        diffeomorphic: the U-Net predicts a stationary velocity field, integrated by scaling and
+            squaring (:func:`..spatial.integrate_velocity`); otherwise it predicts the displacement.
+        integration_steps: squarings of the velocity integration.
+        affine: an optional first stage; the U-Net then registers the affinely pre-aligned moving
+            image and the fields are composed.
+    """
+
+    def __init__(self, net: RegistrationUNet | None, *,
+                 working_size: int = DEFAULT_WORKING_SIZE, diffeomorphic: bool = False,
+                 integration_steps: int = 7, affine: AffineNet | None = None):
+        super().__init__()
+        if net is None and affine is None:
+            raise ValueError("a DLIR model needs a U-Net, an affine stage, or both")
+        self.net = net
+        self.working_size = int(working_size)
+        self.diffeomorphic = bool(diffeomorphic)
+        self.integration_steps = int(integration_steps)
+        self.affine = affine
+
+    def architecture(self) -> dict[str, Any]:
+        """Everything :meth:`from_architecture` needs to rebuild the model (JSON-ready)."""
+        return {"unet": None if self.net is None else self.net.architecture(),
+                "working_size": self.working_size,
+                "diffeomorphic": self.diffeomorphic, "integration_steps": self.integration_steps,
+                "affine": None if self.affine is None else self.affine.architecture()}
+
+    @classmethod
+    def from_architecture(cls, architecture: dict[str, Any]) -> "DLIRModel":
+        unet, affine = architecture["unet"], architecture["affine"]
+        return cls(None if unet is None else RegistrationUNet(**unet),
+                   working_size=architecture["working_size"],
+                   diffeomorphic=architecture["diffeomorphic"],
+                   integration_steps=architecture["integration_steps"],
+                   affine=None if affine is None else AffineNet(**affine))
+
+    def forward(self, fixed: torch.Tensor, moving: torch.Tensor, spacing: Spacing) -> torch.Tensor:
+        """(B, 2, h, w) float32 mm displacement on the fixed grid.
+
+        Args:
+            fixed, moving: (B, 1, h, w) images in [0, 1] on the same grid (fixed batch 1 or B).
+            spacing: (sx, sy) mm or (B, 2) of that grid.
+
+        The networks may run under autocast; their heads and the field arithmetic (units,
+        integration, composition) run in float32.
+        """
+        fixed = fixed.expand_as(moving)
+        pre_aligned = None
+        if self.affine is not None:
+            pre_aligned = self.affine.field(fixed, moving, spacing)
+            if self.net is None:
+                return pre_aligned
+            with float32_region(moving):
+                moving = warp(moving.float(), pre_aligned, spacing)
+        out = self.net(torch.cat((moving, fixed), dim=1))  # float32 (the head runs in float32)
+        with float32_region(out):
+            field = out * (PERCENT * field_of_view_height(fixed.shape[-2:], spacing, out))
+            if self.diffeomorphic:
+                field = integrate_velocity(field, spacing, self.integration_steps)
+            if pre_aligned is not None:
+                field = compose(field, pre_aligned, spacing)
+        return field

@@ -1,0 +1,101 @@
+"""Convolutional building blocks and the registration U-Net.
+
+All networks here are fully convolutional where they produce images or fields: any input size works
+(the U-Net pads to a multiple of its stride and crops back), so the same weights serve every stage
+of multi-scale training and every working-grid size at inference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+NEGATIVE_SLOPE = 0.2
+# The field head starts near zero (the identity map) without switching the gradient to the rest of
+# the network off, as in VoxelMorph.
+HEAD_INIT_STD = 1e-5
+
+
+def float32_region(like: torch.Tensor) -> torch.autocast:
+    """A context with autocast off on ``like``'s device: field heads and geometry run in float32
+    (bfloat16 keeps 3 significant digits: 0.06 mm of a 15 mm displacement)."""
+    return torch.autocast(like.device.type, enabled=False)
+
+
+def conv_block(in_channels: int, out_channels: int, stride: int = 1, kernel: int = 3) -> nn.Sequential:
+    """Conv (``kernel`` x ``kernel``, ``stride``, same padding) + LeakyReLU(0.2)."""
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel, stride, padding=kernel // 2),
+                         nn.LeakyReLU(NEGATIVE_SLOPE))
+
+
+class RegistrationUNet(nn.Module):
+    """VoxelMorph-style 2D U-Net: (B, in_channels, h, w) -> (B, out_channels, h, w) at full resolution.
+
+    A stem convolution at full resolution, ``len(encoder)`` stride-2 convolutions, then as many
+    decoder steps, each upsampling by 2 (nearest), concatenating the encoder features of that size
+    and convolving. One convolution per level keeps it fast: at the default widths (95 k
+    parameters) 19 pairs of 128 x 106 take about 0.1 s on 2 CPU threads (channels-last layout).
+    The input is zero-padded at the bottom and right to a multiple of :attr:`stride` and the output
+    cropped back, so any size works. The head is initialised near zero: the model starts as the
+    identity map.
+
+    Args:
+        in_channels: input channels (2: moving and fixed image).
+        out_channels: output channels (2: the x and y field components).
+        stem: channels of the full-resolution stem.
+        encoder: channels of each stride-2 level, fine to coarse.
+        decoder: channels of each decoder level, coarse to fine; as many as ``encoder``.
+    """
+
+    def __init__(self, in_channels: int = 2, out_channels: int = 2, stem: int = 16,
+                 encoder: Sequence[int] = (32, 32, 32, 32), decoder: Sequence[int] = (32, 32, 32, 16)):
+        super().__init__()
+        if len(decoder) != len(encoder) or not encoder:
+            raise ValueError(f"encoder and decoder need the same, non-zero number of levels, got "
+                             f"{list(encoder)} and {list(decoder)}")
+        self.config = {"in_channels": int(in_channels), "out_channels": int(out_channels),
+                       "stem": int(stem), "encoder": [int(c) for c in encoder],
+                       "decoder": [int(c) for c in decoder]}
+        self.stem = conv_block(in_channels, stem)
+        widths = [stem, *encoder]
+        self.down = nn.ModuleList(conv_block(widths[k], widths[k + 1], stride=2)
+                                  for k in range(len(encoder)))
+        skips = widths[-2::-1]  # skip widths, coarse to fine
+        ups, current = [], widths[-1]
+        for skip, width in zip(skips, decoder):
+            ups.append(conv_block(current + skip, width))
+            current = width
+        self.up = nn.ModuleList(ups)
+        self.head = nn.Conv2d(current, out_channels, 3, padding=1)
+        nn.init.normal_(self.head.weight, std=HEAD_INIT_STD)
+        nn.init.zeros_(self.head.bias)
+
+    @property
+    def stride(self) -> int:
+        """Input sizes are padded to a multiple of this."""
+        return 2 ** len(self.down)
+
+    def architecture(self) -> dict[str, Any]:
+        """The constructor arguments (JSON-ready)."""
+        return dict(self.config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        pad_h, pad_w = -h % self.stride, -w % self.stride
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
+        x = x.contiguous(memory_format=torch.channels_last)  # 1.7x faster on CPUs, good on GPUs
+        features = [self.stem(x)]
+        for down in self.down:
+            features.append(down(features[-1]))
+        x = features.pop()
+        for up in self.up:
+            skip = features.pop()
+            x = F.interpolate(x, size=skip.shape[-2:], mode="nearest")
+            x = up(torch.cat((x, skip), dim=1))
+        with float32_region(x):
+            return self.head(x.float())[..., :h, :w]

@@ -1,0 +1,365 @@
+"""DLIR models, working grid, objective, data and checkpoints: shapes, units, gradients, round trips."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from EchoRegistrationLib import EchoSequence
+from EchoRegistrationLib.dlir import (AffineNet, DLIRModel, DLIRObjective, LossWeights, MaskVAE,
+                                      PairSampler, PatchDiscriminator, RegistrationUNet, SequenceFolder,
+                                      SequenceItem, ShapePrior, SimulatedSequences, load_model,
+                                      open_source, predict_sequence_fields, read_config, save_model,
+                                      write_simulated_cache)
+from EchoRegistrationLib.dlir.data import NUM_LABELS, load_item, random_affine, save_item
+from EchoRegistrationLib.dlir.evaluation import score_ed_es
+from EchoRegistrationLib.dlir.grid import normalise_intensities, to_input_grid, to_working_grid, working_shape
+from EchoRegistrationLib.dlir.objectives import discriminator_loss, generator_texture_loss, lncc_window
+from EchoRegistrationLib.losses import one_hot
+from EchoRegistrationLib.spatial import affine_to_displacement, field_to_torch
+
+TINY_UNET = {"stem": 4, "encoder": [8, 8, 8], "decoder": [8, 8, 4]}
+
+
+def tiny_model(**kwargs) -> DLIRModel:
+    torch.manual_seed(0)
+    return DLIRModel(RegistrationUNet(**TINY_UNET), **{"working_size": 32, **kwargs})
+
+
+def constant_output(model: DLIRModel, x_percent: float, y_percent: float) -> DLIRModel:
+    """Make the U-Net output exactly (x_percent, y_percent) everywhere."""
+    with torch.no_grad():
+        model.net.head.weight.zero_()
+        model.net.head.bias.copy_(torch.tensor([x_percent, y_percent]))
+    return model
+
+
+def blob_sequence(n_frames=4, shape=(60, 47), spacing=(0.5, 0.4), labels=True, seed=0) -> EchoSequence:
+    """Frames of smooth random texture drifting 1 px per frame, with a disc label (code 1) and a
+    ring (code 2)."""
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    y, x = np.mgrid[0:h, 0:w]
+    texture = sum(rng.random() * np.exp(-((x - rng.random() * w) ** 2 + (y - rng.random() * h) ** 2) / 30.0)
+                  for _ in range(40))
+    frames = np.stack([np.roll(texture, t, axis=1) * 200 for t in range(n_frames)]).astype(np.float32)
+    lab = None
+    if labels:
+        r = np.hypot(x - w / 2, y - h / 2)
+        lab = np.where(r < 8, 1, np.where(r < 12, 2, 0)).astype(np.uint8)
+        lab = np.stack([np.roll(lab, t, axis=1) for t in range(n_frames)])
+    return EchoSequence(frames, spacing, labels=lab, ed_index=0, es_index=n_frames - 1)
+
+
+# ---------------------------------------------------------------------------- networks and grid
+@pytest.mark.parametrize("shape", [(37, 51), (32, 32), (9, 70)])
+def test_unet_takes_any_size_and_starts_near_identity(shape):
+    net = RegistrationUNet(**TINY_UNET)
+    out = net(torch.rand(2, 2, *shape))
+    assert out.shape == (2, 2, *shape)
+    assert out.abs().max() < 1e-3
+
+
+def test_working_grid_has_square_pixels_over_the_same_extent():
+    assert working_shape((512, 422), (0.308, 0.308), 128) == (128, 106)
+    assert working_shape((256, 256), (0.6, 0.6), 64) == (64, 64)
+    assert working_shape((100, 300), (0.2, 0.1), 50) == (50, 297)  # anisotropic input, wide view
+    frames = torch.rand(3, 1, 512, 422)
+    small, spacing = to_working_grid(frames, (0.308, 0.308), 128)
+    assert small.shape == (3, 1, 128, 106)
+    assert spacing[1] * 127 == pytest.approx(0.308 * 511)  # same depth
+    assert spacing[0] * 105 == pytest.approx(0.308 * 421)  # same width
+    field = torch.ones(1, 2, 128, 106) * torch.tensor([1.5, -2.0]).view(1, 2, 1, 1)
+    assert torch.allclose(to_input_grid(field, (512, 422)), field.new_tensor([1.5, -2.0]).view(1, 2, 1, 1).expand(1, 2, 512, 422))
+
+
+def test_normalisation_maps_robust_percentiles_to_unit_range():
+    values = torch.linspace(0, 100, 10000).view(1, 1, 100, 100)
+    out = normalise_intensities(values * 3 + 7)
+    assert float(out.min()) == 0 and float(out.max()) == 1
+    assert float((out == 0).float().mean()) == pytest.approx(0.01, abs=1e-3)  # below the 1st percentile
+    assert float(out.flatten()[5000]) == pytest.approx(0.5, abs=1e-3)
+
+
+@pytest.mark.parametrize("diffeomorphic", [False, True])
+def test_model_output_unit_is_percent_of_the_depth_at_every_size(diffeomorphic):
+    model = constant_output(tiny_model(diffeomorphic=diffeomorphic), 1.0, -2.0)
+    for size, spacing in ((32, (0.5, 0.5)), (64, (0.25, 0.25))):  # about the same depth
+        images = torch.rand(2, 1, size, size)
+        field = model(images[:1], images, spacing)
+        depth = (size - 1) * spacing[1]
+        expected = torch.tensor([0.01 * depth, -0.02 * depth]).view(1, 2, 1, 1)
+        assert field.shape == (2, 2, size, size) and field.dtype == torch.float32
+        assert torch.allclose(field, expected.expand_as(field), atol=1e-5)  # constant v: exp(v) = v
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # mixed precision: the head stays float32
+            assert torch.allclose(model(images[:1], images, spacing), field, atol=1e-5)
+
+
+def test_affine_net_starts_at_identity_and_composes_with_the_unet():
+    torch.manual_seed(0)
+    affine = AffineNet(channels=[4, 8])
+    images = torch.rand(3, 1, 24, 30)
+    matrix = affine(images, images, (0.5, 0.4))
+    assert torch.allclose(matrix, torch.eye(3).expand(3, 3, 3))
+    with torch.no_grad():
+        affine.head.bias.copy_(torch.tensor([0, 0, 0, 0, 10.0, 0]))  # 10 % of the depth along x
+    alone = DLIRModel(None, affine=affine, working_size=24)
+    field = alone(images, images, (0.5, 0.4))
+    assert torch.allclose(field[:, 0], torch.full((3, 24, 30), 0.1 * 23 * 0.4), atol=1e-5)
+    both = constant_output(DLIRModel(RegistrationUNet(**TINY_UNET), affine=affine, working_size=24), 0, 10.0)
+    field = both(images, images, (0.5, 0.4))
+    assert torch.allclose(field[:, 0], torch.full((3, 24, 30), 0.92), atol=1e-4)
+    assert torch.allclose(field[:, 1], torch.full((3, 24, 30), 0.92), atol=1e-4)
+    with pytest.raises(ValueError, match="needs a U-Net"):
+        DLIRModel(None)
+
+
+# ---------------------------------------------------------------------------- inference
+def test_predict_sequence_fields_any_size_chunked_reference_zero():
+    seq = blob_sequence(n_frames=5)
+    model = constant_output(tiny_model(), 2.0, 1.0)
+    fields = predict_sequence_fields(model, seq, reference=2, device="cpu", chunk_size=2)
+    depth = 59 * 0.4
+    assert fields.shape == (5, 2, 60, 47)
+    assert torch.count_nonzero(fields[2]) == 0
+    others = fields[[0, 1, 3, 4]]
+    assert torch.allclose(others[:, 0], torch.full_like(others[:, 0], 0.02 * depth), atol=1e-5)
+    assert torch.allclose(others[:, 1], torch.full_like(others[:, 1], 0.01 * depth), atol=1e-5)
+    model = tiny_model()  # a real (random) network: chunking must not change anything
+    a = predict_sequence_fields(model, seq, device="cpu", chunk_size=1)
+    b = predict_sequence_fields(model, seq, device="cpu", chunk_size=32)
+    assert torch.allclose(a, b, atol=1e-6)
+    with pytest.raises(ValueError, match="outside"):
+        predict_sequence_fields(model, seq, reference=5, device="cpu")
+
+
+def test_inference_halves_the_chunk_when_memory_runs_out():
+    seq = blob_sequence(n_frames=6)
+    model = tiny_model()
+    batches = []
+
+    def forward(fixed, moving, spacing):
+        if len(moving) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        batches.append(len(moving))
+        return DLIRModel.forward(model, fixed, moving, spacing)
+
+    model.forward = forward
+    fields = predict_sequence_fields(model, seq, device="cpu", chunk_size=8)
+    assert batches == [2, 2, 1] and fields.shape == (6, 2, 60, 47)
+    assert torch.allclose(fields, predict_sequence_fields(tiny_model(), seq, device="cpu"), atol=1e-6)
+
+
+def test_score_ed_es_is_exact_for_the_true_field():
+    sim = SimulatedSequences([3], n_frames=4, image_size=(48, 48))[0]
+    es = sim.sequence.es_index
+    truth = field_to_torch(sim.displacement[es])
+    scores = score_ed_es(sim, truth)
+    assert scores["epe_es"] == pytest.approx(0, abs=1e-6)
+    assert scores["dice_es"] > 0.85 and scores["folding"] == 0
+    identity = score_ed_es(sim, torch.zeros_like(truth))
+    assert identity["epe_es"] > 1 and identity["dice_es"] < scores["dice_es"]
+
+
+# ---------------------------------------------------------------------------- objective
+def labelled_batch(batch=2, size=32):
+    seq = blob_sequence(n_frames=2, shape=(size, size), spacing=(1.0, 1.0))
+    frames = torch.from_numpy(seq.frames / 255)[:, None]
+    labels = one_hot(torch.from_numpy(seq.labels)[:, None], NUM_LABELS)
+    fixed, moving = frames[:1].expand(batch, -1, -1, -1), frames[1:].expand(batch, -1, -1, -1)
+    return (fixed, moving, torch.ones(batch, 2), labels[:1].expand(batch, -1, -1, -1),
+            labels[1:].expand(batch, -1, -1, -1))
+
+
+def tiny_vaes():
+    torch.manual_seed(1)
+    return [MaskVAE(label=k, latent_size=4, channels=[4, 8], input_size=16) for k in (1, 2)]
+
+
+def test_shape_term_gradient_reaches_the_network_through_soft_warped_masks():
+    fixed, moving, spacing, fixed_labels, moving_labels = labelled_batch()
+    prior = ShapePrior(tiny_vaes())
+    model = tiny_model()
+    only_shape = LossWeights(similarity=0, bending=0, dice=0, shape=1, texture=0)
+    objective = DLIRObjective(only_shape, shape_prior=prior)
+    field = model(fixed, moving, spacing)
+    total, terms, _ = objective(field, fixed, moving, spacing, fixed_labels, moving_labels, torch.ones(2))
+    assert terms["shape"] > 0
+    total.backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads[:-2]) > 0
+    assert all(p.grad is None and not p.requires_grad for p in prior.parameters())  # frozen VAEs
+    assert not prior.training and not prior.train().training
+    # the term is off with weight 0 or without labelled pairs: then nothing reaches the network
+    off = DLIRObjective(LossWeights(similarity=0, bending=0, dice=0, shape=0, texture=0), shape_prior=prior)
+    total, terms, _ = off(model(fixed, moving, spacing), fixed, moving, spacing, fixed_labels, moving_labels,
+                          torch.ones(2))
+    assert "shape" not in terms and not total.requires_grad
+    total, terms, _ = objective(model(fixed, moving, spacing), fixed, moving, spacing, fixed_labels,
+                                moving_labels, torch.zeros(2))
+    assert "shape" not in terms and "dice" not in terms and not total.requires_grad
+
+
+def test_objective_terms_dice_weighting_and_window():
+    fixed, moving, spacing, fixed_labels, moving_labels = labelled_batch()
+    field = torch.zeros(2, 2, 32, 32, requires_grad=True)
+    objective = DLIRObjective(LossWeights(dice=0.5, texture=0))
+    total, terms, warped = objective(field, fixed, moving, spacing, fixed_labels, moving_labels,
+                                     torch.tensor([1.0, 0.0]))
+    assert set(terms) == {"similarity", "bending", "dice"}
+    assert set(objective(field, fixed, moving, spacing)[1]) == {"similarity", "bending"}  # no labels
+    assert torch.allclose(warped, moving)
+    expected = terms["similarity"] + terms["bending"] + 0.5 * terms["dice"]
+    assert float(total.detach()) == pytest.approx(float(expected))
+    # the Dice of identical label maps is 1 (term 0), moved labels score worse
+    _, same, _ = objective(field, fixed, fixed, spacing, fixed_labels, fixed_labels, torch.ones(2))
+    assert float(same["dice"]) == pytest.approx(0, abs=1e-5) and float(terms["dice"]) > 0.05
+    mi = DLIRObjective(LossWeights(texture=0), similarity="mi")
+    assert float(mi(field, fixed, moving, spacing)[1]["similarity"]) < 0
+    assert lncc_window(1.2, 10.0) == 9 and lncc_window(4.8, 10.0) == 3 and lncc_window(0.6, 10.0) == 17
+    with pytest.raises(ValueError, match="unknown loss terms"):
+        LossWeights.of({"smoothness": 1})
+
+
+def test_texture_terms_train_the_discriminator_and_the_network_separately():
+    fixed, moving, spacing, _, _ = labelled_batch()
+    torch.manual_seed(0)
+    disc = PatchDiscriminator(channels=[4, 8, 8])
+    scores = disc(fixed, moving)
+    assert scores.shape == (2, 1, 4, 4)
+    loss = discriminator_loss(disc, fixed, fixed, moving.requires_grad_())
+    loss.backward()
+    assert all(p.grad is not None for p in disc.parameters()) and moving.grad is None  # fake detached
+    disc.zero_grad()
+    disc.requires_grad_(False)
+    warped = moving.detach().clone().requires_grad_()
+    generator_texture_loss(disc, fixed, warped).backward()
+    assert warped.grad is not None and float(warped.grad.abs().sum()) > 0
+    assert all(p.grad is None for p in disc.parameters())
+
+
+# ---------------------------------------------------------------------------- data
+def test_pair_sampler_pairs_labels_canvas_and_augmentation():
+    wide = blob_sequence(n_frames=6, shape=(40, 60), spacing=(0.5, 0.5), seed=1)
+    narrow = blob_sequence(n_frames=3, shape=(40, 30), spacing=(0.5, 0.5), seed=2)
+    camus_like = EchoSequence(narrow.frames, narrow.spacing,
+                              labels=np.stack([narrow.labels[0], narrow.labels[0] * 0, narrow.labels[2]]),
+                              label_frames=(0, 2), ed_index=0, es_index=2)
+    unlabelled = blob_sequence(n_frames=4, shape=(40, 40), spacing=(0.5, 0.5), labels=False)
+    sampler = PairSampler([SequenceItem(s) for s in (wide, camus_like, unlabelled)], storage_size=32,
+                          ed_es_fraction=0.5)
+    assert sampler.width == 48 and sampler.has_labels  # the wide view sets the canvas
+    batch = sampler.sample(64, 16, np.random.default_rng(0))
+    assert batch.fixed.shape == batch.neighbour.shape == (64, 1, 16, 24)
+    assert batch.fixed_labels.shape == (64, NUM_LABELS, 16, 24)
+    assert float(batch.fixed.min()) >= 0 and float(batch.fixed.max()) <= 1
+    assert torch.allclose(batch.fixed_labels.sum(1), torch.ones(64, 16, 24), atol=1e-5)
+    assert torch.allclose(batch.spacing[:, 1], torch.full((64,), 0.5 * 39 / 15))  # 16 rows, same depth
+    assert torch.allclose(batch.spacing[:, 0], batch.spacing[:, 1], rtol=0.02)  # square pixels
+    pairs = batch.pairs
+    assert all(f != m for _, f, m in pairs)
+    ed_es = [(f, m) for s, f, m in pairs if s == 1]
+    assert {(0, 2), (2, 0)} <= set(ed_es)  # both directions
+    for (s, f, m), flag in zip(pairs, batch.labelled.tolist()):
+        assert flag == float(s == 0 or (s == 1 and {f, m} == {0, 2}))
+    masks = sampler.sample_masks(8, 2, np.random.default_rng(0))
+    assert masks.shape == (8, 1, 32, 48) and set(masks.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_items_cache_folders_and_specs(tmp_path):
+    paths = write_simulated_cache(tmp_path / "cache", [4, 5], n_frames=3, image_size=(32, 32), progress=False)
+    assert [p.name for p in paths] == ["simulated_0000004.npz", "simulated_0000005.npz"]
+    cached = SimulatedSequences([4], n_frames=3, image_size=(32, 32), cache=tmp_path / "cache")[0]
+    fresh = SimulatedSequences([4], n_frames=3, image_size=(32, 32))[0]
+    assert np.allclose(cached.sequence.frames, fresh.sequence.frames, atol=0.13)
+    assert np.allclose(cached.displacement, fresh.displacement, atol=0.01)
+    assert np.array_equal(cached.sequence.labels, fresh.sequence.labels)
+    assert cached.sequence.es_index == fresh.sequence.es_index
+    item = SequenceItem(blob_sequence(labels=False))
+    save_item(item, tmp_path / "folder" / "a.npz")
+    (tmp_path / "folder" / "notes.txt").write_text("not a sequence")
+    back = load_item(tmp_path / "folder" / "a.npz")
+    assert back.sequence.labels is None and back.displacement is None
+    folder = SequenceFolder(tmp_path / "folder")
+    assert len(folder) == 1 and folder[0].sequence.frame_shape == (60, 47)
+    assert len(open_source(f"sim:2-5:{tmp_path / 'cache'}")) == 3
+    assert len(open_source([str(tmp_path / "cache"), str(tmp_path / "folder")])) == 3
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no readable sequences"):
+        SequenceFolder(tmp_path / "empty")
+
+
+def test_random_affine_is_a_valid_map():
+    m = random_affine(5, np.random.default_rng(0), max_rotation=0, max_scale=0, max_shift=3.0)
+    assert torch.allclose(m[:, :2, :2], torch.eye(2).expand(5, 2, 2))
+    assert float(m[:, :2, 2].abs().max()) <= 3
+    field = affine_to_displacement(m, (8, 8), (1.0, 1.0))
+    assert torch.allclose(field, m[:, :2, 2, None, None].expand(5, 2, 8, 8))
+
+
+# ---------------------------------------------------------------------------- checkpoints
+def test_checkpoints_rebuild_every_model_without_pickle(tmp_path):
+    torch.manual_seed(0)
+    models = {
+        "dlir": DLIRModel(RegistrationUNet(**TINY_UNET), working_size=40, diffeomorphic=True,
+                          affine=AffineNet(channels=[4, 8])),
+        "vae": tiny_vaes()[1],
+        "discriminator": PatchDiscriminator(channels=[4, 8]),
+    }
+    with torch.no_grad():
+        for p in models["dlir"].parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    images = torch.rand(2, 1, 24, 24)
+    for name, model in models.items():
+        model.eval()
+        path = save_model(model, tmp_path / name, history=[{"epoch": 0, "loss": 1.5}])
+        config = json.loads((tmp_path / name / "model.json").read_text())
+        assert config["kind"] == name and config["history"][0]["loss"] == 1.5
+        (tmp_path / name / "model.json").unlink()  # the weights file alone carries the config
+        assert read_config(path) == config
+        loaded = load_model(path)
+        if name == "dlir":
+            assert loaded.working_size == 40 and loaded.diffeomorphic
+            assert torch.equal(loaded(images[:1], images, (0.3, 0.3)), model(images[:1], images, (0.3, 0.3)))
+        elif name == "vae":
+            assert torch.equal(loaded.encode(images)[0], model.encode(images)[0])
+        else:
+            assert torch.equal(loaded(images, images), model(images, images))
+    with pytest.raises(FileNotFoundError):
+        load_model(tmp_path / "nothing")
+
+
+def test_rejected_simulator_seeds_are_replaced_reproducibly(monkeypatch):
+    from EchoRegistrationLib.dlir import data
+
+    real = data.simulate_sequence
+    tried = []
+
+    def picky(**kwargs):
+        tried.append(kwargs["seed"])
+        if kwargs["seed"] == 7:
+            raise ValueError("the heart does not fit")
+        return real(**kwargs)
+
+    monkeypatch.setattr(data, "simulate_sequence", picky)
+    item = data.simulate_item(7, n_frames=2, image_size=(24, 24))
+    assert tried == [7, 1_000_007] and item.sequence.metadata["seed"] == 1_000_007
+    def never(**kwargs):
+        raise ValueError(f"seed {kwargs['seed']} rejected")
+
+    monkeypatch.setattr(data, "simulate_sequence", never)
+    with pytest.raises(ValueError, match="seed 3 rejected"):  # the first error, after 10 replacements
+        data.simulate_item(3)
+
+
+def test_camus_layout_is_a_source_with_labels(tmp_path):
+    from EchoRegistrationLib.simulation import write_camus_dataset
+
+    write_camus_dataset(tmp_path, 1, image_size=(32, 32), n_frames=3)
+    folder = SequenceFolder(tmp_path)
+    assert len(folder) == 2  # both views
+    seq = folder[1].sequence
+    assert seq.labels is not None and seq.ed_index == 0 and seq.es_index == 2
+    batch = PairSampler([folder[k] for k in range(2)], storage_size=16).sample(4, 16, np.random.default_rng(1))
+    assert batch.fixed_labels is not None and bool(batch.labelled.all())
