@@ -96,3 +96,13 @@ def test_real_a4c_cine_and_sector_mask(shared_data):
     assert set(np.unique(mask)) == {0, 1}
     # the sector holds the echo: brighter inside than outside on average
     assert seq.frames[mask == 1].mean() > seq.frames[mask == 0].mean()
+
+
+def test_atomic_outputs_get_ordinary_file_permissions(tmp_path):
+    import os
+    from EchoRegistrationLib.io.atomic import NEW_FILE_MODE
+    path = write_itk_image(ramp_sequence(), tmp_path / "cine.mha")
+    assert os.stat(path).st_mode & 0o777 == NEW_FILE_MODE  # not mkstemp's 0600
+    os.chmod(path, 0o640)
+    write_itk_image(ramp_sequence(), path, overwrite=True)
+    assert os.stat(path).st_mode & 0o777 == 0o640  # a replaced file keeps its mode

@@ -326,3 +326,10 @@ def test_write_camus_dataset_writes_loadable_patients(tmp_path):
     assert lengths[0] == pytest.approx(lengths[1], rel=0.05)
     with pytest.raises(FileExistsError):
         write_camus_dataset(tmp_path, 1, seed=3, image_size=(48, 48), n_frames=4)
+
+
+def test_every_seed_gives_a_heart_that_fits_the_sector():
+    # seeds 20 and 10008 once drew an LV too long for their sector and failed
+    for seed in [*range(0, 30), 10008, 10013, 10019]:
+        sim = simulate_sequence(seed=seed, n_frames=2, image_size=(64, 64))
+        assert sim.sequence.labels[0].max() == 3  # LV, myocardium and atrium all inside the image

@@ -10,6 +10,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Permissions of a new output file, as open() would give it (mkstemp alone would give 0600).
+NEW_FILE_MODE = 0o666 & ~_umask()
+
+
 def check_writable(path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Return ``path`` as a Path after checking it may be written.
 
@@ -45,6 +55,7 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, target.stat().st_mode & 0o7777 if target.exists() else NEW_FILE_MODE)
         os.replace(tmp, target)
     finally:
         if tmp.exists():

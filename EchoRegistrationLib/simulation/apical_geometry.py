@@ -221,12 +221,13 @@ def random_apical_geometry(view: str, rng: np.random.Generator, probe: np.ndarra
     """ED anatomy with every parameter not ``given`` drawn from :data:`GEOMETRY_RANGES`.
 
     ``given`` may set ``lv_length``, ``lv_width``, ``wall_thickness`` (mm) and ``tilt`` (degrees);
-    all parameters are always drawn, so fixing one leaves the others unchanged. The atrium is
-    shortened to end ``BOTTOM_MARGIN`` mm above the sector depth.
+    all parameters are always drawn, so fixing one leaves the others unchanged. A drawn LV length
+    that leaves no room for the atrium in ``depth`` is shortened to fit (within :data:`ALLOWED`);
+    the atrium is shortened to end ``BOTTOM_MARGIN`` mm above the sector depth.
 
     Raises:
         ValueError: unknown view, a given value outside :data:`ALLOWED`, or a heart that does not
-            fit in ``depth``.
+            fit in ``depth`` even at the shortest allowed LV (or at a given ``lv_length``).
     """
     if view not in VIEWS:
         raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
@@ -245,7 +246,11 @@ def random_apical_geometry(view: str, rng: np.random.Generator, probe: np.ndarra
     apical_thickness = values["apical_ratio"] * values["wall_thickness"]
     apex = (np.asarray(probe, dtype=np.float64) + [values["apex_offset"], values["apex_depth"]]
             + apical_thickness * axis)
-    room = (depth - BOTTOM_MARGIN - apex[1]) / axis[1] - values["lv_length"]
+    length_to_bottom = (depth - BOTTOM_MARGIN - apex[1]) / axis[1]
+    if given.get("lv_length") is None:  # a drawn LV too long for this sector is shortened to fit
+        values["lv_length"] = min(values["lv_length"],
+                                  max(length_to_bottom - MIN_LA_LENGTH, ALLOWED["lv_length"][0]))
+    room = length_to_bottom - values["lv_length"]
     if room < MIN_LA_LENGTH:
         raise ValueError(f"the heart does not fit in a {depth:.0f} mm deep sector: the LV base is at "
                          f"{apex[1] + values['lv_length'] * axis[1]:.0f} mm; increase the depth "
