@@ -32,6 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.peer_methods import available_peer_methods  # noqa: E402
+from EchoRegistrationLib.dlir.shipped import shipped_model_path  # noqa: E402
 from EchoRegistrationLib.registration import register_sequence  # noqa: E402
 from EchoRegistrationLib.sequence import LABEL_LV, LABEL_MYOCARDIUM  # noqa: E402
 from EchoRegistrationLib.simulation import SimulatedSequence, simulate_sequence  # noqa: E402
@@ -68,6 +69,12 @@ def methods() -> dict[str, Callable[[SimulatedSequence], Fields]]:
         "deformable (ours, to reference)": ours("deformable", mode="to_reference"),
         "deformable (ours, sequential)": ours("deformable", mode="sequential"),
     }
+    try:
+        shipped_model_path()
+        table["dlir (shipped model)"] = ours("dlir")
+        table["dlir + refine 20"] = ours("dlir", refine=20)
+    except FileNotFoundError as missing:
+        print(f"note: no DLIR rows: {missing}", file=sys.stderr)
     table.update({name: pairwise(peer) for name, peer in available_peer_methods().items()})
     return table
 
