@@ -11,14 +11,10 @@ import numpy as np
 
 from .io import load_sequence, save_sequence
 from .io.atomic import atomic_output
+from .registration.metrics import myocardial_end_point_error
 from .visualize import save_frame_montage, save_registration_figure
 
 DEMO_SEED = 2026
-
-
-def myocardial_end_point_error(estimated: np.ndarray, true: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """(T,) mean |u_est - u_true| in mm over the ``mask`` pixels of (T, H, W, 2) fields."""
-    return np.linalg.norm(estimated - true, axis=-1)[:, mask].mean(axis=1)
 
 
 def run_demo(output: Path, *, overwrite: bool = False, n_frames: int = 20) -> dict[str, float]:

@@ -34,9 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.peer_methods import available_peer_methods  # noqa: E402
 from EchoRegistrationLib.dlir.shipped import shipped_model_path  # noqa: E402
 from EchoRegistrationLib.registration import register_sequence  # noqa: E402
-from EchoRegistrationLib.sequence import LABEL_LV, LABEL_MYOCARDIUM  # noqa: E402
+from EchoRegistrationLib.registration.metrics import (myocardial_end_point_error,  # noqa: E402
+                                                      warped_label_dice)
 from EchoRegistrationLib.simulation import SimulatedSequence, simulate_sequence  # noqa: E402
-from EchoRegistrationLib.spatial import field_to_torch, folding_fraction, warp  # noqa: E402
+from EchoRegistrationLib.spatial import field_to_torch, folding_fraction  # noqa: E402
 
 FIRST_SEED = 10_000  # benchmark cases: seeds never used for training
 Fields = np.ndarray  # (T, H, W, 2) mm on the frame-0 grid
@@ -79,23 +80,16 @@ def methods() -> dict[str, Callable[[SimulatedSequence], Fields]]:
     return table
 
 
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return float(2 * np.logical_and(a, b).sum() / max(a.sum() + b.sum(), 1))
-
-
 def score(sim: SimulatedSequence, fields: Fields, seconds: float) -> dict[str, float]:
-    mask = sim.myocardium_ed
-    epe = np.linalg.norm(fields - sim.displacement, axis=-1)[:, mask].mean(axis=1)
+    epe = myocardial_end_point_error(fields, sim.displacement, sim.myocardium_ed)
     spacing = sim.sequence.spacing
     u = field_to_torch(fields)
     es = sim.sequence.es_index
-    labels = torch.as_tensor(sim.sequence.labels[es][None, None])
-    warped_es = warp(labels, u[es:es + 1], spacing, mode="nearest", padding="zeros")[0, 0].numpy()
-    ed = sim.sequence.labels[0]
+    labels = sim.sequence.labels
     return {
         "epe_es": float(epe[es]),
         "epe_mean": float(epe[1:].mean()),
-        "dice_es": np.mean([dice(warped_es == k, ed == k) for k in (LABEL_LV, LABEL_MYOCARDIUM)]),
+        "dice_es": warped_label_dice(labels[0], labels[es], u[es:es + 1], spacing),
         "folding": 100 * float(folding_fraction(u, spacing).max()),
         "s_per_pair": seconds / (sim.sequence.n_frames - 1),
     }

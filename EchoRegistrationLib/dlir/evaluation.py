@@ -19,16 +19,13 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..registration.metrics import warped_label_dice
 from ..registration.tracking import resolve_device
-from ..sequence import LABEL_LV, LABEL_MYOCARDIUM
-from ..spatial import field_to_torch, folding_fraction, warp
+from ..sequence import LABEL_MYOCARDIUM
+from ..spatial import field_to_torch, folding_fraction
 from .data import SequenceItem
 from .inference import as_model, predict_sequence_fields
 from .model import DLIRModel
-
-
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    return float(2 * np.logical_and(a, b).sum() / max(a.sum() + b.sum(), 1))
 
 
 def score_ed_es(item: SequenceItem, field: torch.Tensor) -> dict[str, float]:
@@ -43,11 +40,7 @@ def score_ed_es(item: SequenceItem, field: torch.Tensor) -> dict[str, float]:
         mask = torch.from_numpy(seq.label_map(ed) == LABEL_MYOCARDIUM).to(field.device)
         scores["epe_es"] = float((field - truth).norm(dim=1)[0][mask].mean())
     if seq.labels is not None and {ed, es} <= set(seq.label_frames):
-        moving = torch.from_numpy(seq.label_map(es)[None, None]).to(field.device)
-        warped = warp(moving, field, seq.spacing, mode="nearest", padding="zeros")[0, 0].cpu().numpy()
-        fixed = seq.label_map(ed)
-        scores["dice_es"] = float(np.mean([_dice(warped == k, fixed == k)
-                                           for k in (LABEL_LV, LABEL_MYOCARDIUM)]))
+        scores["dice_es"] = warped_label_dice(seq.label_map(ed), seq.label_map(es), field, seq.spacing)
     return scores
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..simulation.ground_truth import widths_across_axis
+
 N_DISCS = 20
 
 
@@ -33,17 +35,8 @@ def disc_diameters(contour: np.ndarray, n_discs: int = N_DISCS) -> tuple[np.ndar
     """
     base, apex = long_axis(contour)
     length = float(np.linalg.norm(apex - base))
-    axis = (apex - base) / length
-    rel = contour - base
-    z, r = rel @ axis, rel @ np.array([-axis[1], axis[0]])
     levels = length * (np.arange(n_discs) + 0.5) / n_discs
-    z0, z1 = z[:, None], np.roll(z, -1)[:, None]
-    r0, r1 = r[:, None], np.roll(r, -1)[:, None]
-    crossing = (z0 - levels) * (z1 - levels) < 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        at = r0 + (levels - z0) * (r1 - r0) / (z1 - z0)
-    width = np.where(crossing, at, -np.inf).max(axis=0) - np.where(crossing, at, np.inf).min(axis=0)
-    return np.where(np.isfinite(width), width, 0.0), length
+    return widths_across_axis(contour, base, (apex - base) / length, levels), length
 
 
 def single_plane_volume(contour: np.ndarray, n_discs: int = N_DISCS) -> float:
