@@ -109,8 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--refine", type=int, default=0, help="dlir: optimisation steps refining the network")
     register.add_argument("--reference", type=int, help="reference frame (default: ED when known, else 0)")
     register.add_argument("--mode", choices=["sequential", "to_reference"],
-                          help="track neighbouring frames (default) or register each frame to the "
-                               "reference (dlir: always)")
+                          help="track neighbouring frames or register each frame to the reference "
+                               "(default: sequential; dlir: to_reference)")
     register.add_argument("--loss", choices=["lncc", "ncc", "mse", "mi"], help="similarity (default: mse for deformable, ncc for rigid and affine)")
     register.add_argument("--iterations", type=int, help="optimiser steps per pyramid level")
     register.add_argument("--control-spacing", type=float, help="deformable control grid spacing, mm")

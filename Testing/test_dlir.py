@@ -14,17 +14,24 @@ from EchoRegistrationLib.dlir import (AffineNet, DLIRModel, DLIRObjective, LossW
                                       write_simulated_cache)
 from EchoRegistrationLib.dlir.data import NUM_LABELS, load_item, random_affine, save_item
 from EchoRegistrationLib.dlir.evaluation import score_ed_es
+from EchoRegistrationLib.dlir.model import upsample_field
 from EchoRegistrationLib.dlir.grid import normalise_intensities, to_input_grid, to_working_grid, working_shape
-from EchoRegistrationLib.dlir.objectives import discriminator_loss, generator_texture_loss, lncc_window
+from EchoRegistrationLib.dlir.objectives import (HEART_WEIGHT, discriminator_loss, generator_texture_loss,
+                                                 lncc_window)
 from EchoRegistrationLib.losses import one_hot
-from EchoRegistrationLib.spatial import affine_to_displacement, field_to_torch
+from EchoRegistrationLib.registration import register_sequence
+from EchoRegistrationLib.registration.pyramid import resample_field
+from EchoRegistrationLib.simulation import simulate_sequence
+from EchoRegistrationLib.spatial import affine_to_displacement, field_to_torch, warp
 
 TINY_UNET = {"stem": 4, "encoder": [8, 8, 8], "decoder": [8, 8, 4]}
 
 
-def tiny_model(**kwargs) -> DLIRModel:
+def tiny_model(output_stride: int = 1, **kwargs) -> DLIRModel:
     torch.manual_seed(0)
-    return DLIRModel(RegistrationUNet(**TINY_UNET), **{"working_size": 32, **kwargs})
+    unet = TINY_UNET if output_stride == 1 else {**TINY_UNET, "decoder": TINY_UNET["decoder"][:-1]}
+    return DLIRModel(RegistrationUNet(**unet, output_stride=output_stride),
+                     **{"working_size": 32, **kwargs})
 
 
 def constant_output(model: DLIRModel, x_percent: float, y_percent: float) -> DLIRModel:
@@ -59,6 +66,20 @@ def test_unet_takes_any_size_and_starts_near_identity(shape):
     out = net(torch.rand(2, 2, *shape))
     assert out.shape == (2, 2, *shape)
     assert out.abs().max() < 1e-3
+    coarse = RegistrationUNet(**{**TINY_UNET, "decoder": [8, 8]}, output_stride=2)
+    assert coarse(torch.rand(2, 2, *shape)).shape == (2, 2, -(-shape[0] // 2), -(-shape[1] // 2))
+
+
+def test_output_stride_needs_matching_decoder_levels_and_upsamples_exactly():
+    with pytest.raises(ValueError, match="decoder levels"):
+        RegistrationUNet(**TINY_UNET, output_stride=2)
+    with pytest.raises(ValueError, match="power of 2"):
+        RegistrationUNet(**TINY_UNET, output_stride=3)
+    rows, cols = torch.meshgrid(torch.arange(5.0), torch.arange(4.0), indexing="ij")
+    coarse = torch.stack((0.3 * cols - 1, 0.2 * rows))[None]  # linear in the coarse pixel index
+    fine = upsample_field(coarse, 2, (9, 7))  # coarse pixel i sits on fine pixel 2 i
+    rows, cols = torch.meshgrid(torch.arange(9.0), torch.arange(7.0), indexing="ij")
+    torch.testing.assert_close(fine, torch.stack((0.15 * cols - 1, 0.1 * rows))[None])
 
 
 def test_working_grid_has_square_pixels_over_the_same_extent():
@@ -83,8 +104,9 @@ def test_normalisation_maps_robust_percentiles_to_unit_range():
 
 
 @pytest.mark.parametrize("diffeomorphic", [False, True])
-def test_model_output_unit_is_percent_of_the_depth_at_every_size(diffeomorphic):
-    model = constant_output(tiny_model(diffeomorphic=diffeomorphic), 1.0, -2.0)
+@pytest.mark.parametrize("output_stride", [1, 2])
+def test_model_output_unit_is_percent_of_the_depth_at_every_size(diffeomorphic, output_stride):
+    model = constant_output(tiny_model(output_stride, diffeomorphic=diffeomorphic), 1.0, -2.0)
     for size, spacing in ((32, (0.5, 0.5)), (64, (0.25, 0.25))):  # about the same depth
         images = torch.rand(2, 1, size, size)
         field = model(images[:1], images, spacing)
@@ -132,6 +154,36 @@ def test_predict_sequence_fields_any_size_chunked_reference_zero():
     assert torch.allclose(a, b, atol=1e-6)
     with pytest.raises(ValueError, match="outside"):
         predict_sequence_fields(model, seq, reference=5, device="cpu")
+
+
+def test_sequential_inference_composes_the_neighbour_fields():
+    seq = blob_sequence(n_frames=5)
+    model = constant_output(tiny_model(), 2.0, 1.0)  # every pair: a constant shift, u
+    fields = predict_sequence_fields(model, seq, reference=2, device="cpu", mode="sequential")
+    u = torch.tensor([0.02, 0.01]) * 59 * 0.4
+    steps = torch.tensor([2.0, 1.0, 0.0, 1.0, 2.0])  # neighbour steps from the reference
+    expected = (steps[:, None] * u)[:, :, None, None].expand(5, 2, 60, 47)
+    torch.testing.assert_close(fields, expected, atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="mode"):
+        predict_sequence_fields(model, seq, device="cpu", mode="backwards")
+
+
+@pytest.mark.parametrize("mode", ["to_reference", "sequential"])
+def test_refinement_moves_the_network_fields_towards_the_truth(mode):
+    seq = blob_sequence(n_frames=4)  # frame t: the texture moved t px (0.5 mm) along x
+    truth = torch.tensor([0.5, 0.0])[None, :, None, None] * torch.arange(4.0)[:, None, None, None]
+    model = constant_output(tiny_model(), 0.0, 0.0)  # the identity map: 0.5 to 1.5 mm off
+    network = register_sequence(seq, "dlir", model=model, reference=0, mode=mode, device="cpu")
+    refined = register_sequence(seq, "dlir", model=model, reference=0, mode=mode, device="cpu",
+                                refine=40)
+    inner = (slice(None), slice(10, -10), slice(10, -10))
+
+    def error(result):
+        return (field_to_torch(result.displacement) - truth).norm(dim=1)[inner].mean(dim=(1, 2))
+
+    assert torch.allclose(error(network)[1:], torch.tensor([0.5, 1.0, 1.5]), atol=1e-4)
+    assert (error(refined)[1:] < 0.25 * error(network)[1:]).all(), error(refined)
+    assert refined.mode == mode and refined.parameters["refine"] == 40
 
 
 def test_inference_halves_the_chunk_when_memory_runs_out():
@@ -222,6 +274,33 @@ def test_objective_terms_dice_weighting_and_window():
         LossWeights.of({"smoothness": 1})
 
 
+def test_motion_term_is_the_heart_weighted_end_point_error_of_supervised_pairs():
+    fixed, moving, spacing, fixed_labels, moving_labels = labelled_batch()
+    truth = torch.zeros(2, 2, 32, 32)
+    truth[:, 0] = 1.5  # 1.5 mm lateral everywhere
+    objective = DLIRObjective(LossWeights(texture=0, motion=2.0))
+    field = torch.zeros(2, 2, 32, 32, requires_grad=True)
+    supervised = torch.tensor([1.0, 0.0])
+    total, terms, _ = objective(field, fixed, moving, spacing, fixed_labels, moving_labels,
+                                torch.ones(2), truth, supervised)
+    assert float(terms["motion"]) == pytest.approx(1.5)
+    only_motion = DLIRObjective(LossWeights(similarity=0, bending=0, dice=0, shape=0, texture=0, motion=2))
+    only_motion(field, fixed, moving, spacing, motion=truth, supervised=supervised)[0].backward()
+    assert float(field.grad[0].abs().sum()) > 0 and float(field.grad[1].abs().sum()) == 0
+    # only the heart is wrong: the error is the heart's share of the weights times 1.5 mm
+    heart = 1 - fixed_labels[0, 0]
+    partial = truth * heart
+    _, terms, _ = objective(torch.zeros(2, 2, 32, 32), fixed, moving, spacing, fixed_labels,
+                            moving_labels, torch.ones(2), partial, supervised)
+    share = HEART_WEIGHT * heart.sum() / (heart.numel() + (HEART_WEIGHT - 1) * heart.sum())
+    assert float(terms["motion"]) == pytest.approx(1.5 * float(share), rel=1e-5)
+    _, exact, _ = objective(truth, fixed, moving, spacing, motion=truth, supervised=supervised)
+    assert float(exact["motion"]) == pytest.approx(0, abs=1e-6)
+    unsupervised = objective(field, fixed, moving, spacing, motion=truth, supervised=torch.zeros(2))[1]
+    assert "motion" not in unsupervised and "motion" not in DLIRObjective(LossWeights(texture=0))(
+        field, fixed, moving, spacing, motion=truth, supervised=supervised)[1]
+
+
 def test_texture_terms_train_the_discriminator_and_the_network_separately():
     fixed, moving, spacing, _, _ = labelled_batch()
     torch.manual_seed(0)
@@ -265,6 +344,30 @@ def test_pair_sampler_pairs_labels_canvas_and_augmentation():
         assert flag == float(s == 0 or (s == 1 and {f, m} == {0, 2}))
     masks = sampler.sample_masks(8, 2, np.random.default_rng(0))
     assert masks.shape == (8, 1, 32, 48) and set(masks.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_pair_sampler_gives_the_simulators_true_motion_between_the_two_frames():
+    sim = simulate_sequence(view="A4C", n_frames=6, image_size=(96, 96), seed=21)
+    item = SequenceItem(sim.sequence, sim.displacement)
+    sampler = PairSampler([item], storage_size=48, ed_es_fraction=0.3, augment=False)
+    batch = sampler.sample(12, 32, np.random.default_rng(0))
+    assert batch.motion.shape == (12, 2, 32, 32) and batch.supervised.tolist() == [1.0] * 12
+    heart = batch.fixed_labels[:, 0] < 0.5
+    errors = []
+    for k, (_, f, m) in enumerate(batch.pairs):
+        truth = resample_field(field_to_torch(sim.displacement_between(f, m)), (32, 32))[0]
+        errors.append(float((batch.motion[k] - truth).norm(dim=0)[heart[k]].mean()))
+        assert float(truth.norm(dim=0)[heart[k]].mean()) > 0.3  # frames apart: real motion
+    assert max(errors) < 0.15  # mm: storage-grid resampling and the numerical inverse
+    # flipped pairs get the mirrored field: warping the moving frame with it matches the fixed one
+    flipping = PairSampler([item], storage_size=48, augment=True)
+    batch = flipping.sample(16, 32, np.random.default_rng(1))
+    before = (batch.moving - batch.fixed).pow(2).flatten(1).mean(1)
+    after = (warp(batch.moving, batch.motion, batch.spacing) - batch.fixed).pow(2).flatten(1).mean(1)
+    assert bool((after < 0.7 * before).all())
+    images_only = PairSampler([SequenceItem(blob_sequence())], storage_size=32).sample(
+        2, 16, np.random.default_rng(0))
+    assert images_only.motion is None and images_only.supervised.tolist() == [0.0, 0.0]
 
 
 def test_items_cache_folders_and_specs(tmp_path):

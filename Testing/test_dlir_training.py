@@ -49,10 +49,11 @@ def dlir_options(**overrides):
 def test_tiny_multiscale_training_with_shape_and_texture(sims, vaes, tmp_path):
     rows = []
     history = train_dlir(sims[0], tmp_path / "run", validation=sims[1], vaes=vaes, callback=rows.append,
-                         **dlir_options())
+                         weights={"motion": 0.5}, **dlir_options())
     assert rows == history and [r["size"] for r in history] == [16, 16, 24, 24]
     for row in history:
-        for term in ("loss", "similarity", "bending", "dice", "shape", "texture", "discriminator"):
+        for term in ("loss", "similarity", "bending", "dice", "shape", "texture", "discriminator",
+                     "motion"):
             assert np.isfinite(row[term]), term
         assert row["val_epe_es"] > 0 and 0 < row["val_dice_es"] <= 1 and row["val_folding"] >= 0
     model = load_model(tmp_path / "run")

@@ -13,6 +13,7 @@ from EchoRegistrationLib.spatial import (affine_matrix, affine_to_displacement,
                                          centred_positions, compose, field_to_numpy,
                                          field_to_torch, fit_affine, folding_fraction,
                                          image_centre, in_view_mask, integrate_velocity,
+                                         invert_field,
                                          jacobian_determinant, pixels_to_normalised,
                                          position_grid, rigid_matrix, rigid_parameters, warp)
 
@@ -140,6 +141,20 @@ def test_composition_of_two_affine_fields_is_the_field_of_the_product():
     torch.testing.assert_close(composed[inside], expected[inside])
     swapped = compose(u_then, u_first, SPACING)  # the other order is a different map
     assert (swapped - expected)[inside].abs().max().item() > 0.1
+
+
+def test_inverse_of_an_affine_field_is_the_field_of_the_inverse_matrix():
+    shape = (40, 44)
+    matrix = affine_matrix(torch.tensor([0.92, 0.08, -0.05, 0.88, 0.6, -0.4], dtype=F64))
+    u = affine_to_displacement(matrix, shape, SPACING)
+    expected = affine_to_displacement(torch.linalg.inv(matrix), shape, SPACING)
+    inverse = invert_field(u, SPACING)
+    inside = in_view_mask(expected, SPACING).expand(1, 2, *shape)  # where u is not extrapolated
+    assert inside.float().mean() > 0.7
+    torch.testing.assert_close(inverse[inside], expected[inside])
+    identity = compose(inverse, u, SPACING)  # q -> q + v(q) -> back to q
+    assert identity[inside].abs().max().item() < 1e-9
+    assert (invert_field(u, SPACING, iterations=0) - expected)[inside].abs().max().item() > 0.1
 
 
 def test_constant_velocity_integrates_to_the_same_translation():

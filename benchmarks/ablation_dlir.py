@@ -1,20 +1,21 @@
 """DLIR ablation on simulated apical sequences: which loss terms and multi-scale training help.
 
-Five models are trained with the same optimiser-step budget on the same simulated sequences
-(seeds 0..N-1) and tested on held-out seeds from 10000 (ES registered to ED at the input
-resolution, :func:`EchoRegistrationLib.dlir.evaluate`):
+Six models (the same U-Net, ``--encoder`` / ``--decoder`` / ``--output-stride``) are trained with the same optimiser-step
+budget on the same simulated sequences (seeds 0..N-1) and tested on held-out seeds from 10000 (ES
+registered to ED at the input resolution, :func:`EchoRegistrationLib.dlir.evaluate`):
 
 1. similarity only (local NCC) + bending energy, at the final scale;
 2. + Dice of the warped labels;
 3. + shape (latent means of the two mask VAEs, trained first with the same budget);
 4. + texture (conditional PatchGAN, adversarial);
 5. + multi-scale (the same, trained over ``--scales``: a quarter of the budget at each coarser
-   scale, the rest at the finest).
+   scale, the rest at the finest);
+6. + motion: the simulator's true motion supervises the field as well (the shipped recipe).
 
 Columns: myocardial end-point error at ES (mm, against the simulator's true motion), mean Dice of LV
 cavity and myocardium at ES, folding (% of pixels with det J <= 0). The last lines time inference:
 a 20-frame sequence of 512 x 422 frames (CAMUS size), every frame to frame 0, on ``--threads`` CPU
-threads and on CUDA when present.
+threads and on CUDA when present (``--speed-only``: the shipped model's timing alone).
 
 Usage (from the repository root)::
 
@@ -41,22 +42,26 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from EchoRegistrationLib import EchoSequence  # noqa: E402
-from EchoRegistrationLib.dlir import (DLIRModel, RegistrationUNet, SimulatedSequences,  # noqa: E402
+from EchoRegistrationLib.dlir import (DLIRModel, SimulatedSequences,  # noqa: E402
                                       evaluate, load_model, predict_sequence_fields, train_dlir,
                                       train_vae)
 from EchoRegistrationLib.dlir.data import SequenceItem  # noqa: E402
+from EchoRegistrationLib.dlir.shipped import shipped_model_path  # noqa: E402
 from EchoRegistrationLib.dlir.evaluation import score_ed_es  # noqa: E402
 from EchoRegistrationLib.registration import resolve_device  # noqa: E402
 from EchoRegistrationLib.spatial import warp  # noqa: E402
 
 FIRST_TEST_SEED = 10_000  # never used for training
-NO_LABEL_TERMS = {"dice": 0.0, "shape": 0.0, "texture": 0.0}
-VARIANTS = [  # name, terms switched off, shape term, texture term, multi-scale
+UNSUPERVISED = {"motion": 0.0}
+NO_LABEL_TERMS = {**UNSUPERVISED, "dice": 0.0, "shape": 0.0, "texture": 0.0}
+SHIPPED_MOTION_WEIGHT = 1.0  # scripts/train_shipped_model.sh
+VARIANTS = [  # name, weights set, shape term, texture term, multi-scale
     ("similarity only", NO_LABEL_TERMS, False, False, False),
-    ("+ Dice", {"shape": 0.0, "texture": 0.0}, False, False, False),
-    ("+ shape", {"texture": 0.0}, True, False, False),
-    ("+ texture", {}, True, True, False),
-    ("+ multi-scale", {}, True, True, True),
+    ("+ Dice", {**UNSUPERVISED, "shape": 0.0, "texture": 0.0}, False, False, False),
+    ("+ shape", {**UNSUPERVISED, "texture": 0.0}, True, False, False),
+    ("+ texture", UNSUPERVISED, True, True, False),
+    ("+ multi-scale", UNSUPERVISED, True, True, True),
+    ("+ motion", {}, True, True, True),
 ]
 
 
@@ -104,20 +109,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scales", type=int, nargs="+", default=[32, 64, 128],
                         help="multi-scale working sizes; the last one is every model's (default 32 64 128)")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--encoder", type=int, nargs="+", default=[32, 64, 64, 64],
+                        help="U-Net encoder channels (default: the shipped model's, 32 64 64 64)")
+    parser.add_argument("--decoder", type=int, nargs="+", default=[64, 64, 32, 32],
+                        help="U-Net decoder channels (default: the shipped model's, 64 64 32 32)")
+    parser.add_argument("--output-stride", type=int, default=1,
+                        help="field grid / working grid (default: the shipped model's, 1)")
     parser.add_argument("--weight", action="append", default=[], metavar="TERM=WEIGHT",
                         help="loss weight for every model that uses the term, repeatable "
-                             "(default: LossWeights' defaults)")
+                             "(default: LossWeights' defaults; motion only in the last row)")
     parser.add_argument("--cache", help="folder for simulated sequences (kept between runs)")
     parser.add_argument("--output", help="folder for the models and results.json (default: temporary)")
     parser.add_argument("--device", default="auto", help="training and test device (default auto)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
-    parser.add_argument("--speed-only", action="store_true", help="only time inference (untrained model)")
+    parser.add_argument("--speed-only", action="store_true", help="only time the shipped model's inference")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     if args.speed_only:
-        report_speed(DLIRModel(RegistrationUNet(), working_size=args.scales[-1]), args.threads)
+        report_speed(load_model(shipped_model_path()), args.threads)
         return 0
 
     options = {"n_frames": args.frames, "image_size": (args.size, args.size), "cache": args.cache}
@@ -139,16 +150,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"VAE {structure}: loss {history[-1]['loss']:.4f}", file=sys.stderr, flush=True)
         vaes.append(folder)
 
-    chosen = {term: float(value) for term, _, value in (w.partition("=") for w in args.weight)}
+    chosen = {"motion": SHIPPED_MOTION_WEIGHT,
+              **{term: float(value) for term, _, value in (w.partition("=") for w in args.weight)}}
     results = [("identity", identity_scores(test_items), 0.0)]
-    for name, switched_off, shape, texture, multiscale in VARIANTS:
-        weights = {**chosen, **switched_off}
+    unet = {"encoder": args.encoder, "decoder": args.decoder, "output_stride": args.output_stride}
+    for name, variant_weights, shape, texture, multiscale in VARIANTS:
+        weights = {**chosen, **variant_weights}
         scales = args.scales if multiscale else args.scales[-1:]
         iterations = stage_budget(args.budget, len(scales))
         folder = output / name.replace("+ ", "plus_").replace(" ", "_")
         started = time.perf_counter()
         train_dlir(train_items, folder, scales=scales, iterations=iterations, batch_size=args.batch_size,
-                   weights=weights, vaes=vaes if shape else (), texture=texture, **common)
+                   weights=weights, vaes=vaes if shape else (), texture=texture, unet=unet, **common)
         seconds = time.perf_counter() - started
         results.append((name, evaluate(folder, test_items, device=device), seconds))
         print(f"  done: {name} ({seconds:.0f} s)", file=sys.stderr, flush=True)
@@ -156,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{args.train_seeds} training sequences, {args.test_seeds} test sequences (seeds "
           f"{FIRST_TEST_SEED}..{FIRST_TEST_SEED + args.test_seeds - 1}), {args.frames} frames "
           f"{args.size}x{args.size}, budget {args.budget} steps of {args.batch_size} pairs per model, "
-          f"final working size {args.scales[-1]}, weights {chosen or 'default'}, on {device}\n")
+          f"final working size {args.scales[-1]}, U-Net {unet}, weights {chosen or 'default'}, "
+          f"on {device}\n")
     print("| model | EPE ES (mm) | Dice ES | folding (%) | training (s) |")
     print("|---|---|---|---|---|")
     for name, m, seconds in results:

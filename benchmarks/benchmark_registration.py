@@ -73,7 +73,8 @@ def methods() -> dict[str, Callable[[SimulatedSequence], Fields]]:
     try:
         shipped_model_path()
         table["dlir (shipped model)"] = ours("dlir")
-        table["dlir + refine 20"] = ours("dlir", refine=20)
+        table["dlir + refine 20 (sequential)"] = ours("dlir", refine=20)
+        table["dlir + refine 40 (sequential)"] = ours("dlir", refine=40)
     except FileNotFoundError as missing:
         print(f"note: no DLIR rows: {missing}", file=sys.stderr)
     table.update({name: pairwise(peer) for name, peer in available_peer_methods().items()})

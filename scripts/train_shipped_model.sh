@@ -17,8 +17,9 @@ for structure in lv myocardium; do
     --iterations-per-epoch 500 -o "$WORK/vae_$structure"
 done
 $ECHOREG train dlir --data "$DATA" --validation "$VALIDATION" \
-  --vae "$WORK/vae_lv" --vae "$WORK/vae_myocardium" \
-  --scales 32 64 128 --iterations 1500 2500 1500 --iterations-per-epoch 500 -o "$WORK/dlir"
+  --vae "$WORK/vae_lv" --vae "$WORK/vae_myocardium" --weight motion=1 \
+  --encoder 32 64 64 64 --decoder 64 64 32 32 \
+  --scales 32 64 128 --iterations 500 2500 3000 --iterations-per-epoch 500 -o "$WORK/dlir"
 mkdir -p Resources/Models/echoreg-dlir-sim
 cp "$WORK/dlir/model.safetensors" "$WORK/dlir/model.json" Resources/Models/echoreg-dlir-sim/
 echo "installed Resources/Models/echoreg-dlir-sim"

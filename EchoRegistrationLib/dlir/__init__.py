@@ -8,8 +8,10 @@ Constrained Deep Learning Image Registration for Adult and Fetal Echocardiograph
   canonical working grid, optional :class:`AffineNet` first stage), :class:`MaskVAE` (shape prior),
   :class:`PatchDiscriminator` (texture prior);
 * training: :func:`train_vae`, :func:`train_affine`, :func:`train_dlir` (seeded, resumable,
-  multi-scale, DistributedDataParallel under torchrun), data from the simulator, CAMUS or folders;
-* inference: :func:`predict_sequence_fields` (all frames against the reference in batches);
+  multi-scale, DistributedDataParallel under torchrun), data from the simulator (with its true
+  motion as an optional supervised term), CAMUS or folders;
+* inference: :func:`predict_pair_fields` (any frame pairs in batches) and
+  :func:`predict_sequence_fields` (every frame against the reference, directly or sequentially);
 * checkpoints: safetensors + JSON (:func:`save_model`, :func:`load_model`).
 """
 
@@ -19,7 +21,7 @@ from .data import (PairSampler, SequenceFolder, SequenceItem, SimulatedSequences
                    write_simulated_cache)
 from .discriminator import PatchDiscriminator
 from .evaluation import evaluate
-from .inference import predict_sequence_fields
+from .inference import predict_pair_fields, predict_sequence_fields
 from .model import DLIRModel
 from .networks import RegistrationUNet
 from .objectives import DLIRObjective, LossWeights, ShapePrior
@@ -29,6 +31,7 @@ from .vae import MaskVAE
 __all__ = [
     "AffineNet", "DLIRModel", "DLIRObjective", "LossWeights", "MaskVAE", "PairSampler",
     "PatchDiscriminator", "RegistrationUNet", "SequenceFolder", "SequenceItem", "ShapePrior",
-    "SimulatedSequences", "evaluate", "load_model", "open_source", "predict_sequence_fields",
-    "read_config", "save_model", "train_affine", "train_dlir", "train_vae", "write_simulated_cache",
+    "SimulatedSequences", "evaluate", "load_model", "open_source", "predict_pair_fields",
+    "predict_sequence_fields", "read_config", "save_model", "train_affine", "train_dlir", "train_vae",
+    "write_simulated_cache",
 ]

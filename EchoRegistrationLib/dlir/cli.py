@@ -94,8 +94,11 @@ def _cmd_dlir(args: argparse.Namespace) -> int:
 
     weights = dict(args.weight or [])
     iterations = args.iterations[0] if len(args.iterations) == 1 else args.iterations
+    unet = {key: value for key, value in (("encoder", args.encoder), ("decoder", args.decoder),
+                                          ("output_stride", args.output_stride)) if value is not None}
     history = train_dlir(args.data, scales=args.scales, iterations=iterations, weights=weights or None,
                          similarity=args.similarity, vaes=args.vae or (), texture=args.texture,
+                         unet=unet or None,
                          diffeomorphic=args.diffeomorphic, affine=args.affine, **_common_options(args))
     return _finish(history, args.output)
 
@@ -136,13 +139,21 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     dlir.add_argument("--iterations", type=int, nargs="+", default=[1000],
                       help="steps per stage: one for all or one per scale (default 1000)")
     dlir.add_argument("--weight", type=_weight, action="append",
-                      help="loss weight TERM=WEIGHT, repeatable (similarity, bending, dice, shape, texture)")
+                      help="loss weight TERM=WEIGHT, repeatable (similarity, bending, dice, shape, texture, "
+                           "motion)")
     dlir.add_argument("--similarity", choices=["lncc", "mi"], default="lncc")
     dlir.add_argument("--vae", action="append", help="VAE checkpoint for the shape term, repeatable")
     dlir.add_argument("--no-texture", dest="texture", action="store_false",
                       help="switch the adversarial texture term off")
     dlir.add_argument("--diffeomorphic", action="store_true",
                       help="predict a stationary velocity field (scaling and squaring)")
+    dlir.add_argument("--encoder", type=int, nargs="+",
+                      help="U-Net channels of each stride-2 level, fine to coarse (default 32 32 32 32)")
+    dlir.add_argument("--decoder", type=int, nargs="+",
+                      help="U-Net channels of each decoder level, coarse to fine (default 32 32 32 16)")
+    dlir.add_argument("--output-stride", type=int,
+                      help="predict the field on a grid this many times coarser than the working grid "
+                           "(a power of 2; one decoder level fewer per factor 2; default 1)")
     dlir.add_argument("--affine", help="affine model (echoreg train affine) to use as a frozen first stage")
     dlir.set_defaults(run=_cmd_dlir)
     return train

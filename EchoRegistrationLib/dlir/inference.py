@@ -1,10 +1,11 @@
-"""Fast batched DLIR inference: every frame of a sequence against the reference frame at once.
+"""Fast batched DLIR inference: every frame pair of a sequence through the network at once.
 
-The frames are brought to the model's working grid once (:mod:`.grid`), all (reference, frame t)
+The frames are brought to the model's working grid once (:mod:`.grid`), all (fixed, moving) frame
 pairs go through the network in batches of ``chunk_size`` under ``torch.inference_mode()`` (mixed
-precision on CUDA), and the fields come back to the input grid in mm. ``register_sequence(...,
-method="dlir")`` builds its :class:`~..registration.RegistrationResult` on these fields and may
-refine them by optimisation (``register_pair(..., initial=field)``).
+precision on CUDA), and the fields come back to the input grid in mm. Pairs are every frame against
+the reference ("to_reference") or each frame against its neighbour towards the reference
+("sequential", then composed). ``register_sequence(..., method="dlir")`` builds its
+:class:`~..registration.RegistrationResult` on these fields and may refine them by optimisation.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from contextlib import nullcontext
 
 import torch
 
-from ..registration.tracking import resolve_device
+from ..registration.tracking import chain_to_reference, frame_pairs, resolve_device
 from ..sequence import EchoSequence
 from .checkpoints import load_model
 from .grid import prepare_frames, to_input_grid
@@ -39,19 +40,63 @@ def as_model(model: DLIRModel | str | os.PathLike, device: torch.device) -> DLIR
     return model.to(device).eval()
 
 
-def predict_sequence_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
-                            reference: int | None = None, device: str | torch.device = "auto",
-                            chunk_size: int = 32, amp: bool = True) -> torch.Tensor:
-    """Fields of every frame of ``seq`` against its reference frame, predicted in batches.
+def predict_pair_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
+                        pairs: list[tuple[int, int]], device: str | torch.device = "auto",
+                        chunk_size: int = 32, amp: bool = True) -> torch.Tensor:
+    """Fields of (fixed, moving) frame pairs of ``seq``, predicted in batches.
 
     Args:
         model: a :class:`~.model.DLIRModel` or the path of its checkpoint.
         seq: the sequence (any size and spacing: the model runs on its working grid).
-        reference: the fixed frame; default ED when known, else 0.
+        pairs: (fixed frame, moving frame) indices.
         device: "auto" (CUDA when available), "cpu", "cuda", ...
         chunk_size: pairs per network batch; halved (and the batch repeated) whenever the GPU runs
             out of memory.
         amp: mixed precision (bfloat16 / float16) for the network on CUDA; ignored on the CPU.
+
+    Returns:
+        (P, 2, H, W) float32 mm on ``device``, each on its fixed frame's grid: point p of the fixed
+        frame is at p + u(p) in the moving frame (channel 0 = x / column, 1 = y / row).
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    dev = resolve_device(device)
+    model = as_model(model, dev)
+    with torch.inference_mode():
+        frames = torch.from_numpy(seq.frames).to(dev)[:, None]
+        working, spacing = prepare_frames(frames, seq.spacing, model.working_size)
+        fields = torch.zeros(len(pairs), 2, *seq.frame_shape, device=dev)
+        done = 0
+        while done < len(pairs):
+            chunk = pairs[done:done + chunk_size]
+            fixed = sorted({f for f, _ in chunk})
+            try:
+                with autocast_context(dev, amp):
+                    field = model(working[fixed] if len(fixed) == 1 else working[[f for f, _ in chunk]],
+                                  working[[m for _, m in chunk]], spacing)
+                fields[done:done + len(chunk)] = to_input_grid(field, seq.frame_shape)
+            except torch.cuda.OutOfMemoryError:
+                if chunk_size == 1:
+                    raise
+                chunk_size //= 2  # and try this chunk again
+                torch.cuda.empty_cache()
+                continue
+            done += len(chunk)
+    return fields
+
+
+def predict_sequence_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
+                            reference: int | None = None, device: str | torch.device = "auto",
+                            chunk_size: int = 32, amp: bool = True,
+                            mode: str = "to_reference") -> torch.Tensor:
+    """Fields of every frame of ``seq`` against its reference frame, predicted in batches.
+
+    Args:
+        model, device, chunk_size, amp: as for :func:`predict_pair_fields`.
+        seq: the sequence.
+        reference: the fixed frame; default ED when known, else 0.
+        mode: "to_reference" (each frame against the reference) or "sequential" (each frame
+            against its neighbour towards the reference, fields composed outwards).
 
     Returns:
         (T, 2, H, W) float32 mm on ``device``, on the reference frame's grid: reference point p is at
@@ -60,27 +105,7 @@ def predict_sequence_fields(model: DLIRModel | str | os.PathLike, seq: EchoSeque
     reference = (seq.ed_index or 0) if reference is None else int(reference)
     if not 0 <= reference < seq.n_frames:
         raise ValueError(f"{seq.source}: reference frame {reference} is outside 0..{seq.n_frames - 1}")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    dev = resolve_device(device)
-    model = as_model(model, dev)
+    pairs = frame_pairs(seq.n_frames, reference, mode)
+    fields = predict_pair_fields(model, seq, pairs, device, chunk_size, amp)
     with torch.inference_mode():
-        frames = torch.from_numpy(seq.frames).to(dev)[:, None]
-        working, spacing = prepare_frames(frames, seq.spacing, model.working_size)
-        fields = torch.zeros(seq.n_frames, 2, *seq.frame_shape, device=dev)
-        others = [t for t in range(seq.n_frames) if t != reference]
-        fixed = working[reference:reference + 1]
-        while others:
-            chunk = others[:chunk_size]
-            try:
-                with autocast_context(dev, amp):
-                    field = model(fixed, working[chunk], spacing)
-                fields[chunk] = to_input_grid(field, seq.frame_shape)
-            except torch.cuda.OutOfMemoryError:
-                if chunk_size == 1:
-                    raise
-                chunk_size //= 2  # and try this chunk again
-                torch.cuda.empty_cache()
-                continue
-            others = others[chunk_size:]
-    return fields
+        return chain_to_reference(fields, pairs, seq.n_frames, reference, mode, seq.spacing)

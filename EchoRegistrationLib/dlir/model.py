@@ -1,5 +1,9 @@
 """The DLIR registration model: U-Net field prediction on the working grid, in mm.
 
+The U-Net may predict the field on a grid ``output_stride`` times coarser than the working grid
+(:class:`.networks.RegistrationUNet`): it still sees every working-grid pixel (the speckle), and the
+smooth field is upsampled bilinearly (:func:`upsample_field`).
+
 :class:`DLIRModel` maps a batch of (fixed, moving) images that are already on the working grid
 (:mod:`.grid`: ``working_size`` rows of square pixels, intensities in [0, 1]) to displacement fields
 in mm on that grid, in the project convention (fixed point p -> p + u(p) in the moving image).
@@ -12,16 +16,29 @@ multi-scale stage start the next (32 -> 64 -> 128 rows) without relearning the f
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from ..spatial import Spacing, compose, integrate_velocity, warp
+from ..spatial import Spacing, compose, integrate_velocity, spacing_tensor, warp
 from .affine_net import PERCENT, AffineNet, field_of_view_height
 from .networks import RegistrationUNet, float32_region
 
 DEFAULT_WORKING_SIZE = 128
+
+
+def upsample_field(field: torch.Tensor, factor: int, shape: Sequence[int]) -> torch.Tensor:
+    """(B, 2, h, w) mm field whose pixel i sits on pixel ``factor`` i of a finer grid -> (B, 2, H, W)
+    on that grid (bilinear; the coarse field is extended by its edge values where the fine grid
+    reaches past its last pixel, h = ceil(H / factor))."""
+    h, w = field.shape[-2:]
+    padded = F.pad(field, (0, 1, 0, 1), mode="replicate")
+    fine = F.interpolate(padded, size=(h * factor + 1, w * factor + 1), mode="bilinear",
+                         align_corners=True)
+    return fine[..., :shape[0], :shape[1]]
 
 
 class DLIRModel(nn.Module):
@@ -87,8 +104,12 @@ class DLIRModel(nn.Module):
         out = self.net(torch.cat((moving, fixed), dim=1))  # float32 (the head runs in float32)
         with float32_region(out):
             field = out * (PERCENT * field_of_view_height(fixed.shape[-2:], spacing, out))
+            stride = self.net.output_stride
             if self.diffeomorphic:
-                field = integrate_velocity(field, spacing, self.integration_steps)
+                field = integrate_velocity(field, spacing_tensor(spacing, out)[:, :, 0, 0] * stride,
+                                           self.integration_steps)
+            if stride > 1:
+                field = upsample_field(field, stride, fixed.shape[-2:])
             if pre_aligned is not None:
                 field = compose(field, pre_aligned, spacing)
         return field

@@ -33,33 +33,43 @@ def conv_block(in_channels: int, out_channels: int, stride: int = 1, kernel: int
 
 
 class RegistrationUNet(nn.Module):
-    """VoxelMorph-style 2D U-Net: (B, in_channels, h, w) -> (B, out_channels, h, w) at full resolution.
+    """VoxelMorph-style 2D U-Net: (B, in_channels, h, w) -> (B, out_channels, h / s, w / s).
 
-    A stem convolution at full resolution, ``len(encoder)`` stride-2 convolutions, then as many
-    decoder steps, each upsampling by 2 (nearest), concatenating the encoder features of that size
-    and convolving. One convolution per level keeps it fast: at the default widths (95 k
-    parameters) 19 pairs of 128 x 106 take about 0.1 s on 2 CPU threads (channels-last layout).
-    The input is zero-padded at the bottom and right to a multiple of :attr:`stride` and the output
-    cropped back, so any size works. The head is initialised near zero: the model starts as the
-    identity map.
+    A stem convolution at full resolution, ``len(encoder)`` stride-2 convolutions, then decoder
+    steps, each upsampling by 2 (nearest), concatenating the encoder features of that size and
+    convolving, up to the output level: full resolution (``output_stride`` s = 1) or s times
+    coarser (the last log2(s) decoder levels are left out; output pixel i sits on input pixel
+    s i). One convolution per level keeps it fast: at the default widths (95 k parameters) 19 pairs
+    of 128 x 106 take about 0.1 s on 2 CPU threads (channels-last layout). The input is
+    zero-padded at the bottom and right to a multiple of :attr:`stride` and the output cropped
+    back to ceil(h / s) x ceil(w / s), so any size works. The head is initialised near zero: the
+    model starts as the identity map.
 
     Args:
         in_channels: input channels (2: moving and fixed image).
         out_channels: output channels (2: the x and y field components).
         stem: channels of the full-resolution stem.
         encoder: channels of each stride-2 level, fine to coarse.
-        decoder: channels of each decoder level, coarse to fine; as many as ``encoder``.
+        decoder: channels of each decoder level, coarse to fine; ``len(encoder) - log2(s)`` of them.
+        output_stride: s, a power of 2 up to :attr:`stride`.
     """
 
     def __init__(self, in_channels: int = 2, out_channels: int = 2, stem: int = 16,
-                 encoder: Sequence[int] = (32, 32, 32, 32), decoder: Sequence[int] = (32, 32, 32, 16)):
+                 encoder: Sequence[int] = (32, 32, 32, 32), decoder: Sequence[int] = (32, 32, 32, 16),
+                 output_stride: int = 1):
         super().__init__()
-        if len(decoder) != len(encoder) or not encoder:
-            raise ValueError(f"encoder and decoder need the same, non-zero number of levels, got "
+        skipped = int(output_stride).bit_length() - 1
+        if output_stride < 1 or 2 ** skipped != output_stride or skipped > len(encoder):
+            raise ValueError(f"output_stride must be a power of 2 up to 2 ** {len(encoder)}, "
+                             f"got {output_stride}")
+        if len(decoder) != len(encoder) - skipped or not encoder:
+            raise ValueError(f"a U-Net with {len(encoder)} encoder levels and output stride "
+                             f"{output_stride} needs {len(encoder) - skipped} decoder levels, got "
                              f"{list(encoder)} and {list(decoder)}")
         self.config = {"in_channels": int(in_channels), "out_channels": int(out_channels),
                        "stem": int(stem), "encoder": [int(c) for c in encoder],
-                       "decoder": [int(c) for c in decoder]}
+                       "decoder": [int(c) for c in decoder], "output_stride": int(output_stride)}
+        self.output_stride = int(output_stride)
         self.stem = conv_block(in_channels, stem)
         widths = [stem, *encoder]
         self.down = nn.ModuleList(conv_block(widths[k], widths[k + 1], stride=2)
@@ -97,5 +107,6 @@ class RegistrationUNet(nn.Module):
             skip = features.pop()
             x = F.interpolate(x, size=skip.shape[-2:], mode="nearest")
             x = up(torch.cat((x, skip), dim=1))
+        s = self.output_stride
         with float32_region(x):
-            return self.head(x.float())[..., :h, :w]
+            return self.head(x.float())[..., :-(-h // s), :-(-w // s)]

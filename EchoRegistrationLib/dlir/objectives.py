@@ -1,9 +1,10 @@
-"""The DLIR training objective: similarity + bending energy + Dice + shape + texture.
+"""The DLIR training objective: similarity + bending energy + Dice + shape + texture (+ motion).
 
 Everything is computed on the working grid in physical units (fields in mm, bending energy in
 1/mm^2), so the weights mean the same at every multi-scale stage. Terms that need labels are
 averaged over the labelled items of a batch only (and are 0 in a batch without labels: folders of
-unlabelled sequences train on the image terms alone).
+unlabelled sequences train on the image terms alone). The optional motion term supervises the field
+with the simulator's true motion where a pair has one; it is 0 for real data.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from .vae import MaskVAE
 
 SIMILARITIES = ("lncc", "mi")
 REAL_TARGET = 0.9  # one-sided label smoothing of the discriminator's real pairs
+# The motion term weighs heart pixels (LV cavity, myocardium, atrium of the fixed labels) this many
+# times more than the rest: the heart is a sixth of the image but holds the motion strain needs.
+HEART_WEIGHT = 5.0
 
 
 @dataclass
@@ -39,6 +43,9 @@ class LossWeights:
         dice: soft Dice of the warped one-hot labels (LV, myocardium, left atrium).
         shape: squared distance of VAE latent means of warped and fixed masks.
         texture: adversarial term (least squares) of the conditional PatchGAN.
+        motion: mean end-point error (mm) against the true field, for pairs of simulated
+            sequences, heart pixels weighted :data:`HEART_WEIGHT` times (0: unsupervised, the
+            paper's setting).
     """
 
     similarity: float = 1.0
@@ -46,6 +53,7 @@ class LossWeights:
     dice: float = 0.2
     shape: float = 0.1
     texture: float = 0.01
+    motion: float = 0.0
 
     @classmethod
     def of(cls, weights: LossWeights | Mapping[str, float] | None) -> LossWeights:
@@ -101,6 +109,19 @@ class ShapePrior(nn.Module):
         return torch.stack(terms).mean()
 
 
+def motion_error(field: torch.Tensor, truth: torch.Tensor, fixed_labels: torch.Tensor | None = None,
+                 labelled: torch.Tensor | None = None) -> torch.Tensor:
+    """(B,) mean end-point error (mm) of (B, 2, h, w) fields against the truth; pixels of the heart
+    (not background in the (B, L, h, w) soft ``fixed_labels`` of ``labelled`` items) weigh
+    :data:`HEART_WEIGHT` times more."""
+    errors = (field - truth).norm(dim=1)
+    weights = torch.ones_like(errors)
+    if fixed_labels is not None and labelled is not None:
+        heart = (1 - fixed_labels[:, 0]) * labelled[:, None, None]
+        weights = weights + (HEART_WEIGHT - 1) * heart
+    return (errors * weights).flatten(1).sum(1) / weights.flatten(1).sum(1)
+
+
 def generator_texture_loss(discriminator: PatchDiscriminator, fixed: torch.Tensor,
                            warped: torch.Tensor) -> torch.Tensor:
     """Least-squares adversarial loss of the registration network: its (fixed, warped) pairs
@@ -144,7 +165,8 @@ class DLIRObjective:
     def __call__(self, field: torch.Tensor, fixed: torch.Tensor, moving: torch.Tensor,
                  spacing: torch.Tensor, fixed_labels: torch.Tensor | None = None,
                  moving_labels: torch.Tensor | None = None,
-                 labelled: torch.Tensor | None = None
+                 labelled: torch.Tensor | None = None, motion: torch.Tensor | None = None,
+                 supervised: torch.Tensor | None = None
                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
         """(weighted total, {term: unweighted value, detached}, warped moving images).
 
@@ -154,6 +176,8 @@ class DLIRObjective:
             spacing: (B, 2) mm.
             fixed_labels, moving_labels: (B, L, h, w) soft one-hot label maps, or None.
             labelled: (B,) 1 for the pairs whose labels are real annotations.
+            motion: (B, 2, h, w) mm true fields, or None.
+            supervised: (B,) 1 for the pairs whose ``motion`` is the truth.
         """
         terms: dict[str, torch.Tensor] = {}
         warped = warp(moving, field, spacing)
@@ -170,6 +194,9 @@ class DLIRObjective:
             terms["dice"] = weighted_mean(1 - scores, labelled)
             if self.shape_prior is not None:
                 terms["shape"] = self.shape_prior(warped_labels, fixed_labels, labelled)
+        if self.weights.motion > 0 and motion is not None and supervised is not None \
+                and bool(supervised.any()):
+            terms["motion"] = weighted_mean(motion_error(field, motion, fixed_labels, labelled), supervised)
         if self.discriminator is not None:
             terms["texture"] = generator_texture_loss(self.discriminator, fixed, warped)
         weights = asdict(self.weights)

@@ -551,7 +551,8 @@ def train_dlir(data: Any, output: str | os.PathLike, *, validation: Any = None,
         with autocast_context(dev, amp):
             field = trained(batch.fixed, batch.moving, batch.spacing)
         total, terms, warped = objective(field, batch.fixed, batch.moving, batch.spacing,
-                                         batch.fixed_labels, batch.moving_labels, batch.labelled)
+                                         batch.fixed_labels, batch.moving_labels, batch.labelled,
+                                         batch.motion, batch.supervised)
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()

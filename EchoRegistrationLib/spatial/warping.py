@@ -103,6 +103,30 @@ def compose(fixed_to_intermediate: torch.Tensor, intermediate_to_moving: torch.T
     return fixed_to_intermediate + warp(intermediate_to_moving, fixed_to_intermediate, spacing)
 
 
+def invert_field(displacement: torch.Tensor, spacing: Spacing, iterations: int = 20) -> torch.Tensor:
+    """Displacement of the inverse map, by fixed-point iteration.
+
+    For u (p -> p + u(p), on the fixed grid) the inverse v lives on the moving grid and satisfies
+    v(q) = -u(q + v(q)); starting from v = -u, each iteration applies that equation. It converges
+    for smooth, fold-free maps whose displacement gradient is below 1 (contractions, as in tissue
+    motion between two frames); ``compose(u, v)`` and ``compose(v, u)`` are then the identity up to
+    interpolation. u is extended beyond its grid by its edge values.
+
+    Args:
+        displacement: (B, 2, H, W) mm.
+        spacing: (sx, sy) mm or (B, 2), the same for both grids.
+        iterations: fixed-point iterations (the error shrinks by about the largest displacement
+            gradient per iteration).
+
+    Returns:
+        (B, 2, H, W) mm on the moving grid.
+    """
+    inverse = -displacement
+    for _ in range(iterations):
+        inverse = -warp(displacement, inverse, spacing)
+    return inverse
+
+
 def integrate_velocity(velocity: torch.Tensor, spacing: Spacing, steps: int = 7) -> torch.Tensor:
     """Displacement of exp(v): scaling and squaring of a stationary velocity field.
 
