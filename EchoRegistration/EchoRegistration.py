@@ -4,8 +4,8 @@ Slicer's scripted-module layout: Module (metadata), Widget (wires the panel
 ``Resources/UI/EchoRegistration.ui`` to a typed parameter node and nothing else), Logic (takes nodes
 and settings, never touches widgets) and Test. All computation and all scene work go through
 ``EchoRegistrationLib`` (its MRML bridge is ``EchoRegistrationLib.mrml``, which has no Qt), imported
-only once its Python dependencies are present: PyTorch and the others are installed on first use
-after asking (PyTorch through SlicerPyTorch's ``PyTorchUtils`` when that extension is installed).
+only once PyTorch is present: it is installed on first use after asking (through SlicerPyTorch's
+``PyTorchUtils`` when that extension is installed); everything else comes from Slicer's Python.
 """
 
 import importlib
@@ -44,22 +44,10 @@ MODELS = RESOURCES / "Models"
 if str(PROJECT_FOLDER) not in sys.path:  # developer install: make EchoRegistrationLib importable
     sys.path.insert(0, str(PROJECT_FOLDER))
 
-# Python packages EchoRegistrationLib needs: (import name, pip requirement). The same list as the
-# dependencies in pyproject.toml (Testing/test_slicer_module_ui.py checks it).
-REQUIREMENTS = (
-    ("numpy", "numpy>=1.24"),
-    ("torch", "torch>=2.2"),
-    ("SimpleITK", "SimpleITK>=2.3"),
-    ("pydicom", "pydicom>=3.0"),
-    ("pylibjpeg", "pylibjpeg>=2.0"),
-    ("libjpeg", "pylibjpeg-libjpeg>=2.1"),
-    ("nrrd", "pynrrd>=1.0"),
-    ("cv2", "opencv-python-headless>=4.8"),
-    ("matplotlib", "matplotlib>=3.7"),
-    ("contourpy", "contourpy>=1.0"),
-    ("tqdm", "tqdm>=4.60"),
-    ("safetensors", "safetensors>=0.4"),
-)
+# Python packages the module needs beyond what Slicer bundles (numpy, SimpleITK, VTK): PyTorch only.
+# The library's file readers, figures and training tools use more (pyproject.toml), but the
+# module's path does not (Testing/test_slicer_dependencies.py runs it with those packages blocked).
+REQUIREMENTS = (("torch", "torch>=2.2"),)
 
 # Panel choices -> (EchoRegistrationLib method, DLIR refinement on).
 METHOD_CHOICES = {
@@ -357,21 +345,16 @@ class EchoRegistrationLogic(ScriptedLoadableModuleLogic):
         return [requirement for name, requirement in REQUIREMENTS if importlib.util.find_spec(name) is None]
 
     def ensureDependencies(self, askConfirmation: bool = True) -> bool:
-        """Install the missing Python packages (after asking); True when all are present."""
+        """Install PyTorch (after asking) when it is missing; True when it is present."""
         missing = self.missingRequirements()
         if not missing:
             return True
         if askConfirmation and not slicer.util.confirmOkCancelDisplay(
-                _("Echo Registration needs these Python packages, which will be downloaded and "
-                  "installed now (PyTorch is large: this can take several minutes):\n\n{packages}")
+                _("Echo Registration needs PyTorch, which will be downloaded and installed now "
+                  "(it is large: this can take several minutes):\n\n{packages}")
                 .format(packages="\n".join(missing))):
             return False
-        torch = [r for r in missing if r.startswith("torch")]
-        if torch:
-            self._installTorch(torch[0])
-        others = [r for r in missing if not r.startswith("torch")]
-        if others:
-            slicer.util.pip_install(others)
+        self._installTorch(missing[0])
         importlib.invalidate_caches()
         return not self.missingRequirements()
 

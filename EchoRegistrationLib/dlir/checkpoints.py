@@ -1,5 +1,7 @@
 """Checkpoints without pickle: safetensors weights + a JSON config, and a weights-only training state.
 
+The safetensors files are read and written by :mod:`.safetensors_format` (torch alone).
+
 A model checkpoint is a pair of files in a folder, ``{name}.safetensors`` and ``{name}.json``. The
 JSON holds ``kind`` (which class), ``architecture`` (its constructor arguments, enough to rebuild
 it) and whatever the trainer adds: training settings, data, the history. The same JSON is stored in
@@ -19,11 +21,11 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from safetensors.torch import load_file, safe_open, save_file
 
 from ..io.atomic import atomic_output
 from .discriminator import PatchDiscriminator
 from .model import DLIRModel
+from .safetensors_format import read_safetensors, read_safetensors_metadata, write_safetensors
 from .vae import MaskVAE
 
 FORMAT = "echoregistration-dlir/1"
@@ -57,7 +59,7 @@ def save_model(model: nn.Module, folder: str | os.PathLike, name: str = MODEL_NA
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     weights = folder / f"{name}.safetensors"
     with atomic_output(weights, overwrite=True) as tmp:
-        save_file(tensors, str(tmp), metadata={"config": text})
+        write_safetensors(tensors, tmp, metadata={"config": text})
     with atomic_output(folder / f"{name}.json", overwrite=True) as tmp:
         tmp.write_text(text + "\n")
     return weights
@@ -82,8 +84,7 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
     sidecar = weights.with_suffix(".json")
     if sidecar.is_file():
         return json.loads(sidecar.read_text())
-    with safe_open(str(weights), framework="pt") as handle:
-        metadata = handle.metadata() or {}
+    metadata = read_safetensors_metadata(weights)
     if "config" not in metadata:
         raise ValueError(f"{weights}: no config in the safetensors header and no {sidecar.name}")
     return json.loads(metadata["config"])
@@ -103,7 +104,7 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> n
                          f"(format {config.get('format')!r}, kind {config.get('kind')!r})")
     model = KINDS[config["kind"]](config["architecture"])
     try:
-        model.load_state_dict(load_file(str(weights)))
+        model.load_state_dict(read_safetensors(weights))
     except RuntimeError as err:
         raise ValueError(f"{weights}: weights do not match the architecture in its config: {err}") from None
     return model.to(device).eval()

@@ -11,25 +11,31 @@ import dataclasses
 import gzip
 import inspect
 import os
+from importlib import import_module
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from ..sequence import EchoDataError, EchoSequence
-from .camus import load_camus_patient
-from .dicom import is_dicom, read_dicom
-from .itk import ITK_SUFFIXES, read_itk_image, read_itk_labels, write_itk_image
-from .seqnrrd import is_seq_nrrd, read_seq_nrrd, write_seq_nrrd
-from .video import is_video, read_video
+from .itk import ITK_SUFFIXES, read_itk_labels, write_itk_image
+from .seqnrrd import is_seq_nrrd, write_seq_nrrd
 
-READERS: dict[str, Callable[..., EchoSequence]] = {
-    "camus": load_camus_patient,
-    "dicom": read_dicom,
-    "itk": read_itk_image,
-    "seqnrrd": read_seq_nrrd,
-    "video": read_video,
+# Format -> (module of this package, reader). Modules are imported when a file needs them: the
+# DICOM and video readers need pydicom 3 and OpenCV, which 3D Slicer's Python may lack.
+READERS: dict[str, tuple[str, str]] = {
+    "camus": ("camus", "load_camus_patient"),
+    "dicom": ("dicom", "read_dicom"),
+    "itk": ("itk", "read_itk_image"),
+    "seqnrrd": ("seqnrrd", "read_seq_nrrd"),
+    "video": ("video", "read_video"),
 }
+
+
+def reader_for(kind: str) -> Callable[..., EchoSequence]:
+    """The reader function of a format name of :data:`READERS`."""
+    module, name = READERS[kind]
+    return getattr(import_module(f".{module}", __package__), name)
 
 
 def _is_nifti_header(head: bytes) -> bool:
@@ -67,8 +73,12 @@ def detect_format(path: str | os.PathLike) -> str:
         return "itk"
     if head.lstrip().startswith((b"ObjectType", b"NDims")):
         return "itk"
+    from .video import is_video
+
     if is_video(path):
         return "video"
+    from .dicom import is_dicom
+
     if is_dicom(path):
         return "dicom"
     raise EchoDataError(str(path), "unrecognised content: not DICOM, NIfTI, MetaImage, NRRD, "
@@ -90,7 +100,7 @@ def load_sequence(path: str | os.PathLike, *, labels: str | os.PathLike | np.nda
         option that the detected format does not take.
     """
     kind = detect_format(path)
-    reader = READERS[kind]
+    reader = reader_for(kind)
     accepted = [p.name for p in list(inspect.signature(reader).parameters.values())[1:]]
     unknown = sorted(set(options) - set(accepted))
     if unknown:

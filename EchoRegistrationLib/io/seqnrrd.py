@@ -38,7 +38,6 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-import nrrd
 import numpy as np
 
 from ..sequence import LPS_TO_RAS, EchoDataError, EchoSequence, geometry_from_ijk_to_ras
@@ -77,6 +76,11 @@ def is_seq_nrrd(path: str | os.PathLike) -> bool:
         with open(path, "rb") as handle:
             if not handle.read(8).startswith(b"NRRD000"):
                 return False
+    except OSError:
+        return False
+    import nrrd  # here, not at import: 3D Slicer does not bundle pynrrd (nor needs this reader)
+
+    try:
         header = nrrd.read_header(str(path))
     except (OSError, ValueError, KeyError, nrrd.NRRDError):
         return False
@@ -109,6 +113,8 @@ def read_seq_nrrd(path: str | os.PathLike, *, frame_rate: float | None = None) -
         EchoDataError: not a readable volume sequence of single-slice frames (message starts with
             the file name); ``frame_rate`` not positive.
     """
+    import nrrd  # here, not at import: 3D Slicer does not bundle pynrrd
+
     source = str(path)
     if not Path(path).is_file():
         raise FileNotFoundError(f"{source}: no such file")

@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from ..sequence import EchoDataError, EchoSequence
@@ -58,6 +57,8 @@ def read_video(path: str | os.PathLike, *, frame_rate: float | None = None) -> E
         raise FileNotFoundError(f"{source}: no such file")
     if frame_rate is not None and not (math.isfinite(frame_rate) and frame_rate > 0):
         raise EchoDataError(source, f"frame_rate must be a positive number of frames/s, got {frame_rate}")
+    import cv2  # here, not at import: 3D Slicer does not bundle OpenCV
+
     capture = cv2.VideoCapture(source, cv2.CAP_FFMPEG)
     try:
         if not capture.isOpened():
@@ -102,7 +103,7 @@ def _frame_times(n_frames: int, container_fps: float | None,
     return np.arange(n_frames) / fps, notes
 
 
-def _decode_frames(capture: cv2.VideoCapture) -> tuple[list[np.ndarray], int]:
+def _decode_frames(capture: Any) -> tuple[list[np.ndarray], int]:
     """All frames as (H, W) float32 luma, and the number of coloured pixels over all of them."""
     frames: list[np.ndarray] = []
     coloured = 0

@@ -26,14 +26,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import contourpy
-import cv2
 import numpy as np
-from matplotlib.path import Path as PolygonPath
 
 from ..sequence import LABEL_LV, LABEL_MYOCARDIUM, EchoDataError
 from .polylines import (left_normals, nearest_vertex, resample, resample_step, smooth_along,
                         tangents)
+from .raster import gaussian_blur, iso_lines, polygon_mask
 from .sampling import sample_image
 
 DEFAULT_WALL_WIDTH = 10.0        # mm, landmark workflow
@@ -163,16 +161,12 @@ def _checked_spacing(spacing: Sequence[float]) -> tuple[float, float]:
 def _blurred(mask: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
     """(H, W) float64 indicator of ``mask`` smoothed by a Gaussian of ``LABEL_SMOOTHING`` mm."""
     sigma = (LABEL_SMOOTHING / spacing[0], LABEL_SMOOTHING / spacing[1])
-    return cv2.GaussianBlur(mask.astype(np.float64), (0, 0), sigmaX=sigma[0], sigmaY=sigma[1],
-                            borderType=cv2.BORDER_REPLICATE)
+    return gaussian_blur(mask, sigma)
 
 
 def _cavity_border(cavity: np.ndarray, spacing: tuple[float, float], source: str) -> np.ndarray:
     """(M, 2) mm closed border of the LV cavity (the longest 0.5 iso-line), without repeated end."""
-    h, w = cavity.shape
-    generator = contourpy.contour_generator(x=np.arange(w) * spacing[0], y=np.arange(h) * spacing[1],
-                                            z=_blurred(cavity, spacing))
-    lines = [line for line in generator.lines(0.5) if len(line) > 3]
+    lines = [line for line in iso_lines(_blurred(cavity, spacing), spacing, 0.5) if len(line) > 3]
     if not lines:
         raise EchoDataError(source, "the LV cavity (label 1) is too small to trace")
     border = max(lines, key=len)
@@ -352,9 +346,6 @@ def myocardium_from_landmarks(landmarks: np.ndarray | Sequence[Sequence[float]],
     endo, apex_index = _oriented(endo, dense - 1)
     normals = left_normals(endo)
     outer = endo + wall_width * normals
-    band = PolygonPath(np.concatenate([endo, outer[::-1]]))
-    rows, cols = np.mgrid[0:h, 0:w]
-    pixels = np.stack([cols.ravel() * spacing[0], rows.ravel() * spacing[1]], axis=1)
-    mask = band.contains_points(pixels).reshape(h, w)
+    mask = polygon_mask(np.concatenate([endo, outer[::-1]]), (h, w), spacing)
     mid = endo + 0.5 * wall_width * normals
     return _assemble(endo, mid, apex_index, mask, spacing, points_per_segment, "landmarks")
