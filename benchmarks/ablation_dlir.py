@@ -1,8 +1,9 @@
 """DLIR ablation on simulated apical sequences: which loss terms and multi-scale training help.
 
-Six models (the same U-Net, ``--encoder`` / ``--decoder`` / ``--output-stride``) are trained with the same optimiser-step
-budget on the same simulated sequences (seeds 0..N-1) and tested on held-out seeds from 10000 (ES
-registered to ED at the input resolution, :func:`EchoRegistrationLib.dlir.evaluate`):
+Six models (the same U-Net: the shipped model's, or ``--encoder`` / ``--decoder`` /
+``--output-stride``) are trained with the same optimiser-step budget on the same simulated sequences
+(seeds 0..N-1) and tested on held-out seeds from 10000 (ES registered to ED at the input
+resolution, :func:`EchoRegistrationLib.dlir.evaluate`):
 
 1. similarity only (local NCC) + bending energy, at the final scale;
 2. + Dice of the warped labels;
@@ -10,7 +11,8 @@ registered to ED at the input resolution, :func:`EchoRegistrationLib.dlir.evalua
 4. + texture (conditional PatchGAN, adversarial);
 5. + multi-scale (the same, trained over ``--scales``: a quarter of the budget at each coarser
    scale, the rest at the finest);
-6. + motion: the simulator's true motion supervises the field as well (the shipped recipe).
+6. + motion: the simulator's true motion supervises the field as well, with the shipped model's
+   weight unless ``--weight motion=...`` (the shipped recipe).
 
 Columns: myocardial end-point error at ES (mm, against the simulator's true motion), mean Dice of LV
 cavity and myocardium at ES, folding (% of pixels with det J <= 0). The last lines time inference:
@@ -42,19 +44,18 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from EchoRegistrationLib import EchoSequence  # noqa: E402
-from EchoRegistrationLib.dlir import (DLIRModel, SimulatedSequences,  # noqa: E402
-                                      evaluate, load_model, predict_sequence_fields, train_dlir,
+from EchoRegistrationLib.dlir import (DLIRModel, SimulatedSequences, evaluate,  # noqa: E402
+                                      load_model, predict_sequence_fields, read_config, train_dlir,
                                       train_vae)
 from EchoRegistrationLib.dlir.data import SequenceItem  # noqa: E402
-from EchoRegistrationLib.dlir.shipped import shipped_model_path  # noqa: E402
 from EchoRegistrationLib.dlir.evaluation import score_ed_es  # noqa: E402
+from EchoRegistrationLib.dlir.shipped import shipped_model_path  # noqa: E402
 from EchoRegistrationLib.registration import resolve_device  # noqa: E402
 from EchoRegistrationLib.spatial import warp  # noqa: E402
 
 FIRST_TEST_SEED = 10_000  # never used for training
 UNSUPERVISED = {"motion": 0.0}
 NO_LABEL_TERMS = {**UNSUPERVISED, "dice": 0.0, "shape": 0.0, "texture": 0.0}
-SHIPPED_MOTION_WEIGHT = 1.0  # scripts/train_shipped_model.sh
 VARIANTS = [  # name, weights set, shape term, texture term, multi-scale
     ("similarity only", NO_LABEL_TERMS, False, False, False),
     ("+ Dice", {**UNSUPERVISED, "shape": 0.0, "texture": 0.0}, False, False, False),
@@ -109,12 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scales", type=int, nargs="+", default=[32, 64, 128],
                         help="multi-scale working sizes; the last one is every model's (default 32 64 128)")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--encoder", type=int, nargs="+", default=[32, 64, 64, 64],
-                        help="U-Net encoder channels (default: the shipped model's, 32 64 64 64)")
-    parser.add_argument("--decoder", type=int, nargs="+", default=[64, 64, 32, 32],
-                        help="U-Net decoder channels (default: the shipped model's, 64 64 32 32)")
-    parser.add_argument("--output-stride", type=int, default=1,
-                        help="field grid / working grid (default: the shipped model's, 1)")
+    parser.add_argument("--encoder", type=int, nargs="+",
+                        help="U-Net encoder channels (default: the shipped model's)")
+    parser.add_argument("--decoder", type=int, nargs="+",
+                        help="U-Net decoder channels (default: the shipped model's)")
+    parser.add_argument("--output-stride", type=int,
+                        help="field grid / working grid (default: the shipped model's)")
     parser.add_argument("--weight", action="append", default=[], metavar="TERM=WEIGHT",
                         help="loss weight for every model that uses the term, repeatable "
                              "(default: LossWeights' defaults; motion only in the last row)")
@@ -150,10 +151,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"VAE {structure}: loss {history[-1]['loss']:.4f}", file=sys.stderr, flush=True)
         vaes.append(folder)
 
-    chosen = {"motion": SHIPPED_MOTION_WEIGHT,
+    shipped = read_config(shipped_model_path())
+    chosen = {"motion": shipped["training"]["loss"]["weights"]["motion"],
               **{term: float(value) for term, _, value in (w.partition("=") for w in args.weight)}}
     results = [("identity", identity_scores(test_items), 0.0)]
-    unet = {"encoder": args.encoder, "decoder": args.decoder, "output_stride": args.output_stride}
+    unet = {key: shipped["architecture"]["unet"][key] if value is None else value
+            for key, value in (("encoder", args.encoder), ("decoder", args.decoder),
+                               ("output_stride", args.output_stride))}
     for name, variant_weights, shape, texture, multiscale in VARIANTS:
         weights = {**chosen, **variant_weights}
         scales = args.scales if multiscale else args.scales[-1:]
@@ -169,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{args.train_seeds} training sequences, {args.test_seeds} test sequences (seeds "
           f"{FIRST_TEST_SEED}..{FIRST_TEST_SEED + args.test_seeds - 1}), {args.frames} frames "
           f"{args.size}x{args.size}, budget {args.budget} steps of {args.batch_size} pairs per model, "
-          f"final working size {args.scales[-1]}, U-Net {unet}, weights {chosen or 'default'}, "
+          f"final working size {args.scales[-1]}, U-Net {unet}, weights {chosen}, "
           f"on {device}\n")
     print("| model | EPE ES (mm) | Dice ES | folding (%) | training (s) |")
     print("|---|---|---|---|---|")

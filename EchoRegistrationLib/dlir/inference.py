@@ -15,7 +15,7 @@ from contextlib import nullcontext
 
 import torch
 
-from ..registration.tracking import chain_to_reference, frame_pairs, resolve_device
+from ..registration.tracking import chain_to_reference, fixed_indices, frame_pairs, resolve_device
 from ..sequence import EchoSequence
 from .checkpoints import load_model
 from .grid import prepare_frames, to_input_grid
@@ -69,11 +69,9 @@ def predict_pair_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
         done = 0
         while done < len(pairs):
             chunk = pairs[done:done + chunk_size]
-            fixed = sorted({f for f, _ in chunk})
             try:
                 with autocast_context(dev, amp):
-                    field = model(working[fixed] if len(fixed) == 1 else working[[f for f, _ in chunk]],
-                                  working[[m for _, m in chunk]], spacing)
+                    field = model(working[fixed_indices(chunk)], working[[m for _, m in chunk]], spacing)
                 fields[done:done + len(chunk)] = to_input_grid(field, seq.frame_shape)
             except torch.cuda.OutOfMemoryError:
                 if chunk_size == 1:

@@ -31,6 +31,14 @@ ProgressCallback = Callable[[int, int], None]
 # in 12 s with local NCC); direct registration of ES to ED fails on the large, decorrelated motion.
 DEFAULT_MODE = "sequential"
 
+# Rigid and affine use global NCC with Adam and a short schedule (gain-invariant, and several
+# times faster on a whole sequence than local NCC with L-BFGS at the same alignment).
+METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "rigid": {"loss": "ncc", "optimizer": "adam", "iterations": (60, 40, 40)},
+    "affine": {"loss": "ncc", "optimizer": "adam", "iterations": (60, 40, 40)},
+    "deformable": {"loss": "mse", "iterations": (60, 40, 20)},
+}
+
 
 def default_mode(method: str, refine: int = 0) -> str:
     """The tracking mode a method uses unless told otherwise.
@@ -42,13 +50,6 @@ def default_mode(method: str, refine: int = 0) -> str:
     if method == "dlir" and not refine:
         return "to_reference"
     return DEFAULT_MODE
-# Rigid and affine use global NCC with Adam and a short schedule (gain-invariant, and several
-# times faster on a whole sequence than local NCC with L-BFGS at the same alignment).
-METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "rigid": {"loss": "ncc", "optimizer": "adam", "iterations": (60, 40, 40)},
-    "affine": {"loss": "ncc", "optimizer": "adam", "iterations": (60, 40, 40)},
-    "deformable": {"loss": "mse", "iterations": (60, 40, 20)},
-}
 
 
 @dataclass(eq=False)
@@ -122,6 +123,13 @@ def frame_pairs(n_frames: int, reference: int, mode: str) -> list[tuple[int, int
     if mode == "to_reference":
         return [(reference, t) for t in others]
     return [(t - 1, t) if t > reference else (t + 1, t) for t in others]
+
+
+def fixed_indices(pairs: list[tuple[int, int]]) -> list[int]:
+    """The fixed frame of each (fixed, moving) pair, or just the one fixed frame when all pairs
+    share it (its image then goes in once and broadcasts over the batch)."""
+    fixed = [f for f, _ in pairs]
+    return fixed[:1] if len(set(fixed)) == 1 else fixed
 
 
 def chain_to_reference(pair_fields: torch.Tensor, pairs: list[tuple[int, int]], n_frames: int,
@@ -198,27 +206,24 @@ def register_sequence(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     mode = mode or default_mode(method, refine)
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     reference = (seq.ed_index or 0) if reference is None else int(reference)
     if not 0 <= reference < seq.n_frames:
         raise ValueError(f"{seq.source}: reference frame {reference} is outside 0..{seq.n_frames - 1}")
+    pairs = frame_pairs(seq.n_frames, reference, mode)  # checks the mode
     options = {**METHOD_DEFAULTS.get(method, {}), **options}
     dev = resolve_device(device)
     start = time.perf_counter()
     frames = as_image_batch(seq.frames, device=dev)
     roi = None if mask is None else as_image_batch(np.asarray(mask, dtype=np.float32), device=dev) > 0
-    pairs = frame_pairs(seq.n_frames, reference, mode)
     if method == "dlir":
-        pair_fields = _dlir_fields(seq, frames, pairs, mode, dev, chunk_size, model, refine, roi,
-                                   options, progress, cancel)
+        pair_fields = _dlir_fields(seq, frames, pairs, dev, chunk_size, model, refine, roi, options,
+                                   progress, cancel)
         options = {"model": str(getattr(model, "name", model) or "shipped"), "refine": refine, **options}
     else:
-        pair_fields = _optimised_fields(seq.spacing, frames, method, pairs, mode, roi, chunk_size,
-                                        options, progress, cancel)
+        pair_fields = _optimised_fields(seq.spacing, frames, method, pairs, roi, chunk_size, options,
+                                        progress, cancel)
     with torch.inference_mode():
         fields = chain_to_reference(pair_fields, pairs, seq.n_frames, reference, mode, seq.spacing)
-    with torch.inference_mode():
         warped = warp(frames, fields, seq.spacing)
         before, after, folding = frame_quality(frames[reference:reference + 1], frames, warped,
                                                fields, seq.spacing, roi)
@@ -233,7 +238,7 @@ def register_sequence(
 
 
 def _optimised_fields(spacing: tuple[float, float], frames: torch.Tensor, method: str,
-                      pairs: list[tuple[int, int]], mode: str, roi: torch.Tensor | None,
+                      pairs: list[tuple[int, int]], roi: torch.Tensor | None,
                       chunk_size: int, options: dict[str, Any], progress: ProgressCallback | None,
                       cancel: Callable[[], bool] | None,
                       initial: torch.Tensor | None = None) -> torch.Tensor:
@@ -242,18 +247,16 @@ def _optimised_fields(spacing: tuple[float, float], frames: torch.Tensor, method
     fields = []
     for first in range(0, len(pairs), chunk_size):
         chunk = pairs[first:first + chunk_size]
-        fixed_idx = [f for f, _ in chunk]
-        fixed = frames[fixed_idx[:1]] if mode == "to_reference" else frames[fixed_idx]
         start = None if initial is None else initial[first:first + chunk_size]
-        result = register_pair(fixed, frames[[m for _, m in chunk]], method, spacing=spacing,
-                               mask=roi, cancel=cancel, initial=start, **options)
+        result = register_pair(frames[fixed_indices(chunk)], frames[[m for _, m in chunk]], method,
+                               spacing=spacing, mask=roi, cancel=cancel, initial=start, **options)
         fields.append(result.displacement)
         if progress is not None:
             progress(min(first + chunk_size, len(pairs)), len(pairs))
     return torch.cat(fields)
 
 
-def _dlir_fields(seq: EchoSequence, frames: torch.Tensor, pairs: list[tuple[int, int]], mode: str,
+def _dlir_fields(seq: EchoSequence, frames: torch.Tensor, pairs: list[tuple[int, int]],
                  device: torch.device, chunk_size: int, model: Any, refine: int,
                  roi: torch.Tensor | None, options: dict[str, Any],
                  progress: ProgressCallback | None, cancel: Callable[[], bool] | None) -> torch.Tensor:
@@ -273,7 +276,7 @@ def _dlir_fields(seq: EchoSequence, frames: torch.Tensor, pairs: list[tuple[int,
     if not refine:
         return fields
     refine_options = {**METHOD_DEFAULTS["deformable"], "levels": 1, "iterations": refine, **options}
-    return _optimised_fields(seq.spacing, frames, "deformable", pairs, mode, roi, chunk_size,
+    return _optimised_fields(seq.spacing, frames, "deformable", pairs, roi, chunk_size,
                              refine_options, progress, cancel, initial=fields.clone())
 
 
