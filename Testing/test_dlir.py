@@ -13,7 +13,7 @@ from EchoRegistrationLib.dlir import (AffineNet, DLIRModel, DLIRObjective, LossW
                                       open_source, predict_sequence_fields, read_config, save_model,
                                       write_simulated_cache)
 from EchoRegistrationLib.dlir.data import NUM_LABELS, load_item, random_affine, save_item
-from EchoRegistrationLib.dlir.evaluation import score_ed_es
+from EchoRegistrationLib.dlir.evaluation import evaluate, score_ed_es
 from EchoRegistrationLib.dlir.model import upsample_field
 from EchoRegistrationLib.dlir.grid import normalise_intensities, to_input_grid, to_working_grid, working_shape
 from EchoRegistrationLib.dlir.objectives import (HEART_WEIGHT, discriminator_loss, generator_texture_loss,
@@ -166,6 +166,54 @@ def test_sequential_inference_composes_the_neighbour_fields():
     torch.testing.assert_close(fields, expected, atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match="mode"):
         predict_sequence_fields(model, seq, device="cpu", mode="backwards")
+
+
+def test_the_models_mode_is_its_default_tracking_and_survives_checkpoints(tmp_path):
+    seq = blob_sequence(n_frames=5)
+    model = constant_output(tiny_model(mode="sequential"), 2.0, 1.0)
+    composed = predict_sequence_fields(model, seq, reference=2, device="cpu")
+    torch.testing.assert_close(composed[0], 2 * composed[1], atol=1e-4, rtol=0)  # two steps away
+    assert torch.equal(composed, predict_sequence_fields(model, seq, reference=2, device="cpu",
+                                                         mode="sequential"))
+    assert register_sequence(seq, "dlir", model=model, device="cpu").mode == "sequential"
+    assert register_sequence(seq, "dlir", model=tiny_model(), device="cpu").mode == "to_reference"
+    assert register_sequence(seq, "dlir", model=tiny_model(), device="cpu", refine=1).mode == "sequential"
+    save_model(model, tmp_path / "model")
+    assert load_model(tmp_path / "model").mode == "sequential"
+    older = {k: v for k, v in model.architecture().items() if k != "mode"}  # before modes existed
+    assert DLIRModel.from_architecture(older).mode == "to_reference"
+    with pytest.raises(ValueError, match="mode"):
+        tiny_model(mode="backwards")
+
+
+def test_flip_averaging_mirrors_the_field_of_the_mirrored_pair():
+    seq = blob_sequence(n_frames=3)
+    model = constant_output(tiny_model(), 2.0, 1.0)  # "move right and down" whatever the images
+    depth = 59 * 0.4
+    averaged = predict_sequence_fields(model, seq, reference=0, device="cpu", flip_average=True)
+    # mirrored, "right" is "left": the lateral parts cancel, the depth parts agree
+    torch.testing.assert_close(averaged[1:, 0], torch.zeros_like(averaged[1:, 0]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(averaged[1:, 1], torch.full_like(averaged[1:, 1], 0.01 * depth),
+                               atol=1e-5, rtol=0)
+    real = tiny_model()  # a real network: the option reaches register_sequence
+    result = register_sequence(seq, "dlir", model=real, device="cpu", flip_average=True)
+    expected = predict_sequence_fields(real, seq, device="cpu", flip_average=True)
+    np.testing.assert_allclose(result.displacement, expected.permute(0, 2, 3, 1).numpy(), atol=1e-5)
+    assert result.parameters["flip_average"] is True
+
+
+def test_validation_tracks_in_the_models_mode():
+    item = SimulatedSequences([3], n_frames=6, image_size=(48, 48))[0]
+    seq = item.sequence
+    steps = seq.es_index - seq.ed_index
+    assert seq.ed_index == 0 and steps >= 2
+    myocardium = seq.label_map(0) == 2
+    truth = item.displacement[seq.es_index][myocardium]
+    for mode, factor in (("to_reference", 1), ("sequential", steps)):
+        model = constant_output(tiny_model(mode=mode), 2.0, 1.0)  # the same shift for every pair
+        shift = factor * np.array([0.02 * 47 * seq.spacing[1], 0.01 * 47 * seq.spacing[1]])
+        expected = np.linalg.norm(truth - shift, axis=-1).mean()
+        assert evaluate(model, [item], "cpu")["epe_es"] == pytest.approx(expected, abs=1e-3), mode
 
 
 @pytest.mark.parametrize("mode", ["to_reference", "sequential"])
@@ -344,6 +392,21 @@ def test_pair_sampler_pairs_labels_canvas_and_augmentation():
         assert flag == float(s == 0 or (s == 1 and {f, m} == {0, 2}))
     masks = sampler.sample_masks(8, 2, np.random.default_rng(0))
     assert masks.shape == (8, 1, 32, 48) and set(masks.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_pair_sampler_near_neighbour_pairs_for_sequential_models():
+    seq = blob_sequence(n_frames=8, shape=(40, 40), spacing=(0.5, 0.5))
+    sampler = PairSampler([SequenceItem(seq)], storage_size=16, ed_es_fraction=0.0, max_frame_gap=2)
+    pairs = sampler.sample(400, 16, np.random.default_rng(0)).pairs
+    gaps = np.array([m - f for _, f, m in pairs])
+    assert set(gaps.tolist()) == {-2, -1, 1, 2}  # both directions, every gap up to 2
+    assert abs(np.mean(np.abs(gaps) == 1) - 0.5) < 0.08  # the gap is uniform
+    assert {min(f, m) for _, f, m in pairs} == set(range(7))  # every frame takes part
+    short = blob_sequence(n_frames=3, shape=(40, 40), spacing=(0.5, 0.5))
+    capped = PairSampler([SequenceItem(short)], storage_size=16, max_frame_gap=5, ed_es_fraction=0.0)
+    assert {abs(m - f) for _, f, m in capped.sample(50, 16, np.random.default_rng(1)).pairs} == {1, 2}
+    with pytest.raises(ValueError, match="max_frame_gap"):
+        PairSampler([SequenceItem(seq)], storage_size=16, max_frame_gap=0)
 
 
 def test_pair_sampler_gives_the_simulators_true_motion_between_the_two_frames():

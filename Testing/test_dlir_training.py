@@ -107,6 +107,24 @@ def test_image_only_training_and_diffeomorphic_option(sims, tmp_path):
     assert "texture" not in history[-1] and load_model(tmp_path / "run").diffeomorphic
 
 
+def test_sequential_fine_tuning_starts_from_a_trained_model(sims, tmp_path):
+    base = tmp_path / "base"
+    train_dlir(sims[0], base, texture=False, **dlir_options(scales=(16,), iterations=2))
+    history = train_dlir(sims[0], tmp_path / "fine", validation=sims[1], init=base, mode="sequential",
+                         max_frame_gap=1, texture=False, learning_rate=1e-12,
+                         **dlir_options(scales=(24,), iterations=2))
+    fine, start = load_model(tmp_path / "fine"), load_model(base)
+    assert fine.mode == "sequential" and fine.working_size == 24 and start.mode == "to_reference"
+    for (name, p), q in zip(fine.state_dict().items(), start.state_dict().values()):
+        assert torch.allclose(p, q, atol=1e-8), name  # a step size of 1e-12: the starting weights
+    settings = read_config(tmp_path / "fine")["training"]
+    assert settings["init"] == str(base) and settings["max_frame_gap"] == 1
+    assert settings["ed_es_fraction"] == 0 and history[-1]["val_epe_es"] > 0
+    with pytest.raises(ValueError, match="networks"):
+        train_dlir(sims[0], tmp_path / "other", init=base, texture=False,
+                   **dlir_options(scales=(16,), iterations=2, unet={**TINY_UNET, "decoder": [8, 8, 8]}))
+
+
 def test_affine_training_gives_an_affine_first_stage(sims, tmp_path):
     history = train_affine(sims[0], tmp_path / "affine", validation=sims[1], size=24, iterations=4,
                            batch_size=2, channels=[4, 8], iterations_per_epoch=2, device="cpu",
@@ -142,5 +160,11 @@ def test_echoreg_train_commands(tmp_path, capsys):
     assert settings["iterations"] == [1, 2] and settings["loss"]["weights"]["dice"] == 0.5
     assert settings["loss"]["weights"]["texture"] == 0.02 and len(settings["vaes"]) == 1
     assert "checkpoint:" in capsys.readouterr().out
+    run("train", "dlir", *data, "-o", str(tmp_path / "fine"), "--scales", "32", "--iterations", "1",
+        "--affine", str(tmp_path / "affine"), "--init", str(tmp_path / "dlir"), "--mode", "sequential",
+        "--max-frame-gap", "2", "--no-texture")
+    settings = read_config(tmp_path / "fine")["training"]
+    assert settings["init"] == str(tmp_path / "dlir") and settings["max_frame_gap"] == 2
+    assert load_model(tmp_path / "fine").mode == "sequential"
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "dlir", "--data", "x", "-o", "y", "--weight", "dice"])

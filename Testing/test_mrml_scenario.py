@@ -191,6 +191,26 @@ def test_register_current_frame_for_a_quick_look(case):
     assert not slicer.util.arrayFromGridTransform(transform).any()
 
 
+def test_dlir_quick_look_is_the_frame_of_the_whole_registration(case):
+    """The sequential shipped model tracks near neighbours: the quick look goes through the frames between,
+    so it shows what Apply gives for that frame (up to the intensity normalisation, whose
+    percentiles come from the frames registered)."""
+    sim, env, node, _, _, _ = case
+    from EchoRegistrationLib.dlir.shipped import SEQUENTIAL_MODEL, shipped_model_path
+    from EchoRegistrationLib.registration import register_sequence
+
+    settings = RegistrationSettings(method="dlir", model=str(shipped_model_path(SEQUENTIAL_MODEL) / "model.safetensors"),
+                                    reference=4, device="cpu")
+    whole = register_sequence(sim.sequence, **settings.arguments())
+    for frame in (5, 1):
+        quick = register_frame(node, frame, settings)
+        difference = np.linalg.norm(quick.displacement - whole.displacement[frame], axis=-1)
+        motion = np.linalg.norm(sim.displacement[frame] - sim.displacement[4], axis=-1)
+        assert difference.mean() < 0.05 and difference.mean() < 0.1 * motion.mean(), frame  # mm
+        spread = np.ptp(sim.sequence.frames)
+        assert np.abs(quick.warped - whole.warped[frame]).mean() < 0.01 * spread
+
+
 def test_settings_say_what_is_missing():
     with pytest.raises(ValueError, match="no DLIR model available"):
         RegistrationSettings(method="dlir")

@@ -32,7 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.peer_methods import available_peer_methods  # noqa: E402
-from EchoRegistrationLib.dlir.shipped import shipped_model_path  # noqa: E402
+from EchoRegistrationLib.dlir.shipped import SEQUENTIAL_MODEL, shipped_model_path  # noqa: E402
 from EchoRegistrationLib.registration import register_sequence  # noqa: E402
 from EchoRegistrationLib.registration.metrics import (myocardial_end_point_error,  # noqa: E402
                                                       warped_label_dice)
@@ -71,10 +71,12 @@ def methods() -> dict[str, Callable[[SimulatedSequence], Fields]]:
         "deformable (ours, sequential)": ours("deformable", mode="sequential"),
     }
     try:
-        shipped_model_path()
+        tracker = str(shipped_model_path(SEQUENTIAL_MODEL))
         table["dlir (shipped model)"] = ours("dlir")
-        table["dlir + refine 20 (sequential)"] = ours("dlir", refine=20)
         table["dlir + refine 40 (sequential)"] = ours("dlir", refine=40)
+        table["dlir sequential model"] = ours("dlir", model=tracker)
+        table["dlir sequential model, flip-averaged"] = ours("dlir", model=tracker, flip_average=True)
+        table["dlir sequential model + refine 20"] = ours("dlir", model=tracker, refine=20)
     except FileNotFoundError as missing:
         print(f"note: no DLIR rows: {missing}", file=sys.stderr)
     table.update({name: pairwise(peer) for name, peer in available_peer_methods().items()})

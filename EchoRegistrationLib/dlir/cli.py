@@ -98,8 +98,9 @@ def _cmd_dlir(args: argparse.Namespace) -> int:
                                           ("output_stride", args.output_stride)) if value is not None}
     history = train_dlir(args.data, scales=args.scales, iterations=iterations, weights=weights or None,
                          similarity=args.similarity, vaes=args.vae or (), texture=args.texture,
-                         unet=unet or None,
-                         diffeomorphic=args.diffeomorphic, affine=args.affine, **_common_options(args))
+                         unet=unet or None, diffeomorphic=args.diffeomorphic, affine=args.affine,
+                         mode=args.mode, max_frame_gap=args.max_frame_gap, init=args.init,
+                         **_common_options(args))
     return _finish(history, args.output)
 
 
@@ -155,5 +156,11 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
                       help="predict the field on a grid this many times coarser than the working grid "
                            "(a power of 2; one decoder level fewer per factor 2; default 1)")
     dlir.add_argument("--affine", help="affine model (echoreg train affine) to use as a frozen first stage")
+    dlir.add_argument("--mode", choices=["to_reference", "sequential"], default="to_reference",
+                      help="tracking the model is for: any frame pairs incl. ED<->ES (to_reference, default) "
+                           "or near neighbours whose fields are composed (sequential)")
+    dlir.add_argument("--max-frame-gap", type=int, default=3,
+                      help="sequential: largest frame distance of the training pairs (default 3)")
+    dlir.add_argument("--init", help="DLIR checkpoint of the same U-Net to start from (fine-tuning)")
     dlir.set_defaults(run=_cmd_dlir)
     return train

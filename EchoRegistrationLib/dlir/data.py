@@ -331,23 +331,30 @@ class PairSampler:
     surroundings are black already). :meth:`sample` resamples a batch to any stage size.
 
     Pairs: with probability ``ed_es_fraction`` the ED and ES frames (when the sequence knows them)
-    in a random direction, otherwise two distinct random frames in a random order. Augmentation
+    in a random direction, otherwise two distinct random frames in a random order, at most
+    ``max_frame_gap`` frames apart when that is given (a model for sequential tracking learns the
+    motion between near neighbours). Augmentation
     (``augment``): a random horizontal flip of the pair and one random gamma for both frames.
 
     Args:
         items: the sequences (each needs at least 2 frames).
         storage_size: rows of the storage grid (the largest stage size).
         ed_es_fraction: share of ED <-> ES pairs.
+        max_frame_gap: the largest frame distance of the random pairs (None: any two frames); the
+            gap is uniform in 1..max_frame_gap, then the first frame uniform where both fit.
         rank, world_size: distributed training: this process keeps the sequences
             ``rank::world_size``.
         augment: flips and gamma.
     """
 
     def __init__(self, items: Sequence[SequenceItem], *, storage_size: int = 128,
-                 ed_es_fraction: float = 0.3, rank: int = 0, world_size: int = 1,
-                 augment: bool = True):
+                 ed_es_fraction: float = 0.3, max_frame_gap: int | None = None, rank: int = 0,
+                 world_size: int = 1, augment: bool = True):
+        if max_frame_gap is not None and max_frame_gap < 1:
+            raise ValueError(f"max_frame_gap must be >= 1, got {max_frame_gap}")
         self.storage_size = int(storage_size)
         self.ed_es_fraction = float(ed_es_fraction)
+        self.max_frame_gap = max_frame_gap
         self.augment = augment
         stored = [self._store(items[k]) for k in range(rank, len(items), world_size)]
         if not stored:
@@ -397,6 +404,10 @@ class PairSampler:
         if stored.ed is not None and stored.es is not None and stored.ed != stored.es \
                 and rng.random() < self.ed_es_fraction:
             pair = (stored.ed, stored.es)
+        elif self.max_frame_gap is not None:
+            gap = int(rng.integers(1, min(self.max_frame_gap, n - 1) + 1))
+            first = int(rng.integers(n - gap))
+            pair = (first, first + gap)
         else:
             first, second = rng.choice(n, size=2, replace=False)
             pair = (int(first), int(second))

@@ -2,7 +2,8 @@
 
 The metrics are those of ``benchmarks/benchmark_registration.py``: ES is registered to ED (fixed)
 through the full inference path (:func:`.inference.predict_sequence_fields`, at the input
-resolution) and scored by
+resolution, in the model's tracking mode: the ED and ES frames alone for "to_reference", every
+frame from ED to ES for "sequential") and scored by
 
 * ``epe_es``: mean end-point error (mm) over the ED myocardium against the true field (simulated
   data only);
@@ -57,10 +58,12 @@ def evaluate(model: DLIRModel | str | os.PathLike, items: Sequence[SequenceItem]
         ed, es = seq.ed_index or 0, seq.es_index
         if es is None or es == ed:
             continue
-        pair = seq.subsequence(sorted((ed, es)))  # ED and ES indices are remapped
-        fields = predict_sequence_fields(model, pair, reference=pair.ed_index, device=dev,
+        first, last = sorted((ed, es))
+        frames = [first, last] if model.mode == "to_reference" else list(range(first, last + 1))
+        part = seq.subsequence(frames)  # ED and ES indices are remapped
+        fields = predict_sequence_fields(model, part, reference=part.ed_index, device=dev,
                                          chunk_size=chunk_size)
-        rows.append(score_ed_es(item, fields[pair.es_index:pair.es_index + 1]))
+        rows.append(score_ed_es(item, fields[part.es_index:part.es_index + 1]))
     result: dict[str, float | None] = {"sequences": float(len(rows))}
     for key in ("epe_es", "dice_es", "folding"):
         values = [r[key] for r in rows if not np.isnan(r[key])]

@@ -42,7 +42,8 @@ def as_model(model: DLIRModel | str | os.PathLike, device: torch.device) -> DLIR
 
 def predict_pair_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
                         pairs: list[tuple[int, int]], device: str | torch.device = "auto",
-                        chunk_size: int = 32, amp: bool = True) -> torch.Tensor:
+                        chunk_size: int = 32, amp: bool = True,
+                        flip_average: bool = False) -> torch.Tensor:
     """Fields of (fixed, moving) frame pairs of ``seq``, predicted in batches.
 
     Args:
@@ -53,6 +54,7 @@ def predict_pair_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
         chunk_size: pairs per network batch; halved (and the batch repeated) whenever the GPU runs
             out of memory.
         amp: mixed precision (bfloat16 / float16) for the network on CUDA; ignored on the CPU.
+        flip_average: average with the mirrored pair's field (:meth:`.model.DLIRModel.mirror_averaged`).
 
     Returns:
         (P, 2, H, W) float32 mm on ``device``, each on its fixed frame's grid: point p of the fixed
@@ -66,12 +68,13 @@ def predict_pair_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
         frames = torch.from_numpy(seq.frames).to(dev)[:, None]
         working, spacing = prepare_frames(frames, seq.spacing, model.working_size)
         fields = torch.zeros(len(pairs), 2, *seq.frame_shape, device=dev)
+        predict = model.mirror_averaged if flip_average else model
         done = 0
         while done < len(pairs):
             chunk = pairs[done:done + chunk_size]
             try:
                 with autocast_context(dev, amp):
-                    field = model(working[fixed_indices(chunk)], working[[m for _, m in chunk]], spacing)
+                    field = predict(working[fixed_indices(chunk)], working[[m for _, m in chunk]], spacing)
                 fields[done:done + len(chunk)] = to_input_grid(field, seq.frame_shape)
             except torch.cuda.OutOfMemoryError:
                 if chunk_size == 1:
@@ -86,15 +89,16 @@ def predict_pair_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
 def predict_sequence_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
                             reference: int | None = None, device: str | torch.device = "auto",
                             chunk_size: int = 32, amp: bool = True,
-                            mode: str = "to_reference") -> torch.Tensor:
+                            mode: str | None = None, flip_average: bool = False) -> torch.Tensor:
     """Fields of every frame of ``seq`` against its reference frame, predicted in batches.
 
     Args:
-        model, device, chunk_size, amp: as for :func:`predict_pair_fields`.
+        model, device, chunk_size, amp, flip_average: as for :func:`predict_pair_fields`.
         seq: the sequence.
         reference: the fixed frame; default ED when known, else 0.
         mode: "to_reference" (each frame against the reference) or "sequential" (each frame
-            against its neighbour towards the reference, fields composed outwards).
+            against its neighbour towards the reference, fields composed outwards); default the
+            mode the model was trained for (:attr:`.model.DLIRModel.mode`).
 
     Returns:
         (T, 2, H, W) float32 mm on ``device``, on the reference frame's grid: reference point p is at
@@ -103,7 +107,10 @@ def predict_sequence_fields(model: DLIRModel | str | os.PathLike, seq: EchoSeque
     reference = (seq.ed_index or 0) if reference is None else int(reference)
     if not 0 <= reference < seq.n_frames:
         raise ValueError(f"{seq.source}: reference frame {reference} is outside 0..{seq.n_frames - 1}")
+    dev = resolve_device(device)
+    model = as_model(model, dev)
+    mode = mode or model.mode
     pairs = frame_pairs(seq.n_frames, reference, mode)
-    fields = predict_pair_fields(model, seq, pairs, device, chunk_size, amp)
+    fields = predict_pair_fields(model, seq, pairs, dev, chunk_size, amp, flip_average)
     with torch.inference_mode():
         return chain_to_reference(fields, pairs, seq.n_frames, reference, mode, seq.spacing)

@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..registration.tracking import MODES
 from ..spatial import Spacing, compose, integrate_velocity, spacing_tensor, warp
 from .affine_net import PERCENT, AffineNet, field_of_view_height
 from .networks import RegistrationUNet, float32_region
@@ -53,26 +54,34 @@ class DLIRModel(nn.Module):
         integration_steps: squarings of the velocity integration.
         affine: an optional first stage; the U-Net then registers the affinely pre-aligned moving
             image and the fields are composed.
+        mode: the tracking the model was trained for (:data:`..registration.tracking.MODES`):
+            "to_reference" (any two frames, ED <-> ES included) or "sequential" (near neighbours,
+            whose fields are composed); inference and validation use it unless told otherwise.
     """
 
     def __init__(self, net: RegistrationUNet | None, *,
                  working_size: int = DEFAULT_WORKING_SIZE, diffeomorphic: bool = False,
-                 integration_steps: int = 7, affine: AffineNet | None = None):
+                 integration_steps: int = 7, affine: AffineNet | None = None,
+                 mode: str = "to_reference"):
         super().__init__()
         if net is None and affine is None:
             raise ValueError("a DLIR model needs a U-Net, an affine stage, or both")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.net = net
         self.working_size = int(working_size)
         self.diffeomorphic = bool(diffeomorphic)
         self.integration_steps = int(integration_steps)
         self.affine = affine
+        self.mode = mode
 
     def architecture(self) -> dict[str, Any]:
         """Everything :meth:`from_architecture` needs to rebuild the model (JSON-ready)."""
         return {"unet": None if self.net is None else self.net.architecture(),
                 "working_size": self.working_size,
                 "diffeomorphic": self.diffeomorphic, "integration_steps": self.integration_steps,
-                "affine": None if self.affine is None else self.affine.architecture()}
+                "affine": None if self.affine is None else self.affine.architecture(),
+                "mode": self.mode}
 
     @classmethod
     def from_architecture(cls, architecture: dict[str, Any]) -> "DLIRModel":
@@ -81,7 +90,8 @@ class DLIRModel(nn.Module):
                    working_size=architecture["working_size"],
                    diffeomorphic=architecture["diffeomorphic"],
                    integration_steps=architecture["integration_steps"],
-                   affine=None if affine is None else AffineNet(**affine))
+                   affine=None if affine is None else AffineNet(**affine),
+                   mode=architecture.get("mode", "to_reference"))
 
     def forward(self, fixed: torch.Tensor, moving: torch.Tensor, spacing: Spacing) -> torch.Tensor:
         """(B, 2, h, w) float32 mm displacement on the fixed grid.
@@ -113,3 +123,11 @@ class DLIRModel(nn.Module):
             if pre_aligned is not None:
                 field = compose(field, pre_aligned, spacing)
         return field
+
+    def mirror_averaged(self, fixed: torch.Tensor, moving: torch.Tensor, spacing: Spacing) -> torch.Tensor:
+        """Test-time flip augmentation: the mean of the pair's field and the mirror image of the
+        mirrored pair's field, (B, 2, h, w) mm as :meth:`forward`. Training mirrors pairs at random,
+        so both estimate the same motion; their mean is less noisy, for twice the network time."""
+        mirrored = self(fixed.flip(-1), moving.flip(-1), spacing).flip(-1)
+        mirrored = mirrored * mirrored.new_tensor([-1.0, 1.0])[:, None, None]  # lateral sign
+        return 0.5 * (self(fixed, moving, spacing) + mirrored)

@@ -234,6 +234,17 @@ def _load_or_keep(model: nn.Module | str | os.PathLike, cls: type) -> nn.Module:
     return model
 
 
+def _start_from(model: DLIRModel, trained: DLIRModel) -> None:
+    """Copy the weights of ``trained`` into ``model``; their networks must have the same shape (the
+    working size and the tracking mode may differ)."""
+    def networks(m: DLIRModel) -> dict[str, Any]:
+        return {k: v for k, v in m.architecture().items() if k not in ("working_size", "mode")}
+    if networks(trained) != networks(model):
+        raise ValueError(f"cannot start from {getattr(trained, 'name', 'that model')}: its networks "
+                         f"{networks(trained)} differ from {networks(model)}")
+    model.load_state_dict(trained.state_dict())
+
+
 # ---------------------------------------------------------------------------- VAE
 def _augment_masks(masks: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     """Random affine motion, horizontal flips and edge softening of (B, 1, H, W) masks."""
@@ -466,9 +477,10 @@ def train_dlir(data: Any, output: str | os.PathLike, *, validation: Any = None,
                lncc_window_mm: float = 10.0, vaes: Sequence[MaskVAE | str | os.PathLike] = (),
                texture: bool = True, diffeomorphic: bool = False,
                unet: Mapping[str, Any] | None = None, affine: DLIRModel | str | os.PathLike | None = None,
-               ed_es_fraction: float = 0.3, iterations_per_epoch: int = 100, seed: int = 0,
-               device: str | torch.device = "auto", amp: bool = True, resume: bool = True,
-               progress: bool = True, callback: Callback | None = None) -> History:
+               ed_es_fraction: float = 0.3, mode: str = "to_reference", max_frame_gap: int = 3,
+               init: DLIRModel | str | os.PathLike | None = None, iterations_per_epoch: int = 100,
+               seed: int = 0, device: str | torch.device = "auto", amp: bool = True,
+               resume: bool = True, progress: bool = True, callback: Callback | None = None) -> History:
     """Train the DLIR registration network, multi-scale.
 
     Args:
@@ -489,7 +501,13 @@ def train_dlir(data: Any, output: str | os.PathLike, *, validation: Any = None,
         diffeomorphic: predict a stationary velocity field and integrate it.
         unet: :class:`~.networks.RegistrationUNet` arguments (default: its defaults).
         affine: an affine-only DLIR model (:func:`train_affine`) to use, frozen, as the first stage.
-        ed_es_fraction: share of ED <-> ES pairs among the random pairs.
+        ed_es_fraction: share of ED <-> ES pairs among the random pairs ("to_reference" only).
+        mode: the tracking the model is for, saved with it: "to_reference" trains on ED <-> ES and
+            random pairs; "sequential" on near neighbours, at most ``max_frame_gap`` frames apart
+            (inference then composes neighbour fields; validation too).
+        init: a DLIR model or checkpoint of the same architecture whose weights the first stage
+            starts from (fine-tuning, e.g. a finer last stage on a trained model); ignored when
+            resuming.
         iterations_per_epoch, seed, device, resume, progress, callback: as for :func:`train_vae`.
         amp: mixed precision for the network on CUDA.
 
@@ -508,7 +526,7 @@ def train_dlir(data: Any, output: str | os.PathLike, *, validation: Any = None,
     if affine is not None and first_stage is None:
         raise ValueError("the affine first stage must be a model trained by train_affine")
     model = DLIRModel(RegistrationUNet(**(unet or {})), working_size=stages[-1].size,
-                      diffeomorphic=diffeomorphic, affine=first_stage).to(dev)
+                      diffeomorphic=diffeomorphic, affine=first_stage, mode=mode).to(dev)
     if first_stage is not None:
         first_stage.requires_grad_(False)
     prior = None
@@ -520,7 +538,10 @@ def train_dlir(data: Any, output: str | os.PathLike, *, validation: Any = None,
                 "batch_size": int(batch_size), "learning_rate": float(learning_rate),
                 "loss": objective.settings(),
                 "vaes": [v.architecture() for v in prior.vaes] if prior is not None else [],
-                "ed_es_fraction": float(ed_es_fraction),
+                "ed_es_fraction": float(ed_es_fraction) if mode == "to_reference" else 0.0,
+                "max_frame_gap": int(max_frame_gap) if mode == "sequential" else None,
+                "init": None if init is None else (type(init).__name__ if isinstance(init, nn.Module)
+                                                   else str(init)),
                 "iterations_per_epoch": int(iterations_per_epoch), "seed": int(seed),
                 "world_size": processes.world_size}
     run = _Run("DLIR", Path(output), settings, int(seed), int(iterations_per_epoch), processes,
@@ -530,6 +551,8 @@ def train_dlir(data: Any, output: str | os.PathLike, *, validation: Any = None,
     d_optimizer = None if discriminator is None else \
         torch.optim.Adam(discriminator.parameters(), lr=learning_rate, betas=GAN_BETAS)
     state, history = run.resume_state(resume, model.architecture())
+    if state is None and init is not None:
+        _start_from(model, _load_or_keep(init, DLIRModel))
     if state is not None:
         model.load_state_dict(load_model(run.output, dev).state_dict())
         optimizer.load_state_dict(state["optimizer"])
@@ -538,7 +561,8 @@ def train_dlir(data: Any, output: str | os.PathLike, *, validation: Any = None,
                                                      dev).state_dict())
             d_optimizer.load_state_dict(state["discriminator_optimizer"])
     sampler = PairSampler(items, storage_size=max(s.size for s in stages),
-                          ed_es_fraction=ed_es_fraction, rank=processes.rank,
+                          ed_es_fraction=settings["ed_es_fraction"],
+                          max_frame_gap=settings["max_frame_gap"], rank=processes.rank,
                           world_size=processes.world_size)
     trained, d_trained = processes.wrap(model), processes.wrap(discriminator)
 

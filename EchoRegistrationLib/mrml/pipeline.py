@@ -114,7 +114,10 @@ class FrameRegistration:
 
 def register_frame(sequence_node: slicer.vtkMRMLNode, frame: int,
                    settings: RegistrationSettings) -> FrameRegistration:
-    """Register frame ``frame`` of ``sequence_node`` directly to the reference frame."""
+    """Register frame ``frame`` of ``sequence_node`` to the reference frame: directly by
+    optimisation (one pair, quick), and by DLIR as :func:`analyse` would, through the frames
+    between when its model tracks sequentially (the network is fast, and a model trained on near
+    neighbours is not meant for distant pairs)."""
     seq = echo_sequence_from_node(sequence_node)
     reference = (seq.ed_index or 0) if settings.reference is None else settings.reference
     if not (0 <= frame < seq.n_frames and 0 <= reference < seq.n_frames):
@@ -123,8 +126,11 @@ def register_frame(sequence_node: slicer.vtkMRMLNode, frame: int,
     if frame == reference:
         return FrameRegistration(seq, frame, reference, np.zeros((*seq.frame_shape, 2), np.float32),
                                  seq.frames[frame].copy())
-    pair = seq.subsequence(sorted((frame, reference)))
-    settings = dataclasses.replace(settings, reference=int(reference > frame))
-    result = register_sequence(pair, mode="to_reference", **settings.arguments())
-    moving = 1 - result.reference
+    first, last = sorted((frame, reference))
+    dlir = settings.method == "dlir"
+    frames = list(range(first, last + 1)) if dlir else [first, last]
+    part = seq.subsequence(frames)
+    settings = dataclasses.replace(settings, reference=frames.index(reference))
+    result = register_sequence(part, mode=None if dlir else "to_reference", **settings.arguments())
+    moving = frames.index(frame)
     return FrameRegistration(seq, frame, reference, result.displacement[moving], result.warped[moving])

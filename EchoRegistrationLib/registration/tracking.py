@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,6 +20,9 @@ from ..losses import ncc_loss
 from ..sequence import EchoSequence
 from ..spatial import compose, field_to_numpy, folding_fraction, warp
 from .pairwise import KINDS, RegistrationCancelled, as_image_batch, register_pair
+
+if TYPE_CHECKING:
+    from ..dlir.model import DLIRModel
 
 MODES = ("to_reference", "sequential")
 METHODS = (*KINDS, "dlir")
@@ -40,15 +43,16 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-def default_mode(method: str, refine: int = 0) -> str:
+def default_mode(method: str, refine: int = 0, model_mode: str = "to_reference") -> str:
     """The tracking mode a method uses unless told otherwise.
 
-    The DLIR network alone registers every frame to the reference directly (no drift; with the
-    shipped model on the registration benchmark, 0.80 mm myocardial error at ES against 1.11 mm when
-    its neighbour fields are composed); refined by optimisation it tracks neighbouring frames like
-    the optimisation methods (0.54 mm against 0.59 mm with 20 steps)."""
+    The DLIR network alone tracks as its model was trained to (``model_mode``,
+    :attr:`..dlir.model.DLIRModel.mode`; the shipped model composes neighbour fields). Refined by
+    optimisation, DLIR tracks neighbouring frames like the optimisation methods (with a model
+    trained on any frame pairs, 0.54 mm myocardial error at ES on the registration benchmark
+    against 0.59 mm to the reference, 20 steps)."""
     if method == "dlir" and not refine:
-        return "to_reference"
+        return model_mode
     return DEFAULT_MODE
 
 
@@ -171,6 +175,7 @@ def register_sequence(
     chunk_size: int = 32,
     model: Any = None,
     refine: int = 0,
+    flip_average: bool = False,
     progress: ProgressCallback | None = None,
     cancel: Callable[[], bool] | None = None,
     **options: Any,
@@ -185,8 +190,8 @@ def register_sequence(
         mode: "sequential" registers neighbouring frames and composes the fields back to the
             reference (small motions per step; errors can accumulate over long loops), the default
             of the optimisation methods and of refined "dlir"; "to_reference" registers each frame
-            directly to the reference, the default of the "dlir" network alone
-            (:func:`default_mode`).
+            directly to the reference. The "dlir" network alone tracks as its model was trained
+            to (:func:`default_mode`).
         mask: optional (H, W) region of interest on the reference grid (e.g. the sector).
         device: "auto", "cpu", "cuda" ...
         chunk_size: frame pairs registered together in one batch.
@@ -194,6 +199,8 @@ def register_sequence(
         refine: "dlir" only: optimisation steps of :func:`register_pair` (deformable, full
             resolution) refining the network's pair fields before any composition; 0 = the
             network alone.
+        flip_average: "dlir" only: average each pair's field with the mirror image of the mirrored
+            pair's (:meth:`..dlir.model.DLIRModel.mirror_averaged`; twice the network time).
         progress: called as ``progress(done_pairs, total_pairs)`` after each chunk.
         cancel: returning True stops the work (:class:`RegistrationCancelled`).
         **options: passed to :func:`register_pair` (loss, levels, iterations, control_spacing, ...);
@@ -205,20 +212,27 @@ def register_sequence(
     seq.require_frames(2)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    mode = mode or default_mode(method, refine)
+    dev = resolve_device(device)
+    model_name = None
+    if method == "dlir":  # the model says how it tracks
+        from ..dlir.inference import as_model
+        from ..dlir.shipped import shipped_model_path
+
+        model_name = "shipped" if model is None else str(getattr(model, "name", model))
+        model = as_model(shipped_model_path() if model is None else model, dev)
+    mode = mode or default_mode(method, refine, getattr(model, "mode", "to_reference"))
     reference = (seq.ed_index or 0) if reference is None else int(reference)
     if not 0 <= reference < seq.n_frames:
         raise ValueError(f"{seq.source}: reference frame {reference} is outside 0..{seq.n_frames - 1}")
     pairs = frame_pairs(seq.n_frames, reference, mode)  # checks the mode
     options = {**METHOD_DEFAULTS.get(method, {}), **options}
-    dev = resolve_device(device)
     start = time.perf_counter()
     frames = as_image_batch(seq.frames, device=dev)
     roi = None if mask is None else as_image_batch(np.asarray(mask, dtype=np.float32), device=dev) > 0
     if method == "dlir":
-        pair_fields = _dlir_fields(seq, frames, pairs, dev, chunk_size, model, refine, roi, options,
-                                   progress, cancel)
-        options = {"model": str(getattr(model, "name", model) or "shipped"), "refine": refine, **options}
+        pair_fields = _dlir_fields(seq, frames, pairs, dev, chunk_size, model, refine, flip_average,
+                                   roi, options, progress, cancel)
+        options = {"model": model_name, "refine": refine, "flip_average": flip_average, **options}
     else:
         pair_fields = _optimised_fields(seq.spacing, frames, method, pairs, roi, chunk_size, options,
                                         progress, cancel)
@@ -257,20 +271,18 @@ def _optimised_fields(spacing: tuple[float, float], frames: torch.Tensor, method
 
 
 def _dlir_fields(seq: EchoSequence, frames: torch.Tensor, pairs: list[tuple[int, int]],
-                 device: torch.device, chunk_size: int, model: Any, refine: int,
-                 roi: torch.Tensor | None, options: dict[str, Any],
+                 device: torch.device, chunk_size: int, model: "DLIRModel", refine: int,
+                 flip_average: bool, roi: torch.Tensor | None, options: dict[str, Any],
                  progress: ProgressCallback | None, cancel: Callable[[], bool] | None) -> torch.Tensor:
     """(P, 2, H, W) mm fields of the frame ``pairs`` predicted by a DLIR model, optionally refined
     by ``refine`` optimisation steps (deformable, full resolution, one level)."""
     from ..dlir.inference import predict_pair_fields
-    from ..dlir.shipped import shipped_model_path
 
     if refine < 0:
         raise ValueError(f"refine must be >= 0 optimisation steps, got {refine}")
     if cancel is not None and cancel():
         raise RegistrationCancelled("registration cancelled")
-    fields = predict_pair_fields(model if model is not None else shipped_model_path(), seq, pairs,
-                                 device, chunk_size)
+    fields = predict_pair_fields(model, seq, pairs, device, chunk_size, flip_average=flip_average)
     if progress is not None:
         progress(0 if refine else len(pairs), len(pairs))
     if not refine:
