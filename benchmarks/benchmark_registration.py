@@ -73,6 +73,7 @@ def methods() -> dict[str, Callable[[SimulatedSequence], Fields]]:
     try:
         tracker = str(shipped_model_path(SEQUENTIAL_MODEL))
         table["dlir (shipped model)"] = ours("dlir")
+        table["dlir (shipped model, flip-averaged)"] = ours("dlir", flip_average=True)
         table["dlir + refine 40 (sequential)"] = ours("dlir", refine=40)
         table["dlir sequential model"] = ours("dlir", model=tracker)
         table["dlir sequential model, flip-averaged"] = ours("dlir", model=tracker, flip_average=True)
