@@ -66,7 +66,7 @@ def _cmd_register(args: argparse.Namespace) -> int:
     options = {k: v for k, v in (("loss", args.loss), ("iterations", args.iterations),
                                  ("control_spacing", args.control_spacing)) if v is not None}
     if args.method == "dlir":
-        options.update(model=args.model, refine=args.refine)
+        options.update(model=args.model, refine=args.refine, flip_average=args.flip_average)
     with tqdm(total=seq.n_frames - 1, unit="pair", desc=f"{args.method} registration") as bar:
         result = register_sequence(seq, args.method, reference=args.reference, mode=args.mode,
                                    device=args.device, progress=lambda done, _: bar.update(done - bar.n),
@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--method", default="deformable", choices=["rigid", "affine", "deformable", "dlir"])
     register.add_argument("--model", help="dlir: checkpoint folder (default: the shipped model)")
     register.add_argument("--refine", type=int, default=0, help="dlir: optimisation steps refining the network")
+    register.add_argument("--flip-average", action="store_true",
+                          help="dlir: average each pair's field with that of the mirrored pair (twice the time)")
     register.add_argument("--reference", type=int, help="reference frame (default: ED when known, else 0)")
     register.add_argument("--mode", choices=["sequential", "to_reference"],
                           help="track neighbouring frames or register each frame to the reference "

@@ -44,6 +44,22 @@ def test_register_writes_outputs_with_known_shift(cine, tmp_path, capsys):
     assert "registered 3 frames" in capsys.readouterr().out
 
 
+def test_register_dlir_with_a_model_and_flip_averaging(cine, tmp_path):
+    from EchoRegistrationLib.dlir import save_model
+    from test_dlir import constant_output, tiny_model
+
+    save_model(constant_output(tiny_model(), 2.0, 1.0), tmp_path / "model")  # "right and down"
+    for flip, lateral in ((False, 0.02), (True, 0.0)):  # mirrored, "right" is "left": it cancels
+        out = tmp_path / f"reg_{flip}"
+        flags = ["--flip-average"] if flip else []
+        assert main(["register", str(cine), "-o", str(out), "--method", "dlir", "--model",
+                     str(tmp_path / "model"), *flags]) == 0
+        fields = np.load(out / "displacement.npz")["displacement"]
+        depth = 39 * 0.4  # mm
+        np.testing.assert_allclose(fields[1:, ..., 0], lateral * depth, atol=1e-4)
+        np.testing.assert_allclose(fields[1:, ..., 1], 0.01 * depth, atol=1e-4)
+
+
 def test_bad_input_is_one_clear_line_and_status_2(tmp_path, capsys):
     bad = tmp_path / "scan.dcm"
     bad.write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00")

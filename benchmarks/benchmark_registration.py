@@ -77,7 +77,7 @@ def methods() -> dict[str, Callable[[SimulatedSequence], Fields]]:
         table["dlir + refine 40 (sequential)"] = ours("dlir", refine=40)
         table["dlir sequential model"] = ours("dlir", model=tracker)
         table["dlir sequential model, flip-averaged"] = ours("dlir", model=tracker, flip_average=True)
-        table["dlir sequential model + refine 20"] = ours("dlir", model=tracker, refine=20)
+        table["dlir sequential model + refine 40"] = ours("dlir", model=tracker, refine=40)
     except FileNotFoundError as missing:
         print(f"note: no DLIR rows: {missing}", file=sys.stderr)
     table.update({name: pairwise(peer) for name, peer in available_peer_methods().items()})
