@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--reference", type=int, help="reference frame (default: ED when known, else 0)")
     register.add_argument("--mode", choices=["sequential", "to_reference"],
                           help="track neighbouring frames or register each frame to the reference "
-                               "(default: sequential; dlir: to_reference)")
+                               "(default: sequential; dlir: the mode its model was trained for)")
     register.add_argument("--loss", choices=["lncc", "ncc", "mse", "mi"], help="similarity (default: mse for deformable, ncc for rigid and affine)")
     register.add_argument("--iterations", type=int, help="optimiser steps per pyramid level")
     register.add_argument("--control-spacing", type=float, help="deformable control grid spacing, mm")

@@ -36,7 +36,7 @@ from ..losses import one_hot
 from ..registration.pyramid import level_spacing, resample_field, resample_image
 from ..sequence import EchoDataError, EchoSequence
 from ..simulation import simulate_sequence
-from ..spatial import affine_matrix, compose, field_to_torch, invert_field, warp
+from ..spatial import affine_matrix, compose, field_to_torch, invert_field, mirror_field, warp
 from .grid import prepare_frames, working_shape
 
 NUM_LABELS = 4  # background, LV cavity, myocardium, left atrium (CAMUS codes)
@@ -450,9 +450,8 @@ class PairSampler:
             stack = torch.where(flip[:, None, None, None], stack.flip(-1), stack)
             if label_maps is not None:
                 label_maps = torch.where(flip[:, None, None, None, None], label_maps.flip(-1), label_maps)
-            if motion is not None:  # mirrored field: lateral components change sign
-                mirrored = motion.flip(-1) * torch.tensor([-1.0, 1.0], device=device)[:, None, None]
-                motion = torch.where(flip[:, None, None, None], mirrored, motion)
+            if motion is not None:
+                motion = torch.where(flip[:, None, None, None], mirror_field(motion), motion)
             gamma = torch.from_numpy(rng.uniform(*GAMMA_RANGE, batch_size)).to(stack)
             stack = stack.clamp(min=0) ** gamma[:, None, None, None]
         shift = torch.from_numpy(rng.uniform(-0.5, 0.5, (batch_size, 2, 1, 1))).to(stack) * spacing[..., None, None]

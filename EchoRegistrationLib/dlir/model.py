@@ -24,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..registration.tracking import MODES
-from ..spatial import Spacing, compose, integrate_velocity, spacing_tensor, warp
+from ..spatial import Spacing, compose, integrate_velocity, mirror_field, spacing_tensor, warp
 from .affine_net import PERCENT, AffineNet, field_of_view_height
 from .networks import RegistrationUNet, float32_region
 
@@ -128,6 +128,5 @@ class DLIRModel(nn.Module):
         """Test-time flip augmentation: the mean of the pair's field and the mirror image of the
         mirrored pair's field, (B, 2, h, w) mm as :meth:`forward`. Training mirrors pairs at random,
         so both estimate the same motion; their mean is less noisy, for twice the network time."""
-        mirrored = self(fixed.flip(-1), moving.flip(-1), spacing).flip(-1)
-        mirrored = mirrored * mirrored.new_tensor([-1.0, 1.0])[:, None, None]  # lateral sign
+        mirrored = mirror_field(self(fixed.flip(-1), moving.flip(-1), spacing))
         return 0.5 * (self(fixed, moving, spacing) + mirrored)

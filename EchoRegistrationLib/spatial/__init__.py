@@ -11,7 +11,7 @@ from .affine import (affine_matrix, affine_to_displacement, fit_affine, rigid_ma
                      rigid_parameters)
 from .coordinates import (Spacing, centred_positions, image_centre, mm_to_pixels, pixel_grid,
                           pixels_to_mm, pixels_to_normalised, position_grid, spacing_tensor)
-from .fields import field_to_numpy, field_to_torch
+from .fields import field_to_numpy, field_to_torch, mirror_field
 from .jacobian import (central_difference, displacement_gradient, folding_fraction,
                        jacobian_determinant)
 from .warping import (compose, in_view_mask, integrate_velocity, invert_field,
@@ -21,7 +21,8 @@ __all__ = [
     "Spacing", "affine_matrix", "affine_to_displacement", "central_difference",
     "centred_positions", "compose", "displacement_gradient", "field_to_numpy", "field_to_torch",
     "fit_affine", "folding_fraction", "image_centre", "in_view_mask", "integrate_velocity",
-    "invert_field", "jacobian_determinant", "mm_to_pixels", "pixel_grid", "pixels_to_mm",
+    "invert_field", "jacobian_determinant", "mirror_field", "mm_to_pixels", "pixel_grid",
+    "pixels_to_mm",
     "pixels_to_normalised",
     "position_grid", "rigid_matrix", "rigid_parameters", "sampled_pixel_positions",
     "spacing_tensor", "warp",

@@ -1,4 +1,4 @@
-"""NumPy <-> torch layouts of displacement fields.
+"""NumPy <-> torch layouts of displacement fields, and their mirror image.
 
 NumPy results are channel-last, (T, H, W, 2); torch code is channel-first, (T, 2, H, W). Component
 order is (x, y) = (column / lateral, row / depth), in mm, in both.
@@ -26,3 +26,10 @@ def field_to_numpy(field: torch.Tensor) -> np.ndarray:
     if field.ndim != 4 or field.shape[1] != 2:
         raise ValueError(f"a field tensor must be (T, 2, H, W), got shape {tuple(field.shape)}")
     return field.detach().permute(0, 2, 3, 1).cpu().numpy()
+
+
+def mirror_field(field: torch.Tensor) -> torch.Tensor:
+    """The (B, 2, H, W) field of left-right mirrored images: columns reversed and the lateral (x)
+    component negated, so that warping the mirrored moving image with it gives the mirrored
+    warped image."""
+    return field.flip(-1) * field.new_tensor([-1.0, 1.0])[:, None, None]
