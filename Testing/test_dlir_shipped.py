@@ -32,3 +32,17 @@ def test_shipped_models_register_a_held_out_sequence_better_than_identity(name):
     assert error[-1] < 0.5 * identity[-1], f"ES: {error[-1]:.2f} mm vs identity {identity[-1]:.2f} mm"
     assert result.folding_fraction.max() < 0.001
     assert (result.similarity_after[1:] > result.similarity_before[1:]).all()
+
+
+def test_the_default_model_beats_the_optimisation_tracker_on_a_held_out_sequence():
+    """The issue's bar, on one small held-out case (the benchmark scripts measure it on more):
+    0.47 mm at ES against 0.94 mm for the sequential deformable method when this was written (the
+    model before the long training stage: 0.62 mm, which this bound refuses)."""
+    sim = simulate_sequence(seed=10_050, n_frames=6, image_size=(128, 128))
+
+    def es_error(result) -> float:
+        return float(np.linalg.norm(result.displacement[-1] - sim.displacement[-1], axis=-1)[sim.myocardium_ed].mean())
+
+    network = es_error(register_sequence(sim.sequence, "dlir"))
+    tracker = es_error(register_sequence(sim.sequence, "deformable"))
+    assert network < 0.6 * tracker, f"DLIR {network:.2f} mm, deformable {tracker:.2f} mm at ES"

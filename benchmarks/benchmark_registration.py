@@ -13,6 +13,7 @@ Usage (from the repository root, after ``make demo`` or ``make test`` created .v
 
     .venv/bin/pip install -c constraints.txt -e ".[benchmark]"   # itk-elastix for the B-spline peer
     .venv/bin/python benchmarks/benchmark_registration.py --cases 3 --frames 12
+    .venv/bin/python benchmarks/benchmark_registration.py --methods "dlir (shipped model)" identity
 
 Peers whose package is missing are left out with a note. Timings drift by up to +-30 % between runs
 on a shared machine: compare methods within one run.
@@ -84,6 +85,16 @@ def methods() -> dict[str, Callable[[SimulatedSequence], Fields]]:
     return table
 
 
+def select_methods(table: dict[str, Callable], names: list[str] | None) -> dict[str, Callable]:
+    """The rows of ``table`` named in ``names`` (all when None or empty); an unknown name is an error."""
+    if not names:
+        return table
+    unknown = sorted(set(names) - set(table))
+    if unknown:
+        raise SystemExit(f"unknown methods {unknown}; the methods are {sorted(table)}")
+    return {name: run for name, run in table.items() if name in names}
+
+
 def score(sim: SimulatedSequence, fields: Fields, seconds: float) -> dict[str, float]:
     epe = myocardial_end_point_error(fields, sim.displacement, sim.myocardium_ed)
     spacing = sim.sequence.spacing
@@ -105,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=12, help="frames per sequence (ED -> ES)")
     parser.add_argument("--size", type=int, default=256, help="frame size in pixels (square)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--methods", nargs="*", help="only these methods (names as in the table)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -113,11 +125,12 @@ def main(argv: list[str] | None = None) -> int:
              for k in range(args.cases)]
     table = methods()
     missing = sorted({"elastix_bspline", "opencv_farneback", "opencv_dis"} - set(table))
+    table = select_methods(table, args.methods)
     print(f"{args.cases} simulated cases (A4C/A2C, {args.frames} frames ED->ES, {args.size}x{args.size}, "
           f"seeds {FIRST_SEED}..{FIRST_SEED + args.cases - 1}), torch {torch.__version__} "
           f"on {torch.get_num_threads()} CPU threads" + (f"; not installed: {missing}" if missing else ""))
     # warm-up: first-call costs (lazy module loading, allocator) are not timed
-    table["deformable (ours, sequential)"](cases[0])
+    ours("deformable", mode="sequential")(cases[0])
     for peer in available_peer_methods().values():
         peer(cases[0].sequence.frames[0], cases[0].sequence.frames[1], cases[0].sequence.spacing)
     rows = []

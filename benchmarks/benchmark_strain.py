@@ -32,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.benchmark_registration import FIRST_SEED, methods  # noqa: E402
+from benchmarks.benchmark_registration import FIRST_SEED, methods, select_methods  # noqa: E402
 from EchoRegistrationLib.simulation import SimulatedSequence, simulate_sequence  # noqa: E402
 from EchoRegistrationLib.strain import (Myocardium, StrainResult, compute_strain,  # noqa: E402
                                         myocardium_from_labels, result_from_displacement)
@@ -79,9 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         sim = simulate_sequence(view=view, cycle=cycle, n_frames=args.frames,
                                 image_size=(args.size, args.size), seed=FIRST_SEED + k)
         cases.append((sim, myocardium_from_labels(sim.sequence.labels[0], sim.sequence.spacing)))
-    table = {"true motion (method error)": true_motion, **methods()}
-    if args.methods:
-        table = {name: run for name, run in table.items() if name in args.methods}
+    table = select_methods({"true motion (method error)": true_motion, **methods()}, args.methods)
     kinds = ", ".join("/".join(c) for c in CASE_KINDS[:args.cases])
     print(f"{args.cases} simulated cases ({kinds}; {args.frames} frames, {args.size}x{args.size}, "
           f"seeds {FIRST_SEED}..{FIRST_SEED + args.cases - 1}), "
