@@ -191,15 +191,17 @@ def test_register_current_frame_for_a_quick_look(case):
     assert not slicer.util.arrayFromGridTransform(transform).any()
 
 
-def test_dlir_quick_look_is_the_frame_of_the_whole_registration(case):
-    """The sequential shipped model tracks near neighbours: the quick look goes through the frames between,
-    so it shows what Apply gives for that frame (up to the intensity normalisation, whose
-    percentiles come from the frames registered)."""
+@pytest.mark.parametrize("model", ["echoreg-dlir-sim", "echoreg-dlir-sim-sequential"])
+def test_dlir_quick_look_is_the_frame_of_the_whole_registration(case, model):
+    """The quick look registers the frames Apply would for that frame: the pair for the default
+    model (to the reference), every frame between for the sequential one. So it shows what Apply
+    gives for that frame (up to the intensity normalisation, whose percentiles come from the frames
+    registered)."""
     sim, env, node, _, _, _ = case
-    from EchoRegistrationLib.dlir.shipped import SEQUENTIAL_MODEL, shipped_model_path
+    from EchoRegistrationLib.dlir.shipped import shipped_model_path
     from EchoRegistrationLib.registration import register_sequence
 
-    settings = RegistrationSettings(method="dlir", model=str(shipped_model_path(SEQUENTIAL_MODEL) / "model.safetensors"),
+    settings = RegistrationSettings(method="dlir", model=str(shipped_model_path(model) / "model.safetensors"),
                                     reference=4, device="cpu")
     whole = register_sequence(sim.sequence, **settings.arguments())
     for frame in (5, 1):

@@ -13,6 +13,7 @@ from EchoRegistrationLib import EchoSequence
 from EchoRegistrationLib.io.seqnrrd import read_seq_nrrd
 from EchoRegistrationLib.registration import (RegistrationCancelled, register_pair, register_sequence,
                                               save_registration)
+from EchoRegistrationLib.registration.tracking import tracked_frames
 from EchoRegistrationLib.spatial import (affine_matrix, affine_to_displacement, rigid_matrix,
                                          rigid_parameters, warp)
 
@@ -133,6 +134,13 @@ def test_sequence_tracking_recovers_known_motion(mode):
     assert (result.similarity_after[[0, 1, 3, 4]] > result.similarity_before[[0, 1, 3, 4]]).all()
     assert result.similarity_after.min() > 0.99 and result.folding_fraction.max() == 0
     assert progress == [(2, 4), (4, 4)]
+
+
+def test_tracked_frames_are_the_pair_or_every_frame_between():
+    assert tracked_frames(5, 2, "to_reference") == [2, 5]
+    assert tracked_frames(1, 4, "sequential") == [1, 2, 3, 4]
+    with pytest.raises(ValueError, match="mode must be one of"):
+        tracked_frames(1, 4, "backwards")
 
 
 def test_cancel_stops_the_work():

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..registration.metrics import warped_label_dice
-from ..registration.tracking import resolve_device
+from ..registration.tracking import resolve_device, tracked_frames
 from ..sequence import LABEL_MYOCARDIUM
 from ..spatial import field_to_torch, folding_fraction
 from .data import SequenceItem
@@ -58,9 +58,7 @@ def evaluate(model: DLIRModel | str | os.PathLike, items: Sequence[SequenceItem]
         ed, es = seq.ed_index or 0, seq.es_index
         if es is None or es == ed:
             continue
-        first, last = sorted((ed, es))
-        frames = [first, last] if model.mode == "to_reference" else list(range(first, last + 1))
-        part = seq.subsequence(frames)  # ED and ES indices are remapped
+        part = seq.subsequence(tracked_frames(es, ed, model.mode))  # ED and ES indices are remapped
         fields = predict_sequence_fields(model, part, reference=part.ed_index, device=dev,
                                          chunk_size=chunk_size)
         rows.append(score_ed_es(item, fields[part.es_index:part.es_index + 1]))

@@ -9,7 +9,6 @@ and computes the strain. It changes nothing in the scene: the output nodes are m
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +17,7 @@ import numpy as np
 import slicer
 
 from ..registration import RegistrationResult, register_sequence
+from ..registration.tracking import default_mode, resolve_device, tracked_frames
 from ..sequence import EchoSequence
 from ..strain import StrainResult, compute_strain
 from ..strain.myocardium import DEFAULT_WALL_WIDTH
@@ -116,8 +116,8 @@ def register_frame(sequence_node: slicer.vtkMRMLNode, frame: int,
                    settings: RegistrationSettings) -> FrameRegistration:
     """Register frame ``frame`` of ``sequence_node`` to the reference frame: directly by
     optimisation (one pair, quick), and by DLIR as :func:`analyse` would, through the frames
-    between when its model tracks sequentially (the network is fast, and a model trained on near
-    neighbours is not meant for distant pairs)."""
+    between when it tracks sequentially (a model trained on near neighbours, or refinement; the
+    network is fast, and such a model is not meant for distant pairs)."""
     seq = echo_sequence_from_node(sequence_node)
     reference = (seq.ed_index or 0) if settings.reference is None else settings.reference
     if not (0 <= frame < seq.n_frames and 0 <= reference < seq.n_frames):
@@ -126,11 +126,15 @@ def register_frame(sequence_node: slicer.vtkMRMLNode, frame: int,
     if frame == reference:
         return FrameRegistration(seq, frame, reference, np.zeros((*seq.frame_shape, 2), np.float32),
                                  seq.frames[frame].copy())
-    first, last = sorted((frame, reference))
-    dlir = settings.method == "dlir"
-    frames = list(range(first, last + 1)) if dlir else [first, last]
-    part = seq.subsequence(frames)
-    settings = dataclasses.replace(settings, reference=frames.index(reference))
-    result = register_sequence(part, mode=None if dlir else "to_reference", **settings.arguments())
+    arguments = settings.arguments()
+    mode = "to_reference"
+    if settings.method == "dlir":  # loaded once here, to read how it tracks
+        from ..dlir.inference import as_model
+
+        arguments["model"] = as_model(settings.model, resolve_device(settings.device))
+        mode = default_mode("dlir", settings.refine, arguments["model"].mode)
+    frames = tracked_frames(frame, reference, mode)
+    arguments["reference"] = frames.index(reference)
+    result = register_sequence(seq.subsequence(frames), mode=mode, **arguments)
     moving = frames.index(frame)
     return FrameRegistration(seq, frame, reference, result.displacement[moving], result.warped[moving])

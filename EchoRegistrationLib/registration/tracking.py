@@ -130,6 +130,16 @@ def frame_pairs(n_frames: int, reference: int, mode: str) -> list[tuple[int, int
     return [(t - 1, t) if t > reference else (t + 1, t) for t in others]
 
 
+def tracked_frames(frame: int, reference: int, mode: str) -> list[int]:
+    """The frames, in order, that registering ``frame`` to ``reference`` in ``mode`` goes through:
+    the two alone ("to_reference"), or every frame between them ("sequential"). A subsequence of
+    these gives that frame's field as the whole sequence would (up to intensity normalisation)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    first, last = sorted((frame, reference))
+    return [first, last] if mode == "to_reference" else list(range(first, last + 1))
+
+
 def fixed_indices(pairs: list[tuple[int, int]]) -> list[int]:
     """The fixed frame of each (fixed, moving) pair, or just the one fixed frame when all pairs
     share it (its image then goes in once and broadcasts over the batch)."""
