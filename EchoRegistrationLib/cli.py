@@ -3,21 +3,88 @@
 Subcommands: ``info`` (what a file holds), ``convert`` (any readable format to .seq.nrrd / NIfTI /
 MetaImage), ``register`` (every frame to a reference frame; warped frames, fields and a report),
 ``strain`` (GLS, segments, EF tables and pictures), ``train`` (the deep-learning models), ``demo``
-(the built-in pipeline on simulated data). Errors in the input end the command with exit
-status 2 and one line naming the file and the problem.
+(the built-in pipeline on simulated data). Errors in the input, the options or the output
+location end the command with exit status 2 and one line naming the file (or option) and the
+problem; Ctrl-C ends it with exit status 130 and one line. Either way no partial output is left.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .sequence import EchoDataError
+from .sequence import EchoDataError, EchoSequence
 
-INPUT_ERRORS = (EchoDataError, FileNotFoundError, FileExistsError, IsADirectoryError)
+# EchoDataError covers bad input and model files; OSError an unreadable input or an output
+# location that cannot be written (read-only, full, below a file, existing files).
+INPUT_ERRORS = (EchoDataError, OSError)
+EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (``echoreg register: error: ...``)
+    with exit status 2, like every other error of the command."""
+
+    def error(self, message: str):  # noqa: D102 (argparse API)
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def positive_number(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def count(minimum: int):
+    """argparse type factory: an integer >= ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {value}")
+        return value
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def device_name(text: str) -> str:
+    """argparse type: a device this machine has ("auto", "cpu", "cuda", "cuda:N")."""
+    from .registration.tracking import resolve_device
+
+    try:
+        resolve_device(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
+def check_reference(seq: EchoSequence, reference: int | None) -> int:
+    """The reference frame: ``reference``, or ED when known, else 0.
+
+    Raises:
+        EchoDataError: the frame is not in the sequence.
+    """
+    reference = (seq.ed_index or 0) if reference is None else reference
+    if not 0 <= reference < seq.n_frames:
+        raise EchoDataError(seq.source, f"reference frame {reference} is outside 0..{seq.n_frames - 1}")
+    return reference
+
+
+def print_warnings(lines: Sequence[str]) -> None:
+    """Print each warning as one line on stderr (``echoreg: warning: ...``)."""
+    for line in lines:
+        print(f"echoreg: warning: {line}", file=sys.stderr)
 
 
 def _add_input_options(parser: argparse.ArgumentParser) -> None:
@@ -62,21 +129,24 @@ def _cmd_register(args: argparse.Namespace) -> int:
     from .registration.export import check_outputs
 
     seq = _load(args)
-    check_outputs(seq, args.output, overwrite=args.overwrite)  # fail before the work, not after
+    check_outputs(seq, args.output, overwrite=args.overwrite, itk_fields=args.itk_fields)  # before the work
+    reference = check_reference(seq, args.reference)
     options = {k: v for k, v in (("loss", args.loss), ("iterations", args.iterations),
                                  ("control_spacing", args.control_spacing)) if v is not None}
     if args.method == "dlir":
         options.update(model=args.model, refine=args.refine, flip_average=args.flip_average)
     with tqdm(total=seq.n_frames - 1, unit="pair", desc=f"{args.method} registration") as bar:
-        result = register_sequence(seq, args.method, reference=args.reference, mode=args.mode,
+        result = register_sequence(seq, args.method, reference=reference, mode=args.mode,
                                    device=args.device, progress=lambda done, _: bar.update(done - bar.n),
                                    **options)
-    save_registration(result, seq, args.output, overwrite=args.overwrite)
+    save_registration(result, seq, args.output, overwrite=args.overwrite, itk_fields=args.itk_fields)
+    print_warnings(result.warnings)
     print(f"registered {seq.n_frames} frames to frame {result.reference} on {result.device} in "
           f"{result.seconds:.2f} s ({1000 * result.seconds_per_pair:.0f} ms per pair)")
     print(f"NCC to the reference: {result.similarity_before.mean():.3f} before, "
           f"{result.similarity_after.mean():.3f} after; max folding {result.folding_fraction.max():.2%}")
-    print(f"wrote {args.output}/warped.seq.nrrd, displacement.npz, fields/, report.json")
+    fields = ", fields/" if args.itk_fields else ""
+    print(f"wrote {args.output}/warped.seq.nrrd, displacement.npz, report.json{fields}")
     return 0
 
 
@@ -88,7 +158,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="echoreg", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="echoreg", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     info = sub.add_parser("info", help="print what an echo file holds (geometry, timing, labels)")
@@ -106,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("-o", "--output", required=True, help="output folder")
     register.add_argument("--method", default="deformable", choices=["rigid", "affine", "deformable", "dlir"])
     register.add_argument("--model", help="dlir: checkpoint folder (default: the shipped model)")
-    register.add_argument("--refine", type=int, default=0, help="dlir: optimisation steps refining the network")
+    register.add_argument("--refine", type=count(0), default=0, help="dlir: optimisation steps refining the network")
     register.add_argument("--flip-average", action="store_true",
                           help="dlir: average each pair's field with that of the mirrored pair (twice the time)")
     register.add_argument("--reference", type=int, help="reference frame (default: ED when known, else 0)")
@@ -114,9 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
                           help="track neighbouring frames or register each frame to the reference "
                                "(default: sequential; dlir: the mode its model was trained for)")
     register.add_argument("--loss", choices=["lncc", "ncc", "mse", "mi"], help="similarity (default: mse for deformable, ncc for rigid and affine)")
-    register.add_argument("--iterations", type=int, help="optimiser steps per pyramid level")
-    register.add_argument("--control-spacing", type=float, help="deformable control grid spacing, mm")
-    register.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    register.add_argument("--iterations", type=count(1), help="optimiser steps per pyramid level")
+    register.add_argument("--control-spacing", type=positive_number,
+                          help="deformable control grid spacing, mm")
+    register.add_argument("--device", default="auto", type=device_name, help="auto, cpu or cuda")
+    register.add_argument("--itk-fields", action="store_true",
+                          help="also write one ITK displacement field per frame (fields/*.mha, "
+                               "compressed; large), for ITK tools and Slicer transforms")
     register.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     register.set_defaults(run=_cmd_register)
 
@@ -132,13 +206,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def error_line(err: BaseException) -> str:
+    """One line for an error: an OSError as "file: problem" (errno's words), others as they are."""
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        problem = "no space left on the device" if err.errno == errno.ENOSPC else err.strerror
+        return f"{err.filename}: {problem}"
+    return " ".join(str(err).split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the command line; returns the exit status (0, 2 for any error, 130 for Ctrl-C)."""
     try:
+        args = build_parser().parse_args(argv)
         return args.run(args)
     except INPUT_ERRORS as err:
-        print(f"echoreg: error: {err}", file=sys.stderr)
-        return 2
+        print(f"echoreg: error: {error_line(err)}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("echoreg: interrupted; no outputs were written", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

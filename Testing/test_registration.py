@@ -133,7 +133,7 @@ def test_sequence_tracking_recovers_known_motion(mode):
     assert result.displacement.shape == (5, 64, 60, 2) and result.warped.shape == (5, 64, 60)
     assert (result.similarity_after[[0, 1, 3, 4]] > result.similarity_before[[0, 1, 3, 4]]).all()
     assert result.similarity_after.min() > 0.99 and result.folding_fraction.max() == 0
-    assert progress == [(2, 4), (4, 4)]
+    assert progress == [(1, 4), (2, 4), (3, 4), (4, 4)]  # within each chunk of 2, pair by pair
 
 
 def test_tracked_frames_are_the_pair_or_every_frame_between():
@@ -161,7 +161,7 @@ def test_reference_defaults_to_ed_and_bad_reference_is_an_error():
 def test_exports_are_read_back_by_numpy_itk_and_our_reader(tmp_path):
     seq, _ = translated_sequence(3)
     result = register_sequence(seq, "rigid", loss="ncc", iterations=5)
-    files = save_registration(result, seq, tmp_path / "out")
+    files = save_registration(result, seq, tmp_path / "out", itk_fields=True)
     assert {f.name for f in files} >= {"warped.seq.nrrd", "displacement.npz", "report.json"}
     npz = np.load(tmp_path / "out" / "displacement.npz")
     assert np.array_equal(npz["displacement"], result.displacement)

@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 
 from ..io.atomic import atomic_output
+from ..sequence import EchoDataError
 from .discriminator import PatchDiscriminator
 from .model import DLIRModel
 from .safetensors_format import read_safetensors, read_safetensors_metadata, write_safetensors
@@ -90,24 +91,46 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
     return json.loads(metadata["config"])
 
 
+class CheckpointError(EchoDataError):
+    """A model file that cannot be used (not safetensors, corrupt, a config that does not describe
+    a model, weights that do not fit it); the message names the file and the problem."""
+
+
+# What building a model from a damaged file can raise: a corrupt or foreign header or config.
+_BAD_FILE_ERRORS = (ValueError, KeyError, TypeError, AttributeError, IndexError, RuntimeError,
+                    OverflowError)
+
+
 def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> nn.Module:
     """Rebuild a model from a checkpoint (folder, ``.safetensors`` or ``.json``) in eval mode.
 
     Raises:
         FileNotFoundError: no checkpoint there.
-        ValueError: an unknown format or kind, or weights that do not fit the architecture.
+        CheckpointError: (a ``ValueError``) not a checkpoint: an unknown format or kind, a corrupt
+            or foreign file (a pickle, truncated weights, invalid JSON), weights that do not fit
+            the architecture.
     """
     weights = _weights_path(path)
+    try:
+        return _build_model(weights).to(device).eval()
+    except _BAD_FILE_ERRORS as err:
+        problem = " ".join(str(err).split()).removeprefix(f"{weights}: ")
+        raise CheckpointError(str(weights), f"not a usable model checkpoint: {problem or type(err).__name__}") from None
+
+
+def _build_model(weights: Path) -> nn.Module:
+    """The model of the checkpoint whose weights are ``weights`` (config, architecture, weights)."""
     config = read_config(weights)
-    if config.get("format") != FORMAT or config.get("kind") not in KINDS:
-        raise ValueError(f"{weights}: not an EchoRegistration DLIR checkpoint "
-                         f"(format {config.get('format')!r}, kind {config.get('kind')!r})")
+    if not isinstance(config, dict) or config.get("format") != FORMAT or config.get("kind") not in KINDS:
+        found = config if not isinstance(config, dict) else \
+            f"format {config.get('format')!r}, kind {config.get('kind')!r}"
+        raise ValueError(f"not an EchoRegistration DLIR checkpoint ({found})"[:300])
     model = KINDS[config["kind"]](config["architecture"])
     try:
         model.load_state_dict(read_safetensors(weights))
     except RuntimeError as err:
-        raise ValueError(f"{weights}: weights do not match the architecture in its config: {err}") from None
-    return model.to(device).eval()
+        raise ValueError(f"weights do not match the architecture in its config: {err}") from None
+    return model
 
 
 def save_training_state(folder: str | os.PathLike, state: dict[str, Any]) -> Path:

@@ -17,7 +17,7 @@ import torch
 
 from ..registration.tracking import chain_to_reference, fixed_indices, frame_pairs, resolve_device
 from ..sequence import EchoSequence
-from .checkpoints import load_model
+from .checkpoints import CheckpointError, load_model
 from .grid import prepare_frames, to_input_grid
 from .model import DLIRModel
 
@@ -34,9 +34,10 @@ def autocast_context(device: torch.device, enabled: bool = True):
 def as_model(model: DLIRModel | str | os.PathLike, device: torch.device) -> DLIRModel:
     """A model on ``device`` in eval mode: ``model`` itself, or loaded from a checkpoint path."""
     if not isinstance(model, DLIRModel):
-        model = load_model(model, device)
-        if not isinstance(model, DLIRModel):
-            raise ValueError(f"{model}: is not a registration model checkpoint")
+        loaded = load_model(model, device)
+        if not isinstance(loaded, DLIRModel):
+            raise CheckpointError(str(model), f"a {type(loaded).__name__} checkpoint, not a registration model")
+        model = loaded
     return model.to(device).eval()
 
 

@@ -1,12 +1,17 @@
-"""Atomic output files: write beside the target, then rename, so a reader never sees half a file
-and a failed write never damages what was there."""
+"""Atomic outputs: write beside the target, then rename, so a reader never sees half a file (or half
+an output set) and a failed or interrupted write never damages what was there.
+
+:func:`atomic_output` writes one file, :func:`atomic_output_dir` a file with companions (MetaImage
+header + data), :func:`atomic_output_set` a command's whole output folder (registration, strain).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 
@@ -78,3 +83,72 @@ def atomic_output_dir(path: str | os.PathLike, overwrite: bool = False) -> Itera
             if final != target:
                 check_writable(final, overwrite)
             os.replace(item, final)
+
+
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or its closest ancestor that exists."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_output_folder(folder: str | os.PathLike, names: Iterable[str], overwrite: bool = False) -> Path:
+    """Check, before any work, that the output set ``names`` (paths relative to ``folder``) may be
+    written into ``folder``; returns ``folder`` as a Path.
+
+    Raises:
+        NotADirectoryError: ``folder`` or one of its ancestors is a file.
+        PermissionError: the folder (or the closest existing ancestor, where it will be created)
+            cannot be written.
+        FileExistsError, IsADirectoryError: as :func:`check_writable`, for any of the files.
+    """
+    folder = Path(folder)
+    existing = _nearest_existing(folder.absolute())
+    if not existing.is_dir():
+        raise NotADirectoryError(f"{folder}: cannot create the output folder, {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"{folder}: cannot write the outputs, {existing} is not writable")
+    for name in names:
+        check_writable(folder / name, overwrite)
+    return folder
+
+
+@contextlib.contextmanager
+def atomic_output_set(folder: str | os.PathLike, names: Iterable[str],
+                      overwrite: bool = False) -> Iterator[Path]:
+    """Write a set of output files as one: yield an empty temporary folder beside ``folder``; the
+    caller writes every file of the set into it under its final relative name (``names``, which
+    are checked first with :func:`check_output_folder`). On success the set is moved in at once: the
+    temporary folder is renamed to ``folder`` when that does not exist yet, else each file replaces
+    its namesake. On any error or interrupt (Ctrl-C) the temporary folder is removed and ``folder``
+    is left exactly as it was: no partial output set, nothing overwritten.
+
+    Example::
+
+        with atomic_output_set("out", ["a.csv", "fields/b.mha"]) as tmp:
+            (tmp / "a.csv").write_text(...)
+    """
+    target = check_output_folder(folder, names, overwrite)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    try:
+        yield tmp
+        written = sorted(p for p in tmp.rglob("*") if p.is_file())
+        for path in written:  # again: a file may have appeared there during the work
+            check_writable(target / path.relative_to(tmp), overwrite)
+        if not target.exists():
+            _set_new_folder_modes(tmp)
+            os.rename(tmp, target)
+            return
+        for path in written:
+            final = target / path.relative_to(tmp)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _set_new_folder_modes(root: Path) -> None:
+    """Give ``root`` and the folders below it the permissions mkdir would (mkdtemp gives 0700)."""
+    for path in (root, *(p for p in root.rglob("*") if p.is_dir())):
+        os.chmod(path, 0o777 & ~_umask())

@@ -3,22 +3,26 @@
 ``save_registration(result, seq, folder)`` writes:
 
 * ``warped.seq.nrrd``: the warped frames as a Slicer volume sequence (same geometry and times as
-  the input; open it in Slicer with Add Data).
-* ``displacement.npz``: NumPy: ``displacement`` (T, H, W, 2) float32 mm, ``spacing`` (sx, sy) mm,
-  ``frame_times`` (T,) s, ``reference`` index, ``convention`` text.
-* ``fields/displacement_tNNN.mha``: one ITK displacement field per frame: a single-slice 3D image
-  with 3-component vectors in LPS mm on the reference frame's grid (fixed-to-moving, as ITK's
-  ``DisplacementFieldTransform`` and Slicer's grid transforms expect). ``SimpleITK.ReadImage`` +
-  ``DisplacementFieldTransform`` reads it; Slicer loads it as a transform.
-* ``report.json``: settings, device, timing and per-frame quality.
+  the input, gzip; open it in Slicer with Add Data).
+* ``displacement.npz``: NumPy (compressed): ``displacement`` (T, H, W, 2) float32 mm, ``spacing``
+  (sx, sy) mm, ``frame_times`` (T,) s, ``reference`` index, ``no_signal`` (T,) bool (frames
+  without information, whose field is interpolated), ``convention`` text.
+* ``report.json``: settings, device, timing, per-frame quality and warnings.
+* only with ``itk_fields=True`` (``echoreg register --itk-fields``):
+  ``fields/displacement_tNNN.mha``, one compressed ITK displacement field per frame: a single-slice
+  3D image with 3-component float64 vectors in LPS mm on the reference frame's grid
+  (fixed-to-moving, as ITK's ``DisplacementFieldTransform`` and Slicer's grid transforms expect).
+  ``SimpleITK.ReadImage`` + ``DisplacementFieldTransform`` reads it; Slicer loads it as a
+  transform. They are large (about 6 MB a frame of 480 x 560 even compressed), so not written by
+  default.
 
-Every file is written atomically; existing files are only replaced with ``overwrite=True``.
+The whole set is written at once (:func:`..io.atomic.atomic_output_set`): a failure or Ctrl-C
+leaves the folder as it was; existing files are only replaced with ``overwrite=True``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import os
 from pathlib import Path
@@ -26,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ..io.atomic import atomic_output, check_writable
+from ..io.atomic import atomic_output_set, check_output_folder
 from ..io.seqnrrd import write_seq_nrrd
 from ..sequence import EchoSequence
 from .tracking import RegistrationResult
@@ -46,45 +50,43 @@ def displacement_to_itk(field: np.ndarray, seq: EchoSequence) -> sitk.Image:
     return image
 
 
-def output_paths(seq: EchoSequence, folder: str | os.PathLike) -> list[Path]:
-    """The files :func:`save_registration` writes for ``seq``: warped sequence, NumPy fields, one
-    ITK field per frame, report (in that order)."""
-    folder = Path(folder)
-    fields = [folder / "fields" / f"displacement_t{t:03d}.mha" for t in range(seq.n_frames)]
-    return [folder / "warped.seq.nrrd", folder / "displacement.npz", *fields, folder / "report.json"]
+def output_names(seq: EchoSequence, itk_fields: bool = False) -> list[str]:
+    """The files :func:`save_registration` writes for ``seq``, relative to its folder: warped
+    sequence, NumPy fields, report, then (``itk_fields``) one ITK field per frame."""
+    fields = [f"fields/displacement_t{t:03d}.mha" for t in range(seq.n_frames)] if itk_fields else []
+    return ["warped.seq.nrrd", "displacement.npz", "report.json", *fields]
 
 
-def check_outputs(seq: EchoSequence, folder: str | os.PathLike, overwrite: bool = False) -> None:
-    """Raise FileExistsError when an output would replace an existing file without ``overwrite``."""
-    for path in output_paths(seq, folder):
-        check_writable(path, overwrite)
+def check_outputs(seq: EchoSequence, folder: str | os.PathLike, overwrite: bool = False,
+                  itk_fields: bool = False) -> None:
+    """Check before the work that the outputs can be written into ``folder``.
+
+    Raises:
+        FileExistsError: an output would replace an existing file without ``overwrite``.
+        NotADirectoryError, PermissionError: the folder cannot be created or written.
+    """
+    check_output_folder(folder, output_names(seq, itk_fields), overwrite)
 
 
 def save_registration(result: RegistrationResult, seq: EchoSequence, folder: str | os.PathLike, *,
-                      overwrite: bool = False) -> list[Path]:
-    """Write ``result`` (computed on ``seq``) into ``folder``; returns the files written."""
-    check_outputs(seq, folder, overwrite)  # refuse before writing anything
-    targets = output_paths(seq, folder)
-    field_paths = targets[2:-1]
-    n = seq.n_frames
-
-    warped = dataclasses.replace(seq, frames=result.warped, labels=None, label_frames=None,
-                                 metadata={**seq.metadata, "source": str(targets[0]),
-                                           "registration": result.method})
-    write_seq_nrrd(warped, targets[0], overwrite=overwrite)
-
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, displacement=result.displacement, spacing=np.asarray(seq.spacing),
-                        frame_times=seq.frame_times, reference=result.reference, convention=CONVENTION)
-    with atomic_output(targets[1], overwrite) as tmp:
-        tmp.write_bytes(buffer.getvalue())
-
-    for t, path in enumerate(field_paths):
-        with atomic_output(path, overwrite) as tmp:
-            sitk.WriteImage(displacement_to_itk(result.displacement[t], seq), str(tmp))
-
-    report = {"input": seq.source, "n_frames": n, "spacing_mm": list(seq.spacing),
-              "frame_times_s": [round(float(t), 6) for t in seq.frame_times], **result.report()}
-    with atomic_output(targets[-1], overwrite) as tmp:
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
-    return targets
+                      overwrite: bool = False, itk_fields: bool = False) -> list[Path]:
+    """Write ``result`` (computed on ``seq``) into ``folder`` as one set (see the module docstring);
+    returns the files written. Raises as :func:`check_outputs`, before writing anything."""
+    names = output_names(seq, itk_fields)
+    with atomic_output_set(folder, names, overwrite) as tmp:
+        warped = dataclasses.replace(seq, frames=result.warped, labels=None, label_frames=None,
+                                     metadata={**seq.metadata, "source": str(Path(folder) / names[0]),
+                                               "registration": result.method})
+        write_seq_nrrd(warped, tmp / names[0])
+        np.savez_compressed(tmp / names[1], displacement=result.displacement,
+                            spacing=np.asarray(seq.spacing), frame_times=seq.frame_times,
+                            reference=result.reference, no_signal=result.no_signal,
+                            convention=CONVENTION)
+        report = {"input": seq.source, "n_frames": seq.n_frames, "spacing_mm": list(seq.spacing),
+                  "frame_times_s": [round(float(t), 6) for t in seq.frame_times], **result.report()}
+        (tmp / names[2]).write_text(json.dumps(report, indent=2) + "\n")
+        for t, name in enumerate(names[3:]):
+            (tmp / name).parent.mkdir(exist_ok=True)
+            sitk.WriteImage(displacement_to_itk(result.displacement[t], seq), str(tmp / name),
+                            useCompression=True)
+    return [Path(folder) / name for name in names]

@@ -114,6 +114,7 @@ def register_pair(
     tolerance: float = 1e-5,
     patience: int = 15,
     cancel: Callable[[], bool] | None = None,
+    progress: Callable[[float], None] | None = None,
 ) -> PairRegistration:
     """Register ``moving`` images to ``fixed`` by optimisation over a coarse-to-fine pyramid.
 
@@ -142,9 +143,15 @@ def register_pair(
             ``patience`` steps (Adam); L-BFGS stops a level at its first outer step that gains less
             than ``tolerance``.
         cancel: called between steps; returning True raises :class:`RegistrationCancelled`.
+        progress: called after each optimiser step with the fraction (0..1) of the planned steps
+            done, a level that stops early counting as complete; 1.0 at the end.
 
     Returns:
         :class:`PairRegistration` with the full-resolution displacement in mm.
+
+    Raises:
+        ValueError: an unknown kind, loss, regulariser or optimiser, a non-positive
+            ``control_spacing``, a negative iteration count, images that do not pair up.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -152,6 +159,8 @@ def register_pair(
         raise ValueError(f"loss must be one of {sorted(SIMILARITIES)}, got {loss!r}")
     if regulariser not in REGULARISERS:
         raise ValueError(f"regulariser must be one of {sorted(REGULARISERS)}, got {regulariser!r}")
+    if not control_spacing > 0:
+        raise ValueError(f"control_spacing must be a positive number of mm, got {control_spacing}")
     optimizer = optimizer or ("adam" if kind == "deformable" else "lbfgs")
     if optimizer not in ("adam", "lbfgs"):
         raise ValueError(f"optimizer must be 'adam' or 'lbfgs', got {optimizer!r}")
@@ -169,6 +178,7 @@ def register_pair(
     similarity = SIMILARITIES[loss]
     model = _build_model(kind, moving.shape[0], shape, spacing, control_spacing * factors[0]).to(moving.device)
     result = PairRegistration(displacement=torch.empty(0), matrix=None)
+    planned, done_before = max(sum(steps), 1), 0
 
     for factor, n_steps in zip(factors, steps):
         shape_l = level_shape(shape, factor)
@@ -193,22 +203,29 @@ def register_pair(
                 total = total + regularisation_weight * REGULARISERS[regulariser](u, spacing_l)
             return total
 
+        on_step = None if progress is None else \
+            (lambda k, before=done_before: progress((before + k) / planned))
         history = _optimise(model, objective, optimizer, learning_rate * factor, n_steps,
-                            tolerance, patience, cancel)
+                            tolerance, patience, cancel, on_step)
         result.loss_history.extend(history)
         result.iterations.append(len(history))
+        done_before += n_steps
 
     with torch.no_grad():
         u = model.field(shape, spacing)
         result.displacement = u if initial is None else u + initial.to(u)
         result.matrix = model.matrix() if hasattr(model, "matrix") else None
+    if progress is not None:
+        progress(1.0)
     return result
 
 
 def _optimise(model: torch.nn.Module, objective: Callable[[], torch.Tensor], optimizer: str,
               learning_rate: float, n_steps: int, tolerance: float, patience: int,
-              cancel: Callable[[], bool] | None, halvings: int = 3) -> list[float]:
+              cancel: Callable[[], bool] | None, on_step: Callable[[int], None] | None = None,
+              halvings: int = 3) -> list[float]:
     """Run up to ``n_steps`` optimiser steps on ``objective``; returns the loss after each step.
+    ``on_step(k)`` is called after step k (1-based).
 
     Adam halves its step size each time the loss stalls (no improvement of ``tolerance`` over
     ``patience`` steps) and stops after ``halvings`` halvings; L-BFGS stops after its first outer
@@ -234,6 +251,8 @@ def _optimise(model: torch.nn.Module, objective: Callable[[], torch.Tensor], opt
             raise RegistrationCancelled("registration cancelled")
         value = float(opt.step(closure).detach())
         history.append(value)
+        if on_step is not None:
+            on_step(len(history))
         if value < best - tolerance:
             best, since_best = value, 0
             continue

@@ -4,6 +4,13 @@
 deep-learning method plugs into the same result type). Fields follow the project convention: on the
 reference frame's grid, in mm, components (x, y), mapping a reference point to its position in
 frame t; the reference frame's own field is zero.
+
+Frames without signal (constant intensity: a dropped or blanked frame) carry no motion information.
+They are left out of the registration: tracking goes across them (the next frame is registered to
+the last frame with signal), and their own field is interpolated linearly in time between the
+nearest frames with signal on either side (held from the nearest one past the last such frame).
+They are marked in :attr:`RegistrationResult.no_signal` and named in its ``warnings``, as is every
+frame whose similarity to the reference the registration lowered.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import numpy as np
 import torch
 
 from ..losses import ncc_loss
-from ..sequence import EchoSequence
+from ..sequence import EchoDataError, EchoSequence
 from ..spatial import compose, field_to_numpy, folding_fraction, warp
 from .pairwise import KINDS, RegistrationCancelled, as_image_batch, register_pair
 
@@ -25,6 +32,10 @@ if TYPE_CHECKING:
     from ..dlir.model import DLIRModel
 
 MODES = ("to_reference", "sequential")
+# A frame has no signal when its intensity spread is below this fraction of the sequence's range.
+NO_SIGNAL_RANGE = 1e-6
+# NCC drops smaller than this are numerical noise, not a worse alignment.
+NCC_DROP_TOLERANCE = 1e-3
 METHODS = (*KINDS, "dlir")
 ProgressCallback = Callable[[int, int], None]
 
@@ -71,6 +82,9 @@ class RegistrationResult:
             before and after warping (within ``mask`` when one was given).
         folding_fraction: (T,) fraction of reference pixels where the map folds (det J <= 0).
         seconds: wall time of the registration; ``device`` where it ran.
+        no_signal: (T,) bool, frames without signal whose field is interpolated in time, not
+            measured (module docstring).
+        warnings: one line per problem, naming the frame (no signal; similarity lowered).
     """
 
     displacement: np.ndarray
@@ -84,6 +98,12 @@ class RegistrationResult:
     seconds: float
     device: str
     parameters: dict[str, Any] = field(default_factory=dict)
+    no_signal: np.ndarray | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.no_signal is None:
+            self.no_signal = np.zeros(len(self.displacement), dtype=bool)
 
     @property
     def seconds_per_pair(self) -> float:
@@ -102,32 +122,69 @@ class RegistrationResult:
             "parameters": self.parameters,
             "convention": "displacement on the reference grid in mm, (x, y) = (column, row); "
                           "reference point p is at p + u(p) in frame t",
+            "warnings": self.warnings,
             "frames": [
                 {"frame": t, "ncc_before": round(float(b), 5), "ncc_after": round(float(a), 5),
-                 "folding_fraction": float(f)}
-                for t, (b, a, f) in enumerate(zip(self.similarity_before, self.similarity_after,
-                                                  self.folding_fraction))
+                 "folding_fraction": float(f), "no_signal": bool(n)}
+                for t, (b, a, f, n) in enumerate(zip(self.similarity_before, self.similarity_after,
+                                                     self.folding_fraction, self.no_signal))
             ],
         }
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """"auto" -> CUDA when available, else CPU; other values as torch understands them."""
+    """"auto" -> CUDA when available, else CPU; other values as torch understands them.
+
+    Raises:
+        ValueError: not a device name, or a CUDA device on a machine or PyTorch build without it.
+    """
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {device!r}: not a device name (auto, cpu, cuda, cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: CUDA is not available (this PyTorch build has no CUDA or "
+                         f"no GPU is visible); use auto or cpu")
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s)")
+    return dev
 
 
-def frame_pairs(n_frames: int, reference: int, mode: str) -> list[tuple[int, int]]:
+def no_signal_frames(frames: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """(T,) bool: frames of a (T, H, W) sequence without signal, whose intensity (within the
+    (H, W) ``mask``) is constant up to :data:`NO_SIGNAL_RANGE` of the whole sequence's range."""
+    inside = frames if mask is None else frames[:, np.asarray(mask) > 0]
+    values = inside.reshape(len(frames), -1).astype(np.float64)
+    spread = values.max(axis=1) - values.min(axis=1)
+    return spread <= NO_SIGNAL_RANGE * max(float(values.max() - values.min()), 1e-12)
+
+
+def frame_pairs(n_frames: int, reference: int, mode: str,
+                skip: np.ndarray | None = None) -> list[tuple[int, int]]:
     """(fixed, moving) frame pairs to register, one per frame other than the reference, in frame
     order: every frame against the reference ("to_reference"), or each frame against its neighbour
-    on the way to the reference ("sequential")."""
+    on the way to the reference ("sequential"). Frames where the (T,) bool ``skip`` is True (no
+    signal) get no pair and are stepped over: a frame's neighbour is then the next frame towards
+    the reference that is not skipped."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    others = [t for t in range(n_frames) if t != reference]
+    skip = np.zeros(n_frames, dtype=bool) if skip is None else np.asarray(skip, dtype=bool)
+    others = [t for t in range(n_frames) if t != reference and not skip[t]]
     if mode == "to_reference":
         return [(reference, t) for t in others]
-    return [(t - 1, t) if t > reference else (t + 1, t) for t in others]
+    return [(_towards(t, reference, skip), t) for t in others]
+
+
+def _towards(frame: int, reference: int, skip: np.ndarray) -> int:
+    """The nearest frame from ``frame`` towards ``reference`` that is not skipped (at worst the
+    reference)."""
+    step = 1 if frame < reference else -1
+    t = frame + step
+    while t != reference and skip[t]:
+        t += step
+    return t
 
 
 def tracked_frames(frame: int, reference: int, mode: str) -> list[int]:
@@ -151,17 +208,53 @@ def chain_to_reference(pair_fields: torch.Tensor, pairs: list[tuple[int, int]], 
                        reference: int, mode: str, spacing: tuple[float, float]) -> torch.Tensor:
     """(T, 2, H, W) fields from the reference to every frame, from the (P, 2, H, W) fields of the
     :func:`frame_pairs` ``pairs``: placed as they are ("to_reference"), or composed outwards from
-    the reference ("sequential": u_{ref->t} = u_{ref->t-1} then u_{t-1->t}, and symmetrically
-    before the reference). Zero at the reference."""
-    by_moving = {m: pair_fields[k:k + 1] for k, (_, m) in enumerate(pairs)}
-    chained = {reference: torch.zeros_like(pair_fields[:1])}
-    for step in (1, -1):
-        t = reference + step
-        while 0 <= t < n_frames:
-            chained[t] = by_moving[t] if mode == "to_reference" else \
-                compose(chained[t - step], by_moving[t], spacing)
-            t += step
+    the reference ("sequential": u_{ref->t} = u_{ref->f} then u_{f->t} for the pair (f, t), f
+    the neighbour towards the reference). Zero at the reference and at frames without a pair
+    (fill those with :func:`interpolate_in_time`)."""
+    shape = (1, 2, *pair_fields.shape[-2:])
+    by_moving = {m: (f, pair_fields[k:k + 1]) for k, (f, m) in enumerate(pairs)}
+    chained = {t: torch.zeros(shape, dtype=pair_fields.dtype, device=pair_fields.device)
+               for t in range(n_frames)}
+    for t in sorted(by_moving, key=lambda t: abs(t - reference)):  # outwards: f is done before t
+        fixed, pair_field = by_moving[t]
+        chained[t] = pair_field if mode == "to_reference" else compose(chained[fixed], pair_field, spacing)
     return torch.cat([chained[t] for t in range(n_frames)])
+
+
+def interpolate_in_time(fields: torch.Tensor, missing: np.ndarray, frame_times: np.ndarray) -> torch.Tensor:
+    """(T, 2, H, W) ``fields`` with each frame where the (T,) bool ``missing`` is True replaced by
+    linear interpolation in ``frame_times`` (s) between the nearest present frames before and after
+    it, or a copy of the nearest present frame where there is none on one side."""
+    present = np.flatnonzero(~np.asarray(missing, dtype=bool))
+    filled = fields.clone()
+    for t in np.flatnonzero(missing):
+        before, after = present[present < t], present[present > t]
+        if not len(before) or not len(after):
+            filled[t] = fields[(after if len(after) else before)[0 if len(after) else -1]]
+            continue
+        a, b = before[-1], after[0]
+        weight = float((frame_times[t] - frame_times[a]) / (frame_times[b] - frame_times[a]))
+        filled[t] = (1 - weight) * fields[a] + weight * fields[b]
+    return filled
+
+
+def quality_warnings(before: np.ndarray, after: np.ndarray, no_signal: np.ndarray,
+                     pairs: list[tuple[int, int]]) -> list[str]:
+    """One line per frame without signal (how it was bridged) and per frame whose NCC with the
+    reference the registration lowered by more than :data:`NCC_DROP_TOLERANCE`, in frame order."""
+    fixed_of = {m: f for f, m in pairs}
+    present = np.flatnonzero(~no_signal)
+    lines = {}
+    for t in np.flatnonzero(no_signal):
+        sides = [str(f) for f in (*present[present < t][-1:], *present[present > t][:1])]
+        lines[t] = (f"frame {t}: no signal (constant intensity); not registered, tracking goes across "
+                    f"it and its field is interpolated in time from frame(s) {' and '.join(sides)}, "
+                    f"not measured")
+    for t in fixed_of:
+        if after[t] < before[t] - NCC_DROP_TOLERANCE:
+            lines[t] = (f"frame {t}: registration lowered the similarity to the reference "
+                        f"(NCC {before[t]:.3f} -> {after[t]:.3f}); check this frame's field")
+    return [lines[t] for t in sorted(lines)]
 
 
 def frame_quality(reference: torch.Tensor, frames: torch.Tensor, warped: torch.Tensor,
@@ -212,13 +305,20 @@ def register_sequence(
             network alone.
         flip_average: "dlir" only: average each pair's field with the mirror image of the mirrored
             pair's (:meth:`..dlir.model.DLIRModel.mirror_averaged`; twice the network time).
-        progress: called as ``progress(done_pairs, total_pairs)`` after each chunk.
+        progress: called as ``progress(done_pairs, total_pairs)`` (ints) as the work advances:
+            a chunk of pairs optimised together counts as done in proportion to its optimiser
+            steps, so the count rises many times per chunk.
         cancel: returning True stops the work (:class:`RegistrationCancelled`).
         **options: passed to :func:`register_pair` (loss, levels, iterations, control_spacing, ...);
             they override :data:`METHOD_DEFAULTS`.
 
     Returns:
-        :class:`RegistrationResult` with fields and warped frames on the reference grid.
+        :class:`RegistrationResult` with fields and warped frames on the reference grid; frames
+        without signal are bridged and marked (module docstring).
+
+    Raises:
+        EchoDataError: the reference frame has no signal.
+        ValueError: an unknown method, mode or device, a reference outside the sequence.
     """
     seq.require_frames(2)
     if method not in METHODS:
@@ -235,7 +335,11 @@ def register_sequence(
     reference = (seq.ed_index or 0) if reference is None else int(reference)
     if not 0 <= reference < seq.n_frames:
         raise ValueError(f"{seq.source}: reference frame {reference} is outside 0..{seq.n_frames - 1}")
-    pairs = frame_pairs(seq.n_frames, reference, mode)  # checks the mode
+    no_signal = no_signal_frames(seq.frames, mask)
+    if no_signal[reference]:
+        raise EchoDataError(seq.source, f"reference frame {reference} has no signal (constant "
+                                        f"intensity); choose another reference frame")
+    pairs = frame_pairs(seq.n_frames, reference, mode, skip=no_signal)  # checks the mode
     options = {**METHOD_DEFAULTS.get(method, {}), **options}
     start = time.perf_counter()
     frames = as_image_batch(seq.frames, device=dev)
@@ -249,6 +353,7 @@ def register_sequence(
                                         progress, cancel)
     with torch.inference_mode():
         fields = chain_to_reference(pair_fields, pairs, seq.n_frames, reference, mode, seq.spacing)
+        fields = interpolate_in_time(fields, no_signal, seq.frame_times)
         warped = warp(frames, fields, seq.spacing)
         before, after, folding = frame_quality(frames[reference:reference + 1], frames, warped,
                                                fields, seq.spacing, roi)
@@ -259,6 +364,7 @@ def register_sequence(
         reference=reference, method=method, mode=mode,
         similarity_before=before, similarity_after=after, folding_fraction=folding,
         seconds=seconds, device=str(dev), parameters={"chunk_size": chunk_size, **options},
+        no_signal=no_signal, warnings=quality_warnings(before, after, no_signal, pairs),
     )
 
 
@@ -268,17 +374,34 @@ def _optimised_fields(spacing: tuple[float, float], frames: torch.Tensor, method
                       cancel: Callable[[], bool] | None,
                       initial: torch.Tensor | None = None) -> torch.Tensor:
     """(P, 2, H, W) mm fields of the frame ``pairs`` registered by optimisation, chunk by chunk,
-    each starting from its ``initial`` field when given."""
-    fields = []
+    each starting from its ``initial`` field when given; ``progress(done, total)`` in pairs as the
+    optimiser steps advance (:func:`_pair_progress`)."""
+    fields = [frames.new_zeros(0, 2, *frames.shape[-2:])]
     for first in range(0, len(pairs), chunk_size):
         chunk = pairs[first:first + chunk_size]
         start = None if initial is None else initial[first:first + chunk_size]
         result = register_pair(frames[fixed_indices(chunk)], frames[[m for _, m in chunk]], method,
-                               spacing=spacing, mask=roi, cancel=cancel, initial=start, **options)
+                               spacing=spacing, mask=roi, cancel=cancel, initial=start,
+                               progress=_pair_progress(progress, first, len(chunk), len(pairs)),
+                               **options)
         fields.append(result.displacement)
-        if progress is not None:
-            progress(min(first + chunk_size, len(pairs)), len(pairs))
     return torch.cat(fields)
+
+
+def _pair_progress(progress: ProgressCallback | None, first: int, count: int,
+                   total: int) -> Callable[[float], None] | None:
+    """A :func:`register_pair` callback (fraction of its work done, 0..1) that reports the pairs
+    ``first .. first + count`` of ``total`` as ``progress(done, total)``, whenever ``done`` rises."""
+    if progress is None:
+        return None
+    last = [first]
+
+    def report(fraction: float) -> None:
+        done = first + min(int(fraction * count + 1e-9), count)
+        if done > last[0]:
+            last[0] = done
+            progress(done, total)
+    return report
 
 
 def _dlir_fields(seq: EchoSequence, frames: torch.Tensor, pairs: list[tuple[int, int]],
@@ -303,4 +426,5 @@ def _dlir_fields(seq: EchoSequence, frames: torch.Tensor, pairs: list[tuple[int,
                              refine_options, progress, cancel, initial=fields.clone())
 
 
-__all__ = ["RegistrationCancelled", "RegistrationResult", "register_sequence", "resolve_device"]
+__all__ = ["RegistrationCancelled", "RegistrationResult", "no_signal_frames", "register_sequence",
+           "resolve_device"]

@@ -34,7 +34,7 @@ def parse_landmarks(text: str) -> np.ndarray:
 
 def add_strain_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register the ``strain`` subcommand on the ``echoreg`` sub-parsers; returns its parser."""
-    from ..cli import _add_input_options
+    from ..cli import _add_input_options, device_name
 
     parser = subparsers.add_parser(
         "strain", help="register a sequence, then write GLS, segmental strain, volumes and EF",
@@ -57,7 +57,7 @@ def add_strain_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument("--full-cycle", action=argparse.BooleanOptionalAction, default=None,
                         help="the last frame is the next ED: report loop-closure drift (default: "
                              "when ED is frame 0 and ES lies inside the sequence)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--device", default="auto", type=device_name, help="auto, cpu or cuda")
     parser.add_argument("--overwrite", action="store_true", help="replace outputs of an earlier run")
     parser.set_defaults(run=run_strain_command)
     return parser
@@ -82,7 +82,7 @@ def run_strain_command(args: argparse.Namespace) -> int:
     """The ``echoreg strain`` command; returns the exit status."""
     from tqdm import tqdm
 
-    from ..cli import _load
+    from ..cli import _load, print_warnings
     from ..registration import register_sequence
     from .outputs import check_strain_outputs, write_strain_outputs
 
@@ -99,6 +99,7 @@ def run_strain_command(args: argparse.Namespace) -> int:
                                          progress=lambda done, _: bar.update(done - bar.n))
     result, paths = write_strain_outputs(seq, registration, myocardium, args.output, args.overwrite,
                                          view=args.apical_view, full_cycle=args.full_cycle)
+    print_warnings(registration.warnings)
     peaks = result.peaks()
     gls = peaks["GLS endocardial"]
     print(f"registered {seq.n_frames} frames to frame {reference} in {registration.seconds:.1f} s; "

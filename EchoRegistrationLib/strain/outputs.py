@@ -9,8 +9,9 @@
 * ``strain_summary.json``: the same numbers and the conventions (:meth:`StrainResult.summary`);
 * ``strain_curves.png``, ``strain_map.png``, ``strain_segments.png``.
 
-Every file is written atomically; existing files are replaced only with ``overwrite=True``, and
-that is checked before any work is done.
+The set is written at once (:func:`..io.atomic.atomic_output_set`: a failure or Ctrl-C leaves the
+folder as it was); existing files are replaced only with ``overwrite=True``, and that is checked
+before any work is done.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import json
 import os
 from pathlib import Path
 
-from ..io.atomic import atomic_output, check_writable
+from ..io.atomic import atomic_output_set, check_output_folder
 from ..registration.tracking import RegistrationResult
 from ..sequence import EchoSequence
 from .compute import compute_strain
@@ -35,9 +36,9 @@ OUTPUT_NAMES = (FRAMES_CSV, SUMMARY_CSV, SUMMARY_JSON, CURVES_PNG, MAP_PNG, SEGM
 
 
 def check_strain_outputs(folder: str | os.PathLike, overwrite: bool = False) -> None:
-    """Raise FileExistsError when an output would replace an existing file without ``overwrite``."""
-    for name in OUTPUT_NAMES:
-        check_writable(Path(folder) / name, overwrite)
+    """Raise FileExistsError when an output would replace an existing file without ``overwrite``,
+    NotADirectoryError or PermissionError when the folder cannot be created or written."""
+    check_output_folder(folder, OUTPUT_NAMES, overwrite)
 
 
 def write_strain_outputs(seq: EchoSequence, registration: RegistrationResult,
@@ -58,11 +59,10 @@ def write_strain_outputs(seq: EchoSequence, registration: RegistrationResult,
     folder = Path(folder)
     check_strain_outputs(folder, overwrite)
     result = compute_strain(seq, registration, myocardium, view=view, full_cycle=full_cycle)
-    paths = result.to_csv(folder, overwrite)
-    with atomic_output(folder / SUMMARY_JSON, overwrite) as tmp:
-        tmp.write_text(json.dumps(result.summary(), indent=2) + "\n")
-    paths.append(folder / SUMMARY_JSON)
-    paths.append(save_strain_curves(result, folder / CURVES_PNG, overwrite=overwrite))
-    paths.append(save_strain_map(seq, result, folder / MAP_PNG, overwrite=overwrite))
-    paths.append(save_segment_diagram(result, folder / SEGMENTS_PNG, overwrite=overwrite))
-    return result, paths
+    with atomic_output_set(folder, OUTPUT_NAMES, overwrite) as tmp:
+        result.to_csv(tmp)
+        (tmp / SUMMARY_JSON).write_text(json.dumps(result.summary(), indent=2) + "\n")
+        save_strain_curves(result, tmp / CURVES_PNG)
+        save_strain_map(seq, result, tmp / MAP_PNG)
+        save_segment_diagram(result, tmp / SEGMENTS_PNG)
+    return result, [folder / name for name in OUTPUT_NAMES]

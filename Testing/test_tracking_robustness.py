@@ -1,0 +1,109 @@
+"""Tracking through frames without signal, warnings when registration lowers the similarity, and
+progress that advances within a batch of pairs (issue 13, items 5 and 8)."""
+
+import numpy as np
+import pytest
+
+from EchoRegistrationLib import EchoSequence
+from EchoRegistrationLib.registration import register_sequence
+from EchoRegistrationLib.registration.tracking import interpolate_in_time, no_signal_frames
+from EchoRegistrationLib.sequence import EchoDataError
+
+TEXTURE_COLUMNS = np.r_[4:22, 42:60]  # texture away from the black band and the wrapped border
+
+
+def moving_texture(n=5, step_px=1, seed=0):
+    """(n, 64, 64) speckle texture moving ``step_px`` columns left per frame (-0.5 mm at 0.5 mm
+    pixels: reference point p is at p - 0.5 t mm in frame t), a black 12-column band in every
+    frame (columns 26..37, not moving)."""
+    texture = np.random.default_rng(seed).uniform(0, 255, (64, 64))
+    frames = np.stack([np.roll(texture, -step_px * t, axis=1) for t in range(n)]).astype(np.float32)
+    frames[:, :, 26:38] = 0
+    return frames
+
+
+def texture_mean_ux(result):
+    return result.displacement[:, 4:-4, TEXTURE_COLUMNS, 0].mean(axis=(1, 2))
+
+
+def test_blank_frame_is_bridged_and_named():
+    """The issue's example: frame 2 entirely 0 gave u_x [0, -0.49, -0.49, -14.03, -14.02] mm."""
+    frames = moving_texture()
+    frames[2] = 0
+    seq = EchoSequence(frames=frames, spacing=(0.5, 0.5), frame_times=np.arange(5) / 50,
+                       metadata={"source": "gap.nii"})
+    result = register_sequence(seq, "deformable", device="cpu")
+    np.testing.assert_allclose(texture_mean_ux(result), [0, -0.5, -1.0, -1.5, -2.0], atol=0.05)
+    assert result.no_signal.tolist() == [False, False, True, False, False]
+    assert result.folding_fraction.max() == 0
+    measured = [1, 3, 4]  # (the reference: 1 before and after, up to rounding)
+    assert (result.similarity_after[measured] > result.similarity_before[measured] + 0.3).all()
+    assert len(result.warnings) == 1 and result.warnings[0].startswith("frame 2: no signal")
+    assert "interpolated in time from frame(s) 1 and 3" in result.warnings[0]
+    frame_report = result.report()["frames"][2]
+    assert frame_report["no_signal"] is True
+
+
+def test_constant_frames_at_the_ends_and_before_the_reference():
+    """Own input: reference 3 of 6; frame 1 a constant grey (interpolated between 0 and 2) and the
+    last frame constant (held from frame 4), tracked to the reference and sequentially."""
+    frames = moving_texture(6)
+    frames[1], frames[5] = 80.0, 120.0
+    times = np.array([0.0, 0.02, 0.03, 0.04, 0.06, 0.08])  # uneven: interpolation is in time
+    seq = EchoSequence(frames=frames, spacing=(0.5, 0.5), frame_times=times, metadata={"source": "grey"})
+    for mode in ("sequential", "to_reference"):
+        result = register_sequence(seq, "deformable", reference=3, mode=mode, device="cpu")
+        ux = texture_mean_ux(result)
+        np.testing.assert_allclose(ux[[0, 2, 3, 4]], [1.5, 0.5, 0, -0.5], atol=0.06)
+        assert ux[1] == pytest.approx(ux[0] + (ux[2] - ux[0]) * 2 / 3, abs=1e-5)
+        np.testing.assert_array_equal(result.displacement[5], result.displacement[4])
+        assert [w.split(":")[0] for w in result.warnings] == ["frame 1", "frame 5"]
+
+
+def test_no_signal_detection_and_interpolation_helpers():
+    frames = np.random.default_rng(1).uniform(0, 1, (4, 8, 8)).astype(np.float32)
+    frames[1], frames[3] = 0, 7.5
+    frames[2, :4] = 3.0  # half constant: still information
+    assert no_signal_frames(frames).tolist() == [False, True, False, True]
+    mask = np.zeros((8, 8), bool)
+    mask[:4] = True
+    assert no_signal_frames(frames, mask).tolist() == [False, True, True, True]
+    import torch
+    fields = torch.arange(4.0)[:, None, None, None].expand(4, 2, 3, 3).clone()
+    filled = interpolate_in_time(fields, np.array([False, True, False, True]), np.array([0, 1, 4, 5.0]))
+    assert filled[:, 0, 0, 0].tolist() == [0.0, 0.5, 2.0, 2.0]
+
+
+def test_blank_reference_is_a_clear_error():
+    frames = moving_texture(3)
+    frames[0] = 0
+    seq = EchoSequence(frames=frames, spacing=(0.5, 0.5), frame_times=np.arange(3) / 50,
+                       metadata={"source": "blank_ref.nii"})
+    with pytest.raises(EchoDataError, match="blank_ref.nii: reference frame 0 has no signal"):
+        register_sequence(seq, "rigid", device="cpu")
+
+
+def test_lowered_similarity_is_named():
+    """A network that always predicts a shift (tiny DLIR model, constant output) on a sequence of
+    identical frames: NCC 1.000 before, lower after, so every moved frame is named."""
+    from test_dlir import constant_output, tiny_model
+
+    frames = np.repeat(moving_texture(1), 3, axis=0)
+    seq = EchoSequence(frames=frames, spacing=(0.5, 0.5), frame_times=np.arange(3) / 50)
+    result = register_sequence(seq, "dlir", model=constant_output(tiny_model(), 2.0, 1.0), device="cpu")
+    assert result.similarity_before[1:].tolist() == pytest.approx([1.0, 1.0])
+    assert (result.similarity_after[1:] < 0.9).all()
+    assert [w.split(":")[0] for w in result.warnings] == ["frame 1", "frame 2"]
+    assert "lowered the similarity to the reference (NCC 1.000 -> " in result.warnings[0]
+    assert result.report()["warnings"] == result.warnings
+
+
+def test_progress_rises_pair_by_pair_within_one_batch():
+    """The bar sat at 0/19 then jumped to 100 % (one update per 32-pair batch): now one batch of
+    4 pairs reports 1, 2, 3, 4 as its optimiser steps advance."""
+    frames = moving_texture(5)
+    seq = EchoSequence(frames=frames, spacing=(0.5, 0.5), frame_times=np.arange(5) / 50)
+    calls = []
+    register_sequence(seq, "deformable", device="cpu", iterations=(8, 8, 8),
+                      progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
