@@ -14,8 +14,10 @@ only, written by ``torch.save`` and read with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -106,31 +108,39 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> n
 
     Raises:
         FileNotFoundError: no checkpoint there.
-        CheckpointError: (a ``ValueError``) not a checkpoint: an unknown format or kind, a corrupt
-            or foreign file (a pickle, truncated weights, invalid JSON), weights that do not fit
-            the architecture.
+        CheckpointError: (a ``ValueError``) not a usable checkpoint, naming the file at fault: a
+            config (``.json``, or the weights' header) that is not JSON or not a DLIR checkpoint
+            of a known format and kind, or describes no valid model; weights that are not
+            safetensors (a pickle), are corrupt or truncated, or do not fit the architecture.
     """
     weights = _weights_path(path)
+    sidecar = weights.with_suffix(".json")
+    config_file = sidecar if sidecar.is_file() else weights
+    with _bad_file(config_file):
+        config = read_config(weights)
+        if not isinstance(config, dict) or config.get("format") != FORMAT or config.get("kind") not in KINDS:
+            found = config if not isinstance(config, dict) else \
+                f"format {config.get('format')!r}, kind {config.get('kind')!r}"
+            raise ValueError(f"not an EchoRegistration DLIR checkpoint ({found})"[:300])
+        model = KINDS[config["kind"]](config["architecture"])
+    with _bad_file(weights):
+        try:
+            model.load_state_dict(read_safetensors(weights))
+        except RuntimeError as err:
+            raise ValueError(f"weights do not match the architecture in {config_file.name}: {err}") from None
+    return model.to(device).eval()
+
+
+@contextlib.contextmanager
+def _bad_file(path: Path) -> Iterator[None]:
+    """Turn what reading a damaged checkpoint file can raise into a :class:`CheckpointError`
+    naming ``path`` (its message without a repeated path prefix)."""
     try:
-        return _build_model(weights).to(device).eval()
+        yield
     except _BAD_FILE_ERRORS as err:
-        problem = " ".join(str(err).split()).removeprefix(f"{weights}: ")
-        raise CheckpointError(str(weights), f"not a usable model checkpoint: {problem or type(err).__name__}") from None
-
-
-def _build_model(weights: Path) -> nn.Module:
-    """The model of the checkpoint whose weights are ``weights`` (config, architecture, weights)."""
-    config = read_config(weights)
-    if not isinstance(config, dict) or config.get("format") != FORMAT or config.get("kind") not in KINDS:
-        found = config if not isinstance(config, dict) else \
-            f"format {config.get('format')!r}, kind {config.get('kind')!r}"
-        raise ValueError(f"not an EchoRegistration DLIR checkpoint ({found})"[:300])
-    model = KINDS[config["kind"]](config["architecture"])
-    try:
-        model.load_state_dict(read_safetensors(weights))
-    except RuntimeError as err:
-        raise ValueError(f"weights do not match the architecture in its config: {err}") from None
-    return model
+        problem = " ".join(str(err).split()).removeprefix(f"{path}: ")
+        raise CheckpointError(str(path), f"not a usable model checkpoint: "
+                                         f"{problem or type(err).__name__}") from None
 
 
 def save_training_state(folder: str | os.PathLike, state: dict[str, Any]) -> Path:

@@ -99,15 +99,18 @@ def check_output_folder(folder: str | os.PathLike, names: Iterable[str], overwri
     Raises:
         NotADirectoryError: ``folder`` or one of its ancestors is a file.
         PermissionError: the folder (or the closest existing ancestor, where it will be created)
-            cannot be written.
+            cannot be written (probed by creating and removing an empty folder there).
         FileExistsError, IsADirectoryError: as :func:`check_writable`, for any of the files.
     """
     folder = Path(folder)
     existing = _nearest_existing(folder.absolute())
     if not existing.is_dir():
         raise NotADirectoryError(f"{folder}: cannot create the output folder, {existing} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise PermissionError(f"{folder}: cannot write the outputs, {existing} is not writable")
+    try:  # a real probe: permissions, read-only file systems, and root alike
+        os.rmdir(tempfile.mkdtemp(prefix=".echoreg-probe.", dir=existing))
+    except OSError as err:
+        raise PermissionError(f"{folder}: cannot write the outputs there ({existing}: "
+                              f"{err.strerror or err})") from None
     for name in names:
         check_writable(folder / name, overwrite)
     return folder
@@ -132,7 +135,12 @@ def atomic_output_set(folder: str | os.PathLike, names: Iterable[str],
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as err:  # name the output, not the temporary file (gone by then)
+            err.filename = str(target if err.filename is None or not str(err.filename).startswith(str(tmp))
+                               else target / Path(err.filename).relative_to(tmp))
+            raise
         written = sorted(p for p in tmp.rglob("*") if p.is_file())
         for path in written:  # again: a file may have appeared there during the work
             check_writable(target / path.relative_to(tmp), overwrite)
