@@ -65,7 +65,7 @@ def run_demo(output: Path, *, overwrite: bool = False, n_frames: int = 20) -> di
         f"strain: peak endocardial GLS {numbers['gls_peak_pct']:.1f} % (true {numbers['gls_true_pct']:.1f} %), "
         f"EF {numbers['ef_pct']:.1f} % (true {numbers['ef_true_pct']:.1f} %)",
         "files: simulated_a4c.seq.nrrd, frames.png, registration.png, registration/ "
-        "(warped.seq.nrrd, displacement.npz, fields/*.mha, report.json), strain/ (strain_frames.csv, "
+        "(warped.seq.nrrd, displacement.npz, report.json), strain/ (strain_frames.csv, "
         "strain_summary.csv/.json, strain_curves.png, strain_map.png, strain_segments.png)",
     ]
     with atomic_output(output / "summary.txt", overwrite) as tmp:
