@@ -143,8 +143,9 @@ def register_pair(
             ``patience`` steps (Adam); L-BFGS stops a level at its first outer step that gains less
             than ``tolerance``.
         cancel: called between steps; returning True raises :class:`RegistrationCancelled`.
-        progress: called after each optimiser step with the fraction (0..1) of the planned steps
-            done, a level that stops early counting as complete; 1.0 at the end.
+        progress: called after each optimiser step with the fraction (0..1) of the planned work
+            done (steps weighted by their level's pixel count; a level that stops early counts as
+            complete); 1.0 at the end.
 
     Returns:
         :class:`PairRegistration` with the full-resolution displacement in mm.
@@ -178,7 +179,10 @@ def register_pair(
     similarity = SIMILARITIES[loss]
     model = _build_model(kind, moving.shape[0], shape, spacing, control_spacing * factors[0]).to(moving.device)
     result = PairRegistration(displacement=torch.empty(0), matrix=None)
-    planned, done_before = max(sum(steps), 1), 0
+    # progress counts steps weighted by their level's pixels (a full-resolution step costs 4x more
+    # than one a level coarser), so that it advances about evenly in time
+    cost = [n / factor ** 2 for factor, n in zip(factors, steps)]
+    planned, done_before = max(sum(cost), 1e-12), 0.0
 
     for factor, n_steps in zip(factors, steps):
         shape_l = level_shape(shape, factor)
@@ -204,12 +208,12 @@ def register_pair(
             return total
 
         on_step = None if progress is None else \
-            (lambda k, before=done_before: progress((before + k) / planned))
+            (lambda k, before=done_before, f=factor: progress((before + k / f ** 2) / planned))
         history = _optimise(model, objective, optimizer, learning_rate * factor, n_steps,
                             tolerance, patience, cancel, on_step)
         result.loss_history.extend(history)
         result.iterations.append(len(history))
-        done_before += n_steps
+        done_before += n_steps / factor ** 2
 
     with torch.no_grad():
         u = model.field(shape, spacing)
