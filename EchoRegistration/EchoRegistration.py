@@ -396,7 +396,7 @@ class EchoRegistrationLogic(ScriptedLoadableModuleLogic):
             settings: :class:`EchoRegistrationLib.mrml.RegistrationSettings`.
             myocardiumSource: segmentation, labelmap or three-point list at the reference frame.
             wallWidth: mm, for a three-point myocardium.
-            progress: ``progress(done, total)`` after each chunk of frames.
+            progress: ``progress(done, total)`` in frame pairs, as the work advances.
             cancel: returns True to stop (``RegistrationCancelled``; the scene is left unchanged).
 
         Returns:
@@ -411,6 +411,8 @@ class EchoRegistrationLogic(ScriptedLoadableModuleLogic):
         outputs = add_outputs(scene, browser_for(scene, inputSequence), inputSequence, analysis)
         logging.info(f"EchoRegistration: {inputSequence.GetName()} ({analysis.sequence.n_frames} frames, "
                      f"{settings.method}) in {time.perf_counter() - start:.1f} s")
+        for line in analysis.registration.warnings:  # frames without signal, lowered similarity
+            logging.warning(f"EchoRegistration: {inputSequence.GetName()}: {line}")
         return outputs
 
     def run(self, parameterNode: EchoRegistrationParameterNode, progress=None, cancel=None):
