@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input_options(register)
     register.add_argument("-o", "--output", required=True, help="output folder")
     register.add_argument("--method", default="deformable", choices=["rigid", "affine", "deformable", "dlir"])
-    register.add_argument("--model", help="dlir: checkpoint folder (default: the shipped model)")
+    register.add_argument("--model", help="dlir: installed model name or checkpoint folder (default: the shipped model)")
     register.add_argument("--refine", type=int, default=0, help="dlir: optimisation steps refining the network")
     register.add_argument("--flip-average", action="store_true",
                           help="dlir: average each pair's field with that of the mirrored pair (twice the time)")
