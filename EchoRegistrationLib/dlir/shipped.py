@@ -10,7 +10,8 @@ Shipped models (trained by this project's own code on its simulated sequences;
   trained on a 256-row grid and on neighbouring frames, whose fields it composes; less accurate than
   the default on simulated data, four times the time, no folding on the real CAMUS cine.
 
-A model is a folder ``Resources/Models/<name>/`` holding ``model.safetensors`` and ``model.json``
+A model is a folder ``Resources/Models/<name>/`` (``EchoRegistrationLib/Models/<name>/`` in a wheel
+install: :data:`MODELS_DIR`) holding ``model.safetensors`` and ``model.json``
 (:mod:`.checkpoints`); its name is the folder's name. Everywhere a model is asked for (the API, the CLI,
 the Slicer panel), a name of this catalog or a checkpoint path is accepted (:func:`resolve_model`).
 This module reads JSON only: it needs no torch.
@@ -23,7 +24,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-MODELS_DIR = Path(__file__).resolve().parents[2] / "Resources" / "Models"
+
+def _models_dir() -> Path:
+    """``Resources/Models`` beside the package (a source checkout, the Slicer extension), else the copy
+    that a wheel installs as package data, ``EchoRegistrationLib/Models`` (setup.py)."""
+    package = Path(__file__).resolve().parents[1]
+    beside = package.parent / "Resources" / "Models"
+    return beside if beside.is_dir() else package / "Models"
+
+
+MODELS_DIR = _models_dir()
 SHIPPED_MODEL = "echoreg-dlir-sim"
 SEQUENTIAL_MODEL = "echoreg-dlir-sim-sequential"
 MODEL_NAME = "model"  # a checkpoint folder holds MODEL_NAME.safetensors and MODEL_NAME.json
