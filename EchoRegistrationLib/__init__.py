@@ -12,7 +12,7 @@ from importlib import import_module
 from typing import Any
 
 from .io import load_camus_patient, load_sequence, save_sequence
-from .sequence import EchoDataError, EchoSequence, geometry_from_ijk_to_ras
+from .sequence import EchoDataError, EchoDataWarning, EchoSequence, geometry_from_ijk_to_ras
 
 __version__ = "0.1.0"
 
@@ -27,7 +27,7 @@ _LAZY = {
 }
 
 __all__ = [
-    "EchoDataError", "EchoSequence", "geometry_from_ijk_to_ras", "load_camus_patient",
+    "EchoDataError", "EchoDataWarning", "EchoSequence", "geometry_from_ijk_to_ras", "load_camus_patient",
     "load_sequence", "save_sequence", "__version__", *_LAZY,
 ]
 
