@@ -476,10 +476,10 @@ def _decoded_frames(ds: Dataset, decoder: Any) -> Iterator[tuple[np.ndarray, dic
             yield decoder.as_array(ds, index=index)
 
 
-def _frames(ds: Dataset, shape: tuple[int, int, int], source: str) -> tuple[np.ndarray, dict[str, Any]]:
+def _frames(ds: Dataset, decoder: Any, shape: tuple[int, int, int],
+            source: str) -> tuple[np.ndarray, dict[str, Any]]:
     """(T, H, W) float32 intensities of the T frames of ``shape`` (those the pixel data hold; set as
     NumberOfFrames on the in-memory dataset) and colour metadata."""
-    decoder = _decoder(ds, source)
     ds.NumberOfFrames = shape[0]
     frames = np.empty(shape, dtype=np.float32)
     coloured = 0
@@ -560,10 +560,10 @@ def read_dicom(path: str | os.PathLike, *, crop_to_region: bool = False) -> Echo
     source = str(path)
     ds, read_notes = _read_dataset(path)
     declared, rows, columns = _image_shape(ds, source)
-    _decoder(ds, source)  # a missing decoder is the problem to report, before counting frames
+    decoder = _decoder(ds, source)  # a missing decoder is the problem to report, before counting frames
     held, frame_problems = _held_frames(ds, (declared, rows, columns), source)
     shape = (held, rows, columns)
-    frames, colour_meta = _frames(ds, shape, source)
+    frames, colour_meta = _frames(ds, decoder, shape, source)
     spacing, region, spacing_meta = _spacing(ds, shape[1:])
     times, time_meta = _frame_times(ds, shape[0], source)
     origin, direction, geometry_meta = _geometry(ds)
