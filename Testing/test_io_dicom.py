@@ -520,3 +520,18 @@ def test_implausible_geometry_is_refused(tmp_path: Path, cine: np.ndarray, attri
     with pytest.raises(EchoDataError, match=message) as err:
         read_dicom(path)
     assert str(err.value).startswith(str(path))
+
+
+@pytest.mark.parametrize("pixel_spacing, spacing, warning", [
+    ([-0.2, 0.1], (0.1, 0.2), r"PixelSpacing \[-0.2, 0.1\] is negative: its magnitude is used"),
+    ([0.0, 0.1], None, r"PixelSpacing \[0.0, 0.1\] is not two nonzero sizes and was ignored"),
+])
+def test_pixel_spacing_that_is_not_positive_is_flagged(tmp_path: Path, cine: np.ndarray, pixel_spacing,
+                                                       spacing, warning) -> None:
+    path = write_us(tmp_path / "ps.dcm", cine, PixelSpacing=pixel_spacing)
+    with pytest.warns(EchoDataWarning, match=rf"ps\.dcm: {warning}"):
+        seq = read_dicom(path)
+    if spacing is None:
+        assert not seq.spacing_known and "no usable PixelSpacing" in seq.metadata["spacing_note"]
+    else:
+        assert seq.spacing_known and seq.spacing == pytest.approx(spacing, rel=1e-12)

@@ -228,26 +228,35 @@ def _choose_region(regions: list[UltrasoundRegion]) -> tuple[UltrasoundRegion | 
     return chosen, notes
 
 
-def _plain_pixel_spacing(ds: Dataset) -> tuple[tuple[float, float], str] | None:
-    """(sx, sy) mm from PixelSpacing or ImagerPixelSpacing ([row spacing, column spacing])."""
+def _plain_pixel_spacing(ds: Dataset) -> tuple[tuple[tuple[float, float], str] | None, list[str]]:
+    """(sx, sy) mm from PixelSpacing or ImagerPixelSpacing ([row spacing, column spacing]) with the
+    keyword used, or None; and the problems: values that are not two finite nonzero numbers are
+    unusable, negative ones are read as their magnitude."""
+    problems = []
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
         value = ds.get(keyword)
         if value is None:
             continue
         arr = np.asarray(value, dtype=np.float64).ravel()
-        if arr.shape == (2,) and np.isfinite(arr).all() and (arr > 0).all():
-            return (float(arr[1]), float(arr[0])), keyword
-    return None
+        if not (arr.shape == (2,) and np.isfinite(arr).all() and (arr != 0).all()):
+            problems.append(f"{keyword} {arr.tolist()} is not two nonzero sizes and was ignored")
+            continue
+        if (arr < 0).any():
+            problems.append(f"{keyword} {arr.tolist()} is negative: its magnitude is used")
+        return ((float(abs(arr[1])), float(abs(arr[0]))), keyword), problems
+    return None, problems
 
 
 def _spacing(ds: Dataset, shape: tuple[int, int]) -> tuple[tuple[float, float], UltrasoundRegion | None,
-                                                            dict[str, Any]]:
-    """(sx, sy) mm, the chosen ultrasound region and the metadata that says where they came from."""
+                                                            dict[str, Any], list[str]]:
+    """(sx, sy) mm, the chosen ultrasound region, the metadata that says where they came from, and
+    the problems of a PixelSpacing to warn of."""
     items = ds.get("SequenceOfUltrasoundRegions") or []
     regions, notes = _regions(ds, shape)
     region, choice_notes = _choose_region(regions)
     notes += choice_notes
     meta: dict[str, Any] = {"region_count": len(items)}
+    problems: list[str] = []
     if region is not None:
         meta.update(region_index=region.index, region_bounds=region.bounds,
                     region_data_type=region.data_type)
@@ -265,18 +274,18 @@ def _spacing(ds: Dataset, shape: tuple[int, int]) -> tuple[tuple[float, float], 
             why = (f"region {region.index} has physical units X={region.units_x}, Y={region.units_y} "
                    f"and deltas {region.delta_x}, {region.delta_y} (need units {UNITS_CM} = cm and "
                    "nonzero deltas)")
-        plain = _plain_pixel_spacing(ds)
+        plain, problems = _plain_pixel_spacing(ds)
         if plain is not None:
             spacing = plain[0]
             meta.update(spacing_known=True, spacing_source=f"{plain[1]} (mm; {why})")
         else:
             spacing = (1.0, 1.0)
             meta.update(spacing_known=False, spacing_source="none",
-                        spacing_note=f"no physical pixel size: {why}, and no PixelSpacing; "
+                        spacing_note=f"no physical pixel size: {why}, and no usable PixelSpacing; "
                                      "(1, 1) is a placeholder")
     if notes:
         meta["region_note"] = "; ".join(notes)
-    return spacing, region, meta
+    return spacing, region, meta, problems
 
 
 # ---------------------------------------------------------------------------- frame times
@@ -564,7 +573,7 @@ def read_dicom(path: str | os.PathLike, *, crop_to_region: bool = False) -> Echo
     held, frame_problems = _held_frames(ds, (declared, rows, columns), source)
     shape = (held, rows, columns)
     frames, colour_meta = _frames(ds, decoder, shape, source)
-    spacing, region, spacing_meta = _spacing(ds, shape[1:])
+    spacing, region, spacing_meta, spacing_problems = _spacing(ds, shape[1:])
     times, time_meta = _frame_times(ds, shape[0], source)
     origin, direction, geometry_meta = _geometry(ds)
     metadata: dict[str, Any] = {
@@ -575,7 +584,7 @@ def read_dicom(path: str | os.PathLike, *, crop_to_region: bool = False) -> Echo
         "transfer_syntax": _uid_text(ds.file_meta.TransferSyntaxUID), "number_of_frames": shape[0],
         **read_notes, **spacing_meta, **time_meta, **colour_meta, **geometry_meta,
     }
-    for problem in frame_problems:
+    for problem in frame_problems + spacing_problems:
         record_warning(metadata, problem)
     if crop_to_region:
         if region is None:
