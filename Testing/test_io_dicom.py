@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -463,19 +464,27 @@ def _ybr_full_422(rgb_like: np.ndarray) -> bytes:
     return pairs.tobytes()
 
 
-@pytest.mark.parametrize("n_frames, rows, columns", [(4, 48, 64), (3, 10, 6)])
-def test_native_multiframe_ybr_full_422(tmp_path: Path, n_frames: int, rows: int, columns: int) -> None:
+@pytest.mark.parametrize("n_frames, rows, columns, declared", [(4, 48, 64, 4), (3, 10, 6, 5)])
+def test_native_multiframe_ybr_full_422(tmp_path: Path, n_frames: int, rows: int, columns: int,
+                                        declared: int) -> None:
     ybr = np.random.default_rng(rows).integers(0, 256, size=(n_frames, rows, columns, 3), dtype=np.uint8)
     ybr[..., 1:] = 128  # neutral chroma: gray pixels, luma = Y exactly
     ds = pydicom.dcmread(write_us(tmp_path / "tmp.dcm", ybr, "RGB"))
     ds.PhotometricInterpretation = "YBR_FULL_422"
     ds.PixelData = _ybr_full_422(ybr)
     assert len(ds.PixelData) == n_frames * rows * columns * 2  # 24,576 bytes for the example
+    ds.NumberOfFrames = declared
     ds.save_as(tmp_path / "ybr422.dcm")
-    seq = read_dicom(tmp_path / "ybr422.dcm")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        seq = read_dicom(tmp_path / "ybr422.dcm")
     assert seq.frames.shape == (n_frames, rows, columns)
     np.testing.assert_allclose(seq.frames, ybr[..., 0], atol=1.0)  # YBR -> RGB -> luma rounding
-    assert "warnings" not in seq.metadata
+    expected = [] if declared == n_frames else [
+        f"NumberOfFrames is {declared} but the pixel data ({2 * rows * columns * n_frames} bytes, "
+        f"{2 * rows * columns} per frame) hold {n_frames} frames: the {n_frames} frames that exist were read"]
+    assert seq.metadata.get("warnings", []) == expected
+    assert [str(w.message) for w in caught] == [f"{tmp_path / 'ybr422.dcm'}: {text}" for text in expected]
 
 
 @pytest.mark.parametrize("deltas, spacing", [

@@ -157,7 +157,8 @@ def test_two_axes_beyond_the_plane_are_refused(tmp_path):
 def test_zero_nifti_pixel_size_is_unknown_spacing(tmp_path, pixdim):
     path = _written_nifti(tmp_path / "zero.nii", ramp_sequence().frames, pixdim)
     assert sitk.ReadImage(str(path)).GetSpacing()[:2] != pixdim  # ITK alone would invent 1 mm
-    with pytest.warns(EchoWarning, match=r"zero\.nii: the file declares pixel size .* \(pixdim\); a zero size"):
+    text = rf"\({pixdim[0]:g}, {pixdim[1]:g}\) mm \(pixdim\)"
+    with pytest.warns(EchoWarning, match=rf"zero\.nii: the file declares pixel size {text}; a zero size"):
         seq = read_itk_image(path)
     assert not seq.spacing_known and seq.spacing == (1.0, 1.0)
     assert seq.metadata["spacing_source"] == "none" and "zero size" in seq.metadata["warnings"][0]
@@ -166,7 +167,8 @@ def test_zero_nifti_pixel_size_is_unknown_spacing(tmp_path, pixdim):
 @pytest.mark.parametrize("pixdim, spacing", [((-0.3, 0.3), (0.3, 0.3)), ((0.25, -0.5), (0.25, 0.5))])
 def test_negative_nifti_pixel_size_is_flagged(tmp_path, pixdim, spacing):
     path = _written_nifti(tmp_path / "neg.nii", ramp_sequence().frames, pixdim)
-    with pytest.warns(EchoWarning, match=r"neg\.nii: the file declares a negative pixel size"):
+    text = rf"\({pixdim[0]:g}, {pixdim[1]:g}\) mm \(pixdim\)"
+    with pytest.warns(EchoWarning, match=rf"neg\.nii: the file declares a negative pixel size {text}; its magnitude"):
         seq = read_itk_image(path)
     assert seq.spacing_known and seq.spacing == pytest.approx(spacing, rel=1e-6)
 

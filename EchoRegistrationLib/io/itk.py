@@ -105,14 +105,14 @@ def _checked_spacing(path: Path, spacing: tuple[float, float], metadata: dict[st
     if declared is None:
         return spacing
     values, field = declared
+    text = f"({values[0]:.7g}, {values[1]:.7g}) mm ({field})"
     if any(v == 0 or not np.isfinite(v) for v in values):
         metadata.update(spacing_known=False, spacing_source="none")
-        record_warning(metadata, f"the file declares pixel size {values} mm ({field}); a zero size is no "
-                                 "size: spacing unknown, (1, 1) is a placeholder")
+        record_warning(metadata, f"the file declares pixel size {text}; a zero size is no size: spacing "
+                                 "unknown, (1, 1) is a placeholder")
         return (1.0, 1.0)
     if any(v < 0 for v in values):
-        record_warning(metadata, f"the file declares a negative pixel size {values} mm ({field}); its "
-                                 f"magnitude {tuple(abs(v) for v in values)} mm is used")
+        record_warning(metadata, f"the file declares a negative pixel size {text}; its magnitude is used")
     return spacing
 
 
