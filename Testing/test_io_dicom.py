@@ -12,8 +12,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.pixels import get_decoder
 from pydicom.tag import Tag
-from pydicom.uid import (HTJ2KLossless, MPEG4HP41, RLELossless,
-                         UltrasoundMultiFrameImageStorage, generate_uid)
+from pydicom.uid import MPEG4HP41, HTJ2KLossless, RLELossless, UltrasoundMultiFrameImageStorage, generate_uid
 
 from EchoRegistrationLib.io.dicom import is_dicom, read_dicom
 from EchoRegistrationLib.sequence import EchoDataError, EchoDataWarning

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from EchoRegistrationLib import EchoDataError, EchoDataWarning as EchoWarning, EchoSequence
+from EchoRegistrationLib import EchoDataError, EchoDataWarning, EchoSequence
 from EchoRegistrationLib.io.itk import read_itk_image, read_itk_labels, write_itk_image
 
 
@@ -158,7 +158,7 @@ def test_zero_nifti_pixel_size_is_unknown_spacing(tmp_path, pixdim):
     path = _written_nifti(tmp_path / "zero.nii", ramp_sequence().frames, pixdim)
     assert sitk.ReadImage(str(path)).GetSpacing()[:2] != pixdim  # ITK alone would invent 1 mm
     text = rf"\({pixdim[0]:g}, {pixdim[1]:g}\) mm \(pixdim\)"
-    with pytest.warns(EchoWarning, match=rf"zero\.nii: the file declares pixel size {text}; a zero size"):
+    with pytest.warns(EchoDataWarning, match=rf"zero\.nii: the file declares pixel size {text}; a zero size"):
         seq = read_itk_image(path)
     assert not seq.spacing_known and seq.spacing == (1.0, 1.0)
     assert seq.metadata["spacing_source"] == "none" and "zero size" in seq.metadata["warnings"][0]
@@ -168,7 +168,7 @@ def test_zero_nifti_pixel_size_is_unknown_spacing(tmp_path, pixdim):
 def test_negative_nifti_pixel_size_is_flagged(tmp_path, pixdim, spacing):
     path = _written_nifti(tmp_path / "neg.nii", ramp_sequence().frames, pixdim)
     text = rf"\({pixdim[0]:g}, {pixdim[1]:g}\) mm \(pixdim\)"
-    with pytest.warns(EchoWarning, match=rf"neg\.nii: the file declares a negative pixel size {text}; its magnitude"):
+    with pytest.warns(EchoDataWarning, match=rf"neg\.nii: the file declares a negative pixel size {text}; its magnitude"):
         seq = read_itk_image(path)
     assert seq.spacing_known and seq.spacing == pytest.approx(spacing, rel=1e-6)
 
@@ -178,7 +178,7 @@ def test_negative_metaimage_spacing_is_flagged(tmp_path):
     raw = (tmp_path / "neg.mha").read_bytes()
     (tmp_path / "neg.mha").write_bytes(raw.replace(b"ElementSpacing = 0.29999999999999999",
                                                    b"ElementSpacing = -0.29999999999999999", 1))
-    with pytest.warns(EchoWarning, match=r"negative pixel size \(-0\.3, 0\.4\) mm \(ElementSpacing\)"):
+    with pytest.warns(EchoDataWarning, match=r"negative pixel size \(-0\.3, 0\.4\) mm \(ElementSpacing\)"):
         seq = read_itk_image(tmp_path / "neg.mha")
     assert seq.spacing == pytest.approx((0.3, 0.4))
 
@@ -219,3 +219,19 @@ def test_implausible_spacing_or_frame_rate_is_refused(tmp_path, spacing, frame_r
     sitk.WriteImage(image, str(tmp_path / "odd.mha"))
     with pytest.raises(EchoDataError, match=rf"odd\.mha: {message}"):
         read_itk_image(tmp_path / "odd.mha", frame_rate=frame_rate)
+
+
+def test_nifti_header_as_written(tmp_path):
+    from EchoRegistrationLib.io.nifti import read_nifti
+
+    image = sitk.GetImageFromArray(np.zeros((5, 7, 9), np.int16))
+    image.SetSpacing((0.31, 0.47, 0.04))
+    sitk.WriteImage(image, str(tmp_path / "codes.nii.gz"))
+    header, voxels = read_nifti(tmp_path / "codes.nii.gz")
+    assert header.shape == (9, 7, 5) and header.datatype == 4 and voxels is None  # int16: no NaN possible
+    assert header.pixdim == pytest.approx((0.31, 0.47, 0.04)) and header.byte_order == "<"
+    write_itk_image(ramp_sequence(), tmp_path / "cine.mha")
+    assert read_nifti(tmp_path / "cine.mha") is None
+    (tmp_path / "cut.nii.gz").write_bytes((tmp_path / "codes.nii.gz").read_bytes()[:40])
+    with pytest.raises(EchoDataError, match=r"cut\.nii\.gz: cannot be read"):
+        read_nifti(tmp_path / "cut.nii.gz")

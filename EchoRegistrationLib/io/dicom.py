@@ -5,8 +5,10 @@ What is read, and from where:
 * Pixel spacing from the *Sequence of Ultrasound Regions*: the 2D tissue region (spatial format 1,
   data type 1; the largest when there are several) whose physical units are centimetres (code 3) gives
   ``|PhysicalDeltaX/Y|`` x 10 mm (the deltas are signed: the sign is the direction of the physical
-  axis, the magnitude the pixel size; a negative one is noted in ``region_note``). Without such a region a plain ``PixelSpacing`` / ``ImagerPixelSpacing``
-  (mm) is used; without either the spacing is a (1, 1) placeholder with ``spacing_known=False``.
+  axis, the magnitude the pixel size; a negative one is noted in ``region_note``). Without such a
+  region a plain ``PixelSpacing`` / ``ImagerPixelSpacing`` (mm) is used (a negative one as its
+  magnitude, a zero one not at all, each with a warning); without either the spacing is a (1, 1)
+  placeholder with ``spacing_known=False``.
 * Frames: the frames the pixel data hold. When ``NumberOfFrames`` disagrees with them (in either
   direction) the frames that exist are read and an :class:`EchoDataWarning` says so (also in
   ``metadata["warnings"]``); no frame is ever invented. A file without one whole frame, or whose
@@ -27,8 +29,8 @@ import os
 import struct
 import warnings
 from collections.abc import Iterator
-from io import BytesIO
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +42,8 @@ from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, get_decoder
 from pydicom.tag import Tag
-from pydicom.uid import (UID, ExplicitVRBigEndian, ExplicitVRLittleEndian,
-                         ImplicitVRLittleEndian, RLELossless)
+from pydicom.uid import (UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian,
+                         RLELossless)
 
 from ..sequence import EchoDataError, EchoSequence, record_warning
 from .colour import coloured_pixel_count, rgb_to_luma

@@ -31,7 +31,7 @@ import SimpleITK as sitk
 from ..sequence import EchoDataError, EchoSequence, label_codes, nonfinite_problem, record_warning
 from .atomic import atomic_output, atomic_output_dir
 from .colour import rgb_to_luma
-from .nifti import read_nifti
+from .nifti import NiftiHeader, read_nifti
 
 FRAME_TIMES_KEY = "FrameTimes"
 ITK_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr")
@@ -80,10 +80,10 @@ def _plane_geometry(image: sitk.Image) -> dict[str, Any]:
             "metadata": notes}
 
 
-def _declared_spacing(path: Path) -> tuple[tuple[float, float], str] | None:
-    """The in-plane pixel size (x, y) as the file writes it, before ITK: NIfTI ``pixdim[1:3]`` or
-    MetaImage ``ElementSpacing``/``ElementSize``, with the field's name; None for other formats."""
-    nifti = read_nifti(path)
+def _declared_spacing(path: Path, nifti: tuple[NiftiHeader, Any] | None) -> tuple[tuple[float, float], str] | None:
+    """The in-plane pixel size (x, y) as the file writes it, before ITK: NIfTI ``pixdim[1:3]`` (from
+    ``nifti``, :func:`.nifti.read_nifti` of the file) or MetaImage ``ElementSpacing``/``ElementSize``,
+    with the field's name; None for other formats."""
     if nifti is not None:
         header = nifti[0]
         return (header.pixdim + (1.0, 1.0))[:2], "pixdim"
@@ -98,10 +98,11 @@ def _declared_spacing(path: Path) -> tuple[tuple[float, float], str] | None:
     return None
 
 
-def _checked_spacing(path: Path, spacing: tuple[float, float], metadata: dict[str, Any]) -> tuple[float, float]:
+def _checked_spacing(path: Path, nifti: tuple[NiftiHeader, Any] | None, spacing: tuple[float, float],
+                     metadata: dict[str, Any]) -> tuple[float, float]:
     """The in-plane spacing to use, after checking what the file declares: zero gives the (1, 1)
     placeholder with ``spacing_known`` False, negative its magnitude; both are warned of."""
-    declared = _declared_spacing(path)
+    declared = _declared_spacing(path, nifti)
     if declared is None:
         return spacing
     values, field = declared
@@ -116,9 +117,9 @@ def _checked_spacing(path: Path, spacing: tuple[float, float], metadata: dict[st
     return spacing
 
 
-def _check_raw_pixels(path: Path) -> None:
-    """Refuse NaN / infinite float voxels of a NIfTI file (ITK's reader would make them 0)."""
-    nifti = read_nifti(path)
+def _check_raw_pixels(path: Path, nifti: tuple[NiftiHeader, np.ndarray | None] | None) -> None:
+    """Refuse NaN / infinite float voxels of a NIfTI file (``nifti``: its :func:`.nifti.read_nifti`),
+    which ITK's reader would make 0."""
     if nifti is None or nifti[1] is None:
         return
     header, voxels = nifti
@@ -161,13 +162,14 @@ def read_itk_image(path: str | os.PathLike, *, frame_rate: float | None = None) 
     """
     path = Path(path)
     image = _read_image(path)
-    _check_raw_pixels(path)
+    nifti = read_nifti(path)
+    _check_raw_pixels(path, nifti)
     frames = _frames_array(image, str(path))
     geometry = _plane_geometry(image)
     times, time_source = _frame_times(path, image, frames.shape[0], frame_rate)
     metadata = {"source": str(path), "format": "ITK image (SimpleITK)",
                 "frame_times_source": time_source, **geometry.pop("metadata")}
-    geometry["spacing"] = _checked_spacing(path, geometry["spacing"], metadata)
+    geometry["spacing"] = _checked_spacing(path, nifti, geometry["spacing"], metadata)
     if image.GetNumberOfComponentsPerPixel() > 1:
         metadata["colour_note"] = "colour pixels converted to BT.601 luma"
     return EchoSequence(frames=frames, frame_times=times, metadata=metadata, **geometry)

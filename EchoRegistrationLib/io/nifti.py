@@ -12,8 +12,11 @@ import gzip
 import os
 import struct
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
+
+from ..sequence import EchoDataError
 
 # Per header size (348: NIfTI-1, 540: NIfTI-2): offsets and struct codes of dim[8], datatype,
 # pixdim[8] and vox_offset.
@@ -44,10 +47,11 @@ class NiftiHeader:
     byte_order: str
 
 
-def _file_bytes(path: str | os.PathLike) -> bytes:
+def _open(path: str | os.PathLike) -> BinaryIO:
+    """The file for reading, decompressed on the fly when it is gzip."""
     with open(path, "rb") as handle:
-        raw = handle.read()
-    return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+        gzipped = handle.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rb") if gzipped else open(path, "rb")
 
 
 def _parse_header(data: bytes) -> NiftiHeader | None:
@@ -72,13 +76,22 @@ def _parse_header(data: bytes) -> NiftiHeader | None:
 def read_nifti(path: str | os.PathLike) -> tuple[NiftiHeader, np.ndarray | None] | None:
     """The header of a single-file NIfTI image and its voxels as written when they are float
     (flat, file order, x fastest; None for integer types or a short file); None when the file is
-    not NIfTI-1/2."""
-    data = _file_bytes(path)
-    header = _parse_header(data)
-    if header is None:
-        return None
-    code = _FLOAT_TYPES.get(header.datatype)
-    count = int(np.prod(header.shape))
-    if code is None or header.vox_offset + count * int(code[1]) > len(data):
+    not NIfTI-1/2. Only the header is read from other files.
+
+    Raises:
+        EchoDataError: naming the file, when its (gzip) content cannot be read.
+    """
+    try:
+        with _open(path) as handle:
+            header = _parse_header(handle.read(max(_LAYOUT)))
+            code = None if header is None else _FLOAT_TYPES.get(header.datatype)
+            if code is None:
+                return None if header is None else (header, None)
+            count = int(np.prod(header.shape))
+            handle.seek(header.vox_offset)
+            data = handle.read(count * int(code[1]))
+    except (OSError, EOFError) as err:
+        raise EchoDataError(str(path), f"cannot be read ({err})") from None
+    if len(data) < count * int(code[1]):
         return header, None
-    return header, np.frombuffer(data, dtype=header.byte_order + code, count=count, offset=header.vox_offset)
+    return header, np.frombuffer(data, dtype=header.byte_order + code)
