@@ -10,7 +10,7 @@ Importing this package does not import torch: the sequence model and the loaders
 
 from .io import load_camus_patient, load_sequence, save_sequence
 from .lazy import lazy_attributes
-from .sequence import EchoDataError, EchoSequence, geometry_from_ijk_to_ras
+from .sequence import EchoDataError, EchoDataWarning, EchoSequence, geometry_from_ijk_to_ras
 
 __version__ = "0.1.0"
 
@@ -25,7 +25,7 @@ _LAZY = {
 }
 
 __all__ = [
-    "EchoDataError", "EchoSequence", "geometry_from_ijk_to_ras", "load_camus_patient",
+    "EchoDataError", "EchoDataWarning", "EchoSequence", "geometry_from_ijk_to_ras", "load_camus_patient",
     "load_sequence", "save_sequence", "__version__", *_LAZY,
 ]
 

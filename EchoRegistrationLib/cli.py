@@ -4,18 +4,20 @@ Subcommands: ``info`` (what a file holds), ``convert`` (any readable format to .
 MetaImage), ``register`` (every frame to a reference frame; warped frames, fields and a report),
 ``strain`` (GLS, segments, EF tables and pictures), ``train`` (the deep-learning models), ``demo``
 (the built-in pipeline on simulated data). Errors in the input end the command with exit
-status 2 and one line naming the file and the problem.
+status 2 and one line naming the file and the problem; facts about the input that the numbers depend
+on (frames missing from a file, a flagged spacing) are printed as one ``echoreg: warning:`` line each.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .sequence import EchoDataError
+from .sequence import EchoDataError, EchoDataWarning
 
 INPUT_ERRORS = (EchoDataError, FileNotFoundError, FileExistsError, IsADirectoryError)
 
@@ -25,7 +27,10 @@ def _add_input_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frame-rate", type=float, help="frames per second, for files that do not record time")
     parser.add_argument("--view", help="CAMUS view (2CH or 4CH) when the folder holds both")
     parser.add_argument("--crop-to-region", action="store_true", help="DICOM: crop to the 2D tissue region")
-    parser.add_argument("--labels", help="label file (CAMUS codes) on the same grid, to attach")
+    parser.add_argument("--labels", help="label map (CAMUS codes) on the same grid, to attach: any input "
+                                         "format holding integer codes, e.g. .nii.gz or a Slicer labelmap .seq.nrrd")
+    parser.add_argument("--mask", help="field-of-view (sector) mask on the same grid, nonzero inside, in any "
+                                       "input format; registration compares the images only inside it")
 
 
 def _load(args: argparse.Namespace):
@@ -38,7 +43,7 @@ def _load(args: argparse.Namespace):
         options["view"] = args.view
     if args.crop_to_region:
         options["crop_to_region"] = True
-    return load_sequence(args.input, labels=args.labels, **options)
+    return load_sequence(args.input, labels=args.labels, mask=args.mask, **options)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -132,13 +137,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message: Warning | str, category: type[Warning], *details: Any, **kw: Any) -> None:
+    """Print an :class:`EchoDataWarning` as one ``echoreg: warning:`` line; others as Python does."""
+    if issubclass(category, EchoDataWarning):
+        print(f"echoreg: warning: {message}", file=sys.stderr)
+    else:
+        _PYTHON_SHOWWARNING(message, category, *details, **kw)
+
+
+_PYTHON_SHOWWARNING = warnings.showwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.run(args)
-    except INPUT_ERRORS as err:
-        print(f"echoreg: error: {err}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        warnings.simplefilter("always", EchoDataWarning)
+        try:
+            return args.run(args)
+        except INPUT_ERRORS as err:
+            print(f"echoreg: error: {err}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

@@ -203,7 +203,8 @@ def register_sequence(
             of the optimisation methods and of refined "dlir"; "to_reference" registers each frame
             directly to the reference. The "dlir" network alone tracks as its model was trained
             to (:func:`default_mode`).
-        mask: optional (H, W) region of interest on the reference grid (e.g. the sector).
+        mask: optional (H, W) region of interest on the reference grid (e.g. the sector); default
+            ``seq.mask``.
         device: "auto", "cpu", "cuda" ...
         chunk_size: frame pairs registered together in one batch.
         model: "dlir" only: a DLIR model or checkpoint path; default the shipped model.
@@ -239,6 +240,7 @@ def register_sequence(
     options = {**METHOD_DEFAULTS.get(method, {}), **options}
     start = time.perf_counter()
     frames = as_image_batch(seq.frames, device=dev)
+    mask = seq.mask if mask is None else mask
     roi = None if mask is None else as_image_batch(np.asarray(mask, dtype=np.float32), device=dev) > 0
     if method == "dlir":
         pair_fields = _dlir_fields(seq, frames, pairs, dev, chunk_size, model, refine, flip_average,
