@@ -3,14 +3,19 @@
 Slicer's scripted-module layout: Module (metadata), Widget (wires the panel
 ``Resources/UI/EchoRegistration.ui`` to a typed parameter node and nothing else), Logic (takes nodes
 and settings, never touches widgets) and Test. All computation and all scene work go through
-``EchoRegistrationLib`` (its MRML bridge is ``EchoRegistrationLib.mrml``, which has no Qt), imported
-only once PyTorch is present: it is installed on first use after asking (through SlicerPyTorch's
-``PyTorchUtils`` when that extension is installed); everything else comes from Slicer's Python.
+``EchoRegistrationLib`` (its MRML bridge is ``EchoRegistrationLib.mrml``, which has no Qt). PyTorch
+is installed on first use after asking (through SlicerPyTorch's ``PyTorchUtils`` when that extension is
+installed); the torch-free parts (the model list, the panel connection, the table export) work before;
+everything else comes from Slicer's Python.
+
+Supported: Slicer 5.10 and later (:data:`MINIMUM_SLICER`). On an older Slicer this file still loads
+(it is kept importable by Python 3.9, the Python of Slicer 5.6 and 5.8) and the panel says why it
+cannot run, instead of failing in the library.
 """
 
+import contextlib
 import importlib
 import importlib.util
-import json
 import logging
 import sys
 import time
@@ -40,9 +45,14 @@ def _projectFolder() -> Path:
 
 PROJECT_FOLDER = _projectFolder()
 RESOURCES = PROJECT_FOLDER / "Resources"
-MODELS = RESOURCES / "Models"
 if str(PROJECT_FOLDER) not in sys.path:  # developer install: make EchoRegistrationLib importable
     sys.path.insert(0, str(PROJECT_FOLDER))
+
+# The oldest Slicer the module runs in, and why: the library needs Python >= 3.11 (pyproject.toml's
+# requires-python; Python 3.10 reached its end of life in October 2026). Slicer 5.6 and 5.8 ship
+# Python 3.9, for which PyTorch publishes no wheel after 2.8; Slicer 5.10 ships Python 3.12.
+MINIMUM_PYTHON = (3, 11)
+MINIMUM_SLICER = "5.10"
 
 # Python packages the module needs beyond what Slicer bundles (numpy, SimpleITK, VTK): PyTorch only.
 # The library's file readers, figures and training tools use more (pyproject.toml), but the
@@ -69,15 +79,14 @@ OUTPUT_PARAMETERS = {
 }
 
 
-def modelFiles(folder: Path = MODELS) -> list[Path]:
-    """DLIR registration checkpoints under ``folder``: ``*.safetensors`` beside a ``.json`` whose
-    ``kind`` is ``dlir`` (training also writes discriminator and VAE checkpoints)."""
-    found = []
-    for weights in sorted(folder.rglob("*.safetensors")) if folder.is_dir() else []:
-        config = weights.with_suffix(".json")
-        if config.is_file() and json.loads(config.read_text()).get("kind") == "dlir":
-            found.append(weights)
-    return found
+def unsupportedReason(version: tuple = tuple(sys.version_info)) -> str:
+    """Why the module cannot run with this Python ("" when it can): the Slicer it needs."""
+    if tuple(version[:2]) >= MINIMUM_PYTHON:
+        return ""
+    return _("Echo Registration needs 3D Slicer {slicer} or later (Python {python} or later); this Slicer "
+             "runs Python {found}. Please install a current Slicer.").format(
+        slicer=MINIMUM_SLICER, python=".".join(map(str, MINIMUM_PYTHON)),
+        found=".".join(map(str, version[:3])))
 
 
 #
@@ -95,7 +104,8 @@ class EchoRegistration(ScriptedLoadableModule):
         self.parent.helpText = _(
             "Register every frame of a 2D echocardiography cine to a reference frame (ED) and measure "
             "myocardial strain: warped frames, deformation grids, strain maps, GLS and segmental "
-            "strain tables and curves, EF. See the project README for a step-by-step guide.")
+            "strain tables and curves, EF. Needs Slicer {slicer} or later. See the project README for a "
+            "step-by-step guide.").format(slicer=MINIMUM_SLICER)
         self.parent.acknowledgementText = _(
             "Built on 3D Slicer, PyTorch and SimpleITK. Test data: CAMUS (Leclerc et al., IEEE TMI 2019).")
         self.parent.icon = qt.QIcon(str(RESOURCES / "Icons" / "EchoRegistration.png"))
@@ -110,16 +120,21 @@ class EchoRegistrationParameterNode:
 
     inputSequence: the echo cine (sequence of single-slice volumes).
     referenceFrame: reference frame index; -1: ED when the sequence knows it, else the first.
-    myocardiumSource: segmentation, labelmap or three-point list at the reference frame (optional).
+    myocardiumSource: segmentation, labelmap or three-point list at the reference frame, or None. A
+        Union of node types must end with None: Slicer writes the default (None) to a fresh node,
+        and stores the index of the member a value belongs to, so the order of members is fixed.
     wallWidth: myocardial thickness (mm) of the three-point template.
-    method, model, refineIterations, device: how to register.
+    method, refineIterations, device: how to register.
+    model: the DLIR model: an installed model's name (Resources/Models/<name>), or a checkpoint
+        path; a name stays valid when the extension moves (another Slicer revision).
     warpedSequence ... strainChart: outputs of the last run (replaced by the next run).
     frameWarped, frameTransform: outputs of "Register current frame".
     """
 
     inputSequence: vtkMRMLSequenceNode
     referenceFrame: Annotated[int, Minimum(-1)] = -1
-    myocardiumSource: Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode, vtkMRMLMarkupsFiducialNode]
+    myocardiumSource: Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode, vtkMRMLMarkupsFiducialNode,
+                            None]
     wallWidth: Annotated[float, WithinRange(3.0, 25.0)] = 10.0
     method: Annotated[str, Choice(list(METHOD_CHOICES))] = "Deformable"
     model: str = ""
@@ -145,25 +160,48 @@ class EchoRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
+        self._connection = None  # EchoRegistrationLib.mrml.gui_connection.ParameterGuiConnection
         self._running = False
         self._cancelRequested = False
-        self._models = []
+        self._modelNames = []
+
+    @property
+    def _parameterNode(self) -> Optional[EchoRegistrationParameterNode]:
+        return self._connection.wrapper if self._connection else None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
+        reason = unsupportedReason()
+        if reason:  # say why, instead of failing in the library
+            label = qt.QLabel(reason)
+            label.wordWrap = True
+            self.layout.addWidget(label)
+            self.layout.addStretch(1)
+            return
+        from EchoRegistrationLib.dlir.shipped import list_models
+        from EchoRegistrationLib.mrml.gui_connection import ParameterGuiConnection
+
         uiWidget = slicer.util.loadUI(str(RESOURCES / "UI" / "EchoRegistration.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = EchoRegistrationLogic()
+        self._connection = ParameterGuiConnection(self.ui)
 
-        self._models = modelFiles()
-        for path in self._models:
-            self.ui.modelComboBox.addItem(str(path.relative_to(MODELS).with_suffix("")), str(path))
-        if not self._models:
+        for info in list_models():
+            self.ui.modelComboBox.addItem(info.name, info.name)
+            self.ui.modelComboBox.setItemData(
+                self.ui.modelComboBox.count - 1,
+                _("Licence: {licence}. Trained on: {data}. Tracking: {mode}.").format(
+                    licence=info.licence, data=", ".join(info.training_data) or "?", mode=info.mode),
+                qt.Qt.ToolTipRole)
+            self._modelNames.append(info.name)
+        if not self._modelNames:
             self.ui.modelComboBox.addItem(_("(no model in Resources/Models)"), "")
+        # Translated once: slicer.i18n.tr walks the stack on Slicer 5.6 (about 100 ms a call).
+        self._applyToolTips = {
+            True: _("No DLIR model: put one in Resources/Models or choose another method."),
+            False: _("Register every frame to the reference and, with a myocardium, compute the strain.")}
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -176,17 +214,16 @@ class EchoRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def cleanup(self) -> None:
         self.removeObservers()
+        if self._connection:
+            self._connection.disconnect()
 
     def enter(self) -> None:
-        self.initializeParameterNode()
-
-    def exit(self) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGui)
+        if self.logic:  # None where the Slicer is too old
+            self.initializeParameterNode()
 
     def onSceneStartClose(self, caller, event) -> None:
+        if self._running:
+            self._cancelRequested = True
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -197,17 +234,34 @@ class EchoRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setParameterNode(self.logic.getParameterNode())
         if not self._parameterNode.inputSequence:
             self._parameterNode.inputSequence = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLSequenceNode")
-        if not self._parameterNode.model:
-            self._parameterNode.model = self.ui.modelComboBox.itemData(0) or ""
+        model = self._chosenModel(self._parameterNode.model)
+        if model != self._parameterNode.model:
+            self._parameterNode.model = model
+
+    def _chosenModel(self, stored: str) -> str:
+        """The model the parameter node should hold: the stored one when it is installed or exists,
+        the installed model that a scene saved by another installation names by its path, the
+        default model when none is stored."""
+        from EchoRegistrationLib.dlir.shipped import installed_model_name
+
+        if not stored:
+            return self._modelNames[0] if self._modelNames else ""
+        if stored in self._modelNames or Path(stored).exists():
+            return stored
+        return installed_model_name(stored) or stored
+
+    def _modelAvailable(self, model: str) -> bool:
+        return bool(model) and (model in self._modelNames or Path(model).exists())
 
     def setParameterNode(self, parameterNode: Optional[EchoRegistrationParameterNode]) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGui)
-        self._parameterNode = parameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGui)
+        """Connect the panel to ``parameterNode`` (None: to nothing). The node already connected is
+        not connected again (:class:`EchoRegistrationLib.mrml.gui_connection.ParameterGuiConnection`)."""
+        previous = self._parameterNode
+        if self._connection.connect(parameterNode):
+            if previous is not None:
+                self.removeObserver(previous, vtk.vtkCommand.ModifiedEvent, self._updateGui)
+            if parameterNode is not None:
+                self.addObserver(parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGui)
         self._updateGui()
 
     def _updateGui(self, caller=None, event=None) -> None:
@@ -218,10 +272,10 @@ class EchoRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         dlir = method == "dlir"
         if node and self.ui.modelComboBox.findData(node.model) >= 0:
             self.ui.modelComboBox.currentIndex = self.ui.modelComboBox.findData(node.model)
-        missingModel = dlir and not (node and node.model and Path(node.model).is_file())
+        missingModel = dlir and not (node and self._modelAvailable(node.model))
         self.ui.inputsCollapsibleButton.enabled = not self._running
         self.ui.registrationCollapsibleButton.enabled = not self._running
-        self.ui.modelComboBox.enabled = dlir and bool(self._models)
+        self.ui.modelComboBox.enabled = dlir and bool(self._modelNames)
         self.ui.refineSpinBox.enabled = refine
         points = node and node.myocardiumSource
         self.ui.wallWidthSpinBox.enabled = isinstance(points, vtkMRMLMarkupsFiducialNode)
@@ -229,10 +283,7 @@ class EchoRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.referenceFrameSpinBox.maximum = max(node.inputSequence.GetNumberOfDataNodes() - 1, 0)
         self.ui.applyButton.enabled = ready and not missingModel
         self.ui.registerFrameButton.enabled = ready and not missingModel
-        self.ui.applyButton.toolTip = (_("No DLIR model: put one in Resources/Models or choose another "
-                                         "method.") if missingModel else
-                                       _("Register every frame to the reference and, with a myocardium, "
-                                         "compute the strain."))
+        self.ui.applyButton.toolTip = self._applyToolTips[missingModel]
         self.ui.cancelButton.enabled = self._running
         self.ui.exportButton.enabled = bool(node) and node.frameTable is not None and not self._running
 
@@ -240,10 +291,17 @@ class EchoRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode and index >= 0:
             self._parameterNode.model = self.ui.modelComboBox.itemData(index) or ""
 
-    def _setRunning(self, running: bool) -> None:
-        self._running = running
-        self.ui.progressBar.value = 0
+    @contextlib.contextmanager
+    def _busy(self):
+        """Apply and "Register current frame" disabled (and a second click ignored) while installing
+        PyTorch or registering: both process GUI events meanwhile."""
+        self._running = True
         self._updateGui()
+        try:
+            yield
+        finally:
+            self._running = False
+            self._updateGui()
 
     def _onProgress(self, done: int, total: int) -> None:
         self.ui.progressBar.maximum = total
@@ -265,27 +323,31 @@ class EchoRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return self.logic.ensureDependencies()
 
     def onApplyButton(self) -> None:
-        if not self._dependenciesReady():
+        if self._running:
             return
-        from EchoRegistrationLib.registration import RegistrationCancelled
-
         self._cancelRequested = False
-        self.ui.statusLabel.text = _("Registering...")
-        self._setRunning(True)
+        self.ui.progressBar.value = 0
+        status = _("Registration failed.")
         start = time.perf_counter()
         try:
-            with slicer.util.tryWithErrorDisplay(_("Registration failed."), waitCursor=False):
-                try:
-                    outputs = self.logic.run(self._parameterNode, progress=self._onProgress,
-                                             cancel=self._isCancelRequested)
-                except RegistrationCancelled:
-                    self.ui.statusLabel.text = _("Cancelled: no outputs were made.")
+            with self._busy():
+                if not self._dependenciesReady():
+                    status = _("PyTorch is needed to register.")
                     return
-                self._showOutputs(outputs)
-                self.ui.statusLabel.text = _("Done in {seconds:.1f} s.").format(
-                    seconds=time.perf_counter() - start)
+                from EchoRegistrationLib.registration import RegistrationCancelled
+
+                self.ui.statusLabel.text = _("Registering...")
+                with slicer.util.tryWithErrorDisplay(_("Registration failed."), waitCursor=False):
+                    try:
+                        outputs = self.logic.run(self._parameterNode, progress=self._onProgress,
+                                                 cancel=self._isCancelRequested)
+                    except RegistrationCancelled as stopped:
+                        status = _("Stopped ({reason}): no outputs were made.").format(reason=stopped)
+                        return
+                    self._showOutputs(outputs)
+                    status = _("Done in {seconds:.1f} s.").format(seconds=time.perf_counter() - start)
         finally:
-            self._setRunning(False)
+            self.ui.statusLabel.text = status
 
     @staticmethod
     def _showOutputs(outputs) -> None:
@@ -302,13 +364,17 @@ class EchoRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slicer.modules.plots.logic().ShowChartInLayout(outputs.chart)
 
     def onRegisterFrameButton(self) -> None:
-        if not self._dependenciesReady():
+        if self._running:
             return
-        with slicer.util.tryWithErrorDisplay(_("Registration of the current frame failed."), waitCursor=True):
-            warped, _transform = self.logic.registerCurrentFrame(self._parameterNode)
-            slicer.util.setSliceViewerLayers(background=warped)
-            self.ui.statusLabel.text = _("Current frame registered: see '{name}'.").format(
-                name=warped.GetName())
+        with self._busy():
+            if not self._dependenciesReady():
+                return
+            with slicer.util.tryWithErrorDisplay(_("Registration of the current frame failed."),
+                                                 waitCursor=True):
+                warped, _transform = self.logic.registerCurrentFrame(self._parameterNode)
+                slicer.util.setSliceViewerLayers(background=warped)
+                self.ui.statusLabel.text = _("Current frame registered: see '{name}'.").format(
+                    name=warped.GetName())
 
     def onExportButton(self) -> None:
         folder = qt.QFileDialog.getExistingDirectory(self.parent, _("Export the tables as CSV into"))
@@ -346,6 +412,9 @@ class EchoRegistrationLogic(ScriptedLoadableModuleLogic):
 
     def ensureDependencies(self, askConfirmation: bool = True) -> bool:
         """Install PyTorch (after asking) when it is missing; True when it is present."""
+        reason = unsupportedReason()
+        if reason:
+            raise RuntimeError(reason)
         missing = self.missingRequirements()
         if not missing:
             return True
@@ -447,9 +516,10 @@ class EchoRegistrationLogic(ScriptedLoadableModuleLogic):
     def exportCsv(parameterNode: EchoRegistrationParameterNode, folder,
                   overwrite: bool = False) -> list[Path]:
         """Write the last run's per-frame table and strain summary as ``{table name}.csv`` in
-        ``folder`` (full precision); FileExistsError unless ``overwrite``."""
+        ``folder`` (full precision); FileExistsError unless ``overwrite``. Needs no PyTorch (a saved
+        scene's tables export before it is installed)."""
         from EchoRegistrationLib.io.atomic import check_writable
-        from EchoRegistrationLib.mrml import write_table_csv
+        from EchoRegistrationLib.mrml.tables import write_table_csv
 
         tables = [t for t in (parameterNode.frameTable, parameterNode.summaryTable) if t is not None]
         if not tables:

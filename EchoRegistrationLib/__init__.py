@@ -8,11 +8,9 @@ Importing this package does not import torch: the sequence model and the loaders
 (inside Slicer torch is installed on first use); the registration names load torch when first used.
 """
 
-from importlib import import_module
-from typing import Any
-
 from .io import load_camus_patient, load_sequence, save_sequence
-from .sequence import EchoDataError, EchoSequence, geometry_from_ijk_to_ras
+from .lazy import lazy_attributes
+from .sequence import EchoDataError, EchoDataWarning, EchoSequence, geometry_from_ijk_to_ras
 
 __version__ = "0.1.0"
 
@@ -27,12 +25,9 @@ _LAZY = {
 }
 
 __all__ = [
-    "EchoDataError", "EchoSequence", "geometry_from_ijk_to_ras", "load_camus_patient",
+    "EchoDataError", "EchoDataWarning", "EchoSequence", "geometry_from_ijk_to_ras", "load_camus_patient",
     "load_sequence", "save_sequence", "__version__", *_LAZY,
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)

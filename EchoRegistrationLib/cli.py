@@ -6,6 +6,9 @@ MetaImage), ``register`` (every frame to a reference frame; warped frames, field
 (the built-in pipeline on simulated data). Errors in the input, the options or the output
 location end the command with exit status 2 and one line naming the file (or option) and the
 problem; Ctrl-C ends it with exit status 130 and one line. Either way no partial output is left.
+Facts about the input or the result that the numbers depend on (frames missing from a file, a
+flagged spacing, frames without signal, a registration that lowered the similarity) are printed as
+one ``echoreg: warning:`` line each.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ from __future__ import annotations
 import argparse
 import errno
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .sequence import EchoDataError, EchoSequence
+from .sequence import EchoDataError, EchoDataWarning, EchoSequence
 
 # EchoDataError covers bad input and model files; OSError an unreadable input or an output
 # location that cannot be written (read-only, full, below a file, existing files).
@@ -92,7 +96,10 @@ def _add_input_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frame-rate", type=float, help="frames per second, for files that do not record time")
     parser.add_argument("--view", help="CAMUS view (2CH or 4CH) when the folder holds both")
     parser.add_argument("--crop-to-region", action="store_true", help="DICOM: crop to the 2D tissue region")
-    parser.add_argument("--labels", help="label file (CAMUS codes) on the same grid, to attach")
+    parser.add_argument("--labels", help="label map (CAMUS codes) on the same grid, to attach: any input "
+                                         "format holding integer codes, e.g. .nii.gz or a Slicer labelmap .seq.nrrd")
+    parser.add_argument("--mask", help="field-of-view (sector) mask on the same grid, nonzero inside, in any "
+                                       "input format; registration compares the images only inside it")
 
 
 def _load(args: argparse.Namespace):
@@ -105,7 +112,7 @@ def _load(args: argparse.Namespace):
         options["view"] = args.view
     if args.crop_to_region:
         options["crop_to_region"] = True
-    return load_sequence(args.input, labels=args.labels, **options)
+    return load_sequence(args.input, labels=args.labels, mask=args.mask, **options)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -175,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input_options(register)
     register.add_argument("-o", "--output", required=True, help="output folder")
     register.add_argument("--method", default="deformable", choices=["rigid", "affine", "deformable", "dlir"])
-    register.add_argument("--model", help="dlir: checkpoint folder (default: the shipped model)")
+    register.add_argument("--model", help="dlir: installed model name or checkpoint folder (default: the shipped model)")
     register.add_argument("--refine", type=count(0), default=0, help="dlir: optimisation steps refining the network")
     register.add_argument("--flip-average", action="store_true",
                           help="dlir: average each pair's field with that of the mirrored pair (twice the time)")
@@ -214,17 +221,31 @@ def error_line(err: BaseException) -> str:
     return " ".join(str(err).split())
 
 
+def _show_warning(message: Warning | str, category: type[Warning], *details: Any, **kw: Any) -> None:
+    """Print an :class:`EchoDataWarning` as one ``echoreg: warning:`` line; others as Python does."""
+    if issubclass(category, EchoDataWarning):
+        print_warnings([str(message)])
+    else:
+        _PYTHON_SHOWWARNING(message, category, *details, **kw)
+
+
+_PYTHON_SHOWWARNING = warnings.showwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0, 2 for any error, 130 for Ctrl-C)."""
-    try:
-        args = build_parser().parse_args(argv)
-        return args.run(args)
-    except INPUT_ERRORS as err:
-        print(f"echoreg: error: {error_line(err)}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("echoreg: interrupted; no outputs were written", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        warnings.simplefilter("always", EchoDataWarning)
+        try:
+            args = build_parser().parse_args(argv)
+            return args.run(args)
+        except INPUT_ERRORS as err:
+            print(f"echoreg: error: {error_line(err)}", file=sys.stderr)
+            return EXIT_ERROR
+        except KeyboardInterrupt:
+            print("echoreg: interrupted; no outputs were written", file=sys.stderr)
+            return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

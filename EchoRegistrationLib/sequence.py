@@ -12,11 +12,18 @@ Conventions (the same everywhere in EchoRegistration):
   row index and ``direction[:, 2]`` the frame normal. ``slice_spacing`` (mm) is the extent given to
   the single slice when the frame becomes a Slicer volume. :func:`ijk_to_ras` gives Slicer's matrix.
 * ``labels`` uses the CAMUS codes: 0 background, 1 LV cavity, 2 myocardium, 3 left atrium.
+* ``mask`` is an optional (H, W) boolean field of view (the ultrasound sector): True inside.
+
+Plausible ranges (:data:`SPACING_RANGE_MM`, :data:`FRAME_INTERVAL_RANGE_S`) are checked on every
+sequence: a value outside them is a unit or header error, never an echo cine, and is refused.
+Facts a loader had to work around (frames missing, a flagged spacing) are issued as
+:class:`EchoDataWarning` and kept in ``metadata["warnings"]`` (:func:`record_warning`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +36,15 @@ LABEL_NAMES = {LABEL_LV: "LV cavity", LABEL_MYOCARDIUM: "myocardium", LABEL_LA: 
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
+#: Plausible pixel spacing of a 2D echo image, mm. Below 0.001 mm (1 um) is finer than any
+#: ultrasound resolves even at 100 MHz (a spacing in metres lands here); above 10 mm a 30 cm field of
+#: view (the deepest echo) would be under 30 pixels across, coarser than any scanner writes.
+SPACING_RANGE_MM = (1e-3, 10.0)
+#: Plausible interval between two frames, s: 1e-5 s is 100,000 frames/s, beyond ultrafast
+#: plane-wave imaging (a few 10,000 frames/s); 10 s (0.1 frames/s) is longer than several heart
+#: cycles (0.3-2 s each), so no cine loop has such a gap.
+FRAME_INTERVAL_RANGE_S = (1e-5, 10.0)
+
 
 class EchoDataError(ValueError):
     """Invalid echo data. The message starts with the source (file name) and states the problem."""
@@ -37,6 +53,49 @@ class EchoDataError(ValueError):
         self.source = source
         self.problem = problem
         super().__init__(f"{source}: {problem}")
+
+
+class EchoDataWarning(UserWarning):
+    """A fact about the input that the numbers depend on (frames missing from a file, a flagged
+    spacing): the data were loaded, with this caveat. The message starts with the source."""
+
+
+def record_warning(metadata: dict[str, Any], problem: str) -> None:
+    """Append ``problem`` to ``metadata["warnings"]`` (a list of str) and issue it as an
+    :class:`EchoDataWarning` naming ``metadata["source"]``."""
+    metadata.setdefault("warnings", []).append(problem)
+    warnings.warn(EchoDataWarning(f"{metadata.get('source', '<in-memory sequence>')}: {problem}"),
+                  stacklevel=2)
+
+
+def nonfinite_problem(frames: np.ndarray) -> str | None:
+    """None when every value of the (T, H, W) ``frames`` is finite, else a sentence giving how many
+    are NaN or infinite and where the first one is. Such pixels are refused, never replaced: an
+    intensity the file does not hold would be invented."""
+    bad = ~np.isfinite(frames)
+    count = int(np.count_nonzero(bad))
+    if not count:
+        return None
+    t, row, column = (int(i) for i in np.unravel_index(int(np.argmax(bad)), frames.shape))
+    return (f"{count} pixel values are NaN or infinite (the first at frame {t}, row {row}, column "
+            f"{column}); intensities are never guessed: replace them in the file (for example with 0 "
+            "outside the sector) and load it again")
+
+
+def label_codes(labels: Any, source: str) -> np.ndarray:
+    """``labels`` as uint8 codes, of the same shape.
+
+    Raises:
+        EchoDataError: naming ``source``: not numeric, non-integer values, or codes outside 0..255.
+    """
+    arr = np.asarray(labels)
+    if arr.dtype.kind not in "biuf":
+        raise EchoDataError(source, f"labels must hold integer codes, got dtype {arr.dtype}")
+    if arr.dtype.kind == "f" and not np.array_equal(arr, np.round(arr)):
+        raise EchoDataError(source, "label map holds non-integer values (labels must hold integer codes)")
+    if arr.size and (arr.min() < 0 or arr.max() > 255):
+        raise EchoDataError(source, f"label codes must lie in 0..255, got {arr.min()}..{arr.max()}")
+    return np.ascontiguousarray(arr, dtype=np.uint8)
 
 
 @dataclass(eq=False)
@@ -59,6 +118,8 @@ class EchoSequence:
         label_frames: indices of the frames whose labels are real annotations. Defaults to all
             frames for (T, H, W) labels and to ``(ed_index or 0,)`` for a single (H, W) map.
         ed_index, es_index: end-diastolic / end-systolic frame indices when known.
+        mask: optional (H, W) bool field of view (sector), True inside; any array whose nonzero
+            pixels are the inside is accepted. Registration compares images only inside it.
         metadata: free-form facts: ``source`` (file), ``modality``, ``manufacturer``, and flags for
             what a loader could not establish, such as ``spacing_known=False``.
     """
@@ -73,6 +134,7 @@ class EchoSequence:
     label_frames: tuple[int, ...] | None = None
     ed_index: int | None = None
     es_index: int | None = None
+    mask: np.ndarray | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -94,6 +156,7 @@ class EchoSequence:
         self.ed_index = self._checked_index(self.ed_index, n, "ed_index")
         self.es_index = self._checked_index(self.es_index, n, "es_index")
         self._check_labels()
+        self.mask = self._checked_mask(self.mask)
 
     # ------------------------------------------------------------------ validation helpers
     @property
@@ -113,9 +176,9 @@ class EchoSequence:
         if min(arr.shape) < 1:
             self._fail(f"frames array is empty: shape {arr.shape}")
         arr = np.ascontiguousarray(arr, dtype=np.float32)
-        if not np.isfinite(arr).all():
-            bad = int(np.count_nonzero(~np.isfinite(arr)))
-            self._fail(f"frames contain {bad} NaN or infinite values")
+        problem = nonfinite_problem(arr)
+        if problem:
+            self._fail(problem)
         return arr
 
     def _checked_spacing(self, spacing: Any) -> tuple[float, float]:
@@ -124,6 +187,10 @@ class EchoSequence:
             self._fail(f"spacing must be (sx, sy) in mm, got {spacing!r}")
         if not (np.isfinite(arr).all() and (arr > 0).all()):
             self._fail(f"spacing must be positive and finite, got {tuple(arr.tolist())}")
+        low, high = SPACING_RANGE_MM
+        if ((arr < low) | (arr > high)).any():
+            self._fail(f"pixel spacing {tuple(arr.tolist())} mm is outside the plausible range "
+                       f"{low:g}..{high:g} mm of an echo image (wrong units or a corrupt header?)")
         return (float(arr[0]), float(arr[1]))
 
     def _checked_times(self, times: Any, n: int) -> np.ndarray:
@@ -136,6 +203,14 @@ class EchoSequence:
             k = int(np.argmax(np.diff(arr) <= 0))
             self._fail(f"frame_times must be strictly increasing: t[{k}]={arr[k]} s, "
                        f"t[{k + 1}]={arr[k + 1]} s")
+        low, high = FRAME_INTERVAL_RANGE_S
+        outside = (np.diff(arr) < low) | (np.diff(arr) > high)
+        if outside.any():
+            k = int(np.argmax(outside))
+            step = arr[k + 1] - arr[k]
+            self._fail(f"frame interval {step:.6g} s ({1 / step:.6g} frames/s) between frames {k} and "
+                       f"{k + 1} is outside the plausible range {low:g}..{high:g} s "
+                       f"({1 / low:g}..{1 / high:g} frames/s) of an echo cine")
         return arr
 
     def _checked_vector(self, value: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
@@ -158,16 +233,12 @@ class EchoSequence:
             if self.label_frames is not None:
                 self._fail("label_frames given without labels")
             return
-        lab = np.asarray(self.labels)
+        lab = label_codes(self.labels, self.source)
         n, h, w = self.frames.shape
-        if lab.dtype.kind not in "biu" and not (lab.dtype.kind == "f" and np.all(lab == np.round(lab))):
-            self._fail(f"labels must hold integer codes, got dtype {lab.dtype}")
         if lab.shape not in ((n, h, w), (h, w)):
             self._fail(f"labels of shape {lab.shape} do not match frames of shape {(n, h, w)}: "
                        f"expected {(n, h, w)} or {(h, w)}")
-        if lab.size and (lab.min() < 0 or lab.max() > 255):
-            self._fail(f"label codes must lie in 0..255, got {lab.min()}..{lab.max()}")
-        self.labels = np.ascontiguousarray(lab, dtype=np.uint8)
+        self.labels = lab
         if self.label_frames is None:
             default = (self.ed_index or 0,) if lab.ndim == 2 else tuple(range(n))
             self.label_frames = default
@@ -177,6 +248,18 @@ class EchoSequence:
         if lab.ndim == 2 and len(frames) != 1:
             self._fail(f"a single (H, W) label map annotates one frame, got label_frames {frames}")
         self.label_frames = frames
+
+    def _checked_mask(self, mask: Any) -> np.ndarray | None:
+        if mask is None:
+            return None
+        arr = np.asarray(mask)
+        if arr.dtype.kind not in "biuf" or arr.shape != self.frame_shape:
+            self._fail(f"mask of shape {arr.shape} and dtype {arr.dtype} is not an (H, W) = "
+                       f"{self.frame_shape} field of view")
+        inside = arr != 0
+        if not inside.any():
+            self._fail("mask is empty: no pixel lies inside the field of view")
+        return inside
 
     # ------------------------------------------------------------------ accessors
     @property
@@ -258,6 +341,7 @@ class EchoSequence:
             + (f", {self.frame_rate:.4g} frames/s" if t > 1 else "")
             + ("" if self.frame_times_known else "  (UNKNOWN: frame index used as seconds)"),
             f"ED / ES:      {self.ed_index} / {self.es_index}",
+            f"mask:         {'none' if self.mask is None else f'{self.mask.mean():.1%} of pixels inside'}",
             f"labels:       {'none' if self.labels is None else f'codes {sorted(np.unique(self.labels).tolist())} on frames {list(self.label_frames)}'}",
         ]
         for key in sorted(self.metadata):

@@ -78,3 +78,71 @@ def test_demo_writes_its_files_and_beats_identity(tmp_path):
     assert numbers["ncc_after"] > numbers["ncc_before"]
     with pytest.raises(FileExistsError):
         run_demo(tmp_path / "demo", n_frames=6)
+
+
+# --------------------------------------------------------------------------- inputs (issue 13)
+def test_register_mask_restricts_the_comparison(tmp_path):
+    """The left half moves 1 column (0.5 mm) per frame, the right half stands still: with a mask on
+    the left half, rigid registration finds the left half's motion."""
+    rng = np.random.default_rng(1)
+    left, right = rng.uniform(0, 255, (40, 18)), rng.uniform(0, 255, (40, 18))
+    frames = np.stack([np.hstack([np.roll(left, t, axis=1), right]) for t in range(3)])
+    cine = save_sequence(EchoSequence(frames=frames, spacing=(0.5, 0.4), frame_times=[0, 0.02, 0.04]),
+                         tmp_path / "halves.seq.nrrd")
+    mask = np.zeros((40, 36), np.uint8)
+    mask[:, 3:15] = 1
+    save_sequence(EchoSequence(frames=mask[None], spacing=(0.5, 0.4)), tmp_path / "mask.nii.gz")
+    shifts = {}
+    for name, extra in (("masked", ["--mask", str(tmp_path / "mask.nii.gz")]), ("whole", [])):
+        out = tmp_path / name
+        assert main(["register", str(cine), "-o", str(out), "--method", "rigid", "--loss", "ncc", *extra]) == 0
+        shifts[name] = np.load(out / "displacement.npz")["displacement"][2, 8:-8, 8:-8, 0].mean()
+    assert shifts["masked"] == pytest.approx(1.0, abs=0.1)  # 2 columns of 0.5 mm
+    assert shifts["whole"] < 0.8  # the still half holds the unmasked estimate back
+
+
+def test_strain_passes_the_mask_to_registration(cine, tmp_path, monkeypatch, capsys):
+    import EchoRegistrationLib.registration as registration
+
+    seen = {}
+
+    def stop(seq, *args, **kwargs):
+        seen["mask"] = seq.mask
+        raise KeyboardInterrupt  # stop before the work: only the input matters here
+
+    monkeypatch.setattr(registration, "register_sequence", stop)
+    mask = np.zeros((40, 36), np.uint8)
+    mask[5:30, 4:20] = 1
+    save_sequence(EchoSequence(frames=mask[None], spacing=(0.5, 0.4)), tmp_path / "mask.mha")
+    assert main(["strain", str(cine), "--landmarks", "5,15,9,3,13,15", "--mask", str(tmp_path / "mask.mha"),
+                 "-o", str(tmp_path / "strain")]) == 130  # Ctrl-C: exit 130
+    assert np.array_equal(seen["mask"], mask > 0)
+
+
+def test_input_warnings_are_one_line_each(tmp_path, capsys):
+    import pydicom
+    from test_io_dicom import write_us
+
+    cine = np.random.default_rng(2).integers(0, 256, size=(3, 6, 8), dtype=np.uint8)
+    ds = pydicom.dcmread(write_us(tmp_path / "short.dcm", cine))
+    ds.NumberOfFrames = 5
+    ds.save_as(tmp_path / "short.dcm")
+    assert main(["info", str(tmp_path / "short.dcm")]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.strip() == (f"echoreg: warning: {tmp_path / 'short.dcm'}: NumberOfFrames is 5 but the "
+                                    "pixel data (144 bytes, 48 per frame) hold 3 frames: the 3 frames that "
+                                    "exist were read")
+    assert "frames:       3 x 6 rows x 8 columns" in captured.out
+
+
+def test_huge_dicom_header_is_exit_2_and_one_line(tmp_path, capsys):
+    import pydicom
+    from test_io_dicom import write_us
+
+    ds = pydicom.dcmread(write_us(tmp_path / "huge.dcm", np.zeros((1, 4, 4), np.uint8)))
+    ds.Rows, ds.Columns, ds.NumberOfFrames = 65535, 65535, 100000
+    ds.save_as(tmp_path / "huge.dcm")
+    assert main(["info", str(tmp_path / "huge.dcm")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"echoreg: error: {tmp_path / 'huge.dcm'}: the pixel data (16 bytes, 4294836225 per frame) "
+                   "hold no whole frame of 65535 x 65535 pixels (NumberOfFrames 100000)")

@@ -1,13 +1,17 @@
 """The shipped DLIR weights: they load without pickle and register a held-out simulated sequence
-better than identity, through register_sequence."""
+better than identity, through register_sequence; the model catalog finds them by name."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from EchoRegistrationLib.dlir.checkpoints import read_config
-from EchoRegistrationLib.dlir.shipped import SEQUENTIAL_MODEL, SHIPPED_MODEL, shipped_model_path
+from EchoRegistrationLib.dlir.shipped import (MODELS_DIR, SEQUENTIAL_MODEL, SHIPPED_MODEL, installed_model_name,
+                                              list_models, resolve_model, shipped_model_path)
 from EchoRegistrationLib.registration import register_sequence
 from EchoRegistrationLib.simulation import simulate_sequence
 
@@ -46,3 +50,75 @@ def test_the_default_model_beats_the_optimisation_tracker_on_a_held_out_sequence
     network = es_error(register_sequence(sim.sequence, "dlir"))
     tracker = es_error(register_sequence(sim.sequence, "deformable"))
     assert network < 0.6 * tracker, f"DLIR {network:.2f} mm, deformable {tracker:.2f} mm at ES"
+
+
+def test_the_catalog_lists_the_shipped_models_with_their_terms():
+    models = {info.name: info for info in list_models()}
+    assert list(models)[0] == SHIPPED_MODEL  # the default first
+    assert set(models) == {SHIPPED_MODEL, SEQUENTIAL_MODEL}
+    for info, mode in ((models[SHIPPED_MODEL], "to_reference"), (models[SEQUENTIAL_MODEL], "sequential")):
+        assert info.path == MODELS_DIR / info.name and info.mode == mode
+        assert info.training_data == ("simulator",) and info.licence == "BSD-3-Clause"
+
+
+def write_checkpoint(folder: Path, kind: str, **config) -> None:
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"")
+    (folder / "model.json").write_text(json.dumps({"kind": kind, **config}))
+
+
+def test_the_catalog_holds_only_registration_checkpoints(tmp_path):
+    camus = [{"source": "camus", "root": "x"}, {"source": "simulator"}]
+    write_checkpoint(tmp_path / "a4c", "dlir", data={"training": camus},
+                     architecture={"mode": "sequential"})
+    write_checkpoint(tmp_path / "b-own", "dlir", licence="CC BY-NC-SA 4.0")
+    write_checkpoint(tmp_path / "critic", "discriminator")
+    write_checkpoint(tmp_path / "shape", "vae")
+    (tmp_path / "orphan").mkdir()
+    (tmp_path / "orphan" / "model.safetensors").write_bytes(b"")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "model.safetensors").write_bytes(b"")
+    (tmp_path / "broken" / "model.json").write_text("{not json")
+    models = list_models(tmp_path)
+    assert [m.name for m in models] == ["a4c", "b-own"]
+    assert (models[0].mode, models[0].training_data) == ("sequential", ("camus", "simulator"))
+    assert models[0].licence == "unknown (see the model card)"  # not only the project's own data
+    assert (models[1].mode, models[1].licence) == ("to_reference", "CC BY-NC-SA 4.0")
+    assert list_models(tmp_path / "absent") == []
+
+
+def test_models_resolve_by_name_or_path(tmp_path):
+    assert resolve_model(SEQUENTIAL_MODEL) == MODELS_DIR / SEQUENTIAL_MODEL
+    weights = shipped_model_path() / "model.safetensors"
+    assert resolve_model(weights) == weights and resolve_model(str(weights)) == weights
+    with pytest.raises(FileNotFoundError, match=f"installed: {SHIPPED_MODEL}, {SEQUENTIAL_MODEL}"):
+        resolve_model("echoreg-dlir-typo")
+    with pytest.raises(FileNotFoundError, match=r"none in .*absent"):
+        resolve_model(SHIPPED_MODEL, tmp_path / "absent")
+    # A scene saved by another Slicer revision names a shipped model by its old absolute path.
+    old = f"/opt/Slicer-5.10.0/lib/Slicer-5.10/qt-scripted-modules/Resources/Models/{SEQUENTIAL_MODEL}"
+    assert installed_model_name(old + "/model.safetensors") == SEQUENTIAL_MODEL
+    assert installed_model_name(old) == SEQUENTIAL_MODEL
+    assert installed_model_name(SHIPPED_MODEL) == SHIPPED_MODEL
+    assert installed_model_name("/opt/runs/my-model/model.safetensors") is None
+
+
+def test_register_sequence_takes_a_shipped_model_by_name():
+    """``model="echoreg-dlir-sim-sequential"`` failed with FileNotFoundError (issue 12): a name
+    gives exactly what its path gives."""
+    sim = simulate_sequence(seed=10_051, n_frames=3, image_size=(64, 64))
+    by_name = register_sequence(sim.sequence, "dlir", model=SEQUENTIAL_MODEL, device="cpu")
+    by_path = register_sequence(sim.sequence, "dlir", model=shipped_model_path(SEQUENTIAL_MODEL), device="cpu")
+    assert np.abs(by_name.displacement[-1]).max() > 0.1  # it moved (mm)
+    np.testing.assert_array_equal(by_name.displacement, by_path.displacement)
+
+
+def test_the_catalog_needs_no_torch():
+    """The Slicer panel lists the models before PyTorch is installed."""
+    script = ("import sys; sys.modules['torch'] = None\n"
+              "from EchoRegistrationLib.dlir import list_models\n"
+              "print([m.name for m in list_models()])")
+    run = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[1],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == str([SHIPPED_MODEL, SEQUENTIAL_MODEL])

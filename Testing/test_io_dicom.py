@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +12,10 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.pixels import get_decoder
 from pydicom.tag import Tag
-from pydicom.uid import (HTJ2KLossless, MPEG4HP41, UltrasoundMultiFrameImageStorage,
-                         generate_uid)
+from pydicom.uid import MPEG4HP41, HTJ2KLossless, RLELossless, UltrasoundMultiFrameImageStorage, generate_uid
 
 from EchoRegistrationLib.io.dicom import is_dicom, read_dicom
-from EchoRegistrationLib.sequence import EchoDataError
+from EchoRegistrationLib.sequence import EchoDataError, EchoDataWarning
 
 LUMA = np.array([0.299, 0.587, 0.114])
 
@@ -326,7 +326,7 @@ def test_not_dicom(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("keep_bytes, message", [
     (100, "not a DICOM file"), (154, "unreadable DICOM file"), (300, "no pixel data"),
-    (5000, "less than expected")])
+    (5000, r"pixel data \(3872 bytes, 921600 per frame\) hold no whole frame of 480 x 640 pixels")])
 def test_truncated_file(shared_data: Path, tmp_path: Path, keep_bytes: int, message: str) -> None:
     path = tmp_path / "truncated.dcm"
     path.write_bytes((shared_data / "dicom_us" / "US1_UNCR.dcm").read_bytes()[:keep_bytes])
@@ -335,11 +335,14 @@ def test_truncated_file(shared_data: Path, tmp_path: Path, keep_bytes: int, mess
     assert str(err.value).startswith(str(path))
 
 
-def test_written_file_truncated(tmp_path: Path, cine: np.ndarray) -> None:
-    path = write_us(tmp_path / "cut.dcm", cine)
-    path.write_bytes(path.read_bytes()[:-50])
-    with pytest.raises(EchoDataError, match=r"cut\.dcm: pixel data cannot be decoded"):
-        read_dicom(path)
+def test_written_file_truncated_gives_the_whole_frames_left(tmp_path: Path, cine: np.ndarray) -> None:
+    path = write_us(tmp_path / "cut.dcm", cine)  # 4 frames of 6 x 8 bytes: 192 bytes
+    path.write_bytes(path.read_bytes()[:-50])  # 142 bytes left: 2 whole frames and 46 bytes
+    with pytest.warns(EchoDataWarning, match=r"cut\.dcm: NumberOfFrames is 4 but the pixel data \(142 bytes, "
+                                             r"48 per frame\) hold 2 frames"):
+        seq = read_dicom(path)
+    np.testing.assert_array_equal(seq.frames, cine[:2].astype(np.float32))
+    assert seq.metadata["number_of_frames"] == 2 and "hold 2 frames" in seq.metadata["warnings"][0]
 
 
 def test_unsupported_images(tmp_path: Path, cine: np.ndarray) -> None:
@@ -383,3 +386,160 @@ def test_undecodable_transfer_syntax(tmp_path: Path, cine: np.ndarray) -> None:
 def test_missing_file_is_an_os_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         read_dicom(tmp_path / "absent.dcm")
+
+
+# ---------------------------------------------------------------------------- frames and geometry (issue 13)
+def _compressed(path: Path, cine: np.ndarray, syntax: str, declared: int, *, offsets: bool = True,
+                **attributes) -> Path:
+    """``cine`` written compressed with ``syntax``, its header then declaring ``declared`` frames;
+    with ``offsets`` False the Basic Offset Table is left empty."""
+    ds = pydicom.dcmread(write_us(path, cine, **attributes))
+    ds.compress(syntax, generate_instance_uid=False)
+    if not offsets:
+        frames = list(pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=cine.shape[0]))
+        ds.PixelData = encapsulate(frames, has_bot=False)
+    ds.NumberOfFrames = declared
+    ds.save_as(path)
+    return path
+
+
+@pytest.mark.parametrize("held, declared, offsets", [
+    (10, 12, True),   # the issue's example: RLE declaring 12 frames, holding 10
+    (10, 12, False),  # the same without a Basic Offset Table
+    (10, 8, True),    # more frames than declared
+    (5, 3, False),
+])
+def test_rle_number_of_frames_disagreeing_with_the_data(tmp_path: Path, held: int, declared: int,
+                                                         offsets: bool) -> None:
+    cine = np.random.default_rng(held).integers(0, 256, size=(held, 16, 20), dtype=np.uint8)
+    path = _compressed(tmp_path / "rle.dcm", cine, RLELossless, declared, offsets=offsets, FrameTime=20)
+    with pytest.warns(EchoDataWarning, match=rf"rle\.dcm: NumberOfFrames is {declared} but the pixel data "
+                                             rf"\({held} fragments\) hold {held} frames: the {held} frames"):
+        seq = read_dicom(path)
+    np.testing.assert_array_equal(seq.frames, cine.astype(np.float32))  # nothing invented
+    np.testing.assert_allclose(seq.frame_times, np.arange(held) * 0.020, atol=1e-12)
+    assert seq.metadata["number_of_frames"] == held and len(seq.metadata["warnings"]) == 1
+
+
+@pytest.mark.parametrize("declared, fragments_per_frame, has_bot", [
+    (12, 1, True), (8, 1, False),  # fewer / more frames than declared
+    (10, 2, False),  # each frame split in 2 fragments without offsets: 10 frames by their JPEG end markers
+])
+def test_jpeg_ls_number_of_frames_checked(shared_data: Path, tmp_path: Path, declared: int,
+                                          fragments_per_frame: int, has_bot: bool) -> None:
+    real = shared_data / "dicom_us" / "palette-multiframe-jpeg-ls.dcm"  # 10 frames
+    expected = read_dicom(real).frames
+    ds = pydicom.dcmread(real)
+    frames = list(pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=10))
+    ds.PixelData = encapsulate(frames, fragments_per_frame=fragments_per_frame, has_bot=has_bot)
+    ds.NumberOfFrames = declared
+    ds.save_as(tmp_path / "jls.dcm")
+    if declared == 10:
+        seq = read_dicom(tmp_path / "jls.dcm")
+        assert "warnings" not in seq.metadata
+    else:
+        with pytest.warns(EchoDataWarning, match=f"NumberOfFrames is {declared} but .* hold 10 frames"):
+            seq = read_dicom(tmp_path / "jls.dcm")
+    np.testing.assert_array_equal(seq.frames, expected)
+
+
+def test_native_frames_beyond_number_of_frames(tmp_path: Path, cine: np.ndarray) -> None:
+    ds = pydicom.dcmread(write_us(tmp_path / "extra.dcm", cine))
+    ds.NumberOfFrames = 2
+    ds.save_as(tmp_path / "extra.dcm")
+    with pytest.warns(EchoDataWarning, match=r"NumberOfFrames is 2 but the pixel data \(192 bytes, 48 per "
+                                             r"frame\) hold 4 frames"):
+        seq = read_dicom(tmp_path / "extra.dcm")
+    np.testing.assert_array_equal(seq.frames, cine.astype(np.float32))
+
+
+def _ybr_full_422(rgb_like: np.ndarray) -> bytes:
+    """Native YBR_FULL_422 bytes of (T, H, W, 3) Y, Cb, Cr samples: Y0 Y1 Cb Cr per pixel pair, the
+    chroma of the pair's first pixel."""
+    t, h, w, _ = rgb_like.shape
+    pairs = np.empty((t, h, w // 2, 4), np.uint8)
+    pairs[..., 0], pairs[..., 1] = rgb_like[:, :, 0::2, 0], rgb_like[:, :, 1::2, 0]
+    pairs[..., 2], pairs[..., 3] = rgb_like[:, :, 0::2, 1], rgb_like[:, :, 0::2, 2]
+    return pairs.tobytes()
+
+
+@pytest.mark.parametrize("n_frames, rows, columns, declared", [(4, 48, 64, 4), (3, 10, 6, 5)])
+def test_native_multiframe_ybr_full_422(tmp_path: Path, n_frames: int, rows: int, columns: int,
+                                        declared: int) -> None:
+    ybr = np.random.default_rng(rows).integers(0, 256, size=(n_frames, rows, columns, 3), dtype=np.uint8)
+    ybr[..., 1:] = 128  # neutral chroma: gray pixels, luma = Y exactly
+    ds = pydicom.dcmread(write_us(tmp_path / "tmp.dcm", ybr, "RGB"))
+    ds.PhotometricInterpretation = "YBR_FULL_422"
+    ds.PixelData = _ybr_full_422(ybr)
+    assert len(ds.PixelData) == n_frames * rows * columns * 2  # 24,576 bytes for the issue's example
+    ds.NumberOfFrames = declared
+    ds.save_as(tmp_path / "ybr422.dcm")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        seq = read_dicom(tmp_path / "ybr422.dcm")
+    assert seq.frames.shape == (n_frames, rows, columns)
+    np.testing.assert_allclose(seq.frames, ybr[..., 0], atol=1.0)  # YBR -> RGB -> luma rounding
+    expected = [] if declared == n_frames else [
+        f"NumberOfFrames is {declared} but the pixel data ({2 * rows * columns * n_frames} bytes, "
+        f"{2 * rows * columns} per frame) hold {n_frames} frames: the {n_frames} frames that exist were read"]
+    assert seq.metadata.get("warnings", []) == expected
+    assert [str(w.message) for w in caught] == [f"{tmp_path / 'ybr422.dcm'}: {text}" for text in expected]
+
+
+@pytest.mark.parametrize("deltas, spacing", [
+    ((-0.03, 0.03), (0.3, 0.3)),   # the issue's example
+    ((0.02, -0.05), (0.2, 0.5)),
+])
+def test_signed_physical_deltas_give_their_magnitude(tmp_path: Path, cine: np.ndarray, deltas, spacing) -> None:
+    seq = read_dicom(write_us(tmp_path / "signed.dcm", cine, regions=[region(0, 0, 7, 5, delta_cm=deltas)]))
+    assert seq.spacing_known and seq.spacing == pytest.approx(spacing, rel=1e-12)
+    assert "the pixel size is the magnitude" in seq.metadata["region_note"]
+
+
+def test_zero_physical_delta_is_no_spacing(tmp_path: Path, cine: np.ndarray) -> None:
+    seq = read_dicom(write_us(tmp_path / "zero.dcm", cine, regions=[region(0, 0, 7, 5, delta_cm=(0.0, 0.03))]))
+    assert not seq.spacing_known and "nonzero deltas" in seq.metadata["spacing_note"]
+
+
+@pytest.mark.parametrize("rows, columns, frames", [(65535, 65535, 100000), (4000, 4000, 2)])
+def test_header_declaring_a_huge_image_is_refused(tmp_path: Path, cine: np.ndarray, rows, columns, frames) -> None:
+    ds = pydicom.dcmread(write_us(tmp_path / "huge.dcm", cine))
+    ds.Rows, ds.Columns, ds.NumberOfFrames = rows, columns, frames
+    ds.save_as(tmp_path / "huge.dcm")
+    with pytest.raises(EchoDataError, match=rf"huge\.dcm: the pixel data \(192 bytes, {rows * columns} per "
+                                            rf"frame\) hold no whole frame of {rows} x {columns} pixels"):
+        read_dicom(tmp_path / "huge.dcm")
+
+
+def test_too_many_pixels_are_refused_before_decoding(tmp_path: Path, monkeypatch, cine: np.ndarray) -> None:
+    monkeypatch.setattr("EchoRegistrationLib.io.dicom.MAX_PIXELS", 100)  # below 4 x 6 x 8
+    with pytest.raises(EchoDataError, match=r"big\.dcm: 4 frames of 6 x 8 pixels exceed 100 pixels"):
+        read_dicom(write_us(tmp_path / "big.dcm", cine))
+
+
+@pytest.mark.parametrize("attributes, message", [
+    ({"FrameTime": 1e-9}, r"frame interval 1e-12 s \(1e\+12 frames/s\) between frames 0 and 1"),
+    ({"CineRate": 200000}, r"\(200000 frames/s\)"),
+    ({"regions": [region(0, 0, 7, 5, delta_cm=(1e6, 1e6))]}, r"pixel spacing \(10000000.0, 10000000.0\) mm"),
+    ({"PixelSpacing": [1e-5, 1e-5]}, r"pixel spacing \(1e-05, 1e-05\) mm is outside"),
+])
+def test_implausible_geometry_is_refused(tmp_path: Path, cine: np.ndarray, attributes, message) -> None:
+    path = write_us(tmp_path / "odd.dcm", cine, **attributes)
+    with pytest.raises(EchoDataError, match=message) as err:
+        read_dicom(path)
+    assert str(err.value).startswith(str(path))
+
+
+@pytest.mark.parametrize("pixel_spacing, spacing, warning", [
+    ([-0.2, 0.1], (0.1, 0.2), r"PixelSpacing \[-0.2, 0.1\] is negative: its magnitude is used"),
+    ([0.0, 0.1], None, r"PixelSpacing \[0.0, 0.1\] is not two nonzero sizes and was ignored"),
+])
+def test_pixel_spacing_that_is_not_positive_is_flagged(tmp_path: Path, cine: np.ndarray, pixel_spacing,
+                                                       spacing, warning) -> None:
+    path = write_us(tmp_path / "ps.dcm", cine, PixelSpacing=pixel_spacing)
+    with pytest.warns(EchoDataWarning, match=rf"ps\.dcm: {warning}"):
+        seq = read_dicom(path)
+    if spacing is None:
+        assert not seq.spacing_known and "no usable PixelSpacing" in seq.metadata["spacing_note"]
+    else:
+        assert seq.spacing_known and seq.spacing == pytest.approx(spacing, rel=1e-12)

@@ -92,3 +92,67 @@ def test_save_protects_user_data(tmp_path):
     assert path.read_bytes() == original
     with pytest.raises(ValueError, match="cannot write this format"):
         save_sequence(loaded, tmp_path / "cine.png")
+
+
+# --------------------------------------------------------------------------- label maps and masks (issue 13)
+def test_label_maps_load_from_every_exact_format(tmp_path):
+    from test_io_dicom import write_us
+
+    from EchoRegistrationLib.io import read_label_map
+
+    codes = np.zeros((4, 10, 12), np.uint8)
+    codes[:, 2:6, 3:9] = 1
+    codes[1:, 6:8, 3:9] = 2
+    cine = save_sequence(small_sequence(), tmp_path / "cine.mha")
+    files = [save_sequence(EchoSequence(frames=codes, spacing=(0.25, 0.35)), tmp_path / name)
+             for name in ("gt.seq.nrrd", "gt.mha", "gt.nrrd")] + [write_us(tmp_path / "gt.dcm", codes)]
+    for path in files:
+        assert np.array_equal(read_label_map(path), codes), path.name
+        assert np.array_equal(load_sequence(cine, labels=path).label_map(3), codes[3]), path.name
+    inverted = write_us(tmp_path / "inverted.dcm", codes, "MONOCHROME1")
+    with pytest.raises(EchoDataError, match=r"inverted\.dcm: a MONOCHROME1 DICOM does not hold label codes"):
+        read_label_map(inverted)
+
+
+def test_label_map_from_a_video_is_refused(tmp_path):
+    from EchoRegistrationLib.io import read_label_map
+
+    writer = cv2.VideoWriter(str(tmp_path / "gt.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 50.0, (32, 24))
+    writer.write(np.zeros((24, 32, 3), np.uint8))
+    writer.release()
+    with pytest.raises(EchoDataError, match=r"gt\.avi: a label map cannot be read from a video input"):
+        read_label_map(tmp_path / "gt.avi")
+
+
+def test_mask_from_file_or_array(tmp_path):
+    seq = small_sequence()
+    save_sequence(seq, tmp_path / "cine.mha")
+    sector = np.zeros((4, 10, 12), np.uint8)
+    sector[:, 1:9, 2:11] = 255  # nonzero inside, repeated on every frame
+    save_sequence(EchoSequence(frames=sector, spacing=(0.25, 0.35)), tmp_path / "mask.nii.gz")
+    loaded = load_sequence(tmp_path / "cine.mha", mask=tmp_path / "mask.nii.gz")
+    assert loaded.mask.dtype == bool and loaded.mask.shape == (10, 12)
+    assert loaded.mask.sum() == 8 * 9 and loaded.mask[1, 2] and not loaded.mask[0, 2]
+    assert "mask:         60.0% of pixels inside" in loaded.describe()
+    assert np.array_equal(loaded.subsequence([1, 3]).mask, loaded.mask)
+    from_array = load_sequence(tmp_path / "cine.mha", mask=sector[0].astype(np.float32))
+    assert np.array_equal(from_array.mask, loaded.mask)
+
+
+@pytest.mark.parametrize("mask, message", [
+    (np.zeros((4, 10, 12)), r"mask\.nii\.gz: mask is empty"),
+    (np.ones((4, 5, 5)), r"mask\.nii\.gz: mask of shape \(5, 5\) .* is not an \(H, W\) = \(10, 12\) field of view"),
+    (np.stack([np.eye(10, 12)] * 3 + [np.ones((10, 12))]), r"mask\.nii\.gz: the mask differs between frames "
+                                                            r"\(frame 3 from frame 0\)"),
+])
+def test_bad_masks_name_the_mask_file(tmp_path, mask, message):
+    save_sequence(small_sequence(), tmp_path / "cine.mha")
+    save_sequence(EchoSequence(frames=mask, spacing=(1, 1)), tmp_path / "mask.nii.gz")
+    with pytest.raises(EchoDataError, match=message):
+        load_sequence(tmp_path / "cine.mha", mask=tmp_path / "mask.nii.gz")
+
+
+def test_real_a4c_sector_mask(shared_data):
+    folder = shared_data / "echo_a4c"
+    seq = load_sequence(folder / "a4c_sequence.nii.gz", mask=folder / "a4c_sequence_sector_mask.nii.gz")
+    assert seq.mask.shape == (480, 560) and int(seq.mask.sum()) == 75876  # the same on all 20 frames

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from EchoRegistrationLib import EchoDataError, EchoSequence
+from EchoRegistrationLib import EchoDataError, EchoDataWarning, EchoSequence
 from EchoRegistrationLib.io.itk import read_itk_image, read_itk_labels, write_itk_image
 
 
@@ -106,3 +106,132 @@ def test_atomic_outputs_get_ordinary_file_permissions(tmp_path):
     os.chmod(path, 0o640)
     write_itk_image(ramp_sequence(), path, overwrite=True)
     assert os.stat(path).st_mode & 0o777 == 0o640  # a replaced file keeps its mode
+
+
+# ---------------------------------------------------------------------------- layouts and declared values (issue 13)
+def _image(frames: np.ndarray, spacing=(0.3, 0.4)) -> sitk.Image:
+    """A (X, Y, T) float32 image of (T, H, W) ``frames``."""
+    image = sitk.GetImageFromArray(frames.astype(np.float32))
+    image.SetSpacing((*spacing, 0.02))
+    return image
+
+
+def _written_nifti(path, frames: np.ndarray, pixdim_xy=None, dtype=np.float32):
+    """``frames`` written as NIfTI (X, Y, T); ``pixdim_xy`` then patched into pixdim[1:3], with the
+    sform switched off so that the qform (pixdim) is the geometry, as many NIfTI writers do."""
+    image = sitk.GetImageFromArray(frames.astype(dtype))
+    image.SetSpacing((0.3, 0.4, 0.02))
+    sitk.WriteImage(image, str(path))
+    if pixdim_xy is not None:
+        raw = bytearray(path.read_bytes())
+        raw[80:88] = np.asarray(pixdim_xy, "<f4").tobytes()
+        raw[254:256] = np.int16(0).tobytes()  # sform_code 0
+        path.write_bytes(bytes(raw))
+    return path
+
+
+@pytest.mark.parametrize("name, size", [
+    ("cine.nii.gz", (9, 7, 1, 5)),  # the issue's layout: singleton third axis, time fourth
+    ("cine.mha", (9, 7, 1, 5)),
+    ("cine.nrrd", (9, 7, 5, 1)),    # time third, a trailing singleton
+])
+def test_4d_layouts_with_a_singleton_axis_load(tmp_path, name, size):
+    frames = ramp_sequence().frames % 200  # (5, 7, 9), integer values: a cine and a label map
+    image = sitk.GetImageFromArray(frames.reshape(size[::-1]), isVector=False)
+    image.SetSpacing((0.31, 0.47, 1.0, 0.04))
+    sitk.WriteImage(image, str(tmp_path / name))
+    seq = read_itk_image(tmp_path / name, frame_rate=25.0)
+    assert np.array_equal(seq.frames, frames)
+    assert seq.spacing == pytest.approx((0.31, 0.47)) and seq.frame_times == pytest.approx(np.arange(5) * 0.04)
+    labels = read_itk_labels(tmp_path / name)  # the same layouts for label maps
+    assert labels.shape == (5, 7, 9) and np.array_equal(labels, frames.astype(np.uint8))
+
+
+def test_two_axes_beyond_the_plane_are_refused(tmp_path):
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((3, 2, 7, 9), np.float32), isVector=False), str(tmp_path / "vol.nii"))
+    with pytest.raises(EchoDataError, match=r"vol\.nii: image of size \(9, 7, 2, 3\) has 2 axes beyond"):
+        read_itk_image(tmp_path / "vol.nii")
+
+
+@pytest.mark.parametrize("pixdim", [(0.0, 0.3), (0.3, 0.0), (0.0, 0.0)])
+def test_zero_nifti_pixel_size_is_unknown_spacing(tmp_path, pixdim):
+    path = _written_nifti(tmp_path / "zero.nii", ramp_sequence().frames, pixdim)
+    assert sitk.ReadImage(str(path)).GetSpacing()[:2] != pixdim  # ITK alone would invent 1 mm
+    text = rf"\({pixdim[0]:g}, {pixdim[1]:g}\) mm \(pixdim\)"
+    with pytest.warns(EchoDataWarning, match=rf"zero\.nii: the file declares pixel size {text}; a zero size"):
+        seq = read_itk_image(path)
+    assert not seq.spacing_known and seq.spacing == (1.0, 1.0)
+    assert seq.metadata["spacing_source"] == "none" and "zero size" in seq.metadata["warnings"][0]
+
+
+@pytest.mark.parametrize("pixdim, spacing", [((-0.3, 0.3), (0.3, 0.3)), ((0.25, -0.5), (0.25, 0.5))])
+def test_negative_nifti_pixel_size_is_flagged(tmp_path, pixdim, spacing):
+    path = _written_nifti(tmp_path / "neg.nii", ramp_sequence().frames, pixdim)
+    text = rf"\({pixdim[0]:g}, {pixdim[1]:g}\) mm \(pixdim\)"
+    with pytest.warns(EchoDataWarning, match=rf"neg\.nii: the file declares a negative pixel size {text}; its magnitude"):
+        seq = read_itk_image(path)
+    assert seq.spacing_known and seq.spacing == pytest.approx(spacing, rel=1e-6)
+
+
+def test_negative_metaimage_spacing_is_flagged(tmp_path):
+    sitk.WriteImage(_image(ramp_sequence().frames), str(tmp_path / "neg.mha"))
+    raw = (tmp_path / "neg.mha").read_bytes()
+    (tmp_path / "neg.mha").write_bytes(raw.replace(b"ElementSpacing = 0.29999999999999999",
+                                                   b"ElementSpacing = -0.29999999999999999", 1))
+    with pytest.warns(EchoDataWarning, match=r"negative pixel size \(-0\.3, 0\.4\) mm \(ElementSpacing\)"):
+        seq = read_itk_image(tmp_path / "neg.mha")
+    assert seq.spacing == pytest.approx((0.3, 0.4))
+
+
+def test_zero_metaimage_spacing_is_refused(tmp_path):
+    sitk.WriteImage(_image(ramp_sequence().frames), str(tmp_path / "zero.mha"))
+    raw = (tmp_path / "zero.mha").read_bytes()
+    (tmp_path / "zero.mha").write_bytes(raw.replace(b"ElementSpacing = 0.29999999999999999", b"ElementSpacing = 0", 1))
+    with pytest.raises(EchoDataError, match=r"zero\.mha: cannot be read as an image .*spacing.*\[0, 0\.4"):
+        read_itk_image(tmp_path / "zero.mha")
+
+
+@pytest.mark.parametrize("name, dtype, value", [
+    ("nan.nii.gz", np.float32, np.nan),  # ITK's NIfTI reader alone turns it into 0
+    ("inf.nii", np.float64, -np.inf),
+    ("nan.mha", np.float32, np.nan),
+])
+def test_nan_or_infinite_pixels_are_refused(tmp_path, name, dtype, value):
+    frames = ramp_sequence().frames.astype(dtype)
+    frames[2, 3, 4] = value
+    frames[4, 0, 0] = value
+    sitk.WriteImage(sitk.GetImageFromArray(frames), str(tmp_path / name))
+    with pytest.raises(EchoDataError, match=rf"{name}: 2 pixel values are NaN or infinite \(the first at "
+                                            r"frame 2, row 3, column 4\); intensities are never guessed"):
+        read_itk_image(tmp_path / name)
+
+
+@pytest.mark.parametrize("spacing, frame_rate, message", [
+    ((1e7, 1e7), 25.0, r"pixel spacing \(10000000.0, 10000000.0\) mm is outside the plausible range 0.001..10 mm"),
+    ((0.0003, 0.0003), 25.0, r"pixel spacing \(0.0003, 0.0003\) mm is outside"),  # metres taken for mm
+    ((0.3, 0.3), 1e12, r"frame interval 1e-12 s \(1e\+12 frames/s\) between frames 0 and 1 is outside the "
+                       r"plausible range 1e-05..10 s \(100000..0.1 frames/s\)"),
+    ((0.3, 0.3), 0.05, r"frame interval 20 s \(0.05 frames/s\)"),
+])
+def test_implausible_spacing_or_frame_rate_is_refused(tmp_path, spacing, frame_rate, message):
+    image = sitk.GetImageFromArray(ramp_sequence().frames)
+    image.SetSpacing((*spacing, 1.0))
+    sitk.WriteImage(image, str(tmp_path / "odd.mha"))
+    with pytest.raises(EchoDataError, match=rf"odd\.mha: {message}"):
+        read_itk_image(tmp_path / "odd.mha", frame_rate=frame_rate)
+
+
+def test_nifti_header_as_written(tmp_path):
+    from EchoRegistrationLib.io.nifti import read_nifti
+
+    image = sitk.GetImageFromArray(np.zeros((5, 7, 9), np.int16))
+    image.SetSpacing((0.31, 0.47, 0.04))
+    sitk.WriteImage(image, str(tmp_path / "codes.nii.gz"))
+    header, voxels = read_nifti(tmp_path / "codes.nii.gz")
+    assert header.shape == (9, 7, 5) and header.datatype == 4 and voxels is None  # int16: no NaN possible
+    assert header.pixdim == pytest.approx((0.31, 0.47, 0.04)) and header.byte_order == "<"
+    write_itk_image(ramp_sequence(), tmp_path / "cine.mha")
+    assert read_nifti(tmp_path / "cine.mha") is None
+    (tmp_path / "cut.nii.gz").write_bytes((tmp_path / "codes.nii.gz").read_bytes()[:40])
+    with pytest.raises(EchoDataError, match=r"cut\.nii\.gz: cannot be read"):
+        read_nifti(tmp_path / "cut.nii.gz")

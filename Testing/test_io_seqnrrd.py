@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from EchoRegistrationLib import EchoDataError, EchoSequence
+from EchoRegistrationLib.io import attach_labels, read_label_map
 from EchoRegistrationLib.io.seqnrrd import is_seq_nrrd, read_seq_nrrd, write_seq_nrrd
 
 # Oblique, left-handed frame axes (as a depth axis pointing down gives): a 30 degree rotation about
@@ -45,8 +47,9 @@ def mrml():
 
 
 def slicer_write(mrml, path: Path, frames: np.ndarray, ijk_to_ras: np.ndarray, index_values: list[str],
-                 vtk_type: int, compress: bool, unit: str = "s") -> None:
-    """Write frames (T, H, W[, C]) as a Slicer volume sequence with vtkMRMLVolumeSequenceStorageNode."""
+                 vtk_type: int, compress: bool, unit: str = "s", labelmap: bool = False) -> None:
+    """Write frames (T, H, W[, C]) as a Slicer volume sequence with vtkMRMLVolumeSequenceStorageNode
+    (of label map volumes with ``labelmap``)."""
     slicer, vtk = mrml
     scene = slicer.vtkMRMLScene()
     sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode")
@@ -54,7 +57,8 @@ def slicer_write(mrml, path: Path, frames: np.ndarray, ijk_to_ras: np.ndarray, i
     sequence.SetIndexUnit(unit)
     colour = frames.ndim == 4
     for frame, value in zip(frames, index_values):
-        volume = slicer.vtkMRMLVectorVolumeNode() if colour else slicer.vtkMRMLScalarVolumeNode()
+        volume = (slicer.vtkMRMLVectorVolumeNode() if colour else slicer.vtkMRMLLabelMapVolumeNode()
+                  if labelmap else slicer.vtkMRMLScalarVolumeNode())
         image = vtk.vtkImageData()
         image.SetDimensions(frame.shape[1], frame.shape[0], 1)
         image.AllocateScalars(vtk_type, frame.shape[2] if colour else 1)
@@ -374,3 +378,28 @@ def test_existing_file_is_not_overwritten(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.seq.nrrd"]  # no temp file left
     write_seq_nrrd(other, path, overwrite=True)
     np.testing.assert_array_equal(read_seq_nrrd(path).frames, 0.0)
+
+
+def test_slicer_labelmap_sequence_is_a_label_map(mrml, tmp_path):
+    _, vtk = mrml
+    codes = (np.arange(4 * 6 * 7).reshape(4, 6, 7) % 4).astype(np.int16)  # CAMUS codes 0..3
+    path = tmp_path / "labels.seq.nrrd"
+    slicer_write(mrml, path, codes, make_sequence().ijk_to_ras(), [str(float(t)) for t in TIMES],
+                 vtk.VTK_SHORT, True, labelmap=True)
+    assert "vtkMRMLLabelMapVolumeNode" in path.read_bytes()[:2000].decode("latin-1")
+    labels = read_label_map(path)
+    assert labels.dtype == np.uint8 and np.array_equal(labels, codes)
+    cine = make_sequence()
+    attached = attach_labels(dataclasses.replace(cine, frames=np.zeros((4, 6, 7))), path)
+    assert np.array_equal(attached.label_map(2), codes[2])
+
+
+def test_labelmap_sequence_written_here_and_non_integer_codes(tmp_path):
+    codes = np.zeros((4, 6, 7), np.float32)
+    codes[:, 2:4, 3:6] = 2
+    path = write_seq_nrrd(make_sequence(frames=codes), tmp_path / "gt.seq.nrrd")
+    edit_header(path, "DataNodeClassName:=vtkMRMLScalarVolumeNode", "DataNodeClassName:=vtkMRMLLabelMapVolumeNode")
+    assert np.array_equal(read_label_map(path), codes.astype(np.uint8))
+    half = write_seq_nrrd(make_sequence(frames=codes + 0.5), tmp_path / "half.seq.nrrd")
+    with pytest.raises(EchoDataError, match=r"half\.seq\.nrrd: label map holds non-integer values"):
+        read_label_map(half)

@@ -148,6 +148,30 @@ def test_cancel_stops_the_work_and_leaves_the_scene_unchanged(case):
     assert node_ids(env.scene) == before
 
 
+@pytest.mark.parametrize("cancel", [None, lambda: False])
+def test_a_run_stops_with_a_clear_error_when_its_input_leaves_the_scene(cancel):
+    """Deleting the input (or closing the scene) while the progress callback lets the application
+    process events: the run stops at the next frame with InputRemoved (a RegistrationCancelled, so
+    the panel reports it as a stop), instead of registering on and failing in the output nodes."""
+    from EchoRegistrationLib.mrml import InputRemoved
+
+    sim = simulate_sequence(view="A4C", n_frames=5, image_size=(64, 56), seed=4)
+    env = standalone_scene()
+    node = volume_sequence_node(env.scene, "echo", sim.sequence)
+    browser_for(env.scene, node)
+    calls = []
+
+    def progress(done, total):
+        calls.append(done)
+        env.scene.RemoveNode(node)
+
+    with pytest.raises(InputRemoved, match="'echo' was removed from the scene") as stopped:
+        analyse(node, RegistrationSettings(chunk_size=1), progress=progress, cancel=cancel)
+    assert isinstance(stopped.value, RegistrationCancelled)
+    assert calls == [1]  # stopped at the first frame after the removal, not after all four
+    assert env.scene.GetNodesByClass("vtkMRMLSequenceNode").GetNumberOfItems() == 0
+
+
 def test_a_failure_while_making_outputs_removes_what_was_made(case):
     _, env, node, browser, _, analysis = case
     before = node_ids(env.scene)
@@ -198,11 +222,9 @@ def test_dlir_quick_look_is_the_frame_of_the_whole_registration(case, model):
     gives for that frame (up to the intensity normalisation, whose percentiles come from the frames
     registered)."""
     sim, env, node, _, _, _ = case
-    from EchoRegistrationLib.dlir.shipped import shipped_model_path
     from EchoRegistrationLib.registration import register_sequence
 
-    settings = RegistrationSettings(method="dlir", model=str(shipped_model_path(model) / "model.safetensors"),
-                                    reference=4, device="cpu")
+    settings = RegistrationSettings(method="dlir", model=model, reference=4, device="cpu")  # by name
     whole = register_sequence(sim.sequence, **settings.arguments())
     for frame in (5, 1):
         quick = register_frame(node, frame, settings)
@@ -214,7 +236,7 @@ def test_dlir_quick_look_is_the_frame_of_the_whole_registration(case, model):
 
 
 def test_settings_say_what_is_missing():
-    with pytest.raises(ValueError, match="no DLIR model available"):
+    with pytest.raises(ValueError, match="no DLIR model chosen"):
         RegistrationSettings(method="dlir")
     with pytest.raises(ValueError, match="method must be one of"):
         RegistrationSettings(method="demons")

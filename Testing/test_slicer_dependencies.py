@@ -52,3 +52,38 @@ def test_the_slicer_path_needs_only_torch_and_what_slicer_bundles():
                          timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.strip().endswith("ok []")
+
+
+EXPORT_WITHOUT_TORCH = textwrap.dedent("""
+    import sys
+    for name in {blocked!r}:
+        sys.modules[name] = None  # any import of it raises ImportError
+    import numpy as np
+    from EchoRegistrationLib.dlir.shipped import list_models
+    from EchoRegistrationLib.io.atomic import check_writable
+    from EchoRegistrationLib.mrml.gui_connection import ParameterGuiConnection
+    from EchoRegistrationLib.mrml.headless import standalone_scene
+    from EchoRegistrationLib.mrml.tables import read_table_csv, table_node, write_table_csv
+
+    env = standalone_scene()
+    columns = {{"frame": np.arange(3), "GLS endocardial (%)": np.array([0.0, -9.5, -18.25]),
+               "segment": ["basal septal", "mid septal", "apical septal"]}}
+    path = {folder!r} + "/echo frames.csv"
+    check_writable(path, False)
+    write_table_csv(table_node(env.scene, "echo frames", columns), path)
+    back = read_table_csv(path)
+    assert back["GLS endocardial (%)"].tolist() == [0.0, -9.5, -18.25] and back["segment"][2] == "apical septal"
+    assert len(list_models()) == 2
+    print("ok")
+""")
+
+
+def test_the_panel_lists_models_and_exports_tables_without_torch(tmp_path):
+    """A saved scene reopened before PyTorch is installed: the model list, the panel connection
+    and Export CSV work (issue 17: the export said "Export failed")."""
+    root = Path(__file__).resolve().parents[1]
+    script = EXPORT_WITHOUT_TORCH.format(blocked=("torch", *NOT_IN_SLICER), folder=str(tmp_path))
+    run = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip() == "ok"

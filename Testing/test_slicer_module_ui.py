@@ -1,13 +1,18 @@
 """The Slicer module's panel without Slicer: the .ui parses, every widget the Widget uses exists,
 every parameter binding fits Slicer's GUI connectors, and the module's lists agree with the
-library and pyproject.toml (issue 6). The module file imports Qt, so it is read as source (ast)."""
+library and pyproject.toml (issue 6); what made the panel fail to start in every Slicer, and the
+supported Slicer versions (issue 17). The module file imports Qt, so it is read as source (ast), and
+run under the Python of the oldest Slicer with stand-ins for Slicer's Qt modules."""
 
 from __future__ import annotations
 
 import ast
 import dataclasses
-import json
+import glob
+import os
 import re
+import shutil
+import subprocess
 import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -103,7 +108,7 @@ def test_parameter_bindings_fit_slicer_gui_connectors(tree, ui):
         annotation = params[name]
         if "Choice(" in annotation:
             kind = "choice"
-        elif re.fullmatch(r"Union\[(vtkMRML\w+(, )?)+\]|vtkMRML\w+", annotation):
+        elif re.fullmatch(r"Union\[(vtkMRML\w+, )+None\]|vtkMRML\w+", annotation):
             kind = "node"
             ui_types = [s.text for s in widget.find("property[@name='nodeTypes']").iter("string")]
             assert ui_types == re.findall(r"vtkMRML\w+", annotation), name
@@ -153,15 +158,111 @@ def test_resources_exist_where_the_module_and_the_build_look(source):
         assert needed in cmake
 
 
-def test_model_list_holds_only_dlir_registration_checkpoints(source, tree, tmp_path):
-    function = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "modelFiles")
-    namespace = {"Path": Path, "json": json, "MODELS": tmp_path}
-    exec(ast.get_source_segment(source, function), namespace)  # stdlib only: runs without Slicer
-    for name, kind in (("run1/model", "dlir"), ("run1/discriminator", "discriminator"),
-                       ("shape/model", "vae"), ("a4c", "dlir")):
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / f"{name}.safetensors").write_bytes(b"")
-        (tmp_path / f"{name}.json").write_text(json.dumps({"kind": kind}))
-    (tmp_path / "orphan.safetensors").write_bytes(b"")
-    assert namespace["modelFiles"]() == [tmp_path / "a4c.safetensors", tmp_path / "run1/model.safetensors"]
-    assert namespace["modelFiles"](tmp_path / "absent") == []
+def node_unions(tree):
+    """{parameter: [member names]} of the parameters annotated with a Union."""
+    unions = {}
+    for name, annotation in parameters(tree).items():
+        node = ast.parse(annotation, mode="eval").body
+        if isinstance(node, ast.Subscript) and getattr(node.value, "id", None) == "Union":
+            members = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+            unions[name] = [ast.unparse(m) for m in members]
+    return unions
+
+
+def test_node_unions_end_with_none(tree):
+    """Slicer writes the default (None) to a fresh parameter node, and a Union serializer can only
+    write a value one of its members accepts: without None, setup() and every enter() fail
+    ("Unable to write value 'None'"). The stored value names the member's index, so None goes last
+    and the members keep their order (Slicer Base/Python/slicer/parameterNodeWrapper/serializers.py)."""
+    unions = node_unions(tree)
+    assert "myocardiumSource" in unions
+    for name, members in unions.items():
+        nodes = [m for m in members if m.startswith("vtkMRML")]
+        if nodes:
+            assert members == [*nodes, "None"], (name, members)
+    assert unions["myocardiumSource"][:3] == ["vtkMRMLSegmentationNode", "vtkMRMLLabelMapVolumeNode",
+                                              "vtkMRMLMarkupsFiducialNode"]
+
+
+def method(tree, cls, name):
+    return next(n for n in class_def(tree, cls).body if isinstance(n, ast.FunctionDef) and n.name == name)
+
+
+def test_the_widget_connects_through_the_version_independent_connection(tree, source):
+    """connectGui returns its tag only from Slicer 5.10: the Widget goes through
+    ParameterGuiConnection (tested in test_slicer_gui_connection.py) and never calls the wrapper's
+    connect / disconnect itself."""
+    widget = ast.get_source_segment(source, class_def(tree, "EchoRegistrationWidget"))
+    assert "ParameterGuiConnection(self.ui)" in widget
+    assert "connectGui" not in widget and "disconnectGui" not in widget
+
+
+@pytest.mark.parametrize("handler", ["onApplyButton", "onRegisterFrameButton"])
+def test_a_second_click_cannot_start_a_second_install_or_run(tree, handler):
+    """The PyTorch install processes GUI events for every pip line: the buttons are disabled (busy)
+    before it starts, and a click that still arrives is ignored."""
+    function = method(tree, "EchoRegistrationWidget", handler)
+    assert ast.unparse(function.body[0]) == "if self._running:\n    return"
+    busy = [n for n in ast.walk(function)
+            if isinstance(n, ast.With) and ast.unparse(n.items[0].context_expr) == "self._busy()"]
+    assert len(busy) == 1
+
+    def installs(node):
+        return ast.unparse(node).count("self._dependenciesReady()")
+
+    assert installs(busy[0]) == installs(function) == 1
+
+
+def test_gui_updates_translate_nothing(tree):
+    """Translated text is made once in setup: slicer.i18n.tr walks the stack on Slicer 5.6 (about
+    100 ms a call), and _updateGui runs on every parameter change."""
+    update = ast.unparse(method(tree, "EchoRegistrationWidget", "_updateGui"))
+    assert "_(" not in update and "translate(" not in update
+
+
+def test_the_table_export_needs_no_torch(tree):
+    """Export CSV runs without PyTorch (a saved scene reopened before it is installed): the Logic
+    imports only torch-free modules there (Testing/test_slicer_dependencies.py runs them without
+    torch)."""
+    export = method(tree, "EchoRegistrationLogic", "exportCsv")
+    imported = {n.module for n in ast.walk(export) if isinstance(n, ast.ImportFrom)}
+    assert imported == {"EchoRegistrationLib.io.atomic", "EchoRegistrationLib.mrml.tables"}
+
+
+def test_supported_slicer_and_python_agree_everywhere(tree):
+    """The module's minimum Python is pyproject's requires-python; the README and the extension's
+    description name the minimum Slicer, and the README the Python each supported Slicer ships."""
+    minimum = constant(tree, "MINIMUM_PYTHON")
+    slicer_version = constant(tree, "MINIMUM_SLICER")
+    requires = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert requires == ">=" + ".".join(map(str, minimum))
+    readme = (REPO / "README.md").read_text()
+    assert f"Slicer {slicer_version} or later" in readme
+    for shipped in ("| 5.6 | 3.9 |", "| 5.8 | 3.9 |", "| 5.10 | 3.12 |"):
+        assert shipped in readme
+    description = re.search(r'set\(EXTENSION_DESCRIPTION "([^"]*)"', (REPO / "CMakeLists.txt").read_text())
+    assert f"Slicer {slicer_version} or later" in description.group(1)
+
+
+def oldest_slicer_python() -> str | None:
+    """A Python 3.9 interpreter (the Python of Slicer 5.6 and 5.8), from PATH or pyenv."""
+    found = shutil.which("python3.9")
+    if found and subprocess.run([found, "-c", ""], capture_output=True).returncode == 0:
+        return found
+    root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    candidates = sorted(glob.glob(os.path.join(root, "versions", "3.9*", "bin", "python3.9")))
+    return candidates[-1] if candidates else None
+
+
+def test_on_an_older_slicer_the_module_loads_and_says_why_it_cannot_run():
+    """Under Python 3.9 (Slicer 5.6 / 5.8) the module file imports, with stand-ins for Slicer's
+    Qt-side modules, and its panel shows the reason instead of the library failing at import."""
+    python = oldest_slicer_python()
+    if python is None:
+        pytest.skip("no Python 3.9 interpreter (pyenv) on this machine")
+    run = subprocess.run([python, str(REPO / "Testing" / "slicer_stand_in.py"), str(MODULE)],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr[-3000:]
+    label = run.stdout.strip()
+    assert label.startswith("Echo Registration needs 3D Slicer 5.10 or later (Python 3.11 or later)"), label
+    assert "this Slicer runs Python 3.9." in label

@@ -13,25 +13,42 @@ Constrained Deep Learning Image Registration for Adult and Fetal Echocardiograph
 * inference: :func:`predict_pair_fields` (any frame pairs in batches) and
   :func:`predict_sequence_fields` (every frame against the reference, directly or sequentially);
 * checkpoints: safetensors + JSON (:func:`save_model`, :func:`load_model`).
+
+The names below are imported on first use (:mod:`..lazy`): inference does not load training or the
+simulator, and the model catalog (:mod:`.shipped`) needs no torch.
 """
 
-from .affine_net import AffineNet
-from .checkpoints import load_model, read_config, save_model
-from .data import (PairSampler, SequenceFolder, SequenceItem, SimulatedSequences, open_source,
-                   write_simulated_cache)
-from .discriminator import PatchDiscriminator
-from .evaluation import evaluate
-from .inference import predict_pair_fields, predict_sequence_fields
-from .model import DLIRModel
-from .networks import RegistrationUNet
-from .objectives import DLIRObjective, LossWeights, ShapePrior
-from .training import train_affine, train_dlir, train_vae
-from .vae import MaskVAE
+from ..lazy import lazy_attributes
 
-__all__ = [
-    "AffineNet", "DLIRModel", "DLIRObjective", "LossWeights", "MaskVAE", "PairSampler",
-    "PatchDiscriminator", "RegistrationUNet", "SequenceFolder", "SequenceItem", "ShapePrior",
-    "SimulatedSequences", "evaluate", "load_model", "open_source", "predict_pair_fields",
-    "predict_sequence_fields", "read_config", "save_model", "train_affine", "train_dlir", "train_vae",
-    "write_simulated_cache",
-]
+_EXPORTS = {
+    "AffineNet": ".affine_net",
+    "load_model": ".checkpoints",
+    "read_config": ".checkpoints",
+    "save_model": ".checkpoints",
+    "PairSampler": ".data",
+    "SequenceFolder": ".data",
+    "SequenceItem": ".data",
+    "SimulatedSequences": ".data",
+    "open_source": ".data",
+    "write_simulated_cache": ".data",
+    "PatchDiscriminator": ".discriminator",
+    "evaluate": ".evaluation",
+    "predict_pair_fields": ".inference",
+    "predict_sequence_fields": ".inference",
+    "DLIRModel": ".model",
+    "RegistrationUNet": ".networks",
+    "DLIRObjective": ".objectives",
+    "LossWeights": ".objectives",
+    "ShapePrior": ".objectives",
+    "ModelInfo": ".shipped",
+    "list_models": ".shipped",
+    "resolve_model": ".shipped",
+    "train_affine": ".training",
+    "train_dlir": ".training",
+    "train_vae": ".training",
+    "MaskVAE": ".vae",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__ = lazy_attributes(__name__, _EXPORTS)

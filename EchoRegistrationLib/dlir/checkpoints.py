@@ -29,6 +29,7 @@ from ..sequence import EchoDataError
 from .discriminator import PatchDiscriminator
 from .model import DLIRModel
 from .safetensors_format import read_safetensors, read_safetensors_metadata, write_safetensors
+from .shipped import MODEL_NAME, resolve_model
 from .vae import MaskVAE
 
 FORMAT = "echoregistration-dlir/1"
@@ -37,7 +38,6 @@ KINDS: dict[str, Any] = {
     "vae": lambda architecture: MaskVAE(**architecture),
     "discriminator": lambda architecture: PatchDiscriminator(**architecture),
 }
-MODEL_NAME = "model"
 TRAINING_STATE = "training_state.pt"
 
 
@@ -69,7 +69,9 @@ def save_model(model: nn.Module, folder: str | os.PathLike, name: str = MODEL_NA
 
 
 def _weights_path(path: str | os.PathLike) -> Path:
-    path = Path(path)
+    """The weights file of a checkpoint folder, ``.safetensors`` or ``.json`` path, or installed model
+    name (:func:`.shipped.resolve_model`)."""
+    path = resolve_model(path)
     if path.is_dir():
         path = path / f"{MODEL_NAME}.safetensors"
     elif path.suffix == ".json":

@@ -4,8 +4,15 @@ What is read, and from where:
 
 * Pixel spacing from the *Sequence of Ultrasound Regions*: the 2D tissue region (spatial format 1,
   data type 1; the largest when there are several) whose physical units are centimetres (code 3) gives
-  ``PhysicalDeltaX/Y`` x 10 mm. Without such a region a plain ``PixelSpacing`` / ``ImagerPixelSpacing``
-  (mm) is used; without either the spacing is a (1, 1) placeholder with ``spacing_known=False``.
+  ``|PhysicalDeltaX/Y|`` x 10 mm (the deltas are signed: the sign is the direction of the physical
+  axis, the magnitude the pixel size; a negative one is noted in ``region_note``). Without such a
+  region a plain ``PixelSpacing`` / ``ImagerPixelSpacing`` (mm) is used (a negative one as its
+  magnitude, a zero one not at all, each with a warning); without either the spacing is a (1, 1)
+  placeholder with ``spacing_known=False``.
+* Frames: the frames the pixel data hold. When ``NumberOfFrames`` disagrees with them (in either
+  direction) the frames that exist are read and an :class:`EchoDataWarning` says so (also in
+  ``metadata["warnings"]``); no frame is ever invented. A file without one whole frame, or whose
+  frames would exceed :data:`MAX_PIXELS`, is refused before any large allocation.
 * Frame times (s) from ``FrameTimeVector`` (ms between frames), ``FrameTime`` (ms), ``CineRate`` or
   ``RecommendedDisplayFrameRate`` (frames/s), following ``FrameIncrementPointer`` when it names one.
 * Intensities: monochrome images keep their stored values (MONOCHROME1 is inverted so that bright means
@@ -20,21 +27,25 @@ from __future__ import annotations
 
 import os
 import struct
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.encaps import generate_fragmented_frames, parse_basic_offsets, parse_fragments
 from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, get_decoder
 from pydicom.tag import Tag
-from pydicom.uid import (UID, ExplicitVRBigEndian, ExplicitVRLittleEndian,
-                         ImplicitVRLittleEndian)
+from pydicom.uid import (UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian,
+                         RLELossless)
 
-from ..sequence import EchoDataError, EchoSequence
+from ..sequence import EchoDataError, EchoSequence, record_warning
 from .colour import coloured_pixel_count, rgb_to_luma
 
 DICOM_MAGIC = b"DICM"
@@ -53,6 +64,9 @@ COLOUR_SPREAD_THRESHOLD = 32.0
 MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
 COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "PALETTE COLOR")
 US_VOLUME_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.6.2"  # Enhanced US Volume Storage (3D, not a cine)
+#: Most pixels (frames x rows x columns) read from one file: 2**30 pixels are 4 GiB as float32, five
+#: times a 300-frame 1024 x 768 cine; a header asking for more is corrupt, not an echo loop.
+MAX_PIXELS = 2 ** 30
 
 
 # ---------------------------------------------------------------------------- file recognition
@@ -148,13 +162,24 @@ class UltrasoundRegion:
 
     @property
     def spacing_mm(self) -> tuple[float, float] | None:
-        """(sx, sy) in mm when both axes are in centimetres with positive deltas, else None."""
+        """(sx, sy) in mm, the magnitudes of the signed deltas, when both axes are in centimetres with
+        finite nonzero deltas, else None."""
         if (self.units_x, self.units_y) != (UNITS_CM, UNITS_CM):
             return None
         deltas = np.array([self.delta_x, self.delta_y])
-        if not (np.isfinite(deltas).all() and (deltas > 0).all()):
+        if not (np.isfinite(deltas).all() and (deltas != 0).all()):
             return None
-        return (self.delta_x * MM_PER_CM, self.delta_y * MM_PER_CM)
+        return (abs(self.delta_x) * MM_PER_CM, abs(self.delta_y) * MM_PER_CM)
+
+    @property
+    def sign_note(self) -> str | None:
+        """A note naming the negative deltas (legal: the physical axis runs against the index)."""
+        negative = [f"PhysicalDelta{axis} {delta:g} cm" for axis, delta in
+                    (("X", self.delta_x), ("Y", self.delta_y)) if delta < 0]
+        if not negative:
+            return None
+        return (f"region {self.index} has {' and '.join(negative)}: the sign is the direction of the "
+                "physical axis; the pixel size is the magnitude")
 
 
 def _regions(ds: Dataset, shape: tuple[int, int]) -> tuple[list[UltrasoundRegion], list[str]]:
@@ -205,31 +230,41 @@ def _choose_region(regions: list[UltrasoundRegion]) -> tuple[UltrasoundRegion | 
     return chosen, notes
 
 
-def _plain_pixel_spacing(ds: Dataset) -> tuple[tuple[float, float], str] | None:
-    """(sx, sy) mm from PixelSpacing or ImagerPixelSpacing ([row spacing, column spacing])."""
+def _plain_pixel_spacing(ds: Dataset) -> tuple[tuple[tuple[float, float], str] | None, list[str]]:
+    """(sx, sy) mm from PixelSpacing or ImagerPixelSpacing ([row spacing, column spacing]) with the
+    keyword used, or None; and the problems: values that are not two finite nonzero numbers are
+    unusable, negative ones are read as their magnitude."""
+    problems = []
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
         value = ds.get(keyword)
         if value is None:
             continue
         arr = np.asarray(value, dtype=np.float64).ravel()
-        if arr.shape == (2,) and np.isfinite(arr).all() and (arr > 0).all():
-            return (float(arr[1]), float(arr[0])), keyword
-    return None
+        if not (arr.shape == (2,) and np.isfinite(arr).all() and (arr != 0).all()):
+            problems.append(f"{keyword} {arr.tolist()} is not two nonzero sizes and was ignored")
+            continue
+        if (arr < 0).any():
+            problems.append(f"{keyword} {arr.tolist()} is negative: its magnitude is used")
+        return ((float(abs(arr[1])), float(abs(arr[0]))), keyword), problems
+    return None, problems
 
 
 def _spacing(ds: Dataset, shape: tuple[int, int]) -> tuple[tuple[float, float], UltrasoundRegion | None,
-                                                            dict[str, Any]]:
-    """(sx, sy) mm, the chosen ultrasound region and the metadata that says where they came from."""
+                                                            dict[str, Any], list[str]]:
+    """(sx, sy) mm, the chosen ultrasound region, the metadata that says where they came from, and
+    the problems of a PixelSpacing to warn of."""
     items = ds.get("SequenceOfUltrasoundRegions") or []
     regions, notes = _regions(ds, shape)
     region, choice_notes = _choose_region(regions)
     notes += choice_notes
     meta: dict[str, Any] = {"region_count": len(items)}
+    problems: list[str] = []
     if region is not None:
         meta.update(region_index=region.index, region_bounds=region.bounds,
                     region_data_type=region.data_type)
     if region is not None and region.spacing_mm is not None:
         spacing = region.spacing_mm
+        notes += [region.sign_note] if region.sign_note else []
         meta.update(spacing_known=True, spacing_source=f"SequenceOfUltrasoundRegions[{region.index}] "
                                                        "PhysicalDeltaX/Y (cm)")
     else:
@@ -240,19 +275,19 @@ def _spacing(ds: Dataset, shape: tuple[int, int]) -> tuple[tuple[float, float], 
         else:
             why = (f"region {region.index} has physical units X={region.units_x}, Y={region.units_y} "
                    f"and deltas {region.delta_x}, {region.delta_y} (need units {UNITS_CM} = cm and "
-                   "positive deltas)")
-        plain = _plain_pixel_spacing(ds)
+                   "nonzero deltas)")
+        plain, problems = _plain_pixel_spacing(ds)
         if plain is not None:
             spacing = plain[0]
             meta.update(spacing_known=True, spacing_source=f"{plain[1]} (mm; {why})")
         else:
             spacing = (1.0, 1.0)
             meta.update(spacing_known=False, spacing_source="none",
-                        spacing_note=f"no physical pixel size: {why}, and no PixelSpacing; "
+                        spacing_note=f"no physical pixel size: {why}, and no usable PixelSpacing; "
                                      "(1, 1) is a placeholder")
     if notes:
         meta["region_note"] = "; ".join(notes)
-    return spacing, region, meta
+    return spacing, region, meta, problems
 
 
 # ---------------------------------------------------------------------------- frame times
@@ -319,13 +354,14 @@ def _frame_times(ds: Dataset, n_frames: int, source: str) -> tuple[np.ndarray | 
 
 # ---------------------------------------------------------------------------- pixels
 def _image_shape(ds: Dataset, source: str) -> tuple[int, int, int]:
-    """(T, H, W) of the pixel data, after checking it is a supported 2D (+t) image."""
+    """(T, H, W) that the header declares (T from NumberOfFrames, 1 without it), after checking it
+    is a supported 2D (+t) image."""
     if "PixelData" not in ds:
         raise EchoDataError(source, "no pixel data: the file has no (7FE0,0010) Pixel Data element "
                                     "(it may be truncated or not an image)")
     if str(ds.get("SOPClassUID", "")) == US_VOLUME_SOP_CLASS:
         raise EchoDataError(source, "Enhanced US Volume (3D ultrasound) is not a 2D cine loop")
-    for keyword in ("Rows", "Columns", "SamplesPerPixel", "PhotometricInterpretation"):
+    for keyword in ("Rows", "Columns", "SamplesPerPixel", "PhotometricInterpretation", "BitsAllocated"):
         if ds.get(keyword) in (None, ""):
             raise EchoDataError(source, f"the image has no {keyword}")
     samples, photometric = int(ds.SamplesPerPixel), str(ds.PhotometricInterpretation)
@@ -341,6 +377,63 @@ def _image_shape(ds: Dataset, source: str) -> tuple[int, int, int]:
     if min(n_frames, rows, columns) < 1:
         raise EchoDataError(source, f"empty image: {n_frames} frames of {rows} x {columns} pixels")
     return n_frames, rows, columns
+
+
+def _native_frame_count(ds: Dataset, rows: int, columns: int) -> tuple[int, str]:
+    """Whole frames in native (uncompressed) pixel data, and a description of the data.
+    YBR_FULL_422 stores 2 samples per pixel (each pixel pair shares Cb and Cr, PS3.3 C.7.6.3.1.2)."""
+    frame_bits = rows * columns * int(ds.SamplesPerPixel) * int(ds.BitsAllocated)
+    if str(ds.PhotometricInterpretation) == "YBR_FULL_422":
+        frame_bits = frame_bits * 2 // 3
+    size = len(ds.PixelData)
+    return size * 8 // frame_bits, f"{size} bytes, {frame_bits / 8:.0f} per frame"
+
+
+def _encapsulated_frame_count(ds: Dataset, declared: int) -> tuple[int, str]:
+    """Frames in encapsulated pixel data, and a description of the data: one per entry of a filled
+    Basic or Extended Offset Table; else one per fragment when there are no more fragments than
+    declared frames or the syntax is RLE (one fragment per frame, PS3.5 A.4); else pydicom's count
+    of JPEG end-of-image markers (frames split across fragments)."""
+    buffer = BytesIO(ds.PixelData)
+    offsets = parse_basic_offsets(buffer)
+    fragments, _ = parse_fragments(buffer)
+    description = f"{fragments} fragments"
+    extended = None
+    if "ExtendedOffsetTable" in ds and "ExtendedOffsetTableLengths" in ds:
+        extended = (ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths)
+    if not (offsets or extended) and (fragments <= declared or ds.file_meta.TransferSyntaxUID == RLELossless):
+        return fragments, description
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns of the mismatch that the caller reports
+        frames = generate_fragmented_frames(ds.PixelData, number_of_frames=declared, extended_offsets=extended)
+        return sum(1 for _ in frames), description
+
+
+def _held_frames(ds: Dataset, shape: tuple[int, int, int], source: str) -> tuple[int, list[str]]:
+    """The number of frames the pixel data hold, and a warning when NumberOfFrames disagrees.
+
+    Raises:
+        EchoDataError: the pixel data cannot be parsed, hold no whole frame, or more than
+            :data:`MAX_PIXELS` pixels.
+    """
+    declared, rows, columns = shape
+    try:
+        if UID(ds.file_meta.TransferSyntaxUID).is_encapsulated:
+            held, description = _encapsulated_frame_count(ds, declared)
+        else:
+            held, description = _native_frame_count(ds, rows, columns)
+    except (ValueError, struct.error, EOFError) as err:
+        raise EchoDataError(source, f"encapsulated pixel data cannot be parsed ({err})") from None
+    if held == 0:
+        raise EchoDataError(source, f"the pixel data ({description}) hold no whole frame of {rows} x "
+                                    f"{columns} pixels (NumberOfFrames {declared})")
+    if held * rows * columns > MAX_PIXELS:
+        raise EchoDataError(source, f"{held} frames of {rows} x {columns} pixels exceed {MAX_PIXELS} "
+                                    "pixels, far more than an echo cine: a corrupt header?")
+    if held == declared:
+        return held, []
+    return held, [f"NumberOfFrames is {declared} but the pixel data ({description}) hold {held} frames: "
+                  f"the {held} frames that exist were read"]
 
 
 def _decoder(ds: Dataset, source: str) -> Any:
@@ -381,13 +474,28 @@ def _intensity(frame: np.ndarray, props: dict[str, Any], ds: Dataset) -> tuple[n
     raise AssertionError(f"decoder returned photometric interpretation {photometric!r}")
 
 
-def _frames(ds: Dataset, shape: tuple[int, int, int], source: str) -> tuple[np.ndarray, dict[str, Any]]:
-    """(T, H, W) float32 intensities and colour metadata."""
-    decoder = _decoder(ds, source)
+def _decoded_frames(ds: Dataset, decoder: Any) -> Iterator[tuple[np.ndarray, dict[str, Any]]]:
+    """(frame, properties) of each of the ``ds.NumberOfFrames`` frames. Native data are decoded frame
+    by frame with ``as_array(index=...)``: pydicom 3.0.2's ``iter_array`` miscounts native
+    YBR_FULL_422 frames ("insufficient pixel data")."""
+    if UID(ds.file_meta.TransferSyntaxUID).is_encapsulated:
+        yield from decoder.iter_array(ds)
+        return
+    with warnings.catch_warnings():  # trailing bytes of a partial frame: reported by _held_frames
+        warnings.filterwarnings("ignore", message="The pixel data is .* bytes long")
+        for index in range(int(ds.NumberOfFrames)):
+            yield decoder.as_array(ds, index=index)
+
+
+def _frames(ds: Dataset, decoder: Any, shape: tuple[int, int, int],
+            source: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """(T, H, W) float32 intensities of the T frames of ``shape`` (those the pixel data hold; set as
+    NumberOfFrames on the in-memory dataset) and colour metadata."""
+    ds.NumberOfFrames = shape[0]
     frames = np.empty(shape, dtype=np.float32)
     coloured = 0
     try:
-        for index, (frame, props) in enumerate(decoder.iter_array(ds)):
+        for index, (frame, props) in enumerate(_decoded_frames(ds, decoder)):
             frames[index], n_coloured = _intensity(frame, props, ds)
             coloured += n_coloured
     except (ValueError, RuntimeError, AttributeError, KeyError, IndexError) as err:
@@ -452,14 +560,22 @@ def read_dicom(path: str | os.PathLike, *, crop_to_region: bool = False) -> Echo
     Raises:
         OSError: the file cannot be opened.
         EchoDataError: not DICOM, no pixel data, an unsupported image, a missing decoder (the message
-            names the transfer syntax and what to install) or an invalid FrameTimeVector.
+            names the transfer syntax and what to install), pixel data without one whole frame or with
+            more than :data:`MAX_PIXELS` pixels, or an invalid FrameTimeVector.
+
+    Warns:
+        EchoDataWarning: NumberOfFrames disagrees with the frames the pixel data hold (the frames
+            that exist are read; also in ``metadata["warnings"]``).
     """
     path = Path(path)
     source = str(path)
     ds, read_notes = _read_dataset(path)
-    shape = _image_shape(ds, source)
-    frames, colour_meta = _frames(ds, shape, source)
-    spacing, region, spacing_meta = _spacing(ds, shape[1:])
+    declared, rows, columns = _image_shape(ds, source)
+    decoder = _decoder(ds, source)  # a missing decoder is the problem to report, before counting frames
+    held, frame_problems = _held_frames(ds, (declared, rows, columns), source)
+    shape = (held, rows, columns)
+    frames, colour_meta = _frames(ds, decoder, shape, source)
+    spacing, region, spacing_meta, spacing_problems = _spacing(ds, shape[1:])
     times, time_meta = _frame_times(ds, shape[0], source)
     origin, direction, geometry_meta = _geometry(ds)
     metadata: dict[str, Any] = {
@@ -470,6 +586,8 @@ def read_dicom(path: str | os.PathLike, *, crop_to_region: bool = False) -> Echo
         "transfer_syntax": _uid_text(ds.file_meta.TransferSyntaxUID), "number_of_frames": shape[0],
         **read_notes, **spacing_meta, **time_meta, **colour_meta, **geometry_meta,
     }
+    for problem in frame_problems + spacing_problems:
+        record_warning(metadata, problem)
     if crop_to_region:
         if region is None:
             metadata.update(cropped_to_region=False,

@@ -3,6 +3,8 @@
 ``load_sequence(path)`` reads DICOM ultrasound (single or multi-frame), NIfTI / MetaImage / NRRD
 2D+t images, Slicer volume sequences (``.seq.nrrd``), AVI / MP4 videos and CAMUS patient folders.
 ``save_sequence(seq, path)`` writes ``.seq.nrrd``, ``.nii[.gz]``, ``.mha``/``.mhd`` and ``.nrrd``.
+Label maps and field-of-view masks load from every format that holds exact integers
+(:func:`read_label_map`): NIfTI / MetaImage / NRRD, Slicer labelmap sequences, monochrome DICOM.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..sequence import EchoDataError, EchoSequence
+from ..sequence import EchoDataError, EchoSequence, label_codes
 from .itk import ITK_SUFFIXES, read_itk_labels, write_itk_image
 from .seqnrrd import is_seq_nrrd, write_seq_nrrd
 
@@ -86,12 +88,15 @@ def detect_format(path: str | os.PathLike) -> str:
 
 
 def load_sequence(path: str | os.PathLike, *, labels: str | os.PathLike | np.ndarray | None = None,
-                  **options: Any) -> EchoSequence:
+                  mask: str | os.PathLike | np.ndarray | None = None, **options: Any) -> EchoSequence:
     """Load an echo sequence from any supported file or CAMUS patient folder.
 
     Args:
         path: the file (format recognised from its content) or a CAMUS patient folder.
-        labels: optional label file (``*_gt.nii.gz`` ...) or array to attach, on the same grid.
+        labels: optional label file (``*_gt.nii.gz``, a labelmap ``.seq.nrrd`` ...) or array to
+            attach, on the same grid.
+        mask: optional field-of-view (sector) mask file or (H, W) array on the same grid, nonzero
+            inside (:func:`attach_mask`).
         **options: reader options: ``frame_rate`` (NIfTI / NRRD / video without times),
             ``crop_to_region`` (DICOM), ``view`` and ``with_labels`` (CAMUS).
 
@@ -107,7 +112,50 @@ def load_sequence(path: str | os.PathLike, *, labels: str | os.PathLike | np.nda
         raise EchoDataError(str(path), f"option(s) {unknown} do not apply to a {kind} input "
                                        f"(it takes {accepted or 'no options'})")
     seq = reader(Path(path), **options)
-    return seq if labels is None else attach_labels(seq, labels)
+    seq = seq if labels is None else attach_labels(seq, labels)
+    return seq if mask is None else attach_mask(seq, mask)
+
+
+def read_label_map(path: str | os.PathLike) -> np.ndarray:
+    """uint8 codes of a label map file: (T, H, W), or (H, W) for a single frame.
+
+    Formats: NIfTI, MetaImage and NRRD in any layout :func:`.itk.read_itk_image` reads, Slicer
+    labelmap (or scalar) volume sequences ``.seq.nrrd``, and MONOCHROME2 DICOM: those that hold
+    the codes exactly.
+
+    Raises:
+        FileNotFoundError: no such file.
+        EchoDataError: naming the file: a video, CAMUS folder, colour or MONOCHROME1 DICOM (no exact
+            codes), non-integer codes or codes outside 0..255.
+    """
+    kind = detect_format(path)
+    if kind == "itk":
+        return read_itk_labels(path)
+    if kind not in ("seqnrrd", "dicom"):
+        raise EchoDataError(str(path), f"a label map cannot be read from a {kind} input: use NIfTI, "
+                                       "MetaImage, NRRD, a labelmap .seq.nrrd or monochrome DICOM")
+    seq = reader_for(kind)(Path(path))
+    photometric = seq.metadata.get("photometric_interpretation", "MONOCHROME2")
+    if photometric != "MONOCHROME2":
+        raise EchoDataError(str(path), f"a {photometric} DICOM does not hold label codes (need MONOCHROME2)")
+    return label_codes(seq.frames[0] if seq.n_frames == 1 else seq.frames, str(path))
+
+
+def read_mask(path: str | os.PathLike) -> np.ndarray:
+    """(H, W) bool field-of-view mask from a file of any :func:`read_label_map` format, nonzero
+    inside; a (T, H, W) file must hold the same mask on every frame.
+
+    Raises:
+        EchoDataError: naming the file: as :func:`read_label_map`, or the mask changes between frames.
+    """
+    codes = read_label_map(path)
+    if codes.ndim == 3:
+        changed = [k for k in range(1, codes.shape[0]) if not np.array_equal(codes[k] != 0, codes[0] != 0)]
+        if changed:
+            raise EchoDataError(str(path), f"the mask differs between frames (frame {changed[0]} from frame "
+                                           "0); give one (H, W) field-of-view mask")
+        codes = codes[0]
+    return codes != 0
 
 
 def attach_labels(seq: EchoSequence, labels: str | os.PathLike | np.ndarray,
@@ -117,11 +165,29 @@ def attach_labels(seq: EchoSequence, labels: str | os.PathLike | np.ndarray,
     Raises:
         EchoDataError: naming the label file when its grid does not match the sequence.
     """
-    array = labels if isinstance(labels, np.ndarray) else read_itk_labels(labels)
+    array = labels if isinstance(labels, np.ndarray) else read_label_map(labels)
+    return _replaced(seq, labels, "labels array", labels=array, label_frames=label_frames)
+
+
+def attach_mask(seq: EchoSequence, mask: str | os.PathLike | np.ndarray) -> EchoSequence:
+    """A copy of ``seq`` with the field-of-view ``mask`` (a :func:`read_mask` file or an (H, W)
+    array, nonzero inside) attached.
+
+    Raises:
+        EchoDataError: naming the mask file when it is unreadable, empty or not on the frame grid.
+    """
+    array = mask if isinstance(mask, np.ndarray) else read_mask(mask)
+    return _replaced(seq, mask, "mask array", mask=array)
+
+
+def _replaced(seq: EchoSequence, given: str | os.PathLike | np.ndarray, array_name: str,
+              **changes: Any) -> EchoSequence:
+    """``dataclasses.replace(seq, **changes)``, an error in it naming the file ``given`` (or
+    ``array_name`` for an array)."""
     try:
-        return dataclasses.replace(seq, labels=array, label_frames=label_frames)
+        return dataclasses.replace(seq, **changes)
     except EchoDataError as err:
-        source = "labels array" if isinstance(labels, np.ndarray) else str(labels)
+        source = array_name if isinstance(given, np.ndarray) else str(given)
         raise EchoDataError(source, err.problem) from None
 
 

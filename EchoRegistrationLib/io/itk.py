@@ -1,27 +1,37 @@
 """NIfTI, MetaImage and plain NRRD 2D+t images through SimpleITK.
 
 A 2D+t sequence is stored as a 3D image whose third axis is time (CAMUS ``*_half_sequence.nii.gz``,
-``*_sequence.mhd``); a 2D image is a single frame. Frame times:
+``*_sequence.mhd``), or as a 4D image with a singleton third axis and time on the fourth (X, Y, 1, T),
+as NIfTI tools write 2D+t; any layout whose axes beyond the plane are singletons but one (time) is
+read. A 2D image is a single frame. Frame times:
 
 * MetaImage (``.mha``/``.mhd``) written by EchoRegistration carries them exactly in a ``FrameTimes``
   header field (seconds) and they are read back;
 * NIfTI and NRRD cannot hold them through SimpleITK: the writer stores the mean frame interval (s) as the
   third-axis spacing for other tools, but the reader never guesses times from a spacing. Pass
   ``frame_rate`` (frames/s) when known, otherwise times are marked unknown.
+
+What the file declares is checked before ITK interprets it (:mod:`.nifti`, MetaImage
+``ElementSpacing``): a zero pixel size makes the spacing unknown (NIfTI; ITK would read 1 mm;
+MetaImage: ITK refuses the file), a negative one is read as its magnitude with an
+:class:`EchoDataWarning`, and NaN / infinite float pixels (which ITK's NIfTI reader turns into 0)
+are refused.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
 
-from ..sequence import EchoDataError, EchoSequence
+from ..sequence import EchoDataError, EchoSequence, label_codes, nonfinite_problem, record_warning
 from .atomic import atomic_output, atomic_output_dir
 from .colour import rgb_to_luma
+from .nifti import NiftiHeader, read_nifti
 
 FRAME_TIMES_KEY = "FrameTimes"
 ITK_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr")
@@ -35,23 +45,28 @@ def _read_image(path: Path) -> sitk.Image:
         raise EchoDataError(str(path), f"cannot be read as an image ({first_line})") from None
 
 
+def _as_frames(arr: np.ndarray, size: tuple[int, ...], source: str) -> np.ndarray:
+    """(T, H, W) view of a scalar array of an image of ``size`` (x first): the axes beyond the
+    (x, y) plane must all be singletons but at most one, which is time."""
+    extra = [n for n in size[2:] if n != 1]
+    if len(extra) > 1:
+        raise EchoDataError(source, f"image of size {tuple(size)} has {len(extra)} axes beyond the (x, y) "
+                                    "plane longer than 1; a 2D+t sequence has one (time)")
+    return arr.reshape(-1, size[1], size[0])
+
+
 def _frames_array(image: sitk.Image, source: str) -> np.ndarray:
-    """(T, H, W) array of a 2D or 3D image; colour pixels become BT.601 luma."""
+    """(T, H, W) array of a 2D, 2D+t or (X, Y, 1, T) image; colour pixels become BT.601 luma."""
     arr = sitk.GetArrayFromImage(image)
     if image.GetNumberOfComponentsPerPixel() > 1:
         if arr.shape[-1] not in (3, 4):
             raise EchoDataError(source, f"{arr.shape[-1]}-component pixels are not an image intensity")
         arr = rgb_to_luma(arr)
-    if arr.ndim == 2:
-        arr = arr[None]
-    if arr.ndim != 3:
-        raise EchoDataError(source, f"expected a 2D image or a 2D+t (3D) image, got {arr.ndim}D "
-                                    f"of size {image.GetSize()}")
-    return arr
+    return _as_frames(arr, image.GetSize(), source)
 
 
 def _plane_geometry(image: sitk.Image) -> dict[str, Any]:
-    """Spacing, origin and direction of the (x, y) plane; the third (time) axis is dropped."""
+    """Spacing, origin and direction of the (x, y) plane; the axes beyond it (time) are dropped."""
     dim = image.GetDimension()
     spacing = image.GetSpacing()
     origin = np.array([image.GetOrigin()[0], image.GetOrigin()[1], 0.0])
@@ -59,10 +74,59 @@ def _plane_geometry(image: sitk.Image) -> dict[str, Any]:
     direction = np.eye(3)
     direction[:2, :2] = d[:2, :2]
     notes = {}
-    if dim == 3 and (np.abs(d[:2, 2]).max() > 1e-6 or np.abs(d[2, :2]).max() > 1e-6):
-        notes["geometry_note"] = "the time axis was oblique in the file; its direction was dropped"
+    if dim > 2 and (np.abs(d[:2, 2:]).max() > 1e-6 or np.abs(d[2:, :2]).max() > 1e-6):
+        notes["geometry_note"] = "the axes beyond the plane were oblique in the file; their direction was dropped"
     return {"spacing": (spacing[0], spacing[1]), "origin": origin, "direction": direction,
             "metadata": notes}
+
+
+def _declared_spacing(path: Path, nifti: tuple[NiftiHeader, Any] | None) -> tuple[tuple[float, float], str] | None:
+    """The in-plane pixel size (x, y) as the file writes it, before ITK: NIfTI ``pixdim[1:3]`` (from
+    ``nifti``, :func:`.nifti.read_nifti` of the file) or MetaImage ``ElementSpacing``/``ElementSize``,
+    with the field's name; None for other formats."""
+    if nifti is not None:
+        header = nifti[0]
+        return (header.pixdim + (1.0, 1.0))[:2], "pixdim"
+    with open(path, "rb") as handle:
+        text = handle.read(4096).decode("latin-1")
+    if not text.lstrip().startswith(("ObjectType", "NDims")):
+        return None
+    for key in ("ElementSpacing", "ElementSize"):
+        found = re.search(rf"^\s*{key}\s*=\s*(\S+)\s+(\S+)", text, re.MULTILINE)
+        if found:
+            return (float(found.group(1)), float(found.group(2))), key
+    return None
+
+
+def _checked_spacing(path: Path, nifti: tuple[NiftiHeader, Any] | None, spacing: tuple[float, float],
+                     metadata: dict[str, Any]) -> tuple[float, float]:
+    """The in-plane spacing to use, after checking what the file declares: zero gives the (1, 1)
+    placeholder with ``spacing_known`` False, negative its magnitude; both are warned of."""
+    declared = _declared_spacing(path, nifti)
+    if declared is None:
+        return spacing
+    values, field = declared
+    text = f"({values[0]:.7g}, {values[1]:.7g}) mm ({field})"
+    if any(v == 0 or not np.isfinite(v) for v in values):
+        metadata.update(spacing_known=False, spacing_source="none")
+        record_warning(metadata, f"the file declares pixel size {text}; a zero size is no size: spacing "
+                                 "unknown, (1, 1) is a placeholder")
+        return (1.0, 1.0)
+    if any(v < 0 for v in values):
+        record_warning(metadata, f"the file declares a negative pixel size {text}; its magnitude is used")
+    return spacing
+
+
+def _check_raw_pixels(path: Path, nifti: tuple[NiftiHeader, np.ndarray | None] | None) -> None:
+    """Refuse NaN / infinite float voxels of a NIfTI file (``nifti``: its :func:`.nifti.read_nifti`),
+    which ITK's reader would make 0."""
+    if nifti is None or nifti[1] is None:
+        return
+    header, voxels = nifti
+    shape = header.shape + (1,) * (2 - len(header.shape))
+    problem = nonfinite_problem(voxels.reshape(-1, shape[1], shape[0]))
+    if problem:
+        raise EchoDataError(str(path), problem)
 
 
 def _frame_times(path: Path, image: sitk.Image, n_frames: int,
@@ -90,37 +154,41 @@ def read_itk_image(path: str | os.PathLike, *, frame_rate: float | None = None) 
         frame_rate: frames per second when the file does not record times (NIfTI, NRRD).
 
     Raises:
-        EchoDataError: unreadable file, wrong dimension, bad pixel type, or invalid geometry.
+        EchoDataError: unreadable file, more than one axis beyond the plane, bad pixel type, NaN or
+            infinite pixels, or invalid geometry (implausible spacing or frame rate included).
+
+    Warns:
+        EchoDataWarning: the file declares a zero (spacing unknown) or negative pixel size.
     """
     path = Path(path)
     image = _read_image(path)
+    nifti = read_nifti(path)
+    _check_raw_pixels(path, nifti)
     frames = _frames_array(image, str(path))
     geometry = _plane_geometry(image)
     times, time_source = _frame_times(path, image, frames.shape[0], frame_rate)
     metadata = {"source": str(path), "format": "ITK image (SimpleITK)",
                 "frame_times_source": time_source, **geometry.pop("metadata")}
+    geometry["spacing"] = _checked_spacing(path, nifti, geometry["spacing"], metadata)
     if image.GetNumberOfComponentsPerPixel() > 1:
         metadata["colour_note"] = "colour pixels converted to BT.601 luma"
     return EchoSequence(frames=frames, frame_times=times, metadata=metadata, **geometry)
 
 
 def read_itk_labels(path: str | os.PathLike) -> np.ndarray:
-    """Read a label image (CAMUS ``*_gt``) as uint8: (T, H, W) for 2D+t, (H, W) for 2D.
+    """Read a label image (CAMUS ``*_gt``) as uint8: (T, H, W) for 2D+t (any layout
+    :func:`read_itk_image` reads), (H, W) for a single frame.
 
     Raises:
-        EchoDataError: non-integer codes or codes outside 0..255.
+        EchoDataError: colour pixels, non-integer codes or codes outside 0..255.
     """
     path = Path(path)
     image = _read_image(path)
-    arr = sitk.GetArrayFromImage(image)
-    if image.GetNumberOfComponentsPerPixel() > 1 or arr.ndim not in (2, 3):
-        raise EchoDataError(str(path), f"a label map must be a scalar 2D or 2D+t image, got size "
-                                       f"{image.GetSize()} with {image.GetNumberOfComponentsPerPixel()} components")
-    if arr.dtype.kind == "f" and not np.array_equal(arr, np.round(arr)):
-        raise EchoDataError(str(path), "label map holds non-integer values")
-    if arr.size and (arr.min() < 0 or arr.max() > 255):
-        raise EchoDataError(str(path), f"label codes must lie in 0..255, got {arr.min()}..{arr.max()}")
-    return arr.astype(np.uint8)
+    if image.GetNumberOfComponentsPerPixel() > 1:
+        raise EchoDataError(str(path), f"a label map must be a scalar image, got "
+                                       f"{image.GetNumberOfComponentsPerPixel()} components per pixel")
+    arr = _as_frames(sitk.GetArrayFromImage(image), image.GetSize(), str(path))
+    return label_codes(arr[0] if arr.shape[0] == 1 else arr, str(path))
 
 
 def _to_image(array: np.ndarray, seq: EchoSequence) -> sitk.Image:

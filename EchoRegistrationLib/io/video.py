@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..sequence import EchoDataError, EchoSequence
+from ..sequence import EchoDataError, EchoSequence, record_warning
 from .colour import coloured_pixel_count, rgb_to_luma
 
 # A pixel counts as coloured (an overlay such as colour Doppler) when its channels spread by more
@@ -45,7 +45,8 @@ def read_video(path: str | os.PathLike, *, frame_rate: float | None = None) -> E
     Metadata: ``source``; ``codec`` (FourCC text); ``fps`` (the container's frame rate, None when
     absent); ``colour_pixel_fraction`` (fraction of pixels over all frames whose colour channels
     differ by more than a few grey levels: colour overlays, Doppler); ``spacing_known`` False;
-    ``note`` (placeholder spacing, caller's frame rate, frames missing from a truncated file).
+    ``note`` (placeholder spacing, caller's frame rate); ``warnings`` (frames missing from a
+    truncated file, also issued as :class:`EchoDataWarning`).
 
     Raises:
         FileNotFoundError: no such file.
@@ -74,9 +75,6 @@ def read_video(path: str | os.PathLike, *, frame_rate: float | None = None) -> E
 
     fps_known = math.isfinite(container_fps) and container_fps > 0
     times, notes = _frame_times(len(frames), container_fps if fps_known else None, frame_rate)
-    if declared_frames > len(frames):
-        notes.append(f"the container declares {declared_frames} frames, only {len(frames)} could be "
-                     "decoded (truncated or damaged file)")
     metadata: dict[str, Any] = {
         "source": source,
         "codec": codec,
@@ -85,6 +83,9 @@ def read_video(path: str | os.PathLike, *, frame_rate: float | None = None) -> E
         "spacing_known": False,
         "note": "; ".join(["videos carry no pixel size: spacing (1, 1) mm is a placeholder", *notes]),
     }
+    if declared_frames > len(frames):
+        record_warning(metadata, f"the container declares {declared_frames} frames, only {len(frames)} "
+                                 "could be decoded (truncated or damaged file): those were read")
     return EchoSequence(frames=np.stack(frames), spacing=(1.0, 1.0), frame_times=times, metadata=metadata)
 
 

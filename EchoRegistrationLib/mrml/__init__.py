@@ -13,22 +13,43 @@ p + u(p) in frame t.
 * :mod:`.pipeline`: settings, :func:`analyse` (registration + strain), :func:`register_frame`.
 * :mod:`.outputs`: the output nodes of an analysis, synchronised in the input's browser.
 * :mod:`.headless`: a scene with the module logics the bridge needs, outside Slicer.
+* :mod:`.gui_connection`: the panel's parameter-node connection, the same on every supported Slicer.
+
+The names below are imported on first use (:mod:`..lazy`): the tables and the panel connection need no
+torch, so a saved scene's tables export before PyTorch is installed; registration and strain load it.
 """
 
-from .myocardium import myocardium_from_node
-from .outputs import EchoOutputs, add_outputs, remove_nodes, remove_outputs, show_frame_registration
-from .pipeline import (DEVICES, METHODS, Analysis, FrameRegistration, RegistrationSettings, analyse,
-                       register_frame)
-from .sequences import (browser_for, echo_sequence_from_node, find_browser, selected_frame,
-                        volume_sequence_node)
-from .tables import read_table_csv, table_columns, write_table_csv
-from .transforms import field_from_transform_node, grid_transform_node, transform_sequence_node
+from ..lazy import lazy_attributes
 
-__all__ = [
-    "DEVICES", "METHODS", "Analysis", "EchoOutputs", "FrameRegistration", "RegistrationSettings",
-    "add_outputs", "analyse", "browser_for", "echo_sequence_from_node",
-    "field_from_transform_node", "find_browser", "grid_transform_node", "myocardium_from_node",
-    "read_table_csv", "register_frame", "remove_nodes", "remove_outputs", "selected_frame",
-    "show_frame_registration", "table_columns", "transform_sequence_node", "volume_sequence_node",
-    "write_table_csv",
-]
+_EXPORTS = {
+    "myocardium_from_node": ".myocardium",
+    "EchoOutputs": ".outputs",
+    "add_outputs": ".outputs",
+    "remove_nodes": ".outputs",
+    "remove_outputs": ".outputs",
+    "show_frame_registration": ".outputs",
+    "DEVICES": ".pipeline",
+    "METHODS": ".pipeline",
+    "Analysis": ".pipeline",
+    "FrameRegistration": ".pipeline",
+    "InputRemoved": ".pipeline",
+    "RegistrationSettings": ".pipeline",
+    "analyse": ".pipeline",
+    "register_frame": ".pipeline",
+    "browser_for": ".sequences",
+    "echo_sequence_from_node": ".sequences",
+    "find_browser": ".sequences",
+    "selected_frame": ".sequences",
+    "volume_sequence_node": ".sequences",
+    "read_table_csv": ".tables",
+    "table_columns": ".tables",
+    "write_table_csv": ".tables",
+    "field_from_transform_node": ".transforms",
+    "grid_transform_node": ".transforms",
+    "transform_sequence_node": ".transforms",
+    "ParameterGuiConnection": ".gui_connection",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__ = lazy_attributes(__name__, _EXPORTS)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import slicer
 
-from ..registration import RegistrationResult, register_sequence
+from ..registration import RegistrationCancelled, RegistrationResult, register_sequence
 from ..registration.tracking import default_mode, resolve_device, tracked_frames
 from ..sequence import EchoSequence
 from ..strain import StrainResult, compute_strain
@@ -34,7 +34,8 @@ class RegistrationSettings:
 
     Attributes:
         method: one of :data:`METHODS`.
-        model: the DLIR checkpoint (``.safetensors``) for ``method="dlir"``.
+        model: for ``method="dlir"``, an installed model's name (:func:`..dlir.shipped.list_models`) or
+            a checkpoint path.
         refine: DLIR only: optimisation steps refining the predicted fields (0: none).
         reference: reference frame; None: ED when known, else the first frame.
         device: one of :data:`DEVICES`.
@@ -57,8 +58,8 @@ class RegistrationSettings:
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
         if self.method == "dlir" and not self.model:
-            raise ValueError("no DLIR model available: put a trained model (*.safetensors with its "
-                             ".json) in Resources/Models, or choose an optimisation method")
+            raise ValueError("no DLIR model chosen: name an installed model or a checkpoint (a trained "
+                             "model's .safetensors with its .json), or choose an optimisation method")
 
     def arguments(self) -> dict[str, Any]:
         """Keyword arguments of ``register_sequence`` (besides the sequence and callbacks)."""
@@ -68,6 +69,15 @@ class RegistrationSettings:
         if self.method == "dlir":
             arguments.update(model=self.model, refine=self.refine)
         return arguments
+
+
+class InputRemoved(RegistrationCancelled):
+    """The input sequence node left its scene (deleted, or the scene closed) during a run: the run
+    stopped, and no outputs were made."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"'{name}' was removed from the scene (or the scene was closed) during the "
+                         "registration: no outputs were made")
 
 
 @dataclass(eq=False)
@@ -89,14 +99,30 @@ def analyse(sequence_node: slicer.vtkMRMLNode, settings: RegistrationSettings,
 
     The myocardium is read before the registration starts, so a bad one fails at once.
 
+    The run also stops when ``sequence_node`` leaves its scene (deleted, or the scene closed: the
+    progress callback may let the application process events), since its outputs would have no scene.
+
     Raises:
         EchoDataError: unreadable sequence or myocardium.
         RegistrationCancelled: ``cancel()`` returned True.
+        InputRemoved: ``sequence_node`` left its scene during the run.
     """
     seq = echo_sequence_from_node(sequence_node)
     myocardium = None if myocardium_node is None else \
         myocardium_from_node(myocardium_node, seq, wall_width=wall_width)
-    registration = register_sequence(seq, progress=progress, cancel=cancel, **settings.arguments())
+    name = sequence_node.GetName()
+
+    def stop() -> bool:
+        return sequence_node.GetScene() is None or (cancel is not None and cancel())
+
+    try:
+        registration = register_sequence(seq, progress=progress, cancel=stop, **settings.arguments())
+    except RegistrationCancelled:
+        if sequence_node.GetScene() is None:
+            raise InputRemoved(name) from None
+        raise
+    if sequence_node.GetScene() is None:
+        raise InputRemoved(name)
     strain = None if myocardium is None else compute_strain(seq, registration, myocardium)
     return Analysis(seq, registration, strain)
 

@@ -296,7 +296,8 @@ def register_sequence(
             of the optimisation methods and of refined "dlir"; "to_reference" registers each frame
             directly to the reference. The "dlir" network alone tracks as its model was trained
             to (:func:`default_mode`).
-        mask: optional (H, W) region of interest on the reference grid (e.g. the sector).
+        mask: optional (H, W) region of interest on the reference grid (e.g. the sector); default
+            ``seq.mask``.
         device: "auto", "cpu", "cuda" ...
         chunk_size: frame pairs registered together in one batch.
         model: "dlir" only: a DLIR model or checkpoint path; default the shipped model.
@@ -335,6 +336,7 @@ def register_sequence(
     reference = (seq.ed_index or 0) if reference is None else int(reference)
     if not 0 <= reference < seq.n_frames:
         raise ValueError(f"{seq.source}: reference frame {reference} is outside 0..{seq.n_frames - 1}")
+    mask = seq.mask if mask is None else mask
     no_signal = no_signal_frames(seq.frames, mask)
     if no_signal[reference]:
         raise EchoDataError(seq.source, f"reference frame {reference} has no signal (constant "
