@@ -58,7 +58,6 @@ def count(minimum: int):
         if value < minimum:
             raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {value}")
         return value
-    parse.__name__ = f"integer >= {minimum}"
     return parse
 
 
