@@ -9,25 +9,18 @@ Importing this package does not import torch: the sequence model and the loaders
 """
 
 from .io import load_camus_patient, load_sequence, save_sequence
-from .lazy import lazy_attributes
+from .lazy import lazy_package
 from .sequence import EchoDataError, EchoDataWarning, EchoSequence, geometry_from_ijk_to_ras
 
 __version__ = "0.1.0"
 
-_LAZY = {
-    "RegistrationResult": ".registration",
-    "register_pair": ".registration",
-    "register_sequence": ".registration",
-    "save_registration": ".registration",
-    "compute_strain": ".strain",
-    "write_strain_outputs": ".strain",
-    "train_dlir": ".dlir",
-}
+__getattr__, _lazy = lazy_package(__name__, {
+    ".registration": ("RegistrationResult", "register_pair", "register_sequence", "save_registration"),
+    ".strain": ("compute_strain", "write_strain_outputs"),
+    ".dlir": ("train_dlir",),
+})
 
 __all__ = [
     "EchoDataError", "EchoDataWarning", "EchoSequence", "geometry_from_ijk_to_ras", "load_camus_patient",
-    "load_sequence", "save_sequence", "__version__", *_LAZY,
+    "load_sequence", "save_sequence", "__version__", *_lazy,
 ]
-
-
-__getattr__ = lazy_attributes(__name__, _LAZY)

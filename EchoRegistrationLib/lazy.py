@@ -5,21 +5,24 @@ importing one part does not load the others."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from importlib import import_module
 from typing import Any
 
 
-def lazy_attributes(package: str, exports: Mapping[str, str]) -> Callable[[str], Any]:
-    """A module ``__getattr__`` for ``package``: ``exports`` maps each exported name to the submodule
-    that defines it (relative, as ``".tables"``).
+def lazy_package(package: str, exports: Mapping[str, Iterable[str]]
+                 ) -> tuple[Callable[[str], Any], list[str]]:
+    """A module ``__getattr__`` for ``package`` and its sorted ``__all__``: ``exports`` maps each
+    submodule (relative, as ``".tables"``) to the names it defines that the package exports.
 
     Raises (from the returned function):
         AttributeError: a name that is not exported.
     """
+    modules = {name: module for module, names in exports.items() for name in names}
+
     def __getattr__(name: str) -> Any:
-        if name in exports:
-            return getattr(import_module(exports[name], package), name)
+        if name in modules:
+            return getattr(import_module(modules[name], package), name)
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
-    return __getattr__
+    return __getattr__, sorted(modules)

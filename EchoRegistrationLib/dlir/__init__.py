@@ -18,37 +18,20 @@ The names below are imported on first use (:mod:`..lazy`): inference does not lo
 simulator, and the model catalog (:mod:`.shipped`) needs no torch.
 """
 
-from ..lazy import lazy_attributes
+from ..lazy import lazy_package
 
-_EXPORTS = {
-    "AffineNet": ".affine_net",
-    "load_model": ".checkpoints",
-    "read_config": ".checkpoints",
-    "save_model": ".checkpoints",
-    "PairSampler": ".data",
-    "SequenceFolder": ".data",
-    "SequenceItem": ".data",
-    "SimulatedSequences": ".data",
-    "open_source": ".data",
-    "write_simulated_cache": ".data",
-    "PatchDiscriminator": ".discriminator",
-    "evaluate": ".evaluation",
-    "predict_pair_fields": ".inference",
-    "predict_sequence_fields": ".inference",
-    "DLIRModel": ".model",
-    "RegistrationUNet": ".networks",
-    "DLIRObjective": ".objectives",
-    "LossWeights": ".objectives",
-    "ShapePrior": ".objectives",
-    "ModelInfo": ".shipped",
-    "list_models": ".shipped",
-    "resolve_model": ".shipped",
-    "train_affine": ".training",
-    "train_dlir": ".training",
-    "train_vae": ".training",
-    "MaskVAE": ".vae",
-}
-
-__all__ = sorted(_EXPORTS)
-
-__getattr__ = lazy_attributes(__name__, _EXPORTS)
+__getattr__, __all__ = lazy_package(__name__, {
+    ".affine_net": ("AffineNet",),
+    ".checkpoints": ("load_model", "read_config", "save_model"),
+    ".data": ("PairSampler", "SequenceFolder", "SequenceItem", "SimulatedSequences", "open_source",
+              "write_simulated_cache"),
+    ".discriminator": ("PatchDiscriminator",),
+    ".evaluation": ("evaluate",),
+    ".inference": ("predict_pair_fields", "predict_sequence_fields"),
+    ".model": ("DLIRModel",),
+    ".networks": ("RegistrationUNet",),
+    ".objectives": ("DLIRObjective", "LossWeights", "ShapePrior"),
+    ".shipped": ("ModelInfo", "list_models", "resolve_model"),
+    ".training": ("train_affine", "train_dlir", "train_vae"),
+    ".vae": ("MaskVAE",),
+})

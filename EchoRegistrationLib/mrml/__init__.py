@@ -19,37 +19,17 @@ The names below are imported on first use (:mod:`..lazy`): the tables and the pa
 torch, so a saved scene's tables export before PyTorch is installed; registration and strain load it.
 """
 
-from ..lazy import lazy_attributes
+from ..lazy import lazy_package
 
-_EXPORTS = {
-    "myocardium_from_node": ".myocardium",
-    "EchoOutputs": ".outputs",
-    "add_outputs": ".outputs",
-    "remove_nodes": ".outputs",
-    "remove_outputs": ".outputs",
-    "show_frame_registration": ".outputs",
-    "DEVICES": ".pipeline",
-    "METHODS": ".pipeline",
-    "Analysis": ".pipeline",
-    "FrameRegistration": ".pipeline",
-    "InputRemoved": ".pipeline",
-    "RegistrationSettings": ".pipeline",
-    "analyse": ".pipeline",
-    "register_frame": ".pipeline",
-    "browser_for": ".sequences",
-    "echo_sequence_from_node": ".sequences",
-    "find_browser": ".sequences",
-    "selected_frame": ".sequences",
-    "volume_sequence_node": ".sequences",
-    "read_table_csv": ".tables",
-    "table_columns": ".tables",
-    "write_table_csv": ".tables",
-    "field_from_transform_node": ".transforms",
-    "grid_transform_node": ".transforms",
-    "transform_sequence_node": ".transforms",
-    "ParameterGuiConnection": ".gui_connection",
-}
-
-__all__ = sorted(_EXPORTS)
-
-__getattr__ = lazy_attributes(__name__, _EXPORTS)
+__getattr__, __all__ = lazy_package(__name__, {
+    ".myocardium": ("myocardium_from_node",),
+    ".outputs": ("EchoOutputs", "add_outputs", "remove_nodes", "remove_outputs",
+                 "show_frame_registration"),
+    ".pipeline": ("DEVICES", "METHODS", "Analysis", "FrameRegistration", "InputRemoved",
+                  "RegistrationSettings", "analyse", "register_frame"),
+    ".sequences": ("browser_for", "echo_sequence_from_node", "find_browser", "selected_frame",
+                   "volume_sequence_node"),
+    ".tables": ("read_table_csv", "table_columns", "write_table_csv"),
+    ".transforms": ("field_from_transform_node", "grid_transform_node", "transform_sequence_node"),
+    ".gui_connection": ("ParameterGuiConnection",),
+})
