@@ -21,6 +21,7 @@ from ..registration.tracking import default_mode, resolve_device, tracked_frames
 from ..sequence import EchoSequence
 from ..strain import StrainResult, compute_strain
 from ..strain.myocardium import DEFAULT_WALL_WIDTH
+from ..strain.reference import tracking_reference
 from .myocardium import myocardium_from_node
 from .sequences import echo_sequence_from_node
 
@@ -36,7 +37,9 @@ class RegistrationSettings:
         method: one of :data:`METHODS`.
         model: the DLIR checkpoint (``.safetensors``) for ``method="dlir"``.
         refine: DLIR only: optimisation steps refining the predicted fields (0: none).
-        reference: reference frame; None: ED when known, else the first frame.
+        reference: user-set reference frame; None: track from the file's ED, else the first
+            frame, and take strain relative to ED (given, else detected:
+            :mod:`~EchoRegistrationLib.strain.reference`).
         device: one of :data:`DEVICES`.
         chunk_size: frame pairs per batch; smaller chunks report progress (and let the GUI
             breathe) more often.
@@ -87,7 +90,9 @@ def analyse(sequence_node: slicer.vtkMRMLNode, settings: RegistrationSettings,
     """Register every frame of ``sequence_node`` (a sequence or browser node) to the reference and,
     with a ``myocardium_node`` drawn on the reference frame, compute the strain.
 
-    The myocardium is read before the registration starts, so a bad one fails at once.
+    The myocardium is read before the registration starts, so a bad one fails at once. It is
+    drawn on the tracked-from frame (:func:`~EchoRegistrationLib.strain.reference.tracking_reference`);
+    strain is relative to ED (given, else detected) unless the settings set a reference.
 
     Raises:
         EchoDataError: unreadable sequence or myocardium.
@@ -96,8 +101,10 @@ def analyse(sequence_node: slicer.vtkMRMLNode, settings: RegistrationSettings,
     seq = echo_sequence_from_node(sequence_node)
     myocardium = None if myocardium_node is None else \
         myocardium_from_node(myocardium_node, seq, wall_width=wall_width)
-    registration = register_sequence(seq, progress=progress, cancel=cancel, **settings.arguments())
-    strain = None if myocardium is None else compute_strain(seq, registration, myocardium)
+    arguments = {**settings.arguments(), "reference": tracking_reference(seq, settings.reference)}
+    registration = register_sequence(seq, progress=progress, cancel=cancel, **arguments)
+    strain = None if myocardium is None else compute_strain(seq, registration, myocardium,
+                                                            reference=settings.reference)
     return Analysis(seq, registration, strain)
 
 
@@ -119,10 +126,9 @@ def register_frame(sequence_node: slicer.vtkMRMLNode, frame: int,
     between when it tracks sequentially (a model trained on near neighbours, or refinement; the
     network is fast, and such a model is not meant for distant pairs)."""
     seq = echo_sequence_from_node(sequence_node)
-    reference = (seq.ed_index or 0) if settings.reference is None else settings.reference
-    if not (0 <= frame < seq.n_frames and 0 <= reference < seq.n_frames):
-        raise ValueError(f"{seq.source}: frame {frame} or reference {reference} is outside "
-                         f"0..{seq.n_frames - 1}")
+    reference = tracking_reference(seq, settings.reference)
+    if not 0 <= frame < seq.n_frames:
+        raise ValueError(f"{seq.source}: frame {frame} is outside 0..{seq.n_frames - 1}")
     if frame == reference:
         return FrameRegistration(seq, frame, reference, np.zeros((*seq.frame_shape, 2), np.float32),
                                  seq.frames[frame].copy())

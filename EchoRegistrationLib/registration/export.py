@@ -5,12 +5,15 @@
 * ``warped.seq.nrrd``: the warped frames as a Slicer volume sequence (same geometry and times as
   the input; open it in Slicer with Add Data).
 * ``displacement.npz``: NumPy: ``displacement`` (T, H, W, 2) float32 mm, ``spacing`` (sx, sy) mm,
-  ``frame_times`` (T,) s, ``reference`` index, ``convention`` text.
+  ``frame_times`` (T,) s, ``reference`` index, ``convention`` text, ``spacing_known`` and
+  ``frame_times_known`` (False: the spacing is a placeholder, so the mm are pixels times it; the
+  times are frame indices).
 * ``fields/displacement_tNNN.mha``: one ITK displacement field per frame: a single-slice 3D image
   with 3-component vectors in LPS mm on the reference frame's grid (fixed-to-moving, as ITK's
   ``DisplacementFieldTransform`` and Slicer's grid transforms expect). ``SimpleITK.ReadImage`` +
   ``DisplacementFieldTransform`` reads it; Slicer loads it as a transform.
-* ``report.json``: settings, device, timing and per-frame quality.
+* ``report.json``: settings, device, timing, per-frame quality, ``spacing_known`` and
+  ``frame_times_known``.
 
 Every file is written atomically; existing files are only replaced with ``overwrite=True``.
 """
@@ -75,7 +78,8 @@ def save_registration(result: RegistrationResult, seq: EchoSequence, folder: str
 
     buffer = io.BytesIO()
     np.savez_compressed(buffer, displacement=result.displacement, spacing=np.asarray(seq.spacing),
-                        frame_times=seq.frame_times, reference=result.reference, convention=CONVENTION)
+                        frame_times=seq.frame_times, reference=result.reference, convention=CONVENTION,
+                        spacing_known=seq.spacing_known, frame_times_known=seq.frame_times_known)
     with atomic_output(targets[1], overwrite) as tmp:
         tmp.write_bytes(buffer.getvalue())
 
@@ -84,6 +88,7 @@ def save_registration(result: RegistrationResult, seq: EchoSequence, folder: str
             sitk.WriteImage(displacement_to_itk(result.displacement[t], seq), str(tmp))
 
     report = {"input": seq.source, "n_frames": n, "spacing_mm": list(seq.spacing),
+              "spacing_known": seq.spacing_known, "frame_times_known": seq.frame_times_known,
               "frame_times_s": [round(float(t), 6) for t in seq.frame_times], **result.report()}
     with atomic_output(targets[-1], overwrite) as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")

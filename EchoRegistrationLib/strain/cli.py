@@ -108,8 +108,7 @@ def run_strain_command(args: argparse.Namespace) -> int:
     seq = _load(args)
     check_strain_outputs(args.output, args.overwrite)  # fail before the work, not after
     reference = tracking_reference(seq, args.reference)
-    print(f"myocardium and tracking from frame {reference} "
-          f"({tracking_reference_source(seq, args.reference)})")
+    print(f"myocardium and tracking from frame {reference}: {tracking_reference_source(seq, args.reference)}")
     myocardium = _myocardium(args, seq, reference)
     with tqdm(total=seq.n_frames - 1, unit="pair", desc=f"{args.method} registration") as bar:
         registration = register_sequence(seq, args.method, reference=reference, device=args.device,
