@@ -109,7 +109,8 @@ class EchoRegistrationParameterNode:
     """Every setting of the panel and the output nodes of the last run; saved with the scene.
 
     inputSequence: the echo cine (sequence of single-slice volumes).
-    referenceFrame: reference frame index; -1: ED when the sequence knows it, else the first.
+    referenceFrame: reference frame index; -1: ED (from the sequence, else detected as the frame of
+        largest tracked LV volume; tracked from the first frame).
     myocardiumSource: segmentation, labelmap or three-point list at the reference frame (optional).
     wallWidth: myocardial thickness (mm) of the three-point template.
     method, model, refineIterations, device: how to register.
@@ -411,6 +412,10 @@ class EchoRegistrationLogic(ScriptedLoadableModuleLogic):
         outputs = add_outputs(scene, browser_for(scene, inputSequence), inputSequence, analysis)
         logging.info(f"EchoRegistration: {inputSequence.GetName()} ({analysis.sequence.n_frames} frames, "
                      f"{settings.method}) in {time.perf_counter() - start:.1f} s")
+        if analysis.strain is not None:
+            logging.info(f"EchoRegistration: {analysis.strain.frames.describe()}")
+            for warning in analysis.strain.warnings():
+                logging.warning(f"EchoRegistration: {warning}")
         return outputs
 
     def run(self, parameterNode: EchoRegistrationParameterNode, progress=None, cancel=None):
