@@ -18,8 +18,9 @@ from EchoRegistrationLib.registration import register_sequence, save_registratio
 from EchoRegistrationLib.sequence import EchoSequence
 from EchoRegistrationLib.simulation import simulate_sequence
 from EchoRegistrationLib.simulation.result import pixel_positions
-from EchoRegistrationLib.strain import (compute_strain, myocardium_from_labels, myocardium_from_landmarks,
-                                        result_from_displacement, write_strain_outputs)
+from EchoRegistrationLib.strain import (biplane_ef, compute_strain, myocardium_from_labels,
+                                        myocardium_from_landmarks, result_from_displacement,
+                                        write_strain_outputs)
 from EchoRegistrationLib.strain.cli import landmarks_in_mm
 from EchoRegistrationLib.strain.reference import (FIRST_FRAME, FROM_FILE, FROM_USER, LARGEST_VOLUME,
                                                   SMALLEST_VOLUME, CardiacFrames, cardiac_frames,
@@ -265,3 +266,14 @@ def test_real_a4c_starting_near_es_is_measured_from_detected_ed(shared_data):
     assert -20.0 < peak["peak_pct"] < -9.0 and np.isnan(peak["time_to_peak_s"])
     assert result.describe_peak().startswith(f"{peak['peak_pct']:+.1f} % at frame ")
     assert 15.0 < result.ef < 45.0
+
+
+def test_biplane_volumes_are_blank_without_pixel_size(full_cycle):
+    known = compute_strain(full_cycle.sequence, result_from_displacement(full_cycle.sequence,
+                                                                         full_cycle.displacement, 0))
+    measured = biplane_ef(dataclasses.replace(known, view=None), dataclasses.replace(known, view=None))
+    assert measured["edv_ml"] == pytest.approx(known.edv, rel=1e-9)  # the same cavity in both planes
+    unknown = dataclasses.replace(known, view=None, spacing_known=False)
+    blank = biplane_ef(unknown, unknown)
+    assert np.isnan(blank["edv_ml"]) and np.isnan(blank["esv_ml"])
+    assert blank["ef_pct"] == pytest.approx(measured["ef_pct"], rel=1e-12)

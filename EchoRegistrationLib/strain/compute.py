@@ -135,7 +135,8 @@ def compute_strain(seq: EchoSequence, registration: RegistrationResult,
 
 def biplane_ef(four_chamber: StrainResult, two_chamber: StrainResult) -> dict[str, float]:
     """Biplane EDV, ESV (ml) and EF (%) from the A4C and A2C analyses of the same heart: each
-    view's tracked cavity at its own ED and ES frames, by the biplane method of discs."""
+    view's tracked cavity at its own ED and ES frames, by the biplane method of discs. EDV and
+    ESV are NaN when either view's pixel size is unknown (EF, a ratio, is still given)."""
     for result, expected in ((four_chamber, "A4C"), (two_chamber, "A2C")):
         if result.view not in (None, expected):
             raise ValueError(f"biplane EF needs an A4C and an A2C analysis; got {result.view} "
@@ -144,4 +145,6 @@ def biplane_ef(four_chamber: StrainResult, two_chamber: StrainResult) -> dict[st
                          two_chamber.endo_contour[two_chamber.ed_index])
     esv = biplane_volume(four_chamber.endo_contour[four_chamber.es_index],
                          two_chamber.endo_contour[two_chamber.es_index])
-    return {"edv_ml": edv, "esv_ml": esv, "ef_pct": ejection_fraction(edv, esv)}
+    known = four_chamber.spacing_known and two_chamber.spacing_known
+    return {"edv_ml": edv if known else float("nan"), "esv_ml": esv if known else float("nan"),
+            "ef_pct": ejection_fraction(edv, esv)}
