@@ -80,7 +80,7 @@ def test_ed_and_es_are_detected_and_strain_is_relative_to_ed(full_cycle, where):
         assert np.isnan(peak["time_to_peak_s"]) and "(in the beat before ED)" in result.describe_peak()
     else:
         assert peak["time_to_peak_s"] == pytest.approx(full_cycle.sequence.frame_times[es], abs=1e-9)
-    assert any(w.startswith("ED not given by the file: ED frame") for w in result.warnings())
+    assert f"ED not given by the file: frame {ed_at} was detected as ED" in " ".join(result.warnings())
     assert not any("lengthening" in w for w in result.warnings())
 
 

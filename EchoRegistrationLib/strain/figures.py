@@ -6,6 +6,7 @@ Colours follow the vendor convention: shortening (negative strain) red, lengthen
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -64,7 +65,8 @@ def save_strain_curves(result: StrainResult, path: str | os.PathLike, *,
         ax_volume.plot(t, 100.0 * result.lv_volume / result.lv_volume[result.ed_index], color="tab:red",
                        linewidth=2)
         ax_volume.set_ylabel(f"LV volume (% of EDV; {NO_SPACING})")
-    ax_volume.set_title(f"{result.describe_volumes()}\n(single-plane method of discs)", fontsize=10)
+    ax_volume.set_title(f"{textwrap.fill(result.describe_volumes(), 40)}\n(single-plane method of discs)",
+                        fontsize=10)
     fig.tight_layout()
     return _save(fig, path, overwrite)
 

@@ -203,7 +203,8 @@ class StrainResult:
             out.append(f"{NO_TIMES}: times are left blank and curves run over frame indices; give "
                        "the frame rate (--frame-rate) to get them")
         if self.frames.ed_source != FROM_FILE:
-            out.append(f"ED not given by the file: {self.frames.describe()}")
+            out.append(f"ED not given by the file: frame {self.ed_index} was detected as ED "
+                       f"({self.frames.ed_source}); check it on the images, or set --reference")
         gls = self.peaks()["GLS endocardial"]["peak_pct"]
         if gls > 0:
             out.append(f"peak GLS is {gls:+.1f} % (lengthening): check that the reference frame is "
