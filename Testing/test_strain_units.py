@@ -233,7 +233,7 @@ def test_in_memory_sequence_without_times_or_spacing_is_marked_everywhere(full_c
     assert (report["spacing_known"], report["frame_times_known"]) == (False, False)
     with np.load(tmp_path / "registration" / "displacement.npz") as npz:
         assert (bool(npz["spacing_known"]), bool(npz["frame_times_known"])) == (False, False)
-    result, _ = write_strain_outputs(bare, registration, None, tmp_path / "strain")
+    write_strain_outputs(bare, registration, None, tmp_path / "strain")
     summary = json.loads((tmp_path / "strain" / "strain_summary.json").read_text())
     assert (summary["spacing_known"], summary["frame_times_known"]) == (False, False)
     assert summary["ed_frame_source"] == LARGEST_VOLUME and summary["ed_frame"] in (0, 20)
@@ -277,3 +277,15 @@ def test_biplane_volumes_are_blank_without_pixel_size(full_cycle):
     blank = biplane_ef(unknown, unknown)
     assert np.isnan(blank["edv_ml"]) and np.isnan(blank["esv_ml"])
     assert blank["ef_pct"] == pytest.approx(measured["ef_pct"], rel=1e-12)
+
+
+def test_a_segment_with_near_zero_quality_is_named_in_a_warning(full_cycle):
+    result = compute_strain(full_cycle.sequence, result_from_displacement(full_cycle.sequence,
+                                                                          full_cycle.displacement, 0))
+    assert not any("quality near zero" in w for w in result.warnings())  # exact motion: good quality
+    score = result.quality.score.copy()
+    score[[1, 4]] = [0.05, 0.0]
+    poor = dataclasses.replace(result, quality=dataclasses.replace(result.quality, score=score))
+    assert ("tracking quality near zero in mid inferoseptal (0.05), mid anterolateral (0.00): their "
+            "strain is unreliable") in poor.warnings()
+    assert poor.summary()["warnings"] == poor.warnings()
