@@ -119,7 +119,8 @@ class EchoRegistrationParameterNode:
     """Every setting of the panel and the output nodes of the last run; saved with the scene.
 
     inputSequence: the echo cine (sequence of single-slice volumes).
-    referenceFrame: reference frame index; -1: ED when the sequence knows it, else the first.
+    referenceFrame: reference frame index; -1: ED (from the sequence, else detected as the frame of
+        largest tracked LV volume; tracked from the first frame).
     myocardiumSource: segmentation, labelmap or three-point list at the reference frame, or None. A
         Union of node types must end with None: Slicer writes the default (None) to a fresh node,
         and stores the index of the member a value belongs to, so the order of members is fixed.
@@ -482,6 +483,10 @@ class EchoRegistrationLogic(ScriptedLoadableModuleLogic):
                      f"{settings.method}) in {time.perf_counter() - start:.1f} s")
         for line in analysis.registration.warnings:  # frames without signal, lowered similarity
             logging.warning(f"EchoRegistration: {inputSequence.GetName()}: {line}")
+        if analysis.strain is not None:
+            logging.info(f"EchoRegistration: {analysis.strain.frames.describe()}")
+            for warning in analysis.strain.warnings():
+                logging.warning(f"EchoRegistration: {warning}")
         return outputs
 
     def run(self, parameterNode: EchoRegistrationParameterNode, progress=None, cancel=None):

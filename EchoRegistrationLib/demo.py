@@ -31,7 +31,9 @@ def run_demo(output: Path, *, overwrite: bool = False, n_frames: int = 20) -> di
     save_frame_montage(seq, output / "frames.png", overwrite=overwrite)
     print(seq.describe())
 
-    result = register_sequence(seq, "deformable", reference=0)
+    from .strain.reference import tracking_reference
+
+    result = register_sequence(seq, "deformable", reference=tracking_reference(seq))
     save_registration(result, seq, output / "registration", overwrite=overwrite)
     es = seq.n_frames - 1
     save_registration_figure(seq, result.displacement, result.warped, es, 0, output / "registration.png",

@@ -24,6 +24,7 @@ from EchoRegistrationLib.mrml.sequences import volume_node  # noqa: E402
 from EchoRegistrationLib.mrml.transforms import ras_vectors  # noqa: E402
 from EchoRegistrationLib.registration import RegistrationCancelled  # noqa: E402
 from EchoRegistrationLib.simulation import simulate_sequence  # noqa: E402
+from EchoRegistrationLib.strain import compute_strain  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -244,3 +245,29 @@ def test_settings_say_what_is_missing():
                                      device="cpu").arguments()
     assert arguments == {"method": "dlir", "reference": 2, "device": "cpu", "chunk_size": 4,
                          "model": "m.safetensors", "refine": 20}
+
+
+def test_tables_and_chart_mark_an_unknown_pixel_size_and_unknown_times(case):
+    """Issue 13: without pixel size the mm2 / ml columns and EDV / ESV are NaN with marked names and
+    units; without frame times the times are NaN and the chart runs over the frame index."""
+    _, env, node, browser, _, analysis = case
+    bare = dataclasses.replace(analysis.sequence, frame_times=None,
+                               metadata={**analysis.sequence.metadata, "spacing_known": False})
+    strain = compute_strain(bare, analysis.registration, analysis.strain.myocardium)
+    outputs = add_outputs(env.scene, browser, node, Analysis(bare, analysis.registration, strain))
+    try:
+        frames = table_columns(outputs.frame_table)
+        assert np.isnan(frames["LV volume (ml, pixel size unknown)"]).all()
+        assert np.isnan(frames["LV area (mm2, pixel size unknown)"]).all()
+        assert np.isnan(frames["time from ED (s, frame times unknown)"]).all()
+        np.testing.assert_array_equal(frames["GLS endocardial (%)"], strain.gls_endo)
+        summary = table_columns(outputs.summary_table)
+        edv = summary["measure"].index("EDV")
+        assert np.isnan(summary["value"][edv]) and summary["unit"][edv] == "ml, pixel size unknown"
+        ef = summary["value"][summary["measure"].index("EF")]
+        assert ef == pytest.approx(analysis.strain.ef, abs=1e-9) and np.isfinite(ef)
+        series = outputs.chart.GetNthPlotSeriesNode(0)
+        assert series.GetXColumnName() == "frame"
+        assert outputs.chart.GetXAxisTitle() == "frame index (frame times unknown)"
+    finally:
+        remove_outputs(outputs)

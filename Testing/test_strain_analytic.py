@@ -95,19 +95,28 @@ def test_uniform_scaling_gives_exact_gls_maps_and_ef(sequence, myocardium):
         assert np.isnan(strain_map[:, ~myocardium.mask]).all()
     assert result.lv_area / result.lv_area[0] == pytest.approx(np.array([1.0, *scales]) ** 2, rel=1e-5)
     assert result.ef == pytest.approx(100 * (1 - 0.85 ** 3), abs=1e-3)
-    assert (result.es_index, result.es_source) == (2, "sequence")
+    assert (result.es_index, result.frames.es_source) == (2, "given by the file")
     peak = result.peaks()["GLS endocardial"]
     assert peak["peak_pct"] == pytest.approx(-15.0, abs=1e-4) and peak["time_to_peak_s"] == 0.1
 
 
-def test_strain_is_relative_to_the_reference_frame_and_volumes_to_ed(sequence, myocardium):
+def test_strain_is_relative_to_ed_even_when_tracked_from_another_frame(sequence, myocardium):
     fields = affine_fields([np.eye(2), 0.9 * np.eye(2)], [(0, 0)] * 2)
     fields[0] = affine_fields([1.1 * np.eye(2)], [(0, 0)])[1]  # frame 0 (ED) is 10 % larger
-    result = compute_strain(sequence, result_from_displacement(sequence, fields, 1), myocardium)
-    assert result.reference == 1 and result.ed_index == 0
-    assert result.gls_endo == pytest.approx([10.0, 0.0, -10.0], abs=1e-4)
+    registration = result_from_displacement(sequence, fields, 1)  # myocardium drawn on frame 1
+    result = compute_strain(sequence, registration, myocardium)
+    assert (result.reference, result.ed_index, result.tracked_from) == (0, 0, 1)
+    expected = 100 * (np.array([1.1, 1.0, 0.9]) / 1.1 - 1)  # [0, -9.09, -18.18] % from ED
+    assert result.gls_endo == pytest.approx(expected, abs=1e-4)
+    assert result.segmental == pytest.approx(np.repeat(expected[:, None], 6, axis=1), abs=1e-4)
+    for strain_map in (result.longitudinal_map, result.transverse_map):
+        assert np.abs(strain_map[:, myocardium.mask] - expected[:, None]).max() < 1e-3
     assert result.ef == pytest.approx(100 * (1 - (0.9 / 1.1) ** 3), abs=1e-3)
-    assert result.peaks()["GLS endocardial"]["time_to_peak_s"] == 0.0  # +10 % at ED is the largest
+    peak = result.peaks()["GLS endocardial"]
+    assert peak["peak_pct"] == pytest.approx(-18.1818, abs=1e-3) and peak["time_to_peak_s"] == 0.1
+    user_set = compute_strain(sequence, registration, myocardium, reference=1)
+    assert user_set.gls_endo == pytest.approx([10.0, 0.0, -10.0], abs=1e-4)
+    assert user_set.frames.reference_source == "set by the user" and user_set.ed_index == 0
 
 
 def test_stretch_across_the_image_matches_the_wall_direction(sequence, myocardium):

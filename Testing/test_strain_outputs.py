@@ -14,6 +14,7 @@ from EchoRegistrationLib.simulation import simulate_sequence
 from EchoRegistrationLib.strain import result_from_displacement
 from EchoRegistrationLib.strain.cli import add_strain_parser
 from EchoRegistrationLib.strain.outputs import OUTPUT_NAMES, write_strain_outputs
+from EchoRegistrationLib.strain.reference import LARGEST_VOLUME
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -44,7 +45,7 @@ def test_outputs_hold_the_result_and_are_never_silently_replaced(sim, tmp_path):
     assert table[:, 1] == pytest.approx(seq.frame_times, rel=1e-5)
     summary = {(row[0], row[1]): float(row[2]) for row in read_csv(tmp_path / "strain_summary.csv")[1:]}
     assert summary["EF", "LV"] == pytest.approx(sim.ef, abs=1.0)
-    assert summary["peak strain", "GLS endocardial"] == pytest.approx(result.gls_endo.min(), abs=1e-4)
+    assert summary["peak systolic strain", "GLS endocardial"] == pytest.approx(result.gls_endo.min(), abs=1e-4)
     assert summary["time to peak", "basal inferoseptal"] == pytest.approx(
         seq.frame_times[np.argmin(result.segmental[:, 0])], rel=1e-5)
     assert summary["loop-closure drift", "myocardium"] < 1e-3
@@ -82,7 +83,11 @@ def test_strain_command_registers_and_writes_everything(sim, tmp_path, capsys):
     assert report["segments"][0]["name"] == "basal inferoseptal" and report["myocardium_source"] == "labels"
     # 4 frames of a full cycle: ED to mid-systole; registration recovers the shortening roughly
     assert report["gls_endocardial"]["peak_pct"] == pytest.approx(sim.gls_endo[3], abs=3.0)
-    assert "peak GLS" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    # the .seq.nrrd records no ED: the largest tracked volume (frame 0 of this ED -> systole clip) is it
+    assert (report["ed_frame"], report["ed_frame_source"]) == (0, LARGEST_VOLUME)
+    assert "ED frame 0 (detected: largest tracked LV cavity volume" in out
+    assert f"peak systolic GLS {report['gls_endocardial']['peak_pct']:+.1f} % at " in out
 
 
 def test_strain_command_input_errors(sim, tmp_path):

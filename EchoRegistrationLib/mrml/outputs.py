@@ -12,7 +12,11 @@
   myocardium) and the registration quality (NCC before / after, folding);
 * ``N strain summary``: table (measure, region, value, unit): peaks, time to peak, end-systolic
   strain, quality per segment, EDV, ESV, EF (with a myocardium);
-* ``N strain curves``: plot chart of GLS and the segments over time from ED (with a myocardium).
+* ``N strain curves``: plot chart of GLS and the segments over time from ED (with a myocardium),
+  over frame indices when the frame times are unknown.
+
+Unknown basis: without pixel size the mm / mm2 / ml values are NaN and their names and units say
+so; without frame times the times are NaN (:class:`~EchoRegistrationLib.strain.StrainResult`).
 
 The sequences share the input's index values, so the browser shows all of them at the input's
 current frame. If making them fails half-way, the nodes made so far are removed again.
@@ -28,7 +32,7 @@ import slicer
 
 from ..sequence import EchoSequence
 from ..strain import StrainResult
-from ..strain.result import LONGITUDINAL_RANGE
+from ..strain.result import LONGITUDINAL_RANGE, NO_TIMES
 from .pipeline import Analysis, FrameRegistration
 from .sequences import (find_browser, remove_node, synchronise, unsynchronise, volume_node,
                         volume_sequence_node)
@@ -42,6 +46,7 @@ RDBU = ("#67001f", "#b2182b", "#d6604d", "#f4a582", "#fddbc7", "#f7f7f7", "#d1e5
 _COLOURS = 256
 _SHOWN_RANGE = 1e6  # %: the display threshold keeps finite strain, so NaN pixels are transparent
 TIME_COLUMN = "time from ED (s)"
+FRAME_COLUMN = "frame"
 
 
 @dataclass(eq=False)
@@ -66,7 +71,7 @@ def frame_columns(analysis: Analysis) -> dict[str, np.ndarray]:
     is a strain result, else frame and time; then NCC before / after and folding (%)."""
     seq, registration, strain = analysis.sequence, analysis.registration, analysis.strain
     if strain is None:
-        columns = {"frame": np.arange(seq.n_frames), "time (s)": seq.frame_times}
+        columns = {FRAME_COLUMN: np.arange(seq.n_frames), "time (s)": seq.frame_times}
     else:
         header, rows = strain.frame_table()
         columns = {name: np.array(values) for name, values in zip(header, zip(*rows))}
@@ -74,6 +79,14 @@ def frame_columns(analysis: Analysis) -> dict[str, np.ndarray]:
                     "NCC after": registration.similarity_after,
                     "folding (%)": 100.0 * registration.folding_fraction})
     return columns
+
+
+def chart_axis(strain: StrainResult) -> tuple[str, str]:
+    """(x column, x axis title) of the strain chart: time from ED, or the frame index when the
+    frame times are unknown."""
+    if strain.frame_times_known:
+        return TIME_COLUMN, TIME_COLUMN
+    return FRAME_COLUMN, f"frame index ({NO_TIMES})"
 
 
 def summary_columns(strain: StrainResult) -> dict[str, object]:
@@ -162,9 +175,10 @@ def add_outputs(scene: slicer.vtkMRMLScene, browser: slicer.vtkMRMLSequenceBrows
         summary = chart = None
         if strain is not None:
             summary = keep(table_node(scene, f"{name} strain summary", summary_columns(strain)))
-            chart = keep(line_chart(scene, f"{name} strain curves", frame_table, TIME_COLUMN,
+            x_column, x_title = chart_axis(strain)
+            chart = keep(line_chart(scene, f"{name} strain curves", frame_table, x_column,
                                     [f"{curve} (%)" for curve in strain.curves()],
-                                    x_title=TIME_COLUMN, y_title="strain (%)"))
+                                    x_title=x_title, y_title="strain (%)"))
     except BaseException:
         remove_nodes(made)
         raise

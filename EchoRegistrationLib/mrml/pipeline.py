@@ -21,6 +21,7 @@ from ..registration.tracking import default_mode, resolve_device, tracked_frames
 from ..sequence import EchoSequence
 from ..strain import StrainResult, compute_strain
 from ..strain.myocardium import DEFAULT_WALL_WIDTH
+from ..strain.reference import tracking_reference
 from .myocardium import myocardium_from_node
 from .sequences import echo_sequence_from_node
 
@@ -37,7 +38,9 @@ class RegistrationSettings:
         model: for ``method="dlir"``, an installed model's name (:func:`..dlir.shipped.list_models`) or
             a checkpoint path.
         refine: DLIR only: optimisation steps refining the predicted fields (0: none).
-        reference: reference frame; None: ED when known, else the first frame.
+        reference: user-set reference frame; None: track from the file's ED, else the first
+            frame, and take strain relative to ED (given, else detected:
+            :mod:`~EchoRegistrationLib.strain.reference`).
         device: one of :data:`DEVICES`.
         chunk_size: frame pairs per batch; smaller chunks report progress (and let the GUI
             breathe) more often.
@@ -97,7 +100,9 @@ def analyse(sequence_node: slicer.vtkMRMLNode, settings: RegistrationSettings,
     """Register every frame of ``sequence_node`` (a sequence or browser node) to the reference and,
     with a ``myocardium_node`` drawn on the reference frame, compute the strain.
 
-    The myocardium is read before the registration starts, so a bad one fails at once.
+    The myocardium is read before the registration starts, so a bad one fails at once. It is
+    drawn on the tracked-from frame (:func:`~EchoRegistrationLib.strain.reference.tracking_reference`);
+    strain is relative to ED (given, else detected) unless the settings set a reference.
 
     The run also stops when ``sequence_node`` leaves its scene (deleted, or the scene closed: the
     progress callback may let the application process events), since its outputs would have no scene.
@@ -115,15 +120,17 @@ def analyse(sequence_node: slicer.vtkMRMLNode, settings: RegistrationSettings,
     def stop() -> bool:
         return sequence_node.GetScene() is None or (cancel is not None and cancel())
 
+    arguments = {**settings.arguments(), "reference": tracking_reference(seq, settings.reference)}
     try:
-        registration = register_sequence(seq, progress=progress, cancel=stop, **settings.arguments())
+        registration = register_sequence(seq, progress=progress, cancel=stop, **arguments)
     except RegistrationCancelled:
         if sequence_node.GetScene() is None:
             raise InputRemoved(name) from None
         raise
     if sequence_node.GetScene() is None:
         raise InputRemoved(name)
-    strain = None if myocardium is None else compute_strain(seq, registration, myocardium)
+    strain = None if myocardium is None else compute_strain(seq, registration, myocardium,
+                                                            reference=settings.reference)
     return Analysis(seq, registration, strain)
 
 
@@ -145,10 +152,9 @@ def register_frame(sequence_node: slicer.vtkMRMLNode, frame: int,
     between when it tracks sequentially (a model trained on near neighbours, or refinement; the
     network is fast, and such a model is not meant for distant pairs)."""
     seq = echo_sequence_from_node(sequence_node)
-    reference = (seq.ed_index or 0) if settings.reference is None else settings.reference
-    if not (0 <= frame < seq.n_frames and 0 <= reference < seq.n_frames):
-        raise ValueError(f"{seq.source}: frame {frame} or reference {reference} is outside "
-                         f"0..{seq.n_frames - 1}")
+    reference = tracking_reference(seq, settings.reference)
+    if not 0 <= frame < seq.n_frames:
+        raise ValueError(f"{seq.source}: frame {frame} is outside 0..{seq.n_frames - 1}")
     if frame == reference:
         return FrameRegistration(seq, frame, reference, np.zeros((*seq.frame_shape, 2), np.float32),
                                  seq.frames[frame].copy())

@@ -6,8 +6,11 @@
   the input, gzip; open it in Slicer with Add Data).
 * ``displacement.npz``: NumPy (compressed): ``displacement`` (T, H, W, 2) float32 mm, ``spacing``
   (sx, sy) mm, ``frame_times`` (T,) s, ``reference`` index, ``no_signal`` (T,) bool (frames
-  without information, whose field is interpolated), ``convention`` text.
-* ``report.json``: settings, device, timing, per-frame quality and warnings.
+  without information, whose field is interpolated), ``convention`` text, ``spacing_known`` and
+  ``frame_times_known`` (False: the spacing is a placeholder, so the mm are pixels times it; the
+  times are frame indices).
+* ``report.json``: settings, device, timing, per-frame quality and warnings, ``spacing_known`` and
+  ``frame_times_known``.
 * only with ``itk_fields=True`` (``echoreg register --itk-fields``):
   ``fields/displacement_tNNN.mha``, one compressed ITK displacement field per frame: a single-slice
   3D image with 3-component float64 vectors in LPS mm on the reference frame's grid
@@ -81,8 +84,10 @@ def save_registration(result: RegistrationResult, seq: EchoSequence, folder: str
         np.savez_compressed(tmp / names[1], displacement=result.displacement,
                             spacing=np.asarray(seq.spacing), frame_times=seq.frame_times,
                             reference=result.reference, no_signal=result.no_signal,
-                            convention=CONVENTION)
+                            convention=CONVENTION, spacing_known=seq.spacing_known,
+                            frame_times_known=seq.frame_times_known)
         report = {"input": seq.source, "n_frames": seq.n_frames, "spacing_mm": list(seq.spacing),
+                  "spacing_known": seq.spacing_known, "frame_times_known": seq.frame_times_known,
                   "frame_times_s": [round(float(t), 6) for t in seq.frame_times], **result.report()}
         (tmp / names[2]).write_text(json.dumps(report, indent=2) + "\n")
         for t, name in enumerate(names[3:]):

@@ -2,14 +2,18 @@
 
     echoreg strain INPUT [--labels FILE | --landmarks x1,y1,x2,y2,x3,y3] -o OUTDIR
 
-The myocardium at the reference frame comes from ``--labels`` (a CAMUS-coded label file on the
-same grid; the reference frame's map), from ``--landmarks`` (mm, x,y order: annulus, apex,
-annulus, with ``--wall-width``), or from the input's own labels (CAMUS folders).
+The myocardium at the tracked-from frame (``--reference``, else the file's ED, else frame 0) comes
+from ``--labels`` (a CAMUS-coded label file on the same grid; that frame's map), from
+``--landmarks`` (mm, x,y order: annulus, apex, annulus, with ``--wall-width``; pixels, column,row,
+when the file gives no pixel size), or from the input's own labels (CAMUS folders). Without ED in
+the file, ED and ES are detected from the tracked cavity volume and strain is taken relative to ED
+(:mod:`.reference`).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -44,14 +48,17 @@ def add_strain_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     _add_input_options(parser)
     parser.add_argument("--landmarks", type=parse_landmarks, metavar="x1,y1,x2,y2,x3,y3",
                         help="myocardium from three endocardial points in mm (x, y): mitral annulus, "
-                             "apex, mitral annulus (instead of --labels)")
+                             "apex, mitral annulus (instead of --labels); in pixels (column, row) "
+                             "when the file gives no pixel size (videos, DICOM without regions)")
     parser.add_argument("--wall-width", type=float,
                         help="myocardial wall width in mm with --landmarks (default 10)")
     parser.add_argument("-o", "--output", required=True, help="output folder")
     parser.add_argument("--method", default="deformable", choices=["rigid", "affine", "deformable"],
                         help="registration method (default deformable)")
     parser.add_argument("--reference", type=int,
-                        help="reference frame (default: ED when known, else 0); strain is relative to it")
+                        help="strain reference frame (default: ED: from the file, else detected as "
+                             "the frame of largest tracked LV volume; the myocardium is then drawn "
+                             "on the file's ED, else on frame 0)")
     parser.add_argument("--apical-view", choices=["A4C", "A2C"],
                         help="segment names when the input does not record its view")
     parser.add_argument("--full-cycle", action=argparse.BooleanOptionalAction, default=None,
@@ -63,6 +70,15 @@ def add_strain_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     return parser
 
 
+def landmarks_in_mm(landmarks: np.ndarray, seq: EchoSequence) -> np.ndarray:
+    """(3, 2) mm points of the --landmarks: as given when the pixel size is known; read as pixels
+    (column, row) and scaled by the placeholder spacing when it is not (said on the console)."""
+    if seq.spacing_known:
+        return landmarks
+    print(f"--landmarks read in pixels (column, row): {seq.source} gives no pixel size", file=sys.stderr)
+    return landmarks * np.asarray(seq.spacing)
+
+
 def _myocardium(args: argparse.Namespace, seq: EchoSequence, reference: int) -> Myocardium:
     """The reference-frame myocardium from --landmarks, else from the (attached) labels."""
     from .compute import myocardium_at_reference
@@ -70,8 +86,8 @@ def _myocardium(args: argparse.Namespace, seq: EchoSequence, reference: int) -> 
 
     if args.landmarks is not None:
         width = {} if args.wall_width is None else {"wall_width": args.wall_width}
-        return myocardium_from_landmarks(args.landmarks, seq.frame_shape, seq.spacing,
-                                         source="--landmarks", **width)
+        return myocardium_from_landmarks(landmarks_in_mm(args.landmarks, seq), seq.frame_shape,
+                                         seq.spacing, source="--landmarks", **width)
     if seq.labels is None:
         raise EchoDataError(seq.source, "no myocardium: the input has no labels; pass --labels FILE "
                                         "or --landmarks x1,y1,x2,y2,x3,y3 (mm)")
@@ -85,28 +101,27 @@ def run_strain_command(args: argparse.Namespace) -> int:
     from ..cli import _load, print_warnings
     from ..registration import register_sequence
     from .outputs import check_strain_outputs, write_strain_outputs
+    from .reference import tracking_reference, tracking_reference_source
 
     if args.labels is not None and args.landmarks is not None:
         raise EchoDataError(args.input, "give the myocardium by --labels or by --landmarks, not both")
     seq = _load(args)
     check_strain_outputs(args.output, args.overwrite)  # fail before the work, not after
-    reference = (seq.ed_index or 0) if args.reference is None else args.reference
-    if not 0 <= reference < seq.n_frames:
-        raise EchoDataError(seq.source, f"reference frame {reference} is outside 0..{seq.n_frames - 1}")
+    reference = tracking_reference(seq, args.reference)
+    print(f"myocardium and tracking from frame {reference}: {tracking_reference_source(seq, args.reference)}")
     myocardium = _myocardium(args, seq, reference)
     with tqdm(total=seq.n_frames - 1, unit="pair", desc=f"{args.method} registration") as bar:
         registration = register_sequence(seq, args.method, reference=reference, device=args.device,
                                          progress=lambda done, _: bar.update(done - bar.n))
     result, paths = write_strain_outputs(seq, registration, myocardium, args.output, args.overwrite,
-                                         view=args.apical_view, full_cycle=args.full_cycle)
-    print_warnings(registration.warnings)
-    peaks = result.peaks()
-    gls = peaks["GLS endocardial"]
+                                         view=args.apical_view, full_cycle=args.full_cycle,
+                                         reference=args.reference)
     print(f"registered {seq.n_frames} frames to frame {reference} in {registration.seconds:.1f} s; "
           f"strain in {result.seconds:.2f} s")
-    print(f"peak GLS {gls['peak_pct']:.1f} % (endocardial) at {1000 * gls['time_to_peak_s']:.0f} ms, "
-          f"{peaks['GLS mid-wall']['peak_pct']:.1f} % (mid-wall); "
-          f"EDV {result.edv:.0f} ml, ESV {result.esv:.0f} ml, EF {result.ef:.0f} %; "
+    print(result.frames.describe())
+    print(f"peak systolic GLS {result.describe_peak()} (endocardial), "
+          f"{result.peaks()['GLS mid-wall']['peak_pct']:+.1f} % (mid-wall); {result.describe_volumes()}; "
           f"tracking quality {np.mean(result.quality.score):.2f}")
+    print_warnings([*registration.warnings, *result.warnings()])
     print(f"wrote {', '.join(p.name for p in paths)} in {args.output}")
     return 0

@@ -14,8 +14,9 @@ from ..spatial import field_to_torch, warp
 from .contours import apical_view, length_strain, segment_names, segment_strain, track_points
 from .myocardium import Myocardium, myocardium_from_labels
 from .quality import loop_closure_mm, segment_quality
+from .reference import cardiac_frames
 from .result import StrainResult
-from .tensors import deformation_gradient, wall_strain_maps
+from .tensors import deformation_gradient, rereferenced_stretch, wall_strain_maps
 from .volumes import biplane_volume, ejection_fraction, single_plane_volume
 
 
@@ -72,7 +73,7 @@ def _check_inputs(seq: EchoSequence, registration: RegistrationResult, myocardiu
 
 def compute_strain(seq: EchoSequence, registration: RegistrationResult,
                    myocardium: Myocardium | None = None, *, view: str | None = None,
-                   full_cycle: bool | None = None) -> StrainResult:
+                   full_cycle: bool | None = None, reference: int | None = None) -> StrainResult:
     """Strain curves, segments, maps, volumes and tracking quality of a registered sequence.
 
     Args:
@@ -87,40 +88,44 @@ def compute_strain(seq: EchoSequence, registration: RegistrationResult,
             ``seq.metadata["view"]``; unknown views get side names.
         full_cycle: whether the last frame is the next ED (loop-closure drift is then reported);
             default: ED at frame 0 and a known ES strictly between the first and last frames.
+        reference: a user-set strain reference frame; default ED.
 
     Returns:
-        :class:`StrainResult`. ED is ``seq.ed_index`` (the reference when unknown); ES is
-        ``seq.es_index``, or the frame of smallest cavity volume when unknown.
+        :class:`StrainResult`. ED is ``seq.ed_index``, ES ``seq.es_index``; either, when unknown,
+        is detected from the tracked cavity volume (:func:`~.reference.cardiac_frames`). Strain is
+        Lagrangian relative to ED (or ``reference``): the length of the same tracked material
+        contour, L(t) / L(ED) - 1, and the stretch of the same material fibre in the maps, so the
+        registration reference (where the myocardium was drawn) need not be ED. The maps stay on
+        the registration reference's grid.
 
     Raises:
         EchoDataError: no myocardium given and no labels at the reference frame.
         ValueError: fields or myocardium that do not match the sequence's grid.
     """
     start = time.perf_counter()
-    reference = registration.reference
     if myocardium is None:
-        myocardium = myocardium_at_reference(seq, reference)
+        myocardium = myocardium_at_reference(seq, registration.reference)
     _check_inputs(seq, registration, myocardium)
     u = registration.displacement
     n = myocardium.points_per_segment
     endo = track_points(u, myocardium.endo, seq.spacing)
     mid = track_points(u, myocardium.mid, seq.spacing)
-    gls_endo, gls_mid = length_strain(endo, reference), length_strain(mid, reference)
-    segmental = segment_strain(endo, n, reference)
-    deformation = deformation_gradient(u, seq.spacing, myocardium.mask)
-    longitudinal, transverse = wall_strain_maps(deformation, myocardium.direction, myocardium.mask)
     volume = np.array([single_plane_volume(c) for c in endo])
-    ed = reference if seq.ed_index is None else seq.ed_index
-    es, es_source = ((seq.es_index, "sequence") if seq.es_index is not None
-                     else (int(np.argmin(volume)), "smallest volume"))
+    frames = cardiac_frames(seq, volume, reference)
+    gls_endo, gls_mid = length_strain(endo, frames.reference), length_strain(mid, frames.reference)
+    segmental = segment_strain(endo, n, frames.reference)
+    deformation = deformation_gradient(u, seq.spacing, myocardium.mask)
+    longitudinal, transverse = (rereferenced_stretch(m, frames.reference) for m in
+                                wall_strain_maps(deformation, myocardium.direction, myocardium.mask))
     if full_cycle is None:
-        full_cycle = ed == 0 and seq.es_index is not None and 0 < seq.es_index < seq.n_frames - 1
+        full_cycle = frames.ed == 0 and seq.es_index is not None and 0 < seq.es_index < seq.n_frames - 1
     quality = segment_quality(registration.warped, deformation, myocardium.segment_map, segmental,
                               gls_endo, seq.frame_times)
     known_view = apical_view(view if view is not None else seq.metadata.get("view"))
     return StrainResult(
-        view=known_view, segment_names=segment_names(known_view), reference=reference,
-        ed_index=ed, es_index=es, es_source=es_source, frame_times=seq.frame_times.copy(),
+        view=known_view, segment_names=segment_names(known_view), frames=frames,
+        tracked_from=registration.reference, frame_times=seq.frame_times.copy(),
+        spacing_known=seq.spacing_known, frame_times_known=seq.frame_times_known,
         gls_endo=gls_endo, gls_mid=gls_mid, segmental=segmental, endo_contour=endo,
         mid_contour=mid, longitudinal_map=longitudinal, transverse_map=transverse,
         lv_area=polygon_area(endo), lv_volume=volume, quality=quality, full_cycle=bool(full_cycle),
@@ -130,7 +135,8 @@ def compute_strain(seq: EchoSequence, registration: RegistrationResult,
 
 def biplane_ef(four_chamber: StrainResult, two_chamber: StrainResult) -> dict[str, float]:
     """Biplane EDV, ESV (ml) and EF (%) from the A4C and A2C analyses of the same heart: each
-    view's tracked cavity at its own ED and ES frames, by the biplane method of discs."""
+    view's tracked cavity at its own ED and ES frames, by the biplane method of discs. EDV and
+    ESV are NaN when either view's pixel size is unknown (EF, a ratio, is still given)."""
     for result, expected in ((four_chamber, "A4C"), (two_chamber, "A2C")):
         if result.view not in (None, expected):
             raise ValueError(f"biplane EF needs an A4C and an A2C analysis; got {result.view} "
@@ -139,4 +145,6 @@ def biplane_ef(four_chamber: StrainResult, two_chamber: StrainResult) -> dict[st
                          two_chamber.endo_contour[two_chamber.ed_index])
     esv = biplane_volume(four_chamber.endo_contour[four_chamber.es_index],
                          two_chamber.endo_contour[two_chamber.es_index])
-    return {"edv_ml": edv, "esv_ml": esv, "ef_pct": ejection_fraction(edv, esv)}
+    known = four_chamber.spacing_known and two_chamber.spacing_known
+    return {"edv_ml": edv if known else float("nan"), "esv_ml": esv if known else float("nan"),
+            "ef_pct": ejection_fraction(edv, esv)}

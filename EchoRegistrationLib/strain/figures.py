@@ -6,6 +6,7 @@ Colours follow the vendor convention: shortening (negative strain) red, lengthen
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -18,7 +19,7 @@ from matplotlib.collections import LineCollection  # noqa: E402
 from ..io.atomic import atomic_output  # noqa: E402
 from ..sequence import EchoSequence  # noqa: E402
 from ..visualize import frame_extent  # noqa: E402
-from .result import LONGITUDINAL_RANGE, StrainResult  # noqa: E402
+from .result import LONGITUDINAL_RANGE, NO_SPACING, StrainResult  # noqa: E402
 
 STRAIN_COLOURS = "RdBu"           # low (shortening) red, high (lengthening) blue
 TRANSVERSE_RANGE = 60.0           # % on transverse (wall thickening) maps
@@ -35,31 +36,37 @@ def _save(fig: plt.Figure, path: str | os.PathLike, overwrite: bool) -> Path:
 
 def save_strain_curves(result: StrainResult, path: str | os.PathLike, *,
                        overwrite: bool = False) -> Path:
-    """PNG: GLS (endocardial, mid-wall) and the six segment curves over time from ED, and the LV
-    volume curve with EDV, ESV and EF."""
-    t = result.time_from_ed
+    """PNG: GLS (endocardial, mid-wall) and the six segment curves over time from ED (frames from
+    ED when the frame times are unknown), and the LV volume curve with EDV, ESV and EF (volume as %
+    of EDV when the pixel size is unknown)."""
+    t, time_title = result.timeline()
     fig, (ax, ax_volume) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.6, 1]})
     for k, name in enumerate(result.segment_names):
         ax.plot(t, result.segmental[:, k], color=SEGMENT_COLOURS[k], linewidth=1.1, label=name)
     ax.plot(t, result.gls_endo, color="black", linewidth=2.4, label="GLS endocardial")
     ax.plot(t, result.gls_mid, color="black", linewidth=1.4, linestyle="--", label="GLS mid-wall")
     peak = result.peaks()["GLS endocardial"]
-    ax.plot(peak["time_to_peak_s"], peak["peak_pct"], "o", color="black")
-    ax.annotate(f"peak GLS {peak['peak_pct']:.1f} % at {1000 * peak['time_to_peak_s']:.0f} ms",
-                (peak["time_to_peak_s"], peak["peak_pct"]), textcoords="offset points", xytext=(6, -12),
+    at = (t[peak["peak_frame"]], peak["peak_pct"])
+    ax.plot(*at, "o", color="black")
+    ax.annotate(f"peak GLS {result.describe_peak()}", at, textcoords="offset points", xytext=(6, -12),
                 fontsize=8)
     for axis in (ax, ax_volume):
         axis.axvline(t[result.es_index], color="grey", linestyle=":", linewidth=1)
-        axis.set_xlabel("time from ED (s)")
+        axis.set_xlabel(time_title)
         axis.grid(alpha=0.3)
     ax.axhline(0.0, color="grey", linewidth=0.8)
     ax.set_ylabel("longitudinal strain (%)")
     ax.set_title(f"{result.view or 'apical view'}: longitudinal strain (ES dotted)", fontsize=10)
     ax.legend(fontsize=7, loc="lower left", ncol=2)
-    ax_volume.plot(t, result.lv_volume, color="tab:red", linewidth=2)
-    ax_volume.set_ylabel("LV volume (ml)")
-    ax_volume.set_title(f"EDV {result.edv:.0f} ml, ESV {result.esv:.0f} ml, EF {result.ef:.0f} %\n"
-                        "(single-plane method of discs)", fontsize=10)
+    if result.spacing_known:
+        ax_volume.plot(t, result.lv_volume, color="tab:red", linewidth=2)
+        ax_volume.set_ylabel("LV volume (ml)")
+    else:
+        ax_volume.plot(t, 100.0 * result.lv_volume / result.lv_volume[result.ed_index], color="tab:red",
+                       linewidth=2)
+        ax_volume.set_ylabel(f"LV volume (% of EDV; {NO_SPACING})")
+    ax_volume.set_title(f"{textwrap.fill(result.describe_volumes(), 40)}\n(single-plane method of discs)",
+                        fontsize=10)
     fig.tight_layout()
     return _save(fig, path, overwrite)
 
@@ -67,34 +74,37 @@ def save_strain_curves(result: StrainResult, path: str | os.PathLike, *,
 def save_strain_map(seq: EchoSequence, result: StrainResult, path: str | os.PathLike, *,
                     frame: int | None = None, overwrite: bool = False) -> Path:
     """PNG: frame ``frame`` (default: peak GLS) with the tracked contours, and the longitudinal and
-    transverse strain maps of that frame on the reference (ED) frame."""
+    transverse strain maps of that frame (relative to ED) on the grid of the frame tracked from;
+    axes in pixels when the pixel size is unknown."""
     if frame is None:
-        frame = int(np.argmin(result.gls_endo))
+        frame = result.peaks()["GLS endocardial"]["peak_frame"]
     extent = frame_extent(seq)
     vmin, vmax = np.percentile(seq.frames, [0.5, 99.5])
-    reference = seq.frames[result.reference]
+    reference = seq.frames[result.tracked_from]
+    when = (f"t = {result.time_from_ed[frame] * 1000:.0f} ms from ED" if result.frame_times_known
+            else f"{frame - result.ed_index:+d} frames from ED")
     panels = [(result.longitudinal_map[frame], LONGITUDINAL_RANGE, "longitudinal strain (%)"),
               (result.transverse_map[frame], TRANSVERSE_RANGE, "transverse strain (%)")]
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.6))
     axes[0].imshow(seq.frames[frame], cmap="gray", vmin=vmin, vmax=vmax, extent=extent)
     for contour, style in ((result.endo_contour[frame], "-"), (result.mid_contour[frame], "--")):
         axes[0].plot(contour[:, 0], contour[:, 1], style, color="yellow", linewidth=1)
-    axes[0].set_title(f"frame {frame}, t = {result.time_from_ed[frame] * 1000:.0f} ms from ED: "
-                      "tracked contours", fontsize=9)
+    axes[0].set_title(f"frame {frame}, {when}: tracked contours", fontsize=9)
     for ax, (strain_map, limit, title) in zip(axes[1:], panels):
         ax.imshow(reference, cmap="gray", vmin=vmin, vmax=vmax, extent=extent)
         image = ax.imshow(strain_map, cmap=STRAIN_COLOURS, vmin=-limit, vmax=limit, extent=extent,
                           interpolation="nearest")
         ax.plot(result.myocardium.endo[:, 0], result.myocardium.endo[:, 1], color="black", linewidth=0.6)
-        ax.set_title(f"{title} at frame {frame}, on the ED frame", fontsize=9)
+        ax.set_title(f"{title} at frame {frame}, on frame {result.tracked_from}", fontsize=9)
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
     (x0, y0), (x1, y1) = result.myocardium.endo.min(axis=0) - 25, result.myocardium.endo.max(axis=0) + 25
+    unit = "mm" if result.spacing_known else f"pixels; {NO_SPACING}"
     for ax in axes:
         ax.set_xlim(max(x0, extent[0]), min(x1, extent[1]))
         ax.set_ylim(min(y1, extent[2]), max(y0, extent[3]))
-        ax.set_xlabel("x (mm)", fontsize=8)
+        ax.set_xlabel(f"x ({unit})", fontsize=8)
         ax.tick_params(labelsize=7)
-    axes[0].set_ylabel("depth y (mm)", fontsize=8)
+    axes[0].set_ylabel(f"depth y ({unit})", fontsize=8)
     fig.tight_layout()
     return _save(fig, path, overwrite)
 
@@ -116,18 +126,18 @@ def save_segment_diagram(result: StrainResult, path: str | os.PathLike, *,
         centre = piece[n // 2]
         outward = centre - mid.mean(axis=0)
         label_at = centre + 16.0 * outward / np.linalg.norm(outward)
-        ax.text(*label_at, f"{name}\n{value:.1f} %  (q {result.quality.score[k]:.2f})", ha="center",
+        ax.text(*label_at, f"{name}\n{value:+.1f} %  (q {result.quality.score[k]:.2f})", ha="center",
                 va="center", fontsize=8)
-        ax.text(*centre, f"{value:.0f}", ha="center", va="center", fontsize=9, fontweight="bold")
+        ax.text(*centre, f"{value:+.0f}", ha="center", va="center", fontsize=9, fontweight="bold")
     base, apex = result.myocardium.long_axis
-    ax.text(*(0.5 * (base + apex)), f"GLS {peaks['GLS endocardial']['peak_pct']:.1f} %\n"
+    ax.text(*(0.5 * (base + apex)), f"GLS {peaks['GLS endocardial']['peak_pct']:+.1f} %\n"
             f"EF {result.ef:.0f} %", ha="center", va="center", fontsize=12, fontweight="bold")
     lo, hi = mid.min(axis=0) - 30, mid.max(axis=0) + 30
     ax.set_xlim(lo[0], hi[0])
     ax.set_ylim(hi[1], lo[1])  # depth down, as on the echo
     ax.set_aspect("equal")
     ax.axis("off")
-    ax.set_title(f"{result.view or 'apical view'}: peak longitudinal strain per segment "
+    ax.set_title(f"{result.view or 'apical view'}: peak systolic longitudinal strain per segment "
                  "(image orientation)", fontsize=10)
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, fraction=0.04, pad=0.02,
                  label="peak strain (%)")

@@ -9,6 +9,10 @@
 * ``strain_summary.json``: the same numbers and the conventions (:meth:`StrainResult.summary`);
 * ``strain_curves.png``, ``strain_map.png``, ``strain_segments.png``.
 
+Without a pixel size, mm / mm2 / ml values are blank and their names marked; without frame times,
+times are blank and curves run over frame indices; every file says which
+(``spacing_known`` / ``frame_times_known``, :mod:`.result`).
+
 The set is written at once (:func:`..io.atomic.atomic_output_set`: a failure or Ctrl-C leaves the
 folder as it was); existing files are replaced only with ``overwrite=True``, and that is checked
 before any work is done.
@@ -44,11 +48,13 @@ def check_strain_outputs(folder: str | os.PathLike, overwrite: bool = False) -> 
 def write_strain_outputs(seq: EchoSequence, registration: RegistrationResult,
                          myocardium: Myocardium | None, folder: str | os.PathLike,
                          overwrite: bool = False, *, view: str | None = None,
-                         full_cycle: bool | None = None) -> tuple[StrainResult, list[Path]]:
+                         full_cycle: bool | None = None,
+                         reference: int | None = None) -> tuple[StrainResult, list[Path]]:
     """Compute the strain of a registered sequence and write the tables, summary and pictures.
 
     Args:
-        seq, registration, myocardium, view, full_cycle: as for :func:`~.compute.compute_strain`
+        seq, registration, myocardium, view, full_cycle, reference: as for
+            :func:`~.compute.compute_strain`
             (``myocardium=None``: from the sequence's labels at the reference frame).
         folder: output folder (created when missing).
         overwrite: replace files of an earlier run.
@@ -58,7 +64,8 @@ def write_strain_outputs(seq: EchoSequence, registration: RegistrationResult,
     """
     folder = Path(folder)
     check_strain_outputs(folder, overwrite)
-    result = compute_strain(seq, registration, myocardium, view=view, full_cycle=full_cycle)
+    result = compute_strain(seq, registration, myocardium, view=view, full_cycle=full_cycle,
+                            reference=reference)
     with atomic_output_set(folder, OUTPUT_NAMES, overwrite) as tmp:
         result.to_csv(tmp)
         (tmp / SUMMARY_JSON).write_text(json.dumps(result.summary(), indent=2) + "\n")

@@ -1,9 +1,15 @@
 """The strain analysis of one sequence: curves, segments, maps, volumes, quality; tables and JSON.
 
 Sign and reference (EACVI/ASE/Industry task force, Voigt et al. 2015): Lagrangian strain relative
-to the reference (ED) frame, in %, negative for shortening. The peak of a curve is its sample of
-largest magnitude (sign kept); time to peak is measured from ED. End-systolic strain is the value
-at the ES frame.
+to the reference (ED) frame, in %, negative for shortening. The peak of a curve is its peak
+systolic value: the sample of largest magnitude (sign kept) in systole, ED to ES
+(:meth:`~.reference.CardiacFrames.systolic_frames`); time to peak is measured from ED. End-systolic
+strain is the value at the ES frame.
+
+Unknown basis (never a silent wrong number): when the file gives no pixel size, areas, volumes
+and distances (mm, mm2, ml) are left blank (NaN in arrays and Slicer tables, empty CSV cells,
+JSON null) and their names say why; strain and EF are ratios and are reported. When it gives no
+frame times, times are blank and curves run over frame indices.
 """
 
 from __future__ import annotations
@@ -21,12 +27,16 @@ from ..io.atomic import atomic_output, check_writable
 from .contours import signed_peak
 from .myocardium import Myocardium
 from .quality import SegmentQuality
+from .reference import FROM_FILE, CardiacFrames
 from .tensors import green_lagrange_from_engineering
 from .volumes import N_DISCS, ejection_fraction
 
 # Display: longitudinal strain maps and the segment diagram show -30 % (red, shortening) to +30 %
 # (blue, lengthening) in full colour, in the matplotlib figures and in Slicer alike.
 LONGITUDINAL_RANGE = 30.0
+QUALITY_WARNING = 0.1  # a segment scoring below this is flagged: its strain is not to be trusted
+NO_SPACING = "pixel size unknown"
+NO_TIMES = "frame times unknown"
 
 FRAMES_CSV = "strain_frames.csv"
 SUMMARY_CSV = "strain_summary.csv"
@@ -42,17 +52,20 @@ class StrainResult:
     Attributes:
         view: "A4C", "A2C" or None (segments then get side names).
         segment_names: the six names, first wall basal -> apical, second apical -> basal.
-        reference, ed_index, es_index: frames: strain reference, ED (EDV, time zero), ES (ESV,
-            end-systolic strain); ``es_source`` says whether ES came from the sequence or is the
-            frame of smallest volume.
-        frame_times: (T,) s.
+        frames: ED (EDV, time zero), ES (ESV, end-systolic strain) and the strain reference, with
+            how each was established (:class:`~.reference.CardiacFrames`).
+        tracked_from: the registration reference, where the myocardium was drawn.
+        frame_times: (T,) s (frame indices when ``frame_times_known`` is False).
+        spacing_known, frame_times_known: whether the file gave the pixel size and frame times;
+            without them mm / ml values and times are reported blank.
         gls_endo, gls_mid: (T,) % global longitudinal strain of the endocardial and mid-wall
             contours.
         segmental: (T, 6) % length strain of the six endocardial segments.
         endo_contour, mid_contour: (T, N, 2) mm tracked material contours.
         longitudinal_map, transverse_map: (T, H, W) float32 % engineering strain along and across
             the wall on the reference grid, NaN outside the myocardium.
-        lv_area: (T,) mm^2 cavity area; lv_volume: (T,) ml single-plane method of discs.
+        lv_area: (T,) mm^2 cavity area; lv_volume: (T,) ml single-plane method of discs (in
+            placeholder units when the spacing is unknown: only their ratios are meaningful).
         quality: per-segment :class:`SegmentQuality`.
         full_cycle: whether the last frame is the next ED (drift then applies).
         drift_mm: mean |u| over the myocardium at the last frame (NaN unless ``full_cycle``).
@@ -62,11 +75,11 @@ class StrainResult:
 
     view: str | None
     segment_names: tuple[str, ...]
-    reference: int
-    ed_index: int
-    es_index: int
-    es_source: str
+    frames: CardiacFrames
+    tracked_from: int
     frame_times: np.ndarray
+    spacing_known: bool
+    frame_times_known: bool
     gls_endo: np.ndarray
     gls_mid: np.ndarray
     segmental: np.ndarray
@@ -84,22 +97,56 @@ class StrainResult:
 
     # ------------------------------------------------------------------ derived numbers
     @property
+    def reference(self) -> int:
+        """The frame strain is relative to (ED unless the user set another)."""
+        return self.frames.reference
+
+    @property
+    def ed_index(self) -> int:
+        return self.frames.ed
+
+    @property
+    def es_index(self) -> int:
+        return self.frames.es
+
+    @property
     def time_from_ed(self) -> np.ndarray:
-        """(T,) s relative to the ED frame."""
+        """(T,) s relative to the ED frame; NaN when the frame times are unknown."""
+        if not self.frame_times_known:
+            return np.full(len(self.frame_times), np.nan)
         return self.frame_times - self.frame_times[self.ed_index]
+
+    def timeline(self) -> tuple[np.ndarray, str]:
+        """(T,) x values and axis title for curves: seconds from ED, or frames from ED when the
+        frame times are unknown."""
+        if self.frame_times_known:
+            return self.time_from_ed, "time from ED (s)"
+        return np.arange(len(self.frame_times)) - self.ed_index, f"frames from ED ({NO_TIMES})"
+
+    def measured(self, values: np.ndarray | float) -> np.ndarray | float:
+        """``values`` in mm, mm2 or ml as they are when the pixel size is known, else NaN."""
+        if self.spacing_known:
+            return values
+        return np.full(np.shape(values), np.nan) if np.ndim(values) else float("nan")
+
+    def unit(self, unit: str) -> str:
+        """A physical unit, marked when the pixel size is unknown (its values are then blank)."""
+        return unit if self.spacing_known else f"{unit}, {NO_SPACING}"
 
     @property
     def edv(self) -> float:
-        return float(self.lv_volume[self.ed_index])
+        """ml at ED; NaN when the pixel size is unknown."""
+        return self.measured(float(self.lv_volume[self.ed_index]))
 
     @property
     def esv(self) -> float:
-        return float(self.lv_volume[self.es_index])
+        """ml at ES; NaN when the pixel size is unknown."""
+        return self.measured(float(self.lv_volume[self.es_index]))
 
     @property
     def ef(self) -> float:
-        """% ejection fraction 100 (EDV - ESV) / EDV."""
-        return ejection_fraction(self.edv, self.esv)
+        """% ejection fraction 100 (EDV - ESV) / EDV (a ratio: known without the pixel size)."""
+        return ejection_fraction(float(self.lv_volume[self.ed_index]), float(self.lv_volume[self.es_index]))
 
     def curves(self) -> dict[str, np.ndarray]:
         """{name: (T,) %}: "GLS endocardial", "GLS mid-wall" and the six segments."""
@@ -108,11 +155,16 @@ class StrainResult:
         return out
 
     def peaks(self) -> dict[str, dict[str, float]]:
-        """{curve name: {"peak_pct", "time_to_peak_s", "end_systolic_pct"[, "drift_pct"]}}."""
+        """{curve name: {"peak_pct", "peak_frame", "time_to_peak_s", "end_systolic_pct"[,
+        "drift_pct"]}}: peak systolic strain (ED to ES), its frame and its time from ED (NaN when
+        the frame times are unknown or the peak lies in the beat before ED)."""
+        systole = self.frames.systolic_frames()
         out = {}
         for name, curve in self.curves().items():
-            value, frame = signed_peak(curve)
-            entry = {"peak_pct": value, "time_to_peak_s": float(self.time_from_ed[frame]),
+            value, k = signed_peak(curve[systole])
+            frame = int(systole[k])
+            time = float(self.time_from_ed[frame]) if frame >= self.ed_index else float("nan")
+            entry = {"peak_pct": value, "peak_frame": frame, "time_to_peak_s": time,
                      "end_systolic_pct": float(curve[self.es_index])}
             if self.full_cycle:
                 entry["drift_pct"] = float(curve[-1])
@@ -124,44 +176,94 @@ class StrainResult:
         return tuple(100.0 * green_lagrange_from_engineering(m / 100.0)
                      for m in (self.longitudinal_map, self.transverse_map))
 
+    def describe_peak(self, name: str = "GLS endocardial") -> str:
+        """"-18.6 % at 180 ms from ED" (sign always shown), or "at frame 9" with the reason when
+        the time from ED is unknown."""
+        entry = self.peaks()[name]
+        if np.isfinite(entry["time_to_peak_s"]):
+            return f"{entry['peak_pct']:+.1f} % at {1000 * entry['time_to_peak_s']:.0f} ms from ED"
+        why = NO_TIMES if not self.frame_times_known else "in the beat before ED"
+        return f"{entry['peak_pct']:+.1f} % at frame {entry['peak_frame']} ({why})"
+
+    def describe_volumes(self) -> str:
+        """"EDV 79 ml, ESV 37 ml, EF 53 %", or EF alone with the reason when the pixel size is
+        unknown."""
+        if not self.spacing_known:
+            return f"EF {self.ef:.0f} % (EDV, ESV not measured: {NO_SPACING})"
+        return f"EDV {self.edv:.0f} ml, ESV {self.esv:.0f} ml, EF {self.ef:.0f} %"
+
+    def warnings(self) -> list[str]:
+        """What a reader must know before trusting the numbers: unknown pixel size or times, a
+        detected ED, positive (lengthening) GLS, segments whose tracking quality is near zero."""
+        out = []
+        if not self.spacing_known:
+            out.append(f"{NO_SPACING}: areas, volumes and distances (mm, mm2, ml) are left blank; "
+                       "strain and EF are ratios and are reported")
+        if not self.frame_times_known:
+            out.append(f"{NO_TIMES}: times are left blank and curves run over frame indices; give "
+                       "the frame rate (--frame-rate) to get them")
+        if self.frames.ed_source != FROM_FILE:
+            out.append(f"ED not given by the file: frame {self.ed_index} was detected as ED "
+                       f"({self.frames.ed_source}); check it on the images, or set --reference")
+        gls = self.peaks()["GLS endocardial"]["peak_pct"]
+        if gls > 0:
+            out.append(f"peak GLS is {gls:+.1f} % (lengthening): check that the reference frame is "
+                       "ED and that the myocardium was tracked")
+        poor = [f"{name} ({score:.2f})" for name, score in zip(self.segment_names, self.quality.score)
+                if score < QUALITY_WARNING]
+        if poor:
+            out.append(f"tracking quality near zero in {', '.join(poor)}: their strain is unreliable")
+        return out
+
     # ------------------------------------------------------------------ reports
     def summary(self) -> dict[str, Any]:
-        """JSON-ready summary: frames, peaks, volumes, quality and conventions."""
+        """JSON-ready summary: frames, peaks, volumes, quality, what is known, warnings and
+        conventions; unknown values are None."""
         peaks = self.peaks()
         q = self.quality
         segments = [{"name": name, **peaks[name],
                      "quality_score": float(q.score[k]), "ncc": float(q.similarity[k]),
                      "folding_fraction": float(q.folding[k]), "jitter_pct": float(q.jitter[k])}
                     for k, name in enumerate(self.segment_names)]
-        return {
-            "view": self.view, "frames": len(self.frame_times), "reference_frame": self.reference,
-            "ed_frame": self.ed_index, "es_frame": self.es_index, "es_frame_source": self.es_source,
+        summary = {
+            "view": self.view, "frames": len(self.frame_times), **self.frames.summary(),
+            "tracked_from_frame": self.tracked_from,
+            "spacing_known": self.spacing_known, "frame_times_known": self.frame_times_known,
             "full_cycle": self.full_cycle, "myocardium_source": self.myocardium.source,
             "gls_endocardial": peaks["GLS endocardial"], "gls_mid_wall": peaks["GLS mid-wall"],
             "segments": segments,
             "volumes": {"edv_ml": self.edv, "esv_ml": self.esv, "ef_pct": self.ef,
                         "method": f"single-plane method of discs ({N_DISCS} discs)"},
             "quality": {"mean_score": float(np.mean(q.score)),
-                        "drift_mm": self.drift_mm if self.full_cycle else None},
+                        "drift_mm": self.measured(self.drift_mm) if self.full_cycle else None},
+            "warnings": self.warnings(),
             "seconds": round(self.seconds, 4),
             "convention": CONVENTION,
         }
+        return _json_ready(summary)
 
     def frame_table(self) -> tuple[list[str], list[list[float]]]:
-        """Header and one row per frame: frame, times, GLS, each segment, area, volume."""
-        header = ["frame", "time (s)", "time from ED (s)", "GLS endocardial (%)", "GLS mid-wall (%)",
-                  *(f"{name} (%)" for name in self.segment_names), "LV area (mm2)", "LV volume (ml)"]
-        columns = [np.arange(len(self.frame_times)), self.frame_times, self.time_from_ed,
-                   self.gls_endo, self.gls_mid, *self.segmental.T, self.lv_area, self.lv_volume]
+        """Header and one row per frame: frame, times, GLS, each segment, area, volume; unknown
+        times and (without pixel size) areas and volumes are NaN, their names marked."""
+        time = "s" if self.frame_times_known else f"s, {NO_TIMES}"
+        header = ["frame", f"time ({time})", f"time from ED ({time})", "GLS endocardial (%)",
+                  "GLS mid-wall (%)", *(f"{name} (%)" for name in self.segment_names),
+                  f"LV area ({self.unit('mm2')})", f"LV volume ({self.unit('ml')})"]
+        times = self.frame_times if self.frame_times_known else np.full(len(self.frame_times), np.nan)
+        columns = [np.arange(len(self.frame_times)), times, self.time_from_ed,
+                   self.gls_endo, self.gls_mid, *self.segmental.T, self.measured(self.lv_area),
+                   self.measured(self.lv_volume)]
         return header, [list(row) for row in zip(*columns)]
 
     def summary_table(self) -> list[list[Any]]:
         """Rows (measure, region, value, unit): peaks, time to peak, end-systolic strain (and
         drift) per curve; quality per segment; ED/ES frames, EDV, ESV, EF."""
         rows: list[list[Any]] = []
+        time = "s" if self.frame_times_known else f"s, {NO_TIMES}"
         for name, entry in self.peaks().items():
-            rows += [["peak strain", name, entry["peak_pct"], "%"],
-                     ["time to peak", name, entry["time_to_peak_s"], "s"],
+            rows += [["peak systolic strain", name, entry["peak_pct"], "%"],
+                     ["peak frame", name, entry["peak_frame"], "index"],
+                     ["time to peak", name, entry["time_to_peak_s"], time],
                      ["end-systolic strain", name, entry["end_systolic_pct"], "%"]]
             if self.full_cycle:
                 rows.append(["drift at end of cycle", name, entry["drift_pct"], "%"])
@@ -171,10 +273,13 @@ class StrainResult:
                      ["similarity (NCC)", name, q.similarity[k], "-1..1"],
                      ["folding", name, 100.0 * q.folding[k], "%"],
                      ["jitter", name, q.jitter[k], "%"]]
-        rows += [["ED frame", "LV", self.ed_index, "index"], ["ES frame", "LV", self.es_index, "index"],
-                 ["EDV", "LV", self.edv, "ml"], ["ESV", "LV", self.esv, "ml"], ["EF", "LV", self.ef, "%"]]
+        rows += [["ED frame", "LV", self.ed_index, f"index, {self.frames.ed_source}"],
+                 ["ES frame", "LV", self.es_index, f"index, {self.frames.es_source}"],
+                 ["reference frame", "LV", self.reference, f"index, {self.frames.reference_source}"],
+                 ["EDV", "LV", self.edv, self.unit("ml")], ["ESV", "LV", self.esv, self.unit("ml")],
+                 ["EF", "LV", self.ef, "%"]]
         if self.full_cycle:
-            rows.append(["loop-closure drift", "myocardium", self.drift_mm, "mm"])
+            rows.append(["loop-closure drift", "myocardium", self.measured(self.drift_mm), self.unit("mm")])
         return rows
 
     def to_csv(self, folder: str | os.PathLike, overwrite: bool = False) -> list[Path]:
@@ -198,7 +303,19 @@ class StrainResult:
 
 
 def _cell(value: Any) -> Any:
-    """A CSV cell: floats with 6 significant digits, integers and text as they are."""
+    """A CSV cell: floats with 6 significant digits (NaN, an unknown value, blank), integers and
+    text as they are."""
     if isinstance(value, (float, np.floating)):
-        return f"{float(value):.6g}"
+        return f"{float(value):.6g}" if np.isfinite(value) else ""
     return int(value) if isinstance(value, np.integer) else value
+
+
+def _json_ready(value: Any) -> Any:
+    """``value`` (nested dicts / lists) with non-finite floats as None (JSON null: unknown)."""
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    return value

@@ -78,3 +78,16 @@ def wall_strain_maps(deformation: np.ndarray, direction: np.ndarray,
         strain[:, mask] = 100.0 * engineering_from_green_lagrange(directional_green_lagrange(tensor, d))
         maps.append(strain)
     return maps[0], maps[1]
+
+
+def rereferenced_stretch(strain: np.ndarray, reference: int) -> np.ndarray:
+    """(T, ...) % engineering strain of each material fibre relative to frame ``reference``
+    instead of the frame it was measured from: (1 + e_t) / (1 + e_ref) - 1, the ratio of the
+    fibre's stretches (exact for the fibre's own direction; frame ``reference`` becomes 0).
+
+    Args:
+        strain: (T, ...) % engineering strain along fixed material directions (NaN kept).
+        reference: the frame to measure from.
+    """
+    stretch = 1.0 + np.asarray(strain) / 100.0
+    return (100.0 * (stretch / stretch[reference] - 1.0)).astype(np.asarray(strain).dtype)

@@ -1,0 +1,128 @@
+"""Which frames are end-diastole (ED, the strain reference) and end-systole (ES), and how we know.
+
+One place decides, for the command line, the demo and the Slicer module alike:
+
+* :func:`tracking_reference`: before registering, the frame the myocardium is drawn on and the
+  registration reference: the user's choice, else the file's ED, else the first frame;
+* :func:`cardiac_frames`: after tracking, ED, ES and the strain reference, each with its source:
+  given by the file, set by the user, or detected from the tracked LV cavity volume.
+
+Detection follows the ASE/EACVI chamber quantification recommendations (Lang et al., "Recommendations
+for cardiac chamber quantification by echocardiography in adults", J Am Soc Echocardiogr 2015;
+28:1-39, section "LV measurements"): without ECG or valve timing, ED is the frame in which the LV
+volume is largest and ES the frame in which it is smallest. The volume used is the tracked
+endocardial contour's single-plane method-of-discs volume; it is a ratio-preserving measure, so the
+frames found do not depend on the pixel size being known. The strain standard (Voigt et al.,
+"Definitions for a common standard for 2D speckle tracking echocardiography", Eur Heart J
+Cardiovasc Imaging 2015;16:1-11) takes ED as the reference of Lagrangian strain, and peak systolic
+strain as the peak within systole, ED to ES: :meth:`CardiacFrames.systolic_frames`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..sequence import EchoDataError, EchoSequence
+
+FROM_FILE = "given by the file"
+FROM_USER = "set by the user"
+LARGEST_VOLUME = "detected: largest tracked LV cavity volume (Lang et al. 2015)"
+SMALLEST_VOLUME = "detected: smallest tracked LV cavity volume (Lang et al. 2015)"
+FIRST_FRAME = "first frame (ED unknown)"
+
+
+def tracking_reference(seq: EchoSequence, requested: int | None = None) -> int:
+    """The registration reference and the frame the myocardium is drawn on: ``requested`` (a user
+    choice), else the file's ED, else frame 0 (ED is then detected after tracking).
+
+    Raises:
+        EchoDataError: ``requested`` is not a frame of ``seq``.
+    """
+    if requested is None:
+        return 0 if seq.ed_index is None else seq.ed_index
+    if not 0 <= requested < seq.n_frames:
+        raise EchoDataError(seq.source, f"reference frame {requested} is outside 0..{seq.n_frames - 1}")
+    return int(requested)
+
+
+def tracking_reference_source(seq: EchoSequence, requested: int | None = None) -> str:
+    """Why :func:`tracking_reference` chose its frame (one of the ``FROM_*`` / ``FIRST_FRAME`` texts)."""
+    if requested is not None:
+        return FROM_USER
+    return FIRST_FRAME if seq.ed_index is None else FROM_FILE
+
+
+@dataclass(frozen=True)
+class CardiacFrames:
+    """ED, ES and the strain reference of a sequence, and how each was established.
+
+    Attributes:
+        ed, es: frame indices.
+        reference: the frame strain is relative to: ED unless the user set another.
+        ed_source, es_source, reference_source: how (``FROM_FILE``, ``FROM_USER``,
+            ``LARGEST_VOLUME``, ``SMALLEST_VOLUME``).
+        n_frames: frames in the sequence.
+    """
+
+    ed: int
+    es: int
+    reference: int
+    ed_source: str
+    es_source: str
+    reference_source: str
+    n_frames: int
+
+    def systolic_frames(self) -> np.ndarray:
+        """(K,) frame indices in systole, ED to ES: ``ed..es`` when ES follows ED; when the cine
+        starts after ED (ES before ED), the frames up to ES (the end of the beat before) and from
+        ED on (the start of the next beat). ED == ES gives every frame."""
+        frames = np.arange(self.n_frames)
+        if self.ed == self.es:
+            return frames
+        if self.ed < self.es:
+            return frames[self.ed:self.es + 1]
+        return frames[(frames <= self.es) | (frames >= self.ed)]
+
+    def describe(self) -> str:
+        """One line for the console and reports."""
+        return (f"ED frame {self.ed} ({self.ed_source}), ES frame {self.es} ({self.es_source}); "
+                f"strain relative to frame {self.reference} ({self.reference_source})")
+
+    def summary(self) -> dict[str, int | str]:
+        """JSON-ready frames and sources."""
+        return {"ed_frame": self.ed, "ed_frame_source": self.ed_source, "es_frame": self.es,
+                "es_frame_source": self.es_source, "reference_frame": self.reference,
+                "reference_frame_source": self.reference_source}
+
+
+def cardiac_frames(seq: EchoSequence, volume: np.ndarray, requested: int | None = None) -> CardiacFrames:
+    """ED, ES and the strain reference of ``seq`` from its file, the user, or the tracked volume.
+
+    Args:
+        seq: the sequence (its ``ed_index`` / ``es_index`` win when known).
+        volume: (T,) tracked LV cavity volume, any consistent unit (ml, or uncalibrated).
+        requested: a user-set strain reference frame, or None for ED.
+
+    Returns:
+        :class:`CardiacFrames`; a missing ED is the frame of largest ``volume``, a missing ES the
+        frame of smallest (Lang et al. 2015).
+
+    Raises:
+        EchoDataError: ``volume`` does not have one finite value per frame, or ``requested`` is
+            not a frame.
+    """
+    volume = np.asarray(volume, dtype=np.float64)
+    if volume.shape != (seq.n_frames,) or not np.isfinite(volume).all():
+        raise EchoDataError(seq.source, f"cannot find ED / ES: the tracked volume has shape "
+                                        f"{volume.shape} or non-finite values (expected {seq.n_frames} "
+                                        "finite values)")
+    ed, ed_source = ((seq.ed_index, FROM_FILE) if seq.ed_index is not None
+                     else (int(np.argmax(volume)), LARGEST_VOLUME))
+    es, es_source = ((seq.es_index, FROM_FILE) if seq.es_index is not None
+                     else (int(np.argmin(volume)), SMALLEST_VOLUME))
+    reference = tracking_reference(seq, requested) if requested is not None else ed
+    return CardiacFrames(ed=ed, es=es, reference=reference, ed_source=ed_source, es_source=es_source,
+                         reference_source=FROM_USER if requested is not None else f"ED, {ed_source}",
+                         n_frames=seq.n_frames)

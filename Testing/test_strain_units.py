@@ -1,0 +1,291 @@
+"""Never a silent wrong number (issue 13, items 1-2): unknown pixel size or frame times are blank or
+marked in every strain output, and strain is relative to ED, detected when the file does not give it."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+
+import cv2
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from EchoRegistrationLib import load_sequence, save_sequence
+from EchoRegistrationLib.cli import main
+from EchoRegistrationLib.registration import register_sequence, save_registration
+from EchoRegistrationLib.sequence import EchoSequence
+from EchoRegistrationLib.simulation import simulate_sequence
+from EchoRegistrationLib.simulation.result import pixel_positions
+from EchoRegistrationLib.strain import (biplane_ef, compute_strain, myocardium_from_labels,
+                                        myocardium_from_landmarks, result_from_displacement,
+                                        write_strain_outputs)
+from EchoRegistrationLib.strain.cli import landmarks_in_mm
+from EchoRegistrationLib.strain.reference import (FIRST_FRAME, FROM_FILE, FROM_USER, LARGEST_VOLUME,
+                                                  SMALLEST_VOLUME, CardiacFrames, cardiac_frames,
+                                                  tracking_reference, tracking_reference_source)
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def summary_rows(folder):
+    return {(row[0], row[1]): (row[2], row[3]) for row in read_csv(folder / "strain_summary.csv")[1:]}
+
+
+# ---------------------------------------------------------------------- simulated cines, known ED / ES
+@pytest.fixture(scope="module")
+def full_cycle():
+    """A full simulated beat, 21 frames at 50 /s: ED at frame 0 (and 20), ES known."""
+    return simulate_sequence(view="A4C", cycle="full", n_frames=21, image_size=(112, 112),
+                             frame_rate=50.0, seed=7)
+
+
+def started_at(sim, start: int):
+    """The beat of ``sim`` played from frame ``start`` on (wrapping at the next ED), as a file
+    without ED / ES would give it: the sequence, exact fields on the grid of its frame 0, the
+    original frame of each frame, and the myocardium of frame 0 from its labels."""
+    seq, n = sim.sequence, sim.sequence.n_frames
+    order = np.r_[np.arange(start, n - 1), np.arange(0, start)]  # frame n - 1 is the next ED: once
+    positions = pixel_positions(seq.frame_shape, seq.spacing)
+    at_ed = sim.motion.inverse(positions, sim.activation[order[0]])
+    fields = np.stack([sim.motion.forward(at_ed, sim.activation[k]) - positions for k in order])
+    cine = EchoSequence(frames=seq.frames[order], spacing=seq.spacing,
+                        frame_times=np.arange(len(order)) / 50.0, labels=seq.labels[order[0]],
+                        metadata={"source": f"<beat from frame {start}>", "view": "A4C"})
+    registration = result_from_displacement(cine, fields.astype(np.float32), 0)
+    return cine, registration, order, myocardium_from_labels(seq.labels[order[0]], seq.spacing)
+
+
+@pytest.mark.parametrize("where", ["ES", "mid-diastole"])
+def test_ed_and_es_are_detected_and_strain_is_relative_to_ed(full_cycle, where):
+    es = full_cycle.sequence.es_index
+    start = es if where == "ES" else (es + full_cycle.sequence.n_frames) // 2
+    cine, registration, order, myocardium = started_at(full_cycle, start)
+    result = compute_strain(cine, registration, myocardium)
+    ed_at, es_at = int(np.flatnonzero(order == 0)[0]), int(np.flatnonzero(order == es)[0])
+    assert (result.ed_index, result.es_index, result.reference) == (ed_at, es_at, ed_at)
+    assert (result.frames.ed_source, result.frames.es_source) == (LARGEST_VOLUME, SMALLEST_VOLUME)
+    assert result.tracked_from == 0
+    truth = full_cycle.gls_endo[order]  # % from ED, in the order played
+    assert np.abs(result.gls_endo - truth).max() < 0.5
+    peak = result.peaks()["GLS endocardial"]
+    assert peak["peak_pct"] == pytest.approx(full_cycle.gls_endo.min(), abs=0.5) and peak["peak_pct"] < -15
+    assert peak["peak_frame"] == es_at
+    assert result.ef == pytest.approx(full_cycle.ef, abs=1.0)
+    if where == "ES":  # the peak is the ES of the beat before ED: no time from ED without the period
+        assert np.isnan(peak["time_to_peak_s"]) and "(in the beat before ED)" in result.describe_peak()
+    else:
+        assert peak["time_to_peak_s"] == pytest.approx(full_cycle.sequence.frame_times[es], abs=1e-9)
+    assert f"ED not given by the file: frame {ed_at} was detected as ED" in " ".join(result.warnings())
+    assert not any("lengthening" in w for w in result.warnings())
+
+
+def test_the_old_frame_0_reference_would_have_reported_lengthening(full_cycle):
+    """The issue's kind: a cine starting at ES taken relative to frame 0 gives positive 'GLS'; the
+    user can still ask for that reference, and is then warned."""
+    cine, registration, _, myocardium = started_at(full_cycle, full_cycle.sequence.es_index)
+    result = compute_strain(cine, registration, myocardium, reference=0)
+    assert result.frames.reference_source == FROM_USER
+    peak = result.peaks()["GLS endocardial"]["peak_pct"]
+    # relative to ES the ED contour is longer by 1 / (1 + GLS) - 1
+    assert peak == pytest.approx(100 * (1 / (1 + full_cycle.gls_endo.min() / 100) - 1), abs=0.6)
+    assert peak > 20
+    assert any(w.startswith(f"peak GLS is {peak:+.1f} % (lengthening)") for w in result.warnings())
+
+
+def test_tracking_reference_and_frames_from_the_file_or_the_user(full_cycle):
+    seq = full_cycle.sequence  # ED 0 and ES given
+    assert (tracking_reference(seq), tracking_reference_source(seq)) == (0, FROM_FILE)
+    assert (tracking_reference(seq, 3), tracking_reference_source(seq, 3)) == (3, FROM_USER)
+    bare = dataclasses.replace(seq, ed_index=None, es_index=None)
+    assert (tracking_reference(bare), tracking_reference_source(bare)) == (0, FIRST_FRAME)
+    with pytest.raises(ValueError, match="reference frame 21 is outside 0..20"):
+        tracking_reference(seq, 21)
+    volume = np.array([5.0, 4.0, 3.0, 6.0, 7.0, 5.0] + [5.0] * 15)
+    frames = cardiac_frames(seq, volume)
+    assert (frames.ed, frames.es, frames.ed_source) == (0, seq.es_index, FROM_FILE)
+    detected = cardiac_frames(bare, volume)
+    assert (detected.ed, detected.es, detected.reference) == (4, 2, 4)
+    assert detected.systolic_frames().tolist() == [0, 1, 2, *range(4, 21)]
+    assert CardiacFrames(1, 3, 1, "", "", "", 5).systolic_frames().tolist() == [1, 2, 3]
+    with pytest.raises(ValueError, match="non-finite"):
+        cardiac_frames(bare, np.full(21, np.nan))
+
+
+# ---------------------------------------------------------------------- no pixel size
+def write_mjpg(path, frames, fps=50.0):
+    height, width = frames.shape[1:]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    for frame in np.clip(frames, 0, 255).astype(np.uint8):
+        writer.write(np.repeat(frame[..., None], 3, axis=2))
+    writer.release()
+    return path
+
+
+def test_video_without_pixel_size_gives_ef_and_gls_but_no_volumes(tmp_path, capsys):
+    """The issue's 112 x 112 MJPG A4C at 1.334 mm pixels: EDV / ESV were printed as 31 / 15 ml
+    (truth 79 / 37); now they are blank, while EF and GLS (ratios) stay right."""
+    sim = simulate_sequence(view="A4C", cycle="half", n_frames=6, image_size=(112, 112),
+                            spacing=(1.334, 1.334), frame_rate=25.0, seed=2)
+    video = write_mjpg(tmp_path / "a4c.avi", sim.sequence.frames)
+    pixels = sim.landmarks_ed / 1.334
+    out = tmp_path / "out"
+    assert main(["strain", str(video), "-o", str(out), "--apical-view", "A4C",
+                 "--landmarks", ",".join(f"{v:.3f}" for v in pixels.ravel())]) == 0
+    console = capsys.readouterr()
+    assert "--landmarks read in pixels (column, row)" in console.err
+    assert "EDV, ESV not measured: pixel size unknown" in console.out and " ml" not in console.out
+    assert "warning: pixel size unknown: areas, volumes and distances" in console.err
+    report = json.loads((out / "strain_summary.json").read_text())
+    assert report["spacing_known"] is False and report["frame_times_known"] is True
+    assert report["volumes"]["edv_ml"] is None and report["volumes"]["esv_ml"] is None
+    assert report["volumes"]["ef_pct"] == pytest.approx(sim.ef, abs=10.0)
+    assert report["gls_endocardial"]["peak_pct"] == pytest.approx(sim.gls_endo.min(), abs=4.0)
+    frames = read_csv(out / "strain_frames.csv")
+    assert frames[0][-2:] == ["LV area (mm2, pixel size unknown)", "LV volume (ml, pixel size unknown)"]
+    assert all(row[-1] == "" and row[-2] == "" for row in frames[1:])
+    rows = summary_rows(out)
+    assert rows["EDV", "LV"] == ("", "ml, pixel size unknown") and rows["EF", "LV"][0] != ""
+
+
+@pytest.mark.parametrize("spacing, known, expected", [((1.0, 1.0), False, [[10, 20], [30, 5]]),
+                                                      ((0.5, 0.25), False, [[5, 5], [15, 1.25]]),
+                                                      ((0.5, 0.25), True, [[10, 20], [30, 5]])])
+def test_landmarks_are_pixels_when_the_pixel_size_is_unknown(spacing, known, expected):
+    seq = EchoSequence(frames=np.zeros((2, 8, 8)), spacing=spacing, metadata={"spacing_known": known})
+    assert landmarks_in_mm(np.array([[10.0, 20.0], [30.0, 5.0]]), seq) == pytest.approx(np.array(expected))
+
+
+def test_palette_dicom_without_regions_reports_no_volume(shared_data, tmp_path):
+    """The shared palette DICOM has no ultrasound regions: 2305 ml was printed as its EDV."""
+    pytest.importorskip("pylibjpeg", reason="needs a JPEG-LS decoder")
+    seq = load_sequence(shared_data / "dicom_us" / "palette-multiframe-jpeg-ls.dcm")
+    assert not seq.spacing_known and seq.frame_times_known
+    myocardium = myocardium_from_landmarks([[250, 300], [300, 100], [350, 300]], seq.frame_shape,
+                                           seq.spacing)
+    scale = np.linspace(1.0, 0.9, seq.n_frames)[:, None, None, None]  # 10 % shortening about the apex
+    fields = ((scale - 1) * (pixel_positions(seq.frame_shape, seq.spacing) - [300, 100])).astype(np.float32)
+    result, _ = write_strain_outputs(seq, result_from_displacement(seq, fields, 0), myocardium, tmp_path)
+    assert np.isnan(result.edv) and np.isnan(result.esv)
+    assert result.ef == pytest.approx(100 * (1 - 0.9 ** 3), abs=0.01)
+    assert result.peaks()["GLS endocardial"]["peak_pct"] == pytest.approx(-10.0, abs=1e-3)
+    report = json.loads((tmp_path / "strain_summary.json").read_text())
+    assert report["volumes"]["edv_ml"] is None and report["spacing_known"] is False
+    assert "ml" not in result.describe_volumes().split("(")[0]
+
+
+# ---------------------------------------------------------------------- no frame times
+def test_nifti_without_frame_times_reports_frames_not_seconds(tmp_path, capsys):
+    """A NIfTI stores no frame times: 'peak GLS -18.6 % at 9000 ms' (frame 9 taken as 9 s; truth
+    0.18 s at 50 /s). Now: at frame 9, times blank; with --frame-rate 50: 180 ms."""
+    sim = simulate_sequence(view="A4C", cycle="half", n_frames=10, image_size=(112, 112),
+                            frame_rate=50.0, seed=4)
+    cine = save_sequence(sim.sequence, tmp_path / "cine.nii.gz")
+    labels = sitk.GetImageFromArray(sim.sequence.labels[0])
+    labels.SetSpacing(sim.sequence.spacing)
+    sitk.WriteImage(labels, str(tmp_path / "ed_gt.nii.gz"))
+    seq = load_sequence(cine)
+    assert not seq.frame_times_known and seq.spacing_known
+    result = compute_strain(seq, result_from_displacement(seq, sim.displacement, 0),
+                            myocardium_from_labels(sim.sequence.labels[0], seq.spacing))
+    peak = result.peaks()["GLS endocardial"]
+    assert peak["peak_frame"] == 9 and np.isnan(peak["time_to_peak_s"])
+    assert peak["peak_pct"] == pytest.approx(sim.gls_endo[9], abs=0.3)
+    assert result.describe_peak() == f"{peak['peak_pct']:+.1f} % at frame 9 (frame times unknown)"
+    assert np.isnan(result.time_from_ed).all()
+    x, title = result.timeline()
+    assert x.tolist() == list(range(10)) and title == "frames from ED (frame times unknown)"
+
+    out = tmp_path / "out"
+    assert main(["strain", str(cine), "--labels", str(tmp_path / "ed_gt.nii.gz"), "-o", str(out)]) == 0
+    console = capsys.readouterr()
+    assert "% at frame 9 (frame times unknown)" in console.out and " ms" not in console.out
+    frames = read_csv(out / "strain_frames.csv")
+    assert frames[0][1:3] == ["time (s, frame times unknown)", "time from ED (s, frame times unknown)"]
+    assert all(row[1] == "" and row[2] == "" for row in frames[1:])
+    rows = summary_rows(out)
+    assert rows["time to peak", "GLS endocardial"] == ("", "s, frame times unknown")
+    assert rows["peak frame", "GLS endocardial"] == ("9", "index")
+    report = json.loads((out / "strain_summary.json").read_text())
+    assert report["frame_times_known"] is False and report["gls_endocardial"]["time_to_peak_s"] is None
+    assert report["gls_endocardial"]["peak_pct"] == pytest.approx(sim.gls_endo[9], abs=3.0)
+
+    timed = load_sequence(cine, frame_rate=50.0)  # what --frame-rate 50 loads
+    result = compute_strain(timed, result_from_displacement(timed, sim.displacement, 0),
+                            myocardium_from_labels(sim.sequence.labels[0], timed.spacing))
+    assert result.peaks()["GLS endocardial"]["time_to_peak_s"] == pytest.approx(0.18)
+    assert result.describe_peak().endswith("% at 180 ms from ED") and result.timeline()[1] == "time from ED (s)"
+
+
+def test_in_memory_sequence_without_times_or_spacing_is_marked_everywhere(full_cycle, tmp_path):
+    """An input of our own: a sequence with neither pixel size nor frame times (as a video without
+    a frame rate gives): registration report, fields file and strain files all say so."""
+    sim = full_cycle
+    bare = dataclasses.replace(sim.sequence, frame_times=None, ed_index=None, es_index=None,
+                               metadata={**sim.sequence.metadata, "spacing_known": False})
+    registration = result_from_displacement(bare, sim.displacement, 0)
+    save_registration(registration, bare, tmp_path / "registration")
+    report = json.loads((tmp_path / "registration" / "report.json").read_text())
+    assert (report["spacing_known"], report["frame_times_known"]) == (False, False)
+    with np.load(tmp_path / "registration" / "displacement.npz") as npz:
+        assert (bool(npz["spacing_known"]), bool(npz["frame_times_known"])) == (False, False)
+    write_strain_outputs(bare, registration, None, tmp_path / "strain")
+    summary = json.loads((tmp_path / "strain" / "strain_summary.json").read_text())
+    assert (summary["spacing_known"], summary["frame_times_known"]) == (False, False)
+    assert summary["ed_frame_source"] == LARGEST_VOLUME and summary["ed_frame"] in (0, 20)
+    assert summary["es_frame"] == sim.sequence.es_index
+    assert summary["gls_endocardial"]["peak_pct"] == pytest.approx(sim.gls_endo.min(), abs=0.7)
+    assert summary["volumes"]["ef_pct"] == pytest.approx(sim.ef, abs=1.0)
+    assert summary["volumes"]["edv_ml"] is None
+    known = json.loads((tmp_path / "registration" / "report.json").read_text())["spacing_mm"]
+    assert known == list(sim.sequence.spacing)  # the placeholder is written, and flagged
+
+
+# ---------------------------------------------------------------------- the shared real A4C
+def test_real_a4c_starting_near_es_is_measured_from_detected_ed(shared_data):
+    """The shared real A4C starts near end-systole: relative to frame 0 it gave 'peak GLS 19.0 %'
+    (really +19), EF 1 %, time to peak 12000 ms. ED is detected late in the clip (frame 14 at full
+    resolution), ES near the start (frame 2); GLS then shortens (about -14 %), EF about 27 % with
+    these landmarks; the clip has no frame times, so time to peak is blank. Tracked at half
+    resolution (0.8 mm) to keep the suite quick."""
+    full = load_sequence(shared_data / "echo_a4c" / "a4c_sequence.nii.gz")
+    seq = dataclasses.replace(full, frames=full.frames[:, ::2, ::2],
+                              spacing=(2 * full.spacing[0], 2 * full.spacing[1]))
+    reference = tracking_reference(seq)
+    myocardium = myocardium_from_landmarks([[106, 120], [122, 32], [150, 112]], seq.frame_shape, seq.spacing)
+    result = compute_strain(seq, register_sequence(seq, "deformable", reference=reference), myocardium,
+                            view="A4C")
+    print(result.frames.describe(), result.describe_peak(), result.describe_volumes())
+    assert reference == 0 and result.frames.ed_source == LARGEST_VOLUME
+    assert 13 <= result.ed_index <= 15 and result.es_index <= 3 and result.reference == result.ed_index
+    peak = result.peaks()["GLS endocardial"]
+    assert -20.0 < peak["peak_pct"] < -9.0 and np.isnan(peak["time_to_peak_s"])
+    assert result.describe_peak().startswith(f"{peak['peak_pct']:+.1f} % at frame ")
+    assert 15.0 < result.ef < 45.0
+
+
+def test_biplane_volumes_are_blank_without_pixel_size(full_cycle):
+    known = compute_strain(full_cycle.sequence, result_from_displacement(full_cycle.sequence,
+                                                                         full_cycle.displacement, 0))
+    measured = biplane_ef(dataclasses.replace(known, view=None), dataclasses.replace(known, view=None))
+    assert measured["edv_ml"] == pytest.approx(known.edv, rel=1e-9)  # the same cavity in both planes
+    unknown = dataclasses.replace(known, view=None, spacing_known=False)
+    blank = biplane_ef(unknown, unknown)
+    assert np.isnan(blank["edv_ml"]) and np.isnan(blank["esv_ml"])
+    assert blank["ef_pct"] == pytest.approx(measured["ef_pct"], rel=1e-12)
+
+
+def test_a_segment_with_near_zero_quality_is_named_in_a_warning(full_cycle):
+    result = compute_strain(full_cycle.sequence, result_from_displacement(full_cycle.sequence,
+                                                                          full_cycle.displacement, 0))
+    assert not any("quality near zero" in w for w in result.warnings())  # exact motion: good quality
+    score = result.quality.score.copy()
+    score[[1, 4]] = [0.05, 0.0]
+    poor = dataclasses.replace(result, quality=dataclasses.replace(result.quality, score=score))
+    assert ("tracking quality near zero in mid inferoseptal (0.05), mid anterolateral (0.00): their "
+            "strain is unreliable") in poor.warnings()
+    assert poor.summary()["warnings"] == poor.warnings()
