@@ -92,7 +92,8 @@ def print_warnings(lines: Sequence[str]) -> None:
 
 def _add_input_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="DICOM, NIfTI, MetaImage, NRRD, .seq.nrrd, AVI/MP4, or a CAMUS patient folder")
-    parser.add_argument("--frame-rate", type=float, help="frames per second, for files that do not record time")
+    parser.add_argument("--frame-rate", type=positive_number,
+                        help="frames per second, for files that do not record time")
     parser.add_argument("--view", help="CAMUS view (2CH or 4CH) when the folder holds both")
     parser.add_argument("--crop-to-region", action="store_true", help="DICOM: crop to the 2D tissue region")
     parser.add_argument("--labels", help="label map (CAMUS codes) on the same grid, to attach: any input "

@@ -328,6 +328,13 @@ class EchoSequence:
         """(4, 4) Slicer IJK-to-RAS matrix of each frame as a single-slice volume."""
         return LPS_TO_RAS @ self.ijk_to_lps()
 
+    def _describe_times(self) -> str:
+        """The frame-times line of :meth:`describe`: no number when the file gives no timing."""
+        if not self.frame_times_known:
+            return "frame times:  UNKNOWN (not in the file; pass --frame-rate)"
+        rate = f", {self.frame_rate:.4g} frames/s" if self.n_frames > 1 else ""
+        return f"frame times:  {self.frame_times[0]:.4g} .. {self.frame_times[-1]:.4g} s{rate}"
+
     def describe(self) -> str:
         """A short multi-line human-readable summary."""
         t, h, w = self.frames.shape
@@ -337,9 +344,7 @@ class EchoSequence:
             f"{self.frames.min():.4g}..{self.frames.max():.4g}",
             f"spacing:      x {self.spacing[0]:.5g} mm, y {self.spacing[1]:.5g} mm"
             + ("" if self.spacing_known else "  (UNKNOWN: placeholder, not physical)"),
-            f"frame times:  {self.frame_times[0]:.4g} .. {self.frame_times[-1]:.4g} s"
-            + (f", {self.frame_rate:.4g} frames/s" if t > 1 else "")
-            + ("" if self.frame_times_known else "  (UNKNOWN: frame index used as seconds)"),
+            self._describe_times(),
             f"ED / ES:      {self.ed_index} / {self.es_index}",
             f"mask:         {'none' if self.mask is None else f'{self.mask.mean():.1%} of pixels inside'}",
             f"labels:       {'none' if self.labels is None else f'codes {sorted(np.unique(self.labels).tolist())} on frames {list(self.label_frames)}'}",

@@ -4,15 +4,18 @@ Each :class:`BadInput` builds its files in an empty folder and gives the command
 corpus test (``test_bad_input_corpus.py``) runs it in-process and checks that it ends with the
 expected exit status (2 for an error, 130 for Ctrl-C, 0 where the input is awkward but valid) and,
 on failure, exactly one line on stderr that names the file (or option) and the problem, with no
-traceback, no partial output and nothing changed in the folder.
+traceback, no partial output and nothing changed in the folder. A case that ends with exit 0 has a
+``check`` of the right value (the frames read, the spacing, the warning line, blank volume cells).
 
-To add a kind: append a ``BadInput`` to :data:`CASES` (e.g. a DICOM header declaring the wrong
-frame count, a NIfTI with zero spacing); ``build`` writes whatever it needs under the given folder.
+To add a kind: append a ``BadInput`` to :data:`CASES`; ``build`` writes whatever it needs under the
+given folder (small files, from the writers of ``input_files.py``).
 """
 
 from __future__ import annotations
 
+import csv
 import errno
+import functools
 import json
 import os
 import pickle
@@ -23,13 +26,30 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 import torch
+from input_files import (
+    moving_texture,
+    region,
+    started_at,
+    with_header,
+    write_compressed_us,
+    write_labelmap_sequence,
+    write_mjpg,
+    write_us,
+    write_ybr_full_422,
+    written_nifti,
+)
+from pydicom.uid import RLELossless
 
-from EchoRegistrationLib import EchoSequence, save_sequence
+from EchoRegistrationLib import EchoSequence, load_sequence, save_sequence
 from EchoRegistrationLib.dlir.shipped import shipped_model_path
 
 Build = Callable[[Path], list[str]]
 Patch = Callable[[pytest.MonkeyPatch], None]
+Check = Callable[[Path, str, str], None]
+"""Asserts the right value of a case that ends with exit 0, given the case folder (outputs under
+it), the console's stdout and its stderr."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +64,7 @@ class BadInput:
         exit_status: 2 (error), 130 (interrupted) or 0 (valid).
         patch: optional fault injection (a full disk, Ctrl-C at a given step).
         changes: paths (relative to the case folder) the command may create; default none.
+        check: for exit 0, asserts the right value (see :data:`Check`).
     """
 
     name: str
@@ -52,6 +73,7 @@ class BadInput:
     exit_status: int = 2
     patch: Patch | None = None
     changes: tuple[str, ...] = field(default_factory=tuple)
+    check: Check | None = None
 
 
 def cine(folder: Path, name: str = "cine.seq.nrrd") -> Path:
@@ -174,14 +196,270 @@ def strain_over_earlier_run(folder: Path) -> list[str]:
             "--wall-width", "2", "--method", "rigid", "--overwrite"]
 
 
-def interrupt_strain_figures(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Ctrl-C while the strain pictures are written, after a short registration."""
+def few_iterations(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Registration with 2 optimiser steps (``strain`` has no --iterations; its cases here are
+    about failing cleanly or about units, not about motion)."""
     from EchoRegistrationLib import registration
 
     full = registration.register_sequence
     monkeypatch.setattr("EchoRegistrationLib.registration.register_sequence",
                         lambda *args, **kwargs: full(*args, iterations=2, **kwargs))
+
+
+def interrupt_strain_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while the strain pictures are written, after a short registration."""
+    few_iterations(monkeypatch)
     fail_write(KeyboardInterrupt(), "EchoRegistrationLib.strain.outputs.save_strain_map")(monkeypatch)
+
+
+# ---------------------------------------------------------------------------- awkward inputs (issue 13)
+FRAMES = np.random.default_rng(13).integers(0, 256, size=(5, 12, 16), dtype=np.uint8)
+"""The frames of the small DICOM / NIfTI cases: 5 frames of 12 rows x 16 columns, distinct values."""
+
+
+def converted(make_input: Callable[[Path], Path], *options: str) -> Build:
+    """``convert INPUT out.mha``: the frames the tool read come back in a file the check can open."""
+    def build(folder: Path) -> list[str]:
+        return ["convert", str(make_input(folder)), str(folder / "out.mha"), *options]
+    return build
+
+
+def info(make_input: Callable[[Path], Path], *options: str) -> Build:
+    """``info INPUT``: what the tool establishes about the input, on stdout."""
+    def build(folder: Path) -> list[str]:
+        return ["info", str(make_input(folder)), *options]
+    return build
+
+
+def reads(expected: np.ndarray, spacing: tuple[float, float] | None = None, warning: str | None = None,
+          atol: float = 0.0) -> Check:
+    """Check: ``out.mha`` holds exactly ``expected`` (the frames that exist: none invented, none
+    lost), with ``spacing`` when given, and stderr is that one warning (or nothing)."""
+    def check(folder: Path, out: str, err: str) -> None:
+        seq = load_sequence(folder / "out.mha")
+        assert seq.frames.shape == expected.shape, seq.frames.shape
+        np.testing.assert_allclose(seq.frames, expected, atol=atol)
+        if spacing is not None:
+            assert seq.spacing == pytest.approx(spacing, rel=1e-6)
+        assert_one_warning(err, warning)
+    return check
+
+
+def says(*texts: str, warning: str | None = None) -> Check:
+    """Check: stdout contains each of ``texts`` and stderr is that one warning (or nothing)."""
+    def check(folder: Path, out: str, err: str) -> None:
+        for text in texts:
+            assert text in out, out
+        assert_one_warning(err, warning)
+    return check
+
+
+def assert_one_warning(err: str, warning: str | None) -> None:
+    """stderr is one ``echoreg: warning:`` line containing ``warning``, or empty when None."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    if warning is None:
+        assert not lines, err
+    else:
+        assert len(lines) == 1 and lines[0].startswith("echoreg: warning: ") and warning in lines[0], err
+
+
+def rle_declaring_more(folder: Path) -> Path:
+    """RLE multi-frame holding 5 frames, declaring 7 (the issue's example declared 12 of 10)."""
+    return write_compressed_us(folder / "rle.dcm", FRAMES, RLELossless, 7, offsets=False, FrameTime=20)
+
+
+def native_declaring_fewer(folder: Path) -> Path:
+    """Native multi-frame holding 5 frames, declaring 3."""
+    return with_header(write_us(folder / "native.dcm", FRAMES), NumberOfFrames=3)
+
+
+YBR = np.concatenate([FRAMES[:3, ..., None], np.full((3, 12, 16, 2), 128, np.uint8)], axis=-1)
+"""3 frames of Y, Cb, Cr samples with neutral chroma: gray pixels whose luma is Y."""
+
+
+def signed_deltas(folder: Path) -> Path:
+    """A region with PhysicalDeltaX +0.04 cm, PhysicalDeltaY -0.02 cm (the sign is the direction)."""
+    return write_us(folder / "signed.dcm", FRAMES, regions=[region(0, 0, 15, 11, delta_cm=(0.04, -0.02))])
+
+
+def huge_header(folder: Path) -> Path:
+    """A header declaring 60000 x 60000 pixels in 5000 frames over 960 bytes of pixel data."""
+    return with_header(write_us(folder / "huge.dcm", FRAMES), Rows=60000, Columns=60000, NumberOfFrames=5000)
+
+
+def with_nan(name: str, value: float) -> Callable[[Path], Path]:
+    """``FRAMES`` as float32 in ``name`` with ``value`` at frame 1, row 2, column 3 and frame 4, row 0, column 0."""
+    def write(folder: Path) -> Path:
+        frames = FRAMES.astype(np.float32)
+        frames[1, 2, 3] = frames[4, 0, 0] = value
+        sitk.WriteImage(sitk.GetImageFromArray(frames), str(folder / name))
+        return folder / name
+    return write
+
+
+def with_spacing(spacing: tuple[float, float]) -> Callable[[Path], Path]:
+    """``FRAMES`` in a MetaImage of pixel size ``spacing`` mm."""
+    def write(folder: Path) -> Path:
+        image = sitk.GetImageFromArray(FRAMES.astype(np.float32))
+        image.SetSpacing((*spacing, 1.0))
+        sitk.WriteImage(image, str(folder / "odd.mha"))
+        return folder / "odd.mha"
+    return write
+
+
+def nifti_with_pixdim(pixdim: tuple[float, float]) -> Callable[[Path], Path]:
+    """``FRAMES`` as NIfTI (X, Y, T) declaring pixel size ``pixdim`` (pixdim[1:3])."""
+    return lambda folder: written_nifti(folder / "pixdim.nii", FRAMES, pixdim)
+
+
+def nifti_x_y_1_t(folder: Path) -> Path:
+    """``FRAMES`` as a NIfTI of size (16, 12, 1, 5): a singleton third axis, time on the fourth."""
+    image = sitk.GetImageFromArray(FRAMES.reshape(5, 1, 12, 16), isVector=False)
+    image.SetSpacing((0.3, 0.25, 1.0, 0.04))
+    sitk.WriteImage(image, str(folder / "xy1t.nii.gz"))
+    return folder / "xy1t.nii.gz"
+
+
+CODES = np.zeros((3, 40, 36), np.uint8)
+CODES[:, 10:30, 8:28] = 2
+CODES[:, 14:26, 12:24] = 1
+"""CAMUS codes (1 cavity, 2 myocardium) on the corpus cine's grid, on every frame."""
+
+
+def with_labels(save_labels: Callable[[EchoSequence, Path], Path], name: str, option: str = "--labels",
+                codes: np.ndarray = CODES) -> Build:
+    """``info`` of the corpus cine with ``codes`` written by ``save_labels`` to ``name`` and passed as ``option``."""
+    def build(folder: Path) -> list[str]:
+        labels = save_labels(EchoSequence(frames=codes, spacing=(0.5, 0.4)), folder / name)
+        return ["info", str(cine(folder)), option, str(labels)]
+    return build
+
+
+def save(seq: EchoSequence, path: Path) -> Path:
+    """:func:`save_sequence` in the argument order of the label writers."""
+    return save_sequence(seq, path)
+
+
+def strain_of(make_input: Callable[[Path], Path], *landmarks: float) -> Build:
+    """``strain`` (rigid: these cases are about units, not motion) from three landmarks."""
+    def build(folder: Path) -> list[str]:
+        return ["strain", str(make_input(folder)), "-o", str(folder / "strain"), "--method", "rigid",
+                "--landmarks", ",".join(map(str, landmarks)), "--wall-width", "2"]
+    return build
+
+
+def strain_csv(folder: Path) -> list[list[str]]:
+    """The rows of ``strain/strain_frames.csv``."""
+    with open(folder / "strain" / "strain_frames.csv", newline="") as f:
+        return list(csv.reader(f))
+
+
+def strain_json(folder: Path) -> dict:
+    """``strain/strain_summary.json``."""
+    return json.loads((folder / "strain" / "strain_summary.json").read_text())
+
+
+def volumes_unmeasured(folder: Path, out: str, err: str) -> None:
+    """Check: no pixel size: EDV / ESV / areas blank (CSV cells, JSON null), said on the console,
+    no number in ml printed; EF and strain (ratios) reported."""
+    assert "EDV, ESV not measured: pixel size unknown" in out and " ml" not in out, out
+    assert "--landmarks read in pixels (column, row)" in err and "pixel size unknown" in err, err
+    rows = strain_csv(folder)
+    assert rows[0][-2:] == ["LV area (mm2, pixel size unknown)", "LV volume (ml, pixel size unknown)"]
+    assert all(row[-2:] == ["", ""] for row in rows[1:])
+    report = strain_json(folder)
+    assert report["spacing_known"] is False and report["volumes"]["edv_ml"] is None
+    assert report["volumes"]["ef_pct"] is not None
+
+
+def times_unknown(folder: Path, out: str, err: str) -> None:
+    """Check: no frame times: the peak is given by its frame, times are blank, no ms invented."""
+    assert "(frame times unknown)" in out and " ms" not in out, out
+    rows = strain_csv(folder)
+    assert rows[0][1:3] == ["time (s, frame times unknown)", "time from ED (s, frame times unknown)"]
+    assert all(row[1:3] == ["", ""] for row in rows[1:])
+    report = strain_json(folder)
+    assert report["frame_times_known"] is False and report["gls_endocardial"]["time_to_peak_s"] is None
+
+
+def video(folder: Path) -> Path:
+    """The corpus texture as a 50 /s MJPG video (no pixel size)."""
+    return write_mjpg(folder / "cine.avi", np.stack([np.roll(FRAMES[0].repeat(3, 0).repeat(3, 1), s, 1)
+                                                     for s in range(4)]))
+
+
+def nifti(folder: Path) -> Path:
+    """The corpus texture as NIfTI (X, Y, T) at 0.3 x 0.4 mm: no frame times."""
+    return written_nifti(folder / "cine.nii", np.stack([np.roll(FRAMES[0].repeat(3, 0).repeat(3, 1), s, 1)
+                                                        for s in range(4)]))
+
+
+@functools.cache
+def beat() -> tuple[EchoSequence, np.ndarray, np.ndarray]:
+    """A simulated A4C beat (11 frames of 64 x 64 at 25 /s) played from its ES on, as a file without
+    ED / ES gives it: the cine, its exact fields from frame 0 and the original frame of each frame."""
+    from EchoRegistrationLib.simulation import simulate_sequence
+
+    sim = simulate_sequence(view="A4C", cycle="full", n_frames=11, image_size=(64, 64), frame_rate=25.0,
+                            seed=7)
+    cine_, registration, order, _ = started_at(sim, sim.sequence.es_index)
+    return cine_, registration.displacement, order
+
+
+def starting_at_es(folder: Path) -> list[str]:
+    """``strain`` of the beat starting at ES, the myocardium from frame 0's labels; the exact
+    fields wait beside the cine for :func:`exact_tracking`."""
+    seq, fields, _ = beat()
+    save_sequence(EchoSequence(frames=seq.frames, spacing=seq.spacing, frame_times=seq.frame_times),
+                  folder / "beat.seq.nrrd")
+    save_sequence(EchoSequence(frames=seq.labels[None], spacing=seq.spacing), folder / "beat_labels.nii.gz")
+    np.save(folder / "beat_fields.npy", fields)
+    return ["strain", str(folder / "beat.seq.nrrd"), "--labels", str(folder / "beat_labels.nii.gz"),
+            "-o", str(folder / "strain"), "--apical-view", "A4C"]
+
+
+def exact_tracking(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Registration replaced by the exact fields saved beside the cine (the case is about the reference frame)."""
+    from EchoRegistrationLib.strain import result_from_displacement
+
+    monkeypatch.setattr("EchoRegistrationLib.registration.register_sequence",
+                        lambda seq, *args, reference, **kwargs: result_from_displacement(
+                            seq, np.load(Path(seq.source).parent / "beat_fields.npy"), reference))
+
+
+def ed_detected(folder: Path, out: str, err: str) -> None:
+    """Check: ED is found at the original ED (the frame where the beat wraps), said on the console
+    and in the JSON, and strain relative to it shortens (negative peak GLS)."""
+    ed = int(np.flatnonzero(beat()[2] == 0)[0])  # 4 of 10
+    report = strain_json(folder)
+    assert report["ed_frame"] == ed and report["es_frame"] == 0
+    assert report["ed_frame_source"].startswith("detected")
+    assert f"echoreg: warning: ED not given by the file: frame {ed} was detected as ED" in err, err
+    assert report["gls_endocardial"]["peak_pct"] < -5.0
+
+
+def blank_frame(folder: Path) -> list[str]:
+    """Texture moving 1 column (0.5 mm) left per frame, frame 2 entirely 0 (few steps)."""
+    frames = moving_texture()
+    frames[2] = 0
+    path = save_sequence(EchoSequence(frames=frames, spacing=(0.5, 0.5), frame_times=np.arange(5) / 50),
+                         folder / "gap.seq.nrrd")
+    return ["register", str(path), "-o", str(folder / "out"), "--iterations", "10"]
+
+
+def bridged(folder: Path, out: str, err: str) -> None:
+    """Check: frame 2 named, bridged by interpolation, and the motion right across it."""
+    assert "echoreg: warning: frame 2: no signal" in err and "interpolated in time from frame(s) 1 and 3" in err
+    with np.load(folder / "out" / "displacement.npz") as npz:
+        ux = npz["displacement"][:, 4:-4, np.r_[4:22, 42:60], 0].mean(axis=(1, 2))
+        assert npz["no_signal"].tolist() == [False, False, True, False, False]
+    np.testing.assert_allclose(ux, [0, -0.5, -1.0, -1.5, -2.0], atol=0.1)
+
+
+def iterations_recorded(folder: Path, out: str, err: str) -> None:
+    """Check: the 3 frames registered with the one step asked for, recorded in report.json."""
+    report = json.loads((folder / "out" / "report.json").read_text())
+    assert len(report["frames"]) == 3 and report["parameters"]["iterations"] == 1
 
 
 CUDA = "cuda:99" if torch.cuda.is_available() else "cuda"
@@ -237,7 +515,59 @@ CASES: list[BadInput] = [
              patch=fail_write(KeyboardInterrupt(), "SimpleITK.WriteImage")),
     BadInput("interrupt-strain-mid-write", strain_over_earlier_run, ("interrupted",), 130,
              patch=interrupt_strain_figures),
+    # DICOM frames and geometry
+    BadInput("dicom-declares-more-frames", converted(rle_declaring_more), exit_status=0, changes=("out.mha",),
+             check=reads(FRAMES, warning="rle.dcm: NumberOfFrames is 7 but the pixel data (5 fragments) hold 5 "
+                                         "frames: the 5 frames that exist were read")),
+    BadInput("dicom-declares-fewer-frames", converted(native_declaring_fewer), exit_status=0,
+             changes=("out.mha",), check=reads(FRAMES, warning="native.dcm: NumberOfFrames is 3 but the pixel "
+                                                               "data (960 bytes, 192 per frame) hold 5 frames")),
+    BadInput("dicom-native-ybr-full-422", converted(lambda folder: write_ybr_full_422(folder / "ybr.dcm", YBR)),
+             exit_status=0, changes=("out.mha",), check=reads(YBR[..., 0], atol=1.0)),
+    BadInput("dicom-signed-physical-delta", converted(signed_deltas), exit_status=0, changes=("out.mha",),
+             check=reads(FRAMES, spacing=(0.4, 0.2))),
+    BadInput("dicom-huge-header", info(huge_header),
+             ("huge.dcm", "hold no whole frame of 60000 x 60000 pixels (NumberOfFrames 5000)")),
+    # pixel values and declared geometry
+    BadInput("nifti-nan-pixels", info(with_nan("nan.nii.gz", np.nan)),
+             ("nan.nii.gz", "2 pixel values are NaN or infinite (the first at frame 1, row 2, column 3)")),
+    BadInput("metaimage-infinite-pixels",
+             lambda folder: ["register", str(with_nan("inf.mha", np.inf)(folder)), "-o", str(folder / "out")],
+             ("inf.mha", "NaN or infinite")),
+    BadInput("nifti-zero-pixdim", strain_of(nifti_with_pixdim((0.0, 0.3)), 5, 11, 8, 1, 11, 11),
+             exit_status=0, patch=few_iterations, changes=("strain",), check=volumes_unmeasured),
+    BadInput("nifti-negative-pixdim", converted(nifti_with_pixdim((-0.3, 0.25))), exit_status=0,
+             changes=("out.mha",), check=reads(FRAMES, spacing=(0.3, 0.25), warning="pixdim.nii: the file "
+                                                "declares a negative pixel size (-0.3, 0.25) mm (pixdim)")),
+    BadInput("frame-rate-implausible", info(nifti_with_pixdim((0.3, 0.3)), "--frame-rate", "1e9"),
+             ("pixdim.nii", "frame interval 1e-09 s (1e+09 frames/s) between frames 0 and 1 is outside")),
+    BadInput("frame-rate-zero", info(nifti_with_pixdim((0.3, 0.3)), "--frame-rate", "0"),
+             ("--frame-rate", "expected a positive number, got '0'")),
+    BadInput("pixel-size-implausible", info(with_spacing((2e4, 2e4))),
+             ("odd.mha", "pixel spacing (20000.0, 20000.0) mm is outside the plausible range")),
+    BadInput("pixel-size-in-metres", info(with_spacing((3e-4, 3e-4))), ("odd.mha", "pixel spacing (0.0003, 0.0003) mm")),
+    # layouts, label maps and masks
+    BadInput("nifti-x-y-1-t", converted(nifti_x_y_1_t, "--frame-rate", "25"), exit_status=0, changes=("out.mha",),
+             check=reads(FRAMES, spacing=(0.3, 0.25))),
+    BadInput("labels-slicer-labelmap-sequence", with_labels(write_labelmap_sequence, "gt.seq.nrrd"),
+             exit_status=0, check=says("labels:       codes [0, 1, 2] on frames [0, 1, 2]")),
+    BadInput("labels-other-grid", with_labels(save, "half.nii.gz", codes=CODES[:, :20]),
+             ("half.nii.gz", "labels of shape (3, 20, 36) do not match frames of shape (3, 40, 36)")),
+    BadInput("mask-sector", with_labels(save, "mask.nii.gz", "--mask"), exit_status=0,
+             check=says(f"mask:         {(CODES[0] > 0).mean():.1%} of pixels inside")),
+    BadInput("mask-empty", with_labels(save, "empty.mha", "--mask", codes=np.zeros((1, 40, 36), np.uint8)),
+             ("empty.mha", "mask is empty")),
+    BadInput("convert-to-a-video", lambda folder: ["convert", str(cine(folder)), str(folder / "out.avi")],
+             ("out.avi", "cannot write this format; use .seq.nrrd")),
+    # unknown basis, reference frame, frames without signal
+    BadInput("strain-video-without-pixel-size", strain_of(video, 14, 34, 24, 2, 34, 34), exit_status=0,
+             patch=few_iterations, changes=("strain",), check=volumes_unmeasured),
+    BadInput("strain-nifti-without-frame-times", strain_of(nifti, 4, 12, 7, 1, 10, 12), exit_status=0,
+             patch=few_iterations, changes=("strain",), check=times_unknown),
+    BadInput("strain-cine-starting-at-es", starting_at_es, exit_status=0, patch=exact_tracking,
+             changes=("strain",), check=ed_detected),
+    BadInput("register-frame-without-signal", blank_frame, exit_status=0, changes=("out",), check=bridged),
     # awkward but valid: the right value
     BadInput("iterations-1", lambda folder: register(folder, "--iterations", "1"), exit_status=0,
-             changes=("out",)),
+             changes=("out",), check=iterations_recorded),
 ]

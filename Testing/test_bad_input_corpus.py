@@ -1,5 +1,6 @@
 """The bad-input corpus (``bad_inputs.py``): every case ends with its exit status and one line that
-names the file and the problem; no traceback, no partial output, nothing changed."""
+names the file and the problem, or with exit 0 and its right value; no traceback, no partial
+output, nothing changed."""
 
 import hashlib
 import re
@@ -30,7 +31,7 @@ def test_bad_input_ends_cleanly(case: BadInput, tmp_path, monkeypatch, capsys):
         status = main(argv)
     except SystemExit as stop:  # argparse's own exits (usage errors)
         status = stop.code
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert status == case.exit_status, err
     assert "Traceback" not in err
     after = snapshot(tmp_path)
@@ -39,6 +40,8 @@ def test_bad_input_ends_cleanly(case: BadInput, tmp_path, monkeypatch, capsys):
     assert not created, f"left behind: {sorted(created)}"
     assert {p: h for p, h in after.items() if p in before} == before, "changed an existing file"
     if case.exit_status == 0:
+        assert case.check is not None, "an exit-0 case must check its right value"
+        case.check(tmp_path, out, err)
         return
     lines = [line for line in err.replace("\r", "\n").splitlines()
              if line.strip() and not PROGRESS_BAR.match(line)]

@@ -97,6 +97,8 @@ def test_register_mask_restricts_the_comparison(tmp_path):
         out = tmp_path / name
         assert main(["register", str(cine), "-o", str(out), "--method", "rigid", "--loss", "ncc", *extra]) == 0
         shifts[name] = np.load(out / "displacement.npz")["displacement"][2, 8:-8, 8:-8, 0].mean()
+        fraction = json.loads((out / "report.json").read_text())["mask_inside_fraction"]
+        assert fraction == (pytest.approx(12 / 36) if extra else None)  # the mask used is on record
     assert shifts["masked"] == pytest.approx(1.0, abs=0.1)  # 2 columns of 0.5 mm
     assert shifts["whole"] < 0.8  # the still half holds the unmasked estimate back
 
@@ -121,7 +123,7 @@ def test_strain_passes_the_mask_to_registration(cine, tmp_path, monkeypatch, cap
 
 def test_input_warnings_are_one_line_each(tmp_path, capsys):
     import pydicom
-    from test_io_dicom import write_us
+    from input_files import write_us
 
     cine = np.random.default_rng(2).integers(0, 256, size=(3, 6, 8), dtype=np.uint8)
     ds = pydicom.dcmread(write_us(tmp_path / "short.dcm", cine))
@@ -137,7 +139,7 @@ def test_input_warnings_are_one_line_each(tmp_path, capsys):
 
 def test_huge_dicom_header_is_exit_2_and_one_line(tmp_path, capsys):
     import pydicom
-    from test_io_dicom import write_us
+    from input_files import write_us
 
     ds = pydicom.dcmread(write_us(tmp_path / "huge.dcm", np.zeros((1, 4, 4), np.uint8)))
     ds.Rows, ds.Columns, ds.NumberOfFrames = 65535, 65535, 100000

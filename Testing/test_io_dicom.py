@@ -14,6 +14,8 @@ from pydicom.pixels import get_decoder
 from pydicom.tag import Tag
 from pydicom.uid import MPEG4HP41, HTJ2KLossless, RLELossless, UltrasoundMultiFrameImageStorage, generate_uid
 
+from input_files import region, write_compressed_us, write_us, write_ybr_full_422
+
 from EchoRegistrationLib.io.dicom import is_dicom, read_dicom
 from EchoRegistrationLib.sequence import EchoDataError, EchoDataWarning
 
@@ -21,42 +23,10 @@ LUMA = np.array([0.299, 0.587, 0.114])
 
 
 # ---------------------------------------------------------------------------- writing test files
-def region(x0: int, y0: int, x1: int, y1: int, *, delta_cm=(0.03, 0.05), units=3,
-           spatial_format: int = 1, data_type: int = 1) -> Dataset:
-    """One item of SequenceOfUltrasoundRegions."""
-    item = Dataset()
-    item.RegionSpatialFormat = spatial_format
-    item.RegionDataType = data_type
-    item.RegionFlags = 0
-    item.RegionLocationMinX0, item.RegionLocationMinY0 = x0, y0
-    item.RegionLocationMaxX1, item.RegionLocationMaxY1 = x1, y1
-    item.PhysicalUnitsXDirection = item.PhysicalUnitsYDirection = units
-    item.PhysicalDeltaX, item.PhysicalDeltaY = delta_cm
-    return item
-
-
 def without(item: Dataset, keyword: str) -> Dataset:
     """``item`` with the attribute ``keyword`` removed."""
     delattr(item, keyword)
     return item
-
-
-def write_us(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2",
-             regions: list[Dataset] | None = None, **attributes) -> Path:
-    """Write a US Multi-frame DICOM of (T, H, W) or (T, H, W, 3) pixels with the given attributes."""
-    ds = Dataset()
-    ds.SOPClassUID = UltrasoundMultiFrameImageStorage
-    ds.SOPInstanceUID = generate_uid()
-    ds.Modality = "US"
-    ds.Manufacturer = "EchoRegistration tests"
-    ds.set_pixel_data(pixels, photometric, 8 * pixels.dtype.itemsize)
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    if regions is not None:
-        ds.SequenceOfUltrasoundRegions = regions
-    for keyword, value in attributes.items():
-        setattr(ds, keyword, value)
-    ds.save_as(path, enforce_file_format=True)
-    return path
 
 
 @pytest.fixture
@@ -389,20 +359,6 @@ def test_missing_file_is_an_os_error(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------- frames and geometry (issue 13)
-def _compressed(path: Path, cine: np.ndarray, syntax: str, declared: int, *, offsets: bool = True,
-                **attributes) -> Path:
-    """``cine`` written compressed with ``syntax``, its header then declaring ``declared`` frames;
-    with ``offsets`` False the Basic Offset Table is left empty."""
-    ds = pydicom.dcmread(write_us(path, cine, **attributes))
-    ds.compress(syntax, generate_instance_uid=False)
-    if not offsets:
-        frames = list(pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=cine.shape[0]))
-        ds.PixelData = encapsulate(frames, has_bot=False)
-    ds.NumberOfFrames = declared
-    ds.save_as(path)
-    return path
-
-
 @pytest.mark.parametrize("held, declared, offsets", [
     (10, 12, True),   # the issue's example: RLE declaring 12 frames, holding 10
     (10, 12, False),  # the same without a Basic Offset Table
@@ -412,7 +368,7 @@ def _compressed(path: Path, cine: np.ndarray, syntax: str, declared: int, *, off
 def test_rle_number_of_frames_disagreeing_with_the_data(tmp_path: Path, held: int, declared: int,
                                                          offsets: bool) -> None:
     cine = np.random.default_rng(held).integers(0, 256, size=(held, 16, 20), dtype=np.uint8)
-    path = _compressed(tmp_path / "rle.dcm", cine, RLELossless, declared, offsets=offsets, FrameTime=20)
+    path = write_compressed_us(tmp_path / "rle.dcm", cine, RLELossless, declared, offsets=offsets, FrameTime=20)
     with pytest.warns(EchoDataWarning, match=rf"rle\.dcm: NumberOfFrames is {declared} but the pixel data "
                                              rf"\({held} fragments\) hold {held} frames: the {held} frames"):
         seq = read_dicom(path)
@@ -453,27 +409,13 @@ def test_native_frames_beyond_number_of_frames(tmp_path: Path, cine: np.ndarray)
     np.testing.assert_array_equal(seq.frames, cine.astype(np.float32))
 
 
-def _ybr_full_422(rgb_like: np.ndarray) -> bytes:
-    """Native YBR_FULL_422 bytes of (T, H, W, 3) Y, Cb, Cr samples: Y0 Y1 Cb Cr per pixel pair, the
-    chroma of the pair's first pixel."""
-    t, h, w, _ = rgb_like.shape
-    pairs = np.empty((t, h, w // 2, 4), np.uint8)
-    pairs[..., 0], pairs[..., 1] = rgb_like[:, :, 0::2, 0], rgb_like[:, :, 1::2, 0]
-    pairs[..., 2], pairs[..., 3] = rgb_like[:, :, 0::2, 1], rgb_like[:, :, 0::2, 2]
-    return pairs.tobytes()
-
-
 @pytest.mark.parametrize("n_frames, rows, columns, declared", [(4, 48, 64, 4), (3, 10, 6, 5)])
 def test_native_multiframe_ybr_full_422(tmp_path: Path, n_frames: int, rows: int, columns: int,
                                         declared: int) -> None:
     ybr = np.random.default_rng(rows).integers(0, 256, size=(n_frames, rows, columns, 3), dtype=np.uint8)
     ybr[..., 1:] = 128  # neutral chroma: gray pixels, luma = Y exactly
-    ds = pydicom.dcmread(write_us(tmp_path / "tmp.dcm", ybr, "RGB"))
-    ds.PhotometricInterpretation = "YBR_FULL_422"
-    ds.PixelData = _ybr_full_422(ybr)
-    assert len(ds.PixelData) == n_frames * rows * columns * 2  # 24,576 bytes for the issue's example
-    ds.NumberOfFrames = declared
-    ds.save_as(tmp_path / "ybr422.dcm")
+    path = write_ybr_full_422(tmp_path / "ybr422.dcm", ybr, declared)
+    assert len(pydicom.dcmread(path).PixelData) == n_frames * rows * columns * 2  # 24,576 bytes in the issue
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         seq = read_dicom(tmp_path / "ybr422.dcm")

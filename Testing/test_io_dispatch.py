@@ -90,13 +90,13 @@ def test_save_protects_user_data(tmp_path):
     with pytest.raises(FileExistsError, match="refusing to overwrite the file this sequence was read from"):
         save_sequence(loaded, path, overwrite=True)
     assert path.read_bytes() == original
-    with pytest.raises(ValueError, match="cannot write this format"):
+    with pytest.raises(EchoDataError, match=r"cine\.png: cannot write this format"):  # exit 2 in the CLI
         save_sequence(loaded, tmp_path / "cine.png")
 
 
 # --------------------------------------------------------------------------- label maps and masks (issue 13)
 def test_label_maps_load_from_every_exact_format(tmp_path):
-    from test_io_dicom import write_us
+    from input_files import write_us
 
     from EchoRegistrationLib.io import read_label_map
 

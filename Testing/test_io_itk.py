@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from input_files import written_nifti
+
 from EchoRegistrationLib import EchoDataError, EchoDataWarning, EchoSequence
 from EchoRegistrationLib.io.itk import read_itk_image, read_itk_labels, write_itk_image
 
@@ -116,20 +118,6 @@ def _image(frames: np.ndarray, spacing=(0.3, 0.4)) -> sitk.Image:
     return image
 
 
-def _written_nifti(path, frames: np.ndarray, pixdim_xy=None, dtype=np.float32):
-    """``frames`` written as NIfTI (X, Y, T); ``pixdim_xy`` then patched into pixdim[1:3], with the
-    sform switched off so that the qform (pixdim) is the geometry, as many NIfTI writers do."""
-    image = sitk.GetImageFromArray(frames.astype(dtype))
-    image.SetSpacing((0.3, 0.4, 0.02))
-    sitk.WriteImage(image, str(path))
-    if pixdim_xy is not None:
-        raw = bytearray(path.read_bytes())
-        raw[80:88] = np.asarray(pixdim_xy, "<f4").tobytes()
-        raw[254:256] = np.int16(0).tobytes()  # sform_code 0
-        path.write_bytes(bytes(raw))
-    return path
-
-
 @pytest.mark.parametrize("name, size", [
     ("cine.nii.gz", (9, 7, 1, 5)),  # the issue's layout: singleton third axis, time fourth
     ("cine.mha", (9, 7, 1, 5)),
@@ -155,7 +143,7 @@ def test_two_axes_beyond_the_plane_are_refused(tmp_path):
 
 @pytest.mark.parametrize("pixdim", [(0.0, 0.3), (0.3, 0.0), (0.0, 0.0)])
 def test_zero_nifti_pixel_size_is_unknown_spacing(tmp_path, pixdim):
-    path = _written_nifti(tmp_path / "zero.nii", ramp_sequence().frames, pixdim)
+    path = written_nifti(tmp_path / "zero.nii", ramp_sequence().frames, pixdim)
     assert sitk.ReadImage(str(path)).GetSpacing()[:2] != pixdim  # ITK alone would invent 1 mm
     text = rf"\({pixdim[0]:g}, {pixdim[1]:g}\) mm \(pixdim\)"
     with pytest.warns(EchoDataWarning, match=rf"zero\.nii: the file declares pixel size {text}; a zero size"):
@@ -166,7 +154,7 @@ def test_zero_nifti_pixel_size_is_unknown_spacing(tmp_path, pixdim):
 
 @pytest.mark.parametrize("pixdim, spacing", [((-0.3, 0.3), (0.3, 0.3)), ((0.25, -0.5), (0.25, 0.5))])
 def test_negative_nifti_pixel_size_is_flagged(tmp_path, pixdim, spacing):
-    path = _written_nifti(tmp_path / "neg.nii", ramp_sequence().frames, pixdim)
+    path = written_nifti(tmp_path / "neg.nii", ramp_sequence().frames, pixdim)
     text = rf"\({pixdim[0]:g}, {pixdim[1]:g}\) mm \(pixdim\)"
     with pytest.warns(EchoDataWarning, match=rf"neg\.nii: the file declares a negative pixel size {text}; its magnitude"):
         seq = read_itk_image(path)

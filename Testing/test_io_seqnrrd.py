@@ -10,6 +10,8 @@ import nrrd
 import numpy as np
 import pytest
 
+from input_files import edit_header, write_labelmap_sequence
+
 from EchoRegistrationLib import EchoDataError, EchoSequence
 from EchoRegistrationLib.io import attach_labels, read_label_map
 from EchoRegistrationLib.io.seqnrrd import is_seq_nrrd, read_seq_nrrd, write_seq_nrrd
@@ -28,13 +30,6 @@ def make_sequence(**changes) -> EchoSequence:
                   direction=DIRECTION, slice_spacing=0.7, metadata={"source": "synthetic"})
     fields.update(changes)
     return EchoSequence(**fields)
-
-
-def edit_header(path: Path, old: str, new: str) -> None:
-    """Replace text in the header of an attached-data NRRD file, keeping its data bytes."""
-    header, data = path.read_bytes().split(b"\n\n", 1)
-    assert old.encode() in header
-    path.write_bytes(header.replace(old.encode(), new.encode()) + b"\n\n" + data)
 
 
 # --------------------------------------------------------------------------- slicer-core helpers
@@ -397,8 +392,7 @@ def test_slicer_labelmap_sequence_is_a_label_map(mrml, tmp_path):
 def test_labelmap_sequence_written_here_and_non_integer_codes(tmp_path):
     codes = np.zeros((4, 6, 7), np.float32)
     codes[:, 2:4, 3:6] = 2
-    path = write_seq_nrrd(make_sequence(frames=codes), tmp_path / "gt.seq.nrrd")
-    edit_header(path, "DataNodeClassName:=vtkMRMLScalarVolumeNode", "DataNodeClassName:=vtkMRMLLabelMapVolumeNode")
+    path = write_labelmap_sequence(make_sequence(frames=codes), tmp_path / "gt.seq.nrrd")
     assert np.array_equal(read_label_map(path), codes.astype(np.uint8))
     half = write_seq_nrrd(make_sequence(frames=codes + 0.5), tmp_path / "half.seq.nrrd")
     with pytest.raises(EchoDataError, match=r"half\.seq\.nrrd: label map holds non-integer values"):

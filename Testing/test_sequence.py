@@ -47,7 +47,8 @@ def test_conversion_and_defaults():
     assert seq.frame_rate == pytest.approx(50.0)
     unknown = make(frame_times=None)
     assert not unknown.frame_times_known and unknown.frame_times.tolist() == [0, 1, 2, 3]
-    assert "UNKNOWN" in unknown.describe()
+    assert "frame times:  UNKNOWN (not in the file; pass --frame-rate)\n" in unknown.describe()  # no "3 s"
+    assert "frame times:  0 .. 0.06 s, 50 frames/s\n" in seq.describe()
 
 
 def test_require_frames():

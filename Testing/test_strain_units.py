@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from input_files import started_at, write_mjpg
+
 from EchoRegistrationLib import load_sequence, save_sequence
 from EchoRegistrationLib.cli import main
 from EchoRegistrationLib.registration import register_sequence, save_registration
@@ -42,22 +44,6 @@ def full_cycle():
     """A full simulated beat, 21 frames at 50 /s: ED at frame 0 (and 20), ES known."""
     return simulate_sequence(view="A4C", cycle="full", n_frames=21, image_size=(112, 112),
                              frame_rate=50.0, seed=7)
-
-
-def started_at(sim, start: int):
-    """The beat of ``sim`` played from frame ``start`` on (wrapping at the next ED), as a file
-    without ED / ES would give it: the sequence, exact fields on the grid of its frame 0, the
-    original frame of each frame, and the myocardium of frame 0 from its labels."""
-    seq, n = sim.sequence, sim.sequence.n_frames
-    order = np.r_[np.arange(start, n - 1), np.arange(0, start)]  # frame n - 1 is the next ED: once
-    positions = pixel_positions(seq.frame_shape, seq.spacing)
-    at_ed = sim.motion.inverse(positions, sim.activation[order[0]])
-    fields = np.stack([sim.motion.forward(at_ed, sim.activation[k]) - positions for k in order])
-    cine = EchoSequence(frames=seq.frames[order], spacing=seq.spacing,
-                        frame_times=np.arange(len(order)) / 50.0, labels=seq.labels[order[0]],
-                        metadata={"source": f"<beat from frame {start}>", "view": "A4C"})
-    registration = result_from_displacement(cine, fields.astype(np.float32), 0)
-    return cine, registration, order, myocardium_from_labels(seq.labels[order[0]], seq.spacing)
 
 
 @pytest.mark.parametrize("where", ["ES", "mid-diastole"])
@@ -117,15 +103,6 @@ def test_tracking_reference_and_frames_from_the_file_or_the_user(full_cycle):
 
 
 # ---------------------------------------------------------------------- no pixel size
-def write_mjpg(path, frames, fps=50.0):
-    height, width = frames.shape[1:]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
-    for frame in np.clip(frames, 0, 255).astype(np.uint8):
-        writer.write(np.repeat(frame[..., None], 3, axis=2))
-    writer.release()
-    return path
-
-
 def test_video_without_pixel_size_gives_ef_and_gls_but_no_volumes(tmp_path, capsys):
     """The issue's 112 x 112 MJPG A4C at 1.334 mm pixels: EDV / ESV were printed as 31 / 15 ml
     (truth 79 / 37); now they are blank, while EF and GLS (ratios) stay right."""
@@ -137,7 +114,7 @@ def test_video_without_pixel_size_gives_ef_and_gls_but_no_volumes(tmp_path, caps
     assert main(["strain", str(video), "-o", str(out), "--apical-view", "A4C",
                  "--landmarks", ",".join(f"{v:.3f}" for v in pixels.ravel())]) == 0
     console = capsys.readouterr()
-    assert "--landmarks read in pixels (column, row)" in console.err
+    assert "echoreg: warning: --landmarks read in pixels (column, row)" in console.err
     assert "EDV, ESV not measured: pixel size unknown" in console.out and " ml" not in console.out
     assert "warning: pixel size unknown: areas, volumes and distances" in console.err
     report = json.loads((out / "strain_summary.json").read_text())
@@ -231,6 +208,7 @@ def test_in_memory_sequence_without_times_or_spacing_is_marked_everywhere(full_c
     save_registration(registration, bare, tmp_path / "registration")
     report = json.loads((tmp_path / "registration" / "report.json").read_text())
     assert (report["spacing_known"], report["frame_times_known"]) == (False, False)
+    assert report["frame_times_s"] is None  # not the frame indices as seconds
     with np.load(tmp_path / "registration" / "displacement.npz") as npz:
         assert (bool(npz["spacing_known"]), bool(npz["frame_times_known"])) == (False, False)
     write_strain_outputs(bare, registration, None, tmp_path / "strain")

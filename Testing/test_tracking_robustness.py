@@ -4,22 +4,14 @@ progress that advances within a batch of pairs (issue 13, items 5 and 8)."""
 import numpy as np
 import pytest
 
+from input_files import moving_texture
+
 from EchoRegistrationLib import EchoSequence
 from EchoRegistrationLib.registration import register_sequence
 from EchoRegistrationLib.registration.tracking import interpolate_in_time, no_signal_frames
 from EchoRegistrationLib.sequence import EchoDataError
 
 TEXTURE_COLUMNS = np.r_[4:22, 42:60]  # texture away from the black band and the wrapped border
-
-
-def moving_texture(n=5, step_px=1, seed=0):
-    """(n, 64, 64) speckle texture moving ``step_px`` columns left per frame (-0.5 mm at 0.5 mm
-    pixels: reference point p is at p - 0.5 t mm in frame t), a black 12-column band in every
-    frame (columns 26..37, not moving)."""
-    texture = np.random.default_rng(seed).uniform(0, 255, (64, 64))
-    frames = np.stack([np.roll(texture, -step_px * t, axis=1) for t in range(n)]).astype(np.float32)
-    frames[:, :, 26:38] = 0
-    return frames
 
 
 def texture_mean_ux(result):

@@ -205,4 +205,4 @@ def save_sequence(seq: EchoSequence, path: str | os.PathLike, *, overwrite: bool
         return write_seq_nrrd(seq, path, overwrite=overwrite)
     if path.name.endswith(ITK_SUFFIXES):
         return write_itk_image(seq, path, overwrite=overwrite)
-    raise ValueError(f"{path}: cannot write this format; use .seq.nrrd, {', '.join(ITK_SUFFIXES)}")
+    raise EchoDataError(str(path), f"cannot write this format; use .seq.nrrd, {', '.join(ITK_SUFFIXES)}")

@@ -88,7 +88,9 @@ def save_registration(result: RegistrationResult, seq: EchoSequence, folder: str
                             frame_times_known=seq.frame_times_known)
         report = {"input": seq.source, "n_frames": seq.n_frames, "spacing_mm": list(seq.spacing),
                   "spacing_known": seq.spacing_known, "frame_times_known": seq.frame_times_known,
-                  "frame_times_s": [round(float(t), 6) for t in seq.frame_times], **result.report()}
+                  "frame_times_s": [round(float(t), 6) for t in seq.frame_times] if seq.frame_times_known else None,
+                  "mask_inside_fraction": None if seq.mask is None else round(float(seq.mask.mean()), 6),
+                  **result.report()}
         (tmp / names[2]).write_text(json.dumps(report, indent=2) + "\n")
         for t, name in enumerate(names[3:]):
             (tmp / name).parent.mkdir(exist_ok=True)

@@ -13,7 +13,6 @@ the file, ED and ES are detected from the tracked cavity volume and strain is ta
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -73,9 +72,11 @@ def add_strain_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
 def landmarks_in_mm(landmarks: np.ndarray, seq: EchoSequence) -> np.ndarray:
     """(3, 2) mm points of the --landmarks: as given when the pixel size is known; read as pixels
     (column, row) and scaled by the placeholder spacing when it is not (said on the console)."""
+    from ..cli import print_warnings
+
     if seq.spacing_known:
         return landmarks
-    print(f"--landmarks read in pixels (column, row): {seq.source} gives no pixel size", file=sys.stderr)
+    print_warnings([f"--landmarks read in pixels (column, row): {seq.source} gives no pixel size"])
     return landmarks * np.asarray(seq.spacing)
 
 
