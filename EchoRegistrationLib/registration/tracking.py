@@ -268,6 +268,32 @@ def frame_quality(reference: torch.Tensor, frames: torch.Tensor, warped: torch.T
     return before, after, folding
 
 
+def tracking_plan(method: str, model: Any = None, refine: int = 0, mode: str | None = None,
+                  device: str | torch.device = "auto") -> tuple[torch.device, Any, str, str | None]:
+    """What :func:`register_sequence` decides before registering: the device, the DLIR model
+    (loaded; None for the optimisation methods), the tracking mode (``mode``, else
+    :func:`default_mode`, which asks the DLIR model how it was trained) and the model's name for
+    the report ("shipped" when none was given). One place, so that registering a single frame
+    (the Slicer module's quick look) tracks exactly as the whole sequence would.
+
+    Raises:
+        ValueError: an unknown method or device.
+        EchoDataError: an unusable model file.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    dev = resolve_device(device)
+    model_name = None
+    if method == "dlir":  # the model says how it tracks
+        from ..dlir.inference import as_model
+        from ..dlir.shipped import shipped_model_path
+
+        model_name = "shipped" if model is None else str(getattr(model, "name", model))
+        model = as_model(shipped_model_path() if model is None else model, dev)
+    mode = mode or default_mode(method, refine, model.mode if method == "dlir" else "to_reference")
+    return dev, model, mode, model_name
+
+
 def register_sequence(
     seq: EchoSequence,
     method: str = "deformable",
@@ -322,17 +348,7 @@ def register_sequence(
         ValueError: an unknown method, mode or device, a reference outside the sequence.
     """
     seq.require_frames(2)
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    dev = resolve_device(device)
-    model_name = None
-    if method == "dlir":  # the model says how it tracks
-        from ..dlir.inference import as_model
-        from ..dlir.shipped import shipped_model_path
-
-        model_name = "shipped" if model is None else str(getattr(model, "name", model))
-        model = as_model(shipped_model_path() if model is None else model, dev)
-    mode = mode or default_mode(method, refine, model.mode if method == "dlir" else "to_reference")
+    dev, model, mode, model_name = tracking_plan(method, model, refine, mode, device)
     reference = (seq.ed_index or 0) if reference is None else int(reference)
     if not 0 <= reference < seq.n_frames:
         raise ValueError(f"{seq.source}: reference frame {reference} is outside 0..{seq.n_frames - 1}")
@@ -429,4 +445,4 @@ def _dlir_fields(seq: EchoSequence, frames: torch.Tensor, pairs: list[tuple[int,
 
 
 __all__ = ["RegistrationCancelled", "RegistrationResult", "no_signal_frames", "register_sequence",
-           "resolve_device"]
+           "resolve_device", "tracking_plan"]
