@@ -160,11 +160,18 @@ def study_from_args(args: argparse.Namespace) -> Study:
 
 @contextlib.contextmanager
 def pair_progress(description: str) -> Iterator[Callable[[int, int], None]]:
-    """A tqdm bar over frame pairs; yields its ``progress(done, total)`` callback."""
+    """Yield a ``progress(done, total)`` callback that shows a tqdm bar over frame pairs, opened
+    at the first report (an error before the work prints no bar) and closed on leaving."""
     from tqdm import tqdm
 
-    with tqdm(unit="pair", desc=description) as bar:
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
+    bars: list[tqdm] = []
+
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, unit="pair", desc=description))
+        bars[0].update(done - bars[0].n)
+    try:
         yield progress
+    finally:
+        for bar in bars:
+            bar.close()
