@@ -11,7 +11,7 @@ import numpy as np
 
 from .io import load_sequence, save_sequence
 from .io.atomic import atomic_output
-from .registration.metrics import myocardial_end_point_error
+from .spatial.metrics import myocardial_end_point_error
 from .visualize import save_frame_montage, save_registration_figure
 
 DEMO_SEED = 2026

@@ -338,7 +338,8 @@ def register_one_frame(seq: EchoSequence, frame: int, settings: WorkflowSettings
         ValueError: ``frame`` is not a frame of ``seq``.
     """
     from . import registration
-    from .registration.tracking import tracked_frames, tracking_plan
+    from .registration.tracking import tracking_plan
+    from .spatial.pairs import tracked_frames
     from .strain.reference import tracking_reference
 
     reference = tracking_reference(seq, settings.reference)

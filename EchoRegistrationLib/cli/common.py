@@ -56,7 +56,7 @@ def count(minimum: int):
 
 def device_name(text: str) -> str:
     """argparse type: a device this machine has ("auto", "cpu", "cuda", "cuda:N")."""
-    from ..registration.tracking import resolve_device
+    from ..device import resolve_device
 
     try:
         resolve_device(text)
