@@ -326,7 +326,8 @@ def run_strain(study: Study, settings: WorkflowSettings, output: str | os.PathLi
     return analysis
 
 
-def register_one_frame(seq: EchoSequence, frame: int, settings: WorkflowSettings) -> tuple[int, np.ndarray, np.ndarray]:
+def register_one_frame(seq: EchoSequence, frame: int,
+                       settings: WorkflowSettings) -> tuple[int, np.ndarray, np.ndarray]:
     """Register frame ``frame`` to the tracking reference as :func:`analyse` would: the tracking
     mode and model come from :func:`.registration.tracking.tracking_plan` (the one place that
     decides them), and a sequential mode goes through the frames between.

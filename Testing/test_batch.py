@@ -58,7 +58,8 @@ def test_rows_equal_strain_run_alone_and_a_corrupt_study_is_an_error_row(cohort,
     assert "patient0003_4CH_half_sequence.nii.gz" in result.rows[2]["error"]
     assert result.rows[2]["gls_endo_pct"] is None and result.failed == ["patient0003_4CH"]
     assert main(["strain", str(cohort / "patient0002"), "-o", str(tmp_path / "alone"), *FAST]) == 0
-    alone = {(row["measure"], row["region"]): row["value"] for row in read_table(tmp_path / "alone" / "strain_summary.csv")}
+    alone = {(row["measure"], row["region"]): row["value"]
+             for row in read_table(tmp_path / "alone" / "strain_summary.csv")}
     row = result.rows[1]
     assert row["gls_endo_pct"] == pytest.approx(float(alone[("peak systolic strain", "GLS endocardial")]), abs=1e-3)
     assert row["ef_pct"] == pytest.approx(float(alone[("EF", "LV")]), abs=1e-3)

@@ -155,8 +155,7 @@ def _dask_results(todo: list[CohortStudy], settings: WorkflowSettings, studies_d
     except ImportError:
         raise EchoDataError("--scheduler", 'needs Dask distributed: pip install "echoregistration[batch]"') from None
     with Client(scheduler) as client:
-        futures = [client.submit(run_study, entry, settings, str(studies_dir), key=f"echoreg-{entry.id}-{time.time_ns()}")
-                   for entry in todo]
+        futures = [client.submit(run_study, entry, settings, str(studies_dir), pure=False) for entry in todo]
         try:
             for future in dask_completed(futures):
                 yield future.result()

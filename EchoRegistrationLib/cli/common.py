@@ -95,6 +95,12 @@ def add_input_options(parser: argparse.ArgumentParser, *, one_input: bool = True
                                        "input format; registration compares the images only inside it")
 
 
+def add_output_options(parser: argparse.ArgumentParser, overwrite_help: str) -> None:
+    """-o / --output (a folder) and --overwrite."""
+    parser.add_argument("-o", "--output", required=True, help="output folder")
+    parser.add_argument("--overwrite", action="store_true", help=overwrite_help)
+
+
 def add_myocardium_options(parser: argparse.ArgumentParser, *, one_input: bool = True) -> None:
     """--landmarks (one input only), --wall-width, --apical-view and --full-cycle."""
     if one_input:

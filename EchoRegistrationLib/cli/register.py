@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from .common import (add_input_options, add_registration_options, print_warnings, pair_progress,
+from .common import (add_input_options, add_output_options, add_registration_options, pair_progress,
+                     print_warnings,
                      settings_from_args, study_from_args)
 
 
@@ -56,10 +57,9 @@ def add_register_parsers(sub: argparse._SubParsersAction) -> None:
 
     register = sub.add_parser("register", help="register every frame to a reference frame")
     add_input_options(register)
-    register.add_argument("-o", "--output", required=True, help="output folder")
+    add_output_options(register, "replace existing outputs")
     add_registration_options(register)
     register.add_argument("--itk-fields", action="store_true",
                           help="also write one ITK displacement field per frame (fields/*.mha, "
                                "compressed; large), for ITK tools and Slicer transforms")
-    register.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     register.set_defaults(run=_cmd_register)

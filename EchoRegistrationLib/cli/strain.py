@@ -18,7 +18,7 @@ import argparse
 
 import numpy as np
 
-from .common import (add_input_options, add_myocardium_options, add_registration_options,
+from .common import (add_input_options, add_myocardium_options, add_output_options, add_registration_options,
                      print_warnings, pair_progress, settings_from_args, study_from_args)
 
 
@@ -31,12 +31,11 @@ def add_strain_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
                     "PNG pictures.")
     add_input_options(parser)
     add_myocardium_options(parser)
-    parser.add_argument("-o", "--output", required=True, help="output folder")
+    add_output_options(parser, "replace outputs of an earlier run")
     add_registration_options(parser)
     parser.add_argument("--registration", metavar="REGDIR",
                         help="reuse the output folder of an earlier 'echoreg register' of the same input "
                              "instead of registering again (refused when its input or geometry differs)")
-    parser.add_argument("--overwrite", action="store_true", help="replace outputs of an earlier run")
     parser.set_defaults(run=run_strain_command)
     return parser
 
