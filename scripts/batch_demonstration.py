@@ -33,7 +33,7 @@ SHARED = Path(os.environ.get("ECHOREG_SHARED_DATA", Path(__file__).resolve().par
 A4C_LANDMARKS = "62,118,78,27,101,116"  # annulus, apex, annulus (mm), as in the README
 
 
-def make_cohort(folder: Path, frames: int, size: int) -> Path:
+def make_cohort(folder: Path, frames: int, size: int, real: bool) -> Path:
     """The CSV listing: 20 simulated studies (A4C / A2C, half cycles), the real cine, a corrupt file."""
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -46,7 +46,7 @@ def make_cohort(folder: Path, frames: int, size: int) -> Path:
         sitk.WriteImage(labels, str(folder / f"sim{k:02d}_ed_gt.nii.gz"))
         rows.append({"id": f"sim{k:02d}", "input": cine.name, "labels": f"sim{k:02d}_ed_gt.nii.gz",
                      "view": "", "landmarks": "", "mask": ""})
-    if (SHARED / "echo_a4c").is_dir():
+    if real and (SHARED / "echo_a4c").is_dir():
         rows.append({"id": "real_a4c", "input": str(SHARED / "echo_a4c" / "a4c_sequence.nii.gz"), "labels": "",
                      "view": "", "landmarks": A4C_LANDMARKS,
                      "mask": str(SHARED / "echo_a4c" / "a4c_sequence_sector_mask.nii.gz")})
@@ -99,7 +99,7 @@ def killed_and_resumed(cli: list[str], env: dict, out: Path) -> list[dict]:
     for _ in range(3):
         process = subprocess.Popen([*cli, "-o", str(out)], env=env, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
-        moment = rng.uniform(20, 120)
+        moment = rng.uniform(10, 60)
         time.sleep(moment)
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -122,9 +122,10 @@ def main_demo() -> None:
     parser.add_argument("--frames", type=int, default=6)
     parser.add_argument("--size", type=int, default=80)
     parser.add_argument("--iterations", default="8")
+    parser.add_argument("--no-real", action="store_true", help="leave the real cine out (a busy machine)")
     args = parser.parse_args()
     fast = ["--iterations", args.iterations]
-    listing = make_cohort(args.work / "cohort", args.frames, args.size)
+    listing = make_cohort(args.work / "cohort", args.frames, args.size, not args.no_real)
     cli = [sys.executable, "-m", "EchoRegistrationLib.cli", "batch", str(listing), *fast]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
 

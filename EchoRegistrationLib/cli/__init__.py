@@ -64,7 +64,8 @@ _PYTHON_SHOWWARNING = warnings.showwarning
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0, 2 for any error, 130 for Ctrl-C)."""
+    """Run the command line; returns the exit status (0; 1 when studies of a batch failed, each
+    then a row of the cohort table; 2 for any error; 130 for Ctrl-C)."""
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         warnings.simplefilter("always", EchoDataWarning)
