@@ -171,9 +171,10 @@ def parse_landmarks(text: str) -> np.ndarray:
     return np.array(values).reshape(3, 2)
 
 
-def landmarks_in_mm(landmarks: np.ndarray, seq: EchoSequence) -> np.ndarray:
+def landmarks_in_mm(landmarks: np.ndarray, seq: EchoSequence, source: str = "--landmarks") -> np.ndarray:
     """(3, 2) mm points of landmarks: as given when the pixel size is known; read as pixels
-    (column, row) and scaled by the placeholder spacing when it is not (said as a warning)."""
+    (column, row) and scaled by the placeholder spacing when it is not (said as a warning naming
+    the landmarks' ``source``)."""
     import warnings
 
     from .sequence import EchoDataWarning
@@ -181,7 +182,7 @@ def landmarks_in_mm(landmarks: np.ndarray, seq: EchoSequence) -> np.ndarray:
     landmarks = np.asarray(landmarks, dtype=np.float64)
     if seq.spacing_known:
         return landmarks
-    warnings.warn(f"landmarks read in pixels (column, row): {seq.source} gives no pixel size",
+    warnings.warn(f"{source} read in pixels (column, row): {seq.source} gives no pixel size",
                   EchoDataWarning, stacklevel=2)
     return landmarks * np.asarray(seq.spacing)
 
@@ -205,7 +206,7 @@ def study_myocardium(seq: EchoSequence, study: Study, settings: WorkflowSettings
         if study.landmarks is None:
             raise EchoDataError(study.input, "no landmarks given for the myocardium")
         width = {} if settings.wall_width is None else {"wall_width": settings.wall_width}
-        return myocardium_from_landmarks(landmarks_in_mm(np.asarray(study.landmarks), seq),
+        return myocardium_from_landmarks(landmarks_in_mm(np.asarray(study.landmarks), seq, study.landmarks_source),
                                          seq.frame_shape, seq.spacing, source=study.landmarks_source, **width)
     if seq.labels is None:
         raise EchoDataError(seq.source, "no myocardium: the input has no labels; pass --labels FILE "
