@@ -1,4 +1,4 @@
-"""The built-in demo: simulate an apical echo with known motion, save it, load it back, register every
+"""The built-in demo (through :mod:`.workflow`, as every front end): simulate an apical echo with known motion, save it, load it back, register every
 frame to ED, measure strain and EF, and write pictures, fields, tables and a summary a person can open
 (``echoreg demo``)."""
 
@@ -11,7 +11,7 @@ import numpy as np
 
 from .io import load_sequence, save_sequence
 from .io.atomic import atomic_output
-from .registration.metrics import myocardial_end_point_error
+from .spatial.metrics import myocardial_end_point_error
 from .visualize import save_frame_montage, save_registration_figure
 
 DEMO_SEED = 2026
@@ -19,8 +19,9 @@ DEMO_SEED = 2026
 
 def run_demo(output: Path, *, overwrite: bool = False, n_frames: int = 20) -> dict[str, float]:
     """Run the demo into the folder ``output``; returns the headline numbers."""
-    from .registration import register_sequence, save_registration
+    from .registration import save_registration
     from .simulation import simulate_sequence
+    from .strain.compute import myocardium_at_reference
 
     output.mkdir(parents=True, exist_ok=True)
     simulated = simulate_sequence(view="A4C", cycle="half", n_frames=n_frames, seed=DEMO_SEED)
@@ -31,17 +32,17 @@ def run_demo(output: Path, *, overwrite: bool = False, n_frames: int = 20) -> di
     save_frame_montage(seq, output / "frames.png", overwrite=overwrite)
     print(seq.describe())
 
-    from .strain.reference import tracking_reference
+    from .strain.outputs import save_strain_outputs
+    from .workflow import WorkflowSettings, analyse
 
-    result = register_sequence(seq, "deformable", reference=tracking_reference(seq))
+    view = simulated.sequence.metadata["view"]
+    analysis = analyse(seq, WorkflowSettings(apical_view=view), myocardium_at_reference(seq, 0))
+    result, strain = analysis.registration, analysis.strain
     save_registration(result, seq, output / "registration", overwrite=overwrite)
     es = seq.n_frames - 1
     save_registration_figure(seq, result.displacement, result.warped, es, 0, output / "registration.png",
                              overwrite=overwrite)
-    from .strain import write_strain_outputs
-
-    strain, _ = write_strain_outputs(seq, result, None, output / "strain", overwrite,
-                                     view=simulated.sequence.metadata["view"])
+    save_strain_outputs(strain, seq, output / "strain", overwrite)
     epe = myocardial_end_point_error(result.displacement, simulated.displacement, simulated.myocardium_ed)
     identity = myocardial_end_point_error(np.zeros_like(simulated.displacement), simulated.displacement,
                                           simulated.myocardium_ed)

@@ -23,6 +23,7 @@ Facts a loader had to work around (frames missing, a flagged spacing) are issued
 from __future__ import annotations
 
 import dataclasses
+import errno
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +54,15 @@ class EchoDataError(ValueError):
         self.source = source
         self.problem = problem
         super().__init__(f"{source}: {problem}")
+
+
+def error_line(err: BaseException) -> str:
+    """One line for an error (the command line's and the cohort table's format): an OSError as
+    "file: problem" (errno's words), others as they are, whitespace folded."""
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        problem = "no space left on the device" if err.errno == errno.ENOSPC else err.strerror
+        return f"{err.filename}: {problem}"
+    return " ".join(str(err).split())
 
 
 class EchoDataWarning(UserWarning):

@@ -20,7 +20,7 @@ from EchoRegistrationLib.dlir.objectives import (HEART_WEIGHT, discriminator_los
                                                  lncc_window)
 from EchoRegistrationLib.losses import one_hot
 from EchoRegistrationLib.registration import register_sequence
-from EchoRegistrationLib.registration.pyramid import resample_field
+from EchoRegistrationLib.spatial.pyramid import resample_field
 from EchoRegistrationLib.simulation import simulate_sequence
 from EchoRegistrationLib.spatial import affine_to_displacement, field_to_torch, warp
 

@@ -13,7 +13,7 @@ from EchoRegistrationLib import EchoSequence
 from EchoRegistrationLib.io.seqnrrd import read_seq_nrrd
 from EchoRegistrationLib.registration import (RegistrationCancelled, register_pair, register_sequence,
                                               save_registration)
-from EchoRegistrationLib.registration.tracking import tracked_frames
+from EchoRegistrationLib.spatial.pairs import tracked_frames
 from EchoRegistrationLib.spatial import (affine_matrix, affine_to_displacement, rigid_matrix,
                                          rigid_parameters, warp)
 

@@ -12,7 +12,7 @@ from EchoRegistrationLib import save_sequence
 from EchoRegistrationLib.sequence import EchoDataError
 from EchoRegistrationLib.simulation import simulate_sequence
 from EchoRegistrationLib.strain import result_from_displacement
-from EchoRegistrationLib.strain.cli import add_strain_parser
+from EchoRegistrationLib.cli.strain import add_strain_parser
 from EchoRegistrationLib.strain.outputs import OUTPUT_NAMES, write_strain_outputs
 from EchoRegistrationLib.strain.reference import LARGEST_VOLUME
 

@@ -23,7 +23,7 @@ from EchoRegistrationLib.simulation.result import pixel_positions
 from EchoRegistrationLib.strain import (biplane_ef, compute_strain, myocardium_from_labels,
                                         myocardium_from_landmarks, result_from_displacement,
                                         write_strain_outputs)
-from EchoRegistrationLib.strain.cli import landmarks_in_mm
+from EchoRegistrationLib.workflow import landmarks_in_mm
 from EchoRegistrationLib.strain.reference import (FIRST_FRAME, FROM_FILE, FROM_USER, LARGEST_VOLUME,
                                                   SMALLEST_VOLUME, CardiacFrames, cardiac_frames,
                                                   tracking_reference, tracking_reference_source)

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.peer_methods import available_peer_methods  # noqa: E402
 from EchoRegistrationLib.dlir.shipped import SEQUENTIAL_MODEL, shipped_model_path  # noqa: E402
 from EchoRegistrationLib.registration import register_sequence  # noqa: E402
-from EchoRegistrationLib.registration.metrics import (myocardial_end_point_error,  # noqa: E402
+from EchoRegistrationLib.spatial.metrics import (myocardial_end_point_error,  # noqa: E402
                                                       warped_label_dice)
 from EchoRegistrationLib.simulation import SimulatedSequence, simulate_sequence  # noqa: E402
 from EchoRegistrationLib.spatial import field_to_torch, folding_fraction  # noqa: E402

@@ -33,7 +33,7 @@ from ..io.atomic import atomic_output
 from ..io.camus import CamusDataset
 from ..io.dispatch import detect_format, load_sequence
 from ..losses import one_hot
-from ..registration.pyramid import level_spacing, resample_field, resample_image
+from ..spatial.pyramid import level_spacing, resample_field, resample_image
 from ..sequence import EchoDataError, EchoSequence
 from ..simulation import simulate_sequence
 from ..spatial import affine_matrix, compose, field_to_torch, invert_field, mirror_field, warp

@@ -20,8 +20,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..registration.metrics import warped_label_dice
-from ..registration.tracking import resolve_device, tracked_frames
+from ..spatial.metrics import warped_label_dice
+from ..device import resolve_device
+from ..spatial.pairs import tracked_frames
 from ..sequence import LABEL_MYOCARDIUM
 from ..spatial import field_to_torch, folding_fraction
 from .data import SequenceItem

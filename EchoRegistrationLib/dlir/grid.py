@@ -7,7 +7,7 @@ sector), intensities mapped to [0, 1] by robust percentiles. Fields are predicte
 resampled back to the input grid (bilinear: the motion is smooth, and on simulated ES fields the
 round trip through 128 rows costs 0.11 mm of myocardial error, bicubic 0.11 mm too, 64 rows 0.34 mm).
 
-Resampling keeps the physical frame (:mod:`..registration.pyramid`): the first and last pixel
+Resampling keeps the physical frame (:mod:`..spatial.pyramid`): the first and last pixel
 centres stay in place, so a field in mm means the same on both grids and needs no rescaling.
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ..registration.pyramid import level_spacing, resample_field, resample_image
+from ..spatial.pyramid import level_spacing, resample_field, resample_image
 
 # Intensity percentiles mapped to 0 and 1: robust to the black sector surround and bright specular
 # reflections alike.

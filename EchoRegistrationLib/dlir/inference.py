@@ -15,7 +15,8 @@ from contextlib import nullcontext
 
 import torch
 
-from ..registration.tracking import chain_to_reference, fixed_indices, frame_pairs, resolve_device
+from ..device import resolve_device
+from ..spatial.pairs import chain_to_reference, fixed_indices, frame_pairs
 from ..sequence import EchoSequence
 from .checkpoints import CheckpointError, load_model
 from .grid import prepare_frames, to_input_grid

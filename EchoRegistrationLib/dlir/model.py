@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..registration.tracking import MODES
+from ..spatial.pairs import MODES
 from ..spatial import Spacing, compose, integrate_velocity, mirror_field, spacing_tensor, warp
 from .affine_net import PERCENT, AffineNet, field_of_view_height
 from .networks import RegistrationUNet, float32_region
@@ -54,7 +54,7 @@ class DLIRModel(nn.Module):
         integration_steps: squarings of the velocity integration.
         affine: an optional first stage; the U-Net then registers the affinely pre-aligned moving
             image and the fields are composed.
-        mode: the tracking the model was trained for (:data:`..registration.tracking.MODES`):
+        mode: the tracking the model was trained for (:data:`..spatial.pairs.MODES`):
             "to_reference" (any two frames, ED <-> ES included) or "sequential" (near neighbours,
             whose fields are composed); inference and validation use it unless told otherwise.
     """

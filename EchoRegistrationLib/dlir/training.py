@@ -33,8 +33,8 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from ..losses import ncc_loss
-from ..registration.pyramid import resample_image
-from ..registration.tracking import resolve_device
+from ..spatial.pyramid import resample_image
+from ..device import resolve_device
 from ..spatial import affine_to_displacement, in_view_mask, warp
 from .affine_net import AffineNet
 from .checkpoints import (MODEL_NAME, load_model, load_training_state, read_config, save_model,

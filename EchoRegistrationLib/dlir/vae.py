@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..registration.pyramid import resample_image
+from ..spatial.pyramid import resample_image
 from ..sequence import LABEL_LV, LABEL_MYOCARDIUM
 from .networks import conv_block
 

@@ -65,13 +65,14 @@ def _frame_number(info: dict, key: str, n_frames: int, cfg: Path) -> int | None:
     return int(value) - 1
 
 
-def _available_views(folder: Path) -> list[str]:
+def available_views(folder: Path) -> list[str]:
+    """The views (2CH, 4CH) a CAMUS patient folder holds."""
     return [v for v in ("2CH", "4CH")
             if any(_patient_files(folder, v)[k].exists() for k in ("sequence", "ed"))]
 
 
 def _only_view(folder: Path) -> str:
-    views = _available_views(folder)
+    views = available_views(folder)
     if len(views) != 1:
         raise EchoDataError(str(folder), f"holds views {views}: pass view='2CH' or view='4CH'"
                             if views else "holds no CAMUS images (patientXXXX_{2CH,4CH}_half_sequence.nii.gz)")
@@ -181,7 +182,7 @@ class CamusDataset(Sequence):
         for folder in sorted(p for p in self.root.iterdir() if p.is_dir() and p.name.startswith("patient")):
             if wanted is not None and folder.name not in wanted:
                 continue
-            present = _available_views(folder)
+            present = available_views(folder)
             self.entries.extend((folder, v) for v in map(camus_view, views) if v in present)
         if not self.entries:
             raise EchoDataError(str(self.root), f"no CAMUS patient views {list(views)} found")

@@ -1,77 +1,47 @@
-"""What the Slicer module runs, without Qt: settings -> registration (+ strain) of a sequence node.
+"""What the Slicer module runs, without Qt: node conversion around :mod:`..workflow`.
 
-:func:`analyse` reads the sequence node, gets the myocardium (when a source node is given), runs
-:func:`~EchoRegistrationLib.registration.register_sequence` with progress and cancel callbacks,
-and computes the strain. It changes nothing in the scene: the output nodes are made afterwards by
-:func:`~.outputs.add_outputs`, so a cancelled or failed run leaves the scene as it was.
-:func:`register_frame` registers one frame to the reference, for a quick look while scrubbing.
+:func:`analyse` reads the sequence node and the myocardium node, runs
+:func:`EchoRegistrationLib.workflow.analyse` (the same workflow as ``echoreg strain``) with progress and
+cancel callbacks, and stops when the input node leaves its scene. It changes nothing in the scene:
+the output nodes are made afterwards by :func:`~.outputs.add_outputs`, so a cancelled or failed run
+leaves the scene as it was. :func:`register_frame` registers one frame to the reference, for a quick
+look while scrubbing (:func:`EchoRegistrationLib.workflow.register_one_frame`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import slicer
 
-from ..registration import RegistrationCancelled, RegistrationResult, register_sequence
-from ..registration.tracking import default_mode, resolve_device, tracked_frames
+from .. import workflow
+from ..registration import RegistrationCancelled
 from ..sequence import EchoSequence
-from ..strain import StrainResult, compute_strain
 from ..strain.myocardium import DEFAULT_WALL_WIDTH
-from ..strain.reference import tracking_reference
+from ..workflow import METHODS, Analysis
 from .myocardium import myocardium_from_node
 from .sequences import echo_sequence_from_node
 
-METHODS = ("deformable", "affine", "rigid", "dlir")
 DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
-class RegistrationSettings:
-    """How to register a sequence.
+class RegistrationSettings(workflow.WorkflowSettings):
+    """The workflow settings (:class:`EchoRegistrationLib.workflow.WorkflowSettings`) as the panel
+    offers them: a device of :data:`DEVICES`, a DLIR model chosen explicitly, and chunks of 4 pairs
+    (progress, and the GUI breathing, more often). The myocardium comes from a node."""
 
-    Attributes:
-        method: one of :data:`METHODS`.
-        model: for ``method="dlir"``, an installed model's name (:func:`..dlir.shipped.list_models`) or
-            a checkpoint path.
-        refine: DLIR only: optimisation steps refining the predicted fields (0: none).
-        reference: user-set reference frame; None: track from the file's ED, else the first
-            frame, and take strain relative to ED (given, else detected:
-            :mod:`~EchoRegistrationLib.strain.reference`).
-        device: one of :data:`DEVICES`.
-        chunk_size: frame pairs per batch; smaller chunks report progress (and let the GUI
-            breathe) more often.
-        options: further :func:`~EchoRegistrationLib.registration.register_pair` options.
-    """
-
-    method: str = "deformable"
-    model: str = ""
-    refine: int = 0
-    reference: int | None = None
-    device: str = "auto"
     chunk_size: int = 4
-    options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        super().__post_init__()
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
         if self.method == "dlir" and not self.model:
             raise ValueError("no DLIR model chosen: name an installed model or a checkpoint (a trained "
                              "model's .safetensors with its .json), or choose an optimisation method")
-
-    def arguments(self) -> dict[str, Any]:
-        """Keyword arguments of ``register_sequence`` (besides the sequence and callbacks)."""
-        arguments: dict[str, Any] = {"method": self.method, "reference": self.reference,
-                                     "device": self.device, "chunk_size": self.chunk_size,
-                                     **self.options}
-        if self.method == "dlir":
-            arguments.update(model=self.model, refine=self.refine)
-        return arguments
 
 
 class InputRemoved(RegistrationCancelled):
@@ -81,15 +51,6 @@ class InputRemoved(RegistrationCancelled):
     def __init__(self, name: str) -> None:
         super().__init__(f"'{name}' was removed from the scene (or the scene was closed) during the "
                          "registration: no outputs were made")
-
-
-@dataclass(eq=False)
-class Analysis:
-    """A registered sequence: its frames, the registration and (with a myocardium) the strain."""
-
-    sequence: EchoSequence
-    registration: RegistrationResult
-    strain: StrainResult | None = None
 
 
 def analyse(sequence_node: slicer.vtkMRMLNode, settings: RegistrationSettings,
@@ -120,18 +81,15 @@ def analyse(sequence_node: slicer.vtkMRMLNode, settings: RegistrationSettings,
     def stop() -> bool:
         return sequence_node.GetScene() is None or (cancel is not None and cancel())
 
-    arguments = {**settings.arguments(), "reference": tracking_reference(seq, settings.reference)}
     try:
-        registration = register_sequence(seq, progress=progress, cancel=stop, **arguments)
+        analysis = workflow.analyse(seq, settings, myocardium, progress=progress, cancel=stop)
     except RegistrationCancelled:
         if sequence_node.GetScene() is None:
             raise InputRemoved(name) from None
         raise
     if sequence_node.GetScene() is None:
         raise InputRemoved(name)
-    strain = None if myocardium is None else compute_strain(seq, registration, myocardium,
-                                                            reference=settings.reference)
-    return Analysis(seq, registration, strain)
+    return analysis
 
 
 @dataclass(eq=False)
@@ -147,26 +105,8 @@ class FrameRegistration:
 
 def register_frame(sequence_node: slicer.vtkMRMLNode, frame: int,
                    settings: RegistrationSettings) -> FrameRegistration:
-    """Register frame ``frame`` of ``sequence_node`` to the reference frame: directly by
-    optimisation (one pair, quick), and by DLIR as :func:`analyse` would, through the frames
-    between when it tracks sequentially (a model trained on near neighbours, or refinement; the
-    network is fast, and such a model is not meant for distant pairs)."""
+    """Register frame ``frame`` of ``sequence_node`` to the reference frame, tracked as
+    :func:`analyse` would track it (:func:`EchoRegistrationLib.workflow.register_one_frame`)."""
     seq = echo_sequence_from_node(sequence_node)
-    reference = tracking_reference(seq, settings.reference)
-    if not 0 <= frame < seq.n_frames:
-        raise ValueError(f"{seq.source}: frame {frame} is outside 0..{seq.n_frames - 1}")
-    if frame == reference:
-        return FrameRegistration(seq, frame, reference, np.zeros((*seq.frame_shape, 2), np.float32),
-                                 seq.frames[frame].copy())
-    arguments = settings.arguments()
-    mode = "to_reference"
-    if settings.method == "dlir":  # loaded once here, to read how it tracks
-        from ..dlir.inference import as_model
-
-        arguments["model"] = as_model(settings.model, resolve_device(settings.device))
-        mode = default_mode("dlir", settings.refine, arguments["model"].mode)
-    frames = tracked_frames(frame, reference, mode)
-    arguments["reference"] = frames.index(reference)
-    result = register_sequence(seq.subsequence(frames), mode=mode, **arguments)
-    moving = frames.index(frame)
-    return FrameRegistration(seq, frame, reference, result.displacement[moving], result.warped[moving])
+    reference, displacement, warped = workflow.register_one_frame(seq, frame, settings)
+    return FrameRegistration(seq, frame, reference, displacement, warped)

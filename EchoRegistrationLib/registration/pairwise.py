@@ -18,7 +18,7 @@ import torch
 from ..losses import (bending_energy, diffusion_regulariser, local_ncc_loss, mse_loss,
                       mutual_information_loss, ncc_loss)
 from ..spatial import in_view_mask, warp
-from .pyramid import level_shape, level_spacing, pyramid_factors, resample_field, resample_image
+from ..spatial.pyramid import level_shape, level_spacing, pyramid_factors, resample_field, resample_image
 from .transforms import AffineModel, ControlGridModel, RigidModel
 
 KINDS = ("rigid", "affine", "deformable")

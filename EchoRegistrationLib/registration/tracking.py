@@ -25,13 +25,14 @@ import torch
 
 from ..losses import ncc_loss
 from ..sequence import EchoDataError, EchoSequence
-from ..spatial import compose, field_to_numpy, folding_fraction, warp
+from ..device import resolve_device
+from ..spatial import field_to_numpy, folding_fraction, warp
+from ..spatial.pairs import chain_to_reference, fixed_indices, frame_pairs
 from .pairwise import KINDS, RegistrationCancelled, as_image_batch, register_pair
 
 if TYPE_CHECKING:
     from ..dlir.model import DLIRModel
 
-MODES = ("to_reference", "sequential")
 # A frame has no signal when its intensity spread is below this fraction of the sequence's range.
 NO_SIGNAL_RANGE = 1e-6
 # NCC drops smaller than this are numerical noise, not a worse alignment.
@@ -132,26 +133,6 @@ class RegistrationResult:
         }
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """"auto" -> CUDA when available, else CPU; other values as torch understands them.
-
-    Raises:
-        ValueError: not a device name, or a CUDA device on a machine or PyTorch build without it.
-    """
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device {device!r}: not a device name (auto, cpu, cuda, cuda:N)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r}: CUDA is not available (this PyTorch build has no CUDA or "
-                         f"no GPU is visible); use auto or cpu")
-    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
-        raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s)")
-    return dev
-
-
 def no_signal_frames(frames: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """(T,) bool: frames of a (T, H, W) sequence without signal, whose intensity (within the
     (H, W) ``mask``) is constant up to :data:`NO_SIGNAL_RANGE` of the whole sequence's range."""
@@ -159,66 +140,6 @@ def no_signal_frames(frames: np.ndarray, mask: np.ndarray | None = None) -> np.n
     values = inside.reshape(len(frames), -1).astype(np.float64)
     spread = values.max(axis=1) - values.min(axis=1)
     return spread <= NO_SIGNAL_RANGE * max(float(values.max() - values.min()), 1e-12)
-
-
-def frame_pairs(n_frames: int, reference: int, mode: str,
-                skip: np.ndarray | None = None) -> list[tuple[int, int]]:
-    """(fixed, moving) frame pairs to register, one per frame other than the reference, in frame
-    order: every frame against the reference ("to_reference"), or each frame against its neighbour
-    on the way to the reference ("sequential"). Frames where the (T,) bool ``skip`` is True (no
-    signal) get no pair and are stepped over: a frame's neighbour is then the next frame towards
-    the reference that is not skipped."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    skip = np.zeros(n_frames, dtype=bool) if skip is None else np.asarray(skip, dtype=bool)
-    others = [t for t in range(n_frames) if t != reference and not skip[t]]
-    if mode == "to_reference":
-        return [(reference, t) for t in others]
-    return [(_towards(t, reference, skip), t) for t in others]
-
-
-def _towards(frame: int, reference: int, skip: np.ndarray) -> int:
-    """The nearest frame from ``frame`` towards ``reference`` that is not skipped (at worst the
-    reference)."""
-    step = 1 if frame < reference else -1
-    t = frame + step
-    while t != reference and skip[t]:
-        t += step
-    return t
-
-
-def tracked_frames(frame: int, reference: int, mode: str) -> list[int]:
-    """The frames, in order, that registering ``frame`` to ``reference`` in ``mode`` goes through:
-    the two alone ("to_reference"), or every frame between them ("sequential"). A subsequence of
-    these gives that frame's field as the whole sequence would (up to intensity normalisation)."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    first, last = sorted((frame, reference))
-    return [first, last] if mode == "to_reference" else list(range(first, last + 1))
-
-
-def fixed_indices(pairs: list[tuple[int, int]]) -> list[int]:
-    """The fixed frame of each (fixed, moving) pair, or just the one fixed frame when all pairs
-    share it (its image then goes in once and broadcasts over the batch)."""
-    fixed = [f for f, _ in pairs]
-    return fixed[:1] if len(set(fixed)) == 1 else fixed
-
-
-def chain_to_reference(pair_fields: torch.Tensor, pairs: list[tuple[int, int]], n_frames: int,
-                       reference: int, mode: str, spacing: tuple[float, float]) -> torch.Tensor:
-    """(T, 2, H, W) fields from the reference to every frame, from the (P, 2, H, W) fields of the
-    :func:`frame_pairs` ``pairs``: placed as they are ("to_reference"), or composed outwards from
-    the reference ("sequential": u_{ref->t} = u_{ref->f} then u_{f->t} for the pair (f, t), f
-    the neighbour towards the reference). Zero at the reference and at frames without a pair
-    (fill those with :func:`interpolate_in_time`)."""
-    shape = (1, 2, *pair_fields.shape[-2:])
-    by_moving = {m: (f, pair_fields[k:k + 1]) for k, (f, m) in enumerate(pairs)}
-    chained = {t: torch.zeros(shape, dtype=pair_fields.dtype, device=pair_fields.device)
-               for t in range(n_frames)}
-    for t in sorted(by_moving, key=lambda t: abs(t - reference)):  # outwards: f is done before t
-        fixed, pair_field = by_moving[t]
-        chained[t] = pair_field if mode == "to_reference" else compose(chained[fixed], pair_field, spacing)
-    return torch.cat([chained[t] for t in range(n_frames)])
 
 
 def interpolate_in_time(fields: torch.Tensor, missing: np.ndarray, frame_times: np.ndarray) -> torch.Tensor:
@@ -266,6 +187,32 @@ def frame_quality(reference: torch.Tensor, frames: torch.Tensor, warped: torch.T
     after = np.array([1 - float(ncc_loss(reference, w[None], mask=mask)) for w in warped])
     folding = folding_fraction(displacement, spacing, mask).cpu().numpy()
     return before, after, folding
+
+
+def tracking_plan(method: str, model: Any = None, refine: int = 0, mode: str | None = None,
+                  device: str | torch.device = "auto") -> tuple[torch.device, Any, str, str | None]:
+    """What :func:`register_sequence` decides before registering: the device, the DLIR model
+    (loaded; None for the optimisation methods), the tracking mode (``mode``, else
+    :func:`default_mode`, which asks the DLIR model how it was trained) and the model's name for
+    the report ("shipped" when none was given). One place, so that registering a single frame
+    (the Slicer module's quick look) tracks exactly as the whole sequence would.
+
+    Raises:
+        ValueError: an unknown method or device.
+        EchoDataError: an unusable model file.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    dev = resolve_device(device)
+    model_name = None
+    if method == "dlir":  # the model says how it tracks
+        from ..dlir.inference import as_model
+        from ..dlir.shipped import shipped_model_path
+
+        model_name = "shipped" if model is None else str(getattr(model, "name", model))
+        model = as_model(shipped_model_path() if model is None else model, dev)
+    mode = mode or default_mode(method, refine, model.mode if method == "dlir" else "to_reference")
+    return dev, model, mode, model_name
 
 
 def register_sequence(
@@ -322,17 +269,7 @@ def register_sequence(
         ValueError: an unknown method, mode or device, a reference outside the sequence.
     """
     seq.require_frames(2)
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    dev = resolve_device(device)
-    model_name = None
-    if method == "dlir":  # the model says how it tracks
-        from ..dlir.inference import as_model
-        from ..dlir.shipped import shipped_model_path
-
-        model_name = "shipped" if model is None else str(getattr(model, "name", model))
-        model = as_model(shipped_model_path() if model is None else model, dev)
-    mode = mode or default_mode(method, refine, model.mode if method == "dlir" else "to_reference")
+    dev, model, mode, model_name = tracking_plan(method, model, refine, mode, device)
     reference = (seq.ed_index or 0) if reference is None else int(reference)
     if not 0 <= reference < seq.n_frames:
         raise ValueError(f"{seq.source}: reference frame {reference} is outside 0..{seq.n_frames - 1}")
@@ -429,4 +366,4 @@ def _dlir_fields(seq: EchoSequence, frames: torch.Tensor, pairs: list[tuple[int,
 
 
 __all__ = ["RegistrationCancelled", "RegistrationResult", "no_signal_frames", "register_sequence",
-           "resolve_device"]
+           "resolve_device", "tracking_plan"]

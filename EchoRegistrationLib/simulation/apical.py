@@ -14,9 +14,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ..sequence import LABEL_MYOCARDIUM, EchoSequence
-from .apical_geometry import SEGMENT_NAMES, VIEWS, ApicalGeometry, random_apical_geometry
+from ..strain.definitions import SEGMENT_NAMES, length_strain, polygon_area
+from .apical_geometry import VIEWS, ApicalGeometry, random_apical_geometry
 from .apical_motion import ApicalMotion
-from .ground_truth import disc_volume, length_strain, polygon_area
+from .ground_truth import disc_volume
 from .result import SimulatedSequence, displacement_fields, pixel_positions, pulled_back_labels
 from .scan import SectorScan
 from .speckle import BModeImager, PointSpreadFunction, render_frames

@@ -19,12 +19,6 @@ import numpy as np
 from ..sequence import LABEL_LA, LABEL_LV, LABEL_MYOCARDIUM
 
 VIEWS = ("A4C", "A2C")
-SEGMENT_NAMES = {
-    "A4C": ("basal inferoseptal", "mid inferoseptal", "apical septal",
-            "apical lateral", "mid anterolateral", "basal anterolateral"),
-    "A2C": ("basal inferior", "mid inferior", "apical inferior",
-            "apical anterior", "mid anterior", "basal anterior"),
-}
 # Scatterer amplitude of each tissue relative to myocardium (echo power is the square).
 ECHOGENICITY = {"blood": 0.015, "tissue": 0.35, "myocardium": 1.0, "pericardium": 2.4,
                 "valve": 1.3, "chest wall": 0.8}

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ..sequence import LABEL_LV, LABEL_MYOCARDIUM, EchoSequence
-from .ground_truth import length_strain, polygon_area
+from ..strain.definitions import length_strain, polygon_area
 from .result import SimulatedSequence, displacement_fields, pixel_positions, pulled_back_labels
 from .scan import LinearScan
 from .speckle import BModeImager, PointSpreadFunction, render_frames

@@ -9,7 +9,7 @@ import torch
 
 from ..registration.tracking import RegistrationResult, frame_quality
 from ..sequence import EchoDataError, EchoSequence
-from ..simulation.ground_truth import polygon_area
+from .definitions import polygon_area
 from ..spatial import field_to_torch, warp
 from .contours import apical_view, length_strain, segment_names, segment_strain, track_points
 from .myocardium import Myocardium, myocardium_from_labels

@@ -16,8 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..simulation.apical_geometry import SEGMENT_NAMES
-from ..simulation.ground_truth import length_strain
+from .definitions import SEGMENT_NAMES, length_strain
 from .sampling import sample_at
 
 N_SEGMENTS = 6

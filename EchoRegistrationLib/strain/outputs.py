@@ -62,14 +62,21 @@ def write_strain_outputs(seq: EchoSequence, registration: RegistrationResult,
     Returns:
         The :class:`StrainResult` and the written paths (in :data:`OUTPUT_NAMES` order).
     """
-    folder = Path(folder)
     check_strain_outputs(folder, overwrite)
     result = compute_strain(seq, registration, myocardium, view=view, full_cycle=full_cycle,
                             reference=reference)
+    return result, save_strain_outputs(result, seq, folder, overwrite)
+
+
+def save_strain_outputs(result: StrainResult, seq: EchoSequence, folder: str | os.PathLike,
+                        overwrite: bool = False) -> list[Path]:
+    """Write a computed strain ``result`` of ``seq`` into ``folder`` as one set; returns the paths
+    (in :data:`OUTPUT_NAMES` order). Raises as :func:`check_strain_outputs`."""
+    folder = Path(folder)
     with atomic_output_set(folder, OUTPUT_NAMES, overwrite) as tmp:
         result.to_csv(tmp)
         (tmp / SUMMARY_JSON).write_text(json.dumps(result.summary(), indent=2) + "\n")
         save_strain_curves(result, tmp / CURVES_PNG)
         save_strain_map(seq, result, tmp / MAP_PNG)
         save_segment_diagram(result, tmp / SEGMENTS_PNG)
-    return result, [folder / name for name in OUTPUT_NAMES]
+    return [folder / name for name in OUTPUT_NAMES]

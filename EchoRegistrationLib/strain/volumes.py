@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..simulation.ground_truth import widths_across_axis
+from .definitions import widths_across_axis
 
 N_DISCS = 20
 

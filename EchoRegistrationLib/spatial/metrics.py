@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..sequence import LABEL_LV, LABEL_MYOCARDIUM
-from ..spatial import warp
+from .warping import warp
 
 
 def myocardial_end_point_error(estimated: np.ndarray, true: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -1,0 +1,119 @@
+"""The cohort table: one row per study, from the ``study.json`` each committed study folder holds.
+
+Columns (:data:`COLUMNS`, units in the names; blank = unknown or not measured):
+
+=====================  ===================================================================
+study, input           the study id (its output folder) and the input read
+status, error          "ok" or "error", and the error's one line (blank when ok)
+gls_endo_pct           peak systolic GLS of the endocardial contour, % (ED to ES)
+gls_mid_pct            the same for the mid-wall contour, %
+segment_1..6_pct       peak systolic segmental strain, %, in contour order (first wall basal
+                       -> apical, second wall apical -> basal); ``segments`` names them
+ef_pct                 ejection fraction, % (single-plane method of discs; a ratio)
+edv_ml, esv_ml         volumes, ml; blank when the file gives no pixel size
+quality                mean segment tracking quality score, 0..1
+drift_mm               loop-closure drift, mm; blank unless the cine is a full cycle with a
+                       known pixel size
+frames, ed_frame, es_frame, ed_source    the frames and how ED was established
+method, model, device  how it was registered ("model": DLIR model name or path)
+seconds                wall time of the study, s (registration + strain + files)
+=====================  ===================================================================
+
+Values are rounded (strain, EF, volumes to 0.001, quality to 0.0001, drift to 0.001 mm) so that
+the table does not depend on where a study ran.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from ..io.atomic import atomic_output
+
+STUDY_JSON = "study.json"
+COHORT_CSV = "cohort.csv"
+COHORT_PARQUET = "cohort.parquet"
+SEGMENT_COLUMNS = tuple(f"segment_{k}_pct" for k in range(1, 7))
+COLUMNS = ("study", "input", "status", "error", "gls_endo_pct", "gls_mid_pct", *SEGMENT_COLUMNS,
+           "segments", "ef_pct", "edv_ml", "esv_ml", "quality", "drift_mm", "frames", "ed_frame",
+           "es_frame", "ed_source", "method", "model", "device", "seconds")
+# Columns that depend on where and when a study ran, not on the study.
+RUN_COLUMNS = ("seconds",)
+
+
+def _rounded(value: Any, digits: int = 3) -> float | None:
+    """``value`` rounded, or None when unknown (None or NaN)."""
+    return None if value is None or not math.isfinite(value) else round(float(value), digits)
+
+
+def study_row(study_id: str, input_: str, analysis: Any, settings: Any, seconds: float) -> dict[str, Any]:
+    """The cohort row of a finished :class:`~..workflow.Analysis` (with strain) of one study."""
+    strain, registration = analysis.strain, analysis.registration
+    summary = strain.summary()
+    peaks = strain.peaks()
+    row: dict[str, Any] = {
+        "study": study_id, "input": input_, "status": "ok", "error": "",
+        "gls_endo_pct": _rounded(peaks["GLS endocardial"]["peak_pct"]),
+        "gls_mid_pct": _rounded(peaks["GLS mid-wall"]["peak_pct"]),
+        **{column: _rounded(peaks[name]["peak_pct"]) for column, name in zip(SEGMENT_COLUMNS, strain.segment_names)},
+        "segments": "; ".join(strain.segment_names),
+        "ef_pct": _rounded(strain.ef), "edv_ml": _rounded(strain.edv), "esv_ml": _rounded(strain.esv),
+        "quality": _rounded(summary["quality"]["mean_score"], 4),
+        "drift_mm": _rounded(summary["quality"]["drift_mm"]),
+        "frames": analysis.sequence.n_frames, "ed_frame": strain.frames.ed, "es_frame": strain.frames.es,
+        "ed_source": strain.frames.ed_source, "method": registration.method,
+        "model": settings.describe_model(), "device": registration.device, "seconds": round(seconds, 2),
+    }
+    return {column: row.get(column) for column in COLUMNS}
+
+
+def error_row(study_id: str, input_: str, error: str, settings: Any, seconds: float) -> dict[str, Any]:
+    """The cohort row of a study that failed: its error, the settings, blank measurements."""
+    row = {"study": study_id, "input": input_, "status": "error", "error": error,
+           "method": settings.method, "model": settings.describe_model(), "device": settings.device,
+           "seconds": round(seconds, 2)}
+    return {column: row.get(column) for column in COLUMNS}
+
+
+def read_row(folder: Path) -> dict[str, Any] | None:
+    """The row a committed study folder holds, or None when the folder is not committed."""
+    try:
+        return json.loads((folder / STUDY_JSON).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def write_cohort_table(rows: list[dict[str, Any]], output: str | os.PathLike) -> list[Path]:
+    """Write ``rows`` as ``cohort.csv`` (blank cells for None) and, when pyarrow is installed,
+    ``cohort.parquet`` (nulls) in ``output``, each replaced atomically (the table is derived from
+    the study folders and rebuilt by every run). Returns the written paths."""
+    output = Path(output)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
+    with atomic_output(output / COHORT_CSV, overwrite=True) as tmp:
+        tmp.write_text(text.getvalue())
+    written = [output / COHORT_CSV]
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        return written
+    table = pa.Table.from_pylist(rows, schema=_parquet_schema(pa))
+    with atomic_output(output / COHORT_PARQUET, overwrite=True) as tmp:
+        pq.write_table(table, tmp)
+    return [*written, output / COHORT_PARQUET]
+
+
+def _parquet_schema(pa: Any) -> Any:
+    """Column types of the Parquet table: text, whole numbers, or floats."""
+    text = {"study", "input", "status", "error", "segments", "ed_source", "method", "model", "device"}
+    whole = {"frames", "ed_frame", "es_frame"}
+    return pa.schema([(c, pa.string() if c in text else pa.int64() if c in whole else pa.float64())
+                      for c in COLUMNS])

@@ -1,0 +1,213 @@
+"""Strain over a cohort: every study once, into its own committed folder, then one cohort table.
+
+Layout of the output folder::
+
+    OUTPUT/studies/<id>/      one folder per study: the files of ``echoreg strain`` and study.json
+    OUTPUT/cohort.csv         the cohort table (:mod:`.cohort`), rebuilt from the study folders
+    OUTPUT/cohort.parquet     the same, when pyarrow is installed
+
+A study runs in a hidden temporary folder beside its final one and is committed by one rename
+(atomic on one file system) after its ``study.json`` row is written: a kill at any moment leaves
+committed studies and, at most, temporary folders that the next run removes. A study that fails is
+committed as a folder holding only its ``study.json`` error row; the run goes on. Re-running skips
+committed studies (``retry_failed`` runs failed ones again), so each study is analysed exactly once
+and the table, rebuilt from the folders, has exactly one row per study.
+
+Each study runs on one PyTorch thread: parallelism is over studies (``workers`` local processes,
+or a Dask cluster), and the numbers do not depend on where a study ran.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import multiprocessing
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..sequence import EchoDataError, error_line
+from ..workflow import WorkflowSettings
+from .cohort import STUDY_JSON, error_row, read_row, study_row, write_cohort_table
+from .studies import CohortStudy, find_studies
+
+STUDIES = "studies"
+PARTIAL = ".partial"
+LOCK = ".batch.lock"
+
+
+@dataclass
+class BatchResult:
+    """A finished batch: the cohort rows (study order), the table files, what this run did."""
+
+    rows: list[dict[str, Any]]
+    tables: list[Path]
+    ran: int = 0
+    skipped: int = 0
+    failed: list[str] = field(default_factory=list)
+
+
+def run_study(entry: CohortStudy, settings: WorkflowSettings, studies_dir: str | os.PathLike) -> dict[str, Any]:
+    """Analyse one study into ``studies_dir/<id>`` and commit it (module docstring); returns its row.
+    A committed study is not run again: its row is returned. Errors of the study become its error
+    row; only an interrupt (KeyboardInterrupt) propagates, leaving nothing committed."""
+    import torch
+
+    from ..workflow import run_strain
+
+    final = Path(studies_dir) / entry.id
+    committed = read_row(final)
+    if committed is not None:
+        return committed
+    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.id}.", suffix=PARTIAL, dir=studies_dir))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    try:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # they are in the study's strain_summary.json
+                analysis = run_strain(entry.study, settings, tmp)
+            row = study_row(entry.id, entry.study.input, analysis, settings, time.perf_counter() - start)
+        except Exception as err:  # noqa: BLE001: a failing study is a row, never a stop
+            shutil.rmtree(tmp)
+            tmp.mkdir()
+            row = error_row(entry.id, entry.study.input, error_line(err), settings, time.perf_counter() - start)
+        (tmp / STUDY_JSON).write_text(json.dumps(row, indent=1) + "\n")
+        os.chmod(tmp, 0o777 & ~_umask())
+        os.rename(tmp, final)  # the commit
+        return row
+    finally:
+        torch.set_num_threads(threads)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def _locked(output: Path) -> Iterator[None]:
+    """Hold ``output/.batch.lock``: one batch per output folder at a time.
+
+    Raises:
+        EchoDataError: another batch holds the lock."""
+    with open(output / LOCK, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise EchoDataError(str(output), "another echoreg batch is writing into this folder") from None
+        yield
+
+
+def _prepare(studies: Sequence[CohortStudy], studies_dir: Path, retry_failed: bool) -> list[CohortStudy]:
+    """Remove temporary folders of killed runs (and, with ``retry_failed``, failed studies);
+    return the studies still to run."""
+    for partial in studies_dir.glob(f".*{PARTIAL}"):
+        shutil.rmtree(partial, ignore_errors=True)
+    todo = []
+    for entry in studies:
+        row = read_row(studies_dir / entry.id)
+        if row is not None and retry_failed and row["status"] == "error":
+            shutil.rmtree(studies_dir / entry.id)
+            row = None
+        if row is None:
+            todo.append(entry)
+    return todo
+
+
+def _local_results(todo: list[CohortStudy], settings: WorkflowSettings, studies_dir: Path,
+                   workers: int) -> Iterator[dict[str, Any]]:
+    """Rows of ``todo`` run here (``workers`` = 1) or in local processes, as they finish."""
+    if workers == 1:
+        for entry in todo:
+            yield run_study(entry, settings, studies_dir)
+        return
+    context = multiprocessing.get_context("spawn")  # no forked PyTorch state
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = [pool.submit(run_study, entry, settings, studies_dir) for entry in todo]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
+
+
+def _dask_results(todo: list[CohortStudy], settings: WorkflowSettings, studies_dir: Path,
+                  scheduler: str) -> Iterator[dict[str, Any]]:
+    """Rows of ``todo`` run on the Dask cluster at ``scheduler``, as they finish.
+
+    Raises:
+        EchoDataError: Dask distributed is not installed (pip install "echoregistration[batch]")."""
+    try:
+        from distributed import Client, as_completed as dask_completed
+    except ImportError:
+        raise EchoDataError("--scheduler", 'needs Dask distributed: pip install "echoregistration[batch]"') from None
+    with Client(scheduler) as client:
+        futures = [client.submit(run_study, entry, settings, str(studies_dir), pure=False) for entry in todo]
+        try:
+            for future in dask_completed(futures):
+                yield future.result()
+        except BaseException:
+            client.cancel(futures)
+            raise
+
+
+def batch(source: str | os.PathLike | Sequence[CohortStudy], output: str | os.PathLike,
+          settings: WorkflowSettings | None = None, *, workers: int = 1, scheduler: str | None = None,
+          retry_failed: bool = False,
+          progress: Callable[[dict[str, Any], int, int], None] | None = None) -> BatchResult:
+    """Strain over a cohort into ``output`` (layout: module docstring); resumable.
+
+    Args:
+        source: a folder of files, a CAMUS root, a CSV listing (:func:`.studies.find_studies`) or
+            the studies themselves.
+        output: the batch folder (created when missing); its committed studies are not run again.
+        settings: the workflow settings of every study (default: deformable registration,
+            myocardium from each study's labels or landmarks).
+        workers: local processes (1: in this process).
+        scheduler: address of a Dask distributed scheduler ("tcp://host:8786"); then ``workers``
+            is ignored and the studies run on the cluster's workers (which must see ``output``).
+        retry_failed: run studies that failed in an earlier run again.
+        progress: called as ``progress(row, done, total)`` after each study of this run.
+
+    Returns:
+        :class:`BatchResult`; the table is also written (:func:`.cohort.write_cohort_table`).
+
+    Raises:
+        EchoDataError: no studies, a bad listing, another batch running in ``output``.
+    """
+    studies = list(source) if isinstance(source, Sequence) and not isinstance(source, str) else find_studies(source)
+    settings = settings or WorkflowSettings()
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    output = Path(output)
+    studies_dir = output / STUDIES
+    studies_dir.mkdir(parents=True, exist_ok=True)
+    with _locked(output):
+        todo = _prepare(studies, studies_dir, retry_failed)
+        done = len(studies) - len(todo)
+        result = BatchResult(rows=[], tables=[], skipped=done)
+        rows = (_dask_results(todo, settings, studies_dir, scheduler) if scheduler
+                else _local_results(todo, settings, studies_dir, workers))
+        for row in rows:
+            done += 1
+            result.ran += 1
+            if row["status"] != "ok":
+                result.failed.append(row["study"])
+            if progress is not None:
+                progress(row, done, len(studies))
+        result.rows = [read_row(studies_dir / entry.id) for entry in studies]
+        result.tables = write_cohort_table(result.rows, output)
+    return result

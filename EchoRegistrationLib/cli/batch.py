@@ -1,0 +1,62 @@
+"""``echoreg batch``: the strain workflow over a cohort, resumable, with one cohort table.
+
+    echoreg batch SOURCE -o OUTDIR [--workers N | --scheduler tcp://host:8786] [strain options]
+
+SOURCE is a folder of files, a CAMUS root or a CSV listing (:mod:`..batch.studies`). Each study
+gets ``OUTDIR/studies/<id>/`` as ``echoreg strain`` writes it; ``OUTDIR/cohort.csv`` (and
+``cohort.parquet`` with pyarrow) holds one row per study. A failing study is a row with its error;
+re-running skips finished studies (:mod:`..batch.runner`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .common import add_myocardium_options, add_registration_options, count, settings_from_args
+
+
+def add_batch_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register the ``batch`` subcommand on the ``echoreg`` sub-parsers; returns its parser."""
+    parser = subparsers.add_parser(
+        "batch", help="strain over a cohort (folder, CAMUS root or CSV) with one cohort table",
+        description=__doc__.splitlines()[0])
+    parser.add_argument("source", help="folder of input files, CAMUS root, or CSV with columns id, input, "
+                                       "labels, landmarks, mask, view, frame_rate")
+    parser.add_argument("-o", "--output", required=True, help="batch folder (re-run to resume)")
+    parser.add_argument("--workers", type=count(1), default=1, help="local processes (default 1)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="run on a Dask distributed cluster (tcp://host:8786) instead of locally")
+    parser.add_argument("--retry-failed", action="store_true", help="run studies that failed before again")
+    add_myocardium_options(parser, one_input=False)
+    add_registration_options(parser)
+    parser.set_defaults(run=run_batch_command)
+    return parser
+
+
+def run_batch_command(args: argparse.Namespace) -> int:
+    """The ``echoreg batch`` command; exit status 0 when every study succeeded, 1 when some failed."""
+    from tqdm import tqdm
+
+    from ..batch import batch, find_studies
+
+    studies = find_studies(args.source)
+    settings = settings_from_args(args, myocardium="auto")
+    with tqdm(total=len(studies), unit="study", desc="batch") as bar:
+        failed = []
+
+        def progress(row: dict, done: int, total: int) -> None:
+            if row["status"] != "ok":
+                failed.append(row["study"])
+                tqdm.write(f"echoreg: {row['study']}: error: {row['error']}", file=sys.stderr)
+            bar.n = done
+            bar.set_postfix(failed=len(failed), refresh=False)
+            bar.update(0)
+
+        result = batch(studies, args.output, settings, workers=args.workers, scheduler=args.scheduler,
+                       retry_failed=args.retry_failed, progress=progress)
+    errors = [row["study"] for row in result.rows if row["status"] != "ok"]
+    print(f"{len(result.rows)} studies: {result.ran} run now, {result.skipped} done before, "
+          f"{len(errors)} failed{': ' + ', '.join(errors) if errors else ''}")
+    print(f"wrote {', '.join(str(p) for p in result.tables)}")
+    return 1 if errors else 0

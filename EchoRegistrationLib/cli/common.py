@@ -1,0 +1,184 @@
+"""What every ``echoreg`` subcommand shares: the one-line argument parser, argument types, the
+input and registration options (one definition, so ``register``, ``strain`` and ``batch`` take the
+same ones), the conversion of options to :class:`~..workflow.Study` /
+:class:`~..workflow.WorkflowSettings`, and the one-line warning and error formats."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..sequence import EchoDataError, error_line  # noqa: F401 (the CLI's error format)
+from ..workflow import METHODS, Study, WorkflowSettings, parse_landmarks
+
+# EchoDataError covers bad input and model files; OSError an unreadable input or an output
+# location that cannot be written (read-only, full, below a file, existing files).
+INPUT_ERRORS = (EchoDataError, OSError)
+EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (``echoreg register: error: ...``)
+    with exit status 2, like every other error of the command."""
+
+    def error(self, message: str):  # noqa: D102 (argparse API)
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def positive_number(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def count(minimum: int):
+    """argparse type factory: an integer >= ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {value}")
+        return value
+    return parse
+
+
+def device_name(text: str) -> str:
+    """argparse type: a device this machine has ("auto", "cpu", "cuda", "cuda:N")."""
+    from ..device import resolve_device
+
+    try:
+        resolve_device(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
+def landmarks_type(text: str) -> np.ndarray:
+    """argparse type: (3, 2) points from "x1,y1,x2,y2,x3,y3" (:func:`..workflow.parse_landmarks`)."""
+    try:
+        return parse_landmarks(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def print_warnings(lines: Sequence[str]) -> None:
+    """Print each warning as one line on stderr (``echoreg: warning: ...``)."""
+    for line in lines:
+        print(f"echoreg: warning: {line}", file=sys.stderr)
+
+
+def add_input_options(parser: argparse.ArgumentParser, *, one_input: bool = True) -> None:
+    """The options saying how to read the input (``one_input``: with the positional input)."""
+    if one_input:
+        parser.add_argument("input", help="DICOM, NIfTI, MetaImage, NRRD, .seq.nrrd, AVI/MP4, or a CAMUS "
+                                          "patient folder")
+    parser.add_argument("--frame-rate", type=positive_number,
+                        help="frames per second, for files that do not record time")
+    parser.add_argument("--view", help="CAMUS view (2CH or 4CH) when the folder holds both")
+    parser.add_argument("--crop-to-region", action="store_true", help="DICOM: crop to the 2D tissue region")
+    if one_input:
+        parser.add_argument("--labels", help="label map (CAMUS codes) on the same grid, to attach: any input "
+                                             "format holding integer codes, e.g. .nii.gz or a Slicer "
+                                             "labelmap .seq.nrrd")
+    parser.add_argument("--mask", help="field-of-view (sector) mask on the same grid, nonzero inside, in any "
+                                       "input format; registration compares the images only inside it")
+
+
+def add_output_options(parser: argparse.ArgumentParser, overwrite_help: str) -> None:
+    """-o / --output (a folder) and --overwrite."""
+    parser.add_argument("-o", "--output", required=True, help="output folder")
+    parser.add_argument("--overwrite", action="store_true", help=overwrite_help)
+
+
+def add_myocardium_options(parser: argparse.ArgumentParser, *, one_input: bool = True) -> None:
+    """--landmarks (one input only), --wall-width, --apical-view and --full-cycle."""
+    if one_input:
+        parser.add_argument("--landmarks", type=landmarks_type, metavar="x1,y1,x2,y2,x3,y3",
+                            help="myocardium from three endocardial points in mm (x, y): mitral annulus, "
+                                 "apex, mitral annulus (instead of --labels); in pixels (column, row) "
+                                 "when the file gives no pixel size (videos, DICOM without regions)")
+    parser.add_argument("--wall-width", type=positive_number,
+                        help="myocardial wall width in mm with landmarks (default 10)")
+    parser.add_argument("--apical-view", choices=["A4C", "A2C"],
+                        help="segment names when the input does not record its view")
+    parser.add_argument("--full-cycle", action=argparse.BooleanOptionalAction, default=None,
+                        help="the last frame is the next ED: report loop-closure drift (default: "
+                             "when ED is frame 0 and ES lies inside the sequence)")
+
+
+def add_registration_options(parser: argparse.ArgumentParser) -> None:
+    """Every registration option: method, DLIR model / refine / flip averaging, reference, mode,
+    loss, iterations, control spacing, device."""
+    parser.add_argument("--method", default="deformable", choices=METHODS)
+    parser.add_argument("--model", help="dlir: installed model name or checkpoint folder (default: the shipped model)")
+    parser.add_argument("--refine", type=count(0), default=0, help="dlir: optimisation steps refining the network")
+    parser.add_argument("--flip-average", action="store_true",
+                        help="dlir: average each pair's field with that of the mirrored pair (twice the time)")
+    parser.add_argument("--reference", type=int,
+                        help="reference frame (default: ED when the file gives it, else frame 0, with "
+                             "strain relative to ED detected as the frame of largest tracked LV volume)")
+    parser.add_argument("--mode", choices=["sequential", "to_reference"],
+                        help="track neighbouring frames or register each frame to the reference "
+                             "(default: sequential; dlir: the mode its model was trained for)")
+    parser.add_argument("--loss", choices=["lncc", "ncc", "mse", "mi"],
+                        help="similarity (default: mse for deformable, ncc for rigid and affine)")
+    parser.add_argument("--iterations", type=count(1), help="optimiser steps per pyramid level")
+    parser.add_argument("--control-spacing", type=positive_number, help="deformable control grid spacing, mm")
+    parser.add_argument("--device", default="auto", type=device_name, help="auto, cpu or cuda")
+
+
+def settings_from_args(args: argparse.Namespace, myocardium: str = "none") -> WorkflowSettings:
+    """The :class:`WorkflowSettings` of parsed options (``myocardium``: the source to use).
+
+    Raises:
+        EchoDataError: DLIR options given for another method (named as options).
+    """
+    if args.method != "dlir" and (args.refine or args.flip_average or args.model):
+        raise EchoDataError("--method", f"--model, --refine and --flip-average are DLIR options; "
+                                        f"the method is {args.method}")
+    options: dict[str, Any] = {k: v for k, v in (("loss", args.loss), ("iterations", args.iterations),
+                                                  ("control_spacing", args.control_spacing)) if v is not None}
+    return WorkflowSettings(
+        method=args.method, model=args.model, mode=args.mode, refine=args.refine,
+        flip_average=args.flip_average, device=args.device, reference=args.reference, options=options,
+        myocardium=myocardium, wall_width=getattr(args, "wall_width", None),
+        apical_view=getattr(args, "apical_view", None), full_cycle=getattr(args, "full_cycle", None))
+
+
+def study_from_args(args: argparse.Namespace) -> Study:
+    """The :class:`Study` of a one-input command's options."""
+    landmarks = getattr(args, "landmarks", None)
+    return Study(input=args.input, labels=args.labels, mask=args.mask, view=args.view,
+                 frame_rate=args.frame_rate, crop_to_region=args.crop_to_region,
+                 landmarks=None if landmarks is None else tuple(map(tuple, landmarks)))
+
+
+@contextlib.contextmanager
+def pair_progress(description: str) -> Iterator[Callable[[int, int], None]]:
+    """Yield a ``progress(done, total)`` callback that shows a tqdm bar over frame pairs, opened
+    at the first report (an error before the work prints no bar) and closed on leaving."""
+    from tqdm import tqdm
+
+    bars: list[tqdm] = []
+
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, unit="pair", desc=description))
+        bars[0].update(done - bars[0].n)
+    try:
+        yield progress
+    finally:
+        for bar in bars:
+            bar.close()

@@ -1,0 +1,65 @@
+"""``echoreg info``, ``convert`` and ``register``: what a file holds, format conversion, and every
+frame registered to a reference frame (warped frames, fields and a report)."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import (add_input_options, add_output_options, add_registration_options, pair_progress,
+                     print_warnings,
+                     settings_from_args, study_from_args)
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    print(study_from_args(args).load().describe())
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from ..io.dispatch import save_sequence
+
+    seq = study_from_args(args).load()
+    out = save_sequence(seq, args.output, overwrite=args.overwrite)
+    print(f"wrote {out} ({seq.n_frames} frames)")
+    return 0
+
+
+def _cmd_register(args: argparse.Namespace) -> int:
+    from ..workflow import run_registration
+
+    study, settings = study_from_args(args), settings_from_args(args)
+    with pair_progress(f"{args.method} registration") as progress:
+        analysis = run_registration(study, settings, args.output, overwrite=args.overwrite,
+                                    itk_fields=args.itk_fields,
+                                    progress=progress)
+    result, seq = analysis.registration, analysis.sequence
+    print_warnings(result.warnings)
+    print(f"registered {seq.n_frames} frames to frame {result.reference} on {result.device} in "
+          f"{result.seconds:.2f} s ({1000 * result.seconds_per_pair:.0f} ms per pair)")
+    print(f"NCC to the reference: {result.similarity_before.mean():.3f} before, "
+          f"{result.similarity_after.mean():.3f} after; max folding {result.folding_fraction.max():.2%}")
+    fields = ", fields/" if args.itk_fields else ""
+    print(f"wrote {args.output}/warped.seq.nrrd, displacement.npz, report.json{fields}")
+    return 0
+
+
+def add_register_parsers(sub: argparse._SubParsersAction) -> None:
+    """Register ``info``, ``convert`` and ``register`` on the ``echoreg`` sub-parsers."""
+    info = sub.add_parser("info", help="print what an echo file holds (geometry, timing, labels)")
+    add_input_options(info)
+    info.set_defaults(run=_cmd_info)
+
+    convert = sub.add_parser("convert", help="convert an echo sequence to .seq.nrrd, .nii.gz, .mha ...")
+    add_input_options(convert)
+    convert.add_argument("output", help="output file; the suffix chooses the format")
+    convert.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    convert.set_defaults(run=_cmd_convert)
+
+    register = sub.add_parser("register", help="register every frame to a reference frame")
+    add_input_options(register)
+    add_output_options(register, "replace existing outputs")
+    add_registration_options(register)
+    register.add_argument("--itk-fields", action="store_true",
+                          help="also write one ITK displacement field per frame (fields/*.mha, "
+                               "compressed; large), for ITK tools and Slicer transforms")
+    register.set_defaults(run=_cmd_register)

@@ -1,0 +1,72 @@
+"""Which frame pairs a sequence registration registers, and how their fields chain back to the
+reference frame (the tracking modes of :func:`EchoRegistrationLib.registration.register_sequence`,
+shared with the DLIR inference, which predicts the same pairs)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .warping import compose
+
+MODES = ("to_reference", "sequential")
+
+
+def frame_pairs(n_frames: int, reference: int, mode: str,
+                skip: np.ndarray | None = None) -> list[tuple[int, int]]:
+    """(fixed, moving) frame pairs to register, one per frame other than the reference, in frame
+    order: every frame against the reference ("to_reference"), or each frame against its neighbour
+    on the way to the reference ("sequential"). Frames where the (T,) bool ``skip`` is True (no
+    signal) get no pair and are stepped over: a frame's neighbour is then the next frame towards
+    the reference that is not skipped."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    skip = np.zeros(n_frames, dtype=bool) if skip is None else np.asarray(skip, dtype=bool)
+    others = [t for t in range(n_frames) if t != reference and not skip[t]]
+    if mode == "to_reference":
+        return [(reference, t) for t in others]
+    return [(_towards(t, reference, skip), t) for t in others]
+
+
+def _towards(frame: int, reference: int, skip: np.ndarray) -> int:
+    """The nearest frame from ``frame`` towards ``reference`` that is not skipped (at worst the
+    reference)."""
+    step = 1 if frame < reference else -1
+    t = frame + step
+    while t != reference and skip[t]:
+        t += step
+    return t
+
+
+def tracked_frames(frame: int, reference: int, mode: str) -> list[int]:
+    """The frames, in order, that registering ``frame`` to ``reference`` in ``mode`` goes through:
+    the two alone ("to_reference"), or every frame between them ("sequential"). A subsequence of
+    these gives that frame's field as the whole sequence would (up to intensity normalisation)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    first, last = sorted((frame, reference))
+    return [first, last] if mode == "to_reference" else list(range(first, last + 1))
+
+
+def fixed_indices(pairs: list[tuple[int, int]]) -> list[int]:
+    """The fixed frame of each (fixed, moving) pair, or just the one fixed frame when all pairs
+    share it (its image then goes in once and broadcasts over the batch)."""
+    fixed = [f for f, _ in pairs]
+    return fixed[:1] if len(set(fixed)) == 1 else fixed
+
+
+def chain_to_reference(pair_fields: torch.Tensor, pairs: list[tuple[int, int]], n_frames: int,
+                       reference: int, mode: str, spacing: tuple[float, float]) -> torch.Tensor:
+    """(T, 2, H, W) fields from the reference to every frame, from the (P, 2, H, W) fields of the
+    :func:`frame_pairs` ``pairs``: placed as they are ("to_reference"), or composed outwards from
+    the reference ("sequential": u_{ref->t} = u_{ref->f} then u_{f->t} for the pair (f, t), f
+    the neighbour towards the reference). Zero at the reference and at frames without a pair
+    (fill those with :func:`interpolate_in_time`)."""
+    shape = (1, 2, *pair_fields.shape[-2:])
+    by_moving = {m: (f, pair_fields[k:k + 1]) for k, (f, m) in enumerate(pairs)}
+    chained = {t: torch.zeros(shape, dtype=pair_fields.dtype, device=pair_fields.device)
+               for t in range(n_frames)}
+    for t in sorted(by_moving, key=lambda t: abs(t - reference)):  # outwards: f is done before t
+        fixed, pair_field = by_moving[t]
+        chained[t] = pair_field if mode == "to_reference" else compose(chained[fixed], pair_field, spacing)
+    return torch.cat([chained[t] for t in range(n_frames)])

@@ -1,0 +1,361 @@
+"""One workflow for every front end: load -> reference frame -> myocardium -> register -> strain ->
+outputs. ``echoreg register``, ``echoreg strain``, ``echoreg batch``, the demo and the Slicer module
+(through :mod:`.mrml.pipeline`, which only converts nodes) all call it, so they cannot drift.
+
+* :class:`Study`: what to read for one study (file, labels, landmarks, mask, view, frame rate);
+* :class:`WorkflowSettings`: how to analyse it (method, model, mode, refine, flip averaging,
+  device, reference frame, myocardium source, wall width, apical view ...);
+* :func:`analyse`: register and compute the strain of a loaded sequence (no files written);
+* :func:`run_strain` / :func:`run_registration`: a study from its file to its output folder;
+* :func:`load_registration`: a finished ``echoreg register`` folder, checked against the input,
+  to compute strain without registering again;
+* :func:`register_one_frame`: one frame to the reference, tracked as the whole sequence would be.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .sequence import EchoDataError, EchoSequence
+
+if TYPE_CHECKING:
+    from .registration import RegistrationResult
+    from .strain import StrainResult
+    from .strain.myocardium import Myocardium
+
+METHODS = ("deformable", "affine", "rigid", "dlir")
+MYOCARDIUM_SOURCES = ("auto", "labels", "landmarks", "none")
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Study:
+    """One input to analyse.
+
+    Attributes:
+        input: DICOM, NIfTI, MetaImage, NRRD, .seq.nrrd, AVI/MP4 file or a CAMUS patient folder.
+        labels: label map (CAMUS codes) on the same grid, or None (the input's own labels).
+        landmarks: (3, 2) endocardial points annulus, apex, annulus in mm (x, y); in pixels
+            (column, row) when the file gives no pixel size. None: no landmarks.
+        mask: field-of-view mask on the same grid (registration compares the images inside it).
+        view: CAMUS view (2CH / 4CH) when the folder holds both.
+        frame_rate: frames per second for files that do not record time.
+        crop_to_region: DICOM: crop to the 2D tissue region.
+        landmarks_source: how errors name the landmarks (the option, or a listing's line).
+
+    Raises:
+        EchoDataError: labels and landmarks both given, or landmarks that are not three points.
+    """
+
+    input: str
+    labels: str | None = None
+    landmarks: tuple[tuple[float, float], ...] | None = None
+    mask: str | None = None
+    view: str | None = None
+    frame_rate: float | None = None
+    crop_to_region: bool = False
+    landmarks_source: str = "--landmarks"
+
+    def __post_init__(self) -> None:
+        if self.labels is not None and self.landmarks is not None:
+            raise EchoDataError(self.input, "give the myocardium by --labels or by --landmarks, not both")
+        if self.landmarks is not None and np.shape(self.landmarks) != (3, 2):
+            raise EchoDataError(self.input, f"landmarks must be three (x, y) points, got shape "
+                                            f"{np.shape(self.landmarks)}")
+
+    def load(self) -> EchoSequence:
+        """The sequence with its labels and mask attached (raises as :func:`.io.load_sequence`)."""
+        from .io.dispatch import load_sequence
+
+        options: dict[str, Any] = {}
+        if self.frame_rate is not None:
+            options["frame_rate"] = self.frame_rate
+        if self.view is not None:
+            options["view"] = self.view
+        if self.crop_to_region:
+            options["crop_to_region"] = True
+        return load_sequence(self.input, labels=self.labels, mask=self.mask, **options)
+
+
+@dataclass(frozen=True)
+class WorkflowSettings:
+    """How to register a sequence and measure its strain.
+
+    Attributes:
+        method: one of :data:`METHODS`.
+        model: DLIR only: an installed model's name (:func:`.dlir.shipped.list_models`) or a
+            checkpoint path; "" or None: the shipped model.
+        mode: "sequential" / "to_reference"; None: the method's default (DLIR: its model's).
+        refine: DLIR only: optimisation steps refining the predicted fields (0: none).
+        flip_average: DLIR only: average each pair with its mirrored pair (twice the time).
+        device: "auto", "cpu", "cuda" or "cuda:N".
+        reference: user-set reference frame; None: track from the file's ED, else frame 0, and take
+            strain relative to ED (given, else detected: :mod:`.strain.reference`).
+        chunk_size: frame pairs per batch (smaller: progress more often).
+        options: further :func:`.registration.register_pair` options (loss, iterations,
+            control_spacing ...).
+        myocardium: "labels" (the study's label map at the reference frame), "landmarks" (the
+            study's three points with ``wall_width``), "none" (registration only) or "auto"
+            (landmarks when the study has them, else labels).
+        wall_width: mm, myocardial wall width for landmarks; None: the default (10 mm).
+        apical_view: "A4C" / "A2C" segment names when the input does not record its view.
+        full_cycle: the last frame is the next ED (drift reported); None: decided from ED / ES.
+    """
+
+    method: str = "deformable"
+    model: str | None = None
+    mode: str | None = None
+    refine: int = 0
+    flip_average: bool = False
+    device: str = "auto"
+    reference: int | None = None
+    chunk_size: int = 32
+    options: Mapping[str, Any] = field(default_factory=dict)
+    myocardium: str = "auto"
+    wall_width: float | None = None
+    apical_view: str | None = None
+    full_cycle: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.myocardium not in MYOCARDIUM_SOURCES:
+            raise ValueError(f"myocardium must be one of {MYOCARDIUM_SOURCES}, got {self.myocardium!r}")
+        if self.method != "dlir" and (self.refine or self.flip_average):
+            raise ValueError("refine and flip averaging are DLIR options (method='dlir')")
+
+    def arguments(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`.registration.register_sequence` (besides the sequence and
+        callbacks); the DLIR options only for DLIR, the mode only when set."""
+        arguments: dict[str, Any] = {"method": self.method, "reference": self.reference,
+                                     "device": self.device, "chunk_size": self.chunk_size,
+                                     **self.options}
+        if self.mode is not None:
+            arguments["mode"] = self.mode
+        if self.method == "dlir":
+            arguments.update(model=self.model or None, refine=self.refine)
+            if self.flip_average:
+                arguments["flip_average"] = True
+        return arguments
+
+    def describe_model(self) -> str:
+        """The model as the cohort table names it: its name or path, "shipped", or "" (no DLIR)."""
+        return (self.model or "shipped") if self.method == "dlir" else ""
+
+
+@dataclass(eq=False)
+class Analysis:
+    """A registered sequence: its frames, the registration and (with a myocardium) the strain."""
+
+    sequence: EchoSequence
+    registration: RegistrationResult
+    strain: StrainResult | None = None
+
+
+def parse_landmarks(text: str) -> np.ndarray:
+    """(3, 2) points from "x1,y1,x2,y2,x3,y3" (annulus, apex, annulus; mm, or pixels without a
+    pixel size). Raises ValueError naming the text."""
+    try:
+        values = [float(v) for v in text.replace(" ", "").split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 6 or not np.isfinite(values).all():
+        raise ValueError(f"expected six numbers x1,y1,x2,y2,x3,y3 in mm (annulus, apex, annulus), got {text!r}")
+    return np.array(values).reshape(3, 2)
+
+
+def landmarks_in_mm(landmarks: np.ndarray, seq: EchoSequence, source: str = "--landmarks") -> np.ndarray:
+    """(3, 2) mm points of landmarks: as given when the pixel size is known; read as pixels
+    (column, row) and scaled by the placeholder spacing when it is not (said as a warning naming
+    the landmarks' ``source``)."""
+    import warnings
+
+    from .sequence import EchoDataWarning
+
+    landmarks = np.asarray(landmarks, dtype=np.float64)
+    if seq.spacing_known:
+        return landmarks
+    warnings.warn(f"{source} read in pixels (column, row): {seq.source} gives no pixel size",
+                  EchoDataWarning, stacklevel=2)
+    return landmarks * np.asarray(seq.spacing)
+
+
+def study_myocardium(seq: EchoSequence, study: Study, settings: WorkflowSettings,
+                     reference: int) -> Myocardium | None:
+    """The myocardium at the ``reference`` frame, from the source the settings name.
+
+    Raises:
+        EchoDataError: both labels and landmarks given, or the named source is missing / unusable.
+    """
+    from .strain.compute import myocardium_at_reference
+    from .strain.myocardium import myocardium_from_landmarks
+
+    source = settings.myocardium
+    if source == "auto":
+        source = "landmarks" if study.landmarks is not None else "labels"
+    if source == "none":
+        return None
+    if source == "landmarks":
+        if study.landmarks is None:
+            raise EchoDataError(study.input, "no landmarks given for the myocardium")
+        width = {} if settings.wall_width is None else {"wall_width": settings.wall_width}
+        return myocardium_from_landmarks(landmarks_in_mm(np.asarray(study.landmarks), seq, study.landmarks_source),
+                                         seq.frame_shape, seq.spacing, source=study.landmarks_source, **width)
+    if seq.labels is None:
+        raise EchoDataError(seq.source, "no myocardium: the input has no labels; pass --labels FILE "
+                                        "or --landmarks x1,y1,x2,y2,x3,y3 (mm)")
+    return myocardium_at_reference(seq, reference, source=study.labels or seq.source)
+
+
+def register(seq: EchoSequence, settings: WorkflowSettings, *, progress: ProgressCallback | None = None,
+             cancel: Callable[[], bool] | None = None) -> RegistrationResult:
+    """Register every frame of ``seq`` to the tracking reference
+    (:func:`.strain.reference.tracking_reference`)."""
+    from . import registration
+    from .strain.reference import tracking_reference
+
+    arguments = {**settings.arguments(), "reference": tracking_reference(seq, settings.reference)}
+    return registration.register_sequence(seq, progress=progress, cancel=cancel, **arguments)
+
+
+def analyse(seq: EchoSequence, settings: WorkflowSettings, myocardium: Myocardium | None, *,
+            registration: RegistrationResult | None = None, progress: ProgressCallback | None = None,
+            cancel: Callable[[], bool] | None = None) -> Analysis:
+    """Register ``seq`` (unless a ``registration`` of it is given) and, with a ``myocardium`` drawn
+    on the tracking reference, compute the strain relative to ED (or the settings' reference).
+
+    Raises:
+        EchoDataError, ValueError: as :func:`.registration.register_sequence` and
+            :func:`.strain.compute_strain`; RegistrationCancelled when ``cancel()`` is True.
+    """
+    from .strain import compute_strain
+
+    if registration is None:
+        registration = register(seq, settings, progress=progress, cancel=cancel)
+    strain = None if myocardium is None else compute_strain(
+        seq, registration, myocardium, view=settings.apical_view, full_cycle=settings.full_cycle,
+        reference=settings.reference)
+    return Analysis(seq, registration, strain)
+
+
+def load_registration(folder: str | os.PathLike, seq: EchoSequence) -> RegistrationResult:
+    """The registration an ``echoreg register`` run wrote into ``folder`` (``displacement.npz``,
+    ``report.json``), for the sequence ``seq`` it was computed on.
+
+    Raises:
+        EchoDataError: a file is missing or unreadable, or the folder was computed on another
+            input: different frame count, grid, spacing or frame times.
+    """
+    from .strain.compute import result_from_displacement
+
+    folder = Path(folder)
+    try:
+        report = json.loads((folder / "report.json").read_text())
+        with np.load(folder / "displacement.npz") as data:
+            displacement, spacing = data["displacement"], data["spacing"]
+            frame_times, reference = data["frame_times"], int(data["reference"])
+            no_signal = data["no_signal"]
+    except (OSError, ValueError, KeyError) as err:
+        raise EchoDataError(str(folder), f"not a readable registration folder (displacement.npz and "
+                                         f"report.json of echoreg register): {err}") from None
+    problems = []
+    if displacement.shape != (*seq.frames.shape, 2):
+        problems.append(f"fields of shape {displacement.shape[:3]}, the input has {seq.frames.shape}")
+    elif not np.allclose(spacing, seq.spacing, rtol=1e-5):
+        problems.append(f"spacing {tuple(spacing)} mm, the input has {seq.spacing}")
+    elif not np.allclose(frame_times, seq.frame_times, atol=1e-6):
+        problems.append("frame times differ from the input's")
+    if problems:
+        raise EchoDataError(str(folder), f"registered another input ({report.get('input')}): "
+                                         f"{problems[0]}; register {seq.source} again")
+    result = result_from_displacement(seq, displacement, reference, method=report.get("method", "given"))
+    result.mode, result.device = report.get("mode", "given"), report.get("device", "")
+    result.parameters, result.warnings = report.get("parameters", {}), report.get("warnings", [])
+    result.seconds, result.no_signal = float(report.get("seconds", 0.0)), no_signal.astype(bool)
+    return result
+
+
+def run_registration(study: Study, settings: WorkflowSettings, output: str | os.PathLike, *,
+                     overwrite: bool = False, itk_fields: bool = False,
+                     progress: ProgressCallback | None = None) -> Analysis:
+    """``echoreg register``: load, register, write ``warped.seq.nrrd``, ``displacement.npz``,
+    ``report.json`` (and ITK fields) into ``output`` as one set; outputs are checked before the
+    work. Raises as :func:`analyse` and FileExistsError for outputs that exist."""
+    from .registration import save_registration
+    from .registration.export import check_outputs
+
+    seq = study.load()
+    check_outputs(seq, output, overwrite=overwrite, itk_fields=itk_fields)
+    analysis = analyse(seq, settings, None, progress=progress)
+    save_registration(analysis.registration, seq, output, overwrite=overwrite, itk_fields=itk_fields)
+    return analysis
+
+
+def run_strain(study: Study, settings: WorkflowSettings, output: str | os.PathLike, *,
+               overwrite: bool = False, registration: str | os.PathLike | None = None,
+               progress: ProgressCallback | None = None) -> Analysis:
+    """``echoreg strain``: load, myocardium, register (or reuse the ``registration`` folder of an
+    earlier ``echoreg register`` of the same input), strain; write the tables, summary and
+    pictures into ``output`` as one set (:func:`.strain.outputs.save_strain_outputs`).
+
+    Raises:
+        EchoDataError: bad input, myocardium or registration folder; FileExistsError: outputs
+            exist and not ``overwrite`` (checked before the work).
+    """
+    from .strain.outputs import check_strain_outputs, save_strain_outputs
+    from .strain.reference import tracking_reference
+
+    seq = study.load()
+    check_strain_outputs(output, overwrite)
+    reference = tracking_reference(seq, settings.reference)
+    myocardium = study_myocardium(seq, study, settings, reference)
+    if myocardium is None:
+        raise EchoDataError(study.input, "strain needs a myocardium (labels or landmarks)")
+    given = None if registration is None else load_registration(registration, seq)
+    if given is not None and given.reference != reference:
+        raise EchoDataError(str(registration), f"registered to frame {given.reference}, the strain "
+                                               f"tracks from frame {reference}; set --reference")
+    analysis = analyse(seq, settings, myocardium, registration=given, progress=progress)
+    save_strain_outputs(analysis.strain, seq, output, overwrite)
+    return analysis
+
+
+def register_one_frame(seq: EchoSequence, frame: int,
+                       settings: WorkflowSettings) -> tuple[int, np.ndarray, np.ndarray]:
+    """Register frame ``frame`` to the tracking reference as :func:`analyse` would: the tracking
+    mode and model come from :func:`.registration.tracking.tracking_plan` (the one place that
+    decides them), and a sequential mode goes through the frames between.
+
+    Returns:
+        (reference, (H, W, 2) mm field, (H, W) warped frame).
+
+    Raises:
+        ValueError: ``frame`` is not a frame of ``seq``.
+    """
+    from . import registration
+    from .registration.tracking import tracking_plan
+    from .spatial.pairs import tracked_frames
+    from .strain.reference import tracking_reference
+
+    reference = tracking_reference(seq, settings.reference)
+    if not 0 <= frame < seq.n_frames:
+        raise ValueError(f"{seq.source}: frame {frame} is outside 0..{seq.n_frames - 1}")
+    if frame == reference:
+        return reference, np.zeros((*seq.frame_shape, 2), np.float32), seq.frames[frame].copy()
+    arguments = settings.arguments()
+    device, model, mode, _ = tracking_plan(settings.method, arguments.get("model"), settings.refine,
+                                           settings.mode, settings.device)
+    if settings.method == "dlir":
+        arguments["model"] = model  # loaded once
+    frames = tracked_frames(frame, reference, mode)
+    arguments.update(reference=frames.index(reference), mode=mode, device=device)
+    result = registration.register_sequence(seq.subsequence(frames), **arguments)
+    moving = frames.index(frame)
+    return reference, result.displacement[moving], result.warped[moving]

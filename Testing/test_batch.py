@@ -1,0 +1,132 @@
+"""`echoreg batch`: one row per study equal to `echoreg strain` run alone, a corrupt study is an
+error row and not a stop, kills at random moments leave every study exactly once, and the table
+is the same from one process, two worker processes and a Dask cluster."""
+
+import csv
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from EchoRegistrationLib.batch import RUN_COLUMNS, batch, find_studies
+from EchoRegistrationLib.cli import main
+from EchoRegistrationLib.io.camus import write_camus_patient
+from EchoRegistrationLib.simulation import simulate_sequence
+from EchoRegistrationLib.workflow import WorkflowSettings
+
+SETTINGS = WorkflowSettings(options={"iterations": 5})
+FAST = ["--iterations", "5"]
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    """A CAMUS root: two simulated patients (4 frames, 64 x 64) and one with a corrupt cine."""
+    root = tmp_path_factory.mktemp("camus")
+    for k, seed in enumerate((1, 2), start=1):
+        sim = simulate_sequence(view="A4C", cycle="half", n_frames=4, image_size=(64, 64), seed=seed)
+        write_camus_patient(root, f"patient000{k}", "4CH", sim.sequence)
+    broken = root / "patient0003"
+    broken.mkdir()
+    (broken / "patient0003_4CH_half_sequence.nii.gz").write_bytes(b"not an image at all")
+    return root
+
+
+@pytest.fixture(scope="module")
+def reference(cohort, tmp_path_factory):
+    out = tmp_path_factory.mktemp("batch") / "one"
+    return out, batch(cohort, out, SETTINGS)
+
+
+def without_run_columns(rows):
+    return [{k: v for k, v in row.items() if k not in RUN_COLUMNS} for row in rows]
+
+
+def read_table(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_rows_equal_strain_run_alone_and_a_corrupt_study_is_an_error_row(cohort, reference, tmp_path):
+    out, result = reference
+    assert [r["study"] for r in result.rows] == ["patient0001_4CH", "patient0002_4CH", "patient0003_4CH"]
+    assert [r["status"] for r in result.rows] == ["ok", "ok", "error"]
+    assert "patient0003_4CH_half_sequence.nii.gz" in result.rows[2]["error"]
+    assert result.rows[2]["gls_endo_pct"] is None and result.failed == ["patient0003_4CH"]
+    assert main(["strain", str(cohort / "patient0002"), "-o", str(tmp_path / "alone"), *FAST]) == 0
+    alone = {(row["measure"], row["region"]): row["value"]
+             for row in read_table(tmp_path / "alone" / "strain_summary.csv")}
+    row = result.rows[1]
+    assert row["gls_endo_pct"] == pytest.approx(float(alone[("peak systolic strain", "GLS endocardial")]), abs=1e-3)
+    assert row["ef_pct"] == pytest.approx(float(alone[("EF", "LV")]), abs=1e-3)
+    assert -40 < row["gls_endo_pct"] < -5 and row["method"] == "deformable" and row["frames"] == 4
+    table = read_table(out / "cohort.csv")
+    assert [t["study"] for t in table] == [r["study"] for r in result.rows]
+    assert float(table[0]["gls_mid_pct"]) == result.rows[0]["gls_mid_pct"] and table[2]["ef_pct"] == ""
+    assert sorted(p.name for p in (out / "studies" / "patient0003_4CH").iterdir()) == ["study.json"]
+
+
+def test_rerun_skips_finished_studies_and_retries_failed_on_request(cohort, reference):
+    out, first = reference
+    again = batch(cohort, out, SETTINGS)
+    assert (again.ran, again.skipped) == (0, 3) and again.rows == first.rows
+    retried = batch(cohort, out, SETTINGS, retry_failed=True)
+    assert retried.ran == 1 and without_run_columns(retried.rows) == without_run_columns(first.rows)
+
+
+def test_killed_three_times_then_resumed_every_study_once(cohort, reference, tmp_path):
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "EchoRegistrationLib.cli", "batch", str(cohort), "-o", str(out), *FAST]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    rng = random.Random(14)
+    for _ in range(3):
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(2, 12))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        studies = out / "studies"
+        if studies.exists():  # committed folders are whole: each has its row
+            assert all((p / "study.json").exists() for p in studies.iterdir() if not p.name.startswith("."))
+    assert subprocess.run(command, env=env, capture_output=True).returncode == 1  # one study fails
+    assert sorted(p.name for p in (out / "studies").iterdir()) == [r["study"] for r in reference[1].rows]
+    table = read_table(out / "cohort.csv")
+    assert [t["study"] for t in table] == [r["study"] for r in reference[1].rows]
+    expected = read_table(reference[0] / "cohort.csv")
+    assert without_run_columns(table) == without_run_columns(expected)
+
+
+def test_same_table_from_two_worker_processes_and_a_dask_cluster(cohort, reference, tmp_path):
+    expected = without_run_columns(reference[1].rows)
+    assert without_run_columns(batch(cohort, tmp_path / "two", SETTINGS, workers=2).rows) == expected
+    distributed = pytest.importorskip("distributed", reason="Dask distributed not installed "
+                                                            "(pip install 'echoregistration[batch]')")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        rows = batch(cohort, tmp_path / "dask", SETTINGS, scheduler=cluster.scheduler_address).rows
+    assert without_run_columns(rows) == expected
+
+
+def test_listing_from_csv_and_folder(tmp_path):
+    (tmp_path / "a.seq.nrrd").write_bytes(b"")
+    (tmp_path / "a_labels.nii.gz").write_bytes(b"")
+    (tmp_path / "b.mha").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("skip me")
+    studies = find_studies(tmp_path)
+    assert [(s.id, Path(s.study.input).name, s.study.labels and Path(s.study.labels).name) for s in studies] == \
+        [("a", "a.seq.nrrd", "a_labels.nii.gz"), ("b", "b.mha", None)]
+    listing = tmp_path / "list.csv"
+    listing.write_text('id,input,landmarks,frame_rate,view\ns1,b.mha,"1,2,3,4,5,6",30,4CH\n,a.seq.nrrd,,,\n')
+    first, second = find_studies(listing)
+    assert first.id == "s1" and first.study.landmarks == ((1, 2), (3, 4), (5, 6))
+    assert first.study.frame_rate == 30 and first.study.view == "4CH" and second.id == "a"
+    assert Path(first.study.input) == tmp_path / "b.mha"
+    listing.write_text("input,landmarks\nb.mha,1\n")
+    with pytest.raises(ValueError, match=r"list.csv:2: expected six numbers"):
+        find_studies(listing)
+    listing.write_text("input,weight\nb.mha,1\n")
+    with pytest.raises(ValueError, match="expected the columns"):
+        find_studies(listing)

@@ -1,0 +1,110 @@
+"""The one workflow behind every front end: `echoreg strain` takes every registration option
+(DLIR, model, flip averaging), reuses a finished registration folder, and refuses one of another
+input; the single-frame registration tracks as the whole sequence does."""
+
+import json
+
+import numpy as np
+import pytest
+
+from EchoRegistrationLib import EchoSequence, save_sequence
+from EchoRegistrationLib.cli import main
+from EchoRegistrationLib.sequence import EchoDataError
+from EchoRegistrationLib.simulation import simulate_sequence
+from EchoRegistrationLib.workflow import (Study, WorkflowSettings, load_registration, register_one_frame,
+                                          run_strain)
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return simulate_sequence(view="A4C", cycle="half", n_frames=4, image_size=(64, 64), seed=3)
+
+
+@pytest.fixture
+def cine(sim, tmp_path):
+    import SimpleITK as sitk
+
+    path = save_sequence(sim.sequence, tmp_path / "cine.seq.nrrd")
+    labels = sitk.GetImageFromArray(sim.sequence.labels[0])
+    labels.SetSpacing(sim.sequence.spacing)
+    sitk.WriteImage(labels, str(tmp_path / "ed_gt.nii.gz"))
+    return path, tmp_path / "ed_gt.nii.gz"
+
+
+def summary(folder):
+    return json.loads((folder / "strain_summary.json").read_text())
+
+
+def test_strain_with_dlir_model_and_flip_average(cine, tmp_path):
+    """A constant 2 % / 1 % field (of the image size) is a translation: no strain; mirrored, the
+    lateral part cancels, which the reused registration shows."""
+    from EchoRegistrationLib.dlir import save_model
+    from test_dlir import constant_output, tiny_model
+
+    path, labels = cine
+    save_model(constant_output(tiny_model(), 2.0, 1.0), tmp_path / "model")
+    out = tmp_path / "strain"
+    assert main(["strain", str(path), "--labels", str(labels), "-o", str(out), "--method", "dlir",
+                 "--model", str(tmp_path / "model"), "--flip-average"]) == 0
+    assert summary(out)["gls_endocardial"]["peak_pct"] == pytest.approx(0.0, abs=1e-3)
+    for flip, lateral in ((False, 0.02), (True, 0.0)):
+        settings = WorkflowSettings(method="dlir", model=str(tmp_path / "model"), flip_average=flip)
+        analysis = run_strain(Study(str(path), labels=str(labels)), settings, tmp_path / f"s{flip}")
+        field = analysis.registration.displacement
+        np.testing.assert_allclose(field[1:, ..., 0], lateral * 63 * analysis.sequence.spacing[1], atol=1e-3)
+    assert main(["strain", str(path), "--labels", str(labels), "-o", str(tmp_path / "x"), "--refine", "3"]) == 2
+
+
+def test_strain_reuses_a_registration_folder_with_the_same_numbers(cine, tmp_path, capsys):
+    path, labels = cine
+    reg, direct, reused = tmp_path / "reg", tmp_path / "direct", tmp_path / "reused"
+    options = ["--method", "rigid", "--iterations", "5"]
+    assert main(["register", str(path), "-o", str(reg), *options]) == 0
+    assert main(["strain", str(path), "--labels", str(labels), "-o", str(direct), *options]) == 0
+    assert main(["strain", str(path), "--labels", str(labels), "-o", str(reused), "--registration", str(reg)]) == 0
+    assert f"reused {reg}" in capsys.readouterr().out
+    a, b = summary(direct), summary(reused)
+    assert b["gls_endocardial"]["peak_pct"] == pytest.approx(a["gls_endocardial"]["peak_pct"], abs=1e-4)
+    assert b["volumes"]["ef_pct"] == pytest.approx(a["volumes"]["ef_pct"], abs=1e-4)
+    assert b["quality"]["mean_score"] == pytest.approx(a["quality"]["mean_score"], abs=1e-4)
+
+
+def test_a_registration_of_another_input_is_refused(cine, sim, tmp_path):
+    path, _ = cine
+    reg = tmp_path / "reg"
+    assert main(["register", str(path), "-o", str(reg), "--method", "rigid", "--iterations", "2"]) == 0
+    other = EchoSequence(frames=sim.sequence.frames[:, :60], spacing=sim.sequence.spacing,
+                         frame_times=sim.sequence.frame_times)
+    with pytest.raises(EchoDataError, match=r"reg: registered another input .*cine.seq.nrrd.*fields of shape"):
+        load_registration(reg, other)
+    with pytest.raises(EchoDataError, match="not a readable registration folder"):
+        load_registration(tmp_path, sim.sequence)
+
+
+def test_settings_refuse_dlir_options_for_other_methods_and_unknown_sources():
+    with pytest.raises(ValueError, match="DLIR options"):
+        WorkflowSettings(method="deformable", flip_average=True)
+    with pytest.raises(ValueError, match="myocardium must be one of"):
+        WorkflowSettings(myocardium="drawn")
+    with pytest.raises(EchoDataError, match="not both"):
+        Study("a.nii", labels="l.nii", landmarks=((0, 0), (1, 1), (2, 0)))
+    arguments = WorkflowSettings(method="dlir", flip_average=True, mode="sequential").arguments()
+    assert arguments == {"method": "dlir", "reference": None, "device": "auto", "chunk_size": 32,
+                         "mode": "sequential", "model": None, "refine": 0, "flip_average": True}
+
+
+def test_one_frame_tracks_like_the_sequence(sim):
+    """Sequential tracking of frame 3 goes through frames 1 and 2: the same field as the whole run."""
+    from EchoRegistrationLib.workflow import analyse
+
+    settings = WorkflowSettings(options={"iterations": (5, 5, 5)})
+    reference, field, _ = register_one_frame(sim.sequence, 3, settings)
+    whole = analyse(sim.sequence, settings, None).registration
+    assert reference == 0 and whole.mode == "sequential"
+    np.testing.assert_allclose(field, whole.displacement[3], atol=0.02)
+
+
+def test_run_strain_needs_a_myocardium(cine, tmp_path):
+    path, _ = cine
+    with pytest.raises(EchoDataError, match="strain needs a myocardium"):
+        run_strain(Study(str(path)), WorkflowSettings(myocardium="none"), tmp_path / "s")
