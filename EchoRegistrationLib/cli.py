@@ -144,7 +144,7 @@ def _cmd_register(args: argparse.Namespace) -> int:
     with tqdm(total=seq.n_frames - 1, unit="pair", desc=f"{args.method} registration") as bar:
         result = register_sequence(seq, args.method, reference=reference, mode=args.mode,
                                    device=args.device, progress=lambda done, _: bar.update(done - bar.n),
-                                   **options)
+                                   enhance=args.enhance, **options)
     save_registration(result, seq, args.output, overwrite=args.overwrite, itk_fields=args.itk_fields)
     print_warnings(result.warnings)
     print(f"registered {seq.n_frames} frames to frame {result.reference} on {result.device} in "
@@ -164,6 +164,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .enhancement.cli import add_enhance_option, add_enhance_parser
+
     parser = OneLineParser(prog="echoreg", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -194,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--control-spacing", type=positive_number,
                           help="deformable control grid spacing, mm")
     register.add_argument("--device", default="auto", type=device_name, help="auto, cpu or cuda")
+    add_enhance_option(register)
     register.add_argument("--itk-fields", action="store_true",
                           help="also write one ITK displacement field per frame (fields/*.mha, "
                                "compressed; large), for ITK tools and Slicer transforms")
@@ -204,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_strain_parser(sub)
     from .dlir.cli import add_train_parser
     add_train_parser(sub)
+    add_enhance_parser(sub)
 
     demo = sub.add_parser("demo", help="run the built-in pipeline on simulated data and write its outputs")
     demo.add_argument("-o", "--output", default="demo_output", help="output folder (default: demo_output)")

@@ -163,4 +163,6 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
                       help="sequential: largest frame distance of the training pairs (default 3)")
     dlir.add_argument("--init", help="DLIR checkpoint of the same U-Net to start from (fine-tuning)")
     dlir.set_defaults(run=_cmd_dlir)
+    from ..enhancement.cli import add_train_enhancer_parser
+    add_train_enhancer_parser(sub)
     return train

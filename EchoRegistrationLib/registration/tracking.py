@@ -282,6 +282,7 @@ def register_sequence(
     flip_average: bool = False,
     progress: ProgressCallback | None = None,
     cancel: Callable[[], bool] | None = None,
+    enhance: Any = None,
     **options: Any,
 ) -> RegistrationResult:
     """Register every frame of ``seq`` to its reference frame.
@@ -310,6 +311,10 @@ def register_sequence(
             a chunk of pairs optimised together counts as done in proportion to its optimiser
             steps, so the count rises many times per chunk.
         cancel: returning True stops the work (:class:`RegistrationCancelled`).
+        enhance: an enhancement model (installed name, checkpoint or generator;
+            :func:`..enhancement.enhance_sequence`) applied to the frames first; the fields and the
+            warped frames are then those of the enhanced frames, and ``parameters`` records the
+            model and its seconds. Off by default (README, "Enhancement before registration").
         **options: passed to :func:`register_pair` (loss, levels, iterations, control_spacing, ...);
             they override :data:`METHOD_DEFAULTS`.
 
@@ -325,6 +330,14 @@ def register_sequence(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     dev = resolve_device(device)
+    enhancement = {}
+    if enhance is not None:
+        from ..enhancement.inference import enhance_sequence
+
+        began = time.perf_counter()
+        seq = enhance_sequence(seq, enhance, device=dev)
+        enhancement = {"enhance": seq.metadata["enhancement"],
+                       "enhance_seconds": round(time.perf_counter() - began, 4)}
     model_name = None
     if method == "dlir":  # the model says how it tracks
         from ..dlir.inference import as_model
@@ -365,7 +378,7 @@ def register_sequence(
         warped=warped[:, 0].cpu().numpy().astype(np.float32),
         reference=reference, method=method, mode=mode,
         similarity_before=before, similarity_after=after, folding_fraction=folding,
-        seconds=seconds, device=str(dev), parameters={"chunk_size": chunk_size, **options},
+        seconds=seconds, device=str(dev), parameters={"chunk_size": chunk_size, **enhancement, **options},
         no_signal=no_signal, warnings=quality_warnings(before, after, no_signal, pairs),
     )
 

@@ -35,6 +35,7 @@ def parse_landmarks(text: str) -> np.ndarray:
 def add_strain_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register the ``strain`` subcommand on the ``echoreg`` sub-parsers; returns its parser."""
     from ..cli import _add_input_options, device_name
+    from ..enhancement.cli import add_enhance_option
 
     parser = subparsers.add_parser(
         "strain", help="register a sequence, then write GLS, segmental strain, volumes and EF",
@@ -58,6 +59,7 @@ def add_strain_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
                         help="the last frame is the next ED: report loop-closure drift (default: "
                              "when ED is frame 0 and ES lies inside the sequence)")
     parser.add_argument("--device", default="auto", type=device_name, help="auto, cpu or cuda")
+    add_enhance_option(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace outputs of an earlier run")
     parser.set_defaults(run=run_strain_command)
     return parser
@@ -96,7 +98,8 @@ def run_strain_command(args: argparse.Namespace) -> int:
     myocardium = _myocardium(args, seq, reference)
     with tqdm(total=seq.n_frames - 1, unit="pair", desc=f"{args.method} registration") as bar:
         registration = register_sequence(seq, args.method, reference=reference, device=args.device,
-                                         progress=lambda done, _: bar.update(done - bar.n))
+                                         progress=lambda done, _: bar.update(done - bar.n),
+                                         enhance=args.enhance)
     result, paths = write_strain_outputs(seq, registration, myocardium, args.output, args.overwrite,
                                          view=args.apical_view, full_cycle=args.full_cycle)
     print_warnings(registration.warnings)
