@@ -63,17 +63,22 @@ def discriminator_adversarial(discriminator: nn.Module, real: torch.Tensor,
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Mean structural similarity of (B, 1, H, W) images in -1..1 (uniform 7 x 7 window, valid
-    region only): 1 for identical images, about 0 for unrelated ones."""
+    """Mean structural similarity of (B, 1, H, W) images in -1..1 (:func:`ssim_map`): 1 for
+    identical images, about 0 for unrelated ones."""
+    return ssim_map(a, b).mean()
+
+
+def ssim_map(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H - 6, W - 6) local structural similarity of (B, 1, H, W) images in -1..1 (uniform
+    7 x 7 windows, valid region: entry (i, j) is the window centred on pixel (i + 3, j + 3))."""
     a, b = (a + 1.0) / 2.0, (b + 1.0) / 2.0
     mean = lambda x: F.avg_pool2d(x, SSIM_WINDOW, stride=1)  # noqa: E731
     mu_a, mu_b = mean(a), mean(b)
     var_a = mean(a * a) - mu_a ** 2
     var_b = mean(b * b) - mu_b ** 2
     cov = mean(a * b) - mu_a * mu_b
-    score = ((2 * mu_a * mu_b + SSIM_C1) * (2 * cov + SSIM_C2)
-             / ((mu_a ** 2 + mu_b ** 2 + SSIM_C1) * (var_a + var_b + SSIM_C2)))
-    return score.mean()
+    return ((2 * mu_a * mu_b + SSIM_C1) * (2 * cov + SSIM_C2)
+            / ((mu_a ** 2 + mu_b ** 2 + SSIM_C1) * (var_a + var_b + SSIM_C2)))
 
 
 def illumination(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
