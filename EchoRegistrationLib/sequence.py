@@ -379,3 +379,16 @@ def geometry_from_ijk_to_ras(matrix: Any) -> dict[str, Any]:
         "origin": m[:3, 3].copy(),
         "direction": m[:3, :3] / scales[None, :],
     }
+
+
+# A frame has no signal when its intensity spread is below this fraction of the sequence's range.
+NO_SIGNAL_RANGE = 1e-6
+
+
+def no_signal_frames(frames: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """(T,) bool: frames of a (T, H, W) sequence without signal, whose intensity (within the
+    (H, W) ``mask``) is constant up to :data:`NO_SIGNAL_RANGE` of the whole sequence's range."""
+    inside = frames if mask is None else frames[:, np.asarray(mask) > 0]
+    values = inside.reshape(len(frames), -1).astype(np.float64)
+    spread = values.max(axis=1) - values.min(axis=1)
+    return spread <= NO_SIGNAL_RANGE * max(float(values.max() - values.min()), 1e-12)

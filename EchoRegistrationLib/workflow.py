@@ -107,6 +107,9 @@ class WorkflowSettings:
         wall_width: mm, myocardial wall width for landmarks; None: the default (10 mm).
         apical_view: "A4C" / "A2C" segment names when the input does not record its view.
         full_cycle: the last frame is the next ED (drift reported); None: decided from ED / ES.
+        enhance: an enhancement model (installed name or checkpoint) applied to the frames before
+            registration (:func:`.enhancement.enhance_sequence`); None: off (the default: it did not
+            help registration in the benchmark, README "Enhancement before registration").
     """
 
     method: str = "deformable"
@@ -122,6 +125,7 @@ class WorkflowSettings:
     wall_width: float | None = None
     apical_view: str | None = None
     full_cycle: bool | None = None
+    enhance: str | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -139,6 +143,8 @@ class WorkflowSettings:
                                      **self.options}
         if self.mode is not None:
             arguments["mode"] = self.mode
+        if self.enhance is not None:
+            arguments["enhance"] = self.enhance
         if self.method == "dlir":
             arguments.update(model=self.model or None, refine=self.refine)
             if self.flip_average:

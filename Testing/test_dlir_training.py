@@ -11,7 +11,7 @@ import torch
 from EchoRegistrationLib.dlir import (DLIRModel, MaskVAE, SimulatedSequences, load_model,
                                       predict_sequence_fields, read_config, train_affine, train_dlir,
                                       train_vae)
-from EchoRegistrationLib.dlir.cli import add_train_parser
+from EchoRegistrationLib.cli.train import add_train_parser
 
 TINY_UNET = {"stem": 4, "encoder": [8, 8, 8], "decoder": [8, 8, 4]}
 TINY_VAE = {"latent_size": 4, "channels": [4, 8], "input_size": 16}

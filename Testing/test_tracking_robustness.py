@@ -8,7 +8,8 @@ from input_files import moving_texture
 
 from EchoRegistrationLib import EchoSequence
 from EchoRegistrationLib.registration import register_sequence
-from EchoRegistrationLib.registration.tracking import interpolate_in_time, no_signal_frames
+from EchoRegistrationLib.registration.tracking import interpolate_in_time
+from EchoRegistrationLib.sequence import no_signal_frames
 from EchoRegistrationLib.sequence import EchoDataError
 
 TEXTURE_COLUMNS = np.r_[4:22, 42:60]  # texture away from the black band and the wrapped border

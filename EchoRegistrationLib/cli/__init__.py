@@ -34,10 +34,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``echoreg`` parser with every subcommand."""
-    from ..dlir.cli import add_train_parser
     from .batch import add_batch_parser
+    from .enhance import add_enhance_parser
     from .register import add_register_parsers
     from .strain import add_strain_parser
+    from .train import add_train_parser
 
     parser = OneLineParser(prog="echoreg", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_strain_parser(sub)
     add_batch_parser(sub)
     add_train_parser(sub)
+    add_enhance_parser(sub)
     demo = sub.add_parser("demo", help="run the built-in pipeline on simulated data and write its outputs")
     demo.add_argument("-o", "--output", default="demo_output", help="output folder (default: demo_output)")
     demo.add_argument("--overwrite", action="store_true", help="replace outputs of an earlier demo run")

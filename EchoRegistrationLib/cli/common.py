@@ -120,7 +120,7 @@ def add_myocardium_options(parser: argparse.ArgumentParser, *, one_input: bool =
 
 def add_registration_options(parser: argparse.ArgumentParser) -> None:
     """Every registration option: method, DLIR model / refine / flip averaging, reference, mode,
-    loss, iterations, control spacing, device."""
+    loss, iterations, control spacing, device, enhancement."""
     parser.add_argument("--method", default="deformable", choices=METHODS)
     parser.add_argument("--model", help="dlir: installed model name or checkpoint folder (default: the shipped model)")
     parser.add_argument("--refine", type=count(0), default=0, help="dlir: optimisation steps refining the network")
@@ -137,6 +137,9 @@ def add_registration_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iterations", type=count(1), help="optimiser steps per pyramid level")
     parser.add_argument("--control-spacing", type=positive_number, help="deformable control grid spacing, mm")
     parser.add_argument("--device", default="auto", type=device_name, help="auto, cpu or cuda")
+    parser.add_argument("--enhance", metavar="MODEL",
+                        help="enhance the frames first with this enhancement model (installed name or "
+                             "checkpoint folder; echoreg train enhancer); off by default")
 
 
 def settings_from_args(args: argparse.Namespace, myocardium: str = "none") -> WorkflowSettings:
@@ -153,6 +156,7 @@ def settings_from_args(args: argparse.Namespace, myocardium: str = "none") -> Wo
     return WorkflowSettings(
         method=args.method, model=args.model, mode=args.mode, refine=args.refine,
         flip_average=args.flip_average, device=args.device, reference=args.reference, options=options,
+        enhance=args.enhance,
         myocardium=myocardium, wall_width=getattr(args, "wall_width", None),
         apical_view=getattr(args, "apical_view", None), full_cycle=getattr(args, "full_cycle", None))
 

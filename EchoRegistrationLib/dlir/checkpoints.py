@@ -24,6 +24,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from ..enhancement.networks import PatchGAN70, ResnetGenerator
 from ..io.atomic import atomic_output
 from ..sequence import EchoDataError
 from .discriminator import PatchDiscriminator
@@ -37,13 +38,16 @@ KINDS: dict[str, Any] = {
     "dlir": DLIRModel.from_architecture,
     "vae": lambda architecture: MaskVAE(**architecture),
     "discriminator": lambda architecture: PatchDiscriminator(**architecture),
+    "enhancer": lambda architecture: ResnetGenerator(**architecture),
+    "patchgan70": lambda architecture: PatchGAN70(**architecture),
 }
 TRAINING_STATE = "training_state.pt"
 
 
 def model_kind(model: nn.Module) -> str:
     """The checkpoint kind of ``model``."""
-    for kind, cls in (("dlir", DLIRModel), ("vae", MaskVAE), ("discriminator", PatchDiscriminator)):
+    for kind, cls in (("dlir", DLIRModel), ("vae", MaskVAE), ("discriminator", PatchDiscriminator),
+                      ("enhancer", ResnetGenerator), ("patchgan70", PatchGAN70)):
         if isinstance(model, cls):
             return kind
     raise TypeError(f"no checkpoint kind for {type(model).__name__}")

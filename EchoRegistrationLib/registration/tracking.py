@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..losses import ncc_loss
-from ..sequence import EchoDataError, EchoSequence
+from ..sequence import EchoDataError, EchoSequence, no_signal_frames
 from ..device import resolve_device
 from ..spatial import field_to_numpy, folding_fraction, warp
 from ..spatial.pairs import chain_to_reference, fixed_indices, frame_pairs
@@ -33,8 +33,6 @@ from .pairwise import KINDS, RegistrationCancelled, as_image_batch, register_pai
 if TYPE_CHECKING:
     from ..dlir.model import DLIRModel
 
-# A frame has no signal when its intensity spread is below this fraction of the sequence's range.
-NO_SIGNAL_RANGE = 1e-6
 # NCC drops smaller than this are numerical noise, not a worse alignment.
 NCC_DROP_TOLERANCE = 1e-3
 METHODS = (*KINDS, "dlir")
@@ -133,15 +131,6 @@ class RegistrationResult:
         }
 
 
-def no_signal_frames(frames: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """(T,) bool: frames of a (T, H, W) sequence without signal, whose intensity (within the
-    (H, W) ``mask``) is constant up to :data:`NO_SIGNAL_RANGE` of the whole sequence's range."""
-    inside = frames if mask is None else frames[:, np.asarray(mask) > 0]
-    values = inside.reshape(len(frames), -1).astype(np.float64)
-    spread = values.max(axis=1) - values.min(axis=1)
-    return spread <= NO_SIGNAL_RANGE * max(float(values.max() - values.min()), 1e-12)
-
-
 def interpolate_in_time(fields: torch.Tensor, missing: np.ndarray, frame_times: np.ndarray) -> torch.Tensor:
     """(T, 2, H, W) ``fields`` with each frame where the (T,) bool ``missing`` is True replaced by
     linear interpolation in ``frame_times`` (s) between the nearest present frames before and after
@@ -229,6 +218,7 @@ def register_sequence(
     flip_average: bool = False,
     progress: ProgressCallback | None = None,
     cancel: Callable[[], bool] | None = None,
+    enhance: Any = None,
     **options: Any,
 ) -> RegistrationResult:
     """Register every frame of ``seq`` to its reference frame.
@@ -257,6 +247,10 @@ def register_sequence(
             a chunk of pairs optimised together counts as done in proportion to its optimiser
             steps, so the count rises many times per chunk.
         cancel: returning True stops the work (:class:`RegistrationCancelled`).
+        enhance: an enhancement model (installed name, checkpoint or generator;
+            :func:`..enhancement.enhance_sequence`) applied to the frames first; the fields and the
+            warped frames are then those of the enhanced frames, and ``parameters`` records the
+            model and its seconds. Off by default (README, "Enhancement before registration").
         **options: passed to :func:`register_pair` (loss, levels, iterations, control_spacing, ...);
             they override :data:`METHOD_DEFAULTS`.
 
@@ -270,6 +264,14 @@ def register_sequence(
     """
     seq.require_frames(2)
     dev, model, mode, model_name = tracking_plan(method, model, refine, mode, device)
+    enhancement = {}
+    if enhance is not None:
+        from ..enhancement.inference import enhance_sequence
+
+        began = time.perf_counter()
+        seq = enhance_sequence(seq, enhance, device=dev)
+        enhancement = {"enhance": seq.metadata["enhancement"],
+                       "enhance_seconds": round(time.perf_counter() - began, 4)}
     reference = (seq.ed_index or 0) if reference is None else int(reference)
     if not 0 <= reference < seq.n_frames:
         raise ValueError(f"{seq.source}: reference frame {reference} is outside 0..{seq.n_frames - 1}")
@@ -302,7 +304,7 @@ def register_sequence(
         warped=warped[:, 0].cpu().numpy().astype(np.float32),
         reference=reference, method=method, mode=mode,
         similarity_before=before, similarity_after=after, folding_fraction=folding,
-        seconds=seconds, device=str(dev), parameters={"chunk_size": chunk_size, **options},
+        seconds=seconds, device=str(dev), parameters={"chunk_size": chunk_size, **enhancement, **options},
         no_signal=no_signal, warnings=quality_warnings(before, after, no_signal, pairs),
     )
 
@@ -365,5 +367,5 @@ def _dlir_fields(seq: EchoSequence, frames: torch.Tensor, pairs: list[tuple[int,
                              refine_options, progress, cancel, initial=fields.clone())
 
 
-__all__ = ["RegistrationCancelled", "RegistrationResult", "no_signal_frames", "register_sequence",
+__all__ = ["RegistrationCancelled", "RegistrationResult", "register_sequence",
            "resolve_device", "tracking_plan"]

@@ -1,7 +1,8 @@
-"""``echoreg train ...``: the DLIR training functions on the command line.
+"""``echoreg train ...``: the training functions on the command line.
 
-Subcommands: ``simulate`` (fill a cache folder with simulated sequences), ``vae``, ``affine`` and
-``dlir`` (:mod:`.training`). Data are given as source specs (:func:`.data.open_source`):
+Subcommands: ``simulate`` (fill a cache folder with simulated sequences), ``vae``, ``affine``,
+``dlir`` (:mod:`..dlir.training`) and ``enhancer`` (:func:`..enhancement.training.train_enhancer`).
+Data are given as source specs (:func:`..dlir.data.open_source`):
 ``sim:0-500`` (simulator seeds 0..499), ``sim:0-500:CACHE`` (read from / written to a cache
 folder), or a folder (CAMUS root, cached ``.npz`` items, any sequence files). Multi-GPU::
 
@@ -65,7 +66,7 @@ def _finish(history: list[dict[str, Any]], output: str) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from .data import write_simulated_cache
+    from ..dlir.data import write_simulated_cache
 
     paths = write_simulated_cache(args.output, args.seeds, workers=args.workers,
                                   n_frames=args.frames, image_size=(args.size, args.size))
@@ -74,7 +75,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_vae(args: argparse.Namespace) -> int:
-    from .training import train_vae
+    from ..dlir.training import train_vae
 
     history = train_vae(args.data, structure=args.structure, iterations=args.iterations,
                         latent_size=args.latent_size, beta=args.beta, **_common_options(args))
@@ -82,7 +83,7 @@ def _cmd_vae(args: argparse.Namespace) -> int:
 
 
 def _cmd_affine(args: argparse.Namespace) -> int:
-    from .training import train_affine
+    from ..dlir.training import train_affine
 
     history = train_affine(args.data, size=args.size, iterations=args.iterations,
                            **_common_options(args))
@@ -90,7 +91,7 @@ def _cmd_affine(args: argparse.Namespace) -> int:
 
 
 def _cmd_dlir(args: argparse.Namespace) -> int:
-    from .training import train_dlir
+    from ..dlir.training import train_dlir
 
     weights = dict(args.weight or [])
     iterations = args.iterations[0] if len(args.iterations) == 1 else args.iterations
@@ -163,4 +164,49 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
                       help="sequential: largest frame distance of the training pairs (default 3)")
     dlir.add_argument("--init", help="DLIR checkpoint of the same U-Net to start from (fine-tuning)")
     dlir.set_defaults(run=_cmd_dlir)
+    _add_enhancer_parser(sub)
     return train
+
+
+def _cmd_enhancer(args: argparse.Namespace) -> int:
+    from ..enhancement.training import train_enhancer
+
+    weights = dict(args.weight or [])
+    history = train_enhancer(args.low, args.high, args.output, validation=args.validation,
+                             iterations=args.iterations, crop=args.crop, width=args.width,
+                             blocks=args.blocks, learning_rate=args.learning_rate,
+                             weights=weights or None, licence=args.licence,
+                             iterations_per_epoch=args.iterations_per_epoch, seed=args.seed,
+                             device=args.device, resume=args.resume)
+    return _finish(history, args.output)
+
+
+def _add_enhancer_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """``train enhancer`` on the ``train`` sub-parsers."""
+    parser = subparsers.add_parser("enhancer", help="train the enhancement CycleGAN (low -> high quality)")
+    parser.add_argument("--low", action="append", required=True,
+                        help="low-quality source, repeatable: degraded:START-STOP (degraded simulator "
+                             "seeds), sim:START-STOP or a folder")
+    parser.add_argument("--high", action="append", required=True,
+                        help="high-quality source, repeatable: sim:START-STOP or a folder (e.g. the CAMUS "
+                             "root: the model then carries CAMUS's CC BY-NC-SA 4.0 terms)")
+    parser.add_argument("--validation", help="degraded:START-STOP seeds scored against their clean frames")
+    parser.add_argument("-o", "--output", required=True, help="checkpoint folder")
+    parser.add_argument("--iterations", type=int, default=2000, help="steps (default 2000)")
+    parser.add_argument("--crop", type=int, default=80, help="crop side in model pixels (default 80)")
+    parser.add_argument("--width", type=int, default=16, help="generator width (default 16)")
+    parser.add_argument("--blocks", type=int, default=6, help="generator residual blocks (default 6)")
+    parser.add_argument("--learning-rate", type=float, default=2e-4, help="Adam step size (default 2e-4)")
+    parser.add_argument("--weight", type=_weight, action="append",
+                        help="loss weight TERM=WEIGHT, repeatable (adversarial, cycle, identity, ssim, "
+                             "illumination)")
+    parser.add_argument("--licence", help="terms of the weights for the config (default: BSD-3-Clause for "
+                                          "simulated data only, else unknown)")
+    parser.add_argument("--iterations-per-epoch", type=int, default=100,
+                        help="steps between history rows and checkpoints (default 100)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--no-resume", dest="resume", action="store_false",
+                        help="refuse to continue a run found in the output folder")
+    parser.set_defaults(run=_cmd_enhancer)
+    return parser
