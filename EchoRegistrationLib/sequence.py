@@ -355,7 +355,7 @@ class EchoSequence:
             f"spacing:      x {self.spacing[0]:.5g} mm, y {self.spacing[1]:.5g} mm"
             + ("" if self.spacing_known else "  (UNKNOWN: placeholder, not physical)"),
             self._describe_times(),
-            f"ED / ES:      {self.ed_index} / {self.es_index}",
+            f"ED / ES:      {_frame_or_unknown(self.ed_index)} / {_frame_or_unknown(self.es_index)}",
             f"mask:         {'none' if self.mask is None else f'{self.mask.mean():.1%} of pixels inside'}",
             f"labels:       {'none' if self.labels is None else f'codes {sorted(np.unique(self.labels).tolist())} on frames {list(self.label_frames)}'}",
         ]
@@ -363,6 +363,10 @@ class EchoSequence:
             if key not in ("source",):
                 lines.append(f"{key + ':':<13} {self.metadata[key]}")
         return "\n".join(lines)
+
+
+def _frame_or_unknown(index: int | None) -> str:
+    return "not in the file" if index is None else f"frame {index}"
 
 
 def geometry_from_ijk_to_ras(matrix: Any) -> dict[str, Any]:

@@ -49,6 +49,8 @@ def test_conversion_and_defaults():
     assert not unknown.frame_times_known and unknown.frame_times.tolist() == [0, 1, 2, 3]
     assert "frame times:  UNKNOWN (not in the file; pass --frame-rate)\n" in unknown.describe()  # no "3 s"
     assert "frame times:  0 .. 0.06 s, 50 frames/s\n" in seq.describe()
+    assert "ED / ES:      not in the file / not in the file\n" in seq.describe()  # not "None / None"
+    assert "ED / ES:      frame 0 / frame 2\n" in make(ed_index=0, es_index=2).describe()
 
 
 def test_require_frames():

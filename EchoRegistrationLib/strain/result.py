@@ -205,10 +205,12 @@ class StrainResult:
         if self.frames.ed_source != FROM_FILE:
             out.append(f"ED not given by the file: frame {self.ed_index} was detected as ED "
                        f"({self.frames.ed_source}); check it on the images, or set --reference")
-        gls = self.peaks()["GLS endocardial"]["peak_pct"]
-        if gls > 0:
-            out.append(f"peak GLS is {gls:+.1f} % (lengthening): check that the reference frame is "
-                       "ED and that the myocardium was tracked")
+        peaks = self.peaks()
+        lengthening = [f"{layer} {peaks[f'GLS {layer}']['peak_pct']:+.1f} %" for layer in ("endocardial", "mid-wall")
+                       if peaks[f"GLS {layer}"]["peak_pct"] > 0]
+        if lengthening:
+            out.append(f"peak GLS is positive (lengthening: {', '.join(lengthening)}): check that the "
+                       "reference frame is ED and that the myocardium was tracked")
         poor = [f"{name} ({score:.2f})" for name, score in zip(self.segment_names, self.quality.score)
                 if score < QUALITY_WARNING]
         if poor:
