@@ -13,9 +13,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .sequence import EchoDataError
+from .sequence import EchoDataError, EchoSequence
+
+if TYPE_CHECKING:
+    from .registration import RegistrationResult
+    from .strain import StrainResult
 
 INPUT_ERRORS = (EchoDataError, FileNotFoundError, FileExistsError, IsADirectoryError)
 
@@ -26,6 +30,24 @@ def _add_input_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--view", help="CAMUS view (2CH or 4CH) when the folder holds both")
     parser.add_argument("--crop-to-region", action="store_true", help="DICOM: crop to the 2D tissue region")
     parser.add_argument("--labels", help="label file (CAMUS codes) on the same grid, to attach")
+
+
+def add_slicer_views_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--slicer-views", action="store_true",
+                        help="also write slicer_view_frameNNN.png of the reference and ES frames, rendered "
+                             "as the Slicer module shows the run (needs slicer-core and EGL or OSMesa)")
+
+
+def write_slicer_views(args: argparse.Namespace, seq: EchoSequence, registration: RegistrationResult,
+                       strain: StrainResult | None = None) -> None:
+    """With ``--slicer-views``: the run's pictures as the Slicer module shows it, into ``args.output``."""
+    if not args.slicer_views:
+        return
+    from .mrml.pictures import write_slice_views
+    from .mrml.pipeline import Analysis
+
+    paths = write_slice_views(Analysis(seq, registration, strain), args.output, overwrite=args.overwrite)
+    print(f"wrote {', '.join(p.name for p in paths)} in {args.output}")
 
 
 def _load(args: argparse.Namespace):
@@ -77,6 +99,7 @@ def _cmd_register(args: argparse.Namespace) -> int:
     print(f"NCC to the reference: {result.similarity_before.mean():.3f} before, "
           f"{result.similarity_after.mean():.3f} after; max folding {result.folding_fraction.max():.2%}")
     print(f"wrote {args.output}/warped.seq.nrrd, displacement.npz, fields/, report.json")
+    write_slicer_views(args, seq, result)
     return 0
 
 
@@ -118,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--control-spacing", type=float, help="deformable control grid spacing, mm")
     register.add_argument("--device", default="auto", help="auto, cpu or cuda")
     register.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    add_slicer_views_option(register)
     register.set_defaults(run=_cmd_register)
 
     from .strain.cli import add_strain_parser  # here: strain.cli imports this module's helpers

@@ -74,6 +74,8 @@ def test_demo_writes_its_files_and_beats_identity(tmp_path):
     numbers = run_demo(tmp_path / "demo", n_frames=6)
     names = {p.name for p in (tmp_path / "demo").iterdir()}
     assert {"simulated_a4c.seq.nrrd", "frames.png", "registration.png", "summary.txt", "registration"} <= names
+    views = sorted(p.name for p in (tmp_path / "demo" / "slicer_views").iterdir())
+    assert views == ["slicer_view_frame000.png", "slicer_view_frame005.png"]  # ED and ES, rendered
     assert numbers["epe_es_mm"] < 0.25 * numbers["identity_epe_es_mm"]
     assert numbers["ncc_after"] > numbers["ncc_before"]
     with pytest.raises(FileExistsError):

@@ -12,6 +12,8 @@ p + u(p) in frame t.
 * :mod:`.myocardium`: the ED myocardium from a segmentation, labelmap or markups node.
 * :mod:`.pipeline`: settings, :func:`analyse` (registration + strain), :func:`register_frame`.
 * :mod:`.outputs`: the output nodes of an analysis, synchronised in the input's browser.
+* :mod:`.display`: how they are shown (layers, strain colours, grid), for the panel and the renderer.
+* :mod:`.render`: a slice view rendered offscreen with Slicer's displayable managers, as PNG.
 * :mod:`.headless`: a scene with the module logics the bridge needs, outside Slicer.
 * :mod:`.gui_connection`: the panel's parameter-node connection, the same on every supported Slicer.
 
@@ -23,6 +25,10 @@ from ..lazy import lazy_attributes
 
 _EXPORTS = {
     "myocardium_from_node": ".myocardium",
+    "SliceLayers": ".display",
+    "apply_layers": ".display",
+    "output_layers": ".display",
+    "set_grid_visible": ".display",
     "EchoOutputs": ".outputs",
     "add_outputs": ".outputs",
     "remove_nodes": ".outputs",

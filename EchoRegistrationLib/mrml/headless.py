@@ -23,6 +23,18 @@ class StandaloneScene:
     sequences: slicer.vtkSlicerSequencesLogic
     logics: dict[str, object] = field(default_factory=dict)
 
+    def select_frame(self, browser: slicer.vtkMRMLSequenceBrowserNode, frame: int) -> None:
+        """Show item ``frame`` of ``browser``, its proxy nodes updated at once (no event loop here).
+
+        Raises:
+            IndexError: ``frame`` outside 0 .. items - 1.
+        """
+        items = browser.GetNumberOfItems()
+        if not 0 <= frame < items:
+            raise IndexError(f"frame {frame} outside 0..{items - 1} of '{browser.GetName()}'")
+        browser.SetSelectedItemNumber(frame)
+        self.sequences.UpdateProxyNodesFromSequences(browser)
+
 
 def standalone_scene() -> StandaloneScene:
     """A new scene with the logics registered (Sequences before any browser node is made)."""

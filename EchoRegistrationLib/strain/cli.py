@@ -34,7 +34,7 @@ def parse_landmarks(text: str) -> np.ndarray:
 
 def add_strain_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register the ``strain`` subcommand on the ``echoreg`` sub-parsers; returns its parser."""
-    from ..cli import _add_input_options
+    from ..cli import _add_input_options, add_slicer_views_option
 
     parser = subparsers.add_parser(
         "strain", help="register a sequence, then write GLS, segmental strain, volumes and EF",
@@ -59,6 +59,7 @@ def add_strain_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
                              "when ED is frame 0 and ES lies inside the sequence)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--overwrite", action="store_true", help="replace outputs of an earlier run")
+    add_slicer_views_option(parser)
     parser.set_defaults(run=run_strain_command)
     return parser
 
@@ -82,7 +83,7 @@ def run_strain_command(args: argparse.Namespace) -> int:
     """The ``echoreg strain`` command; returns the exit status."""
     from tqdm import tqdm
 
-    from ..cli import _load
+    from ..cli import _load, write_slicer_views
     from ..registration import register_sequence
     from .outputs import check_strain_outputs, write_strain_outputs
 
@@ -108,4 +109,5 @@ def run_strain_command(args: argparse.Namespace) -> int:
           f"EDV {result.edv:.0f} ml, ESV {result.esv:.0f} ml, EF {result.ef:.0f} %; "
           f"tracking quality {np.mean(result.quality.score):.2f}")
     print(f"wrote {', '.join(p.name for p in paths)} in {args.output}")
+    write_slicer_views(args, seq, registration, result)
     return 0
