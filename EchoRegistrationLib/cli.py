@@ -3,8 +3,8 @@
 Subcommands: ``info`` (what a file holds), ``convert`` (any readable format to .seq.nrrd / NIfTI /
 MetaImage), ``register`` (every frame to a reference frame; warped frames, fields and a report),
 ``strain`` (GLS, segments, EF tables and pictures), ``train`` (the deep-learning models), ``demo``
-(the built-in pipeline on simulated data). Errors in the input end the command with exit
-status 2 and one line naming the file and the problem.
+(the built-in pipeline on simulated data), ``web`` (the workflow in a browser page). Errors in the
+input end the command with exit status 2 and one line naming the file and the problem.
 """
 
 from __future__ import annotations
@@ -110,6 +110,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_web(args: argparse.Namespace) -> int:
+    from .web.app import serve
+
+    serve(host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, cine=args.cine)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="echoreg", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -153,6 +160,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-o", "--output", default="demo_output", help="output folder (default: demo_output)")
     demo.add_argument("--overwrite", action="store_true", help="replace outputs of an earlier demo run")
     demo.set_defaults(run=_cmd_demo)
+
+    web = sub.add_parser("web", help="the Slicer module's workflow in a browser page served from this machine "
+                                     "(needs the [web] extra)")
+    web.add_argument("--host", default="127.0.0.1",
+                     help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)")
+    web.add_argument("--port", type=int, default=8080, help="TCP port (default 8080; 0: any free port)")
+    web.add_argument("--max-upload-mb", type=float, default=200.0, help="largest upload accepted (default 200)")
+    web.add_argument("--cine", help="a cine on this machine to open at start")
+    web.set_defaults(run=_cmd_web)
     return parser
 
 

@@ -89,6 +89,12 @@ class SliceView:
         self.slice_node.RotateToVolumePlane(layers.background)
         self.logic.FitSliceToBackground(*self.size)
 
+    def ras_at(self, column: float, row: float) -> np.ndarray:
+        """(3,) RAS mm of the view pixel at ``column``, ``row`` (top row 0, as in :meth:`pixels`),
+        in the slice plane."""
+        xy = np.array([column, self.size[1] - 1 - row, 0.0, 1.0])  # VTK's y runs upwards
+        return (slicer.util.arrayFromVTKMatrix(self.slice_node.GetXYToRAS()) @ xy)[:3]
+
     def pixels(self) -> np.ndarray:
         """(height, width, 3) uint8 RGB of the view as it is now, top row first."""
         self._mapper.SetInputConnection(self.logic.GetImageDataConnection())  # changes with the layers
