@@ -80,3 +80,11 @@ def test_demo_writes_its_files_and_beats_identity(tmp_path):
     assert numbers["ncc_after"] > numbers["ncc_before"]
     with pytest.raises(FileExistsError):
         run_demo(tmp_path / "demo", n_frames=6)
+
+
+def test_web_serves_this_machine_only_unless_told():
+    from EchoRegistrationLib.cli import build_parser
+
+    args = build_parser().parse_args(["web"])
+    assert (args.host, args.port, args.max_upload_mb) == ("127.0.0.1", 8080, 200.0)
+    assert build_parser().parse_args(["web", "--host", "0.0.0.0", "--port", "0"]).host == "0.0.0.0"

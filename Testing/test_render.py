@@ -175,3 +175,31 @@ def test_render_slice_view_gives_the_png_of_the_view_and_leaves_no_view_behind(c
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png)).convert("RGB")), view.pixels())
     with pytest.raises(IndexError):
         render_slice_view(env, layers, browser, sim.sequence.n_frames)
+
+
+def test_the_slicer_panel_shows_the_same_layers(case):
+    """The Widget's ``_showOutputs``, run on the real outputs with Slicer's layout calls recorded:
+    the layers it asks for are :func:`output_layers`', what the renderer and the web page show."""
+    import ast
+    import types
+    from pathlib import Path
+
+    _, _, _, browser, _, outputs, _ = case
+    source = (Path(__file__).resolve().parents[1] / "EchoRegistration" / "EchoRegistration.py").read_text()
+    method = next(node for node in ast.walk(ast.parse(source))
+                  if isinstance(node, ast.FunctionDef) and node.name == "_showOutputs")
+    method.decorator_list = []
+    calls = {}
+    stand_in = types.SimpleNamespace(
+        util=types.SimpleNamespace(setSliceViewerLayers=lambda **kw: calls.update(layers=kw)),
+        modules=types.SimpleNamespace(
+            sequences=types.SimpleNamespace(setToolBarActiveBrowserNode=lambda b: calls.update(browser=b)),
+            plots=types.SimpleNamespace(logic=lambda: types.SimpleNamespace(
+                ShowChartInLayout=lambda c: calls.update(chart=c)))))
+    namespace = {"slicer": stand_in}
+    exec(compile(ast.Module([method], []), "EchoRegistration.py", "exec"), namespace)
+    namespace["_showOutputs"](outputs)
+    expected = output_layers(outputs, browser)
+    assert calls["layers"] == {"background": expected.background, "foreground": expected.foreground,
+                               "foregroundOpacity": STRAIN_OPACITY, "fit": True}
+    assert calls["browser"] is browser and calls["chart"] is outputs.chart

@@ -170,6 +170,9 @@ def test_the_page_runs_dlir_on_the_demo_cine_with_landmarks(page, demo, artefact
     page.mouse.wheel(0, -5000)
     page.wait_for_timeout(300)
     page.screenshot(path=str(folder / "echoreg_web.png"))
+    page.locator("#play").click()  # play: the frames advance (from ES round to 0, 1, ...)
+    playwright.expect(page.locator("#frame-label")).not_to_have_text(f"frame {N_FRAMES - 1}")
+    page.locator("#play").click()
 
 
 def test_cancel_leaves_the_scene_unchanged(page):

@@ -92,3 +92,17 @@ def test_a_labelmap_gives_the_myocardium_and_must_match_the_frames(cine, tmp_pat
     analysis = session.analyse(DLIR, "labelmap")
     assert analysis.strain.myocardium.source.startswith("labels")
     np.testing.assert_array_equal(analysis.strain.myocardium.mask, sim.sequence.labels[0] == 2)
+
+
+def test_opening_another_cine_removes_everything_of_the_first(cine, tmp_path):
+    _, path = cine
+    session = WebSession(tmp_path)
+    session.open_cine(path)
+    fresh = session.env.scene.GetNumberOfNodes()
+    session.show(session.analyse(DLIR, "none"))
+    assert session.env.scene.GetNumberOfNodes() > fresh
+    session.open_cine(path)
+    assert session.scene_nodes() == ["small", "landmarks"]
+    assert session.env.scene.GetNodesByClass("vtkMRMLSequenceBrowserNode").GetNumberOfItems() == 1
+    assert session.env.scene.GetNodesByClass("vtkMRMLScalarVolumeNode").GetNumberOfItems() == 1  # its proxy
+    assert session.env.scene.GetNumberOfNodes() == fresh + 1  # the strain colour table stays, for reuse

@@ -126,6 +126,7 @@ class EchoWebApp:
         self.report(place)
 
     def clear_landmarks(self) -> None:
+        """Remove the placed landmarks."""
         self.session.clear_landmarks()
         self.state.landmarks = 0
         self._refresh()
@@ -174,6 +175,10 @@ class EchoWebApp:
             except _ERRORS as error:
                 state.error, state.status = str(error), "Not run."
                 return
+            except Exception as error:  # the page must not stay busy: say what failed, log the trace
+                LOG.exception("apply failed")
+                state.error, state.status = f"{type(error).__name__}: {error}", "Failed."
+                return
             self.session.show(analysis)
             self._results()
             state.status = (f"Done: {analysis.registration.method} in {analysis.registration.seconds:.1f} s"
@@ -181,6 +186,7 @@ class EchoWebApp:
                                f"; GLS at ES {analysis.strain.gls_endo[analysis.strain.es_index]:.1f} %"))
 
     def cancel(self) -> None:
+        """Stop the run (the worker stops at its next step; nothing is added to the scene)."""
         LOG.info("cancel asked")
         self.session.cancel()
         self.state.status = "Cancelling..."
@@ -316,6 +322,7 @@ class EchoWebApp:
                                      items_per_page=-1, id="strain-table", hide_default_footer=True)
 
     def _clicked(self, action: Callable[[], str]) -> Callable[[], None]:
+        """A click handler running ``action`` through :meth:`report`."""
         return lambda: self.report(action)
 
 

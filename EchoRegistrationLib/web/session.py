@@ -107,11 +107,7 @@ class WebSession:
         """
         seq = load_sequence(path)
         seq.require_frames(2)
-        remove_nodes([n for n in (self.input, self.landmarks, self.labelmap) if n is not None]
-                     + ([] if self.outputs is None else self.outputs.nodes()))
-        if self.browser is not None:
-            self.env.scene.RemoveNode(self.browser)
-        self.analysis = self.outputs = self.labelmap = None
+        self._clear()
         self.sequence = seq
         self.input = volume_sequence_node(self.env.scene, Path(path).name.split(".")[0] or "cine", seq)
         self.browser = browser_for(self.env.scene, self.input)
@@ -263,6 +259,16 @@ class WebSession:
             nodes = self.env.scene.GetNodesByClass(kind)
             names += [nodes.GetItemAsObject(i).GetName() for i in range(nodes.GetNumberOfItems())]
         return names
+
+    def _clear(self) -> None:
+        """Remove the input with its browser, proxy, landmarks, labelmap and outputs."""
+        if self.outputs is not None:
+            remove_nodes(self.outputs.nodes())
+        if self.browser is not None:
+            remove_nodes([n for n in (self.browser.GetProxyNode(self.input), self.browser) if n is not None])
+        remove_nodes([n for n in (self.input, self.landmarks, self.labelmap) if n is not None])
+        self.sequence = self.input = self.browser = self.landmarks = self.labelmap = None
+        self.analysis = self.outputs = None
 
     def _require_cine(self) -> EchoSequence:
         if self.sequence is None:
