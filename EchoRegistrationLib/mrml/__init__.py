@@ -14,6 +14,7 @@ p + u(p) in frame t.
 * :mod:`.outputs`: the output nodes of an analysis, synchronised in the input's browser.
 * :mod:`.display`: how they are shown (layers, strain colours, grid), for the panel and the renderer.
 * :mod:`.render`: a slice view rendered offscreen with Slicer's displayable managers, as PNG.
+* :mod:`.pictures`: pictures of an analysis as the module shows it (``--slicer-views``, the demo).
 * :mod:`.headless`: a scene with the module logics the bridge needs, outside Slicer.
 * :mod:`.gui_connection`: the panel's parameter-node connection, the same on every supported Slicer.
 
