@@ -95,6 +95,15 @@ def view_pixels(page) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(page.locator("#view").screenshot())).convert("RGB")).astype(int)
 
 
+def after_view_update(page, action) -> np.ndarray:
+    """Do ``action`` and wait for the server's new picture of the view; its pixels."""
+    before = page.locator("#view").get_attribute("src")
+    action()
+    page.wait_for_function("s => document.querySelector('#view').getAttribute('src') !== s", arg=before)
+    page.wait_for_timeout(200)  # decoded and painted
+    return view_pixels(page)
+
+
 def coloured(rgb: np.ndarray) -> np.ndarray:
     return rgb.max(-1) - rgb.min(-1) > 40
 
@@ -122,10 +131,11 @@ def test_the_page_runs_dlir_on_the_demo_cine_with_landmarks(page, demo, artefact
     playwright.expect(page.locator("#status")).to_contain_text(f"{N_FRAMES} frames", timeout=TIMEOUT_MS)
     playwright.expect(page.locator("#licence")).to_contain_text("licence BSD-3-Clause")
     for n, (x, y) in enumerate(landmark_clicks(sim, path, tmp_path), start=1):
-        page.locator("#view").click(position={"x": x, "y": y})
+        shown = after_view_update(page, lambda: page.locator("#view").click(position={"x": x, "y": y}))
         playwright.expect(page.locator("#landmark-count")).to_contain_text(f"{n} of 3")
-    markers = coloured(view_pixels(page))
-    assert 0 < markers.mean() < 0.02  # the three landmarks, drawn by Slicer's markups manager
+        marker = coloured(shown)[max(int(y) - 6, 0):int(y) + 7, max(int(x) - 6, 0):int(x) + 7]
+        assert marker.mean() > 0.3  # a landmark drawn by Slicer's markups manager where clicked
+    assert 0 < coloured(shown).mean() < 0.02  # the three landmarks and their names, nothing else
 
     page.get_by_role("button", name="dlir", exact=True).click()
     page.locator("#apply").click()
@@ -133,16 +143,10 @@ def test_the_page_runs_dlir_on_the_demo_cine_with_landmarks(page, demo, artefact
     assert page.locator("#error").inner_text().strip() == ""
     assert page.locator("#progress").get_attribute("aria-valuenow") == "100"
 
-    page.get_by_role("slider").first.press("End")  # the frame slider: scrub to ES, the last frame
+    both = after_view_update(page, lambda: page.get_by_role("slider").first.press("End"))  # scrub to ES
     playwright.expect(page.locator("#frame-label")).to_have_text(f"frame {N_FRAMES - 1}")
-    page.wait_for_timeout(500)
-    both = view_pixels(page)
-    page.get_by_label("Deformation grid").uncheck()
-    page.wait_for_timeout(800)
-    strain_only = view_pixels(page)
-    page.get_by_label("Strain map").uncheck()
-    page.wait_for_timeout(800)
-    plain = view_pixels(page)
+    strain_only = after_view_update(page, lambda: page.get_by_label("Deformation grid").uncheck())
+    plain = after_view_update(page, lambda: page.get_by_label("Strain map").uncheck())
     page.screenshot(path=str(folder / "overlays_off.png"))
     print(f"coloured pixels: {coloured(both).mean():.3f} grid + strain, {coloured(strain_only).mean():.3f} "
           f"strain, {coloured(plain).mean():.3f} none (landmarks)")
@@ -150,9 +154,8 @@ def test_the_page_runs_dlir_on_the_demo_cine_with_landmarks(page, demo, artefact
     assert coloured(strain_only).mean() > coloured(plain).mean() + 0.02  # the strain map the wall
     overlay = np.abs(strain_only - plain).sum(-1) > 20
     assert (strain_only[..., 0] - strain_only[..., 2] > 20)[overlay].mean() > 0.7  # red: shortening at ES
-    page.get_by_label("Deformation grid").check()
-    page.get_by_label("Strain map").check()
-    page.wait_for_timeout(800)
+    after_view_update(page, lambda: page.get_by_label("Deformation grid").check())
+    after_view_update(page, lambda: page.get_by_label("Strain map").check())
 
     nodes = page.locator("#scene-nodes li").all_inner_texts()
     assert {"simulated_a4c", "simulated_a4c warped", "simulated_a4c deformation",
@@ -180,6 +183,7 @@ def test_cancel_leaves_the_scene_unchanged(page):
     assert page.locator("#status").inner_text().startswith(("Done", "Opened"))
     page.get_by_role("button", name="deformable", exact=True).click()
     page.locator("#apply").click()
+    playwright.expect(page.locator("#status")).to_contain_text("Registering with deformable")
     playwright.expect(page.locator("#cancel")).to_be_enabled()
     page.wait_for_timeout(1000)
     page.locator("#cancel").click()

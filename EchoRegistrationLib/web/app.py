@@ -30,6 +30,7 @@ from .session import MAX_UPLOAD_MB, MYOCARDIUM_SOURCES, Overlays, UploadRefused,
 LOG = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 PLAY_INTERVAL_S = 0.1
+FORM = ("method", "model", "refine", "reference", "myocardium")  # the settings Apply sends along
 _POLL_S = 0.2
 _ERRORS = (EchoDataError, FileNotFoundError, IsADirectoryError, UploadRefused, ValueError)
 
@@ -138,9 +139,12 @@ class EchoWebApp:
                                     refine=int(self.state.refine or 0) if self.state.method == "dlir" else 0,
                                     reference=int(reference) if reference else None)
 
-    def apply(self) -> None:
-        """Start :meth:`run` as a task of the server loop: awaiting it here would hold back the
-        page's next messages (Cancel among them) until the run ends."""
+    def apply(self, *form: Any) -> None:
+        """Start :meth:`run` as a task of the server loop (awaiting it here would hold back the
+        page's next messages, Cancel among them, until the run ends). ``form``: the page's values of
+        :data:`FORM` at the click, so the run uses what the user saw even when a change made just
+        before has not reached the server yet."""
+        self.state.update(dict(zip(FORM, form)))
         self._run_task = asyncio.ensure_future(self.run())
 
     async def run(self) -> None:
@@ -282,7 +286,7 @@ class EchoWebApp:
                                  hide_details=True)
                 v.VDivider(classes="my-2")
                 with html.Div(classes="d-flex ga-2"):
-                    v.VBtn("Apply", click=self.apply, color="primary", id="apply",
+                    v.VBtn("Apply", click=(self.apply, f"[{', '.join(FORM)}]"), color="primary", id="apply",
                            disabled=("busy || !has_cine",))
                     v.VBtn("Cancel", click=self.cancel, id="cancel", disabled=("!busy",))
                 v.VProgressLinear(model_value=("progress",), height=8, classes="my-2", id="progress",
