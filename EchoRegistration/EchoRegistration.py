@@ -354,12 +354,12 @@ class EchoRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _showOutputs(outputs) -> None:
         """Show the warped frames with the strain map over them and the deformation grid in the
         slice views, the browser in the toolbar, the curves in a plot view."""
-        from EchoRegistrationLib.mrml import find_browser
+        from EchoRegistrationLib.mrml import find_browser, output_layers
 
         browser = find_browser(outputs.warped.GetScene(), outputs.warped)
-        strain = None if outputs.strain_map is None else browser.GetProxyNode(outputs.strain_map)
-        slicer.util.setSliceViewerLayers(background=browser.GetProxyNode(outputs.warped),
-                                         foreground=strain, foregroundOpacity=0.6, fit=True)
+        layers = output_layers(outputs, browser)  # the decisions the web page and renderer share
+        slicer.util.setSliceViewerLayers(background=layers.background, foreground=layers.foreground,
+                                         foregroundOpacity=layers.foreground_opacity, fit=True)
         slicer.modules.sequences.setToolBarActiveBrowserNode(browser)
         if outputs.chart is not None:
             slicer.modules.plots.logic().ShowChartInLayout(outputs.chart)

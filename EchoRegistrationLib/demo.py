@@ -5,6 +5,7 @@ frame to ED, measure strain and EF, and write pictures, fields, tables and a sum
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,11 @@ def run_demo(output: Path, *, overwrite: bool = False, n_frames: int = 20) -> di
     save_registration_figure(seq, result.displacement, result.warped, es, 0, output / "registration.png",
                              overwrite=overwrite)
     save_strain_outputs(strain, seq, output / "strain", overwrite)
+    if importlib.util.find_spec("slicer") is not None:  # slicer-core: the run as the Slicer module shows it
+        from .mrml.pictures import write_slice_views
+        from .mrml.pipeline import Analysis
+
+        write_slice_views(Analysis(seq, result, strain), output / "slicer_views", overwrite=overwrite)
     epe = myocardial_end_point_error(result.displacement, simulated.displacement, simulated.myocardium_ed)
     identity = myocardial_end_point_error(np.zeros_like(simulated.displacement), simulated.displacement,
                                           simulated.myocardium_ed)
@@ -69,7 +75,8 @@ def run_demo(output: Path, *, overwrite: bool = False, n_frames: int = 20) -> di
         f"EF {numbers['ef_pct']:.1f} % (true {numbers['ef_true_pct']:.1f} %)",
         "files: simulated_a4c.seq.nrrd, frames.png, registration.png, registration/ "
         "(warped.seq.nrrd, displacement.npz, report.json), strain/ (strain_frames.csv, "
-        "strain_summary.csv/.json, strain_curves.png, strain_map.png, strain_segments.png)",
+        "strain_summary.csv/.json, strain_curves.png, strain_map.png, strain_segments.png), "
+        "slicer_views/ (ED and ES as the Slicer module shows them; with slicer-core)",
     ]
     with atomic_output(output / "summary.txt", overwrite) as tmp:
         tmp.write_text("\n".join(lines) + "\n")

@@ -10,6 +10,8 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ECHOREG_SHARED_DATA", REPO.parent / "shared" / "data"))
+# Pictures the tests make for people to look at (rendered views, web page screenshots); CI keeps them.
+ARTEFACTS = Path(os.environ.get("ECHOREG_ARTEFACTS", REPO / "Testing" / "artefacts"))
 
 # The suite must fit 2 cores; keep torch from oversubscribing them.
 torch.set_num_threads(min(2, os.cpu_count() or 1))
@@ -22,3 +24,10 @@ def shared_data() -> Path:
         pytest.skip(f"real test data not available: {SHARED_DATA} is absent "
                     "(it sits beside the project checkout on developer machines and in CI)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def artefacts() -> Path:
+    """The folder for pictures the tests make (``$ECHOREG_ARTEFACTS``, default ``Testing/artefacts``)."""
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTEFACTS

@@ -74,6 +74,8 @@ def test_demo_writes_its_files_and_beats_identity(tmp_path):
     numbers = run_demo(tmp_path / "demo", n_frames=6)
     names = {p.name for p in (tmp_path / "demo").iterdir()}
     assert {"simulated_a4c.seq.nrrd", "frames.png", "registration.png", "summary.txt", "registration"} <= names
+    views = sorted(p.name for p in (tmp_path / "demo" / "slicer_views").iterdir())
+    assert views == ["slicer_view_frame000.png", "slicer_view_frame005.png"]  # ED and ES, rendered
     assert numbers["epe_es_mm"] < 0.25 * numbers["identity_epe_es_mm"]
     assert numbers["ncc_after"] > numbers["ncc_before"]
     with pytest.raises(FileExistsError):
@@ -148,3 +150,30 @@ def test_huge_dicom_header_is_exit_2_and_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err == (f"echoreg: error: {tmp_path / 'huge.dcm'}: the pixel data (16 bytes, 4294836225 per frame) "
                    "hold no whole frame of 65535 x 65535 pixels (NumberOfFrames 100000)")
+
+
+def test_web_serves_this_machine_only_unless_told():
+    from EchoRegistrationLib.cli import build_parser
+
+    args = build_parser().parse_args(["web"])
+    assert (args.host, args.port, args.max_upload_mb) == ("127.0.0.1", 8080, 200.0)
+    assert build_parser().parse_args(["web", "--host", "0.0.0.0", "--port", "0"]).host == "0.0.0.0"
+
+
+def test_register_writes_slicer_views_of_the_reference_and_last_frame(cine, tmp_path, capsys):
+    pytest.importorskip("slicer", reason="needs the slicer-core wheels (real MRML)")
+    from PIL import Image
+
+    out = tmp_path / "reg"
+    assert main(["register", str(cine), "-o", str(out), "--method", "rigid", "--loss", "ncc",
+                 "--slicer-views"]) == 0
+    assert "slicer_view_frame000.png, slicer_view_frame002.png" in capsys.readouterr().out
+    for name in ("slicer_view_frame000.png", "slicer_view_frame002.png"):
+        rgb = np.asarray(Image.open(out / name).convert("RGB")).astype(int)
+        assert rgb.shape == (400, 400, 3) and rgb.max() > 100  # the frame is drawn
+    first, last = (np.asarray(Image.open(out / f"slicer_view_frame00{t}.png").convert("RGB")).astype(int)
+                   for t in (0, 2))
+    moved = (np.abs(last - first).sum(-1) > 60).mean()
+    print(f"pixels that differ between the reference and the last frame: {moved:.3f}")
+    assert moved > 0.01  # the grid of the 1 mm shift is drawn (the warped frames match)
+    assert main(["register", str(cine), "-o", str(out), "--method", "rigid", "--slicer-views"]) == 2

@@ -21,10 +21,10 @@ from EchoRegistrationLib.mrml import (browser_for, echo_sequence_from_node,  # n
                                       write_table_csv)
 from EchoRegistrationLib.mrml.headless import standalone_scene  # noqa: E402
 from EchoRegistrationLib.mrml.myocardium import labels_from_labelmap, labels_from_segmentation  # noqa: E402
-from EchoRegistrationLib.mrml.outputs import show_strain_map, strain_colour_table  # noqa: E402
+from EchoRegistrationLib.mrml.display import show_deformation_grid, show_strain_map, strain_colour_table  # noqa: E402
 from EchoRegistrationLib.mrml.sequences import image_data, volume_node  # noqa: E402
 from EchoRegistrationLib.mrml.tables import table_node  # noqa: E402
-from EchoRegistrationLib.mrml.transforms import ras_vectors, show_deformation_grid  # noqa: E402
+from EchoRegistrationLib.mrml.transforms import ras_vectors  # noqa: E402
 from EchoRegistrationLib.registration.export import displacement_to_itk  # noqa: E402
 from EchoRegistrationLib.sequence import EchoDataError  # noqa: E402
 from EchoRegistrationLib.simulation import simulate_sequence  # noqa: E402

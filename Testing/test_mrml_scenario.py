@@ -18,7 +18,7 @@ from EchoRegistrationLib.mrml import (Analysis, RegistrationSettings, add_output
                                       register_frame, remove_outputs, show_frame_registration,
                                       table_columns, volume_sequence_node, write_table_csv)
 from EchoRegistrationLib.mrml.headless import standalone_scene  # noqa: E402
-from EchoRegistrationLib.mrml.outputs import STRAIN_COLOUR_TABLE  # noqa: E402
+from EchoRegistrationLib.mrml.display import STRAIN_COLOUR_TABLE  # noqa: E402
 from EchoRegistrationLib.strain.result import LONGITUDINAL_RANGE  # noqa: E402
 from EchoRegistrationLib.mrml.sequences import volume_node  # noqa: E402
 from EchoRegistrationLib.mrml.transforms import ras_vectors  # noqa: E402

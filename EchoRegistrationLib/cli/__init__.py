@@ -3,7 +3,8 @@
 Subcommands: ``info`` (what a file holds), ``convert`` (any readable format to .seq.nrrd / NIfTI /
 MetaImage), ``register`` (every frame to a reference frame; warped frames, fields and a report),
 ``strain`` (GLS, segments, EF tables and pictures), ``batch`` (strain over a cohort, with one cohort
-table), ``train`` (the deep-learning models), ``demo`` (the built-in pipeline on simulated data).
+table), ``train`` (the deep-learning models), ``enhance`` (echo enhancement), ``web`` (the workflow in
+a browser page), ``demo`` (the built-in pipeline on simulated data).
 Each subcommand is a thin layer over :mod:`EchoRegistrationLib.workflow`. Errors in the input, the
 options or the output location end the command with exit status 2 and one line naming the file (or
 option) and the problem; Ctrl-C ends it with exit status 130 and one line. Either way no partial
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .register import add_register_parsers
     from .strain import add_strain_parser
     from .train import add_train_parser
+    from .web import add_web_parser
 
     parser = OneLineParser(prog="echoreg", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -47,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_batch_parser(sub)
     add_train_parser(sub)
     add_enhance_parser(sub)
+    add_web_parser(sub)
     demo = sub.add_parser("demo", help="run the built-in pipeline on simulated data and write its outputs")
     demo.add_argument("-o", "--output", default="demo_output", help="output folder (default: demo_output)")
     demo.add_argument("--overwrite", action="store_true", help="replace outputs of an earlier demo run")

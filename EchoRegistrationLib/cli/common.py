@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..sequence import EchoDataError, error_line  # noqa: F401 (the CLI's error format)
-from ..workflow import METHODS, Study, WorkflowSettings, parse_landmarks
+from ..workflow import METHODS, Analysis, Study, WorkflowSettings, parse_landmarks
 
 # EchoDataError covers bad input and model files; OSError an unreadable input or an output
 # location that cannot be written (read-only, full, below a file, existing files).
@@ -100,6 +100,23 @@ def add_output_options(parser: argparse.ArgumentParser, overwrite_help: str) -> 
     """-o / --output (a folder) and --overwrite."""
     parser.add_argument("-o", "--output", required=True, help="output folder")
     parser.add_argument("--overwrite", action="store_true", help=overwrite_help)
+
+
+def add_slicer_views_option(parser: argparse.ArgumentParser) -> None:
+    """--slicer-views: pictures of the run as the Slicer module shows it (:func:`write_slicer_views`)."""
+    parser.add_argument("--slicer-views", action="store_true",
+                        help="also write slicer_view_frameNNN.png of the reference and ES frames, rendered "
+                             "as the Slicer module shows the run (needs slicer-core and EGL or OSMesa)")
+
+
+def write_slicer_views(args: argparse.Namespace, analysis: Analysis) -> None:
+    """With ``--slicer-views``: the run's pictures as the Slicer module shows it, into ``args.output``."""
+    if not args.slicer_views:
+        return
+    from ..mrml.pictures import write_slice_views
+
+    paths = write_slice_views(analysis, args.output, overwrite=args.overwrite)
+    print(f"wrote {', '.join(p.name for p in paths)} in {args.output}")
 
 
 def add_myocardium_options(parser: argparse.ArgumentParser, *, one_input: bool = True) -> None:

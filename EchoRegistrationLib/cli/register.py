@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from .common import (add_input_options, add_output_options, add_registration_options, pair_progress,
-                     print_warnings,
-                     settings_from_args, study_from_args)
+from .common import (add_input_options, add_output_options, add_registration_options, add_slicer_views_option,
+                     pair_progress, print_warnings, settings_from_args, study_from_args, write_slicer_views)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -40,6 +39,7 @@ def _cmd_register(args: argparse.Namespace) -> int:
           f"{result.similarity_after.mean():.3f} after; max folding {result.folding_fraction.max():.2%}")
     fields = ", fields/" if args.itk_fields else ""
     print(f"wrote {args.output}/warped.seq.nrrd, displacement.npz, report.json{fields}")
+    write_slicer_views(args, analysis)
     return 0
 
 
@@ -59,6 +59,7 @@ def add_register_parsers(sub: argparse._SubParsersAction) -> None:
     add_input_options(register)
     add_output_options(register, "replace existing outputs")
     add_registration_options(register)
+    add_slicer_views_option(register)
     register.add_argument("--itk-fields", action="store_true",
                           help="also write one ITK displacement field per frame (fields/*.mha, "
                                "compressed; large), for ITK tools and Slicer transforms")

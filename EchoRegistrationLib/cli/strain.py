@@ -19,7 +19,8 @@ import argparse
 import numpy as np
 
 from .common import (add_input_options, add_myocardium_options, add_output_options, add_registration_options,
-                     print_warnings, pair_progress, settings_from_args, study_from_args)
+                     add_slicer_views_option, pair_progress, print_warnings, settings_from_args,
+                     study_from_args, write_slicer_views)
 
 
 def add_strain_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -33,6 +34,7 @@ def add_strain_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     add_myocardium_options(parser)
     add_output_options(parser, "replace outputs of an earlier run")
     add_registration_options(parser)
+    add_slicer_views_option(parser)
     parser.add_argument("--registration", metavar="REGDIR",
                         help="reuse the output folder of an earlier 'echoreg register' of the same input "
                              "instead of registering again (refused when its input or geometry differs)")
@@ -63,4 +65,5 @@ def run_strain_command(args: argparse.Namespace) -> int:
     print_warnings([*registration.warnings, *result.warnings()])
     print(f"wrote strain_frames.csv, strain_summary.csv, strain_summary.json, strain_curves.png, "
           f"strain_map.png, strain_segments.png in {args.output}")
+    write_slicer_views(args, analysis)
     return 0

@@ -12,6 +12,9 @@ p + u(p) in frame t.
 * :mod:`.myocardium`: the ED myocardium from a segmentation, labelmap or markups node.
 * :mod:`.pipeline`: settings, :func:`analyse` (registration + strain), :func:`register_frame`.
 * :mod:`.outputs`: the output nodes of an analysis, synchronised in the input's browser.
+* :mod:`.display`: how they are shown (layers, strain colours, grid), for the panel and the renderer.
+* :mod:`.render`: a slice view rendered offscreen with Slicer's displayable managers, as PNG.
+* :mod:`.pictures`: pictures of an analysis as the module shows it (``--slicer-views``, the demo).
 * :mod:`.headless`: a scene with the module logics the bridge needs, outside Slicer.
 * :mod:`.gui_connection`: the panel's parameter-node connection, the same on every supported Slicer.
 
@@ -23,6 +26,7 @@ from ..lazy import lazy_package
 
 __getattr__, __all__ = lazy_package(__name__, {
     ".myocardium": ("myocardium_from_node",),
+    ".display": ("SliceLayers", "apply_layers", "output_layers", "set_grid_visible"),
     ".outputs": ("EchoOutputs", "add_outputs", "remove_nodes", "remove_outputs",
                  "show_frame_registration"),
     ".pipeline": ("DEVICES", "METHODS", "Analysis", "FrameRegistration", "InputRemoved",

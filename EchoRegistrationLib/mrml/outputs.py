@@ -8,6 +8,8 @@
 * ``N longitudinal strain``: volume sequence of the longitudinal strain maps in % on the reference
   frame (NaN outside the myocardium, shown transparent) with a diverging colour table, shortening
   red and lengthening blue (with a myocardium);
+
+(how they are shown: :mod:`.display`)
 * ``N frames``: table, one row per frame: time, GLS, the six segments, LV area and volume (with a
   myocardium) and the registration quality (NCC before / after, folding);
 * ``N strain summary``: table (measure, region, value, unit): peaks, time to peak, end-systolic
@@ -32,19 +34,14 @@ import slicer
 
 from ..sequence import EchoSequence
 from ..strain import StrainResult
-from ..strain.result import LONGITUDINAL_RANGE, NO_TIMES
+from ..strain.result import NO_TIMES
 from .pipeline import Analysis, FrameRegistration
 from .sequences import (find_browser, remove_node, synchronise, unsynchronise, volume_node,
                         volume_sequence_node)
 from .tables import line_chart, remove_chart, table_node
-from .transforms import grid_transform_node, show_deformation_grid, transform_sequence_node
+from .display import show_deformation_grid, show_strain_map, strain_colour_table
+from .transforms import grid_transform_node, transform_sequence_node
 
-STRAIN_COLOUR_TABLE = "EchoRegistration strain"
-# ColorBrewer RdBu (matplotlib "RdBu"), low to high: shortening red, lengthening blue.
-RDBU = ("#67001f", "#b2182b", "#d6604d", "#f4a582", "#fddbc7", "#f7f7f7", "#d1e5f0", "#92c5de",
-        "#4393c3", "#2166ac", "#053061")
-_COLOURS = 256
-_SHOWN_RANGE = 1e6  # %: the display threshold keeps finite strain, so NaN pixels are transparent
 TIME_COLUMN = "time from ED (s)"
 FRAME_COLUMN = "frame"
 
@@ -94,43 +91,6 @@ def summary_columns(strain: StrainResult) -> dict[str, object]:
     measure, region, value, unit = zip(*strain.summary_table())
     return {"measure": list(measure), "region": list(region),
             "value": np.array(value, dtype=np.float64), "unit": list(unit)}
-
-
-# ------------------------------------------------------------------------------ display
-def _rgb(colour: str) -> np.ndarray:
-    return np.array([int(colour[k:k + 2], 16) for k in (1, 3, 5)]) / 255.0
-
-
-def strain_colour_table(scene: slicer.vtkMRMLScene) -> slicer.vtkMRMLColorTableNode:
-    """The diverging strain colour table of ``scene`` (made once, then reused)."""
-    existing = scene.GetFirstNodeByName(STRAIN_COLOUR_TABLE)
-    if isinstance(existing, slicer.vtkMRMLColorTableNode):
-        return existing
-    table = scene.AddNewNodeByClass("vtkMRMLColorTableNode", STRAIN_COLOUR_TABLE)
-    table.SetTypeToUser()
-    table.SetNumberOfColors(_COLOURS)
-    anchors = np.array([_rgb(c) for c in RDBU])
-    positions = np.linspace(0.0, 1.0, len(anchors))
-    for i, t in enumerate(np.linspace(0.0, 1.0, _COLOURS)):
-        rgb = [np.interp(t, positions, anchors[:, k]) for k in range(3)]
-        table.SetColor(i, *rgb, 1.0)
-    return table
-
-
-def show_strain_map(node: slicer.vtkMRMLScalarVolumeNode, colours: slicer.vtkMRMLColorTableNode,
-                    limit: float = LONGITUDINAL_RANGE) -> slicer.vtkMRMLScalarVolumeDisplayNode:
-    """Display ``node`` with ``colours`` from -``limit`` to +``limit`` %, NaN transparent."""
-    if node.GetDisplayNode() is None:
-        node.CreateDefaultDisplayNodes()
-    display = node.GetDisplayNode()
-    display.SetAndObserveColorNodeID(colours.GetID())
-    display.AutoWindowLevelOff()
-    display.SetWindowLevel(2.0 * limit, 0.0)
-    display.AutoThresholdOff()
-    display.SetThreshold(-_SHOWN_RANGE, _SHOWN_RANGE)
-    display.ApplyThresholdOn()
-    display.SetInterpolate(False)
-    return display
 
 
 # ------------------------------------------------------------------------------ making and removing

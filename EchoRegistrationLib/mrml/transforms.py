@@ -17,8 +17,6 @@ import slicer
 from ..sequence import LPS_TO_RAS, EchoSequence
 from .sequences import image_data, index_values, new_sequence_node
 
-GRID_SPACING_MM = 5.0  # spacing of the deformation grid drawn in the slice views
-
 
 def ras_vectors(field: np.ndarray, seq: EchoSequence) -> np.ndarray:
     """(H, W, 3) RAS displacement vectors of an (H, W, 2) in-plane field on ``seq``'s grid."""
@@ -85,16 +83,3 @@ def transform_sequence_node(scene: slicer.vtkMRMLScene, name: str, displacement:
         node.SetDataNodeAtValue(grid_transform_node(field, seq), value)
     return node
 
-
-def show_deformation_grid(node: slicer.vtkMRMLTransformNode,
-                          spacing_mm: float = GRID_SPACING_MM) -> slicer.vtkMRMLTransformDisplayNode:
-    """Show ``node`` as a deformed grid in the slice views; returns its display node."""
-    if node.GetDisplayNode() is None:
-        node.CreateDefaultDisplayNodes()
-    display = node.GetDisplayNode()
-    display.SetVisualizationMode(slicer.vtkMRMLTransformDisplayNode.VIS_MODE_GRID)
-    display.SetGridSpacingMm(spacing_mm)
-    display.SetVisibility(True)
-    display.SetVisibility2D(True)
-    display.SetVisibility3D(False)
-    return display
