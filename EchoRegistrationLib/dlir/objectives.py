@@ -28,8 +28,27 @@ REAL_TARGET = 0.9  # one-sided label smoothing of the discriminator's real pairs
 HEART_WEIGHT = 5.0
 
 
+class TermWeights:
+    """Base of the dataclasses that weight the terms of a training objective."""
+
+    @classmethod
+    def of(cls, weights: TermWeights | Mapping[str, float] | None) -> Any:
+        """Accept an instance, a {term: weight} mapping of some terms (others default), or None
+        (the defaults).
+
+        Raises:
+            ValueError: a term the class does not have, naming the known ones.
+        """
+        if weights is None or isinstance(weights, cls):
+            return weights or cls()
+        unknown = sorted(set(weights) - set(asdict(cls())))
+        if unknown:
+            raise ValueError(f"unknown loss terms {unknown}: use {sorted(asdict(cls()))}")
+        return cls(**{k: float(v) for k, v in weights.items()})
+
+
 @dataclass
-class LossWeights:
+class LossWeights(TermWeights):
     """Weights of the DLIR loss terms; 0 switches a term off.
 
     The defaults come from ``benchmarks/ablation_dlir.py`` on simulated sequences: with Dice at 1
@@ -55,15 +74,6 @@ class LossWeights:
     texture: float = 0.01
     motion: float = 0.0
 
-    @classmethod
-    def of(cls, weights: LossWeights | Mapping[str, float] | None) -> LossWeights:
-        """Accept a LossWeights, a {name: weight} mapping of some terms (others default), or None."""
-        if weights is None or isinstance(weights, LossWeights):
-            return weights or cls()
-        unknown = sorted(set(weights) - set(asdict(cls())))
-        if unknown:
-            raise ValueError(f"unknown loss terms {unknown}: use {sorted(asdict(cls()))}")
-        return cls(**{k: float(v) for k, v in weights.items()})
 
 
 def lncc_window(pixel_mm: float, window_mm: float) -> int:

@@ -14,12 +14,14 @@ Images are (B, 1, H, W) in -1..1.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from ..dlir.objectives import TermWeights
 
 SSIM_WINDOW = 7                  # pixels, uniform window
 SSIM_C1, SSIM_C2 = 0.01 ** 2, 0.03 ** 2   # for a dynamic range of 1 (images mapped to 0..1)
@@ -27,7 +29,7 @@ ILLUMINATION_BLOCK = 16          # pixels
 
 
 @dataclass(frozen=True)
-class EnhancerWeights:
+class EnhancerWeights(TermWeights):
     """Weights of the generator terms (CycleGAN: cycle 10, identity 0.5 x cycle)."""
 
     adversarial: float = 1.0
@@ -35,16 +37,6 @@ class EnhancerWeights:
     identity: float = 5.0
     ssim: float = 1.0
     illumination: float = 1.0
-
-    @classmethod
-    def of(cls, weights: "EnhancerWeights | dict[str, float] | None") -> "EnhancerWeights":
-        """From an instance, a {term: weight} mapping (unknown terms refused) or None (defaults)."""
-        if weights is None or isinstance(weights, cls):
-            return weights or cls()
-        unknown = set(weights) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown loss terms {sorted(unknown)}; known: {[f.name for f in fields(cls)]}")
-        return cls(**{k: float(v) for k, v in weights.items()})
 
     def settings(self) -> dict[str, Any]:
         return asdict(self)
