@@ -1,9 +1,9 @@
 """Reading and writing echo sequences; ``load_sequence`` recognises the format by content."""
 
-from .camus import CamusDataset, load_camus_patient, read_camus_info, write_camus_patient
+from .camus import CamusDataset, CamusPairFolder, load_camus_patient, read_camus_info, write_camus_patient
 from .dispatch import attach_labels, detect_format, load_sequence, save_sequence
 
 __all__ = [
-    "CamusDataset", "attach_labels", "detect_format", "load_camus_patient", "load_sequence",
+    "CamusDataset", "CamusPairFolder", "attach_labels", "detect_format", "load_camus_patient", "load_sequence",
     "read_camus_info", "save_sequence", "write_camus_patient",
 ]
