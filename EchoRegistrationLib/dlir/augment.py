@@ -29,21 +29,18 @@ FRAME_GAIN_RANGE = (0.9, 1.1)  # gain change between the frames of a pair
 
 
 def _blur(images: torch.Tensor, sigmas: np.ndarray) -> torch.Tensor:
-    """(B, C, h, w) images blurred by a separable Gaussian of (B, 2) (row, column) widths in px."""
+    """(B, C, h, w) images blurred by a separable Gaussian of (B, 2) (row, column) widths in px
+    (one grouped convolution per axis; a width of 0 leaves that axis alone)."""
+    batch, channels, h, w = images.shape
     radius = max(1, int(np.ceil(3 * sigmas.max())))
     offsets = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
-    out = []
-    for image, (sy, sx) in zip(images, sigmas):
-        for sigma, dim in ((sy, -2), (sx, -1)):
-            if sigma < 0.2:
-                continue
-            kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
-            kernel = (kernel / kernel.sum()).view(1, 1, -1, 1) if dim == -2 else \
-                (kernel / kernel.sum()).view(1, 1, 1, -1)
-            padding = (radius, 0) if dim == -2 else (0, radius)
-            image = F.conv2d(image[:, None], kernel, padding=padding)[:, 0]
-        out.append(image)
-    return torch.stack(out)
+    widths = torch.as_tensor(sigmas, dtype=images.dtype, device=images.device).clamp(min=1e-3)
+    kernels = torch.exp(-0.5 * (offsets / widths[..., None]) ** 2)  # (B, 2, K)
+    kernels = (kernels / kernels.sum(-1, keepdim=True)).repeat_interleave(channels, dim=0)  # (B C, 2, K)
+    out = images.reshape(1, batch * channels, h, w)
+    out = F.conv2d(out, kernels[:, 0, :, None, None].transpose(1, 2), padding=(radius, 0), groups=batch * channels)
+    out = F.conv2d(out, kernels[:, 1, None, None, :], padding=(0, radius), groups=batch * channels)
+    return out.reshape(batch, channels, h, w)
 
 
 def randomise_appearance(stack: torch.Tensor, rng: np.random.Generator,
@@ -86,6 +83,7 @@ def randomise_appearance(stack: torch.Tensor, rng: np.random.Generator,
     keep = 1 - band * dropped[:, None] * (1 - draw(DROPOUT_GAIN)[:, None])
     out = out * keep[:, None, None, :]
     out = out * draw(FRAME_GAIN_RANGE, n_frames)[..., None, None]
-    noise = torch.from_numpy(rng.standard_normal((batch, n_frames, h, w))).to(dev, dtype)
+    generator = torch.Generator(device=dev).manual_seed(int(rng.integers(2**62)))
+    noise = torch.randn((batch, n_frames, h, w), generator=generator, device=dev, dtype=dtype)
     out = (out + draw(NOISE_RANGE)[:, None, None, None] * noise).clamp(0, 1)
     return torch.where(changed[:, None, None, None], out, stack)
