@@ -33,6 +33,7 @@ The data is read in place, never copied (CC BY-NC-SA 4.0, ``../shared/data/READM
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -179,19 +180,27 @@ def cine_row(run: Method, cines: dict[str, EchoSequence]) -> dict[str, float]:
     return out
 
 
+TIMES = ("ms_pair", "s_case")  # plus "<cine>_seconds": each also kept as a ratio to DIS
+
+
+def with_ratios(row: dict[str, float], dis: dict[str, float]) -> dict[str, float]:
+    """``row`` plus ``<time>_x_dis``: each time divided by OpenCV DIS's in the same run."""
+    keys = [k for k in row if k in TIMES or k.endswith("_seconds")]
+    return {**row, **{f"{k}_x_dis": row[k] / dis[k] for k in keys if dis.get(k)}}
+
+
 def table(rows: dict[str, dict[str, float]], cine_names: list[str]) -> str:
-    """The markdown table; times also as ratios to OpenCV DIS (same run)."""
-    dis = rows.get("OpenCV DIS", {})
+    """The markdown table of rows made by :func:`with_ratios` (times with their DIS ratios)."""
     header = ["method", "CAMUS ED->ES Dice LV / myo", "HD95 mm", "ES->ED Dice LV / myo", "HD95 mm",
-              "folding % (max)", "ms/pair (x DIS)", "template EPE ES mm", "GLS err pts",
+              "folding % mean (max)", "ms/pair (x DIS)", "template EPE ES mm", "GLS err pts",
               "folding % (max)", "s/case (x DIS)"]
     for name in cine_names:
-        header += [f"{name} NCC (before)", "folding %", "s (x DIS)"]
+        header += [f"{name} NCC (before)", "folding % (max)", "s (x DIS)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
 
-    def ratio(row: dict[str, float], key: str, unit: str = "") -> str:
-        value = row.get(key, float("nan"))
-        return f"{value:.3g}{unit} ({value / dis[key]:.1f}x)" if key in dis and dis[key] else f"{value:.3g}"
+    def timed(row: dict[str, float], key: str) -> str:
+        ratio = row.get(f"{key}_x_dis")
+        return f"{row[key]:.3g}" + ("" if ratio is None else f" ({ratio:.2g}x)")
 
     for name, r in rows.items():
         cells = [name]
@@ -199,17 +208,17 @@ def table(rows: dict[str, dict[str, float]], cine_names: list[str]) -> str:
             cells += [f"{r['ed_es_dice_lv']:.3f} / {r['ed_es_dice_myo']:.3f}", f"{r['ed_es_hd95']:.2f}",
                       f"{r['es_ed_dice_lv']:.3f} / {r['es_ed_dice_myo']:.3f}", f"{r['es_ed_hd95']:.2f}",
                       f"{(r['ed_es_folding'] + r['es_ed_folding']) / 2:.3f} ({r['folding_max']:.2f})",
-                      ratio(r, "ms_pair")]
+                      timed(r, "ms_pair")]
         else:
             cells += ["-"] * 6
         if "epe_es" in r:
-            cells += [f"{r['epe_es']:.2f}", f"{r['gls']:.2f}", f"{r['folding']:.3f}", ratio(r, "s_case")]
+            cells += [f"{r['epe_es']:.2f}", f"{r['gls']:.2f}", f"{r['folding']:.3f}", timed(r, "s_case")]
         else:
             cells += ["-"] * 4
         for cine in cine_names:
             if f"{cine}_ncc_after" in r:
                 cells += [f"{r[f'{cine}_ncc_after']:.3f} ({r[f'{cine}_ncc_before']:.3f})",
-                          f"{r[f'{cine}_folding']:.3f}", ratio(r, f"{cine}_seconds")]
+                          f"{r[f'{cine}_folding']:.3f}", timed(r, f"{cine}_seconds")]
             else:
                 cells += ["-"] * 3
         lines.append("| " + " | ".join(cells) + " |")
@@ -230,6 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-cines", action="store_true", help="leave out the real cines")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--output", type=Path, help="also write the table (markdown) here")
+    parser.add_argument("--rows", type=Path, help="append each finished row here (JSON lines), so that "
+                        "a long run keeps what it measured")
+    parser.add_argument("--include", type=Path, nargs="*", default=[],
+                        help="rows of earlier runs (--rows files) to show before this run's; their "
+                             "time ratios are to the DIS of their own run")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
@@ -253,16 +267,23 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             raise SystemExit(f"unknown methods {unknown}; the methods are {sorted(rows_to_run)}")
         rows_to_run = {k: v for k, v in rows_to_run.items() if k in args.methods or k == "OpenCV DIS"}
+    # DIS first: every row's times become ratios to it as soon as the row is done
+    rows_to_run = {"OpenCV DIS": rows_to_run.pop("OpenCV DIS"), **rows_to_run}
     # warm-up: first calls (lazy imports, allocator, model loading) are not timed
     for run in rows_to_run.values():
         run(pairs[0], 1)
-    rows = {}
+    rows: dict[str, dict[str, float]] = {}
+    for path in args.include:
+        rows.update((r["method"], r["scores"]) for r in map(json.loads, path.read_text().splitlines()))
     for name, run in rows_to_run.items():
         same = SAME_ON_PAIRS.get(name)
         row = dict(rows[same]) if same in rows else camus_scores(run, pairs)
         row.update(template_scores(run, cases, true_gls))
         row.update(cine_row(run, cines))
-        rows[name] = row
+        rows[name] = with_ratios(row, row if name == "OpenCV DIS" else rows["OpenCV DIS"])
+        if args.rows is not None:
+            with args.rows.open("a") as handle:
+                handle.write(json.dumps({"method": name, "scores": rows[name]}) + "\n")
         print(f"  done: {name}", file=sys.stderr, flush=True)
     text = (f"{len(pairs)} CAMUS valid patients x 2 directions; {len(cases)} real-template cases "
             f"({args.template_frames} frames ED->ES, true peak GLS {np.mean(true_gls):.1f} %); real cines "
