@@ -6,7 +6,7 @@
 #   echoreg-dlir-sim-sequential: a 256-row stage started from the multi-scale model (before the long
 #     stage), on near-neighbour pairs for sequential tracking (texture and shape off: no gain in the
 #     ablation, a fifth of the step time).
-#   echoreg-dlir-camus (only when the CAMUS pairs are there, ../shared/data/camus_ed_es or $CAMUS):
+#   $WORK/dlir_camus, a candidate, not installed (only when the CAMUS pairs are there, ../shared/data/camus_ed_es or $CAMUS):
 #     fine-tuned from echoreg-dlir-sim on the 250 CAMUS train ED/ES pairs (similarity + Dice on the expert
 #     masks, mask VAEs trained on CAMUS and simulated masks, PatchGAN texture) mixed with simulated sequences
 #     (seeds 0-31, three times over: about a quarter of the pairs, with true motion), every pair's appearance
@@ -56,6 +56,6 @@ $ECHOREG train dlir --data "$CAMUS" --data "$MIXED" --data "$MIXED" --data "$MIX
   --vae "$WORK/vae_camus_lv" --vae "$WORK/vae_camus_myocardium" --weight motion=1 --weight dice=1 \
   --randomise 0.8 --encoder 32 64 64 64 --decoder 64 64 32 32 --init "$WORK/dlir_long" \
   --scales 64 128 --iterations 600 2500 --iterations-per-epoch 100 -o "$WORK/dlir_camus"
-mkdir -p Resources/Models/echoreg-dlir-camus
-cp "$WORK/dlir_camus/model.safetensors" "$WORK/dlir_camus/model.json" Resources/Models/echoreg-dlir-camus/
-echo "installed Resources/Models/echoreg-dlir-camus (CC BY-NC-SA 4.0)"
+# Not installed in Resources/Models: it did not win the generalisation benchmark across domains (README,
+# "Generalisation"); copy the folder there (as echoreg-dlir-camus) to try it. CC BY-NC-SA 4.0.
+echo "trained $WORK/dlir_camus (CC BY-NC-SA 4.0; not installed)"
