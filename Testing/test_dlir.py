@@ -529,3 +529,28 @@ def test_camus_layout_is_a_source_with_labels(tmp_path):
     assert seq.labels is not None and seq.ed_index == 0 and seq.es_index == 2
     batch = PairSampler([folder[k] for k in range(2)], storage_size=16).sample(4, 16, np.random.default_rng(1))
     assert batch.fixed_labels is not None and bool(batch.labelled.all())
+
+
+def test_refinement_warm_starts_coarse_to_fine_at_under_half_the_optimisers_cost(monkeypatch):
+    from EchoRegistrationLib.registration import tracking
+
+    assert tracking.full_resolution_steps((60, 40, 20)) == pytest.approx(60 / 16 + 40 / 4 + 20)
+    assert tracking.refine_schedule(40) == (40, 20, 5)
+    optimiser = tracking.full_resolution_steps(tracking.METHOD_DEFAULTS["deformable"]["iterations"])
+    assert tracking.full_resolution_steps(tracking.refine_schedule(40)) < 0.5 * optimiser
+    calls = []
+    real_register_pair = tracking.register_pair
+
+    def recording(*args, **kwargs):
+        calls.append(kwargs)
+        result = real_register_pair(*args, **kwargs)
+        calls[-1]["taken"] = result.iterations
+        return result
+
+    monkeypatch.setattr(tracking, "register_pair", recording)
+    seq = blob_sequence(n_frames=3)
+    register_sequence(seq, "dlir", model=constant_output(tiny_model(), 0.0, 0.0), reference=0,
+                      device="cpu", refine=40)
+    assert [c["levels"] for c in calls] == [3] and calls[0]["iterations"] == (40, 20, 5)
+    assert calls[0]["initial"] is not None  # warm start from the network's fields
+    assert all(n <= cap for n, cap in zip(calls[0]["taken"], (40, 20, 5)))

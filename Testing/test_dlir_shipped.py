@@ -122,3 +122,32 @@ def test_the_catalog_needs_no_torch():
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip() == str([SHIPPED_MODEL, SEQUENTIAL_MODEL])
+
+
+def camus_valid_dice(shared_data: Path, model: str, n_pairs: int = 3) -> tuple[float, float]:
+    """Mean LV / myocardium Dice (model, identity) over the first CAMUS valid pairs, ES -> ED and
+    ED -> ES (the moving mask warped onto the fixed frame, nearest)."""
+    from EchoRegistrationLib.dlir.inference import predict_pair_fields
+    from EchoRegistrationLib.io import CamusPairFolder
+    from EchoRegistrationLib.spatial.metrics import warped_label_dice
+
+    folder = shared_data / "camus_ed_es" / "valid"
+    if not folder.is_dir():
+        pytest.skip(f"CAMUS ED/ES pairs not available: {folder} is absent")
+    pairs = CamusPairFolder(folder)
+    scores, identity = [], []
+    for k in range(n_pairs):
+        seq = pairs[k]
+        for fixed, moving in ((0, 1), (1, 0)):
+            field = predict_pair_fields(model, seq, [(fixed, moving)], "cpu")
+            scores.append(warped_label_dice(seq.label_map(fixed), seq.label_map(moving), field, seq.spacing))
+            identity.append(warped_label_dice(seq.label_map(fixed), seq.label_map(moving),
+                                              0 * field, seq.spacing))
+    return float(np.mean(scores)), float(np.mean(identity))
+
+
+@pytest.mark.parametrize("name", [SHIPPED_MODEL])
+def test_shipped_models_align_held_out_camus_pairs(shared_data, name):
+    """Real patients never trained on (CAMUS valid, the first three, both directions)."""
+    dice, identity = camus_valid_dice(shared_data, str(shipped_model_path(name)))
+    assert dice > identity + 0.04 and dice > 0.72, (dice, identity)

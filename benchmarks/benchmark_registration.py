@@ -32,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.peer_methods import available_peer_methods  # noqa: E402
+from benchmarks.peer_methods import available_peer_methods, peer_sequence_fields  # noqa: E402
 from EchoRegistrationLib.dlir.shipped import SEQUENTIAL_MODEL, shipped_model_path  # noqa: E402
 from EchoRegistrationLib.registration import register_sequence  # noqa: E402
 from EchoRegistrationLib.spatial.metrics import (myocardial_end_point_error,  # noqa: E402
@@ -53,9 +53,7 @@ def ours(method: str, **options) -> Callable[[SimulatedSequence], Fields]:
 def pairwise(peer: Callable[[np.ndarray, np.ndarray, tuple[float, float]], np.ndarray]
              ) -> Callable[[SimulatedSequence], Fields]:
     def run(sim: SimulatedSequence) -> Fields:
-        frames, spacing = sim.sequence.frames, sim.sequence.spacing
-        return np.stack([np.zeros((*frames.shape[1:], 2), np.float32)]
-                        + [peer(frames[0], frames[t], spacing) for t in range(1, len(frames))])
+        return peer_sequence_fields(peer, sim.sequence, 0)
     return run
 
 

@@ -143,6 +143,14 @@ def elastix_bspline(fixed: np.ndarray, moving: np.ndarray,
     return np.ascontiguousarray(field, dtype=np.float32)
 
 
+def peer_sequence_fields(peer: PeerMethod, seq, reference: int = 0) -> np.ndarray:
+    """(T, H, W, 2) float32 mm fields of every frame of an :class:`~EchoRegistrationLib.EchoSequence`
+    registered directly to frame ``reference`` by ``peer`` (zero at the reference)."""
+    frames, spacing = seq.frames, seq.spacing
+    return np.stack([np.zeros((*frames.shape[1:], 2), np.float32) if t == reference
+                     else peer(frames[reference], frames[t], spacing) for t in range(len(frames))])
+
+
 PEER_METHODS: dict[str, PeerMethod] = {
     "elastix_bspline": elastix_bspline,
     "opencv_farneback": opencv_farneback,

@@ -6,8 +6,13 @@
 #   echoreg-dlir-sim-sequential: a 256-row stage started from the multi-scale model (before the long
 #     stage), on near-neighbour pairs for sequential tracking (texture and shape off: no gain in the
 #     ablation, a fifth of the step time).
+#   $WORK/dlir_camus, a candidate, not installed (only when the CAMUS pairs are there, ../shared/data/camus_ed_es or $CAMUS):
+#     fine-tuned from echoreg-dlir-sim on the 250 CAMUS train ED/ES pairs (similarity + Dice on the expert
+#     masks, mask VAEs trained on CAMUS and simulated masks, PatchGAN texture) mixed with simulated sequences
+#     (seeds 0-31, three times over: about a quarter of the pairs, with true motion), every pair's appearance
+#     redrawn at random in 80 % of cases (--randomise); 64 then 128 rows. CC BY-NC-SA 4.0 (CAMUS's terms).
 #   usage: scripts/train_shipped_model.sh [WORK_DIR]     (default runs/shipped; CPU or CUDA, seeded)
-# Seeds 0-299 train, 5000-5007 validate; benchmark seeds (10000+) are never used.
+# Seeds 0-299 train, 5000-5007 validate; benchmark seeds (10000+) are never used; CAMUS valid is never used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-runs/shipped}
@@ -37,3 +42,20 @@ mkdir -p Resources/Models/echoreg-dlir-sim Resources/Models/echoreg-dlir-sim-seq
 cp "$WORK/dlir_long/model.safetensors" "$WORK/dlir_long/model.json" Resources/Models/echoreg-dlir-sim/
 cp "$WORK/dlir_sequential/model.safetensors" "$WORK/dlir_sequential/model.json" Resources/Models/echoreg-dlir-sim-sequential/
 echo "installed Resources/Models/echoreg-dlir-sim and echoreg-dlir-sim-sequential"
+CAMUS=${CAMUS:-../shared/data/camus_ed_es/train}
+if [ ! -d "$CAMUS" ]; then
+  echo "no CAMUS pairs at $CAMUS: echoreg-dlir-camus not trained"
+  exit 0
+fi
+MIXED="sim:0-32:$WORK/cache"
+for structure in lv myocardium; do
+  $ECHOREG train vae --data "$CAMUS" --data "sim:0-12:$WORK/cache" --structure "$structure" \
+    --iterations 400 --iterations-per-epoch 100 -o "$WORK/vae_camus_$structure"
+done
+$ECHOREG train dlir --data "$CAMUS" --data "$MIXED" --data "$MIXED" --data "$MIXED" \
+  --vae "$WORK/vae_camus_lv" --vae "$WORK/vae_camus_myocardium" --weight motion=1 --weight dice=1 \
+  --randomise 0.8 --encoder 32 64 64 64 --decoder 64 64 32 32 --init "$WORK/dlir_long" \
+  --scales 64 128 --iterations 600 2500 --iterations-per-epoch 100 -o "$WORK/dlir_camus"
+# Not installed in Resources/Models: it did not win the generalisation benchmark across domains (README,
+# "Generalisation"); copy the folder there (as echoreg-dlir-camus) to try it. CC BY-NC-SA 4.0.
+echo "trained $WORK/dlir_camus (CC BY-NC-SA 4.0; not installed)"

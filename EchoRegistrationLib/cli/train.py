@@ -101,7 +101,7 @@ def _cmd_dlir(args: argparse.Namespace) -> int:
                          similarity=args.similarity, vaes=args.vae or (), texture=args.texture,
                          unet=unet or None, diffeomorphic=args.diffeomorphic, affine=args.affine,
                          mode=args.mode, max_frame_gap=args.max_frame_gap, init=args.init,
-                         **_common_options(args))
+                         randomise=args.randomise, **_common_options(args))
     return _finish(history, args.output)
 
 
@@ -163,6 +163,9 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     dlir.add_argument("--max-frame-gap", type=int, default=3,
                       help="sequential: largest frame distance of the training pairs (default 3)")
     dlir.add_argument("--init", help="DLIR checkpoint of the same U-Net to start from (fine-tuning)")
+    dlir.add_argument("--randomise", type=float, default=0.0,
+                      help="share of the training pairs whose echo appearance is redrawn (blur, "
+                           "time-gain, dynamic range, haze, dropout, noise; default 0: off)")
     dlir.set_defaults(run=_cmd_dlir)
     _add_enhancer_parser(sub)
     return train

@@ -30,13 +30,15 @@ import numpy as np
 import torch
 
 from ..io.atomic import atomic_output
-from ..io.camus import CamusDataset
+from ..io.camus import CamusDataset, CamusPairFolder
 from ..io.dispatch import detect_format, load_sequence
 from ..losses import one_hot
 from ..spatial.pyramid import level_spacing, resample_field, resample_image
 from ..sequence import EchoDataError, EchoSequence
 from ..simulation import simulate_sequence
+from .shipped import PROJECT_LICENCE
 from ..spatial import affine_matrix, compose, field_to_torch, invert_field, mirror_field, warp
+from .augment import randomise_appearance
 from .grid import prepare_frames, working_shape
 
 NUM_LABELS = 4  # background, LV cavity, myocardium, left atrium (CAMUS codes)
@@ -45,6 +47,7 @@ REPLACEMENT_STRIDE, MAX_REPLACEMENTS = 1_000_000, 10  # for seeds the simulator 
 # Fixed-point iterations inverting the simulated fields (displacement gradients below about 0.35:
 # the error shrinks below 1e-5 of the field).
 MOTION_INVERSE_ITERATIONS = 12
+CAMUS_LICENCE = "CC BY-NC-SA 4.0"  # Leclerc et al., IEEE TMI 2019: non-commercial, share-alike
 GAMMA_RANGE = (0.7, 1.4)  # intensity augmentation: the same random gamma for both frames of a pair
 
 
@@ -192,7 +195,8 @@ def write_simulated_cache(folder: str | os.PathLike, seeds: Iterable[int], *, wo
 # ---------------------------------------------------------------------------- folders of sequences
 class SequenceFolder(Sequence):
     """Every sequence in a folder, loaded lazily: CAMUS patients (``patientXXXX`` sub-folders, each
-    view an item), cached ``.npz`` items, and every file :func:`~..io.load_sequence` reads (NIfTI,
+    view an item), CAMUS ED / ES frames in one flat folder (:class:`~..io.camus.CamusPairFolder`,
+    each patient view a 2-frame item with both frames annotated), cached ``.npz`` items, and every file :func:`~..io.load_sequence` reads (NIfTI,
     MetaImage, NRRD, .seq.nrrd, DICOM, video). Sequences without labels train on image terms only.
 
     Args:
@@ -204,10 +208,14 @@ class SequenceFolder(Sequence):
         self.root = Path(root)
         if not self.root.is_dir():
             raise EchoDataError(str(self.root), "is not a folder")
-        self.camus = None
-        if any(p.is_dir() and p.name.startswith("patient") for p in self.root.iterdir()):
-            self.camus = CamusDataset(self.root, views=views)
-        self.files = [p for p in sorted(self.root.iterdir()) if p.is_file() and self._readable(p)]
+        self.camus: CamusDataset | CamusPairFolder | None = None
+        self.files: list[Path] = []
+        if CamusPairFolder.holds_pairs(self.root):  # flat ED / ES frames: nothing else is read there
+            self.camus = CamusPairFolder(self.root, views=views)
+        else:
+            if any(p.is_dir() and p.name.startswith("patient") for p in self.root.iterdir()):
+                self.camus = CamusDataset(self.root, views=views)
+            self.files = [p for p in sorted(self.root.iterdir()) if p.is_file() and self._readable(p)]
         if not len(self):
             raise EchoDataError(str(self.root), "holds no readable sequences")
 
@@ -232,7 +240,8 @@ class SequenceFolder(Sequence):
         return load_item(path) if path.suffix == ".npz" else SequenceItem(load_sequence(path))
 
     def describe(self) -> dict[str, Any]:
-        return {"source": "folder", "root": str(self.root), "sequences": len(self)}
+        kind = "camus" if self.camus is not None and not self.files else "folder"
+        return {"source": kind, "root": str(self.root), "sequences": len(self)}
 
 
 class Concatenated(Sequence):
@@ -269,6 +278,24 @@ def open_source(spec: Any) -> Sequence[SequenceItem]:
     if isinstance(spec, (list, tuple)) and spec and isinstance(spec[0], (str, os.PathLike)):
         return Concatenated([open_source(s) for s in spec])
     return spec
+
+
+def source_kinds(description: Any) -> set[str]:
+    """The ``source`` kinds ("simulator", "camus", "folder", "items") of a :func:`describe_source`
+    description (a dict, or a list of them for concatenated sources)."""
+    if isinstance(description, list):
+        return set().union(*(source_kinds(d) for d in description)) if description else set()
+    return {str(description.get("source", "unknown"))} if isinstance(description, dict) else {"unknown"}
+
+
+def data_licence(description: Any) -> str:
+    """The terms a model trained on the described sources carries: CC BY-NC-SA 4.0 whenever CAMUS
+    data is among them (a derived work of the dataset), the project's BSD-3-Clause when the
+    project's simulator is the only source, else "unknown (see the model card)"."""
+    kinds = source_kinds(description)
+    if "camus" in kinds:
+        return CAMUS_LICENCE
+    return PROJECT_LICENCE if kinds == {"simulator"} else "unknown (see the model card)"
 
 
 def describe_source(source: Sequence[SequenceItem]) -> Any:
@@ -334,7 +361,9 @@ class PairSampler:
     in a random direction, otherwise two distinct random frames in a random order, at most
     ``max_frame_gap`` frames apart when that is given (a model for sequential tracking learns the
     motion between near neighbours). Augmentation
-    (``augment``): a random horizontal flip of the pair and one random gamma for both frames.
+    (``augment``): a random horizontal flip of the pair and one random gamma for both frames; with
+    ``randomise`` > 0, that share of the pairs also gets a random appearance
+    (:func:`.augment.randomise_appearance`: blur, time-gain, dynamic range, haze, dropout, noise).
 
     Args:
         items: the sequences (each needs at least 2 frames).
@@ -345,17 +374,19 @@ class PairSampler:
         rank, world_size: distributed training: this process keeps the sequences
             ``rank::world_size``.
         augment: flips and gamma.
+        randomise: share of the pairs whose appearance is redrawn (domain randomisation; 0: none).
     """
 
     def __init__(self, items: Sequence[SequenceItem], *, storage_size: int = 128,
                  ed_es_fraction: float = 0.3, max_frame_gap: int | None = None, rank: int = 0,
-                 world_size: int = 1, augment: bool = True):
+                 world_size: int = 1, augment: bool = True, randomise: float = 0.0):
         if max_frame_gap is not None and max_frame_gap < 1:
             raise ValueError(f"max_frame_gap must be >= 1, got {max_frame_gap}")
         self.storage_size = int(storage_size)
         self.ed_es_fraction = float(ed_es_fraction)
         self.max_frame_gap = max_frame_gap
         self.augment = augment
+        self.randomise = float(randomise)
         stored = [self._store(items[k]) for k in range(rank, len(items), world_size)]
         if not stored:
             raise ValueError(f"no sequences for rank {rank} of {world_size} ({len(items)} in all)")
@@ -454,6 +485,8 @@ class PairSampler:
                 motion = torch.where(flip[:, None, None, None], mirror_field(motion), motion)
             gamma = torch.from_numpy(rng.uniform(*GAMMA_RANGE, batch_size)).to(stack)
             stack = stack.clamp(min=0) ** gamma[:, None, None, None]
+        if self.randomise > 0:
+            stack = randomise_appearance(stack, rng, self.randomise)
         shift = torch.from_numpy(rng.uniform(-0.5, 0.5, (batch_size, 2, 1, 1))).to(stack) * spacing[..., None, None]
         neighbour = warp(stack[:, 2:3], shift.expand(-1, -1, *shape), spacing)
         return PairBatch(

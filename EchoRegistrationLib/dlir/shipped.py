@@ -83,6 +83,7 @@ def _model_info(folder: Path) -> ModelInfo | None:
     if not isinstance(config, dict) or config.get("kind") != "dlir":
         return None
     training = (config.get("data") or {}).get("training") or []
+    training = [training] if isinstance(training, dict) else training  # one source, or several
     sources = tuple(dict.fromkeys(str(item.get("source", "unknown")) for item in training
                                   if isinstance(item, dict)))
     mode = str((config.get("architecture") or {}).get("mode", "to_reference"))

@@ -39,7 +39,8 @@ from ..spatial import affine_to_displacement, in_view_mask, warp
 from .affine_net import AffineNet
 from .checkpoints import (MODEL_NAME, load_model, load_training_state, read_config, save_model,
                           save_training_state)
-from .data import PairSampler, SequenceItem, describe_source, open_source, random_affine
+from .data import (PairSampler, SequenceItem, data_licence, describe_source, open_source,
+                   random_affine)
 from .discriminator import PatchDiscriminator
 from .evaluation import evaluate
 from .grid import prepare_frames
@@ -220,9 +221,13 @@ def _items(source: Any) -> Sequence[SequenceItem] | None:
     return None if source is None else open_source(source)
 
 
-def _data_description(data: Sequence[SequenceItem], validation: Sequence[SequenceItem] | None) -> dict:
-    return {"training": describe_source(data),
-            "validation": None if validation is None else describe_source(validation)}
+def _data_config(data: Sequence[SequenceItem], validation: Sequence[SequenceItem] | None) -> dict:
+    """The checkpoint config entries on the data: ``data`` (training and validation sources) and the
+    ``licence`` the weights carry by their training data (:func:`~.data.data_licence`)."""
+    training = describe_source(data)
+    return {"data": {"training": training,
+                     "validation": None if validation is None else describe_source(validation)},
+            "licence": data_licence(training)}
 
 
 def _load_or_keep(model: nn.Module | str | os.PathLike, cls: type) -> nn.Module:
@@ -357,7 +362,7 @@ def train_vae(data: Any, output: str | os.PathLike, *, structure: int | str = "l
         return {} if val_masks is None else {"dice": reconstruction_dice(vae, val_masks)}
 
     def save(history: History, position: dict[str, int]) -> None:
-        save_model(vae, run.output, training=settings, data=_data_description(items, val_items),
+        save_model(vae, run.output, training=settings, **_data_config(items, val_items),
                    history=history)
         save_training_state(run.output, {**position, "optimizer": optimizer.state_dict()})
 
@@ -460,7 +465,7 @@ def train_affine(data: Any, output: str | os.PathLike, *, validation: Any = None
         return {"epe": float(np.mean(errors))}
 
     def save(history: History, position: dict[str, int]) -> None:
-        save_model(model, run.output, training=settings, data=_data_description(items, val_items),
+        save_model(model, run.output, training=settings, **_data_config(items, val_items),
                    history=history)
         save_training_state(run.output, {**position, "optimizer": optimizer.state_dict()})
 
@@ -478,7 +483,7 @@ def train_dlir(data: Any, output: str | os.PathLike, *, validation: Any = None,
                texture: bool = True, diffeomorphic: bool = False,
                unet: Mapping[str, Any] | None = None, affine: DLIRModel | str | os.PathLike | None = None,
                ed_es_fraction: float = 0.3, mode: str = "to_reference", max_frame_gap: int = 3,
-               init: DLIRModel | str | os.PathLike | None = None, iterations_per_epoch: int = 100,
+               randomise: float = 0.0, init: DLIRModel | str | os.PathLike | None = None, iterations_per_epoch: int = 100,
                seed: int = 0, device: str | torch.device = "auto", amp: bool = True,
                resume: bool = True, progress: bool = True, callback: Callback | None = None) -> History:
     """Train the DLIR registration network, multi-scale.
@@ -505,6 +510,8 @@ def train_dlir(data: Any, output: str | os.PathLike, *, validation: Any = None,
         mode: the tracking the model is for, saved with it: "to_reference" trains on ED <-> ES and
             random pairs; "sequential" on near neighbours, at most ``max_frame_gap`` frames apart
             (inference then composes neighbour fields; validation too).
+        randomise: share of the training pairs whose appearance is redrawn
+            (:func:`~.augment.randomise_appearance`; domain randomisation, 0: off).
         init: a DLIR model or checkpoint of the same architecture whose weights the first stage
             starts from (fine-tuning, e.g. a finer last stage on a trained model); ignored when
             resuming.
@@ -540,6 +547,7 @@ def train_dlir(data: Any, output: str | os.PathLike, *, validation: Any = None,
                 "vaes": [v.architecture() for v in prior.vaes] if prior is not None else [],
                 "ed_es_fraction": float(ed_es_fraction) if mode == "to_reference" else 0.0,
                 "max_frame_gap": int(max_frame_gap) if mode == "sequential" else None,
+                **({"randomise": float(randomise)} if randomise else {}),
                 "init": None if init is None else (type(init).__name__ if isinstance(init, nn.Module)
                                                    else str(init)),
                 "iterations_per_epoch": int(iterations_per_epoch), "seed": int(seed),
@@ -563,7 +571,7 @@ def train_dlir(data: Any, output: str | os.PathLike, *, validation: Any = None,
     sampler = PairSampler(items, storage_size=max(s.size for s in stages),
                           ed_es_fraction=settings["ed_es_fraction"],
                           max_frame_gap=settings["max_frame_gap"], rank=processes.rank,
-                          world_size=processes.world_size)
+                          world_size=processes.world_size, randomise=randomise)
     trained, d_trained = processes.wrap(model), processes.wrap(discriminator)
 
     def step(stage: Stage, rng: np.random.Generator) -> dict[str, torch.Tensor]:
@@ -598,7 +606,7 @@ def train_dlir(data: Any, output: str | os.PathLike, *, validation: Any = None,
         return {key: scores[key] for key in ("epe_es", "dice_es", "folding")}
 
     def save(history: History, position: dict[str, int]) -> None:
-        save_model(model, run.output, training=settings, data=_data_description(items, val_items),
+        save_model(model, run.output, training=settings, **_data_config(items, val_items),
                    history=history)
         state = {**position, "optimizer": optimizer.state_dict()}
         if discriminator is not None:

@@ -17,6 +17,7 @@ frame numbers of the half sequence.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -79,8 +80,9 @@ def _only_view(folder: Path) -> str:
     return views[0]
 
 
-def _patient_files(folder: Path, view: str) -> dict[str, Path]:
-    stem = f"{folder.name}_{view}"
+def _patient_files(folder: Path, view: str, patient: str | None = None) -> dict[str, Path]:
+    """The files of one patient view in ``folder`` (named after ``patient``, default the folder)."""
+    stem = f"{patient or folder.name}_{view}"
     names = {"sequence": "half_sequence", "sequence_gt": "half_sequence_gt", "ed": "ED",
              "es": "ES", "ed_gt": "ED_gt", "es_gt": "ES_gt"}
     return {key: folder / f"{stem}_{suffix}.nii.gz" for key, suffix in names.items()} | {
@@ -88,10 +90,12 @@ def _patient_files(folder: Path, view: str) -> dict[str, Path]:
 
 
 def load_camus_patient(folder: str | os.PathLike, view: str | None = None, *,
-                       with_labels: bool = True) -> EchoSequence:
+                       with_labels: bool = True, patient: str | None = None) -> EchoSequence:
     """Load one CAMUS patient view as an :class:`EchoSequence`.
 
-    ``view`` may be left out when the folder holds a single view.
+    ``view`` may be left out when the folder holds a single view. ``patient`` names the files
+    (``{patient}_{view}_ED.nii.gz`` ...) when they lie in a shared flat folder rather than in
+    their own ``patientXXXX`` folder (:class:`CamusPairFolder`).
     Frames come from the half sequence (ED -> ES), or, when it is absent, from the ED and ES frames as
     a 2-frame sequence. Frame times come from ``FrameRate`` in the Info file (else unknown), ED/ES
     indices from ``ED``/``ES``. Labels: the per-frame ground truth when present, else the ED and ES
@@ -104,7 +108,7 @@ def load_camus_patient(folder: str | os.PathLike, view: str | None = None, *,
     if not folder.is_dir():
         raise EchoDataError(str(folder), "is not a CAMUS patient folder")
     view = camus_view(view) if view is not None else _only_view(folder)
-    files = _patient_files(folder, view)
+    files = _patient_files(folder, view, patient)
     info = read_camus_info(files["info"]) if files["info"].exists() else {}
     if files["sequence"].exists():
         seq = read_itk_image(files["sequence"])
@@ -128,7 +132,7 @@ def load_camus_patient(folder: str | os.PathLike, view: str | None = None, *,
     if with_labels:
         labels, label_frames = _camus_labels(files, n, ed, es)
     metadata = {"source": str(files["sequence"] if files["sequence"].exists() else folder),
-                "format": "CAMUS", "patient": folder.name, "view": view,
+                "format": "CAMUS", "patient": patient or folder.name, "view": view,
                 "frame_times_source": "Info FrameRate" if times is not None else "not in Info file",
                 **{f"camus_{k}": v for k, v in info.items()}}
     if isinstance(info.get("EF"), float):
@@ -193,6 +197,47 @@ class CamusDataset(Sequence):
     def __getitem__(self, index: int) -> EchoSequence:  # type: ignore[override]
         folder, view = self.entries[index]
         return load_camus_patient(folder, view, with_labels=self.with_labels)
+
+    def __iter__(self) -> Iterator[EchoSequence]:
+        return (self[i] for i in range(len(self)))
+
+
+class CamusPairFolder(Sequence):
+    """CAMUS ED / ES frames of many patients in one flat folder (``patientNNNN_4CH_ED.nii.gz``,
+    ``_ES``, ``_ED_gt``, ``_ES_gt``; the layout of ``../shared/data/camus_ed_es/{train,valid}``),
+    loaded lazily as 2-frame :class:`EchoSequence` objects: frame 0 ED, frame 1 ES, labels on both
+    when the ``_gt`` files are there.
+
+    Args:
+        root: the folder.
+        views: views to include (``2CH``, ``4CH``).
+
+    Raises:
+        EchoDataError: no ED / ES pair in the folder.
+    """
+
+    PATTERN = re.compile(r"^(patient\d+)_(2CH|4CH)_ED\.nii\.gz$")
+
+    def __init__(self, root: str | os.PathLike, views: Sequence[str] = ("2CH", "4CH")):
+        self.root = Path(root)
+        wanted = {camus_view(v) for v in views}
+        matches = [self.PATTERN.match(p.name) for p in sorted(self.root.glob("patient*_ED.nii.gz"))]
+        self.entries = [(m[1], m[2]) for m in matches if m and m[2] in wanted
+                        and (self.root / f"{m[1]}_{m[2]}_ES.nii.gz").exists()]
+        if not self.entries:
+            raise EchoDataError(str(self.root), "holds no CAMUS ED / ES pairs (patientNNNN_4CH_ED.nii.gz, _ES)")
+
+    @classmethod
+    def holds_pairs(cls, root: str | os.PathLike) -> bool:
+        """Whether ``root`` holds CAMUS ED frames in the flat layout."""
+        return any(cls.PATTERN.match(p.name) for p in Path(root).glob("patient*_ED.nii.gz"))
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> EchoSequence:  # type: ignore[override]
+        patient, view = self.entries[index]
+        return load_camus_patient(self.root, view, patient=patient)
 
     def __iter__(self) -> Iterator[EchoSequence]:
         return (self[i] for i in range(len(self)))

@@ -1,0 +1,301 @@
+"""Generalisation benchmark: every method on echo its models never saw, one table (a script).
+
+Three domains, none of them used to train or tune any shipped model:
+
+* **CAMUS valid** (``../shared/data/camus_ed_es/valid``, 50 patients, apical four-chamber; the
+  models train on ``train`` only): each patient's ED / ES pair registered in both directions
+  (ED->ES: ES is fixed, ED moving; ES->ED: ED fixed). The moving expert mask is warped onto the
+  fixed frame with nearest-neighbour interpolation and scored against the fixed mask: Dice of LV
+  cavity and myocardium, HD95 (mm, the 95th percentile of the symmetric boundary distances, mean of
+  LV and myocardium), folding (% of all pixels with det J <= 0) and milliseconds per pair.
+* **Real-template family** (:mod:`benchmarks.real_template_family`): CAMUS valid ED frames moved by
+  known analytic cardiac motion and re-imaged with speckle decorrelation, noise, haze and gain
+  changes (K frames ED -> ES): myocardial end-point error at ES (mm, over the ED myocardium) and
+  the GLS error (percentage points, endocardial peak GLS of the project's strain module on the
+  method's fields against the same on the true fields).
+* **Real cines** of ``../shared/data`` (:mod:`benchmarks.benchmark_real_cines`): mean NCC of
+  the frames with the reference after registration (before it in brackets), the largest folding
+  of a frame, seconds per cine.
+
+Methods: each DLIR model (catalog names or checkpoint folders) alone and with the fast refinement
+(:func:`EchoRegistrationLib.registration.register_sequence` ``refine``), the optimiser
+(deformable; sequential and to the reference: on a pair both are one registration), OpenCV DIS
+and Farneback. Times are also given as ratios to OpenCV DIS measured in the same run.
+
+Usage (repository root, ``../shared`` beside it)::
+
+    python benchmarks/benchmark_generalisation.py --output bench.md            # the full table
+    python benchmarks/benchmark_generalisation.py --cases 5 --template-cases 3  # a quick run
+
+The data is read in place, never copied (CC BY-NC-SA 4.0, ``../shared/data/README.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.benchmark_real_cines import CINES, DATA, cine_scores  # noqa: E402
+from benchmarks.peer_methods import opencv_dis, opencv_farneback, peer_sequence_fields  # noqa: E402
+from benchmarks.real_template_family import TemplateCase, make_case  # noqa: E402
+from EchoRegistrationLib import load_sequence  # noqa: E402
+from EchoRegistrationLib.dlir.checkpoints import load_model  # noqa: E402
+from EchoRegistrationLib.dlir.shipped import list_models, resolve_model  # noqa: E402
+from EchoRegistrationLib.io import CamusPairFolder  # noqa: E402
+from EchoRegistrationLib.registration import register_sequence  # noqa: E402
+from EchoRegistrationLib.spatial.metrics import dice, myocardial_end_point_error  # noqa: E402
+from EchoRegistrationLib.sequence import LABEL_LV, LABEL_MYOCARDIUM, EchoSequence  # noqa: E402
+from EchoRegistrationLib.spatial import field_to_torch, folding_fraction, warp  # noqa: E402
+from EchoRegistrationLib.strain import compute_strain  # noqa: E402
+from EchoRegistrationLib.strain.compute import result_from_displacement  # noqa: E402
+from EchoRegistrationLib.strain.myocardium import myocardium_from_labels  # noqa: E402
+
+# On a pair (two frames) sequential tracking and tracking to the reference are one registration:
+# the CAMUS columns of the second row are those of the first, not computed twice.
+SAME_ON_PAIRS = {"optimiser (deformable, to reference)": "optimiser (deformable, sequential)"}
+TEMPLATE_SEED = 20_000  # seeds of the real-template family (case k: TEMPLATE_SEED + k)
+STRUCTURES = (LABEL_LV, LABEL_MYOCARDIUM)
+# A method: (sequence, reference frame) -> (T, H, W, 2) mm fields on the reference grid.
+Method = Callable[[EchoSequence, int], np.ndarray]
+
+
+def ours(method: str, **options) -> Method:
+    """A project method through :func:`register_sequence`."""
+    def run(seq: EchoSequence, reference: int) -> np.ndarray:
+        return register_sequence(seq, method, reference=reference, **options).displacement
+    return run
+
+
+def peer(function) -> Method:
+    """A peer method, every frame directly to the reference."""
+    def run(seq: EchoSequence, reference: int) -> np.ndarray:
+        return peer_sequence_fields(function, seq, reference)
+    return run
+
+
+def methods(models: list[str], refine: int) -> dict[str, Method]:
+    """Row name -> method, for the DLIR ``models`` (names or folders, loaded here once) and
+    ``refine`` steps."""
+    table: dict[str, Method] = {"identity": lambda seq, ref: np.zeros((*seq.frames.shape, 2), np.float32)}
+    for model in models:
+        name = Path(model).name
+        network = load_model(resolve_model(model))  # once: reading the checkpoint is not timed
+        table[f"DLIR {name}"] = ours("dlir", model=network)
+        table[f"DLIR {name} + refine {refine}"] = ours("dlir", model=network, refine=refine)
+    table["optimiser (deformable, sequential)"] = ours("deformable", mode="sequential")
+    table["optimiser (deformable, to reference)"] = ours("deformable", mode="to_reference")
+    table["OpenCV DIS"] = peer(opencv_dis)
+    table["OpenCV Farneback"] = peer(opencv_farneback)
+    return table
+
+
+# ---------------------------------------------------------------------------- CAMUS valid pairs
+def hd95(a: np.ndarray, b: np.ndarray, pixel_mm: float) -> float:
+    """95th percentile of the symmetric distances (mm) between the boundaries of two (H, W) masks
+    (isotropic pixels of ``pixel_mm``); nan when either is empty."""
+    if not a.any() or not b.any():
+        return float("nan")
+    kernel = np.ones((3, 3), np.uint8)
+
+    def boundary(mask: np.ndarray) -> np.ndarray:
+        m = mask.astype(np.uint8)
+        return (m - cv2.erode(m, kernel)) > 0
+
+    edge_a, edge_b = boundary(a), boundary(b)
+    to_b = cv2.distanceTransform((~edge_b).astype(np.uint8), cv2.DIST_L2, 5)
+    to_a = cv2.distanceTransform((~edge_a).astype(np.uint8), cv2.DIST_L2, 5)
+    return float(np.percentile(np.concatenate([to_b[edge_a], to_a[edge_b]]), 95) * pixel_mm)
+
+
+def pair_scores(fixed_labels: np.ndarray, moving_labels: np.ndarray, field: np.ndarray,
+                spacing: tuple[float, float]) -> dict[str, float]:
+    """Dice LV / myocardium, HD95 (mm) and folding (%) of one (H, W, 2) mm field."""
+    u = field_to_torch(field[None])
+    moving = torch.from_numpy(moving_labels[None, None].astype(np.int64))
+    warped = warp(moving, u, spacing, mode="nearest", padding="zeros")[0, 0].numpy()
+    pixel = float(np.mean(spacing))
+    return {"dice_lv": dice(warped == LABEL_LV, fixed_labels == LABEL_LV),
+            "dice_myo": dice(warped == LABEL_MYOCARDIUM, fixed_labels == LABEL_MYOCARDIUM),
+            "hd95": float(np.nanmean([hd95(warped == k, fixed_labels == k, pixel) for k in STRUCTURES])),
+            "folding": 100 * float(folding_fraction(u, spacing)[0])}
+
+
+def camus_scores(run: Method, pairs: list[EchoSequence]) -> dict[str, float]:
+    """Mean scores over the pairs in both directions: ED->ES (ES fixed) and ES->ED (ED fixed)."""
+    rows: dict[str, list[dict[str, float]]] = {"ed_es": [], "es_ed": []}
+    seconds = []
+    for seq in pairs:
+        for key, fixed, moving in (("ed_es", 1, 0), ("es_ed", 0, 1)):
+            start = time.perf_counter()
+            fields = run(seq, fixed)
+            seconds.append(time.perf_counter() - start)
+            rows[key].append(pair_scores(seq.label_map(fixed), seq.label_map(moving), fields[moving],
+                                         seq.spacing))
+    result = {f"{key}_{metric}": float(np.mean([r[metric] for r in values]))
+              for key, values in rows.items() for metric in values[0]}
+    result["folding_max"] = max(r["folding"] for values in rows.values() for r in values)
+    result["ms_pair"] = 1000 * float(np.mean(seconds))
+    return result
+
+
+# ---------------------------------------------------------------------------- real-template family
+def peak_gls(case: TemplateCase, fields: np.ndarray) -> float:
+    """Endocardial peak GLS (%) of the project's strain module on ``fields`` of a case."""
+    myocardium = myocardium_from_labels(case.sequence.labels, case.sequence.spacing)
+    result = compute_strain(case.sequence, result_from_displacement(case.sequence, fields, 0), myocardium)
+    return float(result.peaks()["GLS endocardial"]["peak_pct"])
+
+
+def template_scores(run: Method, cases: list[TemplateCase], true_gls: list[float]) -> dict[str, float]:
+    """Mean myocardial EPE at ES (mm), mean |GLS error| (points), largest folding (%), seconds."""
+    epe, gls, folding, seconds = [], [], [], []
+    for case, truth in zip(cases, true_gls):
+        start = time.perf_counter()
+        fields = run(case.sequence, 0)
+        seconds.append(time.perf_counter() - start)
+        epe.append(myocardial_end_point_error(fields, case.displacement, case.myocardium)[-1])
+        gls.append(abs(peak_gls(case, fields) - truth))
+        folding.append(100 * float(folding_fraction(field_to_torch(fields), case.sequence.spacing).max()))
+    return {"epe_es": float(np.mean(epe)), "gls": float(np.mean(gls)), "folding": max(folding),
+            "s_case": float(np.mean(seconds))}
+
+
+# ---------------------------------------------------------------------------- real cines
+def cine_row(run: Method, cines: dict[str, EchoSequence]) -> dict[str, float]:
+    """Per cine: NCC after / before, largest folding (%), seconds (every frame to frame 0)."""
+    out: dict[str, float] = {}
+    for name, seq in cines.items():
+        start = time.perf_counter()
+        fields = run(seq, 0)
+        seconds = time.perf_counter() - start
+        scores = cine_scores(result_from_displacement(seq, fields, 0), seconds)
+        out.update({f"{name}_{key}": value for key, value in scores.items()})
+    return out
+
+
+TIMES = ("ms_pair", "s_case")  # plus "<cine>_seconds": each also kept as a ratio to DIS
+
+
+def with_ratios(row: dict[str, float], dis: dict[str, float]) -> dict[str, float]:
+    """``row`` plus ``<time>_x_dis``: each time divided by OpenCV DIS's in the same run."""
+    keys = [k for k in row if k in TIMES or k.endswith("_seconds")]
+    return {**row, **{f"{k}_x_dis": row[k] / dis[k] for k in keys if dis.get(k)}}
+
+
+def table(rows: dict[str, dict[str, float]], cine_names: list[str]) -> str:
+    """The markdown table of rows made by :func:`with_ratios` (times with their DIS ratios)."""
+    header = ["method", "CAMUS ED->ES Dice LV / myo", "HD95 mm", "ES->ED Dice LV / myo", "HD95 mm",
+              "folding % mean (max)", "ms/pair (x DIS)", "template EPE ES mm", "GLS err pts",
+              "folding % (max)", "s/case (x DIS)"]
+    for name in cine_names:
+        header += [f"{name} NCC (before)", "folding % (max)", "s (x DIS)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+
+    def timed(row: dict[str, float], key: str) -> str:
+        ratio = row.get(f"{key}_x_dis")
+        return f"{row[key]:.3g}" + ("" if ratio is None else f" ({ratio:.2g}x)")
+
+    for name, r in rows.items():
+        cells = [name]
+        if "ed_es_dice_lv" in r:
+            cells += [f"{r['ed_es_dice_lv']:.3f} / {r['ed_es_dice_myo']:.3f}", f"{r['ed_es_hd95']:.2f}",
+                      f"{r['es_ed_dice_lv']:.3f} / {r['es_ed_dice_myo']:.3f}", f"{r['es_ed_hd95']:.2f}",
+                      f"{(r['ed_es_folding'] + r['es_ed_folding']) / 2:.3f} ({r['folding_max']:.2f})",
+                      timed(r, "ms_pair")]
+        else:
+            cells += ["-"] * 6
+        if "epe_es" in r:
+            cells += [f"{r['epe_es']:.2f}", f"{r['gls']:.2f}", f"{r['folding']:.3f}", timed(r, "s_case")]
+        else:
+            cells += ["-"] * 4
+        for cine in cine_names:
+            if f"{cine}_ncc_after" in r:
+                cells += [f"{r[f'{cine}_ncc_after']:.3f} ({r[f'{cine}_ncc_before']:.3f})",
+                          f"{r[f'{cine}_folding']:.3f}", timed(r, f"{cine}_seconds")]
+            else:
+                cells += ["-"] * 3
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DATA, help=f"the shared data folder (default {DATA})")
+    parser.add_argument("--models", nargs="*", help="DLIR model names or checkpoint folders (default: "
+                        "every model of the catalog)")
+    parser.add_argument("--methods", nargs="*", help="only these rows (names as in the table)")
+    parser.add_argument("--cases", type=int, default=50, help="CAMUS valid patients (default all 50)")
+    parser.add_argument("--template-cases", type=int, default=10,
+                        help="real-template sequences (from the first CAMUS valid patients)")
+    parser.add_argument("--template-frames", type=int, default=6, help="frames ED -> ES per template case")
+    parser.add_argument("--refine", type=int, default=40, help="refinement steps of the DLIR + refine rows")
+    parser.add_argument("--no-cines", action="store_true", help="leave out the real cines")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--output", type=Path, help="also write the table (markdown) here")
+    parser.add_argument("--rows", type=Path, help="append each finished row here (JSON lines), so that "
+                        "a long run keeps what it measured")
+    parser.add_argument("--include", type=Path, nargs="*", default=[],
+                        help="rows of earlier runs (--rows files) to show before this run's; their "
+                             "time ratios are to the DIS of their own run")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)
+    valid = args.data / "camus_ed_es" / "valid"
+    if not valid.is_dir():
+        print(f"skipped: {valid} is not there", file=sys.stderr)
+        return 1
+    folder = CamusPairFolder(valid, views=("4CH",))
+    pairs = [folder[k] for k in range(min(args.cases, len(folder)))]
+    cases = [make_case(folder[k].frames[0], folder[k].label_map(0), folder[k].spacing,
+                       args.template_frames, TEMPLATE_SEED + k)
+             for k in range(min(args.template_cases, len(folder)))]
+    true_gls = [peak_gls(case, case.displacement) for case in cases]
+    cines = {} if args.no_cines else {name: load_sequence(args.data / path) for name, path in CINES.items()}
+    models = args.models if args.models is not None else [m.name for m in list_models()]
+    rows_to_run = methods(models, args.refine)
+    if args.methods:
+        unknown = sorted(set(args.methods) - set(rows_to_run))
+        if unknown:
+            raise SystemExit(f"unknown methods {unknown}; the methods are {sorted(rows_to_run)}")
+        rows_to_run = {k: v for k, v in rows_to_run.items() if k in args.methods or k == "OpenCV DIS"}
+    # DIS first: every row's times become ratios to it as soon as the row is done
+    rows_to_run = {"OpenCV DIS": rows_to_run.pop("OpenCV DIS"), **rows_to_run}
+    # warm-up: first calls (lazy imports, allocator, model loading) are not timed
+    for run in rows_to_run.values():
+        run(pairs[0], 1)
+    rows: dict[str, dict[str, float]] = {}
+    for path in args.include:
+        rows.update((r["method"], r["scores"]) for r in map(json.loads, path.read_text().splitlines()))
+    for name, run in rows_to_run.items():
+        same = SAME_ON_PAIRS.get(name)
+        row = dict(rows[same]) if same in rows else camus_scores(run, pairs)
+        row.update(template_scores(run, cases, true_gls))
+        row.update(cine_row(run, cines))
+        rows[name] = with_ratios(row, row if name == "OpenCV DIS" else rows["OpenCV DIS"])
+        if args.rows is not None:
+            with args.rows.open("a") as handle:
+                handle.write(json.dumps({"method": name, "scores": rows[name]}) + "\n")
+        print(f"  done: {name}", file=sys.stderr, flush=True)
+    text = (f"{len(pairs)} CAMUS valid patients x 2 directions; {len(cases)} real-template cases "
+            f"({args.template_frames} frames ED->ES, true peak GLS {np.mean(true_gls):.1f} %); real cines "
+            f"{list(cines)}; torch {torch.__version__} on {torch.get_num_threads()} CPU threads; "
+            f"labels warped nearest-neighbour; refine = {args.refine} steps\n\n"
+            + table(rows, list(cines)))
+    print(text)
+    if args.output is not None:
+        args.output.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
