@@ -17,14 +17,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
 
-from ..enhancement.networks import PatchGAN70, ResnetGenerator
 from ..io.atomic import atomic_output
 from ..sequence import EchoDataError
 from .discriminator import PatchDiscriminator
@@ -34,20 +33,27 @@ from .shipped import MODEL_NAME, resolve_model
 from .vae import MaskVAE
 
 FORMAT = "echoregistration-dlir/1"
-KINDS: dict[str, Any] = {
-    "dlir": DLIRModel.from_architecture,
-    "vae": lambda architecture: MaskVAE(**architecture),
-    "discriminator": lambda architecture: PatchDiscriminator(**architecture),
-    "enhancer": lambda architecture: ResnetGenerator(**architecture),
-    "patchgan70": lambda architecture: PatchGAN70(**architecture),
-}
+# Checkpoint kind -> (model class, builder from the config's "architecture"). Other packages add their
+# networks with register_kind (the enhancement generator and discriminator do), so this module does not
+# depend on them.
+KINDS: dict[str, tuple[type, Callable[[dict[str, Any]], nn.Module]]] = {}
 TRAINING_STATE = "training_state.pt"
+
+
+def register_kind(kind: str, cls: type, build: Callable[[dict[str, Any]], nn.Module] | None = None) -> None:
+    """Make checkpoints of ``cls`` saveable and loadable as ``kind``; ``build`` rebuilds one from its
+    architecture (default ``cls(**architecture)``)."""
+    KINDS[kind] = (cls, build or (lambda architecture: cls(**architecture)))
+
+
+register_kind("dlir", DLIRModel, DLIRModel.from_architecture)
+register_kind("vae", MaskVAE)
+register_kind("discriminator", PatchDiscriminator)
 
 
 def model_kind(model: nn.Module) -> str:
     """The checkpoint kind of ``model``."""
-    for kind, cls in (("dlir", DLIRModel), ("vae", MaskVAE), ("discriminator", PatchDiscriminator),
-                      ("enhancer", ResnetGenerator), ("patchgan70", PatchGAN70)):
+    for kind, (cls, _) in KINDS.items():
         if isinstance(model, cls):
             return kind
     raise TypeError(f"no checkpoint kind for {type(model).__name__}")
@@ -128,7 +134,7 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> n
             found = config if not isinstance(config, dict) else \
                 f"format {config.get('format')!r}, kind {config.get('kind')!r}"
             raise ValueError(f"not an EchoRegistration DLIR checkpoint ({found})"[:300])
-        model = KINDS[config["kind"]](config["architecture"])
+        model = KINDS[config["kind"]][1](config["architecture"])
     with _bad_file(weights):
         try:
             model.load_state_dict(read_safetensors(weights))

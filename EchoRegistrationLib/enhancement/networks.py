@@ -23,6 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..dlir.checkpoints import register_kind
+
 NEGATIVE_SLOPE = 0.2
 
 
@@ -143,3 +145,7 @@ def initialise(module: nn.Module, std: float = 0.02) -> nn.Module:
     if isinstance(module, ResnetGenerator) and module.config["residual"]:
         nn.init.zeros_(module.head.weight)
     return module
+
+
+register_kind("enhancer", ResnetGenerator)
+register_kind("patchgan70", PatchGAN70)
