@@ -186,6 +186,21 @@ def test_the_models_mode_is_its_default_tracking_and_survives_checkpoints(tmp_pa
         tiny_model(mode="backwards")
 
 
+def test_a_checkpoint_is_read_once_until_its_file_changes(tmp_path):
+    from EchoRegistrationLib.dlir.inference import as_model
+
+    path = save_model(constant_output(tiny_model(), 2.0, 1.0), tmp_path / "model")
+    first = as_model(tmp_path / "model", torch.device("cpu"))
+    assert as_model(path, torch.device("cpu")) is first  # same file, by folder or weights path
+    seq = blob_sequence(n_frames=3)
+    before = register_sequence(seq, "dlir", model=tmp_path / "model", device="cpu").displacement
+    save_model(constant_output(tiny_model(), -1.0, 0.0), tmp_path / "model")  # retrained in place
+    again = as_model(tmp_path / "model", torch.device("cpu"))
+    assert again is not first
+    after = register_sequence(seq, "dlir", model=tmp_path / "model", device="cpu").displacement
+    assert np.sign(before[1, ..., 0].mean()) == -np.sign(after[1, ..., 0].mean()) != 0
+
+
 def test_flip_averaging_mirrors_the_field_of_the_mirrored_pair():
     seq = blob_sequence(n_frames=3)
     model = constant_output(tiny_model(), 2.0, 1.0)  # "move right and down" whatever the images

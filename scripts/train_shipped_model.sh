@@ -42,20 +42,4 @@ mkdir -p Resources/Models/echoreg-dlir-sim Resources/Models/echoreg-dlir-sim-seq
 cp "$WORK/dlir_long/model.safetensors" "$WORK/dlir_long/model.json" Resources/Models/echoreg-dlir-sim/
 cp "$WORK/dlir_sequential/model.safetensors" "$WORK/dlir_sequential/model.json" Resources/Models/echoreg-dlir-sim-sequential/
 echo "installed Resources/Models/echoreg-dlir-sim and echoreg-dlir-sim-sequential"
-CAMUS=${CAMUS:-../shared/data/camus_ed_es/train}
-if [ ! -d "$CAMUS" ]; then
-  echo "no CAMUS pairs at $CAMUS: echoreg-dlir-camus not trained"
-  exit 0
-fi
-MIXED="sim:0-32:$WORK/cache"
-for structure in lv myocardium; do
-  $ECHOREG train vae --data "$CAMUS" --data "sim:0-12:$WORK/cache" --structure "$structure" \
-    --iterations 400 --iterations-per-epoch 100 -o "$WORK/vae_camus_$structure"
-done
-$ECHOREG train dlir --data "$CAMUS" --data "$MIXED" --data "$MIXED" --data "$MIXED" \
-  --vae "$WORK/vae_camus_lv" --vae "$WORK/vae_camus_myocardium" --weight motion=1 --weight dice=1 \
-  --randomise 0.8 --encoder 32 64 64 64 --decoder 64 64 32 32 --init "$WORK/dlir_long" \
-  --scales 64 128 --iterations 600 2500 --iterations-per-epoch 100 -o "$WORK/dlir_camus"
-# Not installed in Resources/Models: it did not win the generalisation benchmark across domains (README,
-# "Generalisation"); copy the folder there (as echoreg-dlir-camus) to try it. CC BY-NC-SA 4.0.
-echo "trained $WORK/dlir_camus (CC BY-NC-SA 4.0; not installed)"
+scripts/train_camus_model.sh "$WORK" "$WORK/dlir_long"

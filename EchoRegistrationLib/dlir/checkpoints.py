@@ -78,7 +78,7 @@ def save_model(model: nn.Module, folder: str | os.PathLike, name: str = MODEL_NA
     return weights
 
 
-def _weights_path(path: str | os.PathLike) -> Path:
+def weights_path(path: str | os.PathLike) -> Path:
     """The weights file of a checkpoint folder, ``.safetensors`` or ``.json`` path, or installed model
     name (:func:`.shipped.resolve_model`)."""
     path = resolve_model(path)
@@ -95,7 +95,7 @@ def _weights_path(path: str | os.PathLike) -> Path:
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
     """The JSON config of a checkpoint (folder, ``.safetensors`` or ``.json``): the ``.json`` file
     beside the weights when present, else the copy in the weights' header."""
-    weights = _weights_path(path)
+    weights = weights_path(path)
     sidecar = weights.with_suffix(".json")
     if sidecar.is_file():
         return json.loads(sidecar.read_text())
@@ -125,7 +125,7 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> n
             of a known format and kind, or describes no valid model; weights that are not
             safetensors (a pickle), are corrupt or truncated, or do not fit the architecture.
     """
-    weights = _weights_path(path)
+    weights = weights_path(path)
     sidecar = weights.with_suffix(".json")
     config_file = sidecar if sidecar.is_file() else weights
     with _bad_file(config_file):

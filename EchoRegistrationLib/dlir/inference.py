@@ -10,15 +10,17 @@ the reference ("to_reference") or each frame against its neighbour towards the r
 
 from __future__ import annotations
 
+import functools
 import os
 from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 
 from ..device import resolve_device
 from ..spatial.pairs import chain_to_reference, fixed_indices, frame_pairs
 from ..sequence import EchoSequence
-from .checkpoints import CheckpointError, load_model
+from .checkpoints import CheckpointError, load_model, weights_path
 from .grid import prepare_frames, to_input_grid
 from .model import DLIRModel
 
@@ -32,14 +34,46 @@ def autocast_context(device: torch.device, enabled: bool = True):
     return torch.autocast("cuda", dtype=dtype)
 
 
+LOADED_MODELS = 4  # checkpoints kept loaded between calls (per file version and device)
+
+
+def _file_stamp(path: Path) -> tuple[int, int, int]:
+    """(inode, modification time in ns, size in bytes) of ``path``; zeros when it is absent. Saving a
+    checkpoint replaces its files (a new inode), so any rewrite changes the stamp."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return 0, 0, 0
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+
+@functools.lru_cache(maxsize=LOADED_MODELS)
+def _loaded_model(weights: Path, stamps: tuple[tuple[int, int, int], ...], device: torch.device) -> DLIRModel:
+    """The registration model of the checkpoint ``weights`` on ``device``, read once per version of
+    its files (``stamps``: :func:`_file_stamp` of the weights and the config)."""
+    loaded = load_model(weights, device)
+    if not isinstance(loaded, DLIRModel):
+        raise CheckpointError(str(weights), f"a {type(loaded).__name__} checkpoint, not a registration model")
+    return loaded
+
+
 def as_model(model: DLIRModel | str | os.PathLike, device: torch.device) -> DLIRModel:
-    """A model on ``device`` in eval mode: ``model`` itself, or loaded from a checkpoint path."""
-    if not isinstance(model, DLIRModel):
-        loaded = load_model(model, device)
-        if not isinstance(loaded, DLIRModel):
-            raise CheckpointError(str(model), f"a {type(loaded).__name__} checkpoint, not a registration model")
-        model = loaded
-    return model.to(device).eval()
+    """A model on ``device`` in eval mode: ``model`` itself, or loaded from a checkpoint (path or
+    installed model name, :func:`.shipped.resolve_model`).
+
+    Loaded checkpoints are kept (the last :data:`LOADED_MODELS`, keyed by file, inode, modification
+    time, size and device), so calling the registration frame after frame does not read the file each
+    time, and a checkpoint rewritten by training is read again. The model returned is shared
+    between callers: use it for inference only.
+
+    Raises:
+        FileNotFoundError: no such checkpoint. CheckpointError: not a usable registration model.
+    """
+    if isinstance(model, DLIRModel):
+        return model.to(device).eval()
+    weights = weights_path(model)
+    stamps = (_file_stamp(weights), _file_stamp(weights.with_suffix(".json")))
+    return _loaded_model(weights.resolve(), stamps, torch.device(device)).eval()
 
 
 def predict_pair_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
