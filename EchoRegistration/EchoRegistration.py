@@ -20,7 +20,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional, Union
+from typing import TYPE_CHECKING, Annotated, Optional, Union
 
 import qt
 import slicer
@@ -34,6 +34,9 @@ from slicer.parameterNodeWrapper import Choice, Minimum, WithinRange, parameterN
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
+
+if TYPE_CHECKING:  # the library needs Python 3.11: imported where it runs
+    from EchoRegistrationLib.dlir.shipped import ModelInfo
 
 
 def _projectFolder() -> Path:
@@ -128,6 +131,8 @@ class EchoRegistrationParameterNode:
     method, refineIterations, device: how to register.
     model: the DLIR model: an installed model's name (Resources/Models/<name>), or a checkpoint
         path; a name stays valid when the extension moves (another Slicer revision).
+    enhance: enhance the frames with the installed enhancement model before registering
+        (experimental, off by default; :meth:`EchoRegistrationLogic.enhancer`).
     warpedSequence ... strainChart: outputs of the last run (replaced by the next run).
     frameWarped, frameTransform: outputs of "Register current frame".
     """
@@ -141,6 +146,7 @@ class EchoRegistrationParameterNode:
     model: str = ""
     refineIterations: Annotated[int, WithinRange(1, 1000)] = 20
     device: Annotated[str, Choice(list(DEVICE_CHOICES))] = "auto"
+    enhance: bool = False
     warpedSequence: vtkMRMLSequenceNode
     transformSequence: vtkMRMLSequenceNode
     strainMapSequence: vtkMRMLSequenceNode
@@ -165,6 +171,7 @@ class EchoRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._running = False
         self._cancelRequested = False
         self._modelNames = []
+        self._enhancerInstalled = False
 
     @property
     def _parameterNode(self) -> Optional[EchoRegistrationParameterNode]:
@@ -199,6 +206,7 @@ class EchoRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._modelNames.append(info.name)
         if not self._modelNames:
             self.ui.modelComboBox.addItem(_("(no model in Resources/Models)"), "")
+        self._setupEnhancement()
         # Translated once: slicer.i18n.tr walks the stack on Slicer 5.6 (about 100 ms a call).
         self._applyToolTips = {
             True: _("No DLIR model: put one in Resources/Models or choose another method."),
@@ -212,6 +220,21 @@ class EchoRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
         self.ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
         self.initializeParameterNode()
+
+    def _setupEnhancement(self) -> None:
+        """Enable "Enhance before registration" when an enhancement model is installed, with its
+        name, licence and the benchmark's verdict in the tooltip; else disable it and say why."""
+        enhancer = self.logic.enhancer()
+        self._enhancerInstalled = enhancer is not None
+        self.ui.enhanceCheckBox.enabled = self._enhancerInstalled
+        if enhancer is None:
+            self.ui.enhanceCheckBox.toolTip = _(
+                "No enhancement model installed (Resources/Models); train one with scripts/train_enhancer.sh")
+            return
+        self.ui.enhanceCheckBox.toolTip = _(
+            "Enhance the frames with the model '{name}' (licence: {licence}) before registering. "
+            "Experimental: off by default; in the project's benchmark it did not make registration "
+            "more accurate.").format(name=enhancer.name, licence=enhancer.licence)
 
     def cleanup(self) -> None:
         self.removeObservers()
@@ -238,6 +261,8 @@ class EchoRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         model = self._chosenModel(self._parameterNode.model)
         if model != self._parameterNode.model:
             self._parameterNode.model = model
+        if self._parameterNode.enhance and not self._enhancerInstalled:  # a scene from elsewhere
+            self._parameterNode.enhance = False
 
     def _chosenModel(self, stored: str) -> str:
         """The model the parameter node should hold: the stored one when it is installed or exists,
@@ -399,8 +424,10 @@ class EchoRegistrationLogic(ScriptedLoadableModuleLogic):
     """Registration and strain of a sequence node, through EchoRegistrationLib. Takes nodes and
     settings as arguments; no widgets. Callbacks report progress and ask whether to cancel."""
 
-    def __init__(self) -> None:
+    def __init__(self, modelsFolder: Optional[Path] = None) -> None:
+        """modelsFolder: where the installed models are; None: the library's (Resources/Models)."""
         ScriptedLoadableModuleLogic.__init__(self)
+        self.modelsFolder = modelsFolder
 
     def getParameterNode(self) -> EchoRegistrationParameterNode:
         return EchoRegistrationParameterNode(super().getParameterNode())
@@ -443,8 +470,27 @@ class EchoRegistrationLogic(ScriptedLoadableModuleLogic):
             raise RuntimeError(_("PyTorch could not be installed by the PyTorch extension."))
 
     # ---------------------------------------------------------------- processing
-    @staticmethod
-    def settings(parameterNode: EchoRegistrationParameterNode):
+    def enhancer(self) -> "Optional[ModelInfo]":
+        """The :class:`EchoRegistrationLib.dlir.shipped.ModelInfo` of the enhancement model that
+        "Enhance before registration" uses: the shipped one when installed, else the first installed
+        by name; None when none is. Needs no PyTorch."""
+        from EchoRegistrationLib.dlir.shipped import ENHANCER_KIND, MODELS_DIR, list_models
+
+        installed = list_models(self.modelsFolder or MODELS_DIR, kind=ENHANCER_KIND)
+        return installed[0] if installed else None
+
+    def _enhanceSetting(self, enhance: bool) -> Optional[str]:
+        """The settings' ``enhance``: the installed enhancer's checkpoint folder when ``enhance``,
+        else None (off). Raises ValueError when it is on and no enhancement model is installed."""
+        if not enhance:
+            return None
+        enhancer = self.enhancer()
+        if enhancer is None:
+            raise ValueError(_("Enhance before registration is on, but no enhancement model is "
+                               "installed (Resources/Models)."))
+        return str(enhancer.path)
+
+    def settings(self, parameterNode: EchoRegistrationParameterNode):
         """The :class:`EchoRegistrationLib.mrml.RegistrationSettings` of the parameter node."""
         from EchoRegistrationLib.mrml import RegistrationSettings
 
@@ -453,7 +499,7 @@ class EchoRegistrationLogic(ScriptedLoadableModuleLogic):
             method=method, model=parameterNode.model if method == "dlir" else "",
             refine=parameterNode.refineIterations if refine else 0,
             reference=None if parameterNode.referenceFrame < 0 else parameterNode.referenceFrame,
-            device=DEVICE_CHOICES[parameterNode.device])
+            device=DEVICE_CHOICES[parameterNode.device], enhance=self._enhanceSetting(parameterNode.enhance))
 
     def process(self, inputSequence: vtkMRMLSequenceNode, settings,
                 myocardiumSource: Optional[slicer.vtkMRMLNode] = None, wallWidth: float = 10.0,
@@ -569,6 +615,7 @@ class EchoRegistrationTest(ScriptedLoadableModuleTest):
         parameters = logic.getParameterNode()
         parameters.inputSequence = sequence
         parameters.myocardiumSource = labelmap
+        self.assertIsNone(logic.settings(parameters).enhance)  # enhancement is off by default
 
         self.delayDisplay("Cancel leaves the scene unchanged")
         count = scene.GetNumberOfNodes()

@@ -2,7 +2,10 @@
 slicer_stand_in.py EchoRegistration.py``. Stand-ins replace the modules that only the Slicer
 application has (``qt``, ``vtk``, ``slicer`` with its ``i18n``, ``parameterNodeWrapper``,
 ``ScriptedLoadableModule`` and ``util``); the module file itself runs unchanged. Then the Widget's
-``setup()`` runs and the text of the label it adds is printed. Used by test_slicer_module_ui.py."""
+``setup()`` runs and the text of the label it adds is printed. Used by test_slicer_module_ui.py.
+
+:func:`stand_in_modules` also serves the tests that run the module's Logic on slicer-core's real MRML:
+they take the stand-ins of the Qt-side modules only (``qt``, ``slicer.i18n``, ...)."""
 
 import importlib.util
 import sys
@@ -48,26 +51,38 @@ class ScriptedLoadableModuleWidget:
 
 
 def module(name, **attributes):
+    """A stand-in module ``name`` with ``attributes``; any other attribute is a class of that name."""
     stand_in = types.ModuleType(name)
     stand_in.__dict__.update(attributes)
     stand_in.__getattr__ = lambda attribute: type(attribute, (Anything,), {})
-    sys.modules[name] = stand_in
     return stand_in
 
 
-module("qt", QLabel=QLabel)
-module("vtk")
-slicer = module("slicer")
-slicer.i18n = module("slicer.i18n", tr=lambda text: text, translate=lambda context, text: text)
-slicer.parameterNodeWrapper = module("slicer.parameterNodeWrapper", parameterNodeWrapper=lambda cls: cls)
-slicer.ScriptedLoadableModule = module("slicer.ScriptedLoadableModule",
-                                       ScriptedLoadableModuleWidget=ScriptedLoadableModuleWidget)
-slicer.util = module("slicer.util", VTKObservationMixin=Anything)
+def stand_in_modules():
+    """{module name: stand-in} for every module of Slicer's application the module file imports."""
+    slicer = module("slicer")
+    slicer.i18n = module("slicer.i18n", tr=lambda text: text, translate=lambda context, text: text)
+    slicer.parameterNodeWrapper = module("slicer.parameterNodeWrapper", parameterNodeWrapper=lambda cls: cls)
+    slicer.ScriptedLoadableModule = module("slicer.ScriptedLoadableModule",
+                                           ScriptedLoadableModuleWidget=ScriptedLoadableModuleWidget)
+    slicer.util = module("slicer.util", VTKObservationMixin=Anything)
+    modules = {"qt": module("qt", QLabel=QLabel), "vtk": module("vtk"), "slicer": slicer}
+    modules.update({m.__name__: m for m in (slicer.i18n, slicer.parameterNodeWrapper,
+                                            slicer.ScriptedLoadableModule, slicer.util)})
+    return modules
 
-spec = importlib.util.spec_from_file_location("EchoRegistration", sys.argv[1])
-echo_registration = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(echo_registration)
-widget = echo_registration.EchoRegistrationWidget()
-widget.setup()
-widget.enter()  # does nothing where setup stopped
-print(" ".join(w.text for w in widget.layout.widgets))
+
+def load_module_file(path, name="EchoRegistration"):
+    """Execute the module file ``path`` as module ``name`` (with whatever ``sys.modules`` holds)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
+if __name__ == "__main__":
+    sys.modules.update(stand_in_modules())
+    widget = load_module_file(sys.argv[1]).EchoRegistrationWidget()
+    widget.setup()
+    widget.enter()  # does nothing where setup stopped
+    print(" ".join(w.text for w in widget.layout.widgets))

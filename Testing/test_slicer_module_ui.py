@@ -129,6 +129,19 @@ def test_choices_and_defaults_match_the_library(tree):
     assert set(constant(tree, "OUTPUT_PARAMETERS")) == {f.name for f in dataclasses.fields(EchoOutputs)}
 
 
+def test_the_enhance_checkbox_is_bound_and_off_by_default(tree, ui):
+    """Issue 16: "Enhance before registration" is a checkbox bound to the bool parameter ``enhance``,
+    False unless the user ticks it (enhancement did not make registration more accurate)."""
+    box = widgets(ui)["enhanceCheckBox"]
+    assert box.get("class") == "QCheckBox"
+    assert box.find("property[@name='SlicerParameterName']/string").text == "enhance"
+    assert box.find("property[@name='text']/string").text == "Enhance before registration"
+    assert parameters(tree)["enhance"] == "bool"
+    wrapper = class_def(tree, "EchoRegistrationParameterNode")
+    default = next(n.value for n in wrapper.body if isinstance(n, ast.AnnAssign) and n.target.id == "enhance")
+    assert ast.literal_eval(default) is False
+
+
 def test_logic_methods_called_by_widget_and_test_exist(tree):
     logic = class_def(tree, "EchoRegistrationLogic")
     defined = {n.name for n in logic.body if isinstance(n, ast.FunctionDef)} | {"getParameterNode"}

@@ -29,7 +29,7 @@ from ..sequence import EchoDataError
 from .discriminator import PatchDiscriminator
 from .model import DLIRModel
 from .safetensors_format import read_safetensors, read_safetensors_metadata, write_safetensors
-from .shipped import MODEL_NAME, resolve_model
+from .shipped import DLIR_KIND, MODEL_NAME, resolve_model
 from .vae import MaskVAE
 
 FORMAT = "echoregistration-dlir/1"
@@ -46,7 +46,7 @@ def register_kind(kind: str, cls: type, build: Callable[[dict[str, Any]], nn.Mod
     KINDS[kind] = (cls, build or (lambda architecture: cls(**architecture)))
 
 
-register_kind("dlir", DLIRModel, DLIRModel.from_architecture)
+register_kind(DLIR_KIND, DLIRModel, DLIRModel.from_architecture)
 register_kind("vae", MaskVAE)
 register_kind("discriminator", PatchDiscriminator)
 

@@ -14,6 +14,11 @@ A model is a folder ``Resources/Models/<name>/`` (``EchoRegistrationLib/Models/<
 install: :data:`MODELS_DIR`) holding ``model.safetensors`` and ``model.json``
 (:mod:`.checkpoints`); its name is the folder's name. Everywhere a model is asked for (the API, the CLI,
 the Slicer panel), a name of this catalog or a checkpoint path is accepted (:func:`resolve_model`).
+
+The same folder holds echo enhancement generators (``kind`` "enhancer" in their config,
+:mod:`..enhancement`): :func:`list_models` and :func:`resolve_model` take the kind of :data:`CATALOG`
+to list or resolve, DLIR by default. No enhancer is shipped yet; :data:`SHIPPED_ENHANCER` is the name
+the project's enhancer trained on simulated echo is to be installed under (listed first when present).
 This module reads JSON only: it needs no torch.
 """
 
@@ -39,20 +44,45 @@ SEQUENTIAL_MODEL = "echoreg-dlir-sim-sequential"
 MODEL_NAME = "model"  # a checkpoint folder holds MODEL_NAME.safetensors and MODEL_NAME.json
 WEIGHTS = f"{MODEL_NAME}.safetensors"
 PROJECT_LICENCE = "BSD-3-Clause"
+DLIR_KIND = "dlir"  # the config's "kind" of a registration model (.checkpoints)
+ENHANCER_KIND = "enhancer"  # ... of an enhancement generator (..enhancement.networks registers it)
+SHIPPED_ENHANCER = "echoreg-enhancer-sim"
+
+
+@dataclass(frozen=True)
+class CatalogKind:
+    """One kind of model the catalog holds.
+
+    Attributes:
+        label: what a model of this kind is, in messages ("registration (DLIR)").
+        default: the default model's name, listed first.
+        train: the command that trains one, for messages.
+    """
+
+    label: str
+    default: str
+    train: str
+
+
+CATALOG = {DLIR_KIND: CatalogKind("registration (DLIR)", SHIPPED_MODEL, "echoreg train dlir --help"),
+           ENHANCER_KIND: CatalogKind("enhancement", SHIPPED_ENHANCER, "echoreg train enhancer --help")}
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """One registration model of the catalog.
+    """One model of the catalog.
 
     Attributes:
         name: the folder's name, by which the model is asked for.
         path: the checkpoint folder.
-        mode: the tracking it was trained for ("to_reference" or "sequential").
+        mode: DLIR: the tracking it was trained for ("to_reference" or "sequential"); "" for other
+            kinds.
         licence: the terms of the weights: ``licence`` in its config when the trainer wrote one, else
             the project's own (BSD-3-Clause) when every training source is the project's simulator,
             else "unknown (see the model card)".
-        training_data: the training sources named in its config (e.g. "simulator", "camus").
+        training_data: the training sources named in its config (e.g. "simulator", "camus"; an
+            enhancer's low- and high-quality domains).
+        kind: a key of :data:`CATALOG`.
     """
 
     name: str
@@ -60,6 +90,7 @@ class ModelInfo:
     mode: str
     licence: str
     training_data: tuple[str, ...]
+    kind: str = DLIR_KIND
 
 
 def _licence(config: dict, sources: tuple[str, ...]) -> str:
@@ -70,9 +101,18 @@ def _licence(config: dict, sources: tuple[str, ...]) -> str:
     return "unknown (see the model card)"
 
 
+def _sources(config: dict) -> tuple[str, ...]:
+    """The training sources a config names: ``data.training`` (DLIR) or ``data.low`` and
+    ``data.high`` (an enhancer), each one source or a list of them."""
+    data = config.get("data") or {}
+    items = [data.get(key) or [] for key in ("training", "low", "high")]
+    flat = [d for item in items for d in (item if isinstance(item, list) else [item])]
+    return tuple(dict.fromkeys(str(d.get("source", "unknown")) for d in flat if isinstance(d, dict)))
+
+
 def _model_info(folder: Path) -> ModelInfo | None:
-    """The catalog entry of ``folder``, or None when it holds no registration checkpoint (training
-    also writes discriminator and VAE checkpoints, which are not registration models)."""
+    """The catalog entry of ``folder``, or None when it holds no checkpoint of a :data:`CATALOG`
+    kind (training also writes discriminator and VAE checkpoints, which are not models to use)."""
     config_path = folder / f"{MODEL_NAME}.json"
     if not ((folder / WEIGHTS).is_file() and config_path.is_file()):
         return None
@@ -80,41 +120,50 @@ def _model_info(folder: Path) -> ModelInfo | None:
         config = json.loads(config_path.read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(config, dict) or config.get("kind") != "dlir":
+    if not isinstance(config, dict) or config.get("kind") not in CATALOG:
         return None
-    training = (config.get("data") or {}).get("training") or []
-    training = [training] if isinstance(training, dict) else training  # one source, or several
-    sources = tuple(dict.fromkeys(str(item.get("source", "unknown")) for item in training
-                                  if isinstance(item, dict)))
-    mode = str((config.get("architecture") or {}).get("mode", "to_reference"))
-    return ModelInfo(folder.name, folder, mode, _licence(config, sources), sources)
+    kind, sources = config["kind"], _sources(config)
+    mode = str((config.get("architecture") or {}).get("mode", "to_reference")) if kind == DLIR_KIND else ""
+    return ModelInfo(folder.name, folder, mode, _licence(config, sources), sources, kind)
 
 
-def list_models(folder: str | os.PathLike = MODELS_DIR) -> list[ModelInfo]:
-    """The registration models installed in ``folder`` (its sub-folders holding a ``dlir`` checkpoint),
-    the default :data:`SHIPPED_MODEL` first, then by name; empty when the folder is absent."""
-    root = Path(folder)
-    found = [info for sub in sorted(root.iterdir()) if sub.is_dir()
-             for info in [_model_info(sub)] if info is not None] if root.is_dir() else []
-    return sorted(found, key=lambda info: (info.name != SHIPPED_MODEL, info.name))
-
-
-def resolve_model(model: str | os.PathLike, folder: str | os.PathLike = MODELS_DIR) -> Path:
-    """The checkpoint ``model`` stands for: an existing path as it is, else the folder of the installed
-    model of that name in ``folder``.
+def list_models(folder: str | os.PathLike = MODELS_DIR, kind: str = DLIR_KIND) -> list[ModelInfo]:
+    """The models of ``kind`` (a key of :data:`CATALOG`) installed in ``folder`` (its sub-folders
+    holding such a checkpoint), the kind's default (:data:`SHIPPED_MODEL`, :data:`SHIPPED_ENHANCER`)
+    first, then by name; empty when the folder is absent.
 
     Raises:
-        FileNotFoundError: neither a path nor an installed model's name; the message lists the
-            installed names.
+        ValueError: ``kind`` is not a catalog kind.
+    """
+    if kind not in CATALOG:
+        raise ValueError(f"kind must be one of {tuple(CATALOG)}, got {kind!r}")
+    root = Path(folder)
+    found = [info for sub in sorted(root.iterdir()) if sub.is_dir()
+             for info in [_model_info(sub)] if info is not None and info.kind == kind] if root.is_dir() else []
+    return sorted(found, key=lambda info: (info.name != CATALOG[kind].default, info.name))
+
+
+def resolve_model(model: str | os.PathLike, folder: str | os.PathLike = MODELS_DIR,
+                  kind: str = DLIR_KIND) -> Path:
+    """The checkpoint ``model`` stands for: an existing path as it is, else the folder of the installed
+    model of that name and ``kind`` in ``folder``.
+
+    Raises:
+        FileNotFoundError: neither a path nor the name of an installed model of ``kind``; the message
+            says when the name is a model of another kind, and lists the installed names of ``kind``.
     """
     if Path(model).exists():
         return Path(model)
-    for info in list_models(folder):
+    for info in list_models(folder, kind):
         if info.name == str(model):
             return info.path
-    names = ", ".join(info.name for info in list_models(folder)) or f"none in {folder}"
-    raise FileNotFoundError(f"{model}: no such checkpoint and no installed model of that name "
-                            f"(installed: {names})")
+    other = next((CATALOG[k].label for k in CATALOG if k != kind
+                  for info in list_models(folder, k) if info.name == str(model)), None)
+    wanted = CATALOG[kind].label
+    problem = f"an installed {other} model, not a{'n' * (wanted[0] in 'aeiou')} {wanted} model" if other \
+        else "no such checkpoint and no installed model of that name"
+    names = ", ".join(info.name for info in list_models(folder, kind)) or f"none in {folder}"
+    raise FileNotFoundError(f"{model}: {problem} (installed: {names}; train one: {CATALOG[kind].train})")
 
 
 def installed_model_name(model: str, folder: str | os.PathLike = MODELS_DIR) -> str | None:

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from ..dlir.checkpoints import load_model, read_config
-from ..dlir.shipped import MODELS_DIR, WEIGHTS
+from ..dlir.shipped import ENHANCER_KIND, MODELS_DIR, resolve_model
 from ..device import resolve_device
 from ..sequence import EchoSequence, no_signal_frames
 from ..spatial.pyramid import resample_image
@@ -26,19 +26,14 @@ from .networks import ResnetGenerator, to_grey, translate
 
 
 def resolve_enhancer(model: str | os.PathLike, folder: str | os.PathLike = MODELS_DIR) -> Path:
-    """The checkpoint ``model`` stands for: an existing path as it is, else the installed model
-    folder ``folder/<model>``.
+    """The checkpoint ``model`` stands for: an existing path as it is, else the installed enhancement
+    model of that name in ``folder`` (the catalog, :func:`..dlir.shipped.list_models`).
 
     Raises:
-        FileNotFoundError: neither.
+        FileNotFoundError: neither; the message lists the installed enhancement models, and says so
+            when ``model`` names a registration (DLIR) model instead.
     """
-    if Path(model).exists():
-        return Path(model)
-    installed = Path(folder) / str(model)
-    if (installed / WEIGHTS).is_file():
-        return installed
-    raise FileNotFoundError(f"{model}: no such enhancement checkpoint and no installed model of that "
-                            f"name in {folder} (train one: echoreg train enhancer --help)")
+    return resolve_model(model, folder, kind=ENHANCER_KIND)
 
 
 def load_enhancer(model: str | os.PathLike | nn.Module,

@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..dlir.checkpoints import register_kind
+from ..dlir.shipped import ENHANCER_KIND
 
 NEGATIVE_SLOPE = 0.2
 
@@ -147,5 +148,5 @@ def initialise(module: nn.Module, std: float = 0.02) -> nn.Module:
     return module
 
 
-register_kind("enhancer", ResnetGenerator)
+register_kind(ENHANCER_KIND, ResnetGenerator)
 register_kind("patchgan70", PatchGAN70)
