@@ -177,3 +177,11 @@ def test_register_writes_slicer_views_of_the_reference_and_last_frame(cine, tmp_
     print(f"pixels that differ between the reference and the last frame: {moved:.3f}")
     assert moved > 0.01  # the grid of the 1 mm shift is drawn (the warped frames match)
     assert main(["register", str(cine), "-o", str(out), "--method", "rigid", "--slicer-views"]) == 2
+
+
+def test_models_lists_the_installed_models_with_their_terms(capsys):
+    assert main(["models"]) == 0
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in capsys.readouterr().out.splitlines() if line.startswith("| echoreg")}
+    assert rows["echoreg-dlir-sim (default)"] == ["registration (DLIR)", "to_reference", "BSD-3-Clause", "simulator"]
+    assert rows["echoreg-dlir-sim-sequential"][1:3] == ["sequential", "BSD-3-Clause"]

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Trains the CAMUS candidate echoreg-dlir-camus (not installed): the DLIR model INIT fine-tuned on the 250
-# CAMUS train ED/ES pairs (similarity + Dice on the expert masks, mask VAEs trained on CAMUS and simulated
-# masks, PatchGAN texture) mixed with simulated sequences (seeds 0-31, three times over: about a quarter of
-# the pairs, with true motion), every pair's appearance redrawn at random in 80 % of cases (--randomise);
-# 64 then 128 rows. CC BY-NC-SA 4.0 (CAMUS's terms). CAMUS valid and benchmark seeds are never used.
+# Trains the CAMUS candidate echoreg-dlir-camus (not installed): the DLIR model INIT fine-tuned on
+#  - the 250 CAMUS train ED/ES pairs (similarity + Dice on the expert masks),
+#  - warped templates: the 500 annotated CAMUS train frames, each moved by known random smooth motion
+#    (EchoRegistrationLib.dlir.templates: real texture with true motion, motion + Dice terms),
+#  - simulated sequences (seeds 0-31, three times over, with true motion),
+# mask VAEs trained on CAMUS and simulated masks, PatchGAN texture, every pair's appearance redrawn at
+# random in 80 % of cases (--randomise); 64 then 128 rows. CC BY-NC-SA 4.0 (CAMUS's terms). CAMUS valid
+# and benchmark seeds are never used.
 #   usage: scripts/train_camus_model.sh [WORK_DIR] [INIT]
 #          (defaults runs/shipped and Resources/Models/echoreg-dlir-sim; the CAMUS pairs are read from
 #          $CAMUS, default ../shared/data/camus_ed_es/train; resumable: run it again to continue)
@@ -23,7 +26,7 @@ for structure in lv myocardium; do
   $ECHOREG train vae --data "$CAMUS" --data "sim:0-12:$WORK/cache" --structure "$structure" \
     --iterations 400 --iterations-per-epoch 100 -o "$WORK/vae_camus_$structure"
 done
-$ECHOREG train dlir --data "$CAMUS" --data "$MIXED" --data "$MIXED" --data "$MIXED" \
+$ECHOREG train dlir --data "$CAMUS" --data "warped:$CAMUS" --data "$MIXED" --data "$MIXED" --data "$MIXED" \
   --vae "$WORK/vae_camus_lv" --vae "$WORK/vae_camus_myocardium" --weight motion=1 --weight dice=1 \
   --randomise 0.8 --encoder 32 64 64 64 --decoder 64 64 32 32 --init "$INIT" \
   --scales 64 128 --iterations 600 2500 --iterations-per-epoch 100 -o "$WORK/dlir_camus"

@@ -3,8 +3,9 @@
 Subcommands: ``info`` (what a file holds), ``convert`` (any readable format to .seq.nrrd / NIfTI /
 MetaImage), ``register`` (every frame to a reference frame; warped frames, fields and a report),
 ``strain`` (GLS, segments, EF tables and pictures), ``batch`` (strain over a cohort, with one cohort
-table), ``train`` (the deep-learning models), ``enhance`` (echo enhancement), ``web`` (the workflow in
-a browser page), ``demo`` (the built-in pipeline on simulated data).
+table), ``train`` (the deep-learning models), ``models`` (the installed ones, with their terms),
+``enhance`` (echo enhancement), ``web`` (the workflow in a browser page), ``demo`` (the built-in
+pipeline on simulated data).
 Each subcommand is a thin layer over :mod:`EchoRegistrationLib.workflow`. Errors in the input, the
 options or the output location end the command with exit status 2 and one line naming the file (or
 option) and the problem; Ctrl-C ends it with exit status 130 and one line. Either way no partial
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``echoreg`` parser with every subcommand."""
     from .batch import add_batch_parser
     from .enhance import add_enhance_parser
+    from .models import add_models_parser
     from .register import add_register_parsers
     from .strain import add_strain_parser
     from .train import add_train_parser
@@ -49,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_batch_parser(sub)
     add_train_parser(sub)
     add_enhance_parser(sub)
+    add_models_parser(sub)
     add_web_parser(sub)
     demo = sub.add_parser("demo", help="run the built-in pipeline on simulated data and write its outputs")
     demo.add_argument("-o", "--output", default="demo_output", help="output folder (default: demo_output)")

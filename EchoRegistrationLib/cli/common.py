@@ -139,7 +139,8 @@ def add_registration_options(parser: argparse.ArgumentParser) -> None:
     """Every registration option: method, DLIR model / refine / flip averaging, reference, mode,
     loss, iterations, control spacing, device, enhancement."""
     parser.add_argument("--method", default="deformable", choices=METHODS)
-    parser.add_argument("--model", help="dlir: installed model name or checkpoint folder (default: the shipped model)")
+    parser.add_argument("--model", help="dlir: installed model name (echoreg models lists them) or checkpoint folder "
+                             "(default: the shipped model)")
     parser.add_argument("--refine", type=count(0), default=0, help="dlir: optimisation steps refining the network")
     parser.add_argument("--flip-average", action="store_true",
                         help="dlir: average each pair's field with that of the mirrored pair (twice the time)")

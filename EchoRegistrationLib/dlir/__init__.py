@@ -23,15 +23,16 @@ from ..lazy import lazy_package
 __getattr__, __all__ = lazy_package(__name__, {
     ".affine_net": ("AffineNet",),
     ".checkpoints": ("load_model", "read_config", "save_model"),
-    ".data": ("PairSampler", "SequenceFolder", "SequenceItem", "SimulatedSequences", "open_source",
-              "write_simulated_cache"),
+    ".data": ("PairSampler", "SequenceFolder", "SimulatedSequences", "open_source", "write_simulated_cache"),
     ".discriminator": ("PatchDiscriminator",),
     ".evaluation": ("evaluate",),
+    ".items": ("SequenceItem",),
     ".inference": ("predict_pair_fields", "predict_sequence_fields"),
     ".model": ("DLIRModel",),
     ".networks": ("RegistrationUNet",),
     ".objectives": ("DLIRObjective", "LossWeights", "ShapePrior"),
     ".shipped": ("ModelInfo", "list_models", "resolve_model"),
+    ".templates": ("WarpedTemplates",),
     ".training": ("train_affine", "train_dlir", "train_vae"),
     ".vae": ("MaskVAE",),
 })

@@ -40,6 +40,8 @@ from .shipped import PROJECT_LICENCE
 from ..spatial import affine_matrix, compose, field_to_torch, invert_field, mirror_field, warp
 from .augment import randomise_appearance
 from .grid import prepare_frames, working_shape
+from .items import SequenceItem
+from .templates import WARPED_SPEC, WarpedTemplates
 
 NUM_LABELS = 4  # background, LV cavity, myocardium, left atrium (CAMUS codes)
 VIEWS = ("A4C", "A2C")
@@ -49,20 +51,6 @@ REPLACEMENT_STRIDE, MAX_REPLACEMENTS = 1_000_000, 10  # for seeds the simulator 
 MOTION_INVERSE_ITERATIONS = 12
 CAMUS_LICENCE = "CC BY-NC-SA 4.0"  # Leclerc et al., IEEE TMI 2019: non-commercial, share-alike
 GAMMA_RANGE = (0.7, 1.4)  # intensity augmentation: the same random gamma for both frames of a pair
-
-
-@dataclass(eq=False)
-class SequenceItem:
-    """A training or validation sequence.
-
-    Attributes:
-        sequence: the frames, geometry, ED/ES indices and labels (when annotated).
-        displacement: (T, H, W, 2) float32 mm true field from frame 0 to each frame (simulated data),
-            else None.
-    """
-
-    sequence: EchoSequence
-    displacement: np.ndarray | None = None
 
 
 # ---------------------------------------------------------------------------- simulated sequences
@@ -267,13 +255,18 @@ SIM_SPEC = re.compile(r"^sim(?:ulated)?:(\d+)-(\d+)(?::(.+))?$")
 
 def open_source(spec: Any) -> Sequence[SequenceItem]:
     """A source from a spec: ``"sim:START-STOP"`` (seeds START..STOP-1, simulated on the fly) or
-    ``"sim:START-STOP:CACHE_FOLDER"``; a folder path (:class:`SequenceFolder`); a list of specs
+    ``"sim:START-STOP:CACHE_FOLDER"``; ``"warped:FOLDER"`` or ``"warped:FOLDER:COPIES"`` (the annotated
+    frames of a folder's sequences moved by known random motion, :class:`.templates.WarpedTemplates`); a folder path (:class:`SequenceFolder`); a list of specs
     (concatenated); or a source / sequence of items, returned as is."""
     if isinstance(spec, (str, os.PathLike)):
         match = SIM_SPEC.match(str(spec))
         if match:
             start, stop, cache = match.groups()
             return SimulatedSequences(range(int(start), int(stop)), cache=cache)
+        match = WARPED_SPEC.match(str(spec))
+        if match:
+            templates = SequenceFolder(match.group(1))
+            return WarpedTemplates(templates, copies=int(match.group(2) or 1), description=templates.describe())
         return SequenceFolder(spec)
     if isinstance(spec, (list, tuple)) and spec and isinstance(spec[0], (str, os.PathLike)):
         return Concatenated([open_source(s) for s in spec])

@@ -1,0 +1,23 @@
+"""The training item of DLIR: a sequence and, where it is known, its true motion."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..sequence import EchoSequence
+
+
+@dataclass(eq=False)
+class SequenceItem:
+    """A training or validation sequence.
+
+    Attributes:
+        sequence: the frames, geometry, ED/ES indices and labels (when annotated).
+        displacement: (T, H, W, 2) float32 mm true field from frame 0 to each frame (simulated data,
+            warped templates), else None.
+    """
+
+    sequence: EchoSequence
+    displacement: np.ndarray | None = None

@@ -1,0 +1,171 @@
+"""Warped templates: real echo frames moved by known random smooth motion (training data with truth).
+
+Real pairs (CAMUS ED / ES) teach a network real texture but carry no true motion; the simulator carries
+true motion but only its own texture. A warped template has both: a real frame (the template) and the
+same frame moved by a random smooth map, so every pixel's true displacement is known, on real speckle,
+real anatomy and a real scanner's point-spread function (the idea of training optical flow on
+synthetic warps of real images: FlowNet's "Flying Chairs", Dosovitskiy et al. 2015; SynthMorph,
+Hoffmann et al. 2022, for medical registration).
+
+Motion of each item, drawn from its own seed, deliberately generic (not a cardiac model): a random
+affine map about the image centre (rotation, anisotropic scaling, translation), plus a smooth random
+field (normal displacements on a coarse control grid, bicubically interpolated). Both frames are
+re-imaged with a multiplicative speckle pattern that moves with the tissue and partly decorrelates,
+and receiver noise; the probe does not move, so the moved frame keeps the template's sector.
+
+Items are 2-frame sequences (template, moved) with the true field frame 0 -> frame 1 in the project's
+convention, and the template's labels on both frames (the moved ones carried by the motion), at about
+:data:`TEMPLATE_ROWS` rows. ``warped:ROOT`` or ``warped:ROOT:COPIES`` is the spec of the training
+CLI (:func:`.data.open_source`); a CAMUS root keeps CAMUS's terms (CC BY-NC-SA 4.0).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..sequence import EchoSequence
+from ..spatial import affine_matrix, affine_to_displacement, field_to_numpy, invert_field, warp
+from ..spatial.pyramid import resample_image
+from .items import SequenceItem
+
+WARPED_SPEC = re.compile(r"^warped:(.+?)(?::(\d+))?$")
+TEMPLATE_ROWS = 256          # the templates are brought to about this many rows first
+MAX_ROTATION_DEG = 5.0       # affine part: rotation within +- this
+MAX_SCALE = 0.06             # per-axis scaling within 1 +- this
+MAX_SHIFT_MM = 4.0           # translation within +- this along each axis
+CONTROL_POINTS = 5           # smooth part: a CONTROL_POINTS^2 grid over the image
+SMOOTH_AMPLITUDE_MM = (0.0, 3.0)  # its displacement standard deviation, drawn per item
+SPECKLE_DEPTH = (0.0, 0.35)  # multiplicative speckle modulation, drawn per item
+SPECKLE_SIGMA_PX = 1.0       # speckle grain (Gaussian smoothing of white noise, template pixels)
+SPECKLE_CORRELATION = (0.5, 1.0)  # correlation of the moved frame's speckle with the template's
+NOISE = (0.0, 0.03)          # additive receiver noise standard deviation, of the 255 grey range
+INVERSE_ITERATIONS = 30
+
+
+def _speckle(shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
+    """(1, 1, H, W) unit-variance smooth random pattern (white noise, Gaussian grain)."""
+    noise = torch.randn((1, 1, *shape), generator=generator)
+    radius = int(np.ceil(3 * SPECKLE_SIGMA_PX))
+    kernel = torch.exp(-0.5 * (torch.arange(-radius, radius + 1.0) / SPECKLE_SIGMA_PX) ** 2)
+    kernel = kernel / kernel.sum()
+    smooth = F.conv2d(F.pad(noise, (radius, radius, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1))
+    smooth = F.conv2d(F.pad(smooth, (0, 0, radius, radius), mode="reflect"), kernel.view(1, 1, -1, 1))
+    return smooth / smooth.std().clamp(min=1e-6)
+
+
+def random_motion(shape: tuple[int, int], spacing: tuple[float, float], rng: np.random.Generator,
+                  generator: torch.Generator) -> torch.Tensor:
+    """(1, 2, H, W) mm field of a random affine map about the image centre plus a smooth random field
+    (module docstring), on an (H, W) grid of ``spacing`` (sx, sy) mm."""
+    angle = np.deg2rad(rng.uniform(-MAX_ROTATION_DEG, MAX_ROTATION_DEG))
+    sx, sy = rng.uniform(1 - MAX_SCALE, 1 + MAX_SCALE, 2)
+    tx, ty = rng.uniform(-MAX_SHIFT_MM, MAX_SHIFT_MM, 2)
+    cos, sin = np.cos(angle), np.sin(angle)
+    matrix = affine_matrix(torch.tensor([[cos * sx, -sin * sy, sin * sx, cos * sy, tx, ty]],
+                                        dtype=torch.float32))
+    field = affine_to_displacement(matrix, shape, spacing)
+    amplitude = rng.uniform(*SMOOTH_AMPLITUDE_MM)
+    coarse = amplitude * torch.randn((1, 2, CONTROL_POINTS, CONTROL_POINTS), generator=generator)
+    return field + F.interpolate(coarse, size=shape, mode="bicubic", align_corners=True)
+
+
+def warped_template(frame: np.ndarray, labels: np.ndarray | None, spacing: tuple[float, float],
+                    seed: int) -> SequenceItem:
+    """A 2-frame item: the (H, W) grey 0..255 ``frame`` re-imaged, and moved by :func:`random_motion`;
+    the true field frame 0 -> 1 (project convention: a template point p is at p + u(p) in the moved
+    frame) and the (H, W) label codes ``labels`` on both frames (None: unannotated)."""
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator().manual_seed(int(seed))
+    shape = tuple(frame.shape)
+    motion = random_motion(shape, spacing, rng, generator)
+    inverse = invert_field(motion, spacing, INVERSE_ITERATIONS)  # on the moved frame's grid
+    image = torch.from_numpy(np.asarray(frame, np.float32))[None, None]
+    sector = image > 0
+    speckle = _speckle(shape, generator)
+    rho = rng.uniform(*SPECKLE_CORRELATION)
+    moved_speckle = np.sqrt(rho) * warp(speckle, inverse, spacing) + np.sqrt(1 - rho) * _speckle(shape, generator)
+    depth, noise = rng.uniform(*SPECKLE_DEPTH), 255 * rng.uniform(*NOISE)
+
+    def image_of(tissue: torch.Tensor, pattern: torch.Tensor) -> torch.Tensor:
+        shown = tissue * (1 + depth * pattern).clamp(min=0) + noise * torch.randn(tissue.shape, generator=generator)
+        return (shown * sector).clamp(0, 255)
+
+    frames = torch.cat([image_of(image, speckle), image_of(warp(image, inverse, spacing), moved_speckle)])
+    codes = None
+    if labels is not None:
+        codes_t = torch.from_numpy(np.asarray(labels, np.int64))[None, None]
+        moved = warp(codes_t, inverse, spacing, mode="nearest", padding="zeros")
+        codes = torch.cat([codes_t, moved])[:, 0].numpy().astype(np.uint8)
+    displacement = np.stack([np.zeros((*shape, 2), np.float32), field_to_numpy(motion)[0]])
+    seq = EchoSequence(frames=frames[:, 0].numpy().astype(np.float32), spacing=spacing, labels=codes,
+                       metadata={"source": f"warped template (seed {seed})"})
+    return SequenceItem(seq, displacement.astype(np.float32))
+
+
+class WarpedTemplates(Sequence):
+    """Warped templates (module docstring) of the annotated frames of a source's sequences.
+
+    Item ``i`` takes template ``i % n`` (n = the templates: every annotated frame of every sequence,
+    frame 0 of unannotated ones) at about :data:`TEMPLATE_ROWS` rows, its motion drawn from seed
+    ``seed + i``; ``copies`` repeats the templates with new motions.
+
+    Args:
+        templates: the sequences that give the templates (e.g. a CAMUS root's :class:`.data.SequenceFolder`).
+        copies: motions per template.
+        seed: of the first item.
+        description: what :meth:`describe` reports of the templates (their source, for the model's
+            licence: a CAMUS source keeps CAMUS's terms).
+    """
+
+    def __init__(self, templates: Sequence[SequenceItem], copies: int = 1, seed: int = 0,
+                 description: Any = None):
+        if copies < 1:
+            raise ValueError(f"copies must be >= 1, got {copies}")
+        self.templates, self.copies, self.seed = templates, int(copies), int(seed)
+        self.description = description
+        self._frames: list[tuple[int, int]] | None = None
+
+    def _index(self) -> list[tuple[int, int]]:
+        """(sequence, frame) of every template (reads each sequence once, on first use)."""
+        if self._frames is None:
+            self._frames = []
+            for k in range(len(self.templates)):
+                seq = self.templates[k].sequence
+                annotated = list(seq.label_frames) if seq.labels is not None else [0]
+                self._frames += [(k, int(t)) for t in annotated]
+        return self._frames
+
+    def __len__(self) -> int:
+        return self.copies * len(self._index())
+
+    def __getitem__(self, index: int) -> SequenceItem:  # type: ignore[override]
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        k, t = self._index()[index % len(self._index())]
+        seq = self.templates[k].sequence
+        scale = min(1.0, TEMPLATE_ROWS / seq.frames.shape[1])
+        shape = (max(2, round(seq.frames.shape[1] * scale)), max(2, round(seq.frames.shape[2] * scale)))
+        frame = resample_image(torch.from_numpy(np.asarray(seq.frames[t], np.float32))[None, None], shape)
+        # resample_image maps corner to corner: the extent (n - 1) * spacing is kept per axis
+        spacing = tuple(float(s) * (n - 1) / (m - 1)
+                        for s, n, m in zip(seq.spacing, seq.frames.shape[:0:-1], shape[::-1]))
+        labels = None
+        if seq.labels is not None:
+            codes = torch.from_numpy(np.asarray(seq.label_map(t), np.float32))[None, None]
+            labels = F.interpolate(codes, size=shape, mode="nearest")[0, 0].numpy().astype(np.uint8)
+        return warped_template(frame[0, 0].numpy(), labels, spacing, self.seed + index)
+
+    def describe(self) -> dict[str, Any]:
+        templates = self.description or {"source": "items", "sequences": len(self.templates)}
+        source = templates.get("source", "items") if isinstance(templates, dict) else "items"
+        return {"source": source, "kind": "warped templates", "templates": templates,
+                "copies": self.copies, "seed": self.seed,
+                "motion": f"random affine (rotation +-{MAX_ROTATION_DEG} deg, scale +-{MAX_SCALE}, "
+                          f"shift +-{MAX_SHIFT_MM} mm) + smooth random field (sd up to "
+                          f"{SMOOTH_AMPLITUDE_MM[1]} mm, {CONTROL_POINTS}x{CONTROL_POINTS} control points)"}

@@ -1,0 +1,78 @@
+"""Warped templates: real frames moved by known random motion, the truth in the project convention."""
+
+import numpy as np
+import pytest
+import torch
+
+from EchoRegistrationLib.dlir.data import PairSampler, data_licence, describe_source, open_source, save_item
+from EchoRegistrationLib.dlir.items import SequenceItem
+from EchoRegistrationLib.dlir.templates import WarpedTemplates, warped_template
+from EchoRegistrationLib.sequence import EchoSequence
+from EchoRegistrationLib.spatial import field_to_torch, warp
+
+SPACING = (0.5, 0.5)
+
+
+def ring_template(shape=(160, 140)) -> tuple[np.ndarray, np.ndarray]:
+    """A textured (H, W) frame (0..255, a black border as outside a sector) and its labels: a
+    cavity (1) inside a wall (2)."""
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[:shape[0], :shape[1]]
+    r = np.hypot((x - shape[1] / 2) * SPACING[0], (y - shape[0] / 2) * SPACING[1])
+    labels = np.where(r < 15, 1, np.where(r < 22, 2, 0)).astype(np.uint8)
+    frame = 40 + 60 * rng.random(shape) + 120 * (labels == 2)
+    frame[:4], frame[:, :4] = 0, 0
+    return frame.astype(np.float32), labels
+
+
+def test_the_true_field_carries_the_template_onto_the_moved_frame():
+    frame, labels = ring_template()
+    item = warped_template(frame, labels, SPACING, seed=7)
+    seq, u = item.sequence, item.displacement
+    assert seq.frames.shape == (2, *frame.shape) and u.shape == (2, *frame.shape, 2)
+    assert np.all(u[0] == 0)
+    wall = labels == 2
+    moved_by = np.linalg.norm(u[1][wall], axis=-1).mean()
+    assert 0.5 < moved_by < 15  # mm: a real motion, of a cardiac size
+    # the moved frame's labels, pulled back by u (moved(p + u(p)) = template(p)), are the template's
+    back = warp(torch.from_numpy(seq.labels[1].astype(np.int64))[None, None], field_to_torch(u[1]), SPACING,
+                mode="nearest", padding="zeros")[0, 0].numpy()
+    for label in (1, 2):
+        a, b, before = labels == label, back == label, seq.labels[1] == label
+        assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.97
+        assert 2 * (a & before).sum() / (a.sum() + before.sum()) < 0.97  # it did move
+    # so do the intensities, up to the speckle decorrelation and noise
+    image = warp(torch.from_numpy(seq.frames[1])[None, None], field_to_torch(u[1]), SPACING)[0, 0].numpy()
+    inside = frame > 0
+    corr = lambda a, b: np.corrcoef(a[inside], b[inside])[0, 1]  # noqa: E731
+    assert corr(seq.frames[0], image) > corr(seq.frames[0], seq.frames[1]) + 0.1
+
+
+def test_items_are_reproducible_and_differ_between_seeds():
+    frame, labels = ring_template()
+    source = WarpedTemplates([SequenceItem(EchoSequence(frame[None], SPACING, labels=labels[None]))], copies=3)
+    assert len(source) == 3
+    np.testing.assert_array_equal(source[1].displacement, source[1].displacement)
+    assert not np.allclose(source[0].displacement, source[1].displacement)
+    with pytest.raises(IndexError):
+        source[3]
+
+
+def test_templates_train_with_their_truth_and_keep_the_data_terms(tmp_path):
+    frame, labels = ring_template()
+    seq = EchoSequence(np.stack([frame, frame]), SPACING, labels=np.stack([labels, labels]))
+    described = WarpedTemplates([SequenceItem(seq)], description={"source": "camus", "root": "x"})
+    assert len(described) == 2  # both annotated frames are templates
+    assert data_licence(describe_source(described)) == "CC BY-NC-SA 4.0"  # CAMUS templates keep CAMUS's terms
+    batch = PairSampler(described, storage_size=64).sample(2, 32, np.random.default_rng(0))
+    assert batch.supervised.tolist() == [1.0, 1.0] and batch.labelled.tolist() == [1.0, 1.0]
+    assert batch.motion.abs().amax() > 0.5  # mm
+
+
+def test_the_warped_spec_opens_a_folder_of_templates(tmp_path):
+    frame, labels = ring_template()
+
+    save_item(SequenceItem(EchoSequence(frame[None], SPACING, labels=labels[None])), tmp_path / "a.npz")
+    source = open_source(f"warped:{tmp_path}:2")
+    assert isinstance(source, WarpedTemplates) and len(source) == 2
+    assert source[0].sequence.frames.shape == (2, *frame.shape)
