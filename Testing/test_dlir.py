@@ -201,6 +201,20 @@ def test_a_checkpoint_is_read_once_until_its_file_changes(tmp_path):
     assert np.sign(before[1, ..., 0].mean()) == -np.sign(after[1, ..., 0].mean()) != 0
 
 
+def test_passes_compose_the_residual_fields_of_a_recurrent_cascade(tmp_path):
+    seq = blob_sequence(n_frames=2)
+    one = predict_sequence_fields(constant_output(tiny_model(), 2.0, 1.0), seq, reference=0, device="cpu")
+    cascade = constant_output(tiny_model(passes=3), 2.0, 1.0)  # every pass adds the same shift
+    three = predict_sequence_fields(cascade, seq, reference=0, device="cpu")
+    torch.testing.assert_close(three[1], 3 * one[1], atol=1e-4, rtol=1e-4)
+    save_model(cascade, tmp_path / "cascade")
+    assert load_model(tmp_path / "cascade").passes == 3
+    older = {k: v for k, v in cascade.architecture().items() if k != "passes"}  # before passes existed
+    assert DLIRModel.from_architecture(older).passes == 1
+    with pytest.raises(ValueError, match="passes"):
+        tiny_model(passes=0)
+
+
 def test_flip_averaging_mirrors_the_field_of_the_mirrored_pair():
     seq = blob_sequence(n_frames=3)
     model = constant_output(tiny_model(), 2.0, 1.0)  # "move right and down" whatever the images

@@ -57,23 +57,32 @@ class DLIRModel(nn.Module):
         mode: the tracking the model was trained for (:data:`..spatial.pairs.MODES`):
             "to_reference" (any two frames, ED <-> ES included) or "sequential" (near neighbours,
             whose fields are composed); inference and validation use it unless told otherwise.
+        passes: applications of the network per pair (a recurrent cascade with shared weights, as
+            in the recurrent cascades of Zhao et al., ICCV 2019): each pass registers the fixed image
+            to the moving image warped by the field so far, and the residual field is composed with
+            it. One pass: the plain network. Kept in the checkpoint; may be changed after training
+            (a network trained for one pass often recovers only part of a large motion, and a
+            second pass takes part of the rest).
     """
 
     def __init__(self, net: RegistrationUNet | None, *,
                  working_size: int = DEFAULT_WORKING_SIZE, diffeomorphic: bool = False,
                  integration_steps: int = 7, affine: AffineNet | None = None,
-                 mode: str = "to_reference"):
+                 mode: str = "to_reference", passes: int = 1):
         super().__init__()
         if net is None and affine is None:
             raise ValueError("a DLIR model needs a U-Net, an affine stage, or both")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if int(passes) < 1:
+            raise ValueError(f"passes must be >= 1, got {passes}")
         self.net = net
         self.working_size = int(working_size)
         self.diffeomorphic = bool(diffeomorphic)
         self.integration_steps = int(integration_steps)
         self.affine = affine
         self.mode = mode
+        self.passes = int(passes)
 
     def architecture(self) -> dict[str, Any]:
         """Everything :meth:`from_architecture` needs to rebuild the model (JSON-ready)."""
@@ -81,7 +90,7 @@ class DLIRModel(nn.Module):
                 "working_size": self.working_size,
                 "diffeomorphic": self.diffeomorphic, "integration_steps": self.integration_steps,
                 "affine": None if self.affine is None else self.affine.architecture(),
-                "mode": self.mode}
+                "mode": self.mode, "passes": self.passes}
 
     @classmethod
     def from_architecture(cls, architecture: dict[str, Any]) -> "DLIRModel":
@@ -91,10 +100,11 @@ class DLIRModel(nn.Module):
                    diffeomorphic=architecture["diffeomorphic"],
                    integration_steps=architecture["integration_steps"],
                    affine=None if affine is None else AffineNet(**affine),
-                   mode=architecture.get("mode", "to_reference"))
+                   mode=architecture.get("mode", "to_reference"),
+                   passes=architecture.get("passes", 1))
 
     def forward(self, fixed: torch.Tensor, moving: torch.Tensor, spacing: Spacing) -> torch.Tensor:
-        """(B, 2, h, w) float32 mm displacement on the fixed grid.
+        """(B, 2, h, w) float32 mm displacement on the fixed grid, after :attr:`passes` passes.
 
         Args:
             fixed, moving: (B, 1, h, w) images in [0, 1] on the same grid (fixed batch 1 or B).
@@ -103,6 +113,17 @@ class DLIRModel(nn.Module):
         The networks may run under autocast; their heads and the field arithmetic (units,
         integration, composition) run in float32.
         """
+        field = self.single_pass(fixed, moving, spacing)
+        for _ in range(self.passes - 1):
+            with float32_region(field):
+                warped = warp(moving.float(), field, spacing)
+            residual = self.single_pass(fixed, warped.to(moving.dtype), spacing)
+            with float32_region(field):
+                field = compose(residual, field, spacing)
+        return field
+
+    def single_pass(self, fixed: torch.Tensor, moving: torch.Tensor, spacing: Spacing) -> torch.Tensor:
+        """One application of the network: (B, 2, h, w) float32 mm, arguments as :meth:`forward`."""
         fixed = fixed.expand_as(moving)
         pre_aligned = None
         if self.affine is not None:

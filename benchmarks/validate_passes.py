@@ -1,0 +1,87 @@
+"""Choose a DLIR model's number of passes on validation data, never on the benchmarks (a script).
+
+A model's ``passes`` (:class:`EchoRegistrationLib.dlir.model.DLIRModel`: the network applied again to
+the moving frame warped by the field so far, the residuals composed) is chosen here, on data that no
+benchmark uses:
+
+* the simulator's validation seeds 5000-5007 (the training scripts' validation seeds; the benchmarks use
+  10000+): myocardial end-point error at ES of ED -> ES, and folding;
+* warped templates of CAMUS ``train`` frames (:mod:`EchoRegistrationLib.dlir.templates`) with motion seeds
+  900000+ (training used seeds below 10000): myocardial end-point error and folding. The frames were
+  trained on (as the CAMUS pairs); the motions are new.
+
+Usage (repository root)::
+
+    .venv/bin/python benchmarks/validate_passes.py --models echoreg-dlir-sim runs/camus/dlir_camus --passes 1 2 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from EchoRegistrationLib.dlir.checkpoints import load_model  # noqa: E402
+from EchoRegistrationLib.dlir.data import SequenceFolder, simulate_item  # noqa: E402
+from EchoRegistrationLib.dlir.inference import predict_sequence_fields  # noqa: E402
+from EchoRegistrationLib.dlir.items import SequenceItem  # noqa: E402
+from EchoRegistrationLib.dlir.templates import WarpedTemplates  # noqa: E402
+from EchoRegistrationLib.sequence import LABEL_MYOCARDIUM  # noqa: E402
+from EchoRegistrationLib.spatial import field_to_numpy, folding_fraction  # noqa: E402
+
+VALIDATION_SEEDS = range(5000, 5008)
+TEMPLATE_MOTION_SEED = 900_000
+CAMUS_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "camus_ed_es" / "train"
+
+
+def scores(model, items: list[SequenceItem]) -> tuple[float, float]:
+    """(mean myocardial EPE mm at the last frame against frame 0, mean folding %) over ``items``."""
+    epe, folding = [], []
+    for item in items:
+        seq = item.sequence
+        last = seq.es_index if seq.es_index is not None else seq.n_frames - 1
+        fields = predict_sequence_fields(model, seq, reference=0, device="cpu")
+        field = fields[last:last + 1]
+        wall = seq.label_map(0) == LABEL_MYOCARDIUM
+        error = np.linalg.norm(field_to_numpy(field)[0] - item.displacement[last], axis=-1)
+        epe.append(float(error[wall].mean()))
+        folding.append(100 * float(folding_fraction(field, seq.spacing)))
+    return float(np.mean(epe)), float(np.mean(folding))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", required=True, help="installed names or checkpoint folders")
+    parser.add_argument("--passes", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--templates", type=int, default=12, help="warped CAMUS train templates (0: none)")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    simulated = [simulate_item(seed, n_frames=10) for seed in VALIDATION_SEEDS]
+    templates = []
+    if args.templates and CAMUS_TRAIN.is_dir():
+        source = WarpedTemplates(SequenceFolder(CAMUS_TRAIN), seed=TEMPLATE_MOTION_SEED)
+        step = max(1, len(source) // args.templates)
+        templates = [source[k] for k in range(0, step * args.templates, step)]
+    print(f"validation: {len(simulated)} simulated sequences (seeds {VALIDATION_SEEDS.start}-"
+          f"{VALIDATION_SEEDS.stop - 1}), {len(templates)} warped CAMUS train templates (motion seeds "
+          f"{TEMPLATE_MOTION_SEED}+)")
+    print("| model | passes | sim EPE ES mm | sim folding % | template EPE mm | template folding % |")
+    print("|---|---|---|---|---|---|")
+    for name in args.models:
+        model = load_model(name)  # a private copy: passes is changed below
+        for passes in args.passes:
+            model.passes = passes
+            sim = scores(model, simulated)
+            tmpl = scores(model, templates) if templates else (float("nan"), float("nan"))
+            print(f"| {name} | {passes} | {sim[0]:.2f} | {sim[1]:.3f} | {tmpl[0]:.2f} | {tmpl[1]:.3f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
