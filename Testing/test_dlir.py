@@ -12,7 +12,8 @@ from EchoRegistrationLib.dlir import (AffineNet, DLIRModel, DLIRObjective, LossW
                                       SequenceItem, ShapePrior, SimulatedSequences, load_model,
                                       open_source, predict_sequence_fields, read_config, save_model,
                                       write_simulated_cache)
-from EchoRegistrationLib.dlir.data import NUM_LABELS, load_item, random_affine, save_item
+from EchoRegistrationLib.dlir.augment import random_affine
+from EchoRegistrationLib.dlir.data import NUM_LABELS, load_item, save_item
 from EchoRegistrationLib.dlir.evaluation import evaluate, score_ed_es
 from EchoRegistrationLib.dlir.model import upsample_field
 from EchoRegistrationLib.dlir.grid import normalise_intensities, to_input_grid, to_working_grid, working_shape
@@ -213,6 +214,25 @@ def test_passes_compose_the_residual_fields_of_a_recurrent_cascade(tmp_path):
     assert DLIRModel.from_architecture(older).passes == 1
     with pytest.raises(ValueError, match="passes"):
         tiny_model(passes=0)
+
+
+def test_a_second_pass_registers_the_warped_moving_image_and_composes_after_it(monkeypatch):
+    """The cascade's order, with a field that varies in space and depends on the images."""
+    from EchoRegistrationLib.spatial import compose
+
+    def image_field(fixed, moving, spacing):  # mm, the moving image's own smooth pattern
+        return torch.cat([3.0 * moving - fixed, -2.0 * moving], dim=1)
+
+    model = tiny_model(passes=2)
+    monkeypatch.setattr(model, "single_pass", image_field)
+    rng = torch.Generator().manual_seed(0)
+    smooth = torch.nn.functional.avg_pool2d(torch.rand(2, 1, 40, 40, generator=rng), 9, 1, 4)
+    fixed, moving, spacing = smooth[:1], smooth[1:], (0.5, 0.5)
+    first = image_field(fixed, moving, spacing)
+    residual = image_field(fixed, warp(moving, first, spacing), spacing)
+    expected = compose(residual, first, spacing)
+    torch.testing.assert_close(model(fixed, moving, spacing), expected)
+    assert (compose(first, residual, spacing) - expected).abs().amax() > 1e-3  # the order matters here
 
 
 def test_flip_averaging_mirrors_the_field_of_the_mirrored_pair():

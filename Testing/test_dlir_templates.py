@@ -76,3 +76,26 @@ def test_the_warped_spec_opens_a_folder_of_templates(tmp_path):
     source = open_source(f"warped:{tmp_path}:2")
     assert isinstance(source, WarpedTemplates) and len(source) == 2
     assert source[0].sequence.frames.shape == (2, *frame.shape)
+
+
+def test_large_templates_are_resampled_with_their_extent_and_labels_in_register():
+    frame, labels = ring_template(shape=(400, 330))
+    seq = EchoSequence(frame[None], SPACING, labels=labels[None])
+    item = WarpedTemplates([SequenceItem(seq)])[0]
+    small = item.sequence
+    assert small.frames.shape[1] == 256
+    for axis, (n, m) in enumerate(zip(frame.shape[::-1], small.frames.shape[:0:-1])):
+        assert small.spacing[axis] * (m - 1) == pytest.approx(SPACING[axis] * (n - 1))  # same extent
+    # the wall (label 2) sits on the bright ring of the template frame, at the new size too
+    wall, cavity = small.labels[0] == 2, small.labels[0] == 1
+    assert small.frames[0][wall].mean() > small.frames[0][cavity].mean() + 60
+    centre = np.argwhere(cavity).mean(axis=0) * np.array(small.spacing[::-1])
+    assert centre == pytest.approx(np.array([399, 329]) / 2 * np.array(SPACING[::-1]), abs=0.3)  # mm
+
+
+def test_resuming_ignores_the_inference_settings_of_an_architecture():
+    from EchoRegistrationLib.dlir.training import _fixed_part
+
+    saved = {"unet": {"stem": 4}, "working_size": 64, "mode": "to_reference"}  # before passes existed
+    assert _fixed_part({**saved, "working_size": 128, "passes": 2}) == _fixed_part(saved)
+    assert _fixed_part({**saved, "unet": {"stem": 8}}) != _fixed_part(saved)

@@ -66,8 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     templates = []
     if args.templates and CAMUS_TRAIN.is_dir():
         source = WarpedTemplates(SequenceFolder(CAMUS_TRAIN), seed=TEMPLATE_MOTION_SEED)
-        step = max(1, len(source) // args.templates)
-        templates = [source[k] for k in range(0, step * args.templates, step)]
+        count = min(args.templates, len(source))
+        step = len(source) // count
+        templates = [source[k] for k in range(0, step * count, step)]
     print(f"validation: {len(simulated)} simulated sequences (seeds {VALIDATION_SEEDS.start}-"
           f"{VALIDATION_SEEDS.stop - 1}), {len(templates)} warped CAMUS train templates (motion seeds "
           f"{TEMPLATE_MOTION_SEED}+)")

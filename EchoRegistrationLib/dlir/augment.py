@@ -9,6 +9,8 @@ dropout band (a wall segment losing signal) and, per frame, receiver noise and a
 Geometry is untouched, so labels and true motion stay valid.
 
 Intensities stay in [0, 1] (clipped), as :func:`.grid.normalise_intensities` gives them.
+:func:`random_affine` draws the random affine maps of the geometric augmentations (VAE masks, the
+affine stage, warped templates).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ..spatial import affine_matrix
 
 PSF_SIGMA_PX = (0.0, 1.2)  # Gaussian blur widths on the working grid, drawn per axis
 TGC_RANGE = (0.6, 1.4)  # gain at the three depth knots of the time-gain profile
@@ -87,3 +91,17 @@ def randomise_appearance(stack: torch.Tensor, rng: np.random.Generator,
     noise = torch.randn((batch, n_frames, h, w), generator=generator, device=dev, dtype=dtype)
     out = (out + draw(NOISE_RANGE)[:, None, None, None] * noise).clamp(0, 1)
     return torch.where(changed[:, None, None, None], out, stack)
+
+
+def random_affine(batch_size: int, rng: np.random.Generator, max_rotation: float = 15.0,
+                  max_scale: float = 0.15, max_shift: float = 10.0,
+                  device: torch.device | str = "cpu") -> torch.Tensor:
+    """(B, 3, 3) random affine maps about the image centre (:mod:`..spatial.affine`): a rotation of
+    up to ``max_rotation`` degrees after independent x / y scalings within 1 +- ``max_scale``, then
+    a translation of up to ``max_shift`` mm along each axis."""
+    angle = np.deg2rad(rng.uniform(-max_rotation, max_rotation, batch_size))
+    sx, sy = rng.uniform(1 - max_scale, 1 + max_scale, (2, batch_size))
+    shift = rng.uniform(-max_shift, max_shift, (2, batch_size))
+    cos, sin = np.cos(angle), np.sin(angle)
+    parameters = np.stack([cos * sx, -sin * sy, sin * sx, cos * sy, *shift], axis=1)
+    return affine_matrix(torch.as_tensor(parameters, dtype=torch.float32, device=device))

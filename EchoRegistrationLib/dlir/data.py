@@ -37,7 +37,7 @@ from ..spatial.pyramid import level_spacing, resample_field, resample_image
 from ..sequence import EchoDataError, EchoSequence
 from ..simulation import simulate_sequence
 from .shipped import PROJECT_LICENCE
-from ..spatial import affine_matrix, compose, field_to_torch, invert_field, mirror_field, warp
+from ..spatial import compose, field_to_torch, invert_field, mirror_field, warp
 from .augment import randomise_appearance
 from .grid import prepare_frames, working_shape
 from .items import SequenceItem
@@ -310,7 +310,8 @@ class PairBatch:
             item of the batch is annotated on both frames.
         labelled: (B,) 1.0 where both frames are annotated.
         motion: (B, 2, h, w) mm true field from the fixed to the moving frame (project convention),
-            or None when no item of the batch has a known motion (only simulated sequences do).
+            or None when no item of the batch has a known motion (simulated sequences and warped
+            templates have one).
         supervised: (B,) 1.0 where ``motion`` is the truth (0 and a zero field elsewhere).
         spacing: (B, 2) mm of each item's grid.
         pairs: (sequence index, fixed frame, moving frame) of each item.
@@ -415,8 +416,9 @@ class PairSampler:
             stored.frames = torch.nn.functional.pad(stored.frames, (0, pad))
             if stored.labels is not None:
                 stored.labels = torch.nn.functional.pad(stored.labels, (0, pad))
-            if stored.motion is not None:  # the simulated motion fades to 0 far from the heart
-                stored.motion = torch.nn.functional.pad(stored.motion, (0, pad))
+            if stored.motion is not None:  # the edge motion continues (warped templates move everywhere)
+                stored.motion = torch.nn.functional.pad(stored.motion.float(), (0, pad),
+                                                        mode="replicate").to(stored.motion.dtype)
         return stored
 
     def stage_shape(self, size: int) -> tuple[int, int]:
@@ -510,17 +512,3 @@ class PairSampler:
         picks = rng.integers(len(annotated), size=batch_size)
         masks = torch.stack([annotated[k][0].labels[annotated[k][1]] == label for k in picks])
         return masks[:, None].to(device=device, dtype=torch.float32)
-
-
-def random_affine(batch_size: int, rng: np.random.Generator, max_rotation: float = 15.0,
-                  max_scale: float = 0.15, max_shift: float = 10.0,
-                  device: torch.device | str = "cpu") -> torch.Tensor:
-    """(B, 3, 3) random affine maps about the image centre (:mod:`..spatial.affine`): a rotation of
-    up to ``max_rotation`` degrees after independent x / y scalings within 1 +- ``max_scale``, then
-    a translation of up to ``max_shift`` mm along each axis."""
-    angle = np.deg2rad(rng.uniform(-max_rotation, max_rotation, batch_size))
-    sx, sy = rng.uniform(1 - max_scale, 1 + max_scale, (2, batch_size))
-    shift = rng.uniform(-max_shift, max_shift, (2, batch_size))
-    cos, sin = np.cos(angle), np.sin(angle)
-    parameters = np.stack([cos * sx, -sin * sy, sin * sx, cos * sy, *shift], axis=1)
-    return affine_matrix(torch.as_tensor(parameters, dtype=torch.float32, device=device))

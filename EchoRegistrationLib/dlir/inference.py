@@ -37,18 +37,19 @@ def autocast_context(device: torch.device, enabled: bool = True):
 LOADED_MODELS = 4  # checkpoints kept loaded between calls (per file version and device)
 
 
-def _file_stamp(path: Path) -> tuple[int, int, int]:
-    """(inode, modification time in ns, size in bytes) of ``path``; zeros when it is absent. Saving a
-    checkpoint replaces its files (a new inode), so any rewrite changes the stamp."""
+def _file_stamp(path: Path) -> tuple[int, int, int, int]:
+    """(inode, modification time, status change time (ns), size in bytes) of ``path``; zeros when it
+    is absent. Saving a checkpoint replaces its files (a new inode); a copy over it (``cp``, even
+    ``cp -p``) changes the status change time, which no user tool sets back."""
     try:
         stat = path.stat()
     except OSError:
-        return 0, 0, 0
-    return stat.st_ino, stat.st_mtime_ns, stat.st_size
+        return 0, 0, 0, 0
+    return stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size
 
 
 @functools.lru_cache(maxsize=LOADED_MODELS)
-def _loaded_model(weights: Path, stamps: tuple[tuple[int, int, int], ...], device: torch.device) -> DLIRModel:
+def _loaded_model(weights: Path, stamps: tuple[tuple[int, ...], ...], device: torch.device) -> DLIRModel:
     """The registration model of the checkpoint ``weights`` on ``device``, read once per version of
     its files (``stamps``: :func:`_file_stamp` of the weights and the config)."""
     loaded = load_model(weights, device)
@@ -63,8 +64,9 @@ def as_model(model: DLIRModel | str | os.PathLike, device: torch.device) -> DLIR
 
     Loaded checkpoints are kept (the last :data:`LOADED_MODELS`, keyed by file, inode, modification
     time, size and device), so calling the registration frame after frame does not read the file each
-    time, and a checkpoint rewritten by training is read again. The model returned is shared
-    between callers: use it for inference only.
+    time, and a checkpoint rewritten by training or copied over is read again. The model returned
+    is shared between callers: use it for inference only, and do not move it to another device or
+    change its attributes (``passes``): load a private copy with :func:`.checkpoints.load_model`.
 
     Raises:
         FileNotFoundError: no such checkpoint. CheckpointError: not a usable registration model.

@@ -4,7 +4,8 @@ Everything is computed on the working grid in physical units (fields in mm, bend
 1/mm^2), so the weights mean the same at every multi-scale stage. Terms that need labels are
 averaged over the labelled items of a batch only (and are 0 in a batch without labels: folders of
 unlabelled sequences train on the image terms alone). The optional motion term supervises the field
-with the simulator's true motion where a pair has one; it is 0 for real data.
+with the true motion where a pair has one (simulated sequences, warped templates); it is 0 for real
+pairs.
 """
 
 from __future__ import annotations

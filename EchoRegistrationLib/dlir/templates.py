@@ -30,8 +30,10 @@ import torch
 import torch.nn.functional as F
 
 from ..sequence import EchoSequence
-from ..spatial import affine_matrix, affine_to_displacement, field_to_numpy, invert_field, warp
-from ..spatial.pyramid import resample_image
+from ..losses import one_hot
+from ..spatial import affine_to_displacement, field_to_numpy, invert_field, warp
+from ..spatial.pyramid import level_spacing, resample_image
+from .augment import random_affine
 from .items import SequenceItem
 
 WARPED_SPEC = re.compile(r"^warped:(.+?)(?::(\d+))?$")
@@ -63,12 +65,7 @@ def random_motion(shape: tuple[int, int], spacing: tuple[float, float], rng: np.
                   generator: torch.Generator) -> torch.Tensor:
     """(1, 2, H, W) mm field of a random affine map about the image centre plus a smooth random field
     (module docstring), on an (H, W) grid of ``spacing`` (sx, sy) mm."""
-    angle = np.deg2rad(rng.uniform(-MAX_ROTATION_DEG, MAX_ROTATION_DEG))
-    sx, sy = rng.uniform(1 - MAX_SCALE, 1 + MAX_SCALE, 2)
-    tx, ty = rng.uniform(-MAX_SHIFT_MM, MAX_SHIFT_MM, 2)
-    cos, sin = np.cos(angle), np.sin(angle)
-    matrix = affine_matrix(torch.tensor([[cos * sx, -sin * sy, sin * sx, cos * sy, tx, ty]],
-                                        dtype=torch.float32))
+    matrix = random_affine(1, rng, MAX_ROTATION_DEG, MAX_SCALE, MAX_SHIFT_MM)
     field = affine_to_displacement(matrix, shape, spacing)
     amplitude = rng.uniform(*SMOOTH_AMPLITUDE_MM)
     coarse = amplitude * torch.randn((1, 2, CONTROL_POINTS, CONTROL_POINTS), generator=generator)
@@ -120,7 +117,7 @@ class WarpedTemplates(Sequence):
         copies: motions per template.
         seed: of the first item.
         description: what :meth:`describe` reports of the templates (their source, for the model's
-            licence: a CAMUS source keeps CAMUS's terms).
+            licence: a CAMUS source keeps CAMUS's terms); default the templates' own ``describe()``.
     """
 
     def __init__(self, templates: Sequence[SequenceItem], copies: int = 1, seed: int = 0,
@@ -128,7 +125,8 @@ class WarpedTemplates(Sequence):
         if copies < 1:
             raise ValueError(f"copies must be >= 1, got {copies}")
         self.templates, self.copies, self.seed = templates, int(copies), int(seed)
-        self.description = description
+        self.description = description if description is not None else \
+            getattr(templates, "describe", lambda: None)()
         self._frames: list[tuple[int, int]] | None = None
 
     def _index(self) -> list[tuple[int, int]]:
@@ -152,13 +150,11 @@ class WarpedTemplates(Sequence):
         scale = min(1.0, TEMPLATE_ROWS / seq.frames.shape[1])
         shape = (max(2, round(seq.frames.shape[1] * scale)), max(2, round(seq.frames.shape[2] * scale)))
         frame = resample_image(torch.from_numpy(np.asarray(seq.frames[t], np.float32))[None, None], shape)
-        # resample_image maps corner to corner: the extent (n - 1) * spacing is kept per axis
-        spacing = tuple(float(s) * (n - 1) / (m - 1)
-                        for s, n, m in zip(seq.spacing, seq.frames.shape[:0:-1], shape[::-1]))
+        spacing = level_spacing(seq.frames.shape[1:], shape, seq.spacing)
         labels = None
-        if seq.labels is not None:
-            codes = torch.from_numpy(np.asarray(seq.label_map(t), np.float32))[None, None]
-            labels = F.interpolate(codes, size=shape, mode="nearest")[0, 0].numpy().astype(np.uint8)
+        if seq.labels is not None:  # resampled as the frame is (corner to corner), one code per pixel
+            codes = torch.from_numpy(np.asarray(seq.label_map(t), np.int64))[None, None]
+            labels = resample_image(one_hot(codes, int(codes.max()) + 1), shape).argmax(1)[0].numpy().astype(np.uint8)
         return warped_template(frame[0, 0].numpy(), labels, spacing, self.seed + index)
 
     def describe(self) -> dict[str, Any]:

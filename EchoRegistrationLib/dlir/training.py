@@ -39,8 +39,8 @@ from ..spatial import affine_to_displacement, in_view_mask, warp
 from .affine_net import AffineNet
 from .checkpoints import (MODEL_NAME, load_model, load_training_state, read_config, save_model,
                           save_training_state)
-from .data import (PairSampler, SequenceItem, data_licence, describe_source, open_source,
-                   random_affine)
+from .augment import random_affine
+from .data import PairSampler, SequenceItem, data_licence, describe_source, open_source
 from .discriminator import PatchDiscriminator
 from .evaluation import evaluate
 from .grid import prepare_frames
@@ -212,9 +212,14 @@ class _Run:
         return history
 
 
+INFERENCE_SETTINGS = ("working_size", "passes")  # architecture keys that are not weight shapes
+
+
 def _fixed_part(architecture: dict[str, Any] | None) -> dict[str, Any] | None:
-    """An architecture without ``working_size``, which follows the stage a checkpoint was saved in."""
-    return None if architecture is None else {k: v for k, v in architecture.items() if k != "working_size"}
+    """An architecture without :data:`INFERENCE_SETTINGS`: ``working_size`` follows the stage a
+    checkpoint was saved in, ``passes`` is chosen after training (and absent from older configs)."""
+    return None if architecture is None else \
+        {k: v for k, v in architecture.items() if k not in INFERENCE_SETTINGS}
 
 
 def _items(source: Any) -> Sequence[SequenceItem] | None:
@@ -241,9 +246,9 @@ def _load_or_keep(model: nn.Module | str | os.PathLike, cls: type) -> nn.Module:
 
 def _start_from(model: DLIRModel, trained: DLIRModel) -> None:
     """Copy the weights of ``trained`` into ``model``; their networks must have the same shape (the
-    working size and the tracking mode may differ)."""
+    working size, the passes and the tracking mode may differ)."""
     def networks(m: DLIRModel) -> dict[str, Any]:
-        return {k: v for k, v in m.architecture().items() if k not in ("working_size", "mode")}
+        return {k: v for k, v in (_fixed_part(m.architecture()) or {}).items() if k != "mode"}
     if networks(trained) != networks(model):
         raise ValueError(f"cannot start from {getattr(trained, 'name', 'that model')}: its networks "
                          f"{networks(trained)} differ from {networks(model)}")
