@@ -79,6 +79,7 @@ OUTPUT_PARAMETERS = {
     "frame_table": "frameTable",
     "summary_table": "summaryTable",
     "chart": "strainChart",
+    "enhanced": "enhancedSequence",
 }
 
 
@@ -133,7 +134,8 @@ class EchoRegistrationParameterNode:
         path; a name stays valid when the extension moves (another Slicer revision).
     enhance: enhance the frames with the installed enhancement model before registering
         (experimental, off by default; :meth:`EchoRegistrationLogic.enhancer`).
-    warpedSequence ... strainChart: outputs of the last run (replaced by the next run).
+    warpedSequence ... strainChart, enhancedSequence: outputs of the last run (replaced by the next
+        run); enhancedSequence holds the enhanced, unwarped frames, None unless the run enhanced them.
     frameWarped, frameTransform: outputs of "Register current frame".
     """
 
@@ -153,6 +155,7 @@ class EchoRegistrationParameterNode:
     frameTable: vtkMRMLTableNode
     summaryTable: vtkMRMLTableNode
     strainChart: vtkMRMLPlotChartNode
+    enhancedSequence: vtkMRMLSequenceNode
     frameWarped: vtkMRMLScalarVolumeNode
     frameTransform: vtkMRMLGridTransformNode
 

@@ -158,7 +158,8 @@ class WorkflowSettings:
 
 @dataclass(eq=False)
 class Analysis:
-    """A registered sequence: its frames, the registration and (with a myocardium) the strain."""
+    """A registered sequence: its frames, the registration (with the enhanced frames when the
+    settings enhanced them, ``registration.enhanced``) and (with a myocardium) the strain."""
 
     sequence: EchoSequence
     registration: RegistrationResult
@@ -292,13 +293,14 @@ def run_registration(study: Study, settings: WorkflowSettings, output: str | os.
                      overwrite: bool = False, itk_fields: bool = False,
                      progress: ProgressCallback | None = None) -> Analysis:
     """``echoreg register``: load, register, write ``warped.seq.nrrd``, ``displacement.npz``,
-    ``report.json`` (and ITK fields) into ``output`` as one set; outputs are checked before the
-    work. Raises as :func:`analyse` and FileExistsError for outputs that exist."""
+    ``report.json`` (with ``settings.enhance``, also ``enhanced.seq.nrrd``; and ITK fields) into
+    ``output`` as one set; outputs are checked before the work. Raises as :func:`analyse` and
+    FileExistsError for outputs that exist."""
     from .registration import save_registration
     from .registration.export import check_outputs
 
     seq = study.load()
-    check_outputs(seq, output, overwrite=overwrite, itk_fields=itk_fields)
+    check_outputs(seq, output, overwrite=overwrite, itk_fields=itk_fields, enhanced=settings.enhance is not None)
     analysis = analyse(seq, settings, None, progress=progress)
     save_registration(analysis.registration, seq, output, overwrite=overwrite, itk_fields=itk_fields)
     return analysis

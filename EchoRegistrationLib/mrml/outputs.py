@@ -3,6 +3,8 @@
 :func:`add_outputs` makes, for an input sequence named N:
 
 * ``N warped``: volume sequence of the frames warped onto the reference frame;
+* ``N enhanced``: volume sequence of the frames as registered, enhanced before registration and
+  unwarped (only when the settings enhanced them, ``registration.enhanced``);
 * ``N deformation``: sequence of grid transforms (the fields, "from parent" = resampling
   direction), its proxy shown as a deformation grid in the slice views;
 * ``N longitudinal strain``: volume sequence of the longitudinal strain maps in % on the reference
@@ -48,7 +50,8 @@ FRAME_COLUMN = "frame"
 
 @dataclass(eq=False)
 class EchoOutputs:
-    """The output nodes of one analysis (those without a myocardium are None)."""
+    """The output nodes of one analysis (those without a myocardium are None, ``enhanced`` when the
+    frames were not enhanced before registration)."""
 
     warped: slicer.vtkMRMLSequenceNode
     transforms: slicer.vtkMRMLSequenceNode
@@ -56,6 +59,7 @@ class EchoOutputs:
     strain_map: slicer.vtkMRMLSequenceNode | None = None
     summary_table: slicer.vtkMRMLTableNode | None = None
     chart: slicer.vtkMRMLPlotChartNode | None = None
+    enhanced: slicer.vtkMRMLSequenceNode | None = None
 
     def nodes(self) -> list[slicer.vtkMRMLNode]:
         """The nodes that exist, in field order."""
@@ -127,7 +131,9 @@ def add_outputs(scene: slicer.vtkMRMLScene, browser: slicer.vtkMRMLSequenceBrows
                                                   registration.displacement, seq, like=input_sequence))
         strain_map = None if strain is None else keep(volume_sequence_node(
             scene, f"{name} longitudinal strain", seq, strain.longitudinal_map, like=input_sequence))
-        proxies = synchronise(browser, [n for n in (warped, transforms, strain_map) if n is not None])
+        enhanced = None if registration.enhanced is None else keep(volume_sequence_node(
+            scene, f"{name} enhanced", seq, registration.enhanced, like=input_sequence))
+        proxies = synchronise(browser, [n for n in (warped, transforms, strain_map, enhanced) if n is not None])
         show_deformation_grid(proxies[1])
         if strain_map is not None:
             show_strain_map(proxies[2], strain_colour_table(scene))
@@ -142,7 +148,7 @@ def add_outputs(scene: slicer.vtkMRMLScene, browser: slicer.vtkMRMLSequenceBrows
     except BaseException:
         remove_nodes(made)
         raise
-    return EchoOutputs(warped, transforms, frame_table, strain_map, summary, chart)
+    return EchoOutputs(warped, transforms, frame_table, strain_map, summary, chart, enhanced)
 
 
 def remove_outputs(outputs: EchoOutputs) -> None:

@@ -4,6 +4,8 @@
 
 * ``warped.seq.nrrd``: the warped frames as a Slicer volume sequence (same geometry and times as
   the input, gzip; open it in Slicer with Add Data).
+* only when the frames were enhanced before registration (``echoreg register --enhance``):
+  ``enhanced.seq.nrrd``, the enhanced frames as registered, unwarped, in the same format.
 * ``displacement.npz``: NumPy (compressed): ``displacement`` (T, H, W, 2) float32 mm, ``spacing``
   (sx, sy) mm, ``frame_times`` (T,) s, ``reference`` index, ``no_signal`` (T,) bool (frames
   without information, whose field is interpolated), ``convention`` text, ``spacing_known`` and
@@ -53,35 +55,52 @@ def displacement_to_itk(field: np.ndarray, seq: EchoSequence) -> sitk.Image:
     return image
 
 
-def output_names(seq: EchoSequence, itk_fields: bool = False) -> list[str]:
+WARPED, ENHANCED, DISPLACEMENT, REPORT = "warped.seq.nrrd", "enhanced.seq.nrrd", "displacement.npz", "report.json"
+
+
+def itk_field_names(seq: EchoSequence) -> list[str]:
+    """The ITK field files of ``seq``'s frames, relative to the output folder, in frame order."""
+    return [f"fields/displacement_t{t:03d}.mha" for t in range(seq.n_frames)]
+
+
+def output_names(seq: EchoSequence, itk_fields: bool = False, enhanced: bool = False) -> list[str]:
     """The files :func:`save_registration` writes for ``seq``, relative to its folder: warped
-    sequence, NumPy fields, report, then (``itk_fields``) one ITK field per frame."""
-    fields = [f"fields/displacement_t{t:03d}.mha" for t in range(seq.n_frames)] if itk_fields else []
-    return ["warped.seq.nrrd", "displacement.npz", "report.json", *fields]
+    sequence, (``enhanced``) enhanced sequence, NumPy fields, report, then (``itk_fields``) one ITK
+    field per frame."""
+    return [WARPED, *([ENHANCED] if enhanced else []), DISPLACEMENT, REPORT,
+            *(itk_field_names(seq) if itk_fields else [])]
+
+
+def frames_like(seq: EchoSequence, frames: np.ndarray, path: Path) -> EchoSequence:
+    """``seq`` with (T, H, W) float32 ``frames`` instead of its own (same geometry, times, ED / ES,
+    mask; no labels), its metadata's ``source`` set to ``path`` (where it is written)."""
+    return dataclasses.replace(seq, frames=frames, labels=None, label_frames=None,
+                               metadata={**seq.metadata, "source": str(path)})
 
 
 def check_outputs(seq: EchoSequence, folder: str | os.PathLike, overwrite: bool = False,
-                  itk_fields: bool = False) -> None:
-    """Check before the work that the outputs can be written into ``folder``.
+                  itk_fields: bool = False, enhanced: bool = False) -> None:
+    """Check before the work that the outputs (:func:`output_names`) can be written into ``folder``.
 
     Raises:
         FileExistsError: an output would replace an existing file without ``overwrite``.
         NotADirectoryError, PermissionError: the folder cannot be created or written.
     """
-    check_output_folder(folder, output_names(seq, itk_fields), overwrite)
+    check_output_folder(folder, output_names(seq, itk_fields, enhanced), overwrite)
 
 
 def save_registration(result: RegistrationResult, seq: EchoSequence, folder: str | os.PathLike, *,
                       overwrite: bool = False, itk_fields: bool = False) -> list[Path]:
-    """Write ``result`` (computed on ``seq``) into ``folder`` as one set (see the module docstring);
-    returns the files written. Raises as :func:`check_outputs`, before writing anything."""
-    names = output_names(seq, itk_fields)
+    """Write ``result`` (computed on ``seq``) into ``folder`` as one set (see the module docstring;
+    ``enhanced.seq.nrrd`` when ``result.enhanced`` is set); returns the files written. Raises as
+    :func:`check_outputs`, before writing anything."""
+    folder = Path(folder)
+    names = output_names(seq, itk_fields, result.enhanced is not None)
     with atomic_output_set(folder, names, overwrite) as tmp:
-        warped = dataclasses.replace(seq, frames=result.warped, labels=None, label_frames=None,
-                                     metadata={**seq.metadata, "source": str(Path(folder) / names[0]),
-                                               "registration": result.method})
-        write_seq_nrrd(warped, tmp / names[0])
-        np.savez_compressed(tmp / names[1], displacement=result.displacement,
+        write_seq_nrrd(frames_like(seq, result.warped, folder / WARPED), tmp / WARPED)
+        if result.enhanced is not None:
+            write_seq_nrrd(frames_like(seq, result.enhanced, folder / ENHANCED), tmp / ENHANCED)
+        np.savez_compressed(tmp / DISPLACEMENT, displacement=result.displacement,
                             spacing=np.asarray(seq.spacing), frame_times=seq.frame_times,
                             reference=result.reference, no_signal=result.no_signal,
                             convention=CONVENTION, spacing_known=seq.spacing_known,
@@ -91,9 +110,10 @@ def save_registration(result: RegistrationResult, seq: EchoSequence, folder: str
                   "frame_times_s": [round(float(t), 6) for t in seq.frame_times] if seq.frame_times_known else None,
                   "mask_inside_fraction": None if seq.mask is None else round(float(seq.mask.mean()), 6),
                   **result.report()}
-        (tmp / names[2]).write_text(json.dumps(report, indent=2) + "\n")
-        for t, name in enumerate(names[3:]):
-            (tmp / name).parent.mkdir(exist_ok=True)
-            sitk.WriteImage(displacement_to_itk(result.displacement[t], seq), str(tmp / name),
-                            useCompression=True)
-    return [Path(folder) / name for name in names]
+        (tmp / REPORT).write_text(json.dumps(report, indent=2) + "\n")
+        if itk_fields:
+            for t, name in enumerate(itk_field_names(seq)):
+                (tmp / name).parent.mkdir(exist_ok=True)
+                sitk.WriteImage(displacement_to_itk(result.displacement[t], seq), str(tmp / name),
+                                useCompression=True)
+    return [folder / name for name in names]

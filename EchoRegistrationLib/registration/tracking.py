@@ -105,6 +105,9 @@ class RegistrationResult:
         no_signal: (T,) bool, frames without signal whose field is interpolated in time, not
             measured (module docstring).
         warnings: one line per problem, naming the frame (no signal; similarity lowered).
+        enhanced: (T, H, W) float32 grey 0..255, the frames as registered when they were enhanced
+            first (``enhance`` of :func:`register_sequence`; unwarped, on the input's grid); None
+            when enhancement was off.
     """
 
     displacement: np.ndarray
@@ -120,6 +123,7 @@ class RegistrationResult:
     parameters: dict[str, Any] = field(default_factory=dict)
     no_signal: np.ndarray | None = None
     warnings: list[str] = field(default_factory=list)
+    enhanced: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.no_signal is None:
@@ -271,8 +275,9 @@ def register_sequence(
         cancel: returning True stops the work (:class:`RegistrationCancelled`).
         enhance: an enhancement model (installed name, checkpoint or generator;
             :func:`..enhancement.enhance_sequence`) applied to the frames first; the fields and the
-            warped frames are then those of the enhanced frames, and ``parameters`` records the
-            model and its seconds. Off by default (README, "Enhancement before registration").
+            warped frames are then those of the enhanced frames, the enhanced frames are kept in
+            :attr:`RegistrationResult.enhanced`, and ``parameters`` records the model and its
+            seconds. Off by default (README, "Enhancement before registration").
         **options: passed to :func:`register_pair` (loss, levels, iterations, control_spacing, ...);
             they override :data:`METHOD_DEFAULTS`.
 
@@ -328,6 +333,7 @@ def register_sequence(
         similarity_before=before, similarity_after=after, folding_fraction=folding,
         seconds=seconds, device=str(dev), parameters={"chunk_size": chunk_size, **enhancement, **options},
         no_signal=no_signal, warnings=quality_warnings(before, after, no_signal, pairs),
+        enhanced=seq.frames if enhance is not None else None,
     )
 
 

@@ -1,0 +1,124 @@
+"""Issue 16, "the enhanced sequence can be shown and saved": a registration that enhanced its frames
+keeps them (enhanced once), the Slicer module shows them as "<input> enhanced" in the input's browser
+(replaced by the next run, absent without enhancement), and ``echoreg register --enhance`` writes
+them as enhanced.seq.nrrd. Real numbers, slicer-core's real MRML, a tiny enhancer with seeded
+non-identity weights (test_enhancement_panel.save_enhancer)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+from test_enhancement_panel import ENHANCER, MODULE, save_enhancer
+
+from EchoRegistrationLib import load_sequence, save_sequence
+from EchoRegistrationLib.cli import main
+from EchoRegistrationLib.enhancement import inference
+from EchoRegistrationLib.enhancement.inference import enhance_sequence
+from EchoRegistrationLib.io.seqnrrd import read_seq_nrrd
+from EchoRegistrationLib.registration import register_sequence
+from EchoRegistrationLib.simulation import simulate_sequence
+
+FAST = {"iterations": (5, 5, 5)}
+
+
+@pytest.fixture
+def enhancer(tmp_path):
+    """An installed-models folder holding one tiny enhancer; returns the enhancer's folder."""
+    return save_enhancer(tmp_path / "Models" / ENHANCER)
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return simulate_sequence(view="A4C", n_frames=3, image_size=(64, 56), seed=4)
+
+
+def test_the_registration_keeps_the_frames_it_enhanced_once(sim, enhancer, monkeypatch):
+    calls = []
+    monkeypatch.setattr(inference, "enhance_sequence",
+                        lambda *args, **kwargs: calls.append(1) or enhance_sequence(*args, **kwargs))
+    seq = sim.sequence
+    result = register_sequence(seq, device="cpu", enhance=str(enhancer), **FAST)
+    assert len(calls) == 1
+    expected = enhance_sequence(seq, str(enhancer), device="cpu").frames
+    assert result.enhanced.shape == seq.frames.shape and result.enhanced.dtype == np.float32
+    np.testing.assert_allclose(result.enhanced, expected, atol=1e-3)  # grey levels 0..255
+    assert np.abs(expected - seq.frames).mean() > 1.0  # the generator is not the identity
+    assert register_sequence(seq, device="cpu", **FAST).enhanced is None
+
+
+@pytest.fixture
+def module(monkeypatch):
+    """The module file on slicer-core's MRML, stand-ins for Slicer's Qt-side modules only."""
+    pytest.importorskip("slicer", reason="needs the slicer-core wheels (real MRML)")
+    from slicer_stand_in import load_module_file, stand_in_modules
+
+    stand_ins = stand_in_modules()
+    for name in ("qt", "slicer.i18n", "slicer.parameterNodeWrapper", "slicer.ScriptedLoadableModule"):
+        monkeypatch.setitem(sys.modules, name, stand_ins[name])
+    return load_module_file(MODULE, "EchoRegistration_under_test")
+
+
+def test_the_module_shows_the_enhanced_frames_until_a_run_without(module, sim, enhancer, tmp_path):
+    import slicer
+
+    from EchoRegistrationLib.mrml import browser_for, echo_sequence_from_node, volume_sequence_node
+    from EchoRegistrationLib.mrml.headless import standalone_scene
+
+    env = standalone_scene()  # held: the scene lives as long as its nodes are used
+    node = volume_sequence_node(env.scene, "echo", sim.sequence)
+    browser = browser_for(env.scene, node)
+    logic = module.EchoRegistrationLogic(enhancer.parent)
+    parameters = module.EchoRegistrationParameterNode()
+    parameters.inputSequence, parameters.myocardiumSource, parameters.device = node, None, "CPU"
+    for name in module.OUTPUT_PARAMETERS.values():  # a fresh parameter node: no outputs yet
+        setattr(parameters, name, None)
+    parameters.enhance = True
+
+    outputs = logic.run(parameters)
+    shown = outputs.enhanced
+    assert shown.GetName() == "echo enhanced" and parameters.enhancedSequence is shown
+    assert browser.IsSynchronizedSequenceNode(shown.GetID())
+    assert [shown.GetNthIndexValue(t) for t in range(3)] == [node.GetNthIndexValue(t) for t in range(3)]
+    assert shown.GetNthDataNode(0).GetSpacing()[:2] == node.GetNthDataNode(0).GetSpacing()[:2]
+    read = echo_sequence_from_node(node)
+    expected = enhance_sequence(read, str(enhancer), device="cpu").frames
+    np.testing.assert_allclose(echo_sequence_from_node(shown).frames, expected, atol=1e-3)
+    storage = env.scene.AddNewNodeByClass("vtkMRMLVolumeSequenceStorageNode")  # saved with the scene
+    storage.SetFileName(str(tmp_path / "echo enhanced.seq.nrrd"))
+    assert storage.WriteData(shown) == 1
+    back = read_seq_nrrd(tmp_path / "echo enhanced.seq.nrrd")
+    np.testing.assert_allclose(back.frames, expected, atol=1e-3)
+    np.testing.assert_allclose(back.frame_times, read.frame_times, atol=1e-6)
+    assert back.spacing == pytest.approx(read.spacing)
+
+    parameters.enhance = False
+    outputs = logic.run(parameters)
+    assert outputs.enhanced is None and parameters.enhancedSequence is None
+    assert shown.GetScene() is None  # the previous run's enhanced sequence was removed
+    assert env.scene.GetFirstNodeByName("echo enhanced") is None
+    assert isinstance(parameters.warpedSequence, slicer.vtkMRMLSequenceNode)
+
+
+def test_register_writes_the_enhanced_sequence_only_with_enhance(sim, enhancer, tmp_path, capsys):
+    cine = save_sequence(sim.sequence, tmp_path / "cine.seq.nrrd")
+    common = ["register", str(cine), "--iterations", "5", "--device", "cpu"]
+    assert main([*common, "-o", str(tmp_path / "plain")]) == 0
+    assert not (tmp_path / "plain" / "enhanced.seq.nrrd").exists()
+    assert "enhance" not in json.loads((tmp_path / "plain" / "report.json").read_text())["parameters"]
+
+    out = tmp_path / "enhanced"
+    assert main([*common, "-o", str(out), "--enhance", str(enhancer)]) == 0
+    assert "warped.seq.nrrd, enhanced.seq.nrrd, displacement.npz" in capsys.readouterr().out
+    read = load_sequence(cine)
+    back = load_sequence(out / "enhanced.seq.nrrd")
+    np.testing.assert_allclose(back.frames, enhance_sequence(read, str(enhancer), device="cpu").frames, atol=1e-3)
+    np.testing.assert_allclose(back.frame_times, read.frame_times, atol=1e-6)
+    assert back.spacing == pytest.approx(read.spacing)
+    assert json.loads((out / "report.json").read_text())["parameters"]["enhance"] == str(enhancer)
+    # the output set is checked before the work: an existing enhanced.seq.nrrd is not replaced
+    (out / "warped.seq.nrrd").unlink()
+    assert main([*common, "-o", str(out), "--enhance", str(enhancer)]) == 2
+    assert "enhanced.seq.nrrd: already exists" in capsys.readouterr().err
