@@ -13,6 +13,11 @@ benchmark uses:
 Usage (repository root)::
 
     .venv/bin/python benchmarks/validate_passes.py --models echoreg-dlir-sim runs/camus/dlir_camus --passes 1 2 3
+    .venv/bin/python benchmarks/validate_passes.py --models runs/camus/dlir_camus --write runs/camus/chosen
+
+With ``--write`` (one model), the model is written there with the chosen ``passes``: the fewest passes
+among those with the lowest mean of the two end-point errors and at most :data:`MAX_FOLDING_PCT` %
+folding on both sets; the validation table is kept in its config (``passes_validation``).
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from EchoRegistrationLib.dlir.checkpoints import load_model  # noqa: E402
+from EchoRegistrationLib.dlir.checkpoints import load_model, read_config, save_model  # noqa: E402
+from EchoRegistrationLib.dlir.shipped import resolve_model  # noqa: E402
 from EchoRegistrationLib.dlir.data import SequenceFolder, simulate_item  # noqa: E402
 from EchoRegistrationLib.dlir.inference import predict_sequence_fields  # noqa: E402
 from EchoRegistrationLib.dlir.items import SequenceItem  # noqa: E402
@@ -36,6 +42,7 @@ from EchoRegistrationLib.spatial import field_to_numpy, folding_fraction  # noqa
 
 VALIDATION_SEEDS = range(5000, 5008)
 TEMPLATE_MOTION_SEED = 900_000
+MAX_FOLDING_PCT = 0.05
 CAMUS_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "camus_ed_es" / "train"
 
 
@@ -60,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--passes", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--templates", type=int, default=12, help="warped CAMUS train templates (0: none)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--write", type=Path, help="write the (single) model with the chosen passes here")
     args = parser.parse_args(argv)
+    if args.write is not None and len(args.models) != 1:
+        parser.error("--write needs exactly one model")
     torch.set_num_threads(args.threads)
     simulated = [simulate_item(seed, n_frames=10) for seed in VALIDATION_SEEDS]
     templates = []
@@ -74,14 +84,33 @@ def main(argv: list[str] | None = None) -> int:
           f"{TEMPLATE_MOTION_SEED}+)")
     print("| model | passes | sim EPE ES mm | sim folding % | template EPE mm | template folding % |")
     print("|---|---|---|---|---|---|")
+    rows = []
     for name in args.models:
         model = load_model(name)  # a private copy: passes is changed below
         for passes in args.passes:
             model.passes = passes
             sim = scores(model, simulated)
             tmpl = scores(model, templates) if templates else (float("nan"), float("nan"))
+            rows.append({"passes": passes, "sim_epe_mm": sim[0], "sim_folding_pct": sim[1],
+                         "template_epe_mm": tmpl[0], "template_folding_pct": tmpl[1]})
             print(f"| {name} | {passes} | {sim[0]:.2f} | {sim[1]:.3f} | {tmpl[0]:.2f} | {tmpl[1]:.3f} |", flush=True)
+    if args.write is not None:
+        model.passes = choose(rows)
+        config = read_config(resolve_model(args.models[0]))
+        extra = {k: v for k, v in config.items() if k not in ("format", "kind", "architecture")}
+        save_model(model, args.write, **extra, passes_validation=rows)
+        print(f"wrote {args.write} with passes = {model.passes}")
     return 0
+
+
+def choose(rows: list[dict[str, float]]) -> int:
+    """The fewest passes among the rows with the lowest mean end-point error (simulated and template,
+    NaN-free) whose folding is at most :data:`MAX_FOLDING_PCT` % on both sets (else among all rows)."""
+    def error(row):
+        return float(np.nanmean([row["sim_epe_mm"], row["template_epe_mm"]]))
+    folding_ok = [r for r in rows if np.nanmax([r["sim_folding_pct"], r["template_folding_pct"]]) <= MAX_FOLDING_PCT]
+    best = min(folding_ok or rows, key=lambda r: (round(error(r), 2), r["passes"]))
+    return int(best["passes"])
 
 
 if __name__ == "__main__":
