@@ -4,6 +4,7 @@ Usage (repository root)::
 
     .venv/bin/python benchmarks/speed_register_sequence.py --threads 2 --repeats 3            # 20 x 256 x 256
     .venv/bin/python benchmarks/speed_register_sequence.py --shape 512 422 --methods dlir dlir-sequential
+    .venv/bin/python benchmarks/speed_register_sequence.py --shape 512 422 --methods dlir dlir:runs/my_model
 
 Every frame of a 20-frame simulated sequence (seed 10000, ``--shape`` rows x columns, the sector
 depth of 140-160 mm over the rows: about 0.3 mm pixels at 512 rows) is
@@ -45,6 +46,21 @@ METHODS = {
     "dlir-refine": ("dlir", {"model": SHIPPED_MODEL, "refine": 40}),
 }
 DEFAULT_METHODS = ["deformable", "deformable-to-reference", "dlir"]
+DLIR_PREFIX = "dlir:"  # "dlir:MODEL": any installed model or checkpoint, alone
+
+
+def method_of(name: str) -> tuple[str, dict]:
+    """(method, register_sequence options) of a :data:`METHODS` name or ``dlir:MODEL``."""
+    if name.startswith(DLIR_PREFIX):
+        return "dlir", {"model": name[len(DLIR_PREFIX):]}
+    return METHODS[name]
+
+
+def method_name(text: str) -> str:
+    """argparse type: a :data:`METHODS` name or ``dlir:MODEL``."""
+    if text in METHODS or (text.startswith(DLIR_PREFIX) and len(text) > len(DLIR_PREFIX)):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r}: not one of {sorted(METHODS)} nor {DLIR_PREFIX}MODEL")
 
 
 def median_seconds(run, repeats: int) -> float:
@@ -62,7 +78,7 @@ def time_methods(seq: EchoSequence, names: list[str], repeats: int, device: str)
     """Median seconds per sequence of OpenCV DIS (key "OpenCV DIS") and of each named method."""
     seconds = {"OpenCV DIS": median_seconds(lambda: peer_sequence_fields(opencv_dis, seq, 0), repeats)}
     for name in names:
-        method, options = METHODS[name]
+        method, options = method_of(name)
         seconds[name] = median_seconds(lambda: register_sequence(seq, method, device=device, **options),
                                        repeats)
     return seconds
@@ -72,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--shape", type=int, nargs=2, default=[256, 256], metavar=("ROWS", "COLUMNS"))
-    parser.add_argument("--methods", nargs="+", choices=sorted(METHODS), default=DEFAULT_METHODS)
+    parser.add_argument("--methods", nargs="+", type=method_name, default=DEFAULT_METHODS,
+                        help=f"of {sorted(METHODS)} or {DLIR_PREFIX}MODEL (default {DEFAULT_METHODS})")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
