@@ -30,16 +30,24 @@ def mse_loss(fixed: torch.Tensor, warped: torch.Tensor,
     return _per_item_mean((fixed - warped) ** 2, mask).mean()
 
 
-def ncc_loss(fixed: torch.Tensor, warped: torch.Tensor, mask: torch.Tensor | None = None,
-             eps: float = 1e-8) -> torch.Tensor:
-    """1 - NCC, global normalised cross-correlation of each (C, H, W) item (all channels and pixels
-    are samples). 0 when ``warped`` is a positive affine intensity transform of ``fixed``, 1 when
-    uncorrelated, 2 when inverted. ``eps`` (intensity^4) keeps flat images finite."""
+def ncc(fixed: torch.Tensor, warped: torch.Tensor, mask: torch.Tensor | None = None,
+        eps: float = 1e-8) -> torch.Tensor:
+    """(B,) global normalised cross-correlation of each (C, H, W) item of (B or 1, C, H, W) images
+    (all channels and pixels are samples; a batch of 1 is broadcast), within ``mask``
+    ((B or 1, 1, H, W)) when given. 1 when ``warped`` is a positive affine intensity transform of
+    ``fixed``, 0 when uncorrelated, -1 when inverted. ``eps`` (intensity^4) keeps flat images finite."""
     f = fixed - _per_item_mean(fixed, mask)[:, None, None, None]
     w = warped - _per_item_mean(warped, mask)[:, None, None, None]
     covariance = _per_item_mean(f * w, mask)
     variances = _per_item_mean(f * f, mask) * _per_item_mean(w * w, mask)
-    return (1 - covariance / torch.sqrt(variances + eps)).mean()
+    return covariance / torch.sqrt(variances + eps)
+
+
+def ncc_loss(fixed: torch.Tensor, warped: torch.Tensor, mask: torch.Tensor | None = None,
+             eps: float = 1e-8) -> torch.Tensor:
+    """1 - NCC (:func:`ncc`), the mean over the batch: 0 when ``warped`` is a positive affine
+    intensity transform of ``fixed``, 1 when uncorrelated, 2 when inverted."""
+    return (1 - ncc(fixed, warped, mask, eps)).mean()
 
 
 def box_mean(images: torch.Tensor, window: int) -> torch.Tensor:

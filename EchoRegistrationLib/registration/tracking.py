@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ..losses import ncc_loss
+from ..losses import ncc
 from ..sequence import EchoDataError, EchoSequence, no_signal_frames
 from ..device import resolve_device
 from ..spatial import field_to_numpy, folding_fraction, warp
@@ -197,8 +197,8 @@ def frame_quality(reference: torch.Tensor, frames: torch.Tensor, warped: torch.T
                   mask: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-frame (NCC before, NCC after, folding fraction) for (T, 1, H, W) frames and warped
     frames against a (1, 1, H, W) reference, with (T, 2, H, W) mm fields."""
-    before = np.array([1 - float(ncc_loss(reference, f[None], mask=mask)) for f in frames])
-    after = np.array([1 - float(ncc_loss(reference, w[None], mask=mask)) for w in warped])
+    before = ncc(reference, frames, mask=mask).cpu().numpy()
+    after = ncc(reference, warped, mask=mask).cpu().numpy()
     folding = folding_fraction(displacement, spacing, mask).cpu().numpy()
     return before, after, folding
 

@@ -9,15 +9,11 @@ from .coordinates import Spacing, spacing_tensor
 
 def central_difference(values: torch.Tensor, dim: int) -> torch.Tensor:
     """Derivative per pixel step along ``dim``, same shape as ``values``: central differences
-    inside, one-sided at the two edges, 0 along an axis of length 1. Exact for linear data."""
-    n = values.shape[dim]
-    if n == 1:
+    inside, one-sided at the two edges (:func:`torch.gradient`), 0 along an axis of length 1.
+    Exact for linear data."""
+    if values.shape[dim] == 1:
         return torch.zeros_like(values)
-    forward = values.narrow(dim, 1, n - 1) - values.narrow(dim, 0, n - 1)
-    if n == 2:
-        return torch.cat((forward, forward), dim)
-    inner = (values.narrow(dim, 2, n - 2) - values.narrow(dim, 0, n - 2)) / 2
-    return torch.cat((forward.narrow(dim, 0, 1), inner, forward.narrow(dim, n - 2, 1)), dim)
+    return torch.gradient(values, dim=dim)[0]
 
 
 def displacement_gradient(displacement: torch.Tensor, spacing: Spacing) -> torch.Tensor:
@@ -34,8 +30,10 @@ def jacobian_determinant(displacement: torch.Tensor, spacing: Spacing) -> torch.
 
     1 means area preserved, > 1 local expansion, <= 0 folding (the map is not invertible there).
     """
-    g = displacement_gradient(displacement, spacing)
-    return (1 + g[:, 0, 0]) * (1 + g[:, 1, 1]) - g[:, 0, 1] * g[:, 1, 0]
+    s = spacing_tensor(spacing, displacement)
+    d_dx = central_difference(displacement, -1) / s[:, 0:1]  # (d u_x / dx, d u_y / dx)
+    d_dy = central_difference(displacement, -2) / s[:, 1:2]  # (d u_x / dy, d u_y / dy)
+    return (1 + d_dx[:, 0]) * (1 + d_dy[:, 1]) - d_dy[:, 0] * d_dx[:, 1]
 
 
 def folding_fraction(displacement: torch.Tensor, spacing: Spacing,
