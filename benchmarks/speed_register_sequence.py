@@ -4,7 +4,8 @@ Usage (repository root)::
 
     .venv/bin/python benchmarks/speed_register_sequence.py --threads 2 --repeats 3            # 20 x 256 x 256
     .venv/bin/python benchmarks/speed_register_sequence.py --shape 512 422 --methods dlir dlir-sequential
-    .venv/bin/python benchmarks/speed_register_sequence.py --shape 512 422 --methods dlir dlir:runs/my_model
+    .venv/bin/python benchmarks/speed_register_sequence.py --shape 512 422 --methods dlir dlir:runs/my_model \
+        fields:echoreg-dlir-sim
 
 Every frame of a 20-frame simulated sequence (seed 10000, ``--shape`` rows x columns, the sector
 depth of 140-160 mm over the rows: about 0.3 mm pixels at 512 rows) is
@@ -13,7 +14,8 @@ preset, :func:`benchmarks.peer_methods.opencv_dis`, frame to frame 0) in the sam
 median seconds per sequence and per frame pair and the ratio to DIS's median; torch and OpenCV both
 get ``--threads`` threads. The times are those a user gets from ``register_sequence`` (reading the
 frames onto the working grid, the network or the optimiser, the fields back in mm, quality checks),
-the model loaded once beforehand. Machines here are shared: read the ratios, not the seconds.
+the model loaded once beforehand; ``fields:MODEL`` rows time the network's fields alone (on the input grid,
+in mm: what DIS gives). Machines here are shared: read the ratios, not the seconds.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.peer_methods import opencv_dis, peer_sequence_fields  # noqa: E402
+from EchoRegistrationLib.dlir.inference import predict_sequence_fields  # noqa: E402
 from EchoRegistrationLib.dlir.shipped import SEQUENTIAL_MODEL, SHIPPED_MODEL  # noqa: E402
 from EchoRegistrationLib.registration import register_sequence  # noqa: E402
 from EchoRegistrationLib.sequence import EchoSequence  # noqa: E402
@@ -47,6 +50,7 @@ METHODS = {
 }
 DEFAULT_METHODS = ["deformable", "deformable-to-reference", "dlir"]
 DLIR_PREFIX = "dlir:"  # "dlir:MODEL": any installed model or checkpoint, alone
+FIELDS_PREFIX = "fields:"  # "fields:MODEL": the network's fields on the input grid only, as DIS gives
 
 
 def method_of(name: str) -> tuple[str, dict]:
@@ -57,10 +61,11 @@ def method_of(name: str) -> tuple[str, dict]:
 
 
 def method_name(text: str) -> str:
-    """argparse type: a :data:`METHODS` name or ``dlir:MODEL``."""
-    if text in METHODS or (text.startswith(DLIR_PREFIX) and len(text) > len(DLIR_PREFIX)):
+    """argparse type: a :data:`METHODS` name, ``dlir:MODEL`` or ``fields:MODEL``."""
+    if text in METHODS or any(text.startswith(p) and len(text) > len(p) for p in (DLIR_PREFIX, FIELDS_PREFIX)):
         return text
-    raise argparse.ArgumentTypeError(f"{text!r}: not one of {sorted(METHODS)} nor {DLIR_PREFIX}MODEL")
+    raise argparse.ArgumentTypeError(f"{text!r}: not one of {sorted(METHODS)} nor {DLIR_PREFIX}MODEL, "
+                                     f"{FIELDS_PREFIX}MODEL")
 
 
 def median_seconds(run, repeats: int) -> float:
@@ -78,9 +83,13 @@ def time_methods(seq: EchoSequence, names: list[str], repeats: int, device: str)
     """Median seconds per sequence of OpenCV DIS (key "OpenCV DIS") and of each named method."""
     seconds = {"OpenCV DIS": median_seconds(lambda: peer_sequence_fields(opencv_dis, seq, 0), repeats)}
     for name in names:
-        method, options = method_of(name)
-        seconds[name] = median_seconds(lambda: register_sequence(seq, method, device=device, **options),
-                                       repeats)
+        if name.startswith(FIELDS_PREFIX):
+            model = name[len(FIELDS_PREFIX):]
+            run = lambda: predict_sequence_fields(model, seq, reference=0, device=device)  # noqa: E731
+        else:
+            method, options = method_of(name)
+            run = lambda: register_sequence(seq, method, device=device, **options)  # noqa: E731
+        seconds[name] = median_seconds(run, repeats)
     return seconds
 
 
