@@ -99,3 +99,15 @@ def test_resuming_ignores_the_inference_settings_of_an_architecture():
     saved = {"unet": {"stem": 4}, "working_size": 64, "mode": "to_reference"}  # before passes existed
     assert _fixed_part({**saved, "working_size": 128, "passes": 2}) == _fixed_part(saved)
     assert _fixed_part({**saved, "unet": {"stem": 8}}) != _fixed_part(saved)
+
+
+def test_a_narrower_template_keeps_its_edge_motion_on_the_padded_canvas():
+    narrow, wide = ring_template(shape=(160, 100)), ring_template(shape=(160, 140))
+    items = [warped_template(narrow[0], narrow[1], SPACING, seed=1), warped_template(wide[0], wide[1], SPACING, seed=2)]
+    sampler = PairSampler(items, storage_size=64)
+    motion = sampler.sequences[0].motion[1].float()  # (2, S, Wc): frame 0 -> 1 of the narrow one
+    width = sampler.sequences[0].frames.shape[-1]
+    inside = round(100 * 64 / 160)  # its own columns on the 64-row storage grid
+    assert width > inside + 5
+    torch.testing.assert_close(motion[..., -1], motion[..., inside - 1], atol=0.02, rtol=0)  # replicated
+    assert motion[..., -1].abs().amax() > 0.1  # mm: not zero

@@ -417,7 +417,7 @@ class PairSampler:
             if stored.labels is not None:
                 stored.labels = torch.nn.functional.pad(stored.labels, (0, pad))
             if stored.motion is not None:  # the edge motion continues (warped templates move everywhere)
-                stored.motion = torch.nn.functional.pad(stored.motion.float(), (0, pad),
+                stored.motion = torch.nn.functional.pad(stored.motion.float(), (0, pad, 0, 0),
                                                         mode="replicate").to(stored.motion.dtype)
         return stored
 

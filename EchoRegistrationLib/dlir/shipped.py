@@ -41,6 +41,7 @@ def _models_dir() -> Path:
 MODELS_DIR = _models_dir()
 SHIPPED_MODEL = "echoreg-dlir-sim"
 SEQUENTIAL_MODEL = "echoreg-dlir-sim-sequential"
+CAMUS_MODEL = "echoreg-dlir-camus"  # trained on CAMUS too: CC BY-NC-SA 4.0 (its model card)
 MODEL_NAME = "model"  # a checkpoint folder holds MODEL_NAME.safetensors and MODEL_NAME.json
 WEIGHTS = f"{MODEL_NAME}.safetensors"
 PROJECT_LICENCE = "BSD-3-Clause"
