@@ -1,14 +1,15 @@
 """The DLIR model catalog: the pretrained models shipped in ``Resources/Models``, by name.
 
-Shipped models (trained by this project's own code on its simulated sequences;
-``Resources/Models/echoreg-dlir-sim/README.md`` is their model card):
+Shipped registration models (model cards: ``Resources/Models/<family>/README.md``):
 
-* ``echoreg-dlir-sim`` (the default): a 128-row working grid, every frame registered directly to the
-  reference; 0.19 s for 20 CAMUS-size frames on 2 CPU cores; the lowest end-point error and GLS error of
-  all methods on the simulated benchmarks;
-* ``echoreg-dlir-sim-sequential``: the same network branched off before the default's last stage and
-  trained on a 256-row grid and on neighbouring frames, whose fields it composes; less accurate than
-  the default on simulated data, four times the time, no folding on the real CAMUS cine.
+* ``echoreg-dlir-sim`` (the default; BSD-3-Clause, the project's simulated sequences only): a 128-row
+  working grid, every frame registered directly to the reference; the lowest end-point error and GLS
+  error of all methods on the simulated benchmarks;
+* ``echoreg-dlir-sim-sequential`` (BSD-3-Clause): the same network branched off before the default's
+  last stage and trained on a 256-row grid and on neighbouring frames, whose fields it composes;
+* ``echoreg-dlir-camus`` (CC BY-NC-SA 4.0, CAMUS's terms): the default's network fine-tuned on CAMUS
+  train pairs, warped CAMUS templates and simulated sequences, 3 passes; the most accurate network on
+  real CAMUS pairs, but it folds more (its model card).
 
 A model is a folder ``Resources/Models/<name>/`` (``EchoRegistrationLib/Models/<name>/`` in a wheel
 install: :data:`MODELS_DIR`) holding ``model.safetensors`` and ``model.json``
@@ -17,8 +18,8 @@ the Slicer panel), a name of this catalog or a checkpoint path is accepted (:fun
 
 The same folder holds echo enhancement generators (``kind`` "enhancer" in their config,
 :mod:`..enhancement`): :func:`list_models` and :func:`resolve_model` take the kind of :data:`CATALOG`
-to list or resolve, DLIR by default. No enhancer is shipped yet; :data:`SHIPPED_ENHANCER` is the name
-the project's enhancer trained on simulated echo is to be installed under (listed first when present).
+to list or resolve, DLIR by default. The shipped enhancer is :data:`SHIPPED_ENHANCER` (BSD-3-Clause,
+trained on simulated sequences; experimental, off by default).
 This module reads JSON only: it needs no torch.
 """
 
