@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .dlir.shipped import SHIPPED_MODEL
 from .sequence import EchoDataError, EchoSequence
 
 if TYPE_CHECKING:
@@ -152,8 +153,9 @@ class WorkflowSettings:
         return arguments
 
     def describe_model(self) -> str:
-        """The model as the cohort table names it: its name or path, "shipped", or "" (no DLIR)."""
-        return (self.model or "shipped") if self.method == "dlir" else ""
+        """The model as the cohort table names it: its name or path (the shipped model's name when
+        none was set), or "" (no DLIR)."""
+        return (self.model or SHIPPED_MODEL) if self.method == "dlir" else ""
 
 
 @dataclass(eq=False)

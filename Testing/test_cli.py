@@ -60,6 +60,18 @@ def test_register_dlir_with_a_model_and_flip_averaging(cine, tmp_path):
         np.testing.assert_allclose(fields[1:, ..., 1], 0.01 * depth, atol=1e-4)
 
 
+def test_a_dlir_report_names_the_model_its_licence_and_passes(cine, tmp_path, capsys):
+    for model, licence, passes in ((None, "BSD-3-Clause", 1), ("echoreg-dlir-camus", "CC BY-NC-SA 4.0", 3)):
+        out = tmp_path / f"reg_{model}"
+        flags = ["--model", model] if model else []
+        assert main(["register", str(cine), "-o", str(out), "--method", "dlir", *flags]) == 0
+        parameters = json.loads((out / "report.json").read_text())["parameters"]
+        name = model or "echoreg-dlir-sim"  # the default by its name, which --model takes back
+        assert (parameters["model"], parameters["licence"], parameters["passes"]) == (name, licence, passes)
+        plural = "es" if passes > 1 else ""
+        assert f"model {name} (licence: {licence}; {passes} pass{plural})" in capsys.readouterr().out
+
+
 def test_bad_input_is_one_clear_line_and_status_2(tmp_path, capsys):
     bad = tmp_path / "scan.dcm"
     bad.write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00")
@@ -181,7 +193,12 @@ def test_register_writes_slicer_views_of_the_reference_and_last_frame(cine, tmp_
 
 def test_models_lists_the_installed_models_with_their_terms(capsys):
     assert main(["models"]) == 0
+    out = capsys.readouterr().out
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
-            for line in capsys.readouterr().out.splitlines() if line.startswith("| echoreg")}
-    assert rows["echoreg-dlir-sim (default)"] == ["registration (DLIR)", "to_reference", "BSD-3-Clause", "simulator"]
-    assert rows["echoreg-dlir-sim-sequential"][1:3] == ["sequential", "BSD-3-Clause"]
+            for line in out.splitlines() if line.startswith("| echoreg")}
+    assert rows["echoreg-dlir-sim (default)"] == ["registration (DLIR)", "to_reference", "1", "BSD-3-Clause",
+                                                  "simulator"]
+    assert rows["echoreg-dlir-sim-sequential"][1:4] == ["sequential", "1", "BSD-3-Clause"]
+    assert rows["echoreg-dlir-camus"][2:4] == ["3", "CC BY-NC-SA 4.0"]
+    assert "echoreg-enhancer-sim" in rows  # an enhancer is never "the default": enhancement is off unless asked
+    assert "CC BY-NC-SA 4.0: non-commercial use only" in out

@@ -15,7 +15,8 @@ median seconds per sequence and per frame pair and the ratio to DIS's median; to
 get ``--threads`` threads. The times are those a user gets from ``register_sequence`` (reading the
 frames onto the working grid, the network or the optimiser, the fields back in mm, quality checks),
 the model loaded once beforehand; ``fields:MODEL`` rows time the network's fields alone (on the input grid,
-in mm: what DIS gives). Machines here are shared: read the ratios, not the seconds.
+in mm: what DIS gives), ``enhance:MODEL`` rows the enhancement of every frame (per frame pair: per frame
+but the first). Machines here are shared: read the ratios, not the seconds.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.peer_methods import opencv_dis, peer_sequence_fields  # noqa: E402
 from EchoRegistrationLib.dlir.inference import predict_sequence_fields  # noqa: E402
+from EchoRegistrationLib.enhancement.inference import enhance_sequence, load_enhancer  # noqa: E402
 from EchoRegistrationLib.dlir.shipped import SEQUENTIAL_MODEL, SHIPPED_MODEL  # noqa: E402
 from EchoRegistrationLib.registration import register_sequence  # noqa: E402
 from EchoRegistrationLib.sequence import EchoSequence  # noqa: E402
@@ -51,6 +53,8 @@ METHODS = {
 DEFAULT_METHODS = ["deformable", "deformable-to-reference", "dlir"]
 DLIR_PREFIX = "dlir:"  # "dlir:MODEL": any installed model or checkpoint, alone
 FIELDS_PREFIX = "fields:"  # "fields:MODEL": the network's fields on the input grid only, as DIS gives
+ENHANCE_PREFIX = "enhance:"  # "enhance:MODEL": enhancement of every frame (enhance_sequence) alone
+PREFIXES = (DLIR_PREFIX, FIELDS_PREFIX, ENHANCE_PREFIX)
 
 
 def method_of(name: str) -> tuple[str, dict]:
@@ -61,11 +65,11 @@ def method_of(name: str) -> tuple[str, dict]:
 
 
 def method_name(text: str) -> str:
-    """argparse type: a :data:`METHODS` name, ``dlir:MODEL`` or ``fields:MODEL``."""
-    if text in METHODS or any(text.startswith(p) and len(text) > len(p) for p in (DLIR_PREFIX, FIELDS_PREFIX)):
+    """argparse type: a :data:`METHODS` name, or one of :data:`PREFIXES` followed by a model."""
+    if text in METHODS or any(text.startswith(p) and len(text) > len(p) for p in PREFIXES):
         return text
-    raise argparse.ArgumentTypeError(f"{text!r}: not one of {sorted(METHODS)} nor {DLIR_PREFIX}MODEL, "
-                                     f"{FIELDS_PREFIX}MODEL")
+    raise argparse.ArgumentTypeError(f"{text!r}: not one of {sorted(METHODS)} nor "
+                                     f"{', '.join(p + 'MODEL' for p in PREFIXES)}")
 
 
 def median_seconds(run, repeats: int) -> float:
@@ -86,6 +90,9 @@ def time_methods(seq: EchoSequence, names: list[str], repeats: int, device: str)
         if name.startswith(FIELDS_PREFIX):
             model = name[len(FIELDS_PREFIX):]
             run = lambda: predict_sequence_fields(model, seq, reference=0, device=device)  # noqa: E731
+        elif name.startswith(ENHANCE_PREFIX):
+            generator = load_enhancer(name[len(ENHANCE_PREFIX):], device)  # loaded once, not timed
+            run = lambda: enhance_sequence(seq, generator, device=device)  # noqa: E731
         else:
             method, options = method_of(name)
             run = lambda: register_sequence(seq, method, device=device, **options)  # noqa: E731

@@ -93,7 +93,8 @@ def add_input_options(parser: argparse.ArgumentParser, *, one_input: bool = True
                                              "format holding integer codes, e.g. .nii.gz or a Slicer "
                                              "labelmap .seq.nrrd")
     parser.add_argument("--mask", help="field-of-view (sector) mask on the same grid, nonzero inside, in any "
-                                       "input format; registration compares the images only inside it")
+                                       "input format; only the pixels inside it are compared (registration) or kept "
+                                       "(enhancement: 0 outside)")
 
 
 def add_output_options(parser: argparse.ArgumentParser, overwrite_help: str) -> None:

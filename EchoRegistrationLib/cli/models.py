@@ -3,21 +3,40 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 from typing import Any
 
-from ..dlir.shipped import CATALOG, MODELS_DIR, list_models
+from ..dlir.shipped import CATALOG, DLIR_KIND, MODELS_DIR, list_models
+
+
+LICENCE_TERMS = {"BSD-3-Clause": "permissive, the project's own licence",
+                 "CC BY-NC-SA 4.0": "non-commercial use only, derived work under the same terms, credit the "
+                                    "dataset (CAMUS)"}
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    print(f"models in {MODELS_DIR}")
-    print("| name | kind | tracking | licence | training data |")
-    print("|---|---|---|---|---|")
+    print(f"models in {MODELS_DIR} (model cards: README.md in each family's folder)")
+    print("| name | kind | tracking | passes | licence | training data |")
+    print("|---|---|---|---|---|---|")
+    licences = set()
     for kind, about in CATALOG.items():
         for info in list_models(MODELS_DIR, kind=kind):
-            default = " (default)" if info.name == about.default else ""
-            print(f"| {info.name}{default} | {about.label} | {info.mode or '-'} | {info.licence} | "
+            default = " (default)" if kind == DLIR_KIND and info.name == about.default else ""
+            passes = read_passes(info.path) if kind == DLIR_KIND else "-"
+            print(f"| {info.name}{default} | {about.label} | {info.mode or '-'} | {passes} | {info.licence} | "
                   f"{', '.join(info.training_data) or 'unknown'} |")
+            licences.add(info.licence)
+    for licence in sorted(licences & set(LICENCE_TERMS)):
+        print(f"{licence}: {LICENCE_TERMS[licence]}")
+    print("enhancement is off unless asked for (--enhance MODEL, the panel's \"Enhance before registration\")")
     return 0
+
+
+def read_passes(folder: Path) -> int:
+    """The ``passes`` of a DLIR checkpoint folder's config (1 when absent)."""
+    config = json.loads((folder / "model.json").read_text())
+    return int((config.get("architecture") or {}).get("passes", 1))
 
 
 def add_models_parser(subparsers: Any) -> argparse.ArgumentParser:

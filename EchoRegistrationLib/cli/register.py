@@ -35,6 +35,8 @@ def _cmd_register(args: argparse.Namespace) -> int:
     print_warnings(result.warnings)
     print(f"registered {seq.n_frames} frames to frame {result.reference} on {result.device} in "
           f"{result.seconds:.2f} s ({1000 * result.seconds_per_pair:.0f} ms per pair)")
+    for line in run_details(result.parameters):
+        print(line)
     print(f"NCC to the reference: {result.similarity_before.mean():.3f} before, "
           f"{result.similarity_after.mean():.3f} after; max folding {result.folding_fraction.max():.2%}")
     enhanced = ", enhanced.seq.nrrd" if result.enhanced is not None else ""
@@ -42,6 +44,19 @@ def _cmd_register(args: argparse.Namespace) -> int:
     print(f"wrote {args.output}/warped.seq.nrrd{enhanced}, displacement.npz, report.json{fields}")
     write_slicer_views(args, analysis)
     return 0
+
+
+def run_details(parameters: dict) -> list[str]:
+    """Console lines on what a registration used beyond its method: the DLIR model with its licence
+    and passes, and the enhancement with its time (which the registration's time leaves out)."""
+    lines = []
+    if parameters.get("model"):
+        lines.append(f"model {parameters['model']} (licence: {parameters.get('licence') or 'unknown'}; "
+                     f"{parameters.get('passes', 1)} pass{'es' if parameters.get('passes', 1) != 1 else ''})")
+    if parameters.get("enhance"):
+        lines.append(f"frames enhanced first by {parameters['enhance']} in {parameters['enhance_seconds']:.2f} s: "
+                     f"the warped frames, NCC and fields are those of the enhanced frames")
+    return lines
 
 
 def add_register_parsers(sub: argparse._SubParsersAction) -> None:

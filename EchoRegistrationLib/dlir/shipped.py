@@ -168,6 +168,17 @@ def resolve_model(model: str | os.PathLike, folder: str | os.PathLike = MODELS_D
     raise FileNotFoundError(f"{model}: {problem} (installed: {names}; train one: {CATALOG[kind].train})")
 
 
+def licence_of(model: str | os.PathLike, kind: str = DLIR_KIND) -> str | None:
+    """The terms of the weights of ``model`` (an installed name or a checkpoint folder / file), as
+    :class:`ModelInfo` gives them; None when it is neither or its config cannot be read."""
+    try:
+        path = resolve_model(model, kind=kind)
+    except (FileNotFoundError, ValueError):
+        return None
+    info = _model_info(path if path.is_dir() else path.parent)
+    return None if info is None else info.licence
+
+
 def installed_model_name(model: str, folder: str | os.PathLike = MODELS_DIR) -> str | None:
     """The installed model's name that ``model`` refers to: the name itself, or a path into another
     installation's models folder (``.../Models/<name>/model.safetensors`` or ``.../Models/<name>``, as

@@ -208,7 +208,7 @@ def tracking_plan(method: str, model: Any = None, refine: int = 0, mode: str | N
     """What :func:`register_sequence` decides before registering: the device, the DLIR model
     (loaded; None for the optimisation methods), the tracking mode (``mode``, else
     :func:`default_mode`, which asks the DLIR model how it was trained) and the model's name for
-    the report ("shipped" when none was given). One place, so that registering a single frame
+    the report (the shipped model's name when none was given). One place, so that registering a single frame
     (the Slicer module's quick look) tracks exactly as the whole sequence would.
 
     Raises:
@@ -221,9 +221,9 @@ def tracking_plan(method: str, model: Any = None, refine: int = 0, mode: str | N
     model_name = None
     if method == "dlir":  # the model says how it tracks
         from ..dlir.inference import as_model
-        from ..dlir.shipped import shipped_model_path
+        from ..dlir.shipped import SHIPPED_MODEL, shipped_model_path
 
-        model_name = "shipped" if model is None else str(getattr(model, "name", model))
+        model_name = SHIPPED_MODEL if model is None else str(getattr(model, "name", model))
         model = as_model(shipped_model_path() if model is None else model, dev)
     mode = mode or default_mode(method, refine, model.mode if method == "dlir" else "to_reference")
     return dev, model, mode, model_name
@@ -315,7 +315,10 @@ def register_sequence(
     if method == "dlir":
         pair_fields = _dlir_fields(seq, frames, pairs, dev, chunk_size, model, refine, flip_average,
                                    roi, options, progress, cancel)
-        options = {"model": model_name, "refine": refine, "flip_average": flip_average, **options}
+        from ..dlir.shipped import licence_of
+
+        options = {"model": model_name, "licence": licence_of(model_name), "passes": model.passes,
+                   "refine": refine, "flip_average": flip_average, **options}
     else:
         pair_fields = _optimised_fields(seq.spacing, frames, method, pairs, roi, chunk_size, options,
                                         progress, cancel)
