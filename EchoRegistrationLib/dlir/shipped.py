@@ -173,7 +173,7 @@ def licence_of(model: str | os.PathLike, kind: str = DLIR_KIND) -> str | None:
     :class:`ModelInfo` gives them; None when it is neither or its config cannot be read."""
     try:
         path = resolve_model(model, kind=kind)
-    except (FileNotFoundError, ValueError):
+    except (OSError, ValueError):  # not found, another kind, not a path at all
         return None
     info = _model_info(path if path.is_dir() else path.parent)
     return None if info is None else info.licence

@@ -15,6 +15,7 @@ frame whose similarity to the reference the registration lowered.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -223,7 +224,8 @@ def tracking_plan(method: str, model: Any = None, refine: int = 0, mode: str | N
         from ..dlir.inference import as_model
         from ..dlir.shipped import SHIPPED_MODEL, shipped_model_path
 
-        model_name = SHIPPED_MODEL if model is None else str(getattr(model, "name", model))
+        model_name = SHIPPED_MODEL if model is None else \
+            str(model) if isinstance(model, (str, os.PathLike)) else getattr(model, "name", type(model).__name__)
         model = as_model(shipped_model_path() if model is None else model, dev)
     mode = mode or default_mode(method, refine, model.mode if method == "dlir" else "to_reference")
     return dev, model, mode, model_name
