@@ -6,11 +6,8 @@
 #   echoreg-dlir-sim-sequential: a 256-row stage started from the multi-scale model (before the long
 #     stage), on near-neighbour pairs for sequential tracking (texture and shape off: no gain in the
 #     ablation, a fifth of the step time).
-#   $WORK/dlir_camus, a candidate, not installed (only when the CAMUS pairs are there, ../shared/data/camus_ed_es or $CAMUS):
-#     fine-tuned from echoreg-dlir-sim on the 250 CAMUS train ED/ES pairs (similarity + Dice on the expert
-#     masks, mask VAEs trained on CAMUS and simulated masks, PatchGAN texture) mixed with simulated sequences
-#     (seeds 0-31, three times over: about a quarter of the pairs, with true motion), every pair's appearance
-#     redrawn at random in 80 % of cases (--randomise); 64 then 128 rows. CC BY-NC-SA 4.0 (CAMUS's terms).
+#   then echoreg-dlir-camus (scripts/train_camus_model.sh, from the long stage; only when the CAMUS pairs are
+#     there, ../shared/data/camus_ed_es/train or $CAMUS): CC BY-NC-SA 4.0 (CAMUS's terms).
 #   usage: scripts/train_shipped_model.sh [WORK_DIR]     (default runs/shipped; CPU or CUDA, seeded)
 # Seeds 0-299 train, 5000-5007 validate; benchmark seeds (10000+) are never used; CAMUS valid is never used.
 set -euo pipefail
