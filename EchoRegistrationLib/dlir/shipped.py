@@ -8,8 +8,8 @@ Shipped registration models (model cards: ``Resources/Models/<family>/README.md`
 * ``echoreg-dlir-sim-sequential`` (BSD-3-Clause): the same network branched off before the default's
   last stage and trained on a 256-row grid and on neighbouring frames, whose fields it composes;
 * ``echoreg-dlir-camus`` (CC BY-NC-SA 4.0, CAMUS's terms): the default's network fine-tuned on CAMUS
-  train pairs, warped CAMUS templates and simulated sequences, 3 passes; the most accurate network on
-  real CAMUS pairs, but it folds more (its model card).
+  train pairs, warped CAMUS templates and simulated sequences, 3 passes each integrated as a velocity (no
+  folding); the most accurate network on real CAMUS pairs, less so on the simulator (its model card).
 
 A model is a folder ``Resources/Models/<name>/`` (``EchoRegistrationLib/Models/<name>/`` in a wheel
 install: :data:`MODELS_DIR`) holding ``model.safetensors`` and ``model.json``
