@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 from typing import Any
 
 from ..dlir.shipped import CATALOG, DLIR_KIND, MODELS_DIR, list_models
@@ -23,7 +21,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
     for kind, about in CATALOG.items():
         for info in list_models(MODELS_DIR, kind=kind):
             default = " (default)" if kind == DLIR_KIND and info.name == about.default else ""
-            passes = read_passes(info.path) if kind == DLIR_KIND else "-"
+            passes = info.passes if kind == DLIR_KIND else "-"
             print(f"| {info.name}{default} | {about.label} | {info.mode or '-'} | {passes} | {info.licence} | "
                   f"{', '.join(info.training_data) or 'unknown'} |")
             licences.add(info.licence)
@@ -31,12 +29,6 @@ def _cmd_models(args: argparse.Namespace) -> int:
         print(f"{licence}: {LICENCE_TERMS[licence]}")
     print("enhancement is off unless asked for (--enhance MODEL, the panel's \"Enhance before registration\")")
     return 0
-
-
-def read_passes(folder: Path) -> int:
-    """The ``passes`` of a DLIR checkpoint folder's config (1 when absent)."""
-    config = json.loads((folder / "model.json").read_text())
-    return int((config.get("architecture") or {}).get("passes", 1))
 
 
 def add_models_parser(subparsers: Any) -> argparse.ArgumentParser:

@@ -32,9 +32,10 @@ NOISE_RANGE = (0.0, 0.06)  # receiver noise standard deviation, per frame
 FRAME_GAIN_RANGE = (0.9, 1.1)  # gain change between the frames of a pair
 
 
-def _blur(images: torch.Tensor, sigmas: np.ndarray) -> torch.Tensor:
+def gaussian_blur(images: torch.Tensor, sigmas: np.ndarray, padding: str = "constant") -> torch.Tensor:
     """(B, C, h, w) images blurred by a separable Gaussian of (B, 2) (row, column) widths in px
-    (one grouped convolution per axis; a width of 0 leaves that axis alone)."""
+    (one grouped convolution per axis; a width of 0 leaves that axis alone). ``padding``: how the
+    edges are extended (:func:`torch.nn.functional.pad`'s mode: "constant" with zeros, "reflect")."""
     batch, channels, h, w = images.shape
     radius = max(1, int(np.ceil(3 * sigmas.max())))
     offsets = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
@@ -42,8 +43,10 @@ def _blur(images: torch.Tensor, sigmas: np.ndarray) -> torch.Tensor:
     kernels = torch.exp(-0.5 * (offsets / widths[..., None]) ** 2)  # (B, 2, K)
     kernels = (kernels / kernels.sum(-1, keepdim=True)).repeat_interleave(channels, dim=0)  # (B C, 2, K)
     out = images.reshape(1, batch * channels, h, w)
-    out = F.conv2d(out, kernels[:, 0, :, None, None].transpose(1, 2), padding=(radius, 0), groups=batch * channels)
-    out = F.conv2d(out, kernels[:, 1, None, None, :], padding=(0, radius), groups=batch * channels)
+    out = F.conv2d(F.pad(out, (0, 0, radius, radius), mode=padding),
+                   kernels[:, 0, :, None, None].transpose(1, 2), groups=batch * channels)
+    out = F.conv2d(F.pad(out, (radius, radius, 0, 0), mode=padding),
+                   kernels[:, 1, None, None, :], groups=batch * channels)
     return out.reshape(batch, channels, h, w)
 
 
@@ -68,7 +71,7 @@ def randomise_appearance(stack: torch.Tensor, rng: np.random.Generator,
     def draw(bounds: tuple[float, float], *shape: int) -> torch.Tensor:
         return torch.from_numpy(rng.uniform(*bounds, (batch, *shape))).to(device=dev, dtype=dtype)
 
-    out = _blur(stack, rng.uniform(*PSF_SIGMA_PX, (batch, 2)))
+    out = gaussian_blur(stack, rng.uniform(*PSF_SIGMA_PX, (batch, 2)))
     depth = torch.linspace(0, 1, h, device=dev, dtype=dtype)
     knots = draw(TGC_RANGE, 3)  # gain at depth 0, 1/2, 1: piecewise linear profile
     upper = knots[:, 0:1] + (knots[:, 1:2] - knots[:, 0:1]) * (2 * depth).clamp(max=1)

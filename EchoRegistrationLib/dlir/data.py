@@ -265,8 +265,7 @@ def open_source(spec: Any) -> Sequence[SequenceItem]:
             return SimulatedSequences(range(int(start), int(stop)), cache=cache)
         match = WARPED_SPEC.match(str(spec))
         if match:
-            templates = SequenceFolder(match.group(1))
-            return WarpedTemplates(templates, copies=int(match.group(2) or 1), description=templates.describe())
+            return WarpedTemplates(SequenceFolder(match.group(1)), copies=int(match.group(2) or 1))
         return SequenceFolder(spec)
     if isinstance(spec, (list, tuple)) and spec and isinstance(spec[0], (str, os.PathLike)):
         return Concatenated([open_source(s) for s in spec])

@@ -85,6 +85,8 @@ class ModelInfo:
         training_data: the training sources named in its config (e.g. "simulator", "camus"; an
             enhancer's low- and high-quality domains).
         kind: a key of :data:`CATALOG`.
+        passes: DLIR: the network's applications per pair (``passes`` in its architecture, 1 when
+            absent); 1 for other kinds.
     """
 
     name: str
@@ -93,6 +95,7 @@ class ModelInfo:
     licence: str
     training_data: tuple[str, ...]
     kind: str = DLIR_KIND
+    passes: int = 1
 
 
 def _licence(config: dict, sources: tuple[str, ...]) -> str:
@@ -125,8 +128,10 @@ def _model_info(folder: Path) -> ModelInfo | None:
     if not isinstance(config, dict) or config.get("kind") not in CATALOG:
         return None
     kind, sources = config["kind"], _sources(config)
-    mode = str((config.get("architecture") or {}).get("mode", "to_reference")) if kind == DLIR_KIND else ""
-    return ModelInfo(folder.name, folder, mode, _licence(config, sources), sources, kind)
+    architecture = (config.get("architecture") or {}) if kind == DLIR_KIND else {}
+    mode = str(architecture.get("mode", "to_reference")) if kind == DLIR_KIND else ""
+    return ModelInfo(folder.name, folder, mode, _licence(config, sources), sources, kind,
+                     int(architecture.get("passes", 1)))
 
 
 def list_models(folder: str | os.PathLike = MODELS_DIR, kind: str = DLIR_KIND) -> list[ModelInfo]:

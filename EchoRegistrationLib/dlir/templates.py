@@ -33,7 +33,7 @@ from ..sequence import EchoSequence
 from ..losses import one_hot
 from ..spatial import affine_to_displacement, field_to_numpy, invert_field, warp
 from ..spatial.pyramid import level_spacing, resample_image
-from .augment import random_affine
+from .augment import gaussian_blur, random_affine
 from .items import SequenceItem
 
 WARPED_SPEC = re.compile(r"^warped:(.+?)(?::(\d+))?$")
@@ -53,11 +53,7 @@ INVERSE_ITERATIONS = 30
 def _speckle(shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
     """(1, 1, H, W) unit-variance smooth random pattern (white noise, Gaussian grain)."""
     noise = torch.randn((1, 1, *shape), generator=generator)
-    radius = int(np.ceil(3 * SPECKLE_SIGMA_PX))
-    kernel = torch.exp(-0.5 * (torch.arange(-radius, radius + 1.0) / SPECKLE_SIGMA_PX) ** 2)
-    kernel = kernel / kernel.sum()
-    smooth = F.conv2d(F.pad(noise, (radius, radius, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1))
-    smooth = F.conv2d(F.pad(smooth, (0, 0, radius, radius), mode="reflect"), kernel.view(1, 1, -1, 1))
+    smooth = gaussian_blur(noise, np.full((1, 2), SPECKLE_SIGMA_PX), padding="reflect")
     return smooth / smooth.std().clamp(min=1e-6)
 
 

@@ -16,13 +16,17 @@ def central_difference(values: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.gradient(values, dim=dim)[0]
 
 
+def _derivatives(displacement: torch.Tensor, spacing: Spacing) -> tuple[torch.Tensor, torch.Tensor]:
+    """(d u / dx, d u / dy) of a (B, 2, H, W) mm field, each (B, 2, H, W) in mm/mm, by
+    :func:`central_difference`."""
+    s = spacing_tensor(spacing, displacement)
+    return central_difference(displacement, -1) / s[:, 0:1], central_difference(displacement, -2) / s[:, 1:2]
+
+
 def displacement_gradient(displacement: torch.Tensor, spacing: Spacing) -> torch.Tensor:
     """(B, 2, 2, H, W) gradient of a (B, 2, H, W) mm field in mm/mm (dimensionless):
     ``[:, k, l]`` = d u_k / d x_l with k, l in (x, y), by :func:`central_difference`."""
-    s = spacing_tensor(spacing, displacement)
-    d_dx = central_difference(displacement, -1) / s[:, 0:1]
-    d_dy = central_difference(displacement, -2) / s[:, 1:2]
-    return torch.stack((d_dx, d_dy), dim=2)
+    return torch.stack(_derivatives(displacement, spacing), dim=2)
 
 
 def jacobian_determinant(displacement: torch.Tensor, spacing: Spacing) -> torch.Tensor:
@@ -30,9 +34,7 @@ def jacobian_determinant(displacement: torch.Tensor, spacing: Spacing) -> torch.
 
     1 means area preserved, > 1 local expansion, <= 0 folding (the map is not invertible there).
     """
-    s = spacing_tensor(spacing, displacement)
-    d_dx = central_difference(displacement, -1) / s[:, 0:1]  # (d u_x / dx, d u_y / dx)
-    d_dy = central_difference(displacement, -2) / s[:, 1:2]  # (d u_x / dy, d u_y / dy)
+    d_dx, d_dy = _derivatives(displacement, spacing)  # (d u_x, d u_y) / dx and / dy, not stacked
     return (1 + d_dx[:, 0]) * (1 + d_dy[:, 1]) - d_dy[:, 0] * d_dx[:, 1]
 
 
