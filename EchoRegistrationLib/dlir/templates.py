@@ -7,9 +7,15 @@ real anatomy and a real scanner's point-spread function (the idea of training op
 synthetic warps of real images: FlowNet's "Flying Chairs", Dosovitskiy et al. 2015; SynthMorph,
 Hoffmann et al. 2022, for medical registration).
 
-Motion of each item, drawn from its own seed, deliberately generic (not a cardiac model): a random
-affine map about the image centre (rotation, anisotropic scaling, translation), plus a smooth random
-field (normal displacements on a coarse control grid, bicubically interpolated). Both frames are
+Motion of each item, drawn from its own seed, deliberately generic (not a cardiac model): a smooth
+random diffeomorphism (a stationary velocity with normal values on a coarse control grid, bicubically
+interpolated and integrated by scaling and squaring, as SynthMorph draws its warps), then a random
+affine map about the image centre (rotation, anisotropic scaling, translation). The velocity's
+standard deviation reaches :data:`SMOOTH_AMPLITUDE_MM`, so that displacements of 15-20 mm occur, the
+range of the mitral annulus between end-diastole and end-systole (normal MAPSE 12-17 mm at the septal
+and lateral annulus; Matos et al., J Am Soc Echocardiogr 2012): a model trained on smaller motion
+does not recover the base's descent. The map and its inverse are exact (the inverse of the velocity
+part integrates the negated velocity), at any amplitude. Both frames are
 re-imaged with a multiplicative speckle pattern that moves with the tissue and partly decorrelates,
 and receiver noise; the probe does not move, so the moved frame keeps the template's sector.
 
@@ -31,7 +37,7 @@ import torch.nn.functional as F
 
 from ..sequence import EchoSequence
 from ..losses import one_hot
-from ..spatial import affine_to_displacement, field_to_numpy, invert_field, warp
+from ..spatial import affine_to_displacement, compose, field_to_numpy, integrate_velocity, warp
 from ..spatial.pyramid import level_spacing, resample_image
 from .augment import gaussian_blur, random_affine
 from .items import SequenceItem
@@ -42,12 +48,12 @@ MAX_ROTATION_DEG = 5.0       # affine part: rotation within +- this
 MAX_SCALE = 0.06             # per-axis scaling within 1 +- this
 MAX_SHIFT_MM = 4.0           # translation within +- this along each axis
 CONTROL_POINTS = 5           # smooth part: a CONTROL_POINTS^2 grid over the image
-SMOOTH_AMPLITUDE_MM = (0.0, 3.0)  # its displacement standard deviation, drawn per item
+SMOOTH_AMPLITUDE_MM = (0.0, 6.0)  # its velocity's standard deviation, drawn per item (module docstring)
 SPECKLE_DEPTH = (0.0, 0.35)  # multiplicative speckle modulation, drawn per item
 SPECKLE_SIGMA_PX = 1.0       # speckle grain (Gaussian smoothing of white noise, template pixels)
 SPECKLE_CORRELATION = (0.5, 1.0)  # correlation of the moved frame's speckle with the template's
 NOISE = (0.0, 0.03)          # additive receiver noise standard deviation, of the 255 grey range
-INVERSE_ITERATIONS = 30
+INTEGRATION_STEPS = 7       # scaling and squaring of the velocity
 
 
 def _speckle(shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
@@ -58,14 +64,21 @@ def _speckle(shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor
 
 
 def random_motion(shape: tuple[int, int], spacing: tuple[float, float], rng: np.random.Generator,
-                  generator: torch.Generator) -> torch.Tensor:
-    """(1, 2, H, W) mm field of a random affine map about the image centre plus a smooth random field
-    (module docstring), on an (H, W) grid of ``spacing`` (sx, sy) mm."""
+                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random smooth diffeomorphism followed by a random affine map about the image centre (module
+    docstring), on an (H, W) grid of ``spacing`` (sx, sy) mm.
+
+    Returns:
+        (motion, inverse): (1, 2, H, W) mm fields; ``motion`` maps a template point p to p + u(p)
+        (project convention), ``inverse`` is its exact inverse on the moved frame's grid.
+    """
     matrix = random_affine(1, rng, MAX_ROTATION_DEG, MAX_SCALE, MAX_SHIFT_MM)
-    field = affine_to_displacement(matrix, shape, spacing)
+    affine, affine_inverse = (affine_to_displacement(m, shape, spacing) for m in (matrix, torch.linalg.inv(matrix)))
     amplitude = rng.uniform(*SMOOTH_AMPLITUDE_MM)
     coarse = amplitude * torch.randn((1, 2, CONTROL_POINTS, CONTROL_POINTS), generator=generator)
-    return field + F.interpolate(coarse, size=shape, mode="bicubic", align_corners=True)
+    velocity = F.interpolate(coarse, size=shape, mode="bicubic", align_corners=True)
+    smooth, smooth_inverse = (integrate_velocity(v, spacing, INTEGRATION_STEPS) for v in (velocity, -velocity))
+    return compose(smooth, affine, spacing), compose(affine_inverse, smooth_inverse, spacing)
 
 
 def warped_template(frame: np.ndarray, labels: np.ndarray | None, spacing: tuple[float, float],
@@ -76,8 +89,7 @@ def warped_template(frame: np.ndarray, labels: np.ndarray | None, spacing: tuple
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(int(seed))
     shape = tuple(frame.shape)
-    motion = random_motion(shape, spacing, rng, generator)
-    inverse = invert_field(motion, spacing, INVERSE_ITERATIONS)  # on the moved frame's grid
+    motion, inverse = random_motion(shape, spacing, rng, generator)
     image = torch.from_numpy(np.asarray(frame, np.float32))[None, None]
     sector = image > 0
     speckle = _speckle(shape, generator)
@@ -158,6 +170,7 @@ class WarpedTemplates(Sequence):
         source = templates.get("source", "items") if isinstance(templates, dict) else "items"
         return {"source": source, "kind": "warped templates", "templates": templates,
                 "copies": self.copies, "seed": self.seed,
-                "motion": f"random affine (rotation +-{MAX_ROTATION_DEG} deg, scale +-{MAX_SCALE}, "
-                          f"shift +-{MAX_SHIFT_MM} mm) + smooth random field (sd up to "
-                          f"{SMOOTH_AMPLITUDE_MM[1]} mm, {CONTROL_POINTS}x{CONTROL_POINTS} control points)"}
+                "motion": f"smooth random diffeomorphism (stationary velocity, sd up to "
+                          f"{SMOOTH_AMPLITUDE_MM[1]} mm, {CONTROL_POINTS}x{CONTROL_POINTS} control points) "
+                          f"then random affine (rotation +-{MAX_ROTATION_DEG} deg, scale +-{MAX_SCALE}, "
+                          f"shift +-{MAX_SHIFT_MM} mm)"}

@@ -212,7 +212,7 @@ class _Run:
         return history
 
 
-INFERENCE_SETTINGS = ("working_size", "passes")  # architecture keys that are not weight shapes
+INFERENCE_SETTINGS = ("working_size", "passes", "coarse_passes")  # architecture keys that are not weight shapes
 
 
 def _fixed_part(architecture: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -244,11 +244,15 @@ def _load_or_keep(model: nn.Module | str | os.PathLike, cls: type) -> nn.Module:
     return model
 
 
+READING_OF_THE_OUTPUT = ("mode", "diffeomorphic", "integration_steps")
+
+
 def _start_from(model: DLIRModel, trained: DLIRModel) -> None:
     """Copy the weights of ``trained`` into ``model``; their networks must have the same shape (the
-    working size, the passes and the tracking mode may differ)."""
+    working size, the passes, the tracking mode and :data:`READING_OF_THE_OUTPUT` may differ: a
+    displacement network is a close start for a velocity network, exp(v) = v + O(|v| |grad v|))."""
     def networks(m: DLIRModel) -> dict[str, Any]:
-        return {k: v for k, v in (_fixed_part(m.architecture()) or {}).items() if k != "mode"}
+        return {k: v for k, v in (_fixed_part(m.architecture()) or {}).items() if k not in READING_OF_THE_OUTPUT}
     if networks(trained) != networks(model):
         raise ValueError(f"cannot start from {getattr(trained, 'name', 'that model')}: its networks "
                          f"{networks(trained)} differ from {networks(model)}")
