@@ -6,6 +6,7 @@ non-identity weights (test_enhancement_panel.save_enhancer)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 
@@ -19,6 +20,7 @@ from EchoRegistrationLib.enhancement import inference
 from EchoRegistrationLib.enhancement.inference import enhance_sequence
 from EchoRegistrationLib.io.seqnrrd import read_seq_nrrd
 from EchoRegistrationLib.registration import register_sequence
+from EchoRegistrationLib.sequence import EchoDataError
 from EchoRegistrationLib.simulation import simulate_sequence
 
 FAST = {"iterations": (5, 5, 5)}
@@ -122,3 +124,103 @@ def test_register_writes_the_enhanced_sequence_only_with_enhance(sim, enhancer, 
     (out / "warped.seq.nrrd").unlink()
     assert main([*common, "-o", str(out), "--enhance", str(enhancer)]) == 2
     assert "enhanced.seq.nrrd: already exists" in capsys.readouterr().err
+
+
+@pytest.fixture
+def unknown_spacing(sim):
+    """The simulated cine as a file that does not give its pixel size (a 1 mm placeholder)."""
+    return dataclasses.replace(sim.sequence, spacing=(1.0, 1.0),
+                               metadata={**sim.sequence.metadata, "spacing_known": False})
+
+
+def test_enhancement_refuses_a_sequence_without_pixel_size(unknown_spacing, enhancer, tmp_path):
+    """The enhancer works on its own mm grid: a placeholder spacing would show it the image at an
+    arbitrary scale, so the sequence is refused, naming its file, before the model is read."""
+    cine = save_sequence(unknown_spacing, tmp_path / "video.seq.nrrd")
+    seq = load_sequence(cine)
+    assert not seq.spacing_known
+    for model in (str(enhancer), str(tmp_path / "no such model")):  # checked before the model
+        with pytest.raises(EchoDataError, match="pixel size unknown: enhancement needs the pixel size in mm") as err:
+            enhance_sequence(seq, model, device="cpu")
+        assert err.value.source == str(cine)
+    with pytest.raises(EchoDataError, match="pixel size unknown"):
+        register_sequence(seq, device="cpu", enhance=str(enhancer), **FAST)
+    assert register_sequence(seq, device="cpu", **FAST).enhanced is None  # off (the default): registered
+
+
+def test_the_command_line_refuses_to_enhance_without_pixel_size_in_one_line(unknown_spacing, enhancer,
+                                                                           tmp_path, capsys):
+    cine = save_sequence(unknown_spacing, tmp_path / "video.seq.nrrd")
+    runs = {"enhance": ["enhance", str(cine), "-o", str(tmp_path / "enhanced.seq.nrrd"), "--model", str(enhancer)],
+            "register": ["register", str(cine), "-o", str(tmp_path / "out"), "--iterations", "5", "--device", "cpu",
+                         "--enhance", str(enhancer)]}
+    for what, argv in runs.items():
+        assert main(argv) == 2, what
+        err = capsys.readouterr().err
+        assert err.startswith(f"echoreg: error: {cine}: pixel size unknown: enhancement needs the pixel size "
+                              "in mm"), (what, err)
+        assert err.count("\n") == 1 and "Traceback" not in err, (what, err)
+    assert not (tmp_path / "enhanced.seq.nrrd").exists() and not (tmp_path / "out").exists()
+    assert main(runs["register"][:-2]) == 0  # without --enhance (the default) it registers
+    assert (tmp_path / "out" / "warped.seq.nrrd").is_file()
+
+
+def test_the_module_reports_enhancement_without_pixel_size(module, unknown_spacing, enhancer):
+    """The Slicer Logic raises the same EchoDataError (the panel shows its message) and makes no outputs."""
+    from EchoRegistrationLib.mrml import volume_sequence_node
+    from EchoRegistrationLib.mrml.headless import standalone_scene
+
+    env = standalone_scene()  # held: the scene lives as long as its nodes are used
+    node = volume_sequence_node(env.scene, "video", unknown_spacing)
+    logic = module.EchoRegistrationLogic(enhancer.parent)
+    parameters = module.EchoRegistrationParameterNode()
+    parameters.inputSequence, parameters.myocardiumSource, parameters.device = node, None, "CPU"
+    for name in module.OUTPUT_PARAMETERS.values():
+        setattr(parameters, name, None)
+    parameters.enhance = True
+    count = env.scene.GetNumberOfNodes()
+    with pytest.raises(EchoDataError, match="video.*: pixel size unknown: enhancement needs the pixel size in mm"):
+        logic.run(parameters)
+    assert env.scene.GetNumberOfNodes() == count and parameters.warpedSequence is None
+
+
+def test_a_run_without_enhancement_removes_an_earlier_enhanced_sequence_when_overwriting(sim, enhancer,
+                                                                                      tmp_path, capsys):
+    cine = save_sequence(sim.sequence, tmp_path / "cine.seq.nrrd")
+    common = ["register", str(cine), "--iterations", "5", "--device", "cpu"]
+    out = tmp_path / "out"
+    assert main([*common, "-o", str(out), "--enhance", str(enhancer)]) == 0
+    assert (out / "enhanced.seq.nrrd").is_file() and "enhanced.seq.nrrd" in capsys.readouterr().out
+    (out / "notes.txt").write_text("mine")  # the user's own files stay
+    (out / "enhanced").mkdir()
+    assert main([*common, "-o", str(out), "--overwrite"]) == 0
+    assert "enhanced.seq.nrrd" not in capsys.readouterr().out
+    assert not (out / "enhanced.seq.nrrd").exists()  # it would have passed for this run's
+    assert "enhance" not in json.loads((out / "report.json").read_text())["parameters"]
+    assert sorted(p.name for p in out.iterdir()) == ["displacement.npz", "enhanced", "notes.txt", "report.json",
+                                                     "warped.seq.nrrd"]
+    assert (out / "notes.txt").read_text() == "mine"
+
+    # an enhancing run keeps (writes) it; without --overwrite nothing is removed
+    assert main([*common, "-o", str(out), "--overwrite", "--enhance", str(enhancer)]) == 0
+    assert (out / "enhanced.seq.nrrd").is_file()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "enhanced.seq.nrrd").write_bytes(b"the user's")
+    assert main([*common, "-o", str(other)]) == 0
+    assert (other / "enhanced.seq.nrrd").read_bytes() == b"the user's"
+
+
+def test_a_failed_overwrite_keeps_the_earlier_enhanced_sequence(sim, tmp_path):
+    """The stale file goes with the new set's commit: a run that fails leaves the folder as it was."""
+    from EchoRegistrationLib.io.atomic import atomic_output_set
+    from EchoRegistrationLib.registration.export import ENHANCED
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ENHANCED).write_bytes(b"earlier")
+    (out / "report.json").write_text("{}")
+    with pytest.raises(RuntimeError), atomic_output_set(out, ["report.json"], True, stale=[ENHANCED]) as tmp:
+        (tmp / "report.json").write_text("{\"new\": 1}")
+        raise RuntimeError("the work failed")
+    assert (out / ENHANCED).read_bytes() == b"earlier" and (out / "report.json").read_text() == "{}"

@@ -18,10 +18,11 @@ import torch
 
 from EchoRegistrationLib.dlir.checkpoints import save_model
 from EchoRegistrationLib.dlir.shipped import (ENHANCER_KIND, MODELS_DIR, SHIPPED_ENHANCER, SHIPPED_MODEL,
-                                              list_models, resolve_model)
+                                              ModelKindError, list_models, resolve_model)
 from EchoRegistrationLib.enhancement.inference import enhance_sequence, resolve_enhancer
 from EchoRegistrationLib.enhancement.networks import ResnetGenerator, initialise
 from EchoRegistrationLib.enhancement.training import PIXEL_MM
+from EchoRegistrationLib.sequence import EchoDataError
 from EchoRegistrationLib.simulation import simulate_sequence
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,14 +68,56 @@ def test_the_catalog_lists_each_kind_apart(models):
 def test_a_name_resolves_only_to_a_model_of_its_kind(models):
     assert resolve_enhancer(ENHANCER, models) == models / ENHANCER
     assert resolve_model(SHIPPED_MODEL, models) == models / SHIPPED_MODEL
-    with pytest.raises(FileNotFoundError, match=rf"{SHIPPED_MODEL}: an installed registration \(DLIR\) model, "
-                                                rf"not an enhancement model \(installed: {ENHANCER};"):
+    with pytest.raises(ModelKindError, match=rf"{SHIPPED_MODEL}: an installed registration \(DLIR\) model, "
+                                             rf"not an enhancement model \(installed: {ENHANCER};"):
         resolve_enhancer(SHIPPED_MODEL, models)
-    with pytest.raises(FileNotFoundError, match=rf"{ENHANCER}: an installed enhancement model, not a "
-                                                rf"registration \(DLIR\) model \(installed: {SHIPPED_MODEL};"):
+    with pytest.raises(ModelKindError, match=rf"{ENHANCER}: an installed enhancement model, not a "
+                                             rf"registration \(DLIR\) model \(installed: {SHIPPED_MODEL};"):
         resolve_model(ENHANCER, models)
     with pytest.raises(FileNotFoundError, match="none in .*absent; train one: echoreg train enhancer"):
         resolve_enhancer(SHIPPED_ENHANCER, models.parent / "absent")
+
+
+def test_a_model_of_the_other_kind_is_bad_input_and_a_missing_name_is_not_found(models):
+    """Another kind's name is a ValueError (the project's EchoDataError: the CLI's one-line errors),
+    never FileNotFoundError; a name of no kind at all still is FileNotFoundError, not the kind error."""
+    with pytest.raises(ModelKindError) as other:
+        resolve_enhancer(SHIPPED_MODEL, models)
+    assert isinstance(other.value, EchoDataError) and isinstance(other.value, ValueError)
+    assert not isinstance(other.value, OSError)
+    assert other.value.source == SHIPPED_MODEL
+    assert other.value.problem.startswith("an installed registration (DLIR) model, not an enhancement model")
+    for name, resolve in (("no-such-model", resolve_enhancer), ("no-such-model", resolve_model)):
+        with pytest.raises(FileNotFoundError, match="no such checkpoint and no installed model") as missing:
+            resolve(name, models)
+        assert not isinstance(missing.value, ValueError)
+
+
+def test_the_command_line_reports_a_model_of_the_other_kind_in_one_line(tmp_path, capsys):
+    """The installed catalog (Resources/Models) holds both kinds: each asked for as the other, by name
+    or by checkpoint path, ends the command with status 2 and one line naming the model."""
+    from EchoRegistrationLib.cli import main
+    from EchoRegistrationLib.io.dispatch import save_sequence
+
+    cine = save_sequence(simulate_sequence(view="A4C", n_frames=2, image_size=(48, 40), seed=1).sequence,
+                         tmp_path / "cine.seq.nrrd")
+    enhance = ["enhance", str(cine), "-o", str(tmp_path / "e.seq.nrrd"), "--model"]
+    register = ["register", str(cine), "--device", "cpu"]
+    runs = {"enhance by DLIR name": ([*enhance, SHIPPED_MODEL],
+                                     f"{SHIPPED_MODEL}: an installed registration (DLIR) model, not an enhancement"),
+            "enhance by DLIR path": ([*enhance, str(MODELS_DIR / SHIPPED_MODEL)],
+                                     "a DLIRModel checkpoint, not an enhancement model"),
+            "register --enhance DLIR": ([*register, "-o", str(tmp_path / "r"), "--enhance", SHIPPED_MODEL],
+                                        "not an enhancement model"),
+            "register --model enhancer": ([*register, "-o", str(tmp_path / "d"), "--method", "dlir", "--model",
+                                           SHIPPED_ENHANCER],
+                                          f"{SHIPPED_ENHANCER}: an installed enhancement model, not a registration")}
+    for what, (argv, expected) in runs.items():
+        assert main(argv) == 2, what
+        err = capsys.readouterr().err
+        assert err.startswith("echoreg: error: ") and expected in err, (what, err)
+        assert err.count("\n") == 1 and "Traceback" not in err, (what, err)
+    assert not any((tmp_path / name).exists() for name in ("e.seq.nrrd", "r", "d"))
 
 
 def test_the_enhancer_catalog_needs_no_torch(models):

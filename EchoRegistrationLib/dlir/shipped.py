@@ -18,7 +18,8 @@ the Slicer panel), a name of this catalog or a checkpoint path is accepted (:fun
 
 The same folder holds echo enhancement generators (``kind`` "enhancer" in their config,
 :mod:`..enhancement`): :func:`list_models` and :func:`resolve_model` take the kind of :data:`CATALOG`
-to list or resolve, DLIR by default. The shipped enhancer is :data:`SHIPPED_ENHANCER` (BSD-3-Clause,
+to list or resolve, DLIR by default; a name of the other kind is refused with :class:`ModelKindError`
+(an unknown name with FileNotFoundError). The shipped enhancer is :data:`SHIPPED_ENHANCER` (BSD-3-Clause,
 trained on simulated sequences; experimental, off by default).
 This module reads JSON only: it needs no torch.
 """
@@ -29,6 +30,8 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..sequence import EchoDataError
 
 
 def _models_dir() -> Path:
@@ -64,6 +67,13 @@ class CatalogKind:
     label: str
     default: str
     train: str
+
+
+class ModelKindError(EchoDataError):
+    """A model that exists but is of another kind than the one asked for (a registration (DLIR)
+    model where an enhancement model is expected, or the reverse); an :class:`EchoDataError` (a
+    ``ValueError``), so the command line and the Slicer panel report it as one line naming the
+    model and the problem."""
 
 
 CATALOG = {DLIR_KIND: CatalogKind("registration (DLIR)", SHIPPED_MODEL, "echoreg train dlir --help"),
@@ -156,21 +166,32 @@ def resolve_model(model: str | os.PathLike, folder: str | os.PathLike = MODELS_D
     model of that name and ``kind`` in ``folder``.
 
     Raises:
-        FileNotFoundError: neither a path nor the name of an installed model of ``kind``; the message
-            says when the name is a model of another kind, and lists the installed names of ``kind``.
+        ModelKindError: (a ``ValueError``) ``model`` is the name of an installed model of another
+            kind; the message says which and lists the installed names of ``kind``.
+        FileNotFoundError: neither a path nor the name of an installed model of any kind; the
+            message lists the installed names of ``kind``.
+        ValueError: ``kind`` is not a catalog kind.
     """
     if Path(model).exists():
         return Path(model)
     for info in list_models(folder, kind):
         if info.name == str(model):
             return info.path
-    other = next((CATALOG[k].label for k in CATALOG if k != kind
-                  for info in list_models(folder, k) if info.name == str(model)), None)
-    wanted = CATALOG[kind].label
-    problem = f"an installed {other} model, not a{'n' * (wanted[0] in 'aeiou')} {wanted} model" if other \
-        else "no such checkpoint and no installed model of that name"
+    wanted = CATALOG[kind]
     names = ", ".join(info.name for info in list_models(folder, kind)) or f"none in {folder}"
-    raise FileNotFoundError(f"{model}: {problem} (installed: {names}; train one: {CATALOG[kind].train})")
+    help_ = f"(installed: {names}; train one: {wanted.train})"
+    other = _other_kind_label(model, folder, kind)
+    if other is not None:
+        article = "an" if wanted.label[0] in "aeiou" else "a"
+        raise ModelKindError(str(model), f"an installed {other} model, not {article} {wanted.label} model {help_}")
+    raise FileNotFoundError(f"{model}: no such checkpoint and no installed model of that name {help_}")
+
+
+def _other_kind_label(model: str | os.PathLike, folder: str | os.PathLike, kind: str) -> str | None:
+    """The label (:class:`CatalogKind`) of the kind other than ``kind`` whose installed model in
+    ``folder`` is named ``model``; None when no model of another kind has that name."""
+    return next((CATALOG[k].label for k in CATALOG if k != kind
+                 for info in list_models(folder, k) if info.name == str(model)), None)
 
 
 def licence_of(model: str | os.PathLike, kind: str = DLIR_KIND) -> str | None:

@@ -17,9 +17,9 @@ import torch
 import torch.nn as nn
 
 from ..dlir.checkpoints import load_model, read_config
-from ..dlir.shipped import ENHANCER_KIND, MODELS_DIR, resolve_model
+from ..dlir.shipped import ENHANCER_KIND, MODELS_DIR, ModelKindError, resolve_model
 from ..device import resolve_device
-from ..sequence import EchoSequence, no_signal_frames
+from ..sequence import EchoDataError, EchoSequence, no_signal_frames
 from ..spatial.pyramid import resample_image
 from .data import frames_at_pixel_size
 from .networks import ResnetGenerator, to_grey, translate
@@ -30,8 +30,9 @@ def resolve_enhancer(model: str | os.PathLike, folder: str | os.PathLike = MODEL
     model of that name in ``folder`` (the catalog, :func:`..dlir.shipped.list_models`).
 
     Raises:
-        FileNotFoundError: neither; the message lists the installed enhancement models, and says so
-            when ``model`` names a registration (DLIR) model instead.
+        ModelKindError: (an :class:`EchoDataError`) ``model`` names an installed registration (DLIR)
+            model instead.
+        FileNotFoundError: neither; the message lists the installed enhancement models.
     """
     return resolve_model(model, folder, kind=ENHANCER_KIND)
 
@@ -43,15 +44,20 @@ def load_enhancer(model: str | os.PathLike | nn.Module,
     module is returned as it is (it needs ``pixel_mm``).
 
     Raises:
-        FileNotFoundError: no such checkpoint. ValueError: not an enhancement model.
+        FileNotFoundError: no such checkpoint.
+        ModelKindError: (an :class:`EchoDataError`) a checkpoint or installed name of another kind
+            (a registration model).
+        ValueError: a module that is not a generator with ``pixel_mm``.
     """
     if isinstance(model, nn.Module):
         generator = model.to(device).eval()
     else:
         path = resolve_enhancer(model)
         generator = load_model(path, device)
-        if isinstance(generator, ResnetGenerator):
-            generator.pixel_mm = float(read_config(path)["pixel_mm"])
+        if not isinstance(generator, ResnetGenerator):
+            raise ModelKindError(str(model), f"a {type(generator).__name__} checkpoint, not an enhancement "
+                                             "model (a ResnetGenerator from train_enhancer)")
+        generator.pixel_mm = float(read_config(path)["pixel_mm"])
     if not isinstance(generator, ResnetGenerator) or not hasattr(generator, "pixel_mm"):
         raise ValueError(f"{model}: not an enhancement model (a ResnetGenerator with pixel_mm, from "
                          f"train_enhancer)")
@@ -71,6 +77,19 @@ def enhance_frames(frames: np.ndarray, spacing: tuple[float, float], generator: 
     return out
 
 
+def require_pixel_size(seq: EchoSequence) -> None:
+    """Check that ``seq``'s pixel size is known: an enhancer works on its own mm grid, so a
+    placeholder spacing would show it the image at an arbitrary scale.
+
+    Raises:
+        EchoDataError: naming ``seq.source``: the pixel size is unknown (``spacing_known`` False).
+    """
+    if not seq.spacing_known:
+        raise EchoDataError(seq.source, f"pixel size unknown: enhancement needs the pixel size in mm (the model "
+                                        f"works on a mm grid; {seq.spacing} is a placeholder); set the spacing in "
+                                        "the file (e.g. a NIfTI or NRRD header) or leave enhancement off")
+
+
 def enhance_sequence(seq: EchoSequence, model: str | os.PathLike | nn.Module, *,
                      device: str | torch.device = "auto", batch_size: int = 16) -> EchoSequence:
     """A copy of ``seq`` with enhanced frames (module docstring).
@@ -86,7 +105,13 @@ def enhance_sequence(seq: EchoSequence, model: str | os.PathLike | nn.Module, *,
         The sequence with (T, H, W) float32 0..255 enhanced frames, 0 outside the field of view
         (``seq.mask``, else the pixels nonzero in some frame); everything else unchanged;
         ``metadata["enhancement"]`` names the model.
+
+    Raises:
+        EchoDataError: the pixel size of ``seq`` is unknown (:func:`require_pixel_size`), checked
+            before the model is read.
+        FileNotFoundError, ModelKindError: as :func:`load_enhancer`.
     """
+    require_pixel_size(seq)
     dev = resolve_device(device)
     generator = load_enhancer(model, dev)
     frames = enhance_frames(seq.frames, seq.spacing, generator, dev, batch_size)

@@ -118,13 +118,18 @@ def check_output_folder(folder: str | os.PathLike, names: Iterable[str], overwri
 
 @contextlib.contextmanager
 def atomic_output_set(folder: str | os.PathLike, names: Iterable[str],
-                      overwrite: bool = False) -> Iterator[Path]:
+                      overwrite: bool = False, stale: Iterable[str] = ()) -> Iterator[Path]:
     """Write a set of output files as one: yield an empty temporary folder beside ``folder``; the
     caller writes every file of the set into it under its final relative name (``names``, which
     are checked first with :func:`check_output_folder`). On success the set is moved in at once: the
     temporary folder is renamed to ``folder`` when that does not exist yet, else each file replaces
     its namesake. On any error or interrupt (Ctrl-C) the temporary folder is removed and ``folder``
     is left exactly as it was: no partial output set, nothing overwritten.
+
+    ``stale`` names (relative to ``folder``) files of an earlier, larger set that this one does not
+    write (e.g. ``enhanced.seq.nrrd`` of an earlier run that enhanced its frames): with
+    ``overwrite``, those of them that exist as files are removed once the set is moved in, so that
+    they cannot pass for part of it; nothing else is removed, and nothing without ``overwrite``.
 
     Example::
 
@@ -152,8 +157,19 @@ def atomic_output_set(folder: str | os.PathLike, names: Iterable[str],
             final = target / path.relative_to(tmp)
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, final)
+        if overwrite:
+            _remove_stale(target, stale, {p.relative_to(tmp) for p in written})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove_stale(target: Path, stale: Iterable[str], written: set[Path]) -> None:
+    """Remove the files ``stale`` (relative to ``target``) that this set did not write; folders,
+    links to folders and absent names are left alone."""
+    for name in stale:
+        path = target / name
+        if Path(name) not in written and path.is_file():
+            path.unlink()
 
 
 def _set_new_folder_modes(root: Path) -> None:

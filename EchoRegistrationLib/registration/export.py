@@ -5,7 +5,9 @@
 * ``warped.seq.nrrd``: the warped frames as a Slicer volume sequence (same geometry and times as
   the input, gzip; open it in Slicer with Add Data).
 * only when the frames were enhanced before registration (``echoreg register --enhance``):
-  ``enhanced.seq.nrrd``, the enhanced frames as registered, unwarped, in the same format.
+  ``enhanced.seq.nrrd``, the enhanced frames as registered, unwarped, in the same format. A run
+  without enhancement that overwrites an earlier one's folder removes that ``enhanced.seq.nrrd``
+  (it would otherwise pass for the new run's), and no other file.
 * ``displacement.npz``: NumPy (compressed): ``displacement`` (T, H, W, 2) float32 mm, ``spacing``
   (sx, sy) mm, ``frame_times`` (T,) s, ``reference`` index, ``no_signal`` (T,) bool (frames
   without information, whose field is interpolated), ``convention`` text, ``spacing_known`` and
@@ -92,11 +94,13 @@ def check_outputs(seq: EchoSequence, folder: str | os.PathLike, overwrite: bool 
 def save_registration(result: RegistrationResult, seq: EchoSequence, folder: str | os.PathLike, *,
                       overwrite: bool = False, itk_fields: bool = False) -> list[Path]:
     """Write ``result`` (computed on ``seq``) into ``folder`` as one set (see the module docstring;
-    ``enhanced.seq.nrrd`` when ``result.enhanced`` is set); returns the files written. Raises as
-    :func:`check_outputs`, before writing anything."""
+    ``enhanced.seq.nrrd`` when ``result.enhanced`` is set, else, with ``overwrite``, an earlier
+    run's ``enhanced.seq.nrrd`` there is removed with the set's commit); returns the files written.
+    Raises as :func:`check_outputs`, before writing anything."""
     folder = Path(folder)
     names = output_names(seq, itk_fields, result.enhanced is not None)
-    with atomic_output_set(folder, names, overwrite) as tmp:
+    stale = [] if result.enhanced is not None else [ENHANCED]
+    with atomic_output_set(folder, names, overwrite, stale=stale) as tmp:
         write_seq_nrrd(frames_like(seq, result.warped, folder / WARPED), tmp / WARPED)
         if result.enhanced is not None:
             write_seq_nrrd(frames_like(seq, result.enhanced, folder / ENHANCED), tmp / ENHANCED)

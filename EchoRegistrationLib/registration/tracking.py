@@ -288,7 +288,9 @@ def register_sequence(
         without signal are bridged and marked (module docstring).
 
     Raises:
-        EchoDataError: the reference frame has no signal.
+        EchoDataError: the reference frame has no signal; with ``enhance``, the pixel size is
+            unknown (:func:`..enhancement.inference.require_pixel_size`) or the model is of another
+            kind (``ModelKindError``).
         ValueError: an unknown method, mode or device, a reference outside the sequence.
     """
     seq.require_frames(2)
