@@ -6,10 +6,13 @@
 #  - simulated sequences (seeds 0-31, three times over, with true motion),
 # mask VAEs trained on CAMUS and simulated masks, PatchGAN texture, every pair's appearance redrawn at
 # random in 80 % of cases (--randomise); 64 then 128 rows. CC BY-NC-SA 4.0 (CAMUS's terms). CAMUS valid
-# and benchmark seeds are never used. Then each pass's field is integrated as a stationary velocity
-# (diffeomorphic: the plain network folded 0.17-0.24 % of pixels on CAMUS train pairs, integrated 0 %),
-# its passes are chosen on validation data (benchmarks/validate_passes.py: simulator seeds 5000+, new
-# motions of CAMUS train frames, folding on CAMUS train pairs) and the model is installed in Resources/Models/echoreg-dlir-camus (weights and config; the model card is kept).
+# and benchmark seeds are never used. Stage 2 continues from stage 1 as a velocity network (--diffeomorphic:
+# each pass's field is integrated by scaling and squaring, so it cannot fold) on the same data, the warped
+# templates moving by the current template motion (smooth random diffeomorphisms up to the mitral annulus's
+# ED->ES range, EchoRegistrationLib.dlir.templates). Then its passes are chosen on validation data
+# (benchmarks/validate_passes.py: simulator seeds 5000+, new motions of CAMUS train frames, folding on CAMUS
+# train pairs) and the model is installed in Resources/Models/echoreg-dlir-camus (weights and config; the
+# model card is kept).
 #   usage: scripts/train_camus_model.sh [WORK_DIR] [INIT]
 #          (defaults runs/shipped and Resources/Models/echoreg-dlir-sim; the CAMUS pairs are read from
 #          $CAMUS, default ../shared/data/camus_ed_es/train; resumable: run it again to continue)
@@ -33,8 +36,12 @@ $ECHOREG train dlir --data "$CAMUS" --data "warped:$CAMUS" --data "$MIXED" --dat
   --vae "$WORK/vae_camus_lv" --vae "$WORK/vae_camus_myocardium" --weight motion=1 --weight dice=1 \
   --randomise 0.8 --encoder 32 64 64 64 --decoder 64 64 32 32 --init "$INIT" \
   --scales 64 128 --iterations 600 2500 --iterations-per-epoch 100 -o "$WORK/dlir_camus"
-.venv/bin/python benchmarks/validate_passes.py --models "$WORK/dlir_camus" --passes 1 2 3 --templates 16 \
-  --threads 1 --diffeomorphic --write "$WORK/echoreg-dlir-camus"
+$ECHOREG train dlir --data "$CAMUS" --data "warped:$CAMUS" --data "$MIXED" --data "$MIXED" --data "$MIXED" \
+  --vae "$WORK/vae_camus_lv" --vae "$WORK/vae_camus_myocardium" --weight motion=1 --weight dice=1 \
+  --randomise 0.8 --encoder 32 64 64 64 --decoder 64 64 32 32 --diffeomorphic --init "$WORK/dlir_camus" \
+  --scales 64 128 --iterations 400 1600 --iterations-per-epoch 100 -o "$WORK/dlir_camus_velocity"
+.venv/bin/python benchmarks/validate_passes.py --models "$WORK/dlir_camus_velocity" --passes 1 2 3 \
+  --coarse-passes 0 1 --templates 16 --threads 1 --write "$WORK/echoreg-dlir-camus"
 mkdir -p Resources/Models/echoreg-dlir-camus
 cp "$WORK/echoreg-dlir-camus/model.safetensors" "$WORK/echoreg-dlir-camus/model.json" Resources/Models/echoreg-dlir-camus/
 echo "installed Resources/Models/echoreg-dlir-camus (CC BY-NC-SA 4.0)"
