@@ -23,7 +23,7 @@ from EchoRegistrationLib.losses import one_hot
 from EchoRegistrationLib.registration import register_sequence
 from EchoRegistrationLib.spatial.pyramid import resample_field
 from EchoRegistrationLib.simulation import simulate_sequence
-from EchoRegistrationLib.spatial import affine_to_displacement, field_to_torch, spacing_tensor, warp
+from EchoRegistrationLib.spatial import affine_to_displacement, field_to_torch, warp
 
 TINY_UNET = {"stem": 4, "encoder": [8, 8, 8], "decoder": [8, 8, 4]}
 
@@ -233,29 +233,6 @@ def test_a_second_pass_registers_the_warped_moving_image_and_composes_after_it(m
     expected = compose(residual, first, spacing)
     torch.testing.assert_close(model(fixed, moving, spacing), expected)
     assert (compose(first, residual, spacing) - expected).abs().amax() > 1e-3  # the order matters here
-
-
-def test_coarse_passes_run_on_the_half_size_grid_first_and_keep_millimetres(monkeypatch):
-    seq = blob_sequence(n_frames=2)
-    one = predict_sequence_fields(constant_output(tiny_model(), 2.0, 1.0), seq, reference=0, device="cpu")
-    pyramid = constant_output(tiny_model(passes=3, coarse_passes=1), 2.0, 1.0)
-    three = predict_sequence_fields(pyramid, seq, reference=0, device="cpu")
-    torch.testing.assert_close(three[1], 3 * one[1], atol=1e-4, rtol=1e-4)  # the same mm at both grids
-    grids = []
-    original = pyramid.single_pass
-
-    def recording(fixed, moving, spacing):
-        grids.append((tuple(fixed.shape[-2:]), spacing_tensor(spacing, fixed.float()).flatten().tolist()))
-        return original(fixed, moving, spacing)
-
-    monkeypatch.setattr(pyramid, "single_pass", recording)
-    fixed = torch.rand(1, 1, 65, 49)
-    pyramid(fixed, fixed, (0.5, 0.4))
-    assert [g[0] for g in grids] == [(33, 25), (65, 49), (65, 49)]
-    assert grids[0][1] == pytest.approx([1.0, 0.8]) and grids[1][1] == pytest.approx([0.5, 0.4])
-    assert DLIRModel.from_architecture(pyramid.architecture()).coarse_passes == 1
-    with pytest.raises(ValueError, match="coarse_passes"):
-        tiny_model(passes=1, coarse_passes=2)
 
 
 def test_flip_averaging_mirrors_the_field_of_the_mirrored_pair():

@@ -1,8 +1,7 @@
-"""Choose a DLIR model's passes on validation data, never on the benchmarks (a script).
+"""Choose a DLIR model's number of passes on validation data, never on the benchmarks (a script).
 
 A model's ``passes`` (:class:`EchoRegistrationLib.dlir.model.DLIRModel`: the network applied again to
-the moving frame warped by the field so far, the residuals composed) and ``coarse_passes`` (how many of
-the first run on the half-size grid, at a quarter of the cost) are chosen here, on data that no
+the moving frame warped by the field so far, the residuals composed) is chosen here, on data that no
 benchmark uses:
 
 * the simulator's validation seeds 5000-5007 (the training scripts' validation seeds; the benchmarks use
@@ -17,10 +16,10 @@ Usage (repository root)::
     .venv/bin/python benchmarks/validate_passes.py --models echoreg-dlir-sim runs/camus/dlir_camus --passes 1 2 3
     .venv/bin/python benchmarks/validate_passes.py --models runs/camus/dlir_camus --write runs/camus/chosen
 
-With ``--write`` (one model), the model is written there with the chosen schedule: among the schedules
-with at most :data:`MAX_FOLDING_PCT` % folding on every set, the cheapest (network cost: a pass 1, a
-coarse pass 1/4) of those whose mean of the two end-point errors is within :data:`EPE_TOLERANCE_MM` of
-the lowest; the validation table is kept in its config (``passes_validation``).
+With ``--write`` (one model), the model is written there with the chosen ``passes``: among the rows with
+at most :data:`MAX_FOLDING_PCT` % folding on every set, the fewest passes whose mean of the two end-point
+errors is within :data:`EPE_TOLERANCE_MM` of the lowest (each pass costs one network run); the validation
+table is kept in its config (``passes_validation``).
 """
 
 from __future__ import annotations
@@ -46,8 +45,7 @@ from EchoRegistrationLib.spatial import field_to_numpy, folding_fraction  # noqa
 VALIDATION_SEEDS = range(5000, 5008)
 TEMPLATE_MOTION_SEED = 900_000
 MAX_FOLDING_PCT = 0.05
-EPE_TOLERANCE_MM = 0.05  # schedules this close to the most accurate one count as equally accurate
-COARSE_PASS_COST = 0.25  # a coarse pass's network cost, relative to a pass at the working size
+EPE_TOLERANCE_MM = 0.05  # passes this close to the most accurate count as equally accurate
 CAMUS_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "camus_ed_es" / "train"
 
 
@@ -80,8 +78,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", required=True, help="installed names or checkpoint folders")
     parser.add_argument("--passes", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--coarse-passes", type=int, nargs="+", default=[0],
-                        help="coarse passes to try with each number of passes (those above it are skipped)")
     parser.add_argument("--templates", type=int, default=12, help="warped CAMUS train templates (0: none)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--write", type=Path, help="write the (single) model with the chosen passes here")
@@ -104,49 +100,40 @@ def main(argv: list[str] | None = None) -> int:
     print(f"validation: {len(simulated)} simulated sequences (seeds {VALIDATION_SEEDS.start}-"
           f"{VALIDATION_SEEDS.stop - 1}), {len(templates)} warped CAMUS train templates (motion seeds "
           f"{TEMPLATE_MOTION_SEED}+), {len(camus_pairs)} CAMUS train pairs (folding)")
-    print("| model | passes | coarse passes | sim EPE ES mm | sim folding % | template EPE mm | template folding % | CAMUS train pairs folding % |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| model | passes | sim EPE ES mm | sim folding % | template EPE mm | template folding % | CAMUS train pairs folding % |")
+    print("|---|---|---|---|---|---|---|")
     rows = []
     for name in args.models:
         model = load_model(name)  # a private copy: passes is changed below
         model.diffeomorphic = model.diffeomorphic or args.diffeomorphic
-        for passes, coarse in [(p, c) for p in args.passes for c in args.coarse_passes if c <= p]:
-            model.passes, model.coarse_passes = passes, coarse
+        for passes in args.passes:
+            model.passes = passes
             sim = scores(model, simulated)
             tmpl = scores(model, templates) if templates else (float("nan"), float("nan"))
             camus = pair_folding(model, camus_pairs) if camus_pairs else float("nan")
-            rows.append({"passes": passes, "coarse_passes": coarse, "diffeomorphic": model.diffeomorphic, "sim_epe_mm": sim[0],
+            rows.append({"passes": passes, "diffeomorphic": model.diffeomorphic, "sim_epe_mm": sim[0],
                          "sim_folding_pct": sim[1], "template_epe_mm": tmpl[0], "template_folding_pct": tmpl[1],
                          "camus_train_folding_pct": camus})
-            print(f"| {name}{' (diffeomorphic)' if model.diffeomorphic else ''} | {passes} | {coarse} | {sim[0]:.2f} | {sim[1]:.3f} | {tmpl[0]:.2f} | {tmpl[1]:.3f} | {camus:.3f} |", flush=True)
+            print(f"| {name}{' (diffeomorphic)' if model.diffeomorphic else ''} | {passes} | {sim[0]:.2f} | {sim[1]:.3f} | {tmpl[0]:.2f} | {tmpl[1]:.3f} | {camus:.3f} |", flush=True)
     if args.write is not None:
-        model.passes, model.coarse_passes = choose(rows)
+        model.passes = choose(rows)
         config = read_config(resolve_model(args.models[0]))
         extra = {k: v for k, v in config.items() if k not in ("format", "kind", "architecture")}
         save_model(model, args.write, **extra, passes_validation=rows)
-        print(f"wrote {args.write} with passes = {model.passes}, coarse_passes = {model.coarse_passes}")
+        print(f"wrote {args.write} with passes = {model.passes}")
     return 0
 
 
-def choose(rows: list[dict[str, float]]) -> tuple[int, int]:
-    """(passes, coarse_passes) of the cheapest row (:func:`network_cost`) whose mean end-point error
-    (simulated and template, NaN-free) is within :data:`EPE_TOLERANCE_MM` of the lowest, among the
-    rows whose folding is at most :data:`MAX_FOLDING_PCT` % on every set (else among all rows)."""
+def choose(rows: list[dict[str, float]]) -> int:
+    """The fewest passes among the rows whose mean end-point error (simulated and template, NaN-free) is
+    within :data:`EPE_TOLERANCE_MM` of the lowest, of the rows whose folding is at most
+    :data:`MAX_FOLDING_PCT` % on every set (else of all rows)."""
     def error(row):
         return float(np.nanmean([row["sim_epe_mm"], row["template_epe_mm"]]))
     folding = ("sim_folding_pct", "template_folding_pct", "camus_train_folding_pct")
-    folding_ok = [r for r in rows if np.nanmax([r.get(k, np.nan) for k in folding]) <= MAX_FOLDING_PCT]
-    candidates = folding_ok or rows
+    candidates = [r for r in rows if np.nanmax([r.get(k, np.nan) for k in folding]) <= MAX_FOLDING_PCT] or rows
     lowest = min(error(r) for r in candidates)
-    accurate = [r for r in candidates if error(r) <= lowest + EPE_TOLERANCE_MM]
-    best = min(accurate, key=lambda r: (network_cost(r), error(r)))
-    return int(best["passes"]), int(best.get("coarse_passes", 0))
-
-
-def network_cost(row: dict) -> float:
-    """Network applications of a row's schedule, a coarse pass counting :data:`COARSE_PASS_COST`."""
-    coarse = row.get("coarse_passes", 0)
-    return row["passes"] - coarse + COARSE_PASS_COST * coarse
+    return int(min(r["passes"] for r in candidates if error(r) <= lowest + EPE_TOLERANCE_MM))
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ $ECHOREG train dlir --data "$CAMUS" --data "warped:$CAMUS" --data "$MIXED" --dat
   --randomise 0.8 --encoder 32 64 64 64 --decoder 64 64 32 32 --diffeomorphic --init "$WORK/dlir_camus" \
   --scales 64 128 --iterations 400 1600 --iterations-per-epoch 100 -o "$WORK/dlir_camus_velocity"
 .venv/bin/python benchmarks/validate_passes.py --models "$WORK/dlir_camus_velocity" --passes 1 2 3 \
-  --coarse-passes 0 1 --templates 16 --threads 1 --write "$WORK/echoreg-dlir-camus"
+  --templates 16 --threads 1 --write "$WORK/echoreg-dlir-camus"
 mkdir -p Resources/Models/echoreg-dlir-camus
 cp "$WORK/echoreg-dlir-camus/model.safetensors" "$WORK/echoreg-dlir-camus/model.json" Resources/Models/echoreg-dlir-camus/
 echo "installed Resources/Models/echoreg-dlir-camus (CC BY-NC-SA 4.0)"

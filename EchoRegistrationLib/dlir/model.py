@@ -25,12 +25,10 @@ import torch.nn.functional as F
 
 from ..spatial.pairs import MODES
 from ..spatial import Spacing, compose, integrate_velocity, mirror_field, spacing_tensor, warp
-from ..spatial.pyramid import level_shape, resample_field, resample_image
 from .affine_net import PERCENT, AffineNet, field_of_view_height
 from .networks import RegistrationUNet, float32_region
 
 DEFAULT_WORKING_SIZE = 128
-COARSE_FACTOR = 2  # the grid of a coarse pass (:attr:`DLIRModel.coarse_passes`) is this much coarser
 
 
 def upsample_field(field: torch.Tensor, factor: int, shape: Sequence[int]) -> torch.Tensor:
@@ -65,17 +63,12 @@ class DLIRModel(nn.Module):
             it. One pass: the plain network. Kept in the checkpoint; may be changed after training
             (a network trained for one pass often recovers only part of a large motion, and a
             second pass takes part of the rest).
-        coarse_passes: how many of the first passes run on a grid half the working size in each
-            direction (:data:`COARSE_FACTOR`), at a quarter of the cost (coarse to fine, as in
-            the pyramids of PWC-Net, Sun et al., CVPR 2018): the coarse pass takes the large motion,
-            the passes at the working size the rest. Sensible for models trained at both sizes
-            (multi-scale training 64 -> 128). Kept in the checkpoint; may be changed after training.
     """
 
     def __init__(self, net: RegistrationUNet | None, *,
                  working_size: int = DEFAULT_WORKING_SIZE, diffeomorphic: bool = False,
                  integration_steps: int = 7, affine: AffineNet | None = None,
-                 mode: str = "to_reference", passes: int = 1, coarse_passes: int = 0):
+                 mode: str = "to_reference", passes: int = 1):
         super().__init__()
         if net is None and affine is None:
             raise ValueError("a DLIR model needs a U-Net, an affine stage, or both")
@@ -83,8 +76,6 @@ class DLIRModel(nn.Module):
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if int(passes) < 1:
             raise ValueError(f"passes must be >= 1, got {passes}")
-        if not 0 <= int(coarse_passes) <= int(passes):
-            raise ValueError(f"coarse_passes must be within 0..passes ({passes}), got {coarse_passes}")
         self.net = net
         self.working_size = int(working_size)
         self.diffeomorphic = bool(diffeomorphic)
@@ -92,7 +83,6 @@ class DLIRModel(nn.Module):
         self.affine = affine
         self.mode = mode
         self.passes = int(passes)
-        self.coarse_passes = int(coarse_passes)
 
     def architecture(self) -> dict[str, Any]:
         """Everything :meth:`from_architecture` needs to rebuild the model (JSON-ready)."""
@@ -100,7 +90,7 @@ class DLIRModel(nn.Module):
                 "working_size": self.working_size,
                 "diffeomorphic": self.diffeomorphic, "integration_steps": self.integration_steps,
                 "affine": None if self.affine is None else self.affine.architecture(),
-                "mode": self.mode, "passes": self.passes, "coarse_passes": self.coarse_passes}
+                "mode": self.mode, "passes": self.passes}
 
     @classmethod
     def from_architecture(cls, architecture: dict[str, Any]) -> "DLIRModel":
@@ -111,12 +101,10 @@ class DLIRModel(nn.Module):
                    integration_steps=architecture["integration_steps"],
                    affine=None if affine is None else AffineNet(**affine),
                    mode=architecture.get("mode", "to_reference"),
-                   passes=architecture.get("passes", 1),
-                   coarse_passes=architecture.get("coarse_passes", 0))
+                   passes=architecture.get("passes", 1))
 
     def forward(self, fixed: torch.Tensor, moving: torch.Tensor, spacing: Spacing) -> torch.Tensor:
-        """(B, 2, h, w) float32 mm displacement on the fixed grid, after :attr:`passes` passes
-        (the first :attr:`coarse_passes` of them on the half-size grid).
+        """(B, 2, h, w) float32 mm displacement on the fixed grid, after :attr:`passes` passes.
 
         Args:
             fixed, moving: (B, 1, h, w) images in [0, 1] on the same grid (fixed batch 1 or B).
@@ -125,34 +113,14 @@ class DLIRModel(nn.Module):
         The networks may run under autocast; their heads and the field arithmetic (units,
         integration, composition) run in float32.
         """
-        field = None
-        for index in range(self.passes):
-            current = moving
-            if field is not None:
-                with float32_region(field):
-                    current = warp(moving.float(), field, spacing).to(moving.dtype)
-            if index < self.coarse_passes:
-                residual = self.coarse_pass(fixed, current, spacing)
-            else:
-                residual = self.single_pass(fixed, current, spacing)
-            if field is None:
-                field = residual
-            else:
-                with float32_region(field):
-                    field = compose(residual, field, spacing)
+        field = self.single_pass(fixed, moving, spacing)
+        for _ in range(self.passes - 1):
+            with float32_region(field):
+                warped = warp(moving.float(), field, spacing)
+            residual = self.single_pass(fixed, warped.to(moving.dtype), spacing)
+            with float32_region(field):
+                field = compose(residual, field, spacing)
         return field
-
-    def coarse_pass(self, fixed: torch.Tensor, moving: torch.Tensor, spacing: Spacing) -> torch.Tensor:
-        """:meth:`single_pass` on the grid :data:`COARSE_FACTOR` times coarser (same extent,
-        :mod:`..spatial.pyramid`), its field brought back to the (B, 2, h, w) grid of the images."""
-        shape = fixed.shape[-2:]
-        coarse = level_shape(shape, COARSE_FACTOR)
-        base = spacing_tensor(spacing, fixed.float())[:, :, 0, 0]  # level_spacing, per batch item
-        coarse_spacing = torch.stack((base[:, 0] * (shape[1] - 1) / max(coarse[1] - 1, 1),
-                                      base[:, 1] * (shape[0] - 1) / max(coarse[0] - 1, 1)), dim=1)
-        field = self.single_pass(resample_image(fixed, coarse), resample_image(moving, coarse), coarse_spacing)
-        with float32_region(field):
-            return resample_field(field, shape)
 
     def single_pass(self, fixed: torch.Tensor, moving: torch.Tensor, spacing: Spacing) -> torch.Tensor:
         """One application of the network: (B, 2, h, w) float32 mm, arguments as :meth:`forward`."""

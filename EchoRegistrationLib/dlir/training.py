@@ -212,7 +212,7 @@ class _Run:
         return history
 
 
-INFERENCE_SETTINGS = ("working_size", "passes", "coarse_passes")  # architecture keys that are not weight shapes
+INFERENCE_SETTINGS = ("working_size", "passes")  # architecture keys that are not weight shapes
 
 
 def _fixed_part(architecture: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -322,7 +322,6 @@ def register_sequence(
         from ..dlir.shipped import licence_of
 
         options = {"model": model_name, "licence": licence_of(model_name), "passes": model.passes,
-                   "coarse_passes": model.coarse_passes,
                    "refine": refine, "flip_average": flip_average, **options}
     else:
         pair_fields = _optimised_fields(seq.spacing, frames, method, pairs, roi, chunk_size, options,
