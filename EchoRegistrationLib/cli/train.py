@@ -99,7 +99,8 @@ def _cmd_dlir(args: argparse.Namespace) -> int:
                                           ("output_stride", args.output_stride)) if value is not None}
     history = train_dlir(args.data, scales=args.scales, iterations=iterations, weights=weights or None,
                          similarity=args.similarity, vaes=args.vae or (), texture=args.texture,
-                         unet=unet or None, diffeomorphic=args.diffeomorphic, affine=args.affine,
+                         unet=unet or None, diffeomorphic=args.diffeomorphic, passes=args.passes,
+                         affine=args.affine,
                          mode=args.mode, max_frame_gap=args.max_frame_gap, init=args.init,
                          randomise=args.randomise, **_common_options(args))
     return _finish(history, args.output)
@@ -149,6 +150,9 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
                       help="switch the adversarial texture term off")
     dlir.add_argument("--diffeomorphic", action="store_true",
                       help="predict a stationary velocity field (scaling and squaring)")
+    dlir.add_argument("--passes", type=int, default=1,
+                      help="network applications per training pair, trained end to end on the composed "
+                           "field (a recurrent cascade; each costs a network run; default 1)")
     dlir.add_argument("--encoder", type=int, nargs="+",
                       help="U-Net channels of each stride-2 level, fine to coarse (default 32 32 32 32)")
     dlir.add_argument("--decoder", type=int, nargs="+",

@@ -489,7 +489,7 @@ def train_dlir(data: Any, output: str | os.PathLike, *, validation: Any = None,
                batch_size: int = 8, learning_rate: float = 1e-3,
                weights: LossWeights | Mapping[str, float] | None = None, similarity: str = "lncc",
                lncc_window_mm: float = 10.0, vaes: Sequence[MaskVAE | str | os.PathLike] = (),
-               texture: bool = True, diffeomorphic: bool = False,
+               texture: bool = True, diffeomorphic: bool = False, passes: int = 1,
                unet: Mapping[str, Any] | None = None, affine: DLIRModel | str | os.PathLike | None = None,
                ed_es_fraction: float = 0.3, mode: str = "to_reference", max_frame_gap: int = 3,
                randomise: float = 0.0, init: DLIRModel | str | os.PathLike | None = None, iterations_per_epoch: int = 100,
@@ -513,6 +513,10 @@ def train_dlir(data: Any, output: str | os.PathLike, *, validation: Any = None,
             is on when some are given and ``weights.shape`` > 0.
         texture: the adversarial texture term (with ``weights.texture`` > 0).
         diffeomorphic: predict a stationary velocity field and integrate it.
+        passes: applications of the network per training pair (:attr:`.model.DLIRModel.passes`, a
+            recurrent cascade trained end to end, as Zhao et al., ICCV 2019): every term is computed
+            on the composed field, so the network learns to correct its own residual; saved as the
+            model's passes (validation may change them afterwards). Each pass costs a network run.
         unet: :class:`~.networks.RegistrationUNet` arguments (default: its defaults).
         affine: an affine-only DLIR model (:func:`train_affine`) to use, frozen, as the first stage.
         ed_es_fraction: share of ED <-> ES pairs among the random pairs ("to_reference" only).
@@ -542,7 +546,7 @@ def train_dlir(data: Any, output: str | os.PathLike, *, validation: Any = None,
     if affine is not None and first_stage is None:
         raise ValueError("the affine first stage must be a model trained by train_affine")
     model = DLIRModel(RegistrationUNet(**(unet or {})), working_size=stages[-1].size,
-                      diffeomorphic=diffeomorphic, affine=first_stage, mode=mode).to(dev)
+                      diffeomorphic=diffeomorphic, affine=first_stage, mode=mode, passes=passes).to(dev)
     if first_stage is not None:
         first_stage.requires_grad_(False)
     prior = None
@@ -551,6 +555,7 @@ def train_dlir(data: Any, output: str | os.PathLike, *, validation: Any = None,
     discriminator = PatchDiscriminator().to(dev) if texture and loss_weights.texture > 0 else None
     objective = DLIRObjective(loss_weights, similarity, lncc_window_mm, prior, discriminator)
     settings = {"scales": [s.size for s in stages], "iterations": [s.iterations for s in stages],
+                **({"passes": int(passes)} if passes != 1 else {}),
                 "batch_size": int(batch_size), "learning_rate": float(learning_rate),
                 "loss": objective.settings(),
                 "vaes": [v.architecture() for v in prior.vaes] if prior is not None else [],
