@@ -61,12 +61,12 @@ def test_register_dlir_with_a_model_and_flip_averaging(cine, tmp_path):
 
 
 def test_a_dlir_report_names_the_model_its_licence_and_passes(cine, tmp_path, capsys):
-    for model, licence, passes in ((None, "BSD-3-Clause", 1), ("echoreg-dlir-camus", "CC BY-NC-SA 4.0", 3)):
+    for model, licence, passes in ((None, "CC BY-NC-SA 4.0", 3), ("echoreg-dlir-sim", "BSD-3-Clause", 1)):
         out = tmp_path / f"reg_{model}"
         flags = ["--model", model] if model else []
         assert main(["register", str(cine), "-o", str(out), "--method", "dlir", *flags]) == 0
         parameters = json.loads((out / "report.json").read_text())["parameters"]
-        name = model or "echoreg-dlir-sim"  # the default by its name, which --model takes back
+        name = model or "echoreg-dlir-camus"  # the default by its name, which --model takes back
         assert (parameters["model"], parameters["licence"], parameters["passes"]) == (name, licence, passes)
         plural = "es" if passes > 1 else ""
         assert f"model {name} (licence: {licence}; {passes} pass{plural})" in capsys.readouterr().out
@@ -196,9 +196,8 @@ def test_models_lists_the_installed_models_with_their_terms(capsys):
     out = capsys.readouterr().out
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
             for line in out.splitlines() if line.startswith("| echoreg")}
-    assert rows["echoreg-dlir-sim (default)"] == ["registration (DLIR)", "to_reference", "1", "BSD-3-Clause",
-                                                  "simulator"]
+    assert rows["echoreg-dlir-sim"] == ["registration (DLIR)", "to_reference", "1", "BSD-3-Clause", "simulator"]
     assert rows["echoreg-dlir-sim-sequential"][1:4] == ["sequential", "1", "BSD-3-Clause"]
-    assert rows["echoreg-dlir-camus"][2:4] == ["3", "CC BY-NC-SA 4.0"]
+    assert rows["echoreg-dlir-camus (default)"][2:4] == ["3", "CC BY-NC-SA 4.0"]
     assert "echoreg-enhancer-sim" in rows  # an enhancer is never "the default": enhancement is off unless asked
     assert "CC BY-NC-SA 4.0: non-commercial use only" in out

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from EchoRegistrationLib.dlir.checkpoints import read_config
-from EchoRegistrationLib.dlir.shipped import (CAMUS_MODEL, MODELS_DIR, SEQUENTIAL_MODEL, SHIPPED_MODEL,
+from EchoRegistrationLib.dlir.shipped import (CAMUS_MODEL, MODELS_DIR, SEQUENTIAL_MODEL, SHIPPED_MODEL, SIM_MODEL,
                                               installed_model_name,
                                               list_models, resolve_model, shipped_model_path)
 from EchoRegistrationLib.registration import register_sequence
 from EchoRegistrationLib.simulation import simulate_sequence
 
 
-@pytest.mark.parametrize(("name", "size", "mode"), [(SHIPPED_MODEL, 128, "to_reference"),
+@pytest.mark.parametrize(("name", "size", "mode"), [(SIM_MODEL, 128, "to_reference"),
                                                     (SEQUENTIAL_MODEL, 256, "sequential"),
                                                     (CAMUS_MODEL, 128, "to_reference")])
 def test_shipped_models_are_safetensors_with_their_config(name, size, mode):
@@ -29,7 +29,7 @@ def test_shipped_models_are_safetensors_with_their_config(name, size, mode):
     json.dumps(config)  # plain JSON: nothing pickled
 
 
-@pytest.mark.parametrize("name", [SHIPPED_MODEL, SEQUENTIAL_MODEL, CAMUS_MODEL])
+@pytest.mark.parametrize("name", [SIM_MODEL, SEQUENTIAL_MODEL, CAMUS_MODEL])
 def test_shipped_models_register_a_held_out_sequence_better_than_identity(name):
     sim = simulate_sequence(seed=10_050, n_frames=6, image_size=(128, 128))  # never a training seed
     result = register_sequence(sim.sequence, "dlir", model=shipped_model_path(name))
@@ -40,8 +40,9 @@ def test_shipped_models_register_a_held_out_sequence_better_than_identity(name):
     assert (result.similarity_after[1:] > result.similarity_before[1:]).all()
 
 
-def test_the_default_model_beats_the_optimisation_tracker_on_a_held_out_sequence():
-    """The issue's bar, on one small held-out case (the benchmark scripts measure it on more):
+def test_the_simulator_model_beats_the_optimisation_tracker_on_a_held_out_simulated_sequence():
+    """The issue's bar for echoreg-dlir-sim on its own domain, one small held-out case (the benchmark
+    scripts measure it on more):
     0.47 mm at ES against 0.94 mm for the sequential deformable method when this was written (the
     model before the long training stage: 0.62 mm, which this bound refuses)."""
     sim = simulate_sequence(seed=10_050, n_frames=6, image_size=(128, 128))
@@ -49,7 +50,7 @@ def test_the_default_model_beats_the_optimisation_tracker_on_a_held_out_sequence
     def es_error(result) -> float:
         return float(np.linalg.norm(result.displacement[-1] - sim.displacement[-1], axis=-1)[sim.myocardium_ed].mean())
 
-    network = es_error(register_sequence(sim.sequence, "dlir"))
+    network = es_error(register_sequence(sim.sequence, "dlir", model=SIM_MODEL))
     tracker = es_error(register_sequence(sim.sequence, "deformable"))
     assert network < 0.6 * tracker, f"DLIR {network:.2f} mm, deformable {tracker:.2f} mm at ES"
 
@@ -57,8 +58,8 @@ def test_the_default_model_beats_the_optimisation_tracker_on_a_held_out_sequence
 def test_the_catalog_lists_the_shipped_models_with_their_terms():
     models = {info.name: info for info in list_models()}
     assert list(models)[0] == SHIPPED_MODEL  # the default first
-    assert set(models) == {SHIPPED_MODEL, SEQUENTIAL_MODEL, CAMUS_MODEL}
-    for info, mode in ((models[SHIPPED_MODEL], "to_reference"), (models[SEQUENTIAL_MODEL], "sequential")):
+    assert SHIPPED_MODEL == CAMUS_MODEL and set(models) == {SIM_MODEL, SEQUENTIAL_MODEL, CAMUS_MODEL}
+    for info, mode in ((models[SIM_MODEL], "to_reference"), (models[SEQUENTIAL_MODEL], "sequential")):
         assert info.path == MODELS_DIR / info.name and info.mode == mode
         assert info.training_data == ("simulator",) and info.licence == "BSD-3-Clause"
     camus = models[CAMUS_MODEL]  # a model trained on CAMUS carries CAMUS's terms
@@ -97,7 +98,7 @@ def test_models_resolve_by_name_or_path(tmp_path):
     assert resolve_model(SEQUENTIAL_MODEL) == MODELS_DIR / SEQUENTIAL_MODEL
     weights = shipped_model_path() / "model.safetensors"
     assert resolve_model(weights) == weights and resolve_model(str(weights)) == weights
-    with pytest.raises(FileNotFoundError, match=f"installed: {SHIPPED_MODEL}, {CAMUS_MODEL}, {SEQUENTIAL_MODEL}"):
+    with pytest.raises(FileNotFoundError, match=f"installed: {CAMUS_MODEL}, {SIM_MODEL}, {SEQUENTIAL_MODEL}"):
         resolve_model("echoreg-dlir-typo")
     with pytest.raises(FileNotFoundError, match=r"none in .*absent"):
         resolve_model(SHIPPED_MODEL, tmp_path / "absent")
@@ -127,7 +128,7 @@ def test_the_catalog_needs_no_torch():
     run = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[1],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert run.stdout.strip() == str([SHIPPED_MODEL, CAMUS_MODEL, SEQUENTIAL_MODEL])
+    assert run.stdout.strip() == str([CAMUS_MODEL, SIM_MODEL, SEQUENTIAL_MODEL])
 
 
 def camus_valid_dice(shared_data: Path, model: str, n_pairs: int = 3) -> tuple[float, float, float]:
@@ -155,7 +156,7 @@ def camus_valid_dice(shared_data: Path, model: str, n_pairs: int = 3) -> tuple[f
     return float(np.mean(scores)), float(np.mean(identity)), max(folding)
 
 
-@pytest.mark.parametrize(("name", "bound"), [(SHIPPED_MODEL, 0.72), (CAMUS_MODEL, 0.80)])
+@pytest.mark.parametrize(("name", "bound"), [(SIM_MODEL, 0.72), (CAMUS_MODEL, 0.80)])
 def test_shipped_models_align_held_out_camus_pairs(shared_data, name, bound):
     """Real patients never trained on (CAMUS valid, the first three, both directions)."""
     dice, identity, folding = camus_valid_dice(shared_data, str(shipped_model_path(name)))

@@ -129,7 +129,7 @@ def test_the_page_runs_dlir_on_the_demo_cine_with_landmarks(page, demo, artefact
     folder = artefacts / "web"
     page.locator("#cine-upload").set_input_files(str(path))
     playwright.expect(page.locator("#status")).to_contain_text(f"{N_FRAMES} frames", timeout=TIMEOUT_MS)
-    playwright.expect(page.locator("#licence")).to_contain_text("licence BSD-3-Clause")
+    playwright.expect(page.locator("#licence")).to_contain_text("licence CC BY-NC-SA 4.0")
     for n, (x, y) in enumerate(landmark_clicks(sim, path, tmp_path), start=1):
         shown = after_view_update(page, lambda: page.locator("#view").click(position={"x": x, "y": y}))
         playwright.expect(page.locator("#landmark-count")).to_contain_text(f"{n} of 3")

@@ -49,7 +49,7 @@ from EchoRegistrationLib.dlir import (DLIRModel, SimulatedSequences, evaluate,  
                                       train_vae)
 from EchoRegistrationLib.dlir.data import SequenceItem  # noqa: E402
 from EchoRegistrationLib.dlir.evaluation import score_ed_es  # noqa: E402
-from EchoRegistrationLib.dlir.shipped import SEQUENTIAL_MODEL, SHIPPED_MODEL, shipped_model_path  # noqa: E402
+from EchoRegistrationLib.dlir.shipped import SEQUENTIAL_MODEL, SIM_MODEL, shipped_model_path  # noqa: E402
 from EchoRegistrationLib.registration import resolve_device  # noqa: E402
 from EchoRegistrationLib.spatial import warp  # noqa: E402
 
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     if args.speed_only:
-        for name in (SHIPPED_MODEL, SEQUENTIAL_MODEL):
+        for name in (SIM_MODEL, SEQUENTIAL_MODEL):
             print(name)
             report_speed(load_model(shipped_model_path(name)), args.threads)
         return 0
