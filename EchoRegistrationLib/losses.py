@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .spatial import Spacing, spacing_tensor
+from .spatial import Spacing, jacobian_determinant, spacing_tensor
 
 
 def _per_item_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -178,6 +178,21 @@ def bending_energy(displacement: torch.Tensor, spacing: Spacing) -> torch.Tensor
     d_dxx, d_dxy = _forward_differences(d_dx, spacing)
     _, d_dyy = _forward_differences(d_dy, spacing)
     return _sum_of_mean_squares(d_dxx, d_dyy) + 2 * _sum_of_mean_squares(d_dxy)
+
+
+def folding_penalty(displacement: torch.Tensor, spacing: Spacing, margin: float = 0.1) -> torch.Tensor:
+    """Mean over batch and pixels of relu(``margin`` - det J)^2, J the Jacobian of x -> x + u(x)
+    (:func:`.spatial.jacobian_determinant`, central differences, dimensionless).
+
+    A squared-hinge form of the negative-Jacobian penalty of Kuang & Schmah, "FAIM - a ConvNet
+    method for unsupervised 3D medical image registration" (MLMI 2019) and Mok & Chung, "Fast
+    symmetric diffeomorphic image registration with convolutional neural networks" (CVPR 2020),
+    which penalise relu(-det J): the ``margin`` (> 0) also pushes determinants just above 0 away
+    from folding, and the square makes the gradient vanish smoothly at the margin. 0 wherever
+    det J >= ``margin``, so it leaves fold-free, not too compressive fields alone.
+    ``displacement`` is (B, 2, H, W) mm; ``spacing`` (sx, sy) mm or (B, 2).
+    """
+    return F.relu(margin - jacobian_determinant(displacement, spacing)).pow(2).mean()
 
 
 def _sum_of_mean_squares(*derivatives: torch.Tensor) -> torch.Tensor:

@@ -602,4 +602,5 @@ def test_refinement_warm_starts_coarse_to_fine_at_under_half_the_optimisers_cost
                       device="cpu", refine=40)
     assert [c["levels"] for c in calls] == [3] and calls[0]["iterations"] == (40, 20, 5)
     assert calls[0]["initial"] is not None  # warm start from the network's fields
+    assert calls[0]["folding_weight"] == tracking.REFINE_FOLDING["folding_weight"] > 0  # penalised
     assert all(n <= cap for n, cap in zip(calls[0]["taken"], (40, 20, 5)))

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from EchoRegistrationLib.losses import (bending_energy, box_mean, dice_loss, dice_scores,
-                                        diffusion_regulariser, local_ncc_loss, mse_loss,
-                                        mutual_information_loss, ncc_loss, one_hot)
+                                        diffusion_regulariser, folding_penalty, local_ncc_loss,
+                                        mse_loss, mutual_information_loss, ncc_loss, one_hot)
 from EchoRegistrationLib.spatial import affine_matrix, affine_to_displacement, position_grid
 
 F64 = torch.float64
@@ -168,6 +168,22 @@ def test_bending_energy_of_affine_and_quadratic_fields():
     quadratic = torch.stack((a * x**2 + x, b * x * y + c * y**2))[None]
     expected = (2 * a) ** 2 + (2 * c) ** 2 + 2 * b**2  # u_x,xx; u_y,yy; twice u_y,xy
     assert bending_energy(quadratic, SPACING).item() == pytest.approx(expected)
+
+
+def test_folding_penalty_of_linear_fields_is_the_squared_hinge_of_det_j():
+    shape = (8, 9)
+
+    def scaled(factor: float) -> torch.Tensor:  # x -> factor * x about the centre, det J = factor^2
+        matrix = affine_matrix(torch.tensor([factor, 0, 0, factor, 0.3, -0.2], dtype=F64))
+        return affine_to_displacement(matrix, shape, SPACING)
+
+    assert folding_penalty(scaled(1.0), SPACING, margin=0.1).item() == 0  # identity-like: det 1
+    assert folding_penalty(scaled(0.5), SPACING, margin=0.1).item() == 0  # det 0.25 >= margin
+    assert folding_penalty(scaled(0.2), SPACING, margin=0.1).item() == pytest.approx((0.1 - 0.04) ** 2)
+    assert folding_penalty(scaled(-1.0), SPACING, margin=0.1).item() == 0  # a rotation by 180 degrees
+    mirrored = affine_to_displacement(affine_matrix(torch.tensor([-1, 0, 0, 1, 0, 0], dtype=F64)),
+                                      shape, SPACING)  # det J = -1: folded everywhere
+    assert folding_penalty(mirrored, SPACING, margin=0.1).item() == pytest.approx(1.1 ** 2)
 
 
 def test_gradients_of_every_loss():

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..losses import (bending_energy, diffusion_regulariser, local_ncc_loss, mse_loss,
-                      mutual_information_loss, ncc_loss)
+from ..losses import (bending_energy, diffusion_regulariser, folding_penalty, local_ncc_loss,
+                      mse_loss, mutual_information_loss, ncc_loss)
 from ..spatial import in_view_mask, warp
 from ..spatial.pyramid import level_shape, level_spacing, pyramid_factors, resample_field, resample_image
 from .transforms import AffineModel, ControlGridModel, RigidModel
@@ -109,6 +109,8 @@ def register_pair(
     regulariser: str = "bending",
     regularisation_weight: float = 1.0,
     control_spacing: float = 6.0,
+    folding_weight: float = 0.0,
+    folding_margin: float = 0.1,
     initial: torch.Tensor | None = None,
     lncc_window: int = 9,
     tolerance: float = 1e-5,
@@ -137,6 +139,10 @@ def register_pair(
             whenever the loss stalls, the level ends after the third halving.
         regulariser, regularisation_weight: "bending" energy or "diffusion" of the deformable field
             in physical units, weighted against the similarity (deformable only).
+        folding_weight, folding_margin: weight of :func:`..losses.folding_penalty` (mean
+            relu(margin - det J)^2, dimensionless) of the whole field, ``initial`` included, at each
+            level (deformable only; 0 = off). The regulariser keeps the field smooth but does not
+            stop a large ``initial`` field plus a residual from folding; this penalty does.
         initial: optional (1 or B, 2, H, W) mm field that the deformable model refines (the result
             is ``initial`` + the optimised residual).
         tolerance, patience: the loss stalls when it improved by less than ``tolerance`` over
@@ -152,7 +158,8 @@ def register_pair(
 
     Raises:
         ValueError: an unknown kind, loss, regulariser or optimiser, a non-positive
-            ``control_spacing``, a negative iteration count, images that do not pair up.
+            ``control_spacing`` or ``folding_margin``, a negative ``folding_weight`` or iteration
+            count, images that do not pair up.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -162,6 +169,9 @@ def register_pair(
         raise ValueError(f"regulariser must be one of {sorted(REGULARISERS)}, got {regulariser!r}")
     if not control_spacing > 0:
         raise ValueError(f"control_spacing must be a positive number of mm, got {control_spacing}")
+    if folding_weight < 0 or not folding_margin > 0:
+        raise ValueError(f"folding_weight must be >= 0 and folding_margin > 0, got {folding_weight}, "
+                         f"{folding_margin}")
     optimizer = optimizer or ("adam" if kind == "deformable" else "lbfgs")
     if optimizer not in ("adam", "lbfgs"):
         raise ValueError(f"optimizer must be 'adam' or 'lbfgs', got {optimizer!r}")
@@ -205,6 +215,8 @@ def register_pair(
             total = similarity(fixed_l, warped, mask=valid, **kwargs)
             if isinstance(model, ControlGridModel) and regularisation_weight > 0:
                 total = total + regularisation_weight * REGULARISERS[regulariser](u, spacing_l)
+            if isinstance(model, ControlGridModel) and folding_weight > 0:
+                total = total + folding_weight * folding_penalty(u, spacing_l, folding_margin)
             return total
 
         on_step = None if progress is None else \
