@@ -178,7 +178,8 @@ def test_the_models_mode_is_its_default_tracking_and_survives_checkpoints(tmp_pa
                                                          mode="sequential"))
     assert register_sequence(seq, "dlir", model=model, device="cpu").mode == "sequential"
     assert register_sequence(seq, "dlir", model=tiny_model(), device="cpu").mode == "to_reference"
-    assert register_sequence(seq, "dlir", model=tiny_model(), device="cpu", refine=1).mode == "sequential"
+    assert register_sequence(seq, "dlir", model=tiny_model(), device="cpu", refine=1).mode == "to_reference"
+    assert register_sequence(seq, "dlir", model=model, device="cpu", refine=1).mode == "sequential"
     save_model(model, tmp_path / "model")
     assert load_model(tmp_path / "model").mode == "sequential"
     older = {k: v for k, v in model.architecture().items() if k != "mode"}  # before modes existed
