@@ -9,7 +9,9 @@
 # and benchmark seeds are never used. Stage 2 continues from stage 1 as a velocity network (--diffeomorphic:
 # each pass's field is integrated by scaling and squaring, so it cannot fold) on the same data, the warped
 # templates moving by the current template motion (smooth random diffeomorphisms up to the mitral annulus's
-# ED->ES range, EchoRegistrationLib.dlir.templates). Then its passes are chosen on validation data
+# ED->ES range, EchoRegistrationLib.dlir.templates). Stage 3 trains it as a recurrent cascade of two passes
+# end to end (--passes 2: every term on the composed field, so the network learns to correct its own
+# residual). Stages 1-3 take about 66 + 48 + 42 min on one CPU thread. Then its passes are chosen on validation data
 # (benchmarks/validate_passes.py: simulator seeds 5000+, new motions of CAMUS train frames, folding on CAMUS
 # train pairs) and the model is installed in Resources/Models/echoreg-dlir-camus (weights and config; the
 # model card is kept).
@@ -40,7 +42,11 @@ $ECHOREG train dlir --data "$CAMUS" --data "warped:$CAMUS" --data "$MIXED" --dat
   --vae "$WORK/vae_camus_lv" --vae "$WORK/vae_camus_myocardium" --weight motion=1 --weight dice=1 \
   --randomise 0.8 --encoder 32 64 64 64 --decoder 64 64 32 32 --diffeomorphic --init "$WORK/dlir_camus" \
   --scales 64 128 --iterations 400 1600 --iterations-per-epoch 100 -o "$WORK/dlir_camus_velocity"
-.venv/bin/python benchmarks/validate_passes.py --models "$WORK/dlir_camus_velocity" --passes 1 2 3 \
+$ECHOREG train dlir --data "$CAMUS" --data "warped:$CAMUS" --data "$MIXED" --data "$MIXED" --data "$MIXED" \
+  --vae "$WORK/vae_camus_lv" --vae "$WORK/vae_camus_myocardium" --weight motion=1 --weight dice=1 \
+  --randomise 0.8 --encoder 32 64 64 64 --decoder 64 64 32 32 --diffeomorphic --passes 2 \
+  --init "$WORK/dlir_camus_velocity" --scales 128 --iterations 800 --iterations-per-epoch 100 -o "$WORK/dlir_camus_recurrent"
+.venv/bin/python benchmarks/validate_passes.py --models "$WORK/dlir_camus_recurrent" --passes 1 2 3 \
   --templates 16 --threads 1 --write "$WORK/echoreg-dlir-camus"
 mkdir -p Resources/Models/echoreg-dlir-camus
 cp "$WORK/echoreg-dlir-camus/model.safetensors" "$WORK/echoreg-dlir-camus/model.json" Resources/Models/echoreg-dlir-camus/

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Trains the shipped DLIR models from scratch with the project's own code on its own simulated
 # sequences, and installs them in Resources/Models (weights, config, training history):
-#   echoreg-dlir-sim (the default): multi-scale 32 -> 64 -> 128 rows on any frame pairs, all loss terms,
+#   echoreg-dlir-sim (BSD-3-Clause): multi-scale 32 -> 64 -> 128 rows on any frame pairs, all loss terms,
 #     then a long second 128-row stage started from that (20000 steps, two CPU threads);
 #   echoreg-dlir-sim-sequential: a 256-row stage started from the multi-scale model (before the long
 #     stage), on near-neighbour pairs for sequential tracking (texture and shape off: no gain in the
 #     ablation, a fifth of the step time).
-#   then echoreg-dlir-camus (scripts/train_camus_model.sh, from the long stage; only when the CAMUS pairs are
-#     there, ../shared/data/camus_ed_es/train or $CAMUS): CC BY-NC-SA 4.0 (CAMUS's terms).
+#   then echoreg-dlir-camus, the default DLIR model (scripts/train_camus_model.sh, from the long stage; only
+#     when the CAMUS pairs are there, ../shared/data/camus_ed_es/train or $CAMUS): CC BY-NC-SA 4.0 (CAMUS's terms).
 #   usage: scripts/train_shipped_model.sh [WORK_DIR]     (default runs/shipped; CPU or CUDA, seeded)
 # Seeds 0-299 train, 5000-5007 validate; benchmark seeds (10000+) are never used; CAMUS valid is never used.
 set -euo pipefail
