@@ -360,8 +360,8 @@ def register_one_frame(seq: EchoSequence, frame: int,
     if frame == reference:
         return reference, np.zeros((*seq.frame_shape, 2), np.float32), seq.frames[frame].copy()
     arguments = settings.arguments()
-    device, model, mode, _ = tracking_plan(settings.method, arguments.get("model"), settings.refine,
-                                           settings.mode, settings.device)
+    device, model, mode, _ = tracking_plan(settings.method, arguments.get("model"), settings.mode,
+                                           settings.device)
     if settings.method == "dlir":
         arguments["model"] = model  # loaded once
     frames = tracked_frames(frame, reference, mode)

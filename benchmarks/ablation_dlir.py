@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"VAE {structure}: loss {history[-1]['loss']:.4f}", file=sys.stderr, flush=True)
         vaes.append(folder)
 
-    shipped = read_config(shipped_model_path())
+    shipped = read_config(shipped_model_path(SIM_MODEL))
     chosen = {"motion": shipped["training"]["loss"]["weights"]["motion"],
               **{term: float(value) for term, _, value in (w.partition("=") for w in args.weight)}}
     results = [("identity", identity_scores(test_items), 0.0)]

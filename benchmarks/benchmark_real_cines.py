@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from EchoRegistrationLib import load_sequence  # noqa: E402
-from EchoRegistrationLib.dlir.shipped import SEQUENTIAL_MODEL, shipped_model_path  # noqa: E402
+from EchoRegistrationLib.dlir.shipped import SEQUENTIAL_MODEL, SIM_MODEL, shipped_model_path  # noqa: E402
 from EchoRegistrationLib.registration import RegistrationResult, register_sequence  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -36,8 +36,10 @@ def methods() -> dict[str, dict]:
     """Row name -> keyword arguments of :func:`register_sequence`."""
     return {
         "deformable (ours, sequential)": {"method": "deformable"},
-        "dlir (shipped model)": {"method": "dlir"},
-        "dlir + refine 20 (sequential)": {"method": "dlir", "refine": 20},
+        "dlir (echoreg-dlir-sim)": {"method": "dlir", "model": str(shipped_model_path(SIM_MODEL))},
+        "dlir + refine 20 (sequential)": {"method": "dlir", "model": str(shipped_model_path(SIM_MODEL)),
+                                          "refine": 20, "mode": "sequential"},
+        "dlir (default model)": {"method": "dlir"},
         "dlir sequential model": {"method": "dlir", "model": str(shipped_model_path(SEQUENTIAL_MODEL))},
     }
 

@@ -33,7 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.peer_methods import available_peer_methods, peer_sequence_fields  # noqa: E402
-from EchoRegistrationLib.dlir.shipped import SEQUENTIAL_MODEL, shipped_model_path  # noqa: E402
+from EchoRegistrationLib.dlir.shipped import SEQUENTIAL_MODEL, SIM_MODEL, shipped_model_path  # noqa: E402
 from EchoRegistrationLib.registration import register_sequence  # noqa: E402
 from EchoRegistrationLib.spatial.metrics import (myocardial_end_point_error,  # noqa: E402
                                                       warped_label_dice)
@@ -71,9 +71,11 @@ def methods() -> dict[str, Callable[[SimulatedSequence], Fields]]:
     }
     try:
         tracker = str(shipped_model_path(SEQUENTIAL_MODEL))
-        table["dlir (shipped model)"] = ours("dlir")
-        table["dlir (shipped model, flip-averaged)"] = ours("dlir", flip_average=True)
-        table["dlir + refine 40 (sequential)"] = ours("dlir", refine=40)
+        simulator_model = str(shipped_model_path(SIM_MODEL))  # the rows of the README's simulated tables
+        table["dlir (echoreg-dlir-sim)"] = ours("dlir", model=simulator_model)
+        table["dlir (echoreg-dlir-sim, flip-averaged)"] = ours("dlir", model=simulator_model, flip_average=True)
+        table["dlir + refine 40 (sequential)"] = ours("dlir", model=simulator_model, refine=40, mode="sequential")
+        table["dlir (default model)"] = ours("dlir")
         table["dlir sequential model"] = ours("dlir", model=tracker)
         table["dlir sequential model, flip-averaged"] = ours("dlir", model=tracker, flip_average=True)
         table["dlir sequential model + refine 40"] = ours("dlir", model=tracker, refine=40)

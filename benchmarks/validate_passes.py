@@ -131,7 +131,8 @@ def choose(rows: list[dict[str, float]]) -> int:
     def error(row):
         return float(np.nanmean([row["sim_epe_mm"], row["template_epe_mm"]]))
     folding = ("sim_folding_pct", "template_folding_pct", "camus_train_folding_pct")
-    candidates = [r for r in rows if np.nanmax([r.get(k, np.nan) for k in folding]) <= MAX_FOLDING_PCT] or rows
+    scored = [r for r in rows if np.isfinite(error(r))] or rows
+    candidates = [r for r in scored if np.nanmax([r.get(k, np.nan) for k in folding]) <= MAX_FOLDING_PCT] or scored
     lowest = min(error(r) for r in candidates)
     return int(min(r["passes"] for r in candidates if error(r) <= lowest + EPE_TOLERANCE_MM))
 

@@ -141,7 +141,8 @@ def add_registration_options(parser: argparse.ArgumentParser) -> None:
     loss, iterations, control spacing, device, enhancement."""
     parser.add_argument("--method", default="deformable", choices=METHODS)
     parser.add_argument("--model", help="dlir: installed model name (echoreg models lists them) or checkpoint folder "
-                             "(default: the shipped model)")
+                             "(default: echoreg-dlir-camus, CC BY-NC-SA 4.0, non-commercial; "
+                             "echoreg-dlir-sim is BSD-3-Clause)")
     parser.add_argument("--refine", type=count(0), default=0, help="dlir: optimisation steps refining the network")
     parser.add_argument("--flip-average", action="store_true",
                         help="dlir: average each pair's field with that of the mirrored pair (twice the time)")

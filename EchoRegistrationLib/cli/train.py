@@ -15,6 +15,8 @@ import argparse
 import json
 from typing import Any
 
+from .common import count
+
 SEED_RANGE_HELP = "simulator seeds START-STOP (STOP excluded), e.g. 0-500"
 
 
@@ -150,7 +152,7 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
                       help="switch the adversarial texture term off")
     dlir.add_argument("--diffeomorphic", action="store_true",
                       help="predict a stationary velocity field (scaling and squaring)")
-    dlir.add_argument("--passes", type=int, default=1,
+    dlir.add_argument("--passes", type=count(1), default=1,
                       help="network applications per training pair, trained end to end on the composed "
                            "field (a recurrent cascade; each costs a network run; default 1)")
     dlir.add_argument("--encoder", type=int, nargs="+",

@@ -212,7 +212,7 @@ def frame_quality(reference: torch.Tensor, frames: torch.Tensor, warped: torch.T
     return before, after, folding
 
 
-def tracking_plan(method: str, model: Any = None, refine: int = 0, mode: str | None = None,
+def tracking_plan(method: str, model: Any = None, mode: str | None = None,
                   device: str | torch.device = "auto") -> tuple[torch.device, Any, str, str | None]:
     """What :func:`register_sequence` decides before registering: the device, the DLIR model
     (loaded; None for the optimisation methods), the tracking mode (``mode``, else
@@ -303,7 +303,7 @@ def register_sequence(
         ValueError: an unknown method, mode or device, a reference outside the sequence.
     """
     seq.require_frames(2)
-    dev, model, mode, model_name = tracking_plan(method, model, refine, mode, device)
+    dev, model, mode, model_name = tracking_plan(method, model, mode, device)
     enhancement = {}
     if enhance is not None:
         from ..enhancement.inference import enhance_sequence
