@@ -35,7 +35,7 @@ def summary(folder):
     return json.loads((folder / "strain_summary.json").read_text())
 
 
-def test_strain_with_dlir_model_and_flip_average(cine, tmp_path):
+def test_strain_with_dlir_model_and_flip_average(cine, tmp_path, capsys):
     """A constant 2 % / 1 % field (of the image size) is a translation: no strain; mirrored, the
     lateral part cancels, which the reused registration shows."""
     from EchoRegistrationLib.dlir import save_model
@@ -46,6 +46,7 @@ def test_strain_with_dlir_model_and_flip_average(cine, tmp_path):
     out = tmp_path / "strain"
     assert main(["strain", str(path), "--labels", str(labels), "-o", str(out), "--method", "dlir",
                  "--model", str(tmp_path / "model"), "--flip-average"]) == 0
+    assert f"model {tmp_path / 'model'} (licence: " in capsys.readouterr().out  # the model and its terms
     assert summary(out)["gls_endocardial"]["peak_pct"] == pytest.approx(0.0, abs=1e-3)
     for flip, lateral in ((False, 0.02), (True, 0.0)):
         settings = WorkflowSettings(method="dlir", model=str(tmp_path / "model"), flip_average=flip)

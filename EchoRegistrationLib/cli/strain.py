@@ -46,6 +46,7 @@ def run_strain_command(args: argparse.Namespace) -> int:
     """The ``echoreg strain`` command; returns the exit status."""
     from ..strain.reference import tracking_reference_source
     from ..workflow import run_strain
+    from .register import run_details
 
     study, settings = study_from_args(args), settings_from_args(args, myocardium="auto")
     with pair_progress(f"{args.method} registration") as progress:
@@ -58,6 +59,8 @@ def run_strain_command(args: argparse.Namespace) -> int:
     how = f"reused {args.registration}" if args.registration else f"registered in {registration.seconds:.1f} s"
     print(f"{seq.n_frames} frames to frame {registration.reference} ({registration.method}, {how}); "
           f"strain in {result.seconds:.2f} s")
+    for line in run_details(registration.parameters):
+        print(line)
     print(result.frames.describe())
     print(f"peak systolic GLS {result.describe_peak()} (endocardial), "
           f"{result.peaks()['GLS mid-wall']['peak_pct']:+.1f} % (mid-wall); {result.describe_volumes()}; "
