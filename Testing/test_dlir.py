@@ -282,6 +282,8 @@ def test_refinement_moves_the_network_fields_towards_the_truth(mode):
     assert torch.allclose(error(network)[1:], torch.tensor([0.5, 1.0, 1.5]), atol=1e-4)
     assert (error(refined)[1:] < 0.25 * error(network)[1:]).all(), error(refined)
     assert refined.mode == mode and refined.parameters["refine"] == 40
+    assert refined.parameters["folding_weight"] == 100.0  # the report says how it was refined
+    assert "folding_weight" not in network.parameters
 
 
 def test_inference_halves_the_chunk_when_memory_runs_out():

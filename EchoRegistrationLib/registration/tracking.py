@@ -331,7 +331,8 @@ def register_sequence(
         from ..dlir.shipped import licence_of
 
         options = {"model": model_name, "licence": licence_of(model_name), "passes": model.passes,
-                   "refine": refine, "flip_average": flip_average, **options}
+                   "refine": refine, "flip_average": flip_average, **(REFINE_FOLDING if refine else {}),
+                   **options}
     else:
         pair_fields = _optimised_fields(seq.spacing, frames, method, pairs, roi, chunk_size, options,
                                         progress, cancel)
