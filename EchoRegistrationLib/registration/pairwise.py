@@ -169,9 +169,10 @@ def register_pair(
         raise ValueError(f"regulariser must be one of {sorted(REGULARISERS)}, got {regulariser!r}")
     if not control_spacing > 0:
         raise ValueError(f"control_spacing must be a positive number of mm, got {control_spacing}")
-    if folding_weight < 0 or not folding_margin > 0:
-        raise ValueError(f"folding_weight must be >= 0 and folding_margin > 0, got {folding_weight}, "
-                         f"{folding_margin}")
+    if folding_weight < 0:
+        raise ValueError(f"folding_weight must be >= 0, got {folding_weight}")
+    if not folding_margin > 0:
+        raise ValueError(f"folding_margin must be > 0, got {folding_margin}")
     optimizer = optimizer or ("adam" if kind == "deformable" else "lbfgs")
     if optimizer not in ("adam", "lbfgs"):
         raise ValueError(f"optimizer must be 'adam' or 'lbfgs', got {optimizer!r}")
