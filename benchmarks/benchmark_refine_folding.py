@@ -27,12 +27,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.benchmark_generalisation import pair_scores  # noqa: E402
+from benchmarks.validate_passes import CAMUS_TRAIN  # noqa: E402
 from EchoRegistrationLib.dlir.checkpoints import load_model  # noqa: E402
 from EchoRegistrationLib.io import CamusPairFolder  # noqa: E402
 from EchoRegistrationLib.registration import register_sequence  # noqa: E402
 from EchoRegistrationLib.sequence import EchoSequence  # noqa: E402
 
-TRAIN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "camus_ed_es" / "train"
 DIRECTIONS = (("ED->ES", 1, 0), ("ES->ED", 0, 1))  # (name, fixed frame, moving frame)
 
 
@@ -58,7 +58,7 @@ def scores(pairs: list[EchoSequence], **options) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True, help="DLIR checkpoint folder")
-    parser.add_argument("--data", type=Path, default=TRAIN, help="CAMUS train pairs (flat folder)")
+    parser.add_argument("--data", type=Path, default=CAMUS_TRAIN, help="CAMUS train pairs (flat folder)")
     parser.add_argument("--every", type=int, default=10, help="every N-th 4CH patient")
     parser.add_argument("--refine", type=int, default=40)
     parser.add_argument("--weights", type=float, nargs="+", default=[0.0], help="folding weights")

@@ -33,6 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.benchmark_real_cines import DATA  # noqa: E402
 from EchoRegistrationLib.dlir.checkpoints import load_model, read_config, save_model  # noqa: E402
 from EchoRegistrationLib.dlir.shipped import resolve_model  # noqa: E402
 from EchoRegistrationLib.dlir.data import SequenceFolder, simulate_item  # noqa: E402
@@ -46,7 +47,7 @@ VALIDATION_SEEDS = range(5000, 5008)
 TEMPLATE_MOTION_SEED = 900_000
 MAX_FOLDING_PCT = 0.05
 EPE_TOLERANCE_MM = 0.05  # passes this close to the most accurate count as equally accurate
-CAMUS_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "camus_ed_es" / "train"
+CAMUS_TRAIN = DATA / "camus_ed_es" / "train"
 
 
 def scores(model, items: list[SequenceItem]) -> tuple[float, float]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -77,6 +77,18 @@ def print_warnings(lines: Sequence[str]) -> None:
     """Print each warning as one line on stderr (``echoreg: warning: ...``)."""
     for line in lines:
         print(f"echoreg: warning: {line}", file=sys.stderr)
+
+
+def print_run_details(parameters: Mapping[str, Any]) -> None:
+    """Print what a registration used beyond its method (its ``parameters``): the DLIR model with its
+    licence and passes, and the enhancement with its time (which the registration's time leaves out)."""
+    if parameters.get("model"):
+        passes = parameters.get("passes", 1)
+        print(f"model {parameters['model']} (licence: {parameters.get('licence') or 'unknown'}; "
+              f"{passes} pass{'es' if passes != 1 else ''})")
+    if parameters.get("enhance"):
+        print(f"frames enhanced first by {parameters['enhance']} in {parameters['enhance_seconds']:.2f} s: "
+              f"the warped frames, NCC and fields are those of the enhanced frames")
 
 
 def add_input_options(parser: argparse.ArgumentParser, *, one_input: bool = True) -> None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 
 from .common import (add_input_options, add_output_options, add_registration_options, add_slicer_views_option,
-                     pair_progress, print_warnings, settings_from_args, study_from_args, write_slicer_views)
+                     pair_progress, print_run_details, print_warnings, settings_from_args, study_from_args,
+                     write_slicer_views)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -35,8 +36,7 @@ def _cmd_register(args: argparse.Namespace) -> int:
     print_warnings(result.warnings)
     print(f"registered {seq.n_frames} frames to frame {result.reference} on {result.device} in "
           f"{result.seconds:.2f} s ({1000 * result.seconds_per_pair:.0f} ms per pair)")
-    for line in run_details(result.parameters):
-        print(line)
+    print_run_details(result.parameters)
     print(f"NCC to the reference: {result.similarity_before.mean():.3f} before, "
           f"{result.similarity_after.mean():.3f} after; max folding {result.folding_fraction.max():.2%}")
     enhanced = ", enhanced.seq.nrrd" if result.enhanced is not None else ""
@@ -44,19 +44,6 @@ def _cmd_register(args: argparse.Namespace) -> int:
     print(f"wrote {args.output}/warped.seq.nrrd{enhanced}, displacement.npz, report.json{fields}")
     write_slicer_views(args, analysis)
     return 0
-
-
-def run_details(parameters: dict) -> list[str]:
-    """Console lines on what a registration used beyond its method: the DLIR model with its licence
-    and passes, and the enhancement with its time (which the registration's time leaves out)."""
-    lines = []
-    if parameters.get("model"):
-        lines.append(f"model {parameters['model']} (licence: {parameters.get('licence') or 'unknown'}; "
-                     f"{parameters.get('passes', 1)} pass{'es' if parameters.get('passes', 1) != 1 else ''})")
-    if parameters.get("enhance"):
-        lines.append(f"frames enhanced first by {parameters['enhance']} in {parameters['enhance_seconds']:.2f} s: "
-                     f"the warped frames, NCC and fields are those of the enhanced frames")
-    return lines
 
 
 def add_register_parsers(sub: argparse._SubParsersAction) -> None:

@@ -19,7 +19,7 @@ import argparse
 import numpy as np
 
 from .common import (add_input_options, add_myocardium_options, add_output_options, add_registration_options,
-                     add_slicer_views_option, pair_progress, print_warnings, settings_from_args,
+                     add_slicer_views_option, pair_progress, print_run_details, print_warnings, settings_from_args,
                      study_from_args, write_slicer_views)
 
 
@@ -46,7 +46,6 @@ def run_strain_command(args: argparse.Namespace) -> int:
     """The ``echoreg strain`` command; returns the exit status."""
     from ..strain.reference import tracking_reference_source
     from ..workflow import run_strain
-    from .register import run_details
 
     study, settings = study_from_args(args), settings_from_args(args, myocardium="auto")
     with pair_progress(f"{args.method} registration") as progress:
@@ -59,8 +58,7 @@ def run_strain_command(args: argparse.Namespace) -> int:
     how = f"reused {args.registration}" if args.registration else f"registered in {registration.seconds:.1f} s"
     print(f"{seq.n_frames} frames to frame {registration.reference} ({registration.method}, {how}); "
           f"strain in {result.seconds:.2f} s")
-    for line in run_details(registration.parameters):
-        print(line)
+    print_run_details(registration.parameters)
     print(result.frames.describe())
     print(f"peak systolic GLS {result.describe_peak()} (endocardial), "
           f"{result.peaks()['GLS mid-wall']['peak_pct']:+.1f} % (mid-wall); {result.describe_volumes()}; "
