@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from EchoRegistrationLib.dlir.data import PairSampler, data_licence, describe_source, open_source, save_item
+from EchoRegistrationLib.dlir.data import (PairSampler, data_licence, describe_source, load_item, open_source,
+                                         save_item)
 from EchoRegistrationLib.dlir.items import SequenceItem
 from EchoRegistrationLib.dlir.templates import WarpedTemplates, warped_template
 from EchoRegistrationLib.sequence import EchoSequence
@@ -128,3 +129,24 @@ def test_the_template_motion_and_its_inverse_undo_each_other_at_the_largest_ampl
         residual = compose(inverse, motion, spacing)[..., 20:-20, 20:-20].norm(dim=1)
         assert residual.median() < 0.05 and residual.mean() < 0.1, (seed, residual.median(), residual.mean())
     assert max(largest) > 12.0  # the draws do reach the annulus's range
+
+
+def test_reversed_template_pairs_take_the_exact_inverse_as_their_truth(tmp_path):
+    """A pair drawn moved -> template gets the template's exact inverse motion (not a fixed-point
+    inversion), and the item keeps it through save and load."""
+    frame, labels = ring_template()
+    item = warped_template(frame, labels, SPACING, seed=7)
+    assert item.inverse.shape == item.displacement.shape and np.all(item.inverse[0] == 0)
+    loaded = load_item(save_item(item, tmp_path / "t.npz"))
+    np.testing.assert_allclose(loaded.inverse, item.inverse, atol=0.02)  # float16 storage
+    sampler = PairSampler([item], storage_size=64, ed_es_fraction=0.0, augment=False)
+    stored = sampler.sequences[0]
+    batch = sampler.sample(16, 64, np.random.default_rng(1))
+    reversed_pairs = [k for k, (_, fixed, _) in enumerate(batch.pairs) if fixed == 1]
+    forward_pairs = [k for k, (_, fixed, _) in enumerate(batch.pairs) if fixed == 0]
+    assert reversed_pairs and forward_pairs
+    for k in reversed_pairs:
+        torch.testing.assert_close(batch.motion[k], stored.inverse[1].float(), atol=1e-3, rtol=0)
+    for k in forward_pairs:
+        torch.testing.assert_close(batch.motion[k], stored.motion[1].float(), atol=1e-3, rtol=0)
+    assert stored.inverse[1].float().abs().amax() > 0.5  # mm: a real motion

@@ -74,8 +74,8 @@ def simulate_item(seed: int, n_frames: int = 20, image_size: Sequence[int] = (25
 
 
 def save_item(item: SequenceItem, path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Write an item as a compressed ``.npz`` (frames float16, labels uint8, the true field float16:
-    0.01 mm steps at 16 mm). Atomic."""
+    """Write an item as a compressed ``.npz`` (frames float16, labels uint8, the true field and its
+    inverse float16: 0.01 mm steps at 16 mm). Atomic."""
     seq = item.sequence
     arrays: dict[str, Any] = {
         "frames": seq.frames.astype(np.float16), "spacing": np.asarray(seq.spacing),
@@ -88,6 +88,8 @@ def save_item(item: SequenceItem, path: str | os.PathLike, overwrite: bool = Fal
         arrays["label_frames"] = np.asarray(seq.label_frames)
     if item.displacement is not None:
         arrays["displacement"] = item.displacement.astype(np.float16)
+    if item.inverse is not None:
+        arrays["inverse"] = item.inverse.astype(np.float16)
     with atomic_output(path, overwrite) as tmp:
         with open(tmp, "wb") as handle:
             np.savez_compressed(handle, **arrays)
@@ -105,8 +107,9 @@ def load_item(path: str | os.PathLike) -> SequenceItem:
             ed_index=None if data["ed_index"] < 0 else int(data["ed_index"]),
             es_index=None if data["es_index"] < 0 else int(data["es_index"]),
             metadata={"source": str(path), "original_source": str(data["source"])})
-        displacement = data["displacement"].astype(np.float32) if "displacement" in data else None
-    return SequenceItem(sequence, displacement)
+        displacement, inverse = (data[key].astype(np.float32) if key in data else None
+                                 for key in ("displacement", "inverse"))
+    return SequenceItem(sequence, displacement, inverse)
 
 
 def _cache_name(seed: int) -> str:
@@ -332,7 +335,8 @@ class PairBatch:
 class _Stored:
     """One sequence on the storage canvas: frames (T, S, Wc) float16 in [0, 1], label codes
     (T, S, Wc) uint8 or None, which frames are annotated, spacing (sx, sy) mm, ED / ES, and the
-    true field from frame 0 to each frame (T, 2, S, Wc) float16 mm or None."""
+    true field from frame 0 to each frame (T, 2, S, Wc) float16 mm or None, and from each frame back
+    to frame 0 where it is known exactly (same layout) or None."""
 
     frames: torch.Tensor
     labels: torch.Tensor | None
@@ -341,6 +345,7 @@ class _Stored:
     ed: int | None
     es: int | None
     motion: torch.Tensor | None = None
+    inverse: torch.Tensor | None = None
 
 
 class PairSampler:
@@ -403,11 +408,11 @@ class PairSampler:
             codes = np.where(codes < NUM_LABELS, codes, 0)  # other structures count as background
             soft = one_hot(torch.from_numpy(codes)[:, None], NUM_LABELS)
             labels = resample_image(soft, frames.shape[-2:]).argmax(1).to(torch.uint8)
-        motion = None
-        if item.displacement is not None:
-            motion = resample_field(field_to_torch(item.displacement), frames.shape[-2:]).to(torch.float16)
+        motion, inverse = (None if field is None else
+                           resample_field(field_to_torch(field), frames.shape[-2:]).to(torch.float16)
+                           for field in (item.displacement, item.inverse))
         return _Stored(frames[:, 0].to(torch.float16), labels, annotated, spacing,
-                       seq.ed_index, seq.es_index, motion)
+                       seq.ed_index, seq.es_index, motion, inverse)
 
     def _pad(self, stored: _Stored) -> _Stored:
         pad = self.width - stored.frames.shape[-1]
@@ -415,9 +420,11 @@ class PairSampler:
             stored.frames = torch.nn.functional.pad(stored.frames, (0, pad))
             if stored.labels is not None:
                 stored.labels = torch.nn.functional.pad(stored.labels, (0, pad))
-            if stored.motion is not None:  # the edge motion continues (warped templates move everywhere)
-                stored.motion = torch.nn.functional.pad(stored.motion.float(), (0, pad, 0, 0),
-                                                        mode="replicate").to(stored.motion.dtype)
+            # the edge motion continues (warped templates move everywhere)
+            stored.motion, stored.inverse = (
+                None if field is None else
+                torch.nn.functional.pad(field.float(), (0, pad, 0, 0), mode="replicate").to(field.dtype)
+                for field in (stored.motion, stored.inverse))
         return stored
 
     def stage_shape(self, size: int) -> tuple[int, int]:
@@ -441,7 +448,7 @@ class PairSampler:
     def sample(self, batch_size: int, size: int, rng: np.random.Generator,
                device: torch.device | str = "cpu") -> PairBatch:
         """A batch of ``batch_size`` pairs on the stage grid of ``size`` rows."""
-        pairs, images, codes, labelled, spacings, from_zero = [], [], [], [], [], []
+        pairs, images, codes, labelled, spacings, from_zero, to_zero = [], [], [], [], [], [], []
         for _ in range(batch_size):
             index = int(rng.integers(len(self.sequences)))
             stored = self.sequences[index]
@@ -455,6 +462,7 @@ class PairSampler:
             codes.append(stored.labels[[fixed, moving]] if both else None)
             spacings.append(stored.spacing)
             from_zero.append(None if stored.motion is None else stored.motion[[fixed, moving]])
+            to_zero.append(None if stored.inverse is None else stored.inverse[fixed])
         stack = torch.stack(images).to(device=device, dtype=torch.float32)  # (B, 3, S, Wc)
         shape = self.stage_shape(size)
         stack = resample_image(stack, shape)
@@ -469,7 +477,7 @@ class PairSampler:
         supervised = torch.tensor([float(m is not None) for m in from_zero], device=device)
         motion = None
         if supervised.any():
-            motion = self._true_motion(from_zero, shape, spacing)
+            motion = self._true_motion(from_zero, to_zero, shape, spacing)
         if self.augment:
             flip = torch.from_numpy(rng.random(batch_size) < 0.5).to(device)
             stack = torch.where(flip[:, None, None, None], stack.flip(-1), stack)
@@ -490,16 +498,25 @@ class PairSampler:
             labelled=torch.tensor(labelled, device=device), spacing=spacing, pairs=pairs,
             motion=motion, supervised=supervised)
 
-    def _true_motion(self, from_zero: list[torch.Tensor | None], shape: tuple[int, int],
-                     spacing: torch.Tensor) -> torch.Tensor:
+    def _true_motion(self, from_zero: list[torch.Tensor | None], to_zero: list[torch.Tensor | None],
+                     shape: tuple[int, int], spacing: torch.Tensor) -> torch.Tensor:
         """(B, 2, h, w) mm true fields from the fixed to the moving frame of each pair on the stage
         grid (zero for pairs without one): the inverse of frame 0 -> fixed, then frame 0 ->
-        moving. ``from_zero`` holds each pair's (2, 2, S, Wc) fields frame 0 -> fixed, moving."""
+        moving. ``from_zero`` holds each pair's (2, 2, S, Wc) fields frame 0 -> fixed, moving;
+        ``to_zero`` its exact (2, S, Wc) field fixed -> frame 0 where the item knows it (warped
+        templates), else None: that inverse comes from :func:`..spatial.invert_field`."""
         zero = torch.zeros(2, 2, self.storage_size, self.width, dtype=torch.float16)
         fields = torch.stack([zero if f is None else f for f in from_zero]).to(spacing)
         fields = resample_field(fields.flatten(0, 1), shape).unflatten(0, (len(from_zero), 2))
         to_fixed, to_moving = fields.unbind(1)
-        return compose(invert_field(to_fixed, spacing, MOTION_INVERSE_ITERATIONS), to_moving, spacing)
+        back = torch.empty_like(to_fixed)
+        exact = [k for k, f in enumerate(to_zero) if f is not None]
+        iterated = [k for k, f in enumerate(to_zero) if f is None]
+        if exact:
+            back[exact] = resample_field(torch.stack([to_zero[k] for k in exact]).to(spacing), shape)
+        if iterated:
+            back[iterated] = invert_field(to_fixed[iterated], spacing[iterated], MOTION_INVERSE_ITERATIONS)
+        return compose(back, to_moving, spacing)
 
     def sample_masks(self, batch_size: int, label: int, rng: np.random.Generator,
                      device: torch.device | str = "cpu") -> torch.Tensor:

@@ -17,7 +17,11 @@ class SequenceItem:
         sequence: the frames, geometry, ED/ES indices and labels (when annotated).
         displacement: (T, H, W, 2) float32 mm true field from frame 0 to each frame (simulated data,
             warped templates), else None.
+        inverse: (T, H, W, 2) float32 mm true field from each frame back to frame 0, on that frame's
+            grid, where it is known exactly (warped templates); None: training inverts
+            ``displacement`` by fixed-point iteration where it needs the inverse.
     """
 
     sequence: EchoSequence
     displacement: np.ndarray | None = None
+    inverse: np.ndarray | None = None

@@ -86,7 +86,8 @@ def warped_template(frame: np.ndarray, labels: np.ndarray | None, spacing: tuple
                     seed: int) -> SequenceItem:
     """A 2-frame item: the (H, W) grey 0..255 ``frame`` re-imaged, and moved by :func:`random_motion`;
     the true field frame 0 -> 1 (project convention: a template point p is at p + u(p) in the moved
-    frame) and the (H, W) label codes ``labels`` on both frames (None: unannotated)."""
+    frame), its exact inverse (:attr:`.items.SequenceItem.inverse`) and the (H, W) label codes
+    ``labels`` on both frames (None: unannotated)."""
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(int(seed))
     shape = tuple(frame.shape)
@@ -108,10 +109,12 @@ def warped_template(frame: np.ndarray, labels: np.ndarray | None, spacing: tuple
         codes_t = torch.from_numpy(np.asarray(labels, np.int64))[None, None]
         moved = warp(codes_t, inverse, spacing, mode="nearest", padding="zeros")
         codes = torch.cat([codes_t, moved])[:, 0].numpy().astype(np.uint8)
-    displacement = np.stack([np.zeros((*shape, 2), np.float32), field_to_numpy(motion)[0]])
+    zero = np.zeros((*shape, 2), np.float32)
+    displacement = np.stack([zero, field_to_numpy(motion)[0]])
+    back = np.stack([zero, field_to_numpy(inverse)[0]])
     seq = EchoSequence(frames=frames[:, 0].numpy().astype(np.float32), spacing=spacing, labels=codes,
                        metadata={"source": f"warped template (seed {seed})"})
-    return SequenceItem(seq, displacement.astype(np.float32))
+    return SequenceItem(seq, displacement.astype(np.float32), back.astype(np.float32))
 
 
 class WarpedTemplates(Sequence):
