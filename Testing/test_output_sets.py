@@ -74,3 +74,25 @@ def test_registration_outputs_are_compact_and_itk_fields_optional(tmp_path):
     header = fields[0].read_bytes()[:600]
     assert b"CompressedData = True" in header
     assert fields[0].stat().st_size < 0.1 * 96 * 80 * 3 * 8  # frame 0: zero field, float64 x 3
+
+
+def test_overwriting_removes_the_itk_fields_of_an_earlier_longer_run(tmp_path):
+    """An earlier run's per-frame fields that the new set does not write (fewer frames, or no
+    --itk-fields) go with the overwrite, so that none can pass for the new run's; the user's other
+    files stay, and without overwrite nothing is touched."""
+    texture = np.random.default_rng(4).uniform(0, 255, (64, 56)).astype(np.float32)
+    long_seq = EchoSequence(frames=np.stack([np.roll(texture, t, axis=1) for t in range(4)]), spacing=(0.5, 0.5),
+                            frame_times=np.arange(4) / 50)
+    short_seq = EchoSequence(frames=long_seq.frames[:2], spacing=(0.5, 0.5), frame_times=np.arange(2) / 50)
+    out = tmp_path / "out"
+    save_registration(register_sequence(long_seq, "rigid", iterations=3, device="cpu"), long_seq, out, itk_fields=True)
+    (out / "fields" / "notes.txt").write_text("the user's")
+    short = register_sequence(short_seq, "rigid", iterations=3, device="cpu")
+    with pytest.raises(FileExistsError):
+        save_registration(short, short_seq, out, itk_fields=True)
+    assert len(list((out / "fields").glob("*.mha"))) == 4
+    save_registration(short, short_seq, out, overwrite=True, itk_fields=True)
+    assert sorted(p.name for p in (out / "fields").iterdir()) == [
+        "displacement_t000.mha", "displacement_t001.mha", "notes.txt"]
+    save_registration(short, short_seq, out, overwrite=True)
+    assert sorted(p.name for p in (out / "fields").iterdir()) == ["notes.txt"]

@@ -65,6 +65,13 @@ def itk_field_names(seq: EchoSequence) -> list[str]:
     return [f"fields/displacement_t{t:03d}.mha" for t in range(seq.n_frames)]
 
 
+def earlier_itk_fields(folder: Path) -> list[str]:
+    """The ITK field files (``fields/displacement_tNNN.mha``) an earlier run left in ``folder``,
+    relative to it: with ``overwrite``, those the new set does not write (fewer frames, no
+    ``itk_fields``) are removed, so that they cannot pass for this run's fields."""
+    return [f"fields/{path.name}" for path in sorted((folder / "fields").glob("displacement_t*.mha"))]
+
+
 def output_names(seq: EchoSequence, itk_fields: bool = False, enhanced: bool = False) -> list[str]:
     """The files :func:`save_registration` writes for ``seq``, relative to its folder: warped
     sequence, (``enhanced``) enhanced sequence, NumPy fields, report, then (``itk_fields``) one ITK
@@ -95,11 +102,12 @@ def save_registration(result: RegistrationResult, seq: EchoSequence, folder: str
                       overwrite: bool = False, itk_fields: bool = False) -> list[Path]:
     """Write ``result`` (computed on ``seq``) into ``folder`` as one set (see the module docstring;
     ``enhanced.seq.nrrd`` when ``result.enhanced`` is set, else, with ``overwrite``, an earlier
-    run's ``enhanced.seq.nrrd`` there is removed with the set's commit); returns the files written.
+    run's ``enhanced.seq.nrrd`` there is removed with the set's commit, as are its ITK field files
+    that this set does not write); returns the files written.
     Raises as :func:`check_outputs`, before writing anything."""
     folder = Path(folder)
     names = output_names(seq, itk_fields, result.enhanced is not None)
-    stale = [] if result.enhanced is not None else [ENHANCED]
+    stale = [*([] if result.enhanced is not None else [ENHANCED]), *earlier_itk_fields(folder)]
     with atomic_output_set(folder, names, overwrite, stale=stale) as tmp:
         write_seq_nrrd(frames_like(seq, result.warped, folder / WARPED), tmp / WARPED)
         if result.enhanced is not None:
