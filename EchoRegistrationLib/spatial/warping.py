@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from .coordinates import Spacing, mm_to_pixels, pixel_grid, pixels_to_normalised
+from .coordinates import Spacing, mm_to_pixels, pixel_grid, sampling_grid
 
 WARP_MODES = ("bilinear", "nearest")
 PADDING_MODES = ("border", "zeros")
@@ -57,7 +57,7 @@ def warp(image: torch.Tensor, displacement: torch.Tensor, spacing: Spacing,
     if integer_image and mode != "nearest":
         raise ValueError(f"an integer image ({image.dtype}) holds label codes: warp it with "
                          "mode='nearest' or convert it to floating point first")
-    grid = pixels_to_normalised(sampled_pixel_positions(displacement, spacing), image.shape[-2:])
+    grid = sampling_grid(displacement, spacing, image.shape[-2:])
     samples = image.to(grid.dtype) if integer_image else image
     grid = grid.to(samples.dtype)
     batch = max(samples.shape[0], grid.shape[0])
