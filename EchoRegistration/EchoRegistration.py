@@ -144,9 +144,9 @@ class EchoRegistrationParameterNode:
     myocardiumSource: Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode, vtkMRMLMarkupsFiducialNode,
                             None]
     wallWidth: Annotated[float, WithinRange(3.0, 25.0)] = 10.0
-    method: Annotated[str, Choice(list(METHOD_CHOICES))] = "Deformable"
+    method: Annotated[str, Choice(list(METHOD_CHOICES))] = "DLIR + refine"  # workflow.DEFAULT_METHOD, refined
     model: str = ""
-    refineIterations: Annotated[int, WithinRange(1, 1000)] = 20
+    refineIterations: Annotated[int, WithinRange(1, 1000)] = 40  # workflow.DEFAULT_REFINE
     device: Annotated[str, Choice(list(DEVICE_CHOICES))] = "auto"
     enhance: bool = False
     warpedSequence: vtkMRMLSequenceNode

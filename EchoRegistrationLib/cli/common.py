@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..sequence import EchoDataError, error_line  # noqa: F401 (the CLI's error format)
-from ..workflow import METHODS, Analysis, Study, WorkflowSettings, parse_landmarks
+from ..workflow import DEFAULT_METHOD, DEFAULT_REFINE, METHODS, Analysis, Study, WorkflowSettings, parse_landmarks
 
 # EchoDataError covers bad input and model files; OSError an unreadable input or an output
 # location that cannot be written (read-only, full, below a file, existing files).
@@ -151,11 +151,15 @@ def add_myocardium_options(parser: argparse.ArgumentParser, *, one_input: bool =
 def add_registration_options(parser: argparse.ArgumentParser) -> None:
     """Every registration option: method, DLIR model / refine / flip averaging, reference, mode,
     loss, iterations, control spacing, device, enhancement."""
-    parser.add_argument("--method", default="deformable", choices=METHODS)
+    parser.add_argument("--method", default=DEFAULT_METHOD, choices=METHODS,
+                        help=f"default {DEFAULT_METHOD} (the default model refined by {DEFAULT_REFINE} steps: "
+                             "the best across the held-out benchmarks; README, Generalisation)")
     parser.add_argument("--model", help="dlir: installed model name (echoreg models lists them) or checkpoint folder "
                              "(default: echoreg-dlir-camus, CC BY-NC-SA 4.0, non-commercial; "
                              "echoreg-dlir-sim is BSD-3-Clause)")
-    parser.add_argument("--refine", type=count(0), default=0, help="dlir: optimisation steps refining the network")
+    parser.add_argument("--refine", type=count(0),
+                        help=f"dlir: optimisation steps refining the network (default {DEFAULT_REFINE}; 0: the "
+                             "network alone, 2-3x OpenCV DIS's time)")
     parser.add_argument("--flip-average", action="store_true",
                         help="dlir: average each pair's field with that of the mirrored pair (twice the time)")
     parser.add_argument("--reference", type=int,
