@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from ..sequence import EchoDataError, error_line  # noqa: F401 (the CLI's error format)
-from ..workflow import DEFAULT_METHOD, DEFAULT_REFINE, METHODS, Analysis, Study, WorkflowSettings, parse_landmarks
+from ..workflow import (DEFAULT_METHOD, DEFAULT_REFINE, METHODS, Analysis, Study, WorkflowSettings,
+                        parse_landmarks)
 
 # EchoDataError covers bad input and model files; OSError an unreadable input or an output
 # location that cannot be written (read-only, full, below a file, existing files).
