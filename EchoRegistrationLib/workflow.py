@@ -98,9 +98,13 @@ class WorkflowSettings:
     """How to register a sequence and measure its strain.
 
     Attributes:
-        method: one of :data:`METHODS`.
+        method: one of :data:`METHODS`; default :data:`DEFAULT_METHOD` ("dlir", refined by
+            :data:`DEFAULT_REFINE` steps: the best or second method on every held-out domain of the
+            generalisation benchmark at a tenth of the optimiser's time; the comment at
+            :data:`DEFAULT_METHOD`). "deformable" is the optimiser alone.
         model: DLIR only: an installed model's name (:func:`.dlir.shipped.list_models`) or a
-            checkpoint path; "" or None: the shipped model.
+            checkpoint path; "" or None: the default model (:data:`.dlir.shipped.SHIPPED_MODEL`,
+            :meth:`describe_model`), as every front end leaves it unless told.
         mode: "sequential" / "to_reference"; None: the method's default (DLIR: its model's).
         refine: DLIR only: optimisation steps refining the predicted fields (0: none; None:
             :data:`DEFAULT_REFINE`).
