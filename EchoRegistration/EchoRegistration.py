@@ -129,9 +129,15 @@ class EchoRegistrationParameterNode:
         Union of node types must end with None: Slicer writes the default (None) to a fresh node,
         and stores the index of the member a value belongs to, so the order of members is fixed.
     wallWidth: myocardial thickness (mm) of the three-point template.
-    method, refineIterations, device: how to register.
+    method, refineIterations, device: how to register. The default is the library's
+        (``EchoRegistrationLib.workflow.DEFAULT_METHOD`` / ``DEFAULT_REFINE``): "DLIR + refine", 40
+        steps, the best or second method on every held-out domain of the generalisation benchmark
+        at a tenth of the optimiser's time (README, Generalisation); "Deformable" is the optimiser
+        alone, "DLIR" the network alone.
     model: the DLIR model: an installed model's name (Resources/Models/<name>), or a checkpoint
-        path; a name stays valid when the extension moves (another Slicer revision).
+        path; a name stays valid when the extension moves (another Slicer revision). Empty: the
+        default model (``EchoRegistrationLib.dlir.shipped.SHIPPED_MODEL``); the Widget shows it
+        chosen when it is installed.
     enhance: enhance the frames with the installed enhancement model before registering
         (experimental, off by default; :meth:`EchoRegistrationLogic.enhancer`).
     warpedSequence ... strainChart, enhancedSequence: outputs of the last run (replaced by the next
@@ -144,9 +150,11 @@ class EchoRegistrationParameterNode:
     myocardiumSource: Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode, vtkMRMLMarkupsFiducialNode,
                             None]
     wallWidth: Annotated[float, WithinRange(3.0, 25.0)] = 10.0
-    method: Annotated[str, Choice(list(METHOD_CHOICES))] = "Deformable"
+    # literals (this file is read before the library can be imported); Testing/test_slicer_module_ui.py
+    # holds them to workflow.DEFAULT_METHOD (refined) and DEFAULT_REFINE
+    method: Annotated[str, Choice(list(METHOD_CHOICES))] = "DLIR + refine"
     model: str = ""
-    refineIterations: Annotated[int, WithinRange(1, 1000)] = 20
+    refineIterations: Annotated[int, WithinRange(1, 1000)] = 40
     device: Annotated[str, Choice(list(DEVICE_CHOICES))] = "auto"
     enhance: bool = False
     warpedSequence: vtkMRMLSequenceNode
@@ -494,7 +502,9 @@ class EchoRegistrationLogic(ScriptedLoadableModuleLogic):
         return str(enhancer.path)
 
     def settings(self, parameterNode: EchoRegistrationParameterNode):
-        """The :class:`EchoRegistrationLib.mrml.RegistrationSettings` of the parameter node."""
+        """The :class:`EchoRegistrationLib.mrml.RegistrationSettings` of the parameter node. An empty
+        model with a DLIR method is the default model (:data:`EchoRegistrationLib.dlir.shipped.SHIPPED_MODEL`,
+        resolved by the library's workflow: ``settings.describe_model()`` names it)."""
         from EchoRegistrationLib.mrml import RegistrationSettings
 
         method, refine = METHOD_CHOICES[parameterNode.method]
@@ -618,7 +628,12 @@ class EchoRegistrationTest(ScriptedLoadableModuleTest):
         parameters = logic.getParameterNode()
         parameters.inputSequence = sequence
         parameters.myocardiumSource = labelmap
-        self.assertIsNone(logic.settings(parameters).enhance)  # enhancement is off by default
+        from EchoRegistrationLib.dlir.shipped import SHIPPED_MODEL
+
+        settings = logic.settings(parameters)
+        self.assertIsNone(settings.enhance)  # enhancement is off by default
+        # the default: DLIR + refine 40, the parameter node's empty model being the default model
+        self.assertEqual((settings.method, settings.refine, settings.describe_model()), ("dlir", 40, SHIPPED_MODEL))
 
         self.delayDisplay("Cancel leaves the scene unchanged")
         count = scene.GetNumberOfNodes()

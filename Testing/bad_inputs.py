@@ -439,12 +439,12 @@ def ed_detected(folder: Path, out: str, err: str) -> None:
 
 
 def blank_frame(folder: Path) -> list[str]:
-    """Texture moving 1 column (0.5 mm) left per frame, frame 2 entirely 0 (few steps)."""
+    """Texture moving 1 column (0.5 mm) left per frame, frame 2 entirely 0 (the optimiser, few steps)."""
     frames = moving_texture()
     frames[2] = 0
     path = save_sequence(EchoSequence(frames=frames, spacing=(0.5, 0.5), frame_times=np.arange(5) / 50),
                          folder / "gap.seq.nrrd")
-    return ["register", str(path), "-o", str(folder / "out"), "--iterations", "10"]
+    return ["register", str(path), "-o", str(folder / "out"), "--method", "deformable", "--iterations", "10"]
 
 
 def bridged(folder: Path, out: str, err: str) -> None:
@@ -500,6 +500,14 @@ CASES: list[BadInput] = [
     BadInput("iterations-text", lambda folder: register(folder, "--iterations", "many"),
              ("--iterations", "whole number")),
     BadInput("refine-negative", lambda folder: register(folder, "--refine", "-1"), ("--refine", ">= 0")),
+    # optimiser options with the default method (DLIR + refine): --iterations is not its steps
+    BadInput("iterations-with-dlir",
+             lambda folder: ["register", str(cine(folder)), "-o", str(folder / "out"), "--iterations", "5"],
+             ("--iterations", "the method is dlir, whose refinement steps are --refine N (default 40")),
+    BadInput("loss-without-refinement",
+             lambda folder: ["register", str(cine(folder)), "-o", str(folder / "out"), "--refine", "0",
+                             "--loss", "ncc"],
+             ("--refine", "0: the network alone, no optimisation for --loss or --control-spacing")),
     # output locations
     BadInput("output-exists", existing_output, ("report.json", "already exists")),
     BadInput("output-below-a-file", below_a_file, ("notes.txt", "is a file")),

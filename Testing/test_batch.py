@@ -19,8 +19,9 @@ from EchoRegistrationLib.io.camus import write_camus_patient
 from EchoRegistrationLib.simulation import simulate_sequence
 from EchoRegistrationLib.workflow import WorkflowSettings
 
-SETTINGS = WorkflowSettings(options={"iterations": 5})
-FAST = ["--iterations", "5"]
+# the batch mechanics on the optimiser with few steps (fast); the default method is tested on its own
+SETTINGS = WorkflowSettings(method="deformable", options={"iterations": 5})
+FAST = ["--method", "deformable", "--iterations", "5"]
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +69,21 @@ def test_rows_equal_strain_run_alone_and_a_corrupt_study_is_an_error_row(cohort,
     assert [t["study"] for t in table] == [r["study"] for r in result.rows]
     assert float(table[0]["gls_mid_pct"]) == result.rows[0]["gls_mid_pct"] and table[2]["ef_pct"] == ""
     assert sorted(p.name for p in (out / "studies" / "patient0003_4CH").iterdir()) == ["study.json"]
+
+
+def test_the_default_is_the_default_model_refined_as_strain_alone(cohort, tmp_path):
+    """No settings: DLIR with the default model refined by 40 steps (workflow.DEFAULT_METHOD /
+    DEFAULT_REFINE), the row equal to `echoreg strain` run alone with its defaults."""
+    studies = find_studies(cohort)[:2]
+    result = batch(studies, tmp_path / "default")
+    assert [(r["status"], r["method"], r["model"]) for r in result.rows] == \
+        [("ok", "dlir", "echoreg-dlir-camus")] * 2
+    assert main(["strain", str(cohort / "patient0001"), "-o", str(tmp_path / "alone")]) == 0
+    alone = {(row["measure"], row["region"]): row["value"]
+             for row in read_table(tmp_path / "alone" / "strain_summary.csv")}
+    row = result.rows[0]
+    assert row["gls_endo_pct"] == pytest.approx(float(alone[("peak systolic strain", "GLS endocardial")]), abs=1e-3)
+    assert -40 < row["gls_endo_pct"] < -5
 
 
 def test_rerun_skips_finished_studies_and_retries_failed_on_request(cohort, reference):

@@ -53,7 +53,7 @@ def test_register_dlir_with_a_model_and_flip_averaging(cine, tmp_path):
         out = tmp_path / f"reg_{flip}"
         flags = ["--flip-average"] if flip else []
         assert main(["register", str(cine), "-o", str(out), "--method", "dlir", "--model",
-                     str(tmp_path / "model"), *flags]) == 0
+                     str(tmp_path / "model"), "--refine", "0", *flags]) == 0  # the network alone
         fields = np.load(out / "displacement.npz")["displacement"]
         depth = 39 * 0.4  # mm
         np.testing.assert_allclose(fields[1:, ..., 0], lateral * depth, atol=1e-4)
@@ -70,6 +70,39 @@ def test_a_dlir_report_names_the_model_its_licence_and_passes(cine, tmp_path, ca
         assert (parameters["model"], parameters["licence"], parameters["passes"]) == (name, licence, passes)
         plural = "es" if passes > 1 else ""
         assert f"model {name} (licence: {licence}; {passes} pass{plural})" in capsys.readouterr().out
+
+
+def test_register_defaults_to_the_default_model_refined_by_40_steps(cine, tmp_path, capsys):
+    """No --method: DLIR with the default model refined by 40 steps (workflow.DEFAULT_METHOD /
+    DEFAULT_REFINE). --iterations (the optimiser's steps per level) is refused with DLIR, whose
+    refinement steps are --refine; --loss / --control-spacing set the refinement, so they are
+    refused without one (--refine 0)."""
+    out = tmp_path / "reg"
+    assert main(["register", str(cine), "-o", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    parameters = report["parameters"]
+    assert report["method"] == "dlir"
+    assert (parameters["model"], parameters["refine"], parameters["licence"]) == \
+        ("echoreg-dlir-camus", 40, "CC BY-NC-SA 4.0")
+    assert "model echoreg-dlir-camus (licence: CC BY-NC-SA 4.0" in capsys.readouterr().out
+    for flags, line in ((["--iterations", "5"], "--iterations: sets the optimiser's steps per pyramid level"),
+                        (["--refine", "0", "--loss", "ncc"], "--refine: 0: the network alone"),
+                        (["--refine", "0", "--control-spacing", "4"], "--refine: 0: the network alone")):
+        assert main(["register", str(cine), "-o", str(tmp_path / "refused"), *flags]) == 2, flags
+        err = capsys.readouterr().err
+        assert line in err and len(err.strip().splitlines()) == 1, flags
+        assert not (tmp_path / "refused").exists()
+    assert "--refine N (default 40" in main_error(cine, tmp_path, capsys, "--iterations", "5")
+    out = tmp_path / "ncc"
+    assert main(["register", str(cine), "-o", str(out), "--refine", "2", "--loss", "ncc"]) == 0
+    parameters = json.loads((out / "report.json").read_text())["parameters"]
+    assert (parameters["refine"], parameters["loss"]) == (2, "ncc")  # the refinement's similarity
+
+
+def main_error(cine, tmp_path, capsys, *flags) -> str:
+    """The error line of ``echoreg register`` with ``flags``, which must fail with status 2."""
+    assert main(["register", str(cine), "-o", str(tmp_path / "refused"), *flags]) == 2
+    return capsys.readouterr().err
 
 
 def test_bad_input_is_one_clear_line_and_status_2(tmp_path, capsys):
@@ -89,6 +122,9 @@ def test_demo_writes_its_files_and_beats_identity(tmp_path):
     views = sorted(p.name for p in (tmp_path / "demo" / "slicer_views").iterdir())
     assert views == ["slicer_view_frame000.png", "slicer_view_frame005.png"]  # ED and ES, rendered
     assert numbers["epe_es_mm"] < 0.25 * numbers["identity_epe_es_mm"]
+    # the default method, named with its model, licence and refinement
+    assert ("DLIR (echoreg-dlir-camus, licence CC BY-NC-SA 4.0) + refine 40 registration to frame 0"
+            in (tmp_path / "demo" / "summary.txt").read_text())
     assert numbers["ncc_after"] > numbers["ncc_before"]
     with pytest.raises(FileExistsError):
         run_demo(tmp_path / "demo", n_frames=6)

@@ -23,7 +23,7 @@ from EchoRegistrationLib.registration import register_sequence
 from EchoRegistrationLib.sequence import EchoDataError
 from EchoRegistrationLib.simulation import simulate_sequence
 
-FAST = {"iterations": (5, 5, 5)}
+FAST = {"method": "deformable", "iterations": (5, 5, 5)}  # the optimiser, few steps
 
 
 @pytest.fixture
@@ -106,7 +106,7 @@ def test_the_module_shows_the_enhanced_frames_until_a_run_without(module, sim, e
 
 def test_register_writes_the_enhanced_sequence_only_with_enhance(sim, enhancer, tmp_path, capsys):
     cine = save_sequence(sim.sequence, tmp_path / "cine.seq.nrrd")
-    common = ["register", str(cine), "--iterations", "5", "--device", "cpu"]
+    common = ["register", str(cine), "--method", "deformable", "--iterations", "5", "--device", "cpu"]
     assert main([*common, "-o", str(tmp_path / "plain")]) == 0
     assert not (tmp_path / "plain" / "enhanced.seq.nrrd").exists()
     assert "enhance" not in json.loads((tmp_path / "plain" / "report.json").read_text())["parameters"]
@@ -152,8 +152,8 @@ def test_the_command_line_refuses_to_enhance_without_pixel_size_in_one_line(unkn
                                                                            tmp_path, capsys):
     cine = save_sequence(unknown_spacing, tmp_path / "video.seq.nrrd")
     runs = {"enhance": ["enhance", str(cine), "-o", str(tmp_path / "enhanced.seq.nrrd"), "--model", str(enhancer)],
-            "register": ["register", str(cine), "-o", str(tmp_path / "out"), "--iterations", "5", "--device", "cpu",
-                         "--enhance", str(enhancer)]}
+            "register": ["register", str(cine), "-o", str(tmp_path / "out"), "--method", "deformable",
+                         "--iterations", "5", "--device", "cpu", "--enhance", str(enhancer)]}
     for what, argv in runs.items():
         assert main(argv) == 2, what
         err = capsys.readouterr().err
@@ -187,7 +187,7 @@ def test_the_module_reports_enhancement_without_pixel_size(module, unknown_spaci
 def test_a_run_without_enhancement_removes_an_earlier_enhanced_sequence_when_overwriting(sim, enhancer,
                                                                                       tmp_path, capsys):
     cine = save_sequence(sim.sequence, tmp_path / "cine.seq.nrrd")
-    common = ["register", str(cine), "--iterations", "5", "--device", "cpu"]
+    common = ["register", str(cine), "--method", "deformable", "--iterations", "5", "--device", "cpu"]
     out = tmp_path / "out"
     assert main([*common, "-o", str(out), "--enhance", str(enhancer)]) == 0
     assert (out / "enhanced.seq.nrrd").is_file() and "enhanced.seq.nrrd" in capsys.readouterr().out

@@ -153,9 +153,16 @@ def test_the_logic_enhances_only_when_the_checkbox_is_on(module, models, tmp_pat
     on = logic.settings(parameters)
     assert on.enhance == str(models / ENHANCER) and on.arguments()["enhance"] == on.enhance
     assert on.arguments() == {**off.arguments(), "enhance": on.enhance}  # nothing else changes
-    parameters.method, parameters.model = "DLIR + refine", SHIPPED_MODEL
+    # the panel's default: DLIR + refine 40, the empty model being the default model
+    assert (on.method, on.model, on.refine, on.describe_model()) == ("dlir", "", 40, SHIPPED_MODEL)
+    parameters.method, parameters.model, parameters.refineIterations = "DLIR + refine", SHIPPED_MODEL, 20
     dlir = logic.settings(parameters)
     assert (dlir.method, dlir.model, dlir.refine, dlir.enhance) == ("dlir", SHIPPED_MODEL, 20, on.enhance)
+    parameters.method = "Deformable"
+    optimiser = logic.settings(parameters)
+    assert (optimiser.method, optimiser.model, optimiser.refine, optimiser.enhance) == \
+        ("deformable", "", 0, on.enhance)
+    parameters.method = "DLIR + refine"
 
     bare = module.EchoRegistrationLogic(tmp_path / "no models")
     assert bare.enhancer() is None
@@ -190,9 +197,9 @@ def test_the_mrml_pipeline_registers_the_enhanced_frames(models):
     env = standalone_scene()  # held: the scene lives as long as its nodes are used
     node = volume_sequence_node(env.scene, "echo", sim.sequence)
     enhancer = str(models / ENHANCER)
-    options = {"iterations": (5, 5, 5)}
-    plain = analyse(node, RegistrationSettings(device="cpu", options=options)).registration
-    enhanced = analyse(node, RegistrationSettings(device="cpu", options=options, enhance=enhancer)).registration
+    fast = {"method": "deformable", "options": {"iterations": (5, 5, 5)}}  # the optimiser, few steps
+    plain = analyse(node, RegistrationSettings(device="cpu", **fast)).registration
+    enhanced = analyse(node, RegistrationSettings(device="cpu", enhance=enhancer, **fast)).registration
     assert enhanced.parameters["enhance"] == enhancer and "enhance" not in plain.parameters
     # the reference frame, warped by the identity, is the enhanced frame, not the frame as read
     expected = enhance_sequence(sim.sequence, enhancer, device="cpu").frames[0]

@@ -12,6 +12,7 @@ import pytest
 
 slicer = pytest.importorskip("slicer", reason="needs the slicer-core wheels (real MRML)")
 
+from EchoRegistrationLib.dlir.shipped import SHIPPED_MODEL  # noqa: E402
 from EchoRegistrationLib.io.seqnrrd import read_seq_nrrd  # noqa: E402
 from EchoRegistrationLib.mrml import (Analysis, RegistrationSettings, add_outputs, analyse,  # noqa: E402
                                       browser_for, field_from_transform_node, read_table_csv,
@@ -49,7 +50,9 @@ def node_ids(scene):
 def test_analysis_tracks_the_simulated_heart(case):
     sim, _, _, _, _, analysis = case
     registration, strain = analysis.registration, analysis.strain
-    assert registration.reference == 0 and registration.method == "deformable"
+    # the default: the default model, refined (workflow.DEFAULT_METHOD / DEFAULT_REFINE)
+    assert registration.reference == 0 and registration.method == "dlir"
+    assert (registration.parameters["model"], registration.parameters["refine"]) == (SHIPPED_MODEL, 40)
     myocardium = sim.sequence.labels[0] == 2
     error = np.linalg.norm(registration.displacement[-1] - sim.displacement[-1], axis=-1)[myocardium]
     motion = np.linalg.norm(sim.displacement[-1], axis=-1)[myocardium]
@@ -145,7 +148,9 @@ def test_cancel_stops_the_work_and_leaves_the_scene_unchanged(case):
     with pytest.raises(RegistrationCancelled):
         analyse(node, RegistrationSettings(chunk_size=1), labelmap,
                 progress=lambda done, total: calls.append((done, total)), cancel=lambda: bool(calls))
-    assert calls == [(1, 5)]
+    # the default (DLIR + refine) reports the network's fields as (0, 5) before refining pair by
+    # pair: the cancel asked then stops it before the refinement's first pair
+    assert calls == [(0, 5)]
     assert node_ids(env.scene) == before
 
 
@@ -169,7 +174,9 @@ def test_a_run_stops_with_a_clear_error_when_its_input_leaves_the_scene(cancel):
     with pytest.raises(InputRemoved, match="'echo' was removed from the scene") as stopped:
         analyse(node, RegistrationSettings(chunk_size=1), progress=progress, cancel=cancel)
     assert isinstance(stopped.value, RegistrationCancelled)
-    assert calls == [1]  # stopped at the first frame after the removal, not after all four
+    # the default (DLIR + refine) reports 0 pairs done once the network has predicted; it stopped
+    # at the refinement's first pair after the removal, not after all four
+    assert calls == [0]
     assert env.scene.GetNodesByClass("vtkMRMLSequenceNode").GetNumberOfItems() == 0
 
 
@@ -221,11 +228,12 @@ def test_dlir_quick_look_is_the_frame_of_the_whole_registration(case, model):
     """The quick look registers the frames Apply would for that frame: the pair for the default
     model (to the reference), every frame between for the sequential one. So it shows what Apply
     gives for that frame (up to the intensity normalisation, whose percentiles come from the frames
-    registered)."""
+    registered). The network alone (refine 0): a refinement optimises the pairs of a chunk together
+    (one step size, one early stop), so it is close to, not the same as, Apply's."""
     sim, env, node, _, _, _ = case
     from EchoRegistrationLib.registration import register_sequence
 
-    settings = RegistrationSettings(method="dlir", model=model, reference=4, device="cpu")  # by name
+    settings = RegistrationSettings(method="dlir", model=model, refine=0, reference=4, device="cpu")  # by name
     whole = register_sequence(sim.sequence, **settings.arguments())
     for frame in (5, 1):
         quick = register_frame(node, frame, settings)
@@ -236,9 +244,18 @@ def test_dlir_quick_look_is_the_frame_of_the_whole_registration(case, model):
         assert np.abs(quick.warped - whole.warped[frame]).mean() < 0.01 * spread
 
 
-def test_settings_say_what_is_missing():
-    with pytest.raises(ValueError, match="no DLIR model chosen"):
-        RegistrationSettings(method="dlir")
+def test_settings_default_to_the_default_model_refined_and_say_what_is_wrong():
+    """The panel's settings default to DLIR + refine 40 (workflow.DEFAULT_METHOD / DEFAULT_REFINE);
+    an empty model ("" or None, as the panel holds when it has none chosen) is the default model,
+    resolved by the workflow (which leaves it to register_sequence: model None)."""
+    assert RegistrationSettings().arguments() == {"method": "dlir", "reference": None, "device": "auto",
+                                                  "chunk_size": 4, "model": None, "refine": 40}
+    for empty in ("", None):
+        settings = RegistrationSettings(method="dlir", model=empty)
+        assert settings.describe_model() == SHIPPED_MODEL
+        assert settings.arguments()["model"] is None and settings.arguments()["refine"] == 40
+    assert RegistrationSettings(method="deformable").arguments() == {
+        "method": "deformable", "reference": None, "device": "auto", "chunk_size": 4}
     with pytest.raises(ValueError, match="method must be one of"):
         RegistrationSettings(method="demons")
     arguments = RegistrationSettings(method="dlir", model="m.safetensors", refine=20, reference=2,

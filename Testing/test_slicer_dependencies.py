@@ -37,7 +37,9 @@ SCENARIO = textwrap.dedent("""
     labelmap = env.scene.AddNode(volume_node(sim.sequence.labels[0], sim.sequence,
                                              slicer.vtkMRMLLabelMapVolumeNode()))
     model = str(shipped_model_path() / "model.safetensors")
-    for settings in (RegistrationSettings(), RegistrationSettings(method="dlir", model=model, refine=3)):
+    # the default (DLIR, the default model, refine 40), the optimiser, and a checkpoint path alone
+    for settings in (RegistrationSettings(), RegistrationSettings(method="deformable"),
+                     RegistrationSettings(method="dlir", model=model, refine=0)):
         analysis = analyse(node, settings, labelmap)
         outputs = add_outputs(env.scene, browser, node, analysis)
         assert len(outputs.nodes()) == 6 and np.isfinite(analysis.strain.gls_endo).all()

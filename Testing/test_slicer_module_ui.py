@@ -21,6 +21,7 @@ import pytest
 
 from EchoRegistrationLib.mrml import EchoOutputs
 from EchoRegistrationLib.mrml.pipeline import DEVICES, METHODS
+from EchoRegistrationLib.workflow import DEFAULT_METHOD, DEFAULT_REFINE
 
 REPO = Path(__file__).resolve().parents[1]
 MODULE = REPO / "EchoRegistration" / "EchoRegistration.py"
@@ -125,6 +126,9 @@ def test_choices_and_defaults_match_the_library(tree):
     defaults = {n.target.id: ast.literal_eval(n.value) for n in wrapper.body
                 if isinstance(n, ast.AnnAssign) and n.value is not None}
     assert defaults["method"] in methods and defaults["device"] in devices
+    # the library's default: the default DLIR model (the empty model) refined by DEFAULT_REFINE steps
+    assert methods[defaults["method"]] == (DEFAULT_METHOD, True)
+    assert (defaults["refineIterations"], defaults["model"]) == (DEFAULT_REFINE, "")
     assert defaults["referenceFrame"] == -1
     assert set(constant(tree, "OUTPUT_PARAMETERS")) == {f.name for f in dataclasses.fields(EchoOutputs)}
 

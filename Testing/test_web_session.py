@@ -16,7 +16,7 @@ from EchoRegistrationLib.sequence import EchoDataError  # noqa: E402
 from EchoRegistrationLib.simulation import simulate_sequence  # noqa: E402
 from EchoRegistrationLib.web.session import Overlays, UploadRefused, WebSession  # noqa: E402
 
-DLIR = RegistrationSettings(method="dlir", model="echoreg-dlir-sim")
+DLIR = RegistrationSettings(method="dlir", model="echoreg-dlir-sim", refine=0)  # the network alone: fast
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,8 @@ def summary(folder):
 
 def test_strain_with_dlir_model_and_flip_average(cine, tmp_path, capsys):
     """A constant 2 % / 1 % field (of the image size) is a translation: no strain; mirrored, the
-    lateral part cancels, which the reused registration shows."""
+    lateral part cancels, which the reused registration shows. The network alone (--refine 0: the
+    default refinement would optimise the constant field away)."""
     from EchoRegistrationLib.dlir import save_model
     from test_dlir import constant_output, tiny_model
 
@@ -45,15 +46,17 @@ def test_strain_with_dlir_model_and_flip_average(cine, tmp_path, capsys):
     save_model(constant_output(tiny_model(), 2.0, 1.0), tmp_path / "model")
     out = tmp_path / "strain"
     assert main(["strain", str(path), "--labels", str(labels), "-o", str(out), "--method", "dlir",
-                 "--model", str(tmp_path / "model"), "--flip-average"]) == 0
+                 "--model", str(tmp_path / "model"), "--refine", "0", "--flip-average"]) == 0
     assert f"model {tmp_path / 'model'} (licence: " in capsys.readouterr().out  # the model and its terms
     assert summary(out)["gls_endocardial"]["peak_pct"] == pytest.approx(0.0, abs=1e-3)
     for flip, lateral in ((False, 0.02), (True, 0.0)):
-        settings = WorkflowSettings(method="dlir", model=str(tmp_path / "model"), flip_average=flip)
+        settings = WorkflowSettings(method="dlir", model=str(tmp_path / "model"), refine=0, flip_average=flip)
         analysis = run_strain(Study(str(path), labels=str(labels)), settings, tmp_path / f"s{flip}")
         field = analysis.registration.displacement
         np.testing.assert_allclose(field[1:, ..., 0], lateral * 63 * analysis.sequence.spacing[1], atol=1e-3)
-    assert main(["strain", str(path), "--labels", str(labels), "-o", str(tmp_path / "x"), "--refine", "3"]) == 2
+    assert main(["strain", str(path), "--labels", str(labels), "-o", str(tmp_path / "x"), "--method", "deformable",
+                 "--refine", "3"]) == 2
+    assert "--refine and --flip-average are DLIR options; the method is deformable" in capsys.readouterr().err
 
 
 def test_strain_reuses_a_registration_folder_with_the_same_numbers(cine, tmp_path, capsys):
@@ -91,14 +94,29 @@ def test_settings_refuse_dlir_options_for_other_methods_and_unknown_sources():
         Study("a.nii", labels="l.nii", landmarks=((0, 0), (1, 1), (2, 0)))
     arguments = WorkflowSettings(method="dlir", flip_average=True, mode="sequential").arguments()
     assert arguments == {"method": "dlir", "reference": None, "device": "auto", "chunk_size": 32,
-                         "mode": "sequential", "model": None, "refine": 0, "flip_average": True}
+                         "mode": "sequential", "model": None, "refine": 40, "flip_average": True}
+    assert WorkflowSettings(method="dlir", refine=0).arguments()["refine"] == 0  # the network alone
+
+
+def test_the_default_is_the_default_model_refined_by_40_steps():
+    """Every front end's default (workflow.DEFAULT_METHOD / DEFAULT_REFINE): DLIR with the default
+    model (model None: register_sequence loads dlir.shipped.SHIPPED_MODEL) refined by 40 steps."""
+    from EchoRegistrationLib.dlir.shipped import SHIPPED_MODEL
+    from EchoRegistrationLib.workflow import DEFAULT_METHOD, DEFAULT_REFINE
+
+    assert (DEFAULT_METHOD, DEFAULT_REFINE, SHIPPED_MODEL) == ("dlir", 40, "echoreg-dlir-camus")
+    settings = WorkflowSettings()
+    assert settings.arguments() == {"method": "dlir", "reference": None, "device": "auto", "chunk_size": 32,
+                                    "model": None, "refine": 40}
+    assert settings.describe_model() == WorkflowSettings(model="").describe_model() == "echoreg-dlir-camus"
+    assert WorkflowSettings(method="deformable").describe_model() == ""
 
 
 def test_one_frame_tracks_like_the_sequence(sim):
     """Sequential tracking of frame 3 goes through frames 1 and 2: the same field as the whole run."""
     from EchoRegistrationLib.workflow import analyse
 
-    settings = WorkflowSettings(options={"iterations": (5, 5, 5)})
+    settings = WorkflowSettings(method="deformable", options={"iterations": (5, 5, 5)})
     reference, field, _ = register_one_frame(sim.sequence, 3, settings)
     whole = analyse(sim.sequence, settings, None).registration
     assert reference == 0 and whole.mode == "sequential"

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from ..sequence import EchoDataError, error_line  # noqa: F401 (the CLI's error format)
-from ..workflow import METHODS, Analysis, Study, WorkflowSettings, parse_landmarks
+from ..workflow import (DEFAULT_METHOD, DEFAULT_REFINE, METHODS, Analysis, Study, WorkflowSettings,
+                        parse_landmarks)
 
 # EchoDataError covers bad input and model files; OSError an unreadable input or an output
 # location that cannot be written (read-only, full, below a file, existing files).
@@ -151,11 +152,15 @@ def add_myocardium_options(parser: argparse.ArgumentParser, *, one_input: bool =
 def add_registration_options(parser: argparse.ArgumentParser) -> None:
     """Every registration option: method, DLIR model / refine / flip averaging, reference, mode,
     loss, iterations, control spacing, device, enhancement."""
-    parser.add_argument("--method", default="deformable", choices=METHODS)
+    parser.add_argument("--method", default=DEFAULT_METHOD, choices=METHODS,
+                        help=f"default {DEFAULT_METHOD} (the default model refined by {DEFAULT_REFINE} steps: "
+                             "the best across the held-out benchmarks; README, Generalisation)")
     parser.add_argument("--model", help="dlir: installed model name (echoreg models lists them) or checkpoint folder "
                              "(default: echoreg-dlir-camus, CC BY-NC-SA 4.0, non-commercial; "
                              "echoreg-dlir-sim is BSD-3-Clause)")
-    parser.add_argument("--refine", type=count(0), default=0, help="dlir: optimisation steps refining the network")
+    parser.add_argument("--refine", type=count(0),
+                        help=f"dlir: optimisation steps refining the network (default {DEFAULT_REFINE}; 0: the "
+                             "network alone, 2-3x OpenCV DIS's time)")
     parser.add_argument("--flip-average", action="store_true",
                         help="dlir: average each pair's field with that of the mirrored pair (twice the time)")
     parser.add_argument("--reference", type=int,
@@ -165,9 +170,13 @@ def add_registration_options(parser: argparse.ArgumentParser) -> None:
                         help="track neighbouring frames or register each frame to the reference "
                              "(default: sequential; dlir: the mode its model was trained for)")
     parser.add_argument("--loss", choices=["lncc", "ncc", "mse", "mi"],
-                        help="similarity (default: mse for deformable, ncc for rigid and affine)")
-    parser.add_argument("--iterations", type=count(1), help="optimiser steps per pyramid level")
-    parser.add_argument("--control-spacing", type=positive_number, help="deformable control grid spacing, mm")
+                        help="similarity (default: mse for deformable and DLIR's refinement, ncc for rigid "
+                             "and affine)")
+    parser.add_argument("--iterations", type=count(1),
+                        help="deformable, affine, rigid: optimiser steps per pyramid level (dlir: refused; "
+                             "its refinement's steps are --refine)")
+    parser.add_argument("--control-spacing", type=positive_number,
+                        help="deformable control grid spacing, mm (also DLIR's refinement)")
     parser.add_argument("--device", default="auto", type=device_name, help="auto, cpu or cuda")
     parser.add_argument("--enhance", metavar="MODEL",
                         help="enhance the frames first with this enhancement model (installed name or "
@@ -178,11 +187,21 @@ def settings_from_args(args: argparse.Namespace, myocardium: str = "none") -> Wo
     """The :class:`WorkflowSettings` of parsed options (``myocardium``: the source to use).
 
     Raises:
-        EchoDataError: DLIR options given for another method (named as options).
+        EchoDataError: DLIR options given for another method, or optimiser options DLIR would not use
+            (named as options): --iterations (DLIR's refinement steps are --refine), --loss and
+            --control-spacing without a refinement (--refine 0).
     """
     if args.method != "dlir" and (args.refine or args.flip_average or args.model):
         raise EchoDataError("--method", f"--model, --refine and --flip-average are DLIR options; "
                                         f"the method is {args.method}")
+    if args.method == "dlir" and args.iterations is not None:
+        raise EchoDataError("--iterations", f"sets the optimiser's steps per pyramid level (--method deformable, "
+                                            f"affine or rigid); the method is dlir, whose refinement steps are "
+                                            f"--refine N (default {DEFAULT_REFINE}: N, N/2 and N/8 steps, coarse "
+                                            f"to fine)")
+    if args.method == "dlir" and args.refine == 0 and (args.loss is not None or args.control_spacing is not None):
+        raise EchoDataError("--refine", "0: the network alone, no optimisation for --loss or --control-spacing "
+                                        "to set (they apply to DLIR's refinement, --refine N >= 1)")
     options: dict[str, Any] = {k: v for k, v in (("loss", args.loss), ("iterations", args.iterations),
                                                   ("control_spacing", args.control_spacing)) if v is not None}
     return WorkflowSettings(

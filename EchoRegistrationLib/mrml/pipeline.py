@@ -30,8 +30,14 @@ DEVICES = ("auto", "cpu", "cuda")
 @dataclass(frozen=True)
 class RegistrationSettings(workflow.WorkflowSettings):
     """The workflow settings (:class:`EchoRegistrationLib.workflow.WorkflowSettings`) as the panel
-    offers them: a device of :data:`DEVICES`, a DLIR model chosen explicitly, and chunks of 4 pairs
-    (progress, and the GUI breathing, more often). The myocardium comes from a node."""
+    offers them: a device of :data:`DEVICES` and chunks of 4 pairs (progress, and the GUI breathing,
+    more often). The myocardium comes from a node.
+
+    The defaults are the workflow's (:data:`~EchoRegistrationLib.workflow.DEFAULT_METHOD`, refined by
+    :data:`~EchoRegistrationLib.workflow.DEFAULT_REFINE` steps), and an empty DLIR model ("" or None)
+    is the default model (:data:`EchoRegistrationLib.dlir.shipped.SHIPPED_MODEL`), resolved where
+    every front end's is: by the workflow (:meth:`~EchoRegistrationLib.workflow.WorkflowSettings.describe_model`)
+    and the registration it calls."""
 
     chunk_size: int = 4
 
@@ -39,9 +45,6 @@ class RegistrationSettings(workflow.WorkflowSettings):
         super().__post_init__()
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
-        if self.method == "dlir" and not self.model:
-            raise ValueError("no DLIR model chosen: name an installed model or a checkpoint (a trained "
-                             "model's .safetensors with its .json), or choose an optimisation method")
 
 
 class InputRemoved(RegistrationCancelled):

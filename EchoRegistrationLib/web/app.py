@@ -25,6 +25,7 @@ from ..dlir.shipped import SHIPPED_MODEL, list_models
 from ..mrml import METHODS, RegistrationSettings
 from ..registration import RegistrationCancelled
 from ..sequence import EchoDataError
+from ..workflow import DEFAULT_METHOD, DEFAULT_REFINE
 from .session import MAX_UPLOAD_MB, MYOCARDIUM_SOURCES, Overlays, UploadRefused, WebSession
 
 LOG = logging.getLogger(__name__)
@@ -59,8 +60,8 @@ class EchoWebApp:
         state.update({
             "cine_path": "", "cine_upload": None, "labels_path": "", "labels_upload": None,
             "status": "Open a cine: a path on this server, or upload a file.", "error": "",
-            "method": "dlir", "methods": list(METHODS), "model": SHIPPED_MODEL if SHIPPED_MODEL in self.models
-            else next(iter(self.models), ""), "models": list(self.models), "licence": "", "refine": 0,
+            "method": DEFAULT_METHOD, "methods": list(METHODS), "model": SHIPPED_MODEL if SHIPPED_MODEL in self.models
+            else next(iter(self.models), ""), "models": list(self.models), "licence": "", "refine": DEFAULT_REFINE,
             "reference": "", "myocardium": "landmarks", "myocardium_sources": list(MYOCARDIUM_SOURCES),
             "landmarks": 0, "busy": False, "progress": 0, "has_cine": False, "has_results": False,
             "frame": 0, "last_frame": 0, "playing": False, "grid": True, "strain": True,
