@@ -16,6 +16,7 @@ import pytest
 from EchoRegistrationLib.batch import RUN_COLUMNS, batch, find_studies
 from EchoRegistrationLib.cli import main
 from EchoRegistrationLib.io.camus import write_camus_patient
+from EchoRegistrationLib.sequence import EchoDataError
 from EchoRegistrationLib.simulation import simulate_sequence
 from EchoRegistrationLib.workflow import WorkflowSettings
 
@@ -76,14 +77,29 @@ def test_the_default_is_the_default_model_refined_as_strain_alone(cohort, tmp_pa
     DEFAULT_REFINE), the row equal to `echoreg strain` run alone with its defaults."""
     studies = find_studies(cohort)[:2]
     result = batch(studies, tmp_path / "default")
-    assert [(r["status"], r["method"], r["model"]) for r in result.rows] == \
-        [("ok", "dlir", "echoreg-dlir-camus")] * 2
+    assert [(r["status"], r["method"], r["model"], r["refine"], r["licence"]) for r in result.rows] == \
+        [("ok", "dlir", "echoreg-dlir-camus", 40, "CC BY-NC-SA 4.0")] * 2
     assert main(["strain", str(cohort / "patient0001"), "-o", str(tmp_path / "alone")]) == 0
     alone = {(row["measure"], row["region"]): row["value"]
              for row in read_table(tmp_path / "alone" / "strain_summary.csv")}
     row = result.rows[0]
     assert row["gls_endo_pct"] == pytest.approx(float(alone[("peak systolic strain", "GLS endocardial")]), abs=1e-3)
     assert -40 < row["gls_endo_pct"] < -5
+
+
+def test_a_resumed_batch_refuses_other_settings_and_names_them(cohort, reference):
+    """One cohort table never mixes two analyses: the first run records its settings in
+    batch.json; a rerun with other settings (here the method and its steps) is refused before any
+    study runs, one that changes only the device is not."""
+    out, first = reference
+    assert (out / "batch.json").exists()
+    assert first.rows[0]["refine"] is None and first.rows[0]["licence"] is None  # not DLIR: blank
+    with pytest.raises(EchoDataError, match=r"other settings \(.*method 'deformable' -> 'dlir'.*refine None -> 40"):
+        batch(cohort, out, WorkflowSettings())
+    with pytest.raises(EchoDataError, match=r"iterations"):
+        batch(cohort, out, WorkflowSettings(method="deformable", options={"iterations": 6}))
+    again = batch(cohort, out, WorkflowSettings(method="deformable", options={"iterations": 5}, device="cpu"))
+    assert (again.ran, again.skipped) == (0, 3)
 
 
 def test_rerun_skips_finished_studies_and_retries_failed_on_request(cohort, reference):

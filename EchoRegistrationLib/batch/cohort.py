@@ -16,6 +16,8 @@ drift_mm               loop-closure drift, mm; blank unless the cine is a full c
                        known pixel size
 frames, ed_frame, es_frame, ed_source    the frames and how ED was established
 method, model, device  how it was registered ("model": DLIR model name or path)
+refine, licence        DLIR only: the optimisation steps refining the network (0: the network
+                       alone) and the terms of the model's weights (blank: not DLIR)
 seconds                wall time of the study, s (registration + strain + files)
 =====================  ===================================================================
 
@@ -41,7 +43,7 @@ COHORT_PARQUET = "cohort.parquet"
 SEGMENT_COLUMNS = tuple(f"segment_{k}_pct" for k in range(1, 7))
 COLUMNS = ("study", "input", "status", "error", "gls_endo_pct", "gls_mid_pct", *SEGMENT_COLUMNS,
            "segments", "ef_pct", "edv_ml", "esv_ml", "quality", "drift_mm", "frames", "ed_frame",
-           "es_frame", "ed_source", "method", "model", "device", "seconds")
+           "es_frame", "ed_source", "method", "model", "refine", "licence", "device", "seconds")
 # Columns that depend on where and when a study ran, not on the study.
 RUN_COLUMNS = ("seconds",)
 
@@ -67,15 +69,21 @@ def study_row(study_id: str, input_: str, analysis: Any, settings: Any, seconds:
         "drift_mm": _rounded(summary["quality"]["drift_mm"]),
         "frames": analysis.sequence.n_frames, "ed_frame": strain.frames.ed, "es_frame": strain.frames.es,
         "ed_source": strain.frames.ed_source, "method": registration.method,
-        "model": settings.describe_model(), "device": registration.device, "seconds": round(seconds, 2),
+        "model": settings.describe_model(), "refine": settings.arguments().get("refine"),
+        "licence": registration.parameters.get("licence"), "device": registration.device,
+        "seconds": round(seconds, 2),
     }
     return {column: row.get(column) for column in COLUMNS}
 
 
 def error_row(study_id: str, input_: str, error: str, settings: Any, seconds: float) -> dict[str, Any]:
     """The cohort row of a study that failed: its error, the settings, blank measurements."""
+    from ..dlir.shipped import licence_of
+
+    model = settings.describe_model()
     row = {"study": study_id, "input": input_, "status": "error", "error": error,
-           "method": settings.method, "model": settings.describe_model(), "device": settings.device,
+           "method": settings.method, "model": model, "refine": settings.arguments().get("refine"),
+           "licence": licence_of(model) if model else None, "device": settings.device,
            "seconds": round(seconds, 2)}
     return {column: row.get(column) for column in COLUMNS}
 
@@ -113,7 +121,7 @@ def write_cohort_table(rows: list[dict[str, Any]], output: str | os.PathLike) ->
 
 def _parquet_schema(pa: Any) -> Any:
     """Column types of the Parquet table: text, whole numbers, or floats."""
-    text = {"study", "input", "status", "error", "segments", "ed_source", "method", "model", "device"}
-    whole = {"frames", "ed_frame", "es_frame"}
+    text = {"study", "input", "status", "error", "segments", "ed_source", "method", "model", "licence", "device"}
+    whole = {"frames", "ed_frame", "es_frame", "refine"}
     return pa.schema([(c, pa.string() if c in text else pa.int64() if c in whole else pa.float64())
                       for c in COLUMNS])

@@ -3,6 +3,7 @@
 Layout of the output folder::
 
     OUTPUT/studies/<id>/      one folder per study: the files of ``echoreg strain`` and study.json
+    OUTPUT/batch.json         the settings every study ran with (a resumed run must use the same)
     OUTPUT/cohort.csv         the cohort table (:mod:`.cohort`), rebuilt from the study folders
     OUTPUT/cohort.parquet     the same, when pyarrow is installed
 
@@ -20,6 +21,7 @@ or a Dask cluster), and the numbers do not depend on where a study ran.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import multiprocessing
@@ -34,13 +36,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..io.atomic import atomic_output
 from ..sequence import EchoDataError, error_line
 from ..workflow import WorkflowSettings
 from .cohort import STUDY_JSON, error_row, read_row, study_row, write_cohort_table
 from .studies import CohortStudy, find_studies
 
 STUDIES = "studies"
+SETTINGS_JSON = "batch.json"
 PARTIAL = ".partial"
+# Settings that change where and how fast a study runs, not its numbers.
+RUN_SETTINGS = ("device", "chunk_size")
 LOCK = ".batch.lock"
 
 
@@ -108,6 +114,37 @@ def _locked(output: Path) -> Iterator[None]:
         except BlockingIOError:
             raise EchoDataError(str(output), "another echoreg batch is writing into this folder") from None
         yield
+
+
+def settings_record(settings: WorkflowSettings) -> dict[str, Any]:
+    """What the numbers of a study depend on: every setting but :data:`RUN_SETTINGS`, with the
+    defaults resolved (the DLIR model's name, its refinement steps), as JSON values."""
+    record = {key: value for key, value in dataclasses.asdict(settings).items() if key not in RUN_SETTINGS}
+    record.update(model=settings.describe_model() or None, refine=settings.arguments().get("refine"))
+    return json.loads(json.dumps(record, default=str))
+
+
+def _check_settings(settings: WorkflowSettings, output: Path) -> None:
+    """Record the settings in ``output/batch.json`` on the first run; refuse a resumed run whose
+    settings differ, so that one cohort table never mixes two analyses.
+
+    Raises:
+        EchoDataError: the folder's batch began with other settings (each difference named)."""
+    path = output / SETTINGS_JSON
+    current = settings_record(settings)
+    try:
+        recorded = json.loads(path.read_text())
+    except FileNotFoundError:
+        with atomic_output(path, overwrite=True) as tmp:
+            tmp.write_text(json.dumps(current, indent=1) + "\n")
+        return
+    except json.JSONDecodeError as err:
+        raise EchoDataError(str(path), f"unreadable batch settings ({err.msg})") from None
+    changed = [f"{key} {recorded.get(key)!r} -> {current.get(key)!r}"
+               for key in sorted(set(recorded) | set(current)) if recorded.get(key) != current.get(key)]
+    if changed:
+        raise EchoDataError(str(output), "this batch began with other settings (" + "; ".join(changed)
+                            + "): resume it with its settings, or write into a new folder")
 
 
 def _prepare(studies: Sequence[CohortStudy], studies_dir: Path, retry_failed: bool) -> list[CohortStudy]:
@@ -186,7 +223,8 @@ def batch(source: str | os.PathLike | Sequence[CohortStudy], output: str | os.Pa
         :class:`BatchResult`; the table is also written (:func:`.cohort.write_cohort_table`).
 
     Raises:
-        EchoDataError: no studies, a bad listing, another batch running in ``output``.
+        EchoDataError: no studies, a bad listing, another batch running in ``output``, or one
+            that began there with other settings (:func:`_check_settings`).
     """
     studies = list(source) if isinstance(source, Sequence) and not isinstance(source, str) else find_studies(source)
     settings = settings or WorkflowSettings()
@@ -196,6 +234,7 @@ def batch(source: str | os.PathLike | Sequence[CohortStudy], output: str | os.Pa
     studies_dir = output / STUDIES
     studies_dir.mkdir(parents=True, exist_ok=True)
     with _locked(output):
+        _check_settings(settings, output)
         todo = _prepare(studies, studies_dir, retry_failed)
         done = len(studies) - len(todo)
         result = BatchResult(rows=[], tables=[], skipped=done)
