@@ -243,7 +243,7 @@ def test_regularising_the_residual_keeps_an_initial_field_the_images_agree_with(
         return (u - initial)[..., 8:-8, 8:-8].norm(dim=1).mean().item()
 
     total, residual = refined("total"), refined("residual")
-    assert drift(residual) < 0.5 < 1.0 < drift(total)  # 0.31 against 1.54
+    assert drift(residual) < 0.5 and drift(total) > 1.0  # 0.31 against 1.54 mm
     assert bending_energy(total, spacing) < 0.5 * bending_energy(residual, spacing)  # 0.003 against 0.016
     assert folding_fraction(total, spacing).item() == folding_fraction(residual, spacing).item() == 0
     with pytest.raises(ValueError, match=r"regularise must be one of \('total', 'residual'\), got 'network'"):

@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.benchmark_generalisation import pair_scores  # noqa: E402
 from benchmarks.validate_passes import CAMUS_TRAIN, VALIDATION_SEEDS  # noqa: E402
+from EchoRegistrationLib.dlir.checkpoints import load_model  # noqa: E402
 from EchoRegistrationLib.dlir.data import simulate_item  # noqa: E402
 from EchoRegistrationLib.dlir.items import SequenceItem  # noqa: E402
-from EchoRegistrationLib.dlir.checkpoints import load_model  # noqa: E402
 from EchoRegistrationLib.io import CamusPairFolder  # noqa: E402
 from EchoRegistrationLib.registration import register_sequence  # noqa: E402
 from EchoRegistrationLib.sequence import LABEL_MYOCARDIUM, EchoSequence  # noqa: E402
