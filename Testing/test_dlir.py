@@ -283,6 +283,7 @@ def test_refinement_moves_the_network_fields_towards_the_truth(mode):
     assert (error(refined)[1:] < 0.25 * error(network)[1:]).all(), error(refined)
     assert refined.mode == mode and refined.parameters["refine"] == 40
     assert refined.parameters["folding_weight"] == 100.0  # the report says how it was refined
+    assert refined.parameters["regularise"] == "residual"
     assert "folding_weight" not in network.parameters
 
 
@@ -606,4 +607,6 @@ def test_refinement_warm_starts_coarse_to_fine_at_under_half_the_optimisers_cost
     assert [c["levels"] for c in calls] == [3] and calls[0]["iterations"] == (40, 20, 5)
     assert calls[0]["initial"] is not None  # warm start from the network's fields
     assert calls[0]["folding_weight"] == tracking.REFINE_FOLDING["folding_weight"] > 0  # penalised
+    assert calls[0]["regularise"] == "residual"  # the network's own field is not smoothed
+    assert calls[0]["regularisation_weight"] == tracking.REFINE_REGULARISATION["regularisation_weight"]
     assert all(n <= cap for n, cap in zip(calls[0]["taken"], (40, 20, 5)))

@@ -7,11 +7,17 @@ are chosen here, on training patients only (every ``--every``-th 4CH patient of
 registered in both directions and scored as in :mod:`benchmarks.benchmark_generalisation`: the
 moving expert mask warped nearest-neighbour onto the fixed frame, Dice of LV / myocardium, folding
 (% of pixels with det J <= 0), seconds per pair. Rows: the network alone, then ``refine`` steps
-with each folding weight.
+with each folding weight, each regularised field (``regularise`` of ``register_pair``: "total" =
+network + residual, "residual" = the optimised residual alone) and each regularisation weight.
+With ``--simulated``, also the simulator's validation seeds 5000-5007
+(:data:`benchmarks.validate_passes.VALIDATION_SEEDS`; the benchmarks use 10000+): myocardial end-point
+error (mm) of the ED -> ES field (the pair registered directly, the ED frame fixed) and its folding.
 
 Usage (repository root)::
 
     python benchmarks/benchmark_refine_folding.py --model runs/v2/echoreg-dlir-camus --weights 0 1 10 100 1000
+    python benchmarks/benchmark_refine_folding.py --model echoreg-dlir-camus --weights 100 \
+        --regularise total residual --regularisation-weights 1 0.3 0.1
 """
 
 from __future__ import annotations
@@ -27,11 +33,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.benchmark_generalisation import pair_scores  # noqa: E402
-from benchmarks.validate_passes import CAMUS_TRAIN  # noqa: E402
+from benchmarks.validate_passes import CAMUS_TRAIN, VALIDATION_SEEDS  # noqa: E402
 from EchoRegistrationLib.dlir.checkpoints import load_model  # noqa: E402
+from EchoRegistrationLib.dlir.data import simulate_item  # noqa: E402
+from EchoRegistrationLib.dlir.items import SequenceItem  # noqa: E402
 from EchoRegistrationLib.io import CamusPairFolder  # noqa: E402
 from EchoRegistrationLib.registration import register_sequence  # noqa: E402
-from EchoRegistrationLib.sequence import EchoSequence  # noqa: E402
+from EchoRegistrationLib.sequence import LABEL_MYOCARDIUM, EchoSequence  # noqa: E402
+from EchoRegistrationLib.spatial import field_to_torch, folding_fraction  # noqa: E402
 
 DIRECTIONS = (("ED->ES", 1, 0), ("ES->ED", 0, 1))  # (name, fixed frame, moving frame)
 
@@ -55,6 +64,22 @@ def scores(pairs: list[EchoSequence], **options) -> dict[str, float]:
             "s / pair": float(np.mean(seconds))}
 
 
+def simulated_scores(items: list[SequenceItem], **options) -> dict[str, float]:
+    """Mean myocardial end-point error (mm) at ES and mean folding % of the ED -> ES fields of
+    :func:`register_sequence` ("dlir", ``options``) on the ED / ES pairs of simulated ``items``."""
+    epe, folding = [], []
+    for item in items:
+        seq = item.sequence
+        last = seq.es_index if seq.es_index is not None else seq.n_frames - 1
+        pair = seq.subsequence([0, last])
+        field = register_sequence(pair, "dlir", reference=0, device="cpu", **options).displacement[1]
+        wall = seq.label_map(0) == LABEL_MYOCARDIUM
+        error = np.linalg.norm(field - item.displacement[last], axis=-1)
+        epe.append(float(error[wall].mean()))
+        folding.append(100 * float(folding_fraction(field_to_torch(field[None]), seq.spacing)[0]))
+    return {"sim EPE mm": float(np.mean(epe)), "sim folding %": float(np.mean(folding))}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True, help="DLIR checkpoint folder")
@@ -63,20 +88,44 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--refine", type=int, default=40)
     parser.add_argument("--weights", type=float, nargs="+", default=[0.0], help="folding weights")
     parser.add_argument("--margin", type=float, default=0.1, help="folding margin (det J)")
+    parser.add_argument("--regularise", nargs="+", default=["total"], choices=("total", "residual"),
+                        help="field the regulariser sees: network + residual, or the residual alone")
+    parser.add_argument("--regularisation-weights", type=float, nargs="+", default=[1.0],
+                        help="bending-energy weights (the refinement's default 1)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--simulated", action="store_true",
+                        help="also score the simulator's validation seeds 5000-5007 (EPE at ES)")
+    parser.add_argument("--no-camus", action="store_true", help="skip the CAMUS train pairs")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    folder = CamusPairFolder(args.data, views=("4CH",))
-    pairs = [folder[k] for k in range(0, len(folder), args.every)]
+    torch.set_num_threads(args.threads)
+    if args.no_camus and not args.simulated:
+        parser.error("--no-camus leaves nothing to score without --simulated")
+    pairs = []
+    if not args.no_camus:
+        folder = CamusPairFolder(args.data, views=("4CH",))
+        pairs = [folder[k] for k in range(0, len(folder), args.every)]
+    simulated = [simulate_item(seed, n_frames=10) for seed in VALIDATION_SEEDS] if args.simulated else []
     model = load_model(args.model)
-    register_sequence(pairs[0], "dlir", model=model, refine=1, device="cpu")  # warm-up, not timed
-    table = {"network alone": scores(pairs, model=model)}
+    warm = pairs[0] if pairs else simulated[0].sequence
+    register_sequence(warm, "dlir", model=model, refine=1, device="cpu")  # warm-up, not timed
+
+    def row(**options) -> dict[str, float]:
+        return {**(scores(pairs, model=model, **options) if pairs else {}),
+                **(simulated_scores(simulated, model=model, **options) if simulated else {})}
+
+    table = {"network alone": row()}
+    print(f"  network alone: {table['network alone']}", file=sys.stderr, flush=True)
     for weight in args.weights:
-        table[f"refine {args.refine}, folding weight {weight:g}"] = scores(
-            pairs, model=model, refine=args.refine, folding_weight=weight, folding_margin=args.margin)
-        print(f"  done: weight {weight:g}", file=sys.stderr, flush=True)
+        for regularise in args.regularise:
+            for regularisation_weight in args.regularisation_weights:
+                name = (f"refine {args.refine}, folding weight {weight:g}, regularise {regularise} "
+                        f"x {regularisation_weight:g}")
+                table[name] = row(refine=args.refine, folding_weight=weight, folding_margin=args.margin,
+                                  regularise=regularise, regularisation_weight=regularisation_weight)
+                print(f"  {name}: {table[name]}", file=sys.stderr, flush=True)
     columns = list(next(iter(table.values())))
     print(f"{len(pairs)} CAMUS train patients (every {args.every}th 4CH) x 2 directions, "
-          f"folding margin {args.margin:g}\n")
+          f"{len(simulated)} simulated validation sequences, folding margin {args.margin:g}\n")
     print("| row | " + " | ".join(columns) + " |")
     print("|---" * (len(columns) + 1) + "|")
     for name, row in table.items():

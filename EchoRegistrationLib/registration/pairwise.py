@@ -32,6 +32,7 @@ REGULARISERS: dict[str, Callable[..., torch.Tensor]] = {
     "bending": bending_energy,
     "diffusion": diffusion_regulariser,
 }
+REGULARISED_FIELDS = ("total", "residual")
 
 
 class RegistrationCancelled(RuntimeError):
@@ -108,6 +109,7 @@ def register_pair(
     learning_rate: float = 0.5,
     regulariser: str = "bending",
     regularisation_weight: float = 1.0,
+    regularise: str = "total",
     control_spacing: float = 6.0,
     folding_weight: float = 0.0,
     folding_margin: float = 0.1,
@@ -139,6 +141,12 @@ def register_pair(
             whenever the loss stalls, the level ends after the third halving.
         regulariser, regularisation_weight: "bending" energy or "diffusion" of the deformable field
             in physical units, weighted against the similarity (deformable only).
+        regularise: which (B, 2, H, W) mm field the regulariser sees when ``initial`` is given:
+            "total" (default), the whole field ``initial`` + residual, so the optimiser also smooths
+            away detail of ``initial`` it did not put there; or "residual", only the optimised
+            residual, so ``initial`` (e.g. a network's field, already regular) is kept where the
+            images agree and only the correction is penalised for roughness. Without ``initial``
+            both are the same. The folding penalty always sees the whole field.
         folding_weight, folding_margin: weight of :func:`..losses.folding_penalty` (mean
             relu(margin - det J)^2, dimensionless) of the whole field, ``initial`` included, at each
             level (deformable only; 0 = off). The regulariser keeps the field smooth but does not
@@ -157,7 +165,7 @@ def register_pair(
         :class:`PairRegistration` with the full-resolution displacement in mm.
 
     Raises:
-        ValueError: an unknown kind, loss, regulariser or optimiser, a non-positive
+        ValueError: an unknown kind, loss, regulariser, ``regularise`` or optimiser, a non-positive
             ``control_spacing`` or ``folding_margin``, a negative ``folding_weight`` or iteration
             count, images that do not pair up.
     """
@@ -167,6 +175,8 @@ def register_pair(
         raise ValueError(f"loss must be one of {sorted(SIMILARITIES)}, got {loss!r}")
     if regulariser not in REGULARISERS:
         raise ValueError(f"regulariser must be one of {sorted(REGULARISERS)}, got {regulariser!r}")
+    if regularise not in REGULARISED_FIELDS:
+        raise ValueError(f"regularise must be one of {REGULARISED_FIELDS}, got {regularise!r}")
     if not control_spacing > 0:
         raise ValueError(f"control_spacing must be a positive number of mm, got {control_spacing}")
     if folding_weight < 0:
@@ -205,9 +215,9 @@ def register_pair(
             model.refine(ControlGridModel.grid_shape(shape, spacing, control_spacing * factor))
 
         def objective() -> torch.Tensor:
-            u = model.field(shape_l, spacing_l)
+            residual = u = model.field(shape_l, spacing_l)
             if initial_l is not None:
-                u = u + initial_l
+                u = residual + initial_l
             warped = warp(moving_l, u, spacing_l)
             valid = in_view_mask(u.detach(), spacing_l)
             if mask_l is not None:
@@ -215,7 +225,8 @@ def register_pair(
             kwargs = {"window": lncc_window} if loss == "lncc" else {}
             total = similarity(fixed_l, warped, mask=valid, **kwargs)
             if isinstance(model, ControlGridModel) and regularisation_weight > 0:
-                total = total + regularisation_weight * REGULARISERS[regulariser](u, spacing_l)
+                smoothed = residual if regularise == "residual" else u
+                total = total + regularisation_weight * REGULARISERS[regulariser](smoothed, spacing_l)
             if isinstance(model, ControlGridModel) and folding_weight > 0:
                 total = total + folding_weight * folding_penalty(u, spacing_l, folding_margin)
             return total
