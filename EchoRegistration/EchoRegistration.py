@@ -182,6 +182,8 @@ class EchoRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._running = False
         self._cancelRequested = False
         self._modelNames = []
+        self._modelTerms = {}  # installed model name -> its licence and training data (translated)
+        self._otherModelTerms = ""
         self._enhancerInstalled = False
 
     @property
@@ -207,16 +209,7 @@ class EchoRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = EchoRegistrationLogic()
         self._connection = ParameterGuiConnection(self.ui)
 
-        for info in list_models():
-            self.ui.modelComboBox.addItem(info.name, info.name)
-            self.ui.modelComboBox.setItemData(
-                self.ui.modelComboBox.count - 1,
-                _("Licence: {licence}. Trained on: {data}. Tracking: {mode}.").format(
-                    licence=info.licence, data=", ".join(info.training_data) or "?", mode=info.mode),
-                qt.Qt.ToolTipRole)
-            self._modelNames.append(info.name)
-        if not self._modelNames:
-            self.ui.modelComboBox.addItem(_("(no model in Resources/Models)"), "")
+        self._setupModels(list_models())
         self._setupEnhancement()
         # Translated once: slicer.i18n.tr walks the stack on Slicer 5.6 (about 100 ms a call).
         self._applyToolTips = {
@@ -231,6 +224,34 @@ class EchoRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
         self.ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
         self.initializeParameterNode()
+
+    def _setupModels(self, models: "list[ModelInfo]") -> None:
+        """List the installed DLIR ``models`` in the model box, each with its licence, training
+        data and tracking mode in its tooltip; the licence and training data of each are also kept
+        (translated once, here) for the label under the box, which shows the chosen model's."""
+        self._modelTerms = {}
+        for info in models:
+            terms = _("Licence: {licence}. Trained on: {data}.").format(
+                licence=info.licence, data=", ".join(info.training_data) or "?")
+            if "NC" in info.licence.replace("-", " ").split():  # Creative Commons NonCommercial
+                terms = _("{terms} Non-commercial use only.").format(terms=terms)
+            self.ui.modelComboBox.addItem(info.name, info.name)
+            self.ui.modelComboBox.setItemData(
+                self.ui.modelComboBox.count - 1,
+                _("{terms} Tracking: {mode}.").format(terms=terms, mode=info.mode), qt.Qt.ToolTipRole)
+            self._modelNames.append(info.name)
+            self._modelTerms[info.name] = terms
+        if not self._modelNames:
+            self.ui.modelComboBox.addItem(_("(no model in Resources/Models)"), "")
+        self._otherModelTerms = _("Licence and training data: see the checkpoint's .json "
+                                  "(not an installed model).")
+
+    def _modelTermsText(self, model: str) -> str:
+        """The label's text for the parameter node's ``model`` (nothing translated here: it runs on
+        every parameter change)."""
+        if not model:
+            return ""
+        return self._modelTerms.get(model, self._otherModelTerms)
 
     def _setupEnhancement(self) -> None:
         """Enable "Enhance before registration" when an enhancement model is installed, with its
@@ -313,6 +334,8 @@ class EchoRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.inputsCollapsibleButton.enabled = not self._running
         self.ui.registrationCollapsibleButton.enabled = not self._running
         self.ui.modelComboBox.enabled = dlir and bool(self._modelNames)
+        self.ui.modelTermsLabel.text = self._modelTermsText(node.model) if node else ""
+        self.ui.modelTermsLabel.visible = dlir
         self.ui.refineSpinBox.enabled = refine
         points = node and node.myocardiumSource
         self.ui.wallWidthSpinBox.enabled = isinstance(points, vtkMRMLMarkupsFiducialNode)

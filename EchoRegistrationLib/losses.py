@@ -1,6 +1,8 @@
 """Registration losses: image similarity, label overlap and field regularisers (torch, batched).
 
-Every loss returns a scalar to MINIMISE, the mean over the batch of per-item values, and is
+Every loss returns a scalar to MINIMISE, the mean over the batch of per-item values (the
+similarities, regularisers and folding penalty give the (B,) per-item values themselves with
+``reduction="none"``: :func:`..registration.register_pair` optimises each pair on its own loss), and is
 differentiable in its tensor inputs. Shapes: images (B, C, H, W); label maps as one-hot or
 probability maps (B, L, H, W); displacement fields (B, 2, H, W) in mm (channel 0 = x / lateral,
 channel 1 = y / depth); an optional ``mask`` is (B or 1, 1, H, W), bool or non-negative weights,
@@ -24,10 +26,19 @@ def _per_item_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Ten
     return (values * weights).flatten(1).sum(1) / weights.flatten(1).sum(1)
 
 
+def _reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
+    """(B,) per-item values -> their mean ("mean") or themselves ("none")."""
+    if reduction == "none":
+        return values
+    if reduction != "mean":
+        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    return values.mean()
+
+
 def mse_loss(fixed: torch.Tensor, warped: torch.Tensor,
-             mask: torch.Tensor | None = None) -> torch.Tensor:
+             mask: torch.Tensor | None = None, reduction: str = "mean") -> torch.Tensor:
     """Mean squared intensity difference of (B, C, H, W) images (intensity units squared)."""
-    return _per_item_mean((fixed - warped) ** 2, mask).mean()
+    return _reduce(_per_item_mean((fixed - warped) ** 2, mask), reduction)
 
 
 def ncc(fixed: torch.Tensor, warped: torch.Tensor, mask: torch.Tensor | None = None,
@@ -44,10 +55,10 @@ def ncc(fixed: torch.Tensor, warped: torch.Tensor, mask: torch.Tensor | None = N
 
 
 def ncc_loss(fixed: torch.Tensor, warped: torch.Tensor, mask: torch.Tensor | None = None,
-             eps: float = 1e-8) -> torch.Tensor:
+             eps: float = 1e-8, reduction: str = "mean") -> torch.Tensor:
     """1 - NCC (:func:`ncc`), the mean over the batch: 0 when ``warped`` is a positive affine
     intensity transform of ``fixed``, 1 when uncorrelated, 2 when inverted."""
-    return (1 - ncc(fixed, warped, mask, eps)).mean()
+    return _reduce(1 - ncc(fixed, warped, mask, eps), reduction)
 
 
 def box_mean(images: torch.Tensor, window: int) -> torch.Tensor:
@@ -74,7 +85,8 @@ def _window_counts(length: int, radius: int, like: torch.Tensor) -> torch.Tensor
 
 
 def local_ncc_loss(fixed: torch.Tensor, warped: torch.Tensor, window: int = 9,
-                   mask: torch.Tensor | None = None, eps: float = 1e-6) -> torch.Tensor:
+                   mask: torch.Tensor | None = None, eps: float = 1e-6,
+                   reduction: str = "mean") -> torch.Tensor:
     """1 - mean over pixels of the squared local correlation coefficient (VoxelMorph / MONAI LNCC).
 
     cc^2(p) = cov^2 / (var_f var_w + eps) over the ``window`` x ``window`` neighbourhood of p (odd,
@@ -92,12 +104,13 @@ def local_ncc_loss(fixed: torch.Tensor, warped: torch.Tensor, window: int = 9,
     var_f = (mean_ff - mean_f**2).clamp(min=0)
     var_w = (mean_ww - mean_w**2).clamp(min=0)
     cc_squared = covariance**2 / (var_f * var_w + eps)
-    return (1 - _per_item_mean(cc_squared, mask)).mean()
+    return _reduce(1 - _per_item_mean(cc_squared, mask), reduction)
 
 
 def mutual_information_loss(fixed: torch.Tensor, warped: torch.Tensor, bins: int = 32,
                             sigma: float = 0.5, mask: torch.Tensor | None = None,
-                            normalise: bool = True, eps: float = 1e-10) -> torch.Tensor:
+                            normalise: bool = True, eps: float = 1e-10,
+                            reduction: str = "mean") -> torch.Tensor:
     """-MI (nats) from a differentiable Parzen-window joint histogram of (B, C, H, W) images.
 
     Each image is scaled to [0, 1] by its own min and max (``normalise``; the range is not
@@ -116,7 +129,7 @@ def mutual_information_loss(fixed: torch.Tensor, warped: torch.Tensor, bins: int
     joint = joint / joint.sum(dim=(1, 2), keepdim=True)
     marginals = joint.sum(2, keepdim=True) * joint.sum(1, keepdim=True)
     information = (joint * (torch.log(joint + eps) - torch.log(marginals + eps))).sum(dim=(1, 2))
-    return -information.mean()
+    return _reduce(-information, reduction)
 
 
 def _bin_weights(images: torch.Tensor, bins: int, sigma: float, normalise: bool) -> torch.Tensor:
@@ -162,25 +175,27 @@ def _forward_differences(field: torch.Tensor,
     return d_dx, d_dy
 
 
-def diffusion_regulariser(displacement: torch.Tensor, spacing: Spacing) -> torch.Tensor:
+def diffusion_regulariser(displacement: torch.Tensor, spacing: Spacing,
+                          reduction: str = "mean") -> torch.Tensor:
     """Sum over the four partials d u_k / d x_l (forward differences, mm/mm) of their mean square.
 
     For u(x) = G x + t this is the squared Frobenius norm of G. ``displacement`` is (B, 2, H, W) mm.
     """
     d_dx, d_dy = _forward_differences(displacement, spacing)
-    return _sum_of_mean_squares(d_dx, d_dy)
+    return _reduce(_sum_of_mean_squares(d_dx, d_dy), reduction)
 
 
-def bending_energy(displacement: torch.Tensor, spacing: Spacing) -> torch.Tensor:
+def bending_energy(displacement: torch.Tensor, spacing: Spacing, reduction: str = "mean") -> torch.Tensor:
     """Thin-plate bending energy u_xx^2 + 2 u_xy^2 + u_yy^2 (1/mm^2), each term its mean square,
     summed over both components; 0 for every affine field. ``displacement`` is (B, 2, H, W) mm."""
     d_dx, d_dy = _forward_differences(displacement, spacing)
     d_dxx, d_dxy = _forward_differences(d_dx, spacing)
     _, d_dyy = _forward_differences(d_dy, spacing)
-    return _sum_of_mean_squares(d_dxx, d_dyy) + 2 * _sum_of_mean_squares(d_dxy)
+    return _reduce(_sum_of_mean_squares(d_dxx, d_dyy) + 2 * _sum_of_mean_squares(d_dxy), reduction)
 
 
-def folding_penalty(displacement: torch.Tensor, spacing: Spacing, margin: float = 0.1) -> torch.Tensor:
+def folding_penalty(displacement: torch.Tensor, spacing: Spacing, margin: float = 0.1,
+                    reduction: str = "mean") -> torch.Tensor:
     """Mean over batch and pixels of relu(``margin`` - det J)^2, J the Jacobian of x -> x + u(x)
     (:func:`.spatial.jacobian_determinant`, central differences, dimensionless).
 
@@ -192,9 +207,10 @@ def folding_penalty(displacement: torch.Tensor, spacing: Spacing, margin: float 
     det J >= ``margin``, so it leaves fold-free, not too compressive fields alone.
     ``displacement`` is (B, 2, H, W) mm; ``spacing`` (sx, sy) mm or (B, 2).
     """
-    return F.relu(margin - jacobian_determinant(displacement, spacing)).pow(2).mean()
+    return _reduce(F.relu(margin - jacobian_determinant(displacement, spacing)).pow(2).flatten(1).mean(1),
+                   reduction)
 
 
 def _sum_of_mean_squares(*derivatives: torch.Tensor) -> torch.Tensor:
-    """Sum over the derivatives and their 2 components of the mean square over batch and pixels."""
-    return sum(d.pow(2).mean(dim=(0, 2, 3)).sum() for d in derivatives)
+    """(B,) sum over the derivatives and their 2 components of the mean square over pixels."""
+    return sum(d.pow(2).mean(dim=(2, 3)).sum(1) for d in derivatives)

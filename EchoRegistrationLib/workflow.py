@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -380,6 +380,14 @@ def register_one_frame(seq: EchoSequence, frame: int,
         arguments["model"] = model  # loaded once
     frames = tracked_frames(frame, reference, mode)
     arguments.update(reference=frames.index(reference), mode=mode, device=device)
-    result = registration.register_sequence(seq.subsequence(frames), **arguments)
+    subsequence = seq.subsequence(frames)
+    if settings.method == "dlir" and arguments.get("enhance") is None:
+        # the network sees the frames normalised by the whole sequence's intensity window, as in
+        # analyse (enhanced frames: the window of the enhanced subsequence, as today)
+        from .dlir.grid import INTENSITY_WINDOW, sequence_intensity_window
+
+        window = sequence_intensity_window(seq.frames, seq.spacing, model.working_size)
+        subsequence = replace(subsequence, metadata={**seq.metadata, INTENSITY_WINDOW: window})
+    result = registration.register_sequence(subsequence, **arguments)
     moving = frames.index(frame)
     return reference, result.displacement[moving], result.warped[moving]

@@ -208,3 +208,72 @@ def test_the_mrml_pipeline_registers_the_enhanced_frames(models):
     difference = np.linalg.norm(enhanced.displacement - plain.displacement, axis=-1).max()
     print(f"enhanced - plain displacement: up to {difference:.3f} mm")
     assert difference > 0.01  # mm
+
+
+class FakeComboBox:
+    """The part of QComboBox the Widget uses: items with data, the current index."""
+
+    def __init__(self):
+        self.items, self.currentIndex, self.enabled = [], -1, None
+
+    @property
+    def count(self):
+        return len(self.items)
+
+    def addItem(self, text, data):
+        self.items.append((text, data))
+
+    def setItemData(self, index, value, role):
+        pass
+
+    def findData(self, data):
+        return next((i for i, (_, d) in enumerate(self.items) if d == data), -1)
+
+    def itemData(self, index):
+        return self.items[index][1]
+
+
+class FakeWidgets(SimpleNamespace):
+    """The panel's widgets: the model box above, any other a namespace that takes any attribute."""
+
+    def __getattr__(self, name):
+        widget = SimpleNamespace()
+        setattr(self, name, widget)
+        return widget
+
+
+def test_the_chosen_models_licence_and_training_data_show_under_the_model_box(module, monkeypatch):
+    """The label under the model box follows the parameter node's model (the Widget's _updateGui,
+    which runs on every parameter change): the installed model's licence and training data, a
+    non-commercial licence said so; shown only with a DLIR method."""
+    models = {m.name: m for m in list_models()}
+    camus, sim = models[SHIPPED_MODEL], models["echoreg-dlir-sim"]
+    assert (camus.licence, sim.licence) == ("CC BY-NC-SA 4.0", "BSD-3-Clause")  # the texts below
+    monkeypatch.setattr(module.qt, "Qt", SimpleNamespace(ToolTipRole=3), raising=False)
+    widget = module.EchoRegistrationWidget()
+    widget.ui = FakeWidgets(modelComboBox=FakeComboBox())
+    widget._setupModels(list(models.values()))
+    parameters = module.EchoRegistrationParameterNode()
+    parameters.inputSequence = parameters.myocardiumSource = parameters.frameTable = None
+    widget._connection = SimpleNamespace(wrapper=parameters)
+    widget._applyToolTips = {True: "", False: ""}  # made in setup
+    label = widget.ui.modelTermsLabel
+
+    parameters.model = SHIPPED_MODEL  # the default method, DLIR + refine
+    widget._updateGui()
+    assert label.visible is True
+    assert label.text == "Licence: CC BY-NC-SA 4.0. Trained on: camus, simulator. Non-commercial use only."
+    widget.onModelChanged(widget.ui.modelComboBox.findData("echoreg-dlir-sim"))  # the user picks another
+    assert parameters.model == "echoreg-dlir-sim"
+    widget._updateGui()
+    assert label.text == "Licence: BSD-3-Clause. Trained on: simulator."
+    parameters.method = "DLIR"
+    widget._updateGui()
+    assert label.visible is True and label.text == "Licence: BSD-3-Clause. Trained on: simulator."
+    parameters.model = "/somewhere/my-model"  # a checkpoint path, not an installed model
+    widget._updateGui()
+    assert "not an installed model" in label.text
+    for method in ("Deformable", "Affine", "Rigid"):
+        parameters.method = method
+        widget._updateGui()
+        assert label.visible is False, method

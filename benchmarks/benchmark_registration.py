@@ -76,6 +76,7 @@ def methods() -> dict[str, Callable[[SimulatedSequence], Fields]]:
         table["dlir (echoreg-dlir-sim, flip-averaged)"] = ours("dlir", model=simulator_model, flip_average=True)
         table["dlir + refine 40 (sequential)"] = ours("dlir", model=simulator_model, refine=40, mode="sequential")
         table["dlir (default model)"] = ours("dlir")
+        table["dlir + refine 40 (default)"] = ours("dlir", refine=40)  # the workflow's default
         table["dlir sequential model"] = ours("dlir", model=tracker)
         table["dlir sequential model, flip-averaged"] = ours("dlir", model=tracker, flip_average=True)
         table["dlir sequential model + refine 40"] = ours("dlir", model=tracker, refine=40)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from ..spatial.pyramid import level_spacing, resample_field, resample_image
@@ -53,22 +54,45 @@ def to_input_grid(field: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
     return resample_field(field, shape)
 
 
-def normalise_intensities(frames: torch.Tensor) -> torch.Tensor:
-    """Map a (T, 1, H, W) sequence (or any tensor) to [0, 1]: the 1st percentile of all its values
-    to 0, the 99th to 1, clipped. One map for the whole tensor, so frames stay comparable."""
+# EchoSequence.metadata key: the (low, high) intensity window of the sequence a subsequence was cut
+# from (:func:`sequence_intensity_window`), so that its frames are normalised as in the whole sequence.
+INTENSITY_WINDOW = "intensity_window"
+
+
+def intensity_window(frames: torch.Tensor) -> tuple[float, float]:
+    """The 1st and 99th percentiles of all the values of ``frames`` (subsampled beyond
+    ``MAX_PERCENTILE_SAMPLES``)."""
     values = frames.detach().flatten().float()
     if values.numel() > MAX_PERCENTILE_SAMPLES:
         values = values[::values.numel() // MAX_PERCENTILE_SAMPLES + 1]
     quantiles = torch.tensor([LOW_PERCENTILE, HIGH_PERCENTILE], device=values.device) / 100
-    low, high = torch.quantile(values, quantiles).to(frames.dtype)
+    low, high = torch.quantile(values, quantiles).tolist()
+    return low, high
+
+
+def normalise_intensities(frames: torch.Tensor,
+                          window: tuple[float, float] | None = None) -> torch.Tensor:
+    """Map a (T, 1, H, W) sequence (or any tensor) to [0, 1]: the 1st percentile of all its values
+    to 0, the 99th to 1, clipped. One map for the whole tensor, so frames stay comparable;
+    ``window``: that (low, high) given (e.g. the whole sequence's, for a few of its frames)."""
+    low, high = intensity_window(frames) if window is None else window
+    low, high = torch.tensor([low, high], device=frames.device).to(frames.dtype)
     return ((frames - low) / (high - low).clamp(min=1e-6)).clamp(0, 1)
 
 
-def prepare_frames(frames: torch.Tensor, spacing: Sequence[float],
-                   size: int) -> tuple[torch.Tensor, tuple[float, float]]:
+def prepare_frames(frames: torch.Tensor, spacing: Sequence[float], size: int,
+                   window: tuple[float, float] | None = None) -> tuple[torch.Tensor, tuple[float, float]]:
     """(T, 1, H, W) raw frames -> ((T, 1, size, w) normalised frames on the working grid, spacing).
 
     Resampling comes first: the percentiles of the small grid cost little and equal those of the
     full frames up to the antialiasing."""
     working, working_spacing = to_working_grid(frames.float(), spacing, size)
-    return normalise_intensities(working), working_spacing
+    return normalise_intensities(working, window), working_spacing
+
+
+def sequence_intensity_window(frames: np.ndarray | torch.Tensor, spacing: Sequence[float],
+                              size: int) -> tuple[float, float]:
+    """The intensity window :func:`prepare_frames` uses for the (T, H, W) ``frames`` of a whole
+    sequence on the working grid of ``size`` rows."""
+    tensor = torch.as_tensor(frames)[:, None].float()
+    return intensity_window(to_working_grid(tensor, spacing, size)[0])

@@ -21,7 +21,7 @@ from ..device import resolve_device
 from ..spatial.pairs import chain_to_reference, fixed_indices, frame_pairs
 from ..sequence import EchoSequence
 from .checkpoints import CheckpointError, load_model, weights_path
-from .grid import prepare_frames, to_input_grid
+from .grid import INTENSITY_WINDOW, prepare_frames, to_input_grid
 from .model import DLIRModel
 
 
@@ -104,7 +104,9 @@ def predict_pair_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
     model = as_model(model, dev)
     with torch.inference_mode():
         frames = torch.from_numpy(seq.frames).to(dev)[:, None]
-        working, spacing = prepare_frames(frames, seq.spacing, model.working_size)
+        # a subsequence cut for a few frames keeps its sequence's window (workflow.register_one_frame)
+        working, spacing = prepare_frames(frames, seq.spacing, model.working_size,
+                                          seq.metadata.get(INTENSITY_WINDOW))
         fields = torch.zeros(len(pairs), 2, *seq.frame_shape, device=dev)
         predict = model.mirror_averaged if flip_average else model
         done = 0
