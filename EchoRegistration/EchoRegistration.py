@@ -131,8 +131,8 @@ class EchoRegistrationParameterNode:
     wallWidth: myocardial thickness (mm) of the three-point template.
     method, refineIterations, device: how to register. The default is the library's
         (``EchoRegistrationLib.workflow.DEFAULT_METHOD`` / ``DEFAULT_REFINE``): "DLIR + refine", 40
-        steps, the best or second method on every held-out domain of the generalisation benchmark
-        at a tenth of the optimiser's time (README, Generalisation); "Deformable" is the optimiser
+        steps, near the best on every held-out domain of the generalisation benchmark without
+        folding, at about a sixth of the optimiser's time per real pair (README, Generalisation); "Deformable" is the optimiser
         alone, "DLIR" the network alone.
     model: the DLIR model: an installed model's name (Resources/Models/<name>), or a checkpoint
         path; a name stays valid when the extension moves (another Slicer revision). Empty: the

@@ -56,8 +56,9 @@ def ncc(fixed: torch.Tensor, warped: torch.Tensor, mask: torch.Tensor | None = N
 
 def ncc_loss(fixed: torch.Tensor, warped: torch.Tensor, mask: torch.Tensor | None = None,
              eps: float = 1e-8, reduction: str = "mean") -> torch.Tensor:
-    """1 - NCC (:func:`ncc`), the mean over the batch: 0 when ``warped`` is a positive affine
-    intensity transform of ``fixed``, 1 when uncorrelated, 2 when inverted."""
+    """1 - NCC (:func:`ncc`), the mean over the batch (``reduction="none"``: the (B,) values): 0
+    when ``warped`` is a positive affine intensity transform of ``fixed``, 1 when uncorrelated, 2
+    when inverted."""
     return _reduce(1 - ncc(fixed, warped, mask, eps), reduction)
 
 
@@ -197,7 +198,8 @@ def bending_energy(displacement: torch.Tensor, spacing: Spacing, reduction: str 
 def folding_penalty(displacement: torch.Tensor, spacing: Spacing, margin: float = 0.1,
                     reduction: str = "mean") -> torch.Tensor:
     """Mean over batch and pixels of relu(``margin`` - det J)^2, J the Jacobian of x -> x + u(x)
-    (:func:`.spatial.jacobian_determinant`, central differences, dimensionless).
+    (:func:`.spatial.jacobian_determinant`, central differences, dimensionless); with
+    ``reduction="none"`` the (B,) means over each item's pixels.
 
     A squared-hinge form of the negative-Jacobian penalty of Kuang & Schmah, "FAIM - a ConvNet
     method for unsupervised 3D medical image registration" (MLMI 2019) and Mok & Chung, "Fast

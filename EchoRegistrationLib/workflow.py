@@ -34,10 +34,12 @@ if TYPE_CHECKING:
 METHODS = ("deformable", "affine", "rigid", "dlir")
 # The default registration of every front end (CLI, batch runner, panel, web page, demo): the default DLIR
 # model refined by 40 optimisation steps. On the generalisation benchmark (README, Generalisation) it is
-# the best or second method on every held-out domain (CAMUS valid Dice 0.894 / 0.830 ED->ES and 0.924 /
-# 0.843 ES->ED, family 0.19 mm and 0.10 GLS points, cine NCC 0.971 / 0.948), never folds, and costs a
-# tenth of the optimiser's time per pair (24x against 262x OpenCV DIS); the optimiser alone stays a
-# choice ("deformable"), as does the network alone (refine 0).
+# the only method near the best on every held-out domain without folding: CAMUS valid Dice 0.902 / 0.838
+# ED->ES (second, after the network alone) and 0.924 / 0.835 ES->ED (first), held-out family 0.23 mm and
+# 0.20 GLS points (third, after the optimiser's 0.09 / 0.08 and OpenCV DIS's 0.21 / 0.19, which folds
+# 2.5 % of pixels on real pairs), cine NCC 0.972 / 0.943; it costs about a sixth of the optimiser's time
+# per CAMUS pair (20x against 130x OpenCV DIS, each in its own run). The optimiser alone stays a choice ("deformable"), as does
+# the network alone (refine 0).
 DEFAULT_METHOD = "dlir"
 DEFAULT_REFINE = 40
 MYOCARDIUM_SOURCES = ("auto", "labels", "landmarks", "none")
@@ -99,8 +101,8 @@ class WorkflowSettings:
 
     Attributes:
         method: one of :data:`METHODS`; default :data:`DEFAULT_METHOD` ("dlir", refined by
-            :data:`DEFAULT_REFINE` steps: the best or second method on every held-out domain of the
-            generalisation benchmark at a tenth of the optimiser's time; the comment at
+            :data:`DEFAULT_REFINE` steps: near the best on every held-out domain of the generalisation
+            benchmark without folding, at about a sixth of the optimiser's time per real pair; the comment at
             :data:`DEFAULT_METHOD`). "deformable" is the optimiser alone.
         model: DLIR only: an installed model's name (:func:`.dlir.shipped.list_models`) or a
             checkpoint path; "" or None: the default model (:data:`.dlir.shipped.SHIPPED_MODEL`,

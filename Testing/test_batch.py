@@ -102,6 +102,22 @@ def test_a_resumed_batch_refuses_other_settings_and_names_them(cohort, reference
     assert (again.ran, again.skipped) == (0, 3)
 
 
+def test_a_batch_of_an_earlier_version_is_resumed_only_with_its_method(cohort, reference, tmp_path):
+    """A folder from before batch.json (its rows name the method and model) is not resumed with another
+    method: its committed rows say how they ran."""
+    import shutil
+
+    out, _ = reference
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    (old / "batch.json").unlink()
+    with pytest.raises(EchoDataError, match=r"study patient0001_4CH ran with .*'deformable'.*not .*'dlir'"):
+        batch(cohort, old, WorkflowSettings())
+    assert not (old / "batch.json").exists()
+    again = batch(cohort, old, SETTINGS)
+    assert (again.ran, again.skipped) == (0, 3) and (old / "batch.json").exists()
+
+
 def test_rerun_skips_finished_studies_and_retries_failed_on_request(cohort, reference):
     out, first = reference
     again = batch(cohort, out, SETTINGS)

@@ -226,10 +226,10 @@ def test_register_current_frame_for_a_quick_look(case):
 @pytest.mark.parametrize("model", ["echoreg-dlir-sim", "echoreg-dlir-sim-sequential"])
 def test_dlir_quick_look_is_the_frame_of_the_whole_registration(case, model):
     """The quick look registers the frames Apply would for that frame: the pair for the default
-    model (to the reference), every frame between for the sequential one. So it shows what Apply
-    gives for that frame (up to the intensity normalisation, whose percentiles come from the frames
-    registered). The network alone (refine 0): a refinement optimises the pairs of a chunk together
-    (one step size, one early stop), so it is close to, not the same as, Apply's."""
+    model (to the reference), every frame between for the sequential one, the network seeing the
+    whole sequence's intensity window. So it shows what Apply gives for that frame. The network alone
+    (refine 0) through the MRML bridge, each model by name; the default method (refined, each pair
+    optimised on its own) is compared with Apply in test_workflow."""
     sim, env, node, _, _, _ = case
     from EchoRegistrationLib.registration import register_sequence
 

@@ -69,11 +69,13 @@ def test_batched_pairs_are_independent():
 
 
 
-@pytest.mark.parametrize("kind", ["deformable", "rigid"])
-def test_a_pair_registers_the_same_whatever_its_batch(kind):
+@pytest.mark.parametrize("kind, optimizer", [("deformable", None), ("rigid", None), ("rigid", "adam"),
+                                             ("affine", "adam")])
+def test_a_pair_registers_the_same_whatever_its_batch(kind, optimizer):
     """A pair's field does not depend on the pairs that share its batch: each pair has its own loss
     (and gradient), intensity normalisation, step halvings and stop, a stopped pair frozen exactly
-    (deformable, Adam); L-BFGS runs the pairs one by one (rigid). The pairs differ in motion and in
+    (Adam: deformable, and rigid / affine as sequences use them); L-BFGS runs the pairs one by one
+    (rigid's default). The pairs differ in motion and in
     the fixed image's intensity range, and stop at different steps."""
     fixed = speckle_phantom(64, 56, seed=1).float()
     pairs = []
@@ -83,7 +85,8 @@ def test_a_pair_registers_the_same_whatever_its_batch(kind):
     fixed_batch = torch.cat([f for f, _ in pairs])
     moving_batch = torch.cat([m for _, m in pairs])
     options = {"spacing": SPACING, "loss": "mse", "iterations": (30, 30, 30) if kind == "deformable" else 6,
-               "patience": 4, "tolerance": 1e-4, "folding_weight": 10.0 if kind == "deformable" else 0.0}
+               "patience": 4, "tolerance": 1e-4, "folding_weight": 10.0 if kind == "deformable" else 0.0,
+               "optimizer": optimizer}
     batch = register_pair(fixed_batch, moving_batch, kind, **options)
     alone = [register_pair(f, m, kind, **options) for f, m in pairs]
     if kind == "deformable":  # some pairs stop early, and not all at once: the freezing is exercised

@@ -267,3 +267,20 @@ def test_cuda_results_match_cpu():
                lambda i, u: jacobian_determinant(integrate_velocity(u, SPACING), SPACING)):
         torch.testing.assert_close(fn(image.cuda(), field.cuda()).cpu(), fn(image, field),
                                    atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("field_batch, image_shape", [(3, (40, 36)), (1, (50, 30)), (3, (1, 36))])
+def test_the_fused_sampling_grid_is_the_normalised_sampled_positions(field_batch, image_shape):
+    """``sampling_grid`` (one multiply-add, what ``warp`` samples with) equals the two-step grid:
+    positions p + u(p) / spacing in pixels, then normalised for the moving image's shape; for a
+    batch-1 field with per-item spacings, another image shape and a single-pixel axis."""
+    from EchoRegistrationLib.spatial.coordinates import pixels_to_normalised, sampling_grid
+    from EchoRegistrationLib.spatial.warping import sampled_pixel_positions
+
+    u = torch.randn(field_batch, 2, 40, 36, dtype=torch.float64) * 3
+    spacing = torch.tensor([[0.5, 0.4], [0.3, 0.3], [0.7, 0.2]], dtype=torch.float64)[:max(field_batch, 3)]
+    two_step = pixels_to_normalised(sampled_pixel_positions(u, spacing), image_shape)
+    fused = sampling_grid(u, spacing, image_shape)
+    assert fused.shape == two_step.shape == (3, 40, 36, 2)
+    torch.testing.assert_close(fused, two_step, atol=1e-12, rtol=0)
+    assert float(fused[0, 0, 0, 0]) == pytest.approx(float(u[0, 0, 0, 0]) / 0.5 * 2 / max(image_shape[1] - 1, 1) - 1)

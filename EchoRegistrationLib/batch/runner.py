@@ -135,6 +135,7 @@ def _check_settings(settings: WorkflowSettings, output: Path) -> None:
     try:
         recorded = json.loads(path.read_text())
     except FileNotFoundError:
+        _check_unrecorded_rows(current, output / STUDIES)
         with atomic_output(path, overwrite=True) as tmp:
             tmp.write_text(json.dumps(current, indent=1) + "\n")
         return
@@ -145,6 +146,26 @@ def _check_settings(settings: WorkflowSettings, output: Path) -> None:
     if changed:
         raise EchoDataError(str(output), "this batch began with other settings (" + "; ".join(changed)
                             + "): resume it with its settings, or write into a new folder")
+
+
+def _check_unrecorded_rows(current: dict[str, Any], studies_dir: Path) -> None:
+    """A folder without ``batch.json`` but with committed studies (a batch of an earlier version, which
+    recorded no settings): refuse when a study's row names another method, model or refinement than
+    ``current`` (:func:`settings_record`), the part of the settings a row records.
+
+    Raises:
+        EchoDataError: a committed study ran with other settings (the first one found is named)."""
+    for folder in sorted(studies_dir.iterdir()) if studies_dir.is_dir() else ():
+        row = read_row(folder) if not folder.name.startswith(".") else None
+        if row is None:
+            continue
+        ran = {"method": row.get("method"), "model": row.get("model") or None, "refine": row.get("refine")}
+        wanted = {key: current.get(key) for key in ran}
+        if "refine" not in row:  # rows of that version did not record it
+            ran.pop("refine"), wanted.pop("refine")
+        if ran != wanted:
+            raise EchoDataError(str(studies_dir.parent), f"study {folder.name} ran with {ran}, not {wanted} (a batch "
+                                "that recorded no settings): resume it with its settings, or write into a new folder")
 
 
 def _prepare(studies: Sequence[CohortStudy], studies_dir: Path, retry_failed: bool) -> list[CohortStudy]:

@@ -154,13 +154,13 @@ def add_registration_options(parser: argparse.ArgumentParser) -> None:
     loss, iterations, control spacing, device, enhancement."""
     parser.add_argument("--method", default=DEFAULT_METHOD, choices=METHODS,
                         help=f"default {DEFAULT_METHOD} (the default model refined by {DEFAULT_REFINE} steps: "
-                             "the best across the held-out benchmarks; README, Generalisation)")
+                             "near the best on every held-out benchmark, never folding; README, Generalisation)")
     parser.add_argument("--model", help="dlir: installed model name (echoreg models lists them) or checkpoint folder "
                              "(default: echoreg-dlir-camus, CC BY-NC-SA 4.0, non-commercial; "
                              "echoreg-dlir-sim is BSD-3-Clause)")
     parser.add_argument("--refine", type=count(0),
                         help=f"dlir: optimisation steps refining the network (default {DEFAULT_REFINE}; 0: the "
-                             "network alone, 2-3x OpenCV DIS's time)")
+                             "network alone, about 2x OpenCV DIS's time)")
     parser.add_argument("--flip-average", action="store_true",
                         help="dlir: average each pair's field with that of the mirrored pair (twice the time)")
     parser.add_argument("--reference", type=int,

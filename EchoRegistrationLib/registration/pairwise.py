@@ -316,11 +316,10 @@ def _optimise(model: torch.nn.Module, objective: Callable[[], torch.Tensor], opt
     pairs after each step. ``on_step(k)`` is called after step k (1-based).
 
     Adam (torch.optim.Adam's update, written out so that it can run per pair, with the epsilon
-    :data:`ADAM_EPS`) works on the sum of
-    the pairs' losses, so each pair gets the gradient it would have alone; each pair halves its own
-    step size each time its loss stalls (no improvement of ``tolerance`` over ``patience`` steps)
-    and stops after ``halvings`` halvings: its parameters and moments are then left exactly as they
-    are (Adam's momentum would otherwise still move them) while the other pairs go on, and the
+    :data:`ADAM_EPS`) works on the sum of the pairs' losses, so each pair gets the gradient it would
+    have alone; each pair halves its own step size each time its loss stalls (no improvement of
+    ``tolerance`` over ``patience`` steps) and stops after ``halvings`` halvings: its step size is then 0, so its parameters stay exactly as
+    they are (Adam's momentum would otherwise still move them) while the other pairs go on, and the
     level ends when every pair has stopped. L-BFGS (one pair: :func:`register_pair` runs them one
     by one) stops after its first outer step that improves by less than ``tolerance``.
     """
@@ -353,7 +352,8 @@ def _optimise(model: torch.nn.Module, objective: Callable[[], torch.Tensor], opt
     (beta1, beta2), eps = ADAM_BETAS, ADAM_EPS
     first = [torch.zeros_like(p) for p in params]
     second = [torch.zeros_like(p) for p in params]
-    rate = np.full(batch, float(learning_rate))
+    # each pair's step size on the device, 0 once it stopped; rewritten only on steps that change it
+    rate = torch.full((batch,), float(learning_rate), device=device, dtype=params[0].dtype)
     active = np.ones(batch, dtype=bool)
     best = np.full(batch, math.inf)
     since_best = np.zeros(batch, dtype=int)
@@ -366,16 +366,14 @@ def _optimise(model: torch.nn.Module, objective: Callable[[], torch.Tensor], opt
         values = objective()
         values.sum().backward()
         with torch.no_grad():
-            moving = torch.from_numpy(active).to(device)
-            step_size = torch.from_numpy(rate / (1 - beta1 ** step)).to(device=device, dtype=params[0].dtype)
+            # a stopped pair's moments go on changing, unused: its step size is 0 to the end
+            step_size = rate / (1 - beta1 ** step)
             root_correction = math.sqrt(1 - beta2 ** step)
             for p, m, v in zip(params, first, second):
+                m.lerp_(p.grad, 1 - beta1)
+                v.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
                 shape = (batch,) + (1,) * (p.ndim - 1)
-                keep = moving.view(shape)
-                m.copy_(torch.where(keep, m.lerp(p.grad, 1 - beta1), m))
-                v.copy_(torch.where(keep, v * beta2 + (1 - beta2) * p.grad * p.grad, v))
-                update = step_size.view(shape) * m / (v.sqrt() / root_correction + eps)
-                p.sub_(torch.where(keep, update, torch.zeros_like(update)))
+                p.sub_(step_size.view(shape) * m / (v.sqrt() / root_correction + eps))
         losses = values.detach().cpu().double().numpy()
         history.append(float(losses.mean()))
         if on_step is not None:
@@ -385,11 +383,14 @@ def _optimise(model: torch.nn.Module, objective: Callable[[], torch.Tensor], opt
         stalled = active & ~improved
         since_best[stalled] += 1
         due = stalled & (since_best >= patience)
-        active[due & (left == 0)] = False
+        stop = due & (left == 0)
         halve = due & (left > 0)
-        left[halve] -= 1
-        since_best[halve] = 0
-        rate[halve] *= 0.5
+        if due.any():
+            active[stop] = False
+            left[halve] -= 1
+            since_best[halve] = 0
+            scale = np.where(stop, 0.0, np.where(halve, 0.5, 1.0))
+            rate.mul_(torch.from_numpy(scale).to(device=device, dtype=rate.dtype))
         if not active.any():
             break
     return history

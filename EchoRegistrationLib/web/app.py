@@ -136,8 +136,9 @@ class EchoWebApp:
     def settings(self) -> RegistrationSettings:
         """The registration settings of the form."""
         reference = str(self.state.reference).strip()
+        refine = DEFAULT_REFINE if self.state.refine in (None, "") else int(self.state.refine)  # cleared: default
         return RegistrationSettings(method=self.state.method, model=self.state.model,
-                                    refine=int(self.state.refine or 0) if self.state.method == "dlir" else 0,
+                                    refine=refine if self.state.method == "dlir" else 0,
                                     reference=int(reference) if reference else None)
 
     def apply(self, *form: Any) -> None:
