@@ -296,9 +296,15 @@ def load_registration(folder: str | os.PathLike, seq: EchoSequence) -> Registrat
     elif not np.allclose(spacing, seq.spacing, rtol=1e-5):
         problems.append(f"spacing {tuple(spacing)} mm, the input has {seq.spacing}")
     elif not np.allclose(frame_times, seq.frame_times, atol=1e-6):
-        problems.append("frame times differ from the input's")
+        recorded_known = report.get("frame_times_known", True)
+        if recorded_known != seq.frame_times_known:  # the same file, read with and without --frame-rate
+            problems.append("it was registered with " + ("known" if recorded_known else "unknown")
+                            + " frame times, the input now has " + ("known" if seq.frame_times_known else
+                                                                   "unknown") + " ones (--frame-rate)")
+        else:
+            problems.append("frame times differ from the input's")
     if problems:
-        raise EchoDataError(str(folder), f"registered another input ({report.get('input')}): "
+        raise EchoDataError(str(folder), f"registered {report.get('input')} as read then: "
                                          f"{problems[0]}; register {seq.source} again")
     result = result_from_displacement(seq, displacement, reference, method=report.get("method", "given"))
     result.mode, result.device = report.get("mode", "given"), report.get("device", "")

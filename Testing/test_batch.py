@@ -139,7 +139,9 @@ def test_killed_three_times_then_resumed_every_study_once(cohort, reference, tmp
         studies = out / "studies"
         if studies.exists():  # committed folders are whole: each has its row
             assert all((p / "study.json").exists() for p in studies.iterdir() if not p.name.startswith("."))
-    assert subprocess.run(command, env=env, capture_output=True).returncode == 1  # one study fails
+    finished = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert finished.returncode == 1  # one study fails
+    assert finished.stdout.startswith("3 studies, method deformable (optimisation)\n")  # says how it registers
     assert sorted(p.name for p in (out / "studies").iterdir()) == [r["study"] for r in reference[1].rows]
     table = read_table(out / "cohort.csv")
     assert [t["study"] for t in table] == [r["study"] for r in reference[1].rows]

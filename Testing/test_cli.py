@@ -60,16 +60,18 @@ def test_register_dlir_with_a_model_and_flip_averaging(cine, tmp_path):
         np.testing.assert_allclose(fields[1:, ..., 1], 0.01 * depth, atol=1e-4)
 
 
-def test_a_dlir_report_names_the_model_its_licence_and_passes(cine, tmp_path, capsys):
-    for model, licence, passes in ((None, "CC BY-NC-SA 4.0", 3), ("echoreg-dlir-sim", "BSD-3-Clause", 1)):
+def test_a_dlir_report_names_the_model_its_licence_passes_and_refinement(cine, tmp_path, capsys):
+    for model, licence, passes, refine in ((None, "CC BY-NC-SA 4.0", 3, 40), ("echoreg-dlir-sim", "BSD-3-Clause", 1, 0)):
         out = tmp_path / f"reg_{model}"
-        flags = ["--model", model] if model else []
+        flags = ["--model", model, "--refine", "0"] if model else []
         assert main(["register", str(cine), "-o", str(out), "--method", "dlir", *flags]) == 0
         parameters = json.loads((out / "report.json").read_text())["parameters"]
         name = model or "echoreg-dlir-camus"  # the default by its name, which --model takes back
         assert (parameters["model"], parameters["licence"], parameters["passes"]) == (name, licence, passes)
         plural = "es" if passes > 1 else ""
-        assert f"model {name} (licence: {licence}; {passes} pass{plural})" in capsys.readouterr().out
+        refined = f"refined by {refine} optimisation steps" if refine else "not refined"
+        assert f"model {name} (licence: {licence}; {passes} pass{plural} of the network per pair; {refined})" \
+            in capsys.readouterr().out
 
 
 def test_register_defaults_to_the_default_model_refined_by_40_steps(cine, tmp_path, capsys):

@@ -2,12 +2,13 @@
 (DLIR, model, flip averaging), reuses a finished registration folder, and refuses one of another
 input; the single-frame registration tracks as the whole sequence does."""
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
-from EchoRegistrationLib import EchoSequence, save_sequence
+from EchoRegistrationLib import EchoSequence, load_sequence, save_sequence
 from EchoRegistrationLib.cli import main
 from EchoRegistrationLib.sequence import EchoDataError
 from EchoRegistrationLib.simulation import simulate_sequence
@@ -79,8 +80,13 @@ def test_a_registration_of_another_input_is_refused(cine, sim, tmp_path):
     assert main(["register", str(path), "-o", str(reg), "--method", "rigid", "--iterations", "2"]) == 0
     other = EchoSequence(frames=sim.sequence.frames[:, :60], spacing=sim.sequence.spacing,
                          frame_times=sim.sequence.frame_times)
-    with pytest.raises(EchoDataError, match=r"reg: registered another input .*cine.seq.nrrd.*fields of shape"):
+    with pytest.raises(EchoDataError, match=r"reg: registered .*cine.seq.nrrd as read then: fields of shape"):
         load_registration(reg, other)
+    timed = load_sequence(path)
+    untimed = dataclasses.replace(timed, frame_times=np.arange(timed.n_frames, dtype=float),  # read without
+                                  metadata={**timed.metadata, "frame_times_known": False})   # its frame rate
+    with pytest.raises(EchoDataError, match=r"registered with known frame times, the input now has unknown ones"):
+        load_registration(reg, untimed)
     with pytest.raises(EchoDataError, match="not a readable registration folder"):
         load_registration(tmp_path, sim.sequence)
 

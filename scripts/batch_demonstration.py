@@ -30,7 +30,7 @@ from EchoRegistrationLib.cli import main
 from EchoRegistrationLib.simulation import simulate_sequence
 
 SHARED = Path(os.environ.get("ECHOREG_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-A4C_LANDMARKS = "62,118,78,27,101,116"  # annulus, apex, annulus (mm), as in the README
+A4C_LANDMARKS = "108,120,118,30,146,106"  # septal annulus, apex, lateral annulus (mm) of that cine, as in the README
 
 
 def make_cohort(folder: Path, frames: int, size: int, real: bool) -> Path:
@@ -121,10 +121,11 @@ def main_demo() -> None:
     parser.add_argument("work", type=Path)
     parser.add_argument("--frames", type=int, default=6)
     parser.add_argument("--size", type=int, default=80)
-    parser.add_argument("--iterations", default="8")
+    parser.add_argument("--iterations", default="8", help="optimiser steps per level (the batch mechanics run "
+                                                            "on the optimiser, --method deformable: fast)")
     parser.add_argument("--no-real", action="store_true", help="leave the real cine out (a busy machine)")
     args = parser.parse_args()
-    fast = ["--iterations", args.iterations]
+    fast = ["--method", "deformable", "--iterations", args.iterations]
     listing = make_cohort(args.work / "cohort", args.frames, args.size, not args.no_real)
     cli = [sys.executable, "-m", "EchoRegistrationLib.cli", "batch", str(listing), *fast]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}

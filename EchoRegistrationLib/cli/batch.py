@@ -42,6 +42,15 @@ def run_batch_command(args: argparse.Namespace) -> int:
 
     studies = find_studies(args.source)
     settings = settings_from_args(args, myocardium="auto")
+    model = settings.describe_model()
+    if model:
+        from ..dlir.shipped import licence_of
+
+        refine = settings.arguments().get("refine")
+        print(f"{len(studies)} studies, DLIR model {model} (licence: {licence_of(model) or 'unknown'}; "
+              + (f"refined by {refine} optimisation steps)" if refine else "not refined)"))
+    else:
+        print(f"{len(studies)} studies, method {settings.method} (optimisation)")
     with tqdm(total=len(studies), unit="study", desc="batch") as bar:
         failed = []
 

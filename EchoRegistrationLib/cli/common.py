@@ -82,11 +82,13 @@ def print_warnings(lines: Sequence[str]) -> None:
 
 def print_run_details(parameters: Mapping[str, Any]) -> None:
     """Print what a registration used beyond its method (its ``parameters``): the DLIR model with its
-    licence and passes, and the enhancement with its time (which the registration's time leaves out)."""
+    licence, passes (network applications per pair) and refinement steps, and the enhancement with its
+    time (which the registration's time leaves out)."""
     if parameters.get("model"):
-        passes = parameters.get("passes", 1)
+        passes, refine = parameters.get("passes", 1), parameters.get("refine") or 0
         print(f"model {parameters['model']} (licence: {parameters.get('licence') or 'unknown'}; "
-              f"{passes} pass{'es' if passes != 1 else ''})")
+              f"{passes} pass{'es' if passes != 1 else ''} of the network per pair"
+              + (f"; refined by {refine} optimisation steps)" if refine else "; not refined)"))
     if parameters.get("enhance"):
         print(f"frames enhanced first by {parameters['enhance']} in {parameters['enhance_seconds']:.2f} s: "
               f"the warped frames, NCC and fields are those of the enhanced frames")
