@@ -38,8 +38,8 @@ METHODS = ("deformable", "affine", "rigid", "dlir")
 # ED->ES (second, after the network alone) and 0.924 / 0.835 ES->ED (first), held-out family 0.23 mm and
 # 0.20 GLS points (third, after the optimiser's 0.09 / 0.08 and OpenCV DIS's 0.21 / 0.19, which folds
 # 2.5 % of pixels on real pairs), cine NCC 0.972 / 0.943; it costs about a sixth of the optimiser's time
-# per CAMUS pair (20x against 130x OpenCV DIS, each in its own run). The optimiser alone stays a choice ("deformable"), as does
-# the network alone (refine 0).
+# per CAMUS pair (20x against 130x OpenCV DIS, each in its own run). The optimiser alone stays a choice
+# ("deformable"), as does the network alone (refine 0).
 DEFAULT_METHOD = "dlir"
 DEFAULT_REFINE = 40
 MYOCARDIUM_SOURCES = ("auto", "labels", "landmarks", "none")
@@ -102,8 +102,8 @@ class WorkflowSettings:
     Attributes:
         method: one of :data:`METHODS`; default :data:`DEFAULT_METHOD` ("dlir", refined by
             :data:`DEFAULT_REFINE` steps: near the best on every held-out domain of the generalisation
-            benchmark without folding, at about a sixth of the optimiser's time per real pair; the comment at
-            :data:`DEFAULT_METHOD`). "deformable" is the optimiser alone.
+            benchmark without folding, at about a sixth of the optimiser's time per real pair; the
+            comment at :data:`DEFAULT_METHOD`). "deformable" is the optimiser alone.
         model: DLIR only: an installed model's name (:func:`.dlir.shipped.list_models`) or a
             checkpoint path; "" or None: the default model (:data:`.dlir.shipped.SHIPPED_MODEL`,
             :meth:`describe_model`), as every front end leaves it unless told.

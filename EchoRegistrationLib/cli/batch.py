@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import add_myocardium_options, add_registration_options, count, settings_from_args
+from .common import (add_myocardium_options, add_registration_options, count, describe_model_use,
+                     settings_from_args)
 
 
 def add_batch_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -46,9 +47,8 @@ def run_batch_command(args: argparse.Namespace) -> int:
     if model:
         from ..dlir.shipped import licence_of
 
-        refine = settings.arguments().get("refine")
-        print(f"{len(studies)} studies, DLIR model {model} (licence: {licence_of(model) or 'unknown'}; "
-              + (f"refined by {refine} optimisation steps)" if refine else "not refined)"))
+        use = {"model": model, "licence": licence_of(model), "refine": settings.arguments().get("refine")}
+        print(f"{len(studies)} studies, DLIR {describe_model_use(use)}")
     else:
         print(f"{len(studies)} studies, method {settings.method} (optimisation)")
     with tqdm(total=len(studies), unit="study", desc="batch") as bar:

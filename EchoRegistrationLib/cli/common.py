@@ -80,15 +80,25 @@ def print_warnings(lines: Sequence[str]) -> None:
         print(f"echoreg: warning: {line}", file=sys.stderr)
 
 
+def describe_model_use(parameters: Mapping[str, Any]) -> str:
+    """How a DLIR registration used its model, from its ``parameters`` (model, licence, passes when
+    known, refine): "model NAME (licence: TERMS; 3 passes of the network per pair; refined by 40
+    optimisation steps)"."""
+    details = [f"licence: {parameters.get('licence') or 'unknown'}"]
+    if "passes" in parameters:
+        passes = parameters["passes"]
+        details.append(f"{passes} pass{'es' if passes != 1 else ''} of the network per pair")
+    refine = parameters.get("refine") or 0
+    details.append(f"refined by {refine} optimisation steps" if refine else "not refined")
+    return f"model {parameters['model']} ({'; '.join(details)})"
+
+
 def print_run_details(parameters: Mapping[str, Any]) -> None:
-    """Print what a registration used beyond its method (its ``parameters``): the DLIR model with its
-    licence, passes (network applications per pair) and refinement steps, and the enhancement with its
-    time (which the registration's time leaves out)."""
+    """Print what a registration used beyond its method (its ``parameters``): the DLIR model
+    (:func:`describe_model_use`), and the enhancement with its time (which the registration's time
+    leaves out)."""
     if parameters.get("model"):
-        passes, refine = parameters.get("passes", 1), parameters.get("refine") or 0
-        print(f"model {parameters['model']} (licence: {parameters.get('licence') or 'unknown'}; "
-              f"{passes} pass{'es' if passes != 1 else ''} of the network per pair"
-              + (f"; refined by {refine} optimisation steps)" if refine else "; not refined)"))
+        print(describe_model_use(parameters))
     if parameters.get("enhance"):
         print(f"frames enhanced first by {parameters['enhance']} in {parameters['enhance_seconds']:.2f} s: "
               f"the warped frames, NCC and fields are those of the enhanced frames")

@@ -59,15 +59,14 @@ def to_input_grid(field: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
 INTENSITY_WINDOW = "intensity_window"
 
 
-def intensity_window(frames: torch.Tensor) -> tuple[float, float]:
-    """The 1st and 99th percentiles of all the values of ``frames`` (subsampled beyond
-    ``MAX_PERCENTILE_SAMPLES``)."""
+def intensity_window(frames: torch.Tensor) -> torch.Tensor:
+    """(2,) float32 tensor on ``frames``' device: the 1st and 99th percentiles of all the values of
+    ``frames`` (subsampled beyond ``MAX_PERCENTILE_SAMPLES``)."""
     values = frames.detach().flatten().float()
     if values.numel() > MAX_PERCENTILE_SAMPLES:
         values = values[::values.numel() // MAX_PERCENTILE_SAMPLES + 1]
     quantiles = torch.tensor([LOW_PERCENTILE, HIGH_PERCENTILE], device=values.device) / 100
-    low, high = torch.quantile(values, quantiles).tolist()
-    return low, high
+    return torch.quantile(values, quantiles)
 
 
 def normalise_intensities(frames: torch.Tensor,
@@ -75,8 +74,9 @@ def normalise_intensities(frames: torch.Tensor,
     """Map a (T, 1, H, W) sequence (or any tensor) to [0, 1]: the 1st percentile of all its values
     to 0, the 99th to 1, clipped. One map for the whole tensor, so frames stay comparable;
     ``window``: that (low, high) given (e.g. the whole sequence's, for a few of its frames)."""
-    low, high = intensity_window(frames) if window is None else window
-    low, high = torch.tensor([low, high], device=frames.device).to(frames.dtype)
+    # computed here, the window stays on the device (no host round trip); a given one is copied there
+    bounds = intensity_window(frames) if window is None else torch.tensor(window, device=frames.device)
+    low, high = bounds.to(frames.dtype)
     return ((frames - low) / (high - low).clamp(min=1e-6)).clamp(0, 1)
 
 
@@ -95,4 +95,5 @@ def sequence_intensity_window(frames: np.ndarray | torch.Tensor, spacing: Sequen
     """The intensity window :func:`prepare_frames` uses for the (T, H, W) ``frames`` of a whole
     sequence on the working grid of ``size`` rows."""
     tensor = torch.as_tensor(frames)[:, None].float()
-    return intensity_window(to_working_grid(tensor, spacing, size)[0])
+    low, high = intensity_window(to_working_grid(tensor, spacing, size)[0]).tolist()
+    return low, high

@@ -318,9 +318,9 @@ def _optimise(model: torch.nn.Module, objective: Callable[[], torch.Tensor], opt
     Adam (torch.optim.Adam's update, written out so that it can run per pair, with the epsilon
     :data:`ADAM_EPS`) works on the sum of the pairs' losses, so each pair gets the gradient it would
     have alone; each pair halves its own step size each time its loss stalls (no improvement of
-    ``tolerance`` over ``patience`` steps) and stops after ``halvings`` halvings: its step size is then 0, so its parameters stay exactly as
-    they are (Adam's momentum would otherwise still move them) while the other pairs go on, and the
-    level ends when every pair has stopped. L-BFGS (one pair: :func:`register_pair` runs them one
+    ``tolerance`` over ``patience`` steps) and stops after ``halvings`` halvings: its step size is
+    then 0, so its parameters stay exactly as they are (Adam's momentum would otherwise still move
+    them) while the other pairs go on, and the level ends when every pair has stopped. L-BFGS (one pair: :func:`register_pair` runs them one
     by one) stops after its first outer step that improves by less than ``tolerance``.
     """
     params = list(model.parameters())
