@@ -16,6 +16,7 @@ from EchoRegistrationLib.dlir.augment import random_affine
 from EchoRegistrationLib.dlir.data import NUM_LABELS, load_item, save_item
 from EchoRegistrationLib.dlir.evaluation import evaluate, score_ed_es
 from EchoRegistrationLib.dlir.model import upsample_field
+from EchoRegistrationLib.dlir.networks import upsample_concat_conv
 from EchoRegistrationLib.dlir.grid import normalise_intensities, to_input_grid, to_working_grid, working_shape
 from EchoRegistrationLib.dlir.objectives import (HEART_WEIGHT, discriminator_loss, generator_texture_loss,
                                                  lncc_window)
@@ -69,6 +70,24 @@ def test_unet_takes_any_size_and_starts_near_identity(shape):
     assert out.abs().max() < 1e-3
     coarse = RegistrationUNet(**{**TINY_UNET, "decoder": [8, 8]}, output_stride=2)
     assert coarse(torch.rand(2, 2, *shape)).shape == (2, 2, -(-shape[0] // 2), -(-shape[1] // 2))
+
+
+@pytest.mark.parametrize("size", [(4, 6), (1, 1)])
+def test_decoder_step_equals_upsample_concatenate_convolve_with_its_gradient(size):
+    torch.manual_seed(0)
+    coarse = torch.randn(2, 5, *size, requires_grad=True)
+    skip = torch.randn(2, 3, 2 * size[0], 2 * size[1], requires_grad=True)
+    conv = torch.nn.Conv2d(8, 4, 3, padding=1)
+    upsampled = torch.nn.functional.interpolate(coarse, scale_factor=2, mode="nearest")
+    expected = conv(torch.cat((upsampled, skip), dim=1))
+    got = upsample_concat_conv(coarse, skip, conv)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)  # borders included
+    weights = torch.randn_like(expected)
+    grads = torch.autograd.grad((expected * weights).sum(), (coarse, skip, conv.weight, conv.bias))
+    for a, b in zip(torch.autograd.grad((got * weights).sum(), (coarse, skip, conv.weight, conv.bias)), grads):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="twice the coarse"):
+        upsample_concat_conv(coarse, skip[..., 1:], conv)
 
 
 def test_output_stride_needs_matching_decoder_levels_and_upsamples_exactly():

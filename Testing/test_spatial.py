@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from EchoRegistrationLib.spatial import (affine_matrix, affine_to_displacement,
+from EchoRegistrationLib.spatial import (affine_matrix, affine_to_displacement, central_difference,
                                          centred_positions, compose, field_to_numpy,
                                          field_to_torch, fit_affine, folding_fraction,
                                          image_centre, in_view_mask, integrate_velocity,
@@ -179,6 +179,16 @@ def test_linear_velocity_integrates_to_the_matrix_exponential():
     euler_step = (velocity - expected)[central].abs().max().item()
     assert euler_step > 0.02  # a single Euler step is clearly worse
     torch.testing.assert_close(integrate_velocity(velocity, SPACING, steps=0), velocity)
+
+
+@pytest.mark.parametrize("shape", [(2, 2, 7, 5), (1, 1, 2, 3), (1, 2, 1, 4)])
+def test_central_difference_is_torch_gradient_and_differentiable(shape):
+    values = torch.randn(*shape, dtype=F64, requires_grad=True)
+    for dim in (-1, -2):
+        got = central_difference(values, dim)
+        expected = torch.gradient(values, dim=dim)[0] if shape[dim] > 1 else torch.zeros_like(values)
+        assert torch.equal(got, expected)  # one-sided at the edges, 0 along an axis of length 1
+        assert torch.autograd.gradcheck(lambda v: central_difference(v, dim), (values,))
 
 
 def test_jacobian_determinant_of_an_affine_map_is_det_a():

