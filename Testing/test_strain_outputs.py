@@ -106,3 +106,16 @@ def test_strain_command_input_errors(sim, tmp_path):
                               "--landmarks", "80,100,60,20,100,20"])
     with pytest.raises(EchoDataError, match="--landmarks: points must be annulus, apex, annulus"):
         args.run(args)
+
+
+def test_segments_with_noisy_tracking_are_flagged_unreliable(sim, tmp_path):
+    seq = sim.sequence
+    exact, _ = write_strain_outputs(seq, result_from_displacement(seq, sim.displacement, 0), None, tmp_path / "exact")
+    assert exact.unreliable_segments() == []
+    noise = np.random.default_rng(0).normal(0, 0.8, sim.displacement.shape).astype(np.float32)
+    noise[0] = 0  # the reference frame's field stays exactly zero
+    noisy, _ = write_strain_outputs(seq, result_from_displacement(seq, sim.displacement + noise, 0), None,
+                                    tmp_path / "noisy")
+    assert noisy.unreliable_segments() == list(range(6))  # jittered tracking scores near zero
+    assert "mid inferoseptal (0.00)" in noisy.warnings()[-1]
+    assert (tmp_path / "noisy" / "strain_segments.png").read_bytes()[:8] == PNG_MAGIC

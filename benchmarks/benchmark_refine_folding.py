@@ -8,7 +8,8 @@ registered in both directions and scored as in :mod:`benchmarks.benchmark_genera
 moving expert mask warped nearest-neighbour onto the fixed frame, Dice of LV / myocardium, folding
 (% of pixels with det J <= 0), seconds per pair. Rows: the network alone, then ``refine`` steps
 with each folding weight, each regularised field (``regularise`` of ``register_pair``: "total" =
-network + residual, "residual" = the optimised residual alone) and each regularisation weight.
+network + residual, "residual" = the optimised residual alone), each regularisation weight and each
+image similarity (``--losses``).
 With ``--simulated``, also the simulator's validation seeds 5000-5007
 (:data:`benchmarks.validate_passes.VALIDATION_SEEDS`; the benchmarks use 10000+): myocardial end-point
 error (mm) of the ED -> ES field (the pair registered directly, the ED frame fixed) and its folding.
@@ -23,6 +24,7 @@ Usage (repository root)::
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -39,6 +41,8 @@ from EchoRegistrationLib.dlir.data import simulate_item  # noqa: E402
 from EchoRegistrationLib.dlir.items import SequenceItem  # noqa: E402
 from EchoRegistrationLib.io import CamusPairFolder  # noqa: E402
 from EchoRegistrationLib.registration import register_sequence  # noqa: E402
+from EchoRegistrationLib.registration.pairwise import SIMILARITIES  # noqa: E402
+from EchoRegistrationLib.registration.tracking import METHOD_DEFAULTS  # noqa: E402
 from EchoRegistrationLib.sequence import LABEL_MYOCARDIUM, EchoSequence  # noqa: E402
 from EchoRegistrationLib.spatial import field_to_torch, folding_fraction  # noqa: E402
 
@@ -92,6 +96,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="field the regulariser sees: network + residual, or the residual alone")
     parser.add_argument("--regularisation-weights", type=float, nargs="+", default=[1.0],
                         help="bending-energy weights (the refinement's default 1)")
+    parser.add_argument("--losses", nargs="+", default=[METHOD_DEFAULTS["deformable"]["loss"]],
+                        choices=sorted(SIMILARITIES), help="image similarities of the refinement")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--simulated", action="store_true",
                         help="also score the simulator's validation seeds 5000-5007 (EPE at ES)")
@@ -115,14 +121,13 @@ def main(argv: list[str] | None = None) -> None:
 
     table = {"network alone": row()}
     print(f"  network alone: {table['network alone']}", file=sys.stderr, flush=True)
-    for weight in args.weights:
-        for regularise in args.regularise:
-            for regularisation_weight in args.regularisation_weights:
-                name = (f"refine {args.refine}, folding weight {weight:g}, regularise {regularise} "
-                        f"x {regularisation_weight:g}")
-                table[name] = row(refine=args.refine, folding_weight=weight, folding_margin=args.margin,
-                                  regularise=regularise, regularisation_weight=regularisation_weight)
-                print(f"  {name}: {table[name]}", file=sys.stderr, flush=True)
+    for loss, weight, regularise, regularisation_weight in itertools.product(
+            args.losses, args.weights, args.regularise, args.regularisation_weights):
+        name = (f"refine {args.refine}, {loss}, folding weight {weight:g}, regularise {regularise} "
+                f"x {regularisation_weight:g}")
+        table[name] = row(refine=args.refine, loss=loss, folding_weight=weight, folding_margin=args.margin,
+                          regularise=regularise, regularisation_weight=regularisation_weight)
+        print(f"  {name}: {table[name]}", file=sys.stderr, flush=True)
     columns = list(next(iter(table.values())))
     print(f"{len(pairs)} CAMUS train patients (every {args.every}th 4CH) x 2 directions, "
           f"{len(simulated)} simulated validation sequences, folding margin {args.margin:g}\n")

@@ -23,6 +23,7 @@ from .result import LONGITUDINAL_RANGE, NO_SPACING, StrainResult  # noqa: E402
 
 STRAIN_COLOURS = "RdBu"           # low (shortening) red, high (lengthening) blue
 TRANSVERSE_RANGE = 60.0           # % on transverse (wall thickening) maps
+UNRELIABLE_COLOUR = "lightgrey"  # segments whose tracking quality is too low to trust their strain
 SEGMENT_COLOURS = ("tab:orange", "tab:olive", "tab:green", "tab:cyan", "tab:blue", "tab:purple")
 DPI = 110
 
@@ -112,8 +113,11 @@ def save_strain_map(seq: EchoSequence, result: StrainResult, path: str | os.Path
 def save_segment_diagram(result: StrainResult, path: str | os.PathLike, *,
                          overwrite: bool = False) -> Path:
     """PNG: the six segments along the ED mid-wall line coloured by peak strain, with names,
-    peak values and tracking quality scores; GLS and EF in the middle."""
+    peak values and tracking quality scores; GLS and EF in the middle. Segments with unreliable
+    tracking (:meth:`.result.StrainResult.unreliable_segments`) are drawn grey, labelled
+    "unreliable", and their count is written under GLS and EF, which they enter."""
     peaks = result.peaks()
+    unreliable = result.unreliable_segments()
     mid, n = result.myocardium.mid, result.myocardium.points_per_segment
     cmap = plt.get_cmap(STRAIN_COLOURS)
     norm = matplotlib.colors.Normalize(-LONGITUDINAL_RANGE, LONGITUDINAL_RANGE)
@@ -121,17 +125,23 @@ def save_segment_diagram(result: StrainResult, path: str | os.PathLike, *,
     for k, name in enumerate(result.segment_names):
         piece = mid[k * n:(k + 1) * n + 1]
         value = peaks[name]["peak_pct"]
-        lines = LineCollection([piece], colors=[cmap(norm(value))], linewidths=26, capstyle="butt")
-        ax.add_collection(lines)
+        poor = k in unreliable
+        colour = UNRELIABLE_COLOUR if poor else cmap(norm(value))
+        ax.add_collection(LineCollection([piece], colors=[colour], linewidths=26, capstyle="butt"))
         centre = piece[n // 2]
         outward = centre - mid.mean(axis=0)
         label_at = centre + 16.0 * outward / np.linalg.norm(outward)
-        ax.text(*label_at, f"{name}\n{value:+.1f} %  (q {result.quality.score[k]:.2f})", ha="center",
-                va="center", fontsize=8)
+        ax.text(*label_at, f"{name}\n{value:+.1f} %  (q {result.quality.score[k]:.2f}"
+                f"{', unreliable' if poor else ''})", ha="center", va="center", fontsize=8,
+                color="firebrick" if poor else "black")
         ax.text(*centre, f"{value:+.0f}", ha="center", va="center", fontsize=9, fontweight="bold")
     base, apex = result.myocardium.long_axis
     ax.text(*(0.5 * (base + apex)), f"GLS {peaks['GLS endocardial']['peak_pct']:+.1f} %\n"
             f"EF {result.ef:.0f} %", ha="center", va="center", fontsize=12, fontweight="bold")
+    if unreliable:
+        ax.text(*(0.5 * (base + apex)), f"\n\n\n{len(unreliable)} of {len(result.segment_names)} "
+                "segments\nunreliable (tracking quality)", ha="center", va="top", fontsize=9,
+                color="firebrick")
     lo, hi = mid.min(axis=0) - 30, mid.max(axis=0) + 30
     ax.set_xlim(lo[0], hi[0])
     ax.set_ylim(hi[1], lo[1])  # depth down, as on the echo

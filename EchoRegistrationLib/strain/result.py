@@ -192,6 +192,11 @@ class StrainResult:
             return f"EF {self.ef:.0f} % (EDV, ESV not measured: {NO_SPACING})"
         return f"EDV {self.edv:.0f} ml, ESV {self.esv:.0f} ml, EF {self.ef:.0f} %"
 
+    def unreliable_segments(self) -> list[int]:
+        """Indices of the segments whose tracking quality score is below :data:`QUALITY_WARNING`:
+        their strain is not to be trusted (flagged in :meth:`warnings` and the segment diagram)."""
+        return [k for k, score in enumerate(self.quality.score) if score < QUALITY_WARNING]
+
     def warnings(self) -> list[str]:
         """What a reader must know before trusting the numbers: unknown pixel size or times, a
         detected ED, positive (lengthening) GLS, segments whose tracking quality is near zero."""
@@ -211,8 +216,7 @@ class StrainResult:
         if lengthening:
             out.append(f"peak GLS is positive (lengthening: {', '.join(lengthening)}): check that the "
                        "reference frame is ED and that the myocardium was tracked")
-        poor = [f"{name} ({score:.2f})" for name, score in zip(self.segment_names, self.quality.score)
-                if score < QUALITY_WARNING]
+        poor = [f"{self.segment_names[k]} ({self.quality.score[k]:.2f})" for k in self.unreliable_segments()]
         if poor:
             out.append(f"tracking quality near zero in {', '.join(poor)}: their strain is unreliable")
         return out
