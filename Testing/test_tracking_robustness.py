@@ -100,3 +100,21 @@ def test_progress_rises_pair_by_pair_within_one_batch():
     register_sequence(seq, "deformable", device="cpu", iterations=(8, 8, 8),
                       progress=lambda done, total: calls.append((done, total)))
     assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
+
+
+def test_placeholder_pixel_size_and_coloured_pixels_are_named_in_the_warnings():
+    """``register`` was quiet about a placeholder pixel size and a colour Doppler clip, though its mm
+    and its similarity depend on them (found by a new user's trial)."""
+    from test_dlir import constant_output, tiny_model
+
+    frames = np.repeat(moving_texture(1), 2, axis=0)
+    model = constant_output(tiny_model(), 0.0, 0.0)  # the identity map: no frame-quality warning
+    plain = EchoSequence(frames=frames, spacing=(0.5, 0.5), metadata={"source": "plain.mha"})
+    assert register_sequence(plain, "dlir", model=model, device="cpu").warnings == []
+    doubtful = EchoSequence(frames=frames, spacing=(1.0, 1.0),
+                            metadata={"source": "clip.dcm", "spacing_known": False, "colour_pixel_fraction": 0.123})
+    warnings = register_sequence(doubtful, "dlir", model=model, device="cpu").warnings
+    assert warnings == ["pixel size unknown in clip.dcm: displacements are pixels times the placeholder "
+                        "spacing 1 x 1, not measured mm",
+                        "12.3 % of the pixels of clip.dcm are coloured (Doppler or annotations): their "
+                        "luma is not an echo intensity, and the registration matches it"]

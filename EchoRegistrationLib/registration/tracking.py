@@ -121,7 +121,8 @@ class RegistrationResult:
         seconds: wall time of the registration; ``device`` where it ran.
         no_signal: (T,) bool, frames without signal whose field is interpolated in time, not
             measured (module docstring).
-        warnings: one line per problem, naming the frame (no signal; similarity lowered).
+        warnings: one line per problem: the input's (:func:`input_warnings`), then per frame (no
+            signal; similarity lowered).
         enhanced: (T, H, W) float32 grey 0..255, the frames as registered when they were enhanced
             first (``enhance`` of :func:`register_sequence`; unwarped, on the input's grid); None
             when enhancement was off.
@@ -188,6 +189,27 @@ def interpolate_in_time(fields: torch.Tensor, missing: np.ndarray, frame_times: 
         weight = float((frame_times[t] - frame_times[a]) / (frame_times[b] - frame_times[a]))
         filled[t] = (1 - weight) * fields[a] + weight * fields[b]
     return filled
+
+
+# A sequence with more than this fraction of clearly coloured pixels (metadata["colour_pixel_fraction"]
+# from the DICOM and video readers: colour Doppler, coloured annotations) is named in the warnings.
+COLOURED_PIXELS_WARNING = 0.01
+
+
+def input_warnings(seq: EchoSequence) -> list[str]:
+    """What the input leaves unknown or doubtful that the registration's numbers depend on: a
+    placeholder pixel size (displacements are then pixels times it, not measured mm) and more than
+    :data:`COLOURED_PIXELS_WARNING` of coloured pixels (their luma is not an echo intensity)."""
+    lines = []
+    if not seq.spacing_known:
+        sx, sy = seq.spacing
+        lines.append(f"pixel size unknown in {seq.source}: displacements are pixels times the placeholder "
+                     f"spacing {sx:g} x {sy:g}, not measured mm")
+    coloured = float(seq.metadata.get("colour_pixel_fraction") or 0.0)
+    if coloured > COLOURED_PIXELS_WARNING:
+        lines.append(f"{100 * coloured:.1f} % of the pixels of {seq.source} are coloured (Doppler or "
+                     "annotations): their luma is not an echo intensity, and the registration matches it")
+    return lines
 
 
 def quality_warnings(before: np.ndarray, after: np.ndarray, no_signal: np.ndarray,
@@ -358,7 +380,7 @@ def register_sequence(
         reference=reference, method=method, mode=mode,
         similarity_before=before, similarity_after=after, folding_fraction=folding,
         seconds=seconds, device=str(dev), parameters={"chunk_size": chunk_size, **enhancement, **options},
-        no_signal=no_signal, warnings=quality_warnings(before, after, no_signal, pairs),
+        no_signal=no_signal, warnings=input_warnings(seq) + quality_warnings(before, after, no_signal, pairs),
         enhanced=seq.frames if enhance is not None else None,
     )
 
