@@ -19,6 +19,10 @@ method, model, device  how it was registered ("model": DLIR model name or path)
 refine, licence        DLIR only: the optimisation steps refining the network (0: the network
                        alone) and the terms of the model's weights (blank: not DLIR)
 seconds                wall time of the study, s (registration + strain + files)
+warnings               what the numbers of an ok study must be read with, joined by " | ":
+                       the input's caveats (placeholder pixel size, missing frames, coloured
+                       pixels), the registration's (frames it made less similar) and the
+                       strain's (detected ED, unreliable segments); blank when none
 =====================  ===================================================================
 
 Values are rounded (strain, EF, volumes to 0.001, quality to 0.0001, drift to 0.001 mm) so that
@@ -32,6 +36,7 @@ import io
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +48,8 @@ COHORT_PARQUET = "cohort.parquet"
 SEGMENT_COLUMNS = tuple(f"segment_{k}_pct" for k in range(1, 7))
 COLUMNS = ("study", "input", "status", "error", "gls_endo_pct", "gls_mid_pct", *SEGMENT_COLUMNS,
            "segments", "ef_pct", "edv_ml", "esv_ml", "quality", "drift_mm", "frames", "ed_frame",
-           "es_frame", "ed_source", "method", "model", "refine", "licence", "device", "seconds")
+           "es_frame", "ed_source", "method", "model", "refine", "licence", "device", "seconds", "warnings")
+WARNING_SEPARATOR = " | "
 # Columns that depend on where and when a study ran, not on the study.
 RUN_COLUMNS = ("seconds",)
 
@@ -53,8 +59,10 @@ def _rounded(value: Any, digits: int = 3) -> float | None:
     return None if value is None or not math.isfinite(value) else round(float(value), digits)
 
 
-def study_row(study_id: str, input_: str, analysis: Any, settings: Any, seconds: float) -> dict[str, Any]:
-    """The cohort row of a finished :class:`~..workflow.Analysis` (with strain) of one study."""
+def study_row(study_id: str, input_: str, analysis: Any, settings: Any, seconds: float,
+              input_warnings: Sequence[str] = ()) -> dict[str, Any]:
+    """The cohort row of a finished :class:`~..workflow.Analysis` (with strain) of one study;
+    ``input_warnings``: the caveats raised while reading it (:class:`~..sequence.EchoDataWarning`)."""
     strain, registration = analysis.strain, analysis.registration
     summary = strain.summary()
     peaks = strain.peaks()
@@ -72,6 +80,7 @@ def study_row(study_id: str, input_: str, analysis: Any, settings: Any, seconds:
         "model": settings.describe_model(), "refine": settings.arguments().get("refine"),
         "licence": registration.parameters.get("licence"), "device": registration.device,
         "seconds": round(seconds, 2),
+        "warnings": WARNING_SEPARATOR.join([*input_warnings, *registration.warnings, *strain.warnings()]) or None,
     }
     return {column: row.get(column) for column in COLUMNS}
 
@@ -121,7 +130,8 @@ def write_cohort_table(rows: list[dict[str, Any]], output: str | os.PathLike) ->
 
 def _parquet_schema(pa: Any) -> Any:
     """Column types of the Parquet table: text, whole numbers, or floats."""
-    text = {"study", "input", "status", "error", "segments", "ed_source", "method", "model", "licence", "device"}
+    text = {"study", "input", "status", "error", "segments", "ed_source", "method", "model", "licence", "device",
+            "warnings"}
     whole = {"frames", "ed_frame", "es_frame", "refine"}
     return pa.schema([(c, pa.string() if c in text else pa.int64() if c in whole else pa.float64())
                       for c in COLUMNS])

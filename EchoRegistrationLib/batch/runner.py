@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io.atomic import atomic_output
-from ..sequence import EchoDataError, error_line
+from ..sequence import EchoDataError, EchoDataWarning, error_line
 from ..workflow import WorkflowSettings
 from .cohort import STUDY_JSON, error_row, read_row, study_row, write_cohort_table
 from .studies import CohortStudy, find_studies
@@ -79,10 +79,12 @@ def run_study(entry: CohortStudy, settings: WorkflowSettings, studies_dir: str |
     start = time.perf_counter()
     try:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # they are in the study's strain_summary.json
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")  # the input's caveats go to the row's warnings
                 analysis = run_strain(entry.study, settings, tmp)
-            row = study_row(entry.id, entry.study.input, analysis, settings, time.perf_counter() - start)
+            caveats = [str(w.message) for w in caught if issubclass(w.category, EchoDataWarning)]
+            row = study_row(entry.id, entry.study.input, analysis, settings, time.perf_counter() - start,
+                            list(dict.fromkeys(caveats)))
         except Exception as err:  # noqa: BLE001: a failing study is a row, never a stop
             shutil.rmtree(tmp)
             tmp.mkdir()

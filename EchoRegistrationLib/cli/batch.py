@@ -65,7 +65,11 @@ def run_batch_command(args: argparse.Namespace) -> int:
         result = batch(studies, args.output, settings, workers=args.workers, scheduler=args.scheduler,
                        retry_failed=args.retry_failed, progress=progress)
     errors = [row["study"] for row in result.rows if row["status"] != "ok"]
+    warned = [row["study"] for row in result.rows if row.get("warnings")]
     print(f"{len(result.rows)} studies: {result.ran} run now, {result.skipped} done before, "
           f"{len(errors)} failed{': ' + ', '.join(errors) if errors else ''}")
+    if warned:
+        print(f"{len(warned)} with warnings to read before their numbers (the table's warnings column): "
+              f"{', '.join(warned)}")
     print(f"wrote {', '.join(str(p) for p in result.tables)}")
     return 1 if errors else 0
