@@ -72,13 +72,17 @@ def method_name(text: str) -> str:
                                      f"{', '.join(p + 'MODEL' for p in PREFIXES)}")
 
 
-def median_seconds(run, repeats: int) -> float:
-    """Median wall seconds of ``repeats`` calls of ``run()`` after one warm-up call."""
+def median_seconds(run, repeats: int, device: str = "cpu") -> float:
+    """Median wall seconds of ``repeats`` calls of ``run()`` after one warm-up call; on a CUDA
+    ``device`` each call is timed until the device has finished its queued work."""
+    finish = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     run()
+    finish()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         run()
+        finish()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -96,7 +100,7 @@ def time_methods(seq: EchoSequence, names: list[str], repeats: int, device: str)
         else:
             method, options = method_of(name)
             run = lambda: register_sequence(seq, method, device=device, **options)  # noqa: E731
-        seconds[name] = median_seconds(run, repeats)
+        seconds[name] = median_seconds(run, repeats, device)
     return seconds
 
 
