@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from EchoRegistrationLib.batch import RUN_COLUMNS, batch, find_studies
+from EchoRegistrationLib.batch.cohort import NOT_RECORDED
 from EchoRegistrationLib.cli import main
 from EchoRegistrationLib.io.camus import write_camus_patient
 from EchoRegistrationLib.sequence import EchoDataError
@@ -116,11 +117,16 @@ def test_a_batch_of_an_earlier_version_is_resumed_only_with_its_method(cohort, r
     old = tmp_path / "old"
     shutil.copytree(out, old)
     (old / "batch.json").unlink()
+    for study in (old / "studies").iterdir():  # nor the warnings column
+        row = json.loads((study / "study.json").read_text())
+        (study / "study.json").write_text(json.dumps({k: v for k, v in row.items() if k != "warnings"}))
     with pytest.raises(EchoDataError, match=r"study patient0001_4CH ran with .*'deformable'.*not .*'dlir'"):
         batch(cohort, old, WorkflowSettings())
     assert not (old / "batch.json").exists()
     again = batch(cohort, old, SETTINGS)
     assert (again.ran, again.skipped) == (0, 3) and (old / "batch.json").exists()
+    # blank would read as "no warnings": the old ok rows say theirs were not recorded
+    assert [row["warnings"] for row in again.rows] == [NOT_RECORDED, NOT_RECORDED, None]
 
 
 def test_rerun_skips_finished_studies_and_retries_failed_on_request(cohort, reference):

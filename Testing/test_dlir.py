@@ -88,6 +88,8 @@ def test_decoder_step_equals_upsample_concatenate_convolve_with_its_gradient(siz
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="twice the coarse"):
         upsample_concat_conv(coarse, skip[..., 1:], conv)
+    with pytest.raises(ValueError, match="3 x 3 convolution with stride 1, zero padding 1"):
+        upsample_concat_conv(coarse, skip, torch.nn.Conv2d(8, 4, 3, padding=1, padding_mode="reflect"))
 
 
 def test_output_stride_needs_matching_decoder_levels_and_upsamples_exactly():

@@ -75,7 +75,7 @@ def method_name(text: str) -> str:
 def median_seconds(run, repeats: int, device: str = "cpu") -> float:
     """Median wall seconds of ``repeats`` calls of ``run()`` after one warm-up call; on a CUDA
     ``device`` each call is timed until the device has finished its queued work."""
-    finish = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    finish = (lambda: torch.cuda.synchronize(device)) if torch.device(device).type == "cuda" else (lambda: None)
     run()
     finish()
     times = []

@@ -22,7 +22,9 @@ seconds                wall time of the study, s (registration + strain + files)
 warnings               what the numbers of an ok study must be read with, joined by " | ":
                        the input's caveats (placeholder pixel size, missing frames, coloured
                        pixels), the registration's (frames it made less similar) and the
-                       strain's (detected ED, unreliable segments); blank when none
+                       strain's (detected ED, unreliable segments); blank when none. A
+                       placeholder pixel size is named twice: by the registration (its mm)
+                       and by the strain (its areas and volumes)
 =====================  ===================================================================
 
 Values are rounded (strain, EF, volumes to 0.001, quality to 0.0001, drift to 0.001 mm) so that
@@ -50,6 +52,7 @@ COLUMNS = ("study", "input", "status", "error", "gls_endo_pct", "gls_mid_pct", *
            "segments", "ef_pct", "edv_ml", "esv_ml", "quality", "drift_mm", "frames", "ed_frame",
            "es_frame", "ed_source", "method", "model", "refine", "licence", "device", "seconds", "warnings")
 WARNING_SEPARATOR = " | "
+NOT_RECORDED = "not recorded (the study ran before the warnings column existed)"
 # Columns that depend on where and when a study ran, not on the study.
 RUN_COLUMNS = ("seconds",)
 
@@ -80,7 +83,8 @@ def study_row(study_id: str, input_: str, analysis: Any, settings: Any, seconds:
         "model": settings.describe_model(), "refine": settings.arguments().get("refine"),
         "licence": registration.parameters.get("licence"), "device": registration.device,
         "seconds": round(seconds, 2),
-        "warnings": WARNING_SEPARATOR.join([*input_warnings, *registration.warnings, *strain.warnings()]) or None,
+        "warnings": WARNING_SEPARATOR.join(" ".join(line.split()) for line in
+                                           [*input_warnings, *registration.warnings, *strain.warnings()]) or None,
     }
     return {column: row.get(column) for column in COLUMNS}
 
@@ -98,11 +102,16 @@ def error_row(study_id: str, input_: str, error: str, settings: Any, seconds: fl
 
 
 def read_row(folder: Path) -> dict[str, Any] | None:
-    """The row a committed study folder holds, or None when the folder is not committed."""
+    """The row a committed study folder holds, or None when the folder is not committed. A row
+    written before the warnings column says that its warnings were not recorded (blank would read
+    as "none")."""
     try:
-        return json.loads((folder / STUDY_JSON).read_text())
+        row = json.loads((folder / STUDY_JSON).read_text())
     except FileNotFoundError:
         return None
+    if "warnings" not in row:
+        row["warnings"] = NOT_RECORDED if row.get("status") == "ok" else None
+    return row
 
 
 def write_cohort_table(rows: list[dict[str, Any]], output: str | os.PathLike) -> list[Path]:

@@ -79,8 +79,10 @@ def run_study(entry: CohortStudy, settings: WorkflowSettings, studies_dir: str |
     start = time.perf_counter()
     try:
         try:
+            # the input's caveats go to the row's warnings; catch_warnings is process-wide, so this
+            # needs one study at a time per process (the worker processes and Dask's --nthreads 1)
             with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")  # the input's caveats go to the row's warnings
+                warnings.simplefilter("always")
                 analysis = run_strain(entry.study, settings, tmp)
             caveats = [str(w.message) for w in caught if issubclass(w.category, EchoDataWarning)]
             row = study_row(entry.id, entry.study.input, analysis, settings, time.perf_counter() - start,

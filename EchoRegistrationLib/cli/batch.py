@@ -16,6 +16,8 @@ import sys
 from .common import (add_myocardium_options, add_registration_options, count, describe_model_use,
                      settings_from_args)
 
+NAMED_STUDIES = 10  # studies with warnings named on the last line; the others are counted
+
 
 def add_batch_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register the ``batch`` subcommand on the ``echoreg`` sub-parsers; returns its parser."""
@@ -69,7 +71,8 @@ def run_batch_command(args: argparse.Namespace) -> int:
     print(f"{len(result.rows)} studies: {result.ran} run now, {result.skipped} done before, "
           f"{len(errors)} failed{': ' + ', '.join(errors) if errors else ''}")
     if warned:
-        print(f"{len(warned)} with warnings to read before their numbers (the table's warnings column): "
-              f"{', '.join(warned)}")
+        named = ", ".join(warned[:NAMED_STUDIES]) + (f" and {len(warned) - NAMED_STUDIES} more"
+                                                      if len(warned) > NAMED_STUDIES else "")
+        print(f"{len(warned)} with warnings to read before their numbers (the table's warnings column): {named}")
     print(f"wrote {', '.join(str(p) for p in result.tables)}")
     return 1 if errors else 0

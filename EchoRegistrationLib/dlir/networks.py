@@ -36,16 +36,21 @@ def conv_block(in_channels: int, out_channels: int, stride: int = 1, kernel: int
 # A 3 x 3 convolution (padding 1) of a nearest x2 upsampled image equals a 4 x 4 transposed
 # convolution (stride 2, padding 1) of the coarse image: along each axis, output pixel 2i reads
 # coarse pixels i - 1 (tap d = -1) and i (d = 0, +1), output pixel 2i + 1 reads i (d = -1, 0) and
-# i + 1 (d = +1). Row k lists the 3 x 3 taps d = -1, 0, +1 that transposed tap k gathers.
-NEAREST_X2_TAPS = ((0.0, 0.0, 1.0), (0.0, 1.0, 1.0), (1.0, 1.0, 0.0), (1.0, 0.0, 0.0))
+# i + 1 (d = +1); transposed taps k = 0, 1, 2, 3 gather the 3 x 3 taps {+1}, {0, +1}, {-1, 0}, {-1}.
+
+
+def _fold_taps(weight: torch.Tensor, dim: int) -> torch.Tensor:
+    """Along ``dim`` (length 3: taps d = -1, 0, +1), the 4 transposed taps (written out: no constant
+    tensor to copy to the device on every call)."""
+    before, centre, after = weight.unbind(dim)
+    return torch.stack((after, centre + after, before + centre, before), dim)
 
 
 def upsampled_conv_weight(weight: torch.Tensor) -> torch.Tensor:
     """(out, in, 3, 3) weight of a convolution applied after nearest x2 upsampling -> the
     (in, out, 4, 4) weight of the equal transposed convolution of the coarse image (stride 2,
-    padding 1; :data:`NEAREST_X2_TAPS`). Differentiable: training goes through it."""
-    taps = weight.new_tensor(NEAREST_X2_TAPS)
-    return torch.einsum("oiab,ka,lb->iokl", weight, taps, taps)
+    padding 1). Differentiable: training goes through it."""
+    return _fold_taps(_fold_taps(weight, -1), -2).transpose(0, 1)
 
 
 def upsample_concat_conv(coarse: torch.Tensor, skip: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
@@ -63,8 +68,13 @@ def upsample_concat_conv(coarse: torch.Tensor, skip: torch.Tensor, conv: nn.Conv
         (:func:`upsampled_conv_weight`), and no upsampled or concatenated copy is written.
 
     Raises:
-        ValueError: ``skip`` is not twice the size of ``coarse``.
+        ValueError: ``conv`` is not such a convolution, or ``skip`` is not twice the size of
+            ``coarse``.
     """
+    if (conv.kernel_size, conv.stride, conv.padding, conv.dilation, conv.groups, conv.padding_mode) != \
+            ((3, 3), (1, 1), (1, 1), (1, 1), 1, "zeros"):
+        raise ValueError(f"expected a 3 x 3 convolution with stride 1, zero padding 1, no dilation or groups, "
+                         f"got {conv}")
     if skip.shape[-2:] != (2 * coarse.shape[-2], 2 * coarse.shape[-1]):
         raise ValueError(f"skip features of size {tuple(skip.shape[-2:])} are not twice the coarse "
                          f"size {tuple(coarse.shape[-2:])}")

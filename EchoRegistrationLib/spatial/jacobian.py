@@ -10,7 +10,10 @@ from .coordinates import Spacing, spacing_tensor
 def central_difference(values: torch.Tensor, dim: int) -> torch.Tensor:
     """Derivative per pixel step along ``dim``, same shape as ``values``: central differences
     inside, one-sided at the two edges (as :func:`torch.gradient`, written with slices: about 3x
-    faster on CPUs), 0 along an axis of length 1. Exact for linear data; differentiable."""
+    faster on CPUs), 0 along an axis of length 1. Exact for linear data; differentiable. Integer
+    values give float32 derivatives."""
+    if not values.is_floating_point():
+        values = values.float()
     n = values.shape[dim]
     if n == 1:
         return torch.zeros_like(values)

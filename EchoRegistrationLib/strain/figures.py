@@ -131,8 +131,8 @@ def save_segment_diagram(result: StrainResult, path: str | os.PathLike, *,
         centre = piece[n // 2]
         outward = centre - mid.mean(axis=0)
         label_at = centre + 16.0 * outward / np.linalg.norm(outward)
-        ax.text(*label_at, f"{name}\n{value:+.1f} %  (q {result.quality.score[k]:.2f}"
-                f"{', unreliable' if poor else ''})", ha="center", va="center", fontsize=8,
+        ax.text(*label_at, f"{name}\n{value:+.1f} %  (q {result.quality.score[k]:.2f})"
+                f"{chr(10) + 'unreliable' if poor else ''}", ha="center", va="center", fontsize=8,
                 color="firebrick" if poor else "black")
         ax.text(*centre, f"{value:+.0f}", ha="center", va="center", fontsize=9, fontweight="bold")
     base, apex = result.myocardium.long_axis
