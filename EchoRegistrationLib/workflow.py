@@ -34,11 +34,11 @@ if TYPE_CHECKING:
 METHODS = ("deformable", "affine", "rigid", "dlir")
 # The default registration of every front end (CLI, batch runner, panel, web page, demo): the default DLIR
 # model refined by 40 optimisation steps. On the generalisation benchmark (README, Generalisation) it is
-# the only method near the best on every held-out domain without folding: CAMUS valid Dice 0.902 / 0.838
-# ED->ES (second, after the network alone) and 0.924 / 0.835 ES->ED (first), held-out family 0.23 mm and
-# 0.20 GLS points (third, after the optimiser's 0.09 / 0.08 and OpenCV DIS's 0.21 / 0.19, which folds
-# 2.5 % of pixels on real pairs), cine NCC 0.972 / 0.943; it costs about a sixth of the optimiser's time
-# per CAMUS pair (20x against 130x OpenCV DIS, each in its own run). The optimiser alone stays a choice
+# the only method near the best on every held-out domain without folding: CAMUS valid Dice 0.902 / 0.843
+# ED->ES (second, after the network alone's 0.906 / 0.843) and 0.923 / 0.839 ES->ED (first), held-out
+# family 0.21 mm and 0.18 GLS points (second, after the optimiser's 0.09 / 0.08; OpenCV DIS 0.21 / 0.19,
+# folding 2.5 % of pixels on real pairs), cine NCC 0.972 / 0.943; it costs about a sixth of the
+# optimiser's time per CAMUS pair (22x against 130x OpenCV DIS, each in its own run). The optimiser alone stays a choice
 # ("deformable"), as does the network alone (refine 0).
 DEFAULT_METHOD = "dlir"
 DEFAULT_REFINE = 40
