@@ -72,8 +72,9 @@ def test_rows_equal_strain_run_alone_and_a_corrupt_study_is_an_error_row(cohort,
     assert [t["study"] for t in table] == [r["study"] for r in result.rows]
     assert float(table[0]["gls_mid_pct"]) == result.rows[0]["gls_mid_pct"] and table[2]["ef_pct"] == ""
     # the strain's warnings (5 steps leave segments unreliable) are in the table, not only the study's JSON
-    warned = json.loads((tmp_path / "alone" / "strain_summary.json").read_text())["warnings"]
-    assert warned and row["warnings"] == " | ".join(warned) == table[1]["warnings"]
+    report = json.loads((tmp_path / "alone" / "strain_summary.json").read_text())
+    assert report["warnings"] and row["warnings"] == " | ".join(report["warnings"]) == table[1]["warnings"]
+    assert row["unreliable_segments"] == sum(not s["reliable"] for s in report["segments"]) > 0
     assert table[2]["warnings"] == ""
     assert sorted(p.name for p in (out / "studies" / "patient0003_4CH").iterdir()) == ["study.json"]
 

@@ -111,11 +111,12 @@ def test_strain_command_input_errors(sim, tmp_path):
 def test_segments_with_noisy_tracking_are_flagged_unreliable(sim, tmp_path):
     seq = sim.sequence
     exact, _ = write_strain_outputs(seq, result_from_displacement(seq, sim.displacement, 0), None, tmp_path / "exact")
-    assert exact.unreliable_segments() == []
+    assert exact.unreliable_segments() == [] and exact.describe_reliability() == ""
     noise = np.random.default_rng(0).normal(0, 0.8, sim.displacement.shape).astype(np.float32)
     noise[0] = 0  # the reference frame's field stays exactly zero
     noisy, _ = write_strain_outputs(seq, result_from_displacement(seq, sim.displacement + noise, 0), None,
                                     tmp_path / "noisy")
     assert noisy.unreliable_segments() == list(range(6))  # jittered tracking scores near zero
+    assert noisy.describe_reliability() == "; 6 of 6 segments unreliable (GLS and EF include them)"
     assert "mid inferoseptal (0.00)" in noisy.warnings()[-1]
     assert (tmp_path / "noisy" / "strain_segments.png").read_bytes()[:8] == PNG_MAGIC

@@ -12,6 +12,8 @@ segment_1..6_pct       peak systolic segmental strain, %, in contour order (firs
 ef_pct                 ejection fraction, % (single-plane method of discs; a ratio)
 edv_ml, esv_ml         volumes, ml; blank when the file gives no pixel size
 quality                mean segment tracking quality score, 0..1
+unreliable_segments    segments whose quality score is below 0.1 (0..6): GLS and EF include
+                       them, so a row with any is to be read with care
 drift_mm               loop-closure drift, mm; blank unless the cine is a full cycle with a
                        known pixel size
 frames, ed_frame, es_frame, ed_source    the frames and how ED was established
@@ -49,7 +51,7 @@ COHORT_CSV = "cohort.csv"
 COHORT_PARQUET = "cohort.parquet"
 SEGMENT_COLUMNS = tuple(f"segment_{k}_pct" for k in range(1, 7))
 COLUMNS = ("study", "input", "status", "error", "gls_endo_pct", "gls_mid_pct", *SEGMENT_COLUMNS,
-           "segments", "ef_pct", "edv_ml", "esv_ml", "quality", "drift_mm", "frames", "ed_frame",
+           "segments", "ef_pct", "edv_ml", "esv_ml", "quality", "unreliable_segments", "drift_mm", "frames", "ed_frame",
            "es_frame", "ed_source", "method", "model", "refine", "licence", "device", "seconds", "warnings")
 WARNING_SEPARATOR = " | "
 NOT_RECORDED = "not recorded (the study ran before the warnings column existed)"
@@ -77,6 +79,7 @@ def study_row(study_id: str, input_: str, analysis: Any, settings: Any, seconds:
         "segments": "; ".join(strain.segment_names),
         "ef_pct": _rounded(strain.ef), "edv_ml": _rounded(strain.edv), "esv_ml": _rounded(strain.esv),
         "quality": _rounded(summary["quality"]["mean_score"], 4),
+        "unreliable_segments": len(strain.unreliable_segments()),
         "drift_mm": _rounded(summary["quality"]["drift_mm"]),
         "frames": analysis.sequence.n_frames, "ed_frame": strain.frames.ed, "es_frame": strain.frames.es,
         "ed_source": strain.frames.ed_source, "method": registration.method,
@@ -141,6 +144,6 @@ def _parquet_schema(pa: Any) -> Any:
     """Column types of the Parquet table: text, whole numbers, or floats."""
     text = {"study", "input", "status", "error", "segments", "ed_source", "method", "model", "licence", "device",
             "warnings"}
-    whole = {"frames", "ed_frame", "es_frame", "refine"}
+    whole = {"frames", "ed_frame", "es_frame", "refine", "unreliable_segments"}
     return pa.schema([(c, pa.string() if c in text else pa.int64() if c in whole else pa.float64())
                       for c in COLUMNS])

@@ -62,7 +62,7 @@ def run_strain_command(args: argparse.Namespace) -> int:
     print(result.frames.describe())
     print(f"peak systolic GLS {result.describe_peak()} (endocardial), "
           f"{result.peaks()['GLS mid-wall']['peak_pct']:+.1f} % (mid-wall); {result.describe_volumes()}; "
-          f"tracking quality {np.mean(result.quality.score):.2f}")
+          f"tracking quality {np.mean(result.quality.score):.2f}{result.describe_reliability()}")
     print_warnings([*registration.warnings, *result.warnings()])
     print(f"wrote strain_frames.csv, strain_summary.csv, strain_summary.json, strain_curves.png, "
           f"strain_map.png, strain_segments.png in {args.output}")

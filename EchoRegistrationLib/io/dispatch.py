@@ -109,8 +109,10 @@ def load_sequence(path: str | os.PathLike, *, labels: str | os.PathLike | np.nda
     accepted = [p.name for p in list(inspect.signature(reader).parameters.values())[1:]]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
-        raise EchoDataError(str(path), f"option(s) {unknown} do not apply to a {kind} input "
-                                       f"(it takes {accepted or 'no options'})")
+        hint = ("; view picks the 2CH or 4CH cine of a CAMUS folder, the segments' apical view is "
+                "--apical-view" if "view" in unknown else "")
+        raise EchoDataError(str(path), f"option(s) {unknown} do not apply to this file, read as {kind} "
+                                       f"(it takes {accepted or 'no options'}{hint})")
     seq = reader(Path(path), **options)
     seq = seq if labels is None else attach_labels(seq, labels)
     return seq if mask is None else attach_mask(seq, mask)

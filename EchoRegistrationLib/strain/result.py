@@ -197,6 +197,15 @@ class StrainResult:
         their strain is not to be trusted (flagged in :meth:`warnings` and the segment diagram)."""
         return [k for k, score in enumerate(self.quality.score) if score < QUALITY_WARNING]
 
+    def describe_reliability(self) -> str:
+        """"" when every segment tracked reliably, else "; N of 6 segments unreliable (GLS and EF
+        include them)": for the line that reports GLS and EF."""
+        poor = self.unreliable_segments()
+        if not poor:
+            return ""
+        return (f"; {len(poor)} of {len(self.segment_names)} segments unreliable "
+                "(GLS and EF include them)")
+
     def warnings(self) -> list[str]:
         """What a reader must know before trusting the numbers: unknown pixel size or times, a
         detected ED, positive (lengthening) GLS, segments whose tracking quality is near zero."""
@@ -227,7 +236,8 @@ class StrainResult:
         conventions; unknown values are None."""
         peaks = self.peaks()
         q = self.quality
-        segments = [{"name": name, **peaks[name],
+        unreliable = self.unreliable_segments()
+        segments = [{"name": name, **peaks[name], "reliable": k not in unreliable,
                      "quality_score": float(q.score[k]), "ncc": float(q.similarity[k]),
                      "folding_fraction": float(q.folding[k]), "jitter_pct": float(q.jitter[k])}
                     for k, name in enumerate(self.segment_names)]
