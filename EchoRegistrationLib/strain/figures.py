@@ -23,6 +23,7 @@ from .result import LONGITUDINAL_RANGE, NO_SPACING, StrainResult  # noqa: E402
 
 STRAIN_COLOURS = "RdBu"           # low (shortening) red, high (lengthening) blue
 TRANSVERSE_RANGE = 60.0           # % on transverse (wall thickening) maps
+LABEL_OFFSET = 26.0  # points from a segment's centre line to its label in the segment diagram
 UNRELIABLE_COLOUR = "lightgrey"  # segments whose tracking quality is too low to trust their strain
 SEGMENT_COLOURS = ("tab:orange", "tab:olive", "tab:green", "tab:cyan", "tab:blue", "tab:purple")
 DPI = 110
@@ -130,10 +131,14 @@ def save_segment_diagram(result: StrainResult, path: str | os.PathLike, *,
         ax.add_collection(LineCollection([piece], colors=[colour], linewidths=26, capstyle="butt"))
         centre = piece[n // 2]
         outward = centre - mid.mean(axis=0)
-        label_at = centre + 16.0 * outward / np.linalg.norm(outward)
-        ax.text(*label_at, f"{name}\n{value:+.1f} %  (q {result.quality.score[k]:.2f})"
-                f"{chr(10) + 'unreliable' if poor else ''}", ha="center", va="center", fontsize=8,
-                color="firebrick" if poor else "black")
+        # the label sits LABEL_OFFSET points beside the wall's centre line (the band is 26 points wide),
+        # on the outer side, and grows away from the ring
+        left = outward[0] < 0
+        ax.annotate(f"{name}\n{value:+.1f} %  (q {result.quality.score[k]:.2f})"
+                    f"{chr(10) + 'unreliable' if poor else ''}", centre,
+                    xytext=(-LABEL_OFFSET if left else LABEL_OFFSET, 0), textcoords="offset points",
+                    ha="right" if left else "left", va="center", fontsize=8,
+                    color="firebrick" if poor else "black")
         ax.text(*centre, f"{value:+.0f}", ha="center", va="center", fontsize=9, fontweight="bold")
     base, apex = result.myocardium.long_axis
     ax.text(*(0.5 * (base + apex)), f"GLS {peaks['GLS endocardial']['peak_pct']:+.1f} %\n"
@@ -143,7 +148,7 @@ def save_segment_diagram(result: StrainResult, path: str | os.PathLike, *,
                 "segments\nunreliable (tracking quality)", ha="center", va="top", fontsize=9,
                 color="firebrick")
     lo, hi = mid.min(axis=0) - 30, mid.max(axis=0) + 30
-    ax.set_xlim(lo[0], hi[0])
+    ax.set_xlim(lo[0] - 30, hi[0] + 30)  # room for the labels beside the walls
     ax.set_ylim(hi[1], lo[1])  # depth down, as on the echo
     ax.set_aspect("equal")
     ax.axis("off")
