@@ -61,6 +61,7 @@ def test_rows_equal_strain_run_alone_and_a_corrupt_study_is_an_error_row(cohort,
     assert [r["status"] for r in result.rows] == ["ok", "ok", "error"]
     assert "patient0003_4CH_half_sequence.nii.gz" in result.rows[2]["error"]
     assert result.rows[2]["gls_endo_pct"] is None and result.failed == ["patient0003_4CH"]
+    assert result.rows[2]["device"] == result.rows[0]["device"] != "auto"  # resolved in error rows too
     assert main(["strain", str(cohort / "patient0002"), "-o", str(tmp_path / "alone"), *FAST]) == 0
     alone = {(row["measure"], row["region"]): row["value"]
              for row in read_table(tmp_path / "alone" / "strain_summary.csv")}

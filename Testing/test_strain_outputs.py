@@ -119,4 +119,6 @@ def test_segments_with_noisy_tracking_are_flagged_unreliable(sim, tmp_path):
     assert noisy.unreliable_segments() == list(range(6))  # jittered tracking scores near zero
     assert noisy.describe_reliability() == "; 6 of 6 segments unreliable (GLS and EF include them)"
     assert "mid inferoseptal (0.00)" in noisy.warnings()[-1]
+    rows = read_csv(tmp_path / "noisy" / "strain_summary.csv")
+    assert [row[2] for row in rows if row[0] == "reliable"] == ["0"] * 6
     assert (tmp_path / "noisy" / "strain_segments.png").read_bytes()[:8] == PNG_MAGIC

@@ -99,9 +99,16 @@ def error_row(study_id: str, input_: str, error: str, settings: Any, seconds: fl
     model = settings.describe_model()
     row = {"study": study_id, "input": input_, "status": "error", "error": error,
            "method": settings.method, "model": model, "refine": settings.arguments().get("refine"),
-           "licence": licence_of(model) if model else None, "device": settings.device,
+           "licence": licence_of(model) if model else None, "device": _device_name(settings.device),
            "seconds": round(seconds, 2)}
     return {column: row.get(column) for column in COLUMNS}
+
+
+def _device_name(device: str) -> str:
+    """The device a study runs on, as an ok row names it ("auto" resolved: "cpu" or "cuda")."""
+    from ..device import resolve_device
+
+    return str(resolve_device(device)) if device == "auto" else device
 
 
 def read_row(folder: Path) -> dict[str, Any] | None:

@@ -284,8 +284,10 @@ class StrainResult:
             if self.full_cycle:
                 rows.append(["drift at end of cycle", name, entry["drift_pct"], "%"])
         q = self.quality
+        unreliable = self.unreliable_segments()
         for k, name in enumerate(self.segment_names):
             rows += [["quality score", name, q.score[k], "0-1"],
+                     ["reliable", name, int(k not in unreliable), f"1 = yes (quality score >= {QUALITY_WARNING:g})"],
                      ["similarity (NCC)", name, q.similarity[k], "-1..1"],
                      ["folding", name, 100.0 * q.folding[k], "%"],
                      ["jitter", name, q.jitter[k], "%"]]
