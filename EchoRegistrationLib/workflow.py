@@ -395,7 +395,7 @@ def register_one_frame(seq: EchoSequence, frame: int,
         from .dlir.grid import INTENSITY_WINDOW, sequence_intensity_window
 
         window = sequence_intensity_window(seq.frames, seq.spacing, model.working_size)
-        subsequence = replace(subsequence, metadata={**seq.metadata, INTENSITY_WINDOW: window})
+        subsequence = replace(subsequence, metadata={**subsequence.metadata, INTENSITY_WINDOW: window})
     result = registration.register_sequence(subsequence, **arguments)
     moving = frames.index(frame)
     return reference, result.displacement[moving], result.warped[moving]

@@ -134,8 +134,8 @@ def save_segment_diagram(result: StrainResult, path: str | os.PathLike, *,
         # the label sits LABEL_OFFSET points beside the wall's centre line (the band is 26 points wide),
         # on the outer side, and grows away from the ring
         left = outward[0] < 0
-        ax.annotate(f"{name}\n{value:+.1f} %  (q {result.quality.score[k]:.2f})"
-                    f"{chr(10) + 'unreliable' if poor else ''}", centre,
+        label = f"{name}\n{value:+.1f} %  (q {result.quality.score[k]:.2f})" + ("\nunreliable" if poor else "")
+        ax.annotate(label, centre,
                     xytext=(-LABEL_OFFSET if left else LABEL_OFFSET, 0), textcoords="offset points",
                     ha="right" if left else "left", va="center", fontsize=8,
                     color="firebrick" if poor else "black")
