@@ -132,7 +132,7 @@ class EchoRegistrationParameterNode:
     method, refineIterations, device: how to register. The default is the library's
         (``EchoRegistrationLib.workflow.DEFAULT_METHOD`` / ``DEFAULT_REFINE``): "DLIR + refine", 40
         steps, near the best on every held-out domain of the generalisation benchmark without
-        folding, at about a sixth of the optimiser's time per real pair (README, Generalisation);
+        folding, at under half the optimiser's time per real pair (README, Generalisation);
         "Deformable" is the optimiser alone, "DLIR" the network alone.
     model: the DLIR model: an installed model's name (Resources/Models/<name>), or a checkpoint
         path; a name stays valid when the extension moves (another Slicer revision). Empty: the

@@ -34,12 +34,13 @@ if TYPE_CHECKING:
 METHODS = ("deformable", "affine", "rigid", "dlir")
 # The default registration of every front end (CLI, batch runner, panel, web page, demo): the default DLIR
 # model refined by 40 optimisation steps. On the generalisation benchmark (README, Generalisation) it is
-# the only method near the best on every held-out domain without folding: CAMUS valid Dice 0.902 / 0.843
-# ED->ES (second, after the network alone's 0.906 / 0.843) and 0.923 / 0.839 ES->ED (first), held-out
-# family 0.21 mm and 0.18 GLS points (second, after the optimiser's 0.09 / 0.08; OpenCV DIS 0.21 / 0.19,
-# folding 2.5 % of pixels on real pairs), cine NCC 0.972 / 0.943; it costs about a sixth of the
-# optimiser's time per CAMUS pair (22x against 130x OpenCV DIS, each in its own run). The optimiser alone stays a choice
-# ("deformable"), as does the network alone (refine 0).
+# the only method near the best on every held-out domain without folding: CAMUS valid Dice 0.905 / 0.843
+# ED->ES (level with the network alone's 0.906 / 0.843) and 0.923 / 0.840 ES->ED (first), the same pairs
+# at 112 x 112 px 0.904 / 0.834 and 0.917 / 0.827 (first), held-out family 0.19 mm and 0.15 GLS points
+# (second, after the optimiser's 0.09 / 0.07; OpenCV DIS 0.21 / 0.19, folding 2.5 % of pixels on real
+# pairs), cine NCC 0.973 / 0.945; it costs 0.47x the optimiser's time per CAMUS pair (12x against 25x
+# OpenCV DIS in one run). The optimiser alone stays a choice ("deformable"), as does the network alone
+# (refine 0).
 DEFAULT_METHOD = "dlir"
 DEFAULT_REFINE = 40
 MYOCARDIUM_SOURCES = ("auto", "labels", "landmarks", "none")
@@ -102,7 +103,7 @@ class WorkflowSettings:
     Attributes:
         method: one of :data:`METHODS`; default :data:`DEFAULT_METHOD` ("dlir", refined by
             :data:`DEFAULT_REFINE` steps: near the best on every held-out domain of the generalisation
-            benchmark without folding, at about a sixth of the optimiser's time per real pair; the
+            benchmark without folding, at under half the optimiser's time per real pair; the
             comment at :data:`DEFAULT_METHOD`). "deformable" is the optimiser alone.
         model: DLIR only: an installed model's name (:func:`.dlir.shipped.list_models`) or a
             checkpoint path; "" or None: the default model (:data:`.dlir.shipped.SHIPPED_MODEL`,

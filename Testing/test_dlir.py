@@ -609,9 +609,14 @@ def test_refinement_warm_starts_coarse_to_fine_at_under_half_the_optimisers_cost
     from EchoRegistrationLib.registration import tracking
 
     assert tracking.full_resolution_steps((60, 40, 20)) == pytest.approx(60 / 16 + 40 / 4 + 20)
-    assert tracking.refine_schedule(40) == (40, 20, 5)
+    assert tracking.refine_schedule(40, 512, 128) == (20, 10)  # CAMUS: half (256 rows) and full
+    assert tracking.refine_schedule(40, 256, 128) == (20, 10)  # the half level is the working grid
+    assert tracking.refine_schedule(40, 112, 128) == (20,)  # 56 rows: coarser than the network's grid
+    assert tracking.refine_schedule(1, 512, 128) == (1, 1)
+    with pytest.raises(ValueError, match="at least 1 step"):
+        tracking.refine_schedule(0, 512, 128)
     optimiser = tracking.full_resolution_steps(tracking.METHOD_DEFAULTS["deformable"]["iterations"])
-    assert tracking.full_resolution_steps(tracking.refine_schedule(40)) < 0.5 * optimiser
+    assert tracking.full_resolution_steps(tracking.refine_schedule(40, 512, 128)) < 0.5 * optimiser
     calls = []
     real_register_pair = tracking.register_pair
 
@@ -622,12 +627,16 @@ def test_refinement_warm_starts_coarse_to_fine_at_under_half_the_optimisers_cost
         return result
 
     monkeypatch.setattr(tracking, "register_pair", recording)
-    seq = blob_sequence(n_frames=3)
-    register_sequence(seq, "dlir", model=constant_output(tiny_model(), 0.0, 0.0), reference=0,
-                      device="cpu", refine=40)
-    assert [c["levels"] for c in calls] == [3] and calls[0]["iterations"] == (40, 20, 5)
-    assert calls[0]["initial"] is not None  # warm start from the network's fields
-    assert calls[0]["folding_weight"] == tracking.REFINE_FOLDING["folding_weight"] > 0  # penalised
-    assert calls[0]["regularise"] == "residual"  # the network's own field is not smoothed
-    assert calls[0]["regularisation_weight"] == tracking.REFINE_REGULARISATION["regularisation_weight"]
-    assert all(n <= cap for n, cap in zip(calls[0]["taken"], (40, 20, 5)))
+    seq = blob_sequence(n_frames=3)  # 60 rows: a half level of 31 rows
+    for working_size, schedule in ((32, (20,)), (16, (20, 10))):
+        model = constant_output(tiny_model(working_size=working_size), 0.0, 0.0)
+        result = register_sequence(seq, "dlir", model=model, reference=0, device="cpu", refine=40)
+        assert calls[-1]["levels"] == len(schedule) and calls[-1]["iterations"] == schedule
+        assert result.parameters["refine_iterations"] == list(schedule)
+        assert calls[-1]["initial"] is not None  # warm start from the network's fields
+        assert calls[-1]["penalty_rows"] == working_size  # smoothness judged on the network's grid
+        assert "max_rows" not in calls[-1]  # the images compared at full resolution
+        assert calls[-1]["folding_weight"] == tracking.REFINE_FOLDING["folding_weight"] > 0  # penalised
+        assert calls[-1]["regularise"] == "residual"  # the network's own field is not smoothed
+        assert calls[-1]["regularisation_weight"] == tracking.REFINE_REGULARISATION["regularisation_weight"]
+        assert all(n <= cap for n, cap in zip(calls[-1]["taken"], schedule))

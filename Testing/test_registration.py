@@ -134,6 +134,81 @@ def test_deformable_recovers_a_known_smooth_warp(loss):
     assert error < 0.15, f"{error:.3f} px vs identity {identity_error:.3f}"
 
 
+def test_a_row_cap_compares_coarser_images_and_the_field_stays_full_size(monkeypatch):
+    """``max_rows``: every level's images are compared on at most that many rows (the DLIR
+    refinement's cost cap), the field comes back on the full grid and still follows the warp."""
+    from EchoRegistrationLib.registration import pairwise
+
+    fixed = speckle_phantom(seed=1)  # 96 x 88
+    u_true = smooth_field(fixed.shape[-2:])
+    inverse = -u_true
+    for _ in range(20):
+        inverse = -warp(u_true, inverse, SPACING)
+    moving = warp(fixed, inverse, SPACING)
+    compared = []
+    real_warp = pairwise.warp
+
+    def recording(image, *args, **kwargs):
+        compared.append(tuple(image.shape[-2:]))
+        return real_warp(image, *args, **kwargs)
+
+    monkeypatch.setattr(pairwise, "warp", recording)
+    result = register_pair(fixed.float(), moving.float(), "deformable", spacing=SPACING, loss="mse",
+                           control_spacing=5.0, max_rows=49)
+    assert max(rows for rows, _ in compared) == 49 and result.displacement.shape[-2:] == fixed.shape[-2:]
+    assert pixel_error(result.displacement, u_true).mean() < 0.3  # identity: above 2 px
+    with pytest.raises(ValueError, match="max_rows"):
+        register_pair(fixed.float(), moving.float(), "deformable", spacing=SPACING, max_rows=1)
+
+
+def test_the_penalties_can_be_evaluated_on_a_coarser_grid_than_the_images(monkeypatch):
+    """``penalty_rows``: the regulariser and the folding penalty see the field on at most that many
+    rows, the similarity the full images; the fold-free refinement of the compressed ramp still holds."""
+    from EchoRegistrationLib.registration import pairwise
+    from EchoRegistrationLib.spatial import folding_fraction
+
+    fixed, moving, initial = compressed_ramp_pair()  # 64 x 64, 1 mm pixels
+    penalised, compared = [], []
+    real_penalty, real_warp = pairwise.folding_penalty, pairwise.warp
+
+    def recording_penalty(field, *args, **kwargs):
+        penalised.append(tuple(field.shape[-2:]))
+        return real_penalty(field, *args, **kwargs)
+
+    def recording_warp(image, *args, **kwargs):
+        compared.append(tuple(image.shape[-2:]))
+        return real_warp(image, *args, **kwargs)
+
+    monkeypatch.setattr(pairwise, "folding_penalty", recording_penalty)
+    monkeypatch.setattr(pairwise, "warp", recording_warp)
+    result = register_pair(fixed, moving, "deformable", spacing=(1.0, 1.0), loss="mse", initial=initial,
+                           levels=1, iterations=40, regularisation_weight=0.1, regularise="residual",
+                           folding_weight=100.0, penalty_rows=33)
+    assert set(penalised) == {(33, 33)} and set(compared) == {(64, 64)}
+    assert folding_fraction(result.displacement, (1.0, 1.0)).item() <= 0.0005
+    with pytest.raises(ValueError, match="penalty_rows"):
+        register_pair(fixed, moving, "deformable", spacing=(1.0, 1.0), penalty_rows=0)
+
+
+def test_the_control_grid_field_is_bicubic_interpolation_of_its_control_points():
+    """Written as two matrix products, the field equals ``F.interpolate(bicubic, align_corners)``,
+    values and gradients, to float rounding."""
+    from EchoRegistrationLib.registration.transforms import ControlGridModel
+
+    torch.manual_seed(0)
+    model = ControlGridModel(2, (9, 7), unit=0.3)
+    with torch.no_grad():
+        model.control.normal_()
+    weights = torch.randn(2, 2, 61, 47)
+    field = model.field((61, 47), SPACING)
+    expected = torch.nn.functional.interpolate(model.control * 0.3, size=(61, 47), mode="bicubic",
+                                               align_corners=True)
+    torch.testing.assert_close(field, expected, atol=1e-6, rtol=1e-5)
+    gradient, = torch.autograd.grad((field * weights).sum(), model.control)
+    expected_gradient, = torch.autograd.grad((expected * weights).sum(), model.control)
+    torch.testing.assert_close(gradient, expected_gradient, atol=1e-5, rtol=1e-5)
+
+
 def translated_sequence(n=5, shift_mm=(0.8, 0.6)):
     """Frames of a blob texture translated by t * shift_mm: frame t = fixed moved, known fields."""
     fixed = blob_phantom(64, 60, seed=2)
@@ -233,9 +308,9 @@ def test_folding_penalty_keeps_a_refinement_from_folding_and_it_still_aligns():
     fixed, moving, initial = compressed_ramp_pair()
     assert folding_fraction(initial, spacing).item() == 0
 
-    def refined(**folding) -> torch.Tensor:  # the DLIR refinement's schedule, a lighter regulariser
+    def refined(**folding) -> torch.Tensor:  # a long refinement, a lighter regulariser: it folds unpenalised
         return register_pair(fixed, moving, "deformable", spacing=spacing, loss="mse", initial=initial,
-                             levels=tracking.REFINE_LEVELS, iterations=tracking.refine_schedule(40),
+                             levels=3, iterations=(40, 20, 5),
                              patience=tracking.REFINE_PATIENCE, regularisation_weight=0.1,
                              **folding).displacement
 
@@ -264,7 +339,7 @@ def test_regularising_the_residual_keeps_an_initial_field_the_images_agree_with(
 
     def refined(regularise: str) -> torch.Tensor:  # the DLIR refinement's schedule
         return register_pair(fixed, moving, "deformable", spacing=spacing, loss="mse", initial=initial,
-                             levels=tracking.REFINE_LEVELS, iterations=tracking.refine_schedule(40),
+                             levels=2, iterations=tracking.refine_schedule(40, 64, 32),
                              patience=tracking.REFINE_PATIENCE, regularisation_weight=1.0,
                              regularise=regularise, **tracking.REFINE_FOLDING).displacement
 

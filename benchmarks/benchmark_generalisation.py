@@ -13,6 +13,10 @@ Three domains, none of them used to train or tune any shipped model:
   changes (K frames ED -> ES): myocardial end-point error at ES (mm, over the ED myocardium) and
   the GLS error (percentage points, endocardial peak GLS of the project's strain module on the
   method's fields against the same on the true fields).
+* **Low resolution**: the same CAMUS valid pairs area-averaged to 112 x 112 pixels (labels
+  nearest-neighbour) with the pixel size unknown (the placeholder (1, 1) mm of a video), as another
+  scanner's clips come (EchoNet-Dynamic-like: small, blurred, square, the aspect not kept): Dice of
+  LV / myocardium in both directions, folding, ms per pair (:func:`low_resolution_pair`).
 * **Real cines** of ``../shared/data`` (:mod:`benchmarks.benchmark_real_cines`): mean NCC of
   the frames with the reference after registration (before it in brackets), the largest folding
   of a frame, seconds per cine.
@@ -33,6 +37,7 @@ The data is read in place, never copied (CC BY-NC-SA 4.0, ``../shared/data/READM
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -130,6 +135,17 @@ def pair_scores(fixed_labels: np.ndarray, moving_labels: np.ndarray, field: np.n
             "folding": 100 * float(folding_fraction(u, spacing)[0])}
 
 
+def low_resolution_pair(seq: EchoSequence, size: int = 112) -> EchoSequence:
+    """A 2-frame labelled pair resampled to ``size`` x ``size`` pixels as a low-resolution scanner's
+    clip: frames area-averaged (cv2.INTER_AREA), label maps nearest-neighbour, the aspect ratio not
+    kept, and the pixel size unknown (placeholder (1, 1) mm, ``spacing_known`` False)."""
+    frames = np.stack([cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA) for frame in seq.frames])
+    labels = np.stack([cv2.resize(seq.label_map(k), (size, size), interpolation=cv2.INTER_NEAREST)
+                       for k in range(seq.n_frames)])
+    return dataclasses.replace(seq, frames=frames, labels=labels, label_frames=tuple(range(seq.n_frames)),
+                               spacing=(1.0, 1.0), mask=None, metadata={**seq.metadata, "spacing_known": False})
+
+
 def camus_scores(run: Method, pairs: list[EchoSequence]) -> dict[str, float]:
     """Mean scores over the pairs in both directions: ED->ES (ES fixed) and ES->ED (ED fixed)."""
     rows: dict[str, list[dict[str, float]]] = {"ed_es": [], "es_ed": []}
@@ -183,7 +199,7 @@ def cine_row(run: Method, cines: dict[str, EchoSequence]) -> dict[str, float]:
     return out
 
 
-TIMES = ("ms_pair", "s_case")  # plus "<cine>_seconds": each also kept as a ratio to DIS
+TIMES = ("ms_pair", "low_ms_pair", "s_case")  # plus "<cine>_seconds": each also kept as a ratio to DIS
 
 
 def with_ratios(row: dict[str, float], dis: dict[str, float]) -> dict[str, float]:
@@ -196,7 +212,8 @@ def table(rows: dict[str, dict[str, float]], cine_names: list[str]) -> str:
     """The markdown table of rows made by :func:`with_ratios` (times with their DIS ratios)."""
     header = ["method", "CAMUS ED->ES Dice LV / myo", "HD95 mm", "ES->ED Dice LV / myo", "HD95 mm",
               "folding % mean (max)", "ms/pair (x DIS)", "template EPE ES mm", "GLS err pts",
-              "folding % (max)", "s/case (x DIS)"]
+              "folding % (max)", "s/case (x DIS)", "112 px ED->ES Dice LV / myo", "ES->ED Dice LV / myo",
+              "folding % max", "ms/pair (x DIS)"]
     for name in cine_names:
         header += [f"{name} NCC (before)", "folding % (max)", "s (x DIS)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -216,6 +233,12 @@ def table(rows: dict[str, dict[str, float]], cine_names: list[str]) -> str:
             cells += ["-"] * 6
         if "epe_es" in r:
             cells += [f"{r['epe_es']:.2f}", f"{r['gls']:.2f}", f"{r['folding']:.3f}", timed(r, "s_case")]
+        else:
+            cells += ["-"] * 4
+        if "low_ed_es_dice_lv" in r:
+            cells += [f"{r['low_ed_es_dice_lv']:.3f} / {r['low_ed_es_dice_myo']:.3f}",
+                      f"{r['low_es_ed_dice_lv']:.3f} / {r['low_es_ed_dice_myo']:.3f}",
+                      f"{r['low_folding_max']:.2f}", timed(r, "low_ms_pair")]
         else:
             cells += ["-"] * 4
         for cine in cine_names:
@@ -239,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="real-template sequences (from the first CAMUS valid patients)")
     parser.add_argument("--template-frames", type=int, default=6, help="frames ED -> ES per template case")
     parser.add_argument("--refine", type=int, default=40, help="refinement steps of the DLIR + refine rows")
+    parser.add_argument("--low-resolution", type=int, default=112,
+                        help="pixels of the low-resolution CAMUS valid pairs (0: leave them out)")
     parser.add_argument("--no-cines", action="store_true", help="leave out the real cines")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--output", type=Path, help="also write the table (markdown) here")
@@ -256,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     folder = CamusPairFolder(valid, views=("4CH",))
     pairs = [folder[k] for k in range(min(args.cases, len(folder)))]
+    low_pairs = [low_resolution_pair(seq, args.low_resolution) for seq in pairs] if args.low_resolution else []
     cases = [make_case(folder[k].frames[0], folder[k].label_map(0), folder[k].spacing,
                        args.template_frames, TEMPLATE_SEED + k)
              for k in range(min(args.template_cases, len(folder)))]
@@ -278,7 +304,12 @@ def main(argv: list[str] | None = None) -> int:
         rows.update((r["method"], r["scores"]) for r in map(json.loads, path.read_text().splitlines()))
     for name, run in rows_to_run.items():
         same = SAME_ON_PAIRS.get(name)
-        row = dict(rows[same]) if same in rows else camus_scores(run, pairs)
+        if same in rows:
+            row = dict(rows[same])
+        else:
+            row = camus_scores(run, pairs)
+            if low_pairs:
+                row.update({f"low_{key}": value for key, value in camus_scores(run, low_pairs).items()})
         row.update(template_scores(run, cases, true_gls))
         row.update(cine_row(run, cines))
         rows[name] = with_ratios(row, row if name == "OpenCV DIS" else rows["OpenCV DIS"])
@@ -286,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
             with args.rows.open("a") as handle:
                 handle.write(json.dumps({"method": name, "scores": rows[name]}) + "\n")
         print(f"  done: {name}", file=sys.stderr, flush=True)
-    text = (f"{len(pairs)} CAMUS valid patients x 2 directions; {len(cases)} real-template cases "
+    low = f" (also at {args.low_resolution} x {args.low_resolution} px, pixel size unknown)" if low_pairs else ""
+    text = (f"{len(pairs)} CAMUS valid patients x 2 directions{low}; {len(cases)} real-template cases "
             f"({args.template_frames} frames ED->ES, true peak GLS {np.mean(true_gls):.1f} %); real cines "
             f"{list(cines)}; torch {torch.__version__} on {torch.get_num_threads()} CPU threads; "
             f"labels warped nearest-neighbour; refine = {args.refine} steps\n\n"

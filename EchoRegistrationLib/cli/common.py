@@ -172,7 +172,7 @@ def add_registration_options(parser: argparse.ArgumentParser) -> None:
                              "echoreg-dlir-sim is BSD-3-Clause)")
     parser.add_argument("--refine", type=count(0),
                         help=f"dlir: optimisation steps refining the network (default {DEFAULT_REFINE}; 0: the "
-                             "network alone, about 2x OpenCV DIS's time)")
+                             "network alone, about 1.5x OpenCV DIS's time on 2 CPU cores)")
     parser.add_argument("--flip-average", action="store_true",
                         help="dlir: average each pair's field with that of the mirrored pair (twice the time)")
     parser.add_argument("--reference", type=int,
@@ -209,8 +209,8 @@ def settings_from_args(args: argparse.Namespace, myocardium: str = "none") -> Wo
     if args.method == "dlir" and args.iterations is not None:
         raise EchoDataError("--iterations", f"sets the optimiser's steps per pyramid level (--method deformable, "
                                             f"affine or rigid); the method is dlir, whose refinement steps are "
-                                            f"--refine N (default {DEFAULT_REFINE}: N, N/2 and N/8 steps, coarse "
-                                            f"to fine)")
+                                            f"--refine N (default {DEFAULT_REFINE}: N/2 steps at half resolution, "
+                                            f"then N/4 at full resolution)")
     if args.method == "dlir" and args.refine == 0 and (args.loss is not None or args.control_spacing is not None):
         raise EchoDataError("--refine", "0: the network alone, no optimisation for --loss or --control-spacing "
                                         "to set (they apply to DLIR's refinement, --refine N >= 1)")

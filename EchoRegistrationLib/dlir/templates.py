@@ -121,7 +121,7 @@ class WarpedTemplates(Sequence):
     """Warped templates (module docstring) of the annotated frames of a source's sequences.
 
     Item ``i`` takes template ``i % n`` (n = the templates: every annotated frame of every sequence,
-    frame 0 of unannotated ones) at about :data:`TEMPLATE_ROWS` rows, its motion drawn from seed
+    frame 0 of unannotated ones) at about ``rows`` rows, its motion drawn from seed
     ``seed + i``; ``copies`` repeats the templates with new motions.
 
     Args:
@@ -130,13 +130,17 @@ class WarpedTemplates(Sequence):
         seed: of the first item.
         description: what :meth:`describe` reports of the templates (their source, for the model's
             licence: a CAMUS source keeps CAMUS's terms); default the templates' own ``describe()``.
+        rows: the templates are brought to about this many rows (never upsampled); default
+            :data:`TEMPLATE_ROWS`, as trained on.
     """
 
     def __init__(self, templates: Sequence[SequenceItem], copies: int = 1, seed: int = 0,
-                 description: Any = None):
+                 description: Any = None, rows: int = TEMPLATE_ROWS):
         if copies < 1:
             raise ValueError(f"copies must be >= 1, got {copies}")
-        self.templates, self.copies, self.seed = templates, int(copies), int(seed)
+        if rows < 2:
+            raise ValueError(f"rows must be >= 2, got {rows}")
+        self.templates, self.copies, self.seed, self.rows = templates, int(copies), int(seed), int(rows)
         self.description = description if description is not None else \
             getattr(templates, "describe", lambda: None)()
         self._frames: list[tuple[int, int]] | None = None
@@ -159,7 +163,7 @@ class WarpedTemplates(Sequence):
             raise IndexError(index)
         k, t = self._index()[index % len(self._index())]
         seq = self.templates[k].sequence
-        scale = min(1.0, TEMPLATE_ROWS / seq.frames.shape[1])
+        scale = min(1.0, self.rows / seq.frames.shape[1])
         shape = (max(2, round(seq.frames.shape[1] * scale)), max(2, round(seq.frames.shape[2] * scale)))
         frame = resample_image(torch.from_numpy(np.asarray(seq.frames[t], np.float32))[None, None], shape)
         spacing = level_spacing(seq.frames.shape[1:], shape, seq.spacing)

@@ -121,6 +121,8 @@ def register_pair(
     lncc_window: int = 9,
     tolerance: float = 1e-5,
     patience: int = 15,
+    max_rows: int | None = None,
+    penalty_rows: int | None = None,
     cancel: Callable[[], bool] | None = None,
     progress: Callable[[float], None] | None = None,
 ) -> PairRegistration:
@@ -157,6 +159,14 @@ def register_pair(
             stop a large ``initial`` field plus a residual from folding; this penalty does.
         initial: optional (1 or B, 2, H, W) mm field that the deformable model refines (the result
             is ``initial`` + the optimised residual).
+        max_rows: compare the images on at most this many rows (about; each level's images are
+            resampled no finer, the transform's control grid and the returned field are as without
+            it): a cap on the cost where the full resolution adds no accuracy (the DLIR
+            refinement, :func:`..tracking.refine_schedule`). None: every level at its own size.
+        penalty_rows: evaluate the regulariser and the folding penalty on at most this many rows
+            (about; deformable only): both judge a field smooth on the scale of its control points
+            (millimetres) and of ``initial``, so a grid finer than that adds cost, not information.
+            None: on the compared images' grid.
         tolerance, patience: a pair's loss stalls when it improved by less than ``tolerance`` over
             ``patience`` steps (Adam, per pair: each pair halves its own step and stops on its own,
             frozen while the others go on); L-BFGS stops a level at its first outer step that gains
@@ -188,6 +198,9 @@ def register_pair(
         raise ValueError(f"folding_weight must be >= 0, got {folding_weight}")
     if not folding_margin > 0:
         raise ValueError(f"folding_margin must be > 0, got {folding_margin}")
+    for name, rows in (("max_rows", max_rows), ("penalty_rows", penalty_rows)):
+        if rows is not None and rows < 2:
+            raise ValueError(f"{name} must be at least 2, got {rows}")
     optimizer = optimizer or ("adam" if kind == "deformable" else "lbfgs")
     if optimizer not in ("adam", "lbfgs"):
         raise ValueError(f"optimizer must be 'adam' or 'lbfgs', got {optimizer!r}")
@@ -201,7 +214,8 @@ def register_pair(
                            regulariser=regulariser, regularisation_weight=regularisation_weight, regularise=regularise,
                            control_spacing=control_spacing, folding_weight=folding_weight,
                            folding_margin=folding_margin, initial=initial, lncc_window=lncc_window,
-                           tolerance=tolerance, patience=patience, cancel=cancel, progress=progress)
+                           tolerance=tolerance, patience=patience, max_rows=max_rows,
+                           penalty_rows=penalty_rows, cancel=cancel, progress=progress)
     fixed, moving = normalise_pair(fixed, moving)
     fixed = fixed.expand_as(moving)
     shape = tuple(moving.shape[-2:])
@@ -212,17 +226,25 @@ def register_pair(
     similarity = SIMILARITIES[loss]
     model = _build_model(kind, moving.shape[0], shape, spacing, control_spacing * factors[0]).to(moving.device)
     result = PairRegistration(displacement=torch.empty(0), matrix=None)
+    def capped(factor: int, rows: int | None) -> tuple[int, int]:
+        """A level's grid: ``factor`` times coarser than the image, and no finer than ``rows``."""
+        return level_shape(shape, factor if rows is None else max(factor, (shape[0] - 1) / (rows - 1)))
+
+    shapes = [capped(factor, max_rows) for factor in factors]
     # progress counts steps weighted by their level's pixels (a full-resolution step costs 4x more
     # than one a level coarser), so that it advances about evenly in time
-    cost = [n / factor ** 2 for factor, n in zip(factors, steps)]
+    cost = [n * h * w / (shape[0] * shape[1]) for (h, w), n in zip(shapes, steps)]
     planned, done_before = max(sum(cost), 1e-12), 0.0
 
-    for factor, n_steps in zip(factors, steps):
-        shape_l = level_shape(shape, factor)
+    for factor, shape_l, n_steps, level_cost in zip(factors, shapes, steps, cost):
         spacing_l = level_spacing(shape, shape_l, spacing)
         fixed_l, moving_l = resample_image(fixed, shape_l), resample_image(moving, shape_l)
         mask_l = None if fixed_mask is None else resample_image(fixed_mask.float(), shape_l) > 0.5
         initial_l = None if initial is None else resample_field(initial.to(moving), shape_l)
+        # the penalties' grid: the level's, or a coarser one (``penalty_rows``)
+        shape_p = shape_l if penalty_rows is None or shape_l[0] <= penalty_rows else capped(factor, penalty_rows)
+        spacing_p = level_spacing(shape, shape_p, spacing)
+        initial_p = initial_l if shape_p == shape_l or initial is None else resample_field(initial.to(moving), shape_p)
         if isinstance(model, ControlGridModel):
             model.refine(ControlGridModel.grid_shape(shape, spacing, control_spacing * factor))
 
@@ -236,21 +258,28 @@ def register_pair(
                 valid = valid & mask_l
             kwargs = {"window": lncc_window} if loss == "lncc" else {}
             total = similarity(fixed_l, warped, mask=valid, reduction="none", **kwargs)
-            if isinstance(model, ControlGridModel) and regularisation_weight > 0:
-                smoothed = residual if regularise == "residual" else u
-                total = total + regularisation_weight * REGULARISERS[regulariser](smoothed, spacing_l,
+            if not isinstance(model, ControlGridModel) or (regularisation_weight <= 0 and folding_weight <= 0):
+                return total  # (B,): each pair's own loss
+            residual_p, u_p = residual, u
+            if shape_p != shape_l:
+                residual_p = u_p = model.field(shape_p, spacing_p)
+                if initial_p is not None:
+                    u_p = residual_p + initial_p
+            if regularisation_weight > 0:
+                smoothed = residual_p if regularise == "residual" else u_p
+                total = total + regularisation_weight * REGULARISERS[regulariser](smoothed, spacing_p,
                                                                                   reduction="none")
-            if isinstance(model, ControlGridModel) and folding_weight > 0:
-                total = total + folding_weight * folding_penalty(u, spacing_l, folding_margin, reduction="none")
-            return total  # (B,): each pair's own loss
+            if folding_weight > 0:
+                total = total + folding_weight * folding_penalty(u_p, spacing_p, folding_margin, reduction="none")
+            return total
 
         on_step = None if progress is None else \
-            (lambda k, before=done_before, f=factor: progress((before + k / f ** 2) / planned))
+            (lambda k, before=done_before, c=level_cost / max(n_steps, 1): progress((before + k * c) / planned))
         history = _optimise(model, objective, optimizer, learning_rate * factor, n_steps,
                             tolerance, patience, cancel, on_step)
         result.loss_history.extend(history)
         result.iterations.append(len(history))
-        done_before += n_steps / factor ** 2
+        done_before += level_cost
 
     with torch.no_grad():
         u = model.field(shape, spacing)

@@ -29,6 +29,7 @@ from ..sequence import EchoDataError, EchoSequence, no_signal_frames
 from ..device import resolve_device
 from ..spatial import field_to_numpy, folding_fraction, warp
 from ..spatial.pairs import chain_to_reference, fixed_indices, frame_pairs
+from ..spatial.pyramid import level_shape
 from .pairwise import KINDS, RegistrationCancelled, as_image_batch, register_pair
 
 if TYPE_CHECKING:
@@ -54,13 +55,16 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-# DLIR refinement warm-starts the optimiser from the network's field over a 3-level pyramid, coarse
-# first: ``refine`` steps at the quarter-resolution level, half as many at half resolution, an eighth
-# at full resolution, the step halved after 5 steps without gain. On four CAMUS *training* pairs
-# (the benchmark's patients were not used) refine 40 = (40, 20, 5) raised the network's LV /
-# myocardium Dice from 0.62 to 0.79, above the optimiser alone (0.76), at a third of its time
-# (3.2 s against 9.4 s); the former full-resolution-only refinement (40 steps) reached 0.70 in 7.5 s.
-REFINE_LEVELS = 3
+# DLIR refinement warm-starts the optimiser from the network's field, at most two pyramid levels
+# (:func:`refine_schedule`): ``refine // 2`` steps at half resolution (control points 12 mm apart),
+# ``refine // 4`` at full resolution (6 mm), the step halved after 5 steps without gain. A half level
+# with fewer rows than the network's working grid is skipped (the refinement is then ``refine // 2``
+# steps at full resolution): it cannot resolve more than the network already did. The images are
+# compared at each level's resolution; the regulariser and the folding penalty see the field on the
+# network's working grid (``penalty_rows`` of :func:`register_pair`): the field is smooth on that
+# scale (control points 6 mm apart, the network's own grid 1.2 mm), and at full resolution they cost
+# a third of the refinement's time. Chosen on validation data with stage-5 echoreg-dlir-camus
+# (benchmarks/validate_refine_schedule.py; README, "Deep-learning registration", gives the table).
 REFINE_PATIENCE = 5
 # The refinement also penalises non-positive Jacobian determinants of the whole field (network +
 # residual; :func:`..losses.folding_penalty`, ``folding_weight`` of :func:`register_pair`). The
@@ -79,9 +83,22 @@ REFINE_FOLDING: dict[str, float] = {"folding_weight": 100.0, "folding_margin": 0
 REFINE_REGULARISATION: dict[str, Any] = {"regularise": "residual", "regularisation_weight": 3.0}
 
 
-def refine_schedule(steps: int) -> tuple[int, int, int]:
-    """Steps per level, coarse to fine, of a DLIR refinement of ``steps`` (the coarsest level's)."""
-    return steps, steps // 2, steps // 8
+def refine_schedule(steps: int, rows: int, working_rows: int) -> tuple[int, ...]:
+    """Steps per pyramid level, coarse to fine (one entry per level), of a DLIR refinement of
+    ``steps`` on frames of ``rows`` rows by a network that worked on ``working_rows`` rows:
+    ``(steps // 2, steps // 4)`` at half and full resolution, or ``(steps // 2,)`` at full
+    resolution alone when the half level would have fewer rows than the working grid (each at
+    least 1 step). See the comment above :data:`REFINE_PATIENCE` for how it was chosen.
+
+    Raises:
+        ValueError: ``steps`` < 1.
+    """
+    if steps < 1:
+        raise ValueError(f"a refinement takes at least 1 step, got {steps}")
+    half_rows = level_shape((rows, rows), 2)[0]
+    if half_rows < working_rows:
+        return (max(1, steps // 2),)
+    return max(1, steps // 2), max(1, steps // 4)
 
 
 def full_resolution_steps(schedule: tuple[int, ...] | list[int]) -> float:
@@ -305,10 +322,13 @@ def register_sequence(
         model: "dlir" only: a DLIR model or checkpoint path; default the shipped model.
         refine: "dlir" only: optimisation steps of :func:`register_pair` (deformable) refining
             the network's pair fields before any composition, coarse to fine
-            (:func:`refine_schedule`: ``refine`` steps at quarter resolution, ``refine // 2`` at
-            half, ``refine // 8`` at full resolution, with early stopping, and a penalty on folding of
-            the whole field, :data:`REFINE_FOLDING`, and bending energy of the residual alone,
-            :data:`REFINE_REGULARISATION`); 0 = the network alone.
+            (:func:`refine_schedule`: ``refine // 2`` steps at half resolution and ``refine // 4`` at
+            full resolution, or ``refine // 2`` at full resolution alone for frames under twice the
+            network's working rows; the regulariser and the folding penalty evaluated on the
+            network's working grid; with early stopping, a penalty on folding of the whole field,
+            :data:`REFINE_FOLDING`, and bending energy of the residual alone,
+            :data:`REFINE_REGULARISATION`); 0 = the network alone. The schedule used is recorded
+            in ``parameters["refine_iterations"]``.
         flip_average: "dlir" only: average each pair's field with the mirror image of the mirrored
             pair's (:meth:`..dlir.model.DLIRModel.mirror_averaged`; twice the network time).
         progress: called as ``progress(done_pairs, total_pairs)`` (ints) as the work advances:
@@ -357,13 +377,17 @@ def register_sequence(
     frames = as_image_batch(seq.frames, device=dev)
     roi = None if mask is None else as_image_batch(np.asarray(mask, dtype=np.float32), device=dev) > 0
     if method == "dlir":
-        pair_fields = _dlir_fields(seq, frames, pairs, dev, chunk_size, model, refine, flip_average,
+        if refine < 0:
+            raise ValueError(f"refine must be >= 0 optimisation steps, got {refine}")
+        schedule = refine_schedule(refine, seq.frame_shape[0], model.working_size) if refine else ()
+        pair_fields = _dlir_fields(seq, frames, pairs, dev, chunk_size, model, schedule, flip_average,
                                    roi, options, progress, cancel)
         from ..dlir.shipped import licence_of
 
         options = {"model": model_name, "licence": licence_of(model_name), "passes": model.passes,
                    "refine": refine, "flip_average": flip_average,
-                   **({**REFINE_FOLDING, **REFINE_REGULARISATION} if refine else {}), **options}
+                   **({**REFINE_FOLDING, **REFINE_REGULARISATION, "refine_iterations": list(schedule)}
+                      if refine else {}), **options}
     else:
         pair_fields = _optimised_fields(seq.spacing, frames, method, pairs, roi, chunk_size, options,
                                         progress, cancel)
@@ -422,27 +446,26 @@ def _pair_progress(progress: ProgressCallback | None, first: int, count: int,
 
 
 def _dlir_fields(seq: EchoSequence, frames: torch.Tensor, pairs: list[tuple[int, int]],
-                 device: torch.device, chunk_size: int, model: "DLIRModel", refine: int,
+                 device: torch.device, chunk_size: int, model: "DLIRModel", schedule: tuple[int, ...],
                  flip_average: bool, roi: torch.Tensor | None, options: dict[str, Any],
                  progress: ProgressCallback | None, cancel: Callable[[], bool] | None) -> torch.Tensor:
     """(P, 2, H, W) mm fields of the frame ``pairs`` predicted by a DLIR model, optionally refined
-    by optimisation started from them (deformable, :func:`refine_schedule` of ``refine``, with the
-    folding penalty :data:`REFINE_FOLDING` and the residual's regularisation
-    :data:`REFINE_REGULARISATION` unless ``options`` override them)."""
+    by optimisation started from them (deformable, ``schedule`` steps per level coarse to fine from
+    :func:`refine_schedule`, empty for the network alone; with the folding penalty
+    :data:`REFINE_FOLDING` and the residual's regularisation :data:`REFINE_REGULARISATION` unless
+    ``options`` override them)."""
     from ..dlir.inference import predict_pair_fields
 
-    if refine < 0:
-        raise ValueError(f"refine must be >= 0 optimisation steps, got {refine}")
     if cancel is not None and cancel():
         raise RegistrationCancelled("registration cancelled")
     fields = predict_pair_fields(model, seq, pairs, device, chunk_size, flip_average=flip_average)
     if progress is not None:
-        progress(0 if refine else len(pairs), len(pairs))
-    if not refine:
+        progress(0 if schedule else len(pairs), len(pairs))
+    if not schedule:
         return fields
     refine_options = {**METHOD_DEFAULTS["deformable"], **REFINE_FOLDING, **REFINE_REGULARISATION,
-                      "levels": REFINE_LEVELS, "iterations": refine_schedule(refine),
-                      "patience": REFINE_PATIENCE, **options}
+                      "levels": len(schedule), "iterations": schedule, "patience": REFINE_PATIENCE,
+                      "penalty_rows": model.working_size, **options}
     return _optimised_fields(seq.spacing, frames, "deformable", pairs, roi, chunk_size,
                              refine_options, progress, cancel, initial=fields.clone())
 

@@ -9,6 +9,7 @@ rotations, translations and control points alike.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -85,5 +86,21 @@ class ControlGridModel(nn.Module):
         self.control = nn.Parameter(fine)
 
     def field(self, shape: Sequence[int], spacing: Sequence[float]) -> torch.Tensor:
+        """(B, 2, H, W) mm field on a ``shape`` (H, W) grid over the image's extent: the control
+        displacements interpolated bicubically, as ``F.interpolate(mode="bicubic",
+        align_corners=True)`` does, written as its two separable 1D operators (two small matrix
+        products: several times faster than the interpolation kernel, forward and backward)."""
         del spacing  # the control grid spans the same extent at every level
-        return F.interpolate(self.control * self.unit, size=tuple(shape), mode="bicubic", align_corners=True)
+        rows = bicubic_matrix(self.control.shape[-2], int(shape[0]), self.control.device, self.control.dtype)
+        cols = bicubic_matrix(self.control.shape[-1], int(shape[1]), self.control.device, self.control.dtype)
+        return rows @ (self.control * self.unit) @ cols.T
+
+
+@functools.lru_cache(maxsize=32)
+def bicubic_matrix(n_in: int, n_out: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(n_out, n_in) matrix of 1D bicubic interpolation from ``n_in`` to ``n_out`` samples with the
+    end samples aligned (``F.interpolate(mode="bicubic", align_corners=True)`` along one axis,
+    borders clamped): row k holds the weights of output sample k. Cached: a registration asks for
+    the same few sizes at every step."""
+    impulses = torch.eye(n_in, device=device, dtype=dtype).view(n_in, 1, n_in, 1)
+    return F.interpolate(impulses, size=(n_out, 1), mode="bicubic", align_corners=True)[:, 0, :, 0].T.contiguous()
