@@ -640,3 +640,8 @@ def test_refinement_warm_starts_coarse_to_fine_at_under_half_the_optimisers_cost
         assert calls[-1]["regularise"] == "residual"  # the network's own field is not smoothed
         assert calls[-1]["regularisation_weight"] == tracking.REFINE_REGULARISATION["regularisation_weight"]
         assert all(n <= cap for n, cap in zip(calls[-1]["taken"], schedule))
+    # steps given explicitly are the ones recorded
+    result = register_sequence(seq, "dlir", model=model, reference=0, device="cpu", refine=40, levels=1,
+                               iterations=(7,))
+    assert calls[-1]["iterations"] == (7,) and result.parameters["refine_iterations"] == [7]
+    assert result.parameters["refine_penalty_rows"] == 16

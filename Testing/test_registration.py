@@ -193,7 +193,7 @@ def test_the_penalties_can_be_evaluated_on_a_coarser_grid_than_the_images(monkey
 def test_the_control_grid_field_is_bicubic_interpolation_of_its_control_points():
     """Written as two matrix products, the field equals ``F.interpolate(bicubic, align_corners)``,
     values and gradients, to float rounding."""
-    from EchoRegistrationLib.registration.transforms import ControlGridModel
+    from EchoRegistrationLib.registration.transforms import ControlGridModel, bicubic_matrix
 
     torch.manual_seed(0)
     model = ControlGridModel(2, (9, 7), unit=0.3)
@@ -207,6 +207,19 @@ def test_the_control_grid_field_is_bicubic_interpolation_of_its_control_points()
     gradient, = torch.autograd.grad((field * weights).sum(), model.control)
     expected_gradient, = torch.autograd.grad((expected * weights).sum(), model.control)
     torch.testing.assert_close(gradient, expected_gradient, atol=1e-5, rtol=1e-5)
+    # small and shrinking grids, float64, and a matrix first made under inference mode still serving
+    # an optimisation (it is cached)
+    bicubic_matrix.cache_clear()
+    for grid, shape in (((2, 3), (5, 2)), ((9, 7), (4, 3))):
+        small = ControlGridModel(1, grid, unit=1.0).double()
+        with torch.no_grad():
+            small.control.normal_()
+        with torch.inference_mode():
+            small.field(shape, SPACING)
+        field = small.field(shape, SPACING)
+        field.sum().backward()  # no "inference tensors cannot be saved for backward"
+        torch.testing.assert_close(field, torch.nn.functional.interpolate(
+            small.control, size=shape, mode="bicubic", align_corners=True), atol=1e-12, rtol=1e-12)
 
 
 def translated_sequence(n=5, shift_mm=(0.8, 0.6)):

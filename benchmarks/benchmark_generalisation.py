@@ -137,8 +137,10 @@ def pair_scores(fixed_labels: np.ndarray, moving_labels: np.ndarray, field: np.n
 
 def low_resolution_pair(seq: EchoSequence, size: int = 112) -> EchoSequence:
     """A 2-frame labelled pair resampled to ``size`` x ``size`` pixels as a low-resolution scanner's
-    clip: frames area-averaged (cv2.INTER_AREA), label maps nearest-neighbour, the aspect ratio not
-    kept, and the pixel size unknown (placeholder (1, 1) mm, ``spacing_known`` False)."""
+    clip: frames area-averaged (cv2.INTER_AREA), label maps nearest-neighbour (cv2.INTER_NEAREST, which
+    samples about half an output pixel off the area average's centres: both masks of a pair shift
+    alike), the aspect ratio not kept, and the pixel size unknown (placeholder (1, 1) mm,
+    ``spacing_known`` False). Every frame must be labelled (:meth:`EchoSequence.label_map`)."""
     frames = np.stack([cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA) for frame in seq.frames])
     labels = np.stack([cv2.resize(seq.label_map(k), (size, size), interpolation=cv2.INTER_NEAREST)
                        for k in range(seq.n_frames)])

@@ -210,7 +210,8 @@ def settings_from_args(args: argparse.Namespace, myocardium: str = "none") -> Wo
         raise EchoDataError("--iterations", f"sets the optimiser's steps per pyramid level (--method deformable, "
                                             f"affine or rigid); the method is dlir, whose refinement steps are "
                                             f"--refine N (default {DEFAULT_REFINE}: N/2 steps at half resolution, "
-                                            f"then N/4 at full resolution)")
+                                            f"then N/4 at full resolution; small frames: N/2 at full "
+                                            f"resolution)")
     if args.method == "dlir" and args.refine == 0 and (args.loss is not None or args.control_spacing is not None):
         raise EchoDataError("--refine", "0: the network alone, no optimisation for --loss or --control-spacing "
                                         "to set (they apply to DLIR's refinement, --refine N >= 1)")

@@ -177,7 +177,7 @@ class WarpedTemplates(Sequence):
         templates = self.description or {"source": "items", "sequences": len(self.templates)}
         source = templates.get("source", "items") if isinstance(templates, dict) else "items"
         return {"source": source, "kind": "warped templates", "templates": templates,
-                "copies": self.copies, "seed": self.seed,
+                "copies": self.copies, "seed": self.seed, "rows": self.rows,
                 "motion": f"smooth random diffeomorphism (stationary velocity, sd up to "
                           f"{SMOOTH_AMPLITUDE_MM[1]} mm, {CONTROL_POINTS}x{CONTROL_POINTS} control points) "
                           f"then random affine (rotation +-{MAX_ROTATION_DEG} deg, scale +-{MAX_SCALE}, "

@@ -139,7 +139,7 @@ def register_pair(
             speckle), "ncc" (global), "mse", "mi" (Parzen mutual information). Evaluated only where
             the moving image is sampled inside its field of view and inside ``mask``.
         mask: optional (H, W) or (1 or B, 1, H, W) region of the fixed image to compare.
-        levels: pyramid levels (each halves the size); iterations: steps per level, an int or a
+        levels: pyramid levels (each halves the size, unless ``max_rows`` caps it); iterations: steps per level, an int or a
             list coarse to fine (optimiser "lbfgs" counts its outer steps).
         optimizer: "adam" or "lbfgs" (strong-Wolfe line search); default L-BFGS for rigid and
             affine, Adam for deformable.
@@ -161,10 +161,11 @@ def register_pair(
             is ``initial`` + the optimised residual).
         max_rows: compare the images on at most this many rows (about; each level's images are
             resampled no finer, the transform's control grid and the returned field are as without
-            it): a cap on the cost where the full resolution adds no accuracy (the DLIR
-            refinement, :func:`..tracking.refine_schedule`). None: every level at its own size.
+            it): a cap on the cost where the full resolution adds no accuracy. None: every level
+            at its own size.
         penalty_rows: evaluate the regulariser and the folding penalty on at most this many rows
-            (about; deformable only): both judge a field smooth on the scale of its control points
+            (about, and never below 16 rows; deformable only): both judge a field smooth on the
+            scale of its control points
             (millimetres) and of ``initial``, so a grid finer than that adds cost, not information.
             None: on the compared images' grid.
         tolerance, patience: a pair's loss stalls when it improved by less than ``tolerance`` over
@@ -182,7 +183,7 @@ def register_pair(
     Raises:
         ValueError: an unknown kind, loss, regulariser, ``regularise`` or optimiser, a non-positive
             ``control_spacing`` or ``folding_margin``, a negative ``folding_weight`` or iteration
-            count, images that do not pair up.
+            count, ``max_rows`` or ``penalty_rows`` below 2, images that do not pair up.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")

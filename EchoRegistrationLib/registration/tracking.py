@@ -323,12 +323,14 @@ def register_sequence(
         refine: "dlir" only: optimisation steps of :func:`register_pair` (deformable) refining
             the network's pair fields before any composition, coarse to fine
             (:func:`refine_schedule`: ``refine // 2`` steps at half resolution and ``refine // 4`` at
-            full resolution, or ``refine // 2`` at full resolution alone for frames under twice the
-            network's working rows; the regulariser and the folding penalty evaluated on the
+            full resolution, each at least 1, or ``refine // 2`` at full resolution alone for frames
+            whose half level would be coarser than the network's working grid (under about twice its
+            rows); the regulariser and the folding penalty evaluated on the
             network's working grid; with early stopping, a penalty on folding of the whole field,
             :data:`REFINE_FOLDING`, and bending energy of the residual alone,
-            :data:`REFINE_REGULARISATION`); 0 = the network alone. The schedule used is recorded
-            in ``parameters["refine_iterations"]``.
+            :data:`REFINE_REGULARISATION`); 0 = the network alone. The steps per level used (the
+            schedule, or ``iterations`` when given) are recorded in ``parameters["refine_iterations"]``,
+            the penalties' grid rows in ``parameters["refine_penalty_rows"]``.
         flip_average: "dlir" only: average each pair's field with the mirror image of the mirrored
             pair's (:meth:`..dlir.model.DLIRModel.mirror_averaged`; twice the network time).
         progress: called as ``progress(done_pairs, total_pairs)`` (ints) as the work advances:
@@ -386,7 +388,9 @@ def register_sequence(
 
         options = {"model": model_name, "licence": licence_of(model_name), "passes": model.passes,
                    "refine": refine, "flip_average": flip_average,
-                   **({**REFINE_FOLDING, **REFINE_REGULARISATION, "refine_iterations": list(schedule)}
+                   **({**REFINE_FOLDING, **REFINE_REGULARISATION,
+                       "refine_iterations": list(options.get("iterations", schedule)),
+                       "refine_penalty_rows": options.get("penalty_rows", model.working_size)}
                       if refine else {}), **options}
     else:
         pair_fields = _optimised_fields(seq.spacing, frames, method, pairs, roi, chunk_size, options,

@@ -101,6 +101,9 @@ def bicubic_matrix(n_in: int, n_out: int, device: torch.device, dtype: torch.dty
     """(n_out, n_in) matrix of 1D bicubic interpolation from ``n_in`` to ``n_out`` samples with the
     end samples aligned (``F.interpolate(mode="bicubic", align_corners=True)`` along one axis,
     borders clamped): row k holds the weights of output sample k. Cached: a registration asks for
-    the same few sizes at every step."""
-    impulses = torch.eye(n_in, device=device, dtype=dtype).view(n_in, 1, n_in, 1)
-    return F.interpolate(impulses, size=(n_out, 1), mode="bicubic", align_corners=True)[:, 0, :, 0].T.contiguous()
+    the same few sizes at every step. Built outside inference mode and without autograd history, so a
+    matrix first made under ``torch.inference_mode`` still serves a later optimisation."""
+    with torch.inference_mode(False), torch.no_grad():
+        impulses = torch.eye(n_in, device=device, dtype=dtype).view(n_in, 1, n_in, 1)
+        matrix = F.interpolate(impulses, size=(n_out, 1), mode="bicubic", align_corners=True)
+        return matrix[:, 0, :, 0].T.contiguous()
