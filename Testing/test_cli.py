@@ -69,7 +69,8 @@ def test_a_dlir_report_names_the_model_its_licence_passes_and_refinement(cine, t
         name = model or "echoreg-dlir-camus"  # the default by its name, which --model takes back
         assert (parameters["model"], parameters["licence"], parameters["passes"]) == (name, licence, passes)
         plural = "es" if passes > 1 else ""
-        refined = f"refined by {refine} optimisation steps" if refine else "not refined"
+        # 40-row frames: the half level would be coarser than the network's grid, so one level
+        refined = f"refine {refine}: up to 20 optimisation steps, at full resolution" if refine else "not refined"
         assert f"model {name} (licence: {licence}; {passes} pass{plural} of the network per pair; {refined})" \
             in capsys.readouterr().out
 

@@ -17,6 +17,7 @@ are printed as one ``echoreg: warning:`` line each.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -80,6 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             args = build_parser().parse_args(argv)
             return args.run(args)
+        except BrokenPipeError:  # the reader of the output went away (``echoreg info ... | head``)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            return EXIT_ERROR
         except INPUT_ERRORS as err:
             print(f"echoreg: error: {error_line(err)}", file=sys.stderr)
             return EXIT_ERROR

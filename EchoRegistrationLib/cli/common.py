@@ -81,15 +81,22 @@ def print_warnings(lines: Sequence[str]) -> None:
 
 
 def describe_model_use(parameters: Mapping[str, Any]) -> str:
-    """How a DLIR registration used its model, from its ``parameters`` (model, licence, passes when
-    known, refine): "model NAME (licence: TERMS; 3 passes of the network per pair; refined by 40
-    optimisation steps)"."""
+    """How a DLIR registration used its model, from its ``parameters`` (model, licence, passes and
+    the refinement's steps per level when known, refine): "model NAME (licence: TERMS; 3 passes of
+    the network per pair; refine 40: up to 20 + 10 optimisation steps, coarse to fine)"."""
     details = [f"licence: {parameters.get('licence') or 'unknown'}"]
     if "passes" in parameters:
         passes = parameters["passes"]
         details.append(f"{passes} pass{'es' if passes != 1 else ''} of the network per pair")
     refine = parameters.get("refine") or 0
-    details.append(f"refined by {refine} optimisation steps" if refine else "not refined")
+    steps = parameters.get("refine_iterations")  # absent from reports written before it was recorded
+    if not refine:
+        details.append("not refined")
+    elif steps:
+        where = "coarse to fine" if len(steps) > 1 else "at full resolution"
+        details.append(f"refine {refine}: up to {' + '.join(map(str, steps))} optimisation steps, {where}")
+    else:
+        details.append(f"refine {refine}")
     return f"model {parameters['model']} ({'; '.join(details)})"
 
 
@@ -172,7 +179,8 @@ def add_registration_options(parser: argparse.ArgumentParser) -> None:
                              "echoreg-dlir-sim is BSD-3-Clause)")
     parser.add_argument("--refine", type=count(0),
                         help=f"dlir: optimisation steps refining the network (default {DEFAULT_REFINE}; 0: the "
-                             "network alone, about 1.5x OpenCV DIS's time on 2 CPU cores)")
+                             "network alone, 1.3-1.5x OpenCV DIS's time on 2 CPU cores; N: N/2 steps at half "
+                             "resolution, then N/4 at full resolution, or N/2 at full resolution on small frames)")
     parser.add_argument("--flip-average", action="store_true",
                         help="dlir: average each pair's field with that of the mirrored pair (twice the time)")
     parser.add_argument("--reference", type=int,
