@@ -53,6 +53,7 @@ def test_outputs_hold_the_result_and_are_never_silently_replaced(sim, tmp_path):
     report = json.loads((tmp_path / "strain_summary.json").read_text())
     assert report["volumes"]["ef_pct"] == pytest.approx(result.ef) and report["view"] == "A4C"
     assert [s["name"] for s in report["segments"]] == list(sim.segment_names)
+    assert report["registration"] == {"method": "given", "mode": "given", "device": "cpu"}
     for name in ("strain_curves.png", "strain_map.png", "strain_segments.png"):
         assert (tmp_path / name).read_bytes()[:8] == PNG_MAGIC
     before = (tmp_path / "strain_frames.csv").read_bytes()
@@ -81,6 +82,10 @@ def test_strain_command_registers_and_writes_everything(sim, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_NAMES)
     report = json.loads((out / "strain_summary.json").read_text())
     assert report["segments"][0]["name"] == "basal inferoseptal" and report["myocardium_source"] == "labels"
+    # the registration it rests on: the default method, named with its model's licence and refinement
+    assert {key: report["registration"][key] for key in ("method", "model", "licence", "refine")} == \
+        {"method": "dlir", "model": "echoreg-dlir-camus", "licence": "CC BY-NC-SA 4.0", "refine": 40}
+    assert report["registration"]["refine_iterations"] == [20]  # small frames: full resolution alone
     # 4 frames of a full cycle: ED to mid-systole; registration recovers the shortening roughly
     assert report["gls_endocardial"]["peak_pct"] == pytest.approx(sim.gls_endo[3], abs=3.0)
     out = capsys.readouterr().out

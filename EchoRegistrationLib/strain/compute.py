@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -130,7 +131,20 @@ def compute_strain(seq: EchoSequence, registration: RegistrationResult,
         mid_contour=mid, longitudinal_map=longitudinal, transverse_map=transverse,
         lv_area=polygon_area(endo), lv_volume=volume, quality=quality, full_cycle=bool(full_cycle),
         drift_mm=loop_closure_mm(u, myocardium.mask) if full_cycle else float("nan"),
-        myocardium=myocardium, seconds=time.perf_counter() - start)
+        myocardium=myocardium, seconds=time.perf_counter() - start,
+        registration=registration_record(registration))
+
+
+# what a strain summary repeats of its registration's parameters (those that name how it was made)
+RECORDED_PARAMETERS = ("model", "licence", "passes", "refine", "refine_iterations", "flip_average")
+
+
+def registration_record(registration: RegistrationResult) -> dict[str, Any]:
+    """How ``registration`` tracked the motion, for the strain summary: method, mode, device and
+    those of its parameters in :data:`RECORDED_PARAMETERS` that it has (DLIR's model, licence,
+    passes, refinement)."""
+    return {"method": registration.method, "mode": registration.mode, "device": registration.device,
+            **{key: registration.parameters[key] for key in RECORDED_PARAMETERS if key in registration.parameters}}
 
 
 def biplane_ef(four_chamber: StrainResult, two_chamber: StrainResult) -> dict[str, float]:

@@ -6,7 +6,8 @@
   LV area and volume;
 * ``strain_summary.csv``: measure, region, value, unit: peaks, time to peak, end-systolic strain,
   quality per segment, EDV, ESV, EF (and drift for a full cycle);
-* ``strain_summary.json``: the same numbers and the conventions (:meth:`StrainResult.summary`);
+* ``strain_summary.json``: the same numbers, the conventions and the registration's method, model,
+  licence and refinement (:meth:`StrainResult.summary`);
 * ``strain_curves.png``, ``strain_map.png``, ``strain_segments.png``.
 
 Without a pixel size, mm / mm2 / ml values are blank and their names marked; without frame times,

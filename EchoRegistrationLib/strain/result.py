@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,9 @@ class StrainResult:
         drift_mm: mean |u| over the myocardium at the last frame (NaN unless ``full_cycle``).
         myocardium: the reference-frame region and contours.
         seconds: wall time of the analysis.
+        registration: how the motion was tracked (:func:`~.compute.registration_record`: method,
+            mode, device and, for DLIR, model, licence, passes and the refinement's steps), so that
+            a summary names the registration it rests on; empty when not known.
     """
 
     view: str | None
@@ -94,6 +97,7 @@ class StrainResult:
     drift_mm: float
     myocardium: Myocardium
     seconds: float
+    registration: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ derived numbers
     @property
@@ -253,6 +257,7 @@ class StrainResult:
             "quality": {"mean_score": float(np.mean(q.score)),
                         "drift_mm": self.measured(self.drift_mm) if self.full_cycle else None},
             "warnings": self.warnings(),
+            "registration": self.registration,
             "seconds": round(self.seconds, 4),
             "convention": CONVENTION,
         }
