@@ -612,7 +612,7 @@ def test_refinement_warm_starts_coarse_to_fine_at_under_half_the_optimisers_cost
     assert tracking.refine_schedule(40, 512, 128) == (20, 10)  # CAMUS: half (256 rows) and full
     assert tracking.refine_schedule(40, 256, 128) == (20, 10)  # the half level is the working grid
     assert tracking.refine_schedule(40, 112, 128) == (20,)  # 56 rows: coarser than the network's grid
-    assert tracking.refine_schedule(1, 512, 128) == (1, 1)
+    assert tracking.refine_schedule(1, 512, 128) == (1,) and tracking.refine_schedule(4, 512, 128) == (2, 1)
     with pytest.raises(ValueError, match="at least 1 step"):
         tracking.refine_schedule(0, 512, 128)
     optimiser = tracking.full_resolution_steps(tracking.METHOD_DEFAULTS["deformable"]["iterations"])

@@ -86,9 +86,10 @@ REFINE_REGULARISATION: dict[str, Any] = {"regularise": "residual", "regularisati
 def refine_schedule(steps: int, rows: int, working_rows: int) -> tuple[int, ...]:
     """Steps per pyramid level, coarse to fine (one entry per level), of a DLIR refinement of
     ``steps`` on frames of ``rows`` rows by a network that worked on ``working_rows`` rows:
-    ``(steps // 2, steps // 4)`` at half and full resolution, or ``(steps // 2,)`` at full
-    resolution alone when the half level would have fewer rows than the working grid (each at
-    least 1 step). See the comment above :data:`REFINE_PATIENCE` for how it was chosen.
+    ``(steps // 2, steps // 4)`` at half and full resolution, or ``(max(1, steps // 2),)`` at full
+    resolution alone when the half level would have fewer rows than the working grid or ``steps``
+    is under 4 (too few to share between two levels). See the comment above
+    :data:`REFINE_PATIENCE` for how it was chosen.
 
     Raises:
         ValueError: ``steps`` < 1.
@@ -96,9 +97,9 @@ def refine_schedule(steps: int, rows: int, working_rows: int) -> tuple[int, ...]
     if steps < 1:
         raise ValueError(f"a refinement takes at least 1 step, got {steps}")
     half_rows = level_shape((rows, rows), 2)[0]
-    if half_rows < working_rows:
+    if half_rows < working_rows or steps < 4:
         return (max(1, steps // 2),)
-    return max(1, steps // 2), max(1, steps // 4)
+    return steps // 2, steps // 4
 
 
 def full_resolution_steps(schedule: tuple[int, ...] | list[int]) -> float:
@@ -323,10 +324,10 @@ def register_sequence(
         refine: "dlir" only: optimisation steps of :func:`register_pair` (deformable) refining
             the network's pair fields before any composition, coarse to fine
             (:func:`refine_schedule`: ``refine // 2`` steps at half resolution and ``refine // 4`` at
-            full resolution, each at least 1, or ``refine // 2`` at full resolution alone for frames
-            whose half level would be coarser than the network's working grid (under about twice its
-            rows); the regulariser and the folding penalty evaluated on the
-            network's working grid; with early stopping, a penalty on folding of the whole field,
+            full resolution, or ``refine // 2`` (at least 1) at full resolution alone for
+            ``refine`` < 4 or for frames whose half level would be coarser than the network's
+            working grid (under about twice its rows); the regulariser and the folding penalty
+            evaluated on the network's working grid; with early stopping, a penalty on folding of the whole field,
             :data:`REFINE_FOLDING`, and bending energy of the residual alone,
             :data:`REFINE_REGULARISATION`); 0 = the network alone. The steps per level used (the
             schedule, or ``iterations`` when given) are recorded in ``parameters["refine_iterations"]``,
