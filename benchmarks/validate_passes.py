@@ -39,7 +39,7 @@ from EchoRegistrationLib.dlir.shipped import resolve_model  # noqa: E402
 from EchoRegistrationLib.dlir.data import SequenceFolder, simulate_item  # noqa: E402
 from EchoRegistrationLib.dlir.inference import predict_pair_fields, predict_sequence_fields  # noqa: E402
 from EchoRegistrationLib.dlir.items import SequenceItem  # noqa: E402
-from EchoRegistrationLib.dlir.templates import WarpedTemplates  # noqa: E402
+from EchoRegistrationLib.dlir.templates import TEMPLATE_ROWS, WarpedTemplates  # noqa: E402
 from EchoRegistrationLib.sequence import LABEL_MYOCARDIUM  # noqa: E402
 from EchoRegistrationLib.spatial import field_to_numpy, folding_fraction  # noqa: E402
 
@@ -48,6 +48,15 @@ TEMPLATE_MOTION_SEED = 900_000
 MAX_FOLDING_PCT = 0.05
 EPE_TOLERANCE_MM = 0.05  # passes this close to the most accurate count as equally accurate
 CAMUS_TRAIN = DATA / "camus_ed_es" / "train"
+
+
+def validation_templates(train, count: int, rows: int = TEMPLATE_ROWS) -> list[SequenceItem]:
+    """``count`` (at most all) warped templates of the CAMUS ``train`` items, spread evenly over
+    them, at about ``rows`` rows, with the validation motion seeds :data:`TEMPLATE_MOTION_SEED`+."""
+    source = WarpedTemplates(train, seed=TEMPLATE_MOTION_SEED, rows=rows)
+    count = min(count, len(source))
+    step = len(source) // count
+    return [source[k] for k in range(0, step * count, step)]
 
 
 def scores(model, items: list[SequenceItem]) -> tuple[float, float]:
@@ -91,12 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     simulated = [simulate_item(seed, n_frames=10) for seed in VALIDATION_SEEDS]
     train = SequenceFolder(CAMUS_TRAIN) if CAMUS_TRAIN.is_dir() else []
-    templates = []
-    if args.templates and train:
-        source = WarpedTemplates(train, seed=TEMPLATE_MOTION_SEED)
-        count = min(args.templates, len(source))
-        step = len(source) // count
-        templates = [source[k] for k in range(0, step * count, step)]
+    templates = validation_templates(train, args.templates) if args.templates and train else []
     camus_pairs = [train[k].sequence for k in range(0, len(train), 25)]
     print(f"validation: {len(simulated)} simulated sequences (seeds {VALIDATION_SEEDS.start}-"
           f"{VALIDATION_SEEDS.stop - 1}), {len(templates)} warped CAMUS train templates (motion seeds "

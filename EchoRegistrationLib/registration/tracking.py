@@ -380,18 +380,17 @@ def register_sequence(
     frames = as_image_batch(seq.frames, device=dev)
     roi = None if mask is None else as_image_batch(np.asarray(mask, dtype=np.float32), device=dev) > 0
     if method == "dlir":
-        if refine < 0:
-            raise ValueError(f"refine must be >= 0 optimisation steps, got {refine}")
-        schedule = refine_schedule(refine, seq.frame_shape[0], model.working_size) if refine else ()
-        pair_fields = _dlir_fields(seq, frames, pairs, dev, chunk_size, model, schedule, flip_average,
-                                   roi, options, progress, cancel)
+        refinement = _refinement_options(refine, seq.frame_shape[0], model, options)
+        pair_fields = _dlir_fields(seq, frames, pairs, dev, chunk_size, model, refinement, flip_average,
+                                   roi, progress, cancel)
         from ..dlir.shipped import licence_of
 
+        steps = refinement.get("iterations")
         options = {"model": model_name, "licence": licence_of(model_name), "passes": model.passes,
                    "refine": refine, "flip_average": flip_average,
                    **({**REFINE_FOLDING, **REFINE_REGULARISATION,
-                       "refine_iterations": list(options.get("iterations", schedule)),
-                       "refine_penalty_rows": options.get("penalty_rows", model.working_size)}
+                       "refine_iterations": list(steps) if isinstance(steps, (list, tuple)) else steps,
+                       "refine_penalty_rows": refinement["penalty_rows"]}
                       if refine else {}), **options}
     else:
         pair_fields = _optimised_fields(seq.spacing, frames, method, pairs, roi, chunk_size, options,
@@ -450,29 +449,43 @@ def _pair_progress(progress: ProgressCallback | None, first: int, count: int,
     return report
 
 
+def _refinement_options(refine: int, rows: int, model: "DLIRModel", options: dict[str, Any]) -> dict[str, Any]:
+    """The :func:`register_pair` options of a DLIR refinement of ``refine`` steps on frames of
+    ``rows`` rows ({} for ``refine`` 0): the deformable defaults, :data:`REFINE_FOLDING`,
+    :data:`REFINE_REGULARISATION`, :func:`refine_schedule`'s levels and steps, the penalties on the
+    network's working grid, then ``options`` over them.
+
+    Raises:
+        ValueError: ``refine`` < 0.
+    """
+    if refine < 0:
+        raise ValueError(f"refine must be >= 0 optimisation steps, got {refine}")
+    if not refine:
+        return {}
+    schedule = refine_schedule(refine, rows, model.working_size)
+    return {**METHOD_DEFAULTS["deformable"], **REFINE_FOLDING, **REFINE_REGULARISATION,
+            "levels": len(schedule), "iterations": schedule, "patience": REFINE_PATIENCE,
+            "penalty_rows": model.working_size, **options}
+
+
 def _dlir_fields(seq: EchoSequence, frames: torch.Tensor, pairs: list[tuple[int, int]],
-                 device: torch.device, chunk_size: int, model: "DLIRModel", schedule: tuple[int, ...],
-                 flip_average: bool, roi: torch.Tensor | None, options: dict[str, Any],
+                 device: torch.device, chunk_size: int, model: "DLIRModel", refinement: dict[str, Any],
+                 flip_average: bool, roi: torch.Tensor | None,
                  progress: ProgressCallback | None, cancel: Callable[[], bool] | None) -> torch.Tensor:
     """(P, 2, H, W) mm fields of the frame ``pairs`` predicted by a DLIR model, optionally refined
-    by optimisation started from them (deformable, ``schedule`` steps per level coarse to fine from
-    :func:`refine_schedule`, empty for the network alone; with the folding penalty
-    :data:`REFINE_FOLDING` and the residual's regularisation :data:`REFINE_REGULARISATION` unless
-    ``options`` override them)."""
+    by optimisation started from them (deformable, with the :func:`_refinement_options`
+    ``refinement``; {} for the network alone)."""
     from ..dlir.inference import predict_pair_fields
 
     if cancel is not None and cancel():
         raise RegistrationCancelled("registration cancelled")
     fields = predict_pair_fields(model, seq, pairs, device, chunk_size, flip_average=flip_average)
     if progress is not None:
-        progress(0 if schedule else len(pairs), len(pairs))
-    if not schedule:
+        progress(0 if refinement else len(pairs), len(pairs))
+    if not refinement:
         return fields
-    refine_options = {**METHOD_DEFAULTS["deformable"], **REFINE_FOLDING, **REFINE_REGULARISATION,
-                      "levels": len(schedule), "iterations": schedule, "patience": REFINE_PATIENCE,
-                      "penalty_rows": model.working_size, **options}
     return _optimised_fields(seq.spacing, frames, "deformable", pairs, roi, chunk_size,
-                             refine_options, progress, cancel, initial=fields.clone())
+                             refinement, progress, cancel, initial=fields.clone())
 
 
 __all__ = ["RegistrationCancelled", "RegistrationResult", "register_sequence",
