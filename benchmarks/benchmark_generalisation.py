@@ -21,6 +21,10 @@ Three domains, none of them used to train or tune any shipped model:
   the frames with the reference after registration (before it in brackets), the largest folding
   of a frame, seconds per cine.
 
+Below the table, paired differences with 95 % bootstrap intervals over the same patients or cases
+(:func:`paired_difference`): each network against OpenCV DIS and the optimiser, and the refinement
+against the network alone, so that a lead can be told from the spread between patients.
+
 Methods: each DLIR model (catalog names or checkpoint folders) alone and with the fast refinement
 (:func:`EchoRegistrationLib.registration.register_sequence` ``refine``), the optimiser
 (deformable; sequential and to the reference: on a pair both are one registration), OpenCV DIS
@@ -69,6 +73,8 @@ from EchoRegistrationLib.strain.myocardium import myocardium_from_labels  # noqa
 # the CAMUS columns of the second row are those of the first, not computed twice.
 SAME_ON_PAIRS = {"optimiser (deformable, to reference)": "optimiser (deformable, sequential)"}
 TEMPLATE_SEED = 20_000  # seeds of the real-template family (case k: TEMPLATE_SEED + k)
+PER_ITEM = "_per_item"  # row key suffix: a score's values per patient or case, in order, for paired differences
+BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED = 10_000, 0
 STRUCTURES = (LABEL_LV, LABEL_MYOCARDIUM)
 # A method: (sequence, reference frame) -> (T, H, W, 2) mm fields on the reference grid.
 Method = Callable[[EchoSequence, int], np.ndarray]
@@ -161,6 +167,8 @@ def camus_scores(run: Method, pairs: list[EchoSequence]) -> dict[str, float]:
                                          seq.spacing))
     result = {f"{key}_{metric}": float(np.mean([r[metric] for r in values]))
               for key, values in rows.items() for metric in values[0]}
+    result.update({f"{key}_{metric}{PER_ITEM}": [r[metric] for r in values]  # for paired differences
+                   for key, values in rows.items() for metric in ("dice_lv", "dice_myo")})
     result["folding_max"] = max(r["folding"] for values in rows.values() for r in values)
     result["ms_pair"] = 1000 * float(np.mean(seconds))
     return result
@@ -185,7 +193,68 @@ def template_scores(run: Method, cases: list[TemplateCase], true_gls: list[float
         gls.append(abs(peak_gls(case, fields) - truth))
         folding.append(100 * float(folding_fraction(field_to_torch(fields), case.sequence.spacing).max()))
     return {"epe_es": float(np.mean(epe)), "gls": float(np.mean(gls)), "folding": max(folding),
-            "s_case": float(np.mean(seconds))}
+            "s_case": float(np.mean(seconds)), f"epe_es{PER_ITEM}": [float(e) for e in epe],
+            f"gls{PER_ITEM}": [float(g) for g in gls]}
+
+
+# ---------------------------------------------------------------------------- paired differences
+def paired_difference(a: list[float], b: list[float]) -> tuple[float, float, float]:
+    """Mean of a - b over paired items (the same patients or cases, in order) and its 95 % percentile
+    bootstrap interval (:data:`BOOTSTRAP_RESAMPLES` resamples of the items, seeded; Efron and
+    Tibshirani, An Introduction to the Bootstrap, 1993, ch. 13).
+
+    Raises:
+        ValueError: the lists differ in length or are empty.
+    """
+    if len(a) != len(b) or not a:
+        raise ValueError(f"need two equally long, non-empty lists of paired values, got {len(a)} and {len(b)}")
+    differences = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    means = differences[rng.integers(0, len(differences), (BOOTSTRAP_RESAMPLES, len(differences)))].mean(1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(differences.mean()), float(low), float(high)
+
+
+# (row key, column title): the scores compared item by item
+PAIRED_SCORES = (("ed_es_dice_lv", "ED->ES Dice LV"), ("ed_es_dice_myo", "myo"),
+                 ("es_ed_dice_lv", "ES->ED Dice LV"), ("es_ed_dice_myo", "myo"),
+                 ("low_ed_es_dice_lv", "112 px ED->ES LV"), ("low_ed_es_dice_myo", "myo"),
+                 ("low_es_ed_dice_lv", "112 px ES->ED LV"), ("low_es_ed_dice_myo", "myo"),
+                 ("epe_es", "family EPE ES mm"), ("gls", "GLS err pts"))
+
+
+def default_comparisons(models: list[str], refine: int) -> list[tuple[str, str]]:
+    """(row, baseline) pairs for each DLIR model: the network against OpenCV DIS and the optimiser,
+    and the network + refinement against the network alone."""
+    pairs = []
+    for model in models:
+        network = f"DLIR {Path(model).name}"
+        pairs += [(network, "OpenCV DIS"), (network, "optimiser (deformable, to reference)"),
+                  (f"{network} + refine {refine}", network)]
+    return pairs
+
+
+def differences_table(rows: dict[str, dict], comparisons: list[tuple[str, str]]) -> str:
+    """Markdown table of paired differences (row - baseline, mean [95 % bootstrap interval]) of
+    :data:`PAIRED_SCORES`, for the comparisons whose two rows both hold the per-item values; "" when
+    none do. Dice: higher is better; EPE and GLS error: lower is better."""
+    lines = []
+    for name, baseline in comparisons:
+        a, b = rows.get(name, {}), rows.get(baseline, {})
+        cells = []
+        for key, _ in PAIRED_SCORES:
+            values = a.get(key + PER_ITEM), b.get(key + PER_ITEM)
+            if values[0] is None or values[1] is None:
+                cells.append("-")
+                continue
+            mean, low, high = paired_difference(*values)
+            cells.append(f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]")
+        if any(cell != "-" for cell in cells):
+            lines.append(f"| {name} - {baseline} | " + " | ".join(cells) + " |")
+    if not lines:
+        return ""
+    header = "| row - baseline | " + " | ".join(title for _, title in PAIRED_SCORES) + " |"
+    return "\n".join([header, "|" + "---|" * (len(PAIRED_SCORES) + 1), *lines])
 
 
 # ---------------------------------------------------------------------------- real cines
@@ -325,6 +394,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{list(cines)}; torch {torch.__version__} on {torch.get_num_threads()} CPU threads; "
             f"labels warped nearest-neighbour; refine = {args.refine} steps\n\n"
             + table(rows, list(cines)))
+    differences = differences_table(rows, default_comparisons(models, args.refine))
+    if differences:
+        text += ("\n\nPaired differences, row - baseline, over the same patients (CAMUS valid, 112 px) or "
+                 "cases (family): mean [95 % bootstrap interval]. Dice: higher is better; EPE and GLS "
+                 "error: lower is better. An interval that contains 0 is no difference this data "
+                 "can show.\n\n" + differences)
     print(text)
     if args.output is not None:
         args.output.write_text(text + "\n")
