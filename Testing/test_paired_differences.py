@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.benchmark_generalisation import PER_ITEM, differences_table, paired_difference
+from benchmarks.benchmark_generalisation import (ITEMS, NOT_PAIRED, PAIRED_SCORES, PER_ITEM, camus_scores,
+                                                 differences_table, low_resolution_pair, paired_difference)
+from EchoRegistrationLib.sequence import EchoSequence
 
 
 def test_a_constant_difference_has_no_spread():
@@ -17,9 +19,18 @@ def test_a_constant_difference_has_no_spread():
 def test_the_interval_matches_the_normal_one_for_many_items():
     differences = np.random.default_rng(3).normal(0.002, 0.01, 400)
     mean, low, high = paired_difference(list(differences), [0.0] * 400)
-    half = 1.96 * differences.std() / np.sqrt(400)  # the normal approximation's half-width
+    half = 1.96 * differences.std() / np.sqrt(400)  # the normal approximation's half-width, about 1e-3
     assert mean == pytest.approx(differences.mean())
-    assert low == pytest.approx(mean - half, abs=2e-4) and high == pytest.approx(mean + half, abs=2e-4)
+    # a 90 % interval would be 1.6e-4 narrower at each end
+    assert low == pytest.approx(mean - half, abs=5e-5) and high == pytest.approx(mean + half, abs=5e-5)
+
+
+def test_items_are_paired_in_order_not_pooled():
+    # the same values in another order: sorted or pooled lists would match exactly (a zero-width
+    # interval); paired, every patient differs by +-1
+    a, b = [1.0, 0.0, 1.0, 0.0] * 5, [0.0, 1.0, 0.0, 1.0] * 5
+    mean, low, high = paired_difference(a, b)
+    assert mean == 0.0 and low < -0.3 and high > 0.3  # each pair differs by +-1
 
 
 def test_unpaired_values_are_refused():
@@ -29,11 +40,44 @@ def test_unpaired_values_are_refused():
         paired_difference([], [])
 
 
-def test_the_table_compares_only_rows_with_per_item_values():
-    rows = {"DLIR m": {"ed_es_dice_lv" + PER_ITEM: [0.9, 0.8, 0.7]},
-            "OpenCV DIS": {"ed_es_dice_lv" + PER_ITEM: [0.8, 0.7, 0.6]},
+def test_the_table_pairs_only_rows_of_the_same_items():
+    items = {"camus": ["p1", "p2", "p3"]}
+    rows = {"DLIR m": {"ed_es_dice_lv" + PER_ITEM: [0.9, 0.8, 0.7] * 4, ITEMS: items},
+            "OpenCV DIS": {"ed_es_dice_lv" + PER_ITEM: [0.8, 0.7, 0.6] * 4, ITEMS: items},
+            "other run": {"ed_es_dice_lv" + PER_ITEM: [0.8, 0.7, 0.6] * 4, ITEMS: {"camus": ["p4"]}},
+            "few": {"ed_es_dice_lv" + PER_ITEM: [0.8, 0.7], ITEMS: items},
+            "fewer": {"ed_es_dice_lv" + PER_ITEM: [0.7, 0.7], ITEMS: items},
             "old row": {"ed_es_dice_lv": 0.8}}  # from a run before the per-item values were kept
-    text = differences_table(rows, [("DLIR m", "OpenCV DIS"), ("DLIR m", "old row")])
+    text = differences_table(rows, [("DLIR m", "OpenCV DIS"), ("DLIR m", "old row"), ("DLIR m", "other run"),
+                                    ("few", "fewer")])
     assert "| DLIR m - OpenCV DIS | +0.100 [+0.100, +0.100] | - |" in text
+    assert "ED->ES Dice LV (n 12)" in text
+    assert f"| DLIR m - other run | {NOT_PAIRED} |" in text
+    assert "| few - fewer | +0.050 (n 2: no interval) |" in text
     assert "old row" not in text
     assert differences_table(rows, [("DLIR m", "old row")]) == ""
+
+
+def _labelled_pair(seed: int) -> EchoSequence:
+    rng = np.random.default_rng(seed)
+    frames = rng.random((2, 40, 36)).astype(np.float32) * 255
+    labels = np.zeros((2, 40, 36), np.uint8)
+    labels[:, 10:30, 10:26] = 2
+    labels[:, 14:26, 14:22] = 1
+    labels[1, 14:26, 14:20] = 1  # ES: a smaller cavity, a thicker wall
+    labels[1, 14:26, 20:22] = 2
+    return EchoSequence(frames=frames, spacing=(0.5, 0.5), labels=labels, label_frames=(0, 1), ed_index=0,
+                        es_index=1, metadata={"source": f"pair {seed}"})
+
+
+def test_the_pair_scores_keep_every_paired_column_per_patient():
+    pairs = [_labelled_pair(seed) for seed in range(3)]
+
+    def identity(seq, reference):
+        return np.zeros((*seq.frames.shape, 2), np.float32)
+
+    row = camus_scores(identity, pairs)
+    row.update({f"low_{key}": value for key, value in camus_scores(identity, [low_resolution_pair(p, 20) for p in
+                                                                              pairs]).items()})
+    for key, _ in PAIRED_SCORES[:8]:  # the CAMUS and 112 px columns
+        assert len(row[key + PER_ITEM]) == 3 and np.mean(row[key + PER_ITEM]) == pytest.approx(row[key])

@@ -46,6 +46,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 import cv2
@@ -74,7 +75,13 @@ from EchoRegistrationLib.strain.myocardium import myocardium_from_labels  # noqa
 SAME_ON_PAIRS = {"optimiser (deformable, to reference)": "optimiser (deformable, sequential)"}
 TEMPLATE_SEED = 20_000  # seeds of the real-template family (case k: TEMPLATE_SEED + k)
 PER_ITEM = "_per_item"  # row key suffix: a score's values per patient or case, in order, for paired differences
+ITEMS = "items"  # row key: which patients and cases its per-item values are of (paired only when equal)
+PAIRED_METRICS = ("dice_lv", "dice_myo")  # the CAMUS pair scores kept per patient
+# percentile bootstrap of paired differences: resamples of the items, the generator's seed (reproducible)
 BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED = 10_000, 0
+MIN_ITEMS = 10  # fewer paired items: the mean difference alone, no interval (the bootstrap under-covers)
+# A method's row: mean scores (float), per-item values (list, keys ending PER_ITEM), ITEMS (dict), ratios
+Row = dict[str, Any]
 STRUCTURES = (LABEL_LV, LABEL_MYOCARDIUM)
 # A method: (sequence, reference frame) -> (T, H, W, 2) mm fields on the reference grid.
 Method = Callable[[EchoSequence, int], np.ndarray]
@@ -154,8 +161,9 @@ def low_resolution_pair(seq: EchoSequence, size: int = 112) -> EchoSequence:
                                spacing=(1.0, 1.0), mask=None, metadata={**seq.metadata, "spacing_known": False})
 
 
-def camus_scores(run: Method, pairs: list[EchoSequence]) -> dict[str, float]:
-    """Mean scores over the pairs in both directions: ED->ES (ES fixed) and ES->ED (ED fixed)."""
+def camus_scores(run: Method, pairs: list[EchoSequence]) -> Row:
+    """Mean scores over the pairs in both directions: ED->ES (ES fixed) and ES->ED (ED fixed), and the
+    :data:`PAIRED_METRICS` per pair (keys ending :data:`PER_ITEM`, in the order of ``pairs``)."""
     rows: dict[str, list[dict[str, float]]] = {"ed_es": [], "es_ed": []}
     seconds = []
     for seq in pairs:
@@ -168,7 +176,7 @@ def camus_scores(run: Method, pairs: list[EchoSequence]) -> dict[str, float]:
     result = {f"{key}_{metric}": float(np.mean([r[metric] for r in values]))
               for key, values in rows.items() for metric in values[0]}
     result.update({f"{key}_{metric}{PER_ITEM}": [r[metric] for r in values]  # for paired differences
-                   for key, values in rows.items() for metric in ("dice_lv", "dice_myo")})
+                   for key, values in rows.items() for metric in PAIRED_METRICS})
     result["folding_max"] = max(r["folding"] for values in rows.values() for r in values)
     result["ms_pair"] = 1000 * float(np.mean(seconds))
     return result
@@ -182,8 +190,9 @@ def peak_gls(case: TemplateCase, fields: np.ndarray) -> float:
     return float(result.peaks()["GLS endocardial"]["peak_pct"])
 
 
-def template_scores(run: Method, cases: list[TemplateCase], true_gls: list[float]) -> dict[str, float]:
-    """Mean myocardial EPE at ES (mm), mean |GLS error| (points), largest folding (%), seconds."""
+def template_scores(run: Method, cases: list[TemplateCase], true_gls: list[float]) -> Row:
+    """Mean myocardial EPE at ES (mm), mean |GLS error| (points), largest folding (%), seconds; the EPE
+    and |GLS error| also per case (keys ending :data:`PER_ITEM`, in the order of ``cases``)."""
     epe, gls, folding, seconds = [], [], [], []
     for case, truth in zip(cases, true_gls):
         start = time.perf_counter()
@@ -203,6 +212,9 @@ def paired_difference(a: list[float], b: list[float]) -> tuple[float, float, flo
     bootstrap interval (:data:`BOOTSTRAP_RESAMPLES` resamples of the items, seeded; Efron and
     Tibshirani, An Introduction to the Bootstrap, 1993, ch. 13).
 
+    Returns:
+        (mean, low, high), in the units of ``a`` and ``b``.
+
     Raises:
         ValueError: the lists differ in length or are empty.
     """
@@ -220,40 +232,56 @@ PAIRED_SCORES = (("ed_es_dice_lv", "ED->ES Dice LV"), ("ed_es_dice_myo", "myo"),
                  ("es_ed_dice_lv", "ES->ED Dice LV"), ("es_ed_dice_myo", "myo"),
                  ("low_ed_es_dice_lv", "112 px ED->ES LV"), ("low_ed_es_dice_myo", "myo"),
                  ("low_es_ed_dice_lv", "112 px ES->ED LV"), ("low_es_ed_dice_myo", "myo"),
-                 ("epe_es", "family EPE ES mm"), ("gls", "GLS err pts"))
+                 ("epe_es", "family EPE ES mm"), ("gls", "GLS err pts"))  # Dice ones: of PAIRED_METRICS
+NOT_PAIRED = "n/a (other items)"
 
 
 def default_comparisons(models: list[str], refine: int) -> list[tuple[str, str]]:
-    """(row, baseline) pairs for each DLIR model: the network against OpenCV DIS and the optimiser,
-    and the network + refinement against the network alone."""
-    pairs = []
+    """(row, baseline) pairs for each DLIR model: the network and the network + refinement each against
+    OpenCV DIS and the optimiser (to the reference), and the network + refinement against the network."""
+    comparisons = []
     for model in models:
         network = f"DLIR {Path(model).name}"
-        pairs += [(network, "OpenCV DIS"), (network, "optimiser (deformable, to reference)"),
-                  (f"{network} + refine {refine}", network)]
-    return pairs
+        refined = f"{network} + refine {refine}"
+        for row in (network, refined):
+            comparisons += [(row, "OpenCV DIS"), (row, "optimiser (deformable, to reference)")]
+        comparisons.append((refined, network))
+    return comparisons
 
 
-def differences_table(rows: dict[str, dict], comparisons: list[tuple[str, str]]) -> str:
+def difference_cell(a_items: list[float], b_items: list[float]) -> str:
+    """"mean [low, high]" of :func:`paired_difference`, the mean alone (marked) below :data:`MIN_ITEMS`."""
+    mean, low, high = paired_difference(a_items, b_items)
+    if len(a_items) < MIN_ITEMS:
+        return f"{mean:+.3f} (n {len(a_items)}: no interval)"
+    return f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]"
+
+
+def differences_table(rows: dict[str, Row], comparisons: list[tuple[str, str]]) -> str:
     """Markdown table of paired differences (row - baseline, mean [95 % bootstrap interval]) of
     :data:`PAIRED_SCORES`, for the comparisons whose two rows both hold the per-item values; "" when
-    none do. Dice: higher is better; EPE and GLS error: lower is better."""
-    lines = []
+    none do. Rows whose :data:`ITEMS` differ (another run's patients, cases, frames or pixel size) are
+    not paired (:data:`NOT_PAIRED`). The header gives each column's number of items. Dice: higher is
+    better; EPE and GLS error: lower is better."""
+    lines, counts = [], {}
     for name, baseline in comparisons:
         a, b = rows.get(name, {}), rows.get(baseline, {})
         cells = []
         for key, _ in PAIRED_SCORES:
-            values = a.get(key + PER_ITEM), b.get(key + PER_ITEM)
-            if values[0] is None or values[1] is None:
+            a_items, b_items = a.get(key + PER_ITEM), b.get(key + PER_ITEM)
+            if a_items is None or b_items is None:
                 cells.append("-")
-                continue
-            mean, low, high = paired_difference(*values)
-            cells.append(f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]")
+            elif a.get(ITEMS) != b.get(ITEMS) or len(a_items) != len(b_items):
+                cells.append(NOT_PAIRED)
+            else:
+                counts.setdefault(key, len(a_items))
+                cells.append(difference_cell(a_items, b_items))
         if any(cell != "-" for cell in cells):
             lines.append(f"| {name} - {baseline} | " + " | ".join(cells) + " |")
     if not lines:
         return ""
-    header = "| row - baseline | " + " | ".join(title for _, title in PAIRED_SCORES) + " |"
+    header = "| row - baseline | " + " | ".join(
+        f"{title} (n {counts[key]})" if key in counts else title for key, title in PAIRED_SCORES) + " |"
     return "\n".join([header, "|" + "---|" * (len(PAIRED_SCORES) + 1), *lines])
 
 
@@ -273,13 +301,13 @@ def cine_row(run: Method, cines: dict[str, EchoSequence]) -> dict[str, float]:
 TIMES = ("ms_pair", "low_ms_pair", "s_case")  # plus "<cine>_seconds": each also kept as a ratio to DIS
 
 
-def with_ratios(row: dict[str, float], dis: dict[str, float]) -> dict[str, float]:
+def with_ratios(row: Row, dis: Row) -> Row:
     """``row`` plus ``<time>_x_dis``: each time divided by OpenCV DIS's in the same run."""
     keys = [k for k in row if k in TIMES or k.endswith("_seconds")]
     return {**row, **{f"{k}_x_dis": row[k] / dis[k] for k in keys if dis.get(k)}}
 
 
-def table(rows: dict[str, dict[str, float]], cine_names: list[str]) -> str:
+def table(rows: dict[str, Row], cine_names: list[str]) -> str:
     """The markdown table of rows made by :func:`with_ratios` (times with their DIS ratios)."""
     header = ["method", "CAMUS ED->ES Dice LV / myo", "HD95 mm", "ES->ED Dice LV / myo", "HD95 mm",
               "folding % mean (max)", "ms/pair (x DIS)", "template EPE ES mm", "GLS err pts",
@@ -370,12 +398,15 @@ def main(argv: list[str] | None = None) -> int:
     # warm-up: first calls (lazy imports, allocator, model loading) are not timed
     for run in rows_to_run.values():
         run(pairs[0], 1)
-    rows: dict[str, dict[str, float]] = {}
+    # what the per-item values are of: rows of other runs pair with this run's only when equal
+    items = {"camus": [str(seq.source) for seq in pairs], "low_resolution": args.low_resolution if low_pairs else None,
+             "family_seeds": [TEMPLATE_SEED + k for k in range(len(cases))], "template_frames": args.template_frames}
+    rows: dict[str, Row] = {}
     for path in args.include:
         rows.update((r["method"], r["scores"]) for r in map(json.loads, path.read_text().splitlines()))
     for name, run in rows_to_run.items():
         same = SAME_ON_PAIRS.get(name)
-        if same in rows:
+        if same in rows and rows[same].get(ITEMS) == items:
             row = dict(rows[same])
         else:
             row = camus_scores(run, pairs)
@@ -383,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
                 row.update({f"low_{key}": value for key, value in camus_scores(run, low_pairs).items()})
         row.update(template_scores(run, cases, true_gls))
         row.update(cine_row(run, cines))
+        row[ITEMS] = items
         rows[name] = with_ratios(row, row if name == "OpenCV DIS" else rows["OpenCV DIS"])
         if args.rows is not None:
             with args.rows.open("a") as handle:
@@ -399,7 +431,9 @@ def main(argv: list[str] | None = None) -> int:
         text += ("\n\nPaired differences, row - baseline, over the same patients (CAMUS valid, 112 px) or "
                  "cases (family): mean [95 % bootstrap interval]. Dice: higher is better; EPE and GLS "
                  "error: lower is better. An interval that contains 0 is no difference this data "
-                 "can show.\n\n" + differences)
+                 f"can show. With {len(PAIRED_SCORES)} intervals per comparison, each at 95 %, about one "
+                 "in twenty would exclude 0 by chance alone: read a difference of a few thousandths that "
+                 "just excludes 0 as small, not as shown.\n\n" + differences)
     print(text)
     if args.output is not None:
         args.output.write_text(text + "\n")
