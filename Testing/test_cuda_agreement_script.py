@@ -1,0 +1,23 @@
+"""benchmarks/check_cuda_agreement.py, the GPU check's agreement table, run on the CPU (its dry run)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from benchmarks.check_cuda_agreement import main
+
+
+def test_the_dry_run_compares_the_cpu_with_itself(capsys):
+    assert main(["--device", "cpu", "--frames", "3", "--shape", "64", "56", "--repeats", "1", "--threads", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line for line in lines if line.startswith("| 3 |")]
+    assert rows[0].startswith("| 3 | OpenCV DIS (CPU) | - |")
+    assert len(rows) == 2 and rows[1].startswith("| 3 | cpu | float32 |")
+    assert rows[1].endswith("| 0.0000 | 0.00000 | 0.00000 |")  # the same computation twice
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
+def test_without_cuda_it_says_so_and_fails(capsys):
+    assert main(["--device", "cuda", "--frames", "3"]) == 1
+    assert "no CUDA device here" in capsys.readouterr().err

@@ -1,0 +1,108 @@
+"""The DLIR network on a GPU against the CPU: agreement and per-pair time in a batch (a script).
+
+For each ``--frames`` count, a simulated sequence (seed 10000, ``--shape`` rows x columns, as
+:mod:`benchmarks.speed_register_sequence`) has every frame registered to frame 0 by the network alone
+(:func:`EchoRegistrationLib.dlir.inference.predict_sequence_fields`, the frames batched
+``--chunk-size`` pairs at a time):
+
+* on the CPU in float32 (the reference);
+* on ``--device`` in float32 and with mixed precision (``amp``: bfloat16 where the device supports it,
+  else float16; :func:`EchoRegistrationLib.dlir.inference.autocast_context`).
+
+Prints, per row, the median milliseconds per frame pair over ``--repeats`` calls (after a warm-up; a
+CUDA device synchronised before the clock is read) and the largest and mean absolute difference (mm)
+of the fields from the CPU's, over all pixels and over the myocardium of frame 0 (end-point distance).
+OpenCV DIS on the CPU is timed in the same run, as the ratio's peer. With ``--device cpu`` only the CPU
+row is printed (its differences 0): a dry run of the script.
+
+Usage (repository root; on a lent GPU machine, ``scripts/device_check.sh`` runs it)::
+
+    python benchmarks/check_cuda_agreement.py --device cuda --frames 20 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.peer_methods import opencv_dis, peer_sequence_fields  # noqa: E402
+from EchoRegistrationLib.dlir.inference import predict_sequence_fields  # noqa: E402
+from EchoRegistrationLib.dlir.shipped import SHIPPED_MODEL  # noqa: E402
+from EchoRegistrationLib.sequence import LABEL_MYOCARDIUM  # noqa: E402
+from EchoRegistrationLib.simulation import simulate_sequence  # noqa: E402
+
+
+def median_ms(run, repeats: int, device: torch.device) -> float:
+    """Median wall milliseconds of ``run()`` over ``repeats`` calls after a warm-up, the device's queue
+    finished before each reading."""
+    finish = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    run()
+    finish()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        finish()
+        times.append(1000 * (time.perf_counter() - start))
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda", help="the device to check against the CPU (default cuda)")
+    parser.add_argument("--model", default=SHIPPED_MODEL)
+    parser.add_argument("--frames", type=int, nargs="+", default=[20, 100])
+    parser.add_argument("--shape", type=int, nargs=2, default=[512, 422], metavar=("ROWS", "COLUMNS"))
+    parser.add_argument("--chunk-size", type=int, default=32, help="frame pairs per network batch")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads of torch and OpenCV")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print(f"no CUDA device here (torch {torch.__version__}): nothing to check", file=sys.stderr)
+        return 1
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"{args.model} on {name} against the CPU ({args.threads} threads), torch {torch.__version__}, "
+          f"{args.shape[0]} x {args.shape[1]} frames to frame 0, {args.chunk_size} pairs per batch, "
+          f"median of {args.repeats}")
+    print("| frames | device | precision | ms / pair | x DIS (CPU) | max abs diff mm | mean abs diff mm | "
+          "myocardium mean abs diff mm |")
+    print("|---|---|---|---|---|---|---|---|")
+    for frames in args.frames:
+        seq = simulate_sequence(n_frames=frames, image_size=tuple(args.shape), seed=10_000).sequence
+        pairs = frames - 1
+        wall = seq.label_map(0) == LABEL_MYOCARDIUM
+        dis = median_ms(lambda: peer_sequence_fields(opencv_dis, seq, 0), args.repeats, torch.device("cpu"))
+
+        def fields(dev: torch.device, amp: bool) -> torch.Tensor:
+            return predict_sequence_fields(args.model, seq, reference=0, device=dev, chunk_size=args.chunk_size,
+                                           amp=amp)
+
+        reference = fields(torch.device("cpu"), False).cpu()
+        rows = [("cpu", torch.device("cpu"), False)]
+        if device.type != "cpu":
+            rows += [(str(device), device, False), (str(device), device, True)]
+        print(f"| {frames} | OpenCV DIS (CPU) | - | {dis / pairs:.2f} | 1 | - | - | - |")
+        for label, dev, amp in rows:
+            ms = median_ms(lambda: fields(dev, amp), args.repeats, dev)
+            difference = (fields(dev, amp).cpu() - reference).abs()
+            myocardium = difference.norm(dim=1)[:, torch.from_numpy(wall)]
+            precision = "mixed (amp)" if amp and dev.type == "cuda" else "float32"
+            print(f"| {frames} | {label} | {precision} | {ms / pairs:.2f} | {ms / dis:.2f} | "
+                  f"{float(difference.max()):.4f} | {float(difference.mean()):.5f} | "
+                  f"{float(myocardium.mean()):.5f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
