@@ -23,9 +23,7 @@ Usage (repository root; on a lent GPU machine, ``scripts/device_check.sh`` runs 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -34,6 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.peer_methods import opencv_dis, peer_sequence_fields  # noqa: E402
+from benchmarks.speed_register_sequence import median_seconds  # noqa: E402
 from EchoRegistrationLib.dlir.inference import predict_sequence_fields  # noqa: E402
 from EchoRegistrationLib.dlir.shipped import SHIPPED_MODEL  # noqa: E402
 from EchoRegistrationLib.sequence import LABEL_MYOCARDIUM  # noqa: E402
@@ -41,18 +40,8 @@ from EchoRegistrationLib.simulation import simulate_sequence  # noqa: E402
 
 
 def median_ms(run, repeats: int, device: torch.device) -> float:
-    """Median wall milliseconds of ``run()`` over ``repeats`` calls after a warm-up, the device's queue
-    finished before each reading."""
-    finish = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    run()
-    finish()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        finish()
-        times.append(1000 * (time.perf_counter() - start))
-    return statistics.median(times)
+    """:func:`benchmarks.speed_register_sequence.median_seconds` in milliseconds."""
+    return 1000 * median_seconds(run, repeats, str(device))
 
 
 def main(argv: list[str] | None = None) -> int:
