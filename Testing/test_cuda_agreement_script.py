@@ -12,7 +12,7 @@ def test_the_dry_run_compares_the_cpu_with_itself(capsys):
     assert main(["--device", "cpu", "--frames", "3", "--shape", "64", "56", "--repeats", "1", "--threads", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
     rows = [line for line in lines if line.startswith("| 3 |")]
-    assert rows[0].startswith("| 3 | OpenCV DIS (CPU) | - |")
+    assert rows[0].startswith("| 3 | OpenCV DIS (CPU) | - |") and "a dry run" in lines[1]
     assert len(rows) == 2 and rows[1].startswith("| 3 | cpu | float32 |")
     assert rows[1].endswith("| 0.0000 | 0.00000 | 0.00000 |")  # the same computation twice
 

@@ -41,10 +41,10 @@ def test_unpaired_values_are_refused():
 
 
 def test_the_table_pairs_only_rows_of_the_same_items():
-    items = {"camus": ["p1", "p2", "p3"]}
+    items = {"camus": ["p1", "p2", "p3"], "family": {"seeds": [1], "frames": 6}}
     rows = {"DLIR m": {"ed_es_dice_lv" + PER_ITEM: [0.9, 0.8, 0.7] * 4, ITEMS: items},
             "OpenCV DIS": {"ed_es_dice_lv" + PER_ITEM: [0.8, 0.7, 0.6] * 4, ITEMS: items},
-            "other run": {"ed_es_dice_lv" + PER_ITEM: [0.8, 0.7, 0.6] * 4, ITEMS: {"camus": ["p4"]}},
+            "other run": {"ed_es_dice_lv" + PER_ITEM: [0.8, 0.7, 0.6] * 4, ITEMS: {**items, "camus": ["p4"]}},
             "few": {"ed_es_dice_lv" + PER_ITEM: [0.8, 0.7], ITEMS: items},
             "fewer": {"ed_es_dice_lv" + PER_ITEM: [0.7, 0.7], ITEMS: items},
             "old row": {"ed_es_dice_lv": 0.8}}  # from a run before the per-item values were kept
@@ -81,3 +81,24 @@ def test_the_pair_scores_keep_every_paired_column_per_patient():
                                                                               pairs]).items()})
     for key, _ in PAIRED_SCORES[:8]:  # the CAMUS and 112 px columns
         assert len(row[key + PER_ITEM]) == 3 and np.mean(row[key + PER_ITEM]) == pytest.approx(row[key])
+
+
+def test_a_column_pairs_on_the_items_it_depends_on():
+    from benchmarks.benchmark_generalisation import same_items
+
+    items = {"camus": ["patient0200"], "low_resolution": 112, "family": {"seeds": [20000], "frames": 6}}
+    fewer_patients = {**items, "camus": []}
+    assert same_items({ITEMS: items}, {ITEMS: fewer_patients}, "epe_es")  # the family is the same
+    assert not same_items({ITEMS: items}, {ITEMS: fewer_patients}, "ed_es_dice_lv")
+    assert not same_items({ITEMS: items}, {ITEMS: {**items, "low_resolution": 96}}, "low_es_ed_dice_myo")
+    assert same_items({ITEMS: items}, {ITEMS: {**items, "low_resolution": 96}}, "es_ed_dice_myo")
+    assert not same_items({}, {}, "gls")  # rows that do not say what they hold are never paired
+
+
+def test_a_cut_rows_file_keeps_its_whole_rows(tmp_path, capsys):
+    from benchmarks.benchmark_generalisation import included_rows
+
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"method": "OpenCV DIS", "scores": {"ms_pair": 25.0}}\n\n{"method": "OpenCV D')
+    assert included_rows(path) == {"OpenCV DIS": {"ms_pair": 25.0}}
+    assert "rows.jsonl:3: not a whole row, left out" in capsys.readouterr().err

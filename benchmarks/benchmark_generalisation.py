@@ -76,6 +76,9 @@ SAME_ON_PAIRS = {"optimiser (deformable, to reference)": "optimiser (deformable,
 TEMPLATE_SEED = 20_000  # seeds of the real-template family (case k: TEMPLATE_SEED + k)
 PER_ITEM = "_per_item"  # row key suffix: a score's values per patient or case, in order, for paired differences
 ITEMS = "items"  # row key: which patients and cases its per-item values are of (paired only when equal)
+# the parts of ITEMS a column's values depend on: the CAMUS patients; also the pixel size of the 112 px
+# pairs; the family's seeds and frames
+COLUMN_ITEMS = {"": ("camus",), "low_": ("camus", "low_resolution"), "family": ("family",)}
 PAIRED_METRICS = ("dice_lv", "dice_myo")  # the CAMUS pair scores kept per patient
 # percentile bootstrap of paired differences: resamples of the items, the generator's seed (reproducible)
 BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED = 10_000, 0
@@ -257,6 +260,28 @@ def difference_cell(a_items: list[float], b_items: list[float]) -> str:
     return f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]"
 
 
+def same_items(a: Row, b: Row, key: str) -> bool:
+    """Whether two rows' per-item values of column ``key`` are of the same items (:data:`COLUMN_ITEMS`)."""
+    domain = "family" if key in ("epe_es", "gls") else "low_" if key.startswith("low_") else ""
+    parts = COLUMN_ITEMS[domain]
+    a_items, b_items = a.get(ITEMS) or {}, b.get(ITEMS) or {}
+    return all(part in a_items and a_items.get(part) == b_items.get(part) for part in parts)
+
+
+def included_rows(path: Path) -> dict[str, Row]:
+    """Method -> row of a ``--rows`` file (JSON lines); a line that is not a whole row (a run killed while
+    writing it) is left out with a warning."""
+    rows = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            record = json.loads(line)
+            rows[record["method"]] = record["scores"]
+        except (ValueError, KeyError, TypeError):
+            if line.strip():
+                print(f"{path}:{number}: not a whole row, left out", file=sys.stderr)
+    return rows
+
+
 def differences_table(rows: dict[str, Row], comparisons: list[tuple[str, str]]) -> str:
     """Markdown table of paired differences (row - baseline, mean [95 % bootstrap interval]) of
     :data:`PAIRED_SCORES`, for the comparisons whose two rows both hold the per-item values; "" when
@@ -271,7 +296,7 @@ def differences_table(rows: dict[str, Row], comparisons: list[tuple[str, str]]) 
             a_items, b_items = a.get(key + PER_ITEM), b.get(key + PER_ITEM)
             if a_items is None or b_items is None:
                 cells.append("-")
-            elif a.get(ITEMS) != b.get(ITEMS) or len(a_items) != len(b_items):
+            elif not same_items(a, b, key) or len(a_items) != len(b_items):
                 cells.append(NOT_PAIRED)
             else:
                 counts.setdefault(key, len(a_items))
@@ -310,7 +335,7 @@ def with_ratios(row: Row, dis: Row) -> Row:
 def table(rows: dict[str, Row], cine_names: list[str]) -> str:
     """The markdown table of rows made by :func:`with_ratios` (times with their DIS ratios)."""
     header = ["method", "CAMUS ED->ES Dice LV / myo", "HD95 mm", "ES->ED Dice LV / myo", "HD95 mm",
-              "folding % mean (max)", "ms/pair (x DIS)", "template EPE ES mm", "GLS err pts",
+              "folding % mean (max)", "ms/pair (x DIS)", "family EPE ES mm", "GLS err pts",
               "folding % (max)", "s/case (x DIS)", "112 px ED->ES Dice LV / myo", "ES->ED Dice LV / myo",
               "folding % max", "ms/pair (x DIS)"]
     for name in cine_names:
@@ -399,11 +424,12 @@ def main(argv: list[str] | None = None) -> int:
     for run in rows_to_run.values():
         run(pairs[0], 1)
     # what the per-item values are of: rows of other runs pair with this run's only when equal
-    items = {"camus": [str(seq.source) for seq in pairs], "low_resolution": args.low_resolution if low_pairs else None,
-             "family_seeds": [TEMPLATE_SEED + k for k in range(len(cases))], "template_frames": args.template_frames}
+    items = {"camus": [seq.metadata.get("patient", seq.source) for seq in pairs],
+             "low_resolution": args.low_resolution if low_pairs else None,
+             "family": {"seeds": [TEMPLATE_SEED + k for k in range(len(cases))], "frames": args.template_frames}}
     rows: dict[str, Row] = {}
     for path in args.include:
-        rows.update((r["method"], r["scores"]) for r in map(json.loads, path.read_text().splitlines()))
+        rows.update(included_rows(path))
     for name, run in rows_to_run.items():
         same = SAME_ON_PAIRS.get(name)
         if same in rows and rows[same].get(ITEMS) == items:
@@ -431,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
         text += ("\n\nPaired differences, row - baseline, over the same patients (CAMUS valid, 112 px) or "
                  "cases (family): mean [95 % bootstrap interval]. Dice: higher is better; EPE and GLS "
                  "error: lower is better. An interval that contains 0 is no difference this data "
-                 f"can show. With {len(PAIRED_SCORES)} intervals per comparison, each at 95 %, about one "
+                 f"can show. With up to {len(PAIRED_SCORES)} intervals per comparison, each at 95 %, about one "
                  "in twenty would exclude 0 by chance alone: read a difference of a few thousandths that "
                  "just excludes 0 as small, not as shown.\n\n" + differences)
     print(text)

@@ -3,7 +3,8 @@
 #   1. the tests of Testing/test_spatial.py and Testing/test_dlir.py, where device "auto" is the GPU
 #      (and the CUDA-only test runs);
 #   2. the network on the GPU against the CPU (benchmarks/check_cuda_agreement.py): per-pair time in a
-#      batch of 20 and 100 frames, float32 and mixed precision, and how far the fields are from the CPU's (mm);
+#      sequence of 20 and 100 frames (32 pairs per batch), float32 and mixed precision, and how far the fields
+#      are from the CPU's (mm);
 #   3. register_sequence on the GPU beside OpenCV DIS on 2 CPU threads (benchmarks/speed_register_sequence.py).
 # Each part's output is also written to OUT_DIR (default: the device tool's $OUT, else runs/device).
 # The device machine's python3 has torch, numpy, OpenCV, tqdm and pytest but not SimpleITK: carry its wheel
