@@ -35,12 +35,13 @@ METHODS = ("deformable", "affine", "rigid", "dlir")
 # The default registration of every front end (CLI, batch runner, panel, web page, demo): the default DLIR
 # model refined by 40 optimisation steps. On the generalisation benchmark (README, Generalisation) it is
 # the only method near the best on every held-out domain without folding: CAMUS valid Dice 0.905 / 0.843
-# ED->ES (level with the network alone's 0.906 / 0.843) and 0.923 / 0.840 ES->ED (first), the same pairs
-# at 112 x 112 px 0.904 / 0.834 and 0.917 / 0.827 (level with the network alone), held-out family 0.19 mm and 0.15 GLS points
-# (second, after the optimiser's 0.09 / 0.07; OpenCV DIS 0.21 / 0.19, folding 2.5 % of pixels on real
-# pairs), cine NCC 0.973 / 0.945; it costs 0.47x the optimiser's time per CAMUS pair (12x against 25x
-# OpenCV DIS in one run). The optimiser alone stays a choice ("deformable"), as does the network alone
-# (refine 0).
+# ED->ES (level with the network alone's 0.906 / 0.843, ahead of OpenCV DIS) and 0.923 / 0.840 ES->ED (the
+# highest mean; its lead over DIS is within the spread between patients), the same pairs at 112 x 112 px
+# 0.904 / 0.834 and 0.917 / 0.827 (level with the network alone), held-out family 0.19 mm and 0.15 GLS
+# points (behind the optimiser's 0.09 / 0.07; level with OpenCV DIS's 0.21 / 0.19, which folds 2.5 % of
+# pixels on real pairs), cine NCC 0.973 / 0.945; it costs 0.47x the optimiser's time per CAMUS pair (12x
+# against 25x OpenCV DIS in one run). README, Generalisation, gives the paired intervals. The optimiser
+# alone stays a choice ("deformable"), as does the network alone (refine 0).
 DEFAULT_METHOD = "dlir"
 DEFAULT_REFINE = 40
 MYOCARDIUM_SOURCES = ("auto", "labels", "landmarks", "none")

@@ -79,20 +79,21 @@ def test_the_pair_scores_keep_every_paired_column_per_patient():
     row = camus_scores(identity, pairs)
     row.update({f"low_{key}": value for key, value in camus_scores(identity, [low_resolution_pair(p, 20) for p in
                                                                               pairs]).items()})
-    for key, _ in PAIRED_SCORES[:8]:  # the CAMUS and 112 px columns
+    for key, _, _ in PAIRED_SCORES[:8]:  # the CAMUS and 112 px columns
         assert len(row[key + PER_ITEM]) == 3 and np.mean(row[key + PER_ITEM]) == pytest.approx(row[key])
 
 
 def test_a_column_pairs_on_the_items_it_depends_on():
     from benchmarks.benchmark_generalisation import same_items
 
+    parts = {key: column_parts for key, _, column_parts in PAIRED_SCORES}
     items = {"camus": ["patient0200"], "low_resolution": 112, "family": {"seeds": [20000], "frames": 6}}
     fewer_patients = {**items, "camus": []}
-    assert same_items({ITEMS: items}, {ITEMS: fewer_patients}, "epe_es")  # the family is the same
-    assert not same_items({ITEMS: items}, {ITEMS: fewer_patients}, "ed_es_dice_lv")
-    assert not same_items({ITEMS: items}, {ITEMS: {**items, "low_resolution": 96}}, "low_es_ed_dice_myo")
-    assert same_items({ITEMS: items}, {ITEMS: {**items, "low_resolution": 96}}, "es_ed_dice_myo")
-    assert not same_items({}, {}, "gls")  # rows that do not say what they hold are never paired
+    assert same_items({ITEMS: items}, {ITEMS: fewer_patients}, parts["epe_es"])  # the family is the same
+    assert not same_items({ITEMS: items}, {ITEMS: fewer_patients}, parts["ed_es_dice_lv"])
+    assert not same_items({ITEMS: items}, {ITEMS: {**items, "low_resolution": 96}}, parts["low_es_ed_dice_myo"])
+    assert same_items({ITEMS: items}, {ITEMS: {**items, "low_resolution": 96}}, parts["es_ed_dice_myo"])
+    assert not same_items({}, {}, parts["gls"])  # rows that do not say what they hold are never paired
 
 
 def test_a_cut_rows_file_keeps_its_whole_rows(tmp_path, capsys):

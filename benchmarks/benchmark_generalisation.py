@@ -22,8 +22,9 @@ Three domains, none of them used to train or tune any shipped model:
   of a frame, seconds per cine.
 
 Below the table, paired differences with 95 % bootstrap intervals over the same patients or cases
-(:func:`paired_difference`): each network against OpenCV DIS and the optimiser, and the refinement
-against the network alone, so that a lead can be told from the spread between patients.
+(:func:`paired_difference`): each network, alone and refined, against OpenCV DIS and the optimiser,
+and the refinement against the network alone, so that a lead can be told from the spread between
+patients.
 
 Methods: each DLIR model (catalog names or checkpoint folders) alone and with the fast refinement
 (:func:`EchoRegistrationLib.registration.register_sequence` ``refine``), the optimiser
@@ -46,8 +47,8 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -76,9 +77,6 @@ SAME_ON_PAIRS = {"optimiser (deformable, to reference)": "optimiser (deformable,
 TEMPLATE_SEED = 20_000  # seeds of the real-template family (case k: TEMPLATE_SEED + k)
 PER_ITEM = "_per_item"  # row key suffix: a score's values per patient or case, in order, for paired differences
 ITEMS = "items"  # row key: which patients and cases its per-item values are of (paired only when equal)
-# the parts of ITEMS a column's values depend on: the CAMUS patients; also the pixel size of the 112 px
-# pairs; the family's seeds and frames
-COLUMN_ITEMS = {"": ("camus",), "low_": ("camus", "low_resolution"), "family": ("family",)}
 PAIRED_METRICS = ("dice_lv", "dice_myo")  # the CAMUS pair scores kept per patient
 # percentile bootstrap of paired differences: resamples of the items, the generator's seed (reproducible)
 BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED = 10_000, 0
@@ -230,12 +228,16 @@ def paired_difference(a: list[float], b: list[float]) -> tuple[float, float, flo
     return float(differences.mean()), float(low), float(high)
 
 
-# (row key, column title): the scores compared item by item
-PAIRED_SCORES = (("ed_es_dice_lv", "ED->ES Dice LV"), ("ed_es_dice_myo", "myo"),
-                 ("es_ed_dice_lv", "ES->ED Dice LV"), ("es_ed_dice_myo", "myo"),
-                 ("low_ed_es_dice_lv", "112 px ED->ES LV"), ("low_ed_es_dice_myo", "myo"),
-                 ("low_es_ed_dice_lv", "112 px ES->ED LV"), ("low_es_ed_dice_myo", "myo"),
-                 ("epe_es", "family EPE ES mm"), ("gls", "GLS err pts"))  # Dice ones: of PAIRED_METRICS
+# The parts of ITEMS a column's values depend on: the CAMUS patients; also the 112 px pairs' size; the
+# family's seeds and frames.
+CAMUS, LOW, FAMILY = ("camus",), ("camus", "low_resolution"), ("family",)
+# (row key, column title, the ITEMS parts it depends on): the scores compared item by item (the Dice ones
+# are PAIRED_METRICS)
+PAIRED_SCORES = (("ed_es_dice_lv", "ED->ES Dice LV", CAMUS), ("ed_es_dice_myo", "myo", CAMUS),
+                 ("es_ed_dice_lv", "ES->ED Dice LV", CAMUS), ("es_ed_dice_myo", "myo", CAMUS),
+                 ("low_ed_es_dice_lv", "112 px ED->ES LV", LOW), ("low_ed_es_dice_myo", "myo", LOW),
+                 ("low_es_ed_dice_lv", "112 px ES->ED LV", LOW), ("low_es_ed_dice_myo", "myo", LOW),
+                 ("epe_es", "family EPE ES mm", FAMILY), ("gls", "GLS err pts", FAMILY))
 NOT_PAIRED = "n/a (other items)"
 
 
@@ -260,10 +262,9 @@ def difference_cell(a_items: list[float], b_items: list[float]) -> str:
     return f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]"
 
 
-def same_items(a: Row, b: Row, key: str) -> bool:
-    """Whether two rows' per-item values of column ``key`` are of the same items (:data:`COLUMN_ITEMS`)."""
-    domain = "family" if key in ("epe_es", "gls") else "low_" if key.startswith("low_") else ""
-    parts = COLUMN_ITEMS[domain]
+def same_items(a: Row, b: Row, parts: tuple[str, ...]) -> bool:
+    """Whether two rows' :data:`ITEMS` agree on ``parts`` (a column's, :data:`PAIRED_SCORES`); a row
+    that does not say what it holds agrees with none."""
     a_items, b_items = a.get(ITEMS) or {}, b.get(ITEMS) or {}
     return all(part in a_items and a_items.get(part) == b_items.get(part) for part in parts)
 
@@ -292,11 +293,11 @@ def differences_table(rows: dict[str, Row], comparisons: list[tuple[str, str]]) 
     for name, baseline in comparisons:
         a, b = rows.get(name, {}), rows.get(baseline, {})
         cells = []
-        for key, _ in PAIRED_SCORES:
+        for key, _, parts in PAIRED_SCORES:
             a_items, b_items = a.get(key + PER_ITEM), b.get(key + PER_ITEM)
             if a_items is None or b_items is None:
                 cells.append("-")
-            elif not same_items(a, b, key) or len(a_items) != len(b_items):
+            elif not same_items(a, b, parts) or len(a_items) != len(b_items):
                 cells.append(NOT_PAIRED)
             else:
                 counts.setdefault(key, len(a_items))
@@ -306,7 +307,7 @@ def differences_table(rows: dict[str, Row], comparisons: list[tuple[str, str]]) 
     if not lines:
         return ""
     header = "| row - baseline | " + " | ".join(
-        f"{title} (n {counts[key]})" if key in counts else title for key, title in PAIRED_SCORES) + " |"
+        f"{title} (n {counts[key]})" if key in counts else title for key, title, _ in PAIRED_SCORES) + " |"
     return "\n".join([header, "|" + "---|" * (len(PAIRED_SCORES) + 1), *lines])
 
 
