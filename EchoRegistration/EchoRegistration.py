@@ -266,7 +266,8 @@ class EchoRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.enhanceCheckBox.toolTip = _(
             "Enhance the frames with the model '{name}' (licence: {licence}) before registering. "
             "Experimental, off by default: in the project's benchmark it made the DLIR registration of "
-            "degraded simulated echo more accurate, but not that of degraded real (CAMUS) frames.").format(name=enhancer.name, licence=enhancer.licence)
+            "degraded simulated echo more accurate, but not that of degraded real (CAMUS) frames.").format(
+            name=enhancer.name, licence=enhancer.licence)
 
     def cleanup(self) -> None:
         self.removeObservers()

@@ -1,5 +1,7 @@
-"""The built-in demo (through :mod:`.workflow`, as every front end): simulate an apical echo with known motion, save it, load it back, register every
-frame to ED with the default method (:data:`.workflow.DEFAULT_METHOD`: the default DLIR model refined by
+"""The built-in demo (through :mod:`.workflow`, as every front end).
+
+Simulate an apical echo with known motion, save it, load it back, register every frame to ED with the
+default method (:data:`.workflow.DEFAULT_METHOD`: the default DLIR model refined by
 :data:`.workflow.DEFAULT_REFINE` steps), measure strain and EF, and write pictures, fields, tables and a
 summary a person can open (``echoreg demo``). Its summary names the method, model, licence and refinement,
 and compares the motion, GLS and EF with the simulator's truth."""

@@ -357,7 +357,8 @@ class EchoSequence:
             self._describe_times(),
             f"ED / ES:      {_frame_or_unknown(self.ed_index)} / {_frame_or_unknown(self.es_index)}",
             f"mask:         {'none' if self.mask is None else f'{self.mask.mean():.1%} of pixels inside'}",
-            f"labels:       {'none' if self.labels is None else f'codes {sorted(np.unique(self.labels).tolist())} on frames {list(self.label_frames)}'}",
+            "labels:       " + ("none" if self.labels is None else f"codes {sorted(np.unique(self.labels).tolist())}"
+                                                                       f" on frames {list(self.label_frames)}"),
         ]
         for key in sorted(self.metadata):
             if key not in ("source",):
@@ -393,6 +394,7 @@ def no_signal_frames(frames: np.ndarray, mask: np.ndarray | None = None) -> np.n
     """(T,) bool: frames of a (T, H, W) sequence without signal, whose intensity (within the
     (H, W) ``mask``) is constant up to :data:`NO_SIGNAL_RANGE` of the whole sequence's range."""
     inside = frames if mask is None else frames[:, np.asarray(mask) > 0]
-    values = inside.reshape(len(frames), -1).astype(np.float64)
-    spread = values.max(axis=1) - values.min(axis=1)
-    return spread <= NO_SIGNAL_RANGE * max(float(values.max() - values.min()), 1e-12)
+    values = inside.reshape(len(frames), -1)
+    highest, lowest = values.max(axis=1).astype(np.float64), values.min(axis=1).astype(np.float64)
+    spread = highest - lowest  # in float64: no overflow of integer frames, no full-size copy
+    return spread <= NO_SIGNAL_RANGE * max(float(highest.max() - lowest.min()), 1e-12)

@@ -553,7 +553,8 @@ CASES: list[BadInput] = [
              ("--frame-rate", "expected a positive number, got '0'")),
     BadInput("pixel-size-implausible", info(with_spacing((2e4, 2e4))),
              ("odd.mha", "pixel spacing (20000.0, 20000.0) mm is outside the plausible range")),
-    BadInput("pixel-size-in-metres", info(with_spacing((3e-4, 3e-4))), ("odd.mha", "pixel spacing (0.0003, 0.0003) mm")),
+    BadInput("pixel-size-in-metres", info(with_spacing((3e-4, 3e-4))),
+             ("odd.mha", "pixel spacing (0.0003, 0.0003) mm")),
     # layouts, label maps and masks
     BadInput("nifti-x-y-1-t", converted(nifti_x_y_1_t, "--frame-rate", "25"), exit_status=0, changes=("out.mha",),
              check=reads(FRAMES, spacing=(0.3, 0.25))),

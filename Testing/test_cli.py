@@ -61,7 +61,8 @@ def test_register_dlir_with_a_model_and_flip_averaging(cine, tmp_path):
 
 
 def test_a_dlir_report_names_the_model_its_licence_passes_and_refinement(cine, tmp_path, capsys):
-    for model, licence, passes, refine in ((None, "CC BY-NC-SA 4.0", 3, 40), ("echoreg-dlir-sim", "BSD-3-Clause", 1, 0)):
+    for model, licence, passes, refine in ((None, "CC BY-NC-SA 4.0", 3, 40),
+                                           ("echoreg-dlir-sim", "BSD-3-Clause", 1, 0)):
         out = tmp_path / f"reg_{model}"
         flags = ["--model", model, "--refine", "0"] if model else []
         assert main(["register", str(cine), "-o", str(out), "--method", "dlir", *flags]) == 0

@@ -114,7 +114,8 @@ def test_working_grid_has_square_pixels_over_the_same_extent():
     assert spacing[1] * 127 == pytest.approx(0.308 * 511)  # same depth
     assert spacing[0] * 105 == pytest.approx(0.308 * 421)  # same width
     field = torch.ones(1, 2, 128, 106) * torch.tensor([1.5, -2.0]).view(1, 2, 1, 1)
-    assert torch.allclose(to_input_grid(field, (512, 422)), field.new_tensor([1.5, -2.0]).view(1, 2, 1, 1).expand(1, 2, 512, 422))
+    assert torch.allclose(to_input_grid(field, (512, 422)),
+                          field.new_tensor([1.5, -2.0]).view(1, 2, 1, 1).expand(1, 2, 512, 422))
 
 
 def test_normalisation_maps_robust_percentiles_to_unit_range():

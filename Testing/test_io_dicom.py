@@ -12,7 +12,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.pixels import get_decoder
 from pydicom.tag import Tag
-from pydicom.uid import MPEG4HP41, HTJ2KLossless, RLELossless, UltrasoundMultiFrameImageStorage, generate_uid
+from pydicom.uid import MPEG4HP41, HTJ2KLossless, RLELossless
 
 from input_files import region, write_compressed_us, write_us, write_ybr_full_422
 

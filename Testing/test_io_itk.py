@@ -28,7 +28,8 @@ def test_metaimage_round_trip_keeps_exact_times(tmp_path, suffix):
     assert back.frame_times == pytest.approx(seq.frame_times)
     assert back.origin == pytest.approx(seq.origin)
     assert back.frame_times_known
-    assert sorted(p.name for p in tmp_path.iterdir()) == (["cine.mha"] if suffix == ".mha" else ["cine.mhd", "cine.raw"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["cine.mha"] if suffix == ".mha"
+                                                          else ["cine.mhd", "cine.raw"])
 
 
 def test_nifti_time_is_third_axis_and_times_need_a_frame_rate(tmp_path):
@@ -136,7 +137,8 @@ def test_4d_layouts_with_a_singleton_axis_load(tmp_path, name, size):
 
 
 def test_two_axes_beyond_the_plane_are_refused(tmp_path):
-    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((3, 2, 7, 9), np.float32), isVector=False), str(tmp_path / "vol.nii"))
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((3, 2, 7, 9), np.float32), isVector=False),
+                    str(tmp_path / "vol.nii"))
     with pytest.raises(EchoDataError, match=r"vol\.nii: image of size \(9, 7, 2, 3\) has 2 axes beyond"):
         read_itk_image(tmp_path / "vol.nii")
 
@@ -156,7 +158,8 @@ def test_zero_nifti_pixel_size_is_unknown_spacing(tmp_path, pixdim):
 def test_negative_nifti_pixel_size_is_flagged(tmp_path, pixdim, spacing):
     path = written_nifti(tmp_path / "neg.nii", ramp_sequence().frames, pixdim)
     text = rf"\({pixdim[0]:g}, {pixdim[1]:g}\) mm \(pixdim\)"
-    with pytest.warns(EchoDataWarning, match=rf"neg\.nii: the file declares a negative pixel size {text}; its magnitude"):
+    with pytest.warns(EchoDataWarning,
+                      match=rf"neg\.nii: the file declares a negative pixel size {text}; its magnitude"):
         seq = read_itk_image(path)
     assert seq.spacing_known and seq.spacing == pytest.approx(spacing, rel=1e-6)
 

@@ -36,7 +36,7 @@ def make_sequence(**changes) -> EchoSequence:
 @pytest.fixture(scope="module")
 def mrml():
     slicer = pytest.importorskip("slicer", reason="slicer-core (real Slicer MRML) is not installed")
-    import slicer.util  # noqa: F401  (array helpers)
+    import slicer.util  # noqa: F401, F811  (array helpers)
     import vtk
     return slicer, vtk
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.benchmark_generalisation import (ITEMS, NOT_PAIRED, PAIRED_SCORES, PER_ITEM, camus_scores,
-                                                 differences_table, low_resolution_pair, paired_difference)
+from benchmarks.benchmark_generalisation import (EARLIER_RUN, ITEMS, NOT_PAIRED, PAIRED_SCORES, PER_ITEM,
+                                                 camus_scores, differences_table, low_resolution_pair,
+                                                 paired_difference, table)
 from EchoRegistrationLib.sequence import EchoSequence
 
 
@@ -103,3 +104,11 @@ def test_a_cut_rows_file_keeps_its_whole_rows(tmp_path, capsys):
     path.write_text('{"method": "OpenCV DIS", "scores": {"ms_pair": 25.0}}\n\n{"method": "OpenCV D')
     assert included_rows(path) == {"OpenCV DIS": {"ms_pair": 25.0}}
     assert "rows.jsonl:3: not a whole row, left out" in capsys.readouterr().err
+
+
+def test_rows_of_an_earlier_run_are_marked_with_their_own_dis():
+    row = {"epe_es": 0.5, "gls": 0.4, "folding": 0.0, "s_case": 2.0, "s_case_x_dis": 4.0}
+    text = table({"OpenCV DIS": {**row, "s_case_x_dis": 1.0}, "DLIR old": row}, [], frozenset({"DLIR old"}))
+    assert f"| DLIR old{EARLIER_RUN} | - |" in text and "| OpenCV DIS | - |" in text
+    assert "against the DIS of that run" in text
+    assert EARLIER_RUN not in table({"DLIR old": row}, []) and "earlier run" not in table({"DLIR old": row}, [])

@@ -28,7 +28,8 @@ def blob_phantom(h=96, w=88, seed=0):
     for _ in range(40):
         cx, cy = torch.rand(2, generator=g, dtype=torch.float64) * torch.tensor([w, h])
         s = 2.5 + 5 * torch.rand(1, generator=g, dtype=torch.float64)
-        image += torch.rand(1, generator=g, dtype=torch.float64) * torch.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * s ** 2))
+        image += torch.rand(1, generator=g, dtype=torch.float64) * torch.exp(-((x - cx) ** 2 + (y - cy) ** 2)
+                                                                             / (2 * s ** 2))
     return image[None, None]
 
 
@@ -111,7 +112,8 @@ def speckle_phantom(h=96, w=88, seed=0, sigma_px=1.2):
 def smooth_field(shape, amplitude_mm=1.2):
     """(1, 2, H, W) smooth analytic displacement in mm."""
     h, w = shape
-    y, x = torch.meshgrid(torch.linspace(0, 1, h, dtype=torch.float64), torch.linspace(0, 1, w, dtype=torch.float64), indexing="ij")
+    y, x = torch.meshgrid(torch.linspace(0, 1, h, dtype=torch.float64), torch.linspace(0, 1, w, dtype=torch.float64),
+                          indexing="ij")
     ux = amplitude_mm * torch.sin(math.pi * x) * torch.sin(math.pi * y)
     uy = -0.8 * amplitude_mm * torch.sin(math.pi * x) * torch.cos(0.5 * math.pi * y)
     return torch.stack((ux, uy))[None]
@@ -287,7 +289,8 @@ def test_exports_are_read_back_by_numpy_itk_and_our_reader(tmp_path):
     assert np.allclose(warped.frames, result.warped) and np.allclose(warped.frame_times, seq.frame_times)
     # ITK moves a reference point where the displacement says
     t, row, col = 2, 30, 25
-    transform = sitk.DisplacementFieldTransform(sitk.ReadImage(str(tmp_path / "out" / "fields" / "displacement_t002.mha")))
+    transform = sitk.DisplacementFieldTransform(sitk.ReadImage(
+        str(tmp_path / "out" / "fields" / "displacement_t002.mha")))
     point = (col * SPACING[0], row * SPACING[1], 0.0)
     moved = transform.TransformPoint(point)
     assert moved[0] - point[0] == pytest.approx(result.displacement[t, row, col, 0], abs=1e-5)

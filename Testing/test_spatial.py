@@ -223,6 +223,29 @@ def test_jacobian_and_folding_of_a_sinusoidal_fold():
     assert fraction == pytest.approx(1 / 3, abs=0.04)
 
 
+def test_folding_fraction_of_a_batch_longer_than_its_chunk_keeps_each_items_spacing_and_mask():
+    # Item b: u_x = -j mm in its columns j < b + 2, 0 beyond. With sx = 0.5 mm, det J = 1 - 1 / sx
+    # = -1 in columns 0..b (b + 1 folded columns), > 0 elsewhere; with sx = 2 mm, det J = 0.5: no
+    # folding. Masks: columns 0..9 for even items, everything for odd ones.
+    from EchoRegistrationLib.spatial.jacobian import FOLDING_CHUNK
+
+    n, height, width = 2 * FOLDING_CHUNK + 2, 6, 20
+    sx = [2.0 if b % 3 == 2 else 0.5 for b in range(n)]
+    spacing = torch.tensor([[s, 0.3] for s in sx], dtype=F64)
+    field = torch.zeros(n, 2, height, width, dtype=F64)
+    mask = torch.ones(n, 1, height, width, dtype=torch.bool)
+    for b in range(n):
+        field[b, 0, :, :b + 2] = -torch.arange(b + 2, dtype=F64)
+        if b % 2 == 0:
+            mask[b, ..., 10:] = False
+    folded = [0 if s > 1 else b + 1 for b, s in enumerate(sx)]
+    within = [f / (10 if b % 2 == 0 else width) for b, f in enumerate(folded)]
+    torch.testing.assert_close(folding_fraction(field, spacing, mask), torch.tensor(within, dtype=F64))
+    torch.testing.assert_close(folding_fraction(field, spacing), torch.tensor(folded, dtype=F64) / width)
+    torch.testing.assert_close(folding_fraction(field, spacing, mask[:1]), torch.tensor(folded, dtype=F64) / 10)
+    assert folding_fraction(field, (0.5, 0.3)).tolist() == [(b + 1) / width for b in range(n)]
+
+
 def test_nearest_warp_of_labels_keeps_the_label_codes():
     labels = torch.zeros(1, 1, 20, 24, dtype=torch.uint8)
     labels[..., 4:12, 5:15] = 1

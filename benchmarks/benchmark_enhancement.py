@@ -118,8 +118,9 @@ def simulated_case(k: int, n_frames: int, size: int, model) -> dict[str, dict[st
     scores: dict[str, dict[str, float]] = {}
     for condition, version in conditions.items():
         row = dict(zip(("ssim", "psnr"), fidelity(version.frames, seq.frames, inside)))
-        row["boundary"] = float(np.mean([hallucination(version.frames[t], seq.frames[t], seq.labels[t] == LABEL_MYOCARDIUM,
-                                                       seq.spacing) for t in (0, es)]))
+        row["boundary"] = float(np.mean([hallucination(version.frames[t], seq.frames[t],
+                                                       seq.labels[t] == LABEL_MYOCARDIUM, seq.spacing)
+                                         for t in (0, es)]))
         for method in METHODS:
             result = register_sequence(version, method, reference=0, device="cpu")
             epe = myocardial_end_point_error(result.displacement, sim.displacement, sim.myocardium_ed)

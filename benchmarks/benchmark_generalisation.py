@@ -333,8 +333,13 @@ def with_ratios(row: Row, dis: Row) -> Row:
     return {**row, **{f"{k}_x_dis": row[k] / dis[k] for k in keys if dis.get(k)}}
 
 
-def table(rows: dict[str, Row], cine_names: list[str]) -> str:
-    """The markdown table of rows made by :func:`with_ratios` (times with their DIS ratios)."""
+EARLIER_RUN = " *"  # marks a row of an earlier run (--include) in the table, with a note below it
+
+
+def table(rows: dict[str, Row], cine_names: list[str], earlier: frozenset[str] = frozenset()) -> str:
+    """The markdown table of rows made by :func:`with_ratios` (times with their DIS ratios); the rows
+    named in ``earlier`` (read with ``--include``) are marked :data:`EARLIER_RUN` and a note under the
+    table says that their ratios are to the DIS of their own run."""
     header = ["method", "CAMUS ED->ES Dice LV / myo", "HD95 mm", "ES->ED Dice LV / myo", "HD95 mm",
               "folding % mean (max)", "ms/pair (x DIS)", "family EPE ES mm", "GLS err pts",
               "folding % (max)", "s/case (x DIS)", "112 px ED->ES Dice LV / myo", "ES->ED Dice LV / myo",
@@ -348,7 +353,7 @@ def table(rows: dict[str, Row], cine_names: list[str]) -> str:
         return f"{row[key]:.3g}" + ("" if ratio is None else f" ({ratio:.2g}x)")
 
     for name, r in rows.items():
-        cells = [name]
+        cells = [name + (EARLIER_RUN if name in earlier else "")]
         if "ed_es_dice_lv" in r:
             cells += [f"{r['ed_es_dice_lv']:.3f} / {r['ed_es_dice_myo']:.3f}", f"{r['ed_es_hd95']:.2f}",
                       f"{r['es_ed_dice_lv']:.3f} / {r['es_ed_dice_myo']:.3f}", f"{r['es_ed_hd95']:.2f}",
@@ -373,6 +378,9 @@ def table(rows: dict[str, Row], cine_names: list[str]) -> str:
             else:
                 cells += ["-"] * 3
         lines.append("| " + " | ".join(cells) + " |")
+    if earlier & set(rows):
+        lines.append(f"\n{EARLIER_RUN.strip()} from an earlier run (--include): its times and their ratios are "
+                     "those of that run, against the DIS of that run, not this one's.")
     return "\n".join(lines)
 
 
@@ -431,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: dict[str, Row] = {}
     for path in args.include:
         rows.update(included_rows(path))
+    earlier = frozenset(rows) - set(rows_to_run)  # a row run again here is this run's
     for name, run in rows_to_run.items():
         same = SAME_ON_PAIRS.get(name)
         if same in rows and rows[same].get(ITEMS) == items:
@@ -452,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
             f"({args.template_frames} frames ED->ES, true peak GLS {np.mean(true_gls):.1f} %); real cines "
             f"{list(cines)}; torch {torch.__version__} on {torch.get_num_threads()} CPU threads; "
             f"labels warped nearest-neighbour; refine = {args.refine} steps\n\n"
-            + table(rows, list(cines)))
+            + table(rows, list(cines), earlier))
     differences = differences_table(rows, default_comparisons(models, args.refine))
     if differences:
         text += ("\n\nPaired differences, row - baseline, over the same patients (CAMUS valid, 112 px) or "

@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"validation: {len(simulated)} simulated sequences (seeds {VALIDATION_SEEDS.start}-"
           f"{VALIDATION_SEEDS.stop - 1}), {len(templates)} warped CAMUS train templates (motion seeds "
           f"{TEMPLATE_MOTION_SEED}+), {len(camus_pairs)} CAMUS train pairs (folding)")
-    print("| model | passes | sim EPE ES mm | sim folding % | template EPE mm | template folding % | CAMUS train pairs folding % |")
+    print("| model | passes | sim EPE ES mm | sim folding % | template EPE mm | template folding % "
+          "| CAMUS train pairs folding % |")
     print("|---|---|---|---|---|---|---|")
     rows = []
     for name in args.models:
@@ -119,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"passes": passes, "diffeomorphic": model.diffeomorphic, "sim_epe_mm": sim[0],
                          "sim_folding_pct": sim[1], "template_epe_mm": tmpl[0], "template_folding_pct": tmpl[1],
                          "camus_train_folding_pct": camus})
-            print(f"| {name}{' (diffeomorphic)' if model.diffeomorphic else ''} | {passes} | {sim[0]:.2f} | {sim[1]:.3f} | {tmpl[0]:.2f} | {tmpl[1]:.3f} | {camus:.3f} |", flush=True)
+            kind = " (diffeomorphic)" if model.diffeomorphic else ""
+            print(f"| {name}{kind} | {passes} | {sim[0]:.2f} | {sim[1]:.3f} | {tmpl[0]:.2f} | {tmpl[1]:.3f} "
+                  f"| {camus:.3f} |", flush=True)
     if args.write is not None:
         model.passes = choose(rows)
         config = read_config(resolve_model(args.models[0]))

@@ -87,7 +87,7 @@ def run_study(entry: CohortStudy, settings: WorkflowSettings, studies_dir: str |
             caveats = [str(w.message) for w in caught if issubclass(w.category, EchoDataWarning)]
             row = study_row(entry.id, entry.study.input, analysis, settings, time.perf_counter() - start,
                             list(dict.fromkeys(caveats)))
-        except Exception as err:  # noqa: BLE001: a failing study is a row, never a stop
+        except Exception as err:  # noqa: BLE001  (a failing study is a row, never a stop)
             shutil.rmtree(tmp)
             tmp.mkdir()
             row = error_row(entry.id, entry.study.input, error_line(err), settings, time.perf_counter() - start)

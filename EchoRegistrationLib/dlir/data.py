@@ -187,8 +187,9 @@ def write_simulated_cache(folder: str | os.PathLike, seeds: Iterable[int], *, wo
 class SequenceFolder(Sequence):
     """Every sequence in a folder, loaded lazily: CAMUS patients (``patientXXXX`` sub-folders, each
     view an item), CAMUS ED / ES frames in one flat folder (:class:`~..io.camus.CamusPairFolder`,
-    each patient view a 2-frame item with both frames annotated), cached ``.npz`` items, and every file :func:`~..io.load_sequence` reads (NIfTI,
-    MetaImage, NRRD, .seq.nrrd, DICOM, video). Sequences without labels train on image terms only.
+    each patient view a 2-frame item with both frames annotated), cached ``.npz`` items, and every file
+    :func:`~..io.load_sequence` reads (NIfTI, MetaImage, NRRD, .seq.nrrd, DICOM, video). Sequences without
+    labels train on image terms only.
 
     Args:
         root: the folder.
@@ -259,8 +260,9 @@ SIM_SPEC = re.compile(r"^sim(?:ulated)?:(\d+)-(\d+)(?::(.+))?$")
 def open_source(spec: Any) -> Sequence[SequenceItem]:
     """A source from a spec: ``"sim:START-STOP"`` (seeds START..STOP-1, simulated on the fly) or
     ``"sim:START-STOP:CACHE_FOLDER"``; ``"warped:FOLDER"`` or ``"warped:FOLDER:COPIES"`` (the annotated
-    frames of a folder's sequences moved by known random motion, :class:`.templates.WarpedTemplates`); a folder path (:class:`SequenceFolder`); a list of specs
-    (concatenated); or a source / sequence of items, returned as is."""
+    frames of a folder's sequences moved by known random motion, :class:`.templates.WarpedTemplates`); a folder
+    path (:class:`SequenceFolder`); a list of specs (concatenated); or a source / sequence of items, returned
+    as is."""
     if isinstance(spec, (str, os.PathLike)):
         match = SIM_SPEC.match(str(spec))
         if match:

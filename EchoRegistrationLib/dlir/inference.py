@@ -107,7 +107,7 @@ def predict_pair_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
         # a subsequence cut for a few frames keeps its sequence's window (workflow.register_one_frame)
         working, spacing = prepare_frames(frames, seq.spacing, model.working_size,
                                           seq.metadata.get(INTENSITY_WINDOW))
-        fields = torch.zeros(len(pairs), 2, *seq.frame_shape, device=dev)
+        fields = torch.empty(len(pairs), 2, *seq.frame_shape, device=dev)  # every pair written below
         predict = model.mirror_averaged if flip_average else model
         done = 0
         while done < len(pairs):

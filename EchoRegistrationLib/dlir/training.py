@@ -492,7 +492,8 @@ def train_dlir(data: Any, output: str | os.PathLike, *, validation: Any = None,
                texture: bool = True, diffeomorphic: bool = False, passes: int = 1,
                unet: Mapping[str, Any] | None = None, affine: DLIRModel | str | os.PathLike | None = None,
                ed_es_fraction: float = 0.3, mode: str = "to_reference", max_frame_gap: int = 3,
-               randomise: float = 0.0, init: DLIRModel | str | os.PathLike | None = None, iterations_per_epoch: int = 100,
+               randomise: float = 0.0, init: DLIRModel | str | os.PathLike | None = None,
+               iterations_per_epoch: int = 100,
                seed: int = 0, device: str | torch.device = "auto", amp: bool = True,
                resume: bool = True, progress: bool = True, callback: Callback | None = None) -> History:
     """Train the DLIR registration network, multi-scale.

@@ -37,7 +37,8 @@ def check_writable(path: str | os.PathLike, overwrite: bool = False) -> Path:
     if target.is_dir():
         raise IsADirectoryError(f"{target}: is a directory, expected a file name")
     if target.exists() and not overwrite:
-        raise FileExistsError(f"{target}: already exists (to replace it: --overwrite on the command line, overwrite=True in Python)")
+        raise FileExistsError(f"{target}: already exists (to replace it: --overwrite on the command line, "
+                              "overwrite=True in Python)")
     return target
 
 

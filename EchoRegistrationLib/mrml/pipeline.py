@@ -20,7 +20,7 @@ from .. import workflow
 from ..registration import RegistrationCancelled
 from ..sequence import EchoSequence
 from ..strain.myocardium import DEFAULT_WALL_WIDTH
-from ..workflow import METHODS, Analysis
+from ..workflow import METHODS, Analysis  # noqa: F401  (METHODS: the panel's choices, re-exported)
 from .myocardium import myocardium_from_node
 from .sequences import echo_sequence_from_node
 

@@ -45,7 +45,8 @@ class SliceView:
         RuntimeError: VTK could not make an OpenGL context (no EGL / OSMesa library).
     """
 
-    def __init__(self, env: StandaloneScene, size: tuple[int, int] = DEFAULT_SIZE, name: str = "EchoRegistration") -> None:
+    def __init__(self, env: StandaloneScene, size: tuple[int, int] = DEFAULT_SIZE,
+                 name: str = "EchoRegistration") -> None:
         self.env, self.size = env, (int(size[0]), int(size[1]))
         slicer.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets(env.scene)
         self.logic = slicer.vtkMRMLSliceLogic()

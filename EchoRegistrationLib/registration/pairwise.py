@@ -139,8 +139,8 @@ def register_pair(
             speckle), "ncc" (global), "mse", "mi" (Parzen mutual information). Evaluated only where
             the moving image is sampled inside its field of view and inside ``mask``.
         mask: optional (H, W) or (1 or B, 1, H, W) region of the fixed image to compare.
-        levels: pyramid levels (each halves the size, unless ``max_rows`` caps it); iterations: steps per level, an int or a
-            list coarse to fine (optimiser "lbfgs" counts its outer steps).
+        levels: pyramid levels (each halves the size, unless ``max_rows`` caps it); iterations: steps per
+            level, an int or a list coarse to fine (optimiser "lbfgs" counts its outer steps).
         optimizer: "adam" or "lbfgs" (strong-Wolfe line search); default L-BFGS for rigid and
             affine, Adam for deformable.
         learning_rate: Adam step in full-resolution pixels (scaled by the level's factor); halved
@@ -350,8 +350,9 @@ def _optimise(model: torch.nn.Module, objective: Callable[[], torch.Tensor], opt
     have alone; each pair halves its own step size each time its loss stalls (no improvement of
     ``tolerance`` over ``patience`` steps) and stops after ``halvings`` halvings: its step size is
     then 0, so its parameters stay exactly as they are (Adam's momentum would otherwise still move
-    them) while the other pairs go on, and the level ends when every pair has stopped. L-BFGS (one pair: :func:`register_pair` runs them one
-    by one) stops after its first outer step that improves by less than ``tolerance``.
+    them) while the other pairs go on, and the level ends when every pair has stopped. L-BFGS (one pair:
+    :func:`register_pair` runs them one by one) stops after its first outer step that improves by less
+    than ``tolerance``.
     """
     params = list(model.parameters())
     history: list[float] = []

@@ -195,8 +195,12 @@ class RegistrationResult:
 def interpolate_in_time(fields: torch.Tensor, missing: np.ndarray, frame_times: np.ndarray) -> torch.Tensor:
     """(T, 2, H, W) ``fields`` with each frame where the (T,) bool ``missing`` is True replaced by
     linear interpolation in ``frame_times`` (s) between the nearest present frames before and after
-    it, or a copy of the nearest present frame where there is none on one side."""
-    present = np.flatnonzero(~np.asarray(missing, dtype=bool))
+    it, or a copy of the nearest present frame where there is none on one side. With no frame
+    missing, ``fields`` itself (no copy)."""
+    missing = np.asarray(missing, dtype=bool)
+    if not missing.any():
+        return fields
+    present = np.flatnonzero(~missing)
     filled = fields.clone()
     for t in np.flatnonzero(missing):
         before, after = present[present < t], present[present > t]

@@ -24,39 +24,60 @@ def central_difference(values: torch.Tensor, dim: int) -> torch.Tensor:
     return out
 
 
-def _derivatives(displacement: torch.Tensor, spacing: Spacing) -> tuple[torch.Tensor, torch.Tensor]:
-    """(d u / dx, d u / dy) of a (B, 2, H, W) mm field, each (B, 2, H, W) in mm/mm, by
-    :func:`central_difference`."""
-    s = spacing_tensor(spacing, displacement)
-    return central_difference(displacement, -1) / s[:, 0:1], central_difference(displacement, -2) / s[:, 1:2]
-
-
 def displacement_gradient(displacement: torch.Tensor, spacing: Spacing) -> torch.Tensor:
     """(B, 2, 2, H, W) gradient of a (B, 2, H, W) mm field in mm/mm (dimensionless):
     ``[:, k, l]`` = d u_k / d x_l with k, l in (x, y), by :func:`central_difference`."""
-    return torch.stack(_derivatives(displacement, spacing), dim=2)
+    s = spacing_tensor(spacing, displacement)
+    return torch.stack((central_difference(displacement, -1) / s[:, 0:1],
+                        central_difference(displacement, -2) / s[:, 1:2]), dim=2)
+
+
+def _scaled_determinant(displacement: torch.Tensor, spacing: Spacing) -> torch.Tensor:
+    """(B, H, W) sx * sy * det J of x -> x + u(x) for a (B, 2, H, W) mm field, in mm^2 per pixel:
+    ``(sx + du_x/dj) (sy + du_y/di) - du_x/di du_y/dj`` with the derivatives per pixel step
+    (:func:`central_difference`). Same sign as det J, with no division and one temporary per
+    derivative, on single-component slices."""
+    s = spacing_tensor(spacing, displacement)
+    sx, sy = s[:, 0], s[:, 1]  # (N, 1, 1)
+    ux, uy = displacement[:, 0], displacement[:, 1]
+    return (central_difference(ux, -1) + sx) * (central_difference(uy, -2) + sy) \
+        - central_difference(ux, -2) * central_difference(uy, -1)
 
 
 def jacobian_determinant(displacement: torch.Tensor, spacing: Spacing) -> torch.Tensor:
-    """(B, H, W) determinant of the Jacobian of x -> x + u(x) for a (B, 2, H, W) mm field.
+    """(B, H, W) determinant of the Jacobian of x -> x + u(x) for a (B, 2, H, W) mm field, by
+    :func:`central_difference`; differentiable.
 
     1 means area preserved, > 1 local expansion, <= 0 folding (the map is not invertible there).
     """
-    d_dx, d_dy = _derivatives(displacement, spacing)  # (d u_x, d u_y) / dx and / dy, not stacked
-    return (1 + d_dx[:, 0]) * (1 + d_dy[:, 1]) - d_dy[:, 0] * d_dx[:, 1]
+    s = spacing_tensor(spacing, displacement)
+    return _scaled_determinant(displacement, spacing) / (s[:, 0] * s[:, 1])
+
+
+# folding_fraction works through this many items at a time: at 512 x 422 px each temporary is then
+# 3.5 MB and stays in the CPU's cache (about 3x faster than the whole batch at once on 2 cores).
+FOLDING_CHUNK = 4
 
 
 def folding_fraction(displacement: torch.Tensor, spacing: Spacing,
                      mask: torch.Tensor | None = None) -> torch.Tensor:
-    """(B,) fraction of pixels whose Jacobian determinant is <= 0, within ``mask`` when given.
+    """(B,) fraction of pixels whose Jacobian determinant (:func:`jacobian_determinant`) is <= 0,
+    within ``mask`` when given. Not differentiable (a count).
 
     Args:
         displacement: (B, 2, H, W) mm.
         spacing: (sx, sy) mm or (B, 2).
         mask: optional (B or 1, 1, H, W), bool or 0/1 weights; an empty mask gives nan.
     """
-    folded = (jacobian_determinant(displacement, spacing) <= 0).to(displacement.dtype)
-    if mask is None:
-        return folded.mean(dim=(-2, -1))
-    weights = mask[:, 0].to(displacement.dtype)
-    return (folded * weights).sum(dim=(-2, -1)) / weights.sum(dim=(-2, -1))
+    s = spacing_tensor(spacing, displacement).reshape(-1, 2)  # (1 or B, 2)
+    weights = None if mask is None else mask[:, 0].to(displacement.dtype)
+    counts = []
+    for first in range(0, displacement.shape[0], FOLDING_CHUNK):
+        items = slice(first, first + FOLDING_CHUNK)
+        folded = _scaled_determinant(displacement[items], s[items] if len(s) > 1 else s) <= 0
+        if weights is None:
+            counts.append(folded.sum(dim=(-2, -1), dtype=displacement.dtype))
+        else:
+            counts.append((folded * weights[items if len(weights) > 1 else slice(None)]).sum(dim=(-2, -1)))
+    total = displacement.shape[-2] * displacement.shape[-1] if weights is None else weights.sum(dim=(-2, -1))
+    return torch.cat(counts) / total
