@@ -223,13 +223,11 @@ def test_jacobian_and_folding_of_a_sinusoidal_fold():
     assert fraction == pytest.approx(1 / 3, abs=0.04)
 
 
-def test_folding_fraction_of_a_batch_longer_than_its_chunk_keeps_each_items_spacing_and_mask():
+def test_folding_fraction_keeps_each_items_spacing_and_mask():
     # Item b: u_x = -j mm in its columns j < b + 2, 0 beyond. With sx = 0.5 mm, det J = 1 - 1 / sx
     # = -1 in columns 0..b (b + 1 folded columns), > 0 elsewhere; with sx = 2 mm, det J = 0.5: no
     # folding. Masks: columns 0..9 for even items, everything for odd ones.
-    from EchoRegistrationLib.spatial.jacobian import FOLDING_CHUNK
-
-    n, height, width = 2 * FOLDING_CHUNK + 2, 6, 20
+    n, height, width = 10, 6, 20
     sx = [2.0 if b % 3 == 2 else 0.5 for b in range(n)]
     spacing = torch.tensor([[s, 0.3] for s in sx], dtype=F64)
     field = torch.zeros(n, 2, height, width, dtype=F64)

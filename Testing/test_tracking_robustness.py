@@ -118,3 +118,29 @@ def test_placeholder_pixel_size_and_coloured_pixels_are_named_in_the_warnings():
                         "spacing 1 x 1, not measured mm",
                         "12.3 % of the pixels of clip.dcm are coloured (Doppler or annotations): their "
                         "luma is not an echo intensity, and the registration matches it"]
+
+
+def test_frame_quality_in_chunks_keeps_each_frame_with_its_own_numbers():
+    # Frame t is (-1)^t (t + 1) x the reference + t: NCC +-1 by construction; its field mirrors x in
+    # columns 0..t (u_x = -j mm per column j < t + 2 at 0.5 mm pixels: det J = -1 there), so t + 1
+    # of the 20 columns fold, and of the 10 columns the mask keeps.
+    import torch
+
+    from EchoRegistrationLib.registration.tracking import QUALITY_CHUNK, frame_quality
+
+    n, height, width = 2 * QUALITY_CHUNK + 1, 6, 20
+    reference = torch.rand(1, 1, height, width, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    signs = torch.tensor([(-1.0) ** t for t in range(n)], dtype=torch.float64)
+    frames = (signs * torch.arange(1.0, n + 1, dtype=torch.float64))[:, None, None, None] * reference \
+        + torch.arange(float(n), dtype=torch.float64)[:, None, None, None]
+    field = torch.zeros(n, 2, height, width, dtype=torch.float64)
+    mask = torch.zeros(1, 1, height, width, dtype=torch.bool)
+    mask[..., :10] = True
+    for t in range(n):
+        field[t, 0, :, :t + 2] = -torch.arange(t + 2, dtype=torch.float64)
+    before, after, folding = frame_quality(reference, frames, frames.flip(0), field, (0.5, 0.5))
+    np.testing.assert_allclose(before, signs.numpy(), atol=1e-5)  # ncc's eps
+    np.testing.assert_allclose(after, signs.flip(0).numpy(), atol=1e-5)
+    np.testing.assert_allclose(folding, [(t + 1) / width for t in range(n)])
+    _, _, within = frame_quality(reference, frames, frames, field, (0.5, 0.5), mask)
+    np.testing.assert_allclose(within, [(t + 1) / 10 for t in range(n)])

@@ -2,7 +2,7 @@
 
 Usage (repository root)::
 
-    .venv/bin/python benchmarks/speed_register_sequence.py --threads 2 --repeats 3            # 20 x 256 x 256
+    .venv/bin/python benchmarks/speed_register_sequence.py --threads 2            # 20 x 256 x 256
     .venv/bin/python benchmarks/speed_register_sequence.py --shape 512 422 --methods dlir dlir-sequential
     .venv/bin/python benchmarks/speed_register_sequence.py --shape 512 422 --methods dlir dlir:runs/my_model \
         fields:echoreg-dlir-sim
@@ -10,9 +10,10 @@ Usage (repository root)::
 Every frame of a 20-frame simulated sequence (seed 10000, ``--shape`` rows x columns, the sector
 depth of 140-160 mm over the rows: about 0.3 mm pixels at 512 rows) is
 registered to frame 0 (or tracked, for the sequential modes) by each method, and by OpenCV DIS (medium
-preset, :func:`benchmarks.peer_methods.opencv_dis`, frame to frame 0) in the same run. Prints the
-median seconds per sequence and per frame pair and the ratio to DIS's median; torch and OpenCV both
-get ``--threads`` threads. The times are those a user gets from ``register_sequence`` (reading the
+preset, :func:`benchmarks.peer_methods.opencv_dis`, frame to frame 0) in the same run, in rounds
+that call each method once (:func:`interleaved_seconds`). Prints the median seconds per sequence and
+per frame pair, and the median and range of the per-round ratios to DIS; torch and OpenCV both get
+``--threads`` threads. The times are those a user gets from ``register_sequence`` (reading the
 frames onto the working grid, the network or the optimiser, the fields back in mm, quality checks),
 the model loaded once beforehand; ``fields:MODEL`` rows time the network's fields alone (on the input grid,
 in mm: what DIS gives), ``enhance:MODEL`` rows the enhancement of every frame (per frame pair: per frame
@@ -25,6 +26,7 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -72,36 +74,50 @@ def method_name(text: str) -> str:
                                      f"{', '.join(p + 'MODEL' for p in PREFIXES)}")
 
 
-def median_seconds(run, repeats: int, device: str = "cpu") -> float:
-    """Median wall seconds of ``repeats`` calls of ``run()`` after one warm-up call; on a CUDA
-    ``device`` each call is timed until the device has finished its queued work."""
+def interleaved_seconds(runs: dict[str, Callable[[], object]], repeats: int,
+                        device: str = "cpu") -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Wall seconds of every call of ``runs`` taken in rounds: one warm-up call of each, then
+    ``repeats`` rounds that call each run once, in order. Returns ({name: seconds per round},
+    {name: per-round ratio to the first run}): on a shared machine whose speed drifts, a run and
+    the first one timed a few seconds apart meet the same load, so the per-round ratios scatter
+    far less than ratios of medians taken minutes apart. On a CUDA ``device`` each call is timed
+    until the device has finished its queued work."""
     finish = (lambda: torch.cuda.synchronize(device)) if torch.device(device).type == "cuda" else (lambda: None)
-    run()
-    finish()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+    for run in runs.values():
         run()
         finish()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    seconds = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            finish()
+            seconds[name].append(time.perf_counter() - start)
+    first = seconds[next(iter(runs))]
+    return seconds, {name: [t / f for t, f in zip(times, first)] for name, times in seconds.items()}
 
 
-def time_methods(seq: EchoSequence, names: list[str], repeats: int, device: str) -> dict[str, float]:
-    """Median seconds per sequence of OpenCV DIS (key "OpenCV DIS") and of each named method."""
-    seconds = {"OpenCV DIS": median_seconds(lambda: peer_sequence_fields(opencv_dis, seq, 0), repeats)}
+def median_seconds(run: Callable[[], object], repeats: int, device: str = "cpu") -> float:
+    """Median wall seconds of ``repeats`` calls of ``run()`` after one warm-up call
+    (:func:`interleaved_seconds` of the one run)."""
+    return statistics.median(interleaved_seconds({"run": run}, repeats, device)[0]["run"])
+
+
+def method_runs(seq: EchoSequence, names: list[str], device: str) -> dict[str, Callable[[], object]]:
+    """{"OpenCV DIS": its fields of every frame to frame 0, then each named method: a call to time}."""
+    runs = {"OpenCV DIS": lambda: peer_sequence_fields(opencv_dis, seq, 0)}
     for name in names:
         if name.startswith(FIELDS_PREFIX):
             model = name[len(FIELDS_PREFIX):]
-            run = lambda: predict_sequence_fields(model, seq, reference=0, device=device)  # noqa: E731
+            runs[name] = lambda model=model: predict_sequence_fields(model, seq, reference=0, device=device)
         elif name.startswith(ENHANCE_PREFIX):
             generator = load_enhancer(name[len(ENHANCE_PREFIX):], device)  # loaded once, not timed
-            run = lambda: enhance_sequence(seq, generator, device=device)  # noqa: E731
+            runs[name] = lambda generator=generator: enhance_sequence(seq, generator, device=device)
         else:
             method, options = method_of(name)
-            run = lambda: register_sequence(seq, method, device=device, **options)  # noqa: E731
-        seconds[name] = median_seconds(run, repeats, device)
-    return seconds
+            runs[name] = lambda method=method, options=options: register_sequence(seq, method, device=device,
+                                                                                 **options)
+    return runs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,21 +127,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", type=method_name, default=DEFAULT_METHODS,
                         help=f"of {sorted(METHODS)} or {DLIR_PREFIX}MODEL (default {DEFAULT_METHODS})")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5, help="rounds (default 5)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     seq = simulate_sequence(n_frames=args.frames, image_size=tuple(args.shape), seed=10_000).sequence
-    seconds = time_methods(seq, args.methods, args.repeats, args.device)
+    seconds, ratios = interleaved_seconds(method_runs(seq, args.methods, args.device), args.repeats, args.device)
     pairs = args.frames - 1
     print(f"{args.frames} frames of {args.shape[0]} x {args.shape[1]} to frame 0, torch {torch.__version__}, "
-          f"device {args.device}, {torch.get_num_threads()} threads, median of {args.repeats}")
-    print("| method | s / sequence | ms / pair | x DIS |")
-    print("|---|---|---|---|")
-    for name, median in seconds.items():
+          f"device {args.device}, {torch.get_num_threads()} threads, {args.repeats} rounds (each method once "
+          f"per round, in table order); medians over the rounds; x DIS: the median of the per-round ratios "
+          f"(lowest - highest)")
+    print("| method | s / sequence | ms / pair | x DIS | (lowest - highest) |")
+    print("|---|---|---|---|---|")
+    for name, times in seconds.items():
         label = f"{name} (CPU, {args.threads} threads)" if name == "OpenCV DIS" and args.device != "cpu" else name
-        print(f"| {label} | {median:.3f} | {1000 * median / pairs:.1f} | {median / seconds['OpenCV DIS']:.2f} |")
+        median, ratio = statistics.median(times), ratios[name]
+        print(f"| {label} | {median:.3f} | {1000 * median / pairs:.1f} | {statistics.median(ratio):.2f} "
+              f"| {min(ratio):.2f} - {max(ratio):.2f} |")
     return 0
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from ..device import resolve_device
+from ..memory import keep_freed_memory
 from ..spatial.pairs import chain_to_reference, fixed_indices, frame_pairs
 from ..sequence import EchoSequence
 from .checkpoints import CheckpointError, load_model, weights_path
@@ -102,12 +103,13 @@ def predict_pair_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     dev = resolve_device(device)
     model = as_model(model, dev)
+    keep_freed_memory()
     with torch.inference_mode():
         frames = torch.from_numpy(seq.frames).to(dev)[:, None]
         # a subsequence cut for a few frames keeps its sequence's window (workflow.register_one_frame)
         working, spacing = prepare_frames(frames, seq.spacing, model.working_size,
                                           seq.metadata.get(INTENSITY_WINDOW))
-        fields = torch.empty(len(pairs), 2, *seq.frame_shape, device=dev)  # every pair written below
+        parts = []
         predict = model.mirror_averaged if flip_average else model
         done = 0
         while done < len(pairs):
@@ -115,7 +117,7 @@ def predict_pair_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
             try:
                 with autocast_context(dev, amp):
                     field = predict(working[fixed_indices(chunk)], working[[m for _, m in chunk]], spacing)
-                fields[done:done + len(chunk)] = to_input_grid(field, seq.frame_shape)
+                parts.append(to_input_grid(field.float(), seq.frame_shape))
             except torch.cuda.OutOfMemoryError:
                 if chunk_size == 1:
                     raise
@@ -123,7 +125,9 @@ def predict_pair_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
                 torch.cuda.empty_cache()
                 continue
             done += len(chunk)
-    return fields
+    if len(parts) == 1:
+        return parts[0]  # one batch (up to chunk_size pairs): its fields as they are, not a copy
+    return torch.cat(parts) if parts else torch.zeros(0, 2, *seq.frame_shape, device=dev)
 
 
 def predict_sequence_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,

@@ -54,11 +54,6 @@ def jacobian_determinant(displacement: torch.Tensor, spacing: Spacing) -> torch.
     return _scaled_determinant(displacement, spacing) / (s[:, 0] * s[:, 1])
 
 
-# folding_fraction works through this many items at a time: at 512 x 422 px each temporary is then
-# 3.5 MB and stays in the CPU's cache (about 3x faster than the whole batch at once on 2 cores).
-FOLDING_CHUNK = 4
-
-
 def folding_fraction(displacement: torch.Tensor, spacing: Spacing,
                      mask: torch.Tensor | None = None) -> torch.Tensor:
     """(B,) fraction of pixels whose Jacobian determinant (:func:`jacobian_determinant`) is <= 0,
@@ -69,15 +64,8 @@ def folding_fraction(displacement: torch.Tensor, spacing: Spacing,
         spacing: (sx, sy) mm or (B, 2).
         mask: optional (B or 1, 1, H, W), bool or 0/1 weights; an empty mask gives nan.
     """
-    s = spacing_tensor(spacing, displacement).reshape(-1, 2)  # (1 or B, 2)
-    weights = None if mask is None else mask[:, 0].to(displacement.dtype)
-    counts = []
-    for first in range(0, displacement.shape[0], FOLDING_CHUNK):
-        items = slice(first, first + FOLDING_CHUNK)
-        folded = _scaled_determinant(displacement[items], s[items] if len(s) > 1 else s) <= 0
-        if weights is None:
-            counts.append(folded.sum(dim=(-2, -1), dtype=displacement.dtype))
-        else:
-            counts.append((folded * weights[items if len(weights) > 1 else slice(None)]).sum(dim=(-2, -1)))
-    total = displacement.shape[-2] * displacement.shape[-1] if weights is None else weights.sum(dim=(-2, -1))
-    return torch.cat(counts) / total
+    folded = _scaled_determinant(displacement, spacing) <= 0  # sx * sy > 0: the sign of det J
+    if mask is None:
+        return folded.sum(dim=(-2, -1), dtype=displacement.dtype) / (folded.shape[-2] * folded.shape[-1])
+    weights = mask[:, 0].to(displacement.dtype)
+    return (folded * weights).sum(dim=(-2, -1)) / weights.sum(dim=(-2, -1))
