@@ -40,8 +40,8 @@ METHODS = ("deformable", "affine", "rigid", "dlir")
 # 0.904 / 0.834 and 0.917 / 0.827 (level with the network alone), held-out family 0.19 mm and 0.15 GLS
 # points (behind the optimiser's 0.09 / 0.07; level with OpenCV DIS's 0.21 / 0.19, which folds 2.5 % of
 # pixels on real pairs), cine NCC 0.973 / 0.945; it costs 0.39-0.47x the optimiser's time per CAMUS pair
-# (12x against 25x OpenCV DIS in one run, 13x against 34x in another). README, Generalisation, gives the paired intervals. The optimiser
-# alone stays a choice ("deformable"), as does the network alone (refine 0).
+# (12x against 25x OpenCV DIS in one run, 13x against 34x in another). README, Generalisation, gives the
+# paired intervals. The optimiser alone stays a choice ("deformable"), as does the network alone (refine 0).
 DEFAULT_METHOD = "dlir"
 DEFAULT_REFINE = 40
 MYOCARDIUM_SOURCES = ("auto", "labels", "landmarks", "none")

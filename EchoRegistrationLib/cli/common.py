@@ -179,7 +179,7 @@ def add_registration_options(parser: argparse.ArgumentParser) -> None:
                              "echoreg-dlir-sim is BSD-3-Clause)")
     parser.add_argument("--refine", type=count(0),
                         help=f"dlir: optimisation steps refining the network (default {DEFAULT_REFINE}; 0: the "
-                             "network alone, 1.3-1.5x OpenCV DIS's time on 2 CPU cores; N: N/2 steps at half "
+                             "network alone, 1.2-1.3x OpenCV DIS's time on 2 CPU cores; N: N/2 steps at half "
                              "resolution, then N/4 at full resolution, or N/2 at full resolution on small frames)")
     parser.add_argument("--flip-average", action="store_true",
                         help="dlir: average each pair's field with that of the mirrored pair (twice the time)")

@@ -109,7 +109,7 @@ def predict_pair_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
         # a subsequence cut for a few frames keeps its sequence's window (workflow.register_one_frame)
         working, spacing = prepare_frames(frames, seq.spacing, model.working_size,
                                           seq.metadata.get(INTENSITY_WINDOW))
-        parts = []
+        fields = None
         predict = model.mirror_averaged if flip_average else model
         done = 0
         while done < len(pairs):
@@ -117,7 +117,13 @@ def predict_pair_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
             try:
                 with autocast_context(dev, amp):
                     field = predict(working[fixed_indices(chunk)], working[[m for _, m in chunk]], spacing)
-                parts.append(to_input_grid(field.float(), seq.frame_shape))
+                out = to_input_grid(field, seq.frame_shape).float()  # float32 also under autocast
+                if len(chunk) == len(pairs):
+                    fields = out  # one batch: its fields as they are, not copied
+                else:
+                    if fields is None:
+                        fields = torch.empty(len(pairs), 2, *seq.frame_shape, device=dev)
+                    fields[done:done + len(chunk)] = out
             except torch.cuda.OutOfMemoryError:
                 if chunk_size == 1:
                     raise
@@ -125,9 +131,7 @@ def predict_pair_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
                 torch.cuda.empty_cache()
                 continue
             done += len(chunk)
-    if len(parts) == 1:
-        return parts[0]  # one batch (up to chunk_size pairs): its fields as they are, not a copy
-    return torch.cat(parts) if parts else torch.zeros(0, 2, *seq.frame_shape, device=dev)
+    return torch.zeros(0, 2, *seq.frame_shape, device=dev) if fields is None else fields
 
 
 def predict_sequence_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..losses import ncc
-from ..memory import keep_freed_memory
+from ..memory import allocator_setting, keep_freed_memory
 from ..sequence import EchoDataError, EchoSequence, no_signal_frames
 from ..device import resolve_device
 from ..spatial import field_to_numpy, folding_fraction, warp
@@ -423,7 +423,8 @@ def register_sequence(
         warped=warped[:, 0].cpu().numpy().astype(np.float32),
         reference=reference, method=method, mode=mode,
         similarity_before=before, similarity_after=after, folding_fraction=folding,
-        seconds=seconds, device=str(dev), parameters={"chunk_size": chunk_size, **enhancement, **options},
+        seconds=seconds, device=str(dev),
+        parameters={"chunk_size": chunk_size, "allocator": allocator_setting(), **enhancement, **options},
         no_signal=no_signal, warnings=input_warnings(seq) + quality_warnings(before, after, no_signal, pairs),
         enhanced=seq.frames if enhance is not None else None,
     )
