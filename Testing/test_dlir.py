@@ -646,3 +646,7 @@ def test_refinement_warm_starts_coarse_to_fine_at_under_half_the_optimisers_cost
                                iterations=(7,))
     assert calls[-1]["iterations"] == (7,) and result.parameters["refine_iterations"] == [7]
     assert result.parameters["refine_penalty_rows"] == 16
+    # a penalty the user sets is the one used and the one recorded
+    result = register_sequence(seq, "dlir", model=model, reference=0, device="cpu", refine=4, folding_weight=7.0)
+    assert calls[-1]["folding_weight"] == result.parameters["folding_weight"] == 7.0
+    assert result.parameters["regularise"] == calls[-1]["regularise"] == "residual"

@@ -227,6 +227,7 @@ def register_pair(
     similarity = SIMILARITIES[loss]
     model = _build_model(kind, moving.shape[0], shape, spacing, control_spacing * factors[0]).to(moving.device)
     result = PairRegistration(displacement=torch.empty(0), matrix=None)
+
     def capped(factor: int, rows: int | None) -> tuple[int, int]:
         """A level's grid: ``factor`` times coarser than the image, and no finer than ``rows``."""
         return level_shape(shape, factor if rows is None else max(factor, (shape[0] - 1) / (rows - 1)))

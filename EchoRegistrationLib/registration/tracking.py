@@ -404,7 +404,7 @@ def register_sequence(
         steps = refinement.get("iterations")
         options = {"model": model_name, "licence": licence_of(model_name), "passes": model.passes,
                    "refine": refine, "flip_average": flip_average,
-                   **({**REFINE_FOLDING, **REFINE_REGULARISATION,
+                   **({**{key: refinement[key] for key in (*REFINE_FOLDING, *REFINE_REGULARISATION)},
                        "refine_iterations": list(steps) if isinstance(steps, (list, tuple)) else steps,
                        "refine_penalty_rows": refinement["penalty_rows"]}
                       if refine else {}), **options}
