@@ -348,6 +348,8 @@ class EchoSequence:
     def describe(self) -> str:
         """A short multi-line human-readable summary."""
         t, h, w = self.frames.shape
+        labels = "none" if self.labels is None else \
+            f"codes {sorted(np.unique(self.labels).tolist())} on frames {list(self.label_frames)}"
         lines = [
             f"source:       {self.source}",
             f"frames:       {t} x {h} rows x {w} columns, intensity "
@@ -357,8 +359,7 @@ class EchoSequence:
             self._describe_times(),
             f"ED / ES:      {_frame_or_unknown(self.ed_index)} / {_frame_or_unknown(self.es_index)}",
             f"mask:         {'none' if self.mask is None else f'{self.mask.mean():.1%} of pixels inside'}",
-            "labels:       " + ("none" if self.labels is None else f"codes {sorted(np.unique(self.labels).tolist())}"
-                                                                       f" on frames {list(self.label_frames)}"),
+            f"labels:       {labels}",
         ]
         for key in sorted(self.metadata):
             if key not in ("source",):

@@ -33,9 +33,9 @@ def displacement_gradient(displacement: torch.Tensor, spacing: Spacing) -> torch
 
 
 def _scaled_determinant(displacement: torch.Tensor, spacing: Spacing) -> torch.Tensor:
-    """(B, H, W) sx * sy * det J of x -> x + u(x) for a (B, 2, H, W) mm field, in mm^2 per pixel:
-    ``(sx + du_x/dj) (sy + du_y/di) - du_x/di du_y/dj`` with the derivatives per pixel step
-    (:func:`central_difference`). Same sign as det J, with no division and one temporary per
+    """(B, H, W) sx * sy * det J of x -> x + u(x) for a (B, 2, H, W) mm field, in mm^2 (the area a
+    pixel maps to): ``(sx + du_x/dj) (sy + du_y/di) - du_x/di du_y/dj``, the derivatives per pixel
+    step (:func:`central_difference`). Same sign as det J, with no division and one temporary per
     derivative, on single-component slices."""
     s = spacing_tensor(spacing, displacement)
     sx, sy = s[:, 0], s[:, 1]  # (N, 1, 1)
