@@ -17,7 +17,7 @@ resolution, :func:`EchoRegistrationLib.dlir.evaluate`):
 Columns: myocardial end-point error at ES (mm, against the simulator's true motion), mean Dice of LV
 cavity and myocardium at ES, folding (% of pixels with det J <= 0). The last lines time inference:
 a 20-frame sequence of 512 x 422 frames (CAMUS size), every frame to frame 0, on ``--threads`` CPU
-threads and on CUDA when present (``--speed-only``: the two shipped models' timings alone).
+threads and on CUDA when present (``--speed-only``: the shipped registration models' timings alone).
 
 Usage (from the repository root)::
 
@@ -49,7 +49,8 @@ from EchoRegistrationLib.dlir import (DLIRModel, SimulatedSequences, evaluate,  
                                       train_vae)
 from EchoRegistrationLib.dlir.data import SequenceItem  # noqa: E402
 from EchoRegistrationLib.dlir.evaluation import score_ed_es  # noqa: E402
-from EchoRegistrationLib.dlir.shipped import SEQUENTIAL_MODEL, SIM_MODEL, shipped_model_path  # noqa: E402
+from EchoRegistrationLib.dlir.shipped import (SEQUENTIAL_MODEL, SHIPPED_MODEL, SIM_MODEL,  # noqa: E402
+                                              shipped_model_path)
 from EchoRegistrationLib.registration import resolve_device  # noqa: E402
 from EchoRegistrationLib.spatial import warp  # noqa: E402
 
@@ -123,13 +124,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", help="folder for the models and results.json (default: temporary)")
     parser.add_argument("--device", default="auto", help="training and test device (default auto)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
-    parser.add_argument("--speed-only", action="store_true", help="only time the shipped models' inference")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="only time the shipped registration models' inference")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     if args.speed_only:
-        for name in (SIM_MODEL, SEQUENTIAL_MODEL):
+        for name in (SHIPPED_MODEL, SIM_MODEL, SEQUENTIAL_MODEL):
             print(name)
             report_speed(load_model(shipped_model_path(name)), args.threads)
         return 0
