@@ -9,11 +9,12 @@ For each ``--frames`` count, a simulated sequence (seed 10000, ``--shape`` rows 
 * on ``--device`` in float32 and with mixed precision (``amp``: bfloat16 where the device supports it,
   else float16; :func:`EchoRegistrationLib.dlir.inference.autocast_context`).
 
-Prints, per row, the median milliseconds per frame pair over ``--repeats`` calls (after a warm-up; a
-CUDA device synchronised before the clock is read) and the largest and mean absolute difference (mm)
-of the fields from the CPU's, over all pixels and over the myocardium of frame 0 (end-point distance).
-OpenCV DIS on the CPU is timed in the same run, as the ratio's peer. With ``--device cpu`` only the CPU
-row is printed (its differences 0): a dry run of the script.
+Prints, per row, the median milliseconds per frame pair over ``--repeats`` rounds that call every row
+once (after a warm-up; a CUDA device synchronised before the clock is read;
+:func:`benchmarks.speed_register_sequence.interleaved_seconds`), its ratio to OpenCV DIS on the CPU
+(the median of the per-round ratios) and the largest and mean absolute difference (mm) of the fields
+from the CPU's, over all pixels and over the myocardium of frame 0 (end-point distance). With
+``--device cpu`` only the CPU row is printed (its differences 0): a dry run of the script.
 
 Usage (repository root; on a lent GPU machine, ``scripts/device_check.sh`` runs it)::
 
@@ -23,6 +24,7 @@ Usage (repository root; on a lent GPU machine, ``scripts/device_check.sh`` runs 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from pathlib import Path
 
@@ -32,16 +34,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.peer_methods import opencv_dis, peer_sequence_fields  # noqa: E402
-from benchmarks.speed_register_sequence import median_seconds  # noqa: E402
+from benchmarks.speed_register_sequence import interleaved_seconds  # noqa: E402
 from EchoRegistrationLib.dlir.inference import predict_sequence_fields  # noqa: E402
 from EchoRegistrationLib.dlir.shipped import SHIPPED_MODEL  # noqa: E402
 from EchoRegistrationLib.sequence import LABEL_MYOCARDIUM  # noqa: E402
 from EchoRegistrationLib.simulation import simulate_sequence  # noqa: E402
-
-
-def median_ms(run, repeats: int, device: torch.device) -> float:
-    """:func:`benchmarks.speed_register_sequence.median_seconds` in milliseconds."""
-    return 1000 * median_seconds(run, repeats, str(device))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"{args.model} on {name} against the CPU ({args.threads} threads), torch {torch.__version__}, "
           f"{args.shape[0]} x {args.shape[1]} frames to frame 0, {args.chunk_size} pairs per batch, "
-          f"median of {args.repeats}")
+          f"medians of {args.repeats} rounds")
     if device.type == "cpu":
         print("a dry run: the CPU against itself, no GPU rows")
     print("| frames | device | precision | ms / pair | x DIS (CPU) | largest |x or y diff| mm | mean |x or y diff| mm "
@@ -73,7 +70,6 @@ def main(argv: list[str] | None = None) -> int:
         seq = simulate_sequence(n_frames=frames, image_size=tuple(args.shape), seed=10_000).sequence
         pairs = frames - 1
         wall = seq.label_map(0) == LABEL_MYOCARDIUM
-        dis = median_ms(lambda: peer_sequence_fields(opencv_dis, seq, 0), args.repeats, torch.device("cpu"))
 
         def fields(dev: torch.device, amp: bool) -> torch.Tensor:
             return predict_sequence_fields(args.model, seq, reference=0, device=dev, chunk_size=args.chunk_size,
@@ -83,13 +79,18 @@ def main(argv: list[str] | None = None) -> int:
         rows = [("cpu", torch.device("cpu"), False)]
         if device.type != "cpu":
             rows += [(str(device), device, False), (str(device), device, True)]
+        runs = {"OpenCV DIS": lambda: peer_sequence_fields(opencv_dis, seq, 0),
+                **{row: lambda dev=row[1], amp=row[2]: fields(dev, amp) for row in rows}}
+        seconds, ratios = interleaved_seconds(runs, args.repeats, str(device))
+        dis = 1000 * statistics.median(seconds["OpenCV DIS"])
         print(f"| {frames} | OpenCV DIS (CPU) | - | {dis / pairs:.2f} | 1.00 | - | - | - |")
-        for label, dev, amp in rows:
-            ms = median_ms(lambda: fields(dev, amp), args.repeats, dev)
+        for row in rows:
+            label, dev, amp = row
+            ms = 1000 * statistics.median(seconds[row])
             difference = (fields(dev, amp).cpu() - reference).abs()
             myocardium = difference.norm(dim=1)[:, torch.from_numpy(wall)]
             precision = "mixed (amp)" if amp and dev.type == "cuda" else "float32"
-            print(f"| {frames} | {label} | {precision} | {ms / pairs:.2f} | {ms / dis:.2f} | "
+            print(f"| {frames} | {label} | {precision} | {ms / pairs:.2f} | {statistics.median(ratios[row]):.2f} | "
                   f"{float(difference.max()):.4f} | {float(difference.mean()):.5f} | "
                   f"{float(myocardium.mean()):.5f} |", flush=True)
     return 0

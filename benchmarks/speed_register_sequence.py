@@ -97,12 +97,6 @@ def interleaved_seconds(runs: dict[str, Callable[[], object]], repeats: int,
     return seconds, {name: [t / f for t, f in zip(times, first)] for name, times in seconds.items()}
 
 
-def median_seconds(run: Callable[[], object], repeats: int, device: str = "cpu") -> float:
-    """Median wall seconds of ``repeats`` calls of ``run()`` after one warm-up call
-    (:func:`interleaved_seconds` of the one run)."""
-    return statistics.median(interleaved_seconds({"run": run}, repeats, device)[0]["run"])
-
-
 def method_runs(seq: EchoSequence, names: list[str], device: str) -> dict[str, Callable[[], object]]:
     """{"OpenCV DIS": its fields of every frame to frame 0, then each named method: a call to time}."""
     runs = {"OpenCV DIS": lambda: peer_sequence_fields(opencv_dis, seq, 0)}
