@@ -112,3 +112,30 @@ def test_rows_of_an_earlier_run_are_marked_with_their_own_dis():
     assert f"| DLIR old{EARLIER_RUN} | - |" in text and "| OpenCV DIS | - |" in text
     assert "against the DIS of that run" in text
     assert EARLIER_RUN not in table({"DLIR old": row}, []) and "earlier run" not in table({"DLIR old": row}, [])
+
+
+def test_sequential_rows_reuse_their_pair_columns():
+    from benchmarks.benchmark_generalisation import same_on_pairs
+
+    assert same_on_pairs("DLIR echoreg-dlir-camus + refine 40, sequential") == "DLIR echoreg-dlir-camus + refine 40"
+    assert same_on_pairs("DLIR echoreg-dlir-camus, sequential") == "DLIR echoreg-dlir-camus"
+    assert same_on_pairs("optimiser (deformable, to reference)") == "optimiser (deformable, sequential)"
+    assert same_on_pairs("DLIR echoreg-dlir-camus") is None and same_on_pairs("OpenCV DIS") is None
+
+
+def test_the_simus_columns_are_in_the_table():
+    row = {"simus_epe_es": 0.47, "simus_gls": 0.21, "simus_segmental": 1.52, "simus_folding": 0.0,
+           "simus_s_case": 0.8, "simus_s_case_x_dis": 8.0}
+    text = table({"DLIR m": row, "old": {k: v for k, v in row.items() if k != "simus_segmental"}}, [])
+    header = text.splitlines()[0].split(" | ")
+    assert header[12:15] == ["SIMUS EPE ES mm", "GLS err pts", "segmental err pts"]
+    assert "| DLIR m | - | - | - | - | - | - | - | - | - | - | - | 0.47 | 0.21 | 1.52 | 0.000 | 0.8 (8x) | - |" in text
+    assert "| old | - | - | - | - | - | - | - | - | - | - | - | 0.47 | 0.21 | - | 0.000 | 0.8 (8x) | - |" in text
+
+
+def test_the_segmental_error_averages_the_segments_not_gls():
+    from benchmarks.benchmark_generalisation import segmental_error
+
+    truth = {"GLS endocardial": -18.0, "GLS mid-wall": -16.0, "basal inferoseptal": -20.0, "apical lateral": -10.0}
+    peaks = {"GLS endocardial": -8.0, "GLS mid-wall": -6.0, "basal inferoseptal": -18.0, "apical lateral": -14.0}
+    assert segmental_error(peaks, truth) == pytest.approx(3.0)  # (2 + 4) / 2; the GLS curves left out

@@ -270,3 +270,16 @@ def test_a_segment_with_near_zero_quality_is_named_in_a_warning(full_cycle):
     assert ("tracking quality near zero in mid inferoseptal (0.05), mid anterolateral (0.00): their "
             "strain is unreliable") in poor.warnings()
     assert poor.summary()["warnings"] == poor.warnings()
+
+
+def test_strain_tracked_by_a_network_warns_about_its_segments(full_cycle):
+    from EchoRegistrationLib.strain.result import NETWORK_SEGMENTS
+
+    result = compute_strain(full_cycle.sequence, result_from_displacement(full_cycle.sequence,
+                                                                          full_cycle.displacement, 0))
+    assert NETWORK_SEGMENTS not in result.warnings()  # truth: no method recorded
+    for method, warned in (("dlir", True), ("deformable", False)):
+        tracked = dataclasses.replace(result, registration={"method": method, "mode": "to_reference"})
+        assert (NETWORK_SEGMENTS in tracked.warnings()) is warned
+        assert (NETWORK_SEGMENTS in tracked.summary()["warnings"]) is warned
+    assert "--method deformable" in NETWORK_SEGMENTS and "13-18 points" in NETWORK_SEGMENTS

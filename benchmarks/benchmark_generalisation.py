@@ -1,6 +1,6 @@
 """Generalisation benchmark: every method on echo its models never saw, one table (a script).
 
-Three domains, none of them used to train or tune any shipped model:
+Five domains, none of them used to train or tune any shipped model:
 
 * **CAMUS valid** (``../shared/data/camus_ed_es/valid``, 50 patients, apical four-chamber; the
   models train on ``train`` only): each patient's ED / ES pair registered in both directions
@@ -12,7 +12,15 @@ Three domains, none of them used to train or tune any shipped model:
   known analytic cardiac motion and re-imaged with speckle decorrelation, noise, haze and gain
   changes (K frames ED -> ES): myocardial end-point error at ES (mm, over the ED myocardium) and
   the GLS error (percentage points, endocardial peak GLS of the project's strain module on the
-  method's fields against the same on the true fields).
+  method's fields against the same on the true fields), and the segmental error (the mean over the six
+  A4C segments of the same for each segment's peak longitudinal strain: motion along the wall, which
+  neither Dice nor GLS sees).
+* **SIMUS family** (:mod:`benchmarks.simus_family`, needs ``pymust``, the benchmark extra): a
+  synthetic beating LV imaged by acoustics, not by a texture model (SIMUS RF of a phased array,
+  delay-and-sum beamforming, log compression), K frames ED -> ES with known motion: myocardial
+  end-point error at ES, GLS and segmental errors, as for the real-template family. Left out, with a note, where
+  ``pymust`` is not installed; the simulated frames are kept in ``--simus-cache`` (a case takes about
+  a minute to simulate).
 * **Low resolution**: the same CAMUS valid pairs area-averaged to 112 x 112 pixels (labels
   nearest-neighbour) with the pixel size unknown (the placeholder (1, 1) mm of a video), as another
   scanner's clips come (EchoNet-Dynamic-like: small, blurred, square, the aspect not kept): Dice of
@@ -27,7 +35,8 @@ and the refinement against the network alone, so that a lead can be told from th
 patients.
 
 Methods: each DLIR model (catalog names or checkpoint folders) alone and with the fast refinement
-(:func:`EchoRegistrationLib.registration.register_sequence` ``refine``), the optimiser
+(:func:`EchoRegistrationLib.registration.register_sequence` ``refine``), each also tracking every frame
+against its neighbour (", sequential"; on a pair the same registration), the optimiser
 (deformable; sequential and to the reference: on a pair both are one registration), OpenCV DIS
 and Farneback. Times are also given as ratios to OpenCV DIS measured in the same run.
 
@@ -43,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import sys
 import time
@@ -59,6 +69,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.benchmark_real_cines import CINES, DATA, cine_scores  # noqa: E402
 from benchmarks.peer_methods import opencv_dis, opencv_farneback, peer_sequence_fields  # noqa: E402
 from benchmarks.real_template_family import TemplateCase, make_case  # noqa: E402
+from benchmarks.simus_family import VERSION as SIMUS_VERSION, make_simus_case  # noqa: E402
 from EchoRegistrationLib import load_sequence  # noqa: E402
 from EchoRegistrationLib.dlir.checkpoints import load_model  # noqa: E402
 from EchoRegistrationLib.dlir.shipped import list_models, resolve_model  # noqa: E402
@@ -75,6 +86,8 @@ from EchoRegistrationLib.strain.myocardium import myocardium_from_labels  # noqa
 # the CAMUS columns of the second row are those of the first, not computed twice.
 SAME_ON_PAIRS = {"optimiser (deformable, to reference)": "optimiser (deformable, sequential)"}
 TEMPLATE_SEED = 20_000  # seeds of the real-template family (case k: TEMPLATE_SEED + k)
+SIMUS_SEED = 30_000  # seeds of the SIMUS family (case k: SIMUS_SEED + k)
+SIMUS_CACHE = Path(__file__).resolve().parents[1] / "runs" / "simus_cache"
 PER_ITEM = "_per_item"  # row key suffix: a score's values per patient or case, in order, for paired differences
 ITEMS = "items"  # row key: which patients and cases its per-item values are of (paired only when equal)
 PAIRED_METRICS = ("dice_lv", "dice_myo")  # the CAMUS pair scores kept per patient
@@ -86,6 +99,14 @@ Row = dict[str, Any]
 STRUCTURES = (LABEL_LV, LABEL_MYOCARDIUM)
 # A method: (sequence, reference frame) -> (T, H, W, 2) mm fields on the reference grid.
 Method = Callable[[EchoSequence, int], np.ndarray]
+
+
+def same_on_pairs(name: str) -> str | None:
+    """The row whose CAMUS columns are those of row ``name`` (:data:`SAME_ON_PAIRS`, and a DLIR row
+    tracked sequentially: its to-reference row), or None."""
+    if name in SAME_ON_PAIRS:
+        return SAME_ON_PAIRS[name]
+    return name.removesuffix(", sequential") if name.endswith(", sequential") else None
 
 
 def ours(method: str, **options) -> Method:
@@ -111,6 +132,10 @@ def methods(models: list[str], refine: int) -> dict[str, Method]:
         network = load_model(resolve_model(model))  # once: reading the checkpoint is not timed
         table[f"DLIR {name}"] = ours("dlir", model=network)
         table[f"DLIR {name} + refine {refine}"] = ours("dlir", model=network, refine=refine)
+        # the same, every frame tracked against its neighbour (on a pair the same registration)
+        table[f"DLIR {name}, sequential"] = ours("dlir", model=network, mode="sequential")
+        table[f"DLIR {name} + refine {refine}, sequential"] = ours("dlir", model=network, refine=refine,
+                                                                    mode="sequential")
     table["optimiser (deformable, sequential)"] = ours("deformable", mode="sequential")
     table["optimiser (deformable, to reference)"] = ours("deformable", mode="to_reference")
     table["OpenCV DIS"] = peer(opencv_dis)
@@ -184,27 +209,58 @@ def camus_scores(run: Method, pairs: list[EchoSequence]) -> Row:
 
 
 # ---------------------------------------------------------------------------- real-template family
-def peak_gls(case: TemplateCase, fields: np.ndarray) -> float:
-    """Endocardial peak GLS (%) of the project's strain module on ``fields`` of a case."""
+GLS = "GLS endocardial"  # the GLS of the GLS error columns
+
+
+def peak_strains(case: TemplateCase, fields: np.ndarray) -> dict[str, float]:
+    """Peak systolic strain (%) of every curve of the project's strain module (GLS endocardial and
+    mid-wall, the six A4C segments) on ``fields`` of a case."""
     myocardium = myocardium_from_labels(case.sequence.labels, case.sequence.spacing)
     result = compute_strain(case.sequence, result_from_displacement(case.sequence, fields, 0), myocardium)
-    return float(result.peaks()["GLS endocardial"]["peak_pct"])
+    return {name: float(entry["peak_pct"]) for name, entry in result.peaks().items()}
 
 
-def template_scores(run: Method, cases: list[TemplateCase], true_gls: list[float]) -> Row:
-    """Mean myocardial EPE at ES (mm), mean |GLS error| (points), largest folding (%), seconds; the EPE
-    and |GLS error| also per case (keys ending :data:`PER_ITEM`, in the order of ``cases``)."""
-    epe, gls, folding, seconds = [], [], [], []
-    for case, truth in zip(cases, true_gls):
+def segmental_error(peaks: dict[str, float], truth: dict[str, float]) -> float:
+    """Mean |peak segmental strain error| (points) over the segments (the curves not named GLS)."""
+    return float(np.mean([abs(peaks[name] - value) for name, value in truth.items() if not name.startswith("GLS")]))
+
+
+def template_scores(run: Method, cases: list[TemplateCase], truths: list[dict[str, float]]) -> Row:
+    """Mean myocardial EPE at ES (mm), mean |GLS error| and mean |segmental peak strain error|
+    (points, :func:`segmental_error`), largest folding (%), seconds; the EPE and both strain errors
+    also per case (keys ending :data:`PER_ITEM`, in the order of ``cases``). ``truths``: each case's
+    :func:`peak_strains` on its true fields."""
+    epe, gls, segmental, folding, seconds = [], [], [], [], []
+    for case, truth in zip(cases, truths):
         start = time.perf_counter()
         fields = run(case.sequence, 0)
         seconds.append(time.perf_counter() - start)
         epe.append(myocardial_end_point_error(fields, case.displacement, case.myocardium)[-1])
-        gls.append(abs(peak_gls(case, fields) - truth))
+        peaks = peak_strains(case, fields)
+        gls.append(abs(peaks[GLS] - truth[GLS]))
+        segmental.append(segmental_error(peaks, truth))
         folding.append(100 * float(folding_fraction(field_to_torch(fields), case.sequence.spacing).max()))
-    return {"epe_es": float(np.mean(epe)), "gls": float(np.mean(gls)), "folding": max(folding),
-            "s_case": float(np.mean(seconds)), f"epe_es{PER_ITEM}": [float(e) for e in epe],
-            f"gls{PER_ITEM}": [float(g) for g in gls]}
+    return {"epe_es": float(np.mean(epe)), "gls": float(np.mean(gls)), "segmental": float(np.mean(segmental)),
+            "folding": max(folding), "s_case": float(np.mean(seconds)), f"epe_es{PER_ITEM}": [float(e) for e in epe],
+            f"gls{PER_ITEM}": [float(g) for g in gls], f"segmental{PER_ITEM}": [float(g) for g in segmental]}
+
+
+def simus_family(count: int, n_frames: int, cache: Path) -> list[TemplateCase]:
+    """The first ``count`` SIMUS cases (seeds :data:`SIMUS_SEED`+), simulated once into ``cache``;
+    none, with a note, when ``count`` is 0 or ``pymust`` is not installed."""
+    if count <= 0:
+        return []
+    # found, not imported: pymust brings scipy's and matplotlib's libraries into the process, and it is
+    # imported only to simulate frames not yet in the cache
+    if importlib.util.find_spec("pymust") is None:
+        print("SIMUS family left out: pymust is not installed (pip install -e \".[benchmark]\")",
+              file=sys.stderr)
+        return []
+    cases = []
+    for k in range(count):
+        print(f"  SIMUS case {k + 1}/{count} (simulated once, then read from {cache})", file=sys.stderr, flush=True)
+        cases.append(make_simus_case(SIMUS_SEED + k, n_frames, cache))
+    return cases
 
 
 # ---------------------------------------------------------------------------- paired differences
@@ -229,15 +285,17 @@ def paired_difference(a: list[float], b: list[float]) -> tuple[float, float, flo
 
 
 # The parts of ITEMS a column's values depend on: the CAMUS patients; also the 112 px pairs' size; the
-# family's seeds and frames.
-CAMUS, LOW, FAMILY = ("camus",), ("camus", "low_resolution"), ("family",)
+# family's seeds and frames; the SIMUS family's seeds, frames and generator version.
+CAMUS, LOW, FAMILY, SIMUS = ("camus",), ("camus", "low_resolution"), ("family",), ("simus",)
 # (row key, column title, the ITEMS parts it depends on): the scores compared item by item (the Dice ones
 # are PAIRED_METRICS)
 PAIRED_SCORES = (("ed_es_dice_lv", "ED->ES Dice LV", CAMUS), ("ed_es_dice_myo", "myo", CAMUS),
                  ("es_ed_dice_lv", "ES->ED Dice LV", CAMUS), ("es_ed_dice_myo", "myo", CAMUS),
                  ("low_ed_es_dice_lv", "112 px ED->ES LV", LOW), ("low_ed_es_dice_myo", "myo", LOW),
                  ("low_es_ed_dice_lv", "112 px ES->ED LV", LOW), ("low_es_ed_dice_myo", "myo", LOW),
-                 ("epe_es", "family EPE ES mm", FAMILY), ("gls", "GLS err pts", FAMILY))
+                 ("epe_es", "family EPE ES mm", FAMILY), ("gls", "GLS err pts", FAMILY),
+                 ("segmental", "segmental err pts", FAMILY), ("simus_epe_es", "SIMUS EPE ES mm", SIMUS),
+                 ("simus_gls", "GLS err pts", SIMUS), ("simus_segmental", "segmental err pts", SIMUS))
 NOT_PAIRED = "n/a (other items)"
 
 
@@ -288,7 +346,7 @@ def differences_table(rows: dict[str, Row], comparisons: list[tuple[str, str]]) 
     :data:`PAIRED_SCORES`, for the comparisons whose two rows both hold the per-item values; "" when
     none do. Rows whose :data:`ITEMS` differ (another run's patients, cases, frames or pixel size) are
     not paired (:data:`NOT_PAIRED`). The header gives each column's number of items. Dice: higher is
-    better; EPE and GLS error: lower is better."""
+    better; EPE, GLS and segmental errors: lower is better."""
     lines, counts = [], {}
     for name, baseline in comparisons:
         a, b = rows.get(name, {}), rows.get(baseline, {})
@@ -324,7 +382,7 @@ def cine_row(run: Method, cines: dict[str, EchoSequence]) -> dict[str, float]:
     return out
 
 
-TIMES = ("ms_pair", "low_ms_pair", "s_case")  # plus "<cine>_seconds": each also kept as a ratio to DIS
+TIMES = ("ms_pair", "low_ms_pair", "s_case", "simus_s_case")  # plus "<cine>_seconds": each also kept as a ratio to DIS
 
 
 def with_ratios(row: Row, dis: Row) -> Row:
@@ -341,7 +399,8 @@ def table(rows: dict[str, Row], cine_names: list[str], earlier: frozenset[str] =
     named in ``earlier`` (read with ``--include``) are marked :data:`EARLIER_RUN` and a note under the
     table says that their ratios are to the DIS of their own run."""
     header = ["method", "CAMUS ED->ES Dice LV / myo", "HD95 mm", "ES->ED Dice LV / myo", "HD95 mm",
-              "folding % mean (max)", "ms/pair (x DIS)", "family EPE ES mm", "GLS err pts",
+              "folding % mean (max)", "ms/pair (x DIS)", "family EPE ES mm", "GLS err pts", "segmental err pts",
+              "folding % (max)", "s/case (x DIS)", "SIMUS EPE ES mm", "GLS err pts", "segmental err pts",
               "folding % (max)", "s/case (x DIS)", "112 px ED->ES Dice LV / myo", "ES->ED Dice LV / myo",
               "folding % max", "ms/pair (x DIS)"]
     for name in cine_names:
@@ -361,10 +420,13 @@ def table(rows: dict[str, Row], cine_names: list[str], earlier: frozenset[str] =
                       timed(r, "ms_pair")]
         else:
             cells += ["-"] * 6
-        if "epe_es" in r:
-            cells += [f"{r['epe_es']:.2f}", f"{r['gls']:.2f}", f"{r['folding']:.3f}", timed(r, "s_case")]
-        else:
-            cells += ["-"] * 4
+        for prefix in ("", "simus_"):  # the real-template family, then the SIMUS family
+            if f"{prefix}epe_es" in r:
+                cells += [f"{r[f'{prefix}epe_es']:.2f}", f"{r[f'{prefix}gls']:.2f}",
+                          f"{r[f'{prefix}segmental']:.2f}" if f"{prefix}segmental" in r else "-",
+                          f"{r[f'{prefix}folding']:.3f}", timed(r, f"{prefix}s_case")]
+            else:
+                cells += ["-"] * 5
         if "low_ed_es_dice_lv" in r:
             cells += [f"{r['low_ed_es_dice_lv']:.3f} / {r['low_ed_es_dice_myo']:.3f}",
                       f"{r['low_es_ed_dice_lv']:.3f} / {r['low_es_ed_dice_myo']:.3f}",
@@ -394,6 +456,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--template-cases", type=int, default=10,
                         help="real-template sequences (from the first CAMUS valid patients)")
     parser.add_argument("--template-frames", type=int, default=6, help="frames ED -> ES per template case")
+    parser.add_argument("--simus-cases", type=int, default=8,
+                        help="SIMUS sequences (0: leave the SIMUS family out; needs pymust)")
+    parser.add_argument("--simus-frames", type=int, default=6, help="frames ED -> ES per SIMUS case")
+    parser.add_argument("--simus-cache", type=Path, default=SIMUS_CACHE,
+                        help=f"where the simulated SIMUS frames are kept (default {SIMUS_CACHE})")
     parser.add_argument("--refine", type=int, default=40, help="refinement steps of the DLIR + refine rows")
     parser.add_argument("--low-resolution", type=int, default=112,
                         help="pixels of the low-resolution CAMUS valid pairs (0: leave them out)")
@@ -418,7 +485,9 @@ def main(argv: list[str] | None = None) -> int:
     cases = [make_case(folder[k].frames[0], folder[k].label_map(0), folder[k].spacing,
                        args.template_frames, TEMPLATE_SEED + k)
              for k in range(min(args.template_cases, len(folder)))]
-    true_gls = [peak_gls(case, case.displacement) for case in cases]
+    truths = [peak_strains(case, case.displacement) for case in cases]
+    simus_cases = simus_family(args.simus_cases, args.simus_frames, args.simus_cache)
+    simus_truths = [peak_strains(case, case.displacement) for case in simus_cases]
     cines = {} if args.no_cines else {name: load_sequence(args.data / path) for name, path in CINES.items()}
     models = args.models if args.models is not None else [m.name for m in list_models()]
     rows_to_run = methods(models, args.refine)
@@ -435,20 +504,25 @@ def main(argv: list[str] | None = None) -> int:
     # what the per-item values are of: rows of other runs pair with this run's only when equal
     items = {"camus": [seq.metadata.get("patient", seq.source) for seq in pairs],
              "low_resolution": args.low_resolution if low_pairs else None,
-             "family": {"seeds": [TEMPLATE_SEED + k for k in range(len(cases))], "frames": args.template_frames}}
+             "family": {"seeds": [TEMPLATE_SEED + k for k in range(len(cases))], "frames": args.template_frames},
+             "simus": {"seeds": [SIMUS_SEED + k for k in range(len(simus_cases))], "frames": args.simus_frames,
+                       "version": SIMUS_VERSION}}
     rows: dict[str, Row] = {}
     for path in args.include:
         rows.update(included_rows(path))
     earlier = frozenset(rows) - set(rows_to_run)  # a row run again here is this run's
     for name, run in rows_to_run.items():
-        same = SAME_ON_PAIRS.get(name)
+        same = same_on_pairs(name)
         if same in rows and rows[same].get(ITEMS) == items:
             row = dict(rows[same])
         else:
             row = camus_scores(run, pairs)
             if low_pairs:
                 row.update({f"low_{key}": value for key, value in camus_scores(run, low_pairs).items()})
-        row.update(template_scores(run, cases, true_gls))
+        row.update(template_scores(run, cases, truths))
+        if simus_cases:
+            row.update({f"simus_{key}": value
+                        for key, value in template_scores(run, simus_cases, simus_truths).items()})
         row.update(cine_row(run, cines))
         row[ITEMS] = items
         rows[name] = with_ratios(row, row if name == "OpenCV DIS" else rows["OpenCV DIS"])
@@ -458,15 +532,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  done: {name}", file=sys.stderr, flush=True)
     low = f" (also at {args.low_resolution} x {args.low_resolution} px, pixel size unknown)" if low_pairs else ""
     text = (f"{len(pairs)} CAMUS valid patients x 2 directions{low}; {len(cases)} real-template cases "
-            f"({args.template_frames} frames ED->ES, true peak GLS {np.mean(true_gls):.1f} %); real cines "
+            f"({args.template_frames} frames ED->ES, true peak GLS {np.mean([t[GLS] for t in truths]):.1f} %); "
+            + (f"{len(simus_cases)} SIMUS cases ({args.simus_frames} frames ED->ES, true peak GLS "
+               f"{np.mean([t[GLS] for t in simus_truths]):.1f} %); " if simus_cases else "SIMUS family left out; ")
+            + f"real cines "
             f"{list(cines)}; torch {torch.__version__} on {torch.get_num_threads()} CPU threads; "
             f"labels warped nearest-neighbour; refine = {args.refine} steps\n\n"
             + table(rows, list(cines), earlier))
     differences = differences_table(rows, default_comparisons(models, args.refine))
     if differences:
         text += ("\n\nPaired differences, row - baseline, over the same patients (CAMUS valid, 112 px) or "
-                 "cases (family): mean [95 % bootstrap interval]. Dice: higher is better; EPE and GLS "
-                 "error: lower is better. An interval that contains 0 is no difference this data "
+                 "cases (families): mean [95 % bootstrap interval]. Dice: higher is better; EPE, GLS and "
+                 "segmental errors: lower is better. An interval that contains 0 is no difference this data "
                  f"can show. With up to {len(PAIRED_SCORES)} intervals per comparison, each at 95 %, about one "
                  "in twenty would exclude 0 by chance alone: read a difference of a few thousandths that "
                  "just excludes 0 as small, not as shown.\n\n" + differences)
