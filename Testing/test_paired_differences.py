@@ -128,7 +128,8 @@ def test_the_simus_columns_are_in_the_table():
            "simus_s_case": 0.8, "simus_s_case_x_dis": 8.0}
     text = table({"DLIR m": row, "old": {k: v for k, v in row.items() if k != "simus_segmental"}}, [])
     header = text.splitlines()[0].split(" | ")
-    assert header[12:15] == ["SIMUS EPE ES mm", "GLS err pts", "segmental err pts"]
+    assert header[12:17] == ["SIMUS EPE ES mm", "SIMUS GLS err pts", "SIMUS segmental err pts", "SIMUS folding % (max)",
+                             "SIMUS s/case (x DIS)"]
     assert "| DLIR m | - | - | - | - | - | - | - | - | - | - | - | 0.47 | 0.21 | 1.52 | 0.000 | 0.8 (8x) | - |" in text
     assert "| old | - | - | - | - | - | - | - | - | - | - | - | 0.47 | 0.21 | - | 0.000 | 0.8 (8x) | - |" in text
 

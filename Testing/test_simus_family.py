@@ -75,10 +75,30 @@ def test_the_images_move_as_the_truth_says():
 
 
 def test_the_benchmark_leaves_the_family_out_without_pymust(monkeypatch, capsys, tmp_path):
+    import sys
+
     from benchmarks.benchmark_generalisation import simus_family
 
     assert simus_family(0, 6, tmp_path) == []
-    monkeypatch.setattr("importlib.util.find_spec", lambda name, *args: None)  # as if not installed
-    assert simus_family(3, 6, tmp_path) == []
+    monkeypatch.setitem(sys.modules, "pymust", None)  # import pymust raises ImportError
+    assert simus_family(3, 6, tmp_path) == []  # nothing cached: the first case needs pymust
     assert "SIMUS family left out: pymust is not installed" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_cached_frames_are_read_back_without_simulating(monkeypatch, tmp_path):
+    import benchmarks.simus_family as family
+
+    labels, _, _ = case_truth(SEEDS[0], 2)
+    made = np.random.default_rng(0).uniform(0, 255, (2, *labels.shape)).astype(np.float32)
+    monkeypatch.setattr(family, "simulate_frames", lambda seed, n_frames: made)
+    first = family.make_simus_case(SEEDS[0], 2, tmp_path)
+    assert [p.name.startswith(f"simus_{SEEDS[0]}_2_") for p in tmp_path.iterdir()] == [True]  # no partial file
+
+    def fail(seed, n_frames):
+        raise AssertionError("simulated again")
+
+    monkeypatch.setattr(family, "simulate_frames", fail)
+    again = family.make_simus_case(SEEDS[0], 2, tmp_path)
+    np.testing.assert_array_equal(again.sequence.frames, first.sequence.frames)
+    assert again.sequence.spacing == (0.4, 0.4) and again.sequence.es_index == 1

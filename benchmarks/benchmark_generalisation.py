@@ -20,7 +20,7 @@ Five domains, none of them used to train or tune any shipped model:
   delay-and-sum beamforming, log compression), K frames ED -> ES with known motion: myocardial
   end-point error at ES, GLS and segmental errors, as for the real-template family. Left out, with a note, where
   ``pymust`` is not installed; the simulated frames are kept in ``--simus-cache`` (a case takes about
-  a minute to simulate).
+  2 min to simulate).
 * **Low resolution**: the same CAMUS valid pairs area-averaged to 112 x 112 pixels (labels
   nearest-neighbour) with the pixel size unknown (the placeholder (1, 1) mm of a video), as another
   scanner's clips come (EchoNet-Dynamic-like: small, blurred, square, the aspect not kept): Dice of
@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import json
 import sys
 import time
@@ -246,20 +245,18 @@ def template_scores(run: Method, cases: list[TemplateCase], truths: list[dict[st
 
 
 def simus_family(count: int, n_frames: int, cache: Path) -> list[TemplateCase]:
-    """The first ``count`` SIMUS cases (seeds :data:`SIMUS_SEED`+), simulated once into ``cache``;
-    none, with a note, when ``count`` is 0 or ``pymust`` is not installed."""
-    if count <= 0:
-        return []
-    # found, not imported: pymust brings scipy's and matplotlib's libraries into the process, and it is
-    # imported only to simulate frames not yet in the cache
-    if importlib.util.find_spec("pymust") is None:
-        print("SIMUS family left out: pymust is not installed (pip install -e \".[benchmark]\")",
-              file=sys.stderr)
-        return []
+    """The first ``count`` SIMUS cases (seeds :data:`SIMUS_SEED`+), simulated once into ``cache`` (pymust
+    is imported only to simulate a case not there yet); none, with a note, when ``count`` is 0 or a case
+    must be simulated and ``pymust`` is not installed."""
     cases = []
-    for k in range(count):
+    for k in range(max(count, 0)):
         print(f"  SIMUS case {k + 1}/{count} (simulated once, then read from {cache})", file=sys.stderr, flush=True)
-        cases.append(make_simus_case(SIMUS_SEED + k, n_frames, cache))
+        try:
+            cases.append(make_simus_case(SIMUS_SEED + k, n_frames, cache))
+        except ImportError:
+            print("SIMUS family left out: pymust is not installed (pip install -e \".[benchmark]\") and the "
+                  f"frames are not all in {cache}", file=sys.stderr)
+            return []
     return cases
 
 
@@ -295,7 +292,7 @@ PAIRED_SCORES = (("ed_es_dice_lv", "ED->ES Dice LV", CAMUS), ("ed_es_dice_myo", 
                  ("low_es_ed_dice_lv", "112 px ES->ED LV", LOW), ("low_es_ed_dice_myo", "myo", LOW),
                  ("epe_es", "family EPE ES mm", FAMILY), ("gls", "GLS err pts", FAMILY),
                  ("segmental", "segmental err pts", FAMILY), ("simus_epe_es", "SIMUS EPE ES mm", SIMUS),
-                 ("simus_gls", "GLS err pts", SIMUS), ("simus_segmental", "segmental err pts", SIMUS))
+                 ("simus_gls", "SIMUS GLS err pts", SIMUS), ("simus_segmental", "SIMUS segmental err pts", SIMUS))
 NOT_PAIRED = "n/a (other items)"
 
 
@@ -400,8 +397,8 @@ def table(rows: dict[str, Row], cine_names: list[str], earlier: frozenset[str] =
     table says that their ratios are to the DIS of their own run."""
     header = ["method", "CAMUS ED->ES Dice LV / myo", "HD95 mm", "ES->ED Dice LV / myo", "HD95 mm",
               "folding % mean (max)", "ms/pair (x DIS)", "family EPE ES mm", "GLS err pts", "segmental err pts",
-              "folding % (max)", "s/case (x DIS)", "SIMUS EPE ES mm", "GLS err pts", "segmental err pts",
-              "folding % (max)", "s/case (x DIS)", "112 px ED->ES Dice LV / myo", "ES->ED Dice LV / myo",
+              "folding % (max)", "s/case (x DIS)", "SIMUS EPE ES mm", "SIMUS GLS err pts", "SIMUS segmental err pts",
+              "SIMUS folding % (max)", "SIMUS s/case (x DIS)", "112 px ED->ES Dice LV / myo", "ES->ED Dice LV / myo",
               "folding % max", "ms/pair (x DIS)"]
     for name in cine_names:
         header += [f"{name} NCC (before)", "folding % (max)", "s (x DIS)"]
@@ -452,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="*", help="DLIR model names or checkpoint folders (default: "
                         "every model of the catalog)")
     parser.add_argument("--methods", nargs="*", help="only these rows (names as in the table)")
-    parser.add_argument("--cases", type=int, default=50, help="CAMUS valid patients (default all 50)")
+    parser.add_argument("--cases", type=int, default=50, help="CAMUS valid patients (default all 50; 0: none)")
     parser.add_argument("--template-cases", type=int, default=10,
                         help="real-template sequences (from the first CAMUS valid patients)")
     parser.add_argument("--template-frames", type=int, default=6, help="frames ED -> ES per template case")
@@ -499,8 +496,11 @@ def main(argv: list[str] | None = None) -> int:
     # DIS first: every row's times become ratios to it as soon as the row is done
     rows_to_run = {"OpenCV DIS": rows_to_run.pop("OpenCV DIS"), **rows_to_run}
     # warm-up: first calls (lazy imports, allocator, model loading) are not timed
+    warm_up = next(iter([*pairs, *(case.sequence for case in cases + simus_cases)]), None)
+    if warm_up is None:
+        raise SystemExit("nothing to register: no CAMUS pairs, template or SIMUS cases")
     for run in rows_to_run.values():
-        run(pairs[0], 1)
+        run(warm_up, 1)
     # what the per-item values are of: rows of other runs pair with this run's only when equal
     items = {"camus": [seq.metadata.get("patient", seq.source) for seq in pairs],
              "low_resolution": args.low_resolution if low_pairs else None,
@@ -516,10 +516,11 @@ def main(argv: list[str] | None = None) -> int:
         if same in rows and rows[same].get(ITEMS) == items:
             row = dict(rows[same])
         else:
-            row = camus_scores(run, pairs)
+            row = camus_scores(run, pairs) if pairs else {}
             if low_pairs:
                 row.update({f"low_{key}": value for key, value in camus_scores(run, low_pairs).items()})
-        row.update(template_scores(run, cases, truths))
+        if cases:
+            row.update(template_scores(run, cases, truths))
         if simus_cases:
             row.update({f"simus_{key}": value
                         for key, value in template_scores(run, simus_cases, simus_truths).items()})
@@ -531,8 +532,9 @@ def main(argv: list[str] | None = None) -> int:
                 handle.write(json.dumps({"method": name, "scores": rows[name]}) + "\n")
         print(f"  done: {name}", file=sys.stderr, flush=True)
     low = f" (also at {args.low_resolution} x {args.low_resolution} px, pixel size unknown)" if low_pairs else ""
-    text = (f"{len(pairs)} CAMUS valid patients x 2 directions{low}; {len(cases)} real-template cases "
-            f"({args.template_frames} frames ED->ES, true peak GLS {np.mean([t[GLS] for t in truths]):.1f} %); "
+    text = (f"{len(pairs)} CAMUS valid patients x 2 directions{low}; {len(cases)} real-template cases"
+            + (f" ({args.template_frames} frames ED->ES, true peak GLS {np.mean([t[GLS] for t in truths]):.1f} %); "
+               if cases else "; ")
             + (f"{len(simus_cases)} SIMUS cases ({args.simus_frames} frames ED->ES, true peak GLS "
                f"{np.mean([t[GLS] for t in simus_truths]):.1f} %); " if simus_cases else "SIMUS family left out; ")
             + f"real cines "

@@ -21,15 +21,21 @@ Motion at ES of an ED point, in the axis frame (t along the axis from the apex, 
 
 * longitudinal shortening ``-e(s) * t`` along the axis, e(s) blending a septal and a lateral strain
   (12-22 %), one case in two with a hypokinetic region (strain halved over about 25 mm of one wall);
+  beyond the base (the atrium and below) the base's motion fades over :data:`BEYOND_BASE_MM`;
 * radial motion towards the axis: the cavity contracts by a fraction (15-30 %) of its half-width, the
   epicardium moves half as far as the endocardium (the wall thickens), fading outside the heart;
-* the whole field smoothed (Gaussian, 3 mm); frame k of K is the ES field times (1 - cos(pi k / (K - 1))) / 2.
+* the whole field smoothed (Gaussian, sigma 3 mm); frame k of K is the ES field times
+  (1 - cos(pi k / (K - 1))) / 2; K frames span ED -> ES in 0.3 s (6 frames: 17 frames/s, a low rate:
+  neighbouring frames move up to about 3 mm apart).
 
 Scatterer p of ED is at p + u_k(p) in frame k (the project's convention), so the field on the ED pixel
 grid is the truth. Each scatterer's random amplitude changes a little from frame to frame (correlation
-0.995: decorrelation beyond the deformation's own), receiver noise is added to the RF, and a few
-stationary near-field scatterers stay where they are (reverberation clutter that does not move with the
-heart). The images are normalised per case and log-compressed over a dynamic range drawn in 40-55 dB.
+0.995: decorrelation beyond the deformation's own), receiver noise is added to the RF, and 60 bright
+stationary point scatterers 4-14 mm deep stay where they are (near-field clutter that does not move with
+the heart). Scatterers fill the sector and :data:`BELOW_SECTOR_MM` below it, so tissue moving up into
+the sector comes with its speckle. The images are normalised per case and log-compressed over a dynamic
+range drawn in 40-55 dB. One diverging wave per frame, no compounding: the blood pool is mid-grey
+(side lobes of the walls), darker than the wall but less dark than in clinical echo.
 """
 
 from __future__ import annotations
@@ -54,12 +60,14 @@ STRAIN_LONG = (0.12, 0.22)
 STRAIN_RADIAL = (0.15, 0.30)
 SMOOTH_MM = 3.0
 FADE_MM = 15.0
+BEYOND_BASE_MM = 20.0  # sd of the Gaussian fade of the longitudinal motion beyond the base
+BELOW_SECTOR_MM = 25.0  # scatterers also this far below the imaged depth
 AMPLITUDE_CORRELATION = 0.995  # of each scatterer's random amplitude from one frame to the next
 CLUTTER = (60, (-15.0, 15.0), (4.0, 14.0), 1.5)  # stationary scatterers: count, x range, z range mm, amplitude sd
 DYNAMIC_RANGE_DB = (40.0, 55.0)
 NOISE_DB = -40.0  # receiver noise, relative to the RF's RMS
 ES_SECONDS = 0.3
-VERSION = 1  # of the generator: cached cases of another version are made again
+VERSION = 2  # of the generator (2: motion fading beyond the base, scatterers below the sector)
 
 
 def _axis_coordinates(x: np.ndarray, z: np.ndarray, geometry: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -104,7 +112,8 @@ def es_motion(x: np.ndarray, z: np.ndarray, geometry: dict, motion: dict) -> np.
     if motion["hypokinetic_wall"] is not None:
         on_wall = side if motion["hypokinetic_wall"] == "lateral" else 1 - side
         strain = strain * (1 - 0.5 * on_wall * np.exp(-0.5 * ((t - motion["hypokinetic_t"]) / 12.0) ** 2))
-    along = -strain * np.clip(t, 0, length + 20)
+    beyond_base = np.clip(t - length, 0, None)
+    along = -strain * np.clip(t, 0, length) * np.exp(-0.5 * (beyond_base / BEYOND_BASE_MM) ** 2)
     endo = _half_width(np.clip(t, 0.05 * length, length), a, length)
     depth_in_wall = np.clip((np.abs(s) - endo) / wall, 0, None)
     radial = np.where(np.abs(s) <= endo, np.abs(s),
@@ -173,10 +182,12 @@ def output_grid() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _scatterers(rng: np.random.Generator, geometry: dict,
                 density: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(x, z, echogenicity) of the ED scatterers, ``density`` per mm^2 uniform over the sector (mm)."""
-    area = np.deg2rad(SECTOR_DEG) / 2 * DEPTH_MM ** 2
+    """(x, z, echogenicity) of the ED scatterers, ``density`` per mm^2 uniform over the sector and
+    :data:`BELOW_SECTOR_MM` below it (mm)."""
+    reach = DEPTH_MM + BELOW_SECTOR_MM
+    area = np.deg2rad(SECTOR_DEG) / 2 * reach ** 2
     n = int(density * area)
-    radius = DEPTH_MM * np.sqrt(rng.uniform(0.0005, 1, n))
+    radius = reach * np.sqrt(rng.uniform(0.0003, 1, n))
     angle = np.deg2rad(rng.uniform(-SECTOR_DEG / 2, SECTOR_DEG / 2, n))
     x, z = radius * np.sin(angle), radius * np.cos(angle)
     parts = tissue_labels(x, z, geometry)
@@ -231,7 +242,7 @@ def case_truth(seed: int, n_frames: int) -> tuple[np.ndarray, np.ndarray, np.nda
 def make_simus_case(seed: int, n_frames: int, cache: Path | None = None) -> TemplateCase:
     """A :class:`TemplateCase` of ``n_frames`` (>= 2) SIMUS frames ED -> ES; all randomness from
     ``seed``. With ``cache``, the frames are read from (or written to) a file there named by the seed,
-    the frame count and :data:`VERSION` (a case takes about 15 s per frame on 2 cores).
+    the frame count and the generator's constants (a case of 6 frames takes about 2 min on 2 cores).
 
     Raises:
         ValueError: fewer than 2 frames.
@@ -250,7 +261,10 @@ def _cached_frames(seed: int, n_frames: int, cache: Path | None, simulate) -> np
     """``simulate()``, or the frames it made before, kept in ``cache`` (written atomically)."""
     if cache is None:
         return simulate()
-    key = hashlib.sha1(json.dumps([VERSION, seed, n_frames, PIXEL_MM, SECTOR_DEG, DEPTH_MM]).encode()).hexdigest()
+    constants = [VERSION, PROBE, SECTOR_DEG, DEPTH_MM, PIXEL_MM, SCATTERERS_PER_MM2, ECHOGENICITY, STRAIN_LONG,
+                 STRAIN_RADIAL, SMOOTH_MM, FADE_MM, BEYOND_BASE_MM, BELOW_SECTOR_MM, AMPLITUDE_CORRELATION, CLUTTER,
+                 DYNAMIC_RANGE_DB, NOISE_DB, ES_SECONDS]
+    key = hashlib.sha1(json.dumps([constants, seed, n_frames], sort_keys=True).encode()).hexdigest()
     path = Path(cache) / f"simus_{seed}_{n_frames}_{key[:10]}.npy"
     if path.exists():
         return np.load(path)

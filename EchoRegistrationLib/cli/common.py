@@ -173,7 +173,9 @@ def add_registration_options(parser: argparse.ArgumentParser) -> None:
     loss, iterations, control spacing, device, enhancement."""
     parser.add_argument("--method", default=DEFAULT_METHOD, choices=METHODS,
                         help=f"default {DEFAULT_METHOD} (the default model refined by {DEFAULT_REFINE} steps: "
-                             "near the best on every held-out benchmark, never folding; README, Generalisation)")
+                             "never folding, near the best on the held-out benchmarks but physics-simulated "
+                             "echo, where it misses motion along the wall: use deformable for segmental "
+                             "strain; README, Generalisation)")
     parser.add_argument("--model", help="dlir: installed model name (echoreg models lists them) or checkpoint folder "
                              "(default: echoreg-dlir-camus, CC BY-NC-SA 4.0, non-commercial; "
                              "echoreg-dlir-sim is BSD-3-Clause)")

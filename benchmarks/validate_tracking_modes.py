@@ -1,0 +1,171 @@
+"""How a DLIR model should track a sequence, chosen on validation data only (a script).
+
+A to-reference model (``echoreg-dlir-camus``) can register every frame directly to the reference (its
+training mode) or each frame to its neighbour and compose the fields ("sequential"), alone or refined
+(:func:`EchoRegistrationLib.registration.register_sequence` ``refine``); two hybrids start from the
+sequential chain and correct it against the reference. Scored by the myocardial end-point error at ES
+(mm) on three validation sets that no benchmark uses:
+
+* ``simus``: the SIMUS generator (:mod:`benchmarks.simus_family`, needs ``pymust`` unless the frames
+  are cached) with seeds 40000+ (the benchmark uses 30000+);
+* ``simulator``: the project's simulator, seeds 5000-5007, 10 frames ED -> ES (the training scripts'
+  validation seeds);
+* ``real-template``: the real-template generator (:mod:`benchmarks.real_template_family`) on CAMUS
+  ``train`` patients (every 25th), seeds 70000+ (the benchmark uses CAMUS ``valid`` and 20000+).
+
+With ``--ncc``, also the mean NCC with the reference after registration of the network alone in both
+modes, per SIMUS case: whether a sequence could choose its mode by similarity.
+
+Usage (repository root)::
+
+    .venv/bin/python benchmarks/validate_tracking_modes.py            # the README's table (about 25 min)
+    .venv/bin/python benchmarks/validate_tracking_modes.py --sets simus --ncc
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.benchmark_real_cines import DATA  # noqa: E402
+from benchmarks.real_template_family import make_case  # noqa: E402
+from benchmarks.simus_family import make_simus_case  # noqa: E402
+from benchmarks.validate_passes import VALIDATION_SEEDS  # noqa: E402
+from EchoRegistrationLib.dlir.checkpoints import load_model  # noqa: E402
+from EchoRegistrationLib.dlir.data import simulate_item  # noqa: E402
+from EchoRegistrationLib.dlir.inference import predict_pair_fields, predict_sequence_fields  # noqa: E402
+from EchoRegistrationLib.dlir.shipped import resolve_model  # noqa: E402
+from EchoRegistrationLib.io import CamusPairFolder  # noqa: E402
+from EchoRegistrationLib.registration import register_sequence  # noqa: E402
+from EchoRegistrationLib.registration.pairwise import as_image_batch  # noqa: E402
+from EchoRegistrationLib.registration.tracking import _optimised_fields, _refinement_options  # noqa: E402
+from EchoRegistrationLib.sequence import LABEL_MYOCARDIUM, EchoSequence  # noqa: E402
+from EchoRegistrationLib.spatial import compose, field_to_numpy, warp  # noqa: E402
+from EchoRegistrationLib.spatial.pairs import frame_pairs  # noqa: E402
+
+SIMUS_VALIDATION_SEED = 40_000
+TEMPLATE_VALIDATION_SEED = 70_000
+SIMUS_VALIDATION_CACHE = Path(__file__).resolve().parents[1] / "runs" / "simus_cache_validation"
+# A validation case: (sequence from ED, (T, H, W, 2) mm true fields from ED, (H, W) bool ED myocardium)
+Case = tuple[EchoSequence, np.ndarray, np.ndarray]
+Tracker = Callable[[EchoSequence], np.ndarray]
+
+
+def validation_sets(names: list[str], simus_cases: int, template_cases: int) -> dict[str, list[Case]]:
+    """The validation sets named (module docstring)."""
+    sets: dict[str, list[Case]] = {}
+    if "simus" in names:
+        cases = [make_simus_case(SIMUS_VALIDATION_SEED + k, 6, SIMUS_VALIDATION_CACHE) for k in range(simus_cases)]
+        sets["simus"] = [(c.sequence, c.displacement, c.myocardium) for c in cases]
+    if "simulator" in names:
+        items = [simulate_item(seed, n_frames=10) for seed in VALIDATION_SEEDS]
+        sets["simulator"] = [(i.sequence, i.displacement, i.sequence.label_map(0) == LABEL_MYOCARDIUM) for i in items]
+    if "real-template" in names:
+        train = CamusPairFolder(DATA / "camus_ed_es" / "train", views=("4CH",))
+        chosen = list(range(0, len(train), 25))[:template_cases]
+        cases = [make_case(train[k].frames[0], train[k].label_map(0), train[k].spacing, 6,
+                           TEMPLATE_VALIDATION_SEED + k) for k in chosen]
+        sets["real-template"] = [(c.sequence, c.displacement, c.myocardium) for c in cases]
+    return sets
+
+
+def refined_to_reference(model, seq: EchoSequence, start: torch.Tensor, refine: int) -> np.ndarray:
+    """(T, H, W, 2) mm: every frame's field ``start`` (T, 2, H, W) refined against frame 0 by the
+    default refinement (:func:`_refinement_options`)."""
+    pairs = frame_pairs(seq.n_frames, 0, "to_reference")
+    options = _refinement_options(refine, seq.frame_shape[0], model, {})
+    frames = as_image_batch(seq.frames, device="cpu")
+    roi = None if seq.mask is None else as_image_batch(np.asarray(seq.mask, np.float32)) > 0
+    initial = torch.stack([start[m] for _, m in pairs])
+    refined = _optimised_fields(seq.spacing, frames, "deformable", pairs, roi, 32, options, None, None,
+                                initial=initial)
+    fields = torch.zeros_like(start)
+    fields[[m for _, m in pairs]] = refined
+    return field_to_numpy(fields)
+
+
+def sequential_then_reference_pass(model, seq: EchoSequence) -> torch.Tensor:
+    """(T, 2, H, W) mm: the sequential chain of ``model``, each frame then registered once more to
+    frame 0 by one network pass on the frame warped by the chain, the residual composed."""
+    chained = predict_sequence_fields(model, seq, 0, "cpu", mode="sequential")
+    one_pass = copy.deepcopy(model)
+    one_pass.passes = 1
+    with torch.inference_mode():
+        warped = warp(torch.from_numpy(seq.frames)[:, None], chained, seq.spacing)[:, 0].numpy()
+        pairs = frame_pairs(seq.n_frames, 0, "to_reference")
+        residual = predict_pair_fields(one_pass, dataclasses.replace(seq, frames=warped), pairs, "cpu")
+        total = chained.clone()
+        moving = [m for _, m in pairs]
+        total[moving] = compose(residual, chained[moving], seq.spacing)
+    return total
+
+
+def trackers(model, refine: int) -> dict[str, Tracker]:
+    """Row name -> (sequence -> fields from frame 0)."""
+    def registered(**options) -> Tracker:
+        return lambda seq: register_sequence(seq, "dlir", model=model, reference=0, **options).displacement
+    return {
+        "network, to the reference": registered(),
+        "network, sequential": registered(mode="sequential"),
+        f"+ refine {refine}, to the reference": registered(refine=refine),
+        f"+ refine {refine}, sequential": registered(refine=refine, mode="sequential"),
+        f"+ refine {refine} to the reference, from the sequential chain": lambda seq: refined_to_reference(
+            model, seq, predict_sequence_fields(model, seq, 0, "cpu", mode="sequential"), refine),
+        f"sequential network + one to-reference pass, + refine {refine}": lambda seq: refined_to_reference(
+            model, seq, sequential_then_reference_pass(model, seq), refine),
+    }
+
+
+def es_error(fields: np.ndarray, case: Case) -> float:
+    """Mean myocardial end-point error (mm) at the last frame."""
+    seq, truth, wall = case
+    last = seq.es_index if seq.es_index is not None else seq.n_frames - 1
+    return float(np.linalg.norm(fields[last] - truth[last], axis=-1)[wall].mean())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="echoreg-dlir-camus")
+    parser.add_argument("--sets", nargs="+", default=["simus", "simulator", "real-template"],
+                        choices=["simus", "simulator", "real-template"])
+    parser.add_argument("--simus-cases", type=int, default=6)
+    parser.add_argument("--template-cases", type=int, default=10)
+    parser.add_argument("--refine", type=int, default=40)
+    parser.add_argument("--ncc", action="store_true", help="also the per-case NCC check on the SIMUS set")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)
+    model = load_model(resolve_model(args.model))
+    sets = validation_sets(args.sets, args.simus_cases, args.template_cases)
+    print(f"{args.model}: mean myocardial end-point error at ES (mm) on validation data; "
+          + ", ".join(f"{name} {len(cases)} cases" for name, cases in sets.items()))
+    print("| " + " | ".join(["tracking", *sets]) + " |")
+    print("|" + "---|" * (len(sets) + 1))
+    for name, track in trackers(model, args.refine).items():
+        cells = [f"{np.mean([es_error(track(case[0]), case) for case in cases]):.2f}" for cases in sets.values()]
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+    if args.ncc and "simus" in sets:
+        print("\nSIMUS cases, network alone: ES error mm and mean NCC with frame 0 after registration, per mode")
+        for k, case in enumerate(sets["simus"]):
+            cells = []
+            for mode in ("to_reference", "sequential"):
+                result = register_sequence(case[0], "dlir", model=model, reference=0, mode=mode)
+                cells.append(f"{mode} {es_error(result.displacement, case):.2f} mm, "
+                             f"NCC {np.mean(result.similarity_after[1:]):.4f}")
+            print(f"  case {SIMUS_VALIDATION_SEED + k}: " + "; ".join(cells))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
