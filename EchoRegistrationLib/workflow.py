@@ -32,20 +32,20 @@ if TYPE_CHECKING:
     from .strain.myocardium import Myocardium
 
 METHODS = ("deformable", "affine", "rigid", "dlir")
-# The default registration of every front end (CLI, batch runner, panel, web page, demo): the default DLIR
-# model refined by 40 optimisation steps. On the generalisation benchmark (README, Generalisation) it is
-# near the best without folding on every held-out domain but one: CAMUS valid Dice 0.905 / 0.843
-# ED->ES (level with the network alone's 0.906 / 0.843, ahead of OpenCV DIS) and 0.923 / 0.840 ES->ED (the
-# highest mean; its lead over DIS is within the spread between patients), the same pairs at 112 x 112 px
-# 0.904 / 0.834 and 0.917 / 0.827 (level with the network alone), held-out family 0.19 mm and 0.15 GLS
-# points (behind the optimiser's 0.09 / 0.07; level with OpenCV DIS's 0.21 / 0.19, which folds 2.5 % of
-# pixels on real pairs), cine NCC 0.973 / 0.945; it costs 0.39-0.51x the optimiser's time per CAMUS pair
-# (12x against 25x OpenCV DIS in one run, 13x against 34x in another, 0.51x timed pair by pair on
-# 2026-11-30). README, Generalisation, gives the paired intervals. The exception: on physics-simulated echo
-# (the SIMUS family) it misses motion along the wall, 1.58 mm against the sequential optimiser's 0.34, its
-# segment peaks about 11 points off (GLS 1.3); strain results of "dlir" say so
-# (strain.result.NETWORK_SEGMENTS). The optimiser alone stays a choice ("deformable", the one for
-# segmental strain), as does the network alone (refine 0).
+# The default registration of every front end (CLI, batch runner, panel, web page, demo): the default DLIR model
+# refined by 40 optimisation steps. On the generalisation benchmark (README, Generalisation) it is near the best
+# without folding on every held-out domain but one: CAMUS valid Dice 0.905 / 0.843 ED->ES (level with the network
+# alone's 0.906 / 0.843, ahead of OpenCV DIS) and 0.923 / 0.840 ES->ED (the highest mean; its lead over DIS is
+# within the spread between patients), the same pairs at 112 x 112 px 0.904 / 0.834 and 0.917 / 0.827 (level with
+# the network alone), held-out family 0.19 mm and 0.15 GLS points (behind the optimiser's 0.09 / 0.07 to the
+# reference and 0.14 / 0.12 sequentially; level with OpenCV DIS's 0.21 / 0.19, which folds 2.5 % of pixels on real
+# pairs), cine NCC 0.973 / 0.945; it costs 0.39-0.65x the optimiser's time per CAMUS pair in block-timed benchmark
+# runs (12x against 25x OpenCV DIS, 13x against 34x, 14x against 28x, 13x against 21x) and 0.51x timed pair by pair
+# (benchmarks/refine_time_per_pair.py, 2026-11-30). README, Generalisation, gives the paired intervals. The
+# exception: on physics-simulated echo (the SIMUS family) it misses motion along the wall, 1.58 mm against the
+# sequential optimiser's 0.34, its segment peaks about 11 points off (GLS 1.3); strain results of "dlir" say so
+# (strain.result.NETWORK_SEGMENTS). The optimiser alone stays a choice ("deformable", the one for segmental
+# strain), as does the network alone (refine 0).
 DEFAULT_METHOD = "dlir"
 DEFAULT_REFINE = 40
 MYOCARDIUM_SOURCES = ("auto", "labels", "landmarks", "none")

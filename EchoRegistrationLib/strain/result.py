@@ -44,7 +44,7 @@ NO_TIMES = "frame times unknown"
 # (sequential) 0.86 and 0.55. On the real-template family the refined network's segments were 0.5 points
 # off, the network alone's 1.5.
 NETWORK_SEGMENTS = ("segmental strain tracked by a network (method dlir) is not validated along the wall: "
-                    "on physics-simulated echo the default network's segment peaks were about 11 points off "
+                    "on physics-simulated echo the default method's segment peaks were about 11 points off "
                     "on average, GLS 1.3 (README, Generalisation); for segmental strain use --method deformable")
 
 FRAMES_CSV = "strain_frames.csv"
