@@ -48,6 +48,7 @@ import cv2
 import numpy as np
 
 from benchmarks.real_template_family import LABEL_LA, TemplateCase
+from EchoRegistrationLib.io.atomic import atomic_output
 from EchoRegistrationLib.sequence import LABEL_LV, LABEL_MYOCARDIUM, EchoSequence
 
 PROBE = "P4-2v"
@@ -269,10 +270,8 @@ def _cached_frames(seed: int, n_frames: int, cache: Path | None, simulate) -> np
     if path.exists():
         return np.load(path)
     frames = simulate()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial.npy")
-    np.save(partial, frames)
-    partial.replace(path)
+    with atomic_output(path, overwrite=True) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, frames)
     return frames
 
 

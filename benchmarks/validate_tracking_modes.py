@@ -51,6 +51,7 @@ from EchoRegistrationLib.registration.pairwise import as_image_batch  # noqa: E4
 from EchoRegistrationLib.registration.tracking import _optimised_fields, _refinement_options  # noqa: E402
 from EchoRegistrationLib.sequence import LABEL_MYOCARDIUM, EchoSequence  # noqa: E402
 from EchoRegistrationLib.spatial import compose, field_to_numpy, warp  # noqa: E402
+from EchoRegistrationLib.spatial.metrics import myocardial_end_point_error  # noqa: E402
 from EchoRegistrationLib.spatial.pairs import frame_pairs  # noqa: E402
 
 SIMUS_VALIDATION_SEED = 40_000
@@ -127,10 +128,10 @@ def trackers(model, refine: int) -> dict[str, Tracker]:
 
 
 def es_error(fields: np.ndarray, case: Case) -> float:
-    """Mean myocardial end-point error (mm) at the last frame."""
+    """Mean myocardial end-point error (mm) at ES (the last frame when ES is not known)."""
     seq, truth, wall = case
     last = seq.es_index if seq.es_index is not None else seq.n_frames - 1
-    return float(np.linalg.norm(fields[last] - truth[last], axis=-1)[wall].mean())
+    return float(myocardial_end_point_error(fields, truth, wall)[last])
 
 
 def main(argv: list[str] | None = None) -> int:
