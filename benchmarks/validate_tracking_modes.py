@@ -11,7 +11,14 @@ sequential chain and correct it against the reference. Scored by the myocardial 
 * ``simulator``: the project's simulator, seeds 5000-5007, 10 frames ED -> ES (the training scripts'
   validation seeds);
 * ``real-template``: the real-template generator (:mod:`benchmarks.real_template_family`) on CAMUS
-  ``train`` patients (every 25th), seeds 70000+ (the benchmark uses CAMUS ``valid`` and 20000+).
+  ``train`` patients (every 25th), seeds 70000+ (the benchmark uses CAMUS ``valid`` and 20000+);
+* ``simulator-randomised``: the simulator's validation seeds with a randomised appearance
+  (:func:`EchoRegistrationLib.dlir.data.simulate_item`; what ``sim-randomised`` training sources draw).
+
+Two more rows chain anchor frames (every ``--hop`` seconds) from the reference instead of every frame:
+each frame is registered to the last anchor before it, alone and refined against the reference.
+``--rows`` picks rows by key (:func:`trackers`): ``--rows network refine`` compares models (``--model``
+takes a shipped name or a checkpoint folder).
 
 With ``--ncc``, also the mean NCC with the reference after registration of the network alone in both
 modes, per SIMUS case: whether a sequence could choose its mode by similarity.
@@ -20,6 +27,8 @@ Usage (repository root)::
 
     .venv/bin/python benchmarks/validate_tracking_modes.py            # the README's table (about 25 min)
     .venv/bin/python benchmarks/validate_tracking_modes.py --sets simus --ncc
+    .venv/bin/python benchmarks/validate_tracking_modes.py --rows network refine \
+        --model runs/camus/dlir_camus_randomised --sets simus simulator simulator-randomised real-template
 """
 
 from __future__ import annotations
@@ -71,6 +80,10 @@ def validation_sets(names: list[str], simus_cases: int, template_cases: int) -> 
     if "simulator" in names:
         items = [simulate_item(seed, n_frames=10) for seed in VALIDATION_SEEDS]
         sets["simulator"] = [(i.sequence, i.displacement, i.sequence.label_map(0) == LABEL_MYOCARDIUM) for i in items]
+    if "simulator-randomised" in names:
+        items = [simulate_item(seed, n_frames=10, appearance="randomised") for seed in VALIDATION_SEEDS]
+        sets["simulator-randomised"] = [(i.sequence, i.displacement, i.sequence.label_map(0) == LABEL_MYOCARDIUM)
+                                        for i in items]
     if "real-template" in names:
         train = CamusPairFolder(DATA / "camus_ed_es" / "train", views=("4CH",))
         chosen = list(range(0, len(train), 25))[:template_cases]
@@ -111,19 +124,44 @@ def sequential_then_reference_pass(model, seq: EchoSequence) -> torch.Tensor:
     return total
 
 
-def trackers(model, refine: int) -> dict[str, Tracker]:
-    """Row name -> (sequence -> fields from frame 0)."""
+def anchored_chain(model, seq: EchoSequence, hop_seconds: float) -> torch.Tensor:
+    """(T, 2, H, W) mm: frames within ``hop_seconds`` of frame 0 registered to it directly; anchor
+    frames every k frames (k: ``hop_seconds`` in frames, at least 1) chained from frame 0; every
+    other frame registered to the last anchor before it and composed with that anchor's field."""
+    k = max(1, int(round(hop_seconds / float(np.median(np.diff(seq.frame_times))))))
+    last = seq.n_frames - 1
+    direct = [(0, t) for t in range(1, min(k, last) + 1)]
+    chain = [(a, a + k) for a in range(k, last - k + 1, k)]
+    rest = [(t - t % k, t) for t in range(k + 1, last + 1) if t % k]
+    fields = predict_pair_fields(model, seq, direct + chain + rest, "cpu")
+    total = torch.zeros((seq.n_frames, *fields.shape[1:]))
+    for index, (anchor, t) in enumerate(direct + chain + rest):
+        total[t] = fields[index] if anchor == 0 else compose(total[anchor][None], fields[index][None],
+                                                              seq.spacing)[0]
+    return total
+
+
+def trackers(model, refine: int, hop_seconds: float) -> dict[str, tuple[str, Tracker]]:
+    """Row key -> (row name, sequence -> fields from frame 0)."""
     def registered(**options) -> Tracker:
         return lambda seq: register_sequence(seq, "dlir", model=model, reference=0, **options).displacement
     return {
-        "network, to the reference": registered(),
-        "network, sequential": registered(mode="sequential"),
-        f"+ refine {refine}, to the reference": registered(refine=refine),
-        f"+ refine {refine}, sequential": registered(refine=refine, mode="sequential"),
-        f"+ refine {refine} to the reference, from the sequential chain": lambda seq: refined_to_reference(
-            model, seq, predict_sequence_fields(model, seq, 0, "cpu", mode="sequential"), refine),
-        f"sequential network + one to-reference pass, + refine {refine}": lambda seq: refined_to_reference(
-            model, seq, sequential_then_reference_pass(model, seq), refine),
+        "network": ("network, to the reference", registered()),
+        "network-sequential": ("network, sequential", registered(mode="sequential")),
+        "refine": (f"+ refine {refine}, to the reference", registered(refine=refine)),
+        "refine-sequential": (f"+ refine {refine}, sequential", registered(refine=refine, mode="sequential")),
+        "refine-from-chain": (f"+ refine {refine} to the reference, from the sequential chain",
+                              lambda seq: refined_to_reference(
+                                  model, seq, predict_sequence_fields(model, seq, 0, "cpu", mode="sequential"),
+                                  refine)),
+        "chain-then-pass": (f"sequential network + one to-reference pass, + refine {refine}",
+                            lambda seq: refined_to_reference(model, seq, sequential_then_reference_pass(model, seq),
+                                                             refine)),
+        "anchored": (f"network, anchored every {hop_seconds:g} s",
+                     lambda seq: field_to_numpy(anchored_chain(model, seq, hop_seconds))),
+        "refine-from-anchored": (f"+ refine {refine} to the reference, from the anchored chain",
+                                 lambda seq: refined_to_reference(model, seq, anchored_chain(model, seq, hop_seconds),
+                                                                  refine)),
     }
 
 
@@ -138,12 +176,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="echoreg-dlir-camus")
     parser.add_argument("--sets", nargs="+", default=["simus", "simulator", "real-template"],
-                        choices=["simus", "simulator", "real-template"])
+                        choices=["simus", "simulator", "real-template", "simulator-randomised"])
     parser.add_argument("--simus-cases", type=int, default=6)
     parser.add_argument("--template-cases", type=int, default=10)
     parser.add_argument("--refine", type=int, default=40)
     parser.add_argument("--ncc", action="store_true", help="also the per-case NCC check on the SIMUS set")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rows", nargs="+", help="row keys of trackers() (default: all); 'network refine' "
+                        "compares models")
+    parser.add_argument("--hop", type=float, default=0.1, help="anchor spacing (s) of the anchored rows")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
@@ -153,7 +194,11 @@ def main(argv: list[str] | None = None) -> int:
           + ", ".join(f"{name} {len(cases)} cases" for name, cases in sets.items()))
     print("| " + " | ".join(["tracking", *sets]) + " |")
     print("|" + "---|" * (len(sets) + 1))
-    for name, track in trackers(model, args.refine).items():
+    rows = trackers(model, args.refine, args.hop)
+    unknown = set(args.rows or ()) - set(rows)
+    if unknown:
+        parser.error(f"unknown rows {sorted(unknown)}; choose from {sorted(rows)}")
+    for name, track in (rows[key] for key in args.rows or rows):
         cells = [f"{np.mean([es_error(track(case[0]), case) for case in cases]):.2f}" for cases in sets.values()]
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
     if args.ncc and "simus" in sets:

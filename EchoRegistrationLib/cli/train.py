@@ -4,7 +4,9 @@ Subcommands: ``simulate`` (fill a cache folder with simulated sequences), ``vae`
 ``dlir`` (:mod:`..dlir.training`) and ``enhancer`` (:func:`..enhancement.training.train_enhancer`).
 Data are given as source specs (:func:`..dlir.data.open_source`):
 ``sim:0-500`` (simulator seeds 0..499), ``sim:0-500:CACHE`` (read from / written to a cache
-folder), or a folder (CAMUS root, cached ``.npz`` items, any sequence files). Multi-GPU::
+folder), ``sim-randomised:0-500:CACHE`` (the same seeds with randomised echogenicity, texture and PSF),
+``warped:FOLDER`` (annotated frames moved by known motion), or a folder (CAMUS root, cached ``.npz``
+items, any sequence files). Multi-GPU::
 
     torchrun --nproc_per_node 4 -m EchoRegistrationLib.cli train dlir --data sim:0-500:cache ...
 """
@@ -71,7 +73,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from ..dlir.data import write_simulated_cache
 
     paths = write_simulated_cache(args.output, args.seeds, workers=args.workers,
-                                  n_frames=args.frames, image_size=(args.size, args.size))
+                                  n_frames=args.frames, image_size=(args.size, args.size),
+                                  appearance=args.appearance)
     print(f"{len(paths)} sequences in {args.output}")
     return 0
 
@@ -121,6 +124,9 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     simulate.add_argument("--frames", type=int, default=20, help="frames per sequence (default 20)")
     simulate.add_argument("--size", type=int, default=256, help="frame size in pixels (default 256)")
     simulate.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    simulate.add_argument("--appearance", choices=["nominal", "randomised"], default="nominal",
+                          help="tissue echogenicity, texture and PSF: nominal, or drawn per seed "
+                               "(domain randomisation; read back as sim-randomised:START-STOP:CACHE)")
     simulate.set_defaults(run=_cmd_simulate)
 
     vae = sub.add_parser("vae", help="train the mask VAE of one structure (shape prior)")

@@ -36,6 +36,7 @@ from ..losses import one_hot
 from ..spatial.pyramid import level_spacing, resample_field, resample_image
 from ..sequence import EchoDataError, EchoSequence
 from ..simulation import simulate_sequence
+from ..simulation.appearance import NOMINAL_APPEARANCE, random_appearance
 from .shipped import PROJECT_LICENCE
 from ..spatial import compose, field_to_torch, invert_field, mirror_field, warp
 from .augment import randomise_appearance
@@ -50,22 +51,36 @@ REPLACEMENT_STRIDE, MAX_REPLACEMENTS = 1_000_000, 10  # for seeds the simulator 
 # the error shrinks below 1e-5 of the field).
 MOTION_INVERSE_ITERATIONS = 12
 CAMUS_LICENCE = "CC BY-NC-SA 4.0"  # Leclerc et al., IEEE TMI 2019: non-commercial, share-alike
+APPEARANCES = ("nominal", "randomised")  # of simulated training sequences (simulate_item)
+APPEARANCE_STREAM = 0xA77  # random stream of the randomised appearance, apart from the simulator's
 GAMMA_RANGE = (0.7, 1.4)  # intensity augmentation: the same random gamma for both frames of a pair
 
 
 # ---------------------------------------------------------------------------- simulated sequences
 def simulate_item(seed: int, n_frames: int = 20, image_size: Sequence[int] = (256, 256),
-                  cycle: str = "half") -> SequenceItem:
+                  cycle: str = "half", appearance: str = "nominal") -> SequenceItem:
     """One simulated sequence with its truth; even seeds are A4C, odd seeds A2C.
+
+    ``appearance`` "nominal" images the tissue as :data:`~..simulation.appearance.NOMINAL_APPEARANCE`;
+    "randomised" draws echogenicity, texture and PSF per seed (:func:`~..simulation.appearance.
+    random_appearance`, from its own random stream: anatomy and motion are those of the nominal seed).
 
     The simulator rejects some seeds (about 8 %: the random heart does not fit the random sector
     depth); such a seed is replaced by seed + 1e6, seed + 2e6, ... (the seed used is in the
-    sequence's metadata), so that every seed of a range yields a sequence, reproducibly."""
+    sequence's metadata), so that every seed of a range yields a sequence, reproducibly.
+
+    Raises:
+        ValueError: an unknown ``appearance``, or no replacement seed fits."""
+    if appearance not in APPEARANCES:
+        raise ValueError(f"appearance must be one of {APPEARANCES}, got {appearance!r}")
+    look = NOMINAL_APPEARANCE if appearance == "nominal" else \
+        random_appearance(np.random.default_rng((APPEARANCE_STREAM, int(seed))))
     error = None
     for k in range(MAX_REPLACEMENTS + 1):
         try:
             sim = simulate_sequence(view=VIEWS[seed % 2], cycle=cycle, n_frames=n_frames,
-                                    image_size=tuple(image_size), seed=int(seed) + k * REPLACEMENT_STRIDE)
+                                    image_size=tuple(image_size), appearance=look,
+                                    seed=int(seed) + k * REPLACEMENT_STRIDE)
         except ValueError as err:
             error = error or err
             continue
@@ -112,8 +127,9 @@ def load_item(path: str | os.PathLike) -> SequenceItem:
     return SequenceItem(sequence, displacement, inverse)
 
 
-def _cache_name(seed: int) -> str:
-    return f"simulated_{int(seed):07d}.npz"
+def _cache_name(seed: int, appearance: str = "nominal") -> str:
+    kind = "" if appearance == "nominal" else f"{appearance}_"
+    return f"simulated_{kind}{int(seed):07d}.npz"
 
 
 class SimulatedSequences(Sequence):
@@ -121,17 +137,20 @@ class SimulatedSequences(Sequence):
 
     Args:
         seeds: simulator seeds (training: from 0; benchmarks and validation use seeds >= 10000).
-        n_frames, image_size, cycle: passed to :func:`~..simulation.simulate_sequence`.
-        cache: optional folder: items are read from ``simulated_{seed}.npz`` there when present,
-            and written there when simulated.
+        n_frames, image_size, cycle, appearance: passed to :func:`simulate_item`.
+        cache: optional folder: items are read from ``simulated_{seed}.npz`` there (randomised
+            appearance: ``simulated_randomised_{seed}.npz``) when present, and written there when
+            simulated.
     """
 
     def __init__(self, seeds: Iterable[int], *, n_frames: int = 20,
                  image_size: Sequence[int] = (256, 256), cycle: str = "half",
-                 cache: str | os.PathLike | None = None):
+                 appearance: str = "nominal", cache: str | os.PathLike | None = None):
+        if appearance not in APPEARANCES:
+            raise ValueError(f"appearance must be one of {APPEARANCES}, got {appearance!r}")
         self.seeds = [int(s) for s in seeds]
         self.options = {"n_frames": int(n_frames), "image_size": [int(v) for v in image_size],
-                        "cycle": cycle}
+                        "cycle": cycle, "appearance": appearance}
         self.cache = None if cache is None else Path(cache)
 
     def __len__(self) -> int:
@@ -139,7 +158,7 @@ class SimulatedSequences(Sequence):
 
     def __getitem__(self, index: int) -> SequenceItem:  # type: ignore[override]
         seed = self.seeds[index]
-        path = None if self.cache is None else self.cache / _cache_name(seed)
+        path = None if self.cache is None else self.cache / _cache_name(seed, self.options["appearance"])
         if path is not None and path.exists():
             return load_item(path)
         item = simulate_item(seed, **self.options)
@@ -155,7 +174,7 @@ class SimulatedSequences(Sequence):
 
 def _simulate_to(task: tuple[int, dict[str, Any], str]) -> str:
     seed, options, folder = task
-    path = Path(folder) / _cache_name(seed)
+    path = Path(folder) / _cache_name(seed, options["appearance"])
     if not path.exists():
         save_item(simulate_item(seed, **options), path)
     return str(path)
@@ -163,13 +182,16 @@ def _simulate_to(task: tuple[int, dict[str, Any], str]) -> str:
 
 def write_simulated_cache(folder: str | os.PathLike, seeds: Iterable[int], *, workers: int = 1,
                           n_frames: int = 20, image_size: Sequence[int] = (256, 256),
-                          cycle: str = "half", progress: bool = True) -> list[Path]:
+                          cycle: str = "half", appearance: str = "nominal",
+                          progress: bool = True) -> list[Path]:
     """Simulate ``seeds`` into ``folder`` (skipping those already there) with ``workers`` processes
-    (about 0.8 s per 20-frame 256 x 256 sequence each). Returns the item paths in seed order."""
+    (about 0.8 s per 20-frame 256 x 256 sequence each; ``appearance`` as for :func:`simulate_item`).
+    Returns the item paths in seed order."""
     from tqdm import tqdm
 
     Path(folder).mkdir(parents=True, exist_ok=True)
-    options = {"n_frames": int(n_frames), "image_size": tuple(image_size), "cycle": cycle}
+    options = {"n_frames": int(n_frames), "image_size": tuple(image_size), "cycle": cycle,
+               "appearance": appearance}
     tasks = [(int(s), options, str(folder)) for s in seeds]
     paths = []
     with contextlib.ExitStack() as stack:
@@ -254,20 +276,22 @@ class Concatenated(Sequence):
         return [describe_source(s) for s in self.sources]
 
 
-SIM_SPEC = re.compile(r"^sim(?:ulated)?:(\d+)-(\d+)(?::(.+))?$")
+SIM_SPEC = re.compile(r"^sim(?:ulated)?(-randomised)?:(\d+)-(\d+)(?::(.+))?$")
 
 
 def open_source(spec: Any) -> Sequence[SequenceItem]:
     """A source from a spec: ``"sim:START-STOP"`` (seeds START..STOP-1, simulated on the fly) or
-    ``"sim:START-STOP:CACHE_FOLDER"``; ``"warped:FOLDER"`` or ``"warped:FOLDER:COPIES"`` (the annotated
+    ``"sim:START-STOP:CACHE_FOLDER"``, ``"sim-randomised:..."`` for the same seeds with a randomised
+    appearance (:func:`simulate_item`); ``"warped:FOLDER"`` or ``"warped:FOLDER:COPIES"`` (the annotated
     frames of a folder's sequences moved by known random motion, :class:`.templates.WarpedTemplates`); a folder
     path (:class:`SequenceFolder`); a list of specs (concatenated); or a source / sequence of items, returned
     as is."""
     if isinstance(spec, (str, os.PathLike)):
         match = SIM_SPEC.match(str(spec))
         if match:
-            start, stop, cache = match.groups()
-            return SimulatedSequences(range(int(start), int(stop)), cache=cache)
+            randomised, start, stop, cache = match.groups()
+            return SimulatedSequences(range(int(start), int(stop)), cache=cache,
+                                      appearance="randomised" if randomised else "nominal")
         match = WARPED_SPEC.match(str(spec))
         if match:
             return WarpedTemplates(SequenceFolder(match.group(1)), copies=int(match.group(2) or 1))

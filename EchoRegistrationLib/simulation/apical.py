@@ -15,6 +15,7 @@ import numpy as np
 
 from ..sequence import LABEL_MYOCARDIUM, EchoSequence
 from ..strain.definitions import SEGMENT_NAMES, length_strain, polygon_area
+from .appearance import NOMINAL_APPEARANCE, TissueAppearance
 from .apical_geometry import VIEWS, ApicalGeometry, random_apical_geometry
 from .apical_motion import ApicalMotion
 from .ground_truth import disc_volume
@@ -32,12 +33,9 @@ CONTOUR_POINTS_PER_SEGMENT = 100        # ground-truth contours: 6 x 100 + 1 poi
 OUTPUT_CONTOUR_STRIDE = 5               # published contours: every 5th point (121 points)
 BASE_LINE_POINTS = 40
 TEXTURE_CORRELATION = 5.0               # mm
-TEXTURE_STRENGTH = 0.3                  # std of the log scatterer amplitude
 DYNAMIC_RANGE = 50.0                    # dB
 GAIN_RANGE = (-3.0, 3.0)                # dB
 CENTRE_FREQUENCY = 3.0                  # MHz
-AXIAL_FWHM = 0.8                        # mm, physical axial resolution
-LATERAL_FWHM = np.deg2rad(1.8)          # rad, physical lateral (angular) resolution
 MIN_SPECKLE_PIXELS = (2.0, 2.5)         # axial, lateral resolution floor in output pixels
 
 
@@ -49,7 +47,8 @@ def simulate_sequence(*, view: str = "A4C", cycle: str = "half", n_frames: int =
                       wall_thickness: float | None = None, tilt: float | None = None,
                       sector_angle: float | None = None, depth: float | None = None,
                       radial_shortening: float | None = None, noise: float = 0.02,
-                      decorrelation: float = 0.05, seed: int = 0) -> SimulatedSequence:
+                      decorrelation: float = 0.05, appearance: TissueAppearance = NOMINAL_APPEARANCE,
+                      seed: int = 0) -> SimulatedSequence:
     """Simulate an apical 2D echo sequence with its exact displacement and clinical ground truth.
 
     Args:
@@ -76,6 +75,8 @@ def simulate_sequence(*, view: str = "A4C", cycle: str = "half", n_frames: int =
         noise: receiver noise amplitude relative to myocardial echoes (0 = none).
         decorrelation: fraction of the scatterer amplitude variance redrawn each frame
             (out-of-plane motion; 0 = speckle changes only through the motion).
+        appearance: tissue echogenicity, texture and PSF (:mod:`.appearance`; the nominal one by
+            default, :func:`.appearance.random_appearance` for domain randomisation).
         seed: all randomness (anatomy, timing, speckle, noise) derives from it.
 
     Returns:
@@ -117,8 +118,8 @@ def simulate_sequence(*, view: str = "A4C", cycle: str = "half", n_frames: int =
     kept = _kept_fractions(dysfunction, view)
     motion = ApicalMotion(geometry, longitudinal, radial, kept, levels)
 
-    scan, imager = _sector_imager((height, width), spacing, probe, half_angle, depth)
-    frames = _render_frames(geometry, motion, imager, spacing, timing.activation, noise,
+    scan, imager = _sector_imager((height, width), spacing, probe, half_angle, depth, appearance)
+    frames = _render_frames(geometry, motion, imager, appearance, spacing, timing.activation, noise,
                             decorrelation, tissue_rng, acquisition_rng)
 
     positions = pixel_positions((height, width), spacing)
@@ -135,6 +136,7 @@ def simulate_sequence(*, view: str = "A4C", cycle: str = "half", n_frames: int =
         "psf_axial_fwhm_mm": imager.psf.axial_fwhm,
         "psf_lateral_fwhm_deg": float(np.rad2deg(imager.psf.lateral_fwhm)),
         "centre_frequency_mhz": CENTRE_FREQUENCY, "scatterers": imager.scatterer_count,
+        "appearance": appearance.describe(),
         "geometry": {k: (list(v) if isinstance(v, tuple) else v)
                      for k, v in dataclasses.asdict(geometry).items()},
     }
@@ -212,12 +214,13 @@ def _segment_kept(kept: np.ndarray) -> dict[int, float]:
 
 # ---------------------------------------------------------------------- images
 def _sector_imager(shape: tuple[int, int], spacing: tuple[float, float], probe: np.ndarray,
-                   half_angle: float, depth: float) -> tuple[SectorScan, BModeImager]:
+                   half_angle: float, depth: float,
+                   appearance: TissueAppearance) -> tuple[SectorScan, BModeImager]:
     """Sector scan and imager; the PSF is never finer than ``MIN_SPECKLE_PIXELS`` output pixels
     (at mid depth laterally) so the speckle is resolved on the output grid."""
     psf = PointSpreadFunction(
-        axial_fwhm=max(AXIAL_FWHM, MIN_SPECKLE_PIXELS[0] * spacing[1]),
-        lateral_fwhm=max(LATERAL_FWHM, MIN_SPECKLE_PIXELS[1] * spacing[0] / (0.5 * depth)),
+        axial_fwhm=max(appearance.axial_fwhm, MIN_SPECKLE_PIXELS[0] * spacing[1]),
+        lateral_fwhm=max(appearance.lateral_fwhm, MIN_SPECKLE_PIXELS[1] * spacing[0] / (0.5 * depth)),
         centre_frequency=CENTRE_FREQUENCY)
     axial_step, angular_step = psf.grid_steps()
     margin = (int(np.ceil(3 * psf.axial_fwhm / axial_step)),
@@ -239,7 +242,8 @@ def _gain_map(scan: SectorScan, shape: tuple[int, int], spacing: tuple[float, fl
 
 
 def _render_frames(geometry: ApicalGeometry, motion: ApicalMotion, imager: BModeImager,
-                   spacing: tuple[float, float], activation: np.ndarray, noise: float,
+                   appearance: TissueAppearance, spacing: tuple[float, float],
+                   activation: np.ndarray, noise: float,
                    decorrelation: float, tissue_rng: np.random.Generator,
                    acquisition_rng: np.random.Generator) -> np.ndarray:
     """(T, H, W) float32 B-mode frames of scatterers placed at ED and carried by ``motion``."""
@@ -248,7 +252,8 @@ def _render_frames(geometry: ApicalGeometry, motion: ApicalMotion, imager: BMode
     texture = SmoothRandomField(tissue_rng, reference.min(axis=0), reference.max(axis=0),
                                 TEXTURE_CORRELATION)
     chest_wall = geometry.apex[1] - geometry.apical_thickness - 4.0
-    strength = geometry.echogenicity(reference, chest_wall) * np.exp(TEXTURE_STRENGTH * texture(reference))
+    strength = (geometry.echogenicity(reference, chest_wall, appearance.echogenicity)
+                * np.exp(appearance.texture_strength * texture(reference)))
     gain = _gain_map(scan, scan.mask.shape, spacing, acquisition_rng)
     return render_frames(imager, motion.path(reference), strength, activation, noise=noise,
                          decorrelation=decorrelation, tissue_rng=tissue_rng,

@@ -12,16 +12,15 @@ the left of the septum. Everything is in image mm (x, y) with the probe at the t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..sequence import LABEL_LA, LABEL_LV, LABEL_MYOCARDIUM
+from .appearance import ECHOGENICITY
 
 VIEWS = ("A4C", "A2C")
-# Scatterer amplitude of each tissue relative to myocardium (echo power is the square).
-ECHOGENICITY = {"blood": 0.015, "tissue": 0.35, "myocardium": 1.0, "pericardium": 2.4,
-                "valve": 1.3, "chest wall": 0.8}
 PERICARDIUM_THICKNESS = 2.5   # mm
 RV_WALL_THICKNESS = 4.0       # mm
 LEAFLET_THICKNESS = 1.3       # mm
@@ -165,18 +164,20 @@ class ApicalGeometry:
         out[regions["cavity"]] = LABEL_LV
         return out
 
-    def echogenicity(self, points: np.ndarray, chest_wall_depth: float) -> np.ndarray:
-        """Relative scatterer amplitude (shape (...)) of the ED tissue at (..., 2) points; tissue
-        shallower than ``chest_wall_depth`` (mm, y) is the brighter chest wall."""
+    def echogenicity(self, points: np.ndarray, chest_wall_depth: float,
+                     table: Mapping[str, float] = ECHOGENICITY) -> np.ndarray:
+        """Relative scatterer amplitude (shape (...)) of the ED tissue at (..., 2) points, per tissue
+        from ``table`` (:data:`.appearance.ECHOGENICITY` by default); tissue shallower than
+        ``chest_wall_depth`` (mm, y) is the chest wall."""
         regions = self._regions(points)
         y = np.asarray(points)[..., 1]
-        out = np.where(y < chest_wall_depth, ECHOGENICITY["chest wall"], ECHOGENICITY["tissue"])
+        out = np.where(y < chest_wall_depth, table["chest wall"], table["tissue"])
         order = (("pericardium", "pericardium"), ("rv wall", "myocardium"), ("myocardium", "myocardium"),
                  ("rv", "blood"), ("ra", "blood"), ("la", "blood"), ("cavity", "blood"),
                  ("valve", "valve"))
         for region, tissue in order:
             if region in regions:
-                out = np.where(regions[region], ECHOGENICITY[tissue], out)
+                out = np.where(regions[region], table[tissue], out)
         return out
 
     # ------------------------------------------------------------------ contours and landmarks
