@@ -13,7 +13,10 @@ sequential chain and correct it against the reference. Scored by the myocardial 
 * ``real-template``: the real-template generator (:mod:`benchmarks.real_template_family`) on CAMUS
   ``train`` patients (every 25th), seeds 70000+ (the benchmark uses CAMUS ``valid`` and 20000+);
 * ``simulator-randomised``: the simulator's validation seeds with a randomised appearance
-  (:func:`EchoRegistrationLib.dlir.data.simulate_item`; what ``sim-randomised`` training sources draw).
+  (:func:`EchoRegistrationLib.dlir.data.simulate_item`; what ``sim-randomised`` training sources draw);
+* ``simulator-plain``: the same seeds imaged with :data:`PLAIN_APPEARANCE` (no valve, tissue beside the
+  heart 6 dB below myocardium, no texture, a 3.5-degree beam: a diagnostic of whether the simulator's
+  own landmarks explain a network's error elsewhere).
 
 Two more rows chain anchor frames (every ``--hop`` seconds) from the reference instead of every frame:
 each frame is registered to the last anchor before it, alone and refined against the reference.
@@ -59,6 +62,7 @@ from EchoRegistrationLib.registration import register_sequence  # noqa: E402
 from EchoRegistrationLib.registration.pairwise import as_image_batch  # noqa: E402
 from EchoRegistrationLib.registration.tracking import _optimised_fields, _refinement_options  # noqa: E402
 from EchoRegistrationLib.sequence import LABEL_MYOCARDIUM, EchoSequence  # noqa: E402
+from EchoRegistrationLib.simulation.appearance import ECHOGENICITY, TissueAppearance  # noqa: E402
 from EchoRegistrationLib.spatial import compose, field_to_numpy, warp  # noqa: E402
 from EchoRegistrationLib.spatial.metrics import myocardial_end_point_error  # noqa: E402
 from EchoRegistrationLib.spatial.pairs import frame_pairs  # noqa: E402
@@ -68,6 +72,8 @@ TEMPLATE_VALIDATION_SEED = 70_000
 SIMUS_VALIDATION_CACHE = Path(__file__).resolve().parents[1] / "runs" / "simus_cache_validation"
 # A validation case: (sequence from ED, (T, H, W, 2) mm true fields from ED, (H, W) bool ED myocardium)
 Case = tuple[EchoSequence, np.ndarray, np.ndarray]
+PLAIN_APPEARANCE = TissueAppearance({**ECHOGENICITY, "blood": 0.03, "tissue": 0.5, "pericardium": 1.8, "valve": 0.03},
+                                    texture_strength=0.0, lateral_fwhm=float(np.deg2rad(3.5)))
 Tracker = Callable[[EchoSequence], np.ndarray]
 
 
@@ -77,13 +83,11 @@ def validation_sets(names: list[str], simus_cases: int, template_cases: int) -> 
     if "simus" in names:
         cases = [make_simus_case(SIMUS_VALIDATION_SEED + k, 6, SIMUS_VALIDATION_CACHE) for k in range(simus_cases)]
         sets["simus"] = [(c.sequence, c.displacement, c.myocardium) for c in cases]
-    if "simulator" in names:
-        items = [simulate_item(seed, n_frames=10) for seed in VALIDATION_SEEDS]
-        sets["simulator"] = [(i.sequence, i.displacement, i.sequence.label_map(0) == LABEL_MYOCARDIUM) for i in items]
-    if "simulator-randomised" in names:
-        items = [simulate_item(seed, n_frames=10, appearance="randomised") for seed in VALIDATION_SEEDS]
-        sets["simulator-randomised"] = [(i.sequence, i.displacement, i.sequence.label_map(0) == LABEL_MYOCARDIUM)
-                                        for i in items]
+    simulator_sets = {"simulator": "nominal", "simulator-randomised": "randomised", "simulator-plain": PLAIN_APPEARANCE}
+    for name, appearance in simulator_sets.items():
+        if name in names:
+            items = [simulate_item(seed, n_frames=10, appearance=appearance) for seed in VALIDATION_SEEDS]
+            sets[name] = [(i.sequence, i.displacement, i.sequence.label_map(0) == LABEL_MYOCARDIUM) for i in items]
     if "real-template" in names:
         train = CamusPairFolder(DATA / "camus_ed_es" / "train", views=("4CH",))
         chosen = list(range(0, len(train), 25))[:template_cases]
@@ -176,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="echoreg-dlir-camus")
     parser.add_argument("--sets", nargs="+", default=["simus", "simulator", "real-template"],
-                        choices=["simus", "simulator", "real-template", "simulator-randomised"])
+                        choices=["simus", "simulator", "real-template", "simulator-randomised", "simulator-plain"])
     parser.add_argument("--simus-cases", type=int, default=6)
     parser.add_argument("--template-cases", type=int, default=10)
     parser.add_argument("--refine", type=int, default=40)

@@ -36,7 +36,7 @@ from ..losses import one_hot
 from ..spatial.pyramid import level_spacing, resample_field, resample_image
 from ..sequence import EchoDataError, EchoSequence
 from ..simulation import simulate_sequence
-from ..simulation.appearance import NOMINAL_APPEARANCE, random_appearance
+from ..simulation.appearance import NOMINAL_APPEARANCE, TissueAppearance, random_appearance
 from .shipped import PROJECT_LICENCE
 from ..spatial import compose, field_to_torch, invert_field, mirror_field, warp
 from .augment import randomise_appearance
@@ -58,12 +58,13 @@ GAMMA_RANGE = (0.7, 1.4)  # intensity augmentation: the same random gamma for bo
 
 # ---------------------------------------------------------------------------- simulated sequences
 def simulate_item(seed: int, n_frames: int = 20, image_size: Sequence[int] = (256, 256),
-                  cycle: str = "half", appearance: str = "nominal") -> SequenceItem:
+                  cycle: str = "half", appearance: str | TissueAppearance = "nominal") -> SequenceItem:
     """One simulated sequence with its truth; even seeds are A4C, odd seeds A2C.
 
     ``appearance`` "nominal" images the tissue as :data:`~..simulation.appearance.NOMINAL_APPEARANCE`;
     "randomised" draws echogenicity, texture and PSF per seed (:func:`~..simulation.appearance.
-    random_appearance`, from its own random stream: anatomy and motion are those of the nominal seed).
+    random_appearance`, from its own random stream); a :class:`~..simulation.appearance.TissueAppearance`
+    is used as given. Anatomy and motion are those of the nominal seed.
 
     The simulator rejects some seeds (about 8 %: the random heart does not fit the random sector
     depth); such a seed is replaced by seed + 1e6, seed + 2e6, ... (the seed used is in the
@@ -71,10 +72,13 @@ def simulate_item(seed: int, n_frames: int = 20, image_size: Sequence[int] = (25
 
     Raises:
         ValueError: an unknown ``appearance``, or no replacement seed fits."""
-    if appearance not in APPEARANCES:
-        raise ValueError(f"appearance must be one of {APPEARANCES}, got {appearance!r}")
-    look = NOMINAL_APPEARANCE if appearance == "nominal" else \
-        random_appearance(np.random.default_rng((APPEARANCE_STREAM, int(seed))))
+    if isinstance(appearance, TissueAppearance):
+        look = appearance
+    elif appearance in APPEARANCES:
+        look = NOMINAL_APPEARANCE if appearance == "nominal" else \
+            random_appearance(np.random.default_rng((APPEARANCE_STREAM, int(seed))))
+    else:
+        raise ValueError(f"appearance must be one of {APPEARANCES} or a TissueAppearance, got {appearance!r}")
     error = None
     for k in range(MAX_REPLACEMENTS + 1):
         try:
