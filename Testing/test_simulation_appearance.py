@@ -6,7 +6,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from EchoRegistrationLib.dlir.data import APPEARANCE_STREAM, SimulatedSequences, open_source, simulate_item
+from EchoRegistrationLib.dlir.data import (APPEARANCE_STREAM, SimulatedSequences, open_source, simulate_item,
+                                          write_simulated_cache)
 from EchoRegistrationLib.sequence import LABEL_LV, LABEL_MYOCARDIUM
 from EchoRegistrationLib.simulation import simulate_sequence
 from EchoRegistrationLib.simulation.appearance import (
@@ -58,10 +59,16 @@ def test_the_psf_width_is_used_and_recorded():
 def test_invalid_appearances_are_refused():
     with pytest.raises(ValueError, match="lacks"):
         TissueAppearance(echogenicity={"blood": 0.1})
+    with pytest.raises(ValueError, match=r"unknown \['bone'\]"):
+        TissueAppearance(echogenicity={**ECHOGENICITY, "bone": 3.0})
+    with pytest.raises(TypeError):  # the shared nominal appearance is read-only
+        NOMINAL_APPEARANCE.echogenicity["blood"] = 1.0
     with pytest.raises(ValueError, match="PSF"):
         dataclasses.replace(NOMINAL_APPEARANCE, axial_fwhm=0.0)
     with pytest.raises(ValueError, match="appearance must be one of"):
         simulate_item(0, appearance="random")
+    with pytest.raises(ValueError, match="cached appearance must be one of"):  # before simulating anything
+        write_simulated_cache("never-written", [0], appearance=NOMINAL_APPEARANCE, progress=False)
 
 
 def test_randomised_training_source_and_its_cache(tmp_path):

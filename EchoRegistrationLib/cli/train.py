@@ -39,7 +39,8 @@ def _weight(text: str) -> tuple[str, float]:
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", action="append", required=True,
-                        help="training source, repeatable: sim:START-STOP[:CACHE] or a folder")
+                        help="training source, repeatable: sim:START-STOP[:CACHE], sim-randomised:START-STOP[:CACHE], "
+                             "warped:FOLDER[:COPIES] or a folder")
     parser.add_argument("--validation", action="append", help="validation source, repeatable")
     parser.add_argument("-o", "--output", required=True, help="checkpoint folder")
     parser.add_argument("--batch-size", type=int, help="pairs (masks) per step")

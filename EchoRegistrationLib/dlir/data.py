@@ -132,6 +132,8 @@ def load_item(path: str | os.PathLike) -> SequenceItem:
 
 
 def _cache_name(seed: int, appearance: str = "nominal") -> str:
+    if appearance not in APPEARANCES:
+        raise ValueError(f"cached appearance must be one of {APPEARANCES}, got {appearance!r}")
     kind = "" if appearance == "nominal" else f"{appearance}_"
     return f"simulated_{kind}{int(seed):07d}.npz"
 
@@ -150,8 +152,7 @@ class SimulatedSequences(Sequence):
     def __init__(self, seeds: Iterable[int], *, n_frames: int = 20,
                  image_size: Sequence[int] = (256, 256), cycle: str = "half",
                  appearance: str = "nominal", cache: str | os.PathLike | None = None):
-        if appearance not in APPEARANCES:
-            raise ValueError(f"appearance must be one of {APPEARANCES}, got {appearance!r}")
+        _cache_name(0, appearance)  # refuses an appearance a cache cannot name
         self.seeds = [int(s) for s in seeds]
         self.options = {"n_frames": int(n_frames), "image_size": [int(v) for v in image_size],
                         "cycle": cycle, "appearance": appearance}
@@ -189,9 +190,14 @@ def write_simulated_cache(folder: str | os.PathLike, seeds: Iterable[int], *, wo
                           cycle: str = "half", appearance: str = "nominal",
                           progress: bool = True) -> list[Path]:
     """Simulate ``seeds`` into ``folder`` (skipping those already there) with ``workers`` processes
-    (about 0.8 s per 20-frame 256 x 256 sequence each; ``appearance`` as for :func:`simulate_item`).
-    Returns the item paths in seed order."""
+    (about 0.8 s per 20-frame 256 x 256 sequence each; ``appearance`` "nominal" or "randomised", as for
+    :func:`simulate_item`). Returns the item paths in seed order.
+
+    Raises:
+        ValueError: another ``appearance`` (a cache names its items by these two kinds only)."""
     from tqdm import tqdm
+
+    _cache_name(0, appearance)  # refuses an appearance a cache cannot name, before any work
 
     Path(folder).mkdir(parents=True, exist_ok=True)
     options = {"n_frames": int(n_frames), "image_size": tuple(image_size), "cycle": cycle,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 
@@ -52,9 +53,12 @@ class TissueAppearance:
     lateral_fwhm: float = float(LATERAL_FWHM)
 
     def __post_init__(self):
-        missing = set(ECHOGENICITY) - set(self.echogenicity)
-        if missing:
-            raise ValueError(f"echogenicity lacks {sorted(missing)}")
+        missing, unknown = set(ECHOGENICITY) - set(self.echogenicity), set(self.echogenicity) - set(ECHOGENICITY)
+        if missing or unknown:
+            raise ValueError(f"echogenicity must name exactly the tissues {sorted(ECHOGENICITY)}: "
+                             f"lacks {sorted(missing)}, unknown {sorted(unknown)}")
+        # read-only, so that the shared nominal appearance cannot be changed by accident
+        object.__setattr__(self, "echogenicity", MappingProxyType({k: float(v) for k, v in self.echogenicity.items()}))
         if min(self.echogenicity.values()) < 0 or self.texture_strength < 0:
             raise ValueError("echogenicity and texture strength must be >= 0")
         if self.axial_fwhm <= 0 or self.lateral_fwhm <= 0:
