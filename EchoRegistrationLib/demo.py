@@ -88,6 +88,7 @@ def run_demo(output: Path, *, overwrite: bool = False, n_frames: int = 20) -> di
         f"folding: {100 * numbers['max_folding_fraction']:.3f} % of pixels at most",
         f"strain: peak endocardial GLS {numbers['gls_peak_pct']:.1f} % (true {numbers['gls_true_pct']:.1f} %), "
         f"EF {numbers['ef_pct']:.1f} % (true {numbers['ef_true_pct']:.1f} %)",
+        *(f"warning: {warning}" for warning in strain.warnings()),
         "files: simulated_a4c.seq.nrrd, frames.png, registration.png, registration/ "
         "(warped.seq.nrrd, displacement.npz, report.json), strain/ (strain_frames.csv, "
         "strain_summary.csv/.json, strain_curves.png, strain_map.png, strain_segments.png), "

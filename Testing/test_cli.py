@@ -7,6 +7,7 @@ import pytest
 
 from EchoRegistrationLib import EchoSequence, load_sequence, save_sequence
 from EchoRegistrationLib.cli import main
+from EchoRegistrationLib.strain.result import NETWORK_SEGMENTS
 
 
 @pytest.fixture
@@ -127,8 +128,9 @@ def test_demo_writes_its_files_and_beats_identity(tmp_path):
     assert views == ["slicer_view_frame000.png", "slicer_view_frame005.png"]  # ED and ES, rendered
     assert numbers["epe_es_mm"] < 0.25 * numbers["identity_epe_es_mm"]
     # the default method, named with its model, licence and refinement
-    assert ("DLIR (echoreg-dlir-camus, licence CC BY-NC-SA 4.0) + refine 40 registration to frame 0"
-            in (tmp_path / "demo" / "summary.txt").read_text())
+    summary = (tmp_path / "demo" / "summary.txt").read_text()
+    assert "DLIR (echoreg-dlir-camus, licence CC BY-NC-SA 4.0) + refine 40 registration to frame 0" in summary
+    assert f"warning: {NETWORK_SEGMENTS}" in summary  # the strain's warnings, on the console and in the file
     assert numbers["ncc_after"] > numbers["ncc_before"]
     with pytest.raises(FileExistsError):
         run_demo(tmp_path / "demo", n_frames=6)
