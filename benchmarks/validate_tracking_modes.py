@@ -4,7 +4,7 @@ A to-reference model (``echoreg-dlir-camus``) can register every frame directly 
 training mode) or each frame to its neighbour and compose the fields ("sequential"), alone or refined
 (:func:`EchoRegistrationLib.registration.register_sequence` ``refine``); two hybrids start from the
 sequential chain and correct it against the reference. Scored by the myocardial end-point error at ES
-(mm) on three validation sets that no benchmark uses:
+(mm) on validation sets that no benchmark uses (the first three make the README's table):
 
 * ``simus``: the SIMUS generator (:mod:`benchmarks.simus_family`, needs ``pymust`` unless the frames
   are cached) with seeds 40000+ (the benchmark uses 30000+);
@@ -17,10 +17,13 @@ sequential chain and correct it against the reference. Scored by the myocardial 
 * ``simulator-plain``: the same seeds imaged with :data:`PLAIN_APPEARANCE` (the SIMUS family's
   echogenicities: blood 0.03, tissue beside the heart 6 dB below myocardium, pericardium 1.8; the valve at
   the level of blood; no texture; a 3.5-degree beam): a diagnostic of whether the simulator's own
-  landmarks explain a network's error elsewhere.
+  landmarks explain a network's error elsewhere;
+* ``simulator-cycle``: the same seeds as whole cycles, 20 frames ED -> ES -> ED (``--metric mean`` or
+  ``last`` shows what a tracking does in diastole).
 
 Two more rows chain anchor frames (every ``--hop`` seconds) from the reference instead of every frame:
-each frame is registered to the last anchor before it, alone and refined against the reference.
+each frame is registered to the last anchor before it, alone and refined against the reference; two
+more take one anchor in systole (:func:`anchored_in_systole`).
 ``--rows`` picks rows by key (:func:`trackers`): ``--rows network refine`` compares models (``--model``
 takes a shipped name or a checkpoint folder).
 
@@ -78,7 +81,8 @@ Case = tuple[EchoSequence, np.ndarray, np.ndarray]
 PLAIN_APPEARANCE = TissueAppearance({**ECHOGENICITY, **SIMUS_ECHOGENICITY, "valve": SIMUS_ECHOGENICITY["blood"]},
                                     texture_strength=0.0, lateral_fwhm=float(np.deg2rad(3.5)))
 ROWS = ("network", "network-sequential", "refine", "refine-sequential", "refine-from-chain", "chain-then-pass",
-        "anchored", "refine-from-anchored")  # the keys of trackers()
+        "anchored", "refine-from-anchored", "systole-anchor", "refine-from-systole-anchor")  # keys of trackers()
+SYSTOLE_ANCHOR = 0.6  # anchored_in_systole's anchor frame, as a fraction of ED -> ES (chosen over 0.5, README)
 Tracker = Callable[[EchoSequence], np.ndarray]
 
 
@@ -88,10 +92,12 @@ def validation_sets(names: list[str], simus_cases: int, template_cases: int) -> 
     if "simus" in names:
         cases = [make_simus_case(SIMUS_VALIDATION_SEED + k, 6, SIMUS_VALIDATION_CACHE) for k in range(simus_cases)]
         sets["simus"] = [(c.sequence, c.displacement, c.myocardium) for c in cases]
-    simulator_sets = {"simulator": "nominal", "simulator-randomised": "randomised", "simulator-plain": PLAIN_APPEARANCE}
-    for name, appearance in simulator_sets.items():
+    simulator_sets = {"simulator": ("nominal", 10, "half"), "simulator-randomised": ("randomised", 10, "half"),
+                      "simulator-plain": (PLAIN_APPEARANCE, 10, "half"), "simulator-cycle": ("nominal", 20, "full")}
+    for name, (appearance, n_frames, cycle) in simulator_sets.items():
         if name in names:
-            items = [simulate_item(seed, n_frames=10, appearance=appearance) for seed in VALIDATION_SEEDS]
+            items = [simulate_item(seed, n_frames=n_frames, cycle=cycle, appearance=appearance)
+                     for seed in VALIDATION_SEEDS]
             sets[name] = [(i.sequence, i.displacement, i.sequence.label_map(0) == LABEL_MYOCARDIUM) for i in items]
     if "real-template" in names:
         train = CamusPairFolder(DATA / "camus_ed_es" / "train", views=("4CH",))
@@ -133,6 +139,18 @@ def sequential_then_reference_pass(model, seq: EchoSequence) -> torch.Tensor:
     return total
 
 
+def composed_pairs(model, seq: EchoSequence, pairs: list[tuple[int, int]]) -> torch.Tensor:
+    """(T, 2, H, W) mm fields from frame 0: each (anchor, t) pair registered by ``model``; a frame whose
+    anchor is 0 takes its field as is, any other composes its anchor's field (set by an earlier pair)
+    with it."""
+    fields = predict_pair_fields(model, seq, pairs, "cpu")
+    total = torch.zeros((seq.n_frames, *fields.shape[1:]))
+    for index, (anchor, t) in enumerate(pairs):
+        total[t] = fields[index] if anchor == 0 else compose(total[anchor][None], fields[index][None],
+                                                              seq.spacing)[0]
+    return total
+
+
 def anchored_chain(model, seq: EchoSequence, hop_seconds: float) -> torch.Tensor:
     """(T, 2, H, W) mm: frames within ``hop_seconds`` of frame 0 registered to it directly; anchor
     frames every k frames (k: ``hop_seconds`` in frames, at least 1) chained from frame 0; every
@@ -142,15 +160,33 @@ def anchored_chain(model, seq: EchoSequence, hop_seconds: float) -> torch.Tensor
     direct = [(0, t) for t in range(1, min(k, last) + 1)]
     chain = [(a, a + k) for a in range(k, last - k + 1, k)]
     rest = [(t - t % k, t) for t in range(k + 1, last + 1) if t % k]
-    fields = predict_pair_fields(model, seq, direct + chain + rest, "cpu")
-    total = torch.zeros((seq.n_frames, *fields.shape[1:]))
-    for index, (anchor, t) in enumerate(direct + chain + rest):
-        total[t] = fields[index] if anchor == 0 else compose(total[anchor][None], fields[index][None],
-                                                              seq.spacing)[0]
-    return total
+    return composed_pairs(model, seq, direct + chain + rest)
 
 
-def trackers(model, refine: int, hop_seconds: float) -> dict[str, tuple[str, Tracker]]:
+def systole_anchor_pairs(n_frames: int, es: int, fraction: float) -> list[tuple[int, int]]:
+    """(anchor, frame) pairs of :func:`anchored_in_systole` for frames 1..T-1 from reference frame 0:
+    anchor 0 (direct) up to A = round(``fraction`` x ``es``), A after it, except, after ES, the frames whose
+    share of the way back to ED (taken as the last frame) leaves them at most ``fraction`` of the ES
+    motion, which are direct again."""
+    last = n_frames - 1
+    anchor = round(fraction * es)
+
+    def direct(t: int) -> bool:
+        return t <= anchor or (t > es and (last - t) / (last - es) <= fraction)
+
+    return [(0 if direct(t) else anchor, t) for t in range(1, n_frames)]
+
+
+def anchored_in_systole(model, seq: EchoSequence, fraction: float) -> torch.Tensor:
+    """(T, 2, H, W) mm: frames registered to frame 0 directly or through one anchor frame in systole
+    (:func:`systole_anchor_pairs`; ES: the last frame when not known). As many network calls as direct
+    registration, at most two hops per frame."""
+    es = seq.es_index if seq.es_index is not None else seq.n_frames - 1
+    return composed_pairs(model, seq, systole_anchor_pairs(seq.n_frames, es, fraction))
+
+
+def trackers(model, refine: int, hop_seconds: float,
+             systole_anchor: float = SYSTOLE_ANCHOR) -> dict[str, tuple[str, Tracker]]:
     """Row key -> (row name, sequence -> fields from frame 0)."""
     def registered(**options) -> Tracker:
         return lambda seq: register_sequence(seq, "dlir", model=model, reference=0, **options).displacement
@@ -171,21 +207,30 @@ def trackers(model, refine: int, hop_seconds: float) -> dict[str, tuple[str, Tra
         "refine-from-anchored": (f"+ refine {refine} to the reference, from the anchored chain",
                                  lambda seq: refined_to_reference(model, seq, anchored_chain(model, seq, hop_seconds),
                                                                   refine)),
+        "systole-anchor": (f"network, one anchor at {systole_anchor:g} of ED->ES",
+                           lambda seq: field_to_numpy(anchored_in_systole(model, seq, systole_anchor))),
+        "refine-from-systole-anchor": (f"+ refine {refine} to the reference, from one anchor at {systole_anchor:g}",
+                                       lambda seq: refined_to_reference(
+                                           model, seq, anchored_in_systole(model, seq, systole_anchor), refine)),
     }
 
 
-def es_error(fields: np.ndarray, case: Case) -> float:
-    """Mean myocardial end-point error (mm) at ES (the last frame when ES is not known)."""
+def es_error(fields: np.ndarray, case: Case, metric: str = "es") -> float:
+    """Mean myocardial end-point error (mm) at ES (the last frame when ES is not known); ``metric``
+    "mean": its mean over every frame after frame 0, "last": at the last frame."""
     seq, truth, wall = case
-    last = seq.es_index if seq.es_index is not None else seq.n_frames - 1
-    return float(myocardial_end_point_error(fields, truth, wall)[last])
+    errors = myocardial_end_point_error(fields, truth, wall)
+    if metric == "mean":
+        return float(errors[1:].mean())
+    return float(errors[-1 if metric == "last" or seq.es_index is None else seq.es_index])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="echoreg-dlir-camus")
     parser.add_argument("--sets", nargs="+", default=["simus", "simulator", "real-template"],
-                        choices=["simus", "simulator", "real-template", "simulator-randomised", "simulator-plain"])
+                        choices=["simus", "simulator", "real-template", "simulator-randomised", "simulator-plain",
+                                 "simulator-cycle"])
     parser.add_argument("--simus-cases", type=int, default=6)
     parser.add_argument("--template-cases", type=int, default=10)
     parser.add_argument("--refine", type=int, default=40)
@@ -194,18 +239,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", nargs="+", choices=ROWS, help="rows (default: all); 'network refine' "
                         "compares models")
     parser.add_argument("--hop", type=float, default=0.1, help="anchor spacing (s) of the anchored rows")
+    parser.add_argument("--systole-anchor", type=float, default=SYSTOLE_ANCHOR,
+                        help=f"systole-anchor rows: the anchor frame as a fraction of ED->ES ({SYSTOLE_ANCHOR})")
+    parser.add_argument("--metric", choices=["es", "mean", "last"], default="es",
+                        help="end-point error at ES (default), its mean over the frames, or at the last frame")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     model = load_model(resolve_model(args.model))
     sets = validation_sets(args.sets, args.simus_cases, args.template_cases)
-    print(f"{args.model}: mean myocardial end-point error at ES (mm) on validation data; "
+    where = {"es": "at ES", "mean": "averaged over the frames", "last": "at the last frame"}[args.metric]
+    print(f"{args.model}: mean myocardial end-point error {where} (mm) on validation data; "
           + ", ".join(f"{name} {len(cases)} cases" for name, cases in sets.items()))
     print("| " + " | ".join(["tracking", *sets]) + " |")
     print("|" + "---|" * (len(sets) + 1))
-    rows = trackers(model, args.refine, args.hop)
+    rows = trackers(model, args.refine, args.hop, args.systole_anchor)
     for name, track in (rows[key] for key in args.rows or rows):
-        cells = [f"{np.mean([es_error(track(case[0]), case) for case in cases]):.2f}" for cases in sets.values()]
+        cells = [f"{np.mean([es_error(track(case[0]), case, args.metric) for case in cases]):.2f}"
+                 for cases in sets.values()]
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
     if args.ncc and "simus" in sets:
         print("\nSIMUS cases, network alone: ES error mm and mean NCC with frame 0 after registration, per mode")
