@@ -36,7 +36,8 @@ patients.
 
 Methods: each DLIR model (catalog names or checkpoint folders) alone and with the fast refinement
 (:func:`EchoRegistrationLib.registration.register_sequence` ``refine``), each also tracking every frame
-against its neighbour (", sequential"; on a pair the same registration), the optimiser
+against its neighbour (", sequential") or through one anchor frame in systole (", systole anchor",
+``register_sequence(anchor=...)``; both on a pair the same registration), the optimiser
 (deformable; sequential and to the reference: on a pair both are one registration), OpenCV DIS
 and Farneback. Times are also given as ratios to OpenCV DIS measured in the same run.
 
@@ -75,6 +76,7 @@ from EchoRegistrationLib.dlir.shipped import list_models, resolve_model  # noqa:
 from EchoRegistrationLib.io import CamusPairFolder  # noqa: E402
 from EchoRegistrationLib.registration import register_sequence  # noqa: E402
 from EchoRegistrationLib.spatial.metrics import dice, myocardial_end_point_error  # noqa: E402
+from EchoRegistrationLib.spatial.pairs import SYSTOLE_ANCHOR  # noqa: E402
 from EchoRegistrationLib.sequence import LABEL_LV, LABEL_MYOCARDIUM, EchoSequence  # noqa: E402
 from EchoRegistrationLib.spatial import field_to_torch, folding_fraction, warp  # noqa: E402
 from EchoRegistrationLib.strain import compute_strain  # noqa: E402
@@ -102,10 +104,13 @@ Method = Callable[[EchoSequence, int], np.ndarray]
 
 def same_on_pairs(name: str) -> str | None:
     """The row whose CAMUS columns are those of row ``name`` (:data:`SAME_ON_PAIRS`, and a DLIR row
-    tracked sequentially: its to-reference row), or None."""
+    tracked sequentially or through a systole anchor: its to-reference row), or None."""
     if name in SAME_ON_PAIRS:
         return SAME_ON_PAIRS[name]
-    return name.removesuffix(", sequential") if name.endswith(", sequential") else None
+    for suffix in (", sequential", ", systole anchor"):
+        if name.endswith(suffix):
+            return name.removesuffix(suffix)
+    return None
 
 
 def ours(method: str, **options) -> Method:
@@ -135,6 +140,10 @@ def methods(models: list[str], refine: int) -> dict[str, Method]:
         table[f"DLIR {name}, sequential"] = ours("dlir", model=network, mode="sequential")
         table[f"DLIR {name} + refine {refine}, sequential"] = ours("dlir", model=network, refine=refine,
                                                                     mode="sequential")
+        # to the reference through one anchor frame in systole (on a pair the same registration)
+        table[f"DLIR {name}, systole anchor"] = ours("dlir", model=network, anchor=SYSTOLE_ANCHOR)
+        table[f"DLIR {name} + refine {refine}, systole anchor"] = ours("dlir", model=network, refine=refine,
+                                                                        anchor=SYSTOLE_ANCHOR)
     table["optimiser (deformable, sequential)"] = ours("deformable", mode="sequential")
     table["optimiser (deformable, to reference)"] = ours("deformable", mode="to_reference")
     table["OpenCV DIS"] = peer(opencv_dis)

@@ -23,7 +23,8 @@ sequential chain and correct it against the reference. Scored by the myocardial 
 
 Two more rows chain anchor frames (every ``--hop`` seconds) from the reference instead of every frame:
 each frame is registered to the last anchor before it, alone and refined against the reference; two
-more take one anchor in systole (:func:`anchored_in_systole`).
+more take one anchor in systole (``register_sequence(..., anchor=...)``,
+:func:`EchoRegistrationLib.spatial.pairs.systole_anchors`).
 ``--rows`` picks rows by key (:func:`trackers`): ``--rows network refine`` compares models (``--model``
 takes a shipped name or a checkpoint folder).
 
@@ -70,7 +71,7 @@ from EchoRegistrationLib.sequence import LABEL_MYOCARDIUM, EchoSequence  # noqa:
 from EchoRegistrationLib.simulation.appearance import ECHOGENICITY, TissueAppearance  # noqa: E402
 from EchoRegistrationLib.spatial import compose, field_to_numpy, warp  # noqa: E402
 from EchoRegistrationLib.spatial.metrics import myocardial_end_point_error  # noqa: E402
-from EchoRegistrationLib.spatial.pairs import frame_pairs  # noqa: E402
+from EchoRegistrationLib.spatial.pairs import SYSTOLE_ANCHOR, frame_pairs  # noqa: E402
 
 SIMUS_VALIDATION_SEED = 40_000
 TEMPLATE_VALIDATION_SEED = 70_000
@@ -82,7 +83,6 @@ PLAIN_APPEARANCE = TissueAppearance({**ECHOGENICITY, **SIMUS_ECHOGENICITY, "valv
                                     texture_strength=0.0, lateral_fwhm=float(np.deg2rad(3.5)))
 ROWS = ("network", "network-sequential", "refine", "refine-sequential", "refine-from-chain", "chain-then-pass",
         "anchored", "refine-from-anchored", "systole-anchor", "refine-from-systole-anchor")  # keys of trackers()
-SYSTOLE_ANCHOR = 0.6  # anchored_in_systole's anchor frame, as a fraction of ED -> ES (chosen over 0.5, README)
 Tracker = Callable[[EchoSequence], np.ndarray]
 
 
@@ -163,28 +163,6 @@ def anchored_chain(model, seq: EchoSequence, hop_seconds: float) -> torch.Tensor
     return composed_pairs(model, seq, direct + chain + rest)
 
 
-def systole_anchor_pairs(n_frames: int, es: int, fraction: float) -> list[tuple[int, int]]:
-    """(anchor, frame) pairs of :func:`anchored_in_systole` for frames 1..T-1 from reference frame 0:
-    anchor 0 (direct) up to A = round(``fraction`` x ``es``), A after it, except, after ES, the frames whose
-    share of the way back to ED (taken as the last frame) leaves them at most ``fraction`` of the ES
-    motion, which are direct again."""
-    last = n_frames - 1
-    anchor = round(fraction * es)
-
-    def direct(t: int) -> bool:
-        return t <= anchor or (t > es and (last - t) / (last - es) <= fraction)
-
-    return [(0 if direct(t) else anchor, t) for t in range(1, n_frames)]
-
-
-def anchored_in_systole(model, seq: EchoSequence, fraction: float) -> torch.Tensor:
-    """(T, 2, H, W) mm: frames registered to frame 0 directly or through one anchor frame in systole
-    (:func:`systole_anchor_pairs`; ES: the last frame when not known). As many network calls as direct
-    registration, at most two hops per frame."""
-    es = seq.es_index if seq.es_index is not None else seq.n_frames - 1
-    return composed_pairs(model, seq, systole_anchor_pairs(seq.n_frames, es, fraction))
-
-
 def trackers(model, refine: int, hop_seconds: float,
              systole_anchor: float = SYSTOLE_ANCHOR) -> dict[str, tuple[str, Tracker]]:
     """Row key -> (row name, sequence -> fields from frame 0)."""
@@ -207,11 +185,9 @@ def trackers(model, refine: int, hop_seconds: float,
         "refine-from-anchored": (f"+ refine {refine} to the reference, from the anchored chain",
                                  lambda seq: refined_to_reference(model, seq, anchored_chain(model, seq, hop_seconds),
                                                                   refine)),
-        "systole-anchor": (f"network, one anchor at {systole_anchor:g} of ED->ES",
-                           lambda seq: field_to_numpy(anchored_in_systole(model, seq, systole_anchor))),
+        "systole-anchor": (f"network, one anchor at {systole_anchor:g} of ED->ES", registered(anchor=systole_anchor)),
         "refine-from-systole-anchor": (f"+ refine {refine} to the reference, from one anchor at {systole_anchor:g}",
-                                       lambda seq: refined_to_reference(
-                                           model, seq, anchored_in_systole(model, seq, systole_anchor), refine)),
+                                       registered(refine=refine, anchor=systole_anchor)),
     }
 
 

@@ -19,7 +19,8 @@ import torch
 
 from ..device import resolve_device
 from ..memory import keep_freed_memory
-from ..spatial.pairs import chain_to_reference, fixed_indices, frame_pairs
+from ..spatial import compose
+from ..spatial.pairs import chain_to_reference, fixed_indices, frame_pairs, systole_anchors
 from ..sequence import EchoSequence
 from .checkpoints import CheckpointError, load_model, weights_path
 from .grid import INTENSITY_WINDOW, prepare_frames, to_input_grid
@@ -132,6 +133,46 @@ def predict_pair_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
                 continue
             done += len(chunk)
     return torch.zeros(0, 2, *seq.frame_shape, device=dev) if fields is None else fields
+
+
+def predict_anchored_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
+                            pairs: list[tuple[int, int]], fraction: float, device: str | torch.device = "auto",
+                            chunk_size: int = 32, amp: bool = True, flip_average: bool = False) -> torch.Tensor:
+    """Fields of to-reference ``pairs`` (all with one fixed frame, the reference) predicted through one
+    anchor frame in systole (:func:`~..spatial.pairs.systole_anchors`): a frame beyond the anchor is
+    registered to the anchor and its field composed with the anchor's own, so that no network call spans
+    the whole of a large systolic motion; as many network calls as :func:`predict_pair_fields`.
+
+    Falls back to :func:`predict_pair_fields` when ES is not known or not after the reference, when the
+    pairs do not share one fixed frame, or when the anchor frame has no pair (a skipped frame).
+
+    Args:
+        model, seq, pairs, device, chunk_size, amp, flip_average: as for :func:`predict_pair_fields`.
+        fraction: the anchor's place between the reference and ES, in (0, 1).
+
+    Returns:
+        (P, 2, H, W) float32 mm on ``device``, pair p's field on the reference grid (as
+        :func:`predict_pair_fields`).
+
+    Raises:
+        ValueError: ``fraction`` outside (0, 1).
+    """
+    reference = pairs[0][0] if pairs else 0
+    es = seq.es_index
+    moving = [t for _, t in pairs]
+    anchors = systole_anchors(seq.n_frames, reference, es if es is not None else reference, fraction)
+    used = {anchors[t] for t in moving} - {reference}
+    if es is None or any(f != reference for f, _ in pairs) or not used <= set(moving):
+        return predict_pair_fields(model, seq, pairs, device, chunk_size, amp, flip_average)
+    registered = [(anchors[t], t) for t in moving]
+    fields = predict_pair_fields(model, seq, registered, device, chunk_size, amp, flip_average)
+    with torch.inference_mode():
+        by_moving = {t: k for k, t in enumerate(moving)}
+        through = [k for k, (a, _) in enumerate(registered) if a != reference]
+        if through:  # the anchors' own fields are direct, so compose from the predictions as they are
+            first = fields[[by_moving[registered[k][0]] for k in through]]
+            fields[through] = compose(first, fields[through], seq.spacing)
+    return fields
 
 
 def predict_sequence_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,

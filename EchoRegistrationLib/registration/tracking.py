@@ -314,6 +314,7 @@ def register_sequence(
     model: Any = None,
     refine: int = 0,
     flip_average: bool = False,
+    anchor: float | None = None,
     progress: ProgressCallback | None = None,
     cancel: Callable[[], bool] | None = None,
     enhance: Any = None,
@@ -349,6 +350,11 @@ def register_sequence(
             the penalties' grid rows in ``parameters["refine_penalty_rows"]``.
         flip_average: "dlir" only: average each pair's field with the mirror image of the mirrored
             pair's (:meth:`..dlir.model.DLIRModel.mirror_averaged`; twice the network time).
+        anchor: "dlir" to the reference only: the network registers frames beyond one anchor frame in
+            systole (this fraction of the way from the reference to ES, e.g. 0.6) to that frame and
+            composes its field with the anchor's (:func:`..dlir.inference.predict_anchored_fields`), before
+            any refinement against the reference; needs ES (else the frames go directly). Off (None) by
+            default: validated, not yet benchmarked (README, Generalisation).
         progress: called as ``progress(done_pairs, total_pairs)`` (ints) as the work advances:
             a chunk of pairs optimised together counts as done in proportion to its optimiser
             steps, so the count rises many times per chunk.
@@ -369,10 +375,13 @@ def register_sequence(
         EchoDataError: the reference frame has no signal; with ``enhance``, the pixel size is
             unknown (:func:`..enhancement.inference.require_pixel_size`) or the model is of another
             kind (``ModelKindError``).
-        ValueError: an unknown method, mode or device, a reference outside the sequence.
+        ValueError: an unknown method, mode or device, a reference outside the sequence, an
+            ``anchor`` outside (0, 1) or given for another method or mode.
     """
     seq.require_frames(2)
     dev, model, mode, model_name = tracking_plan(method, model, mode, device)
+    if anchor is not None and (method != "dlir" or mode != "to_reference" or not 0 < anchor < 1):
+        raise ValueError(f"anchor (in (0, 1)) is for 'dlir' to the reference, got {anchor} with {method!r}, {mode!r}")
     keep_freed_memory()
     enhancement = {}
     if enhance is not None:
@@ -398,12 +407,12 @@ def register_sequence(
     if method == "dlir":
         refinement = _refinement_options(refine, seq.frame_shape[0], model, options)
         pair_fields = _dlir_fields(seq, frames, pairs, dev, chunk_size, model, refinement, flip_average,
-                                   roi, progress, cancel)
+                                   anchor, roi, progress, cancel)
         from ..dlir.shipped import licence_of
 
         steps = refinement.get("iterations")
         options = {"model": model_name, "licence": licence_of(model_name), "passes": model.passes,
-                   "refine": refine, "flip_average": flip_average,
+                   "refine": refine, "flip_average": flip_average, "anchor": anchor,
                    **({**{key: refinement[key] for key in (*REFINE_FOLDING, *REFINE_REGULARISATION)},
                        "refine_iterations": list(steps) if isinstance(steps, (list, tuple)) else steps,
                        "refine_penalty_rows": refinement["penalty_rows"]}
@@ -487,16 +496,19 @@ def _refinement_options(refine: int, rows: int, model: "DLIRModel", options: dic
 
 def _dlir_fields(seq: EchoSequence, frames: torch.Tensor, pairs: list[tuple[int, int]],
                  device: torch.device, chunk_size: int, model: "DLIRModel", refinement: dict[str, Any],
-                 flip_average: bool, roi: torch.Tensor | None,
+                 flip_average: bool, anchor: float | None, roi: torch.Tensor | None,
                  progress: ProgressCallback | None, cancel: Callable[[], bool] | None) -> torch.Tensor:
-    """(P, 2, H, W) mm fields of the frame ``pairs`` predicted by a DLIR model, optionally refined
-    by optimisation started from them (deformable, with the :func:`_refinement_options`
-    ``refinement``; {} for the network alone)."""
-    from ..dlir.inference import predict_pair_fields
+    """(P, 2, H, W) mm fields of the frame ``pairs`` predicted by a DLIR model (through an ``anchor``
+    frame in systole when given), optionally refined by optimisation started from them (deformable,
+    with the :func:`_refinement_options` ``refinement``; {} for the network alone)."""
+    from ..dlir.inference import predict_anchored_fields, predict_pair_fields
 
     if cancel is not None and cancel():
         raise RegistrationCancelled("registration cancelled")
-    fields = predict_pair_fields(model, seq, pairs, device, chunk_size, flip_average=flip_average)
+    if anchor is None:
+        fields = predict_pair_fields(model, seq, pairs, device, chunk_size, flip_average=flip_average)
+    else:
+        fields = predict_anchored_fields(model, seq, pairs, anchor, device, chunk_size, flip_average=flip_average)
     if progress is not None:
         progress(0 if refinement else len(pairs), len(pairs))
     if not refinement:

@@ -10,6 +10,9 @@ import torch
 from .warping import compose
 
 MODES = ("to_reference", "sequential")
+# The anchor of systole_anchors as a fraction of reference -> ES, chosen on validation data only over 0.5
+# (README, Generalisation: benchmarks/validate_tracking_modes.py --rows systole-anchor ...).
+SYSTOLE_ANCHOR = 0.6
 
 
 def frame_pairs(n_frames: int, reference: int, mode: str,
@@ -46,6 +49,34 @@ def tracked_frames(frame: int, reference: int, mode: str) -> list[int]:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     first, last = sorted((frame, reference))
     return [first, last] if mode == "to_reference" else list(range(first, last + 1))
+
+
+def systole_anchors(n_frames: int, reference: int, es: int, fraction: float) -> dict[int, int]:
+    """For tracking to the reference through one anchor frame in systole: frame -> the frame its field
+    is registered from (the reference, or the anchor A = reference + round(``fraction`` x (ES -
+    reference))), for every frame but the reference.
+
+    Frames up to A are registered to the reference directly; frames after A through A (their field
+    composed with A's), so that no single registration spans much more than half of the systolic motion;
+    after ES, frames whose share of the way back to ED (taken as the last frame) leaves them at most
+    ``fraction`` of the ES motion are direct again. Frames before the reference, and every frame when
+    ``es`` is not after the reference, are direct. Chosen on validation data (README, Generalisation:
+    ``benchmarks/validate_tracking_modes.py``, fraction 0.6 over 0.5).
+
+    Raises:
+        ValueError: ``fraction`` outside (0, 1), or frames outside the sequence."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"the anchor fraction must lie in (0, 1), got {fraction}")
+    if not (0 <= reference < n_frames and 0 <= es < n_frames):
+        raise ValueError(f"reference {reference} and ES {es} must be frames of 0..{n_frames - 1}")
+    last = n_frames - 1
+    anchor = reference + round(fraction * (es - reference))
+
+    def direct(t: int) -> bool:
+        return (t < reference or es <= reference or t <= anchor
+                or (t > es and (last - t) / (last - es) <= fraction))
+
+    return {t: reference if direct(t) else anchor for t in range(n_frames) if t != reference}
 
 
 def fixed_indices(pairs: list[tuple[int, int]]) -> list[int]:
