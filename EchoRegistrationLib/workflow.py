@@ -157,6 +157,11 @@ class WorkflowSettings:
             raise ValueError(f"myocardium must be one of {MYOCARDIUM_SOURCES}, got {self.myocardium!r}")
         if self.method != "dlir" and (self.refine or self.flip_average):
             raise ValueError("refine and flip averaging are DLIR options (method='dlir')")
+        if "anchor" in self.options:
+            # register_one_frame registers the reference and one frame alone: it would not go through
+            # the anchor, and the quick look would differ from the whole run
+            raise ValueError("the systole anchor is not a workflow setting yet: call register_sequence("
+                             "seq, 'dlir', anchor=...) directly")
 
     def arguments(self) -> dict[str, Any]:
         """Keyword arguments of :func:`.registration.register_sequence` (besides the sequence and

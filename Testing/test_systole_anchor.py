@@ -3,6 +3,7 @@ dlir.inference.predict_anchored_fields, register_sequence(anchor=...))."""
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
@@ -38,7 +39,8 @@ def test_anchored_fields_are_the_anchor_pairs_composed():
     seq = dataclasses.replace(blob_sequence(n_frames=6, labels=False), ed_index=0, es_index=5)
     model = constant_output(tiny_model(working_size=24), 2.0, 4.0)  # one shift for every pair
     pairs = [(0, t) for t in range(1, 6)]
-    anchored = predict_anchored_fields(model, seq, pairs, 0.6, "cpu")
+    anchored, anchor_frame = predict_anchored_fields(model, seq, pairs, 0.6, "cpu")
+    assert anchor_frame == 3
     direct = predict_pair_fields(model, seq, pairs, "cpu")
     through = predict_pair_fields(model, seq, [(3, 4), (3, 5)], "cpu")
     torch.testing.assert_close(anchored[:3], direct[:3])  # frames 1-3: to the reference directly
@@ -48,17 +50,43 @@ def test_anchored_fields_are_the_anchor_pairs_composed():
     torch.testing.assert_close(anchored[3:, :, 20:40, 15:30], 2 * direct[3:, :, 20:40, 15:30])
     # no ES known: as direct registration
     unknown = dataclasses.replace(seq, es_index=None)
-    torch.testing.assert_close(predict_anchored_fields(model, unknown, pairs, 0.6, "cpu"), direct)
+    fields, anchor_frame = predict_anchored_fields(model, unknown, pairs, 0.6, "cpu")
+    torch.testing.assert_close(fields, direct)
+    assert anchor_frame is None
+
+
+def test_a_skipped_anchor_frame_means_direct_registration():
+    seq = dataclasses.replace(blob_sequence(n_frames=6, labels=False), ed_index=0, es_index=5)
+    model = constant_output(tiny_model(working_size=24), 2.0, 4.0)
+    pairs = [(0, t) for t in (1, 2, 4, 5)]  # frame 3, the anchor, had no signal
+    fields, anchor_frame = predict_anchored_fields(model, seq, pairs, 0.6, "cpu")
+    torch.testing.assert_close(fields, predict_pair_fields(model, seq, pairs, "cpu"))
+    assert anchor_frame is None
+
+
+def test_the_workflow_refuses_the_anchor_until_one_frame_registration_goes_through_it():
+    from EchoRegistrationLib.workflow import WorkflowSettings
+
+    with pytest.raises(ValueError, match="not a workflow setting"):
+        WorkflowSettings(options={"anchor": 0.6})
 
 
 def test_register_sequence_takes_the_anchor_for_dlir_to_the_reference_only():
     seq = dataclasses.replace(blob_sequence(n_frames=6, labels=False), ed_index=0, es_index=5)
-    model = tiny_model(working_size=24)
+    model = constant_output(tiny_model(working_size=24), 2.0, 4.0)
     result = register_sequence(seq, "dlir", model=model, reference=0, anchor=0.6, device="cpu")
-    direct = predict_pair_fields(model, seq, [(0, 3), (3, 5)], "cpu")
-    composed = compose(direct[:1], direct[1:], seq.spacing)[0].permute(1, 2, 0).numpy()
-    assert result.parameters["anchor"] == 0.6
+    direct = register_sequence(seq, "dlir", model=model, reference=0, device="cpu")
+    hops = predict_pair_fields(model, seq, [(0, 3), (3, 5)], "cpu")
+    composed = compose(hops[:1], hops[1:], seq.spacing)[0].permute(1, 2, 0).numpy()
+    assert (result.parameters["anchor"], result.parameters["anchor_frame"]) == (0.6, 3)
     assert abs(result.displacement[5] - composed).max() < 1e-4
+    assert abs(result.displacement[5] - direct.displacement[5]).max() > 0.1  # it went through frame 3
+    np.testing.assert_allclose(result.displacement[:4], direct.displacement[:4], atol=1e-5)
+    # without ES: every frame directly, and no anchor frame recorded
+    unknown = register_sequence(dataclasses.replace(seq, es_index=None), "dlir", model=model, reference=0,
+                                anchor=0.6, device="cpu")
+    assert unknown.parameters["anchor_frame"] is None
+    np.testing.assert_allclose(unknown.displacement, direct.displacement, atol=1e-5)
     for method, options in (("deformable", {}), ("dlir", {"mode": "sequential"}), ("dlir", {"anchor": 1.2})):
         with pytest.raises(ValueError, match="anchor"):
             register_sequence(seq, method, model=model if method == "dlir" else None,

@@ -307,7 +307,8 @@ NOT_PAIRED = "n/a (other items)"
 
 def default_comparisons(models: list[str], refine: int) -> list[tuple[str, str]]:
     """(row, baseline) pairs for each DLIR model: the network and the network + refinement each against
-    OpenCV DIS and the optimiser (to the reference), and the network + refinement against the network."""
+    OpenCV DIS and the optimiser (to the reference), the network + refinement against the network, and
+    each through a systole anchor against itself without."""
     comparisons = []
     for model in models:
         network = f"DLIR {Path(model).name}"
@@ -315,6 +316,7 @@ def default_comparisons(models: list[str], refine: int) -> list[tuple[str, str]]
         for row in (network, refined):
             comparisons += [(row, "OpenCV DIS"), (row, "optimiser (deformable, to reference)")]
         comparisons.append((refined, network))
+        comparisons += [(f"{row}, systole anchor", row) for row in (network, refined)]
     return comparisons
 
 

@@ -137,42 +137,47 @@ def predict_pair_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
 
 def predict_anchored_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
                             pairs: list[tuple[int, int]], fraction: float, device: str | torch.device = "auto",
-                            chunk_size: int = 32, amp: bool = True, flip_average: bool = False) -> torch.Tensor:
+                            chunk_size: int = 32, amp: bool = True,
+                            flip_average: bool = False) -> tuple[torch.Tensor, int | None]:
     """Fields of to-reference ``pairs`` (all with one fixed frame, the reference) predicted through one
     anchor frame in systole (:func:`~..spatial.pairs.systole_anchors`): a frame beyond the anchor is
     registered to the anchor and its field composed with the anchor's own, so that no network call spans
     the whole of a large systolic motion; as many network calls as :func:`predict_pair_fields`.
 
-    Falls back to :func:`predict_pair_fields` when ES is not known or not after the reference, when the
-    pairs do not share one fixed frame, or when the anchor frame has no pair (a skipped frame).
+    Falls back to :func:`predict_pair_fields` (and returns no anchor frame) when ES is not known or not
+    after the reference, when the pairs do not share one fixed frame, or when the anchor frame has no
+    pair (a frame skipped for having no signal).
 
     Args:
         model, seq, pairs, device, chunk_size, amp, flip_average: as for :func:`predict_pair_fields`.
         fraction: the anchor's place between the reference and ES, in (0, 1).
 
     Returns:
-        (P, 2, H, W) float32 mm on ``device``, pair p's field on the reference grid (as
-        :func:`predict_pair_fields`).
+        ((P, 2, H, W) float32 mm on ``device``, pair p's field on the reference grid as
+        :func:`predict_pair_fields`; the anchor frame used, or None when no frame went through one).
 
     Raises:
         ValueError: ``fraction`` outside (0, 1).
     """
     reference = pairs[0][0] if pairs else 0
     es = seq.es_index
+    if es is None or any(f != reference for f, _ in pairs):
+        systole_anchors(seq.n_frames, reference, reference, fraction)  # checks the fraction
+        return predict_pair_fields(model, seq, pairs, device, chunk_size, amp, flip_average), None
     moving = [t for _, t in pairs]
-    anchors = systole_anchors(seq.n_frames, reference, es if es is not None else reference, fraction)
+    anchors = systole_anchors(seq.n_frames, reference, es, fraction)
     used = {anchors[t] for t in moving} - {reference}
-    if es is None or any(f != reference for f, _ in pairs) or not used <= set(moving):
-        return predict_pair_fields(model, seq, pairs, device, chunk_size, amp, flip_average)
+    if not used or not used <= set(moving):
+        return predict_pair_fields(model, seq, pairs, device, chunk_size, amp, flip_average), None
     registered = [(anchors[t], t) for t in moving]
     fields = predict_pair_fields(model, seq, registered, device, chunk_size, amp, flip_average)
     with torch.inference_mode():
         by_moving = {t: k for k, t in enumerate(moving)}
         through = [k for k, (a, _) in enumerate(registered) if a != reference]
-        if through:  # the anchors' own fields are direct, so compose from the predictions as they are
-            first = fields[[by_moving[registered[k][0]] for k in through]]
-            fields[through] = compose(first, fields[through], seq.spacing)
-    return fields
+        # the anchor's own field is direct, so every composition reads a prediction as it is
+        first = fields[[by_moving[registered[k][0]] for k in through]]
+        fields[through] = compose(first, fields[through], seq.spacing)
+    return fields, used.pop()
 
 
 def predict_sequence_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,

@@ -353,8 +353,9 @@ def register_sequence(
         anchor: "dlir" to the reference only: the network registers frames beyond one anchor frame in
             systole (this fraction of the way from the reference to ES, e.g. 0.6) to that frame and
             composes its field with the anchor's (:func:`..dlir.inference.predict_anchored_fields`), before
-            any refinement against the reference; needs ES (else the frames go directly). Off (None) by
-            default: validated, not yet benchmarked (README, Generalisation).
+            any refinement against the reference; needs ES (else the frames go directly). The anchor
+            frame used (None: none) is recorded in ``parameters["anchor_frame"]``. Off (None) by default;
+            not yet a workflow setting (README, Generalisation).
         progress: called as ``progress(done_pairs, total_pairs)`` (ints) as the work advances:
             a chunk of pairs optimised together counts as done in proportion to its optimiser
             steps, so the count rises many times per chunk.
@@ -406,13 +407,13 @@ def register_sequence(
     roi = None if mask is None else as_image_batch(np.asarray(mask, dtype=np.float32), device=dev) > 0
     if method == "dlir":
         refinement = _refinement_options(refine, seq.frame_shape[0], model, options)
-        pair_fields = _dlir_fields(seq, frames, pairs, dev, chunk_size, model, refinement, flip_average,
-                                   anchor, roi, progress, cancel)
+        pair_fields, anchor_frame = _dlir_fields(seq, frames, pairs, dev, chunk_size, model, refinement,
+                                                 flip_average, anchor, roi, progress, cancel)
         from ..dlir.shipped import licence_of
 
         steps = refinement.get("iterations")
         options = {"model": model_name, "licence": licence_of(model_name), "passes": model.passes,
-                   "refine": refine, "flip_average": flip_average, "anchor": anchor,
+                   "refine": refine, "flip_average": flip_average, "anchor": anchor, "anchor_frame": anchor_frame,
                    **({**{key: refinement[key] for key in (*REFINE_FOLDING, *REFINE_REGULARISATION)},
                        "refine_iterations": list(steps) if isinstance(steps, (list, tuple)) else steps,
                        "refine_penalty_rows": refinement["penalty_rows"]}
@@ -497,24 +498,28 @@ def _refinement_options(refine: int, rows: int, model: "DLIRModel", options: dic
 def _dlir_fields(seq: EchoSequence, frames: torch.Tensor, pairs: list[tuple[int, int]],
                  device: torch.device, chunk_size: int, model: "DLIRModel", refinement: dict[str, Any],
                  flip_average: bool, anchor: float | None, roi: torch.Tensor | None,
-                 progress: ProgressCallback | None, cancel: Callable[[], bool] | None) -> torch.Tensor:
+                 progress: ProgressCallback | None,
+                 cancel: Callable[[], bool] | None) -> tuple[torch.Tensor, int | None]:
     """(P, 2, H, W) mm fields of the frame ``pairs`` predicted by a DLIR model (through an ``anchor``
     frame in systole when given), optionally refined by optimisation started from them (deformable,
-    with the :func:`_refinement_options` ``refinement``; {} for the network alone)."""
+    with the :func:`_refinement_options` ``refinement``; {} for the network alone), and the anchor frame
+    used (None: none)."""
     from ..dlir.inference import predict_anchored_fields, predict_pair_fields
 
     if cancel is not None and cancel():
         raise RegistrationCancelled("registration cancelled")
+    anchor_frame = None
     if anchor is None:
         fields = predict_pair_fields(model, seq, pairs, device, chunk_size, flip_average=flip_average)
     else:
-        fields = predict_anchored_fields(model, seq, pairs, anchor, device, chunk_size, flip_average=flip_average)
+        fields, anchor_frame = predict_anchored_fields(model, seq, pairs, anchor, device, chunk_size,
+                                                       flip_average=flip_average)
     if progress is not None:
         progress(0 if refinement else len(pairs), len(pairs))
     if not refinement:
-        return fields
+        return fields, anchor_frame
     return _optimised_fields(seq.spacing, frames, "deformable", pairs, roi, chunk_size,
-                             refinement, progress, cancel, initial=fields.clone())
+                             refinement, progress, cancel, initial=fields.clone()), anchor_frame
 
 
 __all__ = ["RegistrationCancelled", "RegistrationResult", "register_sequence",

@@ -52,9 +52,9 @@ def tracked_frames(frame: int, reference: int, mode: str) -> list[int]:
 
 
 def systole_anchors(n_frames: int, reference: int, es: int, fraction: float) -> dict[int, int]:
-    """For tracking to the reference through one anchor frame in systole: frame -> the frame its field
-    is registered from (the reference, or the anchor A = reference + round(``fraction`` x (ES -
-    reference))), for every frame but the reference.
+    """For tracking to the reference through one anchor frame in systole: frame -> the fixed frame it is
+    registered to (the reference, or the anchor A = reference + round(``fraction`` x (ES - reference)),
+    Python's rounding: halves to even), for every frame but the reference.
 
     Frames up to A are registered to the reference directly; frames after A through A (their field
     composed with A's), so that no single registration spans much more than half of the systolic motion;
