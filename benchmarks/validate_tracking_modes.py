@@ -191,7 +191,7 @@ def trackers(model, refine: int, hop_seconds: float,
     }
 
 
-def es_error(fields: np.ndarray, case: Case, metric: str = "es") -> float:
+def end_point_error(fields: np.ndarray, case: Case, metric: str = "es") -> float:
     """Mean myocardial end-point error (mm) at ES (the last frame when ES is not known); ``metric``
     "mean": its mean over every frame after frame 0, "last": at the last frame."""
     seq, truth, wall = case
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|" + "---|" * (len(sets) + 1))
     rows = trackers(model, args.refine, args.hop, args.systole_anchor)
     for name, track in (rows[key] for key in args.rows or rows):
-        cells = [f"{np.mean([es_error(track(case[0]), case, args.metric) for case in cases]):.2f}"
+        cells = [f"{np.mean([end_point_error(track(case[0]), case, args.metric) for case in cases]):.2f}"
                  for cases in sets.values()]
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
     if args.ncc and "simus" in sets:
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             cells = []
             for mode in ("to_reference", "sequential"):
                 result = register_sequence(case[0], "dlir", model=model, reference=0, mode=mode)
-                cells.append(f"{mode} {es_error(result.displacement, case):.2f} mm, "
+                cells.append(f"{mode} {end_point_error(result.displacement, case):.2f} mm, "
                              f"NCC {np.mean(result.similarity_after[1:]):.4f}")
             print(f"  case {SIMUS_VALIDATION_SEED + k}: " + "; ".join(cells))
     return 0
