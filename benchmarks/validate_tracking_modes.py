@@ -71,7 +71,7 @@ from EchoRegistrationLib.sequence import LABEL_MYOCARDIUM, EchoSequence  # noqa:
 from EchoRegistrationLib.simulation.appearance import ECHOGENICITY, TissueAppearance  # noqa: E402
 from EchoRegistrationLib.spatial import compose, field_to_numpy, warp  # noqa: E402
 from EchoRegistrationLib.spatial.metrics import myocardial_end_point_error  # noqa: E402
-from EchoRegistrationLib.spatial.pairs import SYSTOLE_ANCHOR, frame_pairs  # noqa: E402
+from EchoRegistrationLib.spatial.pairs import SYSTOLE_ANCHOR, chain_to_reference, frame_pairs  # noqa: E402
 
 SIMUS_VALIDATION_SEED = 40_000
 TEMPLATE_VALIDATION_SEED = 70_000
@@ -139,18 +139,6 @@ def sequential_then_reference_pass(model, seq: EchoSequence) -> torch.Tensor:
     return total
 
 
-def composed_pairs(model, seq: EchoSequence, pairs: list[tuple[int, int]]) -> torch.Tensor:
-    """(T, 2, H, W) mm fields from frame 0: each (anchor, t) pair registered by ``model``; a frame whose
-    anchor is 0 takes its field as is, any other composes its anchor's field (set by an earlier pair)
-    with it."""
-    fields = predict_pair_fields(model, seq, pairs, "cpu")
-    total = torch.zeros((seq.n_frames, *fields.shape[1:]))
-    for index, (anchor, t) in enumerate(pairs):
-        total[t] = fields[index] if anchor == 0 else compose(total[anchor][None], fields[index][None],
-                                                              seq.spacing)[0]
-    return total
-
-
 def anchored_chain(model, seq: EchoSequence, hop_seconds: float) -> torch.Tensor:
     """(T, 2, H, W) mm: frames within ``hop_seconds`` of frame 0 registered to it directly; anchor
     frames every k frames (k: ``hop_seconds`` in frames, at least 1) chained from frame 0; every
@@ -160,7 +148,10 @@ def anchored_chain(model, seq: EchoSequence, hop_seconds: float) -> torch.Tensor
     direct = [(0, t) for t in range(1, min(k, last) + 1)]
     chain = [(a, a + k) for a in range(k, last - k + 1, k)]
     rest = [(t - t % k, t) for t in range(k + 1, last + 1) if t % k]
-    return composed_pairs(model, seq, direct + chain + rest)
+    pairs = direct + chain + rest
+    fields = predict_pair_fields(model, seq, pairs, "cpu")
+    with torch.inference_mode():
+        return chain_to_reference(fields, pairs, seq.n_frames, 0, "sequential", seq.spacing)
 
 
 def trackers(model, refine: int, hop_seconds: float,

@@ -19,7 +19,6 @@ import torch
 
 from ..device import resolve_device
 from ..memory import keep_freed_memory
-from ..spatial import compose
 from ..spatial.pairs import chain_to_reference, fixed_indices, frame_pairs, systole_anchors
 from ..sequence import EchoSequence
 from .checkpoints import CheckpointError, load_model, weights_path
@@ -160,24 +159,18 @@ def predict_anchored_fields(model: DLIRModel | str | os.PathLike, seq: EchoSeque
         ValueError: ``fraction`` outside (0, 1).
     """
     reference = pairs[0][0] if pairs else 0
-    es = seq.es_index
-    if es is None or any(f != reference for f, _ in pairs):
-        systole_anchors(seq.n_frames, reference, reference, fraction)  # checks the fraction
-        return predict_pair_fields(model, seq, pairs, device, chunk_size, amp, flip_average), None
-    moving = [t for _, t in pairs]
+    es = reference if seq.es_index is None else seq.es_index  # unknown ES: every frame direct
     anchors = systole_anchors(seq.n_frames, reference, es, fraction)
-    used = {anchors[t] for t in moving} - {reference}
+    moving = [t for _, t in pairs]
+    shared = all(f == reference for f, _ in pairs)
+    used = {anchors[t] for t in moving} - {reference} if shared else set()
     if not used or not used <= set(moving):
         return predict_pair_fields(model, seq, pairs, device, chunk_size, amp, flip_average), None
     registered = [(anchors[t], t) for t in moving]
     fields = predict_pair_fields(model, seq, registered, device, chunk_size, amp, flip_average)
-    with torch.inference_mode():
-        by_moving = {t: k for k, t in enumerate(moving)}
-        through = [k for k, (a, _) in enumerate(registered) if a != reference]
-        # the anchor's own field is direct, so every composition reads a prediction as it is
-        first = fields[[by_moving[registered[k][0]] for k in through]]
-        fields[through] = compose(first, fields[through], seq.spacing)
-    return fields, used.pop()
+    with torch.inference_mode():  # through the anchor: its field, then the anchor's to the frame
+        chained = chain_to_reference(fields, registered, seq.n_frames, reference, "sequential", seq.spacing)
+    return chained[moving], used.pop()
 
 
 def predict_sequence_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,

@@ -90,14 +90,16 @@ def chain_to_reference(pair_fields: torch.Tensor, pairs: list[tuple[int, int]], 
                        reference: int, mode: str, spacing: tuple[float, float]) -> torch.Tensor:
     """(T, 2, H, W) fields from the reference to every frame, from the (P, 2, H, W) fields of the
     :func:`frame_pairs` ``pairs``: placed as they are ("to_reference"), or composed outwards from
-    the reference ("sequential": u_{ref->t} = u_{ref->f} then u_{f->t} for the pair (f, t), f
-    the neighbour towards the reference). Zero at the reference and at frames without a pair
-    (fill those with :func:`interpolate_in_time`)."""
+    the reference ("sequential": u_{ref->t} = u_{ref->f} then u_{f->t} for the pair (f, t), f a
+    frame nearer the reference: its neighbour, or an anchor frame as in :func:`systole_anchors`; a
+    pair whose f is the reference is placed as it is). Zero at the reference and at frames without a
+    pair (fill those with :func:`interpolate_in_time`)."""
     shape = (1, 2, *pair_fields.shape[-2:])
     by_moving = {m: (f, pair_fields[k:k + 1]) for k, (f, m) in enumerate(pairs)}
     chained = {t: torch.zeros(shape, dtype=pair_fields.dtype, device=pair_fields.device)
                for t in range(n_frames)}
     for t in sorted(by_moving, key=lambda t: abs(t - reference)):  # outwards: f is done before t
         fixed, pair_field = by_moving[t]
-        chained[t] = pair_field if mode == "to_reference" else compose(chained[fixed], pair_field, spacing)
+        direct = mode == "to_reference" or fixed == reference
+        chained[t] = pair_field if direct else compose(chained[fixed], pair_field, spacing)
     return torch.cat([chained[t] for t in range(n_frames)])
