@@ -131,10 +131,10 @@ class EchoRegistrationParameterNode:
     wallWidth: myocardial thickness (mm) of the three-point template.
     method, refineIterations, device: how to register. The default is the library's
         (``EchoRegistrationLib.workflow.DEFAULT_METHOD`` / ``DEFAULT_REFINE``): "DLIR + refine", 40
-        steps, near the best without folding on the held-out domains of the generalisation
-        benchmark but physics-simulated echo, where it misses motion along the wall, at about half
-        the optimiser's time per real pair (README, Generalisation); "Deformable" is the optimiser
-        alone (the one for segmental strain), "DLIR" the network alone.
+        steps, through the systole anchor where the sequence gives ES (the library's default), near
+        the best without folding on the held-out domains of the generalisation benchmark, at about
+        half the optimiser's time per real pair (README, Generalisation); "Deformable" is the
+        optimiser alone (the one for segmental strain), "DLIR" the network alone.
     model: the DLIR model: an installed model's name (Resources/Models/<name>), or a checkpoint
         path; a name stays valid when the extension moves (another Slicer revision). Empty: the
         default model (``EchoRegistrationLib.dlir.shipped.SHIPPED_MODEL``); the Widget shows it

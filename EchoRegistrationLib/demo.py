@@ -23,13 +23,14 @@ DEMO_SEED = 2026
 
 
 def describe_method(method: str, parameters: dict) -> str:
-    """How a registration was made, in words: the method, and for DLIR the model, its licence and the
-    refinement steps."""
+    """How a registration was made, in words: the method, and for DLIR the model, its licence, the
+    refinement steps and the systole anchor frame it went through."""
     if method != "dlir":
         return method
-    refine = parameters.get("refine") or 0
+    refine, anchor_frame = parameters.get("refine") or 0, parameters.get("anchor_frame")
     return (f"DLIR ({parameters.get('model')}, licence {parameters.get('licence') or 'unknown'})"
-            + (f" + refine {refine}" if refine else ""))
+            + (f" + refine {refine}" if refine else "")
+            + (f", later frames through systole anchor frame {anchor_frame}," if anchor_frame is not None else ""))
 
 
 def run_demo(output: Path, *, overwrite: bool = False, n_frames: int = 20) -> dict[str, float]:

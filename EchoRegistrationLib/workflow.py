@@ -33,19 +33,21 @@ if TYPE_CHECKING:
 
 METHODS = ("deformable", "affine", "rigid", "dlir")
 # The default registration of every front end (CLI, batch runner, panel, web page, demo): the default DLIR model
-# refined by 40 optimisation steps. On the generalisation benchmark (README, Generalisation) it is near the best
-# without folding on every held-out domain but one: CAMUS valid Dice 0.905 / 0.843 ED->ES (level with the network
-# alone's 0.906 / 0.843, ahead of OpenCV DIS) and 0.923 / 0.840 ES->ED (the highest mean; its lead over DIS is
-# within the spread between patients), the same pairs at 112 x 112 px 0.904 / 0.834 and 0.917 / 0.827 (level with
-# the network alone), held-out family 0.19 mm and 0.15 GLS points (behind the optimiser's 0.09 / 0.07 to the
-# reference and 0.14 / 0.12 sequentially; level with OpenCV DIS's 0.21 / 0.19, which folds 2.5 % of pixels on real
-# pairs), cine NCC 0.973 / 0.945; it costs 0.39-0.65x the optimiser's time per CAMUS pair in block-timed benchmark
-# runs (12x against 25x OpenCV DIS, 13x against 34x, 14x against 28x, 13x against 21x) and 0.51x timed pair by pair
-# (benchmarks/refine_time_per_pair.py, 2026-11-30). README, Generalisation, gives the paired intervals. The
-# exception: on physics-simulated echo (the SIMUS family) it misses motion along the wall, 1.58 mm against the
-# sequential optimiser's 0.34, its segment peaks about 11 points off (GLS 1.3); strain results of "dlir" say so
+# refined by 40 optimisation steps, tracking to the reference through the systole anchor where ES is known
+# (registration.tracking.frame_anchors; since 2026-11-30). On the generalisation benchmark (README, Generalisation)
+# it is near the best without folding on every held-out domain: CAMUS valid Dice 0.905 / 0.843 ED->ES (level with
+# the network alone's 0.906 / 0.843, ahead of OpenCV DIS) and 0.923 / 0.840 ES->ED (the highest mean; its lead over
+# DIS is within the spread between patients), the same pairs at 112 x 112 px 0.904 / 0.834 and 0.917 / 0.827, the
+# held-out family 0.23 mm and 0.13 GLS points (0.19 / 0.15 registering each frame directly; behind the optimiser's
+# 0.09 / 0.08 to the reference; level with OpenCV DIS's 0.21 / 0.19, which folds 2.5 % of pixels on real pairs),
+# physics-simulated echo (SIMUS) 0.60 mm and 0.44 GLS points (1.41 / 1.15 directly; DIS 0.75 / 1.52, the sequential
+# optimiser 0.34 / 0.55), cine NCC 0.973 / 0.945 (no ES: directly). It costs 0.39-0.65x the optimiser's time per
+# CAMUS pair in block-timed benchmark runs (12x against 25x OpenCV DIS, 13x against 34x, 14x against 28x, 13x
+# against 21x, 8.9x against 21x) and 0.51x timed pair by pair (benchmarks/refine_time_per_pair.py, 2026-11-30).
+# README, Generalisation, gives the paired intervals. Its SIMUS segment peaks are still 3.6 points off (the
+# sequential optimiser's 0.86; about 10 without the anchor); strain results of "dlir" say so
 # (strain.result.NETWORK_SEGMENTS). The optimiser alone stays a choice ("deformable", the one for segmental
-# strain), as does the network alone (refine 0).
+# strain), as does the network alone (refine 0) and direct registration (anchor 0).
 DEFAULT_METHOD = "dlir"
 DEFAULT_REFINE = 40
 MYOCARDIUM_SOURCES = ("auto", "labels", "landmarks", "none")
@@ -107,9 +109,10 @@ class WorkflowSettings:
 
     Attributes:
         method: one of :data:`METHODS`; default :data:`DEFAULT_METHOD` ("dlir", refined by
-            :data:`DEFAULT_REFINE` steps: near the best without folding on every held-out domain of the
-            generalisation benchmark but physics-simulated echo, where it misses motion along the wall,
-            at about half the optimiser's time per real pair; the comment at :data:`DEFAULT_METHOD`).
+            :data:`DEFAULT_REFINE` steps, through the systole anchor where ES is known: near the best
+            without folding on every held-out domain of the generalisation benchmark, at about half the
+            optimiser's time per real pair; its segmental strain is not validated along the wall; the
+            comment at :data:`DEFAULT_METHOD`).
             "deformable" is the optimiser alone (the one for segmental strain).
         model: DLIR only: an installed model's name (:func:`.dlir.shipped.list_models`) or a
             checkpoint path; "" or None: the default model (:data:`.dlir.shipped.SHIPPED_MODEL`,
@@ -118,6 +121,9 @@ class WorkflowSettings:
         refine: DLIR only: optimisation steps refining the predicted fields (0: none; None:
             :data:`DEFAULT_REFINE`).
         flip_average: DLIR only: average each pair with its mirrored pair (twice the time).
+        anchor: DLIR to the reference only: the systole anchor's place between the reference and ES
+            (:func:`.registration.tracking.frame_anchors`); None: the default,
+            :data:`.spatial.pairs.SYSTOLE_ANCHOR`; 0: every frame registered to the reference directly.
         device: "auto", "cpu", "cuda" or "cuda:N".
         reference: user-set reference frame; None: track from the file's ED, else frame 0, and take
             strain relative to ED (given, else detected: :mod:`.strain.reference`).
@@ -140,6 +146,7 @@ class WorkflowSettings:
     mode: str | None = None
     refine: int | None = None
     flip_average: bool = False
+    anchor: float | None = None
     device: str = "auto"
     reference: int | None = None
     chunk_size: int = 32
@@ -155,13 +162,10 @@ class WorkflowSettings:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.myocardium not in MYOCARDIUM_SOURCES:
             raise ValueError(f"myocardium must be one of {MYOCARDIUM_SOURCES}, got {self.myocardium!r}")
-        if self.method != "dlir" and (self.refine or self.flip_average):
-            raise ValueError("refine and flip averaging are DLIR options (method='dlir')")
+        if self.method != "dlir" and (self.refine or self.flip_average or self.anchor):
+            raise ValueError("refine, flip averaging and the systole anchor are DLIR options (method='dlir')")
         if "anchor" in self.options:
-            # register_one_frame registers the reference and one frame alone: it would not go through
-            # the anchor, and the quick look would differ from the whole run
-            raise ValueError("the systole anchor is not a workflow setting yet: call register_sequence("
-                             "seq, 'dlir', anchor=...) directly")
+            raise ValueError("the systole anchor is WorkflowSettings.anchor, not a register_pair option")
 
     def arguments(self) -> dict[str, Any]:
         """Keyword arguments of :func:`.registration.register_sequence` (besides the sequence and
@@ -178,6 +182,8 @@ class WorkflowSettings:
                              refine=DEFAULT_REFINE if self.refine is None else self.refine)
             if self.flip_average:
                 arguments["flip_average"] = True
+            if self.anchor is not None:
+                arguments["anchor"] = self.anchor
         return arguments
 
     def describe_model(self) -> str:
@@ -375,16 +381,18 @@ def register_one_frame(seq: EchoSequence, frame: int,
                        settings: WorkflowSettings) -> tuple[int, np.ndarray, np.ndarray]:
     """Register frame ``frame`` to the tracking reference as :func:`analyse` would: the tracking
     mode and model come from :func:`.registration.tracking.tracking_plan` (the one place that
-    decides them), and a sequential mode goes through the frames between.
+    decides them), a sequential mode goes through the frames between, and DLIR to the reference
+    through the systole anchor frame where the whole sequence's ES puts one
+    (:func:`.registration.tracking.frame_anchors`).
 
     Returns:
         (reference, (H, W, 2) mm field, (H, W) warped frame).
 
     Raises:
-        ValueError: ``frame`` is not a frame of ``seq``.
+        ValueError: ``frame`` is not a frame of ``seq``, or settings :func:`analyse` would refuse.
     """
     from . import registration
-    from .registration.tracking import tracking_plan
+    from .registration.tracking import frame_anchors, tracking_plan
     from .spatial.pairs import tracked_frames
     from .strain.reference import tracking_reference
 
@@ -396,9 +404,13 @@ def register_one_frame(seq: EchoSequence, frame: int,
     arguments = settings.arguments()
     device, model, mode, _ = tracking_plan(settings.method, arguments.get("model"), settings.mode,
                                            settings.device)
+    anchors = frame_anchors(seq, reference, settings.method, mode, arguments.get("anchor"))
+    via = reference if anchors is None else anchors.get(frame, reference)
     if settings.method == "dlir":
         arguments["model"] = model  # loaded once
-    frames = tracked_frames(frame, reference, mode)
+    frames = sorted({*tracked_frames(frame, reference, mode), via})
+    if (settings.method, mode) == ("dlir", "to_reference"):  # the whole sequence's anchor, renumbered
+        arguments["anchor"] = {frames.index(frame): frames.index(via)} if via != reference else 0
     arguments.update(reference=frames.index(reference), mode=mode, device=device)
     subsequence = seq.subsequence(frames)
     if settings.method == "dlir" and arguments.get("enhance") is None:

@@ -119,7 +119,7 @@ def test_sequential_rows_reuse_their_pair_columns():
 
     assert same_on_pairs("DLIR echoreg-dlir-camus + refine 40, sequential") == "DLIR echoreg-dlir-camus + refine 40"
     assert same_on_pairs("DLIR echoreg-dlir-camus, sequential") == "DLIR echoreg-dlir-camus"
-    assert same_on_pairs("DLIR echoreg-dlir-camus + refine 40, systole anchor") == "DLIR echoreg-dlir-camus + refine 40"
+    assert same_on_pairs("DLIR echoreg-dlir-camus + refine 40, no anchor") == "DLIR echoreg-dlir-camus + refine 40"
     assert same_on_pairs("optimiser (deformable, to reference)") == "optimiser (deformable, sequential)"
     assert same_on_pairs("DLIR echoreg-dlir-camus") is None and same_on_pairs("OpenCV DIS") is None
 

@@ -273,13 +273,17 @@ def test_a_segment_with_near_zero_quality_is_named_in_a_warning(full_cycle):
 
 
 def test_strain_tracked_by_a_network_warns_about_its_segments(full_cycle):
-    from EchoRegistrationLib.strain.result import NETWORK_SEGMENTS
+    from EchoRegistrationLib.strain.result import NETWORK_SEGMENTS, NETWORK_SEGMENTS_NO_ANCHOR
 
     result = compute_strain(full_cycle.sequence, result_from_displacement(full_cycle.sequence,
                                                                           full_cycle.displacement, 0))
-    assert NETWORK_SEGMENTS not in result.warnings()  # truth: no method recorded
-    for method, warned in (("dlir", True), ("deformable", False)):
-        tracked = dataclasses.replace(result, registration={"method": method, "mode": "to_reference"})
-        assert (NETWORK_SEGMENTS in tracked.warnings()) is warned
-        assert (NETWORK_SEGMENTS in tracked.summary()["warnings"]) is warned
-    assert "--method deformable" in NETWORK_SEGMENTS and "about 11 points off" in NETWORK_SEGMENTS
+    assert not {NETWORK_SEGMENTS, NETWORK_SEGMENTS_NO_ANCHOR} & set(result.warnings())  # truth: no method
+    for method, anchor_frame, warning in (("dlir", 4, NETWORK_SEGMENTS), ("dlir", None, NETWORK_SEGMENTS_NO_ANCHOR),
+                                          ("deformable", None, None)):
+        tracked = dataclasses.replace(result, registration={"method": method, "mode": "to_reference",
+                                                            "anchor_frame": anchor_frame})
+        shown = {NETWORK_SEGMENTS, NETWORK_SEGMENTS_NO_ANCHOR} & set(tracked.warnings())
+        assert shown == ({warning} if warning else set()), (method, anchor_frame)
+        assert tracked.summary()["warnings"] == tracked.warnings()
+    assert "--method deformable" in NETWORK_SEGMENTS and "3.6 points off" in NETWORK_SEGMENTS
+    assert "--method deformable" in NETWORK_SEGMENTS_NO_ANCHOR and "about 10 points off" in NETWORK_SEGMENTS_NO_ANCHOR

@@ -1,5 +1,6 @@
 """Tracking to the reference through one anchor frame in systole (spatial.pairs.systole_anchors,
-dlir.inference.predict_anchored_fields, register_sequence(anchor=...))."""
+registration.tracking.frame_anchors, dlir.inference.predict_anchored_fields, register_sequence(anchor=...),
+the default of "dlir" to the reference, and the workflow's one-frame registration through it)."""
 
 import dataclasses
 
@@ -9,8 +10,9 @@ import torch
 
 from EchoRegistrationLib.dlir.inference import predict_anchored_fields, predict_pair_fields
 from EchoRegistrationLib.registration import register_sequence
+from EchoRegistrationLib.registration.tracking import frame_anchors
 from EchoRegistrationLib.spatial import compose
-from EchoRegistrationLib.spatial.pairs import systole_anchors
+from EchoRegistrationLib.spatial.pairs import SYSTOLE_ANCHOR, systole_anchors
 from test_dlir import blob_sequence, constant_output, tiny_model
 
 
@@ -39,7 +41,7 @@ def test_anchored_fields_are_the_anchor_pairs_composed():
     seq = dataclasses.replace(blob_sequence(n_frames=6, labels=False), ed_index=0, es_index=5)
     model = constant_output(tiny_model(working_size=24), 2.0, 4.0)  # one shift for every pair
     pairs = [(0, t) for t in range(1, 6)]
-    anchored, anchor_frame = predict_anchored_fields(model, seq, pairs, 0.6, "cpu")
+    anchored, anchor_frame = predict_anchored_fields(model, seq, pairs, systole_anchors(6, 0, 5, 0.6), "cpu")
     assert anchor_frame == 3
     direct = predict_pair_fields(model, seq, pairs, "cpu")
     through = predict_pair_fields(model, seq, [(3, 4), (3, 5)], "cpu")
@@ -48,46 +50,117 @@ def test_anchored_fields_are_the_anchor_pairs_composed():
     torch.testing.assert_close(anchored[3:], expected)
     # a shift composed with itself: twice the shift (inside the frame, where nothing is clamped)
     torch.testing.assert_close(anchored[3:, :, 20:40, 15:30], 2 * direct[3:, :, 20:40, 15:30])
-    # no ES known: as direct registration
-    unknown = dataclasses.replace(seq, es_index=None)
-    fields, anchor_frame = predict_anchored_fields(model, unknown, pairs, 0.6, "cpu")
+    # no frame through an anchor: as direct registration
+    fields, anchor_frame = predict_anchored_fields(model, seq, pairs, {t: 0 for t in range(1, 6)}, "cpu")
     torch.testing.assert_close(fields, direct)
     assert anchor_frame is None
+    for anchors in ({4: 3, 5: 2}, {4: 3, 3: 2}):  # two anchor frames; an anchor not registered to the reference
+        with pytest.raises(ValueError, match="one anchor frame"):
+            predict_anchored_fields(model, seq, pairs, anchors, "cpu")
 
 
 def test_a_skipped_anchor_frame_means_direct_registration():
     seq = dataclasses.replace(blob_sequence(n_frames=6, labels=False), ed_index=0, es_index=5)
     model = constant_output(tiny_model(working_size=24), 2.0, 4.0)
     pairs = [(0, t) for t in (1, 2, 4, 5)]  # frame 3, the anchor, had no signal
-    fields, anchor_frame = predict_anchored_fields(model, seq, pairs, 0.6, "cpu")
+    fields, anchor_frame = predict_anchored_fields(model, seq, pairs, systole_anchors(6, 0, 5, 0.6), "cpu")
     torch.testing.assert_close(fields, predict_pair_fields(model, seq, pairs, "cpu"))
     assert anchor_frame is None
 
 
-def test_the_workflow_refuses_the_anchor_until_one_frame_registration_goes_through_it():
-    from EchoRegistrationLib.workflow import WorkflowSettings
+def test_frame_anchors_default_to_the_systole_anchor_for_dlir_to_the_reference_only():
+    seq = dataclasses.replace(blob_sequence(n_frames=6, labels=False), ed_index=0, es_index=5)
+    assert frame_anchors(seq, 0, "dlir", "to_reference", None) == systole_anchors(6, 0, 5, SYSTOLE_ANCHOR)
+    assert frame_anchors(seq, 0, "dlir", "to_reference", 0.5) == systole_anchors(6, 0, 5, 0.5)
+    assert frame_anchors(seq, 0, "dlir", "to_reference", {2: 1}) == {2: 1}  # a map as it is
+    for method, mode in (("dlir", "sequential"), ("deformable", "to_reference"), ("affine", "sequential")):
+        assert frame_anchors(seq, 0, method, mode, None) is None  # the default: none
+        assert frame_anchors(seq, 0, method, mode, 0) is None
+        with pytest.raises(ValueError, match="anchor"):
+            frame_anchors(seq, 0, method, mode, 0.6)
+    assert frame_anchors(seq, 0, "dlir", "to_reference", 0) is None
+    assert frame_anchors(dataclasses.replace(seq, es_index=None), 0, "dlir", "to_reference", None) is None
+    assert frame_anchors(seq, 5, "dlir", "to_reference", None) is None  # ES not after the reference
+    for bad in (1.0, 1.2, -0.1):
+        with pytest.raises(ValueError, match=r"\(0, 1\)"):
+            frame_anchors(seq, 0, "dlir", "to_reference", bad)
 
-    with pytest.raises(ValueError, match="not a workflow setting"):
-        WorkflowSettings(options={"anchor": 0.6})
 
-
-def test_register_sequence_takes_the_anchor_for_dlir_to_the_reference_only():
+def test_register_sequence_goes_through_the_anchor_by_default_for_dlir_to_the_reference():
     seq = dataclasses.replace(blob_sequence(n_frames=6, labels=False), ed_index=0, es_index=5)
     model = constant_output(tiny_model(working_size=24), 2.0, 4.0)
-    result = register_sequence(seq, "dlir", model=model, reference=0, anchor=0.6, device="cpu")
-    direct = register_sequence(seq, "dlir", model=model, reference=0, device="cpu")
+    result = register_sequence(seq, "dlir", model=model, reference=0, device="cpu")
+    direct = register_sequence(seq, "dlir", model=model, reference=0, anchor=0, device="cpu")
     hops = predict_pair_fields(model, seq, [(0, 3), (3, 5)], "cpu")
     composed = compose(hops[:1], hops[1:], seq.spacing)[0].permute(1, 2, 0).numpy()
-    assert (result.parameters["anchor"], result.parameters["anchor_frame"]) == (0.6, 3)
+    assert (result.parameters["anchor"], result.parameters["anchor_frame"]) == (SYSTOLE_ANCHOR, 3)
+    assert (direct.parameters["anchor"], direct.parameters["anchor_frame"]) == (0, None)
     assert abs(result.displacement[5] - composed).max() < 1e-4
     assert abs(result.displacement[5] - direct.displacement[5]).max() > 0.1  # it went through frame 3
     np.testing.assert_allclose(result.displacement[:4], direct.displacement[:4], atol=1e-5)
     # without ES: every frame directly, and no anchor frame recorded
     unknown = register_sequence(dataclasses.replace(seq, es_index=None), "dlir", model=model, reference=0,
-                                anchor=0.6, device="cpu")
+                                device="cpu")
     assert unknown.parameters["anchor_frame"] is None
     np.testing.assert_allclose(unknown.displacement, direct.displacement, atol=1e-5)
+    # tracked sequentially: no anchor by default, and one asked for is refused
+    sequential = register_sequence(seq, "dlir", model=model, mode="sequential", device="cpu")
+    assert (sequential.parameters["anchor"], sequential.parameters["anchor_frame"]) == (0, None)
     for method, options in (("deformable", {}), ("dlir", {"mode": "sequential"}), ("dlir", {"anchor": 1.2})):
         with pytest.raises(ValueError, match="anchor"):
             register_sequence(seq, method, model=model if method == "dlir" else None,
                               **{"anchor": 0.6, **options})
+
+
+def test_one_frame_goes_through_the_whole_sequences_anchor(tmp_path):
+    """The quick look (workflow.register_one_frame) registers the reference, the anchor and the frame:
+    the field of the whole run, also refined, for a frame beyond the anchor and one before it."""
+    from EchoRegistrationLib.dlir.checkpoints import save_model
+    from EchoRegistrationLib.workflow import WorkflowSettings, analyse, register_one_frame
+
+    seq = dataclasses.replace(blob_sequence(n_frames=8, labels=False), ed_index=0, es_index=5)
+    save_model(constant_output(tiny_model(working_size=24), 2.0, 4.0), tmp_path / "model")
+    for refine in (0, 4):
+        settings = WorkflowSettings(model=str(tmp_path / "model"), refine=refine, device="cpu")
+        whole = analyse(seq, settings, None).registration
+        assert whole.parameters["anchor_frame"] == 3
+        for frame in (2, 4, 5):  # 2: directly; 4, 5: through frame 3
+            reference, field, _ = register_one_frame(seq, frame, settings)
+            np.testing.assert_allclose(field, whole.displacement[frame], atol=1e-3)
+        off = WorkflowSettings(model=str(tmp_path / "model"), refine=refine, anchor=0, device="cpu")
+        assert abs(register_one_frame(seq, 5, off)[1] - whole.displacement[5]).max() > 0.1
+    with pytest.raises(ValueError, match="DLIR options"):
+        WorkflowSettings(method="deformable", anchor=0.6)
+    with pytest.raises(ValueError, match="WorkflowSettings.anchor"):
+        WorkflowSettings(options={"anchor": 0.6})
+    assert WorkflowSettings(anchor=0).arguments()["anchor"] == 0
+    assert "anchor" not in WorkflowSettings().arguments()  # register_sequence's default
+
+
+def test_the_command_line_states_the_default_anchor_and_passes_it_on():
+    import argparse
+
+    from EchoRegistrationLib.cli.common import add_registration_options, settings_from_args
+    from EchoRegistrationLib.sequence import EchoDataError
+
+    parser = argparse.ArgumentParser()
+    add_registration_options(parser)
+    assert f"(default {SYSTOLE_ANCHOR}, when the input gives ES" in " ".join(parser.format_help().split())
+    assert settings_from_args(parser.parse_args([])).anchor is None  # register_sequence's default
+    assert settings_from_args(parser.parse_args(["--anchor", "0"])).arguments()["anchor"] == 0
+    for bad in ("1", "-0.2", "x"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--anchor", bad])
+    with pytest.raises(EchoDataError, match="--anchor are DLIR options"):
+        settings_from_args(parser.parse_args(["--method", "deformable", "--anchor", "0.5"]))
+
+
+def test_the_console_says_whether_the_registration_went_through_an_anchor():
+    from EchoRegistrationLib.cli.common import describe_model_use
+
+    through = describe_model_use({"model": "m", "licence": "L", "anchor": 0.6, "anchor_frame": 11, "refine": 0})
+    assert "systole anchor 0.6: frames beyond frame 11 registered through it" in through
+    direct = describe_model_use({"model": "m", "licence": "L", "anchor": 0.6, "anchor_frame": None, "refine": 0})
+    assert "no systole anchor (no ES after the reference)" in direct
+    off = describe_model_use({"model": "m", "licence": "L", "anchor": 0, "anchor_frame": None, "refine": 0})
+    assert "anchor" not in off

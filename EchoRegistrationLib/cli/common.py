@@ -42,6 +42,17 @@ def positive_number(text: str) -> float:
     return value
 
 
+def anchor_fraction(text: str) -> float:
+    """argparse type: a number in [0, 1) (the systole anchor's place; 0: none)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1) (0: no anchor), got {text!r}")
+    return value
+
+
 def count(minimum: int):
     """argparse type factory: an integer >= ``minimum``."""
     def parse(text: str) -> int:
@@ -81,13 +92,19 @@ def print_warnings(lines: Sequence[str]) -> None:
 
 
 def describe_model_use(parameters: Mapping[str, Any]) -> str:
-    """How a DLIR registration used its model, from its ``parameters`` (model, licence, passes and
-    the refinement's steps per level when known, refine): "model NAME (licence: TERMS; 3 passes of
-    the network per pair; refine 40: up to 20 + 10 optimisation steps, coarse to fine)"."""
+    """How a DLIR registration used its model, from its ``parameters`` (model, licence, passes, the
+    systole anchor, and the refinement's steps per level when known, refine): "model NAME (licence:
+    TERMS; 3 passes of the network per pair; systole anchor 0.6: frames beyond frame 11 registered
+    through it; refine 40: up to 20 + 10 optimisation steps, coarse to fine)"."""
     details = [f"licence: {parameters.get('licence') or 'unknown'}"]
     if "passes" in parameters:
         passes = parameters["passes"]
         details.append(f"{passes} pass{'es' if passes != 1 else ''} of the network per pair")
+    if parameters.get("anchor_frame") is not None:
+        details.append(f"systole anchor {parameters['anchor']}: frames beyond frame {parameters['anchor_frame']} "
+                       f"registered through it")
+    elif isinstance(parameters.get("anchor"), float) and parameters["anchor"] > 0:
+        details.append("no systole anchor (no ES after the reference): every frame registered directly")
     refine = parameters.get("refine") or 0
     steps = parameters.get("refine_iterations")  # absent from reports written before it was recorded
     if not refine:
@@ -172,10 +189,10 @@ def add_registration_options(parser: argparse.ArgumentParser) -> None:
     """Every registration option: method, DLIR model / refine / flip averaging, reference, mode,
     loss, iterations, control spacing, device, enhancement."""
     parser.add_argument("--method", default=DEFAULT_METHOD, choices=METHODS,
-                        help=f"default {DEFAULT_METHOD} (the default model refined by {DEFAULT_REFINE} steps: "
-                             "never folding, near the best on the held-out benchmarks but physics-simulated "
-                             "echo, where it misses motion along the wall: use deformable for segmental "
-                             "strain; README, Generalisation)")
+                        help=f"default {DEFAULT_METHOD} (the default model refined by {DEFAULT_REFINE} steps, "
+                             "through the systole anchor where the input gives ES: never folding, near the best on "
+                             "the held-out benchmarks; its segmental strain is not validated along the wall: use "
+                             "deformable for segmental strain; README, Generalisation)")
     parser.add_argument("--model", help="dlir: installed model name (echoreg models lists them) or checkpoint folder "
                              "(default: echoreg-dlir-camus, CC BY-NC-SA 4.0, non-commercial; "
                              "echoreg-dlir-sim is BSD-3-Clause)")
@@ -185,6 +202,12 @@ def add_registration_options(parser: argparse.ArgumentParser) -> None:
                              "resolution, then N/4 at full resolution, or N/2 at full resolution on small frames)")
     parser.add_argument("--flip-average", action="store_true",
                         help="dlir: average each pair's field with that of the mirrored pair (twice the time)")
+    # the default is spatial.pairs.SYSTOLE_ANCHOR, written out: that module imports torch, this one does not
+    # (Testing/test_systole_anchor.py holds the two together)
+    parser.add_argument("--anchor", type=anchor_fraction,
+                        help="dlir to the reference: register the frames beyond this fraction of the way from the "
+                             "reference to ES to that anchor frame, their fields composed with its own (default "
+                             "0.6, when the input gives ES; 0: every frame directly)")
     parser.add_argument("--reference", type=int,
                         help="reference frame (default: ED when the file gives it, else frame 0, with "
                              "strain relative to ED detected as the frame of largest tracked LV volume)")
@@ -213,8 +236,8 @@ def settings_from_args(args: argparse.Namespace, myocardium: str = "none") -> Wo
             (named as options): --iterations (DLIR's refinement steps are --refine), --loss and
             --control-spacing without a refinement (--refine 0).
     """
-    if args.method != "dlir" and (args.refine or args.flip_average or args.model):
-        raise EchoDataError("--method", f"--model, --refine and --flip-average are DLIR options; "
+    if args.method != "dlir" and (args.refine or args.flip_average or args.model or args.anchor):
+        raise EchoDataError("--method", f"--model, --refine, --flip-average and --anchor are DLIR options; "
                                         f"the method is {args.method}")
     if args.method == "dlir" and args.iterations is not None:
         raise EchoDataError("--iterations", f"sets the optimiser's steps per pyramid level (--method deformable, "
@@ -229,8 +252,8 @@ def settings_from_args(args: argparse.Namespace, myocardium: str = "none") -> Wo
                                                   ("control_spacing", args.control_spacing)) if v is not None}
     return WorkflowSettings(
         method=args.method, model=args.model, mode=args.mode, refine=args.refine,
-        flip_average=args.flip_average, device=args.device, reference=args.reference, options=options,
-        enhance=args.enhance,
+        flip_average=args.flip_average, anchor=args.anchor, device=args.device, reference=args.reference,
+        options=options, enhance=args.enhance,
         myocardium=myocardium, wall_width=getattr(args, "wall_width", None),
         apical_view=getattr(args, "apical_view", None), full_cycle=getattr(args, "full_cycle", None))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Mapping
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import torch
 
 from ..device import resolve_device
 from ..memory import keep_freed_memory
-from ..spatial.pairs import chain_to_reference, fixed_indices, frame_pairs, systole_anchors
+from ..spatial.pairs import chain_to_reference, fixed_indices, frame_pairs
 from ..sequence import EchoSequence
 from .checkpoints import CheckpointError, load_model, weights_path
 from .grid import INTENSITY_WINDOW, prepare_frames, to_input_grid
@@ -135,42 +136,47 @@ def predict_pair_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
 
 
 def predict_anchored_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
-                            pairs: list[tuple[int, int]], fraction: float, device: str | torch.device = "auto",
-                            chunk_size: int = 32, amp: bool = True,
+                            pairs: list[tuple[int, int]], anchors: Mapping[int, int],
+                            device: str | torch.device = "auto", chunk_size: int = 32, amp: bool = True,
                             flip_average: bool = False) -> tuple[torch.Tensor, int | None]:
     """Fields of to-reference ``pairs`` (all with one fixed frame, the reference) predicted through one
-    anchor frame in systole (:func:`~..spatial.pairs.systole_anchors`): a frame beyond the anchor is
-    registered to the anchor and its field composed with the anchor's own, so that no network call spans
-    the whole of a large systolic motion; as many network calls as :func:`predict_pair_fields`.
+    anchor frame, as :func:`~..spatial.pairs.systole_anchors` places it in systole: a frame the
+    ``anchors`` map to the anchor is registered to the anchor and its field composed with the anchor's
+    own, so that no network call spans the whole of a large systolic motion; as many network calls as
+    :func:`predict_pair_fields`.
 
-    Falls back to :func:`predict_pair_fields` (and returns no anchor frame) when ES is not known or not
-    after the reference, when the pairs do not share one fixed frame, or when the anchor frame has no
-    pair (a frame skipped for having no signal).
+    Falls back to :func:`predict_pair_fields` (and returns no anchor frame) when no frame of ``pairs``
+    goes through an anchor (ES unknown or not after the reference), when the pairs do not share one
+    fixed frame, or when the anchor frame has no pair (a frame skipped for having no signal).
 
     Args:
         model, seq, pairs, device, chunk_size, amp, flip_average: as for :func:`predict_pair_fields`.
-        fraction: the anchor's place between the reference and ES, in (0, 1).
+        anchors: frame -> the frame it is registered to: the reference, or one anchor frame that is
+            itself registered to the reference (:func:`~..spatial.pairs.systole_anchors`); frames not
+            in it go to the reference.
 
     Returns:
         ((P, 2, H, W) float32 mm on ``device``, pair p's field on the reference grid as
         :func:`predict_pair_fields`; the anchor frame used, or None when no frame went through one).
 
     Raises:
-        ValueError: ``fraction`` outside (0, 1).
+        ValueError: ``anchors`` name more than one anchor frame, or an anchor not registered to the
+            reference (more than one hop).
     """
     reference = pairs[0][0] if pairs else 0
-    es = reference if seq.es_index is None else seq.es_index  # unknown ES: every frame direct
-    anchors = systole_anchors(seq.n_frames, reference, es, fraction)
-    moving = [t for _, t in pairs]
+    via = {t: anchors.get(t, reference) for _, t in pairs}
+    used = set(via.values()) - {reference}
+    if len(used) > 1 or any(anchors.get(a, reference) != reference for a in used):
+        raise ValueError(f"{seq.source}: the anchors must name one anchor frame registered to the reference "
+                         f"{reference}, got {dict(anchors)}")
     shared = all(f == reference for f, _ in pairs)
-    used = {anchors[t] for t in moving} - {reference} if shared else set()
-    if not used or not used <= set(moving):
+    if not used or not shared or not used <= set(via):
         return predict_pair_fields(model, seq, pairs, device, chunk_size, amp, flip_average), None
-    registered = [(anchors[t], t) for t in moving]
+    registered = [(via[t], t) for t in via]
     fields = predict_pair_fields(model, seq, registered, device, chunk_size, amp, flip_average)
     with torch.inference_mode():  # through the anchor: its field, then the anchor's to the frame
         chained = chain_to_reference(fields, registered, seq.n_frames, reference, "sequential", seq.spacing)
-    return chained[moving], used.pop()
+    return chained[list(via)], used.pop()
 
 
 def predict_sequence_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,

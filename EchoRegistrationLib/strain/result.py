@@ -39,14 +39,19 @@ NO_SPACING = "pixel size unknown"
 NO_TIMES = "frame times unknown"
 # Segmental strain of motion tracked by a network: on the generalisation benchmark's SIMUS family
 # (physics-simulated echo: a wall of speckle alone, no landmark along it; benchmarks/simus_family.py,
-# README "Generalisation") the shipped network, alone or refined, left the wall below the apex behind:
-# segment peaks 10.6-11.7 points off on average (up to 23 in a case), GLS 1.3-1.5; the optimiser
-# (sequential) 0.86 and 0.55. On the real-template family the refined network's segments were 0.5 points
-# off, the network alone's 1.5.
+# README "Generalisation", 10 cases) the shipped network registering every frame directly to ED left the
+# wall below the apex behind: segment peaks 10.05 points off on average refined (11.0 alone), GLS 1.15; through
+# the systole anchor (registration.tracking.frame_anchors, the default when ES is known) 3.6 refined (4.6
+# alone), GLS 0.4; the optimiser (sequential) 0.86 and 0.55 (8 cases). On the real-template family the
+# refined network's segments were 0.4-0.5 points off, alone 1.3-1.5.
 NETWORK_SEGMENTS = ("segmental strain tracked by a network (method dlir) is not validated along the wall: "
-                    "on physics-simulated echo the default method's segment peaks were about 11 points off "
-                    "on average, GLS 1.3 (README, Generalisation); for segmental strain use --method deformable")
-
+                    "on physics-simulated echo the default method's segment peaks were 3.6 points off on average "
+                    "(GLS 0.4; README, Generalisation); for segmental strain use --method deformable")
+# the same, for a registration that did not go through the systole anchor (no ES after the reference, or off)
+NETWORK_SEGMENTS_NO_ANCHOR = ("segmental strain tracked by a network (method dlir) without the systole anchor (no "
+                              "ES after the reference, or --anchor 0) is not validated along the wall: on "
+                              "physics-simulated echo its segment peaks were about 10 points off on average (GLS "
+                              "1.15; README, Generalisation); for segmental strain use --method deformable")
 FRAMES_CSV = "strain_frames.csv"
 SUMMARY_CSV = "strain_summary.csv"
 CONVENTION = ("Lagrangian strain relative to the reference (ED) frame in %, negative = shortening "
@@ -222,7 +227,8 @@ class StrainResult:
     def warnings(self) -> list[str]:
         """What a reader must know before trusting the numbers: unknown pixel size or times, a
         detected ED, positive (lengthening) GLS, segments whose tracking quality is near zero, segmental
-        strain of a network's tracking (:data:`NETWORK_SEGMENTS`)."""
+        strain of a network's tracking (:data:`NETWORK_SEGMENTS`, or :data:`NETWORK_SEGMENTS_NO_ANCHOR`
+        when it did not go through the systole anchor)."""
         out = []
         if not self.spacing_known:
             out.append(f"{NO_SPACING}: areas, volumes and distances (mm, mm2, ml) are left blank; "
@@ -243,7 +249,8 @@ class StrainResult:
         if poor:
             out.append(f"tracking quality near zero in {', '.join(poor)}: their strain is unreliable")
         if self.registration.get("method") == "dlir":
-            out.append(NETWORK_SEGMENTS)
+            anchored = self.registration.get("anchor_frame") is not None
+            out.append(NETWORK_SEGMENTS if anchored else NETWORK_SEGMENTS_NO_ANCHOR)
         return out
 
     # ------------------------------------------------------------------ reports
