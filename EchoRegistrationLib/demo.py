@@ -30,7 +30,7 @@ def describe_method(method: str, parameters: dict) -> str:
     refine, anchor_frame = parameters.get("refine") or 0, parameters.get("anchor_frame")
     return (f"DLIR ({parameters.get('model')}, licence {parameters.get('licence') or 'unknown'})"
             + (f" + refine {refine}" if refine else "")
-            + (f", later frames through systole anchor frame {anchor_frame}," if anchor_frame is not None else ""))
+            + (f" (systole anchor: frame {anchor_frame})" if anchor_frame is not None else ""))
 
 
 def run_demo(output: Path, *, overwrite: bool = False, n_frames: int = 20) -> dict[str, float]:

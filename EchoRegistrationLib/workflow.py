@@ -164,6 +164,8 @@ class WorkflowSettings:
             raise ValueError(f"myocardium must be one of {MYOCARDIUM_SOURCES}, got {self.myocardium!r}")
         if self.method != "dlir" and (self.refine or self.flip_average or self.anchor):
             raise ValueError("refine, flip averaging and the systole anchor are DLIR options (method='dlir')")
+        if self.anchor is not None and not 0 <= self.anchor < 1:
+            raise ValueError(f"the systole anchor is a fraction in [0, 1) (0: none), got {self.anchor}")
         if "anchor" in self.options:
             raise ValueError("the systole anchor is WorkflowSettings.anchor, not a register_pair option")
 
@@ -392,7 +394,7 @@ def register_one_frame(seq: EchoSequence, frame: int,
         ValueError: ``frame`` is not a frame of ``seq``, or settings :func:`analyse` would refuse.
     """
     from . import registration
-    from .registration.tracking import frame_anchors, tracking_plan
+    from .registration.tracking import anchor_setting, frame_anchors, tracking_plan
     from .spatial.pairs import tracked_frames
     from .strain.reference import tracking_reference
 
@@ -409,7 +411,7 @@ def register_one_frame(seq: EchoSequence, frame: int,
     if settings.method == "dlir":
         arguments["model"] = model  # loaded once
     frames = sorted({*tracked_frames(frame, reference, mode), via})
-    if (settings.method, mode) == ("dlir", "to_reference"):  # the whole sequence's anchor, renumbered
+    if anchor_setting(settings.method, mode, arguments.get("anchor")) != 0:  # the whole run's anchor, renumbered
         arguments["anchor"] = {frames.index(frame): frames.index(via)} if via != reference else 0
     arguments.update(reference=frames.index(reference), mode=mode, device=device)
     subsequence = seq.subsequence(frames)

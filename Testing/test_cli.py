@@ -75,7 +75,8 @@ def test_a_dlir_report_names_the_model_its_licence_passes_and_refinement(cine, t
         refined = f"refine {refine}: up to 20 optimisation steps, at full resolution" if refine else "not refined"
         # the cine gives no ES: the default systole anchor has none to go through, and the console says so
         assert (parameters["anchor"], parameters["anchor_frame"]) == (0.6, None)
-        anchor = "no systole anchor (no ES after the reference): every frame registered directly"
+        anchor = ("systole anchor 0.6 not used (it needs ES given after the reference and an anchor frame with "
+                  "signal between them): every frame registered directly")
         assert (f"model {name} (licence: {licence}; {passes} pass{plural} of the network per pair; {anchor}; "
                 f"{refined})") in capsys.readouterr().out
 
@@ -132,8 +133,8 @@ def test_demo_writes_its_files_and_beats_identity(tmp_path):
     assert numbers["epe_es_mm"] < 0.25 * numbers["identity_epe_es_mm"]
     # the default method, named with its model, licence and refinement
     summary = (tmp_path / "demo" / "summary.txt").read_text()
-    assert ("DLIR (echoreg-dlir-camus, licence CC BY-NC-SA 4.0) + refine 40, later frames through systole anchor "
-            "frame 3, registration to frame 0") in summary  # 6 frames ED -> ES: A = round(0.6 x 5)
+    assert ("DLIR (echoreg-dlir-camus, licence CC BY-NC-SA 4.0) + refine 40 (systole anchor: frame 3) registration "
+            "to frame 0") in summary  # 6 frames ED -> ES: A = round(0.6 x 5)
     assert f"warning: {NETWORK_SEGMENTS}" in summary  # the strain's warnings, on the console and in the file
     assert numbers["ncc_after"] > numbers["ncc_before"]
     with pytest.raises(FileExistsError):

@@ -73,6 +73,12 @@ def test_labels_single_map_and_subsequence():
     assert sub.frame_times.tolist() == pytest.approx([0.02, 0.04, 0.06])
     dropped = seq.subsequence([2, 3])
     assert dropped.labels is None and dropped.ed_index is None and dropped.es_index == 1
+    # unknown frame times are frame numbers, not seconds: frames 12 apart stay a valid subsequence (the
+    # quick look of a frame far from the reference), known times 12 s apart do not
+    long = make(frames=np.zeros((13, 6, 5)), frame_times=None)
+    assert long.subsequence([0, 12]).frame_times.tolist() == [0, 12]
+    with pytest.raises(EchoDataError, match="frame interval 12 s"):
+        make(frames=np.zeros((2, 6, 5)), frame_times=[0.0, 12.0])
 
 
 def test_replace_revalidates():

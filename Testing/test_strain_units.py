@@ -278,12 +278,14 @@ def test_strain_tracked_by_a_network_warns_about_its_segments(full_cycle):
     result = compute_strain(full_cycle.sequence, result_from_displacement(full_cycle.sequence,
                                                                           full_cycle.displacement, 0))
     assert not {NETWORK_SEGMENTS, NETWORK_SEGMENTS_NO_ANCHOR} & set(result.warnings())  # truth: no method
-    for method, anchor_frame, warning in (("dlir", 4, NETWORK_SEGMENTS), ("dlir", None, NETWORK_SEGMENTS_NO_ANCHOR),
-                                          ("deformable", None, None)):
-        tracked = dataclasses.replace(result, registration={"method": method, "mode": "to_reference",
+    for method, mode, anchor_frame, warning in (("dlir", "to_reference", 4, NETWORK_SEGMENTS),
+                                                ("dlir", "to_reference", None, NETWORK_SEGMENTS_NO_ANCHOR),
+                                                ("dlir", "sequential", None, NETWORK_SEGMENTS),
+                                                ("deformable", "to_reference", None, None)):
+        tracked = dataclasses.replace(result, registration={"method": method, "mode": mode,
                                                             "anchor_frame": anchor_frame})
         shown = {NETWORK_SEGMENTS, NETWORK_SEGMENTS_NO_ANCHOR} & set(tracked.warnings())
-        assert shown == ({warning} if warning else set()), (method, anchor_frame)
+        assert shown == ({warning} if warning else set()), (method, mode, anchor_frame)
         assert tracked.summary()["warnings"] == tracked.warnings()
     assert "--method deformable" in NETWORK_SEGMENTS and "3.6 points off" in NETWORK_SEGMENTS
     assert "--method deformable" in NETWORK_SEGMENTS_NO_ANCHOR and "about 10 points off" in NETWORK_SEGMENTS_NO_ANCHOR

@@ -82,8 +82,15 @@ def test_frame_anchors_default_to_the_systole_anchor_for_dlir_to_the_reference_o
     assert frame_anchors(dataclasses.replace(seq, es_index=None), 0, "dlir", "to_reference", None) is None
     assert frame_anchors(seq, 5, "dlir", "to_reference", None) is None  # ES not after the reference
     for bad in (1.0, 1.2, -0.1):
-        with pytest.raises(ValueError, match=r"\(0, 1\)"):
+        with pytest.raises(ValueError, match=r"in \[0, 1\)"):
             frame_anchors(seq, 0, "dlir", "to_reference", bad)
+    # a map is checked: an anchor beyond its frame would be composed before its own field is known
+    with pytest.raises(ValueError, match="lies between the reference"):
+        frame_anchors(seq, 0, "dlir", "to_reference", {3: 5})
+    with pytest.raises(ValueError, match=r"outside 0..5: \[20\]"):
+        frame_anchors(seq, 0, "dlir", "to_reference", {20: 3})
+    with pytest.raises(ValueError, match="lies between the reference"):  # the other side of the reference
+        frame_anchors(seq, 3, "dlir", "to_reference", {1: 4})
 
 
 def test_register_sequence_goes_through_the_anchor_by_default_for_dlir_to_the_reference():
@@ -131,6 +138,8 @@ def test_one_frame_goes_through_the_whole_sequences_anchor(tmp_path):
         assert abs(register_one_frame(seq, 5, off)[1] - whole.displacement[5]).max() > 0.1
     with pytest.raises(ValueError, match="DLIR options"):
         WorkflowSettings(method="deformable", anchor=0.6)
+    with pytest.raises(ValueError, match=r"in \[0, 1\)"):
+        WorkflowSettings(anchor=1.5)
     with pytest.raises(ValueError, match="WorkflowSettings.anchor"):
         WorkflowSettings(options={"anchor": 0.6})
     assert WorkflowSettings(anchor=0).arguments()["anchor"] == 0
@@ -145,7 +154,8 @@ def test_the_command_line_states_the_default_anchor_and_passes_it_on():
 
     parser = argparse.ArgumentParser()
     add_registration_options(parser)
-    assert f"(default {SYSTOLE_ANCHOR}, when the input gives ES" in " ".join(parser.format_help().split())
+    assert f"from the last frame; default {SYSTOLE_ANCHOR}; 0: every frame directly)" in " ".join(
+        parser.format_help().split())
     assert settings_from_args(parser.parse_args([])).anchor is None  # register_sequence's default
     assert settings_from_args(parser.parse_args(["--anchor", "0"])).arguments()["anchor"] == 0
     for bad in ("1", "-0.2", "x"):
@@ -153,14 +163,38 @@ def test_the_command_line_states_the_default_anchor_and_passes_it_on():
             parser.parse_args(["--anchor", bad])
     with pytest.raises(EchoDataError, match="--anchor are DLIR options"):
         settings_from_args(parser.parse_args(["--method", "deformable", "--anchor", "0.5"]))
+    # sequential tracking, asked for or the model's own: one line, not a traceback from the registration
+    for flags in (["--mode", "sequential"], ["--model", "echoreg-dlir-sim-sequential"]):
+        with pytest.raises(EchoDataError, match="this run tracks sequentially"):
+            settings_from_args(parser.parse_args([*flags, "--anchor", "0.5"]))
+    assert settings_from_args(parser.parse_args(["--mode", "sequential"])).anchor is None  # the default: none
 
 
 def test_the_console_says_whether_the_registration_went_through_an_anchor():
     from EchoRegistrationLib.cli.common import describe_model_use
 
     through = describe_model_use({"model": "m", "licence": "L", "anchor": 0.6, "anchor_frame": 11, "refine": 0})
-    assert "systole anchor 0.6: frames beyond frame 11 registered through it" in through
+    assert "systole anchor 0.6: later systolic frames registered through frame 11" in through
     direct = describe_model_use({"model": "m", "licence": "L", "anchor": 0.6, "anchor_frame": None, "refine": 0})
-    assert "no systole anchor (no ES after the reference)" in direct
+    assert "systole anchor 0.6 not used (it needs ES given after the reference" in direct
     off = describe_model_use({"model": "m", "licence": "L", "anchor": 0, "anchor_frame": None, "refine": 0})
     assert "anchor" not in off
+
+
+def test_a_batch_begun_before_the_anchor_is_not_resumed_under_it(tmp_path):
+    """batch.json records the anchor a batch runs with; one written before it existed registered every
+    frame directly, so resuming it takes --anchor 0, not the new default."""
+    import json
+
+    from EchoRegistrationLib.batch.runner import SETTINGS_JSON, _check_settings, settings_record
+    from EchoRegistrationLib.sequence import EchoDataError
+    from EchoRegistrationLib.workflow import WorkflowSettings
+
+    assert settings_record(WorkflowSettings())["anchor"] == SYSTOLE_ANCHOR
+    assert settings_record(WorkflowSettings(model="echoreg-dlir-sim-sequential"))["anchor"] == 0  # sequential
+    assert settings_record(WorkflowSettings(method="deformable"))["anchor"] == 0
+    before = {k: v for k, v in settings_record(WorkflowSettings()).items() if k != "anchor"}
+    (tmp_path / SETTINGS_JSON).write_text(json.dumps(before))
+    with pytest.raises(EchoDataError, match=r"anchor 0 -> 0\.6"):
+        _check_settings(WorkflowSettings(), tmp_path)
+    _check_settings(WorkflowSettings(anchor=0), tmp_path)  # as it ran

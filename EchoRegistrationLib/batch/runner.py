@@ -122,9 +122,15 @@ def _locked(output: Path) -> Iterator[None]:
 
 def settings_record(settings: WorkflowSettings) -> dict[str, Any]:
     """What the numbers of a study depend on: every setting but :data:`RUN_SETTINGS`, with the
-    defaults resolved (the DLIR model's name, its refinement steps), as JSON values."""
+    defaults resolved (the DLIR model's name, its refinement steps, the systole anchor for the tracking
+    the model or the mode asks for), as JSON values."""
+    from ..dlir.shipped import tracking_of
+    from ..registration.tracking import anchor_setting
+
     record = {key: value for key, value in dataclasses.asdict(settings).items() if key not in RUN_SETTINGS}
     record.update(model=settings.describe_model() or None, refine=settings.arguments().get("refine"))
+    mode = settings.mode or (tracking_of(settings.describe_model()) if settings.method == "dlir" else "sequential")
+    record["anchor"] = anchor_setting(settings.method, mode or "to_reference", settings.anchor)
     return json.loads(json.dumps(record, default=str))
 
 
@@ -145,6 +151,7 @@ def _check_settings(settings: WorkflowSettings, output: Path) -> None:
         return
     except json.JSONDecodeError as err:
         raise EchoDataError(str(path), f"unreadable batch settings ({err.msg})") from None
+    recorded.setdefault("anchor", 0)  # batches begun before the systole anchor registered every frame directly
     changed = [f"{key} {recorded.get(key)!r} -> {current.get(key)!r}"
                for key in sorted(set(recorded) | set(current)) if recorded.get(key) != current.get(key)]
     if changed:

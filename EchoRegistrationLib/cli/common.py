@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..dlir.shipped import SHIPPED_MODEL, tracking_of
 from ..sequence import EchoDataError, error_line  # noqa: F401 (the CLI's error format)
 from ..workflow import (DEFAULT_METHOD, DEFAULT_REFINE, METHODS, Analysis, Study, WorkflowSettings,
                         parse_landmarks)
@@ -94,17 +95,19 @@ def print_warnings(lines: Sequence[str]) -> None:
 def describe_model_use(parameters: Mapping[str, Any]) -> str:
     """How a DLIR registration used its model, from its ``parameters`` (model, licence, passes, the
     systole anchor, and the refinement's steps per level when known, refine): "model NAME (licence:
-    TERMS; 3 passes of the network per pair; systole anchor 0.6: frames beyond frame 11 registered
-    through it; refine 40: up to 20 + 10 optimisation steps, coarse to fine)"."""
+    TERMS; 3 passes of the network per pair; systole anchor 0.6: later systolic frames registered
+    through frame 11; refine 40: up to 20 + 10 optimisation steps, coarse to fine)"."""
     details = [f"licence: {parameters.get('licence') or 'unknown'}"]
     if "passes" in parameters:
         passes = parameters["passes"]
         details.append(f"{passes} pass{'es' if passes != 1 else ''} of the network per pair")
+    anchor = parameters.get("anchor")
     if parameters.get("anchor_frame") is not None:
-        details.append(f"systole anchor {parameters['anchor']}: frames beyond frame {parameters['anchor_frame']} "
-                       f"registered through it")
-    elif isinstance(parameters.get("anchor"), float) and parameters["anchor"] > 0:
-        details.append("no systole anchor (no ES after the reference): every frame registered directly")
+        details.append(f"systole anchor {anchor}: later systolic frames registered through frame "
+                       f"{parameters['anchor_frame']}")
+    elif isinstance(anchor, float) and anchor > 0:
+        details.append(f"systole anchor {anchor} not used (it needs ES given after the reference and an anchor "
+                       f"frame with signal between them): every frame registered directly")
     refine = parameters.get("refine") or 0
     steps = parameters.get("refine_iterations")  # absent from reports written before it was recorded
     if not refine:
@@ -205,9 +208,10 @@ def add_registration_options(parser: argparse.ArgumentParser) -> None:
     # the default is spatial.pairs.SYSTOLE_ANCHOR, written out: that module imports torch, this one does not
     # (Testing/test_systole_anchor.py holds the two together)
     parser.add_argument("--anchor", type=anchor_fraction,
-                        help="dlir to the reference: register the frames beyond this fraction of the way from the "
-                             "reference to ES to that anchor frame, their fields composed with its own (default "
-                             "0.6, when the input gives ES; 0: every frame directly)")
+                        help="dlir to the reference, when the input gives ES: register the systolic frames after "
+                             "the anchor frame reference + round(F x (ES - reference)) to it, their fields composed "
+                             "with its own (frames after ES go directly again once back within F of the ES motion "
+                             "from the last frame; default 0.6; 0: every frame directly)")
     parser.add_argument("--reference", type=int,
                         help="reference frame (default: ED when the file gives it, else frame 0, with "
                              "strain relative to ED detected as the frame of largest tracked LV volume)")
@@ -239,6 +243,10 @@ def settings_from_args(args: argparse.Namespace, myocardium: str = "none") -> Wo
     if args.method != "dlir" and (args.refine or args.flip_average or args.model or args.anchor):
         raise EchoDataError("--method", f"--model, --refine, --flip-average and --anchor are DLIR options; "
                                         f"the method is {args.method}")
+    if args.method == "dlir" and args.anchor and (args.mode or tracking_of(args.model or SHIPPED_MODEL)) == \
+            "sequential":
+        raise EchoDataError("--anchor", "the systole anchor is for DLIR tracking to the reference; this run tracks "
+                                        "sequentially (--mode, or the model's own tracking): leave --anchor out")
     if args.method == "dlir" and args.iterations is not None:
         raise EchoDataError("--iterations", f"sets the optimiser's steps per pyramid level (--method deformable, "
                                             f"affine or rigid); the method is dlir, whose refinement steps are "

@@ -20,7 +20,7 @@ import torch
 
 from ..device import resolve_device
 from ..memory import keep_freed_memory
-from ..spatial.pairs import chain_to_reference, fixed_indices, frame_pairs
+from ..spatial.pairs import chain_to_reference, check_anchors, fixed_indices, frame_pairs
 from ..sequence import EchoSequence
 from .checkpoints import CheckpointError, load_model, weights_path
 from .grid import INTENSITY_WINDOW, prepare_frames, to_input_grid
@@ -160,15 +160,12 @@ def predict_anchored_fields(model: DLIRModel | str | os.PathLike, seq: EchoSeque
         :func:`predict_pair_fields`; the anchor frame used, or None when no frame went through one).
 
     Raises:
-        ValueError: ``anchors`` name more than one anchor frame, or an anchor not registered to the
-            reference (more than one hop).
+        ValueError: ``anchors`` that :func:`~..spatial.pairs.check_anchors` refuses.
     """
     reference = pairs[0][0] if pairs else 0
+    anchors = check_anchors(anchors, seq.n_frames, reference)
     via = {t: anchors.get(t, reference) for _, t in pairs}
     used = set(via.values()) - {reference}
-    if len(used) > 1 or any(anchors.get(a, reference) != reference for a in used):
-        raise ValueError(f"{seq.source}: the anchors must name one anchor frame registered to the reference "
-                         f"{reference}, got {dict(anchors)}")
     shared = all(f == reference for f, _ in pairs)
     if not used or not shared or not used <= set(via):
         return predict_pair_fields(model, seq, pairs, device, chunk_size, amp, flip_average), None

@@ -208,6 +208,17 @@ def licence_of(model: str | os.PathLike, kind: str = DLIR_KIND) -> str | None:
     return None if info is None else info.licence
 
 
+def tracking_of(model: str | os.PathLike) -> str | None:
+    """The tracking ("to_reference" or "sequential") the DLIR ``model`` (an installed name or a checkpoint
+    folder) was trained for, read from its ``model.json`` without loading it (torch-free); None when it
+    is not a DLIR checkpoint folder.
+
+    Raises:
+        as :func:`resolve_model`."""
+    info = _model_info(resolve_model(model))
+    return info.mode if info is not None and info.kind == DLIR_KIND else None
+
+
 def installed_model_name(model: str, folder: str | os.PathLike = MODELS_DIR) -> str | None:
     """The installed model's name that ``model`` refers to: the name itself, or a path into another
     installation's models folder (``.../Models/<name>/model.safetensors`` or ``.../Models/<name>``, as

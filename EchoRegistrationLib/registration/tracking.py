@@ -29,7 +29,8 @@ from ..memory import allocator_setting, keep_freed_memory
 from ..sequence import EchoDataError, EchoSequence, no_signal_frames
 from ..device import resolve_device
 from ..spatial import field_to_numpy, folding_fraction, warp
-from ..spatial.pairs import SYSTOLE_ANCHOR, chain_to_reference, fixed_indices, frame_pairs, systole_anchors
+from ..spatial.pairs import (SYSTOLE_ANCHOR, chain_to_reference, check_anchors, fixed_indices, frame_pairs,
+                             systole_anchors)
 from ..spatial.pyramid import level_shape
 from .pairwise import KINDS, RegistrationCancelled, as_image_batch, register_pair
 
@@ -302,33 +303,48 @@ def tracking_plan(method: str, model: Any = None, mode: str | None = None,
     return dev, model, mode, model_name
 
 
-def frame_anchors(seq: EchoSequence, reference: int, method: str, mode: str,
-                  anchor: float | Mapping[int, int] | None) -> dict[int, int] | None:
-    """The fixed frame of each frame (frame -> the reference or the anchor frame) that
-    :func:`register_sequence`'s ``anchor`` asks for, or None: every frame registered directly.
-
-    ``anchor`` None is the default: :data:`~..spatial.pairs.SYSTOLE_ANCHOR` for "dlir" to the reference,
-    none otherwise; 0 is none; a fraction in (0, 1) places the anchor by
-    :func:`~..spatial.pairs.systole_anchors` from ``seq.es_index`` (none when ES is unknown or not after
-    the reference); a map is taken as it is (frames left out go to the reference).
+def anchor_setting(method: str, mode: str, anchor: float | Mapping[int, int] | None) -> float | dict[int, int]:
+    """The systole anchor a registration runs with (:func:`register_sequence`'s ``anchor``, default resolved):
+    None is :data:`~..spatial.pairs.SYSTOLE_ANCHOR` for "dlir" to the reference and 0 (none) otherwise; a
+    fraction in (0, 1) or a map frame -> fixed frame (ints) is kept for "dlir" to the reference.
 
     Raises:
-        ValueError: a fraction outside [0, 1), or an anchor other than 0 for a method or ``mode``
-            other than "dlir" to the reference.
+        ValueError: a fraction outside [0, 1), or an anchor other than 0 for another method or ``mode``.
     """
     tracked_directly = (method, mode) == ("dlir", "to_reference")
     if anchor is None:
-        anchor = SYSTOLE_ANCHOR if tracked_directly else 0
-    given = isinstance(anchor, Mapping)
-    if not given and anchor == 0:
-        return None
-    if not tracked_directly or not (given or 0 < anchor < 1):
-        raise ValueError(f"anchor (a fraction in (0, 1), 0: none) is for 'dlir' to the reference, got {anchor} "
-                         f"with {method!r}, {mode!r}")
-    if given:
-        return {int(t): int(a) for t, a in anchor.items()}
+        return SYSTOLE_ANCHOR if tracked_directly else 0
+    if isinstance(anchor, Mapping):
+        setting: float | dict[int, int] = {int(t): int(a) for t, a in anchor.items()}
+    elif not 0 <= anchor < 1:
+        raise ValueError(f"the systole anchor is a fraction of the way from the reference to ES in [0, 1) "
+                         f"(0: none), got {anchor}")
+    else:
+        setting = float(anchor)
+    if setting != 0 and not tracked_directly:
+        raise ValueError(f"the systole anchor is for 'dlir' tracking to the reference; this registration is "
+                         f"{method!r}, {mode!r} (anchor 0 or None)")
+    return setting
+
+
+def frame_anchors(seq: EchoSequence, reference: int, method: str, mode: str,
+                  anchor: float | Mapping[int, int] | None) -> dict[int, int] | None:
+    """The fixed frame of each frame (frame -> the reference or the anchor frame) that
+    :func:`register_sequence`'s ``anchor`` (:func:`anchor_setting`) asks for, or None: every frame
+    registered directly. A fraction places the anchor by :func:`~..spatial.pairs.systole_anchors` from
+    ``seq.es_index`` (none when ES is unknown or not after the reference); a map is checked
+    (:func:`~..spatial.pairs.check_anchors`) and taken as it is (frames left out go to the reference).
+
+    Raises:
+        ValueError: as :func:`anchor_setting` and :func:`~..spatial.pairs.check_anchors`.
+    """
+    setting = anchor_setting(method, mode, anchor)
+    if isinstance(setting, dict):
+        return check_anchors(setting, seq.n_frames, reference)
     es = seq.es_index
-    return None if es is None or es <= reference else systole_anchors(seq.n_frames, reference, es, anchor)
+    if setting == 0 or es is None or es <= reference:
+        return None
+    return systole_anchors(seq.n_frames, reference, es, setting)
 
 
 def register_sequence(
@@ -383,11 +399,12 @@ def register_sequence(
             systole (this fraction of the way from the reference to ES) to that frame and composes
             their fields with the anchor's (:func:`..dlir.inference.predict_anchored_fields`), before any
             refinement against the reference; needs ES after the reference (else every frame goes
-            directly). None: the default, :data:`~..spatial.pairs.SYSTOLE_ANCHOR` (0.6) for "dlir" to
-            the reference, none otherwise; 0: none; or the map frame -> fixed frame itself
-            (:func:`frame_anchors`). The setting is recorded in ``parameters["anchor"]``, the anchor
-            frame used (None: none) in ``parameters["anchor_frame"]``. README, Generalisation: on
-            physics-simulated echo it takes the refined error at ES from 1.41 to 0.60 mm.
+            directly, as when the anchor frame has no signal). None: the default,
+            :data:`~..spatial.pairs.SYSTOLE_ANCHOR` (0.6) for "dlir" to the reference, none otherwise; 0:
+            none; or the map frame -> fixed frame itself (:func:`frame_anchors`). The setting
+            (:func:`anchor_setting`) is recorded in ``parameters["anchor"]``, the anchor frame used (None:
+            none) in ``parameters["anchor_frame"]``. README, Generalisation: on physics-simulated echo it
+            takes the refined error at ES from 1.41 to 0.60 mm.
         progress: called as ``progress(done_pairs, total_pairs)`` (ints) as the work advances:
             a chunk of pairs optimised together counts as done in proportion to its optimiser
             steps, so the count rises many times per chunk.
@@ -409,7 +426,8 @@ def register_sequence(
             unknown (:func:`..enhancement.inference.require_pixel_size`) or the model is of another
             kind (``ModelKindError``).
         ValueError: an unknown method, mode or device, a reference outside the sequence, an
-            ``anchor`` outside [0, 1) or set for another method or mode (:func:`frame_anchors`).
+            ``anchor`` outside [0, 1), set for another method or mode, or a map that does not hold
+            (:func:`frame_anchors`).
     """
     seq.require_frames(2)
     dev, model, mode, model_name = tracking_plan(method, model, mode, device)
@@ -445,8 +463,7 @@ def register_sequence(
         steps = refinement.get("iterations")
         options = {"model": model_name, "licence": licence_of(model_name), "passes": model.passes,
                    "refine": refine, "flip_average": flip_average,
-                   "anchor": SYSTOLE_ANCHOR if anchor is None and mode == "to_reference" else anchor or 0,
-                   "anchor_frame": anchor_frame,
+                   "anchor": anchor_setting(method, mode, anchor), "anchor_frame": anchor_frame,
                    **({**{key: refinement[key] for key in (*REFINE_FOLDING, *REFINE_REGULARISATION)},
                        "refine_iterations": list(steps) if isinstance(steps, (list, tuple)) else steps,
                        "refine_penalty_rows": refinement["penalty_rows"]}
@@ -536,8 +553,7 @@ def _dlir_fields(seq: EchoSequence, frames: torch.Tensor, pairs: list[tuple[int,
     """(P, 2, H, W) mm fields of the frame ``pairs`` predicted by a DLIR model (through the anchor frame
     of the :func:`frame_anchors` ``anchors`` when given), optionally refined by optimisation started
     from them (deformable, with the :func:`_refinement_options` ``refinement``; {} for the network
-    alone), and the anchor frame
-    used (None: none)."""
+    alone), and the anchor frame used (None: none)."""
     from ..dlir.inference import predict_anchored_fields, predict_pair_fields
 
     if cancel is not None and cancel():
@@ -556,5 +572,5 @@ def _dlir_fields(seq: EchoSequence, frames: torch.Tensor, pairs: list[tuple[int,
                              refinement, progress, cancel, initial=fields.clone()), anchor_frame
 
 
-__all__ = ["RegistrationCancelled", "RegistrationResult", "frame_anchors", "register_sequence",
-           "resolve_device", "tracking_plan"]
+__all__ = ["RegistrationCancelled", "RegistrationResult", "anchor_setting", "frame_anchors",
+           "register_sequence", "resolve_device", "tracking_plan"]

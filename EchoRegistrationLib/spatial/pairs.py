@@ -4,6 +4,8 @@ shared with the DLIR inference, which predicts the same pairs)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import torch
 
@@ -77,6 +79,28 @@ def systole_anchors(n_frames: int, reference: int, es: int, fraction: float) -> 
                 or (t > es and (last - t) / (last - es) <= fraction))
 
     return {t: reference if direct(t) else anchor for t in range(n_frames) if t != reference}
+
+
+def check_anchors(anchors: Mapping[int, int], n_frames: int, reference: int) -> dict[int, int]:
+    """``anchors`` (frame -> the frame it is registered to, as :func:`systole_anchors` gives) as ints,
+    checked: frames of the sequence, at most one anchor frame, itself registered to the reference, and
+    nearer the reference than every frame registered through it, on the same side (so that its field is
+    known when theirs is composed, :func:`chain_to_reference`).
+
+    Raises:
+        ValueError: naming the first problem."""
+    plan = {int(t): int(a) for t, a in anchors.items()}
+    outside = sorted(f for f in {*plan, *plan.values()} if not 0 <= f < n_frames)
+    if outside:
+        raise ValueError(f"anchors name frames outside 0..{n_frames - 1}: {outside}")
+    used = set(plan.values()) - {reference}
+    if len(used) > 1 or any(plan.get(a, reference) != reference for a in used):
+        raise ValueError(f"the anchors must name one anchor frame registered to the reference {reference}, got {plan}")
+    for t, a in plan.items():
+        if a != reference and not (abs(a - reference) < abs(t - reference) and (a - reference) * (t - reference) > 0):
+            raise ValueError(f"frame {t} cannot go through anchor frame {a}: an anchor lies between the reference "
+                             f"{reference} and the frames registered through it")
+    return plan
 
 
 def fixed_indices(pairs: list[tuple[int, int]]) -> list[int]:
