@@ -139,6 +139,9 @@ class EchoRegistrationParameterNode:
         path; a name stays valid when the extension moves (another Slicer revision). Empty: the
         default model (``EchoRegistrationLib.dlir.shipped.SHIPPED_MODEL``); the Widget shows it
         chosen when it is installed.
+    systoleAnchor: DLIR to the reference: track through the systole anchor frame when the sequence gives
+        ES (the library's default, ``WorkflowSettings.anchor`` None); off: every frame registered directly
+        (``anchor`` 0).
     enhance: enhance the frames with the installed enhancement model before registering
         (experimental, off by default; :meth:`EchoRegistrationLogic.enhancer`).
     warpedSequence ... strainChart, enhancedSequence: outputs of the last run (replaced by the next
@@ -157,6 +160,7 @@ class EchoRegistrationParameterNode:
     model: str = ""
     refineIterations: Annotated[int, WithinRange(1, 1000)] = 40
     device: Annotated[str, Choice(list(DEVICE_CHOICES))] = "auto"
+    systoleAnchor: bool = True
     enhance: bool = False
     warpedSequence: vtkMRMLSequenceNode
     transformSequence: vtkMRMLSequenceNode
@@ -339,6 +343,7 @@ class EchoRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelTermsLabel.text = self._modelTermsText(node.model) if node else ""
         self.ui.modelTermsLabel.visible = dlir
         self.ui.refineSpinBox.enabled = refine
+        self.ui.systoleAnchorCheckBox.enabled = dlir
         points = node and node.myocardiumSource
         self.ui.wallWidthSpinBox.enabled = isinstance(points, vtkMRMLMarkupsFiducialNode)
         if node and node.inputSequence:
@@ -536,6 +541,7 @@ class EchoRegistrationLogic(ScriptedLoadableModuleLogic):
         return RegistrationSettings(
             method=method, model=parameterNode.model if method == "dlir" else "",
             refine=parameterNode.refineIterations if refine else 0,
+            anchor=None if parameterNode.systoleAnchor or method != "dlir" else 0,
             reference=None if parameterNode.referenceFrame < 0 else parameterNode.referenceFrame,
             device=DEVICE_CHOICES[parameterNode.device], enhance=self._enhanceSetting(parameterNode.enhance))
 

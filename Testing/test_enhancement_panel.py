@@ -158,10 +158,14 @@ def test_the_logic_enhances_only_when_the_checkbox_is_on(module, models, tmp_pat
     parameters.method, parameters.model, parameters.refineIterations = "DLIR + refine", SHIPPED_MODEL, 20
     dlir = logic.settings(parameters)
     assert (dlir.method, dlir.model, dlir.refine, dlir.enhance) == ("dlir", SHIPPED_MODEL, 20, on.enhance)
+    assert (parameters.systoleAnchor, dlir.anchor) == (True, None)  # the library's default: the systole anchor
+    parameters.systoleAnchor = False
+    assert logic.settings(parameters).arguments()["anchor"] == 0  # every frame directly
     parameters.method = "Deformable"
     optimiser = logic.settings(parameters)
-    assert (optimiser.method, optimiser.model, optimiser.refine, optimiser.enhance) == \
-        ("deformable", "", 0, on.enhance)
+    assert (optimiser.method, optimiser.model, optimiser.refine, optimiser.enhance, optimiser.anchor) == \
+        ("deformable", "", 0, on.enhance, None)
+    parameters.systoleAnchor = True
     parameters.method = "DLIR + refine"
 
     bare = module.EchoRegistrationLogic(tmp_path / "no models")

@@ -146,6 +146,18 @@ def test_the_enhance_checkbox_is_bound_and_off_by_default(tree, ui):
     assert ast.literal_eval(default) is False
 
 
+def test_the_systole_anchor_checkbox_is_bound_and_on_by_default(tree, ui):
+    """The panel carries the library's default (the systole anchor, WorkflowSettings.anchor None) and lets
+    the user register every frame directly instead."""
+    box = widgets(ui)["systoleAnchorCheckBox"]
+    assert box.get("class") == "QCheckBox"
+    assert box.find("property[@name='SlicerParameterName']/string").text == "systoleAnchor"
+    assert parameters(tree)["systoleAnchor"] == "bool"
+    wrapper = class_def(tree, "EchoRegistrationParameterNode")
+    default = next(n.value for n in wrapper.body if isinstance(n, ast.AnnAssign) and n.target.id == "systoleAnchor")
+    assert ast.literal_eval(default) is True
+
+
 def test_logic_methods_called_by_widget_and_test_exist(tree):
     logic = class_def(tree, "EchoRegistrationLogic")
     defined = {n.name for n in logic.body if isinstance(n, ast.FunctionDef)} | {"getParameterNode"}

@@ -198,3 +198,18 @@ def test_a_batch_begun_before_the_anchor_is_not_resumed_under_it(tmp_path):
     with pytest.raises(EchoDataError, match=r"anchor 0 -> 0\.6"):
         _check_settings(WorkflowSettings(), tmp_path)
     _check_settings(WorkflowSettings(anchor=0), tmp_path)  # as it ran
+
+
+def test_the_web_page_takes_the_anchor_by_default_and_can_turn_it_off(tmp_path):
+    pytest.importorskip("trame", reason="needs the web extra (trame)")
+    from trame.app import get_server
+
+    from EchoRegistrationLib.web.app import FORM, EchoWebApp
+
+    app = EchoWebApp(get_server("anchor-test", client_type="vue3"), tmp_path)
+    assert "anchor" in FORM and app.state.anchor is True
+    assert "anchor" not in app.settings().arguments()  # register_sequence's default: the anchor
+    app.state.anchor = False
+    assert app.settings().arguments()["anchor"] == 0
+    app.state.method = "deformable"
+    assert "anchor" not in app.settings().arguments()

@@ -31,7 +31,7 @@ from .session import MAX_UPLOAD_MB, MYOCARDIUM_SOURCES, Overlays, UploadRefused,
 LOG = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 PLAY_INTERVAL_S = 0.1
-FORM = ("method", "model", "refine", "reference", "myocardium")  # the settings Apply sends along
+FORM = ("method", "model", "refine", "anchor", "reference", "myocardium")  # the settings Apply sends along
 _POLL_S = 0.2
 _ERRORS = (EchoDataError, FileNotFoundError, IsADirectoryError, UploadRefused, ValueError)
 
@@ -62,7 +62,7 @@ class EchoWebApp:
             "status": "Open a cine: a path on this server, or upload a file.", "error": "",
             "method": DEFAULT_METHOD, "methods": list(METHODS), "model": SHIPPED_MODEL if SHIPPED_MODEL in self.models
             else next(iter(self.models), ""), "models": list(self.models), "licence": "", "refine": DEFAULT_REFINE,
-            "reference": "", "myocardium": "landmarks", "myocardium_sources": list(MYOCARDIUM_SOURCES),
+            "anchor": True, "reference": "", "myocardium": "landmarks", "myocardium_sources": list(MYOCARDIUM_SOURCES),
             "landmarks": 0, "busy": False, "progress": 0, "has_cine": False, "has_results": False,
             "frame": 0, "last_frame": 0, "playing": False, "grid": True, "strain": True,
             "opacity": Overlays().opacity, "view_src": "", "table_headers": [], "table_rows": [],
@@ -139,6 +139,7 @@ class EchoWebApp:
         refine = DEFAULT_REFINE if self.state.refine in (None, "") else int(self.state.refine)  # cleared: default
         return RegistrationSettings(method=self.state.method, model=self.state.model,
                                     refine=refine if self.state.method == "dlir" else 0,
+                                    anchor=None if self.state.anchor or self.state.method != "dlir" else 0,
                                     reference=int(reference) if reference else None)
 
     def apply(self, *form: Any) -> None:
@@ -272,6 +273,8 @@ class EchoWebApp:
                     with v.VCol():
                         v.VTextField(v_model=("refine",), label="DLIR refine steps", type="number",
                                      density="compact", hide_details=True, disabled=("method !== 'dlir'",))
+                v.VCheckbox(v_model=("anchor",), label="Track through a systole anchor (when the cine gives ES)",
+                            id="anchor", density="compact", hide_details=True, disabled=("method !== 'dlir'",))
                 html.Div("Myocardium", classes="text-caption mt-2")
                 with v.VRadioGroup(v_model=("myocardium",), inline=True, density="compact", hide_details=True):
                     v.VRadio(label="three landmarks", value="landmarks")
