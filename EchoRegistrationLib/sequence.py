@@ -14,8 +14,9 @@ Conventions (the same everywhere in EchoRegistration):
 * ``labels`` uses the CAMUS codes: 0 background, 1 LV cavity, 2 myocardium, 3 left atrium.
 * ``mask`` is an optional (H, W) boolean field of view (the ultrasound sector): True inside.
 
-Plausible ranges (:data:`SPACING_RANGE_MM`, :data:`FRAME_INTERVAL_RANGE_S`) are checked on every
-sequence: a value outside them is a unit or header error, never an echo cine, and is refused.
+Plausible ranges (:data:`SPACING_RANGE_MM`, :data:`FRAME_INTERVAL_RANGE_S`, the latter for known frame
+times only) are checked on every sequence: a value outside them is a unit or header error, never an echo
+cine, and is refused.
 Facts a loader had to work around (frames missing, a flagged spacing) are issued as
 :class:`EchoDataWarning` and kept in ``metadata["warnings"]`` (:func:`record_warning`).
 """

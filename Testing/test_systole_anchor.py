@@ -10,7 +10,7 @@ import torch
 
 from EchoRegistrationLib.dlir.inference import predict_anchored_fields, predict_pair_fields
 from EchoRegistrationLib.registration import register_sequence
-from EchoRegistrationLib.registration.tracking import frame_anchors
+from EchoRegistrationLib.registration.tracking import anchor_setting, frame_anchors
 from EchoRegistrationLib.spatial import compose
 from EchoRegistrationLib.spatial.pairs import SYSTOLE_ANCHOR, systole_anchors
 from test_dlir import blob_sequence, constant_output, tiny_model
@@ -213,3 +213,33 @@ def test_the_web_page_takes_the_anchor_by_default_and_can_turn_it_off(tmp_path):
     assert app.settings().arguments()["anchor"] == 0
     app.state.method = "deformable"
     assert "anchor" not in app.settings().arguments()
+
+
+def test_the_setting_is_one_value_however_given_and_a_map_holds_frame_numbers():
+    assert anchor_setting("dlir", "to_reference", np.float32(0.6)) == 0.6  # not 0.6000000238
+    assert str(anchor_setting("dlir", "to_reference", -0.0)) == "0.0"
+    assert anchor_setting("dlir", "to_reference", {np.int64(5): np.int64(3)}) == {5: 3}
+    with pytest.raises(ValueError, match="frame numbers"):
+        frame_anchors(dataclasses.replace(blob_sequence(n_frames=8, labels=False), es_index=7), 0, "dlir",
+                      "to_reference", {7.5: 5})
+
+
+def test_a_checkpoint_file_says_how_its_model_tracks():
+    from EchoRegistrationLib.dlir.shipped import resolve_model, tracking_of
+
+    folder = resolve_model("echoreg-dlir-sim-sequential")
+    assert tracking_of(folder) == tracking_of(folder / "model.safetensors") == "sequential"
+    assert tracking_of("echoreg-dlir-camus") == "to_reference"
+
+
+def test_a_batch_recorded_with_the_unresolved_default_resumes_under_it(tmp_path):
+    import json
+
+    from EchoRegistrationLib.batch.runner import SETTINGS_JSON, _check_settings, settings_record
+    from EchoRegistrationLib.sequence import EchoDataError
+    from EchoRegistrationLib.workflow import WorkflowSettings
+
+    (tmp_path / SETTINGS_JSON).write_text(json.dumps({**settings_record(WorkflowSettings()), "anchor": None}))
+    _check_settings(WorkflowSettings(), tmp_path)  # None then meant the default, the anchor
+    with pytest.raises(EchoDataError, match=r"anchor 0\.6 -> 0\.0"):
+        _check_settings(WorkflowSettings(anchor=0), tmp_path)

@@ -152,6 +152,8 @@ def _check_settings(settings: WorkflowSettings, output: Path) -> None:
     except json.JSONDecodeError as err:
         raise EchoDataError(str(path), f"unreadable batch settings ({err.msg})") from None
     recorded.setdefault("anchor", 0)  # batches begun before the systole anchor registered every frame directly
+    if recorded["anchor"] is None:  # recorded unresolved (2026-11-30, one commit): the default of these settings
+        recorded["anchor"] = settings_record(dataclasses.replace(settings, anchor=None))["anchor"]
     changed = [f"{key} {recorded.get(key)!r} -> {current.get(key)!r}"
                for key in sorted(set(recorded) | set(current)) if recorded.get(key) != current.get(key)]
     if changed:

@@ -210,12 +210,13 @@ def licence_of(model: str | os.PathLike, kind: str = DLIR_KIND) -> str | None:
 
 def tracking_of(model: str | os.PathLike) -> str | None:
     """The tracking ("to_reference" or "sequential") the DLIR ``model`` (an installed name or a checkpoint
-    folder) was trained for, read from its ``model.json`` without loading it (torch-free); None when it
-    is not a DLIR checkpoint folder.
+    folder / file) was trained for, read from its ``model.json`` without loading it (torch-free); None
+    when it is not a DLIR checkpoint.
 
     Raises:
         as :func:`resolve_model`."""
-    info = _model_info(resolve_model(model))
+    path = resolve_model(model)
+    info = _model_info(path if path.is_dir() else path.parent)
     return info.mode if info is not None and info.kind == DLIR_KIND else None
 
 

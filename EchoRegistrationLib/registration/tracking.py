@@ -29,8 +29,8 @@ from ..memory import allocator_setting, keep_freed_memory
 from ..sequence import EchoDataError, EchoSequence, no_signal_frames
 from ..device import resolve_device
 from ..spatial import field_to_numpy, folding_fraction, warp
-from ..spatial.pairs import (SYSTOLE_ANCHOR, chain_to_reference, check_anchors, fixed_indices, frame_pairs,
-                             systole_anchors)
+from ..spatial.pairs import (SYSTOLE_ANCHOR, anchor_frames, chain_to_reference, check_anchors, fixed_indices,
+                             frame_pairs, systole_anchors)
 from ..spatial.pyramid import level_shape
 from .pairwise import KINDS, RegistrationCancelled, as_image_batch, register_pair
 
@@ -309,18 +309,19 @@ def anchor_setting(method: str, mode: str, anchor: float | Mapping[int, int] | N
     fraction in (0, 1) or a map frame -> fixed frame (ints) is kept for "dlir" to the reference.
 
     Raises:
-        ValueError: a fraction outside [0, 1), or an anchor other than 0 for another method or ``mode``.
+        ValueError: a fraction outside [0, 1), a map of other than frame numbers, or an anchor other than 0
+            for another method or ``mode``.
     """
     tracked_directly = (method, mode) == ("dlir", "to_reference")
     if anchor is None:
         return SYSTOLE_ANCHOR if tracked_directly else 0
     if isinstance(anchor, Mapping):
-        setting: float | dict[int, int] = {int(t): int(a) for t, a in anchor.items()}
+        setting: float | dict[int, int] = anchor_frames(anchor)
     elif not 0 <= anchor < 1:
         raise ValueError(f"the systole anchor is a fraction of the way from the reference to ES in [0, 1) "
                          f"(0: none), got {anchor}")
     else:
-        setting = float(anchor)
+        setting = round(float(anchor), 6) + 0.0  # one value however given (np.float32, -0.0) for the records
     if setting != 0 and not tracked_directly:
         raise ValueError(f"the systole anchor is for 'dlir' tracking to the reference; this registration is "
                          f"{method!r}, {mode!r} (anchor 0 or None)")

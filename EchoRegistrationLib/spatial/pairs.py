@@ -81,6 +81,16 @@ def systole_anchors(n_frames: int, reference: int, es: int, fraction: float) -> 
     return {t: reference if direct(t) else anchor for t in range(n_frames) if t != reference}
 
 
+def anchor_frames(anchors: Mapping[int, int]) -> dict[int, int]:
+    """``anchors`` (frame -> the frame it is registered to) as Python ints.
+
+    Raises:
+        ValueError: a key or value that is not a whole number."""
+    if any(int(f) != f for f in (*anchors, *anchors.values())):
+        raise ValueError(f"anchors map frame numbers to frame numbers, got {dict(anchors)}")
+    return {int(t): int(a) for t, a in anchors.items()}
+
+
 def check_anchors(anchors: Mapping[int, int], n_frames: int, reference: int) -> dict[int, int]:
     """``anchors`` (frame -> the frame it is registered to, as :func:`systole_anchors` gives) as ints,
     checked: frames of the sequence, at most one anchor frame, itself registered to the reference, and
@@ -88,8 +98,8 @@ def check_anchors(anchors: Mapping[int, int], n_frames: int, reference: int) -> 
     known when theirs is composed, :func:`chain_to_reference`).
 
     Raises:
-        ValueError: naming the first problem."""
-    plan = {int(t): int(a) for t, a in anchors.items()}
+        ValueError: naming the first problem (:func:`anchor_frames` too)."""
+    plan = anchor_frames(anchors)
     outside = sorted(f for f in {*plan, *plan.values()} if not 0 <= f < n_frames)
     if outside:
         raise ValueError(f"anchors name frames outside 0..{n_frames - 1}: {outside}")
