@@ -87,6 +87,8 @@ def test_the_default_is_the_default_model_refined_as_strain_alone(cohort, tmp_pa
     result = batch(studies, tmp_path / "default")
     assert [(r["status"], r["method"], r["model"], r["refine"], r["licence"]) for r in result.rows] == \
         [("ok", "dlir", "echoreg-dlir-camus", 40, "CC BY-NC-SA 4.0")] * 2
+    # ED 0, ES 3 in the patients' Info files: frame 3 went through the systole anchor, frame round(0.6 x 3)
+    assert [r["anchor_frame"] for r in result.rows] == [2, 2]
     assert main(["strain", str(cohort / "patient0001"), "-o", str(tmp_path / "alone")]) == 0
     alone = {(row["measure"], row["region"]): row["value"]
              for row in read_table(tmp_path / "alone" / "strain_summary.csv")}
@@ -102,6 +104,7 @@ def test_a_resumed_batch_refuses_other_settings_and_names_them(cohort, reference
     out, first = reference
     assert (out / "batch.json").exists()
     assert first.rows[0]["refine"] is None and first.rows[0]["licence"] is None  # not DLIR: blank
+    assert first.rows[0]["anchor_frame"] is None
     with pytest.raises(EchoDataError, match=r"other settings \(.*method 'deformable' -> 'dlir'.*refine None -> 40"):
         batch(cohort, out, WorkflowSettings())
     with pytest.raises(EchoDataError, match=r"iterations"):

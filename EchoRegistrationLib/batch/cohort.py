@@ -20,6 +20,9 @@ frames, ed_frame, es_frame, ed_source    the frames and how ED was established
 method, model, device  how it was registered ("model": DLIR model name or path)
 refine, licence        DLIR only: the optimisation steps refining the network (0: the network
                        alone) and the terms of the model's weights (blank: not DLIR)
+anchor_frame           DLIR to the reference: the systole anchor frame the registration went
+                       through (blank: every frame registered directly, as without ES in the
+                       file, or not DLIR): rows with and without one were tracked differently
 seconds                wall time of the study, s (registration + strain + files)
 warnings               what the numbers of an ok study must be read with, joined by " | ":
                        the input's caveats (placeholder pixel size, missing frames, coloured
@@ -52,7 +55,8 @@ COHORT_PARQUET = "cohort.parquet"
 SEGMENT_COLUMNS = tuple(f"segment_{k}_pct" for k in range(1, 7))
 COLUMNS = ("study", "input", "status", "error", "gls_endo_pct", "gls_mid_pct", *SEGMENT_COLUMNS,
            "segments", "ef_pct", "edv_ml", "esv_ml", "quality", "unreliable_segments", "drift_mm", "frames", "ed_frame",
-           "es_frame", "ed_source", "method", "model", "refine", "licence", "device", "seconds", "warnings")
+           "es_frame", "ed_source", "method", "model", "refine", "anchor_frame", "licence", "device", "seconds",
+           "warnings")
 WARNING_SEPARATOR = " | "
 NOT_RECORDED = "not recorded (the study ran before the warnings column existed)"
 # Columns that depend on where and when a study ran, not on the study.
@@ -84,6 +88,7 @@ def study_row(study_id: str, input_: str, analysis: Any, settings: Any, seconds:
         "frames": analysis.sequence.n_frames, "ed_frame": strain.frames.ed, "es_frame": strain.frames.es,
         "ed_source": strain.frames.ed_source, "method": registration.method,
         "model": settings.describe_model(), "refine": settings.arguments().get("refine"),
+        "anchor_frame": registration.parameters.get("anchor_frame"),
         "licence": registration.parameters.get("licence"), "device": registration.device,
         "seconds": round(seconds, 2),
         "warnings": WARNING_SEPARATOR.join(" ".join(line.split()) for line in
@@ -151,6 +156,6 @@ def _parquet_schema(pa: Any) -> Any:
     """Column types of the Parquet table: text, whole numbers, or floats."""
     text = {"study", "input", "status", "error", "segments", "ed_source", "method", "model", "licence", "device",
             "warnings"}
-    whole = {"frames", "ed_frame", "es_frame", "refine", "unreliable_segments"}
+    whole = {"frames", "ed_frame", "es_frame", "refine", "anchor_frame", "unreliable_segments"}
     return pa.schema([(c, pa.string() if c in text else pa.int64() if c in whole else pa.float64())
                       for c in COLUMNS])
