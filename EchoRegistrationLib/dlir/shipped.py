@@ -5,9 +5,10 @@ Shipped registration models (model cards: ``Resources/Models/<family>/README.md`
 * ``echoreg-dlir-camus`` (the default; **CC BY-NC-SA 4.0**, CAMUS's terms): a 128-row network trained on
   CAMUS train pairs, warped CAMUS templates and simulated sequences, its passes integrated as velocities
   (at most 0.01 % of pixels fold on real pairs); the most accurate shipped network on real CAMUS pairs,
-  the real-template family and the real cines of the generalisation benchmark. It misses motion along the
-  wall on physics-simulated echo (the SIMUS family; its model card). It is the default because it is the
-  best network; its terms are shown wherever a model is chosen or reported;
+  the real-template family and the real cines of the generalisation benchmark. Registering each frame
+  directly to ED it misses motion along the wall on physics-simulated echo (the SIMUS family; its model
+  card); through the systole anchor (the default where ES is known) it mostly follows it. It is the
+  default because it is the best network; its terms are shown wherever a model is chosen or reported;
 * ``echoreg-dlir-sim`` (BSD-3-Clause, the project's simulated sequences only, :data:`SIM_MODEL`): for
   unrestricted use; the lowest error on the project's own simulator, far less accurate on real echo;
 * ``echoreg-dlir-sim-sequential`` (BSD-3-Clause): ``echoreg-dlir-sim``'s network branched off before its
