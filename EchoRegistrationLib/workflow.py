@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .dlir.shipped import SHIPPED_MODEL
+from .dlir.shipped import SHIPPED_MODEL, tracking_of
 from .sequence import EchoDataError, EchoSequence
 
 if TYPE_CHECKING:
@@ -187,6 +187,18 @@ class WorkflowSettings:
             if self.anchor is not None:
                 arguments["anchor"] = self.anchor
         return arguments
+
+    def dlir_mode(self) -> str | None:
+        """DLIR: the tracking mode it will run with, read without loading the model (torch-free): the
+        set ``mode``, else the one the model was trained for (:func:`.dlir.shipped.tracking_of`; a
+        checkpoint that does not say: "to_reference"); None for the other methods.
+
+        Raises:
+            FileNotFoundError, ValueError: the model cannot be found (:func:`.dlir.shipped.resolve_model`).
+        """
+        if self.method != "dlir":
+            return None
+        return self.mode or tracking_of(self.describe_model()) or "to_reference"
 
     def describe_model(self) -> str:
         """The model as the cohort table names it: its name or path (the shipped model's name when
@@ -406,12 +418,13 @@ def register_one_frame(seq: EchoSequence, frame: int,
     arguments = settings.arguments()
     device, model, mode, _ = tracking_plan(settings.method, arguments.get("model"), settings.mode,
                                            settings.device)
-    anchors = frame_anchors(seq, reference, settings.method, mode, arguments.get("anchor"))
+    setting = anchor_setting(settings.method, mode, arguments.get("anchor"))
+    anchors = frame_anchors(seq, reference, settings.method, mode, setting)
     via = reference if anchors is None else anchors.get(frame, reference)
     if settings.method == "dlir":
         arguments["model"] = model  # loaded once
     frames = sorted({*tracked_frames(frame, reference, mode), via})
-    if anchor_setting(settings.method, mode, arguments.get("anchor")) != 0:  # the whole run's anchor, renumbered
+    if setting != 0:  # the whole run's anchor, renumbered
         arguments["anchor"] = {frames.index(frame): frames.index(via)} if via != reference else 0
     arguments.update(reference=frames.index(reference), mode=mode, device=device)
     subsequence = seq.subsequence(frames)

@@ -243,3 +243,20 @@ def test_a_batch_recorded_with_the_unresolved_default_resumes_under_it(tmp_path)
     _check_settings(WorkflowSettings(), tmp_path)  # None then meant the default, the anchor
     with pytest.raises(EchoDataError, match=r"anchor 0\.6 -> 0\.0"):
         _check_settings(WorkflowSettings(anchor=0), tmp_path)
+
+
+def test_the_settings_say_how_dlir_will_track_without_loading_a_model():
+    import subprocess
+    import sys
+
+    from EchoRegistrationLib.workflow import WorkflowSettings
+
+    assert WorkflowSettings().dlir_mode() == "to_reference"
+    assert WorkflowSettings(model="echoreg-dlir-sim-sequential").dlir_mode() == "sequential"
+    assert WorkflowSettings(mode="sequential").dlir_mode() == "sequential"
+    assert WorkflowSettings(method="deformable").dlir_mode() is None
+    script = ("import sys; sys.modules['torch'] = None\n"
+              "from EchoRegistrationLib.workflow import WorkflowSettings\n"
+              "print(WorkflowSettings(model='echoreg-dlir-sim-sequential').dlir_mode())")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert run.stdout.strip() == "sequential", run.stderr[-1000:]

@@ -124,13 +124,12 @@ def settings_record(settings: WorkflowSettings) -> dict[str, Any]:
     """What the numbers of a study depend on: every setting but :data:`RUN_SETTINGS`, with the
     defaults resolved (the DLIR model's name, its refinement steps, the systole anchor for the tracking
     the model or the mode asks for), as JSON values."""
-    from ..dlir.shipped import tracking_of
     from ..registration.tracking import anchor_setting
 
     record = {key: value for key, value in dataclasses.asdict(settings).items() if key not in RUN_SETTINGS}
     record.update(model=settings.describe_model() or None, refine=settings.arguments().get("refine"))
-    mode = settings.mode or (tracking_of(settings.describe_model()) if settings.method == "dlir" else "sequential")
-    record["anchor"] = anchor_setting(settings.method, mode or "to_reference", settings.anchor)
+    # not DLIR: no mode takes an anchor (0), the one "sequential" stands for all
+    record["anchor"] = anchor_setting(settings.method, settings.dlir_mode() or "sequential", settings.anchor)
     return json.loads(json.dumps(record, default=str))
 
 

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from ..dlir.shipped import SHIPPED_MODEL, tracking_of
 from ..sequence import EchoDataError, error_line  # noqa: F401 (the CLI's error format)
 from ..workflow import (DEFAULT_METHOD, DEFAULT_REFINE, METHODS, Analysis, Study, WorkflowSettings,
                         parse_landmarks)
@@ -238,15 +237,12 @@ def settings_from_args(args: argparse.Namespace, myocardium: str = "none") -> Wo
     Raises:
         EchoDataError: DLIR options given for another method, or optimiser options DLIR would not use
             (named as options): --iterations (DLIR's refinement steps are --refine), --loss and
-            --control-spacing without a refinement (--refine 0).
+            --control-spacing without a refinement (--refine 0), --anchor with sequential tracking.
+        FileNotFoundError: --anchor with a --model that cannot be found (its tracking is read first).
     """
     if args.method != "dlir" and (args.refine or args.flip_average or args.model or args.anchor):
         raise EchoDataError("--method", f"--model, --refine, --flip-average and --anchor are DLIR options; "
                                         f"the method is {args.method}")
-    if args.method == "dlir" and args.anchor and (args.mode or tracking_of(args.model or SHIPPED_MODEL)) == \
-            "sequential":
-        raise EchoDataError("--anchor", "the systole anchor is for DLIR tracking to the reference; this run tracks "
-                                        "sequentially (--mode, or the model's own tracking): leave --anchor out")
     if args.method == "dlir" and args.iterations is not None:
         raise EchoDataError("--iterations", f"sets the optimiser's steps per pyramid level (--method deformable, "
                                             f"affine or rigid); the method is dlir, whose refinement steps are "
@@ -258,12 +254,16 @@ def settings_from_args(args: argparse.Namespace, myocardium: str = "none") -> Wo
                                         "to set (they apply to DLIR's refinement, --refine N >= 1)")
     options: dict[str, Any] = {k: v for k, v in (("loss", args.loss), ("iterations", args.iterations),
                                                   ("control_spacing", args.control_spacing)) if v is not None}
-    return WorkflowSettings(
+    settings = WorkflowSettings(
         method=args.method, model=args.model, mode=args.mode, refine=args.refine,
         flip_average=args.flip_average, anchor=args.anchor, device=args.device, reference=args.reference,
         options=options, enhance=args.enhance,
         myocardium=myocardium, wall_width=getattr(args, "wall_width", None),
         apical_view=getattr(args, "apical_view", None), full_cycle=getattr(args, "full_cycle", None))
+    if args.anchor and settings.dlir_mode() == "sequential":
+        raise EchoDataError("--anchor", "the systole anchor is for DLIR tracking to the reference; this run tracks "
+                                        "sequentially (--mode, or the model's own tracking): leave --anchor out")
+    return settings
 
 
 def study_from_args(args: argparse.Namespace) -> Study:

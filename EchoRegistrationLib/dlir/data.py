@@ -131,9 +131,15 @@ def load_item(path: str | os.PathLike) -> SequenceItem:
     return SequenceItem(sequence, displacement, inverse)
 
 
-def _cache_name(seed: int, appearance: str = "nominal") -> str:
+def _check_cached_appearance(appearance: Any) -> None:
+    """Raise ValueError unless ``appearance`` is one a cache names its items by (:data:`APPEARANCES`; a
+    :class:`~..simulation.appearance.TissueAppearance` has no name)."""
     if appearance not in APPEARANCES:
         raise ValueError(f"cached appearance must be one of {APPEARANCES}, got {appearance!r}")
+
+
+def _cache_name(seed: int, appearance: str = "nominal") -> str:
+    _check_cached_appearance(appearance)
     kind = "" if appearance == "nominal" else f"{appearance}_"
     return f"simulated_{kind}{int(seed):07d}.npz"
 
@@ -152,7 +158,7 @@ class SimulatedSequences(Sequence):
     def __init__(self, seeds: Iterable[int], *, n_frames: int = 20,
                  image_size: Sequence[int] = (256, 256), cycle: str = "half",
                  appearance: str = "nominal", cache: str | os.PathLike | None = None):
-        _cache_name(0, appearance)  # refuses an appearance a cache cannot name
+        _check_cached_appearance(appearance)
         self.seeds = [int(s) for s in seeds]
         self.options = {"n_frames": int(n_frames), "image_size": [int(v) for v in image_size],
                         "cycle": cycle, "appearance": appearance}
@@ -197,7 +203,7 @@ def write_simulated_cache(folder: str | os.PathLike, seeds: Iterable[int], *, wo
         ValueError: another ``appearance`` (a cache names its items by these two kinds only)."""
     from tqdm import tqdm
 
-    _cache_name(0, appearance)  # refuses an appearance a cache cannot name, before any work
+    _check_cached_appearance(appearance)  # before any work
 
     Path(folder).mkdir(parents=True, exist_ok=True)
     options = {"n_frames": int(n_frames), "image_size": tuple(image_size), "cycle": cycle,
