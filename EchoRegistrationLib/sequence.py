@@ -46,6 +46,11 @@ SPACING_RANGE_MM = (1e-3, 10.0)
 #: plane-wave imaging (a few 10,000 frames/s); 10 s (0.1 frames/s) is longer than several heart
 #: cycles (0.3-2 s each), so no cine loop has such a gap.
 FRAME_INTERVAL_RANGE_S = (1e-5, 10.0)
+#: ``EchoSequence.metadata`` key of a sequence cut from another (:meth:`EchoSequence.subsequence`): the
+#: frames it kept, numbered as in the whole sequence. Its intervals are sums of the whole sequence's
+#: checked ones, so they are held to the lower bound of :data:`FRAME_INTERVAL_RANGE_S` only (the quick
+#: look of a frame far from the reference spans many frame intervals).
+SOURCE_FRAMES = "source_frames"
 
 
 class EchoDataError(ValueError):
@@ -215,6 +220,8 @@ class EchoSequence:
             self._fail(f"frame_times must be strictly increasing: t[{k}]={arr[k]} s, "
                        f"t[{k + 1}]={arr[k + 1]} s")
         low, high = FRAME_INTERVAL_RANGE_S
+        if SOURCE_FRAMES in self.metadata:  # frames cut from a checked sequence: gaps span many intervals
+            high = np.inf
         outside = (np.diff(arr) < low) | (np.diff(arr) > high)
         if outside.any() and self.frame_times_known:  # placeholders (frame numbers) have no plausible range
             k = int(np.argmax(outside))
@@ -309,12 +316,14 @@ class EchoSequence:
         return self.labels if self.labels.ndim == 2 else self.labels[index]
 
     def subsequence(self, indices: Any) -> "EchoSequence":
-        """A new sequence with the frames ``indices`` (increasing), labels and ED/ES remapped."""
+        """A new sequence with the frames ``indices`` (increasing), labels and ED/ES remapped;
+        ``metadata[SOURCE_FRAMES]`` lists the kept frames' numbers in the first sequence cut from."""
         idx = np.arange(self.n_frames)[indices]
         idx = np.atleast_1d(idx)
         if idx.size == 0 or (np.diff(idx) <= 0).any():
             self._fail(f"subsequence indices must be increasing and non-empty, got {idx.tolist()}")
         where = {int(old): new for new, old in enumerate(idx)}
+        source = self.metadata.get(SOURCE_FRAMES, range(self.n_frames))
         labels, label_frames = None, None
         if self.labels is not None:
             kept = [where[i] for i in self.label_frames if i in where]
@@ -323,6 +332,7 @@ class EchoSequence:
                 label_frames = tuple(kept)
         return dataclasses.replace(
             self, frames=self.frames[idx], frame_times=self.frame_times[idx],
+            metadata={**self.metadata, SOURCE_FRAMES: [int(source[i]) for i in idx]},
             labels=labels, label_frames=label_frames,
             ed_index=where.get(self.ed_index), es_index=where.get(self.es_index))
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from EchoRegistrationLib import EchoDataError, EchoSequence, geometry_from_ijk_to_ras
+from EchoRegistrationLib.sequence import SOURCE_FRAMES
 
 
 def make(**kw):
@@ -73,12 +74,18 @@ def test_labels_single_map_and_subsequence():
     assert sub.frame_times.tolist() == pytest.approx([0.02, 0.04, 0.06])
     dropped = seq.subsequence([2, 3])
     assert dropped.labels is None and dropped.ed_index is None and dropped.es_index == 1
-    # unknown frame times are frame numbers, not seconds: frames 12 apart stay a valid subsequence (the
-    # quick look of a frame far from the reference), known times 12 s apart do not
-    long = make(frames=np.zeros((13, 6, 5)), frame_times=None)
-    assert long.subsequence([0, 12]).frame_times.tolist() == [0, 12]
+    assert (sub.metadata[SOURCE_FRAMES], sub.subsequence([0, 2]).metadata[SOURCE_FRAMES]) == ([1, 2, 3], [1, 3])
+    # frames 12 apart stay a valid subsequence (the quick look of a frame far from the reference), with
+    # unknown frame times (frame numbers, not seconds) and with known ones (a long cine) alike; a file's
+    # own frames 12 s apart are refused
+    unknown = make(frames=np.zeros((13, 6, 5)), frame_times=None)
+    assert unknown.subsequence([0, 12]).frame_times.tolist() == [0, 12]
+    known = make(frames=np.zeros((25, 6, 5)), frame_times=np.arange(25) * 0.5)
+    assert known.subsequence([0, 3, 24]).frame_times.tolist() == [0.0, 1.5, 12.0]
     with pytest.raises(EchoDataError, match="frame interval 12 s"):
         make(frames=np.zeros((2, 6, 5)), frame_times=[0.0, 12.0])
+    with pytest.raises(EchoDataError, match="frame interval 1e-06 s"):
+        dataclasses.replace(known.subsequence([0, 1]), frame_times=[0.0, 1e-6])  # the lower bound holds
 
 
 def test_replace_revalidates():

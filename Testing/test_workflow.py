@@ -129,6 +129,16 @@ def test_one_frame_tracks_like_the_sequence(sim):
     np.testing.assert_allclose(field, whole.displacement[3], atol=0.02)
 
 
+def test_quick_look_of_a_frame_more_than_10_s_from_the_reference():
+    """A long cine with known frame times: the quick look of a frame 12 s from the reference registers a
+    two-frame subsequence whose one interval (12 s) no file's frames may have; it was refused."""
+    seq = dataclasses.replace(simulate_sequence(view="A4C", n_frames=13, image_size=(48, 40), seed=1).sequence,
+                              frame_times=np.arange(13.0), ed_index=0, es_index=None)
+    settings = WorkflowSettings(method="rigid", mode="to_reference", options={"iterations": (2, 2, 2)})
+    reference, field, warped = register_one_frame(seq, 12, settings)
+    assert reference == 0 and field.shape == (48, 40, 2) and np.isfinite(field).all()
+    assert warped.shape == (48, 40)
+
 
 def test_quick_look_gives_the_field_of_the_whole_run_with_the_default_method():
     """"Register current frame" (DLIR + refine 40, to the reference: the reference and the frame
