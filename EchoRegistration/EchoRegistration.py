@@ -125,6 +125,9 @@ class EchoRegistrationParameterNode:
     inputSequence: the echo cine (sequence of single-slice volumes).
     referenceFrame: reference frame index; -1: ED (from the sequence, else detected as the frame of
         largest tracked LV volume; tracked from the first frame).
+    endSystoleFrame: end-systole frame index set by the user, over the sequence's own
+        (``EchoSequence.with_end_systole``); -1: the sequence's ES, else detected as the frame of smallest
+        tracked LV volume (and no systole anchor).
     myocardiumSource: segmentation, labelmap or three-point list at the reference frame, or None. A
         Union of node types must end with None: Slicer writes the default (None) to a fresh node,
         and stores the index of the member a value belongs to, so the order of members is fixed.
@@ -139,9 +142,9 @@ class EchoRegistrationParameterNode:
         path; a name stays valid when the extension moves (another Slicer revision). Empty: the
         default model (``EchoRegistrationLib.dlir.shipped.SHIPPED_MODEL``); the Widget shows it
         chosen when it is installed.
-    systoleAnchor: DLIR to the reference: track through the systole anchor frame when the sequence gives
-        ES (the library's default, ``WorkflowSettings.anchor`` None); off: every frame registered directly
-        (``anchor`` 0).
+    systoleAnchor: DLIR to the reference: track through the systole anchor frame when ES is known (the
+        sequence's or ``endSystoleFrame``; the library's default, ``WorkflowSettings.anchor`` None); off:
+        every frame registered directly (``anchor`` 0).
     enhance: enhance the frames with the installed enhancement model before registering
         (experimental, off by default; :meth:`EchoRegistrationLogic.enhancer`).
     warpedSequence ... strainChart, enhancedSequence: outputs of the last run (replaced by the next
@@ -151,6 +154,7 @@ class EchoRegistrationParameterNode:
 
     inputSequence: vtkMRMLSequenceNode
     referenceFrame: Annotated[int, Minimum(-1)] = -1
+    endSystoleFrame: Annotated[int, Minimum(-1)] = -1
     myocardiumSource: Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode, vtkMRMLMarkupsFiducialNode,
                             None]
     wallWidth: Annotated[float, WithinRange(3.0, 25.0)] = 10.0
@@ -347,7 +351,8 @@ class EchoRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         points = node and node.myocardiumSource
         self.ui.wallWidthSpinBox.enabled = isinstance(points, vtkMRMLMarkupsFiducialNode)
         if node and node.inputSequence:
-            self.ui.referenceFrameSpinBox.maximum = max(node.inputSequence.GetNumberOfDataNodes() - 1, 0)
+            last = max(node.inputSequence.GetNumberOfDataNodes() - 1, 0)
+            self.ui.referenceFrameSpinBox.maximum = self.ui.endSystoleFrameSpinBox.maximum = last
         self.ui.applyButton.enabled = ready and not missingModel
         self.ui.registerFrameButton.enabled = ready and not missingModel
         self.ui.applyButton.toolTip = self._applyToolTips[missingModel]
@@ -543,6 +548,7 @@ class EchoRegistrationLogic(ScriptedLoadableModuleLogic):
             refine=parameterNode.refineIterations if refine else 0,
             anchor=None if parameterNode.systoleAnchor or method != "dlir" else 0,
             reference=None if parameterNode.referenceFrame < 0 else parameterNode.referenceFrame,
+            es_frame=None if parameterNode.endSystoleFrame < 0 else parameterNode.endSystoleFrame,
             device=DEVICE_CHOICES[parameterNode.device], enhance=self._enhanceSetting(parameterNode.enhance))
 
     def process(self, inputSequence: vtkMRMLSequenceNode, settings,

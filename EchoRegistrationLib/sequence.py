@@ -46,6 +46,9 @@ SPACING_RANGE_MM = (1e-3, 10.0)
 #: plane-wave imaging (a few 10,000 frames/s); 10 s (0.1 frames/s) is longer than several heart
 #: cycles (0.3-2 s each), so no cine loop has such a gap.
 FRAME_INTERVAL_RANGE_S = (1e-5, 10.0)
+#: ``EchoSequence.metadata`` key, True when ES was set by the user (:meth:`EchoSequence.with_end_systole`),
+#: over what the file gave (:mod:`.strain.reference` names the source).
+ES_SET_BY_USER = "es_set_by_user"
 #: ``EchoSequence.metadata`` key of a sequence cut from another (:meth:`EchoSequence.subsequence`): the
 #: frames it kept, numbered as in the whole sequence. Its intervals are sums of the whole sequence's
 #: checked ones, so they are held to the lower bound of :data:`FRAME_INTERVAL_RANGE_S` only (the quick
@@ -314,6 +317,23 @@ class EchoSequence:
         if self.labels is None or index not in (self.label_frames or ()):
             self._fail(f"frame {index} has no label map (annotated frames: {self.label_frames})")
         return self.labels if self.labels.ndim == 2 else self.labels[index]
+
+    def with_end_systole(self, frame: int, option: str = "es_frame") -> "EchoSequence":
+        """This sequence with end-systole set by the user to ``frame`` (0-based), over the file's ES;
+        ``metadata[ES_SET_BY_USER]`` records it. ES is the frame of aortic valve closure, or of the
+        smallest LV cavity (Lang et al. 2015); it times peak systolic strain and EF, and places the
+        DLIR systole anchor (:func:`.spatial.pairs.systole_anchors`).
+
+        Raises:
+            EchoDataError: ``frame`` is not a frame of the sequence, or is its ED (naming ``option``,
+                the setting the user gave).
+        """
+        if isinstance(frame, bool) or not float(frame).is_integer() or not 0 <= int(frame) < self.n_frames:
+            self._fail(f"{option} {frame} is not a frame of this {self.n_frames}-frame sequence "
+                       f"(0..{self.n_frames - 1})")
+        if self.ed_index is not None and int(frame) == self.ed_index:
+            self._fail(f"{option} {frame} is the file's ED frame; ES is a later frame of systole")
+        return dataclasses.replace(self, es_index=int(frame), metadata={**self.metadata, ES_SET_BY_USER: True})
 
     def subsequence(self, indices: Any) -> "EchoSequence":
         """A new sequence with the frames ``indices`` (increasing), labels and ED/ES remapped;

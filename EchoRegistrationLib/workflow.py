@@ -66,8 +66,11 @@ class Study:
         mask: field-of-view mask on the same grid (registration compares the images inside it).
         view: CAMUS view (2CH / 4CH) when the folder holds both.
         frame_rate: frames per second for files that do not record time.
+        es_frame: end-systole frame (0-based) set by the user, over the file's
+            (:meth:`.sequence.EchoSequence.with_end_systole`); None: the file's, else detected.
         crop_to_region: DICOM: crop to the 2D tissue region.
-        landmarks_source: how errors name the landmarks (the option, or a listing's line).
+        landmarks_source, es_frame_source: how errors name the landmarks and the ES frame (the
+            option, or a listing's line).
 
     Raises:
         EchoDataError: labels and landmarks both given, or landmarks that are not three points.
@@ -79,8 +82,10 @@ class Study:
     mask: str | None = None
     view: str | None = None
     frame_rate: float | None = None
+    es_frame: int | None = None
     crop_to_region: bool = False
     landmarks_source: str = "--landmarks"
+    es_frame_source: str = "--es-frame"
 
     def __post_init__(self) -> None:
         if self.labels is not None and self.landmarks is not None:
@@ -90,7 +95,8 @@ class Study:
                                             f"{np.shape(self.landmarks)}")
 
     def load(self) -> EchoSequence:
-        """The sequence with its labels and mask attached (raises as :func:`.io.load_sequence`)."""
+        """The sequence with its labels and mask attached and the user's ES set (raises as
+        :func:`.io.load_sequence` and :meth:`.sequence.EchoSequence.with_end_systole`)."""
         from .io.dispatch import load_sequence
 
         options: dict[str, Any] = {}
@@ -100,7 +106,8 @@ class Study:
             options["view"] = self.view
         if self.crop_to_region:
             options["crop_to_region"] = True
-        return load_sequence(self.input, labels=self.labels, mask=self.mask, **options)
+        seq = load_sequence(self.input, labels=self.labels, mask=self.mask, **options)
+        return seq if self.es_frame is None else seq.with_end_systole(self.es_frame, self.es_frame_source)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@
   and label sidecars skipped); a sidecar ``<stem>_labels.<ext>`` beside ``<stem>.<ext>`` gives that
   study's labels;
 * a **CSV** with a header and the column ``input`` and optional ``id``, ``labels``, ``landmarks``
-  (``x1,y1,x2,y2,x3,y3`` in mm, quoted), ``mask``, ``view`` and ``frame_rate``; relative paths are
+  (``x1,y1,x2,y2,x3,y3`` in mm, quoted), ``mask``, ``view``, ``frame_rate`` and ``es_frame`` (the
+  end-systole frame, 0-based, over the file's: :attr:`..workflow.Study.es_frame`); relative paths are
   relative to the CSV's folder.
 
 Study ids name the output folders: unique, made of the file name (without its suffixes) or the
@@ -26,7 +27,7 @@ from ..workflow import Study, parse_landmarks
 
 SKIPPED_SUFFIXES = (".csv", ".json", ".txt", ".md", ".cfg")
 LABELS_SUFFIX = "_labels"
-CSV_COLUMNS = ("id", "input", "labels", "landmarks", "mask", "view", "frame_rate")
+CSV_COLUMNS = ("id", "input", "labels", "landmarks", "mask", "view", "frame_rate", "es_frame")
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -97,12 +98,14 @@ def csv_studies(path: Path) -> list[CohortStudy]:
             try:
                 landmarks = parse_landmarks(row["landmarks"]) if row.get("landmarks") else None
                 rate = float(row["frame_rate"]) if row.get("frame_rate") else None
+                es_frame = int(row["es_frame"]) if row.get("es_frame") else None
             except (ValueError, TypeError) as err:
                 raise EchoDataError(f"{path}:{line}", str(err)) from None
             study = Study(input=resolved(row["input"]), labels=resolved(row.get("labels")),
                           mask=resolved(row.get("mask")), view=row.get("view") or None, frame_rate=rate,
                           landmarks=None if landmarks is None else tuple(map(tuple, landmarks)),
-                          landmarks_source=f"{path}:{line} landmarks")
+                          es_frame=es_frame, landmarks_source=f"{path}:{line} landmarks",
+                          es_frame_source=f"{path}:{line} es_frame")
             studies.append(CohortStudy(row.get("id") or stem(Path(row["input"])), study))
     return _unique(studies, str(path))
 

@@ -138,6 +138,11 @@ def add_input_options(parser: argparse.ArgumentParser, *, one_input: bool = True
     parser.add_argument("--frame-rate", type=positive_number,
                         help="frames per second, for files that do not record time")
     parser.add_argument("--view", help="CAMUS view (2CH or 4CH) when the folder holds both")
+    if one_input:
+        parser.add_argument("--es-frame", type=count(0), metavar="FRAME",
+                            help="end-systole frame (from 0), over the file's: times peak systolic strain and EF, "
+                                 "and places dlir's systole anchor (default: the file's ES, else the frame of "
+                                 "smallest tracked LV volume, and no anchor)")
     parser.add_argument("--crop-to-region", action="store_true", help="DICOM: crop to the 2D tissue region")
     if one_input:
         parser.add_argument("--labels", help="label map (CAMUS codes) on the same grid, to attach: any input "
@@ -270,7 +275,7 @@ def study_from_args(args: argparse.Namespace) -> Study:
     """The :class:`Study` of a one-input command's options."""
     landmarks = getattr(args, "landmarks", None)
     return Study(input=args.input, labels=args.labels, mask=args.mask, view=args.view,
-                 frame_rate=args.frame_rate, crop_to_region=args.crop_to_region,
+                 frame_rate=args.frame_rate, es_frame=args.es_frame, crop_to_region=args.crop_to_region,
                  landmarks=None if landmarks is None else tuple(map(tuple, landmarks)))
 
 

@@ -31,7 +31,9 @@ DEVICES = ("auto", "cpu", "cuda")
 class RegistrationSettings(workflow.WorkflowSettings):
     """The workflow settings (:class:`EchoRegistrationLib.workflow.WorkflowSettings`) as the panel
     offers them: a device of :data:`DEVICES` and chunks of 4 pairs (progress, and the GUI breathing,
-    more often). The myocardium comes from a node.
+    more often). The myocardium comes from a node; ``es_frame``, the panel's ES frame (None: the
+    sequence's ES, else detected), is set on the sequence read from the node (:meth:`sequence`), as
+    :class:`~EchoRegistrationLib.workflow.Study` sets a file's.
 
     The defaults are the workflow's (:data:`~EchoRegistrationLib.workflow.DEFAULT_METHOD`, refined by
     :data:`~EchoRegistrationLib.workflow.DEFAULT_REFINE` steps), and an empty DLIR model ("" or None)
@@ -40,11 +42,23 @@ class RegistrationSettings(workflow.WorkflowSettings):
     and the registration it calls."""
 
     chunk_size: int = 4
+    es_frame: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
+        if self.es_frame is not None and self.es_frame < 0:
+            raise ValueError(f"es_frame is a frame index (from 0) or None, got {self.es_frame}")
+
+    def sequence(self, sequence_node: slicer.vtkMRMLNode) -> EchoSequence:
+        """The :class:`EchoSequence` of ``sequence_node`` (:func:`echo_sequence_from_node`), with the ES
+        frame set here over the node's own (:meth:`EchoSequence.with_end_systole`).
+
+        Raises:
+            EchoDataError: an unreadable sequence, or an ES frame that is not one of its frames."""
+        seq = echo_sequence_from_node(sequence_node)
+        return seq if self.es_frame is None else seq.with_end_systole(self.es_frame, "ES frame")
 
 
 class InputRemoved(RegistrationCancelled):
@@ -76,7 +90,7 @@ def analyse(sequence_node: slicer.vtkMRMLNode, settings: RegistrationSettings,
         RegistrationCancelled: ``cancel()`` returned True.
         InputRemoved: ``sequence_node`` left its scene during the run.
     """
-    seq = echo_sequence_from_node(sequence_node)
+    seq = settings.sequence(sequence_node)
     myocardium = None if myocardium_node is None else \
         myocardium_from_node(myocardium_node, seq, wall_width=wall_width)
     name = sequence_node.GetName()
@@ -110,6 +124,6 @@ def register_frame(sequence_node: slicer.vtkMRMLNode, frame: int,
                    settings: RegistrationSettings) -> FrameRegistration:
     """Register frame ``frame`` of ``sequence_node`` to the reference frame, tracked as
     :func:`analyse` would track it (:func:`EchoRegistrationLib.workflow.register_one_frame`)."""
-    seq = echo_sequence_from_node(sequence_node)
+    seq = settings.sequence(sequence_node)
     reference, displacement, warped = workflow.register_one_frame(seq, frame, settings)
     return FrameRegistration(seq, frame, reference, displacement, warped)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..sequence import EchoDataError, EchoSequence
+from ..sequence import ES_SET_BY_USER, EchoDataError, EchoSequence
 
 FROM_FILE = "given by the file"
 FROM_USER = "set by the user"
@@ -107,7 +107,8 @@ def cardiac_frames(seq: EchoSequence, volume: np.ndarray, requested: int | None 
 
     Returns:
         :class:`CardiacFrames`; a missing ED is the frame of largest ``volume``, a missing ES the
-        frame of smallest (Lang et al. 2015).
+        frame of smallest (Lang et al. 2015); an ES the user set
+        (:meth:`..sequence.EchoSequence.with_end_systole`) is ``FROM_USER``.
 
     Raises:
         EchoDataError: ``volume`` does not have one finite value per frame, or ``requested`` is
@@ -120,8 +121,8 @@ def cardiac_frames(seq: EchoSequence, volume: np.ndarray, requested: int | None 
                                         "finite values)")
     ed, ed_source = ((seq.ed_index, FROM_FILE) if seq.ed_index is not None
                      else (int(np.argmax(volume)), LARGEST_VOLUME))
-    es, es_source = ((seq.es_index, FROM_FILE) if seq.es_index is not None
-                     else (int(np.argmin(volume)), SMALLEST_VOLUME))
+    es, es_source = ((seq.es_index, FROM_USER if seq.metadata.get(ES_SET_BY_USER) else FROM_FILE)
+                     if seq.es_index is not None else (int(np.argmin(volume)), SMALLEST_VOLUME))
     reference = tracking_reference(seq, requested) if requested is not None else ed
     return CardiacFrames(ed=ed, es=es, reference=reference, ed_source=ed_source, es_source=es_source,
                          reference_source=FROM_USER if requested is not None else f"ED, {ed_source}",

@@ -27,7 +27,7 @@ from ..io.atomic import atomic_output, check_writable
 from .contours import signed_peak
 from .myocardium import Myocardium
 from .quality import SegmentQuality
-from .reference import FROM_FILE, CardiacFrames
+from .reference import FROM_FILE, FROM_USER, CardiacFrames
 from .tensors import green_lagrange_from_engineering
 from .volumes import N_DISCS, ejection_fraction
 
@@ -243,6 +243,9 @@ class StrainResult:
         if self.frames.ed_source != FROM_FILE:
             out.append(f"ED not given by the file: frame {self.ed_index} was detected as ED "
                        f"({self.frames.ed_source}); check it on the images, or set --reference")
+        if self.frames.es_source not in (FROM_FILE, FROM_USER):
+            out.append(f"ES not given by the file: frame {self.es_index} was detected as ES "
+                       f"({self.frames.es_source}); check it on the images, or set it (--es-frame)")
         peaks = self.peaks()
         lengthening = [f"{layer} {peaks[f'GLS {layer}']['peak_pct']:+.1f} %" for layer in ("endocardial", "mid-wall")
                        if peaks[f"GLS {layer}"]["peak_pct"] > 0]

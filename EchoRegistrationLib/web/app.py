@@ -1,7 +1,7 @@
 """The ``echoreg web`` page: trame (Vue 3 + Vuetify) over a :class:`~.session.WebSession`.
 
 Left: open a cine (a path on the server, or an upload kept in the session's temporary folder),
-method and model (with its licence), reference frame, myocardium (three landmarks clicked in the
+method and model (with its licence), reference and ES frames, myocardium (three landmarks clicked in the
 view, a labelmap, or none), Apply with progress and Cancel (the work runs in a worker thread, the
 page stays live). Right: the slice view (rendered on the server by Slicer's displayable managers,
 sent as PNG), frame slider and play, grid and strain overlays with opacity, the strain table, the
@@ -31,7 +31,7 @@ from .session import MAX_UPLOAD_MB, MYOCARDIUM_SOURCES, Overlays, UploadRefused,
 LOG = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 PLAY_INTERVAL_S = 0.1
-FORM = ("method", "model", "refine", "anchor", "reference", "myocardium")  # the settings Apply sends along
+FORM = ("method", "model", "refine", "anchor", "reference", "es_frame", "myocardium")  # the settings Apply sends along
 _POLL_S = 0.2
 _ERRORS = (EchoDataError, FileNotFoundError, IsADirectoryError, UploadRefused, ValueError)
 
@@ -62,7 +62,8 @@ class EchoWebApp:
             "status": "Open a cine: a path on this server, or upload a file.", "error": "",
             "method": DEFAULT_METHOD, "methods": list(METHODS), "model": SHIPPED_MODEL if SHIPPED_MODEL in self.models
             else next(iter(self.models), ""), "models": list(self.models), "licence": "", "refine": DEFAULT_REFINE,
-            "anchor": True, "reference": "", "myocardium": "landmarks", "myocardium_sources": list(MYOCARDIUM_SOURCES),
+            "anchor": True, "reference": "", "es_frame": "", "myocardium": "landmarks",
+            "myocardium_sources": list(MYOCARDIUM_SOURCES),
             "landmarks": 0, "busy": False, "progress": 0, "has_cine": False, "has_results": False,
             "frame": 0, "last_frame": 0, "playing": False, "grid": True, "strain": True,
             "opacity": Overlays().opacity, "view_src": "", "table_headers": [], "table_rows": [],
@@ -135,12 +136,13 @@ class EchoWebApp:
 
     def settings(self) -> RegistrationSettings:
         """The registration settings of the form."""
-        reference = str(self.state.reference).strip()
+        reference, es_frame = (str(value).strip() for value in (self.state.reference, self.state.es_frame))
         refine = DEFAULT_REFINE if self.state.refine in (None, "") else int(self.state.refine)  # cleared: default
         return RegistrationSettings(method=self.state.method, model=self.state.model,
                                     refine=refine if self.state.method == "dlir" else 0,
                                     anchor=None if self.state.anchor or self.state.method != "dlir" else 0,
-                                    reference=int(reference) if reference else None)
+                                    reference=int(reference) if reference else None,
+                                    es_frame=int(es_frame) if es_frame else None)
 
     def apply(self, *form: Any) -> None:
         """Start :meth:`run` as a task of the server loop (awaiting it here would hold back the
@@ -271,9 +273,12 @@ class EchoWebApp:
                         v.VTextField(v_model=("reference",), label="Reference frame", placeholder="ED / 0",
                                      id="reference", density="compact", hide_details=True)
                     with v.VCol():
+                        v.VTextField(v_model=("es_frame",), label="ES frame", placeholder="file / detected",
+                                     id="es_frame", density="compact", hide_details=True)
+                    with v.VCol():
                         v.VTextField(v_model=("refine",), label="DLIR refine steps", type="number",
                                      density="compact", hide_details=True, disabled=("method !== 'dlir'",))
-                v.VCheckbox(v_model=("anchor",), label="Track through a systole anchor (when the cine gives ES)",
+                v.VCheckbox(v_model=("anchor",), label="Track through a systole anchor (when ES is known)",
                             id="anchor", density="compact", hide_details=True, disabled=("method !== 'dlir'",))
                 html.Div("Myocardium", classes="text-caption mt-2")
                 with v.VRadioGroup(v_model=("myocardium",), inline=True, density="compact", hide_details=True):

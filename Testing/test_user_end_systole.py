@@ -1,0 +1,126 @@
+"""End-systole set by the user (--es-frame, the batch listing's es_frame, the panel's and the page's ES
+frame): it wins over the file's, is named as the user's, times strain and places the systole anchor."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from EchoRegistrationLib import save_sequence
+from EchoRegistrationLib.sequence import ES_SET_BY_USER, EchoDataError
+from EchoRegistrationLib.simulation import simulate_sequence
+from EchoRegistrationLib.strain import compute_strain
+from EchoRegistrationLib.strain.reference import FROM_FILE, FROM_USER, SMALLEST_VOLUME, cardiac_frames
+from EchoRegistrationLib.workflow import Study
+
+
+@pytest.fixture(scope="module")
+def beat():
+    """A full simulated beat without ES in the file: 21 frames at 50 /s, ED at frame 0."""
+    sim = simulate_sequence(view="A4C", cycle="full", n_frames=21, image_size=(96, 96), frame_rate=50.0, seed=7)
+    return sim, dataclasses.replace(sim.sequence, es_index=None)
+
+
+def test_the_users_es_wins_and_is_named_as_the_users(beat):
+    sim, seq = beat
+    volume = np.linspace(5.0, 6.0, seq.n_frames)
+    volume[4] = 1.0  # the smallest volume: what detection would take
+    assert (cardiac_frames(seq, volume).es, cardiac_frames(seq, volume).es_source) == (4, SMALLEST_VOLUME)
+    user = seq.with_end_systole(9)
+    assert (user.es_index, user.metadata[ES_SET_BY_USER]) == (9, True)
+    assert (cardiac_frames(user, volume).es, cardiac_frames(user, volume).es_source) == (9, FROM_USER)
+    assert cardiac_frames(sim.sequence, volume).es_source == FROM_FILE  # the file's own stays the file's
+    assert sim.sequence.with_end_systole(3).es_index == 3  # over the file's
+    for bad, problem in ((21, "--es-frame 21 is not a frame of this 21-frame sequence"),
+                         (-1, "not a frame"), (2.5, "not a frame"), (0, "is the file's ED frame")):
+        with pytest.raises(EchoDataError, match=problem):
+            seq.with_end_systole(bad, "--es-frame")
+
+
+def test_strain_takes_the_users_es_and_warns_when_es_was_detected(beat):
+    """Peak systolic strain and EF are taken at the user's ES; a detected ES is named in a warning."""
+    from EchoRegistrationLib.strain import myocardium_from_labels
+    from EchoRegistrationLib.strain.compute import result_from_displacement
+
+    sim, seq = beat
+    registration = result_from_displacement(seq, sim.displacement, 0)
+    myocardium = myocardium_from_labels(sim.sequence.labels[0], seq.spacing)
+    detected = compute_strain(seq, registration, myocardium)
+    assert detected.es_index == sim.sequence.es_index
+    assert f"ES not given by the file: frame {detected.es_index} was detected as ES" in " ".join(detected.warnings())
+    late = sim.sequence.es_index + 3
+    user = compute_strain(seq.with_end_systole(late), registration, myocardium)
+    assert (user.es_index, user.frames.es_source) == (late, FROM_USER)
+    assert not any("ES not given" in w for w in user.warnings())
+    assert user.ef < detected.ef - 1  # the volume at a frame past ES is larger
+    assert user.peaks()["GLS endocardial"]["peak_frame"] <= late
+
+
+def test_a_study_and_a_listing_set_es_and_bad_values_name_their_source(beat, tmp_path):
+    from EchoRegistrationLib.batch.studies import csv_studies
+
+    _, seq = beat
+    path = tmp_path / "beat.seq.nrrd"
+    save_sequence(seq, path)
+    assert Study(str(path)).load().es_index is None
+    assert Study(str(path), es_frame=8).load().es_index == 8
+    with pytest.raises(EchoDataError, match="--es-frame 30 is not a frame"):
+        Study(str(path), es_frame=30).load()
+    listing = tmp_path / "cohort.csv"
+    listing.write_text("id,input,es_frame\na,beat.seq.nrrd,8\nb,beat.seq.nrrd,\nc,beat.seq.nrrd,30\n")
+    studies = [s.study for s in csv_studies(listing)]
+    assert [s.es_frame for s in studies] == [8, None, 30]
+    assert studies[0].load().es_index == 8 and studies[1].load().es_index is None
+    with pytest.raises(EchoDataError, match=r"cohort.csv:4 es_frame 30 is not a frame"):
+        studies[2].load()
+    listing.write_text("id,input,es_frame\na,beat.seq.nrrd,8.5\n")
+    with pytest.raises(EchoDataError, match=r"cohort.csv:2"):
+        csv_studies(listing)
+
+
+def test_the_command_line_sets_es_and_the_anchor_goes_through_it(beat, tmp_path, capsys):
+    """`echoreg register --es-frame`: the default method's systole anchor needs ES; without it every
+    frame is registered directly."""
+    import json
+
+    from EchoRegistrationLib.cli import main
+
+    sim, seq = beat
+    path = tmp_path / "beat.seq.nrrd"
+    es = sim.sequence.es_index
+    save_sequence(seq.subsequence(range(es + 4)), path)  # ED .. a little past ES
+    common = [str(path), "--method", "dlir", "--refine", "0", "--device", "cpu"]
+    assert main(["register", *common, "-o", str(tmp_path / "direct")]) == 0
+    assert main(["register", *common, "--es-frame", str(es), "-o", str(tmp_path / "anchored")]) == 0
+    out = capsys.readouterr().out
+    assert f"later systolic frames registered through frame {round(0.6 * es)}" in out
+    direct = json.loads((tmp_path / "direct" / "report.json").read_text())["parameters"]
+    anchored = json.loads((tmp_path / "anchored" / "report.json").read_text())["parameters"]
+    assert (direct["anchor_frame"], anchored["anchor_frame"]) == (None, round(0.6 * es))
+    assert main(["register", *common, "--es-frame", str(es + 4), "-o", str(tmp_path / "bad")]) != 0
+    assert f"--es-frame {es + 4} is not a frame of this {es + 4}-frame sequence" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
+def test_the_panel_and_the_page_pass_their_es_frame_to_the_sequence(beat, tmp_path):
+    pytest.importorskip("slicer", reason="needs the slicer-core wheels (real MRML)")
+    from EchoRegistrationLib.mrml import RegistrationSettings, volume_sequence_node
+    from EchoRegistrationLib.mrml.headless import standalone_scene
+
+    _, seq = beat
+    node = volume_sequence_node(standalone_scene().scene, "beat", seq)
+    assert RegistrationSettings().sequence(node).es_index is None
+    assert RegistrationSettings(es_frame=8).sequence(node).es_index == 8
+    with pytest.raises(EchoDataError, match="ES frame 25 is not a frame"):
+        RegistrationSettings(es_frame=25).sequence(node)
+    with pytest.raises(ValueError, match="es_frame is a frame index"):
+        RegistrationSettings(es_frame=-1)
+    trame = pytest.importorskip("trame.app", reason="needs the web extra (trame)")
+    from EchoRegistrationLib.web.app import FORM, EchoWebApp
+
+    app = EchoWebApp(trame.get_server("es-test", client_type="vue3"), tmp_path)
+    assert "es_frame" in FORM and app.settings().es_frame is None
+    app.state.es_frame = " 8 "
+    assert app.settings().es_frame == 8
