@@ -89,6 +89,7 @@ def test_the_default_is_the_default_model_refined_as_strain_alone(cohort, tmp_pa
         [("ok", "dlir", "echoreg-dlir-camus", 40, "CC BY-NC-SA 4.0")] * 2
     # ED 0, ES 3 in the patients' Info files: frame 3 went through the systole anchor, frame round(0.6 x 3)
     assert [r["anchor_frame"] for r in result.rows] == [2, 2]
+    assert [(r["es_frame"], r["es_source"]) for r in result.rows] == [(3, "given by the file")] * 2
     assert main(["strain", str(cohort / "patient0001"), "-o", str(tmp_path / "alone")]) == 0
     alone = {(row["measure"], row["region"]): row["value"]
              for row in read_table(tmp_path / "alone" / "strain_summary.csv")}

@@ -16,7 +16,9 @@ unreliable_segments    segments whose quality score is below 0.1 (0..6): GLS and
                        them, so a row with any is to be read with care
 drift_mm               loop-closure drift, mm; blank unless the cine is a full cycle with a
                        known pixel size
-frames, ed_frame, es_frame, ed_source    the frames and how ED was established
+frames, ed_frame, es_frame, ed_source, es_source    the frames and how ED and ES were established
+                       (given by the file, set by the user, or detected; es_source blank in
+                       rows written before it existed)
 method, model, device  how it was registered ("model": DLIR model name or path)
 refine, licence        DLIR only: the optimisation steps refining the network (0: the network
                        alone) and the terms of the model's weights (blank: not DLIR)
@@ -55,8 +57,8 @@ COHORT_PARQUET = "cohort.parquet"
 SEGMENT_COLUMNS = tuple(f"segment_{k}_pct" for k in range(1, 7))
 COLUMNS = ("study", "input", "status", "error", "gls_endo_pct", "gls_mid_pct", *SEGMENT_COLUMNS,
            "segments", "ef_pct", "edv_ml", "esv_ml", "quality", "unreliable_segments", "drift_mm", "frames", "ed_frame",
-           "es_frame", "ed_source", "method", "model", "refine", "anchor_frame", "licence", "device", "seconds",
-           "warnings")
+           "es_frame", "ed_source", "es_source", "method", "model", "refine", "anchor_frame", "licence", "device",
+           "seconds", "warnings")
 WARNING_SEPARATOR = " | "
 NOT_RECORDED = "not recorded (the study ran before the warnings column existed)"
 # Columns that depend on where and when a study ran, not on the study.
@@ -86,7 +88,7 @@ def study_row(study_id: str, input_: str, analysis: Any, settings: Any, seconds:
         "unreliable_segments": len(strain.unreliable_segments()),
         "drift_mm": _rounded(summary["quality"]["drift_mm"]),
         "frames": analysis.sequence.n_frames, "ed_frame": strain.frames.ed, "es_frame": strain.frames.es,
-        "ed_source": strain.frames.ed_source, "method": registration.method,
+        "ed_source": strain.frames.ed_source, "es_source": strain.frames.es_source, "method": registration.method,
         "model": settings.describe_model(), "refine": settings.arguments().get("refine"),
         "anchor_frame": registration.parameters.get("anchor_frame"),
         "licence": registration.parameters.get("licence"), "device": registration.device,
@@ -154,8 +156,8 @@ def write_cohort_table(rows: list[dict[str, Any]], output: str | os.PathLike) ->
 
 def _parquet_schema(pa: Any) -> Any:
     """Column types of the Parquet table: text, whole numbers, or floats."""
-    text = {"study", "input", "status", "error", "segments", "ed_source", "method", "model", "licence", "device",
-            "warnings"}
+    text = {"study", "input", "status", "error", "segments", "ed_source", "es_source", "method", "model", "licence",
+            "device", "warnings"}
     whole = {"frames", "ed_frame", "es_frame", "refine", "anchor_frame", "unreliable_segments"}
     return pa.schema([(c, pa.string() if c in text else pa.int64() if c in whole else pa.float64())
                       for c in COLUMNS])
