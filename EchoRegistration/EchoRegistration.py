@@ -134,7 +134,7 @@ class EchoRegistrationParameterNode:
     wallWidth: myocardial thickness (mm) of the three-point template.
     method, refineIterations, device: how to register. The default is the library's
         (``EchoRegistrationLib.workflow.DEFAULT_METHOD`` / ``DEFAULT_REFINE``): "DLIR + refine", 40
-        steps, through the systole anchor where the sequence gives ES (the library's default), near
+        steps, through the systole anchor where ES is known (the library's default), near
         the best without folding on the held-out domains of the generalisation benchmark, at about
         half the optimiser's time per real pair (README, Generalisation); "Deformable" is the
         optimiser alone (the one for segmental strain), "DLIR" the network alone.

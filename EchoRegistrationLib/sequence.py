@@ -352,7 +352,8 @@ class EchoSequence:
                 label_frames = tuple(kept)
         return dataclasses.replace(
             self, frames=self.frames[idx], frame_times=self.frame_times[idx],
-            metadata={**self.metadata, SOURCE_FRAMES: [int(source[i]) for i in idx]},
+            metadata={**{k: v for k, v in self.metadata.items() if k != ES_SET_BY_USER or self.es_index in where},
+                      SOURCE_FRAMES: [int(source[i]) for i in idx]},
             labels=labels, label_frames=label_frames,
             ed_index=where.get(self.ed_index), es_index=where.get(self.es_index))
 
@@ -388,12 +389,13 @@ class EchoSequence:
             f"spacing:      x {self.spacing[0]:.5g} mm, y {self.spacing[1]:.5g} mm"
             + ("" if self.spacing_known else "  (UNKNOWN: placeholder, not physical)"),
             self._describe_times(),
-            f"ED / ES:      {_frame_or_unknown(self.ed_index)} / {_frame_or_unknown(self.es_index)}",
+            f"ED / ES:      {_frame_or_unknown(self.ed_index)} / {_frame_or_unknown(self.es_index)}"
+            + (" (ES set by the user)" if self.metadata.get(ES_SET_BY_USER) else ""),
             f"mask:         {'none' if self.mask is None else f'{self.mask.mean():.1%} of pixels inside'}",
             f"labels:       {labels}",
         ]
         for key in sorted(self.metadata):
-            if key not in ("source",):
+            if key not in ("source", ES_SET_BY_USER):
                 lines.append(f"{key + ':':<13} {self.metadata[key]}")
         return "\n".join(lines)
 

@@ -315,7 +315,8 @@ def load_registration(folder: str | os.PathLike, seq: EchoSequence) -> Registrat
 
     Raises:
         EchoDataError: a file is missing or unreadable, or the folder was computed on another
-            input: different frame count, grid, spacing or frame times.
+            input: different frame count, grid, spacing or frame times, or another ES where the ES
+            placed its systole anchor frame.
     """
     from .strain.compute import result_from_displacement
 
@@ -342,6 +343,11 @@ def load_registration(folder: str | os.PathLike, seq: EchoSequence) -> Registrat
                                                                    "unknown") + " ones (--frame-rate)")
         else:
             problems.append("frame times differ from the input's")
+    parameters = report.get("parameters", {})
+    if parameters.get("anchor_frame") is not None and parameters.get("es_frame", seq.es_index) != seq.es_index:
+        es = "no ES" if seq.es_index is None else f"ES frame {seq.es_index}"
+        problems.append(f"its systole anchor (frame {parameters['anchor_frame']}) was placed for ES frame "
+                        f"{parameters['es_frame']}, the input now has {es} (--es-frame)")
     if problems:
         raise EchoDataError(str(folder), f"registered {report.get('input')} as read then: "
                                          f"{problems[0]}; register {seq.source} again")

@@ -75,8 +75,8 @@ def test_a_dlir_report_names_the_model_its_licence_passes_and_refinement(cine, t
         refined = f"refine {refine}: up to 20 optimisation steps, at full resolution" if refine else "not refined"
         # the cine gives no ES: the default systole anchor has none to go through, and the console says so
         assert (parameters["anchor"], parameters["anchor_frame"]) == (0.6, None)
-        anchor = ("systole anchor 0.6 not used (it needs ES given after the reference and an anchor frame with "
-                  "signal between them): every frame registered directly")
+        anchor = ("systole anchor 0.6 not used (it needs ES after the reference, from the file or --es-frame, and an "
+                  "anchor frame with signal between them): every frame registered directly")
         assert (f"model {name} (licence: {licence}; {passes} pass{plural} of the network per pair; {anchor}; "
                 f"{refined})") in capsys.readouterr().out
 

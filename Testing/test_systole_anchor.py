@@ -176,7 +176,7 @@ def test_the_console_says_whether_the_registration_went_through_an_anchor():
     through = describe_model_use({"model": "m", "licence": "L", "anchor": 0.6, "anchor_frame": 11, "refine": 0})
     assert "systole anchor 0.6: later systolic frames registered through frame 11" in through
     direct = describe_model_use({"model": "m", "licence": "L", "anchor": 0.6, "anchor_frame": None, "refine": 0})
-    assert "systole anchor 0.6 not used (it needs ES given after the reference" in direct
+    assert "systole anchor 0.6 not used (it needs ES after the reference, from the file or --es-frame" in direct
     off = describe_model_use({"model": "m", "licence": "L", "anchor": 0, "anchor_frame": None, "refine": 0})
     assert "anchor" not in off
 

@@ -4,6 +4,7 @@ frame): it wins over the file's, is named as the user's, times strain and places
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -30,6 +31,8 @@ def test_the_users_es_wins_and_is_named_as_the_users(beat):
     assert (cardiac_frames(seq, volume).es, cardiac_frames(seq, volume).es_source) == (4, SMALLEST_VOLUME)
     user = seq.with_end_systole(9)
     assert (user.es_index, user.metadata[ES_SET_BY_USER]) == (9, True)
+    assert ES_SET_BY_USER in user.subsequence([0, 9]).metadata  # kept with its frame, dropped without it
+    assert ES_SET_BY_USER not in user.subsequence([0, 5]).metadata
     assert (cardiac_frames(user, volume).es, cardiac_frames(user, volume).es_source) == (9, FROM_USER)
     assert cardiac_frames(sim.sequence, volume).es_source == FROM_FILE  # the file's own stays the file's
     assert sim.sequence.with_end_systole(3).es_index == 3  # over the file's
@@ -56,6 +59,18 @@ def test_strain_takes_the_users_es_and_warns_when_es_was_detected(beat):
     assert not any("ES not given" in w for w in user.warnings())
     assert user.ef < detected.ef - 1  # the volume at a frame past ES is larger
     assert user.peaks()["GLS endocardial"]["peak_frame"] <= late
+    # a file's ES inside a cine starting at ED makes it a full cycle (drift reported); a user's ES says
+    # nothing about where the cine ends
+    assert compute_strain(sim.sequence, registration, myocardium).full_cycle
+    assert not user.full_cycle and np.isnan(user.drift_mm) and not detected.full_cycle
+    # ED and ES that show no ejection are named
+    same = compute_strain(dataclasses.replace(seq, ed_index=None).with_end_systole(0), registration, myocardium)
+    assert "ED and ES are the same frame (0" in " ".join(same.warnings())
+    swapped = dataclasses.replace(seq, ed_index=sim.sequence.es_index).with_end_systole(0)  # ED and ES mixed up
+    swapped = compute_strain(swapped, registration, myocardium)
+    assert swapped.ef < 0 and "the LV cavity is no smaller at ES (frame 0, set by the user)" in " ".join(
+        swapped.warnings())
+    assert not any("no smaller" in w or "same frame" in w for w in user.warnings())
 
 
 def test_a_study_and_a_listing_set_es_and_bad_values_name_their_source(beat, tmp_path):
@@ -75,9 +90,10 @@ def test_a_study_and_a_listing_set_es_and_bad_values_name_their_source(beat, tmp
     assert studies[0].load().es_index == 8 and studies[1].load().es_index is None
     with pytest.raises(EchoDataError, match=r"cohort.csv:4 es_frame 30 is not a frame"):
         studies[2].load()
-    listing.write_text("id,input,es_frame\na,beat.seq.nrrd,8.5\n")
-    with pytest.raises(EchoDataError, match=r"cohort.csv:2"):
-        csv_studies(listing)
+    for cell in ("8.5", "-1", "x"):
+        listing.write_text(f"id,input,es_frame\na,beat.seq.nrrd,{cell}\n")
+        with pytest.raises(EchoDataError, match=rf"cohort.csv:2: es_frame must be a frame number .* got '{cell}'"):
+            csv_studies(listing)
 
 
 def test_the_command_line_sets_es_and_the_anchor_goes_through_it(beat, tmp_path, capsys):
@@ -102,6 +118,17 @@ def test_the_command_line_sets_es_and_the_anchor_goes_through_it(beat, tmp_path,
     assert main(["register", *common, "--es-frame", str(es + 4), "-o", str(tmp_path / "bad")]) != 0
     assert f"--es-frame {es + 4} is not a frame of this {es + 4}-frame sequence" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+    # a registration reused for strain must have placed its anchor for the same ES
+    strain = ["strain", str(path), "--landmarks", "30,70,48,20,66,70", "-o", str(tmp_path / "strain")]
+    assert main([*strain, "--registration", str(tmp_path / "anchored")]) != 0
+    assert f"systole anchor (frame {round(0.6 * es)}) was placed for ES frame {es}, the input now has no ES" \
+        in capsys.readouterr().err
+    assert main([*strain, "--es-frame", str(es), "--registration", str(tmp_path / "anchored")]) == 0
+    # info says whose ES it is; convert writes no ES, so it does not take one
+    assert main(["info", str(path), "--es-frame", str(es)]) == 0
+    assert f"frame {es} (ES set by the user)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["convert", str(path), str(tmp_path / "out.nii.gz"), "--es-frame", str(es)])
 
 
 def test_the_panel_and_the_page_pass_their_es_frame_to_the_sequence(beat, tmp_path):
@@ -124,3 +151,7 @@ def test_the_panel_and_the_page_pass_their_es_frame_to_the_sequence(beat, tmp_pa
     assert "es_frame" in FORM and app.settings().es_frame is None
     app.state.es_frame = " 8 "
     assert app.settings().es_frame == 8
+    for bad in ("-1", "2.5", "abc"):
+        app.state.es_frame = bad
+        with pytest.raises(ValueError, match=f"ES frame: a frame number .* got '{re.escape(bad)}'"):
+            app.settings()

@@ -105,8 +105,8 @@ def describe_model_use(parameters: Mapping[str, Any]) -> str:
         details.append(f"systole anchor {anchor}: later systolic frames registered through frame "
                        f"{parameters['anchor_frame']}")
     elif isinstance(anchor, float) and anchor > 0:
-        details.append(f"systole anchor {anchor} not used (it needs ES given after the reference and an anchor "
-                       f"frame with signal between them): every frame registered directly")
+        details.append(f"systole anchor {anchor} not used (it needs ES after the reference, from the file or "
+                       f"--es-frame, and an anchor frame with signal between them): every frame registered directly")
     refine = parameters.get("refine") or 0
     steps = parameters.get("refine_iterations")  # absent from reports written before it was recorded
     if not refine:
@@ -130,15 +130,16 @@ def print_run_details(parameters: Mapping[str, Any]) -> None:
               f"the warped frames, NCC and fields are those of the enhanced frames")
 
 
-def add_input_options(parser: argparse.ArgumentParser, *, one_input: bool = True) -> None:
-    """The options saying how to read the input (``one_input``: with the positional input)."""
+def add_input_options(parser: argparse.ArgumentParser, *, one_input: bool = True, es_frame: bool = False) -> None:
+    """The options saying how to read the input (``one_input``: with the positional input; ``es_frame``:
+    with --es-frame, for the commands that use ES: no file format written here stores it)."""
     if one_input:
         parser.add_argument("input", help="DICOM, NIfTI, MetaImage, NRRD, .seq.nrrd, AVI/MP4, or a CAMUS "
                                           "patient folder")
     parser.add_argument("--frame-rate", type=positive_number,
                         help="frames per second, for files that do not record time")
     parser.add_argument("--view", help="CAMUS view (2CH or 4CH) when the folder holds both")
-    if one_input:
+    if es_frame:
         parser.add_argument("--es-frame", type=count(0), metavar="FRAME",
                             help="end-systole frame (from 0), over the file's: times peak systolic strain and EF, "
                                  "and places dlir's systole anchor (default: the file's ES, else the frame of "
@@ -197,7 +198,7 @@ def add_registration_options(parser: argparse.ArgumentParser) -> None:
     loss, iterations, control spacing, device, enhancement."""
     parser.add_argument("--method", default=DEFAULT_METHOD, choices=METHODS,
                         help=f"default {DEFAULT_METHOD} (the default model refined by {DEFAULT_REFINE} steps, "
-                             "through the systole anchor where the input gives ES: never folding, near the best on "
+                             "through the systole anchor where ES is known: never folding, near the best on "
                              "the held-out benchmarks; its segmental strain is not validated along the wall: use "
                              "deformable for segmental strain; README, Generalisation)")
     parser.add_argument("--model", help="dlir: installed model name (echoreg models lists them) or checkpoint folder "
@@ -212,10 +213,10 @@ def add_registration_options(parser: argparse.ArgumentParser) -> None:
     # the default is spatial.pairs.SYSTOLE_ANCHOR, written out: that module imports torch, this one does not
     # (Testing/test_systole_anchor.py holds the two together)
     parser.add_argument("--anchor", type=anchor_fraction,
-                        help="dlir to the reference, when the input gives ES: register the systolic frames after "
-                             "the anchor frame reference + round(F x (ES - reference)) to it, their fields composed "
-                             "with its own (frames after ES go directly again once back within F of the ES motion "
-                             "from the last frame; default 0.6; 0: every frame directly)")
+                        help="dlir to the reference, when ES is known (the file's or --es-frame): register the "
+                             "systolic frames after the anchor frame reference + round(F x (ES - reference)) to it, "
+                             "their fields composed with its own (frames after ES go directly again once back "
+                             "within F of the ES motion from the last frame; default 0.6; 0: every frame directly)")
     parser.add_argument("--reference", type=int,
                         help="reference frame (default: ED when the file gives it, else frame 0, with "
                              "strain relative to ED detected as the frame of largest tracked LV volume)")
@@ -275,7 +276,8 @@ def study_from_args(args: argparse.Namespace) -> Study:
     """The :class:`Study` of a one-input command's options."""
     landmarks = getattr(args, "landmarks", None)
     return Study(input=args.input, labels=args.labels, mask=args.mask, view=args.view,
-                 frame_rate=args.frame_rate, es_frame=args.es_frame, crop_to_region=args.crop_to_region,
+                 frame_rate=args.frame_rate, es_frame=getattr(args, "es_frame", None),
+                 crop_to_region=args.crop_to_region,
                  landmarks=None if landmarks is None else tuple(map(tuple, landmarks)))
 
 

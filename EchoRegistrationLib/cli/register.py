@@ -49,7 +49,7 @@ def _cmd_register(args: argparse.Namespace) -> int:
 def add_register_parsers(sub: argparse._SubParsersAction) -> None:
     """Register ``info``, ``convert`` and ``register`` on the ``echoreg`` sub-parsers."""
     info = sub.add_parser("info", help="print what an echo file holds (geometry, timing, labels)")
-    add_input_options(info)
+    add_input_options(info, es_frame=True)
     info.set_defaults(run=_cmd_info)
 
     convert = sub.add_parser("convert", help="convert an echo sequence to .seq.nrrd, .nii.gz, .mha ...")
@@ -59,7 +59,7 @@ def add_register_parsers(sub: argparse._SubParsersAction) -> None:
     convert.set_defaults(run=_cmd_convert)
 
     register = sub.add_parser("register", help="register every frame to a reference frame")
-    add_input_options(register)
+    add_input_options(register, es_frame=True)
     add_output_options(register, "replace existing outputs")
     add_registration_options(register)
     add_slicer_views_option(register)

@@ -30,7 +30,7 @@ def add_strain_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         description="Register every frame to the reference (ED) frame, then compute GLS, segmental "
                     "strain, strain maps, LV volumes and EF and write CSV tables, a JSON summary and "
                     "PNG pictures.")
-    add_input_options(parser)
+    add_input_options(parser, es_frame=True)
     add_myocardium_options(parser)
     add_output_options(parser, "replace outputs of an earlier run")
     add_registration_options(parser)

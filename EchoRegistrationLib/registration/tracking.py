@@ -465,6 +465,7 @@ def register_sequence(
         options = {"model": model_name, "licence": licence_of(model_name), "passes": model.passes,
                    "refine": refine, "flip_average": flip_average,
                    "anchor": anchor_setting(method, mode, anchor), "anchor_frame": anchor_frame,
+                   "es_frame": seq.es_index,  # what placed the anchor frame (load_registration checks it)
                    **({**{key: refinement[key] for key in (*REFINE_FOLDING, *REFINE_REGULARISATION)},
                        "refine_iterations": list(steps) if isinstance(steps, (list, tuple)) else steps,
                        "refine_penalty_rows": refinement["penalty_rows"]}

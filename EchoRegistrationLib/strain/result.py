@@ -230,9 +230,11 @@ class StrainResult:
 
     def warnings(self) -> list[str]:
         """What a reader must know before trusting the numbers: unknown pixel size or times, a
-        detected ED, positive (lengthening) GLS, segments whose tracking quality is near zero, segmental
-        strain of a network's tracking (:data:`NETWORK_SEGMENTS`, or :data:`NETWORK_SEGMENTS_NO_ANCHOR`
-        when it registered every frame directly to the reference, through no systole anchor frame)."""
+        detected ED or ES, ED and ES that show no ejection (the same frame, or an LV cavity no smaller
+        at ES than at ED: one of them is wrong), positive (lengthening) GLS, segments whose tracking
+        quality is near zero, segmental strain of a network's tracking (:data:`NETWORK_SEGMENTS`, or
+        :data:`NETWORK_SEGMENTS_NO_ANCHOR` when it registered every frame directly to the reference,
+        through no systole anchor frame)."""
         out = []
         if not self.spacing_known:
             out.append(f"{NO_SPACING}: areas, volumes and distances (mm, mm2, ml) are left blank; "
@@ -246,6 +248,12 @@ class StrainResult:
         if self.frames.es_source not in (FROM_FILE, FROM_USER):
             out.append(f"ES not given by the file: frame {self.es_index} was detected as ES "
                        f"({self.frames.es_source}); check it on the images, or set it (--es-frame)")
+        if self.ed_index == self.es_index:
+            out.append(f"ED and ES are the same frame ({self.es_index}: ED {self.frames.ed_source}, ES "
+                       f"{self.frames.es_source}): EF is 0 and systole spans the whole cine; check both")
+        elif self.ef <= 0:
+            out.append(f"the LV cavity is no smaller at ES (frame {self.es_index}, {self.frames.es_source}) than at "
+                       f"ED (frame {self.ed_index}, {self.frames.ed_source}): EF {self.ef:.1f} %; check both")
         peaks = self.peaks()
         lengthening = [f"{layer} {peaks[f'GLS {layer}']['peak_pct']:+.1f} %" for layer in ("endocardial", "mid-wall")
                        if peaks[f"GLS {layer}"]["peak_pct"] > 0]

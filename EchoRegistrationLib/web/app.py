@@ -40,6 +40,19 @@ def _data_url(content: bytes, mime: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(content).decode('ascii')}"
 
 
+def _frame_field(value: Any, label: str) -> int | None:
+    """A form field holding a frame number (from 0), or None when it is empty.
+
+    Raises:
+        ValueError: naming the field's ``label``, when it holds anything else."""
+    text = "" if value is None else str(value).strip()
+    if not text:
+        return None
+    if not text.isdigit():
+        raise ValueError(f"{label}: a frame number (a whole number from 0) or empty, got {text!r}")
+    return int(text)
+
+
 class EchoWebApp:
     """The page and its handlers over one :class:`WebSession` (created in ``folder``).
 
@@ -135,14 +148,17 @@ class EchoWebApp:
         self._refresh()
 
     def settings(self) -> RegistrationSettings:
-        """The registration settings of the form."""
-        reference, es_frame = (str(value).strip() for value in (self.state.reference, self.state.es_frame))
+        """The registration settings of the form.
+
+        Raises:
+            ValueError: a frame field that is neither empty nor a frame number, named by its label."""
+        reference, es_frame = (_frame_field(getattr(self.state, key), label) for key, label in
+                               (("reference", "Reference frame"), ("es_frame", "ES frame")))
         refine = DEFAULT_REFINE if self.state.refine in (None, "") else int(self.state.refine)  # cleared: default
         return RegistrationSettings(method=self.state.method, model=self.state.model,
                                     refine=refine if self.state.method == "dlir" else 0,
                                     anchor=None if self.state.anchor or self.state.method != "dlir" else 0,
-                                    reference=int(reference) if reference else None,
-                                    es_frame=int(es_frame) if es_frame else None)
+                                    reference=reference, es_frame=es_frame)
 
     def apply(self, *form: Any) -> None:
         """Start :meth:`run` as a task of the server loop (awaiting it here would hold back the
