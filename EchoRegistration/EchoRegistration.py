@@ -194,6 +194,7 @@ class EchoRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._modelTerms = {}  # installed model name -> its licence and training data (translated)
         self._otherModelTerms = ""
         self._enhancerInstalled = False
+        self._framesChosenFor = None  # the input sequence the reference and ES frames were chosen on
 
     @property
     def _parameterNode(self) -> Optional[EchoRegistrationParameterNode]:
@@ -325,6 +326,7 @@ class EchoRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Connect the panel to ``parameterNode`` (None: to nothing). The node already connected is
         not connected again (:class:`EchoRegistrationLib.mrml.gui_connection.ParameterGuiConnection`)."""
         previous = self._parameterNode
+        self._framesChosenFor = parameterNode.inputSequence if parameterNode is not None else None
         if self._connection.connect(parameterNode):
             if previous is not None:
                 self.removeObserver(previous, vtk.vtkCommand.ModifiedEvent, self._updateGui)
@@ -350,6 +352,12 @@ class EchoRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.systoleAnchorCheckBox.enabled = dlir
         points = node and node.myocardiumSource
         self.ui.wallWidthSpinBox.enabled = isinstance(points, vtkMRMLMarkupsFiducialNode)
+        if node and node.inputSequence is not self._framesChosenFor:
+            # another cine: frame numbers chosen on the last one mean nothing here (a spin box would
+            # only clamp them to the new cine's frames)
+            changed, self._framesChosenFor = self._framesChosenFor is not None, node.inputSequence
+            if changed:
+                node.referenceFrame = node.endSystoleFrame = -1
         if node and node.inputSequence:
             last = max(node.inputSequence.GetNumberOfDataNodes() - 1, 0)
             self.ui.referenceFrameSpinBox.maximum = self.ui.endSystoleFrameSpinBox.maximum = last

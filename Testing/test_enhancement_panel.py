@@ -285,3 +285,28 @@ def test_the_chosen_models_licence_and_training_data_show_under_the_model_box(mo
         parameters.method = method
         widget._updateGui()
         assert label.visible is False, method
+
+
+def test_frames_chosen_on_one_cine_are_cleared_when_another_is_chosen(module):
+    """The reference and ES frames are frame numbers of the input cine: picking another input clears
+    them (to ED / the sequence's ES) instead of carrying them over, clamped to the new cine's length; a
+    scene's saved frames, and a first input, are kept."""
+    widget = module.EchoRegistrationWidget()
+    widget.ui = FakeWidgets(modelComboBox=FakeComboBox())
+    widget._applyToolTips = {True: "", False: ""}
+    parameters = module.EchoRegistrationParameterNode()
+    parameters.myocardiumSource = parameters.frameTable = None
+    first, second = (SimpleNamespace(GetNumberOfDataNodes=lambda n=n: n) for n in (30, 12))
+    parameters.inputSequence = first
+    parameters.referenceFrame, parameters.endSystoleFrame = 2, 25
+    widget._connection = SimpleNamespace(wrapper=parameters, connect=lambda node: False)
+    widget.setParameterNode(parameters)  # a scene's saved settings
+    assert (parameters.referenceFrame, parameters.endSystoleFrame) == (2, 25)
+    assert widget.ui.endSystoleFrameSpinBox.maximum == 29
+    parameters.inputSequence = second
+    widget._updateGui()
+    assert (parameters.referenceFrame, parameters.endSystoleFrame) == (-1, -1)
+    assert widget.ui.endSystoleFrameSpinBox.maximum == widget.ui.referenceFrameSpinBox.maximum == 11
+    parameters.endSystoleFrame = 7  # chosen on this cine: kept
+    widget._updateGui()
+    assert parameters.endSystoleFrame == 7
