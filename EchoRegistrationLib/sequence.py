@@ -46,9 +46,10 @@ SPACING_RANGE_MM = (1e-3, 10.0)
 #: plane-wave imaging (a few 10,000 frames/s); 10 s (0.1 frames/s) is longer than several heart
 #: cycles (0.3-2 s each), so no cine loop has such a gap.
 FRAME_INTERVAL_RANGE_S = (1e-5, 10.0)
-#: ``EchoSequence.metadata`` key, True when ES was set by the user (:meth:`EchoSequence.with_end_systole`),
-#: over what the file gave (:mod:`.strain.reference` names the source).
-ES_SET_BY_USER = "es_set_by_user"
+#: ``EchoSequence.metadata`` key, present only when ES was set by the user
+#: (:meth:`EchoSequence.with_end_systole`): the ES the file gave (a frame, or None), which the user's
+#: replaced. :attr:`EchoSequence.es_set_by_user` and :attr:`EchoSequence.es_in_file` read it.
+ES_IN_FILE = "es_in_file"
 #: ``EchoSequence.metadata`` key of a sequence cut from another (:meth:`EchoSequence.subsequence`): the
 #: frames it kept, numbered as in the whole sequence. Its intervals are sums of the whole sequence's
 #: checked ones, so they are held to the lower bound of :data:`FRAME_INTERVAL_RANGE_S` only (the quick
@@ -318,9 +319,19 @@ class EchoSequence:
             self._fail(f"frame {index} has no label map (annotated frames: {self.label_frames})")
         return self.labels if self.labels.ndim == 2 else self.labels[index]
 
+    @property
+    def es_set_by_user(self) -> bool:
+        """Whether ``es_index`` was set by the user (:meth:`with_end_systole`), not read from the file."""
+        return ES_IN_FILE in self.metadata
+
+    @property
+    def es_in_file(self) -> int | None:
+        """The ES frame the file gave, also when the user set another (None: the file gave none)."""
+        return self.metadata[ES_IN_FILE] if self.es_set_by_user else self.es_index
+
     def with_end_systole(self, frame: int, option: str = "es_frame") -> "EchoSequence":
-        """This sequence with end-systole set by the user to ``frame`` (0-based), over the file's ES;
-        ``metadata[ES_SET_BY_USER]`` records it. ES is the frame of aortic valve closure, or of the
+        """This sequence with end-systole set by the user to ``frame`` (0-based), over the file's ES
+        (kept in ``metadata[ES_IN_FILE]``: :attr:`es_in_file`). ES is the frame of aortic valve closure, or of the
         smallest LV cavity (Lang et al. 2015); it times peak systolic strain and EF, and places the
         DLIR systole anchor (:func:`.spatial.pairs.systole_anchors`).
 
@@ -333,11 +344,12 @@ class EchoSequence:
                        f"(0..{self.n_frames - 1})")
         if self.ed_index is not None and int(frame) == self.ed_index:
             self._fail(f"{option} {frame} is the file's ED frame; ES is a later frame of systole")
-        return dataclasses.replace(self, es_index=int(frame), metadata={**self.metadata, ES_SET_BY_USER: True})
+        return dataclasses.replace(self, es_index=int(frame), metadata={**self.metadata, ES_IN_FILE: self.es_in_file})
 
     def subsequence(self, indices: Any) -> "EchoSequence":
-        """A new sequence with the frames ``indices`` (increasing), labels and ED/ES remapped;
-        ``metadata[SOURCE_FRAMES]`` lists the kept frames' numbers in the first sequence cut from."""
+        """A new sequence with the frames ``indices`` (increasing), labels and ED/ES remapped (the
+        file's ES too, when the user set another; without the user's ES frame, ES is as the file gave
+        it); ``metadata[SOURCE_FRAMES]`` lists the kept frames' numbers in the first sequence cut from."""
         idx = np.arange(self.n_frames)[indices]
         idx = np.atleast_1d(idx)
         if idx.size == 0 or (np.diff(idx) <= 0).any():
@@ -350,12 +362,17 @@ class EchoSequence:
             if kept:
                 labels = self.labels if self.labels.ndim == 2 else self.labels[idx]
                 label_frames = tuple(kept)
+        metadata = {**{k: v for k, v in self.metadata.items() if k != ES_IN_FILE},
+                    SOURCE_FRAMES: [int(source[i]) for i in idx]}
+        es = where.get(self.es_index)
+        if self.es_set_by_user:
+            if es is None:
+                es = where.get(self.es_in_file)
+            else:
+                metadata[ES_IN_FILE] = where.get(self.es_in_file)
         return dataclasses.replace(
-            self, frames=self.frames[idx], frame_times=self.frame_times[idx],
-            metadata={**{k: v for k, v in self.metadata.items() if k != ES_SET_BY_USER or self.es_index in where},
-                      SOURCE_FRAMES: [int(source[i]) for i in idx]},
-            labels=labels, label_frames=label_frames,
-            ed_index=where.get(self.ed_index), es_index=where.get(self.es_index))
+            self, frames=self.frames[idx], frame_times=self.frame_times[idx], metadata=metadata,
+            labels=labels, label_frames=label_frames, ed_index=where.get(self.ed_index), es_index=es)
 
     # ------------------------------------------------------------------ geometry
     def ijk_to_lps(self) -> np.ndarray:
@@ -390,12 +407,13 @@ class EchoSequence:
             + ("" if self.spacing_known else "  (UNKNOWN: placeholder, not physical)"),
             self._describe_times(),
             f"ED / ES:      {_frame_or_unknown(self.ed_index)} / {_frame_or_unknown(self.es_index)}"
-            + (" (ES set by the user)" if self.metadata.get(ES_SET_BY_USER) else ""),
+            + (f" (ES set by the user; the file's: {_frame_or_unknown(self.es_in_file)})" if self.es_set_by_user
+               else ""),
             f"mask:         {'none' if self.mask is None else f'{self.mask.mean():.1%} of pixels inside'}",
             f"labels:       {labels}",
         ]
         for key in sorted(self.metadata):
-            if key not in ("source", ES_SET_BY_USER):
+            if key not in ("source", ES_IN_FILE):
                 lines.append(f"{key + ':':<13} {self.metadata[key]}")
         return "\n".join(lines)
 

@@ -235,6 +235,19 @@ def parse_landmarks(text: str) -> np.ndarray:
     return np.array(values).reshape(3, 2)
 
 
+def parse_frame_number(text: str | None, name: str) -> int | None:
+    """A frame number (from 0) typed as text (a listing's cell, a form's field); None when empty.
+
+    Raises:
+        ValueError: naming ``name``, when ``text`` holds anything but the digits 0-9."""
+    text = "" if text is None else str(text).strip()
+    if not text:
+        return None
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(f"{name}: a frame number (a whole number from 0) or empty, got {text!r}")
+    return int(text)
+
+
 def landmarks_in_mm(landmarks: np.ndarray, seq: EchoSequence, source: str = "--landmarks") -> np.ndarray:
     """(3, 2) mm points of landmarks: as given when the pixel size is known; read as pixels
     (column, row) and scaled by the placeholder spacing when it is not (said as a warning naming
@@ -347,7 +360,8 @@ def load_registration(folder: str | os.PathLike, seq: EchoSequence) -> Registrat
     if parameters.get("anchor_frame") is not None and parameters.get("es_frame", seq.es_index) != seq.es_index:
         es = "no ES" if seq.es_index is None else f"ES frame {seq.es_index}"
         problems.append(f"its systole anchor (frame {parameters['anchor_frame']}) was placed for ES frame "
-                        f"{parameters['es_frame']}, the input now has {es} (--es-frame)")
+                        f"{parameters['es_frame']}, the input now has {es} (give --es-frame "
+                        f"{parameters['es_frame']})")
     if problems:
         raise EchoDataError(str(folder), f"registered {report.get('input')} as read then: "
                                          f"{problems[0]}; register {seq.source} again")

@@ -289,18 +289,28 @@ def test_the_chosen_models_licence_and_training_data_show_under_the_model_box(mo
 
 def test_frames_chosen_on_one_cine_are_cleared_when_another_is_chosen(module):
     """The reference and ES frames are frame numbers of the input cine: picking another input clears
-    them (to ED / the sequence's ES) instead of carrying them over, clamped to the new cine's length; a
-    scene's saved frames, and a first input, are kept."""
+    them (to ED / the sequence's ES) instead of carrying them over, clamped to the new cine's length; the
+    frames of a first input, and a scene's saved frames, are kept."""
     widget = module.EchoRegistrationWidget()
     widget.ui = FakeWidgets(modelComboBox=FakeComboBox())
     widget._applyToolTips = {True: "", False: ""}
-    parameters = module.EchoRegistrationParameterNode()
-    parameters.myocardiumSource = parameters.frameTable = None
-    first, second = (SimpleNamespace(GetNumberOfDataNodes=lambda n=n: n) for n in (30, 12))
-    parameters.inputSequence = first
-    parameters.referenceFrame, parameters.endSystoleFrame = 2, 25
-    widget._connection = SimpleNamespace(wrapper=parameters, connect=lambda node: False)
-    widget.setParameterNode(parameters)  # a scene's saved settings
+
+    def node(**values):
+        parameters = module.EchoRegistrationParameterNode()
+        parameters.myocardiumSource = parameters.frameTable = parameters.inputSequence = None
+        for name, value in values.items():
+            setattr(parameters, name, value)
+        return parameters
+
+    def connect(parameters):  # as the Widget is connected to a (new) parameter node
+        widget._connection = SimpleNamespace(wrapper=parameters, connect=lambda node: False)
+        widget.setParameterNode(parameters)
+
+    first, second, third = (SimpleNamespace(GetNumberOfDataNodes=lambda n=n: n) for n in (30, 12, 20))
+    parameters = node()
+    connect(parameters)  # no input yet
+    parameters.inputSequence, parameters.referenceFrame, parameters.endSystoleFrame = first, 2, 25
+    widget._updateGui()  # the first input: its frames are kept
     assert (parameters.referenceFrame, parameters.endSystoleFrame) == (2, 25)
     assert widget.ui.endSystoleFrameSpinBox.maximum == 29
     parameters.inputSequence = second
@@ -310,3 +320,7 @@ def test_frames_chosen_on_one_cine_are_cleared_when_another_is_chosen(module):
     parameters.endSystoleFrame = 7  # chosen on this cine: kept
     widget._updateGui()
     assert parameters.endSystoleFrame == 7
+    saved = node(inputSequence=third, referenceFrame=3, endSystoleFrame=9)  # a scene loaded with its settings
+    connect(saved)
+    assert (saved.referenceFrame, saved.endSystoleFrame) == (3, 9)
+    assert widget.ui.endSystoleFrameSpinBox.maximum == 19

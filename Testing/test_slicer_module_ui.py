@@ -295,3 +295,19 @@ def test_on_an_older_slicer_the_module_loads_and_says_why_it_cannot_run():
     label = run.stdout.strip()
     assert label.startswith("Echo Registration needs 3D Slicer 5.10 or later (Python 3.11 or later)"), label
     assert "this Slicer runs Python 3.9." in label
+
+
+def test_the_frame_spin_boxes_are_bound_and_do_not_clamp_a_saved_frame(tree, ui):
+    """Reference and ES frame: -1 is the default (ED / the sequence's ES, shown as text), and the maximum
+    the .ui gives is far above any cine's length, so that a scene's saved frame is not clamped (Qt's default
+    maximum is 99) when the parameter node is connected, before the Widget sets the input's last frame."""
+    wrapper = class_def(tree, "EchoRegistrationParameterNode")
+    defaults = {n.target.id: ast.literal_eval(n.value) for n in wrapper.body
+                if isinstance(n, ast.AnnAssign) and n.value is not None}
+    for box_name, parameter in (("referenceFrameSpinBox", "referenceFrame"), ("endSystoleFrameSpinBox",
+                                                                             "endSystoleFrame")):
+        box = widgets(ui)[box_name]
+        assert box.find("property[@name='SlicerParameterName']/string").text == parameter
+        assert box.find("property[@name='minimum']/number").text == str(defaults[parameter]) == "-1"
+        assert int(box.find("property[@name='maximum']/number").text) >= 99999
+        assert box.find("property[@name='specialValueText']/string").text

@@ -24,7 +24,8 @@ refine, licence        DLIR only: the optimisation steps refining the network (0
                        alone) and the terms of the model's weights (blank: not DLIR)
 anchor_frame           DLIR to the reference: the systole anchor frame the registration went
                        through (blank: every frame registered directly, as without ES in the
-                       file, or not DLIR): rows with and without one were tracked differently
+                       file or the listing, or not DLIR): rows with and without one were tracked
+                       differently
 seconds                wall time of the study, s (registration + strain + files)
 warnings               what the numbers of an ok study must be read with, joined by " | ":
                        the input's caveats (placeholder pixel size, missing frames, coloured

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..sequence import EchoDataError
-from ..workflow import Study, parse_landmarks
+from ..workflow import Study, parse_frame_number, parse_landmarks
 
 SKIPPED_SUFFIXES = (".csv", ".json", ".txt", ".md", ".cfg")
 LABELS_SUFFIX = "_labels"
@@ -77,20 +77,6 @@ def folder_studies(folder: Path) -> list[CohortStudy]:
     return _unique(studies, str(folder))
 
 
-def _frame_number(cell: str, column: str) -> int:
-    """A listing cell holding a frame number (from 0).
-
-    Raises:
-        ValueError: naming ``column``, when ``cell`` is not a whole number >= 0."""
-    try:
-        value = int(cell)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise ValueError(f"{column} must be a frame number (a whole number from 0), got {cell!r}")
-    return value
-
-
 def csv_studies(path: Path) -> list[CohortStudy]:
     """The studies a CSV lists (module docstring).
 
@@ -112,7 +98,7 @@ def csv_studies(path: Path) -> list[CohortStudy]:
             try:
                 landmarks = parse_landmarks(row["landmarks"]) if row.get("landmarks") else None
                 rate = float(row["frame_rate"]) if row.get("frame_rate") else None
-                es_frame = _frame_number(row["es_frame"], "es_frame") if row.get("es_frame") else None
+                es_frame = parse_frame_number(row.get("es_frame"), "es_frame")
             except (ValueError, TypeError) as err:
                 raise EchoDataError(f"{path}:{line}", str(err)) from None
             study = Study(input=resolved(row["input"]), labels=resolved(row.get("labels")),

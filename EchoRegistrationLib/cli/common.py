@@ -190,7 +190,7 @@ def add_myocardium_options(parser: argparse.ArgumentParser, *, one_input: bool =
                         help="segment names when the input does not record its view")
     parser.add_argument("--full-cycle", action=argparse.BooleanOptionalAction, default=None,
                         help="the last frame is the next ED: report loop-closure drift (default: "
-                             "when ED is frame 0 and ES lies inside the sequence)")
+                             "when ED is frame 0 and the file's ES lies inside the sequence)")
 
 
 def add_registration_options(parser: argparse.ArgumentParser) -> None:

@@ -9,8 +9,9 @@ direction; index values in s or ms -> frame times; colour frames -> BT.601 luma.
 the index of an existing sequence (so a browser shows them frame by frame together) or the
 EchoSequence's times.
 
-ED / ES frames, the apical view and the spacing flag travel as node attributes
-(:data:`ED_ATTRIBUTE`, ...), so a sequence written here and read back keeps them.
+ED / ES frames (and, when the user set ES, the file's: :data:`ES_IN_FILE_ATTRIBUTE`), the apical view and
+the spacing flag travel as node attributes (:data:`ED_ATTRIBUTE`, ...), so a sequence written here and read
+back keeps them.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from vtk.util import numpy_support
 
 from ..io.colour import rgb_to_luma
 from ..io.seqnrrd import SPACING_KNOWN_KEY, TIME_UNIT_SECONDS, format_number
-from ..sequence import EchoDataError, EchoSequence, geometry_from_ijk_to_ras
+from ..sequence import ES_IN_FILE, EchoDataError, EchoSequence, geometry_from_ijk_to_ras
 
 ED_ATTRIBUTE = "EchoRegistration.EDFrame"
 ES_ATTRIBUTE = "EchoRegistration.ESFrame"
+# present only when ES was set by the user: the file's ES frame ("" when the file gave none)
+ES_IN_FILE_ATTRIBUTE = "EchoRegistration.ESFrameInFile"
 VIEW_ATTRIBUTE = "EchoRegistration.View"
 SPACING_KNOWN_ATTRIBUTE = SPACING_KNOWN_KEY  # the .seq.nrrd header field Slicer keeps as attribute
 _GEOMETRY_TOLERANCE = 1e-4  # mm: frames whose IJK-to-RAS differ by more are not one cine
@@ -86,6 +89,8 @@ def echo_sequence_from_node(node: slicer.vtkMRMLNode) -> EchoSequence:
         metadata["spacing_known"] = False
     if sequence.GetAttribute(VIEW_ATTRIBUTE):
         metadata["view"] = sequence.GetAttribute(VIEW_ATTRIBUTE)
+    if sequence.GetAttribute(ES_IN_FILE_ATTRIBUTE) is not None:
+        metadata[ES_IN_FILE] = _int_attribute(sequence, ES_IN_FILE_ATTRIBUTE)
     return EchoSequence(frames=np.stack(frames), frame_times=times, metadata=metadata,
                         ed_index=_int_attribute(sequence, ED_ATTRIBUTE),
                         es_index=_int_attribute(sequence, ES_ATTRIBUTE),
@@ -201,6 +206,8 @@ def new_sequence_node(scene: slicer.vtkMRMLScene, name: str, seq: EchoSequence,
                              (VIEW_ATTRIBUTE, seq.metadata.get("view"))):
         if value is not None:
             node.SetAttribute(attribute, str(value))
+    if seq.es_set_by_user:
+        node.SetAttribute(ES_IN_FILE_ATTRIBUTE, "" if seq.es_in_file is None else str(seq.es_in_file))
     if not seq.spacing_known:
         node.SetAttribute(SPACING_KNOWN_ATTRIBUTE, "false")
     return node

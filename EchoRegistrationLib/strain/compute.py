@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..registration.tracking import RegistrationResult, frame_quality
-from ..sequence import ES_SET_BY_USER, EchoDataError, EchoSequence
+from ..sequence import EchoDataError, EchoSequence
 from .definitions import polygon_area
 from ..spatial import field_to_torch, warp
 from .contours import apical_view, length_strain, segment_names, segment_strain, track_points
@@ -89,8 +89,8 @@ def compute_strain(seq: EchoSequence, registration: RegistrationResult,
             ``seq.metadata["view"]``; unknown views get side names.
         full_cycle: whether the last frame is the next ED (loop-closure drift is then reported);
             default: ED at frame 0 and an ES given by the file strictly between the first and last
-            frames (an ES set by the user, :meth:`..sequence.EchoSequence.with_end_systole`, says
-            nothing about where the cine ends).
+            frames (:attr:`..sequence.EchoSequence.es_in_file`: an ES set by the user says nothing
+            about where the cine ends).
         reference: a user-set strain reference frame; default ED.
 
     Returns:
@@ -121,8 +121,7 @@ def compute_strain(seq: EchoSequence, registration: RegistrationResult,
     longitudinal, transverse = (rereferenced_stretch(m, frames.reference) for m in
                                 wall_strain_maps(deformation, myocardium.direction, myocardium.mask))
     if full_cycle is None:
-        full_cycle = (frames.ed == 0 and seq.es_index is not None and not seq.metadata.get(ES_SET_BY_USER)
-                      and 0 < seq.es_index < seq.n_frames - 1)
+        full_cycle = frames.ed == 0 and seq.es_in_file is not None and 0 < seq.es_in_file < seq.n_frames - 1
     quality = segment_quality(registration.warped, deformation, myocardium.segment_map, segmental,
                               gls_endo, seq.frame_times)
     known_view = apical_view(view if view is not None else seq.metadata.get("view"))

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..sequence import ES_SET_BY_USER, EchoDataError, EchoSequence
+from ..sequence import EchoDataError, EchoSequence
 
 FROM_FILE = "given by the file"
 FROM_USER = "set by the user"
@@ -121,7 +121,7 @@ def cardiac_frames(seq: EchoSequence, volume: np.ndarray, requested: int | None 
                                         "finite values)")
     ed, ed_source = ((seq.ed_index, FROM_FILE) if seq.ed_index is not None
                      else (int(np.argmax(volume)), LARGEST_VOLUME))
-    es, es_source = ((seq.es_index, FROM_USER if seq.metadata.get(ES_SET_BY_USER) else FROM_FILE)
+    es, es_source = ((seq.es_index, FROM_USER if seq.es_set_by_user else FROM_FILE)
                      if seq.es_index is not None else (int(np.argmin(volume)), SMALLEST_VOLUME))
     reference = tracking_reference(seq, requested) if requested is not None else ed
     return CardiacFrames(ed=ed, es=es, reference=reference, ed_source=ed_source, es_source=es_source,

@@ -25,7 +25,7 @@ from ..dlir.shipped import SHIPPED_MODEL, list_models
 from ..mrml import METHODS, RegistrationSettings
 from ..registration import RegistrationCancelled
 from ..sequence import EchoDataError
-from ..workflow import DEFAULT_METHOD, DEFAULT_REFINE
+from ..workflow import DEFAULT_METHOD, DEFAULT_REFINE, parse_frame_number
 from .session import MAX_UPLOAD_MB, MYOCARDIUM_SOURCES, Overlays, UploadRefused, WebSession
 
 LOG = logging.getLogger(__name__)
@@ -38,19 +38,6 @@ _ERRORS = (EchoDataError, FileNotFoundError, IsADirectoryError, UploadRefused, V
 
 def _data_url(content: bytes, mime: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(content).decode('ascii')}"
-
-
-def _frame_field(value: Any, label: str) -> int | None:
-    """A form field holding a frame number (from 0), or None when it is empty.
-
-    Raises:
-        ValueError: naming the field's ``label``, when it holds anything else."""
-    text = "" if value is None else str(value).strip()
-    if not text:
-        return None
-    if not text.isdigit():
-        raise ValueError(f"{label}: a frame number (a whole number from 0) or empty, got {text!r}")
-    return int(text)
 
 
 class EchoWebApp:
@@ -114,9 +101,10 @@ class EchoWebApp:
         """Open the cine at ``path`` (default: the path field)."""
         path = Path(path or self.state.cine_path).expanduser()
         seq = self.session.open_cine(path)
+        # frame numbers chosen on the last cine mean nothing on this one
         self.state.update({"has_cine": True, "has_results": False, "frame": 0, "last_frame": seq.n_frames - 1,
-                           "landmarks": 0, "table_headers": [], "table_rows": [], "curves_src": "",
-                           "csv_href": ""})
+                           "reference": "", "es_frame": "", "landmarks": 0, "table_headers": [], "table_rows": [],
+                           "curves_src": "", "csv_href": ""})
         self._refresh()
         return (f"Opened {path.name}: {seq.n_frames} frames of {seq.frame_shape[0]} x {seq.frame_shape[1]} "
                 f"pixels. Click the mitral annulus, the apex and the other annulus point, or load labels.")
@@ -152,7 +140,7 @@ class EchoWebApp:
 
         Raises:
             ValueError: a frame field that is neither empty nor a frame number, named by its label."""
-        reference, es_frame = (_frame_field(getattr(self.state, key), label) for key, label in
+        reference, es_frame = (parse_frame_number(getattr(self.state, key), label) for key, label in
                                (("reference", "Reference frame"), ("es_frame", "ES frame")))
         refine = DEFAULT_REFINE if self.state.refine in (None, "") else int(self.state.refine)  # cleared: default
         return RegistrationSettings(method=self.state.method, model=self.state.model,
