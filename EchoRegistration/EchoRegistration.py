@@ -231,6 +231,9 @@ class EchoRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
         self.ui.registerFrameButton.connect("clicked(bool)", self.onRegisterFrameButton)
+        for parameter in ("referenceFrame", "endSystoleFrame"):
+            getattr(self.ui, f"{parameter}CurrentButton").connect(
+                "clicked(bool)", lambda _checked=False, p=parameter: self.onCurrentFrameButton(p))
         self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
         self.ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
         self.initializeParameterNode()
@@ -363,6 +366,7 @@ class EchoRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.referenceFrameSpinBox.maximum = self.ui.endSystoleFrameSpinBox.maximum = last
         self.ui.applyButton.enabled = ready and not missingModel
         self.ui.registerFrameButton.enabled = ready and not missingModel
+        self.ui.referenceFrameCurrentButton.enabled = self.ui.endSystoleFrameCurrentButton.enabled = ready
         self.ui.applyButton.toolTip = self._applyToolTips[missingModel]
         self.ui.cancelButton.enabled = self._running
         self.ui.exportButton.enabled = bool(node) and node.frameTable is not None and not self._running
@@ -455,6 +459,13 @@ class EchoRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 slicer.util.setSliceViewerLayers(background=warped)
                 self.ui.statusLabel.text = _("Current frame registered: see '{name}'.").format(
                     name=warped.GetName())
+
+    def onCurrentFrameButton(self, parameter: str) -> None:
+        """Set the frame ``parameter`` ("referenceFrame" or "endSystoleFrame") to the frame the input's
+        sequence browser shows."""
+        node = self._parameterNode
+        if node and node.inputSequence and not self._running:
+            setattr(node, parameter, self.logic.currentFrame(node))
 
     def onExportButton(self) -> None:
         folder = qt.QFileDialog.getExistingDirectory(self.parent, _("Export the tables as CSV into"))
@@ -609,17 +620,24 @@ class EchoRegistrationLogic(ScriptedLoadableModuleLogic):
     def registerCurrentFrame(self, parameterNode: EchoRegistrationParameterNode):
         """Register the frame the input's browser shows to the reference frame; the result goes in
         the parameter node's ``frameWarped`` and ``frameTransform`` (made on first use)."""
-        from EchoRegistrationLib.mrml import (browser_for, register_frame, selected_frame,
-                                              show_frame_registration)
+        from EchoRegistrationLib.mrml import register_frame, show_frame_registration
 
         sequence = parameterNode.inputSequence
         scene = sequence.GetScene()
-        result = register_frame(sequence, selected_frame(browser_for(scene, sequence)),
-                                self.settings(parameterNode))
+        result = register_frame(sequence, self.currentFrame(parameterNode), self.settings(parameterNode))
         warped, transform = show_frame_registration(scene, sequence.GetName(), result,
                                                      parameterNode.frameWarped, parameterNode.frameTransform)
         parameterNode.frameWarped, parameterNode.frameTransform = warped, transform
         return warped, transform
+
+    @staticmethod
+    def currentFrame(parameterNode: EchoRegistrationParameterNode) -> int:
+        """The frame (from 0) of the input sequence its browser shows now (a browser is made when it has
+        none, showing frame 0). Needs no PyTorch."""
+        from EchoRegistrationLib.mrml import browser_for, selected_frame
+
+        sequence = parameterNode.inputSequence
+        return selected_frame(browser_for(sequence.GetScene(), sequence))
 
     @staticmethod
     def exportCsv(parameterNode: EchoRegistrationParameterNode, folder,

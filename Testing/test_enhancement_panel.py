@@ -324,3 +324,26 @@ def test_frames_chosen_on_one_cine_are_cleared_when_another_is_chosen(module):
     connect(saved)
     assert (saved.referenceFrame, saved.endSystoleFrame) == (3, 9)
     assert widget.ui.endSystoleFrameSpinBox.maximum == 19
+
+
+def test_current_frame_buttons_take_the_frame_the_browser_shows(module, tmp_path):
+    """"Current frame" beside the reference and ES frames sets them to the frame the input's sequence browser
+    shows (the Logic's currentFrame, which "Register current frame" also uses), on real MRML."""
+    from EchoRegistrationLib.mrml import browser_for, volume_sequence_node
+    from EchoRegistrationLib.mrml.headless import standalone_scene
+
+    seq = simulate_sequence(view="A4C", n_frames=6, image_size=(32, 32), seed=2).sequence
+    scene = standalone_scene().scene
+    parameters = module.EchoRegistrationParameterNode()
+    parameters.inputSequence = volume_sequence_node(scene, "cine", seq)
+    logic = module.EchoRegistrationLogic(tmp_path)
+    assert logic.currentFrame(parameters) == 0  # a browser made for it shows the first frame
+    browser_for(scene, parameters.inputSequence).SetSelectedItemNumber(4)
+    widget = module.EchoRegistrationWidget()
+    widget.logic = logic
+    widget._connection = SimpleNamespace(wrapper=parameters)
+    widget.onCurrentFrameButton("endSystoleFrame")
+    assert (parameters.endSystoleFrame, parameters.referenceFrame) == (4, -1)
+    browser_for(scene, parameters.inputSequence).SetSelectedItemNumber(1)
+    widget.onCurrentFrameButton("referenceFrame")
+    assert (parameters.endSystoleFrame, parameters.referenceFrame) == (4, 1)

@@ -311,3 +311,6 @@ def test_the_frame_spin_boxes_are_bound_and_do_not_clamp_a_saved_frame(tree, ui)
         assert box.find("property[@name='minimum']/number").text == str(defaults[parameter]) == "-1"
         assert int(box.find("property[@name='maximum']/number").text) >= 99999
         assert box.find("property[@name='specialValueText']/string").text
+        button = widgets(ui)[f"{parameter}CurrentButton"]  # sets it to the browser's frame
+        assert (button.get("class"), button.find("property[@name='text']/string").text) == \
+            ("QPushButton", "Current frame")
