@@ -465,7 +465,8 @@ class EchoRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         sequence browser shows."""
         node = self._parameterNode
         if node and node.inputSequence and not self._running:
-            setattr(node, parameter, self.logic.currentFrame(node))
+            with slicer.util.tryWithErrorDisplay(_("Could not read the current frame.")):
+                setattr(node, parameter, self.logic.currentFrame(node))
 
     def onExportButton(self) -> None:
         folder = qt.QFileDialog.getExistingDirectory(self.parent, _("Export the tables as CSV into"))
@@ -633,11 +634,12 @@ class EchoRegistrationLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def currentFrame(parameterNode: EchoRegistrationParameterNode) -> int:
         """The frame (from 0) of the input sequence its browser shows now (a browser is made when it has
-        none, showing frame 0). Needs no PyTorch."""
+        none, showing frame 0; in a browser whose master is another sequence, the input's frame shown
+        with it). Needs no PyTorch. Raises EchoDataError when the browser shows none of its frames."""
         from EchoRegistrationLib.mrml import browser_for, selected_frame
 
         sequence = parameterNode.inputSequence
-        return selected_frame(browser_for(sequence.GetScene(), sequence))
+        return selected_frame(browser_for(sequence.GetScene(), sequence), sequence)
 
     @staticmethod
     def exportCsv(parameterNode: EchoRegistrationParameterNode, folder,

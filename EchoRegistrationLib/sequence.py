@@ -321,7 +321,9 @@ class EchoSequence:
 
     @property
     def es_set_by_user(self) -> bool:
-        """Whether ``es_index`` was set by the user (:meth:`with_end_systole`), not read from the file."""
+        """Whether ``es_index`` was set by the user (:meth:`with_end_systole`), not read from the file.
+        The record travels in ``metadata``: change ES with :meth:`with_end_systole`, not
+        ``dataclasses.replace``, which would keep it."""
         return ES_IN_FILE in self.metadata
 
     @property

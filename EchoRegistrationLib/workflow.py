@@ -357,7 +357,8 @@ def load_registration(folder: str | os.PathLike, seq: EchoSequence) -> Registrat
         else:
             problems.append("frame times differ from the input's")
     parameters = report.get("parameters", {})
-    if parameters.get("anchor_frame") is not None and parameters.get("es_frame", seq.es_index) != seq.es_index:
+    # an anchor placed from ES (not from a frame map given through the API, recorded with es_frame None)
+    if parameters.get("anchor_frame") is not None and parameters.get("es_frame") not in (None, seq.es_index):
         es = "no ES" if seq.es_index is None else f"ES frame {seq.es_index}"
         problems.append(f"its systole anchor (frame {parameters['anchor_frame']}) was placed for ES frame "
                         f"{parameters['es_frame']}, the input now has {es} (give --es-frame "

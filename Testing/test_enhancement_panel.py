@@ -6,6 +6,7 @@ pipeline registers the enhanced frames."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 import sys
@@ -347,3 +348,15 @@ def test_current_frame_buttons_take_the_frame_the_browser_shows(module, tmp_path
     browser_for(scene, parameters.inputSequence).SetSelectedItemNumber(1)
     widget.onCurrentFrameButton("referenceFrame")
     assert (parameters.endSystoleFrame, parameters.referenceFrame) == (4, 1)
+    # a browser whose master is another sequence, twice as fast: the input's frame shown with it
+    master_seq = dataclasses.replace(simulate_sequence(view="A4C", n_frames=11, image_size=(32, 32), seed=3).sequence,
+                                     frame_times=seq.frame_times[0] + np.arange(11) * (seq.frame_times[1]
+                                                                                       - seq.frame_times[0]) / 2)
+    master = volume_sequence_node(scene, "faster", master_seq)
+    browser = browser_for(scene, master)
+    browser.AddSynchronizedSequenceNode(parameters.inputSequence)
+    other = module.EchoRegistrationParameterNode()
+    other.inputSequence = volume_sequence_node(scene, "cine again", seq)
+    browser.AddSynchronizedSequenceNode(other.inputSequence)
+    browser.SetSelectedItemNumber(6)  # master frame 6: the input's frame 3
+    assert logic.currentFrame(other) == 3

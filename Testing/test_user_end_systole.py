@@ -137,6 +137,12 @@ def test_the_command_line_sets_es_and_the_anchor_goes_through_it(beat, tmp_path,
     assert f"systole anchor (frame {round(0.6 * es)}) was placed for ES frame {es}, the input now has no ES " \
         f"(give --es-frame {es})" in capsys.readouterr().err
     assert main([*strain, "--es-frame", str(es), "--registration", str(tmp_path / "anchored")]) == 0
+    # an anchor given as a frame map through the API (recorded without ES) does not depend on ES
+    report = tmp_path / "anchored" / "report.json"
+    record = json.loads(report.read_text())
+    record["parameters"]["es_frame"] = None
+    report.write_text(json.dumps(record))
+    assert main([*strain, "--overwrite", "--registration", str(tmp_path / "anchored")]) == 0
     # info says whose ES it is; convert writes no ES, so it does not take one
     assert main(["info", str(path), "--es-frame", str(es)]) == 0
     assert f"frame {es} (ES set by the user; the file's: not in the file)" in capsys.readouterr().out
@@ -163,7 +169,7 @@ def test_the_panel_and_the_page_pass_their_es_frame_to_the_sequence(beat, tmp_pa
     with pytest.raises(ValueError, match="es_frame is a frame index"):
         RegistrationSettings(es_frame=-1)
     trame = pytest.importorskip("trame.app", reason="needs the web extra (trame)")
-    from EchoRegistrationLib.web.app import FORM, EchoWebApp
+    from EchoRegistrationLib.web.app import FORM, FORM_CINE, EchoWebApp
 
     app = EchoWebApp(trame.get_server("es-test", client_type="vue3"), tmp_path)
     assert "es_frame" in FORM and app.settings().es_frame is None
@@ -177,5 +183,9 @@ def test_the_panel_and_the_page_pass_their_es_frame_to_the_sequence(beat, tmp_pa
     path = tmp_path / "beat.seq.nrrd"
     save_sequence(seq, path)
     app.state.es_frame, app.state.reference = "8", "2"
+    form = [app.state[key] for key in (*FORM, FORM_CINE)]  # as the page shows them before the next cine opens
     app.open_cine(path)
+    assert (app.state.es_frame, app.state.reference) == ("", "")
+    app.apply(*form)  # sent by a page that had not yet shown the new cine: refused, nothing applied
+    assert "Another cine was opened after these settings were shown" in app.state.error
     assert (app.state.es_frame, app.state.reference) == ("", "")

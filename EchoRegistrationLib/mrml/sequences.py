@@ -259,9 +259,22 @@ def browser_for(scene: slicer.vtkMRMLScene,
     return browser
 
 
-def selected_frame(browser: slicer.vtkMRMLSequenceBrowserNode) -> int:
-    """The frame (item number) the browser shows now."""
-    return int(browser.GetSelectedItemNumber())
+def selected_frame(browser: slicer.vtkMRMLSequenceBrowserNode,
+                   sequence: slicer.vtkMRMLSequenceNode | None = None) -> int:
+    """The frame (item number) the browser shows now: of its master sequence, or of ``sequence``, one
+    of the sequences it plays (the item its proxy shows: the browser's index value looked up in
+    ``sequence``, the nearest item when the values differ, as the browser itself does).
+
+    Raises:
+        EchoDataError: the browser shows no item (an empty sequence), or ``sequence`` has none for it."""
+    item = int(browser.GetSelectedItemNumber())
+    master = browser.GetMasterSequenceNode()
+    if sequence is not None and master is not None and item >= 0 and sequence is not master:
+        item = int(sequence.GetItemNumberFromIndexValue(master.GetNthIndexValue(item), False))
+    if item < 0:
+        raise EchoDataError(node_source(sequence if sequence is not None else browser),
+                            "the sequence browser shows no frame of it")
+    return item
 
 
 def synchronise(browser: slicer.vtkMRMLSequenceBrowserNode,

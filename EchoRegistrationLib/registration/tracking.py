@@ -462,10 +462,11 @@ def register_sequence(
         from ..dlir.shipped import licence_of
 
         steps = refinement.get("iterations")
+        setting = anchor_setting(method, mode, anchor)
         options = {"model": model_name, "licence": licence_of(model_name), "passes": model.passes,
-                   "refine": refine, "flip_average": flip_average,
-                   "anchor": anchor_setting(method, mode, anchor), "anchor_frame": anchor_frame,
-                   "es_frame": seq.es_index,  # what placed the anchor frame (load_registration checks it)
+                   "refine": refine, "flip_average": flip_average, "anchor": setting, "anchor_frame": anchor_frame,
+                   # the ES that placed the anchor frame (load_registration checks it); None for a frame map
+                   "es_frame": None if isinstance(setting, Mapping) else seq.es_index,
                    **({**{key: refinement[key] for key in (*REFINE_FOLDING, *REFINE_REGULARISATION)},
                        "refine_iterations": list(steps) if isinstance(steps, (list, tuple)) else steps,
                        "refine_penalty_rows": refinement["penalty_rows"]}

@@ -32,6 +32,9 @@ LOG = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 PLAY_INTERVAL_S = 0.1
 FORM = ("method", "model", "refine", "anchor", "reference", "es_frame", "myocardium")  # the settings Apply sends along
+# sent after FORM: how many cines had been opened when the page showed those settings, so that a form shown
+# for one cine (its reference and ES frames) is not applied to the next
+FORM_CINE = "cines_opened"
 _POLL_S = 0.2
 _ERRORS = (EchoDataError, FileNotFoundError, IsADirectoryError, UploadRefused, ValueError)
 
@@ -62,7 +65,7 @@ class EchoWebApp:
             "status": "Open a cine: a path on this server, or upload a file.", "error": "",
             "method": DEFAULT_METHOD, "methods": list(METHODS), "model": SHIPPED_MODEL if SHIPPED_MODEL in self.models
             else next(iter(self.models), ""), "models": list(self.models), "licence": "", "refine": DEFAULT_REFINE,
-            "anchor": True, "reference": "", "es_frame": "", "myocardium": "landmarks",
+            "anchor": True, "reference": "", "es_frame": "", "myocardium": "landmarks", FORM_CINE: 0,
             "myocardium_sources": list(MYOCARDIUM_SOURCES),
             "landmarks": 0, "busy": False, "progress": 0, "has_cine": False, "has_results": False,
             "frame": 0, "last_frame": 0, "playing": False, "grid": True, "strain": True,
@@ -103,8 +106,8 @@ class EchoWebApp:
         seq = self.session.open_cine(path)
         # frame numbers chosen on the last cine mean nothing on this one
         self.state.update({"has_cine": True, "has_results": False, "frame": 0, "last_frame": seq.n_frames - 1,
-                           "reference": "", "es_frame": "", "landmarks": 0, "table_headers": [], "table_rows": [],
-                           "curves_src": "", "csv_href": ""})
+                           FORM_CINE: self.state[FORM_CINE] + 1, "reference": "", "es_frame": "", "landmarks": 0,
+                           "table_headers": [], "table_rows": [], "curves_src": "", "csv_href": ""})
         self._refresh()
         return (f"Opened {path.name}: {seq.n_frames} frames of {seq.frame_shape[0]} x {seq.frame_shape[1]} "
                 f"pixels. Click the mitral annulus, the apex and the other annulus point, or load labels.")
@@ -152,8 +155,14 @@ class EchoWebApp:
         """Start :meth:`run` as a task of the server loop (awaiting it here would hold back the
         page's next messages, Cancel among them, until the run ends). ``form``: the page's values of
         :data:`FORM` at the click, so the run uses what the user saw even when a change made just
-        before has not reached the server yet."""
-        self.state.update(dict(zip(FORM, form)))
+        before has not reached the server yet, then its :data:`FORM_CINE`: a form shown before another
+        cine was opened is refused (its frame numbers belong to the last cine)."""
+        *values, cines_opened = form
+        if cines_opened != self.state[FORM_CINE]:
+            self.state.error = ("Another cine was opened after these settings were shown: check them (the reference "
+                                "and ES frames were cleared) and Apply again.")
+            return
+        self.state.update(dict(zip(FORM, values)))
         self._run_task = asyncio.ensure_future(self.run())
 
     async def run(self) -> None:
@@ -300,8 +309,8 @@ class EchoWebApp:
                                  hide_details=True)
                 v.VDivider(classes="my-2")
                 with html.Div(classes="d-flex ga-2"):
-                    v.VBtn("Apply", click=(self.apply, f"[{', '.join(FORM)}]"), color="primary", id="apply",
-                           disabled=("busy || !has_cine",))
+                    v.VBtn("Apply", click=(self.apply, f"[{', '.join((*FORM, FORM_CINE))}]"), color="primary",
+                           id="apply", disabled=("busy || !has_cine",))
                     v.VBtn("Cancel", click=self.cancel, id="cancel", disabled=("!busy",))
                 v.VProgressLinear(model_value=("progress",), height=8, classes="my-2", id="progress",
                                   color="primary")
