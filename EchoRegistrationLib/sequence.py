@@ -333,9 +333,9 @@ class EchoSequence:
 
     def with_end_systole(self, frame: int, option: str = "es_frame") -> "EchoSequence":
         """This sequence with end-systole set by the user to ``frame`` (0-based), over the file's ES
-        (kept in ``metadata[ES_IN_FILE]``: :attr:`es_in_file`). ES is the frame of aortic valve closure, or of the
-        smallest LV cavity (Lang et al. 2015); it times peak systolic strain and EF, and places the
-        DLIR systole anchor (:func:`.spatial.pairs.systole_anchors`).
+        (kept in ``metadata[ES_IN_FILE]``: :attr:`es_in_file`). ES is the frame of aortic valve
+        closure, or of the smallest LV cavity (Lang et al. 2015); it times peak systolic strain and EF,
+        and places the DLIR systole anchor (:func:`.spatial.pairs.systole_anchors`).
 
         Raises:
             EchoDataError: ``frame`` is not a frame of the sequence, or is its ED (naming ``option``,

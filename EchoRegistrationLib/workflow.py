@@ -368,7 +368,7 @@ def load_registration(folder: str | os.PathLike, seq: EchoSequence) -> Registrat
                                          f"{problems[0]}; register {seq.source} again")
     result = result_from_displacement(seq, displacement, reference, method=report.get("method", "given"))
     result.mode, result.device = report.get("mode", "given"), report.get("device", "")
-    result.parameters, result.warnings = report.get("parameters", {}), report.get("warnings", [])
+    result.parameters, result.warnings = parameters, report.get("warnings", [])
     result.seconds, result.no_signal = float(report.get("seconds", 0.0)), no_signal.astype(bool)
     return result
 
