@@ -243,8 +243,8 @@ def test_models_lists_the_installed_models_with_their_terms(capsys):
     out = capsys.readouterr().out
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
             for line in out.splitlines() if line.startswith("| echoreg")}
-    assert rows["echoreg-dlir-sim"] == ["registration (DLIR)", "to_reference", "1", "BSD-3-Clause", "simulator"]
-    assert rows["echoreg-dlir-sim-sequential"][1:4] == ["sequential", "1", "BSD-3-Clause"]
-    assert rows["echoreg-dlir-camus (default)"][2:4] == ["3", "CC BY-NC-SA 4.0"]
+    assert rows["echoreg-dlir-sim"] == ["registration (DLIR)", "to_reference", "1", "-", "BSD-3-Clause", "simulator"]
+    assert rows["echoreg-dlir-sim-sequential"][1:5] == ["sequential", "1", "-", "BSD-3-Clause"]
+    assert rows["echoreg-dlir-camus (default)"][2:5] == ["2", "256 rows", "CC BY-NC-SA 4.0"]
     assert "echoreg-enhancer-sim" in rows  # an enhancer is never "the default": enhancement is off unless asked
     assert "CC BY-NC-SA 4.0: non-commercial use only" in out

@@ -1,7 +1,8 @@
 """``echoreg train ...``: the training functions on the command line.
 
 Subcommands: ``simulate`` (fill a cache folder with simulated sequences), ``vae``, ``affine``,
-``dlir`` (:mod:`..dlir.training`) and ``enhancer`` (:func:`..enhancement.training.train_enhancer`).
+``dlir`` (:mod:`..dlir.training`), ``correction`` (the fine-grid correction stage of a trained DLIR
+model, :mod:`..dlir.correction_training`) and ``enhancer`` (:func:`..enhancement.training.train_enhancer`).
 Data are given as source specs (:func:`..dlir.data.open_source`):
 ``sim:0-500`` (simulator seeds 0..499), ``sim:0-500:CACHE`` (read from / written to a cache
 folder), ``sim-randomised:0-500:CACHE`` (the same seeds with randomised echogenicity, texture and PSF),
@@ -112,6 +113,18 @@ def _cmd_dlir(args: argparse.Namespace) -> int:
     return _finish(history, args.output)
 
 
+def _cmd_correction(args: argparse.Namespace) -> int:
+    from ..dlir.correction_training import train_correction
+
+    unet = {key: value for key, value in (("stem", args.stem), ("encoder", args.encoder),
+                                          ("decoder", args.decoder)) if value is not None}
+    history = train_correction(args.data, base=args.base, size=args.size, iterations=args.iterations,
+                               crop=args.crop, perturbation_mm=args.perturbation, smoothness=args.smoothness,
+                               dice=args.dice, randomise=args.randomise, unet=unet or None, passes=args.passes,
+                               **_common_options(args))
+    return _finish(history, args.output)
+
+
 def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``train`` and its subcommands to an ``argparse`` subparsers object; each subcommand sets
     ``run`` to a function of the parsed arguments returning the exit status."""
@@ -180,6 +193,34 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
                       help="share of the training pairs whose echo appearance is redrawn (blur, "
                            "time-gain, dynamic range, haze, dropout, noise; default 0: off)")
     dlir.set_defaults(run=_cmd_dlir)
+
+    correction = sub.add_parser("correction", help="train the fine-grid correction stage of a trained DLIR "
+                                                   "model (pairs with true motion; the model is frozen)")
+    _add_common(correction)
+    correction.add_argument("--base", required=True, help="the trained DLIR model (installed name or checkpoint)")
+    correction.add_argument("--size", type=count(2), default=256, help="rows of the correction grid (default 256)")
+    correction.add_argument("--iterations", type=count(1), default=3000, help="steps (default 3000)")
+    correction.add_argument("--crop", type=count(8), default=160,
+                            help="side of the random square of the grid each step trains on (default 160)")
+    correction.add_argument("--perturbation", type=float, default=0.6,
+                            help="largest standard deviation (mm) of the random smooth field added to the "
+                                 "model's field (default 0.6)")
+    correction.add_argument("--smoothness", type=float, default=1.0,
+                            help="weight of the residual's squared neighbour differences (default 1)")
+    correction.add_argument("--dice", type=float, default=0.0,
+                            help="weight of the soft Dice of LV and myocardium on annotated pairs, e.g. CAMUS "
+                                 "ED/ES (default 0: off)")
+    correction.add_argument("--randomise", type=float, default=0.0,
+                            help="share of the pairs whose echo appearance is redrawn (default 0: off)")
+    correction.add_argument("--passes", type=count(1),
+                            help="applications of the base network per pair, saved with the model (default: the "
+                                 "base's own)")
+    correction.add_argument("--stem", type=count(1), help="channels of the stage's full-resolution stem (default 16)")
+    correction.add_argument("--encoder", type=int, nargs="+",
+                            help="stage U-Net channels of each stride-2 level, fine to coarse (default 32 32 32)")
+    correction.add_argument("--decoder", type=int, nargs="+",
+                            help="stage U-Net channels of each decoder level, coarse to fine (default 32 32 16)")
+    correction.set_defaults(run=_cmd_correction)
     _add_enhancer_parser(sub)
     return train
 

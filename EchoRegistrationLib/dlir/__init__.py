@@ -5,9 +5,9 @@ Constrained Deep Learning Image Registration for Adult and Fetal Echocardiograph
 2309.00831), rebuilt on the project's physical spatial core:
 
 * models: :class:`DLIRModel` (a U-Net predicting a displacement or a stationary velocity field on a
-  canonical working grid, optional :class:`AffineNet` first stage), :class:`MaskVAE` (shape prior),
-  :class:`PatchDiscriminator` (texture prior);
-* training: :func:`train_vae`, :func:`train_affine`, :func:`train_dlir` (seeded, resumable,
+  canonical working grid, optional :class:`AffineNet` first stage, optional :class:`FieldCorrection`
+  fine-grid correction stage), :class:`MaskVAE` (shape prior), :class:`PatchDiscriminator` (texture prior);
+* training: :func:`train_vae`, :func:`train_affine`, :func:`train_dlir`, :func:`train_correction` (seeded, resumable,
   multi-scale, DistributedDataParallel under torchrun), data from the simulator (with its true
   motion as an optional supervised term), CAMUS or folders;
 * inference: :func:`predict_pair_fields` (any frame pairs in batches) and
@@ -23,6 +23,8 @@ from ..lazy import lazy_package
 __getattr__, __all__ = lazy_package(__name__, {
     ".affine_net": ("AffineNet",),
     ".checkpoints": ("load_model", "read_config", "save_model"),
+    ".correction": ("FieldCorrection",),
+    ".correction_training": ("train_correction",),
     ".data": ("PairSampler", "SequenceFolder", "SimulatedSequences", "open_source", "write_simulated_cache"),
     ".discriminator": ("PatchDiscriminator",),
     ".evaluation": ("evaluate",),

@@ -415,11 +415,15 @@ class PairSampler:
             ``rank::world_size``.
         augment: flips and gamma.
         randomise: share of the pairs whose appearance is redrawn (domain randomisation; 0: none).
+        first_frame_pairs: instead, pairs of frame 0 and a random other frame, in that order where
+            the true motion is known only from frame 0 (simulated sequences: no inverted truth), in a
+            random order elsewhere (an exact inverse, as warped templates have, or no truth).
     """
 
     def __init__(self, items: Sequence[SequenceItem], *, storage_size: int = 128,
                  ed_es_fraction: float = 0.3, max_frame_gap: int | None = None, rank: int = 0,
-                 world_size: int = 1, augment: bool = True, randomise: float = 0.0):
+                 world_size: int = 1, augment: bool = True, randomise: float = 0.0,
+                 first_frame_pairs: bool = False):
         if max_frame_gap is not None and max_frame_gap < 1:
             raise ValueError(f"max_frame_gap must be >= 1, got {max_frame_gap}")
         self.storage_size = int(storage_size)
@@ -427,6 +431,7 @@ class PairSampler:
         self.max_frame_gap = max_frame_gap
         self.augment = augment
         self.randomise = float(randomise)
+        self.first_frame_pairs = bool(first_frame_pairs)
         stored = [self._store(items[k]) for k in range(rank, len(items), world_size)]
         if not stored:
             raise ValueError(f"no sequences for rank {rank} of {world_size} ({len(items)} in all)")
@@ -475,6 +480,10 @@ class PairSampler:
 
     def _pair(self, stored: _Stored, rng: np.random.Generator) -> tuple[int, int]:
         n = stored.frames.shape[0]
+        if self.first_frame_pairs:
+            pair = (0, int(rng.integers(1, n)))
+            exact_back = stored.motion is None or stored.inverse is not None
+            return pair if not exact_back or rng.random() < 0.5 else pair[::-1]
         if stored.ed is not None and stored.es is not None and stored.ed != stored.es \
                 and rng.random() < self.ed_es_fraction:
             pair = (stored.ed, stored.es)

@@ -21,6 +21,7 @@ import torch
 from ..device import resolve_device
 from ..memory import keep_freed_memory
 from ..spatial.pairs import chain_to_reference, check_anchors, fixed_indices, frame_pairs
+from ..spatial.pyramid import resample_field
 from ..sequence import EchoSequence
 from .checkpoints import CheckpointError, load_model, weights_path
 from .grid import INTENSITY_WINDOW, prepare_frames, to_input_grid
@@ -80,10 +81,72 @@ def as_model(model: DLIRModel | str | os.PathLike, device: torch.device) -> DLIR
     return _loaded_model(weights.resolve(), stamps, torch.device(device)).eval()
 
 
+def _chunked(pairs: list[tuple[int, int]], chunk_size: int, dev: torch.device, shape: tuple[int, int],
+             predict) -> torch.Tensor | None:
+    """(P, 2, H, W) float32 fields of ``pairs``: ``predict(chunk, done)`` gives those of the chunk
+    of pairs from ``done`` on, chunk by chunk of ``chunk_size``, halved (and the chunk repeated)
+    whenever the GPU runs out of memory; None when there are no pairs."""
+    fields = None
+    done = 0
+    while done < len(pairs):
+        chunk = pairs[done:done + chunk_size]
+        try:
+            out = predict(chunk, done).float()  # float32 also under autocast
+            if len(chunk) == len(pairs):
+                fields = out  # one batch: its fields as they are, not copied
+            else:
+                if fields is None:
+                    fields = torch.empty(len(pairs), 2, *shape, device=dev)
+                fields[done:done + len(chunk)] = out
+        except torch.cuda.OutOfMemoryError:
+            if chunk_size == 1:
+                raise
+            chunk_size //= 2  # and try this chunk again
+            torch.cuda.empty_cache()
+            continue
+        done += len(chunk)
+    return fields
+
+
+def correct_fields(model: DLIRModel, seq: EchoSequence, pairs: list[tuple[int, int]], fields: torch.Tensor,
+                   chunk_size: int = 32, amp: bool = True) -> torch.Tensor:
+    """``fields`` of (fixed, moving) ``pairs`` of ``seq`` through the model's correction stage
+    (:class:`.correction.FieldCorrection`), or as they are when it has none.
+
+    The frames are brought to the stage's grid (:func:`.grid.prepare_frames`, the sequence's
+    intensity window as for the network), each field is resampled there, corrected against its
+    moving frame warped by it, and resampled back.
+
+    Args:
+        model: the model (on the device of ``fields``).
+        seq, pairs: the sequence and the (fixed, moving) frame indices of the fields.
+        fields: (P, 2, H, W) mm on the input grid, pair p's on its fixed frame's grid.
+        chunk_size, amp: as for :func:`predict_pair_fields`.
+
+    Returns:
+        (P, 2, H, W) float32 mm on the input grid, as ``fields``.
+    """
+    stage = model.correction
+    if stage is None or not pairs:
+        return fields
+    dev = fields.device
+    with torch.inference_mode():
+        frames = torch.from_numpy(seq.frames).to(dev)[:, None]
+        fine, spacing = prepare_frames(frames, seq.spacing, stage.working_size, seq.metadata.get(INTENSITY_WINDOW))
+
+        def corrected(chunk: list[tuple[int, int]], done: int) -> torch.Tensor:
+            start = resample_field(fields[done:done + len(chunk)], fine.shape[-2:])
+            with autocast_context(dev, amp):
+                field = stage(fine[fixed_indices(chunk)], fine[[m for _, m in chunk]], start, spacing)
+            return to_input_grid(field, seq.frame_shape)
+
+        return _chunked(pairs, chunk_size, dev, seq.frame_shape, corrected)
+
+
 def predict_pair_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
                         pairs: list[tuple[int, int]], device: str | torch.device = "auto",
                         chunk_size: int = 32, amp: bool = True,
-                        flip_average: bool = False) -> torch.Tensor:
+                        flip_average: bool = False, correct: bool = True) -> torch.Tensor:
     """Fields of (fixed, moving) frame pairs of ``seq``, predicted in batches.
 
     Args:
@@ -94,7 +157,9 @@ def predict_pair_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
         chunk_size: pairs per network batch; halved (and the batch repeated) whenever the GPU runs
             out of memory.
         amp: mixed precision (bfloat16 / float16) for the network on CUDA; ignored on the CPU.
-        flip_average: average with the mirrored pair's field (:meth:`.model.DLIRModel.mirror_averaged`).
+        flip_average: average with the mirrored pair's field (:meth:`.model.DLIRModel.mirror_averaged`;
+            the correction stage runs once, on the averaged field).
+        correct: run the model's correction stage, when it has one (:func:`correct_fields`).
 
     Returns:
         (P, 2, H, W) float32 mm on ``device``, each on its fixed frame's grid: point p of the fixed
@@ -110,29 +175,17 @@ def predict_pair_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
         # a subsequence cut for a few frames keeps its sequence's window (workflow.register_one_frame)
         working, spacing = prepare_frames(frames, seq.spacing, model.working_size,
                                           seq.metadata.get(INTENSITY_WINDOW))
-        fields = None
         predict = model.mirror_averaged if flip_average else model
-        done = 0
-        while done < len(pairs):
-            chunk = pairs[done:done + chunk_size]
-            try:
-                with autocast_context(dev, amp):
-                    field = predict(working[fixed_indices(chunk)], working[[m for _, m in chunk]], spacing)
-                out = to_input_grid(field, seq.frame_shape).float()  # float32 also under autocast
-                if len(chunk) == len(pairs):
-                    fields = out  # one batch: its fields as they are, not copied
-                else:
-                    if fields is None:
-                        fields = torch.empty(len(pairs), 2, *seq.frame_shape, device=dev)
-                    fields[done:done + len(chunk)] = out
-            except torch.cuda.OutOfMemoryError:
-                if chunk_size == 1:
-                    raise
-                chunk_size //= 2  # and try this chunk again
-                torch.cuda.empty_cache()
-                continue
-            done += len(chunk)
-    return torch.zeros(0, 2, *seq.frame_shape, device=dev) if fields is None else fields
+
+        def predicted(chunk: list[tuple[int, int]], done: int) -> torch.Tensor:
+            with autocast_context(dev, amp):
+                field = predict(working[fixed_indices(chunk)], working[[m for _, m in chunk]], spacing)
+            return to_input_grid(field, seq.frame_shape)
+
+        fields = _chunked(pairs, chunk_size, dev, seq.frame_shape, predicted)
+    if fields is None:
+        return torch.zeros(0, 2, *seq.frame_shape, device=dev)
+    return correct_fields(model, seq, pairs, fields, chunk_size, amp) if correct else fields
 
 
 def predict_anchored_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
@@ -143,7 +196,8 @@ def predict_anchored_fields(model: DLIRModel | str | os.PathLike, seq: EchoSeque
     anchor frame, as :func:`~..spatial.pairs.systole_anchors` places it in systole: a frame the
     ``anchors`` map to the anchor is registered to the anchor and its field composed with the anchor's
     own, so that no network call spans the whole of a large systolic motion; as many network calls as
-    :func:`predict_pair_fields`.
+    :func:`predict_pair_fields`. A model's correction stage corrects the composed fields, each
+    against the reference.
 
     Falls back to :func:`predict_pair_fields` (and returns no anchor frame) when no frame of ``pairs``
     goes through an anchor (ES unknown or not after the reference), when the pairs do not share one
@@ -170,10 +224,13 @@ def predict_anchored_fields(model: DLIRModel | str | os.PathLike, seq: EchoSeque
     if not used or not shared or not used <= set(via):
         return predict_pair_fields(model, seq, pairs, device, chunk_size, amp, flip_average), None
     registered = [(via[t], t) for t in via]
-    fields = predict_pair_fields(model, seq, registered, device, chunk_size, amp, flip_average)
+    dev = resolve_device(device)
+    model = as_model(model, dev)
+    fields = predict_pair_fields(model, seq, registered, dev, chunk_size, amp, flip_average, correct=False)
     with torch.inference_mode():  # through the anchor: its field, then the anchor's to the frame
         chained = chain_to_reference(fields, registered, seq.n_frames, reference, "sequential", seq.spacing)
-    return chained[list(via)], used.pop()
+    # the correction stage, if any, corrects each composed field against the reference
+    return correct_fields(model, seq, pairs, chained[list(via)], chunk_size, amp), used.pop()
 
 
 def predict_sequence_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from ..spatial.pairs import MODES
 from ..spatial import Spacing, compose, integrate_velocity, mirror_field, spacing_tensor, warp
 from .affine_net import PERCENT, AffineNet, field_of_view_height
+from .correction import FieldCorrection
 from .networks import RegistrationUNet, float32_region
 
 DEFAULT_WORKING_SIZE = 128
@@ -63,12 +64,17 @@ class DLIRModel(nn.Module):
             it. One pass: the plain network. Kept in the checkpoint; may be changed after training
             (a network trained for one pass often recovers only part of a large motion, and a
             second pass takes part of the rest).
+        correction: an optional fine-grid correction stage (:class:`.correction.FieldCorrection`,
+            trained for this network's fields): inference (:mod:`.inference`) brings the frames to
+            its grid too and corrects the field against the moving frame warped by it. The
+            stage is not part of :meth:`forward`, which works on one grid.
     """
 
     def __init__(self, net: RegistrationUNet | None, *,
                  working_size: int = DEFAULT_WORKING_SIZE, diffeomorphic: bool = False,
                  integration_steps: int = 7, affine: AffineNet | None = None,
-                 mode: str = "to_reference", passes: int = 1):
+                 mode: str = "to_reference", passes: int = 1,
+                 correction: FieldCorrection | None = None):
         super().__init__()
         if net is None and affine is None:
             raise ValueError("a DLIR model needs a U-Net, an affine stage, or both")
@@ -83,6 +89,7 @@ class DLIRModel(nn.Module):
         self.affine = affine
         self.mode = mode
         self.passes = int(passes)
+        self.correction = correction
 
     def architecture(self) -> dict[str, Any]:
         """Everything :meth:`from_architecture` needs to rebuild the model (JSON-ready)."""
@@ -90,18 +97,20 @@ class DLIRModel(nn.Module):
                 "working_size": self.working_size,
                 "diffeomorphic": self.diffeomorphic, "integration_steps": self.integration_steps,
                 "affine": None if self.affine is None else self.affine.architecture(),
-                "mode": self.mode, "passes": self.passes}
+                "mode": self.mode, "passes": self.passes,
+                **({} if self.correction is None else {"correction": self.correction.architecture()})}
 
     @classmethod
     def from_architecture(cls, architecture: dict[str, Any]) -> "DLIRModel":
-        unet, affine = architecture["unet"], architecture["affine"]
+        unet, affine, correction = architecture["unet"], architecture["affine"], architecture.get("correction")
         return cls(None if unet is None else RegistrationUNet(**unet),
                    working_size=architecture["working_size"],
                    diffeomorphic=architecture["diffeomorphic"],
                    integration_steps=architecture["integration_steps"],
                    affine=None if affine is None else AffineNet(**affine),
                    mode=architecture.get("mode", "to_reference"),
-                   passes=architecture.get("passes", 1))
+                   passes=architecture.get("passes", 1),
+                   correction=None if correction is None else FieldCorrection.from_architecture(correction))
 
     def forward(self, fixed: torch.Tensor, moving: torch.Tensor, spacing: Spacing) -> torch.Tensor:
         """(B, 2, h, w) float32 mm displacement on the fixed grid, after :attr:`passes` passes.

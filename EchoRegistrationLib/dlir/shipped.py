@@ -101,6 +101,8 @@ class ModelInfo:
         kind: a key of :data:`CATALOG`.
         passes: DLIR: the network's applications per pair (``passes`` in its architecture, 1 when
             absent); 1 for other kinds.
+        correction_rows: DLIR: rows of the model's fine-grid correction stage (:mod:`.correction`),
+            None without one.
     """
 
     name: str
@@ -110,6 +112,7 @@ class ModelInfo:
     training_data: tuple[str, ...]
     kind: str = DLIR_KIND
     passes: int = 1
+    correction_rows: int | None = None
 
 
 def _licence(config: dict, sources: tuple[str, ...]) -> str:
@@ -144,8 +147,10 @@ def _model_info(folder: Path) -> ModelInfo | None:
     kind, sources = config["kind"], _sources(config)
     architecture = (config.get("architecture") or {}) if kind == DLIR_KIND else {}
     mode = str(architecture.get("mode", "to_reference")) if kind == DLIR_KIND else ""
+    correction = architecture.get("correction")
     return ModelInfo(folder.name, folder, mode, _licence(config, sources), sources, kind,
-                     int(architecture.get("passes", 1)))
+                     int(architecture.get("passes", 1)),
+                     int(correction["working_size"]) if isinstance(correction, dict) else None)
 
 
 def list_models(folder: str | os.PathLike = MODELS_DIR, kind: str = DLIR_KIND) -> list[ModelInfo]:

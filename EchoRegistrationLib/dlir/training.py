@@ -250,13 +250,16 @@ READING_OF_THE_OUTPUT = ("mode", "diffeomorphic", "integration_steps")
 def _start_from(model: DLIRModel, trained: DLIRModel) -> None:
     """Copy the weights of ``trained`` into ``model``; their networks must have the same shape (the
     working size, the passes, the tracking mode and :data:`READING_OF_THE_OUTPUT` may differ: a
-    displacement network is a close start for a velocity network, exp(v) = v + O(|v| |grad v|))."""
+    displacement network is a close start for a velocity network, exp(v) = v + O(|v| |grad v|)).
+    A correction stage of ``trained`` is not copied: it was trained for the fields of the network
+    before this training (:func:`.correction_training.train_correction` trains one anew)."""
     def networks(m: DLIRModel) -> dict[str, Any]:
-        return {k: v for k, v in (_fixed_part(m.architecture()) or {}).items() if k not in READING_OF_THE_OUTPUT}
+        return {k: v for k, v in (_fixed_part(m.architecture()) or {}).items()
+                if k not in (*READING_OF_THE_OUTPUT, "correction")}
     if networks(trained) != networks(model):
         raise ValueError(f"cannot start from {getattr(trained, 'name', 'that model')}: its networks "
                          f"{networks(trained)} differ from {networks(model)}")
-    model.load_state_dict(trained.state_dict())
+    model.load_state_dict({k: v for k, v in trained.state_dict().items() if not k.startswith("correction.")})
 
 
 # ---------------------------------------------------------------------------- VAE

@@ -464,6 +464,8 @@ def register_sequence(
         steps = refinement.get("iterations")
         setting = anchor_setting(method, mode, anchor)
         options = {"model": model_name, "licence": licence_of(model_name), "passes": model.passes,
+                   # rows of the model's fine-grid correction stage (dlir.correction), None without one
+                   "correction_rows": None if model.correction is None else model.correction.working_size,
                    "refine": refine, "flip_average": flip_average, "anchor": setting, "anchor_frame": anchor_frame,
                    # the ES that placed the anchor frame (load_registration checks it); None for a frame map
                    "es_frame": None if isinstance(setting, Mapping) else seq.es_index,
