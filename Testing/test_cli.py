@@ -62,7 +62,7 @@ def test_register_dlir_with_a_model_and_flip_averaging(cine, tmp_path):
 
 
 def test_a_dlir_report_names_the_model_its_licence_passes_and_refinement(cine, tmp_path, capsys):
-    for model, licence, passes, refine in ((None, "CC BY-NC-SA 4.0", 3, 40),
+    for model, licence, passes, refine in ((None, "CC BY-NC-SA 4.0", 2, 40),
                                            ("echoreg-dlir-sim", "BSD-3-Clause", 1, 0)):
         out = tmp_path / f"reg_{model}"
         flags = ["--model", model, "--refine", "0"] if model else []
@@ -70,6 +70,9 @@ def test_a_dlir_report_names_the_model_its_licence_passes_and_refinement(cine, t
         parameters = json.loads((out / "report.json").read_text())["parameters"]
         name = model or "echoreg-dlir-camus"  # the default by its name, which --model takes back
         assert (parameters["model"], parameters["licence"], parameters["passes"]) == (name, licence, passes)
+        correction_rows = 192 if model is None else None  # the default model's correction stage
+        assert parameters["correction_rows"] == correction_rows
+        stage = f"; then its correction stage on {correction_rows} rows" if correction_rows else ""
         plural = "es" if passes > 1 else ""
         # 40-row frames: the half level would be coarser than the network's grid, so one level
         refined = f"refine {refine}: up to 20 optimisation steps, at full resolution" if refine else "not refined"
@@ -77,7 +80,7 @@ def test_a_dlir_report_names_the_model_its_licence_passes_and_refinement(cine, t
         assert (parameters["anchor"], parameters["anchor_frame"]) == (0.6, None)
         anchor = ("systole anchor 0.6 not used (it needs ES after the reference, from the file or --es-frame, and an "
                   "anchor frame with signal between them): every frame registered directly")
-        assert (f"model {name} (licence: {licence}; {passes} pass{plural} of the network per pair; {anchor}; "
+        assert (f"model {name} (licence: {licence}; {passes} pass{plural} of the network per pair{stage}; {anchor}; "
                 f"{refined})") in capsys.readouterr().out
 
 
@@ -245,6 +248,6 @@ def test_models_lists_the_installed_models_with_their_terms(capsys):
             for line in out.splitlines() if line.startswith("| echoreg")}
     assert rows["echoreg-dlir-sim"] == ["registration (DLIR)", "to_reference", "1", "-", "BSD-3-Clause", "simulator"]
     assert rows["echoreg-dlir-sim-sequential"][1:5] == ["sequential", "1", "-", "BSD-3-Clause"]
-    assert rows["echoreg-dlir-camus (default)"][2:5] == ["2", "256 rows", "CC BY-NC-SA 4.0"]
+    assert rows["echoreg-dlir-camus (default)"][2:5] == ["2", "192 rows", "CC BY-NC-SA 4.0"]
     assert "echoreg-enhancer-sim" in rows  # an enhancer is never "the default": enhancement is off unless asked
     assert "CC BY-NC-SA 4.0: non-commercial use only" in out

@@ -65,7 +65,10 @@ def test_the_catalog_lists_the_shipped_models_with_their_terms():
     camus = models[CAMUS_MODEL]  # a model trained on CAMUS carries CAMUS's terms
     assert camus.licence == "CC BY-NC-SA 4.0" and set(camus.training_data) == {"camus", "simulator"}
     architecture = read_config(camus.path)["architecture"]
-    assert architecture["passes"] == 3 and architecture["diffeomorphic"]  # chosen on validation data
+    # two passes and the fine-grid correction stage, chosen on validation data
+    assert architecture["passes"] == 2 and architecture["diffeomorphic"]
+    assert camus.correction_rows == architecture["correction"]["working_size"] == 192
+    assert models[SIM_MODEL].correction_rows is None
 
 
 def write_checkpoint(folder: Path, kind: str, **config) -> None:

@@ -93,13 +93,16 @@ def print_warnings(lines: Sequence[str]) -> None:
 
 def describe_model_use(parameters: Mapping[str, Any]) -> str:
     """How a DLIR registration used its model, from its ``parameters`` (model, licence, passes, the
-    systole anchor, and the refinement's steps per level when known, refine): "model NAME (licence:
-    TERMS; 3 passes of the network per pair; systole anchor 0.6: later systolic frames registered
-    through frame 11; refine 40: up to 20 + 10 optimisation steps, coarse to fine)"."""
+    correction stage, the systole anchor, and the refinement's steps per level when known, refine):
+    "model NAME (licence: TERMS; 2 passes of the network per pair; then its correction stage on 192 rows;
+    systole anchor 0.6: later systolic frames registered through frame 11; refine 40: up to 20 + 10
+    optimisation steps, coarse to fine)"."""
     details = [f"licence: {parameters.get('licence') or 'unknown'}"]
     if "passes" in parameters:
         passes = parameters["passes"]
         details.append(f"{passes} pass{'es' if passes != 1 else ''} of the network per pair")
+    if parameters.get("correction_rows"):
+        details.append(f"then its correction stage on {parameters['correction_rows']} rows")
     anchor = parameters.get("anchor")
     if parameters.get("anchor_frame") is not None:
         details.append(f"systole anchor {anchor}: later systolic frames registered through frame "

@@ -60,7 +60,7 @@ def smooth_perturbation(batch: int, shape: tuple[int, int], max_mm: float, rng: 
 
 def train_correction(data: Any, output: str | os.PathLike, *, base: DLIRModel | str | os.PathLike,
                      validation: Any = None, size: int = DEFAULT_CORRECTION_SIZE, iterations: int = 3000,
-                     batch_size: int = 8, crop: int = 160, learning_rate: float = 1e-3,
+                     batch_size: int = 8, crop: int = 128, learning_rate: float = 1e-3,
                      perturbation_mm: float = 0.6, smoothness: float = 1.0, dice: float = 0.0,
                      randomise: float = 0.0,
                      unet: Mapping[str, Any] | None = None, passes: int | None = None,

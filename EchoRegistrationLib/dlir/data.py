@@ -417,7 +417,8 @@ class PairSampler:
         randomise: share of the pairs whose appearance is redrawn (domain randomisation; 0: none).
         first_frame_pairs: instead, pairs of frame 0 and a random other frame, in that order where
             the true motion is known only from frame 0 (simulated sequences: no inverted truth), in a
-            random order elsewhere (an exact inverse, as warped templates have, or no truth).
+            random order elsewhere (an exact inverse, as warped templates have, or no truth);
+            ``ed_es_fraction`` and ``max_frame_gap`` are then not used.
     """
 
     def __init__(self, items: Sequence[SequenceItem], *, storage_size: int = 128,
