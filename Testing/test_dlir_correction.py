@@ -190,3 +190,30 @@ def test_the_dice_term_is_reported_on_annotated_pairs(sims, tmp_path):
                                progress=False, unet=TINY_UNET)
     assert all(0 <= row["dice"] <= 1 and row["loss"] >= row["dice"] for row in history)
     assert read_config(tmp_path / "run")["training"]["dice"] == 1.0
+
+
+def test_a_stage_for_a_project_model_on_simulated_data_keeps_the_project_terms(sims, tmp_path):
+    # echoreg-dlir-sim's config names no licence: its terms come from its sources, as the catalog gives them
+    simulated = SimulatedSequences(range(3), n_frames=4, image_size=(64, 64))  # described as the simulator
+    train_correction(simulated, tmp_path / "run", base="echoreg-dlir-sim", size=32, iterations=2, batch_size=2,
+                     crop=32, iterations_per_epoch=2, device="cpu", progress=False, unet=TINY_UNET)
+    assert read_config(tmp_path / "run")["licence"] == "BSD-3-Clause"
+
+
+def test_the_command_says_in_one_line_why_a_run_cannot_resume(sims, tmp_path, capsys):
+    from EchoRegistrationLib.cli import main
+
+    folder = tmp_path / "cache"
+    for k, item in enumerate(sims[0]):
+        from EchoRegistrationLib.dlir.data import save_item
+        save_item(item, folder / f"item_{k}.npz")
+    command = ["train", "correction", "--data", str(folder), "--base", "echoreg-dlir-sim", "--size", "32",
+               "--crop", "32", "--iterations", "2", "--iterations-per-epoch", "2", "--batch-size", "2",
+               "--device", "cpu", "--stem", "4", "--encoder", "8", "8", "8", "--decoder", "8", "8", "4",
+               "-o", str(tmp_path / "run")]
+    assert main(command) == 0
+    capsys.readouterr()
+    assert main([*command[:-2], "--crop", "24", "-o", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"echoreg: error: {tmp_path / 'run'}: cannot resume: the settings differ in ['crop']")
+    assert len(error.splitlines()) == 1

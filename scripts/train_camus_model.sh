@@ -16,8 +16,8 @@
 # applied) for 1000 steps at step size 3e-4. Stages 1-5 take about 66 + 48 + 42 + 60 + 49 min on one CPU
 # thread. Then its passes are chosen on validation data
 # (benchmarks/validate_passes.py: simulator seeds 5000+, new motions of CAMUS train frames, folding on CAMUS
-# train pairs), its fine-grid correction stage is trained with the network frozen and run twice per pair (echoreg
-# train correction: 192 rows, two new motions of each annotated CAMUS train frame and simulated sequences 0-95
+# train pairs), its fine-grid correction stage is trained behind the frozen network, which then runs twice per
+# pair (echoreg train correction: 192 rows, two new motions of each annotated CAMUS train frame and simulated sequences 0-95
 # with their true motion, CAMUS train pairs for the Dice term; 3000 steps, about 30 min on one CPU thread;
 # EchoRegistrationLib.dlir.correction) and the model is
 # installed in Resources/Models/echoreg-dlir-camus (weights and config; the model card is kept).

@@ -18,6 +18,7 @@ import argparse
 import json
 from typing import Any
 
+from ..sequence import EchoDataError
 from .common import count
 
 SEED_RANGE_HELP = "simulator seeds START-STOP (STOP excluded), e.g. 0-500"
@@ -61,9 +62,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                              "warped:FOLDER[:COPIES] or a folder")
     parser.add_argument("--validation", action="append", help="validation source, repeatable")
     parser.add_argument("-o", "--output", required=True, help="checkpoint folder")
-    parser.add_argument("--batch-size", type=int, help="pairs (masks) per step")
+    parser.add_argument("--batch-size", type=count(1), help="pairs (masks) per step")
     parser.add_argument("--learning-rate", type=float, help="Adam step size")
-    parser.add_argument("--iterations-per-epoch", type=int, default=100,
+    parser.add_argument("--iterations-per-epoch", type=count(1), default=100,
                         help="steps between history rows and checkpoints (default 100)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (torchrun: one GPU per process)")
@@ -135,10 +136,16 @@ def _cmd_correction(args: argparse.Namespace) -> int:
 
     unet = {key: value for key, value in (("stem", args.stem), ("encoder", args.encoder),
                                           ("decoder", args.decoder)) if value is not None}
-    history = train_correction(args.data, base=args.base, size=args.size, iterations=args.iterations,
-                               crop=args.crop, perturbation_mm=args.perturbation, smoothness=args.smoothness,
-                               dice=args.dice, randomise=args.randomise, unet=unet or None, passes=args.passes,
-                               **_common_options(args))
+    try:
+        history = train_correction(args.data, base=args.base, size=args.size, iterations=args.iterations,
+                                   crop=args.crop, perturbation_mm=args.perturbation, smoothness=args.smoothness,
+                                   dice=args.dice, randomise=args.randomise, unet=unet or None, passes=args.passes,
+                                   **_common_options(args))
+    except EchoDataError:
+        raise
+    except ValueError as err:  # the data, the base, the stage's U-Net, or a run with other settings to resume
+        problem = str(err).removeprefix(f"{args.output}: ")
+        raise EchoDataError(args.output, problem) from None
     return _finish(history, args.output)
 
 
@@ -276,7 +283,7 @@ def _add_enhancer_parser(subparsers: Any) -> argparse.ArgumentParser:
                              "illumination)")
     parser.add_argument("--licence", help="terms of the weights for the config (default: BSD-3-Clause for "
                                           "simulated data only, else unknown)")
-    parser.add_argument("--iterations-per-epoch", type=int, default=100,
+    parser.add_argument("--iterations-per-epoch", type=count(1), default=100,
                         help="steps between history rows and checkpoints (default 100)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")

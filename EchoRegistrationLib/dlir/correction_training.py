@@ -32,6 +32,7 @@ from .correction import DEFAULT_CORRECTION_SIZE, FieldCorrection
 from .data import CAMUS_LICENCE, PROJECT_LICENCE, PairSampler, open_source
 from .evaluation import evaluate
 from .model import DLIRModel
+from .shipped import licence_of
 from .training import Callback, History, Stage, _data_config, _items, _load_or_keep, _processes, _Run
 
 MYOCARDIUM_WEIGHT = 4.0   # extra loss weight of myocardial pixels (the strain's tissue) over other tissue
@@ -112,7 +113,8 @@ def train_correction(data: Any, output: str | os.PathLike, *, base: DLIRModel | 
         raise ValueError("the base model has no registration network to correct (an affine-only model)")
     base_name = type(base).__name__ if isinstance(base, torch.nn.Module) else str(base)
     base_config = None if isinstance(base, torch.nn.Module) else read_config(base)
-    base_licence = None if base_config is None else base_config.get("licence")
+    # the catalog's terms: its config's licence, else what its training sources imply
+    base_licence = None if base_config is None else licence_of(base)
     torch.manual_seed(seed)
     if passes is not None and int(passes) < 1:
         raise ValueError(f"passes must be >= 1, got {passes}")

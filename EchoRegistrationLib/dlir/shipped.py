@@ -4,7 +4,8 @@ Shipped registration models (model cards: ``Resources/Models/<family>/README.md`
 
 * ``echoreg-dlir-camus`` (the default; **CC BY-NC-SA 4.0**, CAMUS's terms): a 128-row network trained on
   CAMUS train pairs, warped CAMUS templates and simulated sequences, its passes integrated as velocities
-  (at most 0.01 % of pixels fold on real pairs); the most accurate shipped network on real CAMUS pairs,
+  (at most 0.01 % of pixels fold on real pairs), run twice and then corrected by a 192-row correction
+  stage (:mod:`.correction`; since 2026-11-30); the most accurate shipped network on real CAMUS pairs,
   the real-template family and the real cines of the generalisation benchmark. Registering each frame
   directly to ED it misses motion along the wall on physics-simulated echo (the SIMUS family; its model
   card); through the systole anchor (the default where ES is known) it mostly follows it. It is the

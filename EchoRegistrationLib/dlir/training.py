@@ -156,7 +156,8 @@ class _Run:
         if config.get("training") != self.settings:
             saved, current = config.get("training") or {}, self.settings
             changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-            raise ValueError(f"{self.output}: cannot resume: the settings differ in {changed}")
+            raise ValueError(f"{self.output}: cannot resume: the settings differ in {changed} (give the same "
+                             "settings to continue the run, or another output folder)")
         return state, list(config.get("history", []))
 
     def loop(self, stages: list[Stage], start: tuple[int, int], history: History,
