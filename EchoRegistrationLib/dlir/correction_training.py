@@ -101,7 +101,10 @@ def train_correction(data: Any, output: str | os.PathLike, *, base: DLIRModel | 
         validation data ``val_epe_es`` (mm), ``val_dice_es`` and ``val_folding`` (%).
 
     Raises:
-        ValueError: no training item carries true motion; ``base`` is not a DLIR model with a network.
+        ValueError: no training item carries true motion; ``base`` is not a DLIR model with a network;
+            ``passes`` < 1; several processes (torchrun); an earlier run in ``output`` with other
+            settings.
+        FileExistsError: an earlier run in ``output`` and ``resume`` False.
     """
     processes = _processes(device)
     if processes.world_size > 1:
