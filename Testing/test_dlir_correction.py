@@ -8,6 +8,7 @@ import torch
 from EchoRegistrationLib.dlir import DLIRModel, SimulatedSequences, load_model, read_config, save_model
 from EchoRegistrationLib.dlir.correction import FieldCorrection
 from EchoRegistrationLib.dlir.correction_training import train_correction
+from EchoRegistrationLib.dlir.data import save_item
 from EchoRegistrationLib.dlir.inference import predict_anchored_fields, predict_pair_fields
 from EchoRegistrationLib.dlir.networks import RegistrationUNet
 from EchoRegistrationLib.dlir.training import _start_from
@@ -205,7 +206,6 @@ def test_the_command_says_in_one_line_why_a_run_cannot_resume(sims, tmp_path, ca
 
     folder = tmp_path / "cache"
     for k, item in enumerate(sims[0]):
-        from EchoRegistrationLib.dlir.data import save_item
         save_item(item, folder / f"item_{k}.npz")
     command = ["train", "correction", "--data", str(folder), "--base", "echoreg-dlir-sim", "--size", "32",
                "--crop", "32", "--iterations", "2", "--iterations-per-epoch", "2", "--batch-size", "2",

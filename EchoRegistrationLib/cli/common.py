@@ -42,6 +42,28 @@ def positive_number(text: str) -> float:
     return value
 
 
+def non_negative_number(text: str) -> float:
+    """argparse type: a finite number >= 0 (a loss weight, a size in mm)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def share(text: str) -> float:
+    """argparse type: a number in [0, 1] (a share of the training pairs)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1, got {text!r}")
+    return value
+
+
 def anchor_fraction(text: str) -> float:
     """argparse type: a number in [0, 1) (the systole anchor's place; 0: none)."""
     try:

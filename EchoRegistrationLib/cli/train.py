@@ -19,7 +19,7 @@ import json
 from typing import Any
 
 from ..sequence import EchoDataError
-from .common import count
+from .common import count, non_negative_number, share
 
 SEED_RANGE_HELP = "simulator seeds START-STOP (STOP excluded), e.g. 0-500"
 
@@ -37,23 +37,6 @@ def _weight(text: str) -> tuple[str, float]:
         return name, float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected TERM=WEIGHT, got {text!r}") from None
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
-
-
-def _share(text: str) -> float:
-    value = _non_negative(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1, got {text!r}")
-    return value
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -226,15 +209,15 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     correction.add_argument("--iterations", type=count(1), default=3000, help="steps (default 3000)")
     correction.add_argument("--crop", type=count(8), default=128,
                             help="side of the random square of the grid each step trains on (default 128)")
-    correction.add_argument("--perturbation", type=_non_negative, default=0.6,
+    correction.add_argument("--perturbation", type=non_negative_number, default=0.6,
                             help="largest standard deviation (mm) of the random smooth field added to the "
                                  "model's field (default 0.6)")
-    correction.add_argument("--smoothness", type=_non_negative, default=1.0,
+    correction.add_argument("--smoothness", type=non_negative_number, default=1.0,
                             help="weight of the residual's squared neighbour differences (default 1)")
-    correction.add_argument("--dice", type=_non_negative, default=0.0,
+    correction.add_argument("--dice", type=non_negative_number, default=0.0,
                             help="weight of the soft Dice of LV and myocardium on annotated pairs, e.g. CAMUS "
                                  "ED/ES (default 0: off)")
-    correction.add_argument("--randomise", type=_share, default=0.0,
+    correction.add_argument("--randomise", type=share, default=0.0,
                             help="share of the pairs whose echo appearance is redrawn, 0-1 (default 0: off)")
     correction.add_argument("--passes", type=count(1),
                             help="applications of the base network per pair, saved with the model (default: the "

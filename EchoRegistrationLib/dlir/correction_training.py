@@ -144,14 +144,15 @@ def train_correction(data: Any, output: str | os.PathLike, *, base: DLIRModel | 
     if all(stored.motion is None for stored in sampler.sequences):
         raise ValueError("the correction stage trains on true motion: give simulated sequences or warped "
                          "templates (sim:..., warped:...)")
-    licence = _licence(base_licence, _data_config(items, val_items)["licence"])
+    data_config = _data_config(items, val_items)
+    data_config["licence"] = _licence(base_licence, data_config["licence"])
+    # the canvas on the stage's grid and on the network's: one shape each for the whole run
+    shape, coarse = sampler.stage_shape(size), sampler.stage_shape(first.working_size)
+    scale = torch.tensor(level_spacing(shape, coarse, (1.0, 1.0)), device=dev)
 
     def step(_: Stage, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         stage.train()
         batch = sampler.sample(batch_size, size, rng, dev)
-        shape = batch.fixed.shape[-2:]
-        coarse = sampler.stage_shape(first.working_size)
-        scale = torch.tensor(level_spacing(shape, coarse, (1.0, 1.0)), device=dev)
         with torch.no_grad():
             images = resample_image(torch.cat((batch.fixed, batch.moving), 1), coarse)
             start = model(images[:, :1], images[:, 1:], batch.spacing * scale)
@@ -199,8 +200,7 @@ def train_correction(data: Any, output: str | os.PathLike, *, base: DLIRModel | 
         return {key: scores[key] for key in ("epe_es", "dice_es", "folding")}
 
     def save(history: History, position: dict[str, int]) -> None:
-        save_model(model, run.output, training=settings, **{**_data_config(items, val_items), "licence": licence},
-                   history=history, base_model=base_config)
+        save_model(model, run.output, training=settings, **data_config, history=history, base_model=base_config)
         save_training_state(run.output, {**position, "optimizer": optimizer.state_dict()})
 
     start = (state["stage"], state["epoch"]) if state is not None else (0, 0)
