@@ -31,12 +31,17 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _number(text: str) -> float:
+    """``text`` as a float; nan when it is not a number (which every bound below refuses)."""
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
+
+
 def positive_number(text: str) -> float:
     """argparse type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
+    value = _number(text)
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
@@ -44,10 +49,7 @@ def positive_number(text: str) -> float:
 
 def non_negative_number(text: str) -> float:
     """argparse type: a finite number >= 0 (a loss weight, a size in mm)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
+    value = _number(text)
     if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
     return value
@@ -55,10 +57,7 @@ def non_negative_number(text: str) -> float:
 
 def share(text: str) -> float:
     """argparse type: a number in [0, 1] (a share of the training pairs)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
+    value = _number(text)
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"expected a share between 0 and 1, got {text!r}")
     return value
@@ -66,10 +65,7 @@ def share(text: str) -> float:
 
 def anchor_fraction(text: str) -> float:
     """argparse type: a number in [0, 1) (the systole anchor's place; 0: none)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
+    value = _number(text)
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1) (0: no anchor), got {text!r}")
     return value
