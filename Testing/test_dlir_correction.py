@@ -217,3 +217,6 @@ def test_the_command_says_in_one_line_why_a_run_cannot_resume(sims, tmp_path, ca
     error = capsys.readouterr().err.strip()
     assert error.startswith(f"echoreg: error: {tmp_path / 'run'}: cannot resume: the settings differ in ['crop']")
     assert len(error.splitlines()) == 1
+    assert main([*command[:-2], "--crop", "48", "-o", str(tmp_path / "big")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "crop 48 is larger than the correction grid (32 x " in error and len(error.splitlines()) == 1

@@ -168,3 +168,35 @@ def test_echoreg_train_commands(tmp_path, capsys):
     assert load_model(tmp_path / "fine").mode == "sequential"
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "dlir", "--data", "x", "-o", "y", "--weight", "dice"])
+
+
+def test_train_command_help_states_each_trainers_own_defaults_and_refuses_bad_devices():
+    import inspect
+    import re
+
+    from EchoRegistrationLib.dlir.correction_training import train_correction
+    from EchoRegistrationLib.dlir.training import train_affine, train_dlir, train_vae
+
+    parser = argparse.ArgumentParser(prog="echoreg")
+    add_train_parser(parser.add_subparsers(dest="command", required=True))
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["train"]
+    trainers = next(a for a in commands._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for name, function in (("vae", train_vae), ("affine", train_affine), ("dlir", train_dlir),
+                           ("correction", train_correction)):
+        options = {a.dest: a for a in trainers[name]._actions}
+        for dest in ("batch_size", "learning_rate"):
+            shown = re.search(r"\(default ([0-9.e-]+)\)", options[dest].help).group(1)
+            assert float(shown) == inspect.signature(function).parameters[dest].default, (name, dest)
+            assert options[dest].default is None  # the trainer's own default applies
+    device_help = {name: next(a.help for a in trainers[name]._actions if a.dest == "device")
+                   for name in ("dlir", "correction")}
+    assert "torchrun" in device_help["dlir"] and "torchrun" not in device_help["correction"]
+    base = ["train", "dlir", "--data", "sim:0-2", "-o", "x"]
+    with pytest.raises(SystemExit):
+        parser.parse_args([*base, "--device", "gpu"])
+    with pytest.raises(SystemExit):
+        parser.parse_args([*base, "--learning-rate", "0"])
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit):
+            parser.parse_args([*base, "--device", "cuda"])
+    assert parser.parse_args([*base, "--device", "cpu"]).device == "cpu"

@@ -19,7 +19,7 @@ import json
 from typing import Any
 
 from ..sequence import EchoDataError
-from .common import count, non_negative_number, share
+from .common import count, device_name, non_negative_number, positive_number, share
 
 SEED_RANGE_HELP = "simulator seeds START-STOP (STOP excluded), e.g. 0-500"
 
@@ -39,18 +39,23 @@ def _weight(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"expected TERM=WEIGHT, got {text!r}") from None
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
+def _add_common(parser: argparse.ArgumentParser, *, batch_size: int, learning_rate: float,
+                torchrun: bool = True) -> None:
+    """The options every DLIR trainer shares; ``batch_size`` and ``learning_rate`` are the trainer's
+    own defaults, shown in the help (the option passes nothing unless given)."""
     parser.add_argument("--data", action="append", required=True,
                         help="training source, repeatable: sim:START-STOP[:CACHE], sim-randomised:START-STOP[:CACHE], "
                              "warped:FOLDER[:COPIES] or a folder")
     parser.add_argument("--validation", action="append", help="validation source, repeatable")
     parser.add_argument("-o", "--output", required=True, help="checkpoint folder")
-    parser.add_argument("--batch-size", type=count(1), help="pairs (masks) per step")
-    parser.add_argument("--learning-rate", type=float, help="Adam step size")
+    parser.add_argument("--batch-size", type=count(1), help=f"pairs (masks) per step (default {batch_size})")
+    parser.add_argument("--learning-rate", type=positive_number,
+                        help=f"Adam step size (default {learning_rate:g})")
     parser.add_argument("--iterations-per-epoch", type=count(1), default=100,
                         help="steps between history rows and checkpoints (default 100)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (torchrun: one GPU per process)")
+    parser.add_argument("--device", type=device_name, default="auto",
+                        help="auto, cpu or cuda" + (" (torchrun: one GPU per process)" if torchrun else ""))
     parser.add_argument("--no-resume", dest="resume", action="store_false",
                         help="refuse to continue a run found in the output folder")
 
@@ -151,7 +156,7 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     simulate.set_defaults(run=_cmd_simulate)
 
     vae = sub.add_parser("vae", help="train the mask VAE of one structure (shape prior)")
-    _add_common(vae)
+    _add_common(vae, batch_size=32, learning_rate=1e-3)
     vae.add_argument("--structure", choices=["lv", "myocardium"], default="lv")
     vae.add_argument("--iterations", type=int, default=3000, help="steps (default 3000)")
     vae.add_argument("--latent-size", type=int, default=32, help="latent dimensions (default 32)")
@@ -159,13 +164,13 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     vae.set_defaults(run=_cmd_vae)
 
     affine = sub.add_parser("affine", help="train the affine CNN (unsupervised, NCC)")
-    _add_common(affine)
+    _add_common(affine, batch_size=16, learning_rate=1e-3)
     affine.add_argument("--size", type=int, default=64, help="working-grid rows (default 64)")
     affine.add_argument("--iterations", type=int, default=3000, help="steps (default 3000)")
     affine.set_defaults(run=_cmd_affine)
 
     dlir = sub.add_parser("dlir", help="train the registration network (multi-scale)")
-    _add_common(dlir)
+    _add_common(dlir, batch_size=8, learning_rate=1e-3)
     dlir.add_argument("--scales", type=int, nargs="+", default=[32, 64, 128],
                       help="working-grid rows per stage, coarse to fine (default 32 64 128)")
     dlir.add_argument("--iterations", type=int, nargs="+", default=[1000],
@@ -203,7 +208,7 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
 
     correction = sub.add_parser("correction", help="train the fine-grid correction stage of a trained DLIR "
                                                    "model (pairs with true motion; the model is frozen)")
-    _add_common(correction)
+    _add_common(correction, batch_size=8, learning_rate=1e-3, torchrun=False)
     correction.add_argument("--base", required=True, help="the trained DLIR model (installed name or checkpoint)")
     correction.add_argument("--size", type=count(2), default=192, help="rows of the correction grid (default 192)")
     correction.add_argument("--iterations", type=count(1), default=3000, help="steps (default 3000)")
@@ -260,7 +265,8 @@ def _add_enhancer_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--crop", type=int, default=80, help="crop side in model pixels (default 80)")
     parser.add_argument("--width", type=int, default=16, help="generator width (default 16)")
     parser.add_argument("--blocks", type=int, default=6, help="generator residual blocks (default 6)")
-    parser.add_argument("--learning-rate", type=float, default=2e-4, help="Adam step size (default 2e-4)")
+    parser.add_argument("--learning-rate", type=positive_number, default=2e-4,
+                        help="Adam step size (default 2e-4)")
     parser.add_argument("--weight", type=_weight, action="append",
                         help="loss weight TERM=WEIGHT, repeatable (adversarial, cycle, identity, ssim, "
                              "illumination)")
@@ -269,7 +275,7 @@ def _add_enhancer_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--iterations-per-epoch", type=count(1), default=100,
                         help="steps between history rows and checkpoints (default 100)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--device", type=device_name, default="auto", help="auto, cpu or cuda")
     parser.add_argument("--no-resume", dest="resume", action="store_false",
                         help="refuse to continue a run found in the output folder")
     parser.set_defaults(run=_cmd_enhancer)

@@ -102,8 +102,8 @@ def train_correction(data: Any, output: str | os.PathLike, *, base: DLIRModel | 
 
     Raises:
         ValueError: no training item carries true motion; ``base`` is not a DLIR model with a network;
-            ``passes`` < 1; several processes (torchrun); an earlier run in ``output`` with other
-            settings.
+            ``passes`` < 1; ``crop`` larger than the correction grid; several processes (torchrun); an
+            earlier run in ``output`` with other settings.
         FileExistsError: an earlier run in ``output`` and ``resume`` False.
     """
     processes = _processes(device)
@@ -148,6 +148,9 @@ def train_correction(data: Any, output: str | os.PathLike, *, base: DLIRModel | 
     data_config["licence"] = _licence(base_licence, data_config["licence"])
     # the canvas on the stage's grid and on the network's: one shape each for the whole run
     shape, coarse = sampler.stage_shape(size), sampler.stage_shape(first.working_size)
+    if crop > min(shape):
+        raise ValueError(f"crop {crop} is larger than the correction grid ({shape[0]} x {shape[1]} pixels): "
+                         f"give a crop of at most {min(shape)}")
     scale = torch.tensor(level_spacing(shape, coarse, (1.0, 1.0)), device=dev)
 
     def step(_: Stage, rng: np.random.Generator) -> dict[str, torch.Tensor]:
