@@ -108,39 +108,44 @@ def _chunked(pairs: list[tuple[int, int]], chunk_size: int, dev: torch.device, s
     return fields
 
 
-def correct_fields(model: DLIRModel, seq: EchoSequence, pairs: list[tuple[int, int]], fields: torch.Tensor,
-                   chunk_size: int = 32, amp: bool = True) -> torch.Tensor:
-    """``fields`` of (fixed, moving) ``pairs`` of ``seq`` through the model's correction stage
-    (:class:`.correction.FieldCorrection`), or as they are when it has none.
+def _network_fields(model: DLIRModel, seq: EchoSequence, frames: torch.Tensor, pairs: list[tuple[int, int]],
+                    shape: tuple[int, int], chunk_size: int, amp: bool, flip_average: bool) -> torch.Tensor:
+    """(P, 2, *shape) float32 mm fields of ``pairs`` from the model's network (no correction
+    stage), predicted on its working grid and resampled to a grid of ``shape`` over the frames'
+    extent; ``frames`` are the (T, 1, H, W) raw frames of ``seq`` on the model's device."""
+    # a subsequence cut for a few frames keeps its sequence's window (workflow.register_one_frame)
+    working, spacing = prepare_frames(frames, seq.spacing, model.working_size, seq.metadata.get(INTENSITY_WINDOW))
+    predict = model.mirror_averaged if flip_average else model
 
-    The frames are brought to the stage's grid (:func:`.grid.prepare_frames`, the sequence's
-    intensity window as for the network), each field is resampled there, corrected against its
-    moving frame warped by it, and resampled back.
+    def predicted(chunk: list[tuple[int, int]], done: int) -> torch.Tensor:
+        with autocast_context(frames.device, amp):
+            field = predict(working[fixed_indices(chunk)], working[[m for _, m in chunk]], spacing)
+        return resample_field(field, shape)
 
-    Args:
-        model: the model (on the device of ``fields``).
-        seq, pairs: the sequence and the (fixed, moving) frame indices of the fields.
-        fields: (P, 2, H, W) mm on the input grid, pair p's on its fixed frame's grid.
-        chunk_size, amp: as for :func:`predict_pair_fields`.
+    return _chunked(pairs, chunk_size, frames.device, shape, predicted)
 
-    Returns:
-        (P, 2, H, W) float32 mm on the input grid, as ``fields``.
-    """
-    stage = model.correction
-    if stage is None or not pairs:
-        return fields
-    dev = fields.device
-    with torch.inference_mode():
-        frames = torch.from_numpy(seq.frames).to(dev)[:, None]
-        fine, spacing = prepare_frames(frames, seq.spacing, stage.working_size, seq.metadata.get(INTENSITY_WINDOW))
 
-        def corrected(chunk: list[tuple[int, int]], done: int) -> torch.Tensor:
-            start = resample_field(fields[done:done + len(chunk)], fine.shape[-2:])
-            with autocast_context(dev, amp):
-                field = stage(fine[fixed_indices(chunk)], fine[[m for _, m in chunk]], start, spacing)
-            return to_input_grid(field, seq.frame_shape)
+def _stage_grid(model: DLIRModel, seq: EchoSequence, frames: torch.Tensor,
+                correct: bool) -> tuple[torch.Tensor | None, tuple[float, float]]:
+    """The frames on the grid where the fields are composed and corrected, and its (sx, sy) mm:
+    the correction stage's grid (:func:`.grid.prepare_frames`, the network's intensity window)
+    when the model has a stage and ``correct``; else None and the input grid's spacing."""
+    if model.correction is None or not correct:
+        return None, seq.spacing
+    return prepare_frames(frames, seq.spacing, model.correction.working_size, seq.metadata.get(INTENSITY_WINDOW))
 
-        return _chunked(pairs, chunk_size, dev, seq.frame_shape, corrected)
+
+def _corrected(model: DLIRModel, fine: torch.Tensor, spacing: tuple[float, float], pairs: list[tuple[int, int]],
+               fields: torch.Tensor, chunk_size: int, amp: bool) -> torch.Tensor:
+    """(P, 2, h, w) mm ``fields`` of (fixed, moving) ``pairs`` on the correction stage's grid
+    (``fine``: the (T, 1, h, w) frames there, ``spacing`` its mm) through the stage
+    (:class:`.correction.FieldCorrection`: each corrected against its moving frame warped by it)."""
+    def corrected(chunk: list[tuple[int, int]], done: int) -> torch.Tensor:
+        with autocast_context(fine.device, amp):
+            return model.correction(fine[fixed_indices(chunk)], fine[[m for _, m in chunk]],
+                                    fields[done:done + len(chunk)], spacing)
+
+    return _chunked(pairs, chunk_size, fine.device, tuple(fine.shape[-2:]), corrected)
 
 
 def predict_pair_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
@@ -148,6 +153,11 @@ def predict_pair_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
                         chunk_size: int = 32, amp: bool = True,
                         flip_average: bool = False, correct: bool = True) -> torch.Tensor:
     """Fields of (fixed, moving) frame pairs of ``seq``, predicted in batches.
+
+    The network's fields are resampled to the input grid, or, for a model with a correction
+    stage (:class:`.correction.FieldCorrection`), to the stage's grid, corrected there (each
+    against its moving frame warped by it) and then resampled to the input grid: one resampling
+    to full resolution per field.
 
     Args:
         model: a :class:`~.model.DLIRModel` or the path of its checkpoint.
@@ -159,7 +169,7 @@ def predict_pair_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
         amp: mixed precision (bfloat16 / float16) for the network on CUDA; ignored on the CPU.
         flip_average: average with the mirrored pair's field (:meth:`.model.DLIRModel.mirror_averaged`;
             the correction stage runs once, on the averaged field).
-        correct: run the model's correction stage, when it has one (:func:`correct_fields`).
+        correct: run the model's correction stage, when it has one.
 
     Returns:
         (P, 2, H, W) float32 mm on ``device``, each on its fixed frame's grid: point p of the fixed
@@ -170,22 +180,15 @@ def predict_pair_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
     dev = resolve_device(device)
     model = as_model(model, dev)
     keep_freed_memory()
+    if not pairs:
+        return torch.zeros(0, 2, *seq.frame_shape, device=dev)
     with torch.inference_mode():
         frames = torch.from_numpy(seq.frames).to(dev)[:, None]
-        # a subsequence cut for a few frames keeps its sequence's window (workflow.register_one_frame)
-        working, spacing = prepare_frames(frames, seq.spacing, model.working_size,
-                                          seq.metadata.get(INTENSITY_WINDOW))
-        predict = model.mirror_averaged if flip_average else model
-
-        def predicted(chunk: list[tuple[int, int]], done: int) -> torch.Tensor:
-            with autocast_context(dev, amp):
-                field = predict(working[fixed_indices(chunk)], working[[m for _, m in chunk]], spacing)
-            return to_input_grid(field, seq.frame_shape)
-
-        fields = _chunked(pairs, chunk_size, dev, seq.frame_shape, predicted)
-    if fields is None:
-        return torch.zeros(0, 2, *seq.frame_shape, device=dev)
-    return correct_fields(model, seq, pairs, fields, chunk_size, amp) if correct else fields
+        fine, spacing = _stage_grid(model, seq, frames, correct)
+        if fine is None:
+            return _network_fields(model, seq, frames, pairs, seq.frame_shape, chunk_size, amp, flip_average)
+        fields = _network_fields(model, seq, frames, pairs, tuple(fine.shape[-2:]), chunk_size, amp, flip_average)
+        return to_input_grid(_corrected(model, fine, spacing, pairs, fields, chunk_size, amp), seq.frame_shape)
 
 
 def predict_anchored_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
@@ -197,7 +200,8 @@ def predict_anchored_fields(model: DLIRModel | str | os.PathLike, seq: EchoSeque
     ``anchors`` map to the anchor is registered to the anchor and its field composed with the anchor's
     own, so that no network call spans the whole of a large systolic motion; as many network calls as
     :func:`predict_pair_fields`. A model's correction stage corrects the composed fields, each
-    against the reference.
+    against the reference; the fields are composed and corrected on the stage's grid (on the input
+    grid without a stage) and resampled to the input grid once.
 
     Falls back to :func:`predict_pair_fields` (and returns no anchor frame) when no frame of ``pairs``
     goes through an anchor (ES unknown or not after the reference), when the pairs do not share one
@@ -223,14 +227,22 @@ def predict_anchored_fields(model: DLIRModel | str | os.PathLike, seq: EchoSeque
     shared = all(f == reference for f, _ in pairs)
     if not used or not shared or not used <= set(via):
         return predict_pair_fields(model, seq, pairs, device, chunk_size, amp, flip_average), None
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     registered = [(via[t], t) for t in via]
     dev = resolve_device(device)
     model = as_model(model, dev)
-    fields = predict_pair_fields(model, seq, registered, dev, chunk_size, amp, flip_average, correct=False)
-    with torch.inference_mode():  # through the anchor: its field, then the anchor's to the frame
-        chained = chain_to_reference(fields, registered, seq.n_frames, reference, "sequential", seq.spacing)
-    # the correction stage, if any, corrects each composed field against the reference
-    return correct_fields(model, seq, pairs, chained[list(via)], chunk_size, amp), used.pop()
+    keep_freed_memory()
+    with torch.inference_mode():
+        frames = torch.from_numpy(seq.frames).to(dev)[:, None]
+        fine, spacing = _stage_grid(model, seq, frames, True)
+        shape = seq.frame_shape if fine is None else tuple(fine.shape[-2:])
+        fields = _network_fields(model, seq, frames, registered, shape, chunk_size, amp, flip_average)
+        # through the anchor: its field, then the anchor's to the frame
+        chained = chain_to_reference(fields, registered, seq.n_frames, reference, "sequential", spacing)[list(via)]
+        if fine is not None:  # the correction stage corrects each composed field against the reference
+            chained = to_input_grid(_corrected(model, fine, spacing, pairs, chained, chunk_size, amp), seq.frame_shape)
+    return chained, used.pop()
 
 
 def predict_sequence_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
