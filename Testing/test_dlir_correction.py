@@ -82,6 +82,36 @@ def test_inference_corrects_each_field_once_in_mm_of_the_input():
     assert torch.allclose(predict_pair_fields(model, seq, pairs, "cpu", chunk_size=2), fields)
 
 
+class DepthScaling(torch.nn.Module):
+    """A stand-in network whose field is u = (0, k y) mm on any grid (y: mm below the first row),
+    in the network's output units (percent of the field of view's depth)."""
+    output_stride = 1
+
+    def __init__(self, k: float):
+        super().__init__()
+        self.k = k
+
+    def forward(self, pair: torch.Tensor) -> torch.Tensor:
+        rows = torch.linspace(0, 1, pair.shape[-2])[:, None].expand(pair.shape[-2:])
+        return torch.stack((torch.zeros_like(rows), self.k * rows / 0.01))[None].expand(len(pair), -1, -1, -1)
+
+
+def test_fields_through_the_anchor_are_composed_in_mm_on_the_stage_grid():
+    # u = k y composed with itself through the anchor is (2k + k^2) y, whatever the grids, if the
+    # composition uses each grid's own pixel size (0.4 x 0.7 mm here; the stage's grid is coarser)
+    k = -0.1
+    model = DLIRModel(DepthScaling(k), working_size=24, correction=constant_stage((0.5, 0.0))).eval()
+    frames = np.random.default_rng(1).uniform(0, 255, (6, 60, 80)).astype(np.float32)
+    seq = EchoSequence(frames=frames, spacing=(0.4, 0.7), ed_index=0, es_index=5)
+    stage_sx = 79 * 0.4 / (round(79 * 0.4 / (59 * 0.7 / 39)))  # the stage's 40 rows span the same depth
+    y = torch.arange(60, dtype=torch.float32)[:, None] * 0.7
+    fields, anchor = predict_anchored_fields(model, seq, [(0, t) for t in range(1, 6)], {4: 3, 5: 3}, "cpu")
+    assert anchor == 3
+    for index, factor in ((0, k), (2, k), (3, 2 * k + k * k), (4, 2 * k + k * k)):  # frames 1, 3 direct; 4, 5 via 3
+        torch.testing.assert_close(fields[index, 1], (factor * y).expand(60, 80), atol=2e-4, rtol=0)
+        torch.testing.assert_close(fields[index, 0], torch.full((60, 80), 0.5 * stage_sx), atol=2e-4, rtol=0)
+
+
 def test_a_model_with_a_stage_saves_and_loads_and_one_without_keeps_its_config(tmp_path):
     model = still_model(constant_stage((0.5, 0.0)))
     save_model(model, tmp_path / "with")

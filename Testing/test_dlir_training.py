@@ -200,3 +200,10 @@ def test_train_command_help_states_each_trainers_own_defaults_and_refuses_bad_de
         with pytest.raises(SystemExit):
             parser.parse_args([*base, "--device", "cuda"])
     assert parser.parse_args([*base, "--device", "cpu"]).device == "cpu"
+    for bad in (["train", "simulate", "--seeds", "0-2", "-o", "x", "--frames", "1"],
+                ["train", "vae", "--data", "sim:0-2", "-o", "x", "--latent-size", "0"],
+                ["train", "affine", "--data", "sim:0-2", "-o", "x", "--size", "1"],
+                [*base, "--scales", "32", "0"], [*base, "--iterations", "-5"],
+                ["train", "enhancer", "--low", "degraded:0-2", "--high", "sim:2-4", "-o", "x", "--crop", "4"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)

@@ -147,9 +147,9 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     simulate = sub.add_parser("simulate", help="simulate training sequences into a cache folder")
     simulate.add_argument("--seeds", type=_seed_range, required=True, help=SEED_RANGE_HELP)
     simulate.add_argument("-o", "--output", required=True, help="cache folder")
-    simulate.add_argument("--frames", type=int, default=20, help="frames per sequence (default 20)")
-    simulate.add_argument("--size", type=int, default=256, help="frame size in pixels (default 256)")
-    simulate.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    simulate.add_argument("--frames", type=count(2), default=20, help="frames per sequence (default 20)")
+    simulate.add_argument("--size", type=count(16), default=256, help="frame size in pixels (default 256)")
+    simulate.add_argument("--workers", type=count(1), default=1, help="processes (default 1)")
     simulate.add_argument("--appearance", choices=["nominal", "randomised"], default="nominal",
                           help="tissue echogenicity, texture and PSF: nominal, or drawn per seed "
                                "(domain randomisation; read back as sim-randomised:START-STOP:CACHE)")
@@ -158,22 +158,22 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     vae = sub.add_parser("vae", help="train the mask VAE of one structure (shape prior)")
     _add_common(vae, batch_size=32, learning_rate=1e-3)
     vae.add_argument("--structure", choices=["lv", "myocardium"], default="lv")
-    vae.add_argument("--iterations", type=int, default=3000, help="steps (default 3000)")
-    vae.add_argument("--latent-size", type=int, default=32, help="latent dimensions (default 32)")
+    vae.add_argument("--iterations", type=count(1), default=3000, help="steps (default 3000)")
+    vae.add_argument("--latent-size", type=count(1), default=32, help="latent dimensions (default 32)")
     vae.add_argument("--beta", type=float, default=1.0, help="weight of the KL term (default 1)")
     vae.set_defaults(run=_cmd_vae)
 
     affine = sub.add_parser("affine", help="train the affine CNN (unsupervised, NCC)")
     _add_common(affine, batch_size=16, learning_rate=1e-3)
-    affine.add_argument("--size", type=int, default=64, help="working-grid rows (default 64)")
-    affine.add_argument("--iterations", type=int, default=3000, help="steps (default 3000)")
+    affine.add_argument("--size", type=count(2), default=64, help="working-grid rows (default 64)")
+    affine.add_argument("--iterations", type=count(1), default=3000, help="steps (default 3000)")
     affine.set_defaults(run=_cmd_affine)
 
     dlir = sub.add_parser("dlir", help="train the registration network (multi-scale)")
     _add_common(dlir, batch_size=8, learning_rate=1e-3)
-    dlir.add_argument("--scales", type=int, nargs="+", default=[32, 64, 128],
+    dlir.add_argument("--scales", type=count(2), nargs="+", default=[32, 64, 128],
                       help="working-grid rows per stage, coarse to fine (default 32 64 128)")
-    dlir.add_argument("--iterations", type=int, nargs="+", default=[1000],
+    dlir.add_argument("--iterations", type=count(1), nargs="+", default=[1000],
                       help="steps per stage: one for all or one per scale (default 1000)")
     dlir.add_argument("--weight", type=_weight, action="append",
                       help="loss weight TERM=WEIGHT, repeatable (similarity, bending, dice, shape, texture, "
@@ -261,10 +261,10 @@ def _add_enhancer_parser(subparsers: Any) -> argparse.ArgumentParser:
                              "root: the model then carries CAMUS's CC BY-NC-SA 4.0 terms)")
     parser.add_argument("--validation", help="degraded:START-STOP seeds scored against their clean frames")
     parser.add_argument("-o", "--output", required=True, help="checkpoint folder")
-    parser.add_argument("--iterations", type=int, default=2000, help="steps (default 2000)")
-    parser.add_argument("--crop", type=int, default=80, help="crop side in model pixels (default 80)")
-    parser.add_argument("--width", type=int, default=16, help="generator width (default 16)")
-    parser.add_argument("--blocks", type=int, default=6, help="generator residual blocks (default 6)")
+    parser.add_argument("--iterations", type=count(1), default=2000, help="steps (default 2000)")
+    parser.add_argument("--crop", type=count(8), default=80, help="crop side in model pixels (default 80)")
+    parser.add_argument("--width", type=count(1), default=16, help="generator width (default 16)")
+    parser.add_argument("--blocks", type=count(0), default=6, help="generator residual blocks (default 6)")
     parser.add_argument("--learning-rate", type=positive_number, default=2e-4,
                         help="Adam step size (default 2e-4)")
     parser.add_argument("--weight", type=_weight, action="append",

@@ -2,9 +2,10 @@
 
 The frames are brought to the model's working grid once (:mod:`.grid`), all (fixed, moving) frame
 pairs go through the network in batches of ``chunk_size`` under ``torch.inference_mode()`` (mixed
-precision on CUDA), and the fields come back to the input grid in mm. Pairs are every frame against
-the reference ("to_reference") or each frame against its neighbour towards the reference
-("sequential", then composed). ``register_sequence(..., method="dlir")`` builds its
+precision on CUDA), and the fields come back to the input grid in mm (for a model with a correction
+stage, through the stage's grid: composed and corrected there, then brought to the input grid once).
+Pairs are every frame against the reference ("to_reference") or each frame against its neighbour
+towards the reference ("sequential", then composed). ``register_sequence(..., method="dlir")`` builds its
 :class:`~..registration.RegistrationResult` on these fields and may refine them by optimisation.
 """
 
@@ -128,8 +129,9 @@ def _network_fields(model: DLIRModel, seq: EchoSequence, frames: torch.Tensor, p
 def _stage_grid(model: DLIRModel, seq: EchoSequence, frames: torch.Tensor,
                 correct: bool) -> tuple[torch.Tensor | None, tuple[float, float]]:
     """The frames on the grid where the fields are composed and corrected, and its (sx, sy) mm:
-    the correction stage's grid (:func:`.grid.prepare_frames`, the network's intensity window)
-    when the model has a stage and ``correct``; else None and the input grid's spacing."""
+    the correction stage's grid (:func:`.grid.prepare_frames`, normalised as for the network: the
+    sequence's stored intensity window, else its percentiles on this grid) when the model has a
+    stage and ``correct``; else None and the input grid's spacing."""
     if model.correction is None or not correct:
         return None, seq.spacing
     return prepare_frames(frames, seq.spacing, model.correction.working_size, seq.metadata.get(INTENSITY_WINDOW))
