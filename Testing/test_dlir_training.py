@@ -204,6 +204,21 @@ def test_train_command_help_states_each_trainers_own_defaults_and_refuses_bad_de
                 ["train", "vae", "--data", "sim:0-2", "-o", "x", "--latent-size", "0"],
                 ["train", "affine", "--data", "sim:0-2", "-o", "x", "--size", "1"],
                 [*base, "--scales", "32", "0"], [*base, "--iterations", "-5"],
-                ["train", "enhancer", "--low", "degraded:0-2", "--high", "sim:2-4", "-o", "x", "--crop", "4"]):
+                ["train", "enhancer", "--low", "degraded:0-2", "--high", "sim:2-4", "-o", "x", "--crop", "4"],
+                [*base, "--weight", "dice=-1"], [*base, "--randomise", "1.5"], [*base, "--encoder", "8", "0"],
+                ["train", "vae", "--data", "sim:0-2", "-o", "x", "--beta", "-1"]):
         with pytest.raises(SystemExit):
             parser.parse_args(bad)
+
+
+def test_train_commands_report_bad_settings_in_one_line(tmp_path, capsys):
+    from EchoRegistrationLib.cli import main
+
+    cases = {("--data", "sim:3-1"): "sim:3-1: the simulator seeds START-STOP need START < STOP",
+             ("--data", "sim:0-2", "--weight", "bogus=1"): "unknown loss terms ['bogus']",
+             ("--data", "sim:0-2", "--encoder", "32", "32", "--decoder", "32"): "needs 2 decoder levels"}
+    for k, (options, problem) in enumerate(cases.items()):
+        output = tmp_path / f"run{k}"
+        assert main(["train", "dlir", *options, "-o", str(output), "--device", "cpu"]) == 2
+        error = capsys.readouterr().err.strip()
+        assert error.startswith(f"echoreg: error: {output}: ") and problem in error and len(error.splitlines()) == 1

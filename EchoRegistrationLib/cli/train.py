@@ -15,7 +15,9 @@ items, any sequence files). Multi-GPU::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+from collections.abc import Callable
 from typing import Any
 
 from ..sequence import EchoDataError
@@ -34,28 +36,45 @@ def _seed_range(text: str) -> range:
 def _weight(text: str) -> tuple[str, float]:
     name, _, value = text.partition("=")
     try:
-        return name, float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected TERM=WEIGHT, got {text!r}") from None
+        return name, non_negative_number(value)
+    except argparse.ArgumentTypeError as err:
+        raise argparse.ArgumentTypeError(f"expected TERM=WEIGHT with a weight >= 0, got {text!r} ({err})") from None
+
+
+def _one_line_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A train subcommand whose ValueErrors (bad data specs, U-Nets, weights, a run in the output
+    folder with other settings to resume) end it with one error line about its output folder, as
+    :class:`~..sequence.EchoDataError` (exit status 2), not a traceback."""
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except EchoDataError:
+            raise
+        except ValueError as err:
+            raise EchoDataError(args.output, str(err).removeprefix(f"{args.output}: ")) from None
+    return run
 
 
 def _add_common(parser: argparse.ArgumentParser, *, batch_size: int, learning_rate: float,
-                torchrun: bool = True) -> None:
+                torchrun: bool = True, items: str = "pairs") -> None:
     """The options every DLIR trainer shares; ``batch_size`` and ``learning_rate`` are the trainer's
-    own defaults, shown in the help (the option passes nothing unless given)."""
+    own defaults, shown in the help (the option passes nothing unless given); ``items``: what a
+    batch holds."""
     parser.add_argument("--data", action="append", required=True,
                         help="training source, repeatable: sim:START-STOP[:CACHE], sim-randomised:START-STOP[:CACHE], "
                              "warped:FOLDER[:COPIES] or a folder")
     parser.add_argument("--validation", action="append", help="validation source, repeatable")
     parser.add_argument("-o", "--output", required=True, help="checkpoint folder")
-    parser.add_argument("--batch-size", type=count(1), help=f"pairs (masks) per step (default {batch_size})")
+    parser.add_argument("--batch-size", type=count(1), help=f"{items} per step (default {batch_size})")
     parser.add_argument("--learning-rate", type=positive_number,
                         help=f"Adam step size (default {learning_rate:g})")
     parser.add_argument("--iterations-per-epoch", type=count(1), default=100,
                         help="steps between history rows and checkpoints (default 100)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--device", type=device_name, default="auto",
-                        help="auto, cpu or cuda" + (" (torchrun: one GPU per process)" if torchrun else ""))
+                        help="auto, cpu or cuda (default auto)"
+                             + ("; torchrun: one GPU per process" if torchrun else ""))
     parser.add_argument("--no-resume", dest="resume", action="store_false",
                         help="refuse to continue a run found in the output folder")
 
@@ -77,6 +96,7 @@ def _finish(history: list[dict[str, Any]], output: str) -> int:
     return 0
 
 
+@_one_line_errors
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from ..dlir.data import write_simulated_cache
 
@@ -87,6 +107,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+@_one_line_errors
 def _cmd_vae(args: argparse.Namespace) -> int:
     from ..dlir.training import train_vae
 
@@ -95,6 +116,7 @@ def _cmd_vae(args: argparse.Namespace) -> int:
     return _finish(history, args.output)
 
 
+@_one_line_errors
 def _cmd_affine(args: argparse.Namespace) -> int:
     from ..dlir.training import train_affine
 
@@ -103,6 +125,7 @@ def _cmd_affine(args: argparse.Namespace) -> int:
     return _finish(history, args.output)
 
 
+@_one_line_errors
 def _cmd_dlir(args: argparse.Namespace) -> int:
     from ..dlir.training import train_dlir
 
@@ -119,21 +142,16 @@ def _cmd_dlir(args: argparse.Namespace) -> int:
     return _finish(history, args.output)
 
 
+@_one_line_errors
 def _cmd_correction(args: argparse.Namespace) -> int:
     from ..dlir.correction_training import train_correction
 
     unet = {key: value for key, value in (("stem", args.stem), ("encoder", args.encoder),
                                           ("decoder", args.decoder)) if value is not None}
-    try:
-        history = train_correction(args.data, base=args.base, size=args.size, iterations=args.iterations,
-                                   crop=args.crop, perturbation_mm=args.perturbation, smoothness=args.smoothness,
-                                   dice=args.dice, randomise=args.randomise, unet=unet or None, passes=args.passes,
-                                   **_common_options(args))
-    except EchoDataError:
-        raise
-    except ValueError as err:  # the data, the base, the stage's U-Net, or a run with other settings to resume
-        problem = str(err).removeprefix(f"{args.output}: ")
-        raise EchoDataError(args.output, problem) from None
+    history = train_correction(args.data, base=args.base, size=args.size, iterations=args.iterations,
+                               crop=args.crop, perturbation_mm=args.perturbation, smoothness=args.smoothness,
+                               dice=args.dice, randomise=args.randomise, unet=unet or None, passes=args.passes,
+                               **_common_options(args))
     return _finish(history, args.output)
 
 
@@ -152,15 +170,16 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     simulate.add_argument("--workers", type=count(1), default=1, help="processes (default 1)")
     simulate.add_argument("--appearance", choices=["nominal", "randomised"], default="nominal",
                           help="tissue echogenicity, texture and PSF: nominal, or drawn per seed "
-                               "(domain randomisation; read back as sim-randomised:START-STOP:CACHE)")
+                               "(domain randomisation; read back as sim-randomised:START-STOP:CACHE; default nominal)")
     simulate.set_defaults(run=_cmd_simulate)
 
     vae = sub.add_parser("vae", help="train the mask VAE of one structure (shape prior)")
-    _add_common(vae, batch_size=32, learning_rate=1e-3)
-    vae.add_argument("--structure", choices=["lv", "myocardium"], default="lv")
+    _add_common(vae, batch_size=32, learning_rate=1e-3, items="masks")
+    vae.add_argument("--structure", choices=["lv", "myocardium"], default="lv",
+                     help="the mask the VAE learns (default lv)")
     vae.add_argument("--iterations", type=count(1), default=3000, help="steps (default 3000)")
     vae.add_argument("--latent-size", type=count(1), default=32, help="latent dimensions (default 32)")
-    vae.add_argument("--beta", type=float, default=1.0, help="weight of the KL term (default 1)")
+    vae.add_argument("--beta", type=non_negative_number, default=1.0, help="weight of the KL term (default 1)")
     vae.set_defaults(run=_cmd_vae)
 
     affine = sub.add_parser("affine", help="train the affine CNN (unsupervised, NCC)")
@@ -171,14 +190,15 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
 
     dlir = sub.add_parser("dlir", help="train the registration network (multi-scale)")
     _add_common(dlir, batch_size=8, learning_rate=1e-3)
-    dlir.add_argument("--scales", type=count(2), nargs="+", default=[32, 64, 128],
+    dlir.add_argument("--scales", type=count(8), nargs="+", default=[32, 64, 128],
                       help="working-grid rows per stage, coarse to fine (default 32 64 128)")
-    dlir.add_argument("--iterations", type=count(1), nargs="+", default=[1000],
+    dlir.add_argument("--iterations", type=count(0), nargs="+", default=[1000],
                       help="steps per stage: one for all or one per scale (default 1000)")
     dlir.add_argument("--weight", type=_weight, action="append",
                       help="loss weight TERM=WEIGHT, repeatable (similarity, bending, dice, shape, texture, "
                            "motion)")
-    dlir.add_argument("--similarity", choices=["lncc", "mi"], default="lncc")
+    dlir.add_argument("--similarity", choices=["lncc", "mi"], default="lncc",
+                      help="image similarity term: local NCC or mutual information (default lncc)")
     dlir.add_argument("--vae", action="append", help="VAE checkpoint for the shape term, repeatable")
     dlir.add_argument("--no-texture", dest="texture", action="store_false",
                       help="switch the adversarial texture term off")
@@ -187,9 +207,9 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     dlir.add_argument("--passes", type=count(1), default=1,
                       help="network applications per training pair, trained end to end on the composed "
                            "field (a recurrent cascade; each costs a network run; default 1)")
-    dlir.add_argument("--encoder", type=int, nargs="+",
+    dlir.add_argument("--encoder", type=count(1), nargs="+",
                       help="U-Net channels of each stride-2 level, fine to coarse (default 32 32 32 32)")
-    dlir.add_argument("--decoder", type=int, nargs="+",
+    dlir.add_argument("--decoder", type=count(1), nargs="+",
                       help="U-Net channels of each decoder level, coarse to fine (default 32 32 32 16)")
     dlir.add_argument("--output-stride", type=int,
                       help="predict the field on a grid this many times coarser than the working grid "
@@ -201,9 +221,9 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     dlir.add_argument("--max-frame-gap", type=int, default=3,
                       help="sequential: largest frame distance of the training pairs (default 3)")
     dlir.add_argument("--init", help="DLIR checkpoint of the same U-Net to start from (fine-tuning)")
-    dlir.add_argument("--randomise", type=float, default=0.0,
+    dlir.add_argument("--randomise", type=share, default=0.0,
                       help="share of the training pairs whose echo appearance is redrawn (blur, "
-                           "time-gain, dynamic range, haze, dropout, noise; default 0: off)")
+                           "time-gain, dynamic range, haze, dropout, noise), 0-1 (default 0: off)")
     dlir.set_defaults(run=_cmd_dlir)
 
     correction = sub.add_parser("correction", help="train the fine-grid correction stage of a trained DLIR "
@@ -228,15 +248,16 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
                             help="applications of the base network per pair, saved with the model (default: the "
                                  "base's own)")
     correction.add_argument("--stem", type=count(1), help="channels of the stage's full-resolution stem (default 16)")
-    correction.add_argument("--encoder", type=int, nargs="+",
+    correction.add_argument("--encoder", type=count(1), nargs="+",
                             help="stage U-Net channels of each stride-2 level, fine to coarse (default 32 32 32)")
-    correction.add_argument("--decoder", type=int, nargs="+",
+    correction.add_argument("--decoder", type=count(1), nargs="+",
                             help="stage U-Net channels of each decoder level, coarse to fine (default 32 32 16)")
     correction.set_defaults(run=_cmd_correction)
     _add_enhancer_parser(sub)
     return train
 
 
+@_one_line_errors
 def _cmd_enhancer(args: argparse.Namespace) -> int:
     from ..enhancement.training import train_enhancer
 
@@ -275,7 +296,7 @@ def _add_enhancer_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--iterations-per-epoch", type=count(1), default=100,
                         help="steps between history rows and checkpoints (default 100)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--device", type=device_name, default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--device", type=device_name, default="auto", help="auto, cpu or cuda (default auto)")
     parser.add_argument("--no-resume", dest="resume", action="store_false",
                         help="refuse to continue a run found in the output folder")
     parser.set_defaults(run=_cmd_enhancer)

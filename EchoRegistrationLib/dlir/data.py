@@ -301,11 +301,17 @@ def open_source(spec: Any) -> Sequence[SequenceItem]:
     appearance (:func:`simulate_item`); ``"warped:FOLDER"`` or ``"warped:FOLDER:COPIES"`` (the annotated
     frames of a folder's sequences moved by known random motion, :class:`.templates.WarpedTemplates`); a folder
     path (:class:`SequenceFolder`); a list of specs (concatenated); or a source / sequence of items, returned
-    as is."""
+    as is.
+
+    Raises:
+        ValueError: a simulator spec whose seed range is empty (START >= STOP).
+    """
     if isinstance(spec, (str, os.PathLike)):
         match = SIM_SPEC.match(str(spec))
         if match:
             randomised, start, stop, cache = match.groups()
+            if int(stop) <= int(start):
+                raise ValueError(f"{spec}: the simulator seeds START-STOP need START < STOP")
             return SimulatedSequences(range(int(start), int(stop)), cache=cache,
                                       appearance="randomised" if randomised else "nominal")
         match = WARPED_SPEC.match(str(spec))
