@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--regularise", nargs="+", default=["total"], choices=("total", "residual"),
                         help="field the regulariser sees: network + residual, or the residual alone")
     parser.add_argument("--regularisation-weights", type=float, nargs="+", default=[1.0],
-                        help="bending-energy weights (the refinement's default 1)")
+                        help="bending-energy weights (default 1; the refinement uses 3, "
+                             "tracking.REFINE_REGULARISATION)")
     parser.add_argument("--losses", nargs="+", default=[METHOD_DEFAULTS["deformable"]["loss"]],
                         choices=sorted(SIMILARITIES), help="image similarities of the refinement")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
