@@ -144,3 +144,18 @@ def test_frame_quality_in_chunks_keeps_each_frame_with_its_own_numbers():
     np.testing.assert_allclose(folding, [(t + 1) / width for t in range(n)])
     _, _, within = frame_quality(reference, frames, frames, field, (0.5, 0.5), mask)
     np.testing.assert_allclose(within, [(t + 1) / 10 for t in range(n)])
+
+
+def test_the_mean_similarity_leaves_out_the_reference_and_frames_without_signal():
+    from EchoRegistrationLib.registration.tracking import RegistrationResult
+
+    before, after = np.array([0.5, 0.7, 1.0, 0.1, 0.6]), np.array([0.8, 0.9, 1.0, 0.2, 0.9])
+    result = RegistrationResult(displacement=np.zeros((5, 4, 4, 2)), warped=np.zeros((5, 4, 4)), reference=2,
+                                method="deformable", mode="sequential", similarity_before=before,
+                                similarity_after=after, folding_fraction=np.zeros(5), seconds=1.0, device="cpu",
+                                no_signal=np.array([False, False, False, True, False]))
+    assert result.mean_similarity() == pytest.approx((0.6, 0.8666667))  # frames 0, 1 and 4
+    alone = RegistrationResult(displacement=np.zeros((1, 4, 4, 2)), warped=np.zeros((1, 4, 4)), reference=0,
+                               method="deformable", mode="sequential", similarity_before=np.ones(1),
+                               similarity_after=np.ones(1), folding_fraction=np.zeros(1), seconds=0.0, device="cpu")
+    assert all(np.isnan(alone.mean_similarity()))

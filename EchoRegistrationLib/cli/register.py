@@ -37,8 +37,9 @@ def _cmd_register(args: argparse.Namespace) -> int:
     print(f"registered {seq.n_frames} frames to frame {result.reference} on {result.device} in "
           f"{result.seconds:.2f} s ({1000 * result.seconds_per_pair:.0f} ms per pair)")
     print_run_details(result.parameters)
-    print(f"NCC to the reference: {result.similarity_before.mean():.3f} before, "
-          f"{result.similarity_after.mean():.3f} after; max folding {result.folding_fraction.max():.2%}")
+    before, after = result.mean_similarity()
+    print(f"NCC to the reference (mean over the other frames): {before:.3f} before, {after:.3f} after; "
+          f"max folding {result.folding_fraction.max():.2%}")
     enhanced = ", enhanced.seq.nrrd" if result.enhanced is not None else ""
     fields = ", fields/" if args.itk_fields else ""
     print(f"wrote {args.output}/warped.seq.nrrd{enhanced}, displacement.npz, report.json{fields}")

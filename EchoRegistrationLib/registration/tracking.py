@@ -167,6 +167,17 @@ class RegistrationResult:
         if self.no_signal is None:
             self.no_signal = np.zeros(len(self.displacement), dtype=bool)
 
+    def mean_similarity(self) -> tuple[float, float]:
+        """Mean NCC with the reference (before, after warping) over every frame but the reference
+        itself (whose NCC is 1 by definition and would only raise both means); frames without
+        signal are left out too (their fields are interpolated, not measured). NaN when no frame
+        remains."""
+        frames = np.arange(len(self.similarity_after))
+        measured = (frames != self.reference) & ~np.asarray(self.no_signal, dtype=bool)
+        if not measured.any():
+            return float("nan"), float("nan")
+        return float(self.similarity_before[measured].mean()), float(self.similarity_after[measured].mean())
+
     @property
     def seconds_per_pair(self) -> float:
         """Wall time divided by the number of registered frame pairs."""
