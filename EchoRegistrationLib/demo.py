@@ -43,8 +43,8 @@ def run_demo(output: Path, *, overwrite: bool = False, n_frames: int = 20) -> di
     simulated = simulate_sequence(view="A4C", cycle="half", n_frames=n_frames, seed=DEMO_SEED)
     cine_path = save_sequence(simulated.sequence, output / "simulated_a4c.seq.nrrd", overwrite=overwrite)
     seq = load_sequence(cine_path)
-    # .seq.nrrd holds the images only: labels and ED/ES come from the simulator
-    seq = dataclasses.replace(seq, labels=simulated.sequence.labels, ed_index=0, es_index=seq.n_frames - 1)
+    # .seq.nrrd holds the images, times, geometry and ED/ES (frames 0 and T - 1); the labels come from the simulator
+    seq = dataclasses.replace(seq, labels=simulated.sequence.labels)
     save_frame_montage(seq, output / "frames.png", overwrite=overwrite)
     print(seq.describe())
 

@@ -89,7 +89,7 @@ def ijk_to_ras_of(mrml, volume) -> np.ndarray:
 @pytest.mark.parametrize("row_flip", [1.0, -1.0], ids=["left-handed", "right-handed"])
 def test_slicer_reads_our_file(mrml, tmp_path, row_flip):
     slicer, _ = mrml
-    seq = make_sequence(direction=DIRECTION @ np.diag([1.0, row_flip, 1.0]))
+    seq = make_sequence(direction=DIRECTION @ np.diag([1.0, row_flip, 1.0]), ed_index=0, es_index=2)
     sequence = slicer_read(mrml, write_seq_nrrd(seq, tmp_path / "ours.seq.nrrd"))
 
     assert sequence.GetNumberOfDataNodes() == 4
@@ -239,6 +239,27 @@ def test_round_trip_keeps_everything_it_stores(tmp_path):
     assert back.metadata["source"] == str(tmp_path / "a.seq.nrrd")
     assert back.metadata["sequence_index"] == "time (s)"
     assert back.frame_times_known and back.spacing_known and "note" not in back.metadata
+
+
+def test_round_trip_keeps_end_diastole_and_end_systole(tmp_path):
+    path = write_seq_nrrd(make_sequence(ed_index=0, es_index=2), tmp_path / "phases.seq.nrrd")
+    header = nrrd.read_header(str(path))
+    assert (header["EchoRegistration.EDFrame"], header["EchoRegistration.ESFrame"]) == ("0", "2")
+    back = read_seq_nrrd(path)
+    assert (back.ed_index, back.es_index) == (0, 2) and not back.es_set_by_user
+    user = read_seq_nrrd(write_seq_nrrd(back.with_end_systole(3), tmp_path / "user.seq.nrrd"))
+    assert user.es_index == 3  # the ES the sequence was registered with
+    unknown = read_seq_nrrd(write_seq_nrrd(make_sequence(), tmp_path / "none.seq.nrrd"))
+    assert (unknown.ed_index, unknown.es_index) == (None, None)
+
+
+@pytest.mark.parametrize("value, problem", [("x", "must be a frame index"), ("9", "es_index=9 is not a frame index")])
+def test_a_bad_end_systole_field_names_the_file(tmp_path, value, problem):
+    path = write_seq_nrrd(make_sequence(es_index=2), tmp_path / "bad.seq.nrrd")
+    edit_header(path, "EchoRegistration.ESFrame:=2", f"EchoRegistration.ESFrame:={value}")
+    with pytest.raises(EchoDataError, match=problem) as error:
+        read_seq_nrrd(path)
+    assert str(path) in str(error.value)
 
 
 def test_round_trip_of_unknown_times_and_spacing(tmp_path):

@@ -62,6 +62,8 @@ _COLOUR_KINDS = ("rgb-color", "rgba-color", "3-color", "4-color")
 # Custom field this project adds when the pixel spacing is a placeholder (Slicer keeps it as a
 # sequence node attribute and writes it back).
 SPACING_KNOWN_KEY = "EchoRegistration.SpacingKnown"
+# Custom fields for the end-diastolic and end-systolic frame indices (0-based), when known.
+ED_FRAME_KEY, ES_FRAME_KEY = "EchoRegistration.EDFrame", "EchoRegistration.ESFrame"
 # gzip level 1: on a real CAMUS cine (13 MB float32) 2.5 MB in 0.2 s, level 9 1.85 MB in 7.8 s.
 _GZIP_LEVEL = 1
 
@@ -106,12 +108,13 @@ def read_seq_nrrd(path: str | os.PathLike, *, frame_rate: float | None = None) -
     ``frame_times`` in seconds from the index values when the index unit is a time unit (s or ms)
     and the values are numeric and strictly increasing; otherwise ``frame_times`` is None and
     ``metadata["note"]`` says why. ``frame_rate`` (frames/s), when given, sets the times to
-    ``i / frame_rate`` whatever the index holds (as the other readers do).
+    ``i / frame_rate`` whatever the index holds (as the other readers do). ED and ES come from this
+    project's :data:`ED_FRAME_KEY` / :data:`ES_FRAME_KEY` fields when the file has them.
 
     Raises:
         FileNotFoundError: no such file.
         EchoDataError: not a readable volume sequence of single-slice frames (message starts with
-            the file name); ``frame_rate`` not positive.
+            the file name); ``frame_rate`` not positive; an ED / ES field that is not a frame index.
     """
     import nrrd  # here, not at import: 3D Slicer does not bundle pynrrd
 
@@ -152,7 +155,9 @@ def read_seq_nrrd(path: str | os.PathLike, *, frame_rate: float | None = None) -
         metadata["spacing_known"] = False
     if notes:
         metadata["note"] = "; ".join(notes)
-    return EchoSequence(frames=frames, frame_times=times, metadata=metadata, **geometry)
+    phases = {name: _frame_index(header, key, source) for name, key in (("ed_index", ED_FRAME_KEY),
+                                                                        ("es_index", ES_FRAME_KEY))}
+    return EchoSequence(frames=frames, frame_times=times, metadata=metadata, **phases, **geometry)
 
 
 def write_seq_nrrd(seq: EchoSequence, path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -160,7 +165,8 @@ def write_seq_nrrd(seq: EchoSequence, path: str | os.PathLike, overwrite: bool =
 
     The index is ``time`` in ``s`` holding ``seq.frame_times``; a sequence whose frame times are
     unknown gets the index ``frame`` (no unit) holding 0..T-1, so reading it back gives unknown
-    times again. Labels, ED/ES and other metadata are not stored.
+    times again. ED and ES, when known, are stored in :data:`ED_FRAME_KEY` / :data:`ES_FRAME_KEY`
+    (Slicer keeps such fields as attributes of the sequence node); labels and other metadata are not.
 
     Returns the written path. Raises FileExistsError when ``path`` exists and ``overwrite`` is False.
     """
@@ -194,6 +200,8 @@ def write_seq_nrrd(seq: EchoSequence, path: str | os.PathLike, overwrite: bool =
     ]
     if not seq.spacing_known:
         lines.append(f"{SPACING_KNOWN_KEY}:=false")
+    lines += [f"{key}:={index}" for key, index in ((ED_FRAME_KEY, seq.ed_index), (ES_FRAME_KEY, seq.es_index))
+              if index is not None]
     header = ("\n".join(lines) + "\n\n").encode("ascii")
     pixels = np.ascontiguousarray(seq.frames, dtype="<f4")  # C order (T, H, W) = NRRD W fastest
     with atomic_output(path, overwrite) as tmp:
@@ -205,6 +213,17 @@ def write_seq_nrrd(seq: EchoSequence, path: str | os.PathLike, overwrite: bool =
 
 
 # ---------------------------------------------------------------------------------- helpers
+def _frame_index(header: dict, key: str, source: str) -> int | None:
+    """The 0-based frame index in the custom field ``key`` of a NRRD ``header`` (None without it)."""
+    text = header.get(key)
+    if text is None:
+        return None
+    try:
+        return int(str(text).strip())
+    except ValueError:
+        raise EchoDataError(source, f"field {key} must be a frame index (a whole number), got {text!r}") from None
+
+
 def format_number(value: float) -> str:
     """Shortest text that reads back as the same float64 ("0.02", "1e-05", "3" rather than "3.0")."""
     return repr(float(value)).removesuffix(".0")
