@@ -248,15 +248,18 @@ def test_round_trip_keeps_end_diastole_and_end_systole(tmp_path):
     back = read_seq_nrrd(path)
     assert (back.ed_index, back.es_index) == (0, 2) and not back.es_set_by_user
     user = read_seq_nrrd(write_seq_nrrd(back.with_end_systole(3), tmp_path / "user.seq.nrrd"))
-    assert user.es_index == 3  # the ES the sequence was registered with
+    assert (user.es_index, user.es_set_by_user, user.es_in_file) == (3, True, 2)  # the user's ES stays the user's
+    none = read_seq_nrrd(write_seq_nrrd(make_sequence().with_end_systole(1), tmp_path / "user_only.seq.nrrd"))
+    assert (none.es_index, none.es_set_by_user, none.es_in_file) == (1, True, None)
     unknown = read_seq_nrrd(write_seq_nrrd(make_sequence(), tmp_path / "none.seq.nrrd"))
     assert (unknown.ed_index, unknown.es_index) == (None, None)
 
 
-@pytest.mark.parametrize("value, problem", [("x", "must be a frame index"), ("9", "es_index=9 is not a frame index")])
-def test_a_bad_end_systole_field_names_the_file(tmp_path, value, problem):
+@pytest.mark.parametrize("value", ["x", "9", "-1"])
+def test_a_bad_end_systole_field_names_the_file_and_the_field(tmp_path, value):
     path = write_seq_nrrd(make_sequence(es_index=2), tmp_path / "bad.seq.nrrd")
     edit_header(path, "EchoRegistration.ESFrame:=2", f"EchoRegistration.ESFrame:={value}")
+    problem = f"field EchoRegistration.ESFrame must be a frame index 0..3, got '{value}'"
     with pytest.raises(EchoDataError, match=problem) as error:
         read_seq_nrrd(path)
     assert str(path) in str(error.value)

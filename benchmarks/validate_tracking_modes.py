@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             for mode in ("to_reference", "sequential"):
                 result = register_sequence(case[0], "dlir", model=model, reference=0, mode=mode, anchor=0)
                 cells.append(f"{mode} {end_point_error(result.displacement, case):.2f} mm, "
-                             f"NCC {np.mean(result.similarity_after[1:]):.4f}")
+                             f"NCC {result.mean_similarity()[1]:.4f}")
             print(f"  case {SIMUS_VALIDATION_SEED + k}: " + "; ".join(cells))
     return 0
 

@@ -153,7 +153,8 @@ def print_run_details(parameters: Mapping[str, Any]) -> None:
 
 def add_input_options(parser: argparse.ArgumentParser, *, one_input: bool = True, es_frame: bool = False) -> None:
     """The options saying how to read the input (``one_input``: with the positional input; ``es_frame``:
-    with --es-frame, for the commands that use ES: no file format written here stores it)."""
+    with --es-frame, for the commands that use ES, which most files do not record: .seq.nrrd files this
+    project writes and CAMUS folders do)."""
     if one_input:
         parser.add_argument("input", help="DICOM, NIfTI, MetaImage, NRRD, .seq.nrrd, AVI/MP4, or a CAMUS "
                                           "patient folder")

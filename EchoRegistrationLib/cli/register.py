@@ -38,8 +38,8 @@ def _cmd_register(args: argparse.Namespace) -> int:
           f"{result.seconds:.2f} s ({1000 * result.seconds_per_pair:.0f} ms per pair)")
     print_run_details(result.parameters)
     before, after = result.mean_similarity()
-    print(f"NCC to the reference (mean over the other frames): {before:.3f} before, {after:.3f} after; "
-          f"max folding {result.folding_fraction.max():.2%}")
+    print(f"NCC to the reference (mean over the other frames with signal): {before:.3f} before, "
+          f"{after:.3f} after; max folding {result.folding_fraction.max():.2%}")
     enhanced = ", enhanced.seq.nrrd" if result.enhanced is not None else ""
     fields = ", fields/" if args.itk_fields else ""
     print(f"wrote {args.output}/warped.seq.nrrd{enhanced}, displacement.npz, report.json{fields}")

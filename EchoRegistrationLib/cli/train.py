@@ -18,12 +18,14 @@ import argparse
 import functools
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ..sequence import EchoDataError
 from .common import count, device_name, non_negative_number, positive_number, share
 
 SEED_RANGE_HELP = "simulator seeds START-STOP (STOP excluded), e.g. 0-500"
+_PACKAGE = Path(__file__).resolve().parents[1]  # EchoRegistrationLib
 
 
 def _seed_range(text: str) -> range:
@@ -41,10 +43,20 @@ def _weight(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"expected TERM=WEIGHT with a weight >= 0, got {text!r} ({err})") from None
 
 
+def _raised_by_this_package(err: BaseException) -> bool:
+    """Whether the innermost frame of ``err``'s traceback is in this package (a deliberate check of
+    a setting), not in a library it calls (numpy, torch: a bug, to be shown with its traceback)."""
+    frame = err.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    return frame is not None and Path(frame.tb_frame.f_code.co_filename).resolve().is_relative_to(_PACKAGE)
+
+
 def _one_line_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """A train subcommand whose ValueErrors (bad data specs, U-Nets, weights, a run in the output
+    """A train subcommand whose own ValueErrors (bad data specs, U-Nets, weights, a run in the output
     folder with other settings to resume) end it with one error line about its output folder, as
-    :class:`~..sequence.EchoDataError` (exit status 2), not a traceback."""
+    :class:`~..sequence.EchoDataError` (exit status 2), not a traceback. A ValueError raised inside
+    a library is a bug and keeps its traceback."""
     @functools.wraps(command)
     def run(args: argparse.Namespace) -> int:
         try:
@@ -52,6 +64,8 @@ def _one_line_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[
         except EchoDataError:
             raise
         except ValueError as err:
+            if not _raised_by_this_package(err):
+                raise
             raise EchoDataError(args.output, str(err).removeprefix(f"{args.output}: ")) from None
     return run
 

@@ -82,6 +82,8 @@ def stages_of(scales: Sequence[int] | int, iterations: Sequence[int] | int) -> l
     if not sizes or len(steps) != len(sizes) or min(sizes) < 8 or min(steps) < 0:
         raise ValueError(f"need one or more scales >= 8 and as many iteration counts >= 0, got "
                          f"scales {scales} and iterations {iterations}")
+    if not sum(steps):
+        raise ValueError(f"nothing to train: every stage has 0 iterations ({iterations})")
     return [Stage(s, i) for s, i in zip(sizes, steps)]
 
 

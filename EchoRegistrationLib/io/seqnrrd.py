@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from ..sequence import LPS_TO_RAS, EchoDataError, EchoSequence, geometry_from_ijk_to_ras
+from ..sequence import ES_IN_FILE, LPS_TO_RAS, EchoDataError, EchoSequence, geometry_from_ijk_to_ras
 from .atomic import atomic_output
 from .colour import rgb_to_luma
 
@@ -62,8 +62,11 @@ _COLOUR_KINDS = ("rgb-color", "rgba-color", "3-color", "4-color")
 # Custom field this project adds when the pixel spacing is a placeholder (Slicer keeps it as a
 # sequence node attribute and writes it back).
 SPACING_KNOWN_KEY = "EchoRegistration.SpacingKnown"
-# Custom fields for the end-diastolic and end-systolic frame indices (0-based), when known.
+# Custom fields for the end-diastolic and end-systolic frame indices (0-based), when known, and, only
+# when the user set ES (EchoSequence.with_end_systole), the ES the original file gave ("" for none):
+# the Slicer bridge (mrml.sequences) keeps the same names as sequence-node attributes.
 ED_FRAME_KEY, ES_FRAME_KEY = "EchoRegistration.EDFrame", "EchoRegistration.ESFrame"
+ES_IN_FILE_KEY = "EchoRegistration.ESFrameInFile"
 # gzip level 1: on a real CAMUS cine (13 MB float32) 2.5 MB in 0.2 s, level 9 1.85 MB in 7.8 s.
 _GZIP_LEVEL = 1
 
@@ -155,8 +158,11 @@ def read_seq_nrrd(path: str | os.PathLike, *, frame_rate: float | None = None) -
         metadata["spacing_known"] = False
     if notes:
         metadata["note"] = "; ".join(notes)
-    phases = {name: _frame_index(header, key, source) for name, key in (("ed_index", ED_FRAME_KEY),
-                                                                        ("es_index", ES_FRAME_KEY))}
+    n_frames = frames.shape[0]
+    phases = {name: _frame_index(header, key, n_frames, source) for name, key in (("ed_index", ED_FRAME_KEY),
+                                                                                  ("es_index", ES_FRAME_KEY))}
+    if ES_IN_FILE_KEY in header:  # ES set by the user: keep the original file's apart from it
+        metadata[ES_IN_FILE] = _frame_index(header, ES_IN_FILE_KEY, n_frames, source)
     return EchoSequence(frames=frames, frame_times=times, metadata=metadata, **phases, **geometry)
 
 
@@ -166,7 +172,8 @@ def write_seq_nrrd(seq: EchoSequence, path: str | os.PathLike, overwrite: bool =
     The index is ``time`` in ``s`` holding ``seq.frame_times``; a sequence whose frame times are
     unknown gets the index ``frame`` (no unit) holding 0..T-1, so reading it back gives unknown
     times again. ED and ES, when known, are stored in :data:`ED_FRAME_KEY` / :data:`ES_FRAME_KEY`
-    (Slicer keeps such fields as attributes of the sequence node); labels and other metadata are not.
+    (Slicer keeps such fields as attributes of the sequence node), and an ES set by the user with the
+    file's own in :data:`ES_IN_FILE_KEY`; labels and other metadata are not.
 
     Returns the written path. Raises FileExistsError when ``path`` exists and ``overwrite`` is False.
     """
@@ -202,6 +209,8 @@ def write_seq_nrrd(seq: EchoSequence, path: str | os.PathLike, overwrite: bool =
         lines.append(f"{SPACING_KNOWN_KEY}:=false")
     lines += [f"{key}:={index}" for key, index in ((ED_FRAME_KEY, seq.ed_index), (ES_FRAME_KEY, seq.es_index))
               if index is not None]
+    if seq.es_set_by_user:
+        lines.append(f"{ES_IN_FILE_KEY}:={'' if seq.es_in_file is None else seq.es_in_file}")
     header = ("\n".join(lines) + "\n\n").encode("ascii")
     pixels = np.ascontiguousarray(seq.frames, dtype="<f4")  # C order (T, H, W) = NRRD W fastest
     with atomic_output(path, overwrite) as tmp:
@@ -213,15 +222,19 @@ def write_seq_nrrd(seq: EchoSequence, path: str | os.PathLike, overwrite: bool =
 
 
 # ---------------------------------------------------------------------------------- helpers
-def _frame_index(header: dict, key: str, source: str) -> int | None:
-    """The 0-based frame index in the custom field ``key`` of a NRRD ``header`` (None without it)."""
-    text = header.get(key)
-    if text is None:
+def _frame_index(header: dict, key: str, n_frames: int, source: str) -> int | None:
+    """The 0-based frame index in the custom field ``key`` of a NRRD ``header`` of ``n_frames``
+    frames (None without it, or empty)."""
+    text = str(header.get(key, "")).strip()
+    if not text:
         return None
     try:
-        return int(str(text).strip())
+        index = int(text)
     except ValueError:
-        raise EchoDataError(source, f"field {key} must be a frame index (a whole number), got {text!r}") from None
+        index = None
+    if index is None or not 0 <= index < n_frames:
+        raise EchoDataError(source, f"field {key} must be a frame index 0..{n_frames - 1}, got {text!r}")
+    return index
 
 
 def format_number(value: float) -> str:
