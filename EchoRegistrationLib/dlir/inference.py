@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -150,6 +150,42 @@ def _corrected(model: DLIRModel, fine: torch.Tensor, spacing: tuple[float, float
     return _chunked(pairs, chunk_size, fine.device, tuple(fine.shape[-2:]), corrected)
 
 
+def _prepared(model: DLIRModel | str | os.PathLike, device: str | torch.device,
+              chunk_size: int) -> tuple[DLIRModel, torch.device]:
+    """The model on its device, ready for inference, and that device.
+
+    Raises:
+        ValueError: ``chunk_size`` < 1, or an unknown device.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    dev = resolve_device(device)
+    model = as_model(model, dev)
+    keep_freed_memory()
+    return model, dev
+
+
+def _predicted(model: DLIRModel | str | os.PathLike, seq: EchoSequence, network_pairs: list[tuple[int, int]],
+               pairs: list[tuple[int, int]], device: str | torch.device, chunk_size: int, amp: bool,
+               flip_average: bool, correct: bool,
+               combine: Callable[[torch.Tensor, tuple[float, float]], torch.Tensor] | None = None) -> torch.Tensor:
+    """(P, 2, H, W) float32 mm fields of ``pairs`` on the input grid: the network's fields of the
+    (non-empty) ``network_pairs``, made the fields of ``pairs`` by ``combine(fields, spacing)`` (None:
+    they are the same pairs), on the correction stage's grid and corrected there when the model has
+    a stage and ``correct`` (else on the input grid), then resampled to the input grid once."""
+    model, dev = _prepared(model, device, chunk_size)
+    with torch.inference_mode():
+        frames = torch.from_numpy(seq.frames).to(dev)[:, None]
+        fine, spacing = _stage_grid(model, seq, frames, correct)
+        shape = seq.frame_shape if fine is None else tuple(fine.shape[-2:])
+        fields = _network_fields(model, seq, frames, network_pairs, shape, chunk_size, amp, flip_average)
+        if combine is not None:
+            fields = combine(fields, spacing)
+        if fine is None:
+            return fields
+        return to_input_grid(_corrected(model, fine, spacing, pairs, fields, chunk_size, amp), seq.frame_shape)
+
+
 def predict_pair_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
                         pairs: list[tuple[int, int]], device: str | torch.device = "auto",
                         chunk_size: int = 32, amp: bool = True,
@@ -177,20 +213,10 @@ def predict_pair_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
         (P, 2, H, W) float32 mm on ``device``, each on its fixed frame's grid: point p of the fixed
         frame is at p + u(p) in the moving frame (channel 0 = x / column, 1 = y / row).
     """
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    dev = resolve_device(device)
-    model = as_model(model, dev)
-    keep_freed_memory()
     if not pairs:
+        dev = _prepared(model, device, chunk_size)[1]
         return torch.zeros(0, 2, *seq.frame_shape, device=dev)
-    with torch.inference_mode():
-        frames = torch.from_numpy(seq.frames).to(dev)[:, None]
-        fine, spacing = _stage_grid(model, seq, frames, correct)
-        if fine is None:
-            return _network_fields(model, seq, frames, pairs, seq.frame_shape, chunk_size, amp, flip_average)
-        fields = _network_fields(model, seq, frames, pairs, tuple(fine.shape[-2:]), chunk_size, amp, flip_average)
-        return to_input_grid(_corrected(model, fine, spacing, pairs, fields, chunk_size, amp), seq.frame_shape)
+    return _predicted(model, seq, pairs, pairs, device, chunk_size, amp, flip_average, correct)
 
 
 def predict_anchored_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
@@ -229,22 +255,15 @@ def predict_anchored_fields(model: DLIRModel | str | os.PathLike, seq: EchoSeque
     shared = all(f == reference for f, _ in pairs)
     if not used or not shared or not used <= set(via):
         return predict_pair_fields(model, seq, pairs, device, chunk_size, amp, flip_average), None
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     registered = [(via[t], t) for t in via]
-    dev = resolve_device(device)
-    model = as_model(model, dev)
-    keep_freed_memory()
-    with torch.inference_mode():
-        frames = torch.from_numpy(seq.frames).to(dev)[:, None]
-        fine, spacing = _stage_grid(model, seq, frames, True)
-        shape = seq.frame_shape if fine is None else tuple(fine.shape[-2:])
-        fields = _network_fields(model, seq, frames, registered, shape, chunk_size, amp, flip_average)
-        # through the anchor: its field, then the anchor's to the frame
-        chained = chain_to_reference(fields, registered, seq.n_frames, reference, "sequential", spacing)[list(via)]
-        if fine is not None:  # the correction stage corrects each composed field against the reference
-            chained = to_input_grid(_corrected(model, fine, spacing, pairs, chained, chunk_size, amp), seq.frame_shape)
-    return chained, used.pop()
+
+    def through_anchor(fields: torch.Tensor, spacing: tuple[float, float]) -> torch.Tensor:
+        """Each frame's field: its own to the anchor, then the anchor's to the frame."""
+        return chain_to_reference(fields, registered, seq.n_frames, reference, "sequential", spacing)[list(via)]
+
+    # the correction stage, if any, corrects each composed field against the reference
+    fields = _predicted(model, seq, registered, pairs, device, chunk_size, amp, flip_average, True, through_anchor)
+    return fields, used.pop()
 
 
 def predict_sequence_fields(model: DLIRModel | str | os.PathLike, seq: EchoSequence,
