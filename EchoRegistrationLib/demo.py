@@ -71,7 +71,7 @@ def run_demo(output: Path, *, overwrite: bool = False, n_frames: int = 20) -> di
         "seconds": result.seconds, "seconds_per_pair": result.seconds_per_pair,
         "epe_es_mm": float(epe[es]), "epe_mean_mm": float(epe[1:].mean()),
         "identity_epe_es_mm": float(identity[es]), "max_folding_fraction": float(result.folding_fraction.max()),
-        "ncc_before": result.mean_similarity()[0], "ncc_after": result.mean_similarity()[1],
+        **dict(zip(("ncc_before", "ncc_after"), result.mean_similarity())),
         "gls_peak_pct": float(strain.peaks()["GLS endocardial"]["peak_pct"]),
         "gls_true_pct": float(simulated.gls_endo.min()),
         "ef_pct": float(strain.ef), "ef_true_pct": float(simulated.ef),

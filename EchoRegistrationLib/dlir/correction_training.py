@@ -176,10 +176,12 @@ def train_correction(data: Any, output: str | os.PathLike, *, base: DLIRModel | 
         cut = (..., slice(top, top + crop), slice(left, left + crop))
         residual = stage.residual(batch.fixed[cut], warped[cut], batch.spacing)
         corrected = compose(residual, start[cut], batch.spacing)
-        w = weight[cut]
-        norm = w.sum().clamp(min=1.0)
-        epe = ((corrected - truth[cut]).square().sum(1, keepdim=True).add(1e-6).sqrt() * w).sum() / norm
-        start_epe = ((start[cut] - truth[cut]).square().sum(1, keepdim=True).add(1e-6).sqrt() * w).sum() / norm
+        w, true = weight[cut], truth[cut]
+
+        def weighted_epe(field: torch.Tensor) -> torch.Tensor:  # mm, the weighted mean over the crop
+            return (field - true).square().sum(1, keepdim=True).add(1e-6).sqrt().mul(w).sum() / w.sum().clamp(min=1.0)
+
+        epe, start_epe = weighted_epe(corrected), weighted_epe(start[cut])
         rough = (residual.diff(dim=-1).square().mean() + residual.diff(dim=-2).square().mean())
         loss = epe + smoothness * rough
         terms = {"epe": epe.detach(), "start_epe": start_epe.detach(), "smoothness": rough.detach()}
