@@ -152,7 +152,7 @@ def test_echoreg_train_commands(tmp_path, capsys):
     data = ["--data", f"sim:0-3:{cache}", "--batch-size", "2", "--device", "cpu"]
     run("train", "vae", *data, "-o", str(tmp_path / "vae"), "--iterations", "1", "--latent-size", "8")
     assert isinstance(load_model(tmp_path / "vae"), MaskVAE)
-    run("train", "affine", *data, "-o", str(tmp_path / "affine"), "--size", "16", "--iterations", "1")
+    run("train", "affine", *data, "-o", str(tmp_path / "affine"), "--size", "32", "--iterations", "1")
     run("train", "dlir", *data, "-o", str(tmp_path / "dlir"), "--scales", "16", "24", "--iterations", "1", "2",
         "--vae", str(tmp_path / "vae"), "--weight", "dice=0.5", "--weight", "texture=0.02",
         "--affine", str(tmp_path / "affine"))
@@ -202,7 +202,7 @@ def test_train_command_help_states_each_trainers_own_defaults_and_refuses_bad_de
     assert parser.parse_args([*base, "--device", "cpu"]).device == "cpu"
     for bad in (["train", "simulate", "--seeds", "0-2", "-o", "x", "--frames", "1"],
                 ["train", "vae", "--data", "sim:0-2", "-o", "x", "--latent-size", "0"],
-                ["train", "affine", "--data", "sim:0-2", "-o", "x", "--size", "1"],
+                ["train", "affine", "--data", "sim:0-2", "-o", "x", "--size", "3"],
                 [*base, "--scales", "32", "0"], [*base, "--iterations", "-5"],
                 ["train", "enhancer", "--low", "degraded:0-2", "--high", "sim:2-4", "-o", "x", "--crop", "4"],
                 [*base, "--weight", "dice=-1"], [*base, "--randomise", "1.5"], [*base, "--encoder", "8", "0"],
@@ -222,10 +222,24 @@ def test_train_commands_report_bad_settings_in_one_line(tmp_path, capsys, monkey
         output = tmp_path / f"run{k}"
         assert main(["train", "dlir", *options, "-o", str(output), "--device", "cpu"]) == 2
         error = capsys.readouterr().err.strip()
-        assert error.startswith(f"echoreg: error: {output}: ") and problem in error and len(error.splitlines()) == 1
+        assert error.startswith("echoreg: error: train dlir: ") and problem in error and len(error.splitlines()) == 1
+    assert main(["train", "dlir", "--data", "bogus:3", "-o", str(tmp_path / "bogus"), "--device", "cpu"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "echoreg: error: bogus:3: is neither a data spec (sim:START-STOP[:CACHE], "
+        "sim-randomised:START-STOP[:CACHE], warped:FOLDER[:COPIES]) nor a folder")
     # a ValueError from inside a library is a bug: it keeps its traceback
     from EchoRegistrationLib.dlir import training
 
     monkeypatch.setattr(training, "train_dlir", lambda *a, **k: np.ones(3) + np.ones(4))
     with pytest.raises(ValueError, match="broadcast"):
         main(["train", "dlir", "--data", "sim:0-2", "-o", str(tmp_path / "bug"), "--device", "cpu"])
+    # Ctrl-C: the checkpoints stay, and the message says so (not "no outputs were written")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "train_dlir", interrupted)
+    assert main(["train", "dlir", "--data", "sim:0-2", "-o", str(tmp_path / "cut"), "--device", "cpu"]) == 130
+    assert capsys.readouterr().err.strip() == (f"echoreg: interrupted; what {tmp_path / 'cut'} holds stays "
+                                               "(checkpoints, cached sequences); run the command again "
+                                               "(without --no-resume) to go on from it")

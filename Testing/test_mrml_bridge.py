@@ -22,7 +22,7 @@ from EchoRegistrationLib.mrml import (browser_for, echo_sequence_from_node,  # n
 from EchoRegistrationLib.mrml.headless import standalone_scene  # noqa: E402
 from EchoRegistrationLib.mrml.myocardium import labels_from_labelmap, labels_from_segmentation  # noqa: E402
 from EchoRegistrationLib.mrml.display import show_deformation_grid, show_strain_map, strain_colour_table  # noqa: E402
-from EchoRegistrationLib.mrml.sequences import image_data, volume_node  # noqa: E402
+from EchoRegistrationLib.mrml.sequences import ED_ATTRIBUTE, image_data, volume_node  # noqa: E402
 from EchoRegistrationLib.mrml.tables import table_node  # noqa: E402
 from EchoRegistrationLib.mrml.transforms import ras_vectors  # noqa: E402
 from EchoRegistrationLib.registration.export import displacement_to_itk  # noqa: E402
@@ -106,6 +106,14 @@ def test_unknown_times_colour_frames_and_bad_sequences(env, sim):
     thick.SetDataNodeAtValue(volume, "0")
     with pytest.raises(EchoDataError, match="3D volumes with 2 slices"):
         echo_sequence_from_node(thick)
+    for value in ("five", "5", "-1"):  # a user-edited ED attribute: not an index of the 5 frames
+        broken = volume_sequence_node(env.scene, f"ed {value}", sim.sequence)
+        broken.SetAttribute(ED_ATTRIBUTE, value)
+        with pytest.raises(EchoDataError, match=f"SequenceNode 'ed {value}': field EchoRegistration.EDFrame "
+                                                f"must be a frame index 0..4, got '{value}'"):
+            echo_sequence_from_node(broken)
+    broken.SetAttribute(ED_ATTRIBUTE, "")  # empty reads as not set
+    assert echo_sequence_from_node(broken).ed_index is None
 
 
 def test_grid_transform_moves_points_where_the_displacement_says(env, sim):

@@ -87,8 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except INPUT_ERRORS as err:
             print(f"echoreg: error: {error_line(err)}", file=sys.stderr)
             return EXIT_ERROR
-        except KeyboardInterrupt:
-            print("echoreg: interrupted; no outputs were written", file=sys.stderr)
+        except KeyboardInterrupt as err:  # a command may say what it leaves behind (train: its checkpoints)
+            print(f"echoreg: interrupted; {err or 'no outputs were written'}", file=sys.stderr)
             return EXIT_INTERRUPTED
 
 

@@ -53,20 +53,28 @@ def _raised_by_this_package(err: BaseException) -> bool:
 
 
 def _one_line_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """A train subcommand whose own ValueErrors (bad data specs, U-Nets, weights, a run in the output
-    folder with other settings to resume) end it with one error line about its output folder, as
-    :class:`~..sequence.EchoDataError` (exit status 2), not a traceback. A ValueError raised inside
-    a library is a bug and keeps its traceback."""
+    """A train subcommand whose Ctrl-C says that its output folder's checkpoints stay, and whose own
+    ValueErrors (bad data specs, U-Nets, weights, a crop larger than the grid, a run in the output
+    folder with other settings to resume) end it with one error line, as
+    :class:`~..sequence.EchoDataError` (exit status 2), not a traceback: "OUTPUT: problem" when the
+    problem is the output folder's, else "train SUBCOMMAND: problem". A ValueError raised inside a
+    library is a bug and keeps its traceback."""
     @functools.wraps(command)
     def run(args: argparse.Namespace) -> int:
         try:
             return command(args)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(f"what {args.output} holds stays (checkpoints, cached sequences); "
+                                    "run the command again (without --no-resume) to go on from it") from None
         except EchoDataError:
             raise
         except ValueError as err:
             if not _raised_by_this_package(err):
                 raise
-            raise EchoDataError(args.output, str(err).removeprefix(f"{args.output}: ")) from None
+            message, folder = str(err), f"{args.output}: "
+            if message.startswith(folder):
+                raise EchoDataError(str(args.output), message.removeprefix(folder)) from None
+            raise EchoDataError(f"train {args.model}", message) from None
     return run
 
 
@@ -198,7 +206,8 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
 
     affine = sub.add_parser("affine", help="train the affine CNN (unsupervised, NCC)")
     _add_common(affine, batch_size=16, learning_rate=1e-3)
-    affine.add_argument("--size", type=count(2), default=64, help="working-grid rows (default 64)")
+    affine.add_argument("--size", type=count(32), default=64,
+                        help="working-grid rows, at least 32: one pixel after the network's 5 halvings (default 64)")
     affine.add_argument("--iterations", type=count(1), default=3000, help="steps (default 3000)")
     affine.set_defaults(run=_cmd_affine)
 

@@ -295,6 +295,9 @@ class Concatenated(Sequence):
 SIM_SPEC = re.compile(r"^sim(?:ulated)?(-randomised)?:(\d+)-(\d+)(?::(.+))?$")
 
 
+DATA_SPECS = "sim:START-STOP[:CACHE], sim-randomised:START-STOP[:CACHE], warped:FOLDER[:COPIES]"
+
+
 def open_source(spec: Any) -> Sequence[SequenceItem]:
     """A source from a spec: ``"sim:START-STOP"`` (seeds START..STOP-1, simulated on the fly) or
     ``"sim:START-STOP:CACHE_FOLDER"``, ``"sim-randomised:..."`` for the same seeds with a randomised
@@ -305,6 +308,7 @@ def open_source(spec: Any) -> Sequence[SequenceItem]:
 
     Raises:
         ValueError: a simulator spec whose seed range is empty (START >= STOP).
+        EchoDataError: a text that is neither a spec nor a folder, or a folder without readable sequences.
     """
     if isinstance(spec, (str, os.PathLike)):
         match = SIM_SPEC.match(str(spec))
@@ -317,6 +321,8 @@ def open_source(spec: Any) -> Sequence[SequenceItem]:
         match = WARPED_SPEC.match(str(spec))
         if match:
             return WarpedTemplates(SequenceFolder(match.group(1)), copies=int(match.group(2) or 1))
+        if not Path(spec).is_dir():
+            raise EchoDataError(str(spec), f"is neither a data spec ({DATA_SPECS}) nor a folder")
         return SequenceFolder(spec)
     if isinstance(spec, (list, tuple)) and spec and isinstance(spec[0], (str, os.PathLike)):
         return Concatenated([open_source(s) for s in spec])

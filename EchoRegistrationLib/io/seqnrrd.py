@@ -35,6 +35,7 @@ import os
 import re
 import urllib.parse
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -159,10 +160,10 @@ def read_seq_nrrd(path: str | os.PathLike, *, frame_rate: float | None = None) -
     if notes:
         metadata["note"] = "; ".join(notes)
     n_frames = frames.shape[0]
-    phases = {name: _frame_index(header, key, n_frames, source) for name, key in (("ed_index", ED_FRAME_KEY),
-                                                                                  ("es_index", ES_FRAME_KEY))}
+    phases = {name: frame_index_field(header, key, n_frames, source)
+              for name, key in (("ed_index", ED_FRAME_KEY), ("es_index", ES_FRAME_KEY))}
     if ES_IN_FILE_KEY in header:  # ES set by the user: keep the original file's apart from it
-        metadata[ES_IN_FILE] = _frame_index(header, ES_IN_FILE_KEY, n_frames, source)
+        metadata[ES_IN_FILE] = frame_index_field(header, ES_IN_FILE_KEY, n_frames, source)
     return EchoSequence(frames=frames, frame_times=times, metadata=metadata, **phases, **geometry)
 
 
@@ -222,10 +223,15 @@ def write_seq_nrrd(seq: EchoSequence, path: str | os.PathLike, overwrite: bool =
 
 
 # ---------------------------------------------------------------------------------- helpers
-def _frame_index(header: dict, key: str, n_frames: int, source: str) -> int | None:
-    """The 0-based frame index in the custom field ``key`` of a NRRD ``header`` of ``n_frames``
-    frames (None without it, or empty)."""
-    text = str(header.get(key, "")).strip()
+def frame_index_field(fields: Mapping[str, object], key: str, n_frames: int, source: str) -> int | None:
+    """The 0-based frame index held as text in ``fields[key]`` (a NRRD header's custom fields, or a
+    Slicer node's attributes) of a sequence of ``n_frames`` frames; None when absent or empty.
+
+    Raises:
+        EchoDataError: the text is not an integer in 0..n_frames-1 (names ``source`` and ``key``).
+    """
+    value = fields.get(key)
+    text = "" if value is None else str(value).strip()
     if not text:
         return None
     try:

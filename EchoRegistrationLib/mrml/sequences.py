@@ -25,7 +25,7 @@ from vtk.util import numpy_support
 
 from ..io.colour import rgb_to_luma
 from ..io.seqnrrd import (ED_FRAME_KEY, ES_FRAME_KEY, ES_IN_FILE_KEY, SPACING_KNOWN_KEY, TIME_UNIT_SECONDS,
-                          format_number)
+                          format_number, frame_index_field)
 from ..sequence import ES_IN_FILE, EchoDataError, EchoSequence, geometry_from_ijk_to_ras
 
 # the .seq.nrrd header fields Slicer keeps as attributes of the sequence node
@@ -60,7 +60,8 @@ def echo_sequence_from_node(node: slicer.vtkMRMLNode) -> EchoSequence:
 
     Raises:
         EchoDataError: empty sequence, items that are not image volumes, 3D or multi-component
-            non-colour frames, or frames of different size or geometry (message names the node).
+            non-colour frames, frames of different size or geometry, or an ED / ES attribute that
+            is not a frame index (message names the node).
     """
     sequence = master_sequence(node)
     source = node_source(sequence)
@@ -90,11 +91,12 @@ def echo_sequence_from_node(node: slicer.vtkMRMLNode) -> EchoSequence:
         metadata["spacing_known"] = False
     if sequence.GetAttribute(VIEW_ATTRIBUTE):
         metadata["view"] = sequence.GetAttribute(VIEW_ATTRIBUTE)
-    if sequence.GetAttribute(ES_IN_FILE_ATTRIBUTE) is not None:
-        metadata[ES_IN_FILE] = _int_attribute(sequence, ES_IN_FILE_ATTRIBUTE)
-    return EchoSequence(frames=np.stack(frames), frame_times=times, metadata=metadata,
-                        ed_index=_int_attribute(sequence, ED_ATTRIBUTE),
-                        es_index=_int_attribute(sequence, ES_ATTRIBUTE),
+    attributes = {name: sequence.GetAttribute(name) for name in (ED_ATTRIBUTE, ES_ATTRIBUTE, ES_IN_FILE_ATTRIBUTE)}
+    phases = {name: frame_index_field(attributes, key, n, source)
+              for name, key in (("ed_index", ED_ATTRIBUTE), ("es_index", ES_ATTRIBUTE))}
+    if attributes[ES_IN_FILE_ATTRIBUTE] is not None:
+        metadata[ES_IN_FILE] = frame_index_field(attributes, ES_IN_FILE_ATTRIBUTE, n, source)
+    return EchoSequence(frames=np.stack(frames), frame_times=times, metadata=metadata, **phases,
                         **geometry_from_ijk_to_ras(matrices[0]))
 
 
@@ -142,11 +144,6 @@ def _frame_times(sequence: slicer.vtkMRMLSequenceNode) -> tuple[np.ndarray | Non
     if not np.isfinite(times).all() or (np.diff(times) <= 0).any():
         return None, "sequence index times are not strictly increasing; frame times unknown"
     return times, ""
-
-
-def _int_attribute(node: slicer.vtkMRMLNode, name: str) -> int | None:
-    value = node.GetAttribute(name)
-    return None if value in (None, "") else int(value)
 
 
 # ------------------------------------------------------------------------------ writing
