@@ -82,6 +82,27 @@ def test_inference_corrects_each_field_once_in_mm_of_the_input():
     assert torch.allclose(predict_pair_fields(model, seq, pairs, "cpu", chunk_size=2), fields)
 
 
+def test_the_stage_starts_from_the_chunk_the_networks_memory_allowed():
+    model = still_model(constant_stage((1.0, 2.0)))
+    tries = {"network": [], "stage": []}
+
+    def short_of_memory(name, forward):
+        def limited(*inputs):
+            tries[name].append(len(inputs[1]))  # the moving frames (one fixed frame is broadcast)
+            if len(inputs[1]) > 2:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+            return forward(*inputs)
+        return limited
+
+    model.forward = short_of_memory("network", model.forward)
+    model.correction.forward = short_of_memory("stage", model.correction.forward)
+    seq = sequence()
+    fields = predict_pair_fields(model, seq, [(0, t) for t in range(1, 6)], "cpu", chunk_size=8)
+    assert tries == {"network": [5, 4, 2, 2, 1], "stage": [2, 2, 1]}  # no failed try of the stage
+    assert torch.allclose(fields, predict_pair_fields(still_model(constant_stage((1.0, 2.0))), seq,
+                                                      [(0, t) for t in range(1, 6)], "cpu"), atol=1e-6)
+
+
 class DepthScaling(torch.nn.Module):
     """A stand-in network whose field is u = (0, k y) mm on any grid (y: mm below the first row),
     in the network's output units (percent of the field of view's depth)."""

@@ -83,10 +83,11 @@ def as_model(model: DLIRModel | str | os.PathLike, device: torch.device) -> DLIR
 
 
 def _chunked(pairs: list[tuple[int, int]], chunk_size: int, dev: torch.device, shape: tuple[int, int],
-             predict) -> torch.Tensor | None:
-    """(P, 2, H, W) float32 fields of ``pairs``: ``predict(chunk, done)`` gives those of the chunk
-    of pairs from ``done`` on, chunk by chunk of ``chunk_size``, halved (and the chunk repeated)
-    whenever the GPU runs out of memory; None when there are no pairs."""
+             predict) -> tuple[torch.Tensor | None, int]:
+    """(P, 2, H, W) float32 fields of ``pairs`` (None when there are none) and the chunk size that
+    held: ``predict(chunk, done)`` gives those of the chunk of pairs from ``done`` on, chunk by chunk
+    of ``chunk_size``, halved (and the chunk repeated) whenever the GPU runs out of memory; a later
+    pass over the same pairs starts from the size returned instead of failing again."""
     fields = None
     done = 0
     while done < len(pairs):
@@ -106,14 +107,16 @@ def _chunked(pairs: list[tuple[int, int]], chunk_size: int, dev: torch.device, s
             torch.cuda.empty_cache()
             continue
         done += len(chunk)
-    return fields
+    return fields, chunk_size
 
 
 def _network_fields(model: DLIRModel, seq: EchoSequence, frames: torch.Tensor, pairs: list[tuple[int, int]],
-                    shape: tuple[int, int], chunk_size: int, amp: bool, flip_average: bool) -> torch.Tensor:
+                    shape: tuple[int, int], chunk_size: int, amp: bool,
+                    flip_average: bool) -> tuple[torch.Tensor, int]:
     """(P, 2, *shape) float32 mm fields of ``pairs`` from the model's network (no correction
     stage), predicted on its working grid and resampled to a grid of ``shape`` over the frames'
-    extent; ``frames`` are the (T, 1, H, W) raw frames of ``seq`` on the model's device."""
+    extent, and the chunk size that held (:func:`_chunked`); ``frames`` are the (T, 1, H, W) raw
+    frames of ``seq`` on the model's device."""
     # a subsequence cut for a few frames keeps its sequence's window (workflow.register_one_frame)
     working, spacing = prepare_frames(frames, seq.spacing, model.working_size, seq.metadata.get(INTENSITY_WINDOW))
     predict = model.mirror_averaged if flip_average else model
@@ -147,7 +150,7 @@ def _corrected(model: DLIRModel, fine: torch.Tensor, spacing: tuple[float, float
             return model.correction(fine[fixed_indices(chunk)], fine[[m for _, m in chunk]],
                                     fields[done:done + len(chunk)], spacing)
 
-    return _chunked(pairs, chunk_size, fine.device, tuple(fine.shape[-2:]), corrected)
+    return _chunked(pairs, chunk_size, fine.device, tuple(fine.shape[-2:]), corrected)[0]
 
 
 def _prepared(model: DLIRModel | str | os.PathLike, device: str | torch.device,
@@ -178,11 +181,13 @@ def _predicted(model: DLIRModel | str | os.PathLike, seq: EchoSequence, network_
         frames = torch.from_numpy(seq.frames).to(dev)[:, None]
         fine, spacing = _stage_grid(model, seq, frames, correct)
         shape = seq.frame_shape if fine is None else tuple(fine.shape[-2:])
-        fields = _network_fields(model, seq, frames, network_pairs, shape, chunk_size, amp, flip_average)
+        fields, chunk_size = _network_fields(model, seq, frames, network_pairs, shape, chunk_size, amp,
+                                             flip_average)
         if combine is not None:
             fields = combine(fields, spacing)
         if fine is None:
             return fields
+        # the stage starts from the chunk the network's memory allowed
         return to_input_grid(_corrected(model, fine, spacing, pairs, fields, chunk_size, amp), seq.frame_shape)
 
 
