@@ -183,6 +183,13 @@ def read_only_output(folder: Path) -> list[str]:
     return register(folder, output="locked/out")
 
 
+def train_into_read_only(folder: Path) -> list[str]:
+    """``train dlir`` into a folder that cannot be written (as :func:`read_only_output`)."""
+    output = read_only_output(folder)[3]
+    return ["train", "dlir", "--data", "sim:0-2", "-o", f"{output}/run", "--scales", "16", "--iterations", "2",
+            "--device", "cpu"]
+
+
 def full_disk_on_rerun(folder: Path) -> list[str]:
     """The disk fills while writing over an earlier run's complete output set (--overwrite)."""
     return [*existing_output(folder), "--overwrite"]
@@ -310,6 +317,18 @@ def with_spacing(spacing: tuple[float, float]) -> Callable[[Path], Path]:
 def nifti_with_pixdim(pixdim: tuple[float, float]) -> Callable[[Path], Path]:
     """``FRAMES`` as NIfTI (X, Y, T) declaring pixel size ``pixdim`` (pixdim[1:3])."""
     return lambda folder: written_nifti(folder / "pixdim.nii", FRAMES, pixdim)
+
+
+def truncated_nifti(name: str) -> Callable[[Path], Path]:
+    """A uint8 NIfTI cine (``.nii`` or ``.nii.gz``) cut before its last frame ends: ITK reads the
+    missing voxels as 0."""
+    def make(folder: Path) -> Path:
+        whole = written_nifti(folder / f"whole_{name}", FRAMES, dtype=np.uint8).read_bytes()
+        (folder / f"whole_{name}").unlink()
+        path = folder / name
+        path.write_bytes(whole[:len(whole) - 40 if name.endswith(".nii") else len(whole) // 2])
+        return path
+    return make
 
 
 def nifti_x_y_1_t(folder: Path) -> Path:
@@ -512,16 +531,19 @@ CASES: list[BadInput] = [
     BadInput("output-exists", existing_output, ("report.json", "already exists")),
     BadInput("output-below-a-file", below_a_file, ("notes.txt", "is a file")),
     BadInput("output-read-only", read_only_output, ("cannot write the outputs",)),
+    BadInput("train-output-read-only", train_into_read_only, ("/run: cannot write the outputs",),  # before any step
+             patch=fail_write(AssertionError("trained first"), "EchoRegistrationLib.dlir.training._Run.loop")),
     BadInput("output-disk-full", lambda folder: register(folder), ("{dir}/out: no space left",),
              patch=fail_write(ENOSPC, "numpy.savez_compressed")),
     BadInput("output-disk-full-overwrite", full_disk_on_rerun, ("{dir}/out: no space left",),
              patch=fail_write(ENOSPC, "numpy.savez_compressed")),
     # Ctrl-C
-    BadInput("interrupt-registering", lambda folder: register(folder), ("interrupted",), 130,
+    BadInput("interrupt-registering", lambda folder: register(folder), ("interrupted; no outputs were written",), 130,
              patch=fail_write(KeyboardInterrupt(), "EchoRegistrationLib.registration.register_sequence")),
-    BadInput("interrupt-mid-write", lambda folder: register(folder, "--itk-fields"), ("interrupted",), 130,
+    BadInput("interrupt-mid-write", lambda folder: register(folder, "--itk-fields"),
+             ("interrupted; no outputs were written",), 130,
              patch=fail_write(KeyboardInterrupt(), "SimpleITK.WriteImage")),
-    BadInput("interrupt-strain-mid-write", strain_over_earlier_run, ("interrupted",), 130,
+    BadInput("interrupt-strain-mid-write", strain_over_earlier_run, ("interrupted; no outputs were written",), 130,
              patch=interrupt_strain_figures),
     # DICOM frames and geometry
     BadInput("dicom-declares-more-frames", converted(rle_declaring_more), exit_status=0, changes=("out.mha",),
@@ -537,6 +559,10 @@ CASES: list[BadInput] = [
     BadInput("dicom-huge-header", info(huge_header),
              ("huge.dcm", "hold no whole frame of 60000 x 60000 pixels (NumberOfFrames 5000)")),
     # pixel values and declared geometry
+    BadInput("nifti-truncated", info(truncated_nifti("cut.nii")),
+             ("cut.nii: is truncated: its header declares 16 x 12 x 5 voxels of 1 byte from byte 352, "
+              "and the voxel data end early",)),
+    BadInput("nifti-gz-truncated", info(truncated_nifti("cut.nii.gz")), ("cut.nii.gz: is truncated",)),
     BadInput("nifti-nan-pixels", info(with_nan("nan.nii.gz", np.nan)),
              ("nan.nii.gz", "2 pixel values are NaN or infinite (the first at frame 1, row 2, column 3)")),
     BadInput("metaimage-infinite-pixels",

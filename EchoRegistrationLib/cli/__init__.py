@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"echoreg: error: {error_line(err)}", file=sys.stderr)
             return EXIT_ERROR
         except KeyboardInterrupt as err:  # a command may say what it leaves behind (train: its checkpoints)
-            print(f"echoreg: interrupted; {err or 'no outputs were written'}", file=sys.stderr)
+            print(f"echoreg: interrupted; {str(err) or 'no outputs were written'}", file=sys.stderr)
             return EXIT_INTERRUPTED
 
 

@@ -32,6 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
+from ..io.atomic import check_output_folder
 from ..losses import ncc_loss
 from ..spatial.pyramid import resample_image
 from ..device import resolve_device
@@ -144,7 +145,15 @@ class _Run:
                      architecture: dict[str, Any]) -> tuple[dict[str, Any] | None, History]:
         """The saved training state and history of an earlier run in the output folder (None and
         [] when there is none). A run with another architecture or other settings is refused; so
-        is any earlier run when ``resume`` is False (outputs are never replaced silently)."""
+        is any earlier run when ``resume`` is False (outputs are never replaced silently).
+
+        Raises:
+            PermissionError, NotADirectoryError: the output folder cannot be written (probed here,
+                before any training, not at the first checkpoint).
+            FileExistsError, ValueError: an earlier run that may not be continued, as above.
+        """
+        if self.processes.main:
+            check_output_folder(self.output, ())
         state = load_training_state(self.output, self.processes.device)
         if state is None:
             return None, []
@@ -176,42 +185,42 @@ class _Run:
         done = sum(s.iterations for s in stages[:start[0]])
         if start[0] < len(stages):
             done += min(start[1] * ipe, stages[start[0]].iterations)
-        bar = tqdm(total=sum(s.iterations for s in stages), initial=done, desc=self.name, unit="step",
-                   disable=not (self.progress and self.processes.main), dynamic_ncols=True)
-        for k in range(start[0], len(stages)):
-            stage = stages[k]
-            for epoch in range(start[1] if k == start[0] else 0, math.ceil(stage.iterations / ipe)):
-                rng = np.random.default_rng([self.seed, k, epoch, self.processes.rank])
-                torch.manual_seed(int(rng.integers(2**62)))
-                began = time.perf_counter()
-                n = min(ipe, stage.iterations - epoch * ipe)
-                sums: dict[str, torch.Tensor] = {}
-                counts: dict[str, int] = {}
-                for i in range(epoch * ipe, epoch * ipe + n):
-                    rate = stage_learning_rate(learning_rate, i, stage.iterations)
-                    for optimizer in optimizers:
-                        for group in optimizer.param_groups:
-                            group["lr"] = rate
-                    terms = step(stage, rng)
-                    for key, value in terms.items():
-                        sums[key] = sums.get(key, 0) + value.detach().float()
-                        counts[key] = counts.get(key, 0) + 1
-                    bar.update()
-                done += n
-                row = {"stage": k, "size": stage.size, "epoch": epoch, "iterations": done,
-                       "learning_rate": rate, **{key: float(sums[key]) / counts[key] for key in sums}}
-                if self.processes.main:
-                    row.update({f"val_{key}": value for key, value in validate(stage).items()})
-                row["seconds"] = round(time.perf_counter() - began, 3)
-                history.append(row)
-                bar.set_postfix({key: f"{row[key]:.4g}" for key in ("loss", "val_epe_es", "val_dice_es")
-                                 if isinstance(row.get(key), float)})
-                if self.processes.main:
-                    save(history, {"stage": k, "epoch": epoch + 1})
-                    if self.callback is not None:
-                        self.callback(row)
-                self.processes.barrier()
-        bar.close()
+        with tqdm(total=sum(s.iterations for s in stages), initial=done, desc=self.name, unit="step",
+                  disable=not (self.progress and self.processes.main), dynamic_ncols=True) as bar:
+            # closed on an error too, so that an error line does not start on the bar's line
+            for k in range(start[0], len(stages)):
+                stage = stages[k]
+                for epoch in range(start[1] if k == start[0] else 0, math.ceil(stage.iterations / ipe)):
+                    rng = np.random.default_rng([self.seed, k, epoch, self.processes.rank])
+                    torch.manual_seed(int(rng.integers(2**62)))
+                    began = time.perf_counter()
+                    n = min(ipe, stage.iterations - epoch * ipe)
+                    sums: dict[str, torch.Tensor] = {}
+                    counts: dict[str, int] = {}
+                    for i in range(epoch * ipe, epoch * ipe + n):
+                        rate = stage_learning_rate(learning_rate, i, stage.iterations)
+                        for optimizer in optimizers:
+                            for group in optimizer.param_groups:
+                                group["lr"] = rate
+                        terms = step(stage, rng)
+                        for key, value in terms.items():
+                            sums[key] = sums.get(key, 0) + value.detach().float()
+                            counts[key] = counts.get(key, 0) + 1
+                        bar.update()
+                    done += n
+                    row = {"stage": k, "size": stage.size, "epoch": epoch, "iterations": done,
+                           "learning_rate": rate, **{key: float(sums[key]) / counts[key] for key in sums}}
+                    if self.processes.main:
+                        row.update({f"val_{key}": value for key, value in validate(stage).items()})
+                    row["seconds"] = round(time.perf_counter() - began, 3)
+                    history.append(row)
+                    bar.set_postfix({key: f"{row[key]:.4g}" for key in ("loss", "val_epe_es", "val_dice_es")
+                                     if isinstance(row.get(key), float)})
+                    if self.processes.main:
+                        save(history, {"stage": k, "epoch": epoch + 1})
+                        if self.callback is not None:
+                            self.callback(row)
+                    self.processes.barrier()
         return history
 
 

@@ -38,11 +38,21 @@ ITK_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr")
 
 
 def _read_image(path: Path) -> sitk.Image:
+    """The image ITK reads from ``path``.
+
+    Raises:
+        EchoDataError: ITK cannot read it; the message ends with ITK's last line of explanation
+            (without ITK's class prefix, and without a stale "No such file" reason for a file that
+            exists, as ITK gives for truncated MetaImage data).
+    """
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as err:
-        first_line = str(err).strip().splitlines()[-1] if str(err).strip() else "unknown error"
-        raise EchoDataError(str(path), f"cannot be read as an image ({first_line})") from None
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()] or ["unknown error"]
+        if len(lines) > 1 and lines[-1] == "Reason: No such file or directory" and path.exists():
+            lines.pop()
+        detail = re.sub(r"^ITK ERROR: \w+\(0x[0-9a-fA-F]+\):\s*", "", lines[-1])
+        raise EchoDataError(str(path), f"cannot be read as an image ({detail})") from None
 
 
 def _as_frames(arr: np.ndarray, size: tuple[int, ...], source: str) -> np.ndarray:
@@ -154,8 +164,9 @@ def read_itk_image(path: str | os.PathLike, *, frame_rate: float | None = None) 
         frame_rate: frames per second when the file does not record times (NIfTI, NRRD).
 
     Raises:
-        EchoDataError: unreadable file, more than one axis beyond the plane, bad pixel type, NaN or
-            infinite pixels, or invalid geometry (implausible spacing or frame rate included).
+        EchoDataError: unreadable or truncated file (ITK reads the missing voxels of a NIfTI file as
+            0), more than one axis beyond the plane, bad pixel type, NaN or infinite pixels, or
+            invalid geometry (implausible spacing or frame rate included).
 
     Warns:
         EchoDataWarning: the file declares a zero (spacing unknown) or negative pixel size.

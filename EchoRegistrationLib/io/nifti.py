@@ -26,6 +26,9 @@ _LAYOUT = {
 }
 # NIfTI datatype codes of the float voxel types that can hold NaN or infinity.
 _FLOAT_TYPES = {16: "f4", 64: "f8"}
+# Bytes per voxel of each NIfTI datatype code (nifti1.h: DT_UINT8 2 ... DT_RGBA32 2304).
+_VOXEL_BYTES = {2: 1, 4: 2, 8: 4, 16: 4, 32: 8, 64: 8, 128: 3, 256: 1, 512: 2, 768: 4, 1024: 8, 1280: 8,
+                1536: 16, 1792: 16, 2048: 32, 2304: 4}
 
 
 @dataclass(frozen=True)
@@ -75,23 +78,35 @@ def _parse_header(data: bytes) -> NiftiHeader | None:
 
 def read_nifti(path: str | os.PathLike) -> tuple[NiftiHeader, np.ndarray | None] | None:
     """The header of a single-file NIfTI image and its voxels as written when they are float
-    (flat, file order, x fastest; None for integer types or a short file); None when the file is
-    not NIfTI-1/2. Only the header is read from other files.
+    (flat, file order, x fastest; None for other types); None when the file is not NIfTI-1/2.
+    Only the header is read from other files. The voxels the header declares must all be there:
+    ITK would read a truncated file as if its missing voxels were 0.
 
     Raises:
-        EchoDataError: naming the file, when its (gzip) content cannot be read.
+        EchoDataError: naming the file, when its (gzip) content cannot be read or its voxel data
+            end before the header's dimensions say.
     """
     try:
         with _open(path) as handle:
             header = _parse_header(handle.read(max(_LAYOUT)))
-            code = None if header is None else _FLOAT_TYPES.get(header.datatype)
-            if code is None:
-                return None if header is None else (header, None)
-            count = int(np.prod(header.shape))
-            handle.seek(header.vox_offset)
-            data = handle.read(count * int(code[1]))
-    except (OSError, EOFError) as err:
+            if header is None:
+                return None
+            size = _VOXEL_BYTES.get(header.datatype, 0)
+            needed = int(np.prod(header.shape)) * size
+            code = _FLOAT_TYPES.get(header.datatype)
+            if code is not None:
+                handle.seek(header.vox_offset)
+                data = handle.read(needed)
+                complete = len(data) == needed
+            else:  # only the last voxel's byte is needed to know they are all there
+                handle.seek(header.vox_offset + needed - 1)
+                complete = needed == 0 or len(handle.read(1)) == 1
+    except EOFError as err:
+        raise EchoDataError(str(path), f"is truncated ({err})") from None
+    except OSError as err:
         raise EchoDataError(str(path), f"cannot be read ({err})") from None
-    if len(data) < count * int(code[1]):
-        return header, None
-    return header, np.frombuffer(data, dtype=header.byte_order + code)
+    if not complete:
+        shape, unit = " x ".join(map(str, header.shape)), "byte" if size == 1 else "bytes"
+        raise EchoDataError(str(path), f"is truncated: its header declares {shape} voxels of {size} {unit} "
+                                       f"from byte {header.vox_offset}, and the voxel data end early")
+    return header, None if code is None else np.frombuffer(data, dtype=header.byte_order + code)
