@@ -240,8 +240,9 @@ def add_registration_options(parser: argparse.ArgumentParser) -> None:
                              "their fields composed with its own (frames after ES go directly again once back "
                              "within F of the ES motion from the last frame; default 0.6; 0: every frame directly)")
     parser.add_argument("--reference", type=int,
-                        help="reference frame (default: ED when the file gives it, else frame 0, with "
-                             "strain relative to ED detected as the frame of largest tracked LV volume)")
+                        help="reference frame, also taken as ED when the file gives none (default: ED "
+                             "when the file gives it, else frame 0, with strain relative to ED detected as "
+                             "the frame of largest tracked LV volume)")
     parser.add_argument("--mode", choices=["sequential", "to_reference"],
                         help="track neighbouring frames or register each frame to the reference "
                              "(default: sequential; dlir: the mode its model was trained for)")

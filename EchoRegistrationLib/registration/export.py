@@ -44,6 +44,9 @@ from .tracking import RegistrationResult
 
 CONVENTION = ("displacement on the reference frame grid in mm, components (x, y) = (column, row); "
               "reference point p is at p + u(p) in frame t (ITK / Slicer resampling convention)")
+# the same, for a sequence without a physical pixel size (spacing_known False): not mm
+CONVENTION_NO_SPACING = CONVENTION.replace(
+    "in mm,", "in the units of the placeholder spacing, not mm (pixel size unknown; pixels for the 1 x 1 placeholder),")
 
 
 def displacement_to_itk(field: np.ndarray, seq: EchoSequence) -> sitk.Image:
@@ -115,7 +118,8 @@ def save_registration(result: RegistrationResult, seq: EchoSequence, folder: str
         np.savez_compressed(tmp / DISPLACEMENT, displacement=result.displacement,
                             spacing=np.asarray(seq.spacing), frame_times=seq.frame_times,
                             reference=result.reference, no_signal=result.no_signal,
-                            convention=CONVENTION, spacing_known=seq.spacing_known,
+                            convention=CONVENTION if seq.spacing_known else CONVENTION_NO_SPACING,
+                            spacing_known=seq.spacing_known,
                             frame_times_known=seq.frame_times_known)
         report = {"input": seq.source, "n_frames": seq.n_frames, "spacing_mm": list(seq.spacing),
                   "spacing_known": seq.spacing_known, "frame_times_known": seq.frame_times_known,

@@ -28,6 +28,7 @@ from ..sequence import EchoDataError, EchoSequence
 
 FROM_FILE = "given by the file"
 FROM_USER = "set by the user"
+FROM_USER_REFERENCE = "set by the user as the strain reference"
 LARGEST_VOLUME = "detected: largest tracked LV cavity volume (Lang et al. 2015)"
 SMALLEST_VOLUME = "detected: smallest tracked LV cavity volume (Lang et al. 2015)"
 FIRST_FRAME = "first frame (ED unknown)"
@@ -106,8 +107,9 @@ def cardiac_frames(seq: EchoSequence, volume: np.ndarray, requested: int | None 
         requested: a user-set strain reference frame, or None for ED.
 
     Returns:
-        :class:`CardiacFrames`; a missing ED is the frame of largest ``volume``, a missing ES the
-        frame of smallest (Lang et al. 2015); an ES the user set
+        :class:`CardiacFrames`; a missing ED is the ``requested`` reference when there is one
+        (``FROM_USER_REFERENCE``), else the frame of largest ``volume``; a missing ES the frame of
+        smallest (Lang et al. 2015); an ES the user set
         (:meth:`..sequence.EchoSequence.with_end_systole`) is ``FROM_USER``.
 
     Raises:
@@ -119,8 +121,12 @@ def cardiac_frames(seq: EchoSequence, volume: np.ndarray, requested: int | None 
         raise EchoDataError(seq.source, f"cannot find ED / ES: the tracked volume has shape "
                                         f"{volume.shape} or non-finite values (expected {seq.n_frames} "
                                         "finite values)")
-    ed, ed_source = ((seq.ed_index, FROM_FILE) if seq.ed_index is not None
-                     else (int(np.argmax(volume)), LARGEST_VOLUME))
+    if seq.ed_index is not None:
+        ed, ed_source = seq.ed_index, FROM_FILE
+    elif requested is not None:  # the user's reference is their ED when the file gives none
+        ed, ed_source = tracking_reference(seq, requested), FROM_USER_REFERENCE
+    else:
+        ed, ed_source = int(np.argmax(volume)), LARGEST_VOLUME
     es, es_source = ((seq.es_index, FROM_USER if seq.es_set_by_user else FROM_FILE)
                      if seq.es_index is not None else (int(np.argmin(volume)), SMALLEST_VOLUME))
     reference = tracking_reference(seq, requested) if requested is not None else ed

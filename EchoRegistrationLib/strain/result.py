@@ -27,7 +27,7 @@ from ..io.atomic import atomic_output, check_writable
 from .contours import signed_peak
 from .myocardium import Myocardium
 from .quality import SegmentQuality
-from .reference import FROM_FILE, FROM_USER, CardiacFrames
+from .reference import FROM_FILE, FROM_USER, FROM_USER_REFERENCE, CardiacFrames
 from .tensors import green_lagrange_from_engineering
 from .volumes import N_DISCS, ejection_fraction
 
@@ -46,9 +46,9 @@ NO_TIMES = "frame times unknown"
 # refined network's segments were 0.4-0.5 points off, alone 1.3-1.5. With the correction stage (2026-11-30,
 # seventh session) through the anchor: 3.2 refined (3.6 alone), GLS 0.7 (0.6); real-template 0.38 (0.65).
 NETWORK_SEGMENTS = ("segmental strain tracked by a network (method dlir) is not validated along the wall: "
-                    "on physics-simulated echo the default method (refined, through the systole anchor) left "
-                    "segment peaks 3.2 points off on average (GLS 0.7; README, Generalisation); for segmental "
-                    "strain use --method deformable")
+                    "on physics-simulated echo, through the systole anchor, the network left segment peaks "
+                    "3.6 points off on average, 3.2 refined by 40 steps, the default (GLS 0.6 and 0.7; README, "
+                    "Generalisation); for segmental strain use --method deformable")
 # the same, for a registration to the reference that went through no systole anchor frame (no ES given after
 # the reference, --anchor 0, ...)
 NETWORK_SEGMENTS_NO_ANCHOR = ("segmental strain tracked by a network (method dlir) registering every frame directly "
@@ -247,9 +247,10 @@ class StrainResult:
         if not self.frame_times_known:
             out.append(f"{NO_TIMES}: times are left blank and curves run over frame indices; give "
                        "the frame rate (--frame-rate) to get them")
-        if self.frames.ed_source != FROM_FILE:
+        if self.frames.ed_source not in (FROM_FILE, FROM_USER_REFERENCE):
             out.append(f"ED not given by the file: frame {self.ed_index} was detected as ED "
-                       f"({self.frames.ed_source}); check it on the images, or set --reference")
+                       f"({self.frames.ed_source}); check it on the images, or set it (--reference: the strain "
+                       "reference, also ED when the file gives none)")
         if self.frames.es_source not in (FROM_FILE, FROM_USER):
             out.append(f"ES not given by the file: frame {self.es_index} was detected as ES "
                        f"({self.frames.es_source}); check it on the images, or set it (--es-frame)")
