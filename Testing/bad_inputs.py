@@ -183,6 +183,15 @@ def read_only_output(folder: Path) -> list[str]:
     return register(folder, output="locked/out")
 
 
+def convert_into_read_only(name: str) -> Build:
+    """``convert`` into a folder that cannot be written (as :func:`read_only_output`): the error
+    names the file asked for, not the temporary file beside it."""
+    def build(folder: Path) -> list[str]:
+        registering = read_only_output(folder)  # writes the corpus cine; its output's folder exists
+        return ["convert", registering[1], str(Path(registering[3]).parent / name)]
+    return build
+
+
 def train_into_read_only(folder: Path) -> list[str]:
     """``train dlir`` into a folder that cannot be written (as :func:`read_only_output`)."""
     output = read_only_output(folder)[3]
@@ -531,6 +540,8 @@ CASES: list[BadInput] = [
     BadInput("output-exists", existing_output, ("report.json", "already exists")),
     BadInput("output-below-a-file", below_a_file, ("notes.txt", "is a file")),
     BadInput("output-read-only", read_only_output, ("cannot write the outputs",)),
+    BadInput("convert-read-only", convert_into_read_only("x.seq.nrrd"), ("/x.seq.nrrd: ",)),
+    BadInput("convert-read-only-metaimage", convert_into_read_only("x.mhd"), ("/x.mhd: ",)),
     BadInput("train-output-read-only", train_into_read_only, ("/run: cannot write the outputs",),  # before any step
              patch=fail_write(AssertionError("trained first"), "EchoRegistrationLib.dlir.training._Run.loop")),
     BadInput("output-disk-full", lambda folder: register(folder), ("{dir}/out: no space left",),

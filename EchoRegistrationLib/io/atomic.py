@@ -53,14 +53,16 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
             SimpleITK.WriteImage(image, str(tmp))
     """
     target = check_writable(path, overwrite)
-    target.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(target.suffixes) or ""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".partial{suffix}",
-                                    dir=target.parent)
+    with _named_as(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".partial{suffix}",
+                                        dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        yield tmp
+        with _named_as(target):
+            yield tmp
         os.chmod(tmp, target.stat().st_mode & 0o7777 if target.exists() else NEW_FILE_MODE)
         os.replace(tmp, target)
     finally:
@@ -69,13 +71,28 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
 
 
 @contextlib.contextmanager
+def _named_as(target: Path) -> Iterator[None]:
+    """OSErrors raised inside that name one of ``target``'s temporary files (or no file) name
+    ``target`` instead: the user never sees a temporary name."""
+    try:
+        yield
+    except OSError as err:
+        temporary = err.filename is None or str(err.filename).startswith(str(target.parent / f".{target.name}."))
+        if err.errno is None or not temporary:
+            raise
+        raise type(err)(err.errno, err.strerror, str(target)) from None
+
+
+@contextlib.contextmanager
 def atomic_output_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Like :func:`atomic_output` for outputs made of several files that must keep their final
     names (a MetaImage header and its raw data): yield a temporary folder beside ``path``; every
     file written into it is moved into ``path``'s folder on success, the main file last."""
     target = check_writable(path, overwrite)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as tmp_dir:
+    with _named_as(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        made = tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent)
+    with made as tmp_dir:
         tmp = Path(tmp_dir)
         yield tmp
         written = sorted(tmp.iterdir(), key=lambda p: p.name == target.name)
