@@ -20,6 +20,7 @@ import json
 import os
 import pickle
 import shutil
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -298,6 +299,14 @@ def signed_deltas(folder: Path) -> Path:
     return write_us(folder / "signed.dcm", FRAMES, regions=[region(0, 0, 15, 11, delta_cm=(0.04, -0.02))])
 
 
+def malformed_uid(folder: Path) -> Path:
+    """A SOP instance UID with a component that starts with 0 (breaks the UI value rules; pydicom
+    warns and reads on)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # pydicom's own, on setting it: made on purpose
+        return with_header(write_us(folder / "uid.dcm", FRAMES), SOPInstanceUID="1.2.03.4")
+
+
 def huge_header(folder: Path) -> Path:
     """A header declaring 60000 x 60000 pixels in 5000 frames over 960 bytes of pixel data."""
     return with_header(write_us(folder / "huge.dcm", FRAMES), Rows=60000, Columns=60000, NumberOfFrames=5000)
@@ -567,6 +576,8 @@ CASES: list[BadInput] = [
              exit_status=0, changes=("out.mha",), check=reads(YBR[..., 0], atol=1.0)),
     BadInput("dicom-signed-physical-delta", converted(signed_deltas), exit_status=0, changes=("out.mha",),
              check=reads(FRAMES, spacing=(0.4, 0.2))),
+    BadInput("dicom-malformed-uid", converted(malformed_uid), exit_status=0, changes=("out.mha",),
+             check=reads(FRAMES, warning="uid.dcm: DICOM header: Invalid value for VR UI: '1.2.03.4' (read anyway)")),
     BadInput("dicom-huge-header", info(huge_header),
              ("huge.dcm", "hold no whole frame of 60000 x 60000 pixels (NumberOfFrames 5000)")),
     # pixel values and declared geometry

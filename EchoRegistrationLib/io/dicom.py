@@ -99,26 +99,32 @@ def is_dicom(path: str | os.PathLike) -> bool:
     return "SOPClassUID" in ds or ("Rows" in ds and "Columns" in ds)
 
 
-def _read_dataset(path: Path) -> tuple[Dataset, dict[str, Any]]:
-    """Parse the file; a preamble-less dataset gets its transfer syntax from how it was read."""
+def _read_dataset(path: Path) -> tuple[Dataset, dict[str, Any], list[str]]:
+    """Parse the file; a preamble-less dataset gets its transfer syntax from how it was read.
+    Returns the dataset, notes for the metadata, and the header problems pydicom warned of (values
+    that break their VR's rules, e.g. a malformed UID), one sentence each."""
     source = str(path)
     if not is_dicom(path):
         raise EchoDataError(source, "not a DICOM file (no 'DICM' marker at byte 128 and no readable "
                                     "DICOM dataset at the start)")
     notes: dict[str, Any] = {}
     try:
-        ds = pydicom.dcmread(path, force=True)
-        for _ in ds.iterall():  # parse every element now, so that corrupt values fail here
-            pass
+        with warnings.catch_warnings(record=True) as raised:
+            warnings.simplefilter("always", UserWarning)
+            ds = pydicom.dcmread(path, force=True)
+            for _ in ds.iterall():  # parse every element now, so that corrupt values fail here
+                pass
     except (InvalidDicomError, BytesLengthException, EOFError, OSError, ValueError, struct.error) as err:
         raise EchoDataError(source, f"unreadable DICOM file, truncated or corrupt ({err})") from None
+    problems = list(dict.fromkeys(f"DICOM header: {str(w.message).split('. Please see')[0]} (read anyway)"
+                                  for w in raised if issubclass(w.category, UserWarning)))
     if "TransferSyntaxUID" not in ds.file_meta:
         implicit, little = ds.original_encoding
         ds.file_meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
                                           ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
         notes["transfer_syntax_note"] = ("no file meta information (no DICOM preamble): the transfer "
                                          "syntax was inferred from the dataset encoding")
-    return ds, notes
+    return ds, notes, problems
 
 
 def _uid_text(uid: Any) -> str | None:
@@ -565,11 +571,12 @@ def read_dicom(path: str | os.PathLike, *, crop_to_region: bool = False) -> Echo
 
     Warns:
         EchoDataWarning: NumberOfFrames disagrees with the frames the pixel data hold (the frames
-            that exist are read; also in ``metadata["warnings"]``).
+            that exist are read; also in ``metadata["warnings"]``); a header value pydicom finds
+            invalid for its VR (a malformed UID, ...), which does not stop reading.
     """
     path = Path(path)
     source = str(path)
-    ds, read_notes = _read_dataset(path)
+    ds, read_notes, header_problems = _read_dataset(path)
     declared, rows, columns = _image_shape(ds, source)
     decoder = _decoder(ds, source)  # a missing decoder is the problem to report, before counting frames
     held, frame_problems = _held_frames(ds, (declared, rows, columns), source)
@@ -586,7 +593,7 @@ def read_dicom(path: str | os.PathLike, *, crop_to_region: bool = False) -> Echo
         "transfer_syntax": _uid_text(ds.file_meta.TransferSyntaxUID), "number_of_frames": shape[0],
         **read_notes, **spacing_meta, **time_meta, **colour_meta, **geometry_meta,
     }
-    for problem in frame_problems + spacing_problems:
+    for problem in header_problems + frame_problems + spacing_problems:
         record_warning(metadata, problem)
     if crop_to_region:
         if region is None:
