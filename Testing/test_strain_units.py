@@ -64,6 +64,8 @@ def test_ed_and_es_are_detected_and_strain_is_relative_to_ed(full_cycle, where):
     assert result.ef == pytest.approx(full_cycle.ef, abs=1.0)
     if where == "ES":  # the peak is the ES of the beat before ED: no time from ED without the period
         assert np.isnan(peak["time_to_peak_s"]) and "(in the beat before ED)" in result.describe_peak()
+        untimed = dataclasses.replace(result, frame_times_known=False)  # both reasons, not only the times'
+        assert f"at frame {es_at} (in the beat before ED; frame times unknown" in untimed.describe_peak()
     else:
         assert peak["time_to_peak_s"] == pytest.approx(full_cycle.sequence.frame_times[es], abs=1e-9)
     assert f"ED not given by the file: frame {ed_at} was detected as ED" in " ".join(result.warnings())

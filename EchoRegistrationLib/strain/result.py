@@ -209,8 +209,9 @@ class StrainResult:
         entry = self.peaks()[name]
         if np.isfinite(entry["time_to_peak_s"]):
             return f"{entry['peak_pct']:+.1f} % at {1000 * entry['time_to_peak_s']:.0f} ms from ED"
-        why = NO_TIMES if not self.frame_times_known else "in the beat before ED"
-        return f"{entry['peak_pct']:+.1f} % at frame {entry['peak_frame']} ({why})"
+        why = [*(["in the beat before ED"] if entry["peak_frame"] < self.ed_index else []),
+               *([NO_TIMES] if not self.frame_times_known else [])] or ["time from ED unknown"]
+        return f"{entry['peak_pct']:+.1f} % at frame {entry['peak_frame']} ({'; '.join(why)})"
 
     def describe_volumes(self) -> str:
         """"EDV 79 ml, ESV 37 ml, EF 53 %", or EF alone with the reason when the pixel size is
