@@ -91,6 +91,20 @@ def test_lowered_similarity_is_named():
     assert result.report()["warnings"] == result.warnings
 
 
+def test_frames_unlike_the_reference_are_named_together():
+    """Independent noise frames: no registration makes them resemble the reference (NCC about 0)."""
+    frames = np.random.default_rng(1).uniform(0, 255, (4, 40, 36)).astype(np.float32)
+    seq = EchoSequence(frames=frames, spacing=(0.5, 0.5), frame_times=np.arange(4) / 50)
+    result = register_sequence(seq, "rigid", device="cpu", mode="to_reference", iterations=(3, 3, 3))
+    assert (np.abs(result.similarity_after[1:]) < 0.1).all(), result.warnings
+    unlike = [w for w in result.warnings if "hardly resemble" in w]
+    assert len(unlike) == 1 and unlike[0].startswith("3 of 3 frames (frames 1, 2, 3) keep an NCC with the "
+                                                     "reference under 0.3 after registration (lowest ")
+    moving = register_sequence(EchoSequence(frames=moving_texture(3), spacing=(0.5, 0.5),
+                                            frame_times=np.arange(3) / 50), "rigid", device="cpu")
+    assert not any("hardly resemble" in w for w in moving.warnings)  # a real (if small) motion: none
+
+
 def test_progress_rises_pair_by_pair_within_one_batch():
     """The bar sat at 0/19 then jumped to 100 % (one update per 32-pair batch): now one batch of
     4 pairs reports 1, 2, 3, 4 as its optimiser steps advance."""

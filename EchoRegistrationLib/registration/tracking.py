@@ -39,6 +39,10 @@ if TYPE_CHECKING:
 
 # NCC drops smaller than this are numerical noise, not a worse alignment.
 NCC_DROP_TOLERANCE = 1e-3
+# A frame whose NCC with the reference stays under this after registration hardly resembles it (another
+# view, a scene cut, noise): its field is not a measurement of motion. The project's threshold, set far
+# below what echo cines reach after registration (0.95-0.98 mean on the shared real cines, README).
+LOW_SIMILARITY = 0.3
 METHODS = (*KINDS, "dlir")
 ProgressCallback = Callable[[int, int], None]
 
@@ -250,7 +254,8 @@ def input_warnings(seq: EchoSequence) -> list[str]:
 def quality_warnings(before: np.ndarray, after: np.ndarray, no_signal: np.ndarray,
                      pairs: list[tuple[int, int]]) -> list[str]:
     """One line per frame without signal (how it was bridged) and per frame whose NCC with the
-    reference the registration lowered by more than :data:`NCC_DROP_TOLERANCE`, in frame order."""
+    reference the registration lowered by more than :data:`NCC_DROP_TOLERANCE`, in frame order;
+    then one line for the other frames whose NCC stays under :data:`LOW_SIMILARITY`."""
     fixed_of = {m: f for f, m in pairs}
     present = np.flatnonzero(~no_signal)
     lines = {}
@@ -263,7 +268,16 @@ def quality_warnings(before: np.ndarray, after: np.ndarray, no_signal: np.ndarra
         if after[t] < before[t] - NCC_DROP_TOLERANCE:
             lines[t] = (f"frame {t}: registration lowered the similarity to the reference "
                         f"(NCC {before[t]:.3f} -> {after[t]:.3f}); check this frame's field")
-    return [lines[t] for t in sorted(lines)]
+    low = sorted(t for t in fixed_of if after[t] < LOW_SIMILARITY and t not in lines)
+    unlike = []
+    if low:
+        worst = min(low, key=lambda t: after[t])
+        unlike = [f"{len(low)} of {len(fixed_of)} frames ({'frame' if len(low) == 1 else 'frames'} "
+                  f"{', '.join(map(str, low[:5]))}"
+                  f"{', ...' if len(low) > 5 else ''}) keep an NCC with the reference under {LOW_SIMILARITY:g} "
+                  f"after registration (lowest {after[worst]:.3f}, frame {worst}): they hardly resemble it (another "
+                  "view, a scene cut, noise); their fields are not measurements of motion"]
+    return [lines[t] for t in sorted(lines)] + unlike
 
 
 # frame_quality measures this many frames at a time: at 512 x 422 px each temporary is then 3.5 MB and
