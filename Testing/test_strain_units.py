@@ -100,7 +100,14 @@ def test_a_reference_set_by_the_user_is_ed_when_the_file_gives_none(full_cycle):
     result = compute_strain(cine, registration, myocardium, reference=ed_at)
     assert (result.ed_index, result.frames.ed_source, result.reference) == (ed_at, FROM_USER_REFERENCE, ed_at)
     assert result.ef == pytest.approx(full_cycle.ef, abs=1.0)
-    assert not any(w.startswith("ED not given") for w in result.warnings())
+    assert not any(w.startswith("ED not given") or "is not the frame of largest" in w for w in result.warnings())
+    # a reference that is not ED (mid-systole, a few frames after it) underestimates EDV and EF: warned
+    late = compute_strain(cine, registration, myocardium, reference=(ed_at + 3) % cine.n_frames)
+    assert late.ed_index == (ed_at + 3) % cine.n_frames and late.ef < full_cycle.ef - 10
+    assert [w for w in late.warnings() if "is not the frame of largest" in w] == [
+        f"frame {late.ed_index}, set as the reference and so taken as ED, is not the frame of largest tracked LV "
+        f"cavity: frame {ed_at}'s is {late.lv_volume[ed_at] / late.lv_volume[late.ed_index]:.2f}x as large; if "
+        f"frame {late.ed_index} is not ED, EDV, EF and peak strain are underestimated (set the reference at ED)"]
     seq = dataclasses.replace(full_cycle.sequence, es_index=None)  # ED in the file: it stays ED
     other = compute_strain(seq, result_from_displacement(seq, full_cycle.displacement, 0), reference=3)
     assert (other.ed_index, other.frames.ed_source, other.reference) == (0, FROM_FILE, 3)

@@ -8,7 +8,8 @@ The myocardium at the tracked-from frame (``--reference``, else the file's ED, e
 from ``--labels`` (a CAMUS-coded label file on the same grid; that frame's map), from
 ``--landmarks`` (mm, x,y order: annulus, apex, annulus, with ``--wall-width``; pixels, column,row,
 when the file gives no pixel size), or from the input's own labels (CAMUS folders). Without ED in
-the file, ED and ES are detected from the tracked cavity volume and strain is taken relative to ED
+the file, ED is the user's ``--reference``, else detected from the tracked cavity volume, as ES is
+when neither the file nor ``--es-frame`` gives it; strain is taken relative to ED
 (:mod:`..strain.reference`). Every registration option of ``echoreg register`` applies.
 """
 

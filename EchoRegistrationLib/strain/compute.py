@@ -94,9 +94,10 @@ def compute_strain(seq: EchoSequence, registration: RegistrationResult,
         reference: a user-set strain reference frame; default ED.
 
     Returns:
-        :class:`StrainResult`. ED is ``seq.ed_index``, ES ``seq.es_index``; either, when unknown,
-        is detected from the tracked cavity volume (:func:`~.reference.cardiac_frames`). Strain is
-        Lagrangian relative to ED (or ``reference``): the length of the same tracked material
+        :class:`StrainResult`. ED is ``seq.ed_index``, else ``reference``, else detected from the
+        tracked cavity volume; ES is ``seq.es_index``, else detected
+        (:func:`~.reference.cardiac_frames`). Strain is Lagrangian relative to ED (or
+        ``reference``): the length of the same tracked material
         contour, L(t) / L(ED) - 1, and the stretch of the same material fibre in the maps, so the
         registration reference (where the myocardium was drawn) need not be ED. The maps stay on
         the registration reference's grid.

@@ -56,6 +56,9 @@ NETWORK_SEGMENTS_NO_ANCHOR = ("segmental strain tracked by a network (method dli
                               "on physics-simulated echo such tracking left segment peaks about 10 points off on "
                               "average (GLS 1.15; README, Generalisation); for segmental strain use --method "
                               "deformable")
+# A user's reference taken as ED is warned of when another frame's tracked LV cavity is larger by more than
+# this fraction: the project's margin for tracking noise around ED (single-plane volumes, any unit).
+LARGER_CAVITY = 0.05
 # EF (%) below which the strain warns that ED and ES show no ejection: the project's threshold, not a
 # guideline's. The ASE/EACVI call an EF under 30 % severely abnormal (Lang et al. 2015, Table 2); one under
 # 5 % more likely comes from a wrong ED or ES frame, or from tracking that did not follow the wall.
@@ -236,7 +239,8 @@ class StrainResult:
 
     def warnings(self) -> list[str]:
         """What a reader must know before trusting the numbers: unknown pixel size or times, a
-        detected ED or ES, ED and ES that show no ejection (the same frame, or EF under
+        detected ED or ES, a user's reference taken as ED where another frame's cavity is larger by more
+        than :data:`LARGER_CAVITY`, ED and ES that show no ejection (the same frame, or EF under
         :data:`NO_EJECTION_PCT`: one of them, or the tracking, is wrong), positive (lengthening) GLS,
         segments whose tracking quality is near zero, segmental strain of a network's tracking
         (:data:`NETWORK_SEGMENTS`, or :data:`NETWORK_SEGMENTS_NO_ANCHOR` when it registered every frame
@@ -252,6 +256,14 @@ class StrainResult:
             out.append(f"ED not given by the file: frame {self.ed_index} was detected as ED "
                        f"({self.frames.ed_source}); check it on the images, or set it (--reference: the strain "
                        "reference, also ED when the file gives none)")
+        largest = int(np.argmax(self.lv_volume))
+        largest_volume, ed_volume = self.lv_volume[largest], self.lv_volume[self.ed_index]
+        if self.frames.ed_source == FROM_USER_REFERENCE and largest_volume > (1 + LARGER_CAVITY) * ed_volume:
+            larger = f"{largest_volume / ed_volume:.2f}x as large" if ed_volume > 0 else "larger"
+            out.append(f"frame {self.ed_index}, set as the reference and so taken as ED, is not the frame of "
+                       f"largest tracked LV cavity: frame {largest}'s is {larger}; if frame "
+                       f"{self.ed_index} is not ED, EDV, EF and peak strain are underestimated (set the "
+                       "reference at ED)")
         if self.frames.es_source not in (FROM_FILE, FROM_USER):
             out.append(f"ES not given by the file: frame {self.es_index} was detected as ES "
                        f"({self.frames.es_source}); check it on the images, or set it (--es-frame)")
