@@ -193,6 +193,18 @@ def convert_into_read_only(name: str) -> Build:
     return build
 
 
+def short_nifti_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fault injection: ITK's NIfTI writer stops part-way (a full disk, ``ulimit -f``) and, as it
+    does, only prints its error."""
+    write = sitk.WriteImage
+
+    def short(image, name, *args, **kwargs):
+        write(image, name, *args, **kwargs)
+        whole = Path(name).read_bytes()
+        Path(name).write_bytes(whole[:len(whole) // 2])
+    monkeypatch.setattr(sitk, "WriteImage", short)
+
+
 def train_into_read_only(folder: Path) -> list[str]:
     """``train dlir`` into a folder that cannot be written (as :func:`read_only_output`)."""
     output = read_only_output(folder)[3]
@@ -347,6 +359,20 @@ def truncated_nifti(name: str) -> Callable[[Path], Path]:
         path.write_bytes(whole[:len(whole) - 40 if name.endswith(".nii") else len(whole) // 2])
         return path
     return make
+
+
+def metaimage_without_data(folder: Path) -> Path:
+    """A .mhd header whose data file (cine.raw) is gone."""
+    header = save_sequence(EchoSequence(frames=FRAMES.astype(np.float32), spacing=(0.3, 0.4)), folder / "cine.mhd")
+    (folder / "cine.raw").unlink()
+    return header
+
+
+def truncated_metaimage(folder: Path) -> Path:
+    """A .mha whose local pixel data lose their last 40 bytes."""
+    path = save_sequence(EchoSequence(frames=FRAMES.astype(np.float32), spacing=(0.3, 0.4)), folder / "cut.mha")
+    path.write_bytes(path.read_bytes()[:-40])
+    return path
 
 
 def nifti_x_y_1_t(folder: Path) -> Path:
@@ -551,6 +577,13 @@ CASES: list[BadInput] = [
     BadInput("output-read-only", read_only_output, ("cannot write the outputs",)),
     BadInput("convert-read-only", convert_into_read_only("x.seq.nrrd"), ("/x.seq.nrrd: ",)),
     BadInput("convert-read-only-metaimage", convert_into_read_only("x.mhd"), ("/x.mhd: ",)),
+    BadInput("convert-itk-write-fails", lambda folder: ["convert", str(cine(folder)), str(folder / "out.mha")],
+             ("{dir}/out.mha: cannot be written (File too large)",),
+             patch=fail_write(RuntimeError("Exception thrown in SimpleITK ImageFileWriter_Execute: x.cxx:1:\n"
+                                           "ITK ERROR: MetaImageIO(0x5f): File too large"), "SimpleITK.WriteImage")),
+    BadInput("convert-nifti-written-short", lambda folder: ["convert", str(cine(folder)), str(folder / "out.nii")],
+             ("{dir}/out.nii: was written incompletely (is truncated: its header declares",),
+             patch=short_nifti_write),
     BadInput("train-output-read-only", train_into_read_only, ("/run: cannot write the outputs",),  # before any step
              patch=fail_write(AssertionError("trained first"), "EchoRegistrationLib.dlir.training._Run.loop")),
     BadInput("output-disk-full", lambda folder: register(folder), ("{dir}/out: no space left",),
@@ -585,6 +618,11 @@ CASES: list[BadInput] = [
              ("cut.nii: is truncated: its header declares 16 x 12 x 5 voxels of 1 byte from byte 352, "
               "and the voxel data end early",)),
     BadInput("nifti-gz-truncated", info(truncated_nifti("cut.nii.gz")), ("cut.nii.gz: is truncated",)),
+    BadInput("metaimage-without-data", info(metaimage_without_data),
+             ("cine.mhd: its data file cine.raw (ElementDataFile) does not exist beside it",)),
+    BadInput("metaimage-truncated", info(truncated_metaimage),
+             ("cut.mha: is truncated: its header declares 16 x 12 x 5 x 1 MET_FLOAT (3840 bytes), and its data "
+              "hold 3800",)),
     BadInput("nifti-nan-pixels", info(with_nan("nan.nii.gz", np.nan)),
              ("nan.nii.gz", "2 pixel values are NaN or infinite (the first at frame 1, row 2, column 3)")),
     BadInput("metaimage-infinite-pixels",

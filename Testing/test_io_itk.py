@@ -1,5 +1,7 @@
 """NIfTI / MetaImage / NRRD 2D+t through SimpleITK, and the real CAMUS and A4C files."""
 
+import os
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -109,6 +111,27 @@ def test_atomic_outputs_get_ordinary_file_permissions(tmp_path):
     os.chmod(path, 0o640)
     write_itk_image(ramp_sequence(), path, overwrite=True)
     assert os.stat(path).st_mode & 0o777 == 0o640  # a replaced file keeps its mode
+
+
+@pytest.mark.parametrize("name", ["x.seq.nrrd", "x.mhd"])
+def test_a_failed_temporary_file_is_reported_under_the_name_asked_for(tmp_path, monkeypatch, name):
+    """mkstemp names its file absolutely, mkdtemp relatively to a relative folder ("./.x.mhd.k2"):
+    either way the error names the output the user gave, here a relative one."""
+    import errno
+    import tempfile
+
+    from EchoRegistrationLib.io.atomic import atomic_output, atomic_output_dir
+
+    def refused(*args, prefix="", dir=".", **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", os.path.join(dir, f"{prefix}k2"))
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tempfile, "mkstemp", lambda *a, **k: refused(*a, **{**k, "dir": os.path.abspath(k["dir"])}))
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", refused)
+    with pytest.raises(PermissionError) as caught:
+        with (atomic_output_dir if name.endswith(".mhd") else atomic_output)(name):
+            pass
+    assert (caught.value.filename, caught.value.strerror) == (name, "Permission denied")
 
 
 # ---------------------------------------------------------------------------- layouts and declared values (issue 13)

@@ -64,14 +64,17 @@ def _one_line_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[
         try:
             return command(args)
         except KeyboardInterrupt:
-            raise KeyboardInterrupt(f"what {args.output} holds stays (checkpoints, cached sequences); "
-                                    "run the command again (without --no-resume) to go on from it") from None
+            if args.model == "simulate":
+                raise KeyboardInterrupt(f"the sequences already in {args.output} stay; the same command "
+                                        "simulates only the others") from None
+            raise KeyboardInterrupt(f"the checkpoints in {args.output} stay; run the command again (without "
+                                    "--no-resume) to go on from the last one") from None
         except EchoDataError:
             raise
         except ValueError as err:
             if not _raised_by_this_package(err):
                 raise
-            message, folder = str(err), f"{args.output}: "
+            message, folder = str(err), f"{Path(args.output)}: "  # as the trainers write it
             if message.startswith(folder):
                 raise EchoDataError(str(args.output), message.removeprefix(folder)) from None
             raise EchoDataError(f"train {args.model}", message) from None

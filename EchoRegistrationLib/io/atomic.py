@@ -77,7 +77,8 @@ def _named_as(target: Path) -> Iterator[None]:
     try:
         yield
     except OSError as err:
-        temporary = err.filename is None or str(err.filename).startswith(str(target.parent / f".{target.name}."))
+        prefix = os.path.abspath(target.parent / f".{target.name}.")  # mkstemp's names are absolute, mkdtemp's not
+        temporary = err.filename is None or os.path.abspath(err.filename).startswith(prefix)
         if err.errno is None or not temporary:
             raise
         raise type(err)(err.errno, err.strerror, str(target)) from None

@@ -20,6 +20,7 @@ are refused.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from pathlib import Path
@@ -31,28 +32,52 @@ import SimpleITK as sitk
 from ..sequence import EchoDataError, EchoSequence, label_codes, nonfinite_problem, record_warning
 from .atomic import atomic_output, atomic_output_dir
 from .colour import rgb_to_luma
+from .metaimage import metaimage_data_problem, read_metaimage_header
 from .nifti import NiftiHeader, read_nifti
 
 FRAME_TIMES_KEY = "FrameTimes"
 ITK_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr")
 
 
+def _itk_reason(err: RuntimeError, path: Path) -> str:
+    """ITK's last line of explanation in a SimpleITK error about ``path``, without ITK's class prefix."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or ["unknown error"]
+    return re.sub(r"^ITK ERROR: \w+\(0x[0-9a-fA-F]+\):\s*", "", lines[-1])
+
+
 def _read_image(path: Path) -> sitk.Image:
     """The image ITK reads from ``path``.
 
     Raises:
-        EchoDataError: ITK cannot read it; the message ends with ITK's last line of explanation
-            (without ITK's class prefix, and without a stale "No such file" reason for a file that
-            exists, as ITK gives for truncated MetaImage data).
+        EchoDataError: ITK cannot read it, or a MetaImage's data are missing or short (named here:
+            ITK would only say that the file "cannot be read").
     """
+    problem = metaimage_data_problem(path) if path.suffix.lower() in (".mha", ".mhd") else None
+    if problem:
+        raise EchoDataError(str(path), problem)
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as err:
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()] or ["unknown error"]
-        if len(lines) > 1 and lines[-1] == "Reason: No such file or directory" and path.exists():
-            lines.pop()
-        detail = re.sub(r"^ITK ERROR: \w+\(0x[0-9a-fA-F]+\):\s*", "", lines[-1])
-        raise EchoDataError(str(path), f"cannot be read as an image ({detail})") from None
+        raise EchoDataError(str(path), f"cannot be read as an image ({_itk_reason(err, path)})") from None
+
+
+def _write_image(image: sitk.Image, file: Path, target: Path, compress: bool = False) -> None:
+    """``image`` written by ITK into ``file`` (a temporary file for ``target``) and checked.
+
+    Raises:
+        OSError: naming ``target``: ITK failed (a full disk, a file-size limit), or its NIfTI writer,
+            which only prints its errors, left the voxel data short (:func:`.nifti.read_nifti`).
+    """
+    try:
+        sitk.WriteImage(image, str(file), useCompression=compress)
+        if target.name.endswith((".nii", ".nii.gz")):
+            read_nifti(file)
+    except RuntimeError as err:
+        reason = _itk_reason(err, file).replace(str(file), str(target))
+        raise OSError(errno.EIO, f"cannot be written ({reason})", str(target)) from None
+    except EchoDataError as err:
+        raise OSError(errno.EIO, f"was written incompletely ({err.problem}; a full disk or a file-size "
+                                 "limit?)", str(target)) from None
 
 
 def _as_frames(arr: np.ndarray, size: tuple[int, ...], source: str) -> np.ndarray:
@@ -97,14 +122,13 @@ def _declared_spacing(path: Path, nifti: tuple[NiftiHeader, Any] | None) -> tupl
     if nifti is not None:
         header = nifti[0]
         return (header.pixdim + (1.0, 1.0))[:2], "pixdim"
-    with open(path, "rb") as handle:
-        text = handle.read(4096).decode("latin-1")
-    if not text.lstrip().startswith(("ObjectType", "NDims")):
+    header = read_metaimage_header(path)
+    if header is None:
         return None
     for key in ("ElementSpacing", "ElementSize"):
-        found = re.search(rf"^\s*{key}\s*=\s*(\S+)\s+(\S+)", text, re.MULTILINE)
-        if found:
-            return (float(found.group(1)), float(found.group(2))), key
+        values = header[0].get(key, "").split()
+        if len(values) >= 2:
+            return (float(values[0]), float(values[1])), key
     return None
 
 
@@ -239,8 +263,8 @@ def write_itk_image(seq: EchoSequence, path: str | os.PathLike, *, overwrite: bo
         image.SetMetaData(FRAME_TIMES_KEY, " ".join(f"{t:.9g}" for t in seq.frame_times))
     if path.suffix in (".mhd", ".nhdr"):  # header + data file pair: keep final names, move both
         with atomic_output_dir(path, overwrite) as tmp_dir:
-            sitk.WriteImage(image, str(tmp_dir / path.name))
+            _write_image(image, tmp_dir / path.name, path)
     else:
         with atomic_output(path, overwrite) as tmp:
-            sitk.WriteImage(image, str(tmp), useCompression=path.name.endswith(".gz"))
+            _write_image(image, tmp, path, compress=path.name.endswith(".gz"))
     return path

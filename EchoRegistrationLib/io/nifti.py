@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import zlib
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -103,6 +104,8 @@ def read_nifti(path: str | os.PathLike) -> tuple[NiftiHeader, np.ndarray | None]
                 complete = needed == 0 or len(handle.read(1)) == 1
     except EOFError as err:
         raise EchoDataError(str(path), f"is truncated ({err})") from None
+    except zlib.error as err:
+        raise EchoDataError(str(path), f"cannot be read: its compressed data are corrupt ({err})") from None
     except OSError as err:
         raise EchoDataError(str(path), f"cannot be read ({err})") from None
     if not complete:

@@ -213,7 +213,7 @@ class StrainResult:
         if np.isfinite(entry["time_to_peak_s"]):
             return f"{entry['peak_pct']:+.1f} % at {1000 * entry['time_to_peak_s']:.0f} ms from ED"
         why = [*(["in the beat before ED"] if entry["peak_frame"] < self.ed_index else []),
-               *([NO_TIMES] if not self.frame_times_known else [])] or ["time from ED unknown"]
+               *([NO_TIMES] if not self.frame_times_known else [])]
         return f"{entry['peak_pct']:+.1f} % at frame {entry['peak_frame']} ({'; '.join(why)})"
 
     def describe_volumes(self) -> str:
