@@ -48,7 +48,7 @@ REAL_FILES = {
 }
 
 
-@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # ybr422-raw.dcm has a malformed UID
+@pytest.mark.filterwarnings("ignore:.*DICOM header. Invalid value for VR UI")  # ybr422-raw.dcm: checked below
 @pytest.mark.parametrize("name", sorted(REAL_FILES))
 def test_real_file_geometry(shared_data: Path, name: str) -> None:
     n_frames, rows, columns, spacing, photometric = REAL_FILES[name]
@@ -61,6 +61,9 @@ def test_real_file_geometry(shared_data: Path, name: str) -> None:
     assert seq.metadata["modality"] == "US"
     assert seq.metadata["source"] == str(path)
     assert 200 <= seq.frames.max() <= 255 and seq.frames.min() >= 0
+    header_problems = [w for w in seq.metadata.get("warnings", []) if w.startswith("DICOM header")]
+    malformed = "DICOM header: Invalid value for VR UI: '1.4.13.3.1.0.19.544194620.9411.768994.0104484' (read anyway)"
+    assert header_problems == ([malformed] if name == "ybr422-raw.dcm" else [])
     if spacing is None:
         assert not seq.spacing_known and seq.spacing == (1.0, 1.0)
         assert "SequenceOfUltrasoundRegions" in seq.metadata["spacing_note"]
