@@ -50,6 +50,7 @@ class SliceView:
         self.env, self.size = env, (int(size[0]), int(size[1]))
         slicer.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets(env.scene)
         self.logic = slicer.vtkMRMLSliceLogic()
+        self._closed = False  # from here on, __del__ detaches the logic even if the view is never whole
         self.logic.SetMRMLScene(env.scene)
         self.logic.SetMRMLApplicationLogic(env.application)
         if env.scene.GetSingletonNode(name, "vtkMRMLSliceNode") is not None:
@@ -115,14 +116,30 @@ class SliceView:
         return png_bytes(self.pixels())
 
     def close(self) -> None:
-        """Stop drawing and remove the view's slice and slice composite nodes from the scene."""
+        """Stop drawing, remove the view's slice and slice composite nodes from the scene and detach
+        its slice logic from the scene and the application logic (once; later calls do nothing)."""
+        if self._closed:
+            return
+        self._closed = True
         self._managers.SetMRMLDisplayableNode(None)
         self._mapper.RemoveAllInputConnections(0)
         for node in (self.logic.GetSliceCompositeNode(), self.slice_node):
             if node is not None and node.GetScene() is not None:
                 self.env.scene.RemoveNode(node)
-        self.logic.SetMRMLScene(None)
+        self._detach()
         self.window.Finalize()
+
+    def _detach(self) -> None:
+        """Stop the slice logic observing the scene and the application logic."""
+        self.logic.SetMRMLApplicationLogic(None)
+        self.logic.SetMRMLScene(None)
+
+    def __del__(self) -> None:
+        # A view never closed (the web page's lives as long as its session) must still let go of the
+        # scene before the scene's logics are destroyed: at interpreter exit the Colors logic, removing
+        # its colour nodes, notified a slice logic already freed, and the process died (exit 139).
+        if not getattr(self, "_closed", True):
+            self._detach()
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
