@@ -156,3 +156,11 @@ def test_cli_parses_enhancement_options():
                               "--weight", "ssim=2"])
     assert args.low == ["degraded:0-4"] and args.weight == [("ssim", 2.0)]
     assert parser.parse_args(["enhance", "in.nii.gz", "-o", "out.nii.gz", "--model", "m"]).model == "m"
+
+
+def test_a_mistyped_domain_spec_names_the_enhancer_specs(tmp_path, capsys):
+    from EchoRegistrationLib.cli import main
+
+    assert main(["train", "enhancer", "--low", "degraded:5", "--high", "sim:4-8", "-o", str(tmp_path / "x")]) == 2
+    assert capsys.readouterr().err.strip() == ("echoreg: error: degraded:5: is neither a domain spec "
+                                               "(degraded:START-STOP, sim:START-STOP) nor a folder")

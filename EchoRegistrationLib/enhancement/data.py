@@ -12,12 +12,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from ..dlir.data import Concatenated, SequenceItem, SimulatedSequences, open_source, simulate_item
+from ..sequence import EchoDataError
 from ..spatial.pyramid import resample_image
 from ..simulation.degradation import degrade_sequence
 from .networks import to_unit
@@ -63,13 +65,21 @@ class DegradedSequences(Sequence):
 
 
 def open_domain(spec: Any) -> Sequence[SequenceItem]:
-    """A source of one domain from a spec (module docstring), a list of specs, or items as they are."""
+    """A source of one domain from a spec (module docstring), a list of specs, or items as they are.
+
+    Raises:
+        EchoDataError: a text that is neither a domain spec nor a folder (or a folder without
+            readable sequences).
+    """
     if isinstance(spec, (str, os.PathLike)):
         for pattern, make in ((DEGRADED_SPEC, DegradedSequences),
                               (SIM_SPEC, lambda seeds: SimulatedSequences(seeds, n_frames=FRAMES_PER_SEQUENCE))):
             match = pattern.match(str(spec))
             if match:
                 return make(range(int(match.group(1)), int(match.group(2))))
+        if not Path(spec).is_dir():
+            raise EchoDataError(str(spec), "is neither a domain spec (degraded:START-STOP, sim:START-STOP) "
+                                           "nor a folder")
         return open_source(spec)
     if isinstance(spec, (list, tuple)) and spec and isinstance(spec[0], (str, os.PathLike)):
         return Concatenated([open_domain(s) for s in spec])
