@@ -375,6 +375,14 @@ def truncated_metaimage(folder: Path) -> Path:
     return path
 
 
+def metaimage_header_cut(folder: Path) -> Path:
+    """A .mha cut inside its text header, before ElementDataFile (ITK printed five lines of its own)."""
+    path = save_sequence(EchoSequence(frames=FRAMES.astype(np.float32), spacing=(0.3, 0.4)), folder / "head.mha")
+    whole = path.read_bytes()
+    path.write_bytes(whole[:whole.index(b"ElementDataFile")])
+    return path
+
+
 def nifti_x_y_1_t(folder: Path) -> Path:
     """``FRAMES`` as a NIfTI of size (16, 12, 1, 5): a singleton third axis, time on the fourth."""
     image = sitk.GetImageFromArray(FRAMES.reshape(5, 1, 12, 16), isVector=False)
@@ -623,6 +631,8 @@ CASES: list[BadInput] = [
     BadInput("metaimage-truncated", info(truncated_metaimage),
              ("cut.mha: is truncated: its header declares 16 x 12 x 5 x 1 MET_FLOAT (3840 bytes), and its data "
               "hold 3800",)),
+    BadInput("metaimage-header-cut", info(metaimage_header_cut),
+             ("head.mha: its header is incomplete: no ElementDataFile (the file is cut short or not a MetaImage)",)),
     BadInput("nifti-nan-pixels", info(with_nan("nan.nii.gz", np.nan)),
              ("nan.nii.gz", "2 pixel values are NaN or infinite (the first at frame 1, row 2, column 3)")),
     BadInput("metaimage-infinite-pixels",

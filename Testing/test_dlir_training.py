@@ -240,12 +240,18 @@ def test_train_commands_report_bad_settings_in_one_line(tmp_path, capsys, monkey
 
     monkeypatch.setattr(training, "train_dlir", interrupted)
     assert main(["train", "dlir", "--data", "sim:0-2", "-o", str(tmp_path / "cut"), "--device", "cpu"]) == 130
+    assert capsys.readouterr().err.strip() == f"echoreg: interrupted; nothing was written into {tmp_path / 'cut'} yet"
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / "model.safetensors").write_bytes(b"a checkpoint")
+    assert main(["train", "dlir", "--data", "sim:0-2", "-o", str(tmp_path / "cut"), "--device", "cpu"]) == 130
     assert capsys.readouterr().err.strip() == (f"echoreg: interrupted; the checkpoints in {tmp_path / 'cut'} stay; "
                                                "run the command again (without --no-resume) to go on from the "
                                                "last one")
     from EchoRegistrationLib.dlir import data
 
     monkeypatch.setattr(data, "write_simulated_cache", interrupted)
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "item_0.npz").write_bytes(b"a sequence")
     assert main(["train", "simulate", "--seeds", "0-2", "-o", str(tmp_path / "cache")]) == 130
     assert capsys.readouterr().err.strip() == (f"echoreg: interrupted; the sequences already in {tmp_path / 'cache'} "
                                                "stay; the same command simulates only the others")

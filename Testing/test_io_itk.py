@@ -1,5 +1,6 @@
 """NIfTI / MetaImage / NRRD 2D+t through SimpleITK, and the real CAMUS and A4C files."""
 
+import dataclasses
 import os
 
 import numpy as np
@@ -32,6 +33,14 @@ def test_metaimage_round_trip_keeps_exact_times(tmp_path, suffix):
     assert back.frame_times_known
     assert sorted(p.name for p in tmp_path.iterdir()) == (["cine.mha"] if suffix == ".mha"
                                                           else ["cine.mhd", "cine.raw"])
+
+
+@pytest.mark.parametrize("suffix", [".mha", ".mhd", ".nrrd"])
+def test_unknown_frame_times_stay_unknown_through_a_file(tmp_path, suffix):
+    """They were written as the frame indices in seconds (1 frame/s), and read back as known."""
+    seq = dataclasses.replace(ramp_sequence(), frame_times=None)
+    back = read_itk_image(write_itk_image(seq, tmp_path / f"cine{suffix}"))
+    assert not back.frame_times_known and np.array_equal(back.frames, seq.frames)
 
 
 def test_nifti_time_is_third_axis_and_times_need_a_frame_rate(tmp_path):

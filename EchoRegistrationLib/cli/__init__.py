@@ -88,7 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"echoreg: error: {error_line(err)}", file=sys.stderr)
             return EXIT_ERROR
         except KeyboardInterrupt as err:  # a command may say what it leaves behind (train: its checkpoints)
-            print(f"echoreg: interrupted; {str(err) or 'no outputs were written'}", file=sys.stderr)
+            start = "\n" if sys.stderr.isatty() else ""  # not after the terminal's own "^C"
+            print(f"{start}echoreg: interrupted; {str(err) or 'no outputs were written'}", file=sys.stderr)
             return EXIT_INTERRUPTED
 
 

@@ -64,6 +64,9 @@ def _one_line_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[
         try:
             return command(args)
         except KeyboardInterrupt:
+            output = Path(args.output)
+            if not (output.is_dir() and any(output.iterdir())):
+                raise KeyboardInterrupt(f"nothing was written into {args.output} yet") from None
             if args.model == "simulate":
                 raise KeyboardInterrupt(f"the sequences already in {args.output} stay; the same command "
                                         "simulates only the others") from None

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..io.atomic import atomic_output
+from ..io.atomic import atomic_output, check_output_folder
 from ..io.camus import CamusDataset, CamusPairFolder
 from ..io.dispatch import detect_format, load_sequence
 from ..losses import one_hot
@@ -205,6 +205,7 @@ def write_simulated_cache(folder: str | os.PathLike, seeds: Iterable[int], *, wo
 
     _check_cached_appearance(appearance)  # before any work
 
+    check_output_folder(folder, ())  # before simulating anything
     Path(folder).mkdir(parents=True, exist_ok=True)
     options = {"n_frames": int(n_frames), "image_size": tuple(image_size), "cycle": cycle,
                "appearance": appearance}

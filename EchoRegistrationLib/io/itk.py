@@ -5,9 +5,10 @@ A 2D+t sequence is stored as a 3D image whose third axis is time (CAMUS ``*_half
 as NIfTI tools write 2D+t; any layout whose axes beyond the plane are singletons but one (time) is
 read. A 2D image is a single frame. Frame times:
 
-* MetaImage (``.mha``/``.mhd``) written by EchoRegistration carries them exactly in a ``FrameTimes``
-  header field (seconds) and they are read back;
-* NIfTI and NRRD cannot hold them through SimpleITK: the writer stores the mean frame interval (s) as the
+* MetaImage (``.mha``/``.mhd``) and NRRD written by EchoRegistration carry known times exactly in a
+  ``FrameTimes`` header field (seconds) and they are read back; unknown times are not written, and read
+  back unknown;
+* NIfTI cannot hold them through SimpleITK: the writer stores the mean frame interval (s) as the
   third-axis spacing for other tools, but the reader never guesses times from a spacing. Pass
   ``frame_rate`` (frames/s) when known, otherwise times are marked unknown.
 
@@ -249,7 +250,8 @@ def write_itk_image(seq: EchoSequence, path: str | os.PathLike, *, overwrite: bo
     """Write ``seq`` (or another (T, H, W) / (H, W) ``array`` on its grid, e.g. labels) as a 2D+t image.
 
     The format follows the suffix (``.nii.gz``, ``.nii``, ``.mha``, ``.mhd``, ``.nrrd``). MetaImage
-    keeps the exact frame times in a ``FrameTimes`` field. The write is atomic and refuses to replace
+    and NRRD keep known frame times exactly in a ``FrameTimes`` field (unknown times are not
+    written). The write is atomic and refuses to replace
     an existing file unless ``overwrite``. Only the in-plane part of ``direction`` is kept.
     """
     path = Path(path)
@@ -259,7 +261,7 @@ def write_itk_image(seq: EchoSequence, path: str | os.PathLike, *, overwrite: bo
     if data.shape not in (seq.frames.shape, seq.frames.shape[1:]):
         raise ValueError(f"{path}: array of shape {data.shape} is not on the sequence grid {seq.frames.shape}")
     image = _to_image(data, seq)
-    if data.ndim == 3:
+    if data.ndim == 3 and seq.frame_times_known:  # unknown times stay unknown, not frame indices as seconds
         image.SetMetaData(FRAME_TIMES_KEY, " ".join(f"{t:.9g}" for t in seq.frame_times))
     if path.suffix in (".mhd", ".nhdr"):  # header + data file pair: keep final names, move both
         with atomic_output_dir(path, overwrite) as tmp_dir:

@@ -41,7 +41,8 @@ def read_metaimage_header(path: str | os.PathLike) -> tuple[dict[str, str], int]
 
 
 def metaimage_data_problem(path: str | os.PathLike) -> str | None:
-    """Why the pixel data of a MetaImage file cannot be all there, or None: its ``ElementDataFile``
+    """Why the pixel data of a MetaImage file cannot be all there, or None: its header lacks
+    ``DimSize``, ``ElementType`` or ``ElementDataFile`` (cut short), its ``ElementDataFile``
     does not exist, or it holds fewer bytes than ``DimSize`` x ``ElementNumberOfChannels`` x the
     element size. Compressed data, file lists and patterns, and unknown element types are left to
     ITK (None)."""
@@ -49,6 +50,9 @@ def metaimage_data_problem(path: str | os.PathLike) -> str | None:
     if header is None:
         return None
     fields, offset = header
+    missing = [key for key in ("DimSize", "ElementType", "ElementDataFile") if key not in fields]
+    if missing:
+        return f"its header is incomplete: no {', '.join(missing)} (the file is cut short or not a MetaImage)"
     size = _ELEMENT_BYTES.get(fields.get("ElementType", ""))
     data_file = fields.get("ElementDataFile", "")
     compressed = fields.get("CompressedData", "False").lower() == "true"

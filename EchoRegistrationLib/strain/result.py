@@ -271,7 +271,8 @@ class StrainResult:
             out.append(f"ED and ES are the same frame ({self.es_index}: ED {self.frames.ed_source}, ES "
                        f"{self.frames.es_source}): EF is 0 and systole spans the whole cine; check both")
         elif self.ef < NO_EJECTION_PCT:
-            out.append(f"EF {self.ef:.1f} %: the LV cavity barely changes from ED (frame {self.ed_index}, "
+            change = "grows" if self.ef <= -NO_EJECTION_PCT else "barely changes"
+            out.append(f"EF {self.ef:.1f} %: the LV cavity {change} from ED (frame {self.ed_index}, "
                        f"{self.frames.ed_source}) to ES (frame {self.es_index}, {self.frames.es_source}); check "
                        "ED, ES and the tracking")
         peaks = self.peaks()
