@@ -40,8 +40,8 @@ FRAME_TIMES_KEY = "FrameTimes"
 ITK_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr")
 
 
-def _itk_reason(err: RuntimeError, path: Path) -> str:
-    """ITK's last line of explanation in a SimpleITK error about ``path``, without ITK's class prefix."""
+def _itk_reason(err: RuntimeError) -> str:
+    """ITK's last line of explanation in a SimpleITK error, without ITK's class prefix."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()] or ["unknown error"]
     return re.sub(r"^ITK ERROR: \w+\(0x[0-9a-fA-F]+\):\s*", "", lines[-1])
 
@@ -59,7 +59,7 @@ def _read_image(path: Path) -> sitk.Image:
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as err:
-        raise EchoDataError(str(path), f"cannot be read as an image ({_itk_reason(err, path)})") from None
+        raise EchoDataError(str(path), f"cannot be read as an image ({_itk_reason(err)})") from None
 
 
 def _write_image(image: sitk.Image, file: Path, target: Path, compress: bool = False) -> None:
@@ -74,7 +74,7 @@ def _write_image(image: sitk.Image, file: Path, target: Path, compress: bool = F
         if target.name.endswith((".nii", ".nii.gz")):
             read_nifti(file)
     except RuntimeError as err:
-        reason = _itk_reason(err, file).replace(str(file), str(target))
+        reason = _itk_reason(err).replace(str(file), str(target))
         raise OSError(errno.EIO, f"cannot be written ({reason})", str(target)) from None
     except EchoDataError as err:
         raise OSError(errno.EIO, f"was written incompletely ({err.problem}; a full disk or a file-size "

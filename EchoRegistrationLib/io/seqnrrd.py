@@ -159,11 +159,8 @@ def read_seq_nrrd(path: str | os.PathLike, *, frame_rate: float | None = None) -
         metadata["spacing_known"] = False
     if notes:
         metadata["note"] = "; ".join(notes)
-    n_frames = frames.shape[0]
-    phases = {name: frame_index_field(header, key, n_frames, source)
-              for name, key in (("ed_index", ED_FRAME_KEY), ("es_index", ES_FRAME_KEY))}
-    if ES_IN_FILE_KEY in header:  # ES set by the user: keep the original file's apart from it
-        metadata[ES_IN_FILE] = frame_index_field(header, ES_IN_FILE_KEY, n_frames, source)
+    phases, in_file = phase_fields(header, frames.shape[0], source)
+    metadata.update(in_file)  # ES set by the user: the original file's kept apart from it
     return EchoSequence(frames=frames, frame_times=times, metadata=metadata, **phases, **geometry)
 
 
@@ -223,24 +220,33 @@ def write_seq_nrrd(seq: EchoSequence, path: str | os.PathLike, overwrite: bool =
 
 
 # ---------------------------------------------------------------------------------- helpers
-def frame_index_field(fields: Mapping[str, object], key: str, n_frames: int, source: str) -> int | None:
-    """The 0-based frame index held as text in ``fields[key]`` (a NRRD header's custom fields, or a
-    Slicer node's attributes) of a sequence of ``n_frames`` frames; None when absent or empty.
+def phase_fields(fields: Mapping[str, object], n_frames: int,
+                 source: str) -> tuple[dict[str, int | None], dict[str, int | None]]:
+    """ED and ES from the :data:`ED_FRAME_KEY` / :data:`ES_FRAME_KEY` / :data:`ES_IN_FILE_KEY` text
+    fields (a NRRD header's custom fields, or a Slicer sequence node's attributes) of a sequence of
+    ``n_frames`` frames: the ``ed_index`` / ``es_index`` arguments of :class:`EchoSequence` (None
+    when absent or empty) and the metadata entries to add (``ES_IN_FILE`` only when the field is
+    there: ES was set by the user).
 
     Raises:
-        EchoDataError: the text is not an integer in 0..n_frames-1 (names ``source`` and ``key``).
+        EchoDataError: a field that is not an integer in 0..n_frames-1 (names ``source`` and the field).
     """
-    value = fields.get(key)
-    text = "" if value is None else str(value).strip()
-    if not text:
-        return None
-    try:
-        index = int(text)
-    except ValueError:
-        index = None
-    if index is None or not 0 <= index < n_frames:
-        raise EchoDataError(source, f"field {key} must be a frame index 0..{n_frames - 1}, got {text!r}")
-    return index
+    def frame_index(key: str) -> int | None:
+        value = fields.get(key)
+        text = "" if value is None else str(value).strip()
+        if not text:
+            return None
+        try:
+            index = int(text)
+        except ValueError:
+            index = None
+        if index is None or not 0 <= index < n_frames:
+            raise EchoDataError(source, f"field {key} must be a frame index 0..{n_frames - 1}, got {text!r}")
+        return index
+
+    phases = {"ed_index": frame_index(ED_FRAME_KEY), "es_index": frame_index(ES_FRAME_KEY)}
+    in_file = {ES_IN_FILE: frame_index(ES_IN_FILE_KEY)} if fields.get(ES_IN_FILE_KEY) is not None else {}
+    return phases, in_file
 
 
 def format_number(value: float) -> str:

@@ -25,8 +25,8 @@ from vtk.util import numpy_support
 
 from ..io.colour import rgb_to_luma
 from ..io.seqnrrd import (ED_FRAME_KEY, ES_FRAME_KEY, ES_IN_FILE_KEY, SPACING_KNOWN_KEY, TIME_UNIT_SECONDS,
-                          format_number, frame_index_field)
-from ..sequence import ES_IN_FILE, EchoDataError, EchoSequence, geometry_from_ijk_to_ras
+                          format_number, phase_fields)
+from ..sequence import EchoDataError, EchoSequence, geometry_from_ijk_to_ras
 
 # the .seq.nrrd header fields Slicer keeps as attributes of the sequence node
 ED_ATTRIBUTE, ES_ATTRIBUTE = ED_FRAME_KEY, ES_FRAME_KEY
@@ -92,10 +92,8 @@ def echo_sequence_from_node(node: slicer.vtkMRMLNode) -> EchoSequence:
     if sequence.GetAttribute(VIEW_ATTRIBUTE):
         metadata["view"] = sequence.GetAttribute(VIEW_ATTRIBUTE)
     attributes = {name: sequence.GetAttribute(name) for name in (ED_ATTRIBUTE, ES_ATTRIBUTE, ES_IN_FILE_ATTRIBUTE)}
-    phases = {name: frame_index_field(attributes, key, n, source)
-              for name, key in (("ed_index", ED_ATTRIBUTE), ("es_index", ES_ATTRIBUTE))}
-    if attributes[ES_IN_FILE_ATTRIBUTE] is not None:
-        metadata[ES_IN_FILE] = frame_index_field(attributes, ES_IN_FILE_ATTRIBUTE, n, source)
+    phases, in_file = phase_fields(attributes, n, source)
+    metadata.update(in_file)
     return EchoSequence(frames=np.stack(frames), frame_times=times, metadata=metadata, **phases,
                         **geometry_from_ijk_to_ras(matrices[0]))
 

@@ -121,15 +121,16 @@ def cardiac_frames(seq: EchoSequence, volume: np.ndarray, requested: int | None 
         raise EchoDataError(seq.source, f"cannot find ED / ES: the tracked volume has shape "
                                         f"{volume.shape} or non-finite values (expected {seq.n_frames} "
                                         "finite values)")
+    chosen = None if requested is None else tracking_reference(seq, requested)
     if seq.ed_index is not None:
         ed, ed_source = seq.ed_index, FROM_FILE
-    elif requested is not None:  # the user's reference is their ED when the file gives none
-        ed, ed_source = tracking_reference(seq, requested), FROM_USER_REFERENCE
+    elif chosen is not None:  # the user's reference is their ED when the file gives none
+        ed, ed_source = chosen, FROM_USER_REFERENCE
     else:
         ed, ed_source = int(np.argmax(volume)), LARGEST_VOLUME
     es, es_source = ((seq.es_index, FROM_USER if seq.es_set_by_user else FROM_FILE)
                      if seq.es_index is not None else (int(np.argmin(volume)), SMALLEST_VOLUME))
-    reference = tracking_reference(seq, requested) if requested is not None else ed
+    reference = ed if chosen is None else chosen
     return CardiacFrames(ed=ed, es=es, reference=reference, ed_source=ed_source, es_source=es_source,
                          reference_source=FROM_USER if requested is not None else f"ED, {ed_source}",
                          n_frames=seq.n_frames)
