@@ -361,23 +361,28 @@ def truncated_nifti(name: str) -> Callable[[Path], Path]:
     return make
 
 
+def frames_file(path: Path) -> Path:
+    """``FRAMES`` as float32 at 0.3 x 0.4 mm, saved as ``path`` (its suffix picks the format)."""
+    return save_sequence(EchoSequence(frames=FRAMES.astype(np.float32), spacing=(0.3, 0.4)), path)
+
+
 def metaimage_without_data(folder: Path) -> Path:
     """A .mhd header whose data file (cine.raw) is gone."""
-    header = save_sequence(EchoSequence(frames=FRAMES.astype(np.float32), spacing=(0.3, 0.4)), folder / "cine.mhd")
+    header = frames_file(folder / "cine.mhd")
     (folder / "cine.raw").unlink()
     return header
 
 
 def truncated_metaimage(folder: Path) -> Path:
     """A .mha whose local pixel data lose their last 40 bytes."""
-    path = save_sequence(EchoSequence(frames=FRAMES.astype(np.float32), spacing=(0.3, 0.4)), folder / "cut.mha")
+    path = frames_file(folder / "cut.mha")
     path.write_bytes(path.read_bytes()[:-40])
     return path
 
 
 def metaimage_header_cut(folder: Path) -> Path:
     """A .mha cut inside its text header, before ElementDataFile (ITK printed five lines of its own)."""
-    path = save_sequence(EchoSequence(frames=FRAMES.astype(np.float32), spacing=(0.3, 0.4)), folder / "head.mha")
+    path = frames_file(folder / "head.mha")
     whole = path.read_bytes()
     path.write_bytes(whole[:whole.index(b"ElementDataFile")])
     return path
