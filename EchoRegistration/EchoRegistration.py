@@ -133,10 +133,11 @@ class EchoRegistrationParameterNode:
         and stores the index of the member a value belongs to, so the order of members is fixed.
     wallWidth: myocardial thickness (mm) of the three-point template.
     method, refineIterations, device: how to register. The default is the library's
-        (``EchoRegistrationLib.workflow.DEFAULT_METHOD`` / ``DEFAULT_REFINE``): "DLIR + refine", 40
-        steps, through the systole anchor where ES is known (the library's default), near
-        the best without folding on the held-out domains of the generalisation benchmark, at about
-        half the optimiser's time per real pair (README, Generalisation); "Deformable" is the
+        (``EchoRegistrationLib.workflow.DEFAULT_METHOD`` / ``DEFAULT_REFINE``): "DLIR + refine", 24
+        steps (against the images and the default model's anatomy maps), through the systole anchor
+        where ES is known (the library's default), near the best without folding on the held-out
+        domains of the generalisation benchmark, at under half the optimiser's time per real pair
+        (README, Generalisation); "Deformable" is the
         optimiser alone (the one for segmental strain), "DLIR" the network alone.
     model: the DLIR model: an installed model's name (Resources/Models/<name>), or a checkpoint
         path; a name stays valid when the extension moves (another Slicer revision). Empty: the
@@ -162,7 +163,7 @@ class EchoRegistrationParameterNode:
     # holds them to workflow.DEFAULT_METHOD (refined) and DEFAULT_REFINE
     method: Annotated[str, Choice(list(METHOD_CHOICES))] = "DLIR + refine"
     model: str = ""
-    refineIterations: Annotated[int, WithinRange(1, 1000)] = 40
+    refineIterations: Annotated[int, WithinRange(1, 1000)] = 24
     device: Annotated[str, Choice(list(DEVICE_CHOICES))] = "auto"
     systoleAnchor: bool = True
     enhance: bool = False
@@ -697,8 +698,8 @@ class EchoRegistrationTest(ScriptedLoadableModuleTest):
 
         settings = logic.settings(parameters)
         self.assertIsNone(settings.enhance)  # enhancement is off by default
-        # the default: DLIR + refine 40, the parameter node's empty model being the default model
-        self.assertEqual((settings.method, settings.refine, settings.describe_model()), ("dlir", 40, SHIPPED_MODEL))
+        # the default: DLIR + refine 24, the parameter node's empty model being the default model
+        self.assertEqual((settings.method, settings.refine, settings.describe_model()), ("dlir", 24, SHIPPED_MODEL))
 
         self.delayDisplay("Cancel leaves the scene unchanged")
         count = scene.GetNumberOfNodes()

@@ -33,7 +33,10 @@ if TYPE_CHECKING:
 
 METHODS = ("deformable", "affine", "rigid", "dlir")
 # The default registration of every front end (CLI, batch runner, panel, web page, demo): the default DLIR model
-# refined by 40 optimisation steps, tracking to the reference through the systole anchor where ES is known
+# refined by 24 optimisation steps against the images and its anatomy maps (since 2026-12-01, tenth session; 40
+# against the images alone before: the maps make each step dearer, and 24 steps keep the refinement under half
+# the optimiser's time per pair, README "Generalisation", "Tenth session"; the history below is of refine 40),
+# tracking to the reference through the systole anchor where ES is known
 # (registration.tracking.frame_anchors; since 2026-11-30). With the model's correction stage (seventh session):
 # CAMUS valid 0.906 / 0.845 ED->ES and 0.926 / 0.840 ES->ED, the held-out family 0.20 mm and 0.11 GLS points,
 # SIMUS 0.60 mm (segments 3.2 points off), 0.40x the optimiser's time per pair; the numbers below are the model
@@ -52,7 +55,7 @@ METHODS = ("deformable", "affine", "rigid", "dlir")
 # (strain.result.NETWORK_SEGMENTS). The optimiser alone stays a choice ("deformable", the one for segmental
 # strain), as does the network alone (refine 0) and direct registration (anchor 0).
 DEFAULT_METHOD = "dlir"
-DEFAULT_REFINE = 40
+DEFAULT_REFINE = 24
 MYOCARDIUM_SOURCES = ("auto", "labels", "landmarks", "none")
 ProgressCallback = Callable[[int, int], None]
 

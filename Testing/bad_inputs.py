@@ -579,7 +579,7 @@ CASES: list[BadInput] = [
     # optimiser options with the default method (DLIR + refine): --iterations is not its steps
     BadInput("iterations-with-dlir",
              lambda folder: ["register", str(cine(folder)), "-o", str(folder / "out"), "--iterations", "5"],
-             ("--iterations", "the method is dlir, whose refinement steps are --refine N (default 40")),
+             ("--iterations", "the method is dlir, whose refinement steps are --refine N (default 24")),
     BadInput("loss-without-refinement",
              lambda folder: ["register", str(cine(folder)), "-o", str(folder / "out"), "--refine", "0",
                              "--loss", "ncc"],

@@ -86,7 +86,7 @@ def test_the_default_is_the_default_model_refined_as_strain_alone(cohort, tmp_pa
     studies = find_studies(cohort)[:2]
     result = batch(studies, tmp_path / "default")
     assert [(r["status"], r["method"], r["model"], r["refine"], r["licence"]) for r in result.rows] == \
-        [("ok", "dlir", "echoreg-dlir-camus", 40, "CC BY-NC-SA 4.0")] * 2
+        [("ok", "dlir", "echoreg-dlir-camus", 24, "CC BY-NC-SA 4.0")] * 2
     # ED 0, ES 3 in the patients' Info files: frame 3 went through the systole anchor, frame round(0.6 x 3)
     assert [r["anchor_frame"] for r in result.rows] == [2, 2]
     assert [(r["es_frame"], r["es_source"]) for r in result.rows] == [(3, "given by the file")] * 2
@@ -106,7 +106,7 @@ def test_a_resumed_batch_refuses_other_settings_and_names_them(cohort, reference
     assert (out / "batch.json").exists()
     assert first.rows[0]["refine"] is None and first.rows[0]["licence"] is None  # not DLIR: blank
     assert first.rows[0]["anchor_frame"] is None
-    with pytest.raises(EchoDataError, match=r"other settings \(.*method 'deformable' -> 'dlir'.*refine None -> 40"):
+    with pytest.raises(EchoDataError, match=r"other settings \(.*method 'deformable' -> 'dlir'.*refine None -> 24"):
         batch(cohort, out, WorkflowSettings())
     with pytest.raises(EchoDataError, match=r"iterations"):
         batch(cohort, out, WorkflowSettings(method="deformable", options={"iterations": 6}))

@@ -62,7 +62,7 @@ def test_register_dlir_with_a_model_and_flip_averaging(cine, tmp_path):
 
 
 def test_a_dlir_report_names_the_model_its_licence_passes_and_refinement(cine, tmp_path, capsys):
-    for model, licence, passes, refine in ((None, "CC BY-NC-SA 4.0", 2, 40),
+    for model, licence, passes, refine in ((None, "CC BY-NC-SA 4.0", 2, 24),
                                            ("echoreg-dlir-sim", "BSD-3-Clause", 1, 0)):
         out = tmp_path / f"reg_{model}"
         flags = ["--model", model, "--refine", "0"] if model else []
@@ -75,7 +75,8 @@ def test_a_dlir_report_names_the_model_its_licence_passes_and_refinement(cine, t
         stage = f"; then its correction stage on {correction_rows} rows" if correction_rows else ""
         plural = "es" if passes > 1 else ""
         # 40-row frames: the half level would be coarser than the network's grid, so one level
-        refined = f"refine {refine}: up to 20 optimisation steps, at full resolution" if refine else "not refined"
+        refined = f"refine {refine}: up to {refine // 2} optimisation steps, at full resolution, on the images and " \
+            f"the model's anatomy maps (weight 0.1)" if refine else "not refined"
         # the cine gives no ES: the default systole anchor has none to go through, and the console says so
         assert (parameters["anchor"], parameters["anchor_frame"]) == (0.6, None)
         anchor = ("systole anchor 0.6 not used (it needs ES after the reference, from the file or --es-frame, and an "
@@ -84,7 +85,7 @@ def test_a_dlir_report_names_the_model_its_licence_passes_and_refinement(cine, t
                 f"{refined})") in capsys.readouterr().out
 
 
-def test_register_defaults_to_the_default_model_refined_by_40_steps(cine, tmp_path, capsys):
+def test_register_defaults_to_the_default_model_refined_by_24_steps(cine, tmp_path, capsys):
     """No --method: DLIR with the default model refined by 40 steps (workflow.DEFAULT_METHOD /
     DEFAULT_REFINE). --iterations (the optimiser's steps per level) is refused with DLIR, whose
     refinement steps are --refine; --loss / --control-spacing set the refinement, so they are
@@ -95,7 +96,7 @@ def test_register_defaults_to_the_default_model_refined_by_40_steps(cine, tmp_pa
     parameters = report["parameters"]
     assert report["method"] == "dlir"
     assert (parameters["model"], parameters["refine"], parameters["licence"]) == \
-        ("echoreg-dlir-camus", 40, "CC BY-NC-SA 4.0")
+        ("echoreg-dlir-camus", 24, "CC BY-NC-SA 4.0")
     assert "model echoreg-dlir-camus (licence: CC BY-NC-SA 4.0" in capsys.readouterr().out
     for flags, line in ((["--iterations", "5"], "--iterations: sets the optimiser's steps per pyramid level"),
                         (["--refine", "0", "--loss", "ncc"], "--refine: 0: the network alone"),
@@ -104,7 +105,7 @@ def test_register_defaults_to_the_default_model_refined_by_40_steps(cine, tmp_pa
         err = capsys.readouterr().err
         assert line in err and len(err.strip().splitlines()) == 1, flags
         assert not (tmp_path / "refused").exists()
-    assert "--refine N (default 40" in main_error(cine, tmp_path, capsys, "--iterations", "5")
+    assert "--refine N (default 24" in main_error(cine, tmp_path, capsys, "--iterations", "5")
     out = tmp_path / "ncc"
     assert main(["register", str(cine), "-o", str(out), "--refine", "2", "--loss", "ncc"]) == 0
     parameters = json.loads((out / "report.json").read_text())["parameters"]
@@ -136,7 +137,7 @@ def test_demo_writes_its_files_and_beats_identity(tmp_path):
     assert numbers["epe_es_mm"] < 0.25 * numbers["identity_epe_es_mm"]
     # the default method, named with its model, licence and refinement
     summary = (tmp_path / "demo" / "summary.txt").read_text()
-    assert ("DLIR (echoreg-dlir-camus, licence CC BY-NC-SA 4.0) + refine 40 (systole anchor: frame 3) registration "
+    assert ("DLIR (echoreg-dlir-camus, licence CC BY-NC-SA 4.0) + refine 24 (systole anchor: frame 3) registration "
             "to frame 0") in summary  # 6 frames ED -> ES: A = round(0.6 x 5)
     assert f"warning: {NETWORK_SEGMENTS}" in summary  # the strain's warnings, on the console and in the file
     assert numbers["ncc_after"] > numbers["ncc_before"]

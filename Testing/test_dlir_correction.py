@@ -213,12 +213,12 @@ def test_the_train_correction_command_passes_its_options_on(tmp_path, monkeypatc
 
 
 def test_a_stage_carries_the_terms_of_its_base_and_of_its_data():
-    from EchoRegistrationLib.dlir.correction_training import _licence
+    from EchoRegistrationLib.dlir.data import combined_licence
 
     camus, project = "CC BY-NC-SA 4.0", "BSD-3-Clause"
-    assert _licence(camus, project) == camus and _licence(project, camus) == camus
-    assert _licence(project, project) == project
-    assert _licence(None, project).startswith("unknown")  # a base given as a model: its terms are not known
+    assert combined_licence(camus, project) == camus and combined_licence(project, camus) == camus
+    assert combined_licence(project, project) == project
+    assert combined_licence(None, project).startswith("unknown")  # a base given as a model: its terms are not known
 
 
 def test_first_frame_pairs_start_from_frame_0_where_the_truth_is_known_from_there_only(sims):

@@ -178,12 +178,13 @@ def test_the_default_method_keeps_the_networks_overlap_on_low_resolution_clips(s
     from EchoRegistrationLib.io import CamusPairFolder
     from EchoRegistrationLib.spatial import field_to_torch
     from EchoRegistrationLib.spatial.metrics import warped_label_dice
+    from EchoRegistrationLib.workflow import DEFAULT_REFINE
 
     folder = shared_data / "camus_ed_es" / "valid"
     if not folder.is_dir():
         pytest.skip(f"CAMUS ED/ES pairs not available: {folder} is absent")
     pairs = CamusPairFolder(folder, views=("4CH",))
-    dice: dict[int, list[float]] = {0: [], 40: []}
+    dice: dict[int, list[float]] = {0: [], DEFAULT_REFINE: []}
     identity = []
     for k in range(10):
         seq = low_resolution_pair(pairs[k])
@@ -196,8 +197,8 @@ def test_the_default_method_keeps_the_networks_overlap_on_low_resolution_clips(s
                                                       seq.spacing))
                 assert result.folding_fraction.max() <= 0.0005
             identity.append(warped_label_dice(seq.label_map(fixed), seq.label_map(moving), 0 * field, seq.spacing))
-            assert result.parameters["refine_iterations"] == [20]  # full resolution alone
-    network, refined = np.array(dice[0]), np.array(dice[40])
+            assert result.parameters["refine_iterations"] == [DEFAULT_REFINE // 2]  # full resolution alone
+    network, refined = np.array(dice[0]), np.array(dice[DEFAULT_REFINE])
     assert network.mean() > np.mean(identity) + 0.05, (network.mean(), np.mean(identity))
     assert refined.mean() >= network.mean() - 0.005, (refined.mean(), network.mean())
     assert (refined - network).min() >= -0.03, refined - network  # no pair pulled off

@@ -154,8 +154,8 @@ def test_the_logic_enhances_only_when_the_checkbox_is_on(module, models, tmp_pat
     on = logic.settings(parameters)
     assert on.enhance == str(models / ENHANCER) and on.arguments()["enhance"] == on.enhance
     assert on.arguments() == {**off.arguments(), "enhance": on.enhance}  # nothing else changes
-    # the panel's default: DLIR + refine 40, the empty model being the default model
-    assert (on.method, on.model, on.refine, on.describe_model()) == ("dlir", "", 40, SHIPPED_MODEL)
+    # the panel's default: DLIR + refine 24, the empty model being the default model
+    assert (on.method, on.model, on.refine, on.describe_model()) == ("dlir", "", 24, SHIPPED_MODEL)
     parameters.method, parameters.model, parameters.refineIterations = "DLIR + refine", SHIPPED_MODEL, 20
     dlir = logic.settings(parameters)
     assert (dlir.method, dlir.model, dlir.refine, dlir.enhance) == ("dlir", SHIPPED_MODEL, 20, on.enhance)

@@ -52,7 +52,7 @@ def test_analysis_tracks_the_simulated_heart(case):
     registration, strain = analysis.registration, analysis.strain
     # the default: the default model, refined (workflow.DEFAULT_METHOD / DEFAULT_REFINE)
     assert registration.reference == 0 and registration.method == "dlir"
-    assert (registration.parameters["model"], registration.parameters["refine"]) == (SHIPPED_MODEL, 40)
+    assert (registration.parameters["model"], registration.parameters["refine"]) == (SHIPPED_MODEL, 24)
     myocardium = sim.sequence.labels[0] == 2
     error = np.linalg.norm(registration.displacement[-1] - sim.displacement[-1], axis=-1)[myocardium]
     motion = np.linalg.norm(sim.displacement[-1], axis=-1)[myocardium]
@@ -245,15 +245,15 @@ def test_dlir_quick_look_is_the_frame_of_the_whole_registration(case, model):
 
 
 def test_settings_default_to_the_default_model_refined_and_say_what_is_wrong():
-    """The panel's settings default to DLIR + refine 40 (workflow.DEFAULT_METHOD / DEFAULT_REFINE);
+    """The panel's settings default to DLIR + refine 24 (workflow.DEFAULT_METHOD / DEFAULT_REFINE);
     an empty model ("" or None, as the panel holds when it has none chosen) is the default model,
     resolved by the workflow (which leaves it to register_sequence: model None)."""
     assert RegistrationSettings().arguments() == {"method": "dlir", "reference": None, "device": "auto",
-                                                  "chunk_size": 4, "model": None, "refine": 40}
+                                                  "chunk_size": 4, "model": None, "refine": 24}
     for empty in ("", None):
         settings = RegistrationSettings(method="dlir", model=empty)
         assert settings.describe_model() == SHIPPED_MODEL
-        assert settings.arguments()["model"] is None and settings.arguments()["refine"] == 40
+        assert settings.arguments()["model"] is None and settings.arguments()["refine"] == 24
     assert RegistrationSettings(method="deformable").arguments() == {
         "method": "deformable", "reference": None, "device": "auto", "chunk_size": 4}
     with pytest.raises(ValueError, match="method must be one of"):

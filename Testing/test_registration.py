@@ -376,3 +376,30 @@ def test_negative_folding_weight_is_an_error():
         register_pair(image, image, spacing=SPACING, folding_weight=-1.0)
     with pytest.raises(ValueError, match=r"folding_margin must be > 0, got 0.0"):
         register_pair(image, image, spacing=SPACING, folding_margin=0.0)
+
+
+def test_feature_maps_guide_a_registration_where_the_images_carry_no_motion():
+    """Flat images hold no motion; a Gaussian blob (sd 6 px) in the feature maps, 3 px further right
+    in the moving frame, does: the field inside the blob is then 3 mm to the right (project
+    convention: fixed point p is at p + u(p) in the moving frame), and nothing without the maps."""
+    spacing = (1.0, 1.0)
+    y, x = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+
+    def blob(cx: float) -> torch.Tensor:
+        return torch.exp(-((x - cx) ** 2 + (y - 32) ** 2) / (2 * 6.0 ** 2))[None, None]
+
+    flat = torch.zeros(1, 1, 64, 64)
+    inside = blob(32.0)[0, 0] > 0.5
+
+    def field(weight: float, rows: int | None = None) -> torch.Tensor:
+        return register_pair(flat, flat, "deformable", spacing=spacing, loss="mse", levels=2, iterations=150,
+                             control_spacing=8.0, regularisation_weight=0.01, features=(blob(32.0), blob(35.0)),
+                             feature_weight=weight, feature_rows=rows).displacement[0]
+
+    for guided in (field(1.0), field(1.0, rows=24)):  # the maps compared at full resolution, or on 24 rows
+        assert abs(guided[0][inside].mean().item() - 3.0) < 0.3 and guided[1][inside].abs().mean().item() < 0.3
+    assert field(0.0).abs().max().item() < 1e-6
+    with pytest.raises(ValueError, match=r"feature_weight must be >= 0, got -1"):
+        register_pair(flat, flat, spacing=spacing, features=(blob(32.0), blob(35.0)), feature_weight=-1)
+    with pytest.raises(ValueError, match=r"feature maps \(1, 1, 64, 64\) and \(1, 2, 64, 64\) do not pair up"):
+        register_pair(flat, flat, spacing=spacing, features=(blob(32.0), blob(35.0).repeat(1, 2, 1, 1)))

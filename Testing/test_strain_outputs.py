@@ -87,8 +87,8 @@ def test_strain_command_registers_and_writes_everything(sim, tmp_path, capsys):
     assert report["segments"][0]["name"] == "basal inferoseptal" and report["myocardium_source"] == "labels"
     # the registration it rests on: the default method, named with its model's licence and refinement
     assert {key: report["registration"][key] for key in ("method", "model", "licence", "refine")} == \
-        {"method": "dlir", "model": "echoreg-dlir-camus", "licence": "CC BY-NC-SA 4.0", "refine": 40}
-    assert report["registration"]["refine_iterations"] == [20]  # small frames: full resolution alone
+        {"method": "dlir", "model": "echoreg-dlir-camus", "licence": "CC BY-NC-SA 4.0", "refine": 24}
+    assert report["registration"]["refine_iterations"] == [12]  # small frames: full resolution alone
     # 4 frames of a full cycle: ED to mid-systole; registration recovers the shortening roughly
     assert report["gls_endocardial"]["peak_pct"] == pytest.approx(sim.gls_endo[3], abs=3.0)
     out = capsys.readouterr().out

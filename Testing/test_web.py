@@ -138,7 +138,7 @@ def test_the_page_runs_dlir_on_the_demo_cine_with_landmarks(page, demo, artefact
     assert 0 < coloured(shown).mean() < 0.02  # the three landmarks and their names, nothing else
 
     page.get_by_role("button", name="dlir", exact=True).click()  # the default method, refined by default
-    playwright.expect(page.get_by_label("DLIR refine steps")).to_have_value("40")
+    playwright.expect(page.get_by_label("DLIR refine steps")).to_have_value("24")
     page.locator("#apply").click()
     playwright.expect(page.locator("#status")).to_contain_text("Done", timeout=TIMEOUT_MS)
     assert page.locator("#error").inner_text().strip() == ""

@@ -101,20 +101,20 @@ def test_settings_refuse_dlir_options_for_other_methods_and_unknown_sources():
         Study("a.nii", labels="l.nii", landmarks=((0, 0), (1, 1), (2, 0)))
     arguments = WorkflowSettings(method="dlir", flip_average=True, mode="sequential").arguments()
     assert arguments == {"method": "dlir", "reference": None, "device": "auto", "chunk_size": 32,
-                         "mode": "sequential", "model": None, "refine": 40, "flip_average": True}
+                         "mode": "sequential", "model": None, "refine": 24, "flip_average": True}
     assert WorkflowSettings(method="dlir", refine=0).arguments()["refine"] == 0  # the network alone
 
 
-def test_the_default_is_the_default_model_refined_by_40_steps():
+def test_the_default_is_the_default_model_refined_by_24_steps():
     """Every front end's default (workflow.DEFAULT_METHOD / DEFAULT_REFINE): DLIR with the default
     model (model None: register_sequence loads dlir.shipped.SHIPPED_MODEL) refined by 40 steps."""
     from EchoRegistrationLib.dlir.shipped import SHIPPED_MODEL
     from EchoRegistrationLib.workflow import DEFAULT_METHOD, DEFAULT_REFINE
 
-    assert (DEFAULT_METHOD, DEFAULT_REFINE, SHIPPED_MODEL) == ("dlir", 40, "echoreg-dlir-camus")
+    assert (DEFAULT_METHOD, DEFAULT_REFINE, SHIPPED_MODEL) == ("dlir", 24, "echoreg-dlir-camus")
     settings = WorkflowSettings()
     assert settings.arguments() == {"method": "dlir", "reference": None, "device": "auto", "chunk_size": 32,
-                                    "model": None, "refine": 40}
+                                    "model": None, "refine": 24}
     assert settings.describe_model() == WorkflowSettings(model="").describe_model() == "echoreg-dlir-camus"
     assert WorkflowSettings(method="deformable").describe_model() == ""
 
@@ -142,7 +142,7 @@ def test_quick_look_of_a_frame_more_than_10_s_from_the_reference():
 
 
 def test_quick_look_gives_the_field_of_the_whole_run_with_the_default_method():
-    """"Register current frame" (DLIR + refine 40, to the reference: the reference and the frame
+    """"Register current frame" (DLIR + refine 24, to the reference: the reference and the frame
     alone, or with the systole anchor frame for a frame beyond it) gives the field the whole run (all
     pairs in one batch) gives that frame: the refinement
     optimises each pair on its own, and the network sees the subsequence with the whole sequence's
@@ -154,7 +154,7 @@ def test_quick_look_gives_the_field_of_the_whole_run_with_the_default_method():
     sim = simulate_sequence(view="A4C", n_frames=8, image_size=(96, 80), seed=3)
     settings = WorkflowSettings(device="cpu")
     whole = analyse(sim.sequence, settings, None).registration
-    assert (whole.method, whole.mode, whole.parameters["refine"]) == ("dlir", "to_reference", 40)
+    assert (whole.method, whole.mode, whole.parameters["refine"]) == ("dlir", "to_reference", 24)
     assert whole.parameters["anchor_frame"] == 4  # ES is frame 7: frames 5-7 go through frame 4
     for frame in (3, 5):
         reference, field, _ = register_one_frame(sim.sequence, frame, settings)

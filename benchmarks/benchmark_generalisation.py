@@ -81,6 +81,7 @@ from EchoRegistrationLib.sequence import LABEL_LV, LABEL_MYOCARDIUM, EchoSequenc
 from EchoRegistrationLib.spatial import field_to_torch, folding_fraction, warp  # noqa: E402
 from EchoRegistrationLib.strain import compute_strain  # noqa: E402
 from EchoRegistrationLib.strain.compute import result_from_displacement  # noqa: E402
+from EchoRegistrationLib.workflow import DEFAULT_REFINE  # noqa: E402
 from EchoRegistrationLib.strain.myocardium import myocardium_from_labels  # noqa: E402
 
 # On a pair (two frames) sequential tracking and tracking to the reference are one registration:
@@ -136,6 +137,9 @@ def methods(models: list[str], refine: int) -> dict[str, Method]:
         network = load_model(resolve_model(model))  # once: reading the checkpoint is not timed
         table[f"DLIR {name}"] = ours("dlir", model=network)
         table[f"DLIR {name} + refine {refine}"] = ours("dlir", model=network, refine=refine)
+        # the refinement comparing the images alone, not the model's anatomy maps too (as before 2026-12-01)
+        table[f"DLIR {name} + refine {refine}, images only"] = ours("dlir", model=network, refine=refine,
+                                                                     feature_weight=0.0)
         # the same, every frame tracked against its neighbour (on a pair the same registration)
         table[f"DLIR {name}, sequential"] = ours("dlir", model=network, mode="sequential")
         table[f"DLIR {name} + refine {refine}, sequential"] = ours("dlir", model=network, refine=refine,
@@ -306,15 +310,16 @@ NOT_PAIRED = "n/a (other items)"
 
 def default_comparisons(models: list[str], refine: int) -> list[tuple[str, str]]:
     """(row, baseline) pairs for each DLIR model: the network and the network + refinement each against
-    OpenCV DIS and the optimiser (to the reference), the network + refinement against the network, and
-    each (through the default systole anchor) against itself without it."""
+    OpenCV DIS and the optimiser (to the reference), the network + refinement against the network and
+    against the refinement on the images alone, and each (through the default systole anchor) against
+    itself without it."""
     comparisons = []
     for model in models:
         network = f"DLIR {Path(model).name}"
         refined = f"{network} + refine {refine}"
         for row in (network, refined):
             comparisons += [(row, "OpenCV DIS"), (row, "optimiser (deformable, to reference)")]
-        comparisons.append((refined, network))
+        comparisons += [(refined, network), (refined, f"{refined}, images only")]
         comparisons += [(row, f"{row}, no anchor") for row in (network, refined)]
     return comparisons
 
@@ -468,7 +473,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--simus-frames", type=int, default=6, help="frames ED -> ES per SIMUS case")
     parser.add_argument("--simus-cache", type=Path, default=SIMUS_CACHE,
                         help=f"where the simulated SIMUS frames are kept (default {SIMUS_CACHE})")
-    parser.add_argument("--refine", type=int, default=40, help="refinement steps of the DLIR + refine rows")
+    parser.add_argument("--refine", type=int, default=DEFAULT_REFINE,
+                        help=f"refinement steps of the DLIR + refine rows (default {DEFAULT_REFINE}, as by default)")
     parser.add_argument("--low-resolution", type=int, default=112,
                         help="pixels of the low-resolution CAMUS valid pairs (0: leave them out)")
     parser.add_argument("--no-cines", action="store_true", help="leave out the real cines")

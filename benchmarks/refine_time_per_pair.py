@@ -40,12 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--step", type=int, default=3, help="every step-th CAMUS valid patient")
     parser.add_argument("--refine", type=int, default=DEFAULT_REFINE)
+    parser.add_argument("--model", help="DLIR model name or checkpoint folder (default: the shipped default)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     valid = CamusPairFolder(DATA / "camus_ed_es" / "valid", views=("4CH",))
-    refined = lambda seq, ref: register_sequence(seq, "dlir", refine=args.refine, reference=ref)  # noqa: E731
+    refined = lambda seq, ref: register_sequence(seq, "dlir", model=args.model, refine=args.refine,  # noqa: E731
+                                                 reference=ref)
     optimised = lambda seq, ref: register_sequence(seq, "deformable", mode="to_reference", reference=ref)  # noqa: E731
     refined(valid[0], 0), optimised(valid[0], 0)  # warm-up: model loading, first calls
     ratios, times = [], []

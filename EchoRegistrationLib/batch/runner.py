@@ -245,7 +245,8 @@ def batch(source: str | os.PathLike | Sequence[CohortStudy], output: str | os.Pa
             the studies themselves.
         output: the batch folder (created when missing); its committed studies are not run again.
         settings: the workflow settings of every study (default: :class:`~..workflow.WorkflowSettings`'s,
-            the default DLIR model refined by 40 steps, myocardium from each study's labels or landmarks).
+            the default DLIR model refined by DEFAULT_REFINE (24) steps, myocardium from each study's
+            labels or landmarks).
         workers: local processes (1: in this process).
         scheduler: address of a Dask distributed scheduler ("tcp://host:8786"); then ``workers``
             is ignored and the studies run on the cluster's workers (which must see ``output``).

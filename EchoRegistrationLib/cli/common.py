@@ -114,7 +114,7 @@ def describe_model_use(parameters: Mapping[str, Any]) -> str:
     correction stage, the systole anchor, and the refinement's steps per level when known, refine):
     "model NAME (licence: TERMS; 2 passes of the network per pair; then its correction stage on 192 rows;
     systole anchor 0.6: later systolic frames registered through frame 11; refine 40: up to 20 + 10
-    optimisation steps, coarse to fine)"."""
+    optimisation steps, coarse to fine, on the images and the model's anatomy maps (weight 0.1))"."""
     details = [f"licence: {parameters.get('licence') or 'unknown'}"]
     if "passes" in parameters:
         passes = parameters["passes"]
@@ -132,11 +132,13 @@ def describe_model_use(parameters: Mapping[str, Any]) -> str:
     steps = parameters.get("refine_iterations")  # absent from reports written before it was recorded
     if not refine:
         details.append("not refined")
-    elif steps:
-        where = "coarse to fine" if len(steps) > 1 else "at full resolution"
-        details.append(f"refine {refine}: up to {' + '.join(map(str, steps))} optimisation steps, {where}")
     else:
-        details.append(f"refine {refine}")
+        where = "" if not steps else \
+            f": up to {' + '.join(map(str, steps))} optimisation steps, " \
+            f"{'coarse to fine' if len(steps) > 1 else 'at full resolution'}"
+        weight = parameters.get("refine_anatomy_weight")  # None: the model has no anatomy network
+        guide = f", on the images and the model's anatomy maps (weight {weight:g})" if weight else ""
+        details.append(f"refine {refine}{where}{guide}")
     return f"model {parameters['model']} ({'; '.join(details)})"
 
 
@@ -229,7 +231,9 @@ def add_registration_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine", type=count(0),
                         help=f"dlir: optimisation steps refining the network (default {DEFAULT_REFINE}; 0: the "
                              "network alone, 1.2-1.3x OpenCV DIS's time on 2 CPU cores; N: N/2 steps at half "
-                             "resolution, then N/4 at full resolution, or N/2 at full resolution on small frames)")
+                             "resolution, then N/4 at full resolution, or N/2 at full resolution on small frames; "
+                             "the images and, where the model has an anatomy network as the default does, its LV, "
+                             "myocardium and LA maps of the two frames are compared)")
     parser.add_argument("--flip-average", action="store_true",
                         help="dlir: average each pair's field with that of the mirrored pair (twice the time)")
     # the default is spatial.pairs.SYSTOLE_ANCHOR, written out: that module imports torch, this one does not

@@ -170,16 +170,32 @@ def _cmd_dlir(args: argparse.Namespace) -> int:
     return _finish(history, args.output)
 
 
+def _unet_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The U-Net widths given on the command line (--stem, --encoder, --decoder) of a stage or network
+    trained behind a model; the others keep the trainer's defaults."""
+    return {key: value for key, value in (("stem", args.stem), ("encoder", args.encoder),
+                                          ("decoder", args.decoder)) if value is not None}
+
+
 @_one_line_errors
 def _cmd_correction(args: argparse.Namespace) -> int:
     from ..dlir.correction_training import train_correction
 
-    unet = {key: value for key, value in (("stem", args.stem), ("encoder", args.encoder),
-                                          ("decoder", args.decoder)) if value is not None}
+    unet = _unet_options(args)
     history = train_correction(args.data, base=args.base, size=args.size, iterations=args.iterations,
                                crop=args.crop, perturbation_mm=args.perturbation, smoothness=args.smoothness,
                                dice=args.dice, randomise=args.randomise, unet=unet or None, passes=args.passes,
                                **_common_options(args))
+    return _finish(history, args.output)
+
+
+@_one_line_errors
+def _cmd_anatomy(args: argparse.Namespace) -> int:
+    from ..dlir.anatomy_training import train_anatomy
+
+    unet = _unet_options(args)
+    history = train_anatomy(args.data, base=args.base, size=args.size, iterations=args.iterations,
+                            randomise=args.randomise, unet=unet or None, **_common_options(args))
     return _finish(history, args.output)
 
 
@@ -282,6 +298,21 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     correction.add_argument("--decoder", type=count(1), nargs="+",
                             help="stage U-Net channels of each decoder level, coarse to fine (default 32 32 16)")
     correction.set_defaults(run=_cmd_correction)
+
+    anatomy = sub.add_parser("anatomy", help="train the anatomy network of a trained DLIR model (LV, myocardium "
+                                             "and LA probabilities that guide the refinement; annotated frames)")
+    _add_common(anatomy, batch_size=8, learning_rate=2e-3, torchrun=False)
+    anatomy.add_argument("--base", required=True, help="the trained DLIR model (installed name or checkpoint)")
+    anatomy.add_argument("--size", type=count(16), default=160, help="rows of its working grid (default 160)")
+    anatomy.add_argument("--iterations", type=count(1), default=4000, help="steps (default 4000)")
+    anatomy.add_argument("--randomise", type=share, default=0.8,
+                         help="share of the frames whose echo appearance is redrawn, 0-1 (default 0.8)")
+    anatomy.add_argument("--stem", type=count(1), help="channels of the U-Net's full-resolution stem (default 16)")
+    anatomy.add_argument("--encoder", type=count(1), nargs="+",
+                         help="U-Net channels of each stride-2 level, fine to coarse (default 32 48 64 64)")
+    anatomy.add_argument("--decoder", type=count(1), nargs="+",
+                         help="U-Net channels of each decoder level, coarse to fine (default 64 48 32 16)")
+    anatomy.set_defaults(run=_cmd_anatomy)
     _add_enhancer_parser(sub)
     return train
 

@@ -27,26 +27,16 @@ from ..losses import dice_scores
 from ..sequence import LABEL_LV, LABEL_MYOCARDIUM
 from ..spatial import compose, warp
 from ..spatial.pyramid import level_spacing, resample_field, resample_image
-from .checkpoints import load_model, read_config, save_model, save_training_state
+from .checkpoints import load_model, save_model, save_training_state
 from .correction import DEFAULT_CORRECTION_SIZE, FieldCorrection
-from .data import CAMUS_LICENCE, PROJECT_LICENCE, PairSampler, open_source
+from .data import PairSampler, combined_licence, open_source
 from .evaluation import evaluate
 from .model import DLIRModel
-from .shipped import licence_of
-from .training import Callback, History, Stage, _data_config, _items, _load_or_keep, _processes, _Run
+from .training import Callback, History, Stage, _behind, _data_config, _items, _Run
 
 MYOCARDIUM_WEIGHT = 4.0   # extra loss weight of myocardial pixels (the strain's tissue) over other tissue
 TISSUE_LEVEL = 0.02       # normalised intensity above which a fixed-frame pixel counts as imaged tissue
 PERTURBATION_POINTS = 6   # control points per side of the random smooth perturbation of the first field
-
-
-def _licence(base_licence: str | None, data_licence: str) -> str:
-    """The terms of a model made of a first network under ``base_licence`` and a stage trained on
-    data under ``data_licence``: CAMUS's when either has them, the project's when both do."""
-    terms = {base_licence, data_licence}
-    if CAMUS_LICENCE in terms:
-        return CAMUS_LICENCE
-    return PROJECT_LICENCE if terms == {PROJECT_LICENCE} else "unknown (see the model card)"
 
 
 def smooth_perturbation(batch: int, shape: tuple[int, int], max_mm: float, rng: np.random.Generator,
@@ -106,18 +96,12 @@ def train_correction(data: Any, output: str | os.PathLike, *, base: DLIRModel | 
             earlier run in ``output`` with other settings.
         FileExistsError: an earlier run in ``output`` and ``resume`` False.
     """
-    processes = _processes(device)
-    if processes.world_size > 1:
-        raise ValueError("train_correction runs in one process (the stage is small): start it without torchrun")
+    processes, frozen = _behind(base, device, "train_correction")
     dev = processes.device
     items, val_items = open_source(data), _items(validation)
-    first = _load_or_keep(base, DLIRModel)
+    first, base_name, base_config, base_licence = frozen.model, frozen.name, frozen.config, frozen.licence
     if first.net is None:
         raise ValueError("the base model has no registration network to correct (an affine-only model)")
-    base_name = type(base).__name__ if isinstance(base, torch.nn.Module) else str(base)
-    base_config = None if isinstance(base, torch.nn.Module) else read_config(base)
-    # the catalog's terms: its config's licence, else what its training sources imply
-    base_licence = None if base_config is None else licence_of(base)
     torch.manual_seed(seed)
     if passes is not None and int(passes) < 1:
         raise ValueError(f"passes must be >= 1, got {passes}")
@@ -145,7 +129,7 @@ def train_correction(data: Any, output: str | os.PathLike, *, base: DLIRModel | 
         raise ValueError("the correction stage trains on true motion: give simulated sequences or warped "
                          "templates (sim:..., warped:...)")
     data_config = _data_config(items, val_items)
-    data_config["licence"] = _licence(base_licence, data_config["licence"])
+    data_config["licence"] = combined_licence(base_licence, data_config["licence"])
     # the canvas on the stage's grid and on the network's: one shape each for the whole run
     shape, coarse = sampler.stage_shape(size), sampler.stage_shape(first.working_size)
     if crop > min(shape):

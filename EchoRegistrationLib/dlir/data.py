@@ -348,6 +348,16 @@ def data_licence(description: Any) -> str:
     return PROJECT_LICENCE if kinds == {"simulator"} else "unknown (see the model card)"
 
 
+def combined_licence(base_licence: str | None, data_licence: str) -> str:
+    """The terms of a model made of a trained model under ``base_licence`` (None: not known, e.g. a
+    model given as an object) and a part trained on data under ``data_licence``: CAMUS's when either
+    has them, the project's when both do, else "unknown (see the model card)"."""
+    terms = {base_licence, data_licence}
+    if CAMUS_LICENCE in terms:
+        return CAMUS_LICENCE
+    return PROJECT_LICENCE if terms == {PROJECT_LICENCE} else "unknown (see the model card)"
+
+
 def describe_source(source: Sequence[SequenceItem]) -> Any:
     """JSON-ready description of a source (for checkpoint configs)."""
     describe = getattr(source, "describe", None)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from ..spatial.pairs import MODES
 from ..spatial import Spacing, compose, integrate_velocity, mirror_field, spacing_tensor, warp
 from .affine_net import PERCENT, AffineNet, field_of_view_height
+from .anatomy import AnatomyNet
 from .correction import FieldCorrection
 from .networks import RegistrationUNet, float32_region
 
@@ -68,13 +69,15 @@ class DLIRModel(nn.Module):
             trained for this network's fields): inference (:mod:`.inference`) brings the frames to
             its grid too and corrects the field against the moving frame warped by it. The
             stage is not part of :meth:`forward`, which works on one grid.
+        anatomy: an optional :class:`.anatomy.AnatomyNet` whose class probabilities guide the
+            refinement (:mod:`.anatomy`); not used by the network's own prediction.
     """
 
     def __init__(self, net: RegistrationUNet | None, *,
                  working_size: int = DEFAULT_WORKING_SIZE, diffeomorphic: bool = False,
                  integration_steps: int = 7, affine: AffineNet | None = None,
                  mode: str = "to_reference", passes: int = 1,
-                 correction: FieldCorrection | None = None):
+                 correction: FieldCorrection | None = None, anatomy: AnatomyNet | None = None):
         super().__init__()
         if net is None and affine is None:
             raise ValueError("a DLIR model needs a U-Net, an affine stage, or both")
@@ -90,6 +93,7 @@ class DLIRModel(nn.Module):
         self.mode = mode
         self.passes = int(passes)
         self.correction = correction
+        self.anatomy = anatomy
 
     def architecture(self) -> dict[str, Any]:
         """Everything :meth:`from_architecture` needs to rebuild the model (JSON-ready)."""
@@ -98,11 +102,13 @@ class DLIRModel(nn.Module):
                 "diffeomorphic": self.diffeomorphic, "integration_steps": self.integration_steps,
                 "affine": None if self.affine is None else self.affine.architecture(),
                 "mode": self.mode, "passes": self.passes,
-                **({} if self.correction is None else {"correction": self.correction.architecture()})}
+                **({} if self.correction is None else {"correction": self.correction.architecture()}),
+                **({} if self.anatomy is None else {"anatomy": self.anatomy.architecture()})}
 
     @classmethod
     def from_architecture(cls, architecture: dict[str, Any]) -> "DLIRModel":
         unet, affine, correction = architecture["unet"], architecture["affine"], architecture.get("correction")
+        anatomy = architecture.get("anatomy")
         return cls(None if unet is None else RegistrationUNet(**unet),
                    working_size=architecture["working_size"],
                    diffeomorphic=architecture["diffeomorphic"],
@@ -110,7 +116,8 @@ class DLIRModel(nn.Module):
                    affine=None if affine is None else AffineNet(**affine),
                    mode=architecture.get("mode", "to_reference"),
                    passes=architecture.get("passes", 1),
-                   correction=None if correction is None else FieldCorrection.from_architecture(correction))
+                   correction=None if correction is None else FieldCorrection.from_architecture(correction),
+                   anatomy=None if anatomy is None else AnatomyNet.from_architecture(anatomy))
 
     def forward(self, fixed: torch.Tensor, moving: torch.Tensor, spacing: Spacing) -> torch.Tensor:
         """(B, 2, h, w) float32 mm displacement on the fixed grid, after :attr:`passes` passes.

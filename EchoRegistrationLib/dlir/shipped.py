@@ -5,7 +5,8 @@ Shipped registration models (model cards: ``Resources/Models/<family>/README.md`
 * ``echoreg-dlir-camus`` (the default; **CC BY-NC-SA 4.0**, CAMUS's terms): a 128-row network trained on
   CAMUS train pairs, warped CAMUS templates and simulated sequences, its passes integrated as velocities
   (at most 0.01 % of pixels fold on real pairs), run twice and then corrected by a 192-row correction
-  stage (:mod:`.correction`; since 2026-11-30); the most accurate shipped network on real CAMUS pairs,
+  stage (:mod:`.correction`; since 2026-11-30), with an anatomy network whose LV, myocardium and LA maps
+  guide the refinement (:mod:`.anatomy`; since 2026-12-01); the most accurate shipped network on real CAMUS pairs,
   the real-template family and the real cines of the generalisation benchmark. Registering each frame
   directly to ED it misses motion along the wall on physics-simulated echo (the SIMUS family; its model
   card); through the systole anchor (the default where ES is known) it mostly follows it. It is the
@@ -126,11 +127,14 @@ def _licence(config: dict, sources: tuple[str, ...]) -> str:
 
 def _sources(config: dict) -> tuple[str, ...]:
     """The training sources a config names: ``data.training`` (DLIR) or ``data.low`` and
-    ``data.high`` (an enhancer), each one source or a list of them."""
+    ``data.high`` (an enhancer), each one source or a list of them, then those of its ``base_model``
+    (the config of the model a correction stage or an anatomy network was trained behind), in order."""
     data = config.get("data") or {}
     items = [data.get(key) or [] for key in ("training", "low", "high")]
     flat = [d for item in items for d in (item if isinstance(item, list) else [item])]
-    return tuple(dict.fromkeys(str(d.get("source", "unknown")) for d in flat if isinstance(d, dict)))
+    own = tuple(str(d.get("source", "unknown")) for d in flat if isinstance(d, dict))
+    base = config.get("base_model")
+    return tuple(dict.fromkeys(own + (_sources(base) if isinstance(base, dict) else ())))
 
 
 def _model_info(folder: Path) -> ModelInfo | None:

@@ -256,6 +256,33 @@ def _load_or_keep(model: nn.Module | str | os.PathLike, cls: type) -> nn.Module:
     return model
 
 
+@dataclass
+class _FrozenBase:
+    """A trained DLIR model that a new part (a correction stage, an anatomy network) is trained behind:
+    the model, its name, its checkpoint config (None for a model given as an object) and its terms
+    (the catalog's: its config's licence, else what its training sources imply; None when not known)."""
+
+    model: DLIRModel
+    name: str
+    config: dict[str, Any] | None
+    licence: str | None
+
+
+def _behind(base: DLIRModel | str | os.PathLike, device: str | torch.device,
+            trainer: str) -> tuple[_Processes, _FrozenBase]:
+    """The one process (torchrun refused: the parts are small) and the base of a trainer that adds a
+    part to a trained DLIR model ``base`` (object, checkpoint path or installed name)."""
+    from .shipped import licence_of
+
+    processes = _processes(device)
+    if processes.world_size > 1:
+        raise ValueError(f"{trainer} runs in one process (the network is small): start it without torchrun")
+    model = _load_or_keep(base, DLIRModel)
+    if isinstance(base, nn.Module):
+        return processes, _FrozenBase(model, type(base).__name__, None, None)
+    return processes, _FrozenBase(model, str(base), read_config(base), licence_of(base))
+
+
 READING_OF_THE_OUTPUT = ("mode", "diffeomorphic", "integration_steps")
 
 

@@ -118,6 +118,9 @@ def register_pair(
     folding_weight: float = 0.0,
     folding_margin: float = 0.1,
     initial: torch.Tensor | None = None,
+    features: tuple[torch.Tensor, torch.Tensor] | None = None,
+    feature_weight: float = 1.0,
+    feature_rows: int | None = None,
     lncc_window: int = 9,
     tolerance: float = 1e-5,
     patience: int = 15,
@@ -159,6 +162,14 @@ def register_pair(
             stop a large ``initial`` field plus a residual from folding; this penalty does.
         initial: optional (1 or B, 2, H, W) mm field that the deformable model refines (the result
             is ``initial`` + the optimised residual).
+        features: optional (fixed, moving) feature maps, (1 or B, K, H, W) and (B, K, H, W) on the
+            images' grids (for example the anatomy network's class probabilities,
+            :mod:`..dlir.anatomy`): the moving maps are warped with the images, and ``feature_weight``
+            times their mean squared difference from the fixed maps (over the K channels, where the
+            image similarity is evaluated) is added to the similarity.
+        feature_rows: compare the feature maps on at most this many rows (about): maps that are smooth
+            on a coarse grid (the anatomy network's 160 rows) gain nothing from finer ones, and warping
+            them at full resolution would cost more than the images. None: on each level's grid.
         max_rows: compare the images on at most this many rows (about; each level's images are
             resampled no finer, the transform's control grid and the returned field are as without
             it): a cap on the cost where the full resolution adds no accuracy. None: every level
@@ -182,8 +193,9 @@ def register_pair(
 
     Raises:
         ValueError: an unknown kind, loss, regulariser, ``regularise`` or optimiser, a non-positive
-            ``control_spacing`` or ``folding_margin``, a negative ``folding_weight`` or iteration
-            count, ``max_rows`` or ``penalty_rows`` below 2, images that do not pair up.
+            ``control_spacing`` or ``folding_margin``, a negative ``folding_weight``,
+            ``feature_weight`` or iteration count, ``max_rows``, ``penalty_rows`` or ``feature_rows``
+            below 2, images or feature maps that do not pair up.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -197,9 +209,11 @@ def register_pair(
         raise ValueError(f"control_spacing must be a positive number of mm, got {control_spacing}")
     if folding_weight < 0:
         raise ValueError(f"folding_weight must be >= 0, got {folding_weight}")
+    if feature_weight < 0:
+        raise ValueError(f"feature_weight must be >= 0, got {feature_weight}")
     if not folding_margin > 0:
         raise ValueError(f"folding_margin must be > 0, got {folding_margin}")
-    for name, rows in (("max_rows", max_rows), ("penalty_rows", penalty_rows)):
+    for name, rows in (("max_rows", max_rows), ("penalty_rows", penalty_rows), ("feature_rows", feature_rows)):
         if rows is not None and rows < 2:
             raise ValueError(f"{name} must be at least 2, got {rows}")
     optimizer = optimizer or ("adam" if kind == "deformable" else "lbfgs")
@@ -214,11 +228,20 @@ def register_pair(
                            iterations=iterations, optimizer=optimizer, learning_rate=learning_rate,
                            regulariser=regulariser, regularisation_weight=regularisation_weight, regularise=regularise,
                            control_spacing=control_spacing, folding_weight=folding_weight,
-                           folding_margin=folding_margin, initial=initial, lncc_window=lncc_window,
+                           folding_margin=folding_margin, initial=initial, features=features,
+                           feature_weight=feature_weight, feature_rows=feature_rows, lncc_window=lncc_window,
                            tolerance=tolerance, patience=patience, max_rows=max_rows,
                            penalty_rows=penalty_rows, cancel=cancel, progress=progress)
     fixed, moving = normalise_pair(fixed, moving)
     fixed = fixed.expand_as(moving)
+    if features is not None:
+        fixed_features, moving_features = (f.to(moving) for f in features)
+        if (moving_features.shape[0] != moving.shape[0] or fixed_features.shape[0] not in (1, moving.shape[0])
+                or fixed_features.shape[1:] != moving_features.shape[1:]
+                or moving_features.shape[-2:] != moving.shape[-2:]):
+            raise ValueError(f"feature maps {tuple(fixed_features.shape)} and {tuple(moving_features.shape)} "
+                             f"do not pair up with the images {tuple(moving.shape)}")
+        features = fixed_features.expand_as(moving_features), moving_features
     shape = tuple(moving.shape[-2:])
     spacing = (float(spacing[0]), float(spacing[1]))
     fixed_mask = None if mask is None else as_image_batch(mask, device=moving.device) > 0
@@ -242,6 +265,13 @@ def register_pair(
         spacing_l = level_spacing(shape, shape_l, spacing)
         fixed_l, moving_l = resample_image(fixed, shape_l), resample_image(moving, shape_l)
         mask_l = None if fixed_mask is None else resample_image(fixed_mask.float(), shape_l) > 0.5
+        # the feature maps' grid: the level's, or a coarser one (``feature_rows``)
+        shape_f = shape_l if feature_rows is None or shape_l[0] <= feature_rows else capped(factor, feature_rows)
+        spacing_f = level_spacing(shape, shape_f, spacing)
+        features_f = None if features is None else tuple(resample_image(f, shape_f) for f in features)
+        initial_f = None if initial is None or shape_f == shape_l else resample_field(initial.to(moving), shape_f)
+        mask_f = None if fixed_mask is None or shape_f == shape_l else \
+            resample_image(fixed_mask.float(), shape_f) > 0.5
         initial_l = None if initial is None else resample_field(initial.to(moving), shape_l)
         # the penalties' grid: the level's, or a coarser one (``penalty_rows``)
         shape_p = shape_l if penalty_rows is None or shape_l[0] <= penalty_rows else capped(factor, penalty_rows)
@@ -260,6 +290,17 @@ def register_pair(
                 valid = valid & mask_l
             kwargs = {"window": lncc_window} if loss == "lncc" else {}
             total = similarity(fixed_l, warped, mask=valid, reduction="none", **kwargs)
+            if features_f is not None and feature_weight > 0:
+                u_f, valid_f = u, valid
+                if shape_f != shape_l:
+                    u_f = model.field(shape_f, spacing_f)
+                    if initial_f is not None:
+                        u_f = u_f + initial_f
+                    valid_f = in_view_mask(u_f.detach(), spacing_f)
+                    if mask_f is not None:
+                        valid_f = valid_f & mask_f
+                total = total + feature_weight * mse_loss(features_f[0], warp(features_f[1], u_f, spacing_f),
+                                                          mask=valid_f, reduction="none")
             if not isinstance(model, ControlGridModel) or (regularisation_weight <= 0 and folding_weight <= 0):
                 return total  # (B,): each pair's own loss
             residual_p, u_p = residual, u
@@ -294,6 +335,7 @@ def register_pair(
 
 def _one_by_one(fixed: torch.Tensor, moving: torch.Tensor, kind: str, *,
                 mask: np.ndarray | torch.Tensor | None, initial: torch.Tensor | None,
+                features: tuple[torch.Tensor, torch.Tensor] | None,
                 progress: Callable[[float], None] | None, **options) -> PairRegistration:
     """:func:`register_pair` of each pair alone (L-BFGS), the results stacked as one batch's:
     the loss history is the mean over the pairs after each step of each level (a pair that stopped
@@ -307,6 +349,7 @@ def _one_by_one(fixed: torch.Tensor, moving: torch.Tensor, kind: str, *,
             fixed[i:i + 1] if fixed.shape[0] > 1 else fixed, moving[i:i + 1], kind,
             mask=None if masks is None else masks[i:i + 1] if masks.shape[0] > 1 else masks,
             initial=None if initial is None else initial[i:i + 1] if initial.shape[0] > 1 else initial,
+            features=None if features is None else tuple(f[i:i + 1] if f.shape[0] > 1 else f for f in features),
             progress=report, **options))
     iterations = [max(r.iterations[level] for r in results) for level in range(len(results[0].iterations))]
     history: list[float] = []
