@@ -170,6 +170,16 @@ def _cmd_dlir(args: argparse.Namespace) -> int:
     return _finish(history, args.output)
 
 
+def _add_unet_widths(parser: argparse.ArgumentParser, whose: str, encoder: str, decoder: str) -> None:
+    """--stem, --encoder and --decoder of a U-Net trained behind a model (``whose``: "the stage's"),
+    its default widths in the help."""
+    parser.add_argument("--stem", type=count(1), help=f"channels of {whose} full-resolution stem (default 16)")
+    parser.add_argument("--encoder", type=count(1), nargs="+",
+                        help=f"channels of {whose} U-Net at each stride-2 level, fine to coarse (default {encoder})")
+    parser.add_argument("--decoder", type=count(1), nargs="+",
+                        help=f"channels of {whose} U-Net at each decoder level, coarse to fine (default {decoder})")
+
+
 def _unet_options(args: argparse.Namespace) -> dict[str, Any]:
     """The U-Net widths given on the command line (--stem, --encoder, --decoder) of a stage or network
     trained behind a model; the others keep the trainer's defaults."""
@@ -292,11 +302,7 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     correction.add_argument("--passes", type=count(1),
                             help="applications of the base network per pair, saved with the model (default: the "
                                  "base's own)")
-    correction.add_argument("--stem", type=count(1), help="channels of the stage's full-resolution stem (default 16)")
-    correction.add_argument("--encoder", type=count(1), nargs="+",
-                            help="stage U-Net channels of each stride-2 level, fine to coarse (default 32 32 32)")
-    correction.add_argument("--decoder", type=count(1), nargs="+",
-                            help="stage U-Net channels of each decoder level, coarse to fine (default 32 32 16)")
+    _add_unet_widths(correction, "the stage's", "32 32 32", "32 32 16")
     correction.set_defaults(run=_cmd_correction)
 
     anatomy = sub.add_parser("anatomy", help="train the anatomy network of a trained DLIR model (LV, myocardium "
@@ -307,11 +313,7 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     anatomy.add_argument("--iterations", type=count(1), default=4000, help="steps (default 4000)")
     anatomy.add_argument("--randomise", type=share, default=0.8,
                          help="share of the frames whose echo appearance is redrawn, 0-1 (default 0.8)")
-    anatomy.add_argument("--stem", type=count(1), help="channels of the U-Net's full-resolution stem (default 16)")
-    anatomy.add_argument("--encoder", type=count(1), nargs="+",
-                         help="U-Net channels of each stride-2 level, fine to coarse (default 32 48 64 64)")
-    anatomy.add_argument("--decoder", type=count(1), nargs="+",
-                         help="U-Net channels of each decoder level, coarse to fine (default 64 48 32 16)")
+    _add_unet_widths(anatomy, "its", "32 48 64 64", "64 48 32 16")
     anatomy.set_defaults(run=_cmd_anatomy)
     _add_enhancer_parser(sub)
     return train

@@ -22,10 +22,9 @@ import torch.nn.functional as F
 
 from ..losses import dice_scores
 from .anatomy import ANATOMY_LABELS, DEFAULT_ANATOMY_SIZE, AnatomyNet
-from .checkpoints import load_model, save_model, save_training_state
 from .data import PairSampler, combined_licence, open_source
 from .model import DLIRModel
-from .training import Callback, History, Stage, _behind, _data_config, _items, _Run
+from .training import Callback, History, Stage, _behind, _data_config, _items, _resumed, _Run, _saver
 
 MAX_ROTATION_DEG = 12.0  # random rotation of the training frames about their centre, +-
 MAX_SCALING = 0.15       # random scaling, 1 +- this along each axis
@@ -133,10 +132,7 @@ def train_anatomy(data: Any, output: str | os.PathLike, *, base: DLIRModel | str
     run = _Run("anatomy", Path(output), settings, int(seed), int(iterations_per_epoch), processes,
                progress, callback)
     optimizer = torch.optim.Adam(anatomy.parameters(), lr=learning_rate)
-    state, history = run.resume_state(resume, model.architecture())
-    if state is not None:
-        model.load_state_dict(load_model(run.output, dev).state_dict())
-        optimizer.load_state_dict(state["optimizer"])
+    state, history = _resumed(run, model, optimizer, resume, dev)
     sampler = PairSampler(items, storage_size=size, randomise=randomise)
     if not sampler.has_labels:
         raise ValueError("the anatomy network trains on annotated frames: give CAMUS pairs or simulated "
@@ -165,10 +161,7 @@ def train_anatomy(data: Any, output: str | os.PathLike, *, base: DLIRModel | str
         anatomy.eval()
         return anatomy_dice(anatomy, val_items, dev)
 
-    def save(history: History, position: dict[str, int]) -> None:
-        save_model(model, run.output, training=settings, **data_config, history=history, base_model=base_config)
-        save_training_state(run.output, {**position, "optimizer": optimizer.state_dict()})
-
+    save = _saver(run, model, optimizer, settings, data_config, base_config)
     start = (state["stage"], state["epoch"]) if state is not None else (0, 0)
     return run.loop([Stage(int(size), int(iterations))], start, history, step, validate, save, [optimizer],
                     learning_rate)

@@ -27,12 +27,11 @@ from ..losses import dice_scores
 from ..sequence import LABEL_LV, LABEL_MYOCARDIUM
 from ..spatial import compose, warp
 from ..spatial.pyramid import level_spacing, resample_field, resample_image
-from .checkpoints import load_model, save_model, save_training_state
 from .correction import DEFAULT_CORRECTION_SIZE, FieldCorrection
 from .data import PairSampler, combined_licence, open_source
 from .evaluation import evaluate
 from .model import DLIRModel
-from .training import Callback, History, Stage, _behind, _data_config, _items, _Run
+from .training import Callback, History, Stage, _behind, _data_config, _items, _resumed, _Run, _saver
 
 MYOCARDIUM_WEIGHT = 4.0   # extra loss weight of myocardial pixels (the strain's tissue) over other tissue
 TISSUE_LEVEL = 0.02       # normalised intensity above which a fixed-frame pixel counts as imaged tissue
@@ -120,10 +119,7 @@ def train_correction(data: Any, output: str | os.PathLike, *, base: DLIRModel | 
     run = _Run("correction", Path(output), settings, int(seed), int(iterations_per_epoch), processes,
                progress, callback)
     optimizer = torch.optim.Adam(stage.parameters(), lr=learning_rate)
-    state, history = run.resume_state(resume, model.architecture())
-    if state is not None:
-        model.load_state_dict(load_model(run.output, dev).state_dict())
-        optimizer.load_state_dict(state["optimizer"])
+    state, history = _resumed(run, model, optimizer, resume, dev)
     sampler = PairSampler(items, storage_size=size, randomise=randomise, first_frame_pairs=True)
     if all(stored.motion is None for stored in sampler.sequences):
         raise ValueError("the correction stage trains on true motion: give simulated sequences or warped "
@@ -188,10 +184,7 @@ def train_correction(data: Any, output: str | os.PathLike, *, base: DLIRModel | 
         scores = evaluate(model, val_items, dev)
         return {key: scores[key] for key in ("epe_es", "dice_es", "folding")}
 
-    def save(history: History, position: dict[str, int]) -> None:
-        save_model(model, run.output, training=settings, **data_config, history=history, base_model=base_config)
-        save_training_state(run.output, {**position, "optimizer": optimizer.state_dict()})
-
+    save = _saver(run, model, optimizer, settings, data_config, base_config)
     start = (state["stage"], state["epoch"]) if state is not None else (0, 0)
     return run.loop([Stage(int(size), int(iterations))], start, history, step, validate, save, [optimizer],
                     learning_rate)

@@ -268,6 +268,28 @@ class _FrozenBase:
     licence: str | None
 
 
+def _resumed(run: _Run, model: nn.Module, optimizer: torch.optim.Optimizer, resume: bool,
+             device: torch.device) -> tuple[dict[str, Any] | None, History]:
+    """:meth:`_Run.resume_state` of a trainer with one model and one optimiser, whose weights and
+    state are loaded from the earlier run when there is one."""
+    state, history = run.resume_state(resume, model.architecture())
+    if state is not None:
+        model.load_state_dict(load_model(run.output, device).state_dict())
+        optimizer.load_state_dict(state["optimizer"])
+    return state, history
+
+
+def _saver(run: _Run, model: nn.Module, optimizer: torch.optim.Optimizer, settings: dict[str, Any],
+           data_config: dict[str, Any],
+           base_config: dict[str, Any] | None) -> Callable[[History, dict[str, int]], None]:
+    """The :meth:`_Run.loop` checkpoint writer of a trainer that adds a part to a base model: the
+    model with its settings, data, history and the base's config, and the optimiser's state."""
+    def save(history: History, position: dict[str, int]) -> None:
+        save_model(model, run.output, training=settings, **data_config, history=history, base_model=base_config)
+        save_training_state(run.output, {**position, "optimizer": optimizer.state_dict()})
+    return save
+
+
 def _behind(base: DLIRModel | str | os.PathLike, device: str | torch.device,
             trainer: str) -> tuple[_Processes, _FrozenBase]:
     """The one process (torchrun refused: the parts are small) and the base of a trainer that adds a
