@@ -91,10 +91,11 @@ REFINE_REGULARISATION: dict[str, Any] = {"regularise": "residual", "regularisati
 # probability maps too, weighted 0.1 beside the image MSE (``features`` / ``feature_weight`` of
 # :func:`register_pair`). The image alone lost Dice on real pairs against the network alone, in each of
 # the 19 similarities, grids and gates tried (README, "Generalisation"): the speckle's optimum is not
-# where experts draw the walls. Chosen on data neither network trained on: an anatomy network trained
-# on 200 CAMUS *training* patients, scored on the other 50 x 2 directions (Dice gain over the network
-# alone, LV / myocardium, 95 % bootstrap interval) and on the simulator's validation seeds 5000-5007 and
-# 16 warped training templates (ES end-point error against the network alone):
+# where experts draw the walls. Chosen on data neither network trained on: a prototype anatomy network
+# (the same U-Net on a 1 mm grid, a probe script) trained on 200 CAMUS *training* patients, refine 40
+# scored on the other 50 x 2 directions (Dice gain over the network alone, LV / myocardium, 95 %
+# bootstrap interval) and on the simulator's validation seeds 5000-5007 and 16 warped training templates
+# (ES end-point error against the network alone):
 #   weight  ED->ES LV        myocardium       ES->ED LV        myocardium       sim EPE  template EPE
 #   0       -0.003           +0.001           -0.002           -0.003           -0.037   -0.085 mm
 #   0.03    +0.001           +0.004           +0.002           +0.002           -0.065   -0.082
@@ -103,7 +104,7 @@ REFINE_REGULARISATION: dict[str, Any] = {"regularise": "residual", "regularisati
 #   0.3     +0.011           +0.008           +0.008           +0.006           +0.185   +0.097
 #   1       +0.014           +0.009           +0.008           +0.006           +1.02    +0.44
 # (0: the image alone, as before; runs/seg10/probe_seg.py, not kept: the numbers are in the README.)
-# The rule, fixed before choosing: the weight gaining Dice on both structures in both directions
+# The rule: the weight gaining Dice on both structures in both directions
 # (intervals above 0) without losing end-point error on either simulated family against the network
 # alone. 0.1 is the only one (0.3 and above follow the maps where the simulated motion differs:
 # per-frame segmentations have their own errors; 0.03 gains too little).
