@@ -261,29 +261,35 @@ def register_pair(
     cost = [n * h * w / (shape[0] * shape[1]) for (h, w), n in zip(shapes, steps)]
     planned, done_before = max(sum(cost), 1e-12), 0.0
 
+    def fields_on(shape_c, spacing_c, initial_c) -> tuple[torch.Tensor, torch.Tensor]:
+        """The optimised residual and the whole field (``initial_c`` + residual) on a grid."""
+        residual = model.field(shape_c, spacing_c)
+        return residual, residual if initial_c is None else residual + initial_c
+
     for factor, shape_l, n_steps, level_cost in zip(factors, shapes, steps, cost):
         spacing_l = level_spacing(shape, shape_l, spacing)
         fixed_l, moving_l = resample_image(fixed, shape_l), resample_image(moving, shape_l)
         mask_l = None if fixed_mask is None else resample_image(fixed_mask.float(), shape_l) > 0.5
-        # the feature maps' grid: the level's, or a coarser one (``feature_rows``)
-        shape_f = shape_l if feature_rows is None or shape_l[0] <= feature_rows else capped(factor, feature_rows)
-        spacing_f = level_spacing(shape, shape_f, spacing)
+        initial_l = None if initial is None else resample_field(initial.to(moving), shape_l)
+
+        def grid(rows: int | None):
+            """The level's grid, or a coarser one of about ``rows`` rows: its shape, spacing and
+            ``initial`` resampled to it."""
+            shape_c = shape_l if rows is None or shape_l[0] <= rows else capped(factor, rows)
+            initial_c = initial_l if shape_c == shape_l or initial is None else \
+                resample_field(initial.to(moving), shape_c)
+            return shape_c, level_spacing(shape, shape_c, spacing), initial_c
+
+        shape_f, spacing_f, initial_f = grid(feature_rows)  # the feature maps' grid
         features_f = None if features is None else tuple(resample_image(f, shape_f) for f in features)
-        initial_f = None if initial is None or shape_f == shape_l else resample_field(initial.to(moving), shape_f)
         mask_f = None if fixed_mask is None or shape_f == shape_l else \
             resample_image(fixed_mask.float(), shape_f) > 0.5
-        initial_l = None if initial is None else resample_field(initial.to(moving), shape_l)
-        # the penalties' grid: the level's, or a coarser one (``penalty_rows``)
-        shape_p = shape_l if penalty_rows is None or shape_l[0] <= penalty_rows else capped(factor, penalty_rows)
-        spacing_p = level_spacing(shape, shape_p, spacing)
-        initial_p = initial_l if shape_p == shape_l or initial is None else resample_field(initial.to(moving), shape_p)
+        shape_p, spacing_p, initial_p = grid(penalty_rows)  # the penalties' grid
         if isinstance(model, ControlGridModel):
             model.refine(ControlGridModel.grid_shape(shape, spacing, control_spacing * factor))
 
         def objective() -> torch.Tensor:
-            residual = u = model.field(shape_l, spacing_l)
-            if initial_l is not None:
-                u = residual + initial_l
+            residual, u = fields_on(shape_l, spacing_l, initial_l)
             warped = warp(moving_l, u, spacing_l)
             valid = in_view_mask(u.detach(), spacing_l)
             if mask_l is not None:
@@ -293,9 +299,7 @@ def register_pair(
             if features_f is not None and feature_weight > 0:
                 u_f, valid_f = u, valid
                 if shape_f != shape_l:
-                    u_f = model.field(shape_f, spacing_f)
-                    if initial_f is not None:
-                        u_f = u_f + initial_f
+                    u_f = fields_on(shape_f, spacing_f, initial_f)[1]
                     valid_f = in_view_mask(u_f.detach(), spacing_f)
                     if mask_f is not None:
                         valid_f = valid_f & mask_f
@@ -303,11 +307,7 @@ def register_pair(
                                                           mask=valid_f, reduction="none")
             if not isinstance(model, ControlGridModel) or (regularisation_weight <= 0 and folding_weight <= 0):
                 return total  # (B,): each pair's own loss
-            residual_p, u_p = residual, u
-            if shape_p != shape_l:
-                residual_p = u_p = model.field(shape_p, spacing_p)
-                if initial_p is not None:
-                    u_p = residual_p + initial_p
+            residual_p, u_p = (residual, u) if shape_p == shape_l else fields_on(shape_p, spacing_p, initial_p)
             if regularisation_weight > 0:
                 smoothed = residual_p if regularise == "residual" else u_p
                 total = total + regularisation_weight * REGULARISERS[regulariser](smoothed, spacing_p,
