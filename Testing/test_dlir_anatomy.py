@@ -75,8 +75,8 @@ def shipped():
 
 
 def test_the_shipped_anatomy_network_segments_held_out_camus_patients(camus, shipped):
-    """CAMUS valid (never trained on), the first five patients' ED and ES frames: LV 0.917, myocardium
-    0.800, LA 0.890 mean Dice when it was installed."""
+    """CAMUS valid (never trained on), the first five patients' ED and ES frames: LV 0.916, myocardium
+    0.800, LA 0.891 mean Dice when it was installed (all 50 patients: 0.901, 0.764, 0.872)."""
     from EchoRegistrationLib.dlir.anatomy_training import anatomy_dice
     from EchoRegistrationLib.dlir.data import SequenceItem
     from EchoRegistrationLib.io import CamusPairFolder

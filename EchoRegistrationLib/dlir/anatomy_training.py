@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from ..losses import dice_scores
 from .anatomy import ANATOMY_LABELS, DEFAULT_ANATOMY_SIZE, AnatomyNet
 from .data import PairSampler, combined_licence, open_source
+from .grid import sequence_intensity_window
 from .model import DLIRModel
 from .training import Callback, History, Stage, _behind, _data_config, _items, _resumed, _Run, _saver
 
@@ -62,16 +63,20 @@ def anatomy_loss(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tens
 def anatomy_dice(model: AnatomyNet, items: Any, device: torch.device) -> dict[str, float]:
     """Mean Dice of the most probable class against the annotation, per structure of
     :data:`.anatomy.ANATOMY_LABELS` (``dice_lv``, ``dice_myocardium``, ``dice_la``), over the
-    annotated frames of ``items`` (:class:`.data.SequenceItem`); NaN for a structure no frame shows."""
+    annotated frames of ``items`` (:class:`.data.SequenceItem`); NaN for a structure no frame shows.
+
+    Each frame is normalised with its whole sequence's intensity window
+    (:func:`.grid.sequence_intensity_window`), as the refinement and the training do."""
     names = {1: "dice_lv", 2: "dice_myocardium", 3: "dice_la"}
     scores: dict[int, list[float]] = {label: [] for label in ANATOMY_LABELS}
     for item in items:
         seq = item.sequence
+        window = sequence_intensity_window(seq.frames, seq.spacing, model.working_size)
         for t in seq.label_frames or ():
             labels = seq.label_map(t)
             frame = torch.from_numpy(np.asarray(seq.frames[t], dtype=np.float32))[None, None].to(device)
             with torch.inference_mode():
-                probabilities = model.probabilities(frame, seq.spacing)[0]
+                probabilities = model.probabilities(frame, seq.spacing, window)[0]
             background = 1 - probabilities.sum(0, keepdim=True)
             predicted = torch.cat((background, probabilities)).argmax(0).cpu().numpy()
             for k, label in enumerate(ANATOMY_LABELS, start=1):
