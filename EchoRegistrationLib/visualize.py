@@ -47,7 +47,7 @@ def save_frame_montage(seq: EchoSequence, path: str | os.PathLike, *,
         ax.imshow(seq.frames[index], cmap="gray", vmin=vmin, vmax=vmax, extent=extent)
         tag = " ED" if index == seq.ed_index else " ES" if index == seq.es_index else ""
         ax.set_title(f"frame {index}{tag}, t = {seq.frame_times[index]:.3f} s", fontsize=9)
-        ax.set_xlabel("x (mm)", fontsize=8)
+        ax.set_xlabel("lateral x (mm)", fontsize=8)
         ax.tick_params(labelsize=7)
         if show_labels and seq.labels is not None and index in seq.label_frames:
             label_map = seq.label_map(index)
@@ -94,13 +94,14 @@ def save_registration_figure(seq: EchoSequence, displacement: np.ndarray, warped
     panels = [(ref, "gray", (vmin, vmax), f"reference: frame {reference}"),
               (mov, "gray", (vmin, vmax), f"frame {frame} + deformed reference grid"),
               (warped[frame], "gray", (vmin, vmax), f"frame {frame} warped to reference"),
-              (before, "magma", (0, dmax), f"|difference| before (mean {before.mean():.1f})"),
-              (after, "magma", (0, dmax), f"|difference| after (mean {after.mean():.1f})")]
+              (before, "magma", (0, dmax), f"|difference| before (mean {before.mean():.1f} grey levels)"),
+              (after, "magma", (0, dmax), f"|difference| after (mean {after.mean():.1f} grey levels)")]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6))
     for ax, (image, cmap, (lo, hi), title) in zip(axes, panels):
         ax.imshow(image, cmap=cmap, vmin=lo, vmax=hi, extent=extent)
         ax.set_title(title, fontsize=9)
         ax.tick_params(labelsize=7)
+        ax.set_xlabel("lateral x (mm)", fontsize=8)
     for line in deformed_grid_lines(displacement[frame], seq.spacing):
         axes[1].plot(line[:, 0], line[:, 1], color="yellow", linewidth=0.5)
     axes[1].set_xlim(extent[:2])

@@ -137,8 +137,8 @@ def test_demo_writes_its_files_and_beats_identity(tmp_path):
     assert numbers["epe_es_mm"] < 0.25 * numbers["identity_epe_es_mm"]
     # the default method, named with its model, licence and refinement
     summary = (tmp_path / "demo" / "summary.txt").read_text()
-    assert ("DLIR (echoreg-dlir-camus, licence CC BY-NC-SA 4.0) + refine 24 (systole anchor: frame 3) registration "
-            "to frame 0") in summary  # 6 frames ED -> ES: A = round(0.6 x 5)
+    assert ("DLIR (echoreg-dlir-camus, licence CC BY-NC-SA 4.0) + refine 24 on the images and anatomy maps "
+            "(weight 0.1) (systole anchor: frame 3) registration to frame 0") in summary  # 6 frames: A = round(0.6 x 5)
     assert f"warning: {NETWORK_SEGMENTS}" in summary  # the strain's warnings, on the console and in the file
     assert numbers["ncc_after"] > numbers["ncc_before"]
     with pytest.raises(FileExistsError):
@@ -247,8 +247,10 @@ def test_models_lists_the_installed_models_with_their_terms(capsys):
     out = capsys.readouterr().out
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
             for line in out.splitlines() if line.startswith("| echoreg")}
-    assert rows["echoreg-dlir-sim"] == ["registration (DLIR)", "to_reference", "1", "-", "BSD-3-Clause", "simulator"]
-    assert rows["echoreg-dlir-sim-sequential"][1:5] == ["sequential", "1", "-", "BSD-3-Clause"]
-    assert rows["echoreg-dlir-camus (default)"][2:5] == ["2", "192 rows", "CC BY-NC-SA 4.0"]
+    assert rows["echoreg-dlir-sim"] == ["registration (DLIR)", "to_reference", "1", "-", "-", "BSD-3-Clause",
+                                        "simulator"]
+    assert rows["echoreg-dlir-sim-sequential"][1:6] == ["sequential", "1", "-", "-", "BSD-3-Clause"]
+    # passes, the correction stage's rows, the anatomy network's rows (its maps guide the refinement)
+    assert rows["echoreg-dlir-camus (default)"][2:6] == ["2", "192 rows", "160 rows", "CC BY-NC-SA 4.0"]
     assert "echoreg-enhancer-sim" in rows  # an enhancer is never "the default": enhancement is off unless asked
     assert "CC BY-NC-SA 4.0: non-commercial use only" in out

@@ -29,6 +29,10 @@ def test_a_model_keeps_its_anatomy_network_through_a_checkpoint(tmp_path):
     assert torch.equal(maps, again)
     assert maps.min() >= 0 and maps.sum(1).max() <= 1 + 1e-5
     assert load_model(tmp_path).architecture() == model.architecture()
+    with pytest.raises(ValueError, match=r"shape \(T, 1, H, W\), got \(3, 70, 90\)"):
+        model.anatomy.probabilities(frames[:, 0], (0.4, 0.5))
+    with pytest.raises(TypeError, match="torch.Tensor .* got ndarray"):
+        model.anatomy.probabilities(frames.numpy(), (0.4, 0.5))
 
 
 def test_an_anatomy_network_needs_one_input_and_a_class_per_output():
@@ -123,7 +127,11 @@ def test_the_run_summary_says_whether_the_refinement_compared_the_anatomy_maps()
     assert describe_model_use({**run, "refine_anatomy_weight": 0.1}) == (
         "model m (licence: L; refine 40: up to 20 + 10 optimisation steps, coarse to fine, on the images and the "
         "model's anatomy maps (weight 0.1))")
-    for weight in (None, 0.0):  # a model without an anatomy network; the maps turned off
-        assert describe_model_use({**run, "refine_anatomy_weight": weight}) == (
-            "model m (licence: L; refine 40: up to 20 + 10 optimisation steps, coarse to fine)")
+    assert describe_model_use({**run, "refine_anatomy_weight": None}) == (
+        "model m (licence: L; refine 40: up to 20 + 10 optimisation steps, coarse to fine, on the images alone "
+        "(the model has no anatomy network))")
+    assert describe_model_use({**run, "refine_anatomy_weight": 0.0}) == (  # the maps turned off
+        "model m (licence: L; refine 40: up to 20 + 10 optimisation steps, coarse to fine, on the images alone)")
+    assert describe_model_use({"model": "m", "licence": "L", "refine": 3, "refine_iterations": [1]}) == (
+        "model m (licence: L; refine 3: up to 1 optimisation step, at full resolution)")
     assert describe_model_use({"model": "m", "licence": "L", "refine": 40}) == "model m (licence: L; refine 40)"

@@ -69,6 +69,8 @@ def test_the_catalog_lists_the_shipped_models_with_their_terms():
     assert architecture["passes"] == 2 and architecture["diffeomorphic"]
     assert camus.correction_rows == architecture["correction"]["working_size"] == 192
     assert models[SIM_MODEL].correction_rows is None
+    assert camus.anatomy_rows == architecture["anatomy"]["working_size"] == 160  # its maps guide the refinement
+    assert models[SIM_MODEL].anatomy_rows is None
 
 
 def write_checkpoint(folder: Path, kind: str, **config) -> None:

@@ -134,10 +134,15 @@ def describe_model_use(parameters: Mapping[str, Any]) -> str:
         details.append("not refined")
     else:
         where = "" if not steps else \
-            f": up to {' + '.join(map(str, steps))} optimisation steps, " \
+            f": up to {' + '.join(map(str, steps))} optimisation step{'s' if sum(steps) != 1 else ''}, " \
             f"{'coarse to fine' if len(steps) > 1 else 'at full resolution'}"
-        weight = parameters.get("refine_anatomy_weight")  # None: the model has no anatomy network
-        guide = f", on the images and the model's anatomy maps (weight {weight:g})" if weight else ""
+        weight = parameters.get("refine_anatomy_weight", 0)  # None: the model has no anatomy network
+        if weight:
+            guide = f", on the images and the model's anatomy maps (weight {weight:g})"
+        elif "refine_anatomy_weight" in parameters:  # absent from reports written before it was recorded
+            guide = ", on the images alone" + (" (the model has no anatomy network)" if weight is None else "")
+        else:
+            guide = ""
         details.append(f"refine {refine}{where}{guide}")
     return f"model {parameters['model']} ({'; '.join(details)})"
 
@@ -229,11 +234,12 @@ def add_registration_options(parser: argparse.ArgumentParser) -> None:
                              "(default: echoreg-dlir-camus, CC BY-NC-SA 4.0, non-commercial; "
                              "echoreg-dlir-sim is BSD-3-Clause)")
     parser.add_argument("--refine", type=count(0),
-                        help=f"dlir: optimisation steps refining the network (default {DEFAULT_REFINE}; 0: the "
-                             "network alone, 1.2-1.3x OpenCV DIS's time on 2 CPU cores; N: N/2 steps at half "
-                             "resolution, then N/4 at full resolution, or N/2 at full resolution on small frames; "
-                             "the images and, where the model has an anatomy network as the default does, its LV, "
-                             "myocardium and LA maps of the two frames are compared)")
+                        help=f"dlir: the budget of optimisation steps refining the network (default {DEFAULT_REFINE}; "
+                             "0: the network alone, 1.2-1.3x OpenCV DIS's time on 2 CPU cores; N: up to N/2 steps at "
+                             "half resolution, then up to N/4 at full resolution, or N/2 at full resolution on small "
+                             "frames, each level stopping early once it converges; the images and, where the model "
+                             "has an anatomy network as the default does, its LV, myocardium and LA maps of the two "
+                             "frames are compared (that network learnt from apical four-chamber CAMUS frames))")
     parser.add_argument("--flip-average", action="store_true",
                         help="dlir: average each pair's field with that of the mirrored pair (twice the time)")
     # the default is spatial.pairs.SYSTOLE_ANCHOR, written out: that module imports torch, this one does not

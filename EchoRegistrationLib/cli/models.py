@@ -15,16 +15,17 @@ LICENCE_TERMS = {"BSD-3-Clause": "permissive, the project's own licence",
 
 def _cmd_models(args: argparse.Namespace) -> int:
     print(f"models in {MODELS_DIR} (model cards: README.md in each family's folder)")
-    print("| name | kind | tracking | passes | correction | licence | training data |")
-    print("|---|---|---|---|---|---|---|")
+    print("| name | kind | tracking | passes | correction | anatomy maps (refinement) | licence | training data |")
+    print("|---|---|---|---|---|---|---|---|")
     licences = set()
     for kind, about in CATALOG.items():
         for info in list_models(MODELS_DIR, kind=kind):
             default = " (default)" if kind == DLIR_KIND and info.name == about.default else ""
             passes = info.passes if kind == DLIR_KIND else "-"
             correction = f"{info.correction_rows} rows" if info.correction_rows else "-"
+            anatomy = f"{info.anatomy_rows} rows" if info.anatomy_rows else "-"
             print(f"| {info.name}{default} | {about.label} | {info.mode or '-'} | {passes} | {correction} | "
-                  f"{info.licence} | "
+                  f"{anatomy} | {info.licence} | "
                   f"{', '.join(info.training_data) or 'unknown'} |")
             licences.add(info.licence)
     for licence in sorted(licences & set(LICENCE_TERMS)):

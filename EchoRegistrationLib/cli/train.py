@@ -85,10 +85,10 @@ def _one_line_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[
 
 
 def _add_common(parser: argparse.ArgumentParser, *, batch_size: int, learning_rate: float,
-                torchrun: bool = True, items: str = "pairs") -> None:
+                torchrun: bool = True, items: str = "pairs", iterations_per_epoch: int = 100) -> None:
     """The options every DLIR trainer shares; ``batch_size`` and ``learning_rate`` are the trainer's
     own defaults, shown in the help (the option passes nothing unless given); ``items``: what a
-    batch holds."""
+    batch holds; ``iterations_per_epoch``: the option's default."""
     parser.add_argument("--data", action="append", required=True,
                         help="training source, repeatable: sim:START-STOP[:CACHE], sim-randomised:START-STOP[:CACHE], "
                              "warped:FOLDER[:COPIES] or a folder")
@@ -97,8 +97,8 @@ def _add_common(parser: argparse.ArgumentParser, *, batch_size: int, learning_ra
     parser.add_argument("--batch-size", type=count(1), help=f"{items} per step (default {batch_size})")
     parser.add_argument("--learning-rate", type=positive_number,
                         help=f"Adam step size (default {learning_rate:g})")
-    parser.add_argument("--iterations-per-epoch", type=count(1), default=100,
-                        help="steps between history rows and checkpoints (default 100)")
+    parser.add_argument("--iterations-per-epoch", type=count(1), default=iterations_per_epoch,
+                        help=f"steps between history rows and checkpoints (default {iterations_per_epoch})")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--device", type=device_name, default="auto",
                         help="auto, cpu or cuda (default auto)"
@@ -306,8 +306,11 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     correction.set_defaults(run=_cmd_correction)
 
     anatomy = sub.add_parser("anatomy", help="train the anatomy network of a trained DLIR model (LV, myocardium "
-                                             "and LA probabilities that guide the refinement; annotated frames)")
-    _add_common(anatomy, batch_size=8, learning_rate=2e-3, torchrun=False)
+                                             "and LA probabilities that guide the refinement) on annotated frames: "
+                                             "a folder of CAMUS pairs with their *_gt masks, or sim:START-STOP")
+    # the defaults are the shipped recipe (scripts/train_camus_model.sh)
+    _add_common(anatomy, batch_size=4, learning_rate=2e-3, torchrun=False, items="annotated pairs",
+                iterations_per_epoch=250)
     anatomy.add_argument("--base", required=True, help="the trained DLIR model (installed name or checkpoint)")
     anatomy.add_argument("--size", type=count(16), default=160, help="rows of its working grid (default 160)")
     anatomy.add_argument("--iterations", type=count(1), default=4000, help="steps (default 4000)")

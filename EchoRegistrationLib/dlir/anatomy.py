@@ -80,7 +80,14 @@ class AnatomyNet(nn.Module):
 
         The frames are brought to the working grid and normalised as for the registration network
         (:func:`.grid.prepare_frames`, ``window``: the whole sequence's intensity window when these
-        are a few of its frames), segmented, and the probabilities resampled back (bilinear)."""
+        are a few of its frames), segmented, and the probabilities resampled back (bilinear).
+
+        Raises:
+            TypeError: ``frames`` is not a tensor. ValueError: it is not (T, 1, H, W)."""
+        if not isinstance(frames, torch.Tensor):
+            raise TypeError(f"frames must be a torch.Tensor of shape (T, 1, H, W), got {type(frames).__name__}")
+        if frames.ndim != 4 or frames.shape[1] != 1:
+            raise ValueError(f"frames must have shape (T, 1, H, W), got {tuple(frames.shape)}")
         working, _ = prepare_frames(frames, spacing, self.working_size, window)
         probabilities = self(working.to(next(self.parameters()).dtype)).softmax(1)[:, 1:]
         return resample_image(probabilities, frames.shape[-2:])

@@ -88,7 +88,7 @@ def anatomy_dice(model: AnatomyNet, items: Any, device: torch.device) -> dict[st
 
 def train_anatomy(data: Any, output: str | os.PathLike, *, base: DLIRModel | str | os.PathLike,
                   validation: Any = None, size: int = DEFAULT_ANATOMY_SIZE, iterations: int = 4000,
-                  batch_size: int = 8, learning_rate: float = 2e-3, randomise: float = 0.8,
+                  batch_size: int = 4, learning_rate: float = 2e-3, randomise: float = 0.8,
                   unet: Mapping[str, Any] | None = None, iterations_per_epoch: int = 250, seed: int = 0,
                   device: str | torch.device = "auto", resume: bool = True, progress: bool = True,
                   callback: Callback | None = None) -> History:
@@ -111,8 +111,8 @@ def train_anatomy(data: Any, output: str | os.PathLike, *, base: DLIRModel | str
     a model) and the terms of both (:func:`.data.combined_licence`).
 
     Returns:
-        The history: per epoch the mean ``loss`` and ``dice`` (the Dice term), with validation data
-        ``val_dice_lv``, ``val_dice_myocardium`` and ``val_dice_la``.
+        The history: per epoch the mean ``loss`` and ``dice_loss`` (its 1 - soft Dice term), with
+        validation data ``val_dice_lv``, ``val_dice_myocardium`` and ``val_dice_la``.
 
     Raises:
         ValueError: no training frame is annotated; ``base`` is not a DLIR model; several processes
@@ -140,8 +140,8 @@ def train_anatomy(data: Any, output: str | os.PathLike, *, base: DLIRModel | str
     state, history = _resumed(run, model, optimizer, resume, dev)
     sampler = PairSampler(items, storage_size=size, randomise=randomise)
     if not sampler.has_labels:
-        raise ValueError("the anatomy network trains on annotated frames: give CAMUS pairs or simulated "
-                         "sequences (camus:..., sim:...)")
+        raise ValueError("the anatomy network trains on annotated frames, and these sources have none: give a "
+                         "folder of CAMUS pairs with their *_gt masks or simulated sequences (sim:START-STOP)")
     data_config = _data_config(items, val_items)
     data_config["licence"] = combined_licence(base_licence, data_config["licence"])
 
@@ -158,7 +158,7 @@ def train_anatomy(data: Any, output: str | os.PathLike, *, base: DLIRModel | str
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        return {"loss": loss.detach(), "dice": overlap.detach()}
+        return {"loss": loss.detach(), "dice_loss": overlap.detach()}
 
     def validate(_: Stage) -> dict[str, Any]:
         if val_items is None:

@@ -105,6 +105,8 @@ class ModelInfo:
             absent); 1 for other kinds.
         correction_rows: DLIR: rows of the model's fine-grid correction stage (:mod:`.correction`),
             None without one.
+        anatomy_rows: DLIR: rows of the working grid of the model's anatomy network
+            (:mod:`.anatomy`, whose maps guide the refinement), None without one.
     """
 
     name: str
@@ -115,6 +117,7 @@ class ModelInfo:
     kind: str = DLIR_KIND
     passes: int = 1
     correction_rows: int | None = None
+    anatomy_rows: int | None = None
 
 
 def _licence(config: dict, sources: tuple[str, ...]) -> str:
@@ -152,10 +155,11 @@ def _model_info(folder: Path) -> ModelInfo | None:
     kind, sources = config["kind"], _sources(config)
     architecture = (config.get("architecture") or {}) if kind == DLIR_KIND else {}
     mode = str(architecture.get("mode", "to_reference")) if kind == DLIR_KIND else ""
-    correction = architecture.get("correction")
+    correction, anatomy = architecture.get("correction"), architecture.get("anatomy")
     return ModelInfo(folder.name, folder, mode, _licence(config, sources), sources, kind,
                      int(architecture.get("passes", 1)),
-                     int(correction["working_size"]) if isinstance(correction, dict) else None)
+                     int(correction["working_size"]) if isinstance(correction, dict) else None,
+                     int(anatomy["working_size"]) if isinstance(anatomy, dict) else None)
 
 
 def list_models(folder: str | os.PathLike = MODELS_DIR, kind: str = DLIR_KIND) -> list[ModelInfo]:
