@@ -241,7 +241,8 @@ class EchoRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _setupModels(self, models: "list[ModelInfo]") -> None:
         """List the installed DLIR ``models`` in the model box, each with its licence, training
-        data and tracking mode in its tooltip; the licence and training data of each are also kept
+        data, tracking mode and anatomy network (whose maps guide the refinement) in its tooltip;
+        the licence and training data of each are also kept
         (translated once, here) for the label under the box, which shows the chosen model's."""
         self._modelTerms = {}
         for info in models:
@@ -249,10 +250,12 @@ class EchoRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 licence=info.licence, data=", ".join(info.training_data) or "?")
             if "NC" in info.licence.replace("-", " ").split():  # Creative Commons NonCommercial
                 terms = _("{terms} Non-commercial use only.").format(terms=terms)
+            tooltip = _("{terms} Tracking: {mode}.").format(terms=terms, mode=info.mode)
+            if info.anatomy_rows:
+                tooltip = _("{tooltip} The refinement also compares its anatomy maps (LV, myocardium, "
+                            "left atrium).").format(tooltip=tooltip)
             self.ui.modelComboBox.addItem(info.name, info.name)
-            self.ui.modelComboBox.setItemData(
-                self.ui.modelComboBox.count - 1,
-                _("{terms} Tracking: {mode}.").format(terms=terms, mode=info.mode), qt.Qt.ToolTipRole)
+            self.ui.modelComboBox.setItemData(self.ui.modelComboBox.count - 1, tooltip, qt.Qt.ToolTipRole)
             self._modelNames.append(info.name)
             self._modelTerms[info.name] = terms
         if not self._modelNames:

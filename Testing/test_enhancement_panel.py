@@ -223,7 +223,7 @@ class FakeComboBox:
     """The part of QComboBox the Widget uses: items with data, the current index."""
 
     def __init__(self):
-        self.items, self.currentIndex, self.enabled = [], -1, None
+        self.items, self.currentIndex, self.enabled, self.tooltips = [], -1, None, {}
 
     @property
     def count(self):
@@ -233,7 +233,7 @@ class FakeComboBox:
         self.items.append((text, data))
 
     def setItemData(self, index, value, role):
-        pass
+        self.tooltips[index] = value  # the only role the Widget sets
 
     def findData(self, data):
         return next((i for i, (_, d) in enumerate(self.items) if d == data), -1)
@@ -262,6 +262,12 @@ def test_the_chosen_models_licence_and_training_data_show_under_the_model_box(mo
     widget = module.EchoRegistrationWidget()
     widget.ui = FakeWidgets(modelComboBox=FakeComboBox())
     widget._setupModels(list(models.values()))
+    box = widget.ui.modelComboBox
+    tooltips = {name: box.tooltips[box.findData(name)] for name in models}
+    assert tooltips[SHIPPED_MODEL] == ("Licence: CC BY-NC-SA 4.0. Trained on: camus, simulator. Non-commercial use "
+                                       "only. Tracking: to_reference. The refinement also compares its anatomy maps "
+                                       "(LV, myocardium, left atrium).")
+    assert tooltips["echoreg-dlir-sim"] == "Licence: BSD-3-Clause. Trained on: simulator. Tracking: to_reference."
     parameters = module.EchoRegistrationParameterNode()
     parameters.inputSequence = parameters.myocardiumSource = parameters.frameTable = None
     widget._connection = SimpleNamespace(wrapper=parameters)
