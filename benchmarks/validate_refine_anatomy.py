@@ -16,11 +16,11 @@ probability maps beside their intensities, weighted
   (:mod:`benchmarks.validate_passes`): myocardial end-point error (mm) at ES, and its paired difference.
 
 Rows: the network alone, then the refinement (``--refine`` steps) at each ``--weights`` entry (0: the
-images alone).
+images alone); with 0 among the weights, a second table pairs each other weight with it.
 
 Usage (repository root, ``../shared`` beside it; about 30 min of training and 15 of scoring on 2 cores)::
 
-    python benchmarks/validate_refine_anatomy.py --weights 0 0.03 0.1 0.3
+    python benchmarks/validate_refine_anatomy.py --weights 0 0.1
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from EchoRegistrationLib.dlir.checkpoints import load_model  # noqa: E402
 from EchoRegistrationLib.dlir.data import SequenceFolder, SequenceItem, simulate_item  # noqa: E402
 from EchoRegistrationLib.dlir.shipped import resolve_model  # noqa: E402
 from EchoRegistrationLib.io import CamusPairFolder  # noqa: E402
+from EchoRegistrationLib.workflow import DEFAULT_REFINE  # noqa: E402
 
 EPE = "sim EPE mm"
 
@@ -50,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="echoreg-dlir-camus", help="installed name or checkpoint folder")
     parser.add_argument("--work", type=Path, default=Path("runs/validate_refine_anatomy"),
                         help="folder of the anatomy network trained without the held-out patients")
-    parser.add_argument("--refine", type=int, default=40, help="refinement steps (40: as the weight was chosen)")
+    parser.add_argument("--refine", type=int, default=DEFAULT_REFINE,
+                        help=f"refinement steps (default {DEFAULT_REFINE}, the shipped default; the weight was "
+                             "chosen at 40)")
     parser.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.03, 0.1, 0.3])
     parser.add_argument("--every", type=int, default=5, help="every N-th CAMUS train 4CH patient is held out")
     parser.add_argument("--templates", type=int, default=16, help="warped CAMUS train templates")
@@ -97,6 +100,15 @@ def main(argv: list[str] | None = None) -> int:
             cells.append(cell)
         print(f"| {name} | " + " | ".join(cells) + f" | {row['folding_max']:.3f} | {row['ms_pair']:.0f} |")
     print("\nIn brackets: the paired difference from the network alone, 95 % bootstrap interval.")
+    if 0.0 in args.weights and len(args.weights) > 1:
+        images = scores["weight 0"]
+        print("\n| row - weight 0 (the images alone) | " + " | ".join(title for title, _ in columns) + " |")
+        print("|---" * (len(columns) + 1) + "|")
+        for name in (f"weight {w:g}" for w in args.weights if w):
+            differences = (paired_difference(scores[name][key + PER_ITEM], images[key + PER_ITEM])
+                           for _, key in columns)
+            print(f"| {name} | " + " | ".join(f"{mean:+.4f} [{low:+.4f}, {high:+.4f}]"
+                                              for mean, low, high in differences) + " |")
     return 0
 
 
