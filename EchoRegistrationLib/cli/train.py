@@ -305,9 +305,9 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     _add_unet_widths(correction, "the stage's", "32 32 32", "32 32 16")
     correction.set_defaults(run=_cmd_correction)
 
-    anatomy = sub.add_parser("anatomy", help="train the anatomy network of a trained DLIR model (LV, myocardium "
-                                             "and LA probabilities that guide the refinement) on annotated frames: "
-                                             "a folder of CAMUS pairs with their *_gt masks, or sim:START-STOP")
+    about = ("train the anatomy network of a trained DLIR model (LV, myocardium and LA probabilities that guide "
+             "the refinement) on annotated frames: a folder of CAMUS pairs with their *_gt masks, or sim:START-STOP")
+    anatomy = sub.add_parser("anatomy", help=about, description=about[0].upper() + about[1:] + ".")
     # the defaults are the shipped recipe (scripts/train_camus_model.sh)
     _add_common(anatomy, batch_size=4, learning_rate=2e-3, torchrun=False, items="annotated pairs",
                 iterations_per_epoch=250)
