@@ -264,10 +264,12 @@ class EchoRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                   "(not an installed model).")
 
     def _modelTermsText(self, model: str) -> str:
-        """The label's text for the parameter node's ``model`` (nothing translated here: it runs on
-        every parameter change)."""
+        """The label's text for the parameter node's ``model``; empty, the default model's, blank when
+        that is not installed (nothing translated here: it runs on every parameter change)."""
         if not model:
-            return ""
+            from EchoRegistrationLib.dlir.shipped import SHIPPED_MODEL
+
+            return self._modelTerms.get(SHIPPED_MODEL, "")
         return self._modelTerms.get(model, self._otherModelTerms)
 
     def _setupEnhancement(self) -> None:

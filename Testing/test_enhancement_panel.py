@@ -274,10 +274,11 @@ def test_the_chosen_models_licence_and_training_data_show_under_the_model_box(mo
     widget._applyToolTips = {True: "", False: ""}  # made in setup
     label = widget.ui.modelTermsLabel
 
-    parameters.model = SHIPPED_MODEL  # the default method, DLIR + refine
-    widget._updateGui()
-    assert label.visible is True
-    assert label.text == "Licence: CC BY-NC-SA 4.0. Trained on: camus, simulator. Non-commercial use only."
+    for model in ("", SHIPPED_MODEL):  # the panel's default (empty: the default model), then by name
+        parameters.model = model  # the default method, DLIR + refine
+        widget._updateGui()
+        assert label.visible is True
+        assert label.text == "Licence: CC BY-NC-SA 4.0. Trained on: camus, simulator. Non-commercial use only."
     widget.onModelChanged(widget.ui.modelComboBox.findData("echoreg-dlir-sim"))  # the user picks another
     assert parameters.model == "echoreg-dlir-sim"
     widget._updateGui()
