@@ -242,8 +242,8 @@ class EchoRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _setupModels(self, models: "list[ModelInfo]") -> None:
         """List the installed DLIR ``models`` in the model box, each with its licence, training
         data, tracking mode and anatomy network (whose maps guide the refinement) in its tooltip;
-        the licence and training data of each are also kept
-        (translated once, here) for the label under the box, which shows the chosen model's."""
+        the licence and training data of each are also kept (translated once, here) for the label
+        under the box, which shows the chosen model's."""
         self._modelTerms = {}
         for info in models:
             terms = _("Licence: {licence}. Trained on: {data}.").format(
