@@ -36,9 +36,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.benchmark_generalisation import pair_scores  # noqa: E402
-from benchmarks.validate_passes import CAMUS_TRAIN, VALIDATION_SEEDS  # noqa: E402
+from benchmarks.validate_passes import CAMUS_TRAIN, validation_sequences  # noqa: E402
 from EchoRegistrationLib.dlir.checkpoints import load_model  # noqa: E402
-from EchoRegistrationLib.dlir.data import simulate_item  # noqa: E402
 from EchoRegistrationLib.dlir.items import SequenceItem  # noqa: E402
 from EchoRegistrationLib.io import CamusPairFolder  # noqa: E402
 from EchoRegistrationLib.registration import register_sequence  # noqa: E402
@@ -113,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_camus:
         folder = CamusPairFolder(args.data, views=("4CH",))
         pairs = [folder[k] for k in range(0, len(folder), args.every)]
-    simulated = [simulate_item(seed, n_frames=10) for seed in VALIDATION_SEEDS] if args.simulated else []
+    simulated = validation_sequences() if args.simulated else []
     model = load_model(args.model)
     warm = pairs[0] if pairs else simulated[0].sequence
     register_sequence(warm, "dlir", model=model, refine=1, device="cpu")  # warm-up, not timed

@@ -50,6 +50,12 @@ EPE_TOLERANCE_MM = 0.05  # passes this close to the most accurate count as equal
 CAMUS_TRAIN = DATA / "camus_ed_es" / "train"
 
 
+def validation_sequences() -> list[SequenceItem]:
+    """The simulator's validation sequences: seeds :data:`VALIDATION_SEEDS`, 10 frames each (never
+    among the training seeds)."""
+    return [simulate_item(seed, n_frames=10) for seed in VALIDATION_SEEDS]
+
+
 def validation_templates(train, count: int, rows: int = TEMPLATE_ROWS) -> list[SequenceItem]:
     """``count`` (at most all) warped templates of the CAMUS ``train`` items, spread evenly over
     them, at about ``rows`` rows, with the validation motion seeds :data:`TEMPLATE_MOTION_SEED`+."""
@@ -98,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.write is not None and len(args.models) != 1:
         parser.error("--write needs exactly one model")
     torch.set_num_threads(args.threads)
-    simulated = [simulate_item(seed, n_frames=10) for seed in VALIDATION_SEEDS]
+    simulated = validation_sequences()
     train = SequenceFolder(CAMUS_TRAIN) if CAMUS_TRAIN.is_dir() else []
     templates = validation_templates(train, args.templates) if args.templates and train else []
     camus_pairs = [train[k].sequence for k in range(0, len(train), 25)]

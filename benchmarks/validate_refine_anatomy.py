@@ -35,10 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.benchmark_generalisation import PER_ITEM, camus_scores, ours, paired_difference  # noqa: E402
 from benchmarks.benchmark_refine_folding import simulated_scores  # noqa: E402
-from benchmarks.validate_passes import CAMUS_TRAIN, VALIDATION_SEEDS, validation_templates  # noqa: E402
+from benchmarks.validate_passes import CAMUS_TRAIN, validation_sequences, validation_templates  # noqa: E402
 from EchoRegistrationLib.dlir.anatomy_training import train_anatomy  # noqa: E402
 from EchoRegistrationLib.dlir.checkpoints import load_model  # noqa: E402
-from EchoRegistrationLib.dlir.data import SequenceFolder, SequenceItem, simulate_item  # noqa: E402
+from EchoRegistrationLib.dlir.data import SequenceFolder, SequenceItem  # noqa: E402
 from EchoRegistrationLib.dlir.shipped import resolve_model  # noqa: E402
 from EchoRegistrationLib.io import CamusPairFolder  # noqa: E402
 from EchoRegistrationLib.workflow import DEFAULT_REFINE  # noqa: E402
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     train_anatomy(training, args.work, base=resolve_model(args.model), iterations=args.iterations, batch_size=4,
                   iterations_per_epoch=250, device="cpu")
     model = load_model(args.work)
-    simulated = [simulate_item(seed, n_frames=10) for seed in VALIDATION_SEEDS]
+    simulated = validation_sequences()
     templates = validation_templates(SequenceFolder(CAMUS_TRAIN), args.templates, args.template_rows)
     print(f"{len(held_out)} held-out CAMUS train patients (every {args.every}th 4CH) x 2 directions, the "
           f"anatomy network trained on the other {len(training)}; {len(simulated)} simulated validation "

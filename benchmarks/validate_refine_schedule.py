@@ -36,9 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.benchmark_generalisation import camus_scores, low_resolution_pair, ours  # noqa: E402
 from benchmarks.benchmark_refine_folding import simulated_scores  # noqa: E402
-from benchmarks.validate_passes import CAMUS_TRAIN, VALIDATION_SEEDS, validation_templates  # noqa: E402
+from benchmarks.validate_passes import CAMUS_TRAIN, validation_sequences, validation_templates  # noqa: E402
 from EchoRegistrationLib.dlir.checkpoints import load_model  # noqa: E402
-from EchoRegistrationLib.dlir.data import SequenceFolder, simulate_item  # noqa: E402
+from EchoRegistrationLib.dlir.data import SequenceFolder  # noqa: E402
 from EchoRegistrationLib.dlir.shipped import resolve_model  # noqa: E402
 from EchoRegistrationLib.dlir.templates import TEMPLATE_ROWS  # noqa: E402
 from EchoRegistrationLib.io import CamusPairFolder  # noqa: E402
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     folder = CamusPairFolder(CAMUS_TRAIN, views=("4CH",))
     pairs = [folder[k] for k in range(0, len(folder), args.every)]
     low_pairs = [low_resolution_pair(seq, args.low_resolution) for seq in pairs]
-    simulated = [simulate_item(seed, n_frames=10) for seed in VALIDATION_SEEDS]
+    simulated = validation_sequences()
     templates = validation_templates(SequenceFolder(CAMUS_TRAIN), args.templates, args.template_rows)
     model = load_model(resolve_model(args.model))
     former = {"levels": 3, "iterations": (args.refine, args.refine // 2, args.refine // 8), "penalty_rows": None}
