@@ -566,8 +566,9 @@ def _optimised_fields(spacing: tuple[float, float], frames: torch.Tensor, method
     for first in range(0, len(pairs), chunk_size):
         chunk = pairs[first:first + chunk_size]
         start = None if initial is None else initial[first:first + chunk_size]
-        maps = None if features is None else (features[fixed_indices(chunk)], features[[m for _, m in chunk]])
-        result = register_pair(frames[fixed_indices(chunk)], frames[[m for _, m in chunk]], method,
+        fixed, moving = fixed_indices(chunk), [m for _, m in chunk]
+        maps = None if features is None else (features[fixed], features[moving])
+        result = register_pair(frames[fixed], frames[moving], method,
                                spacing=spacing, mask=roi, cancel=cancel, initial=start, features=maps,
                                progress=_pair_progress(progress, first, len(chunk), len(pairs)),
                                **options)
