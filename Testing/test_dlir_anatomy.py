@@ -135,3 +135,23 @@ def test_the_run_summary_says_whether_the_refinement_compared_the_anatomy_maps()
     assert describe_model_use({"model": "m", "licence": "L", "refine": 3, "refine_iterations": [1]}) == (
         "model m (licence: L; refine 3: up to 1 optimisation step, at full resolution)")
     assert describe_model_use({"model": "m", "licence": "L", "refine": 40}) == "model m (licence: L; refine 40)"
+
+
+@pytest.mark.parametrize("view, refine, warned", [("2CH", 3, True), ("4CH", 3, False), ("A4C", 3, False),
+                                                  (None, 3, False), ("2CH", 0, False)])
+def test_the_anatomy_maps_on_a_view_they_never_learnt_are_named(view, refine, warned):
+    """The anatomy network learnt A4C frames only: a refinement that compared its maps on a known other
+    view (CAMUS "2CH") says so among the warnings; A4C, an unknown view and the network alone do not."""
+    from EchoRegistrationLib.registration import register_sequence
+    from EchoRegistrationLib.sequence import EchoSequence
+
+    torch.manual_seed(0)
+    model = DLIRModel(RegistrationUNet(**TINY_UNET), working_size=32, anatomy=AnatomyNet.new(48, **TINY_UNET))
+    frames = np.random.default_rng(0).uniform(0, 200, (2, 48, 40)).astype(np.float32)
+    seq = EchoSequence(frames=frames, spacing=(0.5, 0.5), frame_times=np.array([0.0, 0.04]),
+                       metadata={} if view is None else {"view": view})
+    result = register_sequence(seq, "dlir", model=model, refine=refine, anchor=0)
+    named = [line for line in result.warnings if "learnt apical four-chamber (A4C) frames only" in line]
+    assert named == ([f"the refinement compared anatomy maps from a network that learnt apical four-chamber (A4C) "
+                      f"frames only, on this {view} view: check the warped frames (--refine 0: the network "
+                      f"alone)"] if warned else [])

@@ -66,9 +66,13 @@ def test_strain_reuses_a_registration_folder_with_the_same_numbers(cine, tmp_pat
     reg, direct, reused = tmp_path / "reg", tmp_path / "direct", tmp_path / "reused"
     options = ["--method", "rigid", "--iterations", "5"]
     assert main(["register", str(path), "-o", str(reg), *options]) == 0
+    quality = [line for line in capsys.readouterr().out.splitlines() if line.startswith("NCC to the reference")]
+    assert len(quality) == 1 and "after; max folding" in quality[0]
     assert main(["strain", str(path), "--labels", str(labels), "-o", str(direct), *options]) == 0
     assert main(["strain", str(path), "--labels", str(labels), "-o", str(reused), "--registration", str(reg)]) == 0
-    assert f"reused {reg}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"reused {reg}" in out
+    assert out.count(quality[0]) == 2  # strain says how well the frames matched, as register does
     a, b = summary(direct), summary(reused)
     assert b["gls_endocardial"]["peak_pct"] == pytest.approx(a["gls_endocardial"]["peak_pct"], abs=1e-4)
     assert b["volumes"]["ef_pct"] == pytest.approx(a["volumes"]["ef_pct"], abs=1e-4)

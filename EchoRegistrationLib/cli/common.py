@@ -147,6 +147,15 @@ def describe_model_use(parameters: Mapping[str, Any]) -> str:
     return f"model {parameters['model']} ({'; '.join(details)})"
 
 
+def describe_registration_quality(result: Any) -> str:
+    """One line on how well a registration (a ``RegistrationResult``) matched its frames: the mean NCC
+    to the reference over the other frames with signal, before and after, and the largest share of
+    folded pixels (det J <= 0) of any frame."""
+    before, after = result.mean_similarity()
+    return (f"NCC to the reference (mean over the other frames with signal): {before:.3f} before, "
+            f"{after:.3f} after; max folding {result.folding_fraction.max():.2%}")
+
+
 def print_run_details(parameters: Mapping[str, Any]) -> None:
     """Print what a registration used beyond its method (its ``parameters``): the DLIR model
     (:func:`describe_model_use`), and the enhancement with its time (which the registration's time

@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 
 from .common import (add_input_options, add_output_options, add_registration_options, add_slicer_views_option,
-                     pair_progress, print_run_details, print_warnings, settings_from_args, study_from_args,
-                     write_slicer_views)
+                     describe_registration_quality, pair_progress, print_run_details, print_warnings,
+                     settings_from_args, study_from_args, write_slicer_views)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -37,9 +37,7 @@ def _cmd_register(args: argparse.Namespace) -> int:
     print(f"registered {seq.n_frames} frames to frame {result.reference} on {result.device} in "
           f"{result.seconds:.2f} s ({1000 * result.seconds_per_pair:.0f} ms per pair)")
     print_run_details(result.parameters)
-    before, after = result.mean_similarity()
-    print(f"NCC to the reference (mean over the other frames with signal): {before:.3f} before, "
-          f"{after:.3f} after; max folding {result.folding_fraction.max():.2%}")
+    print(describe_registration_quality(result))
     enhanced = ", enhanced.seq.nrrd" if result.enhanced is not None else ""
     fields = ", fields/" if args.itk_fields else ""
     print(f"wrote {args.output}/warped.seq.nrrd{enhanced}, displacement.npz, report.json{fields}")

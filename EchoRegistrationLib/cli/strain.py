@@ -20,8 +20,8 @@ import argparse
 import numpy as np
 
 from .common import (add_input_options, add_myocardium_options, add_output_options, add_registration_options,
-                     add_slicer_views_option, pair_progress, print_run_details, print_warnings, settings_from_args,
-                     study_from_args, write_slicer_views)
+                     add_slicer_views_option, describe_registration_quality, pair_progress, print_run_details,
+                     print_warnings, settings_from_args, study_from_args, write_slicer_views)
 
 
 def add_strain_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -60,6 +60,7 @@ def run_strain_command(args: argparse.Namespace) -> int:
     print(f"{seq.n_frames} frames to frame {registration.reference} ({registration.method}, {how}); "
           f"strain in {result.seconds:.2f} s")
     print_run_details(registration.parameters)
+    print(describe_registration_quality(registration))
     print(result.frames.describe())
     print(f"peak systolic GLS {result.describe_peak()} (endocardial), "
           f"{result.peaks()['GLS mid-wall']['peak_pct']:+.1f} % (mid-wall); {result.describe_volumes()}; "

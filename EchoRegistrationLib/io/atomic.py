@@ -128,8 +128,8 @@ def check_output_folder(folder: str | os.PathLike, names: Iterable[str], overwri
     try:  # a real probe: permissions, read-only file systems, and root alike
         os.rmdir(tempfile.mkdtemp(prefix=".echoreg-probe.", dir=existing))
     except OSError as err:
-        raise PermissionError(f"{folder}: cannot write the outputs there ({existing}: "
-                              f"{err.strerror or err})") from None
+        raise PermissionError(f"{folder}: cannot write the outputs there (creating a folder in {existing} "
+                              f"failed: {err.strerror or err})") from None
     for name in names:
         check_writable(folder / name, overwrite)
     return folder

@@ -32,6 +32,7 @@ from ..spatial import field_to_numpy, folding_fraction, warp
 from ..spatial.pairs import (SYSTOLE_ANCHOR, anchor_frames, chain_to_reference, check_anchors, fixed_indices,
                              frame_pairs, systole_anchors)
 from ..spatial.pyramid import level_shape
+from ..strain.contours import apical_view
 from .pairwise import KINDS, RegistrationCancelled, as_image_batch, register_pair
 
 if TYPE_CHECKING:
@@ -276,6 +277,18 @@ def input_warnings(seq: EchoSequence) -> list[str]:
         lines.append(f"{100 * coloured:.1f} % of the pixels of {seq.source} are coloured (Doppler or "
                      "annotations): their luma is not an echo intensity, and the registration matches it")
     return lines
+
+
+def anatomy_view_warnings(seq: EchoSequence, anatomy_weight: float | None) -> list[str]:
+    """A line when the refinement compared anatomy maps (``anatomy_weight`` > 0) on a sequence whose
+    view (``metadata["view"]``, e.g. CAMUS "2CH") is known and is not the apical four-chamber view
+    the shipped anatomy network learnt from (CAMUS A4C frames only; README, Generalisation); empty
+    otherwise, also for an unknown view."""
+    view = seq.metadata.get("view")
+    if not anatomy_weight or not view or apical_view(view) == "A4C":
+        return []
+    return [f"the refinement compared anatomy maps from a network that learnt apical four-chamber (A4C) frames "
+            f"only, on this {view} view: check the warped frames (--refine 0: the network alone)"]
 
 
 def quality_warnings(before: np.ndarray, after: np.ndarray, no_signal: np.ndarray,
@@ -548,7 +561,9 @@ def register_sequence(
         similarity_before=before, similarity_after=after, folding_fraction=folding,
         seconds=seconds, device=str(dev),
         parameters={"chunk_size": chunk_size, "allocator": allocator_setting(), **enhancement, **options},
-        no_signal=no_signal, warnings=input_warnings(seq) + quality_warnings(before, after, no_signal, pairs),
+        no_signal=no_signal, warnings=[*input_warnings(seq),
+                                       *anatomy_view_warnings(seq, options.get("refine_anatomy_weight")),
+                                       *quality_warnings(before, after, no_signal, pairs)],
         enhanced=seq.frames if enhance is not None else None,
     )
 
