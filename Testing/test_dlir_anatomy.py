@@ -79,22 +79,24 @@ def shipped():
 
 
 def test_the_shipped_anatomy_network_segments_held_out_camus_patients(camus, shipped):
-    """CAMUS valid (never trained on), the first five patients' ED and ES frames: LV 0.916, myocardium
-    0.800, LA 0.891 mean Dice when it was installed (all 50 patients: 0.901, 0.764, 0.872)."""
+    """CAMUS valid (never trained on), the first five patients' ED and ES frames: LV 0.938, myocardium
+    0.826, LA 0.903 mean Dice when it was installed (all 50 patients: 0.910, 0.788, 0.888; the anatomy
+    network trained 4000 steps instead of 10000 scored 0.916, 0.800, 0.891 on these five)."""
     from EchoRegistrationLib.dlir.anatomy_training import anatomy_dice
     from EchoRegistrationLib.dlir.data import SequenceItem
     from EchoRegistrationLib.io import CamusPairFolder
 
     pairs = CamusPairFolder(camus / "valid", views=("4CH",))
     scores = anatomy_dice(shipped.anatomy, [SequenceItem(pairs[k]) for k in range(5)], "cpu")
-    assert scores["dice_lv"] > 0.89 and scores["dice_myocardium"] > 0.77 and scores["dice_la"] > 0.85, scores
+    assert scores["dice_lv"] > 0.92 and scores["dice_myocardium"] > 0.80 and scores["dice_la"] > 0.88, scores
 
 
 def test_the_anatomy_maps_make_the_refinement_gain_overlap_on_held_out_patients(camus, shipped):
     """CAMUS valid pairs, both directions: the default refinement (24 steps, anatomy maps weighted
     :data:`REFINE_ANATOMY_WEIGHT`) against the network alone and against the same refinement on
     the images alone (what shipped before). On the first eight patients, mean Dice of LV and
-    myocardium: 0.898 (network), 0.897 (images alone), 0.902 (images and maps) when it was installed."""
+    myocardium: 0.898 (network), 0.897 (images alone), 0.907 (images and maps) when it was installed
+    (0.902 with the anatomy network trained 4000 steps instead of 10000)."""
     from EchoRegistrationLib.registration import register_sequence
     from EchoRegistrationLib.registration.tracking import REFINE_ANATOMY_WEIGHT
     from EchoRegistrationLib.io import CamusPairFolder
@@ -117,7 +119,7 @@ def test_the_anatomy_maps_make_the_refinement_gain_overlap_on_held_out_patients(
                 assert result.folding_fraction.max() <= 0.0005
             assert result.parameters["refine_anatomy_weight"] == REFINE_ANATOMY_WEIGHT
     mean = {name: np.mean(values) for name, values in dice.items()}
-    assert mean["anatomy"] > mean["network"] + 0.003 and mean["anatomy"] > mean["images"] + 0.003, mean
+    assert mean["anatomy"] > mean["network"] + 0.006 and mean["anatomy"] > mean["images"] + 0.006, mean
 
 
 def test_the_run_summary_says_whether_the_refinement_compared_the_anatomy_maps():

@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=int, default=5, help="every N-th CAMUS train 4CH patient is held out")
     parser.add_argument("--templates", type=int, default=16, help="warped CAMUS train templates")
     parser.add_argument("--template-rows", type=int, default=512, help="rows of the templates")
-    parser.add_argument("--iterations", type=int, default=4000, help="anatomy network training steps")
+    parser.add_argument("--iterations", type=int, default=10000,
+                        help="anatomy network training steps (default 10000, the shipped recipe)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     if not CAMUS_TRAIN.is_dir():

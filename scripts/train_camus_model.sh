@@ -21,7 +21,7 @@
 # with their true motion, CAMUS train pairs for the Dice term; 3000 steps, about 30 min on one CPU thread;
 # EchoRegistrationLib.dlir.correction), its anatomy network is trained behind the frozen model (echoreg train
 # anatomy: LV, myocardium and LA of the 500 annotated CAMUS train frames on a 160-row grid, appearance redrawn
-# in 80 % of cases; 4000 steps of 4 pairs, about 30 min on two CPU threads; EchoRegistrationLib.dlir.anatomy:
+# in 80 % of cases; 10000 steps of 4 pairs, about 70 min on two CPU threads; EchoRegistrationLib.dlir.anatomy:
 # its maps guide the refinement) and the model is
 # installed in Resources/Models/echoreg-dlir-camus (weights and config; the model card is kept).
 #   usage: scripts/train_camus_model.sh [WORK_DIR] [INIT]
@@ -72,7 +72,7 @@ SIM96="sim:0-96:$WORK/cache"
 OMP_NUM_THREADS=1 $ECHOREG train correction --data "warped:$CAMUS:2" --data "$SIM96" --data "$SIM96" --data "$SIM96" \
   --data "$CAMUS" --dice 1 --validation "sim:5000-5008:$WORK/cache" --base "$WORK/echoreg-dlir-camus" --passes 2 \
   --size 192 --crop 128 --iterations 3000 --iterations-per-epoch 250 -o "$WORK/echoreg-dlir-camus-corrected"
-$ECHOREG train anatomy --data "$CAMUS" --base "$WORK/echoreg-dlir-camus-corrected" --iterations 4000 \
+$ECHOREG train anatomy --data "$CAMUS" --base "$WORK/echoreg-dlir-camus-corrected" --iterations 10000 \
   --batch-size 4 --iterations-per-epoch 250 -o "$WORK/echoreg-dlir-camus-anatomy"
 mkdir -p Resources/Models/echoreg-dlir-camus
 cp "$WORK/echoreg-dlir-camus-anatomy/model.safetensors" "$WORK/echoreg-dlir-camus-anatomy/model.json" \

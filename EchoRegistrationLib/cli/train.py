@@ -313,7 +313,7 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
                 iterations_per_epoch=250)
     anatomy.add_argument("--base", required=True, help="the trained DLIR model (installed name or checkpoint)")
     anatomy.add_argument("--size", type=count(16), default=160, help="rows of its working grid (default 160)")
-    anatomy.add_argument("--iterations", type=count(1), default=4000, help="steps (default 4000)")
+    anatomy.add_argument("--iterations", type=count(1), default=10000, help="steps (default 10000)")
     anatomy.add_argument("--randomise", type=share, default=0.8,
                          help="share of the frames whose echo appearance is redrawn, 0-1 (default 0.8)")
     _add_unet_widths(anatomy, "its", "32 48 64 64", "64 48 32 16")

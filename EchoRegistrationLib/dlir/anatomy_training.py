@@ -87,7 +87,7 @@ def anatomy_dice(model: AnatomyNet, items: Any, device: torch.device) -> dict[st
 
 
 def train_anatomy(data: Any, output: str | os.PathLike, *, base: DLIRModel | str | os.PathLike,
-                  validation: Any = None, size: int = DEFAULT_ANATOMY_SIZE, iterations: int = 4000,
+                  validation: Any = None, size: int = DEFAULT_ANATOMY_SIZE, iterations: int = 10000,
                   batch_size: int = 4, learning_rate: float = 2e-3, randomise: float = 0.8,
                   unet: Mapping[str, Any] | None = None, iterations_per_epoch: int = 250, seed: int = 0,
                   device: str | torch.device = "auto", resume: bool = True, progress: bool = True,

@@ -112,8 +112,9 @@ REFINE_REGULARISATION: dict[str, Any] = {"regularise": "residual", "regularisati
 # the prototype (benchmarks/validate_refine_anatomy.py, refine 24, the same patients) 0.1 gained over the
 # network alone in the mean only: +0.002 / +0.003 / +0.001 / +0.001, every interval containing 0; over
 # the image alone +0.004 [+0.002, +0.007] / +0.002 / +0.002 / +0.003, at +0.047 mm on the templates.
-# Trained 10000 steps instead of 4000, that anatomy network gave +0.006 / +0.007 / +0.005 / +0.007 over the
-# network alone, every interval above 0, end-point error unchanged (simulator +0.000, templates -0.031 mm).
+# Trained 10000 steps instead of 4000 (the shipped recipe since 2026-12-01), that anatomy network gave
+# +0.006 / +0.007 / +0.005 / +0.007 over the network alone, every interval above 0, end-point error
+# unchanged (simulator +0.000, templates -0.031 mm).
 REFINE_ANATOMY_WEIGHT = 0.1
 
 

@@ -46,9 +46,10 @@ NO_TIMES = "frame times unknown"
 # refined network's segments were 0.4-0.5 points off, alone 1.3-1.5. With the correction stage (2026-11-30,
 # seventh session) through the anchor: 3.2 refined (3.6 alone), GLS 0.7 (0.6); real-template 0.38 (0.65).
 # Refined by 24 steps with the anatomy maps (the default since 2026-12-01): 3.2 (3.15), GLS 0.75; real-template 0.41.
+# With the anatomy network trained 10000 steps (twelfth session's run): 3.1 (3.12), GLS 0.9 (0.88); real-template 0.42.
 NETWORK_SEGMENTS = ("segmental strain tracked by a network (method dlir) is not validated along the wall: "
                     "on physics-simulated echo, through the systole anchor, the network left segment peaks "
-                    "3.6 points off on average, 3.2 refined by 24 steps, the default (GLS 0.6 and 0.75; README, "
+                    "3.6 points off on average, 3.1 refined by 24 steps, the default (GLS 0.6 and 0.9; README, "
                     "Generalisation); for segmental strain use --method deformable")
 # the same, for a registration to the reference that went through no systole anchor frame (no ES given after
 # the reference, --anchor 0, ...)
