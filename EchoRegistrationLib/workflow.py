@@ -151,7 +151,8 @@ class WorkflowSettings:
             study's three points with ``wall_width``), "none" (registration only) or "auto"
             (landmarks when the study has them, else labels).
         wall_width: mm, myocardial wall width for landmarks; None: the default (10 mm).
-        apical_view: "A4C" / "A2C" segment names when the input does not record its view.
+        apical_view: "A4C" / "A2C" segment names (and the view the registration's warnings name)
+            when the input does not record its view.
         full_cycle: the last frame is the next ED (drift reported); None: decided from ED / ES.
         enhance: an enhancement model (installed name or checkpoint) applied to the frames before
             registration (:func:`.enhancement.enhance_sequence`); None: off (the default: it did not
@@ -304,10 +305,14 @@ def study_myocardium(seq: EchoSequence, study: Study, settings: WorkflowSettings
 def register(seq: EchoSequence, settings: WorkflowSettings, *, progress: ProgressCallback | None = None,
              cancel: Callable[[], bool] | None = None) -> RegistrationResult:
     """Register every frame of ``seq`` to the tracking reference
-    (:func:`.strain.reference.tracking_reference`)."""
+    (:func:`.strain.reference.tracking_reference`). The settings' ``apical_view``, where the input
+    records no view, is the view the registration's warnings speak of
+    (:func:`.registration.tracking.anatomy_view_warnings`)."""
     from . import registration
     from .strain.reference import tracking_reference
 
+    if settings.apical_view and not seq.metadata.get("view"):
+        seq = replace(seq, metadata={**seq.metadata, "view": settings.apical_view})
     arguments = {**settings.arguments(), "reference": tracking_reference(seq, settings.reference)}
     return registration.register_sequence(seq, progress=progress, cancel=cancel, **arguments)
 

@@ -157,3 +157,21 @@ def test_the_anatomy_maps_on_a_view_they_never_learnt_are_named(view, refine, wa
     assert named == ([f"the refinement compared anatomy maps from a network that learnt apical four-chamber (A4C) "
                       f"frames only, on this {view} view: check the warped frames (--refine 0: the network "
                       f"alone)"] if warned else [])
+
+
+@pytest.mark.parametrize("apical_view, warned", [("A2C", True), ("A4C", False), (None, False)])
+def test_the_view_a_user_gives_is_the_one_the_warning_names(tmp_path, apical_view, warned):
+    """An input that records no view (a NIfTI cine) takes the user's ``apical_view`` (--apical-view)."""
+    from EchoRegistrationLib.sequence import EchoSequence
+    from EchoRegistrationLib.workflow import WorkflowSettings, register
+
+    torch.manual_seed(0)
+    save_model(DLIRModel(RegistrationUNet(**TINY_UNET), working_size=32, anatomy=AnatomyNet.new(48, **TINY_UNET)),
+               tmp_path / "model")
+    frames = np.random.default_rng(0).uniform(0, 200, (2, 48, 40)).astype(np.float32)
+    seq = EchoSequence(frames=frames, spacing=(0.5, 0.5), frame_times=np.array([0.0, 0.04]))
+    settings = WorkflowSettings(method="dlir", model=str(tmp_path / "model"), refine=3, anchor=0,
+                                apical_view=apical_view)
+    named = [line for line in register(seq, settings).warnings if "(A4C) frames only, on this A2C view" in line]
+    assert len(named) == int(warned)
+    assert "view" not in seq.metadata  # the caller's sequence is left as it was

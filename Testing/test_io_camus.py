@@ -87,7 +87,7 @@ def test_info_that_contradicts_images_is_an_error(camus_root):
     cfg.write_text("ED: 1\nES: 9\nNbFrame: 6\n")
     with pytest.raises(EchoDataError, match=r"Info_2CH.cfg: ES=9.0 is not a frame number in 1..6"):
         load_camus_patient(camus_root / "patient0001", "2CH")
-    with pytest.raises(EchoDataError, match="holds views"):
+    with pytest.raises(EchoDataError, match=r"holds views \['2CH', '4CH'\]: choose one \(--view 2CH or --view 4CH"):
         load_camus_patient(camus_root / "patient0001")
 
 

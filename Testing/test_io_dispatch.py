@@ -80,7 +80,8 @@ def test_bad_inputs_name_the_file(tmp_path):
     with pytest.raises(EchoDataError, match=r"cine.seq.nrrd: option\(s\) \['crop_to_region'\] do not apply"):
         load_sequence(tmp_path / "cine.seq.nrrd", crop_to_region=True)
     with pytest.raises(EchoDataError, match=r"\['view'\] do not apply to this file, read as seqnrrd .*"
-                                            r"view picks the 2CH or 4CH cine of a CAMUS folder.*--apical-view"):
+                                            r"view \(--view\) picks the 2CH or 4CH cine of a CAMUS folder; another "
+                                            r"file's apical view is --apical-view of echoreg strain\)"):
         load_sequence(tmp_path / "cine.seq.nrrd", view="4CH")  # a batch CSV's view column on a plain file
 
 

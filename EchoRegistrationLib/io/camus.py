@@ -75,7 +75,7 @@ def available_views(folder: Path) -> list[str]:
 def _only_view(folder: Path) -> str:
     views = available_views(folder)
     if len(views) != 1:
-        raise EchoDataError(str(folder), f"holds views {views}: pass view='2CH' or view='4CH'"
+        raise EchoDataError(str(folder), f"holds views {views}: choose one (--view 2CH or --view 4CH; view= in the API)"
                             if views else "holds no CAMUS images (patientXXXX_{2CH,4CH}_half_sequence.nii.gz)")
     return views[0]
 

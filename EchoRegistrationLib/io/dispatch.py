@@ -109,8 +109,8 @@ def load_sequence(path: str | os.PathLike, *, labels: str | os.PathLike | np.nda
     accepted = [p.name for p in list(inspect.signature(reader).parameters.values())[1:]]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
-        hint = ("; view picks the 2CH or 4CH cine of a CAMUS folder, the segments' apical view is "
-                "--apical-view" if "view" in unknown else "")
+        hint = ("; view (--view) picks the 2CH or 4CH cine of a CAMUS folder; another file's apical view is "
+                "--apical-view of echoreg strain" if "view" in unknown else "")
         raise EchoDataError(str(path), f"option(s) {unknown} do not apply to this file, read as {kind} "
                                        f"(it takes {accepted or 'no options'}{hint})")
     seq = reader(Path(path), **options)
