@@ -310,7 +310,8 @@ NOT_PAIRED = "n/a (other items)"
 
 def default_comparisons(models: list[str], refine: int) -> list[tuple[str, str]]:
     """(row, baseline) pairs for each DLIR model: the network and the network + refinement each against
-    OpenCV DIS and the optimiser (to the reference), the network + refinement against the network and
+    OpenCV DIS and the optimiser (to the reference, and sequential: on the families and the cines another
+    registration, on a pair the same), the network + refinement against the network and
     against the refinement on the images alone, and each (through the default systole anchor) against
     itself without it."""
     comparisons = []
@@ -318,7 +319,8 @@ def default_comparisons(models: list[str], refine: int) -> list[tuple[str, str]]
         network = f"DLIR {Path(model).name}"
         refined = f"{network} + refine {refine}"
         for row in (network, refined):
-            comparisons += [(row, "OpenCV DIS"), (row, "optimiser (deformable, to reference)")]
+            comparisons += [(row, "OpenCV DIS"), (row, "optimiser (deformable, to reference)"),
+                            (row, "optimiser (deformable, sequential)")]
         comparisons += [(refined, network), (refined, f"{refined}, images only")]
         comparisons += [(row, f"{row}, no anchor") for row in (network, refined)]
     return comparisons
