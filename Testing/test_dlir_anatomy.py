@@ -175,3 +175,14 @@ def test_the_view_a_user_gives_is_the_one_the_warning_names(tmp_path, apical_vie
     named = [line for line in register(seq, settings).warnings if "(A4C) frames only, on this A2C view" in line]
     assert len(named) == int(warned)
     assert "view" not in seq.metadata  # the caller's sequence is left as it was
+
+
+def test_the_command_line_trains_the_shipped_recipe_by_default():
+    """`echoreg train anatomy` writes the recipe's steps and grid out (the command line does not import
+    torch): they must be the library's."""
+    from EchoRegistrationLib.cli import build_parser
+    from EchoRegistrationLib.dlir.anatomy import DEFAULT_ANATOMY_SIZE
+    from EchoRegistrationLib.dlir.anatomy_training import ANATOMY_ITERATIONS
+
+    args = build_parser().parse_args(["train", "anatomy", "--data", "x", "--base", "m", "-o", "out"])
+    assert (args.iterations, args.size) == (ANATOMY_ITERATIONS, DEFAULT_ANATOMY_SIZE) == (10000, 160)

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.benchmark_generalisation import PER_ITEM, camus_scores, ours, paired_difference  # noqa: E402
 from benchmarks.benchmark_refine_folding import simulated_scores  # noqa: E402
 from benchmarks.validate_passes import CAMUS_TRAIN, validation_sequences, validation_templates  # noqa: E402
-from EchoRegistrationLib.dlir.anatomy_training import train_anatomy  # noqa: E402
+from EchoRegistrationLib.dlir.anatomy_training import ANATOMY_ITERATIONS, train_anatomy  # noqa: E402
 from EchoRegistrationLib.dlir.checkpoints import load_model  # noqa: E402
 from EchoRegistrationLib.dlir.data import SequenceFolder, SequenceItem  # noqa: E402
 from EchoRegistrationLib.dlir.shipped import resolve_model  # noqa: E402
@@ -58,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=int, default=5, help="every N-th CAMUS train 4CH patient is held out")
     parser.add_argument("--templates", type=int, default=16, help="warped CAMUS train templates")
     parser.add_argument("--template-rows", type=int, default=512, help="rows of the templates")
-    parser.add_argument("--iterations", type=int, default=10000,
-                        help="anatomy network training steps (default 10000, the shipped recipe)")
+    parser.add_argument("--iterations", type=int, default=ANATOMY_ITERATIONS,
+                        help=f"anatomy network training steps (default {ANATOMY_ITERATIONS}, the shipped recipe)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     if not CAMUS_TRAIN.is_dir():

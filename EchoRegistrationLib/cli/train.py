@@ -312,6 +312,8 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     _add_common(anatomy, batch_size=4, learning_rate=2e-3, torchrun=False, items="annotated pairs",
                 iterations_per_epoch=250)
     anatomy.add_argument("--base", required=True, help="the trained DLIR model (installed name or checkpoint)")
+    # dlir.anatomy_training.ANATOMY_ITERATIONS and dlir.anatomy.DEFAULT_ANATOMY_SIZE, written out: that package
+    # imports torch, this module does not (Testing/test_dlir_anatomy.py holds them together)
     anatomy.add_argument("--size", type=count(16), default=160, help="rows of its working grid (default 160)")
     anatomy.add_argument("--iterations", type=count(1), default=10000, help="steps (default 10000)")
     anatomy.add_argument("--randomise", type=share, default=0.8,

@@ -27,6 +27,10 @@ from .grid import sequence_intensity_window
 from .model import DLIRModel
 from .training import Callback, History, Stage, _behind, _data_config, _items, _resumed, _Run, _saver
 
+# Adam steps of the shipped recipe (scripts/train_camus_model.sh): 10000 gained over 4000 on held-out CAMUS train
+# patients (benchmarks/validate_refine_anatomy.py; README, Generalisation). `echoreg train anatomy` writes it out
+# (the command line does not import torch); Testing/test_dlir_anatomy.py holds the two together.
+ANATOMY_ITERATIONS = 10000
 MAX_ROTATION_DEG = 12.0  # random rotation of the training frames about their centre, +-
 MAX_SCALING = 0.15       # random scaling, 1 +- this along each axis
 CLASSES = [0, *ANATOMY_LABELS]  # channels of the label maps the network predicts, background first
@@ -87,7 +91,7 @@ def anatomy_dice(model: AnatomyNet, items: Any, device: torch.device) -> dict[st
 
 
 def train_anatomy(data: Any, output: str | os.PathLike, *, base: DLIRModel | str | os.PathLike,
-                  validation: Any = None, size: int = DEFAULT_ANATOMY_SIZE, iterations: int = 10000,
+                  validation: Any = None, size: int = DEFAULT_ANATOMY_SIZE, iterations: int = ANATOMY_ITERATIONS,
                   batch_size: int = 4, learning_rate: float = 2e-3, randomise: float = 0.8,
                   unet: Mapping[str, Any] | None = None, iterations_per_epoch: int = 250, seed: int = 0,
                   device: str | torch.device = "auto", resume: bool = True, progress: bool = True,
