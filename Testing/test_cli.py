@@ -7,6 +7,7 @@ import pytest
 
 from EchoRegistrationLib import EchoSequence, load_sequence, save_sequence
 from EchoRegistrationLib.cli import main
+from EchoRegistrationLib.dlir.inference import cpu_has_amx
 from EchoRegistrationLib.strain.result import NETWORK_SEGMENTS
 
 
@@ -74,6 +75,10 @@ def test_a_dlir_report_names_the_model_its_licence_passes_and_refinement(cine, t
         assert parameters["correction_rows"] == correction_rows
         stage = f"; then its correction stage on {correction_rows} rows" if correction_rows else ""
         plural = "es" if passes > 1 else ""
+        # the networks run in bfloat16 on CPUs with AMX (dlir.inference.mixed_precision), and the line says so
+        precision = "bfloat16" if cpu_has_amx() else "float32"
+        assert parameters["network_precision"] == precision
+        amp = " in bfloat16" if precision == "bfloat16" else ""
         # 40-row frames: the half level would be coarser than the network's grid, so one level
         refined = f"refine {refine}: up to {refine // 2} optimisation steps, at full resolution, on the images and " \
             f"the model's anatomy maps (weight 0.1)" if refine else "not refined"
@@ -81,8 +86,8 @@ def test_a_dlir_report_names_the_model_its_licence_passes_and_refinement(cine, t
         assert (parameters["anchor"], parameters["anchor_frame"]) == (0.6, None)
         anchor = ("systole anchor 0.6 not used (it needs ES after the reference, from the file or --es-frame, and an "
                   "anchor frame with signal between them): every frame registered directly")
-        assert (f"model {name} (licence: {licence}; {passes} pass{plural} of the network per pair{stage}; {anchor}; "
-                f"{refined})") in capsys.readouterr().out
+        assert (f"model {name} (licence: {licence}; {passes} pass{plural} of the network per pair{amp}{stage}; "
+                f"{anchor}; {refined})") in capsys.readouterr().out
 
 
 def test_register_defaults_to_the_default_model_refined_by_24_steps(cine, tmp_path, capsys):

@@ -17,7 +17,8 @@ from EchoRegistrationLib.dlir.data import NUM_LABELS, load_item, save_item
 from EchoRegistrationLib.dlir.evaluation import evaluate, score_ed_es
 from EchoRegistrationLib.dlir.model import upsample_field
 from EchoRegistrationLib.dlir.networks import upsample_concat_conv
-from EchoRegistrationLib.dlir.grid import normalise_intensities, to_input_grid, to_working_grid, working_shape
+from EchoRegistrationLib.dlir.grid import (MAX_PERCENTILE_SAMPLES, intensity_window, normalise_intensities,
+                                          to_input_grid, to_working_grid, working_shape)
 from EchoRegistrationLib.dlir.objectives import (HEART_WEIGHT, discriminator_loss, generator_texture_loss,
                                                  lncc_window)
 from EchoRegistrationLib.losses import one_hot
@@ -116,6 +117,20 @@ def test_working_grid_has_square_pixels_over_the_same_extent():
     field = torch.ones(1, 2, 128, 106) * torch.tensor([1.5, -2.0]).view(1, 2, 1, 1)
     assert torch.allclose(to_input_grid(field, (512, 422)),
                           field.new_tensor([1.5, -2.0]).view(1, 2, 1, 1).expand(1, 2, 512, 422))
+
+
+@pytest.mark.parametrize("count", [1, 2, 101, 5000, MAX_PERCENTILE_SAMPLES + 7, 3 * MAX_PERCENTILE_SAMPLES])
+def test_the_intensity_window_is_torch_quantiles_exactly(count):
+    """The CPU's partial sort gives torch.quantile's percentiles bit for bit (the same order statistics,
+    the same float32 interpolation), on the subsample of a large input too."""
+    generator = torch.Generator().manual_seed(count)
+    frames = (torch.rand(count, generator=generator) ** 3 * 255).round().view(1, 1, 1, count)  # ties, as uint8
+    values = frames.flatten()
+    if count > MAX_PERCENTILE_SAMPLES:
+        values = values[::count // MAX_PERCENTILE_SAMPLES + 1]
+    expected = torch.quantile(values, torch.tensor([0.01, 0.99]))
+    assert torch.equal(intensity_window(frames), expected)
+    assert torch.equal(intensity_window(frames / 7 - 3), torch.quantile(values / 7 - 3, torch.tensor([0.01, 0.99])))
 
 
 def test_normalisation_maps_robust_percentiles_to_unit_range():

@@ -5,16 +5,18 @@ For each ``--frames`` count, a simulated sequence (seed 10000, ``--shape`` rows 
 (:func:`EchoRegistrationLib.dlir.inference.predict_sequence_fields`, the frames batched
 ``--chunk-size`` pairs at a time):
 
-* on the CPU in float32 (the reference);
+* on the CPU in float32 (the reference), and in bfloat16 when the CPU has AMX (``amp``, the default
+  there: :func:`EchoRegistrationLib.dlir.inference.mixed_precision`);
 * on ``--device`` in float32 and with mixed precision (``amp``: bfloat16 where the device supports it,
-  else float16; :func:`EchoRegistrationLib.dlir.inference.autocast_context`).
+  else float16).
 
 Prints, per row, the median milliseconds per frame pair over ``--repeats`` rounds that call every row
 once (after a warm-up; a CUDA device synchronised before the clock is read;
 :func:`benchmarks.speed_register_sequence.interleaved_seconds`), its ratio to OpenCV DIS on the CPU
 (the median of the per-round ratios) and the largest and mean absolute difference (mm) of the fields
 from the CPU's, over all pixels and over the myocardium of frame 0 (end-point distance). With
-``--device cpu`` only the CPU row is printed (its differences 0): a dry run of the script.
+``--device cpu`` only the CPU rows are printed (float32's differences 0): a dry run of the script, and on a
+CPU with AMX the check of its bfloat16 rows.
 
 Usage (repository root; on a lent GPU machine, ``scripts/device_check.sh`` runs it)::
 
@@ -35,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.peer_methods import opencv_dis, peer_sequence_fields  # noqa: E402
 from benchmarks.speed_register_sequence import interleaved_seconds  # noqa: E402
-from EchoRegistrationLib.dlir.inference import predict_sequence_fields  # noqa: E402
+from EchoRegistrationLib.dlir.inference import cpu_has_amx, network_precision, predict_sequence_fields  # noqa: E402
 from EchoRegistrationLib.dlir.shipped import SHIPPED_MODEL  # noqa: E402
 from EchoRegistrationLib.sequence import LABEL_MYOCARDIUM  # noqa: E402
 from EchoRegistrationLib.simulation import simulate_sequence  # noqa: E402
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.shape[0]} x {args.shape[1]} frames to frame 0, {args.chunk_size} pairs per batch, "
           f"medians of {args.repeats} rounds")
     if device.type == "cpu":
-        print("a dry run: the CPU against itself, no GPU rows")
+        print("a dry run: the CPU against itself (float32; bfloat16 too where the CPU has AMX), no GPU rows")
     print("| frames | device | precision | ms / pair | x DIS (CPU) | largest |x or y diff| mm | mean |x or y diff| mm "
           "(every frame) | mean end-point diff mm, myocardium |")
     print("|---|---|---|---|---|---|---|---|")
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                                            amp=amp)
 
         reference = fields(torch.device("cpu"), False).cpu()
-        rows = [("cpu", torch.device("cpu"), False)]
+        rows = [("cpu", torch.device("cpu"), False)] + ([("cpu", torch.device("cpu"), True)] if cpu_has_amx() else [])
         if device.type != "cpu":
             rows += [(str(device), device, False), (str(device), device, True)]
         runs = {"OpenCV DIS": lambda: peer_sequence_fields(opencv_dis, seq, 0),
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             ms = 1000 * statistics.median(seconds[row])
             difference = (fields(dev, amp).cpu() - reference).abs()
             myocardium = difference.norm(dim=1)[:, torch.from_numpy(wall)]
-            precision = "mixed (amp)" if amp and dev.type == "cuda" else "float32"
+            precision = network_precision(dev, amp)
             print(f"| {frames} | {label} | {precision} | {ms / pairs:.2f} | {statistics.median(ratios[row]):.2f} | "
                   f"{float(difference.max()):.4f} | {float(difference.mean()):.5f} | "
                   f"{float(myocardium.mean()):.5f} |", flush=True)

@@ -15,7 +15,9 @@ that call each method once (:func:`interleaved_seconds`). Prints the median seco
 per frame pair, and the median and range of the per-round ratios to DIS; torch and OpenCV both get
 ``--threads`` threads. The times are those a user gets from ``register_sequence`` (reading the
 frames onto the working grid, the network or the optimiser, the fields back in mm, quality checks),
-the model loaded once beforehand; ``fields:MODEL`` rows time the network's fields alone (on the input grid,
+the model loaded once beforehand, the networks in bfloat16 on CPUs with AMX as by default
+(:func:`EchoRegistrationLib.dlir.inference.mixed_precision`; the ``dlir-float32`` row keeps float32);
+``fields:MODEL`` rows time the network's fields alone (on the input grid,
 in mm: what DIS gives), ``enhance:MODEL`` rows the enhancement of every frame (per frame pair: per frame
 but the first). Machines here are shared: read the ratios, not the seconds.
 """
@@ -35,7 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.peer_methods import opencv_dis, peer_sequence_fields  # noqa: E402
-from EchoRegistrationLib.dlir.inference import predict_sequence_fields  # noqa: E402
+from EchoRegistrationLib.dlir.inference import network_precision, predict_sequence_fields  # noqa: E402
 from EchoRegistrationLib.enhancement.inference import enhance_sequence, load_enhancer  # noqa: E402
 from EchoRegistrationLib.dlir.shipped import SEQUENTIAL_MODEL, SHIPPED_MODEL  # noqa: E402
 from EchoRegistrationLib.registration import register_sequence  # noqa: E402
@@ -49,6 +51,8 @@ METHODS = {
     "deformable": ("deformable", {"mode": "sequential"}),
     "deformable-to-reference": ("deformable", {"mode": "to_reference"}),
     "dlir": ("dlir", {"model": SHIPPED_MODEL}),
+    # float32 where the default would run the networks in bfloat16 (CPUs with AMX, CUDA)
+    "dlir-float32": ("dlir", {"model": SHIPPED_MODEL, "amp": False}),
     "dlir-sequential": ("dlir", {"model": SEQUENTIAL_MODEL}),
     "dlir-refine": ("dlir", {"model": SHIPPED_MODEL, "refine": 40}),
 }
@@ -130,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     seconds, ratios = interleaved_seconds(method_runs(seq, args.methods, args.device), args.repeats, args.device)
     pairs = args.frames - 1
     print(f"{args.frames} frames of {args.shape[0]} x {args.shape[1]} to frame 0, torch {torch.__version__}, "
-          f"device {args.device}, {torch.get_num_threads()} threads, {args.repeats} rounds (each method once "
+          f"device {args.device}, {torch.get_num_threads()} threads, networks in "
+          f"{network_precision(torch.device(args.device))}, {args.repeats} rounds (each method once "
           f"per round, in table order); medians over the rounds; x DIS: the median of the per-round ratios "
           f"(lowest - highest)")
     print("| method | s / sequence | ms / pair | x DIS | (lowest - highest) |")

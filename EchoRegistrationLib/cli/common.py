@@ -110,15 +110,18 @@ def print_warnings(lines: Sequence[str]) -> None:
 
 
 def describe_model_use(parameters: Mapping[str, Any]) -> str:
-    """How a DLIR registration used its model, from its ``parameters`` (model, licence, passes, the
-    correction stage, the systole anchor, and the refinement's steps per level when known, refine):
-    "model NAME (licence: TERMS; 2 passes of the network per pair; then its correction stage on 192 rows;
-    systole anchor 0.6: later systolic frames registered through frame 11; refine 40: up to 20 + 10
-    optimisation steps, coarse to fine, on the images and the model's anatomy maps (weight 0.1))"."""
+    """How a DLIR registration used its model, from its ``parameters`` (model, licence, passes and their
+    precision when not float32, the correction stage, the systole anchor, and the refinement's steps per
+    level when known, refine): "model NAME (licence: TERMS; 2 passes of the network per pair in bfloat16;
+    then its correction stage on 192 rows; systole anchor 0.6: later systolic frames registered through
+    frame 11; refine 40: up to 20 + 10 optimisation steps, coarse to fine, on the images and the model's
+    anatomy maps (weight 0.1))"."""
     details = [f"licence: {parameters.get('licence') or 'unknown'}"]
     if "passes" in parameters:
         passes = parameters["passes"]
-        details.append(f"{passes} pass{'es' if passes != 1 else ''} of the network per pair")
+        precision = parameters.get("network_precision")  # absent from reports written before it was recorded
+        details.append(f"{passes} pass{'es' if passes != 1 else ''} of the network per pair"
+                       + (f" in {precision}" if precision and precision != "float32" else ""))
     if parameters.get("correction_rows"):
         details.append(f"then its correction stage on {parameters['correction_rows']} rows")
     anchor = parameters.get("anchor")

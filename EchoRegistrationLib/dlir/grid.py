@@ -23,7 +23,7 @@ from ..spatial.pyramid import level_spacing, resample_field, resample_image
 # Intensity percentiles mapped to 0 and 1: robust to the black sector surround and bright specular
 # reflections alike.
 LOW_PERCENTILE, HIGH_PERCENTILE = 1.0, 99.0
-# torch.quantile sorts; above this many values a regular subsample estimates the percentiles.
+# Above this many values a regular subsample estimates the percentiles.
 MAX_PERCENTILE_SAMPLES = 1 << 18
 
 
@@ -61,12 +61,21 @@ INTENSITY_WINDOW = "intensity_window"
 
 def intensity_window(frames: torch.Tensor) -> torch.Tensor:
     """(2,) float32 tensor on ``frames``' device: the 1st and 99th percentiles of all the values of
-    ``frames`` (subsampled beyond ``MAX_PERCENTILE_SAMPLES``)."""
+    ``frames`` (subsampled beyond ``MAX_PERCENTILE_SAMPLES``), linearly interpolated between order
+    statistics as :func:`torch.quantile` does. On the CPU the two pairs of order statistics come from
+    one :func:`numpy.partition` (the same values, in a seventh of the time of the full sort
+    ``torch.quantile`` makes); elsewhere from ``torch.quantile`` (no copy to the host)."""
     values = frames.detach().flatten().float()
     if values.numel() > MAX_PERCENTILE_SAMPLES:
         values = values[::values.numel() // MAX_PERCENTILE_SAMPLES + 1]
     quantiles = torch.tensor([LOW_PERCENTILE, HIGH_PERCENTILE], device=values.device) / 100
-    return torch.quantile(values, quantiles)
+    if values.device.type != "cpu":
+        return torch.quantile(values, quantiles)
+    ranks = quantiles * (values.numel() - 1)  # float32, as torch.quantile computes them
+    below = ranks.long()
+    above = (below + 1).clamp(max=values.numel() - 1)
+    ordered = torch.from_numpy(np.partition(values.numpy(), torch.cat((below, above)).numpy()))
+    return torch.lerp(ordered[below], ordered[above], ranks - below)
 
 
 def normalise_intensities(frames: torch.Tensor,

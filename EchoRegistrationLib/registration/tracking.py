@@ -430,6 +430,7 @@ def register_sequence(
     progress: ProgressCallback | None = None,
     cancel: Callable[[], bool] | None = None,
     enhance: Any = None,
+    amp: bool = True,
     **options: Any,
 ) -> RegistrationResult:
     """Register every frame of ``seq`` to its reference frame.
@@ -485,6 +486,10 @@ def register_sequence(
             warped frames are then those of the enhanced frames, the enhanced frames are kept in
             :attr:`RegistrationResult.enhanced`, and ``parameters`` records the model and its
             seconds. Off by default (README, "Enhancement before registration").
+        amp: "dlir" only: mixed precision for the networks where it is faster
+            (:func:`..dlir.inference.mixed_precision`: bfloat16 on CUDA and on CPUs with AMX; float32
+            elsewhere); False keeps float32 everywhere. The refinement's optimisation is float32 either
+            way. The precision used is recorded in ``parameters["network_precision"]``.
         **options: passed to :func:`register_pair` (loss, levels, iterations, control_spacing, ...);
             they override :data:`METHOD_DEFAULTS`.
 
@@ -528,7 +533,8 @@ def register_sequence(
     if method == "dlir":
         refinement = _refinement_options(refine, seq.frame_shape[0], model, options)
         pair_fields, anchor_frame = _dlir_fields(seq, frames, pairs, dev, chunk_size, model, refinement,
-                                                 flip_average, anchors, roi, progress, cancel)
+                                                 flip_average, anchors, roi, progress, cancel, amp)
+        from ..dlir.inference import network_precision
         from ..dlir.shipped import licence_of
 
         steps = refinement.get("iterations")
@@ -536,6 +542,8 @@ def register_sequence(
         options = {"model": model_name, "licence": licence_of(model_name), "passes": model.passes,
                    # rows of the model's fine-grid correction stage (dlir.correction), None without one
                    "correction_rows": None if model.correction is None else model.correction.working_size,
+                   # the dtype the networks ran in (bfloat16 on CUDA and on CPUs with AMX, unless amp=False)
+                   "network_precision": network_precision(dev, amp),
                    "refine": refine, "flip_average": flip_average, "anchor": setting, "anchor_frame": anchor_frame,
                    # the ES that placed the anchor frame (load_registration checks it); None for a frame map
                    "es_frame": None if isinstance(setting, Mapping) else seq.es_index,
@@ -634,13 +642,14 @@ def _refinement_options(refine: int, rows: int, model: "DLIRModel", options: dic
 def _dlir_fields(seq: EchoSequence, frames: torch.Tensor, pairs: list[tuple[int, int]],
                  device: torch.device, chunk_size: int, model: "DLIRModel", refinement: dict[str, Any],
                  flip_average: bool, anchors: dict[int, int] | None, roi: torch.Tensor | None,
-                 progress: ProgressCallback | None,
-                 cancel: Callable[[], bool] | None) -> tuple[torch.Tensor, int | None]:
+                 progress: ProgressCallback | None, cancel: Callable[[], bool] | None,
+                 amp: bool) -> tuple[torch.Tensor, int | None]:
     """(P, 2, H, W) mm fields of the frame ``pairs`` predicted by a DLIR model (through the anchor frame
     of the :func:`frame_anchors` ``anchors`` when given), optionally refined by optimisation started
     from them (deformable, with the :func:`_refinement_options` ``refinement``; {} for the network
     alone), and the anchor frame used (None: none). A refinement with a ``feature_weight`` compares
-    the frames' anatomy maps (the model's :mod:`..dlir.anatomy` network) beside them."""
+    the frames' anatomy maps (the model's :mod:`..dlir.anatomy` network) beside them. ``amp``: mixed
+    precision for the network (:func:`..dlir.inference.mixed_precision`)."""
     from ..dlir.grid import INTENSITY_WINDOW
     from ..dlir.inference import predict_anchored_fields, predict_pair_fields
 
@@ -648,10 +657,10 @@ def _dlir_fields(seq: EchoSequence, frames: torch.Tensor, pairs: list[tuple[int,
         raise RegistrationCancelled("registration cancelled")
     anchor_frame = None
     if anchors is None:
-        fields = predict_pair_fields(model, seq, pairs, device, chunk_size, flip_average=flip_average)
+        fields = predict_pair_fields(model, seq, pairs, device, chunk_size, amp, flip_average)
     else:
-        fields, anchor_frame = predict_anchored_fields(model, seq, pairs, anchors, device, chunk_size,
-                                                       flip_average=flip_average)
+        fields, anchor_frame = predict_anchored_fields(model, seq, pairs, anchors, device, chunk_size, amp,
+                                                       flip_average)
     if progress is not None:
         progress(0 if refinement else len(pairs), len(pairs))
     if not refinement:
