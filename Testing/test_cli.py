@@ -259,3 +259,6 @@ def test_models_lists_the_installed_models_with_their_terms(capsys):
     assert rows["echoreg-dlir-camus (default)"][2:6] == ["2", "192 rows", "160 rows", "CC BY-NC-SA 4.0"]
     assert "echoreg-enhancer-sim" in rows  # an enhancer is never "the default": enhancement is off unless asked
     assert "CC BY-NC-SA 4.0: non-commercial use only" in out
+    # the anatomy network learnt A4C frames only, and the listing says so for that model alone
+    assert [line.split(":")[0] for line in out.splitlines() if "apical four-chamber (A4C) frames only" in line] == \
+        ["echoreg-dlir-camus"]

@@ -17,7 +17,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
     print(f"models in {MODELS_DIR} (model cards: README.md in each family's folder)")
     print("| name | kind | tracking | passes | correction | anatomy maps (refinement) | licence | training data |")
     print("|---|---|---|---|---|---|---|---|")
-    licences = set()
+    licences, camus_anatomy = set(), []
     for kind, about in CATALOG.items():
         for info in list_models(MODELS_DIR, kind=kind):
             default = " (default)" if kind == DLIR_KIND and info.name == about.default else ""
@@ -28,8 +28,13 @@ def _cmd_models(args: argparse.Namespace) -> int:
                   f"{anatomy} | {info.licence} | "
                   f"{', '.join(info.training_data) or 'unknown'} |")
             licences.add(info.licence)
+            if info.anatomy_rows and "camus" in info.training_data:
+                camus_anatomy.append(info.name)
     for licence in sorted(licences & set(LICENCE_TERMS)):
         print(f"{licence}: {LICENCE_TERMS[licence]}")
+    for name in camus_anatomy:  # camus_ed_es holds apical four-chamber frames only
+        print(f"{name}: its anatomy network learnt CAMUS apical four-chamber (A4C) frames only; a refinement on "
+              f"another view warns that it compared them (--refine 0: the network alone)")
     print("enhancement is off unless asked for (--enhance MODEL, the panel's \"Enhance before registration\")")
     return 0
 

@@ -33,11 +33,11 @@ def _cmd_register(args: argparse.Namespace) -> int:
                                     itk_fields=args.itk_fields,
                                     progress=progress)
     result, seq = analysis.registration, analysis.sequence
-    print_warnings(result.warnings)
     print(f"registered {seq.n_frames} frames to frame {result.reference} on {result.device} in "
           f"{result.seconds:.2f} s ({1000 * result.seconds_per_pair:.0f} ms per pair)")
     print_run_details(result.parameters)
     print(describe_registration_quality(result))
+    print_warnings(result.warnings)  # after the results, before the files, as echoreg strain
     enhanced = ", enhanced.seq.nrrd" if result.enhanced is not None else ""
     fields = ", fields/" if args.itk_fields else ""
     print(f"wrote {args.output}/warped.seq.nrrd{enhanced}, displacement.npz, report.json{fields}")

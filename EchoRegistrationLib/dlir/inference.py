@@ -2,8 +2,9 @@
 
 The frames are brought to the model's working grid once (:mod:`.grid`), all (fixed, moving) frame
 pairs go through the network in batches of ``chunk_size`` under ``torch.inference_mode()`` (mixed
-precision on CUDA), and the fields come back to the input grid in mm (for a model with a correction
-stage, through the stage's grid: composed and corrected there, then brought to the input grid once).
+precision on CUDA and on CPUs with AMX, :func:`mixed_precision`), and the fields come back to the input
+grid in mm (for a model with a correction stage, through the stage's grid: composed and corrected there,
+then brought to the input grid once).
 Pairs are every frame against the reference ("to_reference") or each frame against its neighbour
 towards the reference ("sequential", then composed). ``register_sequence(..., method="dlir")`` builds its
 :class:`~..registration.RegistrationResult` on these fields and may refine them by optimisation.
