@@ -30,6 +30,7 @@ from .grid import INTENSITY_WINDOW, prepare_frames, to_input_grid
 from .model import DLIRModel
 
 
+@functools.cache
 def cpu_has_amx() -> bool:
     """True on CPUs with AMX tile instructions (Intel Xeon of the Sapphire Rapids generation and later),
     where oneDNN runs bfloat16 convolutions in hardware. There the networks of the shipped model run
