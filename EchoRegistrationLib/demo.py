@@ -24,13 +24,15 @@ DEMO_SEED = 2026
 
 def describe_method(method: str, parameters: dict) -> str:
     """How a registration was made, in words: the method, and for DLIR the model, its licence, the
-    refinement steps (with the weight of the anatomy maps when they guided it) and the systole
-    anchor frame it went through."""
+    refinement steps (with the weight of the anatomy maps when they guided it), the systole
+    anchor frame it went through and the networks' precision when it was not float32."""
     if method != "dlir":
         return method
     refine, anchor_frame = parameters.get("refine") or 0, parameters.get("anchor_frame")
     weight = parameters.get("refine_anatomy_weight")
-    return (f"DLIR ({parameters.get('model')}, licence {parameters.get('licence') or 'unknown'})"
+    precision = parameters.get("network_precision")
+    return (f"DLIR ({parameters.get('model')}, licence {parameters.get('licence') or 'unknown'}"
+            + (f", networks in {precision}" if precision and precision != "float32" else "") + ")"
             + (f" + refine {refine}" if refine else "")
             + (f" on the images and anatomy maps (weight {weight:g})" if refine and weight else "")
             + (f" (systole anchor: frame {anchor_frame})" if anchor_frame is not None else ""))

@@ -138,6 +138,9 @@ class WorkflowSettings:
         refine: DLIR only: optimisation steps refining the predicted fields (0: none; None:
             :data:`DEFAULT_REFINE`).
         flip_average: DLIR only: average each pair with its mirrored pair (twice the time).
+        float32: DLIR only: the networks in float32 where they would run in bfloat16 (CPUs with AMX,
+            CUDA; :func:`.dlir.inference.mixed_precision`): the same numbers on every CPU, at about
+            1.4x the network's time there.
         anchor: DLIR to the reference only: the systole anchor's place between the reference and ES
             (:func:`.registration.tracking.frame_anchors`); None: the default,
             :data:`.spatial.pairs.SYSTOLE_ANCHOR`; 0: every frame registered to the reference directly.
@@ -164,6 +167,7 @@ class WorkflowSettings:
     mode: str | None = None
     refine: int | None = None
     flip_average: bool = False
+    float32: bool = False
     anchor: float | None = None
     device: str = "auto"
     reference: int | None = None
@@ -180,8 +184,8 @@ class WorkflowSettings:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.myocardium not in MYOCARDIUM_SOURCES:
             raise ValueError(f"myocardium must be one of {MYOCARDIUM_SOURCES}, got {self.myocardium!r}")
-        if self.method != "dlir" and (self.refine or self.flip_average or self.anchor):
-            raise ValueError("refine, flip averaging and the systole anchor are DLIR options (method='dlir')")
+        if self.method != "dlir" and (self.refine or self.flip_average or self.anchor or self.float32):
+            raise ValueError("refine, flip averaging, the systole anchor and float32 are DLIR options (method='dlir')")
         if self.anchor is not None and not 0 <= self.anchor < 1:
             raise ValueError(f"the systole anchor is a fraction in [0, 1) (0: none), got {self.anchor}")
         if "anchor" in self.options:
@@ -202,6 +206,8 @@ class WorkflowSettings:
                              refine=DEFAULT_REFINE if self.refine is None else self.refine)
             if self.flip_average:
                 arguments["flip_average"] = True
+            if self.float32:
+                arguments["amp"] = False
             if self.anchor is not None:
                 arguments["anchor"] = self.anchor
         return arguments

@@ -90,6 +90,17 @@ def test_a_dlir_report_names_the_model_its_licence_passes_and_refinement(cine, t
                 f"{anchor}; {refined})") in capsys.readouterr().out
 
 
+def test_float32_keeps_the_networks_in_float32_and_is_a_dlir_option(cine, tmp_path, capsys):
+    """--float32: amp=False (float32 where the networks would run in bfloat16), recorded in report.json and
+    absent from the model line; refused with another method."""
+    out = tmp_path / "reg"
+    assert main(["register", str(cine), "-o", str(out), "--refine", "0", "--float32"]) == 0
+    assert json.loads((out / "report.json").read_text())["parameters"]["network_precision"] == "float32"
+    assert "of the network per pair; then its correction stage" in capsys.readouterr().out  # no "in bfloat16"
+    assert main(["register", str(cine), "-o", str(tmp_path / "bad"), "--method", "deformable", "--float32"]) == 2
+    assert "--float32 are DLIR options; the method is deformable" in capsys.readouterr().err
+
+
 def test_register_defaults_to_the_default_model_refined_by_24_steps(cine, tmp_path, capsys):
     """No --method: DLIR with the default model refined by 40 steps (workflow.DEFAULT_METHOD /
     DEFAULT_REFINE). --iterations (the optimiser's steps per level) is refused with DLIR, whose
@@ -142,8 +153,10 @@ def test_demo_writes_its_files_and_beats_identity(tmp_path):
     assert numbers["epe_es_mm"] < 0.25 * numbers["identity_epe_es_mm"]
     # the default method, named with its model, licence and refinement
     summary = (tmp_path / "demo" / "summary.txt").read_text()
-    assert ("DLIR (echoreg-dlir-camus, licence CC BY-NC-SA 4.0) + refine 24 on the images and anatomy maps "
-            "(weight 0.1) (systole anchor: frame 3) registration to frame 0") in summary  # 6 frames: A = round(0.6 x 5)
+    # and the networks' precision where it is not float32 (bfloat16 on CPUs with AMX)
+    precision = ", networks in bfloat16" if cpu_has_amx() else ""
+    assert (f"DLIR (echoreg-dlir-camus, licence CC BY-NC-SA 4.0{precision}) + refine 24 on the images and anatomy "
+            "maps (weight 0.1) (systole anchor: frame 3) registration to frame 0") in summary  # 6 frames: A = 3
     assert f"warning: {NETWORK_SEGMENTS}" in summary  # the strain's warnings, on the console and in the file
     assert numbers["ncc_after"] > numbers["ncc_before"]
     with pytest.raises(FileExistsError):

@@ -161,7 +161,7 @@ def test_the_command_line_states_the_default_anchor_and_passes_it_on():
     for bad in ("1", "-0.2", "x"):
         with pytest.raises(SystemExit):
             parser.parse_args(["--anchor", bad])
-    with pytest.raises(EchoDataError, match="--anchor are DLIR options"):
+    with pytest.raises(EchoDataError, match="--anchor and --float32 are DLIR options"):
         settings_from_args(parser.parse_args(["--method", "deformable", "--anchor", "0.5"]))
     # sequential tracking, asked for or the model's own: one line, not a traceback from the registration
     for flags in (["--mode", "sequential"], ["--model", "echoreg-dlir-sim-sequential"]):

@@ -58,7 +58,7 @@ def test_strain_with_dlir_model_and_flip_average(cine, tmp_path, capsys):
         np.testing.assert_allclose(field[1:, ..., 0], lateral * 63 * analysis.sequence.spacing[1], atol=1e-3)
     assert main(["strain", str(path), "--labels", str(labels), "-o", str(tmp_path / "x"), "--method", "deformable",
                  "--refine", "3"]) == 2
-    assert "--flip-average and --anchor are DLIR options; the method is deformable" in capsys.readouterr().err
+    assert "--anchor and --float32 are DLIR options; the method is deformable" in capsys.readouterr().err
 
 
 def test_strain_reuses_a_registration_folder_with_the_same_numbers(cine, tmp_path, capsys):

@@ -24,9 +24,10 @@ real-template family and SIMUS (needs pymust, else left out), and each variant i
 (mean and 95 % bootstrap interval). A short budget ranks the terms at that budget: the shipped model
 trained 5 stages (about 4.5 h on one CPU thread).
 
-Usage (repository root, ``../shared`` beside it; resumable: run it again to continue)::
+Usage (repository root, ``../shared`` beside it; resumable: run it again to continue; about an hour on 2
+CPU cores at 1500 steps)::
 
-    .venv/bin/python benchmarks/ablation_generalisation.py --budget 600 --work runs/ablation12
+    .venv/bin/python benchmarks/ablation_generalisation.py --budget 1500 --work runs/ablation12 --cache runs/cache
 """
 
 from __future__ import annotations

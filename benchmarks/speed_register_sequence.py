@@ -37,6 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.peer_methods import opencv_dis, peer_sequence_fields  # noqa: E402
+from EchoRegistrationLib.device import resolve_device  # noqa: E402
 from EchoRegistrationLib.dlir.inference import network_precision, predict_sequence_fields  # noqa: E402
 from EchoRegistrationLib.enhancement.inference import enhance_sequence, load_enhancer  # noqa: E402
 from EchoRegistrationLib.dlir.shipped import SEQUENTIAL_MODEL, SHIPPED_MODEL  # noqa: E402
@@ -126,8 +127,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"of {sorted(METHODS)} or {DLIR_PREFIX}MODEL (default {DEFAULT_METHODS})")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5, help="rounds (default 5)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help='"cpu" (default), "cuda", "auto" ...')
     args = parser.parse_args(argv)
+    args.device = str(resolve_device(args.device))  # "auto" -> "cuda" or "cpu"
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     seq = simulate_sequence(n_frames=args.frames, image_size=tuple(args.shape), seed=10_000).sequence

@@ -254,6 +254,10 @@ def add_registration_options(parser: argparse.ArgumentParser) -> None:
                              "frames are compared (that network learnt from apical four-chamber CAMUS frames))")
     parser.add_argument("--flip-average", action="store_true",
                         help="dlir: average each pair's field with that of the mirrored pair (twice the time)")
+    parser.add_argument("--float32", action="store_true",
+                        help="dlir: run the networks in float32 where they would run in bfloat16 (CPUs with AMX, "
+                             "CUDA): the same numbers on every CPU, at about 1.4x the network's time there "
+                             "(report.json records network_precision either way)")
     # the default is spatial.pairs.SYSTOLE_ANCHOR, written out: that module imports torch, this one does not
     # (Testing/test_systole_anchor.py holds the two together)
     parser.add_argument("--anchor", type=anchor_fraction,
@@ -291,8 +295,8 @@ def settings_from_args(args: argparse.Namespace, myocardium: str = "none") -> Wo
             --control-spacing without a refinement (--refine 0), --anchor with sequential tracking.
         FileNotFoundError: --anchor with a --model that cannot be found (its tracking is read first).
     """
-    if args.method != "dlir" and (args.refine or args.flip_average or args.model or args.anchor):
-        raise EchoDataError("--method", f"--model, --refine, --flip-average and --anchor are DLIR options; "
+    if args.method != "dlir" and (args.refine or args.flip_average or args.model or args.anchor or args.float32):
+        raise EchoDataError("--method", f"--model, --refine, --flip-average, --anchor and --float32 are DLIR options; "
                                         f"the method is {args.method}")
     if args.method == "dlir" and args.iterations is not None:
         raise EchoDataError("--iterations", f"sets the optimiser's steps per pyramid level (--method deformable, "
@@ -307,8 +311,8 @@ def settings_from_args(args: argparse.Namespace, myocardium: str = "none") -> Wo
                                                   ("control_spacing", args.control_spacing)) if v is not None}
     settings = WorkflowSettings(
         method=args.method, model=args.model, mode=args.mode, refine=args.refine,
-        flip_average=args.flip_average, anchor=args.anchor, device=args.device, reference=args.reference,
-        options=options, enhance=args.enhance,
+        flip_average=args.flip_average, float32=args.float32, anchor=args.anchor, device=args.device,
+        reference=args.reference, options=options, enhance=args.enhance,
         myocardium=myocardium, wall_width=getattr(args, "wall_width", None),
         apical_view=getattr(args, "apical_view", None), full_cycle=getattr(args, "full_cycle", None))
     if args.anchor and settings.dlir_mode() == "sequential":

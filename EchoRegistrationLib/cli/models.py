@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..dlir.shipped import CATALOG, DLIR_KIND, MODELS_DIR, list_models
+from ..dlir.shipped import CAMUS_MODEL, CATALOG, DLIR_KIND, MODELS_DIR, list_models
 
 
 LICENCE_TERMS = {"BSD-3-Clause": "permissive, the project's own licence",
@@ -28,13 +28,14 @@ def _cmd_models(args: argparse.Namespace) -> int:
                   f"{anatomy} | {info.licence} | "
                   f"{', '.join(info.training_data) or 'unknown'} |")
             licences.add(info.licence)
-            if info.anatomy_rows and "camus" in info.training_data:
+            if info.anatomy_rows and info.name == CAMUS_MODEL:  # its model card: camus_ed_es, A4C frames only
                 camus_anatomy.append(info.name)
     for licence in sorted(licences & set(LICENCE_TERMS)):
         print(f"{licence}: {LICENCE_TERMS[licence]}")
-    for name in camus_anatomy:  # camus_ed_es holds apical four-chamber frames only
-        print(f"{name}: its anatomy network learnt CAMUS apical four-chamber (A4C) frames only; a refinement on "
-              f"another view warns that it compared them (--refine 0: the network alone)")
+    for name in camus_anatomy:
+        print(f"{name}: its anatomy network learnt CAMUS apical four-chamber (A4C) frames only; a refinement of "
+              f"a sequence whose view is known to be another (recorded in the file or --apical-view) warns that "
+              f"it compared them (--refine 0: the network alone)")
     print("enhancement is off unless asked for (--enhance MODEL, the panel's \"Enhance before registration\")")
     return 0
 

@@ -64,7 +64,9 @@ def intensity_window(frames: torch.Tensor) -> torch.Tensor:
     ``frames`` (subsampled beyond ``MAX_PERCENTILE_SAMPLES``), linearly interpolated between order
     statistics as :func:`torch.quantile` does. On the CPU the two pairs of order statistics come from
     one :func:`numpy.partition` (the same values, in a seventh of the time of the full sort
-    ``torch.quantile`` makes); elsewhere from ``torch.quantile`` (no copy to the host)."""
+    ``torch.quantile`` makes); elsewhere from ``torch.quantile`` (no copy to the host). The frames are
+    finite (:class:`~..sequence.EchoSequence` refuses NaN and infinities): with a NaN ``torch.quantile``
+    would give NaN and the partition would not."""
     values = frames.detach().flatten().float()
     if values.numel() > MAX_PERCENTILE_SAMPLES:
         values = values[::values.numel() // MAX_PERCENTILE_SAMPLES + 1]
