@@ -255,6 +255,19 @@ def test_round_trip_keeps_end_diastole_and_end_systole(tmp_path):
     assert (unknown.ed_index, unknown.es_index) == (None, None)
 
 
+@pytest.mark.parametrize(("view", "stored"), [("A2C", "A2C"), ("2CH", "2CH"), (None, None),
+                                             ("A4C\nencoding: raw", None), ("vue apicale \u00e0 4", None)])
+def test_round_trip_keeps_the_view_when_it_is_a_plain_name(tmp_path, view, stored):
+    """The view (metadata["view"]: the registration's anatomy warning and strain's segment names read it)
+    is kept in EchoRegistration.View; a text a header line cannot hold as it is (a line break, non-ASCII)
+    is left out rather than written mangled."""
+    seq = make_sequence()
+    seq = dataclasses.replace(seq, metadata={**seq.metadata, **({"view": view} if view else {})})
+    path = write_seq_nrrd(seq, tmp_path / "view.seq.nrrd")
+    assert nrrd.read_header(str(path)).get("EchoRegistration.View") == stored
+    assert read_seq_nrrd(path).metadata.get("view") == stored
+
+
 @pytest.mark.parametrize("value", ["x", "9", "-1"])
 def test_a_bad_end_systole_field_names_the_file_and_the_field(tmp_path, value):
     path = write_seq_nrrd(make_sequence(es_index=2), tmp_path / "bad.seq.nrrd")

@@ -68,6 +68,10 @@ SPACING_KNOWN_KEY = "EchoRegistration.SpacingKnown"
 # the Slicer bridge (mrml.sequences) keeps the same names as sequence-node attributes.
 ED_FRAME_KEY, ES_FRAME_KEY = "EchoRegistration.EDFrame", "EchoRegistration.ESFrame"
 ES_IN_FILE_KEY = "EchoRegistration.ESFrameInFile"
+# Custom field for the echo view (``metadata["view"]``: "A4C", "A2C", CAMUS "2CH" ...), when known: the
+# registration's warnings name it (registration.tracking.anatomy_view_warnings), strain names its segments.
+VIEW_KEY = "EchoRegistration.View"
+_VIEW_TEXT = re.compile(r"[A-Za-z0-9 _.-]{1,32}")  # a plain name that a header line holds as it is
 # gzip level 1: on a real CAMUS cine (13 MB float32) 2.5 MB in 0.2 s, level 9 1.85 MB in 7.8 s.
 _GZIP_LEVEL = 1
 
@@ -113,7 +117,8 @@ def read_seq_nrrd(path: str | os.PathLike, *, frame_rate: float | None = None) -
     and the values are numeric and strictly increasing; otherwise ``frame_times`` is None and
     ``metadata["note"]`` says why. ``frame_rate`` (frames/s), when given, sets the times to
     ``i / frame_rate`` whatever the index holds (as the other readers do). ED and ES come from this
-    project's :data:`ED_FRAME_KEY` / :data:`ES_FRAME_KEY` fields when the file has them.
+    project's :data:`ED_FRAME_KEY` / :data:`ES_FRAME_KEY` fields when the file has them, the view
+    (``metadata["view"]``) from :data:`VIEW_KEY`.
 
     Raises:
         FileNotFoundError: no such file.
@@ -161,6 +166,9 @@ def read_seq_nrrd(path: str | os.PathLike, *, frame_rate: float | None = None) -
         metadata["note"] = "; ".join(notes)
     phases, in_file = phase_fields(header, frames.shape[0], source)
     metadata.update(in_file)  # ES set by the user: the original file's kept apart from it
+    view = str(header.get(VIEW_KEY, "")).strip()
+    if view:
+        metadata["view"] = view
     return EchoSequence(frames=frames, frame_times=times, metadata=metadata, **phases, **geometry)
 
 
@@ -170,8 +178,9 @@ def write_seq_nrrd(seq: EchoSequence, path: str | os.PathLike, overwrite: bool =
     The index is ``time`` in ``s`` holding ``seq.frame_times``; a sequence whose frame times are
     unknown gets the index ``frame`` (no unit) holding 0..T-1, so reading it back gives unknown
     times again. ED and ES, when known, are stored in :data:`ED_FRAME_KEY` / :data:`ES_FRAME_KEY`
-    (Slicer keeps such fields as attributes of the sequence node), and an ES set by the user with the
-    file's own in :data:`ES_IN_FILE_KEY`; labels and other metadata are not.
+    (Slicer keeps such fields as attributes of the sequence node), an ES set by the user with the
+    file's own in :data:`ES_IN_FILE_KEY`, and the view (``metadata["view"]``, a plain name such as "A2C")
+    in :data:`VIEW_KEY`; labels and other metadata are not.
 
     Returns the written path. Raises FileExistsError when ``path`` exists and ``overwrite`` is False.
     """
@@ -209,6 +218,9 @@ def write_seq_nrrd(seq: EchoSequence, path: str | os.PathLike, overwrite: bool =
               if index is not None]
     if seq.es_set_by_user:
         lines.append(f"{ES_IN_FILE_KEY}:={'' if seq.es_in_file is None else seq.es_in_file}")
+    view = str(seq.metadata.get("view") or "").strip()
+    if _VIEW_TEXT.fullmatch(view):  # any other text (a line break, non-ASCII) is left out, not mangled
+        lines.append(f"{VIEW_KEY}:={view}")
     header = ("\n".join(lines) + "\n\n").encode("ascii")
     pixels = np.ascontiguousarray(seq.frames, dtype="<f4")  # C order (T, H, W) = NRRD W fastest
     with atomic_output(path, overwrite) as tmp:
