@@ -69,7 +69,8 @@ SPACING_KNOWN_KEY = "EchoRegistration.SpacingKnown"
 ED_FRAME_KEY, ES_FRAME_KEY = "EchoRegistration.EDFrame", "EchoRegistration.ESFrame"
 ES_IN_FILE_KEY = "EchoRegistration.ESFrameInFile"
 # Custom field for the echo view (``metadata["view"]``: "A4C", "A2C", CAMUS "2CH" ...), when known: the
-# registration's warnings name it (registration.tracking.anatomy_view_warnings), strain names its segments.
+# registration's warnings name it (registration.tracking.anatomy_view_warnings), strain names its segments;
+# the Slicer bridge (mrml.sequences) keeps it as the sequence node's attribute of the same name.
 VIEW_KEY = "EchoRegistration.View"
 _VIEW_TEXT = re.compile(r"[A-Za-z0-9 _.-]{1,32}")  # a plain name that a header line holds as it is
 # gzip level 1: on a real CAMUS cine (13 MB float32) 2.5 MB in 0.2 s, level 9 1.85 MB in 7.8 s.

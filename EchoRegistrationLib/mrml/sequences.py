@@ -24,7 +24,7 @@ import vtk
 from vtk.util import numpy_support
 
 from ..io.colour import rgb_to_luma
-from ..io.seqnrrd import (ED_FRAME_KEY, ES_FRAME_KEY, ES_IN_FILE_KEY, SPACING_KNOWN_KEY, TIME_UNIT_SECONDS,
+from ..io.seqnrrd import (ED_FRAME_KEY, ES_FRAME_KEY, ES_IN_FILE_KEY, SPACING_KNOWN_KEY, TIME_UNIT_SECONDS, VIEW_KEY,
                           format_number, phase_fields)
 from ..sequence import EchoDataError, EchoSequence, geometry_from_ijk_to_ras
 
@@ -32,7 +32,7 @@ from ..sequence import EchoDataError, EchoSequence, geometry_from_ijk_to_ras
 ED_ATTRIBUTE, ES_ATTRIBUTE = ED_FRAME_KEY, ES_FRAME_KEY
 # present only when ES was set by the user: the file's ES frame ("" when the file gave none)
 ES_IN_FILE_ATTRIBUTE = ES_IN_FILE_KEY
-VIEW_ATTRIBUTE = "EchoRegistration.View"
+VIEW_ATTRIBUTE = VIEW_KEY  # the view ("A4C", CAMUS "2CH" ...), the same field in a .seq.nrrd header
 SPACING_KNOWN_ATTRIBUTE = SPACING_KNOWN_KEY  # the .seq.nrrd header field Slicer keeps as attribute
 _GEOMETRY_TOLERANCE = 1e-4  # mm: frames whose IJK-to-RAS differ by more are not one cine
 
