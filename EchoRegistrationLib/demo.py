@@ -18,24 +18,9 @@ from .io import load_sequence, save_sequence
 from .io.atomic import atomic_output
 from .spatial.metrics import myocardial_end_point_error
 from .visualize import save_frame_montage, save_registration_figure
+from .workflow import describe_registration
 
 DEMO_SEED = 2026
-
-
-def describe_method(method: str, parameters: dict) -> str:
-    """How a registration was made, in words: the method, and for DLIR the model, its licence, the
-    refinement steps (with the weight of the anatomy maps when they guided it), the systole
-    anchor frame it went through and the networks' precision when it was not float32."""
-    if method != "dlir":
-        return method
-    refine, anchor_frame = parameters.get("refine") or 0, parameters.get("anchor_frame")
-    weight = parameters.get("refine_anatomy_weight")
-    precision = parameters.get("network_precision")
-    return (f"DLIR ({parameters.get('model')}, licence {parameters.get('licence') or 'unknown'}"
-            + (f", networks in {precision}" if precision and precision != "float32" else "") + ")"
-            + (f" + refine {refine}" if refine else "")
-            + (f" on the images and anatomy maps (weight {weight:g})" if refine and weight else "")
-            + (f" (systole anchor: frame {anchor_frame})" if anchor_frame is not None else ""))
 
 
 def run_demo(output: Path, *, overwrite: bool = False, n_frames: int = 20) -> dict[str, float]:
@@ -84,7 +69,7 @@ def run_demo(output: Path, *, overwrite: bool = False, n_frames: int = 20) -> di
     lines = [
         f"EchoRegistration demo: simulated A4C, {seq.n_frames} frames {seq.frame_shape[0]}x{seq.frame_shape[1]}, "
         f"spacing {seq.spacing[0]:.3f} mm, seed {DEMO_SEED}",
-        f"{describe_method(result.method, result.parameters)} registration to frame 0 on {result.device}: "
+        f"{describe_registration(result.method, result.parameters)} registration to frame 0 on {result.device}: "
         f"{result.seconds:.2f} s "
         f"({1000 * result.seconds_per_pair:.0f} ms per frame pair)",
         f"NCC to the reference: {numbers['ncc_before']:.3f} before, {numbers['ncc_after']:.3f} after",

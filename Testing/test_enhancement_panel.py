@@ -162,15 +162,18 @@ def test_the_logic_enhances_only_when_the_checkbox_is_on(module, models, tmp_pat
     assert (parameters.systoleAnchor, dlir.anchor) == (True, None)  # the library's default: the systole anchor
     parameters.systoleAnchor = False
     assert logic.settings(parameters).arguments()["anchor"] == 0  # every frame directly
+    assert (parameters.float32, dlir.float32) == (False, False)  # bfloat16 where the CPU has AMX
+    parameters.float32 = True
+    assert logic.settings(parameters).arguments()["amp"] is False  # float32 on every CPU
     assert (parameters.endSystoleFrame, dlir.es_frame) == (-1, None)  # the sequence's ES, else detected
     parameters.endSystoleFrame = 8
     assert logic.settings(parameters).es_frame == 8
     parameters.endSystoleFrame = -1
     parameters.method = "Deformable"
     optimiser = logic.settings(parameters)
-    assert (optimiser.method, optimiser.model, optimiser.refine, optimiser.enhance, optimiser.anchor) == \
-        ("deformable", "", 0, on.enhance, None)
-    parameters.systoleAnchor = True
+    assert (optimiser.method, optimiser.model, optimiser.refine, optimiser.enhance, optimiser.anchor,
+            optimiser.float32) == ("deformable", "", 0, on.enhance, None, False)  # a DLIR option: left out
+    parameters.systoleAnchor, parameters.float32 = True, False
     parameters.method = "DLIR + refine"
 
     bare = module.EchoRegistrationLogic(tmp_path / "no models")

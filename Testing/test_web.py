@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -139,8 +140,13 @@ def test_the_page_runs_dlir_on_the_demo_cine_with_landmarks(page, demo, artefact
 
     page.get_by_role("button", name="dlir", exact=True).click()  # the default method, refined by default
     playwright.expect(page.get_by_label("DLIR refine steps")).to_have_value("24")
+    playwright.expect(page.locator("#float32")).not_to_be_checked()  # bfloat16 where the CPU has AMX
     page.locator("#apply").click()
     playwright.expect(page.locator("#status")).to_contain_text("Done", timeout=TIMEOUT_MS)
+    # the status says how: the model and its licence, the precision when reduced, the refinement
+    playwright.expect(page.locator("#status")).to_contain_text(
+        re.compile(r"Done: DLIR \(echoreg-dlir-camus, licence CC BY-NC-SA 4\.0(, networks in bfloat16)?\) "
+                   r"\+ refine 24 on the images and anatomy maps"))
     assert page.locator("#error").inner_text().strip() == ""
     assert page.locator("#progress").get_attribute("aria-valuenow") == "100"
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..sequence import EchoDataError, error_line  # noqa: F401 (the CLI's error format)
 from ..workflow import (DEFAULT_METHOD, DEFAULT_REFINE, METHODS, Analysis, Study, WorkflowSettings,
-                        parse_landmarks)
+                        parse_landmarks, reduced_precision)
 
 # EchoDataError covers bad input and model files; OSError an unreadable input or an output
 # location that cannot be written (read-only, full, below a file, existing files).
@@ -119,9 +119,9 @@ def describe_model_use(parameters: Mapping[str, Any]) -> str:
     details = [f"licence: {parameters.get('licence') or 'unknown'}"]
     if "passes" in parameters:
         passes = parameters["passes"]
-        precision = parameters.get("network_precision")  # absent from reports written before it was recorded
+        precision = reduced_precision(parameters)
         details.append(f"{passes} pass{'es' if passes != 1 else ''} of the network per pair"
-                       + (f" in {precision}" if precision and precision != "float32" else ""))
+                       + (f" in {precision}" if precision else ""))
     if parameters.get("correction_rows"):
         details.append(f"then its correction stage on {parameters['correction_rows']} rows")
     anchor = parameters.get("anchor")

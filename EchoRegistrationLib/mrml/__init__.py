@@ -27,7 +27,7 @@ from ..lazy import lazy_package
 __getattr__, __all__ = lazy_package(__name__, {
     ".myocardium": ("myocardium_from_node",),
     ".display": ("SliceLayers", "apply_layers", "output_layers", "set_grid_visible"),
-    ".outputs": ("EchoOutputs", "add_outputs", "remove_nodes", "remove_outputs",
+    ".outputs": ("REGISTRATION_ATTRIBUTE", "EchoOutputs", "add_outputs", "remove_nodes", "remove_outputs",
                  "show_frame_registration"),
     ".pipeline": ("DEVICES", "METHODS", "Analysis", "FrameRegistration", "InputRemoved",
                   "RegistrationSettings", "analyse", "register_frame"),

@@ -6,7 +6,8 @@
 * ``N enhanced``: volume sequence of the frames as registered, enhanced before registration and
   unwarped (only when the settings enhanced them, ``registration.enhanced``);
 * ``N deformation``: sequence of grid transforms (the fields, "from parent" = resampling
-  direction), its proxy shown as a deformation grid in the slice views;
+  direction), its proxy shown as a deformation grid in the slice views; its attribute
+  :data:`REGISTRATION_ATTRIBUTE` says how they were made (saved with the scene);
 * ``N longitudinal strain``: volume sequence of the longitudinal strain maps in % on the reference
   frame (NaN outside the myocardium, shown transparent) with a diverging colour table, shortening
   red and lengthening blue (with a myocardium);
@@ -37,6 +38,7 @@ import slicer
 from ..sequence import EchoSequence
 from ..strain import StrainResult
 from ..strain.result import NO_TIMES
+from ..workflow import describe_registration
 from .pipeline import Analysis, FrameRegistration
 from .sequences import (find_browser, remove_node, synchronise, unsynchronise, volume_node,
                         volume_sequence_node)
@@ -44,6 +46,9 @@ from .tables import line_chart, remove_chart, table_node
 from .display import show_deformation_grid, show_strain_map, strain_colour_table
 from .transforms import grid_transform_node, transform_sequence_node
 
+# on the deformation sequence: how the registration was made (method; DLIR: model, licence, the networks'
+# precision when not float32, refinement, systole anchor frame), :func:`..workflow.describe_registration`
+REGISTRATION_ATTRIBUTE = "EchoRegistration.Registration"
 TIME_COLUMN = "time from ED (s)"
 FRAME_COLUMN = "frame"
 
@@ -129,6 +134,8 @@ def add_outputs(scene: slicer.vtkMRMLScene, browser: slicer.vtkMRMLSequenceBrows
                                            like=input_sequence))
         transforms = keep(transform_sequence_node(scene, f"{name} deformation",
                                                   registration.displacement, seq, like=input_sequence))
+        transforms.SetAttribute(REGISTRATION_ATTRIBUTE,
+                                describe_registration(registration.method, registration.parameters))
         strain_map = None if strain is None else keep(volume_sequence_node(
             scene, f"{name} longitudinal strain", seq, strain.longitudinal_map, like=input_sequence))
         enhanced = None if registration.enhanced is None else keep(volume_sequence_node(

@@ -25,13 +25,14 @@ from ..dlir.shipped import SHIPPED_MODEL, list_models
 from ..mrml import METHODS, RegistrationSettings
 from ..registration import RegistrationCancelled
 from ..sequence import EchoDataError
-from ..workflow import DEFAULT_METHOD, DEFAULT_REFINE, parse_frame_number
+from ..workflow import DEFAULT_METHOD, DEFAULT_REFINE, describe_registration, parse_frame_number
 from .session import MAX_UPLOAD_MB, MYOCARDIUM_SOURCES, Overlays, UploadRefused, WebSession
 
 LOG = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 PLAY_INTERVAL_S = 0.1
-FORM = ("method", "model", "refine", "anchor", "reference", "es_frame", "myocardium")  # the settings Apply sends along
+# the settings Apply sends along
+FORM = ("method", "model", "refine", "anchor", "float32", "reference", "es_frame", "myocardium")
 # sent after FORM: how many cines had been opened when the page showed those settings, so that a form shown
 # for one cine (its reference and ES frames) is not applied to the next
 FORM_CINE = "cines_opened"
@@ -65,7 +66,7 @@ class EchoWebApp:
             "status": "Open a cine: a path on this server, or upload a file.", "error": "",
             "method": DEFAULT_METHOD, "methods": list(METHODS), "model": SHIPPED_MODEL if SHIPPED_MODEL in self.models
             else next(iter(self.models), ""), "models": list(self.models), "licence": "", "refine": DEFAULT_REFINE,
-            "anchor": True, "reference": "", "es_frame": "", "myocardium": "landmarks", FORM_CINE: 0,
+            "anchor": True, "float32": False, "reference": "", "es_frame": "", "myocardium": "landmarks", FORM_CINE: 0,
             "myocardium_sources": list(MYOCARDIUM_SOURCES),
             "landmarks": 0, "busy": False, "progress": 0, "has_cine": False, "has_results": False,
             "frame": 0, "last_frame": 0, "playing": False, "grid": True, "strain": True,
@@ -149,6 +150,7 @@ class EchoWebApp:
         return RegistrationSettings(method=self.state.method, model=self.state.model,
                                     refine=refine if self.state.method == "dlir" else 0,
                                     anchor=None if self.state.anchor or self.state.method != "dlir" else 0,
+                                    float32=bool(self.state.float32) and self.state.method == "dlir",
                                     reference=reference, es_frame=es_frame)
 
     def apply(self, *form: Any) -> None:
@@ -203,7 +205,9 @@ class EchoWebApp:
                 return
             self.session.show(analysis)
             self._results()
-            state.status = (f"Done: {analysis.registration.method} in {analysis.registration.seconds:.1f} s"
+            registration = analysis.registration
+            state.status = (f"Done: {describe_registration(registration.method, registration.parameters)} in "
+                            f"{registration.seconds:.1f} s"
                             + ("" if analysis.strain is None else
                                f"; GLS at ES {analysis.strain.gls_endo[analysis.strain.es_index]:.1f} %"))
 
@@ -293,6 +297,8 @@ class EchoWebApp:
                                      density="compact", hide_details=True, disabled=("method !== 'dlir'",))
                 v.VCheckbox(v_model=("anchor",), label="Track through a systole anchor (when ES is known)",
                             id="anchor", density="compact", hide_details=True, disabled=("method !== 'dlir'",))
+                v.VCheckbox(v_model=("float32",), label="Networks in float32 (the same numbers on every CPU)",
+                            id="float32", density="compact", hide_details=True, disabled=("method !== 'dlir'",))
                 html.Div("Myocardium", classes="text-caption mt-2")
                 with v.VRadioGroup(v_model=("myocardium",), inline=True, density="compact", hide_details=True):
                     v.VRadio(label="three landmarks", value="landmarks")
