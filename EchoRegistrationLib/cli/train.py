@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..dlir.items import DATA_SPECS
 from ..sequence import EchoDataError
 from .common import count, device_name, non_negative_number, positive_number, share
 
@@ -90,8 +91,7 @@ def _add_common(parser: argparse.ArgumentParser, *, batch_size: int, learning_ra
     own defaults, shown in the help (the option passes nothing unless given); ``items``: what a
     batch holds; ``iterations_per_epoch``: the option's default."""
     parser.add_argument("--data", action="append", required=True,
-                        help="training source, repeatable: sim:START-STOP[:CACHE], sim-randomised:START-STOP[:CACHE], "
-                             "warped:FOLDER[:COPIES] or a folder")
+                        help=f"training source, repeatable: {DATA_SPECS} or a folder")
     parser.add_argument("--validation", action="append", help="validation source, repeatable")
     parser.add_argument("-o", "--output", required=True, help="checkpoint folder")
     parser.add_argument("--batch-size", type=count(1), help=f"{items} per step (default {batch_size})")

@@ -41,7 +41,7 @@ from .shipped import PROJECT_LICENCE
 from ..spatial import compose, field_to_torch, invert_field, mirror_field, warp
 from .augment import randomise_appearance
 from .grid import prepare_frames, working_shape
-from .items import SequenceItem
+from .items import DATA_SPECS, SequenceItem
 from .templates import WARPED_SPEC, WarpedTemplates
 
 NUM_LABELS = 4  # background, LV cavity, myocardium, left atrium (CAMUS codes)
@@ -294,9 +294,6 @@ class Concatenated(Sequence):
 
 
 SIM_SPEC = re.compile(r"^sim(?:ulated)?(-randomised)?:(\d+)-(\d+)(?::(.+))?$")
-
-
-DATA_SPECS = "sim:START-STOP[:CACHE], sim-randomised:START-STOP[:CACHE], warped:FOLDER[:COPIES]"
 
 
 def open_source(spec: Any) -> Sequence[SequenceItem]:

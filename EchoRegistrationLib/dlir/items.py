@@ -8,6 +8,10 @@ import numpy as np
 
 from ..sequence import EchoSequence
 
+# the training sources :func:`.data.open_source` reads besides a folder (here, torch-free, for the command
+# line's help)
+DATA_SPECS = "sim:START-STOP[:CACHE], sim-randomised:START-STOP[:CACHE], warped:FOLDER[:COPIES]"
+
 
 @dataclass(eq=False)
 class SequenceItem:
