@@ -146,8 +146,9 @@ class EchoRegistrationParameterNode:
     systoleAnchor: DLIR to the reference: track through the systole anchor frame when ES is known (the
         sequence's or ``endSystoleFrame``; the library's default, ``WorkflowSettings.anchor`` None); off:
         every frame registered directly (``anchor`` 0).
-    float32: DLIR: the networks in float32 where they would run in bfloat16 (CPUs with AMX, GPUs;
-        ``WorkflowSettings.float32``): the same numbers on every CPU, the registration taking 1.3-1.5x as long there.
+    float32: DLIR: the networks in float32 where they would run in reduced precision (bfloat16 on CPUs with
+        AMX, bfloat16 or float16 on GPUs; ``WorkflowSettings.float32``): results that do not depend on AMX, the
+        networks taking about 1.4x as long on such a CPU, DLIR + refine about 1.1x (README, Slicer module).
     enhance: enhance the frames with the installed enhancement model before registering
         (experimental, off by default; :meth:`EchoRegistrationLogic.enhancer`).
     warpedSequence ... strainChart, enhancedSequence: outputs of the last run (replaced by the next
@@ -620,7 +621,7 @@ class EchoRegistrationLogic(ScriptedLoadableModuleLogic):
     def describe(outputs) -> str:
         """How the registration of ``outputs`` was made, as recorded on its deformation sequence
         (``EchoRegistrationLib.mrml.REGISTRATION_ATTRIBUTE``): the method; DLIR: the model, its
-        licence, the networks' precision when not float32, the refinement and the systole anchor."""
+        licence, the networks' precision, the refinement and the systole anchor."""
         from EchoRegistrationLib.mrml import REGISTRATION_ATTRIBUTE
 
         return outputs.transforms.GetAttribute(REGISTRATION_ATTRIBUTE) or ""

@@ -230,26 +230,19 @@ class WorkflowSettings:
         return (self.model or SHIPPED_MODEL) if self.method == "dlir" else ""
 
 
-def reduced_precision(parameters: Mapping[str, Any]) -> str | None:
-    """The dtype a DLIR registration's networks ran in when it was not float32: "bfloat16" (CPUs with
-    AMX, CUDA) or "float16" (older GPUs), from ``parameters["network_precision"]``
-    (:func:`EchoRegistrationLib.dlir.inference.network_precision`); None for float32, for other methods
-    and for reports written before it was recorded."""
-    precision = parameters.get("network_precision")
-    return precision if precision and precision != "float32" else None
-
-
 def describe_registration(method: str, parameters: Mapping[str, Any]) -> str:
-    """How a registration was made, in one line: the method, and for DLIR the model, its licence, the
-    networks' precision when it was not float32 (:func:`reduced_precision`), the refinement steps (with
-    the weight of the anatomy maps when they guided it) and the systole anchor frame it went through:
-    "DLIR (echoreg-dlir-camus, licence CC BY-NC-SA 4.0, networks in bfloat16) + refine 24 on the images
-    and anatomy maps (weight 0.1) (systole anchor: frame 11)"."""
+    """How a registration was made, in one line: the method, and for DLIR the model, its licence, the networks'
+    precision (``parameters["network_precision"]``,
+    :func:`EchoRegistrationLib.dlir.inference.network_precision`: "bfloat16" on CPUs with AMX and CUDA,
+    "float16" on older GPUs, else "float32"; left out of reports written before it was recorded), the
+    refinement steps (with the weight of the anatomy maps when they guided it) and the systole anchor frame
+    it went through: "DLIR (echoreg-dlir-camus, licence CC BY-NC-SA 4.0, networks in bfloat16) + refine 24
+    on the images and anatomy maps (weight 0.1) (systole anchor: frame 11)"."""
     if method != "dlir":
         return method
     refine, anchor_frame = parameters.get("refine") or 0, parameters.get("anchor_frame")
     weight = parameters.get("refine_anatomy_weight")
-    precision = reduced_precision(parameters)
+    precision = parameters.get("network_precision")
     return (f"DLIR ({parameters.get('model')}, licence {parameters.get('licence') or 'unknown'}"
             + (f", networks in {precision}" if precision else "") + ")"
             + (f" + refine {refine}" if refine else "")

@@ -78,7 +78,7 @@ def test_a_dlir_report_names_the_model_its_licence_passes_and_refinement(cine, t
         # the networks run in bfloat16 on CPUs with AMX (dlir.inference.mixed_precision), and the line says so
         precision = "bfloat16" if cpu_has_amx() else "float32"
         assert parameters["network_precision"] == precision
-        amp = " in bfloat16" if precision == "bfloat16" else ""
+        amp = f" in {precision}"
         # 40-row frames: the half level would be coarser than the network's grid, so one level
         refined = f"refine {refine}: up to {refine // 2} optimisation steps, at full resolution, on the images and " \
             f"the model's anatomy maps (weight 0.1)" if refine else "not refined"
@@ -92,11 +92,11 @@ def test_a_dlir_report_names_the_model_its_licence_passes_and_refinement(cine, t
 
 def test_float32_keeps_the_networks_in_float32_and_is_a_dlir_option(cine, tmp_path, capsys):
     """--float32: amp=False (float32 where the networks would run in bfloat16), recorded in report.json and
-    absent from the model line; refused with another method."""
+    named in the model line; refused with another method."""
     out = tmp_path / "reg"
     assert main(["register", str(cine), "-o", str(out), "--refine", "0", "--float32"]) == 0
     assert json.loads((out / "report.json").read_text())["parameters"]["network_precision"] == "float32"
-    assert "of the network per pair; then its correction stage" in capsys.readouterr().out  # no "in bfloat16"
+    assert "of the network per pair in float32; then its correction stage" in capsys.readouterr().out
     assert main(["register", str(cine), "-o", str(tmp_path / "bad"), "--method", "deformable", "--float32"]) == 2
     assert "--float32 are DLIR options; the method is deformable" in capsys.readouterr().err
 

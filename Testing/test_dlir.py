@@ -1,6 +1,7 @@
 """DLIR models, working grid, objective, data and checkpoints: shapes, units, gradients, round trips."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -547,6 +548,22 @@ def test_items_cache_folders_and_specs(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no readable sequences"):
         SequenceFolder(tmp_path / "empty")
+
+
+def test_every_data_spec_the_help_lists_is_one_open_source_reads():
+    """``DATA_SPECS`` (the torch-free text of the command line's --data help and of open_source's error) and
+    the patterns open_source reads are kept apart: each listed form, with and without its optional part,
+    must match one of them, and each pattern's prefix must be listed."""
+    from EchoRegistrationLib.dlir.data import SIM_SPEC
+    from EchoRegistrationLib.dlir.items import DATA_SPECS
+    from EchoRegistrationLib.dlir.templates import WARPED_SPEC
+
+    values = {"START": "0", "STOP": "2", "CACHE": "cache", "FOLDER": "folder", "COPIES": "3"}
+    forms = [re.sub("|".join(values), lambda m: values[m.group()], form)
+             for spec in DATA_SPECS.split(", ")
+             for form in (re.sub(r"\[[^]]*\]", "", spec), spec.replace("[", "").replace("]", ""))]
+    assert len(forms) == 6 and all(SIM_SPEC.match(f) or WARPED_SPEC.match(f) for f in forms), forms
+    assert {f.split(":")[0] for f in forms} == {"sim", "sim-randomised", "warped"}
 
 
 def test_random_affine_is_a_valid_map():

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..sequence import EchoDataError, error_line  # noqa: F401 (the CLI's error format)
 from ..workflow import (DEFAULT_METHOD, DEFAULT_REFINE, METHODS, Analysis, Study, WorkflowSettings,
-                        parse_landmarks, reduced_precision)
+                        parse_landmarks)
 
 # EchoDataError covers bad input and model files; OSError an unreadable input or an output
 # location that cannot be written (read-only, full, below a file, existing files).
@@ -111,7 +111,7 @@ def print_warnings(lines: Sequence[str]) -> None:
 
 def describe_model_use(parameters: Mapping[str, Any]) -> str:
     """How a DLIR registration used its model, from its ``parameters`` (model, licence, passes and their
-    precision when not float32, the correction stage, the systole anchor, and the refinement's steps per
+    precision (when recorded), the correction stage, the systole anchor, and the refinement's steps per
     level when known, refine): "model NAME (licence: TERMS; 2 passes of the network per pair in bfloat16;
     then its correction stage on 192 rows; systole anchor 0.6: later systolic frames registered through
     frame 11; refine 40: up to 20 + 10 optimisation steps, coarse to fine, on the images and the model's
@@ -119,7 +119,7 @@ def describe_model_use(parameters: Mapping[str, Any]) -> str:
     details = [f"licence: {parameters.get('licence') or 'unknown'}"]
     if "passes" in parameters:
         passes = parameters["passes"]
-        precision = reduced_precision(parameters)
+        precision = parameters.get("network_precision")  # absent from reports written before it was recorded
         details.append(f"{passes} pass{'es' if passes != 1 else ''} of the network per pair"
                        + (f" in {precision}" if precision else ""))
     if parameters.get("correction_rows"):
@@ -247,17 +247,19 @@ def add_registration_options(parser: argparse.ArgumentParser) -> None:
                              "echoreg-dlir-sim is BSD-3-Clause)")
     parser.add_argument("--refine", type=count(0),
                         help=f"dlir: the budget of optimisation steps refining the network (default {DEFAULT_REFINE}; "
-                             "0: the network alone, 1.2-1.3x OpenCV DIS's time on 2 CPU cores; N: up to N/2 steps at "
-                             "half resolution, then up to N/4 at full resolution, or N/2 at full resolution on small "
-                             "frames, each level stopping early once it converges; the images and, where the model "
-                             "has an anatomy network as the default does, its LV, myocardium and LA maps of the two "
-                             "frames are compared (that network learnt from apical four-chamber CAMUS frames))")
+                             "0: the network alone, 0.75-1.1x OpenCV DIS's time on 2 CPU cores with AMX, 1.0-1.6x in "
+                             "float32; N: up to N/2 steps at half resolution, then up to N/4 at full resolution, or "
+                             "N/2 at full resolution on small frames, each level stopping early once it converges; "
+                             "the images and, where the model has an anatomy network as the default does, its LV, "
+                             "myocardium and LA maps of the two frames are compared (that network learnt from apical "
+                             "four-chamber CAMUS frames))")
     parser.add_argument("--flip-average", action="store_true",
                         help="dlir: average each pair's field with that of the mirrored pair (twice the time)")
     parser.add_argument("--float32", action="store_true",
-                        help="dlir: run the networks in float32 where they would run in bfloat16 (CPUs with AMX, "
-                             "CUDA): the same numbers on every CPU, at about 1.4x the network's time there "
-                             "(report.json records network_precision either way)")
+                        help="dlir: run the networks in float32 where they would run in reduced precision (bfloat16 "
+                             "on CPUs with AMX, bfloat16 or float16 on CUDA): results that do not depend on AMX, the "
+                             "networks taking about 1.4x as long there, the refined default about 1.1x (the model "
+                             "line and report.json's network_precision name the precision either way)")
     # the default is spatial.pairs.SYSTOLE_ANCHOR, written out: that module imports torch, this one does not
     # (Testing/test_systole_anchor.py holds the two together)
     parser.add_argument("--anchor", type=anchor_fraction,

@@ -47,7 +47,7 @@ from .display import show_deformation_grid, show_strain_map, strain_colour_table
 from .transforms import grid_transform_node, transform_sequence_node
 
 # on the deformation sequence: how the registration was made (method; DLIR: model, licence, the networks'
-# precision when not float32, refinement, systole anchor frame), :func:`..workflow.describe_registration`
+# precision, refinement, systole anchor frame), :func:`..workflow.describe_registration`
 REGISTRATION_ATTRIBUTE = "EchoRegistration.Registration"
 TIME_COLUMN = "time from ED (s)"
 FRAME_COLUMN = "frame"

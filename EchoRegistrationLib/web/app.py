@@ -31,6 +31,9 @@ from .session import MAX_UPLOAD_MB, MYOCARDIUM_SOURCES, Overlays, UploadRefused,
 LOG = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 PLAY_INTERVAL_S = 0.1
+FLOAT32_HINT = ("DLIR: float32 where the networks would run in bfloat16 (CPUs with AMX) or float16 (older GPUs): "
+                "results that do not depend on the hardware's reduced precision; the network alone takes about "
+                "1.4x as long on such a CPU, DLIR + refine about 1.1x (README, Slicer module)")
 # the settings Apply sends along
 FORM = ("method", "model", "refine", "anchor", "float32", "reference", "es_frame", "myocardium")
 # sent after FORM: how many cines had been opened when the page showed those settings, so that a form shown
@@ -298,7 +301,8 @@ class EchoWebApp:
                 v.VCheckbox(v_model=("anchor",), label="Track through a systole anchor (when ES is known)",
                             id="anchor", density="compact", hide_details=True, disabled=("method !== 'dlir'",))
                 v.VCheckbox(v_model=("float32",), label="Networks in float32 (the same numbers on every CPU)",
-                            id="float32", density="compact", hide_details=True, disabled=("method !== 'dlir'",))
+                            id="float32", density="compact", hide_details=True, disabled=("method !== 'dlir'",),
+                            title=FLOAT32_HINT)
                 html.Div("Myocardium", classes="text-caption mt-2")
                 with v.VRadioGroup(v_model=("myocardium",), inline=True, density="compact", hide_details=True):
                     v.VRadio(label="three landmarks", value="landmarks")
