@@ -620,9 +620,9 @@ class EchoRegistrationLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def describe(outputs) -> str:
         """How the registration of ``outputs`` was made, as recorded on its deformation sequence
-        (``EchoRegistrationLib.mrml.REGISTRATION_ATTRIBUTE``): the method; DLIR: the model, its
+        (``EchoRegistrationLib.mrml.tables.REGISTRATION_ATTRIBUTE``): the method; DLIR: the model, its
         licence, the networks' precision, the refinement and the systole anchor."""
-        from EchoRegistrationLib.mrml import REGISTRATION_ATTRIBUTE
+        from EchoRegistrationLib.mrml.tables import REGISTRATION_ATTRIBUTE
 
         return outputs.transforms.GetAttribute(REGISTRATION_ATTRIBUTE) or ""
 
@@ -666,18 +666,16 @@ class EchoRegistrationLogic(ScriptedLoadableModuleLogic):
     def exportCsv(parameterNode: EchoRegistrationParameterNode, folder,
                   overwrite: bool = False) -> list[Path]:
         """Write the last run's per-frame table and strain summary as ``{table name}.csv`` in
-        ``folder`` (full precision); FileExistsError unless ``overwrite``. Needs no PyTorch (a saved
-        scene's tables export before it is installed)."""
-        from EchoRegistrationLib.io.atomic import check_writable
-        from EchoRegistrationLib.mrml.tables import write_table_csv
+        ``folder`` (full precision), with ``{frame table name} registration.txt``: how the registration
+        was made (model, licence, precision; ``EchoRegistrationLib.mrml.tables.export_tables``);
+        FileExistsError unless ``overwrite``. Needs no PyTorch (a saved scene's tables export before it is
+        installed)."""
+        from EchoRegistrationLib.mrml.tables import export_tables
 
         tables = [t for t in (parameterNode.frameTable, parameterNode.summaryTable) if t is not None]
         if not tables:
             raise ValueError(_("Nothing to export: run the registration first."))
-        paths = [Path(folder) / f"{table.GetName()}.csv" for table in tables]
-        for path in paths:  # refuse before writing anything
-            check_writable(path, overwrite)
-        return [write_table_csv(table, path, overwrite) for table, path in zip(tables, paths)]
+        return export_tables(tables, folder, overwrite)
 
 
 #
@@ -758,7 +756,9 @@ class EchoRegistrationTest(ScriptedLoadableModuleTest):
             np.testing.assert_array_equal(slicer.util.arrayFromVolume(loaded.GetNthDataNode(t)),
                                           slicer.util.arrayFromVolume(outputs.warped.GetNthDataNode(t)))
         tables = {t.GetName(): t for t in (outputs.frame_table, outputs.summary_table)}
-        for path in logic.exportCsv(parameters, folder):
+        *csvs, note = logic.exportCsv(parameters, folder)
+        self.assertEqual(note.read_text().strip(), logic.describe(outputs))
+        for path in csvs:
             table, back = tables[path.stem], read_table_csv(path)
             for column, values in table_columns(table).items():
                 np.testing.assert_array_equal(back[column], values)

@@ -15,7 +15,7 @@ slicer = pytest.importorskip("slicer", reason="needs the slicer-core wheels (rea
 from EchoRegistrationLib.dlir.shipped import SHIPPED_MODEL  # noqa: E402
 from EchoRegistrationLib.io.seqnrrd import read_seq_nrrd  # noqa: E402
 from EchoRegistrationLib.mrml import (REGISTRATION_ATTRIBUTE, Analysis, RegistrationSettings,  # noqa: E402
-                                      add_outputs, analyse,
+                                      add_outputs, analyse, export_tables,
                                       browser_for, field_from_transform_node, read_table_csv,
                                       register_frame, remove_outputs, show_frame_registration,
                                       table_columns, volume_sequence_node, write_table_csv)
@@ -72,11 +72,18 @@ def test_outputs_are_made_and_synchronised_in_the_input_browser(case, tmp_path):
     assert [n.GetName() for n in outputs.nodes()] == [
         "echo warped", "echo deformation", "echo frames", "echo longitudinal strain",
         "echo strain summary", "echo strain curves"]
-    # how the fields were made travels with them (saved with the scene): the default, DLIR + refine 24
+    # how the fields were made travels with them and the tables (saved with the scene, exported beside the
+    # CSV files): the default, DLIR + refine 24, with the model's licence and the networks' precision
     made = outputs.transforms.GetAttribute(REGISTRATION_ATTRIBUTE)
     parameters = analysis.registration.parameters
     assert made.startswith(f"DLIR ({SHIPPED_MODEL}, licence CC BY-NC-SA 4.0") and " + refine 24 " in made
     assert f", networks in {parameters['network_precision']})" in made
+    assert {n.GetAttribute(REGISTRATION_ATTRIBUTE) for n in (outputs.frame_table, outputs.summary_table)} == {made}
+    exported = export_tables([outputs.frame_table, outputs.summary_table], tmp_path / "export")
+    assert [p.name for p in exported] == ["echo frames.csv", "echo strain summary.csv", "echo frames registration.txt"]
+    assert exported[2].read_text() == made + "\n"
+    with pytest.raises(FileExistsError):  # nothing replaced without overwrite
+        export_tables([outputs.frame_table], tmp_path / "export")
     sequences = (outputs.warped, outputs.transforms, outputs.strain_map)
     values = [node.GetNthIndexValue(i) for i in range(6)]
     for sequence in sequences:

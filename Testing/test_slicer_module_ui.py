@@ -255,7 +255,7 @@ def test_the_table_export_needs_no_torch(tree):
     torch)."""
     export = method(tree, "EchoRegistrationLogic", "exportCsv")
     imported = {n.module for n in ast.walk(export) if isinstance(n, ast.ImportFrom)}
-    assert imported == {"EchoRegistrationLib.io.atomic", "EchoRegistrationLib.mrml.tables"}
+    assert imported == {"EchoRegistrationLib.mrml.tables"}
 
 
 def test_supported_slicer_and_python_agree_everywhere(tree):

@@ -27,13 +27,12 @@ from ..lazy import lazy_package
 __getattr__, __all__ = lazy_package(__name__, {
     ".myocardium": ("myocardium_from_node",),
     ".display": ("SliceLayers", "apply_layers", "output_layers", "set_grid_visible"),
-    ".outputs": ("REGISTRATION_ATTRIBUTE", "EchoOutputs", "add_outputs", "remove_nodes", "remove_outputs",
-                 "show_frame_registration"),
+    ".outputs": ("EchoOutputs", "add_outputs", "remove_nodes", "remove_outputs", "show_frame_registration"),
     ".pipeline": ("DEVICES", "METHODS", "Analysis", "FrameRegistration", "InputRemoved",
                   "RegistrationSettings", "analyse", "register_frame"),
     ".sequences": ("browser_for", "echo_sequence_from_node", "find_browser", "selected_frame",
                    "volume_sequence_node"),
-    ".tables": ("read_table_csv", "table_columns", "write_table_csv"),
+    ".tables": ("REGISTRATION_ATTRIBUTE", "export_tables", "read_table_csv", "table_columns", "write_table_csv"),
     ".transforms": ("field_from_transform_node", "grid_transform_node", "transform_sequence_node"),
     ".gui_connection": ("ParameterGuiConnection",),
 })

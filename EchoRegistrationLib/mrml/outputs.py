@@ -6,8 +6,7 @@
 * ``N enhanced``: volume sequence of the frames as registered, enhanced before registration and
   unwarped (only when the settings enhanced them, ``registration.enhanced``);
 * ``N deformation``: sequence of grid transforms (the fields, "from parent" = resampling
-  direction), its proxy shown as a deformation grid in the slice views; its attribute
-  :data:`REGISTRATION_ATTRIBUTE` says how they were made (saved with the scene);
+  direction), its proxy shown as a deformation grid in the slice views;
 * ``N longitudinal strain``: volume sequence of the longitudinal strain maps in % on the reference
   frame (NaN outside the myocardium, shown transparent) with a diverging colour table, shortening
   red and lengthening blue (with a myocardium);
@@ -19,6 +18,9 @@
   strain, quality per segment, EDV, ESV, EF (with a myocardium);
 * ``N strain curves``: plot chart of GLS and the segments over time from ED (with a myocardium),
   over frame indices when the frame times are unknown.
+
+The deformation sequence and the tables carry :data:`.tables.REGISTRATION_ATTRIBUTE`: how the
+registration was made (saved with the scene, written beside the tables by :func:`.tables.export_tables`).
 
 Unknown basis: without pixel size the mm / mm2 / ml values are NaN and their names and units say
 so; without frame times the times are NaN (:class:`~EchoRegistrationLib.strain.StrainResult`).
@@ -42,13 +44,10 @@ from ..workflow import describe_registration
 from .pipeline import Analysis, FrameRegistration
 from .sequences import (find_browser, remove_node, synchronise, unsynchronise, volume_node,
                         volume_sequence_node)
-from .tables import line_chart, remove_chart, table_node
+from .tables import REGISTRATION_ATTRIBUTE, line_chart, remove_chart, table_node
 from .display import show_deformation_grid, show_strain_map, strain_colour_table
 from .transforms import grid_transform_node, transform_sequence_node
 
-# on the deformation sequence: how the registration was made (method; DLIR: model, licence, the networks'
-# precision, refinement, systole anchor frame), :func:`..workflow.describe_registration`
-REGISTRATION_ATTRIBUTE = "EchoRegistration.Registration"
 TIME_COLUMN = "time from ED (s)"
 FRAME_COLUMN = "frame"
 
@@ -134,8 +133,6 @@ def add_outputs(scene: slicer.vtkMRMLScene, browser: slicer.vtkMRMLSequenceBrows
                                            like=input_sequence))
         transforms = keep(transform_sequence_node(scene, f"{name} deformation",
                                                   registration.displacement, seq, like=input_sequence))
-        transforms.SetAttribute(REGISTRATION_ATTRIBUTE,
-                                describe_registration(registration.method, registration.parameters))
         strain_map = None if strain is None else keep(volume_sequence_node(
             scene, f"{name} longitudinal strain", seq, strain.longitudinal_map, like=input_sequence))
         enhanced = None if registration.enhanced is None else keep(volume_sequence_node(
@@ -155,6 +152,10 @@ def add_outputs(scene: slicer.vtkMRMLScene, browser: slicer.vtkMRMLSequenceBrows
     except BaseException:
         remove_nodes(made)
         raise
+    described = describe_registration(registration.method, registration.parameters)
+    for node in (transforms, frame_table, summary):
+        if node is not None:
+            node.SetAttribute(REGISTRATION_ATTRIBUTE, described)
     return EchoOutputs(warped, transforms, frame_table, strain_map, summary, chart, enhanced)
 
 

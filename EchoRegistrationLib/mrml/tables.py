@@ -3,7 +3,8 @@
 Columns are ``{name: values}`` in order: integer values become ``vtkIntArray`` columns, other
 numbers ``vtkDoubleArray``, text ``vtkStringArray``. :func:`write_table_csv` writes a table with
 the float64 values unrounded (Slicer's own table writer keeps 6 significant digits), and
-:func:`read_table_csv` reads such a file back to the same columns.
+:func:`read_table_csv` reads such a file back to the same columns. :func:`export_tables` writes an
+analysis's tables with a note of how their registration was made (:data:`REGISTRATION_ATTRIBUTE`).
 """
 
 from __future__ import annotations
@@ -18,9 +19,14 @@ import numpy as np
 import slicer
 import vtk
 
-from ..io.atomic import atomic_output
+from ..io.atomic import atomic_output, check_writable
 
 Columns = dict[str, np.ndarray | list[str]]
+
+# Node attribute (saved with the scene) of an analysis's deformation sequence and tables: how the registration was
+# made, in one line (:func:`..workflow.describe_registration`: the method; DLIR: the model, its licence, the
+# networks' precision, the refinement, the systole anchor frame).
+REGISTRATION_ATTRIBUTE = "EchoRegistration.Registration"
 
 # Colours of the curves of a chart, in order (matplotlib's "tab10").
 CURVE_COLOURS = ((0.12, 0.47, 0.71), (1.0, 0.5, 0.05), (0.17, 0.63, 0.17), (0.84, 0.15, 0.16),
@@ -83,6 +89,30 @@ def write_table_csv(node: slicer.vtkMRMLTableNode, path: str | os.PathLike,
     with atomic_output(path, overwrite) as tmp:
         tmp.write_text(buffer.getvalue())
     return Path(path)
+
+
+def export_tables(tables: Sequence[slicer.vtkMRMLTableNode], folder: str | os.PathLike,
+                  overwrite: bool = False) -> list[Path]:
+    """Write ``tables`` as ``{table name}.csv`` in ``folder`` (:func:`write_table_csv`) and, when the first
+    records how its registration was made (:data:`REGISTRATION_ATTRIBUTE`), that line as ``{its name}
+    registration.txt``, so that the model, its licence and the networks' precision travel with the numbers.
+    Every file is checked before any is written. Returns the paths written.
+
+    Raises:
+        FileExistsError: a file exists and not ``overwrite`` (nothing written).
+    """
+    folder = Path(folder)
+    paths = [folder / f"{table.GetName()}.csv" for table in tables]
+    described = tables[0].GetAttribute(REGISTRATION_ATTRIBUTE) if tables else None
+    note = folder / f"{tables[0].GetName()} registration.txt" if described else None
+    for path in paths + [note] * bool(note):
+        check_writable(path, overwrite)
+    written = [write_table_csv(table, path, overwrite) for table, path in zip(tables, paths)]
+    if note:
+        with atomic_output(note, overwrite) as tmp:
+            tmp.write_text(described + "\n")
+        written.append(note)
+    return written
 
 
 def _parsed(values: list[str]) -> np.ndarray | list[str]:
