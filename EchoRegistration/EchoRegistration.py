@@ -147,8 +147,8 @@ class EchoRegistrationParameterNode:
         sequence's or ``endSystoleFrame``; the library's default, ``WorkflowSettings.anchor`` None); off:
         every frame registered directly (``anchor`` 0).
     float32: DLIR: the networks in float32 where they would run in reduced precision (bfloat16 on CPUs with
-        AMX, bfloat16 or float16 on GPUs; ``WorkflowSettings.float32``): results that do not depend on AMX, the
-        networks taking about 1.4x as long on such a CPU, DLIR + refine about 1.1x (README, Slicer module).
+        AMX, bfloat16 or float16 on GPUs; ``WorkflowSettings.float32``): results that do not depend on AMX
+        (the costs: ``EchoRegistrationLib.workflow.FLOAT32_HINT``, the checkbox's tooltip).
     enhance: enhance the frames with the installed enhancement model before registering
         (experimental, off by default; :meth:`EchoRegistrationLogic.enhancer`).
     warpedSequence ... strainChart, enhancedSequence: outputs of the last run (replaced by the next
@@ -667,15 +667,17 @@ class EchoRegistrationLogic(ScriptedLoadableModuleLogic):
                   overwrite: bool = False) -> list[Path]:
         """Write the last run's per-frame table and strain summary as ``{table name}.csv`` in
         ``folder`` (full precision), with ``{frame table name} registration.txt``: how the registration
-        was made (model, licence, precision; ``EchoRegistrationLib.mrml.tables.export_tables``);
-        FileExistsError unless ``overwrite``. Needs no PyTorch (a saved scene's tables export before it is
-        installed)."""
-        from EchoRegistrationLib.mrml.tables import export_tables
+        was made (model, licence, precision), as its deformation sequence records it
+        (``EchoRegistrationLib.mrml.tables.export_tables``); FileExistsError unless ``overwrite``. Needs
+        no PyTorch (a saved scene's tables export before it is installed)."""
+        from EchoRegistrationLib.mrml.tables import REGISTRATION_ATTRIBUTE, export_tables
 
         tables = [t for t in (parameterNode.frameTable, parameterNode.summaryTable) if t is not None]
         if not tables:
             raise ValueError(_("Nothing to export: run the registration first."))
-        return export_tables(tables, folder, overwrite)
+        transforms = parameterNode.transformSequence
+        return export_tables(tables, folder, overwrite,
+                             transforms.GetAttribute(REGISTRATION_ATTRIBUTE) if transforms is not None else None)
 
 
 #

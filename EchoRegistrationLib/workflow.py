@@ -59,6 +59,15 @@ METHODS = ("deformable", "affine", "rigid", "dlir")
 # (strain.result.NETWORK_SEGMENTS). The optimiser alone stays a choice ("deformable", the one for segmental
 # strain), as does the network alone (refine 0) and direct registration (anchor 0).
 DEFAULT_METHOD = "dlir"
+# The float32 switch of the Slicer panel and the web page (the panel's .ui holds the same texts;
+# Testing/test_slicer_module_ui.py holds them together); the numbers: benchmarks/compare_precisions.py
+FLOAT32_LABEL = "Networks in float32 (not in reduced precision)"
+FLOAT32_HINT = ("DLIR: run the networks in float32 where they would run in reduced precision (bfloat16 on CPUs "
+                "with AMX; bfloat16 or float16 on GPUs), so that the results do not depend on the hardware having "
+                "it. On a 2-core CPU with AMX the network alone then takes about 1.3-1.6x as long, DLIR + refine "
+                "(the default) about 1.0-1.2x; the reduced-precision fields differ from float32's by 0.01-0.02 mm "
+                "on average for the network alone and 0.07-0.10 mm with the default refinement (up to about 1 mm "
+                "at single pixels). The status line and the log name the precision used.")
 DEFAULT_REFINE = 24
 MYOCARDIUM_SOURCES = ("auto", "labels", "landmarks", "none")
 ProgressCallback = Callable[[int, int], None]
@@ -138,9 +147,9 @@ class WorkflowSettings:
         refine: DLIR only: optimisation steps refining the predicted fields (0: none; None:
             :data:`DEFAULT_REFINE`).
         flip_average: DLIR only: average each pair with its mirrored pair (twice the time).
-        float32: DLIR only: the networks in float32 where they would run in bfloat16 (CPUs with AMX,
-            CUDA; :func:`.dlir.inference.mixed_precision`): the same numbers on every CPU, at about
-            1.4x the network's time there.
+        float32: DLIR only: the networks in float32 where they would run in reduced precision (bfloat16
+            on CPUs with AMX, bfloat16 or float16 on CUDA; :func:`.dlir.inference.mixed_precision`):
+            results that do not depend on AMX (:data:`FLOAT32_HINT`).
         anchor: DLIR to the reference only: the systole anchor's place between the reference and ES
             (:func:`.registration.tracking.frame_anchors`); None: the default,
             :data:`.spatial.pairs.SYSTOLE_ANCHOR`; 0: every frame registered to the reference directly.

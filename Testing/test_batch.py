@@ -17,6 +17,7 @@ import pytest
 from EchoRegistrationLib.batch import RUN_COLUMNS, batch, find_studies
 from EchoRegistrationLib.batch.cohort import NOT_RECORDED
 from EchoRegistrationLib.cli import main
+from EchoRegistrationLib.dlir.inference import cpu_has_amx
 from EchoRegistrationLib.io.camus import write_camus_patient
 from EchoRegistrationLib.sequence import EchoDataError
 from EchoRegistrationLib.simulation import simulate_sequence
@@ -87,6 +88,8 @@ def test_the_default_is_the_default_model_refined_as_strain_alone(cohort, tmp_pa
     result = batch(studies, tmp_path / "default")
     assert [(r["status"], r["method"], r["model"], r["refine"], r["licence"]) for r in result.rows] == \
         [("ok", "dlir", "echoreg-dlir-camus", 24, "CC BY-NC-SA 4.0")] * 2
+    # the networks' precision, which depends on the node (bfloat16 where its CPU has AMX)
+    assert {r["network_precision"] for r in result.rows} == {"bfloat16" if cpu_has_amx() else "float32"}
     # ED 0, ES 3 in the patients' Info files: frame 3 went through the systole anchor, frame round(0.6 x 3)
     assert [r["anchor_frame"] for r in result.rows] == [2, 2]
     assert [(r["es_frame"], r["es_source"]) for r in result.rows] == [(3, "given by the file")] * 2
@@ -105,6 +108,7 @@ def test_a_resumed_batch_refuses_other_settings_and_names_them(cohort, reference
     out, first = reference
     assert (out / "batch.json").exists()
     assert first.rows[0]["refine"] is None and first.rows[0]["licence"] is None  # not DLIR: blank
+    assert first.rows[0]["network_precision"] is None
     assert first.rows[0]["anchor_frame"] is None
     with pytest.raises(EchoDataError, match=r"other settings \(.*method 'deformable' -> 'dlir'.*refine None -> 24"):
         batch(cohort, out, WorkflowSettings())

@@ -685,3 +685,17 @@ def test_refinement_warm_starts_coarse_to_fine_at_under_half_the_optimisers_cost
     result = register_sequence(seq, "dlir", model=model, reference=0, device="cpu", refine=4, folding_weight=7.0)
     assert calls[-1]["folding_weight"] == result.parameters["folding_weight"] == 7.0
     assert result.parameters["regularise"] == calls[-1]["regularise"] == "residual"
+
+
+def test_float32_on_cuda_keeps_cudnn_convolutions_out_of_tf32():
+    """A run recorded as float32 (amp=False) must not let cuDNN round its convolutions to TF32, torch's
+    default on Ampere and later GPUs; the setting is restored afterwards and the CPU is left alone."""
+    from EchoRegistrationLib.dlir.inference import autocast_context
+
+    conv = torch.backends.cudnn.conv
+    before = conv.fp32_precision
+    with autocast_context(torch.device("cuda"), enabled=False):
+        assert conv.fp32_precision == "ieee"
+    assert conv.fp32_precision == before
+    with autocast_context(torch.device("cpu"), enabled=False):
+        assert conv.fp32_precision == before

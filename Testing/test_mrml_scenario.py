@@ -79,11 +79,20 @@ def test_outputs_are_made_and_synchronised_in_the_input_browser(case, tmp_path):
     assert made.startswith(f"DLIR ({SHIPPED_MODEL}, licence CC BY-NC-SA 4.0") and " + refine 24 " in made
     assert f", networks in {parameters['network_precision']})" in made
     assert {n.GetAttribute(REGISTRATION_ATTRIBUTE) for n in (outputs.frame_table, outputs.summary_table)} == {made}
-    exported = export_tables([outputs.frame_table, outputs.summary_table], tmp_path / "export")
+    export = tmp_path / "export"
+    exported = export_tables([outputs.frame_table, outputs.summary_table], export)
     assert [p.name for p in exported] == ["echo frames.csv", "echo strain summary.csv", "echo frames registration.txt"]
     assert exported[2].read_text() == made + "\n"
-    with pytest.raises(FileExistsError):  # nothing replaced without overwrite
-        export_tables([outputs.frame_table], tmp_path / "export")
+    (export / "echo frames.csv").unlink()
+    with pytest.raises(FileExistsError, match="registration.txt"):  # the note alone is not replaced either
+        export_tables([outputs.frame_table], export)
+    assert not (export / "echo frames.csv").exists()  # nothing written
+    # a table of a scene saved before the attribute: the caller's line, else no note and none left behind
+    outputs.frame_table.RemoveAttribute(REGISTRATION_ATTRIBUTE)
+    assert export_tables([outputs.frame_table], export, overwrite=True, registration="rigid")[-1].read_text() == \
+        "rigid\n"
+    assert [p.name for p in export_tables([outputs.frame_table], export, overwrite=True)] == ["echo frames.csv"]
+    assert not (export / "echo frames registration.txt").exists()
     sequences = (outputs.warped, outputs.transforms, outputs.strain_map)
     values = [node.GetNthIndexValue(i) for i in range(6)]
     for sequence in sequences:

@@ -21,7 +21,7 @@ import pytest
 
 from EchoRegistrationLib.mrml import EchoOutputs
 from EchoRegistrationLib.mrml.pipeline import DEVICES, METHODS
-from EchoRegistrationLib.workflow import DEFAULT_METHOD, DEFAULT_REFINE
+from EchoRegistrationLib.workflow import DEFAULT_METHOD, DEFAULT_REFINE, FLOAT32_HINT, FLOAT32_LABEL
 
 REPO = Path(__file__).resolve().parents[1]
 MODULE = REPO / "EchoRegistration" / "EchoRegistration.py"
@@ -156,6 +156,21 @@ def test_the_systole_anchor_checkbox_is_bound_and_on_by_default(tree, ui):
     wrapper = class_def(tree, "EchoRegistrationParameterNode")
     default = next(n.value for n in wrapper.body if isinstance(n, ast.AnnAssign) and n.target.id == "systoleAnchor")
     assert ast.literal_eval(default) is True
+
+
+def test_the_float32_checkbox_is_bound_off_by_default_and_worded_as_the_web_page(tree, ui):
+    """'Networks in float32': a checkbox bound to the bool parameter ``float32``, off (the hardware's reduced
+    precision where it has one), with the label and tooltip the web page shows (workflow.FLOAT32_LABEL,
+    FLOAT32_HINT: one text with the measured costs)."""
+    box = widgets(ui)["float32CheckBox"]
+    assert box.get("class") == "QCheckBox"
+    assert box.find("property[@name='SlicerParameterName']/string").text == "float32"
+    assert (box.find("property[@name='text']/string").text,
+            box.find("property[@name='toolTip']/string").text) == (FLOAT32_LABEL, FLOAT32_HINT)
+    assert parameters(tree)["float32"] == "bool"
+    wrapper = class_def(tree, "EchoRegistrationParameterNode")
+    default = next(n.value for n in wrapper.body if isinstance(n, ast.AnnAssign) and n.target.id == "float32")
+    assert ast.literal_eval(default) is False
 
 
 def test_logic_methods_called_by_widget_and_test_exist(tree):

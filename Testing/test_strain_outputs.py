@@ -10,6 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 from EchoRegistrationLib import save_sequence
+from EchoRegistrationLib.dlir.inference import cpu_has_amx
 from EchoRegistrationLib.sequence import EchoDataError
 from EchoRegistrationLib.simulation import simulate_sequence
 from EchoRegistrationLib.strain import result_from_displacement
@@ -90,6 +91,7 @@ def test_strain_command_registers_and_writes_everything(sim, tmp_path, capsys):
         {"method": "dlir", "model": "echoreg-dlir-camus", "licence": "CC BY-NC-SA 4.0", "refine": 24}
     assert report["registration"]["refine_iterations"] == [12]  # small frames: full resolution alone
     assert report["registration"]["refine_anatomy_weight"] == 0.1  # the default model's anatomy maps
+    assert report["registration"]["network_precision"] == ("bfloat16" if cpu_has_amx() else "float32")
     # 4 frames of a full cycle: ED to mid-systole; registration recovers the shortening roughly
     assert report["gls_endocardial"]["peak_pct"] == pytest.approx(sim.gls_endo[3], abs=3.0)
     out = capsys.readouterr().out

@@ -143,7 +143,7 @@ def test_the_page_runs_dlir_on_the_demo_cine_with_landmarks(page, demo, artefact
     playwright.expect(page.locator("#float32")).not_to_be_checked()  # bfloat16 where the CPU has AMX
     page.locator("#apply").click()
     playwright.expect(page.locator("#status")).to_contain_text("Done", timeout=TIMEOUT_MS)
-    # the status says how: the model and its licence, the precision when reduced, the refinement
+    # the status says how: the model and its licence, the networks' precision, the refinement
     playwright.expect(page.locator("#status")).to_contain_text(
         re.compile(r"Done: DLIR \(echoreg-dlir-camus, licence CC BY-NC-SA 4\.0, networks in (bfloat16|float32)\) "
                    r"\+ refine 24 on the images and anatomy maps"))

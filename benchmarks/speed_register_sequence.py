@@ -44,6 +44,7 @@ from EchoRegistrationLib.dlir.shipped import SEQUENTIAL_MODEL, SHIPPED_MODEL  # 
 from EchoRegistrationLib.registration import register_sequence  # noqa: E402
 from EchoRegistrationLib.sequence import EchoSequence  # noqa: E402
 from EchoRegistrationLib.simulation import simulate_sequence  # noqa: E402
+from EchoRegistrationLib.workflow import DEFAULT_REFINE  # noqa: E402
 
 # name: (method, register_sequence options)
 METHODS = {
@@ -55,7 +56,7 @@ METHODS = {
     # float32 where the default would run the networks in bfloat16 (CPUs with AMX, CUDA)
     "dlir-float32": ("dlir", {"model": SHIPPED_MODEL, "amp": False}),
     "dlir-sequential": ("dlir", {"model": SEQUENTIAL_MODEL}),
-    "dlir-refine": ("dlir", {"model": SHIPPED_MODEL, "refine": 40}),
+    "dlir-refine": ("dlir", {"model": SHIPPED_MODEL, "refine": DEFAULT_REFINE}),  # the command line's default
 }
 DEFAULT_METHODS = ["deformable", "deformable-to-reference", "dlir"]
 DLIR_PREFIX = "dlir:"  # "dlir:MODEL": any installed model or checkpoint, alone

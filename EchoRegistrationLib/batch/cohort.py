@@ -26,6 +26,11 @@ anchor_frame           DLIR to the reference: the systole anchor frame the regis
                        through (blank: every frame registered directly, as without ES in the
                        file or the listing, or not DLIR): rows with and without one were tracked
                        differently
+network_precision      DLIR: the precision its networks ran in: bfloat16 where the node's CPU has
+                       AMX (or on CUDA), float32 elsewhere and with --float32 (blank: not DLIR,
+                       or a row written before the column existed). Fields differ by about
+                       0.1 mm between the two with the default refinement (README, "Speed on
+                       the CPU"): a cohort run on mixed nodes is to be run with --float32
 seconds                wall time of the study, s (registration + strain + files)
 warnings               what the numbers of an ok study must be read with, joined by " | ":
                        the input's caveats (placeholder pixel size, missing frames, coloured
@@ -36,7 +41,8 @@ warnings               what the numbers of an ok study must be read with, joined
 =====================  ===================================================================
 
 Values are rounded (strain, EF, volumes to 0.001, quality to 0.0001, drift to 0.001 mm) so that
-the table does not depend on where a study ran.
+the table does not depend on where a study ran, as long as its networks ran in the same precision
+(``network_precision``).
 """
 
 from __future__ import annotations
@@ -59,7 +65,7 @@ SEGMENT_COLUMNS = tuple(f"segment_{k}_pct" for k in range(1, 7))
 COLUMNS = ("study", "input", "status", "error", "gls_endo_pct", "gls_mid_pct", *SEGMENT_COLUMNS,
            "segments", "ef_pct", "edv_ml", "esv_ml", "quality", "unreliable_segments", "drift_mm", "frames", "ed_frame",
            "es_frame", "ed_source", "es_source", "method", "model", "refine", "anchor_frame", "licence", "device",
-           "seconds", "warnings")
+           "network_precision", "seconds", "warnings")
 WARNING_SEPARATOR = " | "
 NOT_RECORDED = "not recorded (the study ran before the warnings column existed)"
 # Columns that depend on where and when a study ran, not on the study.
@@ -93,6 +99,7 @@ def study_row(study_id: str, input_: str, analysis: Any, settings: Any, seconds:
         "model": settings.describe_model(), "refine": settings.arguments().get("refine"),
         "anchor_frame": registration.parameters.get("anchor_frame"),
         "licence": registration.parameters.get("licence"), "device": registration.device,
+        "network_precision": registration.parameters.get("network_precision"),
         "seconds": round(seconds, 2),
         "warnings": WARNING_SEPARATOR.join(" ".join(line.split()) for line in
                                            [*input_warnings, *registration.warnings, *strain.warnings()]) or None,
@@ -158,7 +165,7 @@ def write_cohort_table(rows: list[dict[str, Any]], output: str | os.PathLike) ->
 def _parquet_schema(pa: Any) -> Any:
     """Column types of the Parquet table: text, whole numbers, or floats."""
     text = {"study", "input", "status", "error", "segments", "ed_source", "es_source", "method", "model", "licence",
-            "device", "warnings"}
+            "device", "network_precision", "warnings"}
     whole = {"frames", "ed_frame", "es_frame", "refine", "anchor_frame", "unreliable_segments"}
     return pa.schema([(c, pa.string() if c in text else pa.int64() if c in whole else pa.float64())
                       for c in COLUMNS])

@@ -15,7 +15,10 @@ committed studies (``retry_failed`` runs failed ones again), so each study is an
 and the table, rebuilt from the folders, has exactly one row per study.
 
 Each study runs on one PyTorch thread: parallelism is over studies (``workers`` local processes,
-or a Dask cluster), and the numbers do not depend on where a study ran.
+or a Dask cluster), and the numbers do not depend on where a study ran, with one exception: DLIR's
+networks run in bfloat16 on a node whose CPU has AMX and in float32 on others (the cohort table's
+``network_precision`` says which); ``WorkflowSettings.float32`` (``--float32``) makes every node use
+float32.
 """
 
 from __future__ import annotations

@@ -248,8 +248,9 @@ def add_registration_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine", type=count(0),
                         help=f"dlir: the budget of optimisation steps refining the network (default {DEFAULT_REFINE}; "
                              "0: the network alone, 0.75-1.1x OpenCV DIS's time on 2 CPU cores with AMX, 1.0-1.6x in "
-                             "float32; N: up to N/2 steps at half resolution, then up to N/4 at full resolution, or "
-                             "N/2 at full resolution on small frames, each level stopping early once it converges; "
+                             "float32; 24: about 7x; N: up to N/2 steps at half resolution, then up to N/4 at full "
+                             "resolution, or N/2 at full resolution on small frames, each level stopping early once it "
+                             "converges; "
                              "the images and, where the model has an anatomy network as the default does, its LV, "
                              "myocardium and LA maps of the two frames are compared (that network learnt from apical "
                              "four-chamber CAMUS frames))")
@@ -258,8 +259,8 @@ def add_registration_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--float32", action="store_true",
                         help="dlir: run the networks in float32 where they would run in reduced precision (bfloat16 "
                              "on CPUs with AMX, bfloat16 or float16 on CUDA): results that do not depend on AMX, the "
-                             "networks taking about 1.4x as long there, the refined default about 1.1x (the model "
-                             "line and report.json's network_precision name the precision either way)")
+                             "network alone taking about 1.3-1.6x as long there, the refined default 1.0-1.2x "
+                             "(the model line and report.json's network_precision name the precision either way)")
     # the default is spatial.pairs.SYSTOLE_ANCHOR, written out: that module imports torch, this one does not
     # (Testing/test_systole_anchor.py holds the two together)
     parser.add_argument("--anchor", type=anchor_fraction,

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Mapping
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -62,10 +62,27 @@ def network_precision(device: torch.device, amp: bool = True) -> str:
 
 
 def autocast_context(device: torch.device, enabled: bool = True, cpu: bool = False):
-    """Autocast to :func:`mixed_precision`'s dtype, or nothing where that is None. The field heads and
-    the field arithmetic stay float32 under it (:func:`.networks.float32_region`)."""
+    """Autocast to :func:`mixed_precision`'s dtype. Where that is None (float32), nothing on the CPU, and on
+    CUDA cuDNN's convolutions kept in float32: torch lets them use TF32 by default (10-bit mantissas on
+    Ampere and later GPUs), which a run recorded as float32 must not. The field heads and the field
+    arithmetic stay float32 under autocast (:func:`.networks.float32_region`)."""
     dtype = mixed_precision(device, enabled, cpu)
-    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+    if dtype is not None:
+        return torch.autocast(device.type, dtype=dtype)
+    return _cudnn_convolutions_in_float32() if device.type == "cuda" else nullcontext()
+
+
+@contextmanager
+def _cudnn_convolutions_in_float32() -> Iterator[None]:
+    """cuDNN's convolutions in IEEE float32 (``torch.backends.cudnn.conv.fp32_precision``, torch's TF32
+    setting for them, "tf32" by default), restored on exit."""
+    conv = torch.backends.cudnn.conv
+    before = conv.fp32_precision
+    conv.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        conv.fp32_precision = before
 
 
 LOADED_MODELS = 4  # checkpoints kept loaded between calls (per file version and device)

@@ -91,27 +91,31 @@ def write_table_csv(node: slicer.vtkMRMLTableNode, path: str | os.PathLike,
     return Path(path)
 
 
-def export_tables(tables: Sequence[slicer.vtkMRMLTableNode], folder: str | os.PathLike,
-                  overwrite: bool = False) -> list[Path]:
-    """Write ``tables`` as ``{table name}.csv`` in ``folder`` (:func:`write_table_csv`) and, when the first
-    records how its registration was made (:data:`REGISTRATION_ATTRIBUTE`), that line as ``{its name}
-    registration.txt``, so that the model, its licence and the networks' precision travel with the numbers.
+def export_tables(tables: Sequence[slicer.vtkMRMLTableNode], folder: str | os.PathLike, overwrite: bool = False,
+                  registration: str | None = None) -> list[Path]:
+    """Write the (non-empty) ``tables`` as ``{table name}.csv`` in ``folder`` (:func:`write_table_csv`) and
+    how their registration was made as ``{first table's name} registration.txt``, so that the model, its
+    licence and the networks' precision travel with the numbers: ``registration``, else the first table's
+    :data:`REGISTRATION_ATTRIBUTE`. When neither says (a scene saved before it was recorded) no note is
+    written, and with ``overwrite`` an earlier note of that name is removed (it described another run).
     Every file is checked before any is written. Returns the paths written.
 
     Raises:
-        FileExistsError: a file exists and not ``overwrite`` (nothing written).
+        FileExistsError: a file exists (the note included) and not ``overwrite`` (nothing written).
     """
     folder = Path(folder)
     paths = [folder / f"{table.GetName()}.csv" for table in tables]
-    described = tables[0].GetAttribute(REGISTRATION_ATTRIBUTE) if tables else None
-    note = folder / f"{tables[0].GetName()} registration.txt" if described else None
-    for path in paths + [note] * bool(note):
+    described = registration or tables[0].GetAttribute(REGISTRATION_ATTRIBUTE)
+    note = folder / f"{tables[0].GetName()} registration.txt"
+    for path in (*paths, note):
         check_writable(path, overwrite)
     written = [write_table_csv(table, path, overwrite) for table, path in zip(tables, paths)]
-    if note:
+    if described:
         with atomic_output(note, overwrite) as tmp:
             tmp.write_text(described + "\n")
         written.append(note)
+    else:
+        note.unlink(missing_ok=True)
     return written
 
 

@@ -25,15 +25,13 @@ from ..dlir.shipped import SHIPPED_MODEL, list_models
 from ..mrml import METHODS, RegistrationSettings
 from ..registration import RegistrationCancelled
 from ..sequence import EchoDataError
-from ..workflow import DEFAULT_METHOD, DEFAULT_REFINE, describe_registration, parse_frame_number
+from ..workflow import (DEFAULT_METHOD, DEFAULT_REFINE, FLOAT32_HINT, FLOAT32_LABEL, describe_registration,
+                        parse_frame_number)
 from .session import MAX_UPLOAD_MB, MYOCARDIUM_SOURCES, Overlays, UploadRefused, WebSession
 
 LOG = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 PLAY_INTERVAL_S = 0.1
-FLOAT32_HINT = ("DLIR: float32 where the networks would run in bfloat16 (CPUs with AMX) or float16 (older GPUs): "
-                "results that do not depend on the hardware's reduced precision; the network alone takes about "
-                "1.4x as long on such a CPU, DLIR + refine about 1.1x (README, Slicer module)")
 # the settings Apply sends along
 FORM = ("method", "model", "refine", "anchor", "float32", "reference", "es_frame", "myocardium")
 # sent after FORM: how many cines had been opened when the page showed those settings, so that a form shown
@@ -300,7 +298,7 @@ class EchoWebApp:
                                      density="compact", hide_details=True, disabled=("method !== 'dlir'",))
                 v.VCheckbox(v_model=("anchor",), label="Track through a systole anchor (when ES is known)",
                             id="anchor", density="compact", hide_details=True, disabled=("method !== 'dlir'",))
-                v.VCheckbox(v_model=("float32",), label="Networks in float32 (the same numbers on every CPU)",
+                v.VCheckbox(v_model=("float32",), label=FLOAT32_LABEL,
                             id="float32", density="compact", hide_details=True, disabled=("method !== 'dlir'",),
                             title=FLOAT32_HINT)
                 html.Div("Myocardium", classes="text-caption mt-2")
