@@ -169,6 +169,8 @@ def test_the_page_runs_dlir_on_the_demo_cine_with_landmarks(page, demo, artefact
             "simulated_a4c longitudinal strain", "simulated_a4c frames", "simulated_a4c strain summary",
             "simulated_a4c strain curves", "landmarks"} == set(nodes)
     assert page.locator("#strain-table tbody tr").count() == N_FRAMES
+    playwright.expect(page.locator("#registration")).to_contain_text(
+        "Registration: DLIR (echoreg-dlir-camus, licence CC BY-NC-SA 4.0, networks in ")
     assert page.locator("#curves").get_attribute("src").startswith("data:image/png;base64,")
     with page.expect_download() as download:
         page.locator("#download-csv").click()

@@ -72,7 +72,7 @@ class EchoWebApp:
             "landmarks": 0, "busy": False, "progress": 0, "has_cine": False, "has_results": False,
             "frame": 0, "last_frame": 0, "playing": False, "grid": True, "strain": True,
             "opacity": Overlays().opacity, "view_src": "", "table_headers": [], "table_rows": [],
-            "curves_src": "", "csv_href": "", "csv_name": "frames.csv", "scene_nodes": [],
+            "curves_src": "", "csv_href": "", "csv_name": "frames.csv", "registration": "", "scene_nodes": [],
         })
         self._model_licence()
         state.change("model")(lambda **_: self._model_licence())
@@ -109,7 +109,8 @@ class EchoWebApp:
         # frame numbers chosen on the last cine mean nothing on this one
         self.state.update({"has_cine": True, "has_results": False, "frame": 0, "last_frame": seq.n_frames - 1,
                            FORM_CINE: self.state[FORM_CINE] + 1, "reference": "", "es_frame": "", "landmarks": 0,
-                           "table_headers": [], "table_rows": [], "curves_src": "", "csv_href": ""})
+                           "table_headers": [], "table_rows": [], "curves_src": "", "csv_href": "",
+                           "registration": ""})
         self._refresh()
         return (f"Opened {path.name}: {seq.n_frames} frames of {seq.frame_shape[0]} x {seq.frame_shape[1]} "
                 f"pixels. Click the mitral annulus, the apex and the other annulus point, or load labels.")
@@ -242,6 +243,8 @@ class EchoWebApp:
                                   for k, v in enumerate(row)} for row in zip(*table.values())]
         csv = self.session.csv_path()
         self.state.csv_name, self.state.csv_href = csv.name, _data_url(csv.read_bytes(), "text/csv")
+        registration = self.session.analysis.registration
+        self.state.registration = describe_registration(registration.method, registration.parameters)
         curves = self.session.curves_path()
         self.state.curves_src = "" if curves is None else _data_url(curves.read_bytes(), "image/png")
         self.state.has_results = True
@@ -353,6 +356,8 @@ class EchoWebApp:
                                  v_if="curves_src")
                         html.A("Download the table (CSV)", href=("csv_href",), download=("csv_name",),
                                id="download-csv", classes="d-block my-2")
+                        # beside the numbers, how they were made: the model's terms travel with a screenshot
+                        html.Div("Registration: {{ registration }}", id="registration", classes="text-caption")
                         v.VDataTable(headers=("table_headers",), items=("table_rows",), density="compact",
                                      items_per_page=-1, id="strain-table", hide_default_footer=True)
 
