@@ -440,7 +440,7 @@ class EchoRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                         return
                     self._showOutputs(outputs)
                     status = _("Done in {seconds:.1f} s: {registration}.").format(
-                        seconds=time.perf_counter() - start, registration=self.logic.describe(outputs))
+                        seconds=time.perf_counter() - start, registration=self.logic.describe(outputs.transforms))
         finally:
             self.ui.statusLabel.text = status
 
@@ -608,7 +608,7 @@ class EchoRegistrationLogic(ScriptedLoadableModuleLogic):
         scene = inputSequence.GetScene()
         outputs = add_outputs(scene, browser_for(scene, inputSequence), inputSequence, analysis)
         logging.info(f"EchoRegistration: {inputSequence.GetName()} ({analysis.sequence.n_frames} frames, "
-                     f"{self.describe(outputs)}) in {time.perf_counter() - start:.1f} s")
+                     f"{self.describe(outputs.transforms)}) in {time.perf_counter() - start:.1f} s")
         for line in analysis.registration.warnings:  # frames without signal, lowered similarity
             logging.warning(f"EchoRegistration: {inputSequence.GetName()}: {line}")
         if analysis.strain is not None:
@@ -618,13 +618,16 @@ class EchoRegistrationLogic(ScriptedLoadableModuleLogic):
         return outputs
 
     @staticmethod
-    def describe(outputs) -> str:
-        """How the registration of ``outputs`` was made, as recorded on its deformation sequence
+    def describe(transformSequence) -> str:
+        """How a run's registration was made, as recorded on its deformation sequence
         (``EchoRegistrationLib.mrml.tables.REGISTRATION_ATTRIBUTE``): the method; DLIR: the model, its
-        licence, the networks' precision, the refinement and the systole anchor."""
+        licence, the networks' precision, the refinement and the systole anchor. "" when the sequence is
+        None or records none (a scene saved before it was recorded). Needs no PyTorch."""
         from EchoRegistrationLib.mrml.tables import REGISTRATION_ATTRIBUTE
 
-        return outputs.transforms.GetAttribute(REGISTRATION_ATTRIBUTE) or ""
+        if transformSequence is None:
+            return ""
+        return transformSequence.GetAttribute(REGISTRATION_ATTRIBUTE) or ""
 
     def run(self, parameterNode: EchoRegistrationParameterNode, progress=None, cancel=None):
         """:meth:`process` with the parameter node's inputs and settings; the new output nodes
@@ -670,14 +673,13 @@ class EchoRegistrationLogic(ScriptedLoadableModuleLogic):
         was made (model, licence, precision), as its deformation sequence records it
         (``EchoRegistrationLib.mrml.tables.export_tables``); FileExistsError unless ``overwrite``. Needs
         no PyTorch (a saved scene's tables export before it is installed)."""
-        from EchoRegistrationLib.mrml.tables import REGISTRATION_ATTRIBUTE, export_tables
+        from EchoRegistrationLib.mrml.tables import export_tables
 
         tables = [t for t in (parameterNode.frameTable, parameterNode.summaryTable) if t is not None]
         if not tables:
             raise ValueError(_("Nothing to export: run the registration first."))
-        transforms = parameterNode.transformSequence
         return export_tables(tables, folder, overwrite,
-                             transforms.GetAttribute(REGISTRATION_ATTRIBUTE) if transforms is not None else None)
+                             EchoRegistrationLogic.describe(parameterNode.transformSequence) or None)
 
 
 #
@@ -759,7 +761,7 @@ class EchoRegistrationTest(ScriptedLoadableModuleTest):
                                           slicer.util.arrayFromVolume(outputs.warped.GetNthDataNode(t)))
         tables = {t.GetName(): t for t in (outputs.frame_table, outputs.summary_table)}
         *csvs, note = logic.exportCsv(parameters, folder)
-        self.assertEqual(note.read_text().strip(), logic.describe(outputs))
+        self.assertEqual(note.read_text().strip(), logic.describe(outputs.transforms))
         for path in csvs:
             table, back = tables[path.stem], read_table_csv(path)
             for column, values in table_columns(table).items():

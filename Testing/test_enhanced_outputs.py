@@ -102,6 +102,11 @@ def test_the_module_shows_the_enhanced_frames_until_a_run_without(module, sim, e
     assert shown.GetScene() is None  # the previous run's enhanced sequence was removed
     assert env.scene.GetFirstNodeByName("echo enhanced") is None
     assert isinstance(parameters.warpedSequence, slicer.vtkMRMLSequenceNode)
+    # Export CSV: the frame table, and how the registration was made as the deformation sequence records it
+    exported = logic.exportCsv(parameters, tmp_path / "export")
+    assert [p.name for p in exported] == ["echo frames.csv", "echo frames registration.txt"]
+    assert exported[1].read_text() == logic.describe(parameters.transformSequence) + "\n"
+    assert exported[1].read_text().startswith("DLIR (") and logic.describe(None) == ""
 
 
 def test_register_writes_the_enhanced_sequence_only_with_enhance(sim, enhancer, tmp_path, capsys):

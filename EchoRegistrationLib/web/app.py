@@ -207,9 +207,7 @@ class EchoWebApp:
                 return
             self.session.show(analysis)
             self._results()
-            registration = analysis.registration
-            state.status = (f"Done: {describe_registration(registration.method, registration.parameters)} in "
-                            f"{registration.seconds:.1f} s"
+            state.status = (f"Done: {state.registration} in {analysis.registration.seconds:.1f} s"
                             + ("" if analysis.strain is None else
                                f"; GLS at ES {analysis.strain.gls_endo[analysis.strain.es_index]:.1f} %"))
 
