@@ -468,8 +468,8 @@ class EchoRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                                  waitCursor=True):
                 warped, _transform = self.logic.registerCurrentFrame(self._parameterNode)
                 slicer.util.setSliceViewerLayers(background=warped)
-                self.ui.statusLabel.text = _("Current frame registered: see '{name}'.").format(
-                    name=warped.GetName())
+                self.ui.statusLabel.text = _("Current frame registered ({how}): see '{name}'.").format(
+                    how=self.logic.describe(warped), name=warped.GetName())
 
     def onCurrentFrameButton(self, parameter: str) -> None:
         """Set the frame ``parameter`` ("referenceFrame" or "endSystoleFrame") to the frame the input's
@@ -618,16 +618,17 @@ class EchoRegistrationLogic(ScriptedLoadableModuleLogic):
         return outputs
 
     @staticmethod
-    def describe(transformSequence) -> str:
-        """How a run's registration was made, as recorded on its deformation sequence
-        (``EchoRegistrationLib.mrml.tables.REGISTRATION_ATTRIBUTE``): the method; DLIR: the model, its
-        licence, the networks' precision, the refinement and the systole anchor. "" when the sequence is
+    def describe(outputNode) -> str:
+        """How a registration was made, as recorded on its output node (a run's deformation sequence, or the
+        warped frame or frame deformation of "Register current frame";
+        ``EchoRegistrationLib.mrml.tables.REGISTRATION_ATTRIBUTE``): the method; DLIR: the model, its
+        licence, the networks' precision, the refinement and the systole anchor. "" when the node is
         None or records none (a scene saved before it was recorded). Needs no PyTorch."""
         from EchoRegistrationLib.mrml.tables import REGISTRATION_ATTRIBUTE
 
-        if transformSequence is None:
+        if outputNode is None:
             return ""
-        return transformSequence.GetAttribute(REGISTRATION_ATTRIBUTE) or ""
+        return outputNode.GetAttribute(REGISTRATION_ATTRIBUTE) or ""
 
     def run(self, parameterNode: EchoRegistrationParameterNode, progress=None, cancel=None):
         """:meth:`process` with the parameter node's inputs and settings; the new output nodes
@@ -776,4 +777,5 @@ class EchoRegistrationTest(ScriptedLoadableModuleTest):
         warped, transform = logic.registerCurrentFrame(parameters)
         self.assertEqual(slicer.util.arrayFromVolume(warped).shape, (1, 96, 80))
         self.assertGreater(np.abs(slicer.util.arrayFromGridTransform(transform)).max(), 1.0)
+        self.assertTrue(logic.describe(warped).startswith("DLIR ("))
         self.delayDisplay("Test passed")

@@ -469,8 +469,39 @@ def run_strain(study: Study, settings: WorkflowSettings, output: str | os.PathLi
     return analysis
 
 
-def register_one_frame(seq: EchoSequence, frame: int,
-                       settings: WorkflowSettings) -> tuple[int, np.ndarray, np.ndarray]:
+@dataclass(eq=False)
+class FrameRegistration:
+    """One frame registered to the tracking reference (:func:`register_one_frame`).
+
+    Attributes:
+        sequence: the whole sequence the frame belongs to.
+        frame, reference: the frame and the reference frame (indices from 0 in ``sequence``).
+        displacement: (H, W, 2) mm field on the reference grid (reference point -> where it is in the frame).
+        warped: (H, W) the frame resampled onto the reference grid.
+        method: the registration method ("dlir", "deformable", ...).
+        parameters: the registration's parameters as :func:`.registration.register_sequence` records them
+            (model, licence, network precision, refinement, ...), the anchor setting and frame numbered in
+            ``sequence``; {} for the reference frame itself (nothing registered).
+    """
+
+    sequence: EchoSequence
+    frame: int
+    reference: int
+    displacement: np.ndarray
+    warped: np.ndarray
+    method: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def description(self) -> str:
+        """How the frame was registered, in :func:`describe_registration`'s words ("none: the reference
+        frame" for the reference itself)."""
+        if self.frame == self.reference:
+            return "none: the reference frame"
+        return describe_registration(self.method, self.parameters)
+
+
+def register_one_frame(seq: EchoSequence, frame: int, settings: WorkflowSettings) -> FrameRegistration:
     """Register frame ``frame`` to the tracking reference as :func:`analyse` would: the tracking
     mode and model come from :func:`.registration.tracking.tracking_plan` (the one place that
     decides them), a sequential mode goes through the frames between, and DLIR to the reference
@@ -478,7 +509,8 @@ def register_one_frame(seq: EchoSequence, frame: int,
     (:func:`.registration.tracking.frame_anchors`).
 
     Returns:
-        (reference, (H, W, 2) mm field, (H, W) warped frame).
+        :class:`FrameRegistration`: the field, the warped frame and how they were made (the model, its
+        licence and precision, as the whole run would record them).
 
     Raises:
         ValueError: ``frame`` is not a frame of ``seq``, or settings :func:`analyse` would refuse.
@@ -492,10 +524,11 @@ def register_one_frame(seq: EchoSequence, frame: int,
     if not 0 <= frame < seq.n_frames:
         raise ValueError(f"{seq.source}: frame {frame} is outside 0..{seq.n_frames - 1}")
     if frame == reference:
-        return reference, np.zeros((*seq.frame_shape, 2), np.float32), seq.frames[frame].copy()
+        return FrameRegistration(seq, frame, reference, np.zeros((*seq.frame_shape, 2), np.float32),
+                                 seq.frames[frame].copy(), settings.method)
     arguments = settings.arguments()
-    device, model, mode, _ = tracking_plan(settings.method, arguments.get("model"), settings.mode,
-                                           settings.device)
+    device, model, mode, model_name = tracking_plan(settings.method, arguments.get("model"), settings.mode,
+                                                    settings.device)
     setting = anchor_setting(settings.method, mode, arguments.get("anchor"))
     anchors = frame_anchors(seq, reference, settings.method, mode, setting)
     via = reference if anchors is None else anchors.get(frame, reference)
@@ -515,4 +548,13 @@ def register_one_frame(seq: EchoSequence, frame: int,
         subsequence = replace(subsequence, metadata={**subsequence.metadata, INTENSITY_WINDOW: window})
     result = registration.register_sequence(subsequence, **arguments)
     moving = frames.index(frame)
-    return reference, result.displacement[moving], result.warped[moving]
+    parameters = dict(result.parameters)
+    if settings.method == "dlir":  # the model's name, not the object loaded once here
+        from .dlir.shipped import licence_of
+
+        parameters.update(model=model_name, licence=licence_of(model_name))
+    if "anchor" in parameters:  # numbered in the whole sequence, as the whole run records them
+        parameters.update(anchor=setting, anchor_frame=None if via == reference else via,
+                          es_frame=None if isinstance(setting, Mapping) else seq.es_index)
+    return FrameRegistration(seq, frame, reference, result.displacement[moving], result.warped[moving],
+                             result.method, parameters)

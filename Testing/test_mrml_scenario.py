@@ -236,6 +236,9 @@ def test_register_current_frame_for_a_quick_look(case):
     assert error.mean() < 0.5 * motion.mean()
     warped, transform = show_frame_registration(env.scene, "echo", frame)
     np.testing.assert_array_equal(slicer.util.arrayFromVolume(warped)[0], frame.warped)
+    # how it was made travels with both nodes: the model, its licence and the precision
+    assert frame.description.startswith("DLIR (echoreg-dlir-camus, licence CC BY-NC-SA 4.0, networks in ")
+    assert {n.GetAttribute(REGISTRATION_ATTRIBUTE) for n in (warped, transform)} == {frame.description}
     count = env.scene.GetNumberOfNodes()
     same = register_frame(node, 0, RegistrationSettings())
     assert not same.displacement.any()
@@ -243,6 +246,7 @@ def test_register_current_frame_for_a_quick_look(case):
     assert show_frame_registration(env.scene, "echo", same, warped, transform) == (warped, transform)
     assert env.scene.GetNumberOfNodes() == count
     assert not slicer.util.arrayFromGridTransform(transform).any()
+    assert warped.GetAttribute(REGISTRATION_ATTRIBUTE) == "none: the reference frame"
 
 
 @pytest.mark.parametrize("model", ["echoreg-dlir-sim", "echoreg-dlir-sim-sequential"])

@@ -128,10 +128,11 @@ def test_one_frame_tracks_like_the_sequence(sim):
     from EchoRegistrationLib.workflow import analyse
 
     settings = WorkflowSettings(method="deformable", options={"iterations": (5, 5, 5)})
-    reference, field, _ = register_one_frame(sim.sequence, 3, settings)
+    one = register_one_frame(sim.sequence, 3, settings)
     whole = analyse(sim.sequence, settings, None).registration
-    assert reference == 0 and whole.mode == "sequential"
-    np.testing.assert_allclose(field, whole.displacement[3], atol=0.02)
+    assert (one.frame, one.reference) == (3, 0) and whole.mode == "sequential"
+    np.testing.assert_allclose(one.displacement, whole.displacement[3], atol=0.02)
+    assert one.description == "deformable" and one.parameters["iterations"] == (5, 5, 5)
 
 
 def test_quick_look_of_a_frame_more_than_10_s_from_the_reference():
@@ -140,9 +141,9 @@ def test_quick_look_of_a_frame_more_than_10_s_from_the_reference():
     seq = dataclasses.replace(simulate_sequence(view="A4C", n_frames=13, image_size=(48, 40), seed=1).sequence,
                               frame_times=np.arange(13.0), ed_index=0, es_index=None)
     settings = WorkflowSettings(method="rigid", mode="to_reference", options={"iterations": (2, 2, 2)})
-    reference, field, warped = register_one_frame(seq, 12, settings)
-    assert reference == 0 and field.shape == (48, 40, 2) and np.isfinite(field).all()
-    assert warped.shape == (48, 40)
+    one = register_one_frame(seq, 12, settings)
+    assert one.reference == 0 and one.displacement.shape == (48, 40, 2) and np.isfinite(one.displacement).all()
+    assert one.warped.shape == (48, 40)
 
 
 def test_quick_look_gives_the_field_of_the_whole_run_with_the_default_method():
@@ -152,7 +153,9 @@ def test_quick_look_gives_the_field_of_the_whole_run_with_the_default_method():
     optimises each pair on its own, and the network sees the subsequence with the whole sequence's
     intensity window. Before, they differed by 0.3-0.4 mm on average. What remains comes from the
     network's batches rounding differently (1e-5 mm), which a pair's own stopping decisions can carry
-    to a few tenths of a millimetre on a few pixels (regularising the residual only, the default)."""
+    to a few tenths of a millimetre on a few pixels (regularising the residual only, the default).
+    The frame records how it was registered as the whole run does, the anchor numbered in the whole
+    sequence (a frame before the anchor went directly)."""
     from EchoRegistrationLib.workflow import analyse
 
     sim = simulate_sequence(view="A4C", n_frames=8, image_size=(96, 80), seed=3)
@@ -160,12 +163,18 @@ def test_quick_look_gives_the_field_of_the_whole_run_with_the_default_method():
     whole = analyse(sim.sequence, settings, None).registration
     assert (whole.method, whole.mode, whole.parameters["refine"]) == ("dlir", "to_reference", 24)
     assert whole.parameters["anchor_frame"] == 4  # ES is frame 7: frames 5-7 go through frame 4
-    for frame in (3, 5):
-        reference, field, _ = register_one_frame(sim.sequence, frame, settings)
-        difference = np.linalg.norm(field - whole.displacement[frame], axis=-1)
-        assert reference == whole.reference
+    line = describe_registration(whole.method, whole.parameters)
+    assert line.endswith(" (systole anchor: frame 4)")
+    for frame, described in ((3, line.removesuffix(" (systole anchor: frame 4)")), (5, line)):
+        one = register_one_frame(sim.sequence, frame, settings)
+        difference = np.linalg.norm(one.displacement - whole.displacement[frame], axis=-1)
+        assert one.reference == whole.reference
         assert difference.mean() < 0.05 and np.percentile(difference, 95) < 0.3, \
             (frame, difference.mean(), np.percentile(difference, 95))
+        assert one.description == described
+        assert {key: one.parameters[key] for key in ("anchor", "es_frame", "model", "network_precision")} == \
+            {key: whole.parameters[key] for key in ("anchor", "es_frame", "model", "network_precision")}
+    assert register_one_frame(sim.sequence, 0, settings).description == "none: the reference frame"
 
 
 def test_run_strain_needs_a_myocardium(cine, tmp_path):

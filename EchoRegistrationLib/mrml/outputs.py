@@ -170,7 +170,8 @@ def show_frame_registration(scene: slicer.vtkMRMLScene, name: str, frame: FrameR
                             ) -> tuple[slicer.vtkMRMLScalarVolumeNode, slicer.vtkMRMLGridTransformNode]:
     """Put one frame's registration in ``warped`` and ``transform`` (made in ``scene`` as
     ``{name} warped frame`` / ``{name} frame deformation`` when None); the transform is shown as
-    a deformation grid. Returns both nodes."""
+    a deformation grid, and both carry how the frame was registered (:data:`.tables.REGISTRATION_ATTRIBUTE`,
+    :attr:`FrameRegistration.description`). Returns both nodes."""
     seq: EchoSequence = frame.sequence
     if warped is None:
         warped = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", f"{name} warped frame")
@@ -181,4 +182,6 @@ def show_frame_registration(scene: slicer.vtkMRMLScene, name: str, frame: FrameR
         warped.CreateDefaultDisplayNodes()
     grid_transform_node(frame.displacement, seq, transform)
     show_deformation_grid(transform)
+    for node in (warped, transform):
+        node.SetAttribute(REGISTRATION_ATTRIBUTE, frame.description)
     return warped, transform

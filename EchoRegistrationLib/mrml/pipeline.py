@@ -13,14 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import slicer
 
 from .. import workflow
 from ..registration import RegistrationCancelled
 from ..sequence import EchoSequence
 from ..strain.myocardium import DEFAULT_WALL_WIDTH
-from ..workflow import METHODS, Analysis  # noqa: F401  (METHODS: the panel's choices, re-exported)
+from ..workflow import METHODS, Analysis, FrameRegistration  # noqa: F401  (re-exported; METHODS: the panel's choices)
 from .myocardium import myocardium_from_node
 from .sequences import echo_sequence_from_node
 
@@ -109,21 +108,8 @@ def analyse(sequence_node: slicer.vtkMRMLNode, settings: RegistrationSettings,
     return analysis
 
 
-@dataclass(eq=False)
-class FrameRegistration:
-    """One frame registered to the reference: (H, W, 2) mm field and (H, W) warped frame."""
-
-    sequence: EchoSequence
-    frame: int
-    reference: int
-    displacement: np.ndarray
-    warped: np.ndarray
-
-
 def register_frame(sequence_node: slicer.vtkMRMLNode, frame: int,
                    settings: RegistrationSettings) -> FrameRegistration:
     """Register frame ``frame`` of ``sequence_node`` to the reference frame, tracked as
     :func:`analyse` would track it (:func:`EchoRegistrationLib.workflow.register_one_frame`)."""
-    seq = settings.sequence(sequence_node)
-    reference, displacement, warped = workflow.register_one_frame(seq, frame, settings)
-    return FrameRegistration(seq, frame, reference, displacement, warped)
+    return workflow.register_one_frame(settings.sequence(sequence_node), frame, settings)
