@@ -179,6 +179,11 @@ def test_the_page_runs_dlir_on_the_demo_cine_with_landmarks(page, demo, artefact
     gls = float(rows[-1]["GLS endocardial (%)"])
     print(f"GLS at ES {gls:.1f} % (true {sim.gls_endo[-1]:.1f} %)")
     assert gls == pytest.approx(sim.gls_endo[-1], abs=4.0)
+    with page.expect_download() as download:
+        page.locator("#download-note").click()
+    assert download.value.suggested_filename == "simulated_a4c frames registration.txt"
+    note = Path(download.value.path()).read_text().strip()
+    assert page.locator("#registration").inner_text() == f"Registration: {note}"
     page.mouse.wheel(0, -5000)
     page.wait_for_timeout(300)
     page.screenshot(path=str(folder / "echoreg_web.png"))

@@ -15,6 +15,7 @@ from EchoRegistrationLib.registration import RegistrationCancelled  # noqa: E402
 from EchoRegistrationLib.sequence import EchoDataError  # noqa: E402
 from EchoRegistrationLib.simulation import simulate_sequence  # noqa: E402
 from EchoRegistrationLib.web.session import Overlays, UploadRefused, WebSession  # noqa: E402
+from EchoRegistrationLib.workflow import describe_registration  # noqa: E402
 
 DLIR = RegistrationSettings(method="dlir", model="echoreg-dlir-sim", refine=0)  # the network alone: fast
 
@@ -66,8 +67,11 @@ def test_landmarks_clicked_in_the_view_give_the_strain(cine, tmp_path):
         "small strain summary", "small strain curves"}
     print(f"GLS at ES {analysis.strain.gls_endo[-1]:.1f} % (true {sim.gls_endo[-1]:.1f} %)")
     assert analysis.strain.gls_endo[-1] == pytest.approx(sim.gls_endo[-1], abs=4.0)
-    columns = read_table_csv(session.csv_path())
+    table, note = session.export_paths()
+    columns = read_table_csv(table)
     np.testing.assert_array_equal(columns["GLS endocardial (%)"], analysis.strain.gls_endo)
+    assert note.name == "small frames registration.txt"
+    assert note.read_text() == describe_registration("dlir", analysis.registration.parameters) + "\n"
     assert session.curves_path().stat().st_size > 10_000
     session.set_overlays(Overlays(grid=False, strain=False))
     assert session.layers().foreground_opacity == 0.0

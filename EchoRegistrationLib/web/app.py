@@ -25,8 +25,7 @@ from ..dlir.shipped import SHIPPED_MODEL, list_models
 from ..mrml import METHODS, RegistrationSettings
 from ..registration import RegistrationCancelled
 from ..sequence import EchoDataError
-from ..workflow import (DEFAULT_METHOD, DEFAULT_REFINE, FLOAT32_HINT, FLOAT32_LABEL, describe_registration,
-                        parse_frame_number)
+from ..workflow import (DEFAULT_METHOD, DEFAULT_REFINE, FLOAT32_HINT, FLOAT32_LABEL, parse_frame_number)
 from .session import MAX_UPLOAD_MB, MYOCARDIUM_SOURCES, Overlays, UploadRefused, WebSession
 
 LOG = logging.getLogger(__name__)
@@ -72,7 +71,8 @@ class EchoWebApp:
             "landmarks": 0, "busy": False, "progress": 0, "has_cine": False, "has_results": False,
             "frame": 0, "last_frame": 0, "playing": False, "grid": True, "strain": True,
             "opacity": Overlays().opacity, "view_src": "", "table_headers": [], "table_rows": [],
-            "curves_src": "", "csv_href": "", "csv_name": "frames.csv", "registration": "", "scene_nodes": [],
+            "curves_src": "", "csv_href": "", "csv_name": "frames.csv", "note_href": "",
+            "note_name": "frames registration.txt", "registration": "", "scene_nodes": [],
         })
         self._model_licence()
         state.change("model")(lambda **_: self._model_licence())
@@ -110,7 +110,7 @@ class EchoWebApp:
         self.state.update({"has_cine": True, "has_results": False, "frame": 0, "last_frame": seq.n_frames - 1,
                            FORM_CINE: self.state[FORM_CINE] + 1, "reference": "", "es_frame": "", "landmarks": 0,
                            "table_headers": [], "table_rows": [], "curves_src": "", "csv_href": "",
-                           "registration": ""})
+                           "note_href": "", "registration": ""})
         self._refresh()
         return (f"Opened {path.name}: {seq.n_frames} frames of {seq.frame_shape[0]} x {seq.frame_shape[1]} "
                 f"pixels. Click the mitral annulus, the apex and the other annulus point, or load labels.")
@@ -239,10 +239,10 @@ class EchoWebApp:
         self.state.table_headers = [{"title": name, "key": f"c{k}"} for k, name in enumerate(table)]
         self.state.table_rows = [{f"c{k}": (round(v, 2) if isinstance(v, float) else v)
                                   for k, v in enumerate(row)} for row in zip(*table.values())]
-        csv = self.session.csv_path()
+        csv, note = self.session.export_paths()
         self.state.csv_name, self.state.csv_href = csv.name, _data_url(csv.read_bytes(), "text/csv")
-        registration = self.session.analysis.registration
-        self.state.registration = describe_registration(registration.method, registration.parameters)
+        self.state.note_name, self.state.note_href = note.name, _data_url(note.read_bytes(), "text/plain")
+        self.state.registration = self.session.registration_line()
         curves = self.session.curves_path()
         self.state.curves_src = "" if curves is None else _data_url(curves.read_bytes(), "image/png")
         self.state.has_results = True
@@ -354,6 +354,9 @@ class EchoWebApp:
                                  v_if="curves_src")
                         html.A("Download the table (CSV)", href=("csv_href",), download=("csv_name",),
                                id="download-csv", classes="d-block my-2")
+                        # the same line as a file, to keep beside the CSV (the Slicer module's Export CSV writes both)
+                        html.A("Download how it was registered (TXT)", href=("note_href",), download=("note_name",),
+                               id="download-note", classes="d-block my-2")
                         # beside the numbers, how they were made: the model's terms travel with a screenshot
                         html.Div("Registration: {{ registration }}", id="registration", classes="text-caption")
                         v.VDataTable(headers=("table_headers",), items=("table_rows",), density="compact",

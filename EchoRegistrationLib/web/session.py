@@ -23,14 +23,15 @@ import slicer
 
 from ..io import load_sequence
 from ..mrml import (Analysis, EchoOutputs, RegistrationSettings, SliceLayers, add_outputs, analyse,
-                    browser_for, output_layers, remove_nodes, set_grid_visible, table_columns,
-                    volume_sequence_node, write_table_csv)
+                    browser_for, export_tables, output_layers, remove_nodes, set_grid_visible, table_columns,
+                    volume_sequence_node)
 from ..mrml.display import STRAIN_OPACITY
 from ..mrml.headless import standalone_scene
 from ..mrml.render import SliceView
 from ..mrml.sequences import volume_node
 from ..sequence import EchoDataError, EchoSequence
 from ..strain.figures import save_strain_curves
+from ..workflow import describe_registration
 
 VIEW_SIZE = (560, 480)  # view pixels (width, height)
 MAX_UPLOAD_MB = 200.0
@@ -234,16 +235,26 @@ class WebSession:
         return {name: list(np.asarray(values).tolist()) for name, values in
                 table_columns(self.outputs.frame_table).items()}
 
-    def csv_path(self) -> Path:
-        """The per-frame table written as CSV in the session folder.
+    def export_paths(self) -> tuple[Path, Path]:
+        """The per-frame table written as CSV in the session folder, and beside it how its registration was
+        made (``<frames name> registration.txt``: the method; DLIR: the model, its licence, the networks'
+        precision), as the Slicer module's Export CSV writes them (:func:`..mrml.export_tables`).
 
         Raises:
             EchoDataError: no outputs yet.
         """
         if self.outputs is None:
             raise EchoDataError(self._require_cine().source, "no results yet: press Apply first")
-        return write_table_csv(self.outputs.frame_table, self.folder / f"{self.outputs.frame_table.GetName()}.csv",
-                               overwrite=True)
+        table, note = export_tables([self.outputs.frame_table], self.folder, overwrite=True,
+                                    registration=self.registration_line())
+        return table, note
+
+    def registration_line(self) -> str:
+        """How the shown results were registered, in one line (:func:`..workflow.describe_registration`); ""
+        before any."""
+        if self.analysis is None:
+            return ""
+        return describe_registration(self.analysis.registration.method, self.analysis.registration.parameters)
 
     def curves_path(self) -> Path | None:
         """GLS and segment curves with the LV volume as PNG in the session folder (None without strain)."""
