@@ -1,7 +1,7 @@
 """What ``--float32`` costs and changes where the networks would run in reduced precision (a script).
 
-On two simulated sequences, the demo's (seed 2026, A4C, ED -> ES, 20 frames) and the speed script's
-(seed 10000, 20 frames of ``--shape``), every frame is registered to the reference by
+On two simulated sequences, the demo's (seed 2026, A4C, ED -> ES, ``--frames`` frames, 20 by default) and
+the speed script's (seed 10000, ``--frames`` frames of ``--shape``), every frame is registered to the reference by
 ``register_sequence(seq, "dlir", refine=R)`` for R = 0 (the network alone) and the default refinement
 (:data:`EchoRegistrationLib.workflow.DEFAULT_REFINE`), with the networks in their default precision
 (:func:`EchoRegistrationLib.dlir.inference.mixed_precision`: bfloat16 on CPUs with AMX) and with
@@ -39,13 +39,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", type=int, nargs=2, default=[422, 512], metavar=("ROWS", "COLUMNS"),
                         help="the speed sequence's frames (default 422 x 512, the CAMUS cines' geometry)")
+    parser.add_argument("--frames", type=int, default=20, help="frames of each sequence (default 20)")
     parser.add_argument("--repeats", type=int, default=4, help="rounds (default 4)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     sequences = {
-        f"demo (seed {DEMO_SEED})": simulate_sequence(view="A4C", cycle="half", n_frames=20, seed=DEMO_SEED).sequence,
-        f"speed, {args.shape[0]} x {args.shape[1]}": simulate_sequence(n_frames=20, image_size=tuple(args.shape),
+        f"demo (seed {DEMO_SEED})": simulate_sequence(view="A4C", cycle="half", n_frames=args.frames,
+                                                      seed=DEMO_SEED).sequence,
+        f"speed, {args.shape[0]} x {args.shape[1]}": simulate_sequence(n_frames=args.frames,
+                                                                      image_size=tuple(args.shape),
                                                                       seed=10_000).sequence,
     }
     default = network_precision(torch.device("cpu"))
