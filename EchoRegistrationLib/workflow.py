@@ -246,9 +246,10 @@ def describe_registration(method: str, parameters: Mapping[str, Any]) -> str:
     "float16" on older GPUs, else "float32"; left out of reports written before it was recorded), the
     refinement steps (with the weight of the anatomy maps when they guided it) and the systole anchor frame
     it went through: "DLIR (echoreg-dlir-camus, licence CC BY-NC-SA 4.0, networks in bfloat16) + refine 24
-    on the images and anatomy maps (weight 0.1) (systole anchor: frame 11)"."""
+    on the images and anatomy maps (weight 0.1) (systole anchor: frame 11)". Other methods by the Slicer panel's
+    names: "Deformable", "Affine", "Rigid"."""
     if method != "dlir":
-        return method
+        return method.capitalize()
     refine, anchor_frame = parameters.get("refine") or 0, parameters.get("anchor_frame")
     weight = parameters.get("refine_anatomy_weight")
     precision = parameters.get("network_precision")

@@ -132,7 +132,7 @@ def test_one_frame_tracks_like_the_sequence(sim):
     whole = analyse(sim.sequence, settings, None).registration
     assert (one.frame, one.reference) == (3, 0) and whole.mode == "sequential"
     np.testing.assert_allclose(one.displacement, whole.displacement[3], atol=0.02)
-    assert one.description == "deformable" and one.parameters["iterations"] == (5, 5, 5)
+    assert one.description == "Deformable" and one.parameters["iterations"] == (5, 5, 5)
 
 
 def test_quick_look_of_a_frame_more_than_10_s_from_the_reference():
@@ -198,4 +198,4 @@ def test_a_registration_is_described_with_its_networks_precision_when_recorded()
         "DLIR (m, licence L) + refine 24 on the images and anatomy maps (weight 0.1) (systole anchor: frame 11)")
     assert describe_registration("dlir", {"model": "m", "refine": 0, "network_precision": "float16"}) == \
         "DLIR (m, licence unknown, networks in float16)"
-    assert describe_registration("deformable", {"network_precision": "bfloat16"}) == "deformable"
+    assert describe_registration("deformable", {"network_precision": "bfloat16"}) == "Deformable"
