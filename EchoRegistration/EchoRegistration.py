@@ -468,8 +468,8 @@ class EchoRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                                  waitCursor=True):
                 warped, _transform = self.logic.registerCurrentFrame(self._parameterNode)
                 slicer.util.setSliceViewerLayers(background=warped)
-                self.ui.statusLabel.text = _("Current frame registered ({how}): see '{name}'.").format(
-                    how=self.logic.describe(warped), name=warped.GetName())
+                self.ui.statusLabel.text = _("Current frame registered: see '{name}' ({how}).").format(
+                    name=warped.GetName(), how=self.logic.describe(warped))
 
     def onCurrentFrameButton(self, parameter: str) -> None:
         """Set the frame ``parameter`` ("referenceFrame" or "endSystoleFrame") to the frame the input's

@@ -197,6 +197,8 @@ class WorkflowSettings:
             raise ValueError("refine, flip averaging, the systole anchor and float32 are DLIR options (method='dlir')")
         if self.anchor is not None and not 0 <= self.anchor < 1:
             raise ValueError(f"the systole anchor is a fraction in [0, 1) (0: none), got {self.anchor}")
+        if self.refine is not None and self.refine < 0:
+            raise ValueError(f"refine must be >= 0 optimisation steps, got {self.refine}")
         if "anchor" in self.options:
             raise ValueError("the systole anchor is WorkflowSettings.anchor, not a register_pair option")
 
@@ -470,6 +472,10 @@ def run_strain(study: Study, settings: WorkflowSettings, output: str | os.PathLi
     return analysis
 
 
+# What :class:`FrameRegistration` says of the reference frame itself
+REFERENCE_FRAME_NOTE = "the reference frame itself: nothing to register"
+
+
 @dataclass(eq=False)
 class FrameRegistration:
     """One frame registered to the tracking reference (:func:`register_one_frame`).
@@ -479,10 +485,11 @@ class FrameRegistration:
         frame, reference: the frame and the reference frame (indices from 0 in ``sequence``).
         displacement: (H, W, 2) mm field on the reference grid (reference point -> where it is in the frame).
         warped: (H, W) the frame resampled onto the reference grid.
-        method: the registration method ("dlir", "deformable", ...).
+        method: the registration method ("dlir", "deformable", ...); None for the reference frame itself
+            (nothing registered: a zero field).
         parameters: the registration's parameters as :func:`.registration.register_sequence` records them
             (model, licence, network precision, refinement, ...), the anchor setting and frame numbered in
-            ``sequence``; {} for the reference frame itself (nothing registered).
+            ``sequence``; {} for the reference frame itself.
     """
 
     sequence: EchoSequence
@@ -490,15 +497,15 @@ class FrameRegistration:
     reference: int
     displacement: np.ndarray
     warped: np.ndarray
-    method: str
+    method: str | None
     parameters: dict[str, Any] = field(default_factory=dict)
 
     @property
     def description(self) -> str:
-        """How the frame was registered, in :func:`describe_registration`'s words ("none: the reference
-        frame" for the reference itself)."""
-        if self.frame == self.reference:
-            return "none: the reference frame"
+        """How the frame was registered, in :func:`describe_registration`'s words (:data:`REFERENCE_FRAME_NOTE`
+        for the reference itself)."""
+        if self.method is None:
+            return REFERENCE_FRAME_NOTE
         return describe_registration(self.method, self.parameters)
 
 
@@ -515,6 +522,8 @@ def register_one_frame(seq: EchoSequence, frame: int, settings: WorkflowSettings
 
     Raises:
         ValueError: ``frame`` is not a frame of ``seq``, or settings :func:`analyse` would refuse.
+        FileNotFoundError, EchoDataError: DLIR: the model is neither installed nor a checkpoint
+            (:func:`.registration.tracking.tracking_plan`), or its file is unusable.
     """
     from . import registration
     from .registration.tracking import anchor_setting, frame_anchors, tracking_plan
@@ -524,13 +533,13 @@ def register_one_frame(seq: EchoSequence, frame: int, settings: WorkflowSettings
     reference = tracking_reference(seq, settings.reference)
     if not 0 <= frame < seq.n_frames:
         raise ValueError(f"{seq.source}: frame {frame} is outside 0..{seq.n_frames - 1}")
-    if frame == reference:
-        return FrameRegistration(seq, frame, reference, np.zeros((*seq.frame_shape, 2), np.float32),
-                                 seq.frames[frame].copy(), settings.method)
     arguments = settings.arguments()
     device, model, mode, model_name = tracking_plan(settings.method, arguments.get("model"), settings.mode,
-                                                    settings.device)
+                                                    settings.device)  # checked for the reference frame too
     setting = anchor_setting(settings.method, mode, arguments.get("anchor"))
+    if frame == reference:
+        return FrameRegistration(seq, frame, reference, np.zeros((*seq.frame_shape, 2), np.float32),
+                                 seq.frames[frame].copy(), None)
     anchors = frame_anchors(seq, reference, settings.method, mode, setting)
     via = reference if anchors is None else anchors.get(frame, reference)
     if settings.method == "dlir":

@@ -14,7 +14,16 @@ SHARED_DATA = Path(os.environ.get("ECHOREG_SHARED_DATA", REPO.parent / "shared" 
 ARTEFACTS = Path(os.environ.get("ECHOREG_ARTEFACTS", REPO / "Testing" / "artefacts"))
 
 # The suite must fit 2 cores; keep torch from oversubscribing them.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+SUITE_THREADS = min(2, os.cpu_count() or 1)
+torch.set_num_threads(SUITE_THREADS)
+
+
+@pytest.fixture(autouse=True)
+def suite_threads():
+    """Every test starts with the suite's torch threads: a script's ``main(["--threads", "1"])`` run in a test
+    sets them for the whole process."""
+    torch.set_num_threads(SUITE_THREADS)
+    yield
 
 
 @pytest.fixture(scope="session")

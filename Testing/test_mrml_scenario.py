@@ -246,7 +246,7 @@ def test_register_current_frame_for_a_quick_look(case):
     assert show_frame_registration(env.scene, "echo", same, warped, transform) == (warped, transform)
     assert env.scene.GetNumberOfNodes() == count
     assert not slicer.util.arrayFromGridTransform(transform).any()
-    assert warped.GetAttribute(REGISTRATION_ATTRIBUTE) == "none: the reference frame"
+    assert warped.GetAttribute(REGISTRATION_ATTRIBUTE) == "the reference frame itself: nothing to register"
 
 
 @pytest.mark.parametrize("model", ["echoreg-dlir-sim", "echoreg-dlir-sim-sequential"])

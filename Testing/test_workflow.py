@@ -12,8 +12,8 @@ from EchoRegistrationLib import EchoSequence, load_sequence, save_sequence
 from EchoRegistrationLib.cli import main
 from EchoRegistrationLib.sequence import EchoDataError
 from EchoRegistrationLib.simulation import simulate_sequence
-from EchoRegistrationLib.workflow import (Study, WorkflowSettings, describe_registration, load_registration,
-                                          register_one_frame, run_strain)
+from EchoRegistrationLib.workflow import (REFERENCE_FRAME_NOTE, Study, WorkflowSettings, describe_registration,
+                                          load_registration, register_one_frame, run_strain)
 
 
 @pytest.fixture(scope="module")
@@ -152,8 +152,10 @@ def test_quick_look_gives_the_field_of_the_whole_run_with_the_default_method():
     pairs in one batch) gives that frame: the refinement
     optimises each pair on its own, and the network sees the subsequence with the whole sequence's
     intensity window. Before, they differed by 0.3-0.4 mm on average. What remains comes from the
-    network's batches rounding differently (1e-5 mm), which a pair's own stopping decisions can carry
-    to a few tenths of a millimetre on a few pixels (regularising the residual only, the default).
+    network's batches rounding differently (0.001 mm in float32; 0.004 mm with the networks in bfloat16, on
+    CPUs with AMX), which a pair's own stopping decisions can carry to a few tenths of a millimetre on a few
+    pixels (regularising the residual only, the default): 0.015 mm mean in float32, 0.036-0.053 mm per
+    frame in bfloat16 (frames 1-7; seed 3).
     The frame records how it was registered as the whole run does, the anchor numbered in the whole
     sequence (a frame before the anchor went directly)."""
     from EchoRegistrationLib.workflow import analyse
@@ -169,12 +171,18 @@ def test_quick_look_gives_the_field_of_the_whole_run_with_the_default_method():
         one = register_one_frame(sim.sequence, frame, settings)
         difference = np.linalg.norm(one.displacement - whole.displacement[frame], axis=-1)
         assert one.reference == whole.reference
-        assert difference.mean() < 0.05 and np.percentile(difference, 95) < 0.3, \
+        assert difference.mean() < 0.08 and np.percentile(difference, 95) < 0.3, \
             (frame, difference.mean(), np.percentile(difference, 95))
         assert one.description == described
         assert {key: one.parameters[key] for key in ("anchor", "es_frame", "model", "network_precision")} == \
             {key: whole.parameters[key] for key in ("anchor", "es_frame", "model", "network_precision")}
-    assert register_one_frame(sim.sequence, 0, settings).description == "none: the reference frame"
+    same = register_one_frame(sim.sequence, 0, settings)
+    assert (same.method, same.parameters, same.description) == (None, {}, REFERENCE_FRAME_NOTE)
+    assert not same.displacement.any()
+    with pytest.raises(FileNotFoundError, match="no-such-model"):  # refused for the reference frame too
+        register_one_frame(sim.sequence, 0, WorkflowSettings(model="no-such-model"))
+    with pytest.raises(ValueError, match="refine must be >= 0"):
+        WorkflowSettings(refine=-3)
 
 
 def test_run_strain_needs_a_myocardium(cine, tmp_path):

@@ -35,21 +35,30 @@ from EchoRegistrationLib.simulation import simulate_sequence  # noqa: E402
 from EchoRegistrationLib.workflow import DEFAULT_REFINE  # noqa: E402
 
 
+def at_least(lowest: int):
+    """An argparse type: an int of at least ``lowest``."""
+    def parsed(text: str) -> int:
+        value = int(text)
+        if value < lowest:
+            raise argparse.ArgumentTypeError(f"must be at least {lowest}, got {value}")
+        return value
+    return parsed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", type=int, nargs=2, default=[422, 512], metavar=("ROWS", "COLUMNS"),
                         help="the speed sequence's frames (default 422 x 512, the CAMUS cines' geometry)")
-    parser.add_argument("--frames", type=int, default=20, help="frames of each sequence (default 20)")
-    parser.add_argument("--repeats", type=int, default=4, help="rounds (default 4)")
+    parser.add_argument("--frames", type=at_least(2), default=20, help="frames of each sequence (default 20)")
+    parser.add_argument("--repeats", type=at_least(1), default=4, help="rounds (default 4)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     sequences = {
-        f"demo (seed {DEMO_SEED})": simulate_sequence(view="A4C", cycle="half", n_frames=args.frames,
-                                                      seed=DEMO_SEED).sequence,
-        f"speed, {args.shape[0]} x {args.shape[1]}": simulate_sequence(n_frames=args.frames,
-                                                                      image_size=tuple(args.shape),
-                                                                      seed=10_000).sequence,
+        f"demo (seed {DEMO_SEED}, {args.frames} frames)":
+            simulate_sequence(view="A4C", cycle="half", n_frames=args.frames, seed=DEMO_SEED).sequence,
+        f"speed, {args.frames} x {args.shape[0]} x {args.shape[1]}":
+            simulate_sequence(n_frames=args.frames, image_size=tuple(args.shape), seed=10_000).sequence,
     }
     default = network_precision(torch.device("cpu"))
     print(f"torch {torch.__version__}, CPU, {torch.get_num_threads()} threads, default precision {default}, "
