@@ -468,7 +468,7 @@ class EchoRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                                  waitCursor=True):
                 warped, _transform = self.logic.registerCurrentFrame(self._parameterNode)
                 slicer.util.setSliceViewerLayers(background=warped)
-                self.ui.statusLabel.text = _("Current frame registered: see '{name}' ({how}).").format(
+                self.ui.statusLabel.text = _("Frame registered to the reference: see '{name}' ({how}).").format(
                     name=warped.GetName(), how=self.logic.describe(warped))
 
     def onCurrentFrameButton(self, parameter: str) -> None:

@@ -9,7 +9,8 @@ outputs. ``echoreg register``, ``echoreg strain``, ``echoreg batch``, the demo a
 * :func:`run_strain` / :func:`run_registration`: a study from its file to its output folder;
 * :func:`load_registration`: a finished ``echoreg register`` folder, checked against the input,
   to compute strain without registering again;
-* :func:`register_one_frame`: one frame to the reference, tracked as the whole sequence would be.
+* :func:`register_one_frame`: one frame to the reference, tracked as the whole sequence would be, with
+  how it was made (:class:`FrameRegistration`).
 """
 
 from __future__ import annotations
@@ -521,9 +522,12 @@ def register_one_frame(seq: EchoSequence, frame: int, settings: WorkflowSettings
         licence and precision, as the whole run would record them).
 
     Raises:
-        ValueError: ``frame`` is not a frame of ``seq``, or settings :func:`analyse` would refuse.
+        ValueError: ``frame`` is not a frame of ``seq``, or settings :func:`analyse` would refuse (for the
+            reference frame itself, which returns a zero field, only the method, device and anchor are
+            checked).
         FileNotFoundError, EchoDataError: DLIR: the model is neither installed nor a checkpoint
-            (:func:`.registration.tracking.tracking_plan`), or its file is unusable.
+            (:func:`.registration.tracking.tracking_plan`), or its file is unusable (for the reference
+            frame too).
     """
     from . import registration
     from .registration.tracking import anchor_setting, frame_anchors, tracking_plan
@@ -535,9 +539,9 @@ def register_one_frame(seq: EchoSequence, frame: int, settings: WorkflowSettings
         raise ValueError(f"{seq.source}: frame {frame} is outside 0..{seq.n_frames - 1}")
     arguments = settings.arguments()
     device, model, mode, model_name = tracking_plan(settings.method, arguments.get("model"), settings.mode,
-                                                    settings.device)  # checked for the reference frame too
+                                                    settings.device)  # the model and device: for the reference too
     setting = anchor_setting(settings.method, mode, arguments.get("anchor"))
-    if frame == reference:
+    if frame == reference:  # nothing to register: the other settings are checked where they are used
         return FrameRegistration(seq, frame, reference, np.zeros((*seq.frame_shape, 2), np.float32),
                                  seq.frames[frame].copy(), None)
     anchors = frame_anchors(seq, reference, settings.method, mode, setting)
@@ -564,7 +568,8 @@ def register_one_frame(seq: EchoSequence, frame: int, settings: WorkflowSettings
 
         parameters.update(model=model_name, licence=licence_of(model_name))
     if "anchor" in parameters:  # numbered in the whole sequence, as the whole run records them
-        parameters.update(anchor=setting, anchor_frame=None if via == reference else via,
+        used = parameters.get("anchor_frame")  # None where the anchor frame had no signal: registered directly
+        parameters.update(anchor=setting, anchor_frame=None if used is None else frames[used],
                           es_frame=None if isinstance(setting, Mapping) else seq.es_index)
     return FrameRegistration(seq, frame, reference, result.displacement[moving], result.warped[moving],
                              result.method, parameters)

@@ -20,10 +20,11 @@ torch.set_num_threads(SUITE_THREADS)
 
 @pytest.fixture(autouse=True)
 def suite_threads():
-    """Every test starts with the suite's torch threads: a script's ``main(["--threads", "1"])`` run in a test
-    sets them for the whole process."""
+    """Every test starts and ends with the suite's torch threads: a script's ``main(["--threads", "1"])`` run in a
+    test sets them for the whole process, the next module's fixtures included."""
     torch.set_num_threads(SUITE_THREADS)
     yield
+    torch.set_num_threads(SUITE_THREADS)
 
 
 @pytest.fixture(scope="session")

@@ -135,6 +135,12 @@ def test_one_frame_goes_through_the_whole_sequences_anchor(tmp_path):
             one = register_one_frame(seq, frame, settings)
             np.testing.assert_allclose(one.displacement, whole.displacement[frame], atol=1e-3)
             assert one.parameters["anchor_frame"] == (None if frame == 2 else 3)
+        # an anchor frame without signal: the whole run and the quick look both go directly, and say so
+        blank = dataclasses.replace(seq, frames=seq.frames.copy())
+        blank.frames[3] = blank.frames[3].mean()
+        direct = analyse(blank, settings, None).registration
+        assert direct.parameters["anchor_frame"] is None
+        assert register_one_frame(blank, 5, settings).parameters["anchor_frame"] is None
         off = WorkflowSettings(model=str(tmp_path / "model"), refine=refine, anchor=0, device="cpu")
         assert abs(register_one_frame(seq, 5, off).displacement - whole.displacement[5]).max() > 0.1
     with pytest.raises(ValueError, match="DLIR options"):

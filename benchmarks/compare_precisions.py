@@ -1,7 +1,8 @@
 """What ``--float32`` costs and changes where the networks would run in reduced precision (a script).
 
-On two simulated sequences, the demo's (seed 2026, A4C, ED -> ES, ``--frames`` frames, 20 by default) and
-the speed script's (seed 10000, ``--frames`` frames of ``--shape``), every frame is registered to the reference by
+On two simulated sequences, the demo's (seed 2026, A4C, ED -> ES; with ``--frames`` other than 20, its
+motion over that many frames) and the speed script's (seed 10000, ``--frames`` frames of ``--shape``), every
+frame is registered to the reference by
 ``register_sequence(seq, "dlir", refine=R)`` for R = 0 (the network alone) and the default refinement
 (:data:`EchoRegistrationLib.workflow.DEFAULT_REFINE`), with the networks in their default precision
 (:func:`EchoRegistrationLib.dlir.inference.mixed_precision`: bfloat16 on CPUs with AMX) and with
@@ -51,21 +52,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="the speed sequence's frames (default 422 x 512, the CAMUS cines' geometry)")
     parser.add_argument("--frames", type=at_least(2), default=20, help="frames of each sequence (default 20)")
     parser.add_argument("--repeats", type=at_least(1), default=4, help="rounds (default 4)")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=at_least(1), default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     sequences = {
-        f"demo (seed {DEMO_SEED}, {args.frames} frames)":
-            simulate_sequence(view="A4C", cycle="half", n_frames=args.frames, seed=DEMO_SEED).sequence,
-        f"speed, {args.frames} x {args.shape[0]} x {args.shape[1]}":
-            simulate_sequence(n_frames=args.frames, image_size=tuple(args.shape), seed=10_000).sequence,
+        f"demo (seed {DEMO_SEED})": simulate_sequence(view="A4C", cycle="half", n_frames=args.frames,
+                                                      seed=DEMO_SEED).sequence,
+        "speed": simulate_sequence(n_frames=args.frames, image_size=tuple(args.shape), seed=10_000).sequence,
     }
     default = network_precision(torch.device("cpu"))
     print(f"torch {torch.__version__}, CPU, {torch.get_num_threads()} threads, default precision {default}, "
-          f"{args.repeats} rounds; |difference|: length of the field difference over every pixel and frame")
-    print(f"| sequence | refine | time float32 / {default} (lowest - highest) | mean |difference| mm "
-          "| largest mm |")
-    print("|---|---|---|---|---|")
+          f"{args.repeats} rounds; difference: length of the field difference over every pixel and frame")
+    print(f"| sequence | frames x rows x columns | refine | time float32 / {default} (lowest - highest) "
+          "| mean difference mm | largest mm |")
+    print("|---|---|---|---|---|---|")
     for name, seq in sequences.items():
         for refine in (0, DEFAULT_REFINE):
             fields = {}
@@ -77,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
                                             args.repeats)
             ratio = ratios["float32"]
             difference = np.linalg.norm(fields[True] - fields[False], axis=-1)
-            print(f"| {name} | {refine} | {statistics.median(ratio):.2f} ({min(ratio):.2f} - {max(ratio):.2f}) "
-                  f"| {difference.mean():.3f} | {difference.max():.2f} |", flush=True)
+            size = " x ".join(map(str, (seq.n_frames, *seq.frame_shape)))
+            print(f"| {name} | {size} | {refine} | {statistics.median(ratio):.2f} ({min(ratio):.2f} - "
+                  f"{max(ratio):.2f}) | {difference.mean():.3f} | {difference.max():.3f} |", flush=True)
     return 0
 
 

@@ -20,7 +20,8 @@
   over frame indices when the frame times are unknown.
 
 The deformation sequence and the tables carry :data:`.tables.REGISTRATION_ATTRIBUTE`: how the
-registration was made (saved with the scene, written beside the tables by :func:`.tables.export_tables`).
+registration was made (saved with the scene, written beside the tables by :func:`.tables.export_tables`);
+so do the quick look's ``N warped frame`` and ``N frame deformation`` (:func:`show_frame_registration`).
 
 Unknown basis: without pixel size the mm / mm2 / ml values are NaN and their names and units say
 so; without frame times the times are NaN (:class:`~EchoRegistrationLib.strain.StrainResult`).

@@ -23,9 +23,10 @@ from ..io.atomic import atomic_output, check_writable
 
 Columns = dict[str, np.ndarray | list[str]]
 
-# Node attribute (saved with the scene) of an analysis's deformation sequence and tables: how the registration was
-# made, in one line (:func:`..workflow.describe_registration`: the method; DLIR: the model, its licence, the
-# networks' precision, the refinement, the systole anchor frame).
+# Node attribute (saved with the scene) of an analysis's deformation sequence and tables, and of the quick look's
+# warped frame and frame deformation (outputs.show_frame_registration): how the registration was made, in one
+# line (:func:`..workflow.describe_registration`: the method; DLIR: the model, its licence, the networks'
+# precision, the refinement, the systole anchor frame).
 REGISTRATION_ATTRIBUTE = "EchoRegistration.Registration"
 
 # Colours of the curves of a chart, in order (matplotlib's "tab10").
