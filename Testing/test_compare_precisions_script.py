@@ -32,7 +32,7 @@ def test_the_table_compares_float32_with_the_default_precision(capsys):
 
 
 def test_it_refuses_too_few_frames_or_rounds(capsys):
-    for option in (["--frames", "1"], ["--repeats", "0"], ["--threads", "0"]):
+    for option in (["--frames", "1"], ["--repeats", "0"], ["--threads", "0"], ["--shape", "8", "64"]):
         with pytest.raises(SystemExit):
             main(option)
         assert "must be at least" in capsys.readouterr().err

@@ -48,8 +48,9 @@ def at_least(lowest: int):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shape", type=int, nargs=2, default=[422, 512], metavar=("ROWS", "COLUMNS"),
-                        help="the speed sequence's frames (default 422 x 512, the CAMUS cines' geometry)")
+    parser.add_argument("--shape", type=at_least(32), nargs=2, default=[422, 512], metavar=("ROWS", "COLUMNS"),
+                        help="the speed sequence's frames, at least 32 x 32 "
+                             "(default 422 x 512, the CAMUS cines' geometry)")
     parser.add_argument("--frames", type=at_least(2), default=20, help="frames of each sequence (default 20)")
     parser.add_argument("--repeats", type=at_least(1), default=4, help="rounds (default 4)")
     parser.add_argument("--threads", type=at_least(1), default=2)
