@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .dlir.shipped import SHIPPED_MODEL, tracking_of
-from .sequence import EchoDataError, EchoSequence
+from .sequence import EchoDataError, EchoSequence, no_signal_frames
 
 if TYPE_CHECKING:
     from .registration import RegistrationResult
@@ -515,7 +515,8 @@ def register_one_frame(seq: EchoSequence, frame: int, settings: WorkflowSettings
     mode and model come from :func:`.registration.tracking.tracking_plan` (the one place that
     decides them), a sequential mode goes through the frames between, and DLIR to the reference
     through the systole anchor frame where the whole sequence's ES puts one
-    (:func:`.registration.tracking.frame_anchors`).
+    (:func:`.registration.tracking.frame_anchors`). A frame without signal is bridged in time from
+    the nearest frames with signal, as the whole run bridges it.
 
     Returns:
         :class:`FrameRegistration`: the field, the warped frame and how they were made (the model, its
@@ -544,6 +545,9 @@ def register_one_frame(seq: EchoSequence, frame: int, settings: WorkflowSettings
     if frame == reference:  # nothing to register: the other settings are checked where they are used
         return FrameRegistration(seq, frame, reference, np.zeros((*seq.frame_shape, 2), np.float32),
                                  seq.frames[frame].copy(), None)
+    no_signal = no_signal_frames(seq.frames, seq.mask)
+    if no_signal[frame]:
+        return _bridged_frame(seq, frame, settings, no_signal)
     anchors = frame_anchors(seq, reference, settings.method, mode, setting)
     via = reference if anchors is None else anchors.get(frame, reference)
     if settings.method == "dlir":
@@ -573,3 +577,30 @@ def register_one_frame(seq: EchoSequence, frame: int, settings: WorkflowSettings
                           es_frame=None if isinstance(setting, Mapping) else seq.es_index)
     return FrameRegistration(seq, frame, reference, result.displacement[moving], result.warped[moving],
                              result.method, parameters)
+
+
+def _bridged_frame(seq: EchoSequence, frame: int, settings: WorkflowSettings,
+                   no_signal: np.ndarray) -> FrameRegistration:
+    """The quick look of ``frame``, which has no signal (the (T,) bool ``no_signal``): bridged as
+    :func:`.registration.register_sequence` bridges it (:func:`.registration.tracking.interpolate_in_time`),
+    from the quick looks of the nearest frames with signal before and after it. How it was made is the
+    later of those frames' that was registered (the reference itself was not)."""
+    import torch
+
+    from .registration.tracking import interpolate_in_time
+    from .spatial import field_to_numpy, field_to_torch, warp
+
+    present = np.flatnonzero(~no_signal)
+    sides = [int(k) for k in (*present[present < frame][-1:], *present[present > frame][:1])]
+    parts = [register_one_frame(seq, k, settings) for k in sides]
+    keys = sorted({*sides, frame})
+    fields = field_to_torch(np.stack([np.zeros((*seq.frame_shape, 2), np.float32) if k == frame
+                                      else parts[sides.index(k)].displacement for k in keys]))
+    fields = interpolate_in_time(fields, np.array([k == frame for k in keys]), seq.frame_times[keys])
+    field = fields[keys.index(frame):keys.index(frame) + 1]
+    with torch.inference_mode():
+        warped = warp(torch.from_numpy(seq.frames[frame][None, None].astype(np.float32)), field, seq.spacing)
+    registered = [part for part in parts if part.method is not None]
+    source = registered[-1] if registered else parts[-1]
+    return FrameRegistration(seq, frame, source.reference, field_to_numpy(field)[0], warped[0, 0].numpy(),
+                             source.method, source.parameters)
