@@ -539,8 +539,8 @@ def register_one_frame(seq: EchoSequence, frame: int, settings: WorkflowSettings
     if not 0 <= frame < seq.n_frames:
         raise ValueError(f"{seq.source}: frame {frame} is outside 0..{seq.n_frames - 1}")
     arguments = settings.arguments()
-    device, model, mode, model_name = tracking_plan(settings.method, arguments.get("model"), settings.mode,
-                                                    settings.device)  # the model and device: for the reference too
+    device, model, mode, _ = tracking_plan(settings.method, arguments.get("model"), settings.mode,
+                                           settings.device)  # the model and device: for the reference too
     setting = anchor_setting(settings.method, mode, arguments.get("anchor"))
     if frame == reference:  # nothing to register: the other settings are checked where they are used
         return FrameRegistration(seq, frame, reference, np.zeros((*seq.frame_shape, 2), np.float32),
@@ -550,8 +550,6 @@ def register_one_frame(seq: EchoSequence, frame: int, settings: WorkflowSettings
         return _bridged_frame(seq, frame, settings, no_signal)
     anchors = frame_anchors(seq, reference, settings.method, mode, setting)
     via = reference if anchors is None else anchors.get(frame, reference)
-    if settings.method == "dlir":
-        arguments["model"] = model  # loaded once
     frames = sorted({*tracked_frames(frame, reference, mode), via})
     if setting != 0:  # the whole run's anchor, renumbered
         arguments["anchor"] = {frames.index(frame): frames.index(via)} if via != reference else 0
@@ -566,11 +564,7 @@ def register_one_frame(seq: EchoSequence, frame: int, settings: WorkflowSettings
         subsequence = replace(subsequence, metadata={**subsequence.metadata, INTENSITY_WINDOW: window})
     result = registration.register_sequence(subsequence, **arguments)
     moving = frames.index(frame)
-    parameters = dict(result.parameters)
-    if settings.method == "dlir":  # the model's name, not the object loaded once here
-        from .dlir.shipped import licence_of
-
-        parameters.update(model=model_name, licence=licence_of(model_name))
+    parameters = dict(result.parameters)  # the model by the settings' name (loaded once: dlir.inference.as_model)
     if "anchor" in parameters:  # numbered in the whole sequence, as the whole run records them
         used = parameters.get("anchor_frame")  # None where the anchor frame had no signal: registered directly
         parameters.update(anchor=setting, anchor_frame=None if used is None else frames[used],
@@ -587,6 +581,7 @@ def _bridged_frame(seq: EchoSequence, frame: int, settings: WorkflowSettings,
     later of those frames' that was registered (the reference itself was not)."""
     import torch
 
+    from .registration.pairwise import as_image_batch
     from .registration.tracking import interpolate_in_time
     from .spatial import field_to_numpy, field_to_torch, warp
 
@@ -599,7 +594,7 @@ def _bridged_frame(seq: EchoSequence, frame: int, settings: WorkflowSettings,
     fields = interpolate_in_time(fields, np.array([k == frame for k in keys]), seq.frame_times[keys])
     field = fields[keys.index(frame):keys.index(frame) + 1]
     with torch.inference_mode():
-        warped = warp(torch.from_numpy(seq.frames[frame][None, None].astype(np.float32)), field, seq.spacing)
+        warped = warp(as_image_batch(seq.frames[frame]), field, seq.spacing)
     registered = [part for part in parts if part.method is not None]
     source = registered[-1] if registered else parts[-1]
     return FrameRegistration(seq, frame, source.reference, field_to_numpy(field)[0], warped[0, 0].numpy(),

@@ -22,16 +22,15 @@ import numpy as np
 import slicer
 
 from ..io import load_sequence
-from ..mrml import (Analysis, EchoOutputs, RegistrationSettings, SliceLayers, add_outputs, analyse,
-                    browser_for, export_tables, output_layers, remove_nodes, set_grid_visible, table_columns,
-                    volume_sequence_node)
+from ..mrml import (REGISTRATION_ATTRIBUTE, Analysis, EchoOutputs, RegistrationSettings, SliceLayers, add_outputs,
+                    analyse, browser_for, export_tables, output_layers, remove_nodes, set_grid_visible,
+                    table_columns, volume_sequence_node)
 from ..mrml.display import STRAIN_OPACITY
 from ..mrml.headless import standalone_scene
 from ..mrml.render import SliceView
 from ..mrml.sequences import volume_node
 from ..sequence import EchoDataError, EchoSequence
 from ..strain.figures import save_strain_curves
-from ..workflow import describe_registration
 
 VIEW_SIZE = (560, 480)  # view pixels (width, height)
 MAX_UPLOAD_MB = 200.0
@@ -245,16 +244,15 @@ class WebSession:
         """
         if self.outputs is None:
             raise EchoDataError(self._require_cine().source, "no results yet: press Apply first")
-        table, note = export_tables([self.outputs.frame_table], self.folder, overwrite=True,
-                                    registration=self.registration_line())
+        table, note = export_tables([self.outputs.frame_table], self.folder, overwrite=True)
         return table, note
 
     def registration_line(self) -> str:
-        """How the shown results were registered, in one line (:func:`..workflow.describe_registration`); ""
-        before any."""
-        if self.analysis is None:
+        """How the shown results were registered, in one line, as their tables record it
+        (:data:`..mrml.REGISTRATION_ATTRIBUTE`, :func:`..workflow.describe_registration`'s words); "" before any."""
+        if self.outputs is None:
             return ""
-        return describe_registration(self.analysis.registration.method, self.analysis.registration.parameters)
+        return self.outputs.frame_table.GetAttribute(REGISTRATION_ATTRIBUTE) or ""
 
     def curves_path(self) -> Path | None:
         """GLS and segment curves with the LV volume as PNG in the session folder (None without strain)."""
