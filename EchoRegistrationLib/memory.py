@@ -7,7 +7,8 @@ comes back as fresh pages, and the kernel zero-fills each page on first touch. A
 frees such blocks over and over (a 20-frame 512 x 422 field set is 34 MB; the network's feature maps of
 19 pairs 15-33 MB), so on 2 CPU cores about a fifth of the network's time went in page faults (the whole
 ``register_sequence`` call of the network alone took 1.64-1.69x OpenCV DIS's time, 1.26-1.30x with the
-blocks kept: ``benchmarks/speed_register_sequence.py``, README "Generalisation"; the default method, whose
+blocks kept: ``benchmarks/speed_register_sequence.py``, docs/generalisation.md, "Freed memory kept for reuse";
+the default method, whose
 optimisation steps allocate less, gains a few %). :func:`keep_freed_memory` sets glibc's
 ``M_MMAP_THRESHOLD`` to :data:`MMAP_THRESHOLD` and ``M_TRIM_THRESHOLD`` to :data:`TRIM_THRESHOLD`
 (``mallopt(3)``; the ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` environment variables do

@@ -36,7 +36,7 @@ METHODS = ("deformable", "affine", "rigid", "dlir")
 # The default registration of every front end (CLI, batch runner, panel, web page, demo): the default DLIR model
 # refined by 24 optimisation steps against the images and its anatomy maps (since 2026-12-01, tenth session; 40
 # against the images alone before: the maps make each step dearer, and 24 steps keep the refinement under half
-# the optimiser's time per pair, README "Generalisation", "Tenth session"; the history below is of refine 40),
+# the optimiser's time per pair, docs/generalisation.md, "Tenth session"; the history below is of refine 40),
 # tracking to the reference through the systole anchor where ES is known
 # (registration.tracking.frame_anchors; since 2026-11-30). As shipped since the twelfth session (its anatomy
 # network trained 10000 steps), in one run of the generalisation benchmark: CAMUS valid 0.914 / 0.854 ED->ES and

@@ -208,7 +208,7 @@ def test_the_default_method_keeps_the_networks_overlap_on_low_resolution_clips(s
 
 def test_bfloat16_on_the_cpu_keeps_the_default_models_fields(monkeypatch):
     """The networks run in bfloat16 on CPUs with AMX (:func:`dlir.inference.mixed_precision`: 1.4x faster
-    there, README "Speed on the CPU"). Forced here on any CPU: the default model's fields move by
+    there, docs/generalisation.md, "Speed on the CPU"). Forced here on any CPU: the default model's fields move by
     hundredths of a millimetre in the myocardium (0.011 mm mean, 0.059 at most when this was written) and
     stay as accurate (0.5465 against 0.5462 mm from the truth); ``amp=False`` keeps float32. Each
     registration records the precision it used."""

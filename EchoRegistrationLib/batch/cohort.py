@@ -29,8 +29,8 @@ anchor_frame           DLIR to the reference: the systole anchor frame the regis
 network_precision      DLIR: the precision its networks ran in: bfloat16 where the node's CPU has
                        AMX (or on CUDA), float32 elsewhere and with --float32 (blank: not DLIR,
                        or a row written before the column existed). Fields differ by about
-                       0.1 mm between the two with the default refinement (README, "Speed on
-                       the CPU"): a cohort run on mixed nodes is to be run with --float32
+                       0.1 mm between the two with the default refinement (docs/generalisation.md, "Speed
+                       on the CPU"): a cohort run on mixed nodes is to be run with --float32
 seconds                wall time of the study, s (registration + strain + files)
 warnings               what the numbers of an ok study must be read with, joined by " | ":
                        the input's caveats (placeholder pixel size, missing frames, coloured

@@ -28,7 +28,8 @@ from .model import DLIRModel
 from .training import Callback, History, Stage, _behind, _data_config, _items, _resumed, _Run, _saver
 
 # Adam steps of the shipped recipe (scripts/train_camus_model.sh): 10000 gained over 4000 on held-out CAMUS train
-# patients (benchmarks/validate_refine_anatomy.py; README, Generalisation). `echoreg train anatomy` writes it out
+# patients (benchmarks/validate_refine_anatomy.py; docs/generalisation.md, "Tenth session").
+# `echoreg train anatomy` writes it out
 # (the command line does not import torch); Testing/test_dlir_anatomy.py holds the two together.
 ANATOMY_ITERATIONS = 10000
 MAX_ROTATION_DEG = 12.0  # random rotation of the training frames about their centre, +-

@@ -3,7 +3,8 @@
 The registration network (:class:`.model.DLIRModel`) predicts its field on a grid of 128 rows (about
 1.1 mm pixels for a 140 mm deep sector). Its end-point error on echo it never saw is about half a pixel
 of that grid, and a finer grid alone does not mend it: the network applied at 192-256 rows is worse, and
-fine-tuned at 160 rows it was worse everywhere (README, issue 12). The correction stage is a second,
+fine-tuned at 160 rows it was worse everywhere (docs/generalisation.md, "The fine-grid correction stage").
+The correction stage is a second,
 small network that sees the fixed frame and the moving frame *warped by the first field* on a finer grid
 (:data:`DEFAULT_CORRECTION_SIZE` rows) and predicts the small residual motion left, which is composed
 with the first field: a correction network in the sense of Quicksilver (Yang, Kwitt, Styner and

@@ -36,7 +36,7 @@ def cpu_has_amx() -> bool:
     that the operating system lets this process use, where oneDNN runs bfloat16 convolutions in hardware.
     There the shipped model's whole registration call on 20 frames runs about 1.4x faster in bfloat16 than in
     float32 (its convolutions 1.75x), with the same accuracy on validation data to a few thousandths of a
-    millimetre (README, "Speed on the CPU"). Other CPUs keep float32: bfloat16 was not measured on one
+    millimetre (docs/generalisation.md, "Speed on the CPU"). Other CPUs keep float32: bfloat16 was not measured on one
     here. torch 2.13's probes are private (``torch.cpu._is_amx_tile_supported`` reads the CPU's flags,
     ``torch.cpu._init_amx`` asks the kernel for the tile state); without them: False."""
     supported, enabled = (getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_init_amx"))

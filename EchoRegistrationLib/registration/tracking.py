@@ -91,7 +91,7 @@ REFINE_REGULARISATION: dict[str, Any] = {"regularise": "residual", "regularisati
 # A model with an anatomy network (:mod:`..dlir.anatomy`) refines against its LV, myocardium and LA
 # probability maps too, weighted 0.1 beside the image MSE (``features`` / ``feature_weight`` of
 # :func:`register_pair`). The image alone lost Dice on real pairs against the network alone, in each of
-# the 19 similarities, grids and gates tried (README, "Generalisation"): the speckle's optimum is not
+# the 19 similarities, grids and gates tried (docs/generalisation.md, "Eighth session"): the speckle's optimum is not
 # where experts draw the walls. Chosen on data neither network trained on: a prototype anatomy network
 # (the same U-Net on a 1 mm grid, a probe script) trained on 200 CAMUS *training* patients, refine 40
 # scored on the other 50 x 2 directions (Dice gain over the network alone, LV / myocardium, 95 %
@@ -104,7 +104,8 @@ REFINE_REGULARISATION: dict[str, Any] = {"regularise": "residual", "regularisati
 #           [+0.002, +0.010] [+0.003, +0.012] [+0.002, +0.009] [+0.001, +0.010]
 #   0.3     +0.011           +0.008           +0.008           +0.006           +0.185   +0.097
 #   1       +0.014           +0.009           +0.008           +0.006           +1.02    +0.44
-# (0: the image alone, as before; runs/seg10/probe_seg.py, not kept: the numbers are in the README.)
+# (0: the image alone, as before; runs/seg10/probe_seg.py, not kept: the numbers are in docs/generalisation.md,
+# "Tenth session".)
 # The rule: the weight gaining Dice on both structures in both directions
 # (intervals above 0) without losing end-point error on either simulated family against the network
 # alone. 0.1 is the only one (0.3 and above follow the maps where the simulated motion differs:
@@ -475,8 +476,8 @@ def register_sequence(
             :data:`~..spatial.pairs.SYSTOLE_ANCHOR` (0.6) for "dlir" to the reference, none otherwise; 0:
             none; or the map frame -> fixed frame itself (:func:`frame_anchors`). The setting
             (:func:`anchor_setting`) is recorded in ``parameters["anchor"]``, the anchor frame used (None:
-            none) in ``parameters["anchor_frame"]``. README, Generalisation: on physics-simulated echo it
-            takes the refined error at ES from 1.41 to 0.60 mm.
+            none) in ``parameters["anchor_frame"]``. docs/generalisation.md, the SIMUS family: on
+            physics-simulated echo it takes the refined error at ES from 1.41 to 0.60 mm.
         progress: called as ``progress(done_pairs, total_pairs)`` (ints) as the work advances:
             a chunk of pairs optimised together counts as done in proportion to its optimiser
             steps, so the count rises many times per chunk.
