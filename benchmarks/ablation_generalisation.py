@@ -15,8 +15,11 @@ in 80 % of pairs) and differs in one thing:
 * ``shape_texture``: + both (the recipe's terms, at one scale);
 * ``multiscale``: + both, trained over ``--scales`` (a quarter of the budget at each coarser scale, the
   rest at the last, as :mod:`benchmarks.ablation_dlir`);
-* ``base_seed1``: ``base`` again with another seed: how far two runs that differ only in their random
-  draws land apart, the yardstick for the others.
+
+Each variant is trained once per ``--seeds`` (default 0 and 1; the folder of seed s > 0 is
+``<variant>_seed<s>``): ``base_seed1 - base`` is how far two runs that differ only in their random draws
+land apart, the yardstick for the others, and each variant is paired with the base of its own seed, so a
+term's effect is seen once per seed.
 
 The networks alone (one pass; no correction stage, no anatomy network, as trained) are then scored by
 :mod:`benchmarks.benchmark_generalisation` on data none of them saw: CAMUS ``valid`` in both directions, the
@@ -24,10 +27,11 @@ real-template family and SIMUS (needs pymust, else left out), and each variant i
 (mean and 95 % bootstrap interval). A short budget ranks the terms at that budget: the shipped model
 trained 5 stages (about 4.5 h on one CPU thread).
 
-Usage (repository root, ``../shared`` beside it; resumable: run it again to continue; about an hour on 2
-CPU cores at 1500 steps)::
+Usage (repository root, ``../shared`` beside it; resumable: run it again to continue; at 1500 steps on 2 CPU
+cores each network takes 7-10 minutes, the SIMUS cases 2 minutes each the first time, the scoring 4)::
 
-    .venv/bin/python benchmarks/ablation_generalisation.py --budget 1500 --work runs/ablation12 --cache runs/cache
+    .venv/bin/python benchmarks/ablation_generalisation.py --budget 1500 --work runs/ablation16 --cache runs/cache \
+        --variants base shape texture --seeds 0 1
 """
 
 from __future__ import annotations
@@ -49,15 +53,28 @@ from EchoRegistrationLib.dlir.shipped import SIM_MODEL, resolve_model  # noqa: E
 
 RECIPE_WEIGHTS = {"motion": 1.0, "dice": 1.0}  # scripts/train_camus_model.sh, stage 1
 OFF = {"shape": 0.0, "texture": 0.0}
-# name: (weights over the recipe's, shape term, texture term, multi-scale, seed)
+# name: (weights over the recipe's, shape term, texture term, multi-scale)
 VARIANTS = {
-    "base": (OFF, False, False, False, 0),
-    "shape": ({"texture": 0.0}, True, False, False, 0),
-    "texture": ({"shape": 0.0}, False, True, False, 0),
-    "shape_texture": ({}, True, True, False, 0),
-    "multiscale": ({}, True, True, True, 0),
-    "base_seed1": (OFF, False, False, False, 1),
+    "base": (OFF, False, False, False),
+    "shape": ({"texture": 0.0}, True, False, False),
+    "texture": ({"shape": 0.0}, False, True, False),
+    "shape_texture": ({}, True, True, False),
+    "multiscale": ({}, True, True, True),
 }
+
+
+def run_name(variant: str, seed: int) -> str:
+    """The folder (and row) name of ``variant`` trained with ``seed``."""
+    return variant if seed == 0 else f"{variant}_seed{seed}"
+
+
+def comparisons(variants: list[str], seeds: list[int]) -> list[tuple[str, str]]:
+    """(row, baseline) benchmark method names: each variant against the base of its own seed, then each
+    later seed's base against the first seed's (the yardstick: two runs apart only by their draws)."""
+    pairs = [(f"DLIR {run_name(variant, seed)}", f"DLIR {run_name('base', seed)}")
+             for seed in seeds for variant in variants if variant != "base"]
+    first = f"DLIR {run_name('base', seeds[0])}"
+    return pairs + [(f"DLIR {run_name('base', seed)}", first) for seed in seeds[1:]]
 
 
 def training_data(camus: Path, cache: Path) -> list[str]:
@@ -67,7 +84,8 @@ def training_data(camus: Path, cache: Path) -> list[str]:
 
 
 def train_variants(args: argparse.Namespace) -> list[Path]:
-    """Train the mask VAEs and every variant into ``args.work`` (each resumed where it is); their folders."""
+    """Train the mask VAEs and every variant at every seed into ``args.work`` (each resumed where it is);
+    their folders, seed by seed in the order of ``args.variants``."""
     init = resolve_model(args.init)
     unet = read_config(init)["architecture"]["unet"]
     common = {"device": "cpu", "progress": True, "iterations_per_epoch": 100}
@@ -78,16 +96,17 @@ def train_variants(args: argparse.Namespace) -> list[Path]:
                   iterations=args.vae_iterations, **common)
         vaes.append(folder)
     folders = []
-    for name in args.variants:
-        overrides, shape, texture, multiscale, seed = VARIANTS[name]
-        scales = args.scales if multiscale else args.scales[-1:]
-        folder = args.work / name
-        train_dlir(training_data(args.camus, args.cache), folder, scales=scales,
-                   iterations=stage_budget(args.budget, len(scales)), batch_size=args.batch_size,
-                   weights={**RECIPE_WEIGHTS, **overrides}, vaes=vaes if shape else (), texture=texture,
-                   unet=unet, randomise=0.8, init=init, seed=seed, **common)
-        print(f"  trained: {name}", file=sys.stderr, flush=True)
-        folders.append(folder)
+    for seed in args.seeds:
+        for variant in args.variants:
+            overrides, shape, texture, multiscale = VARIANTS[variant]
+            scales = args.scales if multiscale else args.scales[-1:]
+            folder = args.work / run_name(variant, seed)
+            train_dlir(training_data(args.camus, args.cache), folder, scales=scales,
+                       iterations=stage_budget(args.budget, len(scales)), batch_size=args.batch_size,
+                       weights={**RECIPE_WEIGHTS, **overrides}, vaes=vaes if shape else (), texture=texture,
+                       unet=unet, randomise=0.8, init=init, seed=seed, **common)
+            print(f"  trained: {folder.name}", file=sys.stderr, flush=True)
+            folders.append(folder)
     return folders
 
 
@@ -101,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="working rows of the multi-scale variant; the others train at the last")
     parser.add_argument("--vae-iterations", type=int, default=400, help="steps per mask VAE (the recipe's 400)")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1],
+                        help="training seeds: every variant is trained once per seed (default 0 1)")
     parser.add_argument("--init", default=SIM_MODEL, help="the model every variant starts from")
     parser.add_argument("--camus", type=Path, default=CAMUS_TRAIN, help="CAMUS train pairs (flat folder)")
     parser.add_argument("--cache", type=Path, default=Path("runs/cache"), help="simulated sequences, kept")
@@ -109,11 +130,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--simus-cases", type=int, default=10, help="SIMUS cases (0: none)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
+    if "base" not in args.variants:
+        parser.error("the variants are paired with base: include it")
+    if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
+        parser.error(f"--seeds must be distinct and not negative, got {args.seeds}")
     if not args.camus.is_dir():
         print(f"skipped: {args.camus} is not there", file=sys.stderr)
         return 1
-    if "base" not in args.variants:
-        parser.error("the variants are paired with base: include it")
     torch.set_num_threads(args.threads)
     folders = train_variants(args)
     rows_file = args.work / "rows.jsonl"
@@ -126,8 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     if status:
         return status
     rows = benchmark_generalisation.included_rows(rows_file)
-    print(f"\nEach variant - base ({args.budget} steps from {args.init}; the networks alone):\n")
-    print(benchmark_generalisation.differences_table(rows, [(name, "DLIR base") for name in networks[1:]]))
+    pairs = comparisons(args.variants, args.seeds)
+    print(f"\nEach variant - the base of its seed, and each seed's base - the first seed's ({args.budget} steps from "
+          f"{args.init}; the networks alone):\n")
+    print(benchmark_generalisation.differences_table(rows, pairs))
     return 0
 
 
