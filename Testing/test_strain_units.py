@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from input_files import started_at, write_mjpg
 from EchoRegistrationLib import load_sequence, save_sequence
 from EchoRegistrationLib.cli import main
 from EchoRegistrationLib.registration import register_sequence, save_registration
-from EchoRegistrationLib.sequence import EchoSequence
+from EchoRegistrationLib.sequence import EchoDataWarning, EchoSequence
 from EchoRegistrationLib.simulation import simulate_sequence
 from EchoRegistrationLib.simulation.result import pixel_positions
 from EchoRegistrationLib.strain import (biplane_ef, compute_strain, myocardium_from_labels,
@@ -164,7 +165,13 @@ def test_video_without_pixel_size_gives_ef_and_gls_but_no_volumes(tmp_path, caps
                                                       ((0.5, 0.25), True, [[10, 20], [30, 5]])])
 def test_landmarks_are_pixels_when_the_pixel_size_is_unknown(spacing, known, expected):
     seq = EchoSequence(frames=np.zeros((2, 8, 8)), spacing=spacing, metadata={"spacing_known": known})
-    assert landmarks_in_mm(np.array([[10.0, 20.0], [30.0, 5.0]]), seq) == pytest.approx(np.array(expected))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert landmarks_in_mm(np.array([[10.0, 20.0], [30.0, 5.0]]), seq) == pytest.approx(np.array(expected))
+    said = [str(w.message) for w in caught if issubclass(w.category, EchoDataWarning)]
+    # the user is told the landmarks were read in pixels exactly when the pixel size is unknown
+    told = "--landmarks read in pixels (column, row): <in-memory sequence> gives no pixel size"
+    assert said == ([] if known else [told])
 
 
 def test_palette_dicom_without_regions_reports_no_volume(shared_data, tmp_path):
