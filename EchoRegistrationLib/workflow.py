@@ -45,7 +45,7 @@ METHODS = ("deformable", "affine", "rigid", "dlir")
 # With the model's correction stage (seventh session), refine 40 on the images alone:
 # CAMUS valid 0.906 / 0.845 ED->ES and 0.926 / 0.840 ES->ED, the held-out family 0.20 mm and 0.11 GLS points,
 # SIMUS 0.60 mm (segments 3.2 points off), 0.40x the optimiser's time per pair; the numbers below are the model
-# before the stage. On the generalisation benchmark (README, Generalisation)
+# before the stage. On the generalisation benchmark (docs/generalisation.md, "The systole anchor as the default")
 # it is near the best without folding on every held-out domain: CAMUS valid Dice 0.905 / 0.843 ED->ES (level with
 # the network alone's 0.906 / 0.843, ahead of OpenCV DIS) and 0.923 / 0.840 ES->ED (the highest mean; its lead over
 # DIS is within the spread between patients), the same pairs at 112 x 112 px 0.904 / 0.834 and 0.917 / 0.827, the
@@ -55,7 +55,7 @@ METHODS = ("deformable", "affine", "rigid", "dlir")
 # optimiser 0.34 / 0.55), cine NCC 0.973 / 0.945 (no ES: directly). It costs 0.39-0.65x the optimiser's time per
 # CAMUS pair in block-timed benchmark runs (12x against 25x OpenCV DIS, 13x against 34x, 14x against 28x, 13x
 # against 21x, 8.9x against 21x) and 0.51x timed pair by pair (benchmarks/refine_time_per_pair.py, 2026-11-30).
-# README, Generalisation, gives the paired intervals. Its SIMUS segment peaks are still 3.6 points off (the
+# docs/generalisation.md gives the paired intervals. Its SIMUS segment peaks are still 3.6 points off (the
 # sequential optimiser's 0.86; about 10 without the anchor); strain results of "dlir" say so
 # (strain.result.NETWORK_SEGMENTS). The optimiser alone stays a choice ("deformable", the one for segmental
 # strain), as does the network alone (refine 0) and direct registration (anchor 0).

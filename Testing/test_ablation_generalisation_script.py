@@ -20,6 +20,7 @@ def test_each_variant_is_paired_with_the_base_of_its_own_seed_and_the_seeds_base
     (["--seeds", "0", "0"], "--seeds must be distinct"),
     (["--seeds", "-1"], "--seeds must be distinct and not negative"),
     (["--variants", "shape"], "include it"),
+    (["--variants", "base", "shape", "shape"], "--variants must be distinct"),
 ])
 def test_it_refuses_bad_seeds_and_a_missing_base_before_training(tmp_path, capsys, options, message):
     with pytest.raises(SystemExit):

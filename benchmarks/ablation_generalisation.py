@@ -23,8 +23,9 @@ term's effect is seen once per seed.
 
 The networks alone (one pass; no correction stage, no anatomy network, as trained) are then scored by
 :mod:`benchmarks.benchmark_generalisation` on data none of them saw: CAMUS ``valid`` in both directions, the
-real-template family and SIMUS (needs pymust, else left out), and each variant is paired with ``base``
-(mean and 95 % bootstrap interval). A short budget ranks the terms at that budget: the shipped model
+real-template family and SIMUS (needs pymust, else left out), and each variant is paired with the base of its
+seed (mean and 95 % bootstrap interval over patients or cases; ``multiscale`` against ``base`` carries the
+shape and texture terms too). A short budget ranks the terms at that budget: the shipped model
 trained 5 stages (about 4.5 h on one CPU thread).
 
 Usage (repository root, ``../shared`` beside it; resumable: run it again to continue; at 1500 steps on 2 CPU
@@ -119,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scales", type=int, nargs="+", default=[32, 64, 128],
                         help="working rows of the multi-scale variant; the others train at the last")
     parser.add_argument("--vae-iterations", type=int, default=400, help="steps per mask VAE (the recipe's 400)")
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+                        help="variants to train and score (default all; base is required: every other is "
+                             "paired with it); seed s > 0 goes into <variant>_seed<s>")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1],
                         help="training seeds: every variant is trained once per seed (default 0 1)")
     parser.add_argument("--init", default=SIM_MODEL, help="the model every variant starts from")
@@ -132,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if "base" not in args.variants:
         parser.error("the variants are paired with base: include it")
+    if len(set(args.variants)) != len(args.variants):
+        parser.error(f"--variants must be distinct, got {args.variants}")
     if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
         parser.error(f"--seeds must be distinct and not negative, got {args.seeds}")
     if not args.camus.is_dir():

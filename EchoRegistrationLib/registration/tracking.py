@@ -476,7 +476,7 @@ def register_sequence(
             :data:`~..spatial.pairs.SYSTOLE_ANCHOR` (0.6) for "dlir" to the reference, none otherwise; 0:
             none; or the map frame -> fixed frame itself (:func:`frame_anchors`). The setting
             (:func:`anchor_setting`) is recorded in ``parameters["anchor"]``, the anchor frame used (None:
-            none) in ``parameters["anchor_frame"]``. docs/generalisation.md, the SIMUS family: on
+            none) in ``parameters["anchor_frame"]``. docs/generalisation.md, "A second held-out family": on
             physics-simulated echo it takes the refined error at ES from 1.41 to 0.60 mm.
         progress: called as ``progress(done_pairs, total_pairs)`` (ints) as the work advances:
             a chunk of pairs optimised together counts as done in proportion to its optimiser

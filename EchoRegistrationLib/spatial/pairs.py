@@ -13,7 +13,8 @@ from .warping import compose
 
 MODES = ("to_reference", "sequential")
 # The anchor of systole_anchors as a fraction of reference -> ES, chosen on validation data only over 0.5
-# (docs/generalisation.md, the tracking modes: benchmarks/validate_tracking_modes.py --rows systole-anchor ...).
+# (docs/generalisation.md, "One anchor in systole is the lead":
+# benchmarks/validate_tracking_modes.py --rows systole-anchor ...).
 SYSTOLE_ANCHOR = 0.6
 
 
@@ -63,7 +64,8 @@ def systole_anchors(n_frames: int, reference: int, es: int, fraction: float) -> 
     after ES, frames whose share of the way back to ED (taken as the last frame) leaves them at most
     ``fraction`` of the ES motion are direct again. Frames before the reference, and every frame when
     ``es`` is not after the reference, are direct. Chosen on validation data
-    (docs/generalisation.md, the tracking modes: ``benchmarks/validate_tracking_modes.py``, fraction 0.6 over 0.5).
+    (docs/generalisation.md, "One anchor in systole is the lead": ``benchmarks/validate_tracking_modes.py``,
+    fraction 0.6 over 0.5).
 
     Raises:
         ValueError: ``fraction`` outside (0, 1), or frames outside the sequence."""

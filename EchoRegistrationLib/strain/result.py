@@ -39,8 +39,9 @@ NO_SPACING = "pixel size unknown"
 NO_TIMES = "frame times unknown"
 # Segmental strain of motion tracked by a network: on the generalisation benchmark's SIMUS family
 # (physics-simulated echo: a wall of speckle alone, no landmark along it; benchmarks/simus_family.py,
-# README "Generalisation", 10 cases) the shipped network registering every frame directly to ED left the
-# wall below the apex behind: segment peaks 10.05 points off on average refined (11.0 alone), GLS 1.15; through
+# docs/generalisation.md, "The systole anchor as the default", 10 cases) the shipped network registering
+# every frame directly to ED left the wall below the apex behind: segment peaks 10.05 points off on average
+# refined (11.0 alone), GLS 1.15; through
 # the systole anchor (registration.tracking.frame_anchors, the default when ES is known) 3.6 refined (4.6
 # alone), GLS 0.4; the optimiser (sequential) 0.86 and 0.55 (8 cases). On the real-template family the
 # refined network's segments were 0.4-0.5 points off, alone 1.3-1.5. With the correction stage (2026-11-30,
@@ -56,8 +57,8 @@ NETWORK_SEGMENTS = ("segmental strain tracked by a network (method dlir) is not 
 NETWORK_SEGMENTS_NO_ANCHOR = ("segmental strain tracked by a network (method dlir) registering every frame directly "
                               "to the reference (no systole anchor frame was used) is not validated along the wall: "
                               "on physics-simulated echo such tracking left segment peaks about 10 points off on "
-                              "average (GLS 1.15; README, Generalisation); for segmental strain use --method "
-                              "deformable")
+                              "average (GLS 1.15; docs/generalisation.md, \"The systole anchor as the default\"); for "
+                              "segmental strain use --method deformable")
 # A user's reference taken as ED is warned of when another frame's tracked LV cavity is larger by more than
 # this fraction: the project's margin for tracking noise around ED (single-plane volumes, any unit).
 LARGER_CAVITY = 0.05
