@@ -18,7 +18,7 @@ def test_each_variant_is_paired_with_the_base_of_its_own_seed_and_the_seeds_base
 
 @pytest.mark.parametrize("options, message", [
     (["--seeds", "0", "0"], "--seeds must be distinct"),
-    (["--seeds", "-1"], "--seeds must be distinct and not negative"),
+    (["--seeds", "-1"], "expected a whole number >= 0"),
     (["--variants", "shape"], "include it"),
     (["--variants", "base", "shape", "shape"], "--variants must be distinct"),
 ])

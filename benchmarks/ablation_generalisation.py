@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import benchmark_generalisation  # noqa: E402
 from benchmarks.ablation_dlir import stage_budget  # noqa: E402
 from benchmarks.validate_passes import CAMUS_TRAIN  # noqa: E402
+from EchoRegistrationLib.cli.common import count  # noqa: E402
 from EchoRegistrationLib.dlir import train_dlir, train_vae  # noqa: E402
 from EchoRegistrationLib.dlir.checkpoints import read_config  # noqa: E402
 from EchoRegistrationLib.dlir.shipped import SIM_MODEL, resolve_model  # noqa: E402
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
                         help="variants to train and score (default all; base is required: every other is "
                              "paired with it); seed s > 0 goes into <variant>_seed<s>")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1],
+    parser.add_argument("--seeds", type=count(0), nargs="+", default=[0, 1],
                         help="training seeds: every variant is trained once per seed (default 0 1)")
     parser.add_argument("--init", default=SIM_MODEL, help="the model every variant starts from")
     parser.add_argument("--camus", type=Path, default=CAMUS_TRAIN, help="CAMUS train pairs (flat folder)")
@@ -137,8 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("the variants are paired with base: include it")
     if len(set(args.variants)) != len(args.variants):
         parser.error(f"--variants must be distinct, got {args.variants}")
-    if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
-        parser.error(f"--seeds must be distinct and not negative, got {args.seeds}")
+    if len(set(args.seeds)) != len(args.seeds):
+        parser.error(f"--seeds must be distinct, got {args.seeds}")
     if not args.camus.is_dir():
         print(f"skipped: {args.camus} is not there", file=sys.stderr)
         return 1

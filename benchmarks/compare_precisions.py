@@ -29,6 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.speed_register_sequence import interleaved_seconds  # noqa: E402
+from EchoRegistrationLib.cli.common import count  # noqa: E402
 from EchoRegistrationLib.demo import DEMO_SEED  # noqa: E402
 from EchoRegistrationLib.dlir.inference import network_precision  # noqa: E402
 from EchoRegistrationLib.registration import register_sequence  # noqa: E402
@@ -36,24 +37,14 @@ from EchoRegistrationLib.simulation import simulate_sequence  # noqa: E402
 from EchoRegistrationLib.workflow import DEFAULT_REFINE  # noqa: E402
 
 
-def at_least(lowest: int):
-    """An argparse type: an int of at least ``lowest``."""
-    def parsed(text: str) -> int:
-        value = int(text)
-        if value < lowest:
-            raise argparse.ArgumentTypeError(f"must be at least {lowest}, got {value}")
-        return value
-    return parsed
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shape", type=at_least(32), nargs=2, default=[422, 512], metavar=("ROWS", "COLUMNS"),
+    parser.add_argument("--shape", type=count(32), nargs=2, default=[422, 512], metavar=("ROWS", "COLUMNS"),
                         help="the speed sequence's frames, at least 32 x 32 "
                              "(default 422 x 512, the CAMUS cines' geometry)")
-    parser.add_argument("--frames", type=at_least(2), default=20, help="frames of each sequence (default 20)")
-    parser.add_argument("--repeats", type=at_least(1), default=4, help="rounds (default 4)")
-    parser.add_argument("--threads", type=at_least(1), default=2)
+    parser.add_argument("--frames", type=count(2), default=20, help="frames of each sequence (default 20)")
+    parser.add_argument("--repeats", type=count(1), default=4, help="rounds (default 4)")
+    parser.add_argument("--threads", type=count(1), default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     sequences = {
