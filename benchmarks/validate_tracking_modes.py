@@ -26,6 +26,12 @@ Two more rows chain anchor frames (every ``--hop`` seconds) from the reference i
 each frame is registered to the last anchor before it, alone and refined against the reference; two
 more take one anchor in systole (``register_sequence(..., anchor=...)``,
 :func:`EchoRegistrationLib.spatial.pairs.systole_anchors`).
+One more row, ``truth-refined``, is no method: it starts the refinement (:func:`refined_to_reference`, as
+the rows refined from a chain: the default settings without the anatomy maps) from the true fields, so its
+error is where a perfect start ends, how far the images and the refinement's own terms pull the truth: in
+practice the floor of that refinement against the reference on the set. With ``--truth-scale 0.9`` it starts
+from a field 10 % short of the motion everywhere instead: whether the refinement recovers a start that
+falls short as a network's does (its reach).
 ``--rows`` picks rows by key (:func:`trackers`): ``--rows network refine`` compares models (``--model``
 takes a shipped name or a checkpoint folder).
 
@@ -36,6 +42,8 @@ Usage (repository root)::
 
     .venv/bin/python benchmarks/validate_tracking_modes.py            # the README's table (about 30 min)
     .venv/bin/python benchmarks/validate_tracking_modes.py --sets simus --ncc
+    .venv/bin/python benchmarks/validate_tracking_modes.py --refine 24 --simus-cases 8 \
+        --rows refine-from-systole-anchor truth-refined      # the default method beside its floor
     .venv/bin/python benchmarks/validate_tracking_modes.py --rows network refine \
         --model runs/camus/dlir_camus_randomised --sets simus simulator simulator-randomised real-template
 """
@@ -82,7 +90,8 @@ Case = tuple[EchoSequence, np.ndarray, np.ndarray]
 # The SIMUS family's echogenicities (valve at the level of blood), no texture, a 3.5-degree beam.
 PLAIN_APPEARANCE = TissueAppearance({**ECHOGENICITY, **SIMUS_ECHOGENICITY, "valve": SIMUS_ECHOGENICITY["blood"]},
                                     texture_strength=0.0, lateral_fwhm=float(np.deg2rad(3.5)))
-Tracker = Callable[[EchoSequence], np.ndarray]
+# A validation case -> (T, H, W, 2) mm fields from frame 0 (a row reads the truth only to start from it).
+Tracker = Callable[[Case], np.ndarray]
 
 
 def validation_sets(names: list[str], simus_cases: int, template_cases: int) -> dict[str, list[Case]]:
@@ -153,31 +162,47 @@ def anchored_chain(model, seq: EchoSequence, hop_seconds: float) -> torch.Tensor
         return chain_to_reference(fields, pairs, seq.n_frames, 0, "sequential", seq.spacing)
 
 
-def trackers(model, refine: int, hop_seconds: float,
-             systole_anchor: float = SYSTOLE_ANCHOR) -> dict[str, tuple[str, Tracker]]:
-    """Row key -> (row name, sequence -> fields from frame 0)."""
+def true_fields(case: Case) -> torch.Tensor:
+    """(T, 2, H, W) float32 mm: the case's true fields from frame 0 in the registration's layout."""
+    return torch.from_numpy(np.ascontiguousarray(case[1].transpose(0, 3, 1, 2), dtype=np.float32))
+
+
+def trackers(model, refine: int, hop_seconds: float, systole_anchor: float = SYSTOLE_ANCHOR,
+             truth_scale: float = 1.0) -> dict[str, tuple[str, Tracker]]:
+    """Row key -> (row name, validation case -> fields from frame 0). Every row but "truth-refined" reads
+    the sequence alone; that one starts the refinement from ``truth_scale`` times the true fields: at 1 its
+    error is how far the images pull the truth (the refinement's floor on the set, not a method), below 1
+    whether the refinement recovers a field that falls short of the motion everywhere by that factor."""
+    def on_sequence(track: Callable[[EchoSequence], np.ndarray]) -> Tracker:
+        return lambda case: track(case[0])
+
     def registered(**options) -> Tracker:
-        return lambda seq: register_sequence(seq, "dlir", model=model, reference=0, **options).displacement
+        return on_sequence(lambda seq: register_sequence(seq, "dlir", model=model, reference=0,
+                                                         **options).displacement)
     return {
         "network": ("network, to the reference", registered(anchor=0)),
         "network-sequential": ("network, sequential", registered(mode="sequential")),
         "refine": (f"+ refine {refine}, to the reference", registered(refine=refine, anchor=0)),
         "refine-sequential": (f"+ refine {refine}, sequential", registered(refine=refine, mode="sequential")),
         "refine-from-chain": (f"+ refine {refine} to the reference, from the sequential chain",
-                              lambda seq: refined_to_reference(
+                              on_sequence(lambda seq: refined_to_reference(
                                   model, seq, predict_sequence_fields(model, seq, 0, "cpu", mode="sequential"),
-                                  refine)),
+                                  refine))),
         "chain-then-pass": (f"sequential network + one to-reference pass, + refine {refine}",
-                            lambda seq: refined_to_reference(model, seq, sequential_then_reference_pass(model, seq),
-                                                             refine)),
+                            on_sequence(lambda seq: refined_to_reference(
+                                model, seq, sequential_then_reference_pass(model, seq), refine))),
         "anchored": (f"network, anchored every {hop_seconds:g} s",
-                     lambda seq: field_to_numpy(anchored_chain(model, seq, hop_seconds))),
+                     on_sequence(lambda seq: field_to_numpy(anchored_chain(model, seq, hop_seconds)))),
         "refine-from-anchored": (f"+ refine {refine} to the reference, from the anchored chain",
-                                 lambda seq: refined_to_reference(model, seq, anchored_chain(model, seq, hop_seconds),
-                                                                  refine)),
+                                 on_sequence(lambda seq: refined_to_reference(
+                                     model, seq, anchored_chain(model, seq, hop_seconds), refine))),
         "systole-anchor": (f"network, one anchor at {systole_anchor:g} of ED->ES", registered(anchor=systole_anchor)),
         "refine-from-systole-anchor": (f"+ refine {refine} to the reference, from one anchor at {systole_anchor:g}",
                                        registered(refine=refine, anchor=systole_anchor)),
+        "truth-refined": ((f"the true fields + refine {refine} to the reference (the refinement's floor)"
+                           if truth_scale == 1 else f"{truth_scale:g} x the true fields + refine {refine} to the "
+                           "reference"),
+                          lambda case: refined_to_reference(model, case[0], truth_scale * true_fields(case), refine)),
     }
 
 
@@ -208,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hop", type=float, default=0.1, help="anchor spacing (s) of the anchored rows")
     parser.add_argument("--systole-anchor", type=float, default=SYSTOLE_ANCHOR,
                         help=f"systole-anchor rows: the anchor frame as a fraction of ED->ES ({SYSTOLE_ANCHOR})")
+    parser.add_argument("--truth-scale", type=float, default=1.0,
+                        help="the truth-refined row starts from this multiple of the true fields (default 1: the "
+                        "floor; 0.9: a field 10 %% short of the motion everywhere)")
     parser.add_argument("--metric", choices=["es", "mean", "last"], default="es",
                         help="end-point error at ES (default), its mean over the frames, or at the last frame")
     args = parser.parse_args(argv)
@@ -220,9 +248,9 @@ def main(argv: list[str] | None = None) -> int:
           + ", ".join(f"{name} {len(cases)} cases" for name, cases in sets.items()))
     print("| " + " | ".join(["tracking", *sets]) + " |")
     print("|" + "---|" * (len(sets) + 1))
-    rows = trackers(model, args.refine, args.hop, args.systole_anchor)
+    rows = trackers(model, args.refine, args.hop, args.systole_anchor, args.truth_scale)
     for name, track in (rows[key] for key in args.rows or rows):
-        cells = [f"{np.mean([end_point_error(track(case[0]), case, args.metric) for case in cases]):.2f}"
+        cells = [f"{np.mean([end_point_error(track(case), case, args.metric) for case in cases]):.2f}"
                  for cases in sets.values()]
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
     if args.ncc and "simus" in sets:
