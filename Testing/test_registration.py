@@ -370,6 +370,15 @@ def test_regularising_the_residual_keeps_an_initial_field_the_images_agree_with(
         register_pair(fixed, moving, spacing=spacing, initial=initial, regularise="network")
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_an_initial_field_that_is_not_finite_is_an_error_not_a_crash(bad):
+    image = blob_phantom(16, 16)
+    initial = torch.zeros(1, 2, 16, 16)
+    initial[0, 1, 5, 7] = bad  # one value: CPU grid sampling of such a field can end the process
+    with pytest.raises(ValueError, match="the initial field holds values that are not finite"):
+        register_pair(image, image, spacing=SPACING, initial=initial, iterations=2)
+
+
 def test_negative_folding_weight_is_an_error():
     image = blob_phantom(16, 16)
     with pytest.raises(ValueError, match=r"folding_weight must be >= 0, got -1.0"):

@@ -26,12 +26,12 @@ Two more rows chain anchor frames (every ``--hop`` seconds) from the reference i
 each frame is registered to the last anchor before it, alone and refined against the reference; two
 more take one anchor in systole (``register_sequence(..., anchor=...)``,
 :func:`EchoRegistrationLib.spatial.pairs.systole_anchors`).
-One more row, ``truth-refined``, is no method: it starts the refinement (:func:`refined_to_reference`, as
-the rows refined from a chain: the default settings without the anatomy maps) from the true fields, so its
-error is where a perfect start ends, how far the images and the refinement's own terms pull the truth: in
-practice the floor of that refinement against the reference on the set. With ``--truth-scale 0.9`` it starts
-from a field 10 % short of the motion everywhere instead: whether the refinement recovers a start that
-falls short as a network's does (its reach).
+One more row, ``truth-refined`` (run only when ``--rows`` names it), is no method: it starts the
+refinement (:func:`refined_to_reference`, as the rows refined from a chain: the default settings without
+the anatomy maps) from the true fields, so its error is where a perfect start ends, how far the images and
+the refinement's own terms pull the truth: in practice the floor of that refinement against the reference
+on the set. With ``--truth-scale 0.9`` it starts from a field 10 % short of the motion everywhere instead:
+whether the refinement recovers a start that falls short uniformly (its reach).
 ``--rows`` picks rows by key (:func:`trackers`): ``--rows network refine`` compares models (``--model``
 takes a shipped name or a checkpoint folder).
 
@@ -68,6 +68,7 @@ from benchmarks.real_template_family import make_case  # noqa: E402
 from benchmarks.simus_family import ECHOGENICITY as SIMUS_ECHOGENICITY  # noqa: E402
 from benchmarks.simus_family import make_simus_case  # noqa: E402
 from benchmarks.validate_passes import VALIDATION_SEEDS  # noqa: E402
+from EchoRegistrationLib.cli.common import count, non_negative_number  # noqa: E402
 from EchoRegistrationLib.dlir.checkpoints import load_model  # noqa: E402
 from EchoRegistrationLib.dlir.data import simulate_item  # noqa: E402
 from EchoRegistrationLib.dlir.inference import predict_pair_fields, predict_sequence_fields  # noqa: E402
@@ -118,7 +119,9 @@ def validation_sets(names: list[str], simus_cases: int, template_cases: int) -> 
 
 def refined_to_reference(model, seq: EchoSequence, start: torch.Tensor, refine: int) -> np.ndarray:
     """(T, H, W, 2) mm: every frame's field ``start`` (T, 2, H, W) refined against frame 0 by the
-    default refinement (:func:`_refinement_options`)."""
+    default refinement (:func:`_refinement_options`) of ``refine`` steps; ``start`` itself for 0."""
+    if not refine:
+        return field_to_numpy(start)
     pairs = frame_pairs(seq.n_frames, 0, "to_reference")
     options = _refinement_options(refine, seq.frame_shape[0], model, {})
     frames = as_image_batch(seq.frames, device="cpu")
@@ -206,6 +209,10 @@ def trackers(model, refine: int, hop_seconds: float, systole_anchor: float = SYS
     }
 
 
+# The default rows: every tracking method; the truth-refined row, no method, runs when named.
+METHOD_ROWS = [key for key in trackers(None, 0, 0.0) if key != "truth-refined"]
+
+
 def end_point_error(fields: np.ndarray, case: Case, metric: str = "es") -> float:
     """Mean myocardial end-point error (mm) at ES (the last frame when ES is not known); ``metric``
     "mean": its mean over every frame after frame 0, "last": at the last frame."""
@@ -224,21 +231,23 @@ def main(argv: list[str] | None = None) -> int:
                                  "simulator-cycle"])
     parser.add_argument("--simus-cases", type=int, default=6)
     parser.add_argument("--template-cases", type=int, default=10)
-    parser.add_argument("--refine", type=int, default=40)
+    parser.add_argument("--refine", type=count(0), default=40)
     parser.add_argument("--ncc", action="store_true", help="also the per-case NCC check on the SIMUS set")
     parser.add_argument("--threads", type=int, default=2)
     row_keys = list(trackers(None, 0, 0.0))  # the rows' keys: no tracker runs (nor needs a model) until called
-    parser.add_argument("--rows", nargs="+", choices=row_keys, help="rows (default: all); 'network refine' "
-                        "compares models")
+    parser.add_argument("--rows", nargs="+", choices=row_keys, help="rows (default: every method's, all but "
+                        "truth-refined); 'network refine' compares models")
     parser.add_argument("--hop", type=float, default=0.1, help="anchor spacing (s) of the anchored rows")
     parser.add_argument("--systole-anchor", type=float, default=SYSTOLE_ANCHOR,
                         help=f"systole-anchor rows: the anchor frame as a fraction of ED->ES ({SYSTOLE_ANCHOR})")
-    parser.add_argument("--truth-scale", type=float, default=1.0,
-                        help="the truth-refined row starts from this multiple of the true fields (default 1: the "
-                        "floor; 0.9: a field 10 %% short of the motion everywhere)")
+    parser.add_argument("--truth-scale", type=non_negative_number,
+                        help="the truth-refined row (only) starts from this multiple of the true fields (default 1: "
+                        "the floor; 0.9: a field 10 %% short of the motion everywhere)")
     parser.add_argument("--metric", choices=["es", "mean", "last"], default="es",
                         help="end-point error at ES (default), its mean over the frames, or at the last frame")
     args = parser.parse_args(argv)
+    if args.truth_scale is not None and "truth-refined" not in (args.rows or ()):
+        parser.error("--truth-scale sets the truth-refined row's start: add truth-refined to --rows")
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     model = load_model(resolve_model(args.model))
@@ -248,8 +257,9 @@ def main(argv: list[str] | None = None) -> int:
           + ", ".join(f"{name} {len(cases)} cases" for name, cases in sets.items()))
     print("| " + " | ".join(["tracking", *sets]) + " |")
     print("|" + "---|" * (len(sets) + 1))
-    rows = trackers(model, args.refine, args.hop, args.systole_anchor, args.truth_scale)
-    for name, track in (rows[key] for key in args.rows or rows):
+    rows = trackers(model, args.refine, args.hop, args.systole_anchor,
+                    1.0 if args.truth_scale is None else args.truth_scale)
+    for name, track in (rows[key] for key in args.rows or METHOD_ROWS):
         cells = [f"{np.mean([end_point_error(track(case), case, args.metric) for case in cases]):.2f}"
                  for cases in sets.values()]
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)

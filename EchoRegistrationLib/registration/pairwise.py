@@ -195,7 +195,7 @@ def register_pair(
         ValueError: an unknown kind, loss, regulariser, ``regularise`` or optimiser, a non-positive
             ``control_spacing`` or ``folding_margin``, a negative ``folding_weight``,
             ``feature_weight`` or iteration count, ``max_rows``, ``penalty_rows`` or ``feature_rows``
-            below 2, images or feature maps that do not pair up.
+            below 2, images or feature maps that do not pair up, an ``initial`` field that is not finite.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -223,6 +223,9 @@ def register_pair(
     fixed = as_image_batch(fixed, device=moving.device)
     if fixed.shape[-2:] != moving.shape[-2:] or fixed.shape[0] not in (1, moving.shape[0]):
         raise ValueError(f"fixed {tuple(fixed.shape)} and moving {tuple(moving.shape)} do not pair up")
+    if initial is not None and not bool(torch.isfinite(initial).all()):  # grid_sample on CPU can crash on them
+        raise ValueError("the initial field holds values that are not finite (NaN or infinite); it must be a "
+                         "field in mm")
     if optimizer == "lbfgs" and moving.shape[0] > 1:  # a joint line search would couple the pairs
         return _one_by_one(fixed, moving, kind, spacing=spacing, loss=loss, mask=mask, levels=levels,
                            iterations=iterations, optimizer=optimizer, learning_rate=learning_rate,
