@@ -56,9 +56,11 @@ def test_training_on_a_few_camus_pairs_lowers_the_loss_and_raises_the_dice(camus
 
     items = [SequenceItem(CamusPairFolder(camus / "train")[k]) for k in range(4)]
     base = DLIRModel(RegistrationUNet(**TINY_UNET), working_size=32)
-    history = train_anatomy(items, tmp_path / "run", base=base, validation=items, size=48, iterations=60,
-                            batch_size=4, learning_rate=5e-3, randomise=0.0, unet=TINY_UNET,
-                            iterations_per_epoch=20, device="cpu", progress=False)
+    with pytest.warns(UserWarning, match=r"segments the validation frames' LV at Dice 0\.\d+, under 0\.85") as caught:
+        history = train_anatomy(items, tmp_path / "run", base=base, validation=items, size=48, iterations=60,
+                                batch_size=4, learning_rate=5e-3, randomise=0.0, unet=TINY_UNET,
+                                iterations_per_epoch=20, device="cpu", progress=False)
+    assert f"{history[-1]['val_dice_lv']:.3f}" in str(caught[0].message)  # 60 steps: barely trained, and told so
     losses = [row["loss"] for row in history]
     lv = [row["val_dice_lv"] for row in history]
     assert losses[-1] < 0.8 * losses[0], losses  # 1.71 -> 1.19
@@ -66,6 +68,15 @@ def test_training_on_a_few_camus_pairs_lowers_the_loss_and_raises_the_dice(camus
     config = read_config(tmp_path / "run")
     assert config["training"]["size"] == 48 and config["base_model"] is None  # a base given as a model
     assert load_model(tmp_path / "run").anatomy.working_size == 48
+
+
+def test_only_a_weak_validated_anatomy_network_is_warned_about():
+    from EchoRegistrationLib.dlir.anatomy_training import USEFUL_ANATOMY_DICE_LV, anatomy_dice_warning
+
+    assert anatomy_dice_warning([{"loss": 1.0}]) is None  # nothing validated: nothing to say
+    assert anatomy_dice_warning([{"val_dice_lv": 0.5}, {"val_dice_lv": USEFUL_ANATOMY_DICE_LV}]) is None
+    message = anatomy_dice_warning([{"val_dice_lv": 0.9}, {"val_dice_lv": 0.8331}])  # the last epoch counts
+    assert message is not None and "Dice 0.833, under 0.85" in message and "10000 steps" in message
 
 
 @pytest.fixture(scope="module")

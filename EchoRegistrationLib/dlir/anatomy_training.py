@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,10 @@ from .training import Callback, History, Stage, _behind, _data_config, _items, _
 # `echoreg train anatomy` writes it out
 # (the command line does not import torch); Testing/test_dlir_anatomy.py holds the two together.
 ANATOMY_ITERATIONS = 10000
+# Validation LV Dice under which an anatomy network's maps gave the refinement no measurable gain: none at
+# 0.833 (2000 steps), +0.001 to +0.003 at 0.864 (4000), +0.005 to +0.007 at 0.878 (10000), on held-out CAMUS
+# train patients (docs/generalisation.md, "Tenth session"). Training that ends below it is warned about.
+USEFUL_ANATOMY_DICE_LV = 0.85
 MAX_ROTATION_DEG = 12.0  # random rotation of the training frames about their centre, +-
 MAX_SCALING = 0.15       # random scaling, 1 +- this along each axis
 CLASSES = [0, *ANATOMY_LABELS]  # channels of the label maps the network predicts, background first
@@ -91,6 +96,19 @@ def anatomy_dice(model: AnatomyNet, items: Any, device: torch.device) -> dict[st
     return {names[label]: float(np.mean(values)) if values else math.nan for label, values in scores.items()}
 
 
+def anatomy_dice_warning(history: History) -> str | None:
+    """The warning that training's last validation LV Dice (``val_dice_lv`` of :func:`train_anatomy`'s
+    history) is under :data:`USEFUL_ANATOMY_DICE_LV`, or None: above it, or no validation scored."""
+    scores = [row["val_dice_lv"] for row in history if "val_dice_lv" in row]
+    if not scores or scores[-1] >= USEFUL_ANATOMY_DICE_LV:
+        return None
+    return (f"the anatomy network segments the validation frames' LV at Dice {scores[-1]:.3f}, under "
+            f"{USEFUL_ANATOMY_DICE_LV}: maps from networks this weak gave the refinement no measurable gain on "
+            "held-out CAMUS patients "
+            f"(docs/generalisation.md, \"Tenth session\"); train it longer (the recipe runs {ANATOMY_ITERATIONS} "
+            "steps) before registering with it")
+
+
 def train_anatomy(data: Any, output: str | os.PathLike, *, base: DLIRModel | str | os.PathLike,
                   validation: Any = None, size: int = DEFAULT_ANATOMY_SIZE, iterations: int = ANATOMY_ITERATIONS,
                   batch_size: int = 4, learning_rate: float = 2e-3, randomise: float = 0.8,
@@ -117,7 +135,9 @@ def train_anatomy(data: Any, output: str | os.PathLike, *, base: DLIRModel | str
 
     Returns:
         The history: per epoch the mean ``loss`` and ``dice_loss`` (its 1 - soft Dice term), with
-        validation data ``val_dice_lv``, ``val_dice_myocardium`` and ``val_dice_la``.
+        validation data ``val_dice_lv``, ``val_dice_myocardium`` and ``val_dice_la``. With validation
+        data, a last LV Dice under :data:`USEFUL_ANATOMY_DICE_LV` is warned about
+        (:func:`anatomy_dice_warning`, a UserWarning).
 
     Raises:
         ValueError: no training frame is annotated; ``base`` is not a DLIR model; several processes
@@ -173,8 +193,13 @@ def train_anatomy(data: Any, output: str | os.PathLike, *, base: DLIRModel | str
 
     save = _saver(run, model, optimizer, settings, data_config, base_config)
     start = (state["stage"], state["epoch"]) if state is not None else (0, 0)
-    return run.loop([Stage(int(size), int(iterations))], start, history, step, validate, save, [optimizer],
-                    learning_rate)
+    history = run.loop([Stage(int(size), int(iterations))], start, history, step, validate, save, [optimizer],
+                       learning_rate)
+    weak = anatomy_dice_warning(history)
+    if weak is not None:
+        warnings.warn(f"{output}: {weak}", stacklevel=2)
+    return history
 
 
-__all__ = ["anatomy_dice", "anatomy_loss", "random_rotation_scaling", "train_anatomy"]
+__all__ = ["USEFUL_ANATOMY_DICE_LV", "anatomy_dice", "anatomy_dice_warning", "anatomy_loss", "random_rotation_scaling",
+           "train_anatomy"]
