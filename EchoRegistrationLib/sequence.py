@@ -80,6 +80,11 @@ class EchoDataWarning(UserWarning):
     spacing): the data were loaded, with this caveat. The message starts with the source."""
 
 
+class EchoModelWarning(UserWarning):
+    """A fact about a trained model that its use depends on (an anatomy network that segments its
+    validation frames poorly): the model was saved, with this caveat. The message starts with its folder."""
+
+
 def record_warning(metadata: dict[str, Any], problem: str) -> None:
     """Append ``problem`` to ``metadata["warnings"]`` (a list of str) and issue it as an
     :class:`EchoDataWarning` naming ``metadata["source"]``."""

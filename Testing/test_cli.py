@@ -275,3 +275,17 @@ def test_models_lists_the_installed_models_with_their_terms(capsys):
     # the anatomy network learnt A4C frames only, and the listing says so for that model alone
     assert [line.split(":")[0] for line in out.splitlines() if "apical four-chamber (A4C) frames only" in line] == \
         ["echoreg-dlir-camus"]
+
+
+def test_a_barely_trained_anatomy_network_is_one_warning_line(tmp_path, capsys):
+    """Two steps on a simulated sequence, validated on two others: the network cannot segment yet (LV Dice
+    0.000), and the command says so as one line, not as a Python warning with its source."""
+    argv = ["train", "anatomy", "--data", "sim:0-1", "--validation", "sim:2-3", "--base", "echoreg-dlir-sim",
+            "--iterations", "2", "--iterations-per-epoch", "2", "--batch-size", "1", "--size", "32",
+            "-o", str(tmp_path / "anatomy")]
+    assert main(argv) == 0
+    err = capsys.readouterr().err  # the progress bar's lines, and the warning
+    told = [line for line in err.splitlines() if "warning" in line.lower()]
+    assert len(told) == 1 and "UserWarning" not in err
+    assert told[0].startswith(f"echoreg: warning: {tmp_path / 'anatomy'}: the anatomy network segments the "
+                              "validation frames' LV at Dice 0.000, under 0.85")

@@ -11,6 +11,7 @@ from EchoRegistrationLib.dlir import load_model, save_model
 from EchoRegistrationLib.dlir.anatomy import ANATOMY_LABELS, AnatomyNet
 from EchoRegistrationLib.dlir.model import DLIRModel
 from EchoRegistrationLib.dlir.networks import RegistrationUNet
+from EchoRegistrationLib.sequence import EchoModelWarning
 
 TINY_UNET = {"stem": 8, "encoder": [16, 16, 16], "decoder": [16, 16, 8]}
 
@@ -56,7 +57,8 @@ def test_training_on_a_few_camus_pairs_lowers_the_loss_and_raises_the_dice(camus
 
     items = [SequenceItem(CamusPairFolder(camus / "train")[k]) for k in range(4)]
     base = DLIRModel(RegistrationUNet(**TINY_UNET), working_size=32)
-    with pytest.warns(UserWarning, match=r"segments the validation frames' LV at Dice 0\.\d+, under 0\.85") as caught:
+    weak = r"segments the validation frames' LV at Dice 0\.\d+, under 0\.85"
+    with pytest.warns(EchoModelWarning, match=weak) as caught:
         history = train_anatomy(items, tmp_path / "run", base=base, validation=items, size=48, iterations=60,
                                 batch_size=4, learning_rate=5e-3, randomise=0.0, unet=TINY_UNET,
                                 iterations_per_epoch=20, device="cpu", progress=False)
@@ -73,8 +75,10 @@ def test_training_on_a_few_camus_pairs_lowers_the_loss_and_raises_the_dice(camus
 def test_only_a_weak_validated_anatomy_network_is_warned_about():
     from EchoRegistrationLib.dlir.anatomy_training import USEFUL_ANATOMY_DICE_LV, anatomy_dice_warning
 
-    assert anatomy_dice_warning([{"loss": 1.0}]) is None  # nothing validated: nothing to say
+    assert anatomy_dice_warning([]) is None and anatomy_dice_warning([{"loss": 1.0}]) is None  # nothing scored
     assert anatomy_dice_warning([{"val_dice_lv": 0.5}, {"val_dice_lv": USEFUL_ANATOMY_DICE_LV}]) is None
+    assert anatomy_dice_warning([{"val_dice_lv": float("nan")}]) is None  # no validation frame shows an LV
+    assert anatomy_dice_warning([{"val_dice_lv": 0.5}, {"loss": 1.0}]) is None  # resumed without validation
     message = anatomy_dice_warning([{"val_dice_lv": 0.9}, {"val_dice_lv": 0.8331}])  # the last epoch counts
     assert message is not None and "Dice 0.833, under 0.85" in message and "10000 steps" in message
 

@@ -10,8 +10,9 @@ Each subcommand is a thin layer over :mod:`EchoRegistrationLib.workflow`. Errors
 options or the output location end the command with exit status 2 and one line naming the file (or
 option) and the problem; Ctrl-C ends it with exit status 130 and one line. Either way no partial
 output is left. Facts about the input or the result that the numbers depend on (frames missing
-from a file, a flagged spacing, frames without signal, a registration that lowered the similarity)
-are printed as one ``echoreg: warning:`` line each.
+from a file, a flagged spacing, frames without signal, a registration that lowered the similarity) or
+a trained model (an anatomy network that segments its validation frames poorly) are printed as one
+``echoreg: warning:`` line each.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..sequence import EchoDataWarning
+from ..sequence import EchoDataWarning, EchoModelWarning
 from .common import EXIT_ERROR, EXIT_INTERRUPTED, INPUT_ERRORS, OneLineParser, error_line, print_warnings
 
 
@@ -62,8 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _show_warning(message: Warning | str, category: type[Warning], *details: Any, **kw: Any) -> None:
-    """Print an :class:`EchoDataWarning` as one ``echoreg: warning:`` line; others as Python does."""
-    if issubclass(category, EchoDataWarning):
+    """Print an :class:`EchoDataWarning` or :class:`EchoModelWarning` as one ``echoreg: warning:`` line;
+    others as Python does."""
+    if issubclass(category, (EchoDataWarning, EchoModelWarning)):
         print_warnings([str(message)])
     else:
         _PYTHON_SHOWWARNING(message, category, *details, **kw)
@@ -78,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         warnings.simplefilter("always", EchoDataWarning)
+        warnings.simplefilter("always", EchoModelWarning)
         try:
             args = build_parser().parse_args(argv)
             return args.run(args)
