@@ -10,7 +10,8 @@ Importing this package does not import torch: the sequence model and the loaders
 
 from .io import load_camus_patient, load_sequence, save_sequence
 from .lazy import lazy_package
-from .sequence import EchoDataError, EchoDataWarning, EchoModelWarning, EchoSequence, geometry_from_ijk_to_ras
+from .sequence import (EchoDataError, EchoDataWarning, EchoModelWarning, EchoSequence, EchoWarning,
+                       geometry_from_ijk_to_ras)
 
 __version__ = "0.1.0"
 
@@ -21,7 +22,7 @@ __getattr__, _lazy = lazy_package(__name__, {
 })
 
 __all__ = [
-    "EchoDataError", "EchoDataWarning", "EchoModelWarning", "EchoSequence", "geometry_from_ijk_to_ras",
+    "EchoDataError", "EchoDataWarning", "EchoModelWarning", "EchoSequence", "EchoWarning", "geometry_from_ijk_to_ras",
     "load_camus_patient",
     "load_sequence", "save_sequence", "__version__", *_lazy,
 ]

@@ -75,12 +75,17 @@ def error_line(err: BaseException) -> str:
     return " ".join(str(err).split())
 
 
-class EchoDataWarning(UserWarning):
+class EchoWarning(UserWarning):
+    """A caveat EchoRegistration states about what it read or made (the command line prints each as one
+    ``echoreg: warning:`` line)."""
+
+
+class EchoDataWarning(EchoWarning):
     """A fact about the input that the numbers depend on (frames missing from a file, a flagged
     spacing): the data were loaded, with this caveat. The message starts with the source."""
 
 
-class EchoModelWarning(UserWarning):
+class EchoModelWarning(EchoWarning):
     """A fact about a trained model that its use depends on (an anatomy network that segments its
     validation frames poorly): the model was saved, with this caveat. The message starts with its folder."""
 

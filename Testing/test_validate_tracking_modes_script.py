@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.validate_tracking_modes import (METHOD_ROWS, end_point_error, main, refined_to_reference, trackers,
-                                                true_fields)
+from benchmarks.validate_tracking_modes import METHOD_ROWS, end_point_error, main, refined_to_reference, trackers
 from EchoRegistrationLib.dlir.checkpoints import load_model
 from EchoRegistrationLib.dlir.shipped import resolve_model
 from EchoRegistrationLib.simulation import ring_phantom
+from EchoRegistrationLib.spatial import field_to_torch
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +25,8 @@ def model():
     return load_model(resolve_model("echoreg-dlir-camus"))
 
 
-def test_true_fields_are_the_truth_in_the_registration_layout(case):
-    fields = true_fields(case)
+def test_the_truth_goes_into_the_registration_layout(case):  # the floor row's start
+    fields = field_to_torch(case[1])
     assert fields.shape == (6, 2, 96, 96) and fields.dtype == torch.float32
     assert np.array_equal(fields.permute(0, 2, 3, 1).numpy(), case[1])
 
@@ -36,7 +36,8 @@ def test_the_floor_row_starts_the_refinement_from_the_truth(case, model):
     assert "truth-refined" in rows
     unmoved = end_point_error(np.zeros_like(case[1]), case)
     floor = end_point_error(rows["truth-refined"][1](case), case)
-    from_zero = end_point_error(refined_to_reference(model, case[0], torch.zeros_like(true_fields(case)), 10), case)
+    zero = torch.zeros_like(field_to_torch(case[1]))
+    from_zero = end_point_error(refined_to_reference(model, case[0], zero, 10), case)
     assert unmoved > 1.0  # the wall moves: 1.27 mm at ES on average
     assert floor < 0.25  # within half a pixel of the truth it started from (0.16 mm)
     assert from_zero > 0.5  # the same 10 steps from zero end far off (0.67 mm): the start is the truth's
@@ -52,7 +53,7 @@ def test_the_floor_row_can_start_short_of_the_truth(case, model):
 
 
 def test_no_refinement_leaves_the_start_as_it_is(case, model):
-    start = 0.5 * true_fields(case)
+    start = 0.5 * field_to_torch(case[1])
     assert np.array_equal(refined_to_reference(model, case[0], start, 0), start.permute(0, 2, 3, 1).numpy())
 
 

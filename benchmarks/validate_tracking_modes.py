@@ -79,7 +79,7 @@ from EchoRegistrationLib.registration.pairwise import as_image_batch  # noqa: E4
 from EchoRegistrationLib.registration.tracking import _optimised_fields, _refinement_options  # noqa: E402
 from EchoRegistrationLib.sequence import LABEL_MYOCARDIUM, EchoSequence  # noqa: E402
 from EchoRegistrationLib.simulation.appearance import ECHOGENICITY, TissueAppearance  # noqa: E402
-from EchoRegistrationLib.spatial import compose, field_to_numpy, warp  # noqa: E402
+from EchoRegistrationLib.spatial import compose, field_to_numpy, field_to_torch, warp  # noqa: E402
 from EchoRegistrationLib.spatial.metrics import myocardial_end_point_error  # noqa: E402
 from EchoRegistrationLib.spatial.pairs import SYSTOLE_ANCHOR, chain_to_reference, frame_pairs  # noqa: E402
 
@@ -165,11 +165,6 @@ def anchored_chain(model, seq: EchoSequence, hop_seconds: float) -> torch.Tensor
         return chain_to_reference(fields, pairs, seq.n_frames, 0, "sequential", seq.spacing)
 
 
-def true_fields(case: Case) -> torch.Tensor:
-    """(T, 2, H, W) float32 mm: the case's true fields from frame 0 in the registration's layout."""
-    return torch.from_numpy(np.ascontiguousarray(case[1].transpose(0, 3, 1, 2), dtype=np.float32))
-
-
 def trackers(model, refine: int, hop_seconds: float, systole_anchor: float = SYSTOLE_ANCHOR,
              truth_scale: float = 1.0) -> dict[str, tuple[str, Tracker]]:
     """Row key -> (row name, validation case -> fields from frame 0). Every row but "truth-refined" reads
@@ -205,12 +200,14 @@ def trackers(model, refine: int, hop_seconds: float, systole_anchor: float = SYS
         "truth-refined": ((f"the true fields + refine {refine} to the reference (the refinement's floor)"
                            if truth_scale == 1 else f"{truth_scale:g} x the true fields + refine {refine} to the "
                            "reference"),
-                          lambda case: refined_to_reference(model, case[0], truth_scale * true_fields(case), refine)),
+                          lambda case: refined_to_reference(model, case[0], truth_scale * field_to_torch(case[1]),
+                                                            refine)),
     }
 
 
+ROW_KEYS = list(trackers(None, 0, 0.0))  # the rows' keys: no tracker runs (nor needs a model) until called
 # The default rows: every tracking method; the truth-refined row, no method, runs when named.
-METHOD_ROWS = [key for key in trackers(None, 0, 0.0) if key != "truth-refined"]
+METHOD_ROWS = [key for key in ROW_KEYS if key != "truth-refined"]
 
 
 def end_point_error(fields: np.ndarray, case: Case, metric: str = "es") -> float:
@@ -234,8 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--refine", type=count(0), default=40)
     parser.add_argument("--ncc", action="store_true", help="also the per-case NCC check on the SIMUS set")
     parser.add_argument("--threads", type=int, default=2)
-    row_keys = list(trackers(None, 0, 0.0))  # the rows' keys: no tracker runs (nor needs a model) until called
-    parser.add_argument("--rows", nargs="+", choices=row_keys, help="rows (default: every method's, all but "
+    parser.add_argument("--rows", nargs="+", choices=ROW_KEYS, help="rows (default: every method's, all but "
                         "truth-refined); 'network refine' compares models")
     parser.add_argument("--hop", type=float, default=0.1, help="anchor spacing (s) of the anchored rows")
     parser.add_argument("--systole-anchor", type=float, default=SYSTOLE_ANCHOR,

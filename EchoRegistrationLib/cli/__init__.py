@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..sequence import EchoDataWarning, EchoModelWarning
+from ..sequence import EchoWarning
 from .common import EXIT_ERROR, EXIT_INTERRUPTED, INPUT_ERRORS, OneLineParser, error_line, print_warnings
 
 
@@ -63,9 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _show_warning(message: Warning | str, category: type[Warning], *details: Any, **kw: Any) -> None:
-    """Print an :class:`EchoDataWarning` or :class:`EchoModelWarning` as one ``echoreg: warning:`` line;
-    others as Python does."""
-    if issubclass(category, (EchoDataWarning, EchoModelWarning)):
+    """Print an :class:`~..sequence.EchoWarning` (about the data or a model) as one ``echoreg: warning:``
+    line; others as Python does."""
+    if issubclass(category, EchoWarning):
         print_warnings([str(message)])
     else:
         _PYTHON_SHOWWARNING(message, category, *details, **kw)
@@ -79,8 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     then a row of the cohort table; 2 for any error; 130 for Ctrl-C)."""
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
-        warnings.simplefilter("always", EchoDataWarning)
-        warnings.simplefilter("always", EchoModelWarning)
+        warnings.simplefilter("always", EchoWarning)
         try:
             args = build_parser().parse_args(argv)
             return args.run(args)
