@@ -379,6 +379,23 @@ def test_an_initial_field_that_is_not_finite_is_an_error_not_a_crash(bad):
         register_pair(image, image, spacing=SPACING, initial=initial, iterations=2)
 
 
+def test_an_initial_field_may_be_numpy_in_the_numpy_layout_and_other_layouts_are_named_errors():
+    """A NumPy (H, W, 2) or (1, H, W, 2) start (the layout of ``register_sequence``'s fields) refines
+    to the same field as its (1, 2, H, W) tensor, to the bit; a tensor without its two channels first,
+    a NumPy field with three components and a start for another number of pairs are refused by name."""
+    fixed, moving, initial = compressed_ramp_pair(size=32)
+    options = {"spacing": (1.0, 1.0), "loss": "mse", "levels": 1, "iterations": 5}
+    expected = register_pair(fixed, moving, initial=initial, **options).displacement
+    as_numpy = initial.permute(0, 2, 3, 1).numpy()
+    assert float(expected.abs().max()) > 1.0  # the start is kept: not a zero field compared with itself
+    for start in (as_numpy, as_numpy[0]):
+        assert torch.equal(register_pair(fixed, moving, initial=start, **options).displacement, expected)
+    for bad, layout in ((initial[0], r"\(2, 32, 32\)"), (np.zeros((32, 32, 3)), r"\(H, W, 2\)"),
+                        (initial.expand(3, -1, -1, -1), r"\(3, 2, 32, 32\)"), ([0.0, 1.0], "list")):
+        with pytest.raises(ValueError, match=layout):
+            register_pair(fixed, moving, initial=bad, **options)
+
+
 def test_negative_folding_weight_is_an_error():
     image = blob_phantom(16, 16)
     with pytest.raises(ValueError, match=r"folding_weight must be >= 0, got -1.0"):

@@ -20,7 +20,7 @@ import torch
 
 from ..losses import (bending_energy, diffusion_regulariser, folding_penalty, local_ncc_loss,
                       mse_loss, mutual_information_loss, ncc_loss)
-from ..spatial import in_view_mask, warp
+from ..spatial import field_to_torch, in_view_mask, warp
 from ..spatial.pyramid import level_shape, level_spacing, pyramid_factors, resample_field, resample_image
 from .transforms import AffineModel, ControlGridModel, RigidModel
 
@@ -117,7 +117,7 @@ def register_pair(
     control_spacing: float = 6.0,
     folding_weight: float = 0.0,
     folding_margin: float = 0.1,
-    initial: torch.Tensor | None = None,
+    initial: np.ndarray | torch.Tensor | None = None,
     features: tuple[torch.Tensor, torch.Tensor] | None = None,
     feature_weight: float = 1.0,
     feature_rows: int | None = None,
@@ -160,8 +160,10 @@ def register_pair(
             relu(margin - det J)^2, dimensionless) of the whole field, ``initial`` included, at each
             level (deformable only; 0 = off). The regulariser keeps the field smooth but does not
             stop a large ``initial`` field plus a residual from folding; this penalty does.
-        initial: optional (1 or B, 2, H, W) mm field that the deformable model refines (the result
-            is ``initial`` + the optimised residual).
+        initial: optional mm field that the deformable model refines (the result is ``initial`` + the
+            optimised residual): a (1 or B, 2, H, W) tensor, or a NumPy field in the project's NumPy
+            layout, (H, W, 2) or (1 or B, H, W, 2) (:func:`..spatial.field_to_torch`). It may lie on a
+            grid of another size than the images' (it is resampled in mm, as a network's field is).
         features: optional (fixed, moving) feature maps, (1 or B, K, H, W) and (B, K, H, W) on the
             images' grids (for example the anatomy network's class probabilities,
             :mod:`..dlir.anatomy`): the moving maps are warped with the images, and ``feature_weight``
@@ -195,7 +197,8 @@ def register_pair(
         ValueError: an unknown kind, loss, regulariser, ``regularise`` or optimiser, a non-positive
             ``control_spacing`` or ``folding_margin``, a negative ``folding_weight``,
             ``feature_weight`` or iteration count, ``max_rows``, ``penalty_rows`` or ``feature_rows``
-            below 2, images or feature maps that do not pair up, an ``initial`` field that is not finite.
+            below 2, images or feature maps that do not pair up, an ``initial`` field that is not finite,
+            not of the layouts above or for another number of pairs.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -223,9 +226,8 @@ def register_pair(
     fixed = as_image_batch(fixed, device=moving.device)
     if fixed.shape[-2:] != moving.shape[-2:] or fixed.shape[0] not in (1, moving.shape[0]):
         raise ValueError(f"fixed {tuple(fixed.shape)} and moving {tuple(moving.shape)} do not pair up")
-    if initial is not None and not bool(torch.isfinite(initial).all()):  # grid_sample on CPU can crash on them
-        raise ValueError("the initial field holds values that are not finite (NaN or infinite); it must be a "
-                         "field in mm")
+    if initial is not None:
+        initial = _initial_field(initial, moving.shape[0])
     if optimizer == "lbfgs" and moving.shape[0] > 1:  # a joint line search would couple the pairs
         return _one_by_one(fixed, moving, kind, spacing=spacing, loss=loss, mask=mask, levels=levels,
                            iterations=iterations, optimizer=optimizer, learning_rate=learning_rate,
@@ -334,6 +336,21 @@ def register_pair(
     if progress is not None:
         progress(1.0)
     return result
+
+
+def _initial_field(initial: np.ndarray | torch.Tensor, pairs: int) -> torch.Tensor:
+    """``initial`` of :func:`register_pair` as a (1 or ``pairs``, 2, H, W) tensor, checked."""
+    if isinstance(initial, np.ndarray):
+        initial = field_to_torch(initial)
+    if not isinstance(initial, torch.Tensor) or initial.ndim != 4 or initial.shape[1] != 2 \
+            or initial.shape[0] not in (1, pairs):
+        layout = tuple(initial.shape) if isinstance(initial, torch.Tensor) else type(initial).__name__
+        raise ValueError(f"the initial field must be a (1 or {pairs}, 2, H, W) tensor or a NumPy (H, W, 2) or "
+                         f"(1 or {pairs}, H, W, 2) field in mm, got {layout}")
+    if not bool(torch.isfinite(initial).all()):  # grid_sample on CPU can crash on them
+        raise ValueError("the initial field holds values that are not finite (NaN or infinite); it must be a "
+                         "field in mm")
+    return initial
 
 
 def _one_by_one(fixed: torch.Tensor, moving: torch.Tensor, kind: str, *,
