@@ -248,18 +248,21 @@ def describe_registration(method: str, parameters: Mapping[str, Any]) -> str:
     :func:`EchoRegistrationLib.dlir.inference.network_precision`: "bfloat16" on CPUs with AMX and CUDA,
     "float16" on older GPUs, else "float32"; left out of reports written before it was recorded), the
     refinement steps (with the weight of the anatomy maps when they guided it) and the systole anchor frame
-    it went through: "DLIR (echoreg-dlir-camus, licence CC BY-NC-SA 4.0, networks in bfloat16) + refine 24
-    on the images and anatomy maps (weight 0.1) (systole anchor: frame 11)". Other methods by the Slicer panel's
-    names: "Deformable", "Affine", "Rigid"."""
+    it went through, or the chained start where the refinement kept it
+    (:data:`.registration.tracking.REFINE_STARTS`): "DLIR (echoreg-dlir-camus, licence CC BY-NC-SA 4.0,
+    networks in bfloat16) + refine 24 on the images and anatomy maps (weight 0.1) (systole anchor: frame 11)".
+    Other methods by the Slicer panel's names: "Deformable", "Affine", "Rigid"."""
     if method != "dlir":
         return method.capitalize()
     refine, anchor_frame = parameters.get("refine") or 0, parameters.get("anchor_frame")
+    chained = parameters.get("refine_start_used") == "chained"
     weight = parameters.get("refine_anatomy_weight")
     precision = parameters.get("network_precision")
     return (f"DLIR ({parameters.get('model')}, licence {parameters.get('licence') or 'unknown'}"
             + (f", networks in {precision}" if precision else "") + ")"
             + (f" + refine {refine}" if refine else "")
             + (f" on the images and anatomy maps (weight {weight:g})" if refine and weight else "")
+            + (" (chained start: through every frame from the reference)" if chained else "")
             + (f" (systole anchor: frame {anchor_frame})" if anchor_frame is not None else ""))
 
 
@@ -516,7 +519,11 @@ def register_one_frame(seq: EchoSequence, frame: int, settings: WorkflowSettings
     decides them), a sequential mode goes through the frames between, and DLIR to the reference
     through the systole anchor frame where the whole sequence's ES puts one
     (:func:`.registration.tracking.frame_anchors`). A frame without signal is bridged in time from
-    the nearest frames with signal, as the whole run bridges it.
+    the nearest frames with signal, as the whole run bridges it. A DLIR refinement that may keep the
+    chained start (``refine_start`` "best" or "chained", :data:`.registration.tracking.REFINE_STARTS`)
+    registers every frame between the reference and this one, as the whole run's chain does; with "best"
+    it chooses between the two starts on those frames, where the whole run chooses on all of them, so
+    the two can keep different starts.
 
     Returns:
         :class:`FrameRegistration`: the field, the warped frame and how they were made (the model, its
@@ -550,7 +557,9 @@ def register_one_frame(seq: EchoSequence, frame: int, settings: WorkflowSettings
         return _bridged_frame(seq, frame, settings, no_signal)
     anchors = frame_anchors(seq, reference, settings.method, mode, setting)
     via = reference if anchors is None else anchors.get(frame, reference)
-    frames = sorted({*tracked_frames(frame, reference, mode), via})
+    chaining = settings.method == "dlir" and arguments.get("refine") and arguments.get("refine_start") != "direct"
+    # a refinement that may keep the chained start goes through every frame between
+    frames = sorted({*tracked_frames(frame, reference, "sequential" if chaining else mode), via})
     if setting != 0:  # the whole run's anchor, renumbered
         arguments["anchor"] = {frames.index(frame): frames.index(via)} if via != reference else 0
     arguments.update(reference=frames.index(reference), mode=mode, device=device)

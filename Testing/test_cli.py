@@ -82,10 +82,17 @@ def test_a_dlir_report_names_the_model_its_licence_passes_and_refinement(cine, t
         # 40-row frames: the half level would be coarser than the network's grid, so one level
         refined = f"refine {refine}: up to {refine // 2} optimisation steps, at full resolution, on the images and " \
             f"the model's anatomy maps (weight 0.1)" if refine else "not refined"
-        # the cine gives no ES: the default systole anchor has none to go through, and the console says so
+        # the cine gives no ES: the default systole anchor has none to go through, and the console says so, unless
+        # the refinement kept the chained start (registration.tracking.REFINE_STARTS), which it names instead
         assert (parameters["anchor"], parameters["anchor_frame"]) == (0.6, None)
+        assert (parameters.get("refine_start"), parameters.get("refine_start_used") in ("direct", "chained")) == \
+            (("best", True) if refine else (None, False))
         anchor = ("systole anchor 0.6 not used (it needs ES after the reference, from the file or --es-frame, and an "
                   "anchor frame with signal between them): every frame registered directly")
+        if parameters.get("refine_start_used") == "chained":
+            anchor = ("the refinement kept the chained start (each frame from the previous one's refined field and "
+                      "the network's step between them; the systole anchor not used), its images matching the "
+                      "reference better than the direct start's")
         assert (f"model {name} (licence: {licence}; {passes} pass{plural} of the network per pair{amp}{stage}; "
                 f"{anchor}; {refined})") in capsys.readouterr().out
 

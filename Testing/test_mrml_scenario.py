@@ -170,9 +170,10 @@ def test_cancel_stops_the_work_and_leaves_the_scene_unchanged(case):
     with pytest.raises(RegistrationCancelled):
         analyse(node, RegistrationSettings(chunk_size=1), labelmap,
                 progress=lambda done, total: calls.append((done, total)), cancel=lambda: bool(calls))
-    # the default (DLIR + refine) reports the network's fields as (0, 5) before refining pair by
-    # pair: the cancel asked then stops it before the refinement's first pair
-    assert calls == [(0, 5)]
+    # the default (DLIR + refine) reports the network's fields as (0, 10) before refining pair by pair (5 pairs,
+    # twice: from the direct and from the chained start, registration.tracking.REFINE_STARTS): the cancel asked
+    # then stops it before the refinement's first pair
+    assert calls == [(0, 10)]
     assert node_ids(env.scene) == before
 
 

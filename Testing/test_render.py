@@ -34,7 +34,11 @@ def case():
     browser = browser_for(env.scene, node)
     labelmap = env.scene.AddNode(volume_node(sim.sequence.labels[0], sim.sequence,
                                              slicer.vtkMRMLLabelMapVolumeNode()))
-    analysis = analyse(node, RegistrationSettings(method="dlir", model="echoreg-dlir-sim"), labelmap)
+    # the direct start (registration.tracking.REFINE_STARTS): on this small sequence the best-matching start is
+    # the chained one, further from the truth with this model (0.86 against 0.48 mm at ES; docs/generalisation.md,
+    # "The chained start"), and the colours are tested on the closer fields
+    analysis = analyse(node, RegistrationSettings(method="dlir", model="echoreg-dlir-sim",
+                                                  options={"refine_start": "direct"}), labelmap)
     outputs = add_outputs(env.scene, browser, node, analysis)
     view = SliceView(env, SIZE, name="Red")
     yield sim, env, node, browser, analysis, outputs, view

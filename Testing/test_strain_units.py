@@ -314,14 +314,20 @@ def test_strain_tracked_by_a_network_warns_about_its_segments(full_cycle):
     result = compute_strain(full_cycle.sequence, result_from_displacement(full_cycle.sequence,
                                                                           full_cycle.displacement, 0))
     assert not {NETWORK_SEGMENTS, NETWORK_SEGMENTS_NO_ANCHOR} & set(result.warnings())  # truth: no method
-    for method, mode, anchor_frame, warning in (("dlir", "to_reference", 4, NETWORK_SEGMENTS),
-                                                ("dlir", "to_reference", None, NETWORK_SEGMENTS_NO_ANCHOR),
-                                                ("dlir", "sequential", None, NETWORK_SEGMENTS),
-                                                ("deformable", "to_reference", None, None)):
+    # the chained start (registration.tracking.REFINE_STARTS) goes through every frame, no anchor frame: not
+    # "every frame directly"
+    cases = (("dlir", "to_reference", 4, "direct", NETWORK_SEGMENTS),
+             ("dlir", "to_reference", None, "direct", NETWORK_SEGMENTS_NO_ANCHOR),
+             ("dlir", "to_reference", None, None, NETWORK_SEGMENTS_NO_ANCHOR),
+             ("dlir", "to_reference", None, "chained", NETWORK_SEGMENTS),
+             ("dlir", "sequential", None, None, NETWORK_SEGMENTS),
+             ("deformable", "to_reference", None, None, None))
+    for method, mode, anchor_frame, start, warning in cases:
         tracked = dataclasses.replace(result, registration={"method": method, "mode": mode,
-                                                            "anchor_frame": anchor_frame})
+                                                            "anchor_frame": anchor_frame, "refine_start_used": start})
         shown = {NETWORK_SEGMENTS, NETWORK_SEGMENTS_NO_ANCHOR} & set(tracked.warnings())
-        assert shown == ({warning} if warning else set()), (method, mode, anchor_frame)
+        assert shown == ({warning} if warning else set()), (method, mode, anchor_frame, start)
         assert tracked.summary()["warnings"] == tracked.warnings()
-    assert "--method deformable" in NETWORK_SEGMENTS and "3.6 points off on average, 3.1 refined" in NETWORK_SEGMENTS
+    assert "--method deformable" in NETWORK_SEGMENTS and "3.6 points off on average" in NETWORK_SEGMENTS
+    assert "2.0 refined by 24 steps, the default" in NETWORK_SEGMENTS
     assert "--method deformable" in NETWORK_SEGMENTS_NO_ANCHOR and "about 10 points off" in NETWORK_SEGMENTS_NO_ANCHOR

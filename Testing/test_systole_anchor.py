@@ -127,8 +127,9 @@ def test_one_frame_goes_through_the_whole_sequences_anchor(tmp_path):
 
     seq = dataclasses.replace(blob_sequence(n_frames=8, labels=False), ed_index=0, es_index=5)
     save_model(constant_output(tiny_model(working_size=24), 2.0, 4.0), tmp_path / "model")
-    for refine in (0, 4):
-        settings = WorkflowSettings(model=str(tmp_path / "model"), refine=refine, device="cpu")
+    for refine in (0, 4):  # the refinement from the direct start: the chained one goes through no anchor
+        settings = WorkflowSettings(model=str(tmp_path / "model"), refine=refine, device="cpu",
+                                    options={"refine_start": "direct"} if refine else {})
         whole = analyse(seq, settings, None).registration
         assert whole.parameters["anchor_frame"] == 3
         for frame in (2, 4, 5):  # 2: directly; 4, 5: through frame 3
@@ -141,7 +142,8 @@ def test_one_frame_goes_through_the_whole_sequences_anchor(tmp_path):
         direct = analyse(blank, settings, None).registration
         assert direct.parameters["anchor_frame"] is None
         assert register_one_frame(blank, 5, settings).parameters["anchor_frame"] is None
-        off = WorkflowSettings(model=str(tmp_path / "model"), refine=refine, anchor=0, device="cpu")
+        off = WorkflowSettings(model=str(tmp_path / "model"), refine=refine, anchor=0, device="cpu",
+                               options=settings.options)
         assert abs(register_one_frame(seq, 5, off).displacement - whole.displacement[5]).max() > 0.1
     with pytest.raises(ValueError, match="DLIR options"):
         WorkflowSettings(method="deformable", anchor=0.6)

@@ -105,10 +105,10 @@ Method = Callable[[EchoSequence, int], np.ndarray]
 
 def same_on_pairs(name: str) -> str | None:
     """The row whose CAMUS columns are those of row ``name`` (:data:`SAME_ON_PAIRS`, and a DLIR row
-    tracked sequentially or without the systole anchor: its default row), or None."""
+    tracked sequentially, without the systole anchor or from the direct start: its default row), or None."""
     if name in SAME_ON_PAIRS:
         return SAME_ON_PAIRS[name]
-    for suffix in (", sequential", ", no anchor"):
+    for suffix in (", sequential", ", no anchor", ", direct start"):
         if name.endswith(suffix):
             return name.removesuffix(suffix)
     return None
@@ -140,6 +140,10 @@ def methods(models: list[str], refine: int) -> dict[str, Method]:
         # the refinement comparing the images alone, not the model's anatomy maps too (as before 2026-12-01)
         table[f"DLIR {name} + refine {refine}, images only"] = ours("dlir", model=network, refine=refine,
                                                                      feature_weight=0.0)
+        # the refinement from the network's field of each frame alone (the default until 2026-12-02; the default
+        # keeps the better of it and the chained start, registration.tracking.REFINE_STARTS; on a pair the same)
+        table[f"DLIR {name} + refine {refine}, direct start"] = ours("dlir", model=network, refine=refine,
+                                                                      refine_start="direct")
         # the same, every frame tracked against its neighbour (on a pair the same registration)
         table[f"DLIR {name}, sequential"] = ours("dlir", model=network, mode="sequential")
         table[f"DLIR {name} + refine {refine}, sequential"] = ours("dlir", model=network, refine=refine,

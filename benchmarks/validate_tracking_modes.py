@@ -25,7 +25,10 @@ sequential chain and correct it against the reference. Scored by the myocardial 
 Two more rows chain anchor frames (every ``--hop`` seconds) from the reference instead of every frame:
 each frame is registered to the last anchor before it, alone and refined against the reference; two
 more take one anchor in systole (``register_sequence(..., anchor=...)``,
-:func:`EchoRegistrationLib.spatial.pairs.systole_anchors`).
+:func:`EchoRegistrationLib.spatial.pairs.systole_anchors`), its refined row from the direct start; two more
+refine from the chained start, and from the better of it and the direct start by the images' match (the
+default method since 2026-12-02; ``refine_start`` of ``register_sequence``,
+:data:`EchoRegistrationLib.registration.tracking.REFINE_STARTS`).
 One more row, ``truth-refined`` (run only when ``--rows`` names it), is no method: it starts the
 refinement (:func:`refined_to_reference`, as the rows refined from a chain: the default settings without
 the anatomy maps) from the true fields, so its error is where a perfect start ends, how far the images and
@@ -43,7 +46,7 @@ Usage (repository root)::
     .venv/bin/python benchmarks/validate_tracking_modes.py            # the README's table (about 30 min)
     .venv/bin/python benchmarks/validate_tracking_modes.py --sets simus --ncc
     .venv/bin/python benchmarks/validate_tracking_modes.py --refine 24 --simus-cases 8 \
-        --rows refine-from-systole-anchor truth-refined      # the default method beside its floor
+        --rows refine-best-start truth-refined      # the default method beside its floor
     .venv/bin/python benchmarks/validate_tracking_modes.py --rows network refine \
         --model runs/camus/dlir_camus_randomised --sets simus simulator simulator-randomised real-template
 """
@@ -180,7 +183,7 @@ def trackers(model, refine: int, hop_seconds: float, systole_anchor: float = SYS
     return {
         "network": ("network, to the reference", registered(anchor=0)),
         "network-sequential": ("network, sequential", registered(mode="sequential")),
-        "refine": (f"+ refine {refine}, to the reference", registered(refine=refine, anchor=0)),
+        "refine": (f"+ refine {refine}, to the reference", registered(refine=refine, anchor=0, refine_start="direct")),
         "refine-sequential": (f"+ refine {refine}, sequential", registered(refine=refine, mode="sequential")),
         "refine-from-chain": (f"+ refine {refine} to the reference, from the sequential chain",
                               on_sequence(lambda seq: refined_to_reference(
@@ -196,7 +199,11 @@ def trackers(model, refine: int, hop_seconds: float, systole_anchor: float = SYS
                                      model, seq, anchored_chain(model, seq, hop_seconds), refine))),
         "systole-anchor": (f"network, one anchor at {systole_anchor:g} of ED->ES", registered(anchor=systole_anchor)),
         "refine-from-systole-anchor": (f"+ refine {refine} to the reference, from one anchor at {systole_anchor:g}",
-                                       registered(refine=refine, anchor=systole_anchor)),
+                                       registered(refine=refine, anchor=systole_anchor, refine_start="direct")),
+        "refine-chained-start": (f"+ refine {refine} to the reference, from the chained start",
+                                 registered(refine=refine, refine_start="chained")),
+        "refine-best-start": (f"+ refine {refine}, the better of the two starts (one anchor at {systole_anchor:g}; "
+                              "the default method)", registered(refine=refine, anchor=systole_anchor)),
         "truth-refined": ((f"the true fields + refine {refine} to the reference (the refinement's floor)"
                            if truth_scale == 1 else f"{truth_scale:g} x the true fields + refine {refine} to the "
                            "reference"),

@@ -24,8 +24,12 @@ refine, licence        DLIR only: the optimisation steps refining the network (0
                        alone) and the terms of the model's weights (blank: not DLIR)
 anchor_frame           DLIR to the reference: the systole anchor frame the registration went
                        through (blank: every frame registered directly, as without ES in the
-                       file or the listing, or not DLIR): rows with and without one were tracked
-                       differently
+                       file or the listing, from the chained start, or not DLIR): rows with and
+                       without one were tracked differently
+refine_start           DLIR refined to the reference: the start its refinement kept, "direct" (the
+                       network's field of each frame) or "chained" (each frame from the previous
+                       one's refined field; registration.tracking.REFINE_STARTS); blank: not
+                       refined, not DLIR, or a row written before the column existed
 network_precision      DLIR: the precision its networks ran in: bfloat16 where the node's CPU has
                        AMX (or on CUDA), float32 elsewhere and with --float32 (blank: not DLIR,
                        or a row written before the column existed). Fields differ by about
@@ -64,8 +68,8 @@ COHORT_PARQUET = "cohort.parquet"
 SEGMENT_COLUMNS = tuple(f"segment_{k}_pct" for k in range(1, 7))
 COLUMNS = ("study", "input", "status", "error", "gls_endo_pct", "gls_mid_pct", *SEGMENT_COLUMNS,
            "segments", "ef_pct", "edv_ml", "esv_ml", "quality", "unreliable_segments", "drift_mm", "frames", "ed_frame",
-           "es_frame", "ed_source", "es_source", "method", "model", "refine", "anchor_frame", "licence", "device",
-           "network_precision", "seconds", "warnings")
+           "es_frame", "ed_source", "es_source", "method", "model", "refine", "anchor_frame", "refine_start", "licence",
+           "device", "network_precision", "seconds", "warnings")
 WARNING_SEPARATOR = " | "
 NOT_RECORDED = "not recorded (the study ran before the warnings column existed)"
 # Columns that depend on where and when a study ran, not on the study.
@@ -98,6 +102,7 @@ def study_row(study_id: str, input_: str, analysis: Any, settings: Any, seconds:
         "ed_source": strain.frames.ed_source, "es_source": strain.frames.es_source, "method": registration.method,
         "model": settings.describe_model(), "refine": settings.arguments().get("refine"),
         "anchor_frame": registration.parameters.get("anchor_frame"),
+        "refine_start": registration.parameters.get("refine_start_used"),
         "licence": registration.parameters.get("licence"), "device": registration.device,
         "network_precision": registration.parameters.get("network_precision"),
         "seconds": round(seconds, 2),
@@ -164,8 +169,8 @@ def write_cohort_table(rows: list[dict[str, Any]], output: str | os.PathLike) ->
 
 def _parquet_schema(pa: Any) -> Any:
     """Column types of the Parquet table: text, whole numbers, or floats."""
-    text = {"study", "input", "status", "error", "segments", "ed_source", "es_source", "method", "model", "licence",
-            "device", "network_precision", "warnings"}
+    text = {"study", "input", "status", "error", "segments", "ed_source", "es_source", "method", "model",
+            "refine_start", "licence", "device", "network_precision", "warnings"}
     whole = {"frames", "ed_frame", "es_frame", "refine", "anchor_frame", "unreliable_segments"}
     return pa.schema([(c, pa.string() if c in text else pa.int64() if c in whole else pa.float64())
                       for c in COLUMNS])

@@ -125,7 +125,12 @@ def describe_model_use(parameters: Mapping[str, Any]) -> str:
     if parameters.get("correction_rows"):
         details.append(f"then its correction stage on {parameters['correction_rows']} rows")
     anchor = parameters.get("anchor")
-    if parameters.get("anchor_frame") is not None:
+    if parameters.get("refine_start_used") == "chained":
+        details.append("the refinement kept the chained start (each frame from the previous one's refined field "
+                       "and the network's step between them; the systole anchor not used)"
+                       + (", its images matching the reference better than the direct start's"
+                          if parameters.get("refine_start") == "best" else ""))
+    elif parameters.get("anchor_frame") is not None:
         details.append(f"systole anchor {anchor}: later systolic frames registered through frame "
                        f"{parameters['anchor_frame']}")
     elif isinstance(anchor, float) and anchor > 0:
@@ -248,12 +253,23 @@ def add_registration_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine", type=count(0),
                         help=f"dlir: the budget of optimisation steps refining the network (default {DEFAULT_REFINE}; "
                              "0: the network alone, 0.75-1.1x OpenCV DIS's time on 2 CPU cores with AMX, 1.0-1.6x in "
-                             "float32; 24: about 7x; N: up to N/2 steps at half resolution, then up to N/4 at full "
+                             "float32; 24: about 18-20x on sequences of more than two frames, refined from two starts "
+                             "(--refine-start), about 7x from one; N: up to N/2 steps at half resolution, then up "
+                             "to N/4 at full "
                              "resolution, or N/2 at full resolution on small frames, each level stopping early once it "
                              "converges; "
                              "the images and, where the model has an anatomy network as the default does, its LV, "
                              "myocardium and LA maps of the two frames are compared (that network learnt from apical "
                              "four-chamber CAMUS frames))")
+    # the choices are registration.tracking.REFINE_STARTS, written out: that module imports torch, this one does
+    # not (Testing/test_refine_start.py holds the two together)
+    parser.add_argument("--refine-start", choices=["best", "direct", "chained"],
+                        help="dlir refined to the reference: where each frame's refinement starts: best (default: "
+                             "both of the others, the sequence keeping the one whose warped frames match the "
+                             "reference better; about twice the refinement's time on sequences of more than two "
+                             "frames), direct (the network's field of the frame) or chained (the previous frame's "
+                             "refined field composed with the network's step between the two, frame by frame "
+                             "from the reference)")
     parser.add_argument("--flip-average", action="store_true",
                         help="dlir: average each pair's field with that of the mirrored pair (twice the time)")
     parser.add_argument("--float32", action="store_true",
@@ -295,12 +311,14 @@ def settings_from_args(args: argparse.Namespace, myocardium: str = "none") -> Wo
     Raises:
         EchoDataError: DLIR options given for another method, or optimiser options DLIR would not use
             (named as options): --iterations (DLIR's refinement steps are --refine), --loss and
-            --control-spacing without a refinement (--refine 0), --anchor with sequential tracking.
+            --control-spacing without a refinement (--refine 0), --refine-start with --refine 0, --anchor with
+            sequential tracking.
         FileNotFoundError: --anchor with a --model that cannot be found (its tracking is read first).
     """
-    if args.method != "dlir" and (args.refine or args.flip_average or args.model or args.anchor or args.float32):
-        raise EchoDataError("--method", f"--model, --refine, --flip-average, --anchor and --float32 are DLIR options; "
-                                        f"the method is {args.method}")
+    if args.method != "dlir" and (args.refine or args.flip_average or args.model or args.anchor or args.float32
+                                  or args.refine_start):
+        raise EchoDataError("--method", f"--model, --refine, --refine-start, --flip-average, --anchor and --float32 "
+                                        f"are DLIR options; the method is {args.method}")
     if args.method == "dlir" and args.iterations is not None:
         raise EchoDataError("--iterations", f"sets the optimiser's steps per pyramid level (--method deformable, "
                                             f"affine or rigid); the method is dlir, whose refinement steps are "
@@ -310,8 +328,11 @@ def settings_from_args(args: argparse.Namespace, myocardium: str = "none") -> Wo
     if args.method == "dlir" and args.refine == 0 and (args.loss is not None or args.control_spacing is not None):
         raise EchoDataError("--refine", "0: the network alone, no optimisation for --loss or --control-spacing "
                                         "to set (they apply to DLIR's refinement, --refine N >= 1)")
+    if args.method == "dlir" and args.refine == 0 and args.refine_start is not None:
+        raise EchoDataError("--refine-start", "says where the refinement starts; --refine 0 runs the network alone")
     options: dict[str, Any] = {k: v for k, v in (("loss", args.loss), ("iterations", args.iterations),
-                                                  ("control_spacing", args.control_spacing)) if v is not None}
+                                                  ("control_spacing", args.control_spacing),
+                                                  ("refine_start", args.refine_start)) if v is not None}
     settings = WorkflowSettings(
         method=args.method, model=args.model, mode=args.mode, refine=args.refine,
         flip_average=args.flip_average, float32=args.float32, anchor=args.anchor, device=args.device,

@@ -81,6 +81,29 @@ def normalise_pair(fixed: torch.Tensor, moving: torch.Tensor) -> tuple[torch.Ten
     return (fixed - low) / scale, (moving - low) / scale
 
 
+def image_mismatch(fixed: np.ndarray | torch.Tensor, moving: np.ndarray | torch.Tensor, fields: torch.Tensor,
+                   spacing: Sequence[float], mask: np.ndarray | torch.Tensor | None = None) -> torch.Tensor:
+    """(B,) how far each ``moving`` image warped by its field is from ``fixed``, as the DLIR refinement
+    scores its images at full resolution: the mean squared difference of the pair normalised by
+    :func:`normalise_pair` (dimensionless, about 0..1), where the warped image is sampled inside its
+    field of view and inside ``mask``.
+
+    Args:
+        fixed: (H, W), (1 or B, H, W) or (1 or B, 1, H, W) reference image(s).
+        moving: (B, H, W) or (B, 1, H, W) images.
+        fields: (B, 2, H, W) mm fields on the fixed grid (project convention).
+        spacing: (sx, sy) mm.
+        mask: optional (H, W) or (1 or B, 1, H, W) region of the fixed image.
+    """
+    moving = as_image_batch(moving, device=fields.device)
+    fixed = as_image_batch(fixed, device=fields.device).expand_as(moving)
+    fixed, moving = normalise_pair(fixed, moving)
+    valid = in_view_mask(fields, spacing)
+    if mask is not None:
+        valid = valid & (as_image_batch(mask, device=fields.device) > 0)
+    return mse_loss(fixed, warp(moving, fields, spacing), mask=valid, reduction="none")
+
+
 def _schedule(value: int | Sequence[int], levels: int, name: str) -> list[int]:
     values = [int(value)] * levels if isinstance(value, (int, np.integer)) else [int(v) for v in value]
     if len(values) != levels or min(values) < 0:

@@ -28,12 +28,12 @@ from ..losses import ncc
 from ..memory import allocator_setting, keep_freed_memory
 from ..sequence import EchoDataError, EchoSequence, no_signal_frames
 from ..device import resolve_device
-from ..spatial import field_to_numpy, folding_fraction, warp
+from ..spatial import compose, field_to_numpy, folding_fraction, warp
 from ..spatial.pairs import (SYSTOLE_ANCHOR, anchor_frames, chain_to_reference, check_anchors, fixed_indices,
                              frame_pairs, systole_anchors)
 from ..spatial.pyramid import level_shape
 from ..strain.contours import apical_view
-from .pairwise import KINDS, RegistrationCancelled, as_image_batch, register_pair
+from .pairwise import KINDS, RegistrationCancelled, as_image_batch, image_mismatch, register_pair
 
 if TYPE_CHECKING:
     from ..dlir.model import DLIRModel
@@ -117,6 +117,37 @@ REFINE_REGULARISATION: dict[str, Any] = {"regularise": "residual", "regularisati
 # +0.006 / +0.007 / +0.005 / +0.007 over the network alone, every interval above 0, end-point error
 # unchanged (simulator +0.000, templates -0.031 mm).
 REFINE_ANATOMY_WEIGHT = 0.1
+# Where the refinement of a DLIR registration to the reference starts (``refine_start`` of
+# :func:`register_sequence`):
+#   "direct": each frame from the network's field of it (through the systole anchor);
+#   "chained": frame by frame outwards from the reference, each from the previous frame's refined field
+#       composed with the network's field between the two frames (a predictor, the network's small
+#       step, and a corrector, the refinement against the reference, so errors do not add up along the
+#       chain as in sequential tracking);
+#   "best": both, and the sequence keeps the one whose frames, warped, match the reference better (the
+#       refinement's own image term, :func:`.pairwise.image_mismatch`, averaged over the frames): one
+#       choice per sequence, so that strain curves do not jump between the two.
+# Where the motion from the reference is large and the speckle decorrelates along it, the network's
+# direct field falls short and no refinement against the reference finds the rest (docs/generalisation.md,
+# "The images favour the truth; the search does not reach it"); the chained start does, since each
+# step is within the speckle's reach. On other data the chain costs accuracy, and the images' match tells
+# which to keep. Chosen on validation data only (refine 24, the shipped model;
+# benchmarks/validate_tracking_modes.py's sets through register_sequence), mean ES end-point error in mm,
+# direct / best (the start kept, d or c, per sequence):
+#   SIMUS seeds 40000-40007                     0.737 / 0.356  (cccdddcc)
+#   the simulator's seeds 5000-5007             0.721 / 0.721  (all d)
+#   the same, randomised and plain appearance   1.03 / 1.03, 1.05 / 1.05  (all d)
+#   the real-template generator, train patients 0.236 / 0.236  (one c in 10)
+#   whole simulated cycles (ES, mean, last)     0.683, 0.508, 0.275 both  (all d)
+# (the chained start alone, in a probe without the anatomy maps: 0.35 / 0.93 / - / 0.29 / mean 0.92).
+# With echoreg-dlir-sim the choice is not always right: SIMUS 3.57 -> 1.21, real-template 3.42 -> 0.42, but
+# the simulator 0.415 -> 0.595 (c kept in 4 of 8, the images of this simulator preferring fields off the
+# truth: docs/generalisation.md, "The refinement's floor and reach"). Held out
+# (benchmarks/benchmark_generalisation.py; docs/generalisation.md, "The chained start"): SIMUS 0.64 -> 0.37 mm,
+# GLS error 0.86 -> 0.33 points, segments 3.15 -> 2.03 points, the
+# real-template family and the real cines unchanged, no folding; 2.4-2.7x the direct refinement's time on
+# sequences (the chained frames are refined one at a time).
+REFINE_STARTS = ("best", "direct", "chained")
 
 
 def refine_schedule(steps: int, rows: int, working_rows: int) -> tuple[int, ...]:
@@ -426,6 +457,7 @@ def register_sequence(
     chunk_size: int = 32,
     model: Any = None,
     refine: int = 0,
+    refine_start: str = "best",
     flip_average: bool = False,
     anchor: float | Mapping[int, int] | None = None,
     progress: ProgressCallback | None = None,
@@ -466,6 +498,13 @@ def register_sequence(
             LV, myocardium and LA probability maps, weighted :data:`REFINE_ANATOMY_WEIGHT`
             (``feature_weight=0`` turns them off), recorded in ``parameters["refine_anatomy_weight"]``
             (None: the model has none).
+        refine_start: "dlir" refined to the reference: where each frame's refinement starts,
+            :data:`REFINE_STARTS`: "best" (the default: the direct and the chained start both refined,
+            the sequence keeping the one whose warped frames match the reference better), "direct" (the
+            network's field of the frame) or "chained" (the previous frame's refined field composed with
+            the network's field between the two). A sequence with nothing to chain (no frame beyond the
+            reference's neighbours) and sequential tracking refine the direct start. Recorded in
+            ``parameters["refine_start"]``, the start kept in ``parameters["refine_start_used"]``.
         flip_average: "dlir" only: average each pair's field with the mirror image of the mirrored
             pair's (:meth:`..dlir.model.DLIRModel.mirror_averaged`; twice the network time).
         anchor: "dlir" to the reference: the network registers the frames beyond one anchor frame in
@@ -476,7 +515,8 @@ def register_sequence(
             :data:`~..spatial.pairs.SYSTOLE_ANCHOR` (0.6) for "dlir" to the reference, none otherwise; 0:
             none; or the map frame -> fixed frame itself (:func:`frame_anchors`). The setting
             (:func:`anchor_setting`) is recorded in ``parameters["anchor"]``, the anchor frame used (None:
-            none) in ``parameters["anchor_frame"]``. docs/generalisation.md, "A second held-out family": on
+            none, also where the refinement kept the chained start) in ``parameters["anchor_frame"]``.
+            docs/generalisation.md, "A second held-out family": on
             physics-simulated echo it takes the refined error at ES from 1.41 to 0.60 mm.
         progress: called as ``progress(done_pairs, total_pairs)`` (ints) as the work advances:
             a chunk of pairs optimised together counts as done in proportion to its optimiser
@@ -504,9 +544,11 @@ def register_sequence(
             kind (``ModelKindError``).
         ValueError: an unknown method, mode or device, a reference outside the sequence, an
             ``anchor`` outside [0, 1), set for another method or mode, or a map that does not hold
-            (:func:`frame_anchors`).
+            (:func:`frame_anchors`), a ``refine_start`` not in :data:`REFINE_STARTS`.
     """
     seq.require_frames(2)
+    if refine_start not in REFINE_STARTS:
+        raise ValueError(f"refine_start must be one of {REFINE_STARTS}, got {refine_start!r}")
     dev, model, mode, model_name = tracking_plan(method, model, mode, device)
     reference = (seq.ed_index or 0) if reference is None else int(reference)
     if not 0 <= reference < seq.n_frames:
@@ -533,8 +575,11 @@ def register_sequence(
     roi = None if mask is None else as_image_batch(np.asarray(mask, dtype=np.float32), device=dev) > 0
     if method == "dlir":
         refinement = _refinement_options(refine, seq.frame_shape[0], model, options)
-        pair_fields, anchor_frame = _dlir_fields(seq, frames, pairs, dev, chunk_size, model, refinement,
-                                                 flip_average, anchors, roi, progress, cancel, amp)
+        pair_fields, anchor_frame, start_used = _dlir_fields(seq, frames, pairs, dev, chunk_size, model, refinement,
+                                                             flip_average, anchors, roi, progress, cancel, amp,
+                                                             refine_start)
+        if start_used == "chained":  # the kept fields went through every frame between, no anchor frame
+            anchor_frame = None
         from ..dlir.inference import network_precision
         from ..dlir.shipped import licence_of
 
@@ -552,7 +597,9 @@ def register_sequence(
                        "refine_iterations": list(steps) if isinstance(steps, (list, tuple)) else steps,
                        # weight of the anatomy maps in the refinement; None: the model has no anatomy network
                        "refine_anatomy_weight": refinement.get("feature_weight") if model.anatomy is not None else None,
-                       "refine_penalty_rows": refinement["penalty_rows"]}
+                       "refine_penalty_rows": refinement["penalty_rows"],
+                       # where the refinement started (REFINE_STARTS) and the start it kept
+                       "refine_start": refine_start, "refine_start_used": start_used}
                       if refine else {}), **options}
     else:
         pair_fields = _optimised_fields(seq.spacing, frames, method, pairs, roi, chunk_size, options,
@@ -644,13 +691,15 @@ def _dlir_fields(seq: EchoSequence, frames: torch.Tensor, pairs: list[tuple[int,
                  device: torch.device, chunk_size: int, model: "DLIRModel", refinement: dict[str, Any],
                  flip_average: bool, anchors: dict[int, int] | None, roi: torch.Tensor | None,
                  progress: ProgressCallback | None, cancel: Callable[[], bool] | None,
-                 amp: bool) -> tuple[torch.Tensor, int | None]:
+                 amp: bool, refine_start: str = "direct") -> tuple[torch.Tensor, int | None, str | None]:
     """(P, 2, H, W) mm fields of the frame ``pairs`` predicted by a DLIR model (through the anchor frame
     of the :func:`frame_anchors` ``anchors`` when given), optionally refined by optimisation started
     from them (deformable, with the :func:`_refinement_options` ``refinement``; {} for the network
-    alone), and the anchor frame used (None: none). A refinement with a ``feature_weight`` compares
-    the frames' anatomy maps (the model's :mod:`..dlir.anatomy` network) beside them. ``amp``: mixed
-    precision for the network (:func:`..dlir.inference.mixed_precision`)."""
+    alone) or from the chained start (``refine_start``, :data:`REFINE_STARTS`; pairs to the reference
+    only), the anchor frame used (None: none) and the start the refinement kept ("direct" or
+    "chained"; None: no refinement). A refinement with a ``feature_weight`` compares the frames' anatomy
+    maps (the model's :mod:`..dlir.anatomy` network) beside them. ``amp``: mixed precision for the
+    network (:func:`..dlir.inference.mixed_precision`)."""
     from ..dlir.grid import INTENSITY_WINDOW
     from ..dlir.inference import predict_anchored_fields, predict_pair_fields
 
@@ -662,17 +711,86 @@ def _dlir_fields(seq: EchoSequence, frames: torch.Tensor, pairs: list[tuple[int,
     else:
         fields, anchor_frame = predict_anchored_fields(model, seq, pairs, anchors, device, chunk_size, amp,
                                                        flip_average)
-    if progress is not None:
-        progress(0 if refinement else len(pairs), len(pairs))
     if not refinement:
-        return fields, anchor_frame
+        if progress is not None:
+            progress(len(pairs), len(pairs))
+        return fields, anchor_frame, None
+    hops = chain_hops(pairs) if refine_start != "direct" else []
+    runs = ("direct", "chained") if refine_start == "best" and hops else ("chained",) if hops else ("direct",)
+    if progress is not None:
+        progress(0, len(runs) * len(pairs))
     features = None
     if model.anatomy is not None and refinement.get("feature_weight", 0) > 0:
         with torch.no_grad():  # constants of the refinement (not inference tensors: it warps them with gradients)
             features = model.anatomy.to(frames.device).probabilities(frames, seq.spacing,
                                                                      seq.metadata.get(INTENSITY_WINDOW))
-    return _optimised_fields(seq.spacing, frames, "deformable", pairs, roi, chunk_size, refinement, progress,
-                             cancel, initial=fields.clone(), features=features), anchor_frame
+    refined = {}
+    for k, run in enumerate(runs):
+        report = _offset_progress(progress, k * len(pairs), len(runs) * len(pairs))
+        if run == "direct":
+            refined[run] = _optimised_fields(seq.spacing, frames, "deformable", pairs, roi, chunk_size, refinement,
+                                             report, cancel, initial=fields.clone(), features=features)
+        else:
+            steps = predict_pair_fields(model, seq, hops, device, chunk_size, amp, flip_average)
+            refined[run] = _chained_fields(seq.spacing, frames, pairs, hops, steps, roi, refinement, report,
+                                           cancel, features)
+    if len(runs) == 1:
+        return refined[runs[0]], anchor_frame, runs[0]
+    fixed, moving = fixed_indices(pairs), [m for _, m in pairs]
+    with torch.no_grad():
+        mismatch = {run: float(image_mismatch(frames[fixed], frames[moving], field, seq.spacing, roi).mean())
+                    for run, field in refined.items()}
+    kept = "chained" if mismatch["chained"] < mismatch["direct"] else "direct"
+    return refined[kept], anchor_frame, kept
+
+
+def chain_hops(pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The network's steps of the chained refinement start (:data:`REFINE_STARTS`) for frame ``pairs``
+    registered to one reference: (previous frame, frame) for each moving frame in the pairs' order, the
+    previous frame being its neighbour among the pairs' frames on the reference's side (the reference
+    itself for the nearest ones); [] when every moving frame's previous frame is the reference (nothing
+    to chain: two frames, or one on each side) or the pairs have more than one fixed frame."""
+    if len({fixed for fixed, _ in pairs}) != 1:
+        return []
+    reference = pairs[0][0]
+    moving = [m for _, m in pairs]
+    previous = {}
+    after, before = sorted(m for m in moving if m > reference), sorted(m for m in moving if m < reference)
+    for side in (after, before[::-1]):
+        for k, m in enumerate(side):
+            previous[m] = side[k - 1] if k else reference
+    if all(p == reference for p in previous.values()):
+        return []
+    return [(previous[m], m) for m in moving]
+
+
+def _chained_fields(spacing: tuple[float, float], frames: torch.Tensor, pairs: list[tuple[int, int]],
+                    hops: list[tuple[int, int]], steps: torch.Tensor, roi: torch.Tensor | None,
+                    refinement: dict[str, Any], progress: ProgressCallback | None,
+                    cancel: Callable[[], bool] | None, features: torch.Tensor | None) -> torch.Tensor:
+    """(P, 2, H, W) mm: the chained refinement (:data:`REFINE_STARTS`) of the frame ``pairs`` (to one
+    reference), frame by frame outwards from it: each frame's refinement against the reference starts
+    from its previous frame's refined field composed with the network's field ``steps`` (P, 2, H, W) of
+    the :func:`chain_hops` ``hops`` (previous -> frame)."""
+    reference = pairs[0][0]
+    index = {m: k for k, (_, m) in enumerate(pairs)}
+    refined = torch.zeros_like(steps)
+    order = sorted(range(len(pairs)), key=lambda k: abs(pairs[k][1] - reference))
+    for done, k in enumerate(order):
+        previous = hops[k][0]
+        start = steps[k:k + 1] if previous == reference else \
+            compose(refined[index[previous]:index[previous] + 1], steps[k:k + 1], spacing)
+        refined[k] = _optimised_fields(spacing, frames, "deformable", [pairs[k]], roi, 1, refinement,
+                                       _offset_progress(progress, done, len(pairs)), cancel,
+                                       initial=start, features=features)[0]
+    return refined
+
+
+def _offset_progress(progress: ProgressCallback | None, offset: int, total: int) -> ProgressCallback | None:
+    """``progress`` for a part of the work: ``progress(offset + done, total)``."""
+    if progress is None:
+        return None
+    return lambda done, _: progress(offset + done, total)
 
 
 __all__ = ["RegistrationCancelled", "RegistrationResult", "anchor_setting", "frame_anchors",

@@ -48,10 +48,13 @@ NO_TIMES = "frame times unknown"
 # seventh session) through the anchor: 3.2 refined (3.6 alone), GLS 0.7 (0.6); real-template 0.38 (0.65).
 # Refined by 24 steps with the anatomy maps (the default since 2026-12-01): 3.2 (3.15), GLS 0.75; real-template 0.41.
 # With the anatomy network trained 10000 steps (twelfth session's run): 3.1 (3.12), GLS 0.9 (0.88); real-template 0.42.
+# The refinement keeping the better of the direct and the chained start (registration.tracking.REFINE_STARTS, the
+# default since 2026-12-02; eighteenth session's run): 2.0 refined (3.15 from the direct start), GLS 0.33 (0.86);
+# real-template 0.43 either way.
 NETWORK_SEGMENTS = ("segmental strain tracked by a network (method dlir) is not validated along the wall: "
-                    "on physics-simulated echo, through the systole anchor, the network left segment peaks "
-                    "3.6 points off on average, 3.1 refined by 24 steps, the default (GLS 0.6 and 0.9; README, "
-                    "Generalisation); for segmental strain use --method deformable")
+                    "on physics-simulated echo the network left segment peaks 3.6 points off on average through "
+                    "the systole anchor, 2.0 refined by 24 steps, the default (GLS 0.6 and 0.3; the sequential "
+                    "optimiser 0.8; README, Generalisation); for segmental strain use --method deformable")
 # the same, for a registration to the reference that went through no systole anchor frame (no ES given after
 # the reference, --anchor 0, ...)
 NETWORK_SEGMENTS_NO_ANCHOR = ("segmental strain tracked by a network (method dlir) registering every frame directly "
@@ -247,7 +250,7 @@ class StrainResult:
         :data:`NO_EJECTION_PCT`: one of them, or the tracking, is wrong), positive (lengthening) GLS,
         segments whose tracking quality is near zero, segmental strain of a network's tracking
         (:data:`NETWORK_SEGMENTS`, or :data:`NETWORK_SEGMENTS_NO_ANCHOR` when it registered every frame
-        directly to the reference, through no systole anchor frame)."""
+        directly to the reference, through no systole anchor frame and not from the chained start)."""
         out = []
         if not self.spacing_known:
             out.append(f"{NO_SPACING}: areas, volumes and distances (mm, mm2, ml) are left blank; "
@@ -288,8 +291,8 @@ class StrainResult:
         if poor:
             out.append(f"tracking quality near zero in {', '.join(poor)}: their strain is unreliable")
         if self.registration.get("method") == "dlir":
-            direct = (self.registration.get("mode") == "to_reference"
-                      and self.registration.get("anchor_frame") is None)
+            direct = (self.registration.get("mode") == "to_reference" and self.registration.get("anchor_frame") is None
+                      and self.registration.get("refine_start_used") != "chained")
             out.append(NETWORK_SEGMENTS_NO_ANCHOR if direct else NETWORK_SEGMENTS)
         return out
 

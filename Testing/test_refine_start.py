@@ -1,0 +1,132 @@
+"""Where the DLIR refinement starts (registration.tracking.REFINE_STARTS): the direct start, the chained start
+and the better of the two by the images' match, on a sequence whose true motion is known."""
+
+import numpy as np
+import pytest
+import torch
+
+from EchoRegistrationLib import EchoSequence
+from EchoRegistrationLib.dlir.inference import predict_pair_fields
+from EchoRegistrationLib.registration import register_sequence
+from EchoRegistrationLib.registration.pairwise import image_mismatch
+from EchoRegistrationLib.registration.tracking import REFINE_STARTS, chain_hops
+from EchoRegistrationLib.spatial import field_to_torch
+from test_dlir import constant_output, tiny_model
+
+SPACING = (0.5, 0.5)
+
+
+def drifting_sequence(step_mm: np.ndarray, n_frames: int = 8, size: int = 64, seed: int = 0) -> EchoSequence:
+    """Smooth random texture (Gaussian blobs, drawn over a wider area than the image) moving by ``step_mm``
+    (x, y) more at every frame: a reference point p is at p + t * step in frame t (project convention), so the
+    true field of frame t is t * step everywhere. Each frame is the texture evaluated at its place: no
+    interpolation, nothing smeared in at the edges."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size].astype(np.float64)
+    centres = rng.uniform(-size / 2, 1.5 * size, (400, 2))
+    weights = rng.random(400)
+    step_px = np.asarray(step_mm, np.float64) / np.asarray(SPACING)
+    frames = [sum(w * np.exp(-((x - t * step_px[0] - cx) ** 2 + (y - t * step_px[1] - cy) ** 2) / 12.0)
+                  for w, (cx, cy) in zip(weights, centres)) for t in range(n_frames)]
+    return EchoSequence((200 * np.stack(frames)).astype(np.float32), SPACING, ed_index=0, es_index=n_frames - 1)
+
+
+@pytest.fixture(scope="module")
+def stepping():
+    """A network that predicts one constant field c for any pair, and a sequence that moves by c at every
+    frame: the network's step between neighbours is exact, its field of a frame k steps away is k times short
+    of it (the direct start), and chaining its steps gives the truth (the chained start)."""
+    height = 63 * SPACING[1]  # mm: the network's unit is percent of the field of view's height
+    model = constant_output(tiny_model(), 100 * 1.0 / height, 100 * 0.5 / height)
+    probe = drifting_sequence(np.zeros(2), n_frames=2)
+    step = predict_pair_fields(model, probe, [(0, 1)], "cpu")[0].mean((1, 2)).numpy()
+    np.testing.assert_allclose(step, (1.0, 0.5), atol=1e-4)  # mm per frame: 7.8 mm by the last frame
+    return model, step, drifting_sequence(step)
+
+
+def errors(result, step: np.ndarray) -> np.ndarray:
+    """(T,) mean end-point error (mm) of each frame's field against t * step, away from the image edges."""
+    truth = np.arange(result.displacement.shape[0])[:, None, None, None] * step
+    return np.linalg.norm(result.displacement - truth, axis=-1)[:, 8:-8, 8:-8].mean((1, 2))
+
+
+def test_the_chained_start_reaches_motion_the_direct_start_cannot_and_best_keeps_it(stepping):
+    model, step, seq = stepping
+    runs = {start: register_sequence(seq, "dlir", model=model, refine=2, refine_start=start, device="cpu")
+            for start in REFINE_STARTS}
+    direct, chained = errors(runs["direct"], step), errors(runs["chained"], step)
+    # the direct start of the last frame is 2 steps (through the systole anchor, frame 4) against 7: one
+    # refinement step (refine 2) does not go the rest of the way. The chained start is the truth, and the
+    # refinement keeps it to within its first Adam step (which moves every control point by about the step
+    # size wherever the match is not exact to the bit: 0.15-0.2 mm here, 5.5 mm for the direct start)
+    assert direct[-1] > 3 * np.linalg.norm(step) and chained.max() < 0.3, (direct, chained)
+    assert np.array_equal(runs["best"].displacement, runs["chained"].displacement)
+    assert [runs[s].parameters["refine_start_used"] for s in REFINE_STARTS] == ["chained", "direct", "chained"]
+    assert [runs[s].parameters["refine_start"] for s in REFINE_STARTS] == list(REFINE_STARTS)
+    # the choice is the images' own measure: the chained fields match the reference better
+    frames, fields = torch.from_numpy(seq.frames)[:, None], {s: field_to_torch(runs[s].displacement) for s in runs}
+    mismatch = {s: float(image_mismatch(frames[:1], frames[1:], fields[s][1:], SPACING).mean()) for s in fields}
+    assert mismatch["chained"] < 0.2 * mismatch["direct"], mismatch
+
+
+def test_two_frames_have_nothing_to_chain_and_refine_once(stepping):
+    model, step, seq = stepping
+    pair = seq.subsequence([0, 1])
+    done = []
+    best = register_sequence(pair, "dlir", model=model, refine=2, device="cpu",
+                             progress=lambda k, total: done.append((k, total)))
+    direct = register_sequence(pair, "dlir", model=model, refine=2, refine_start="direct", device="cpu")
+    assert best.parameters["refine_start_used"] == "direct" and done[-1] == (1, 1)
+    assert np.array_equal(best.displacement, direct.displacement)
+
+
+def test_progress_counts_both_starts_and_an_unknown_start_is_refused(stepping):
+    model, _, seq = stepping
+    done = []
+    register_sequence(seq, "dlir", model=model, refine=2, device="cpu",
+                      progress=lambda k, total: done.append((k, total)))
+    assert done[0] == (0, 14) and done[-1] == (14, 14) and all(a[0] <= b[0] for a, b in zip(done, done[1:]))
+    with pytest.raises(ValueError, match="refine_start must be one of"):
+        register_sequence(seq, "dlir", model=model, refine=2, refine_start="nearest", device="cpu")
+
+
+def test_chain_hops_step_outwards_from_the_reference_on_both_sides():
+    assert chain_hops([(3, 1), (3, 2), (3, 4), (3, 6)]) == [(2, 1), (3, 2), (3, 4), (4, 6)]  # frame 5 skipped
+    assert chain_hops([(0, 1)]) == [] and chain_hops([(2, 1), (2, 3)]) == []  # only the reference's neighbours
+    assert chain_hops([(0, 1), (1, 2)]) == []  # sequential pairs: more than one fixed frame
+
+
+def test_the_quick_look_goes_through_the_frames_between_and_keeps_the_whole_runs_field(stepping, tmp_path):
+    """workflow.register_one_frame with the default start ("best") registers every frame from the reference to
+    the one looked at, as the whole run's chain does: here both keep the chained start, and the fields agree."""
+    from EchoRegistrationLib.dlir.checkpoints import save_model
+    from EchoRegistrationLib.workflow import WorkflowSettings, analyse, describe_registration, register_one_frame
+
+    model, step, seq = stepping
+    save_model(model, tmp_path / "model")
+    settings = WorkflowSettings(model=str(tmp_path / "model"), refine=2, device="cpu")
+    whole = analyse(seq, settings, None).registration
+    one = register_one_frame(seq, 4, settings)
+    assert whole.parameters["refine_start_used"] == one.parameters["refine_start_used"] == "chained"
+    assert one.parameters["anchor_frame"] is None and whole.parameters["anchor_frame"] is None
+    assert np.abs(one.displacement - whole.displacement[4]).max() < 1e-3
+    assert one.description == describe_registration(whole.method, whole.parameters)
+    assert "(chained start: through every frame from the reference)" in one.description
+
+
+def test_the_command_line_offers_the_starts_for_a_refined_dlir_run_only():
+    import argparse
+
+    from EchoRegistrationLib.cli.common import add_registration_options, settings_from_args
+    from EchoRegistrationLib.sequence import EchoDataError
+
+    parser = argparse.ArgumentParser()
+    add_registration_options(parser)
+    action = next(a for a in parser._actions if a.dest == "refine_start")
+    assert tuple(action.choices) == REFINE_STARTS  # written out there (the module imports no torch)
+    assert settings_from_args(parser.parse_args(["--refine-start", "direct"])).arguments()["refine_start"] == "direct"
+    assert "refine_start" not in settings_from_args(parser.parse_args([])).arguments()  # register_sequence's default
+    for flags, named in ((["--method", "deformable", "--refine-start", "best"], "--method"),
+                         (["--refine", "0", "--refine-start", "chained"], "--refine-start")):
+        with pytest.raises(EchoDataError, match=named):
+            settings_from_args(parser.parse_args(flags))
