@@ -519,11 +519,11 @@ def register_one_frame(seq: EchoSequence, frame: int, settings: WorkflowSettings
     decides them), a sequential mode goes through the frames between, and DLIR to the reference
     through the systole anchor frame where the whole sequence's ES puts one
     (:func:`.registration.tracking.frame_anchors`). A frame without signal is bridged in time from
-    the nearest frames with signal, as the whole run bridges it. A DLIR refinement that may keep the
-    chained start (``refine_start`` "best" or "chained", :data:`.registration.tracking.REFINE_STARTS`)
-    registers every frame between the reference and this one, as the whole run's chain does; with "best"
-    it chooses between the two starts on those frames, where the whole run chooses on all of them, so
-    the two can keep different starts.
+    the nearest frames with signal, as the whole run bridges it. The DLIR refinement's start
+    (``refine_start``, :data:`.registration.tracking.REFINE_STARTS`): "chained" registers every frame between
+    the reference and this one, as the whole run's chain does; "best", the default, refines the frame from the
+    direct start (recorded as such), since the whole run chooses its start on all its frames: where that run
+    keeps the chained start, the quick look differs from it (its description says which start it used).
 
     Returns:
         :class:`FrameRegistration`: the field, the warped frame and how they were made (the model, its
@@ -557,8 +557,12 @@ def register_one_frame(seq: EchoSequence, frame: int, settings: WorkflowSettings
         return _bridged_frame(seq, frame, settings, no_signal)
     anchors = frame_anchors(seq, reference, settings.method, mode, setting)
     via = reference if anchors is None else anchors.get(frame, reference)
-    chaining = settings.method == "dlir" and arguments.get("refine") and arguments.get("refine_start") != "direct"
-    # a refinement that may keep the chained start goes through every frame between
+    refined = settings.method == "dlir" and arguments.get("refine")
+    if refined and arguments.get("refine_start", "best") == "best":
+        # the whole run keeps the start that matches the reference better over all its frames: one frame cannot
+        # choose as it would, and the direct start is the one a frame alone refines as the whole run does
+        arguments["refine_start"] = "direct"
+    chaining = refined and arguments.get("refine_start") == "chained"  # through every frame between
     frames = sorted({*tracked_frames(frame, reference, "sequential" if chaining else mode), via})
     if setting != 0:  # the whole run's anchor, renumbered
         arguments["anchor"] = {frames.index(frame): frames.index(via)} if via != reference else 0

@@ -92,6 +92,8 @@ def test_the_default_is_the_default_model_refined_as_strain_alone(cohort, tmp_pa
     assert {r["network_precision"] for r in result.rows} == {"bfloat16" if cpu_has_amx() else "float32"}
     # ED 0, ES 3 in the patients' Info files: frame 3 went through the systole anchor, frame round(0.6 x 3)
     assert [r["anchor_frame"] for r in result.rows] == [2, 2]
+    # both refined from the direct start: the better of the two here (registration.tracking.REFINE_STARTS)
+    assert [r["refine_start"] for r in result.rows] == ["direct", "direct"]
     assert [(r["es_frame"], r["es_source"]) for r in result.rows] == [(3, "given by the file")] * 2
     assert main(["strain", str(cohort / "patient0001"), "-o", str(tmp_path / "alone")]) == 0
     alone = {(row["measure"], row["region"]): row["value"]

@@ -89,10 +89,18 @@ def test_a_dlir_report_names_the_model_its_licence_passes_and_refinement(cine, t
             (("best", True) if refine else (None, False))
         anchor = ("systole anchor 0.6 not used (it needs ES after the reference, from the file or --es-frame, and an "
                   "anchor frame with signal between them): every frame registered directly")
-        if parameters.get("refine_start_used") == "chained":
-            anchor = ("the refinement kept the chained start (each frame from the previous one's refined field and "
-                      "the network's step between them; the systole anchor not used), its images matching the "
-                      "reference better than the direct start's")
+        used, mismatch = parameters.get("refine_start_used"), parameters.get("refine_start_mismatch")
+        assert (mismatch is None) == (not refine)  # both starts refined: the 4-frame cine has a frame to chain
+        if refine:
+            other = "direct" if used == "chained" else "chained"
+            compared = (f", its frames matching the reference better than the {other} start's (mean squared "
+                        f"difference {mismatch[used]:.4g} against {mismatch[other]:.4g})")
+            assert mismatch[used] <= mismatch[other]
+            if used == "chained":
+                anchor = ("the refinement kept the chained start (each frame from the previous one's refined field "
+                          f"and the network's step between them; the systole anchor not used){compared}")
+            else:
+                refined += f"; the refinement kept the direct start{compared}"
         assert (f"model {name} (licence: {licence}; {passes} pass{plural} of the network per pair{amp}{stage}; "
                 f"{anchor}; {refined})") in capsys.readouterr().out
 

@@ -96,22 +96,29 @@ def test_chain_hops_step_outwards_from_the_reference_on_both_sides():
     assert chain_hops([(0, 1), (1, 2)]) == []  # sequential pairs: more than one fixed frame
 
 
-def test_the_quick_look_goes_through_the_frames_between_and_keeps_the_whole_runs_field(stepping, tmp_path):
-    """workflow.register_one_frame with the default start ("best") registers every frame from the reference to
-    the one looked at, as the whole run's chain does: here both keep the chained start, and the fields agree."""
+def test_the_quick_look_refines_the_whole_runs_way_from_the_start_it_can_choose(stepping, tmp_path):
+    """workflow.register_one_frame: with "chained" it registers every frame from the reference to the one looked
+    at, as the whole run's chain does, and gives its field; with the default "best" it refines the frame from the
+    direct start (a frame alone cannot choose as the whole run does, on all its frames), and says so."""
     from EchoRegistrationLib.dlir.checkpoints import save_model
     from EchoRegistrationLib.workflow import WorkflowSettings, analyse, describe_registration, register_one_frame
 
     model, step, seq = stepping
     save_model(model, tmp_path / "model")
-    settings = WorkflowSettings(model=str(tmp_path / "model"), refine=2, device="cpu")
-    whole = analyse(seq, settings, None).registration
-    one = register_one_frame(seq, 4, settings)
-    assert whole.parameters["refine_start_used"] == one.parameters["refine_start_used"] == "chained"
-    assert one.parameters["anchor_frame"] is None and whole.parameters["anchor_frame"] is None
-    assert np.abs(one.displacement - whole.displacement[4]).max() < 1e-3
-    assert one.description == describe_registration(whole.method, whole.parameters)
-    assert "(chained start: through every frame from the reference)" in one.description
+    for start in ("chained", "direct"):
+        settings = WorkflowSettings(model=str(tmp_path / "model"), refine=2, device="cpu",
+                                    options={"refine_start": start})
+        whole = analyse(seq, settings, None).registration
+        one = register_one_frame(seq, 6, settings)
+        assert whole.parameters["refine_start_used"] == one.parameters["refine_start_used"] == start
+        assert np.abs(one.displacement - whole.displacement[6]).max() < 1e-3
+        assert one.description == describe_registration(whole.method, whole.parameters)
+    assert "(chained start: through every frame from the reference)" in \
+        register_one_frame(seq, 6, WorkflowSettings(model=str(tmp_path / "model"), refine=2, device="cpu",
+                                                    options={"refine_start": "chained"})).description
+    quick = register_one_frame(seq, 6, WorkflowSettings(model=str(tmp_path / "model"), refine=2, device="cpu"))
+    assert (quick.parameters["refine_start"], quick.parameters["refine_start_used"]) == ("direct", "direct")
+    assert np.abs(quick.displacement - whole.displacement[6]).max() < 1e-3  # the direct start's whole run
 
 
 def test_the_command_line_offers_the_starts_for_a_refined_dlir_run_only():
@@ -130,3 +137,70 @@ def test_the_command_line_offers_the_starts_for_a_refined_dlir_run_only():
                          (["--refine", "0", "--refine-start", "chained"], "--refine-start")):
         with pytest.raises(EchoDataError, match=named):
             settings_from_args(parser.parse_args(flags))
+
+
+def test_a_batch_records_the_start_and_one_begun_before_it_is_not_resumed_with_the_new_default(tmp_path):
+    """batch.json records the refinement's start resolved ("best" whether given or not); a batch begun before
+    the two starts (no record of one: it refined from the direct start) is refused with the new default, so
+    that one cohort table never mixes the two, and resumed with --refine-start direct."""
+    import json
+
+    from EchoRegistrationLib.batch.runner import _check_settings, settings_record
+    from EchoRegistrationLib.sequence import EchoDataError
+    from EchoRegistrationLib.workflow import WorkflowSettings
+
+    default = settings_record(WorkflowSettings())
+    assert default["refine_start"] == "best" and "refine_start" not in default["options"]
+    assert settings_record(WorkflowSettings(options={"refine_start": "best"})) == default
+    assert settings_record(WorkflowSettings(options={"refine_start": "direct"}))["refine_start"] == "direct"
+    for settings in (WorkflowSettings(method="deformable"), WorkflowSettings(refine=0),
+                     WorkflowSettings(mode="sequential")):
+        assert settings_record(settings)["refine_start"] is None  # no refinement to the reference: no start
+    (tmp_path / "batch.json").write_text(json.dumps({k: v for k, v in default.items() if k != "refine_start"}))
+    with pytest.raises(EchoDataError, match=r"other settings \(refine_start 'direct' -> 'best'\)"):
+        _check_settings(WorkflowSettings(), tmp_path)
+    _check_settings(WorkflowSettings(options={"refine_start": "direct"}), tmp_path)
+
+
+def test_the_chained_start_composes_each_step_after_the_previous_frames_field_on_both_sides():
+    """_chained_fields with exact network steps and no refinement step: frame m's start is the previous frame's
+    field followed by the step previous -> m (spatial.compose, the project convention), on both sides of a
+    reference in the middle and across a frame left out (no signal). Each frame moves by its own affine map
+    (rotation and unequal scaling, which do not commute), so composing in the other order, a step taken in
+    the other direction or the wrong previous frame is millimetres off."""
+    from EchoRegistrationLib.registration.tracking import _chained_fields, _refinement_options
+    from EchoRegistrationLib.spatial import affine_to_displacement
+
+    shape, reference, n_frames = (64, 64), 4, 9
+
+    def motion(t: int) -> torch.Tensor:
+        """(1, 3, 3): where frame t shows a reference point (about the image centre)."""
+        k = t - reference
+        angle, sx, sy = np.deg2rad(2.0 * k), 1 + 0.02 * k, 1 - 0.015 * k
+        return torch.tensor([[[np.cos(angle) * sx, -np.sin(angle) * sy, 0.5 * k],
+                              [np.sin(angle) * sx, np.cos(angle) * sy, -0.25 * k], [0, 0, 1]]], dtype=torch.float32)
+
+    pairs = [(reference, m) for m in range(n_frames) if m not in (reference, 6)]  # frame 6: no signal
+    hops = chain_hops(pairs)
+    assert hops == [(1, 0), (2, 1), (3, 2), (4, 3), (4, 5), (5, 7), (7, 8)]
+    steps = torch.cat([affine_to_displacement(motion(m) @ torch.linalg.inv(motion(p)), shape, SPACING)
+                       for p, m in hops])
+    frames = torch.rand(n_frames, 1, *shape)
+    options = {**_refinement_options(2, shape[0], tiny_model(), {}), "levels": 1, "iterations": (0,)}
+    chained = _chained_fields(SPACING, frames, pairs, hops, steps, None, options, None, None, None)
+    truth = torch.cat([affine_to_displacement(motion(m), shape, SPACING) for _, m in pairs])
+    error = (chained - truth).norm(dim=1)[:, 12:-12, 12:-12]  # where no point leaves the grid
+    assert float(error.max()) < 1e-3, error.amax((1, 2))
+    assert float((truth - steps).norm(dim=1)[:, 12:-12, 12:-12].amax()) > 1.0  # the steps alone are far from it
+
+
+def test_the_choice_is_the_same_in_chunks_of_any_size(stepping):
+    """The two starts' mismatch is computed chunk by chunk (``chunk_size`` pairs at a time, as the refinement):
+    the same choice and record for chunks of 1, 3 and all 7 pairs."""
+    model, _, seq = stepping
+    runs = [register_sequence(seq, "dlir", model=model, refine=2, device="cpu", chunk_size=size)
+            for size in (1, 3, 32)]
+    assert {r.parameters["refine_start_used"] for r in runs} == {"chained"}
+    mismatches = [r.parameters["refine_start_mismatch"] for r in runs]
+    assert all(m == pytest.approx(mismatches[-1], abs=1e-6) for m in mismatches)
+    assert mismatches[-1]["chained"] < 0.2 * mismatches[-1]["direct"]

@@ -125,14 +125,20 @@ def _locked(output: Path) -> Iterator[None]:
 
 def settings_record(settings: WorkflowSettings) -> dict[str, Any]:
     """What the numbers of a study depend on: every setting but :data:`RUN_SETTINGS`, with the
-    defaults resolved (the DLIR model's name, its refinement steps, the systole anchor for the tracking
-    the model or the mode asks for), as JSON values."""
+    defaults resolved (the DLIR model's name, its refinement steps and start, the systole anchor for the
+    tracking the model or the mode asks for), as JSON values."""
     from ..registration.tracking import anchor_setting
 
     record = {key: value for key, value in dataclasses.asdict(settings).items() if key not in RUN_SETTINGS}
     record.update(model=settings.describe_model() or None, refine=settings.arguments().get("refine"))
     # not DLIR: no mode takes an anchor (0), the one "sequential" stands for all
     record["anchor"] = anchor_setting(settings.method, settings.dlir_mode() or "sequential", settings.anchor)
+    # the refinement's start (registration.tracking.REFINE_STARTS), resolved: only DLIR refined to the reference
+    # has one, "best" unless the options set another
+    options = dict(record["options"])
+    start = options.pop("refine_start", "best")
+    record.update(options=options, refine_start=start if settings.method == "dlir" and record["refine"]
+                  and settings.dlir_mode() == "to_reference" else None)
     return json.loads(json.dumps(record, default=str))
 
 
@@ -154,6 +160,8 @@ def _check_settings(settings: WorkflowSettings, output: Path) -> None:
     except json.JSONDecodeError as err:
         raise EchoDataError(str(path), f"unreadable batch settings ({err.msg})") from None
     recorded.setdefault("anchor", 0)  # batches begun before the systole anchor registered every frame directly
+    # batches begun before the refinement had two starts (2026-12-02) refined from the direct one, where one applies
+    recorded.setdefault("refine_start", None if current["refine_start"] is None else "direct")
     if recorded["anchor"] is None:  # recorded unresolved (2026-11-30, one commit): the default of these settings
         recorded["anchor"] = settings_record(dataclasses.replace(settings, anchor=None))["anchor"]
     changed = [f"{key} {recorded.get(key)!r} -> {current.get(key)!r}"

@@ -125,11 +125,15 @@ def describe_model_use(parameters: Mapping[str, Any]) -> str:
     if parameters.get("correction_rows"):
         details.append(f"then its correction stage on {parameters['correction_rows']} rows")
     anchor = parameters.get("anchor")
-    if parameters.get("refine_start_used") == "chained":
-        details.append("the refinement kept the chained start (each frame from the previous one's refined field "
-                       "and the network's step between them; the systole anchor not used)"
-                       + (", its images matching the reference better than the direct start's"
-                          if parameters.get("refine_start") == "best" else ""))
+    used, mismatch = parameters.get("refine_start_used"), parameters.get("refine_start_mismatch")
+    compared = "" if not mismatch else \
+        (f", its frames matching the reference better than the {'direct' if used == 'chained' else 'chained'} "
+         f"start's (mean squared difference {mismatch[used]:.4g} against "
+         f"{mismatch['direct' if used == 'chained' else 'chained']:.4g})")
+    if used == "chained":
+        details.append(f"the refinement {'kept' if mismatch else 'started from'} the chained start (each frame from "
+                       f"the previous one's refined field and the network's step between them; the systole anchor "
+                       f"not used){compared}")
     elif parameters.get("anchor_frame") is not None:
         details.append(f"systole anchor {anchor}: later systolic frames registered through frame "
                        f"{parameters['anchor_frame']}")
@@ -152,6 +156,8 @@ def describe_model_use(parameters: Mapping[str, Any]) -> str:
         else:
             guide = ""
         details.append(f"refine {refine}{where}{guide}")
+        if used == "direct" and mismatch:
+            details.append(f"the refinement kept the direct start{compared}")
     return f"model {parameters['model']} ({'; '.join(details)})"
 
 
@@ -253,8 +259,8 @@ def add_registration_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine", type=count(0),
                         help=f"dlir: the budget of optimisation steps refining the network (default {DEFAULT_REFINE}; "
                              "0: the network alone, 0.75-1.1x OpenCV DIS's time on 2 CPU cores with AMX, 1.0-1.6x in "
-                             "float32; 24: about 18-20x on sequences of more than two frames, refined from two starts "
-                             "(--refine-start), about 7x from one; N: up to N/2 steps at half resolution, then up "
+                             "float32; 24: about 18-30x on sequences of more than two frames, refined from two starts "
+                             "(--refine-start), about 7-12x from one; N: up to N/2 steps at half resolution, then up "
                              "to N/4 at full "
                              "resolution, or N/2 at full resolution on small frames, each level stopping early once it "
                              "converges; "
@@ -266,10 +272,11 @@ def add_registration_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine-start", choices=["best", "direct", "chained"],
                         help="dlir refined to the reference: where each frame's refinement starts: best (default: "
                              "both of the others, the sequence keeping the one whose warped frames match the "
-                             "reference better; about twice the refinement's time on sequences of more than two "
-                             "frames), direct (the network's field of the frame) or chained (the previous frame's "
+                             "reference better; 2.3-2.7x the refinement's time on 2 CPU cores on sequences of more "
+                             "than two frames, the progress bar counting each frame twice), direct (the network's "
+                             "field of the frame; the default before 2026-12-02) or chained (the previous frame's "
                              "refined field composed with the network's step between the two, frame by frame "
-                             "from the reference)")
+                             "from the reference; not with sequential tracking)")
     parser.add_argument("--flip-average", action="store_true",
                         help="dlir: average each pair's field with that of the mirrored pair (twice the time)")
     parser.add_argument("--float32", action="store_true",
@@ -339,6 +346,10 @@ def settings_from_args(args: argparse.Namespace, myocardium: str = "none") -> Wo
         reference=args.reference, options=options, enhance=args.enhance,
         myocardium=myocardium, wall_width=getattr(args, "wall_width", None),
         apical_view=getattr(args, "apical_view", None), full_cycle=getattr(args, "full_cycle", None))
+    if args.refine_start and settings.dlir_mode() == "sequential":
+        raise EchoDataError("--refine-start", "says where the refinement to the reference starts; this run tracks "
+                                              "sequentially (--mode, or the model's own tracking): leave "
+                                              "--refine-start out")
     if args.anchor and settings.dlir_mode() == "sequential":
         raise EchoDataError("--anchor", "the systole anchor is for DLIR tracking to the reference; this run tracks "
                                         "sequentially (--mode, or the model's own tracking): leave --anchor out")

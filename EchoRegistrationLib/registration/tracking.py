@@ -122,8 +122,8 @@ REFINE_ANATOMY_WEIGHT = 0.1
 #   "direct": each frame from the network's field of it (through the systole anchor);
 #   "chained": frame by frame outwards from the reference, each from the previous frame's refined field
 #       composed with the network's field between the two frames (a predictor, the network's small
-#       step, and a corrector, the refinement against the reference, so errors do not add up along the
-#       chain as in sequential tracking);
+#       step, and a corrector, the refinement against the reference; errors still add up along the chain
+#       where the images let the refinement drift, as on whole simulated cycles below);
 #   "best": both, and the sequence keeps the one whose frames, warped, match the reference better (the
 #       refinement's own image term, :func:`.pairwise.image_mismatch`, averaged over the frames): one
 #       choice per sequence, so that strain curves do not jump between the two.
@@ -145,8 +145,9 @@ REFINE_ANATOMY_WEIGHT = 0.1
 # truth: docs/generalisation.md, "The refinement's floor and reach"). Held out
 # (benchmarks/benchmark_generalisation.py; docs/generalisation.md, "The chained start"): SIMUS 0.64 -> 0.37 mm,
 # GLS error 0.86 -> 0.33 points, segments 3.15 -> 2.03 points, the
-# real-template family and the real cines unchanged, no folding; 2.4-2.7x the direct refinement's time on
-# sequences (the chained frames are refined one at a time).
+# real-template family and the real cines unchanged, no folding; 2.3-2.7x the direct refinement's time on
+# sequences on 2 CPU cores (the chained frames are refined one at a time; on a GPU, where a batch of frames
+# costs little more than one, the share is likely larger: not measured).
 REFINE_STARTS = ("best", "direct", "chained")
 
 
@@ -504,7 +505,10 @@ def register_sequence(
             network's field of the frame) or "chained" (the previous frame's refined field composed with
             the network's field between the two). A sequence with nothing to chain (no frame beyond the
             reference's neighbours) and sequential tracking refine the direct start. Recorded in
-            ``parameters["refine_start"]``, the start kept in ``parameters["refine_start_used"]``.
+            ``parameters["refine_start"]``, the start kept in ``parameters["refine_start_used"]`` and, where
+            both were refined, each one's mean :func:`.pairwise.image_mismatch` (dimensionless) in
+            ``parameters["refine_start_mismatch"]`` (else None). Used by refined "dlir" tracking to the
+            reference only.
         flip_average: "dlir" only: average each pair's field with the mirror image of the mirrored
             pair's (:meth:`..dlir.model.DLIRModel.mirror_averaged`; twice the network time).
         anchor: "dlir" to the reference: the network registers the frames beyond one anchor frame in
@@ -575,9 +579,9 @@ def register_sequence(
     roi = None if mask is None else as_image_batch(np.asarray(mask, dtype=np.float32), device=dev) > 0
     if method == "dlir":
         refinement = _refinement_options(refine, seq.frame_shape[0], model, options)
-        pair_fields, anchor_frame, start_used = _dlir_fields(seq, frames, pairs, dev, chunk_size, model, refinement,
-                                                             flip_average, anchors, roi, progress, cancel, amp,
-                                                             refine_start)
+        pair_fields, anchor_frame, start_used, mismatch = _dlir_fields(seq, frames, pairs, dev, chunk_size, model,
+                                                                       refinement, flip_average, anchors, roi,
+                                                                       progress, cancel, amp, refine_start)
         if start_used == "chained":  # the kept fields went through every frame between, no anchor frame
             anchor_frame = None
         from ..dlir.inference import network_precision
@@ -598,8 +602,11 @@ def register_sequence(
                        # weight of the anatomy maps in the refinement; None: the model has no anatomy network
                        "refine_anatomy_weight": refinement.get("feature_weight") if model.anatomy is not None else None,
                        "refine_penalty_rows": refinement["penalty_rows"],
-                       # where the refinement started (REFINE_STARTS) and the start it kept
-                       "refine_start": refine_start, "refine_start_used": start_used}
+                       # where the refinement started (REFINE_STARTS), the start it kept, and where both were
+                       # refined how far each one's warped frames are from the reference (image_mismatch)
+                       "refine_start": refine_start, "refine_start_used": start_used,
+                       "refine_start_mismatch": None if mismatch is None else
+                       {run: round(value, 6) for run, value in mismatch.items()}}
                       if refine else {}), **options}
     else:
         pair_fields = _optimised_fields(seq.spacing, frames, method, pairs, roi, chunk_size, options,
@@ -691,15 +698,17 @@ def _dlir_fields(seq: EchoSequence, frames: torch.Tensor, pairs: list[tuple[int,
                  device: torch.device, chunk_size: int, model: "DLIRModel", refinement: dict[str, Any],
                  flip_average: bool, anchors: dict[int, int] | None, roi: torch.Tensor | None,
                  progress: ProgressCallback | None, cancel: Callable[[], bool] | None,
-                 amp: bool, refine_start: str = "direct") -> tuple[torch.Tensor, int | None, str | None]:
+                 amp: bool, refine_start: str = "direct"
+                 ) -> tuple[torch.Tensor, int | None, str | None, dict[str, float] | None]:
     """(P, 2, H, W) mm fields of the frame ``pairs`` predicted by a DLIR model (through the anchor frame
     of the :func:`frame_anchors` ``anchors`` when given), optionally refined by optimisation started
     from them (deformable, with the :func:`_refinement_options` ``refinement``; {} for the network
     alone) or from the chained start (``refine_start``, :data:`REFINE_STARTS`; pairs to the reference
-    only), the anchor frame used (None: none) and the start the refinement kept ("direct" or
-    "chained"; None: no refinement). A refinement with a ``feature_weight`` compares the frames' anatomy
-    maps (the model's :mod:`..dlir.anatomy` network) beside them. ``amp``: mixed precision for the
-    network (:func:`..dlir.inference.mixed_precision`)."""
+    only), the anchor frame used (None: none), the start the refinement kept ("direct" or
+    "chained"; None: no refinement) and, where both were refined, each one's mean
+    :func:`.pairwise.image_mismatch` with the reference (else None). A refinement with a
+    ``feature_weight`` compares the frames' anatomy maps (the model's :mod:`..dlir.anatomy` network)
+    beside them. ``amp``: mixed precision for the network (:func:`..dlir.inference.mixed_precision`)."""
     from ..dlir.grid import INTENSITY_WINDOW
     from ..dlir.inference import predict_anchored_fields, predict_pair_fields
 
@@ -714,7 +723,7 @@ def _dlir_fields(seq: EchoSequence, frames: torch.Tensor, pairs: list[tuple[int,
     if not refinement:
         if progress is not None:
             progress(len(pairs), len(pairs))
-        return fields, anchor_frame, None
+        return fields, anchor_frame, None, None
     hops = chain_hops(pairs) if refine_start != "direct" else []
     runs = ("direct", "chained") if refine_start == "best" and hops else ("chained",) if hops else ("direct",)
     if progress is not None:
@@ -735,13 +744,16 @@ def _dlir_fields(seq: EchoSequence, frames: torch.Tensor, pairs: list[tuple[int,
             refined[run] = _chained_fields(seq.spacing, frames, pairs, hops, steps, roi, refinement, report,
                                            cancel, features)
     if len(runs) == 1:
-        return refined[runs[0]], anchor_frame, runs[0]
-    fixed, moving = fixed_indices(pairs), [m for _, m in pairs]
-    with torch.no_grad():
-        mismatch = {run: float(image_mismatch(frames[fixed], frames[moving], field, seq.spacing, roi).mean())
+        return refined[runs[0]], anchor_frame, runs[0], None
+    chunks = [pairs[k:k + chunk_size] for k in range(0, len(pairs), chunk_size)]
+    with torch.no_grad():  # chunk by chunk, as the refinement: warped frames of a long sequence take memory
+        mismatch = {run: float(torch.cat([image_mismatch(frames[fixed_indices(chunk)], frames[[m for _, m in chunk]],
+                                                         field[k * chunk_size:k * chunk_size + len(chunk)],
+                                                         seq.spacing, roi)
+                                          for k, chunk in enumerate(chunks)]).mean())
                     for run, field in refined.items()}
     kept = "chained" if mismatch["chained"] < mismatch["direct"] else "direct"
-    return refined[kept], anchor_frame, kept
+    return refined[kept], anchor_frame, kept, mismatch
 
 
 def chain_hops(pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
