@@ -379,6 +379,17 @@ def test_an_initial_field_that_is_not_finite_is_an_error_not_a_crash(bad):
         register_pair(image, image, spacing=SPACING, initial=initial, iterations=2)
 
 
+def test_an_option_register_pair_does_not_take_is_refused_before_any_work():
+    """register_sequence passes its options to register_pair: a misspelt or foreign one (``float32``, the
+    workflow's name for ``amp=False``) or one it sets itself (``mask`` is its own argument, ``initial`` is not
+    an option) failed only at the first pair, after the network's work. Now it is named at once."""
+    seq = EchoSequence(np.stack([blob_phantom(16, 16).numpy()[0, 0]] * 3), SPACING)
+    for option in ("float32", "initial", "spacing"):
+        with pytest.raises(ValueError, match=f"register_sequence does not take {option}: its options are"):
+            register_sequence(seq, "deformable", **{option: 1})
+    assert register_sequence(seq, "deformable", iterations=(1, 1, 1)).displacement.shape == (3, 16, 16, 2)
+
+
 def test_an_initial_field_may_be_numpy_in_the_numpy_layout_and_other_layouts_are_named_errors():
     """A NumPy (H, W, 2) or (1, H, W, 2) start (the layout of ``register_sequence``'s fields) refines
     to the same field as its (1, 2, H, W) tensor, to the bit; a tensor without its two channels first,

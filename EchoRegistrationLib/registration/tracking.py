@@ -15,6 +15,7 @@ frame whose similarity to the reference the registration lowered.
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -149,6 +150,9 @@ REFINE_ANATOMY_WEIGHT = 0.1
 # sequences on 2 CPU cores (the chained frames are refined one at a time; on a GPU, where a batch of frames
 # costs little more than one, the share is likely larger: not measured).
 REFINE_STARTS = ("best", "direct", "chained")
+# register_sequence's ``**options``: register_pair's keywords but those it sets itself for every pair
+PAIR_OPTIONS = frozenset(inspect.signature(register_pair).parameters) - {
+    "fixed", "moving", "kind", "spacing", "mask", "initial", "features", "cancel", "progress"}
 
 
 def refine_schedule(steps: int, rows: int, working_rows: int) -> tuple[int, ...]:
@@ -536,7 +540,9 @@ def register_sequence(
             elsewhere); False keeps float32 everywhere. The refinement's optimisation is float32 either
             way. The precision used is recorded in ``parameters["network_precision"]``.
         **options: passed to :func:`register_pair` (loss, levels, iterations, control_spacing, ...);
-            they override :data:`METHOD_DEFAULTS`.
+            they override :data:`METHOD_DEFAULTS`. An option :func:`register_pair` does not take, or one
+            this function sets itself (the images, spacing, mask, start field, feature maps and callbacks),
+            is refused before any work.
 
     Returns:
         :class:`RegistrationResult` with fields and warped frames on the reference grid; frames
@@ -548,11 +554,16 @@ def register_sequence(
             kind (``ModelKindError``).
         ValueError: an unknown method, mode or device, a reference outside the sequence, an
             ``anchor`` outside [0, 1), set for another method or mode, or a map that does not hold
-            (:func:`frame_anchors`), a ``refine_start`` not in :data:`REFINE_STARTS`.
+            (:func:`frame_anchors`), a ``refine_start`` not in :data:`REFINE_STARTS`, an option
+            :func:`register_pair` does not take (``**options``).
     """
     seq.require_frames(2)
     if refine_start not in REFINE_STARTS:
         raise ValueError(f"refine_start must be one of {REFINE_STARTS}, got {refine_start!r}")
+    unknown = sorted(set(options) - PAIR_OPTIONS)
+    if unknown:  # else found only at the first register_pair call, after the network's work
+        raise ValueError(f"register_sequence does not take {', '.join(unknown)}: its options are "
+                         f"register_pair's ({', '.join(sorted(PAIR_OPTIONS))})")
     dev, model, mode, model_name = tracking_plan(method, model, mode, device)
     reference = (seq.ed_index or 0) if reference is None else int(reference)
     if not 0 <= reference < seq.n_frames:
