@@ -540,7 +540,7 @@ def register_one_frame(seq: EchoSequence, frame: int, settings: WorkflowSettings
             frame too).
     """
     from . import registration
-    from .registration.tracking import anchor_setting, frame_anchors, tracking_plan
+    from .registration.tracking import DEFAULT_REFINE_START, anchor_setting, frame_anchors, tracking_plan
     from .spatial.pairs import tracked_frames
     from .strain.reference import tracking_reference
 
@@ -560,7 +560,7 @@ def register_one_frame(seq: EchoSequence, frame: int, settings: WorkflowSettings
     anchors = frame_anchors(seq, reference, settings.method, mode, setting)
     via = reference if anchors is None else anchors.get(frame, reference)
     refined = settings.method == "dlir" and arguments.get("refine")
-    if refined and arguments.get("refine_start", "best") == "best":
+    if refined and arguments.get("refine_start", DEFAULT_REFINE_START) == "best":
         # the whole run keeps the start that matches the reference better over all its frames: one frame cannot
         # choose as it would, and the direct start is the one a frame alone refines as the whole run does
         arguments["refine_start"] = "direct"

@@ -127,18 +127,18 @@ def settings_record(settings: WorkflowSettings) -> dict[str, Any]:
     """What the numbers of a study depend on: every setting but :data:`RUN_SETTINGS`, with the
     defaults resolved (the DLIR model's name, its refinement steps and start, the systole anchor for the
     tracking the model or the mode asks for), as JSON values."""
-    from ..registration.tracking import anchor_setting
+    from ..registration.tracking import DEFAULT_REFINE_START, anchor_setting
 
     record = {key: value for key, value in dataclasses.asdict(settings).items() if key not in RUN_SETTINGS}
     record.update(model=settings.describe_model() or None, refine=settings.arguments().get("refine"))
+    mode = settings.dlir_mode()  # None when not DLIR (reads the model's tracking: once)
     # not DLIR: no mode takes an anchor (0), the one "sequential" stands for all
-    record["anchor"] = anchor_setting(settings.method, settings.dlir_mode() or "sequential", settings.anchor)
+    record["anchor"] = anchor_setting(settings.method, mode or "sequential", settings.anchor)
     # the refinement's start (registration.tracking.REFINE_STARTS), resolved: only DLIR refined to the reference
-    # has one, "best" unless the options set another
+    # has one, the default unless the options set another
     options = dict(record["options"])
-    start = options.pop("refine_start", "best")
-    record.update(options=options, refine_start=start if settings.method == "dlir" and record["refine"]
-                  and settings.dlir_mode() == "to_reference" else None)
+    start = options.pop("refine_start", DEFAULT_REFINE_START)
+    record.update(options=options, refine_start=start if record["refine"] and mode == "to_reference" else None)
     return json.loads(json.dumps(record, default=str))
 
 

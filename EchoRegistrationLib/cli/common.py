@@ -126,10 +126,9 @@ def describe_model_use(parameters: Mapping[str, Any]) -> str:
         details.append(f"then its correction stage on {parameters['correction_rows']} rows")
     anchor = parameters.get("anchor")
     used, mismatch = parameters.get("refine_start_used"), parameters.get("refine_start_mismatch")
-    compared = "" if not mismatch else \
-        (f", its frames matching the reference better than the {'direct' if used == 'chained' else 'chained'} "
-         f"start's (mean squared difference {mismatch[used]:.4g} against "
-         f"{mismatch['direct' if used == 'chained' else 'chained']:.4g})")
+    other = "direct" if used == "chained" else "chained"
+    compared = "" if not mismatch else (f", its frames matching the reference better than the {other} start's (mean "
+                                        f"squared difference {mismatch[used]:.4g} against {mismatch[other]:.4g})")
     if used == "chained":
         details.append(f"the refinement {'kept' if mismatch else 'started from'} the chained start (each frame from "
                        f"the previous one's refined field and the network's step between them; the systole anchor "

@@ -18,7 +18,7 @@ from __future__ import annotations
 import inspect
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -150,6 +150,7 @@ REFINE_ANATOMY_WEIGHT = 0.1
 # sequences on 2 CPU cores (the chained frames are refined one at a time; on a GPU, where a batch of frames
 # costs little more than one, the share is likely larger: not measured).
 REFINE_STARTS = ("best", "direct", "chained")
+DEFAULT_REFINE_START = REFINE_STARTS[0]
 # register_sequence's ``**options``: register_pair's keywords but those it sets itself for every pair
 PAIR_OPTIONS = frozenset(inspect.signature(register_pair).parameters) - {
     "fixed", "moving", "kind", "spacing", "mask", "initial", "features", "cancel", "progress"}
@@ -462,7 +463,7 @@ def register_sequence(
     chunk_size: int = 32,
     model: Any = None,
     refine: int = 0,
-    refine_start: str = "best",
+    refine_start: str = DEFAULT_REFINE_START,
     flip_average: bool = False,
     anchor: float | Mapping[int, int] | None = None,
     progress: ProgressCallback | None = None,
@@ -653,17 +654,23 @@ def _optimised_fields(spacing: tuple[float, float], frames: torch.Tensor, method
     of the frames ``features`` too when given (:func:`register_pair`); ``progress(done, total)`` in
     pairs as the optimiser steps advance (:func:`_pair_progress`)."""
     fields = [frames.new_zeros(0, 2, *frames.shape[-2:])]
-    for first in range(0, len(pairs), chunk_size):
-        chunk = pairs[first:first + chunk_size]
-        start = None if initial is None else initial[first:first + chunk_size]
-        fixed, moving = fixed_indices(chunk), [m for _, m in chunk]
+    for part, fixed, moving in _pair_chunks(pairs, chunk_size):
+        start = None if initial is None else initial[part]
         maps = None if features is None else (features[fixed], features[moving])
         result = register_pair(frames[fixed], frames[moving], method,
                                spacing=spacing, mask=roi, cancel=cancel, initial=start, features=maps,
-                               progress=_pair_progress(progress, first, len(chunk), len(pairs)),
+                               progress=_pair_progress(progress, part.start, len(moving), len(pairs)),
                                **options)
         fields.append(result.displacement)
     return torch.cat(fields)
+
+
+def _pair_chunks(pairs: list[tuple[int, int]], chunk_size: int) -> Iterator[tuple[slice, list[int], list[int]]]:
+    """Each chunk of ``chunk_size`` frame ``pairs``: its slice of the pairs, its fixed frames
+    (:func:`~..spatial.pairs.fixed_indices`: the one fixed frame when they share it) and its moving frames."""
+    for first in range(0, len(pairs), chunk_size):
+        chunk = pairs[first:first + chunk_size]
+        yield slice(first, first + len(chunk)), fixed_indices(chunk), [m for _, m in chunk]
 
 
 def _pair_progress(progress: ProgressCallback | None, first: int, count: int,
@@ -756,12 +763,9 @@ def _dlir_fields(seq: EchoSequence, frames: torch.Tensor, pairs: list[tuple[int,
                                            cancel, features)
     if len(runs) == 1:
         return refined[runs[0]], anchor_frame, runs[0], None
-    chunks = [pairs[k:k + chunk_size] for k in range(0, len(pairs), chunk_size)]
     with torch.no_grad():  # chunk by chunk, as the refinement: warped frames of a long sequence take memory
-        mismatch = {run: float(torch.cat([image_mismatch(frames[fixed_indices(chunk)], frames[[m for _, m in chunk]],
-                                                         field[k * chunk_size:k * chunk_size + len(chunk)],
-                                                         seq.spacing, roi)
-                                          for k, chunk in enumerate(chunks)]).mean())
+        mismatch = {run: float(torch.cat([image_mismatch(frames[fixed], frames[moving], field[part], seq.spacing, roi)
+                                          for part, fixed, moving in _pair_chunks(pairs, chunk_size)]).mean())
                     for run, field in refined.items()}
     kept = "chained" if mismatch["chained"] < mismatch["direct"] else "direct"
     return refined[kept], anchor_frame, kept, mismatch
