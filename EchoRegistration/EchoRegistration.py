@@ -139,6 +139,10 @@ class EchoRegistrationParameterNode:
         domains of the generalisation benchmark, at under half the optimiser's time per real pair
         (README, Generalisation); "Deformable" is the
         optimiser alone (the one for segmental strain), "DLIR" the network alone.
+    refineStart: "DLIR + refine" to the reference: where each frame's refinement starts
+        (``EchoRegistrationLib.registration.tracking.REFINE_STARTS``): "best" (the library's default: both the
+        direct and the chained start refined, the cine keeping the one that matches the reference better),
+        "direct" or "chained" (the hint: ``EchoRegistrationLib.workflow.REFINE_START_HINT``).
     model: the DLIR model: an installed model's name (Resources/Models/<name>), or a checkpoint
         path; a name stays valid when the extension moves (another Slicer revision). Empty: the
         default model (``EchoRegistrationLib.dlir.shipped.SHIPPED_MODEL``); the Widget shows it
@@ -167,6 +171,8 @@ class EchoRegistrationParameterNode:
     method: Annotated[str, Choice(list(METHOD_CHOICES))] = "DLIR + refine"
     model: str = ""
     refineIterations: Annotated[int, WithinRange(1, 1000)] = 24
+    # registration.tracking.REFINE_STARTS and its default, written out (Testing/test_slicer_module_ui.py)
+    refineStart: Annotated[str, Choice(["best", "direct", "chained"])] = "best"
     device: Annotated[str, Choice(list(DEVICE_CHOICES))] = "auto"
     systoleAnchor: bool = True
     float32: bool = False
@@ -361,7 +367,7 @@ class EchoRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelComboBox.enabled = dlir and bool(self._modelNames)
         self.ui.modelTermsLabel.text = self._modelTermsText(node.model) if node else ""
         self.ui.modelTermsLabel.visible = dlir
-        self.ui.refineSpinBox.enabled = refine
+        self.ui.refineSpinBox.enabled = self.ui.refineStartComboBox.enabled = refine
         self.ui.systoleAnchorCheckBox.enabled = self.ui.float32CheckBox.enabled = dlir
         points = node and node.myocardiumSource
         self.ui.wallWidthSpinBox.enabled = isinstance(points, vtkMRMLMarkupsFiducialNode)
@@ -581,7 +587,8 @@ class EchoRegistrationLogic(ScriptedLoadableModuleLogic):
             float32=parameterNode.float32 and method == "dlir",
             reference=None if parameterNode.referenceFrame < 0 else parameterNode.referenceFrame,
             es_frame=None if parameterNode.endSystoleFrame < 0 else parameterNode.endSystoleFrame,
-            device=DEVICE_CHOICES[parameterNode.device], enhance=self._enhanceSetting(parameterNode.enhance))
+            device=DEVICE_CHOICES[parameterNode.device], enhance=self._enhanceSetting(parameterNode.enhance),
+            options={"refine_start": parameterNode.refineStart} if refine else {})
 
     def process(self, inputSequence: vtkMRMLSequenceNode, settings,
                 myocardiumSource: Optional[slicer.vtkMRMLNode] = None, wallWidth: float = 10.0,

@@ -70,6 +70,17 @@ FLOAT32_HINT = ("DLIR: run the networks in float32 where they would run in reduc
                 "on average for the network alone and 0.07-0.10 mm with the default refinement (up to about 1 mm "
                 "at single pixels). The status line and the log name the precision used.")
 DEFAULT_REFINE = 24
+# The refinement-start choice of the Slicer panel and the web page (its choices:
+# registration.tracking.REFINE_STARTS; the panel's .ui holds the same texts, Testing/test_slicer_module_ui.py
+# holds them together); the numbers: README, "Where the refinement starts"
+REFINE_START_LABEL = "Refinement start"
+REFINE_START_HINT = ("DLIR + refine, tracking to the reference: where each frame's refinement starts. best (the "
+                     "default): from both of the others, the cine keeping the one whose warped frames match the "
+                     "reference better (on cines of more than two frames the refinement then takes about 2.3-2.7x as "
+                     "long; on physics-simulated echo it ended 0.37 mm off at ES against 0.64 for direct). direct: "
+                     "from the network's field of the frame (the default before 2026-12-02). chained: from the "
+                     "previous frame's refined field composed with the network's step between the two, frame by "
+                     "frame from the reference. The status line says where the run kept the chained start.")
 MYOCARDIUM_SOURCES = ("auto", "labels", "landmarks", "none")
 ProgressCallback = Callable[[int, int], None]
 

@@ -165,6 +165,12 @@ def test_the_logic_enhances_only_when_the_checkbox_is_on(module, models, tmp_pat
     assert (parameters.float32, dlir.float32) == (False, False)  # bfloat16 where the CPU has AMX
     parameters.float32 = True
     assert logic.settings(parameters).arguments()["amp"] is False  # float32 on every CPU
+    assert (parameters.refineStart, dlir.arguments()["refine_start"]) == ("best", "best")  # the library's default
+    parameters.refineStart = "chained"
+    assert logic.settings(parameters).arguments()["refine_start"] == "chained"
+    parameters.method = "DLIR"  # the network alone: no refinement to start
+    assert "refine_start" not in logic.settings(parameters).arguments()
+    parameters.method, parameters.refineStart = "DLIR + refine", "best"
     assert (parameters.endSystoleFrame, dlir.es_frame) == (-1, None)  # the sequence's ES, else detected
     parameters.endSystoleFrame = 8
     assert logic.settings(parameters).es_frame == 8
@@ -173,6 +179,7 @@ def test_the_logic_enhances_only_when_the_checkbox_is_on(module, models, tmp_pat
     optimiser = logic.settings(parameters)
     assert (optimiser.method, optimiser.model, optimiser.refine, optimiser.enhance, optimiser.anchor,
             optimiser.float32) == ("deformable", "", 0, on.enhance, None, False)  # a DLIR option: left out
+    assert "refine_start" not in optimiser.arguments()
     parameters.systoleAnchor, parameters.float32 = True, False
     parameters.method = "DLIR + refine"
 

@@ -204,3 +204,20 @@ def test_the_choice_is_the_same_in_chunks_of_any_size(stepping):
     mismatches = [r.parameters["refine_start_mismatch"] for r in runs]
     assert all(m == pytest.approx(mismatches[-1], abs=1e-6) for m in mismatches)
     assert mismatches[-1]["chained"] < 0.2 * mismatches[-1]["direct"]
+
+
+def test_the_web_page_offers_the_starts_of_a_refined_dlir_run(tmp_path):
+    pytest.importorskip("trame", reason="needs the web extra (trame)")
+    from trame.app import get_server
+
+    from EchoRegistrationLib.web.app import FORM, EchoWebApp
+
+    app = EchoWebApp(get_server("refine-start-test", client_type="vue3"), tmp_path)
+    assert "refine_start" in FORM and app.state.refine_starts == list(REFINE_STARTS)
+    assert app.settings().arguments()["refine_start"] == app.state.refine_start == "best"  # the library's default
+    app.state.refine_start = "chained"
+    assert app.settings().arguments()["refine_start"] == "chained"
+    app.state.refine = 0  # the network alone: no refinement to start
+    assert "refine_start" not in app.settings().arguments()
+    app.state.refine, app.state.method = 24, "deformable"
+    assert "refine_start" not in app.settings().arguments()

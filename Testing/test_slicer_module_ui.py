@@ -329,3 +329,23 @@ def test_the_frame_spin_boxes_are_bound_and_do_not_clamp_a_saved_frame(tree, ui)
         button = widgets(ui)[f"{parameter}CurrentButton"]  # sets it to the browser's frame
         assert (button.get("class"), button.find("property[@name='text']/string").text) == \
             ("QPushButton", "Current frame")
+
+
+def test_the_refinement_start_is_bound_to_the_library_s_choices_and_default(tree, ui):
+    """'Refinement start': a combo box bound to ``refineStart``, whose choices and default are the library's
+    (registration.tracking.REFINE_STARTS, DEFAULT_REFINE_START), with the label and hint the web page shows
+    (workflow.REFINE_START_LABEL, REFINE_START_HINT)."""
+    from EchoRegistrationLib.registration.tracking import DEFAULT_REFINE_START, REFINE_STARTS
+    from EchoRegistrationLib.workflow import REFINE_START_HINT, REFINE_START_LABEL
+
+    box = widgets(ui)["refineStartComboBox"]
+    assert box.get("class") == "QComboBox"
+    assert box.find("property[@name='SlicerParameterName']/string").text == "refineStart"
+    assert box.find("property[@name='toolTip']/string").text == REFINE_START_HINT
+    assert widgets(ui)["refineStartLabel"].find("property[@name='text']/string").text == f"{REFINE_START_LABEL}:"
+    annotation = ast.parse(parameters(tree)["refineStart"]).body[0].value
+    choice = annotation.slice.elts[1]
+    assert ast.unparse(choice.func) == "Choice" and ast.literal_eval(choice.args[0]) == list(REFINE_STARTS)
+    wrapper = class_def(tree, "EchoRegistrationParameterNode")
+    default = next(n.value for n in wrapper.body if isinstance(n, ast.AnnAssign) and n.target.id == "refineStart")
+    assert ast.literal_eval(default) == DEFAULT_REFINE_START

@@ -140,6 +140,8 @@ def test_the_page_runs_dlir_on_the_demo_cine_with_landmarks(page, demo, artefact
 
     page.get_by_role("button", name="dlir", exact=True).click()  # the default method, refined by default
     playwright.expect(page.get_by_label("DLIR refine steps")).to_have_value("24")
+    playwright.expect(page.locator("#refine_start")).to_be_enabled()  # refined: where it starts can be chosen
+    playwright.expect(page.locator(".v-select").filter(has_text="Refinement start")).to_contain_text("best")
     playwright.expect(page.locator("#float32")).not_to_be_checked()  # bfloat16 where the CPU has AMX
     page.locator("#apply").click()
     playwright.expect(page.locator("#status")).to_contain_text("Done", timeout=TIMEOUT_MS)

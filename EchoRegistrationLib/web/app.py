@@ -24,15 +24,17 @@ from typing import Any
 from ..dlir.shipped import SHIPPED_MODEL, list_models
 from ..mrml import METHODS, RegistrationSettings
 from ..registration import RegistrationCancelled
+from ..registration.tracking import DEFAULT_REFINE_START, REFINE_STARTS
 from ..sequence import EchoDataError
-from ..workflow import (DEFAULT_METHOD, DEFAULT_REFINE, FLOAT32_HINT, FLOAT32_LABEL, parse_frame_number)
+from ..workflow import (DEFAULT_METHOD, DEFAULT_REFINE, FLOAT32_HINT, FLOAT32_LABEL, REFINE_START_HINT,
+                        REFINE_START_LABEL, parse_frame_number)
 from .session import MAX_UPLOAD_MB, MYOCARDIUM_SOURCES, Overlays, UploadRefused, WebSession
 
 LOG = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 PLAY_INTERVAL_S = 0.1
 # the settings Apply sends along
-FORM = ("method", "model", "refine", "anchor", "float32", "reference", "es_frame", "myocardium")
+FORM = ("method", "model", "refine", "refine_start", "anchor", "float32", "reference", "es_frame", "myocardium")
 # sent after FORM: how many cines had been opened when the page showed those settings, so that a form shown
 # for one cine (its reference and ES frames) is not applied to the next
 FORM_CINE = "cines_opened"
@@ -66,6 +68,7 @@ class EchoWebApp:
             "status": "Open a cine: a path on this server, or upload a file.", "error": "",
             "method": DEFAULT_METHOD, "methods": list(METHODS), "model": SHIPPED_MODEL if SHIPPED_MODEL in self.models
             else next(iter(self.models), ""), "models": list(self.models), "licence": "", "refine": DEFAULT_REFINE,
+            "refine_start": DEFAULT_REFINE_START, "refine_starts": list(REFINE_STARTS),
             "anchor": True, "float32": False, "reference": "", "es_frame": "", "myocardium": "landmarks", FORM_CINE: 0,
             "myocardium_sources": list(MYOCARDIUM_SOURCES),
             "landmarks": 0, "busy": False, "progress": 0, "has_cine": False, "has_results": False,
@@ -153,7 +156,9 @@ class EchoWebApp:
                                     refine=refine if self.state.method == "dlir" else 0,
                                     anchor=None if self.state.anchor or self.state.method != "dlir" else 0,
                                     float32=bool(self.state.float32) and self.state.method == "dlir",
-                                    reference=reference, es_frame=es_frame)
+                                    reference=reference, es_frame=es_frame,
+                                    options={"refine_start": self.state.refine_start}
+                                    if self.state.method == "dlir" and refine else {})
 
     def apply(self, *form: Any) -> None:
         """Start :meth:`run` as a task of the server loop (awaiting it here would hold back the
@@ -297,6 +302,9 @@ class EchoWebApp:
                     with v.VCol():
                         v.VTextField(v_model=("refine",), label="DLIR refine steps", type="number",
                                      density="compact", hide_details=True, disabled=("method !== 'dlir'",))
+                v.VSelect(v_model=("refine_start",), items=("refine_starts",), label=REFINE_START_LABEL,
+                          id="refine_start", density="compact", hide_details=True, title=REFINE_START_HINT,
+                          disabled=("method !== 'dlir' || !(Number(refine) > 0)",), classes="mt-2")
                 v.VCheckbox(v_model=("anchor",), label="Track through a systole anchor (when ES is known)",
                             id="anchor", density="compact", hide_details=True, disabled=("method !== 'dlir'",))
                 v.VCheckbox(v_model=("float32",), label=FLOAT32_LABEL,
