@@ -76,8 +76,8 @@ DEFAULT_REFINE = 24
 REFINE_START_LABEL = "Refinement start"
 REFINE_START_HINT = ("DLIR + refine, tracking to the reference: where each frame's refinement starts. best (the "
                      "default): from both of the others, the cine keeping the one whose warped frames match the "
-                     "reference better (on cines of more than two frames the refinement then takes about 2.3-2.7x as "
-                     "long; on physics-simulated echo it ended 0.37 mm off at ES against 0.64 for direct). direct: "
+                     "reference better (on cines of more than two frames the refinement then takes about twice as "
+                     "long; on physics-simulated echo it ended 0.39 mm off at ES against 0.64 for direct). direct: "
                      "from the network's field of the frame (the default before 2026-12-02). chained: from the "
                      "previous frame's refined field composed with the network's step between the two, frame by "
                      "frame from the reference. The status line says where the run kept the chained start.")

@@ -666,7 +666,10 @@ def test_refinement_warm_starts_coarse_to_fine_at_under_half_the_optimisers_cost
     seq = blob_sequence(n_frames=3)  # 60 rows: a half level of 31 rows
     for working_size, schedule in ((32, (20,)), (16, (20, 10))):
         model = constant_output(tiny_model(working_size=working_size), 0.0, 0.0)
-        result = register_sequence(seq, "dlir", model=model, reference=0, device="cpu", refine=40)
+        # the direct start: the whole schedule in one call (the two starts split it after the first level,
+        # test_refine_start.py)
+        result = register_sequence(seq, "dlir", model=model, reference=0, device="cpu", refine=40,
+                                   refine_start="direct")
         assert calls[-1]["levels"] == len(schedule) and calls[-1]["iterations"] == schedule
         assert result.parameters["refine_iterations"] == list(schedule)
         assert calls[-1]["initial"] is not None  # warm start from the network's fields

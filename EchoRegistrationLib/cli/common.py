@@ -258,8 +258,8 @@ def add_registration_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine", type=count(0),
                         help=f"dlir: the budget of optimisation steps refining the network (default {DEFAULT_REFINE}; "
                              "0: the network alone, 0.75-1.1x OpenCV DIS's time on 2 CPU cores with AMX, 1.0-1.6x in "
-                             "float32; 24: about 18-30x on sequences of more than two frames, refined from two starts "
-                             "(--refine-start), about 7-12x from one; N: up to N/2 steps at half resolution, then up "
+                             "float32; 24: about 13-23x on sequences of more than two frames, refined from two starts "
+                             "(--refine-start), about 6.5-12x from one; N: up to N/2 steps at half resolution, then up "
                              "to N/4 at full "
                              "resolution, or N/2 at full resolution on small frames, each level stopping early once it "
                              "converges; "
@@ -271,8 +271,10 @@ def add_registration_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine-start", choices=["best", "direct", "chained"],
                         help="dlir refined to the reference: where each frame's refinement starts: best (default: "
                              "both of the others, the sequence keeping the one whose warped frames match the "
-                             "reference better; 2.3-2.7x the refinement's time on 2 CPU cores on sequences of more "
-                             "than two frames, the progress bar counting each frame twice), direct (the network's "
+                             "reference better, chosen after the refinement's half level, only the one kept refining "
+                             "the full level; 1.9-2.1x the refinement's time on 2 CPU cores on sequences of more "
+                             "than two frames, the progress bar counting each start's half level, then the full "
+                             "level), direct (the network's "
                              "field of the frame; the default before 2026-12-02) or chained (the previous frame's "
                              "refined field composed with the network's step between the two, frame by frame "
                              "from the reference; not with sequential tracking)")

@@ -141,6 +141,7 @@ def register_pair(
     folding_weight: float = 0.0,
     folding_margin: float = 0.1,
     initial: np.ndarray | torch.Tensor | None = None,
+    earlier_residual: np.ndarray | torch.Tensor | None = None,
     features: tuple[torch.Tensor, torch.Tensor] | None = None,
     feature_weight: float = 1.0,
     feature_rows: int | None = None,
@@ -187,6 +188,13 @@ def register_pair(
             optimised residual): a (1 or B, 2, H, W) tensor, or a NumPy field in the project's NumPy
             layout, (H, W, 2) or (1 or B, H, W, 2) (:func:`..spatial.field_to_torch`). It may lie on a
             grid of another size than the images' (it is resampled in mm, as a network's field is).
+        earlier_residual: optional mm field, in the layouts of ``initial`` (which it needs): the residual an
+            earlier refinement of the same start added, already part of ``initial``. With ``regularise``
+            "residual" the regulariser sees it plus this run's residual, so that a refinement resumed at its
+            next level (``initial`` = start + the earlier levels' residual) optimises what the uninterrupted
+            one would (bending energy is the same function of the whole residual, and Adam's steps do not
+            depend on where the parameters start), up to the resampling of this field (about 1e-4 mm).
+            Ignored with "total", whose regulariser already sees it in ``initial``.
         features: optional (fixed, moving) feature maps, (1 or B, K, H, W) and (B, K, H, W) on the
             images' grids (for example the anatomy network's class probabilities,
             :mod:`..dlir.anatomy`): the moving maps are warped with the images, and ``feature_weight``
@@ -220,8 +228,9 @@ def register_pair(
         ValueError: an unknown kind, loss, regulariser, ``regularise`` or optimiser, a non-positive
             ``control_spacing`` or ``folding_margin``, a negative ``folding_weight``,
             ``feature_weight`` or iteration count, ``max_rows``, ``penalty_rows`` or ``feature_rows``
-            below 2, images or feature maps that do not pair up, an ``initial`` field that is not finite,
-            not of the layouts above or for another number of pairs.
+            below 2, images or feature maps that do not pair up, an ``initial`` or ``earlier_residual`` field
+            that is not finite, not of the layouts above or for another number of pairs, an
+            ``earlier_residual`` without ``initial``.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -251,12 +260,17 @@ def register_pair(
         raise ValueError(f"fixed {tuple(fixed.shape)} and moving {tuple(moving.shape)} do not pair up")
     if initial is not None:
         initial = _initial_field(initial, moving.shape[0])
+    if earlier_residual is not None:
+        if initial is None:
+            raise ValueError("earlier_residual is part of an initial field: give the initial field too")
+        earlier_residual = _initial_field(earlier_residual, moving.shape[0], "earlier residual")
     if optimizer == "lbfgs" and moving.shape[0] > 1:  # a joint line search would couple the pairs
         return _one_by_one(fixed, moving, kind, spacing=spacing, loss=loss, mask=mask, levels=levels,
                            iterations=iterations, optimizer=optimizer, learning_rate=learning_rate,
                            regulariser=regulariser, regularisation_weight=regularisation_weight, regularise=regularise,
                            control_spacing=control_spacing, folding_weight=folding_weight,
-                           folding_margin=folding_margin, initial=initial, features=features,
+                           folding_margin=folding_margin, initial=initial, earlier_residual=earlier_residual,
+                           features=features,
                            feature_weight=feature_weight, feature_rows=feature_rows, lncc_window=lncc_window,
                            tolerance=tolerance, patience=patience, max_rows=max_rows,
                            penalty_rows=penalty_rows, cancel=cancel, progress=progress)
@@ -313,6 +327,8 @@ def register_pair(
         mask_f = None if fixed_mask is None or shape_f == shape_l else \
             resample_image(fixed_mask.float(), shape_f) > 0.5
         shape_p, spacing_p, initial_p = grid(penalty_rows)  # the penalties' grid
+        earlier_p = None if earlier_residual is None or regularise != "residual" else \
+            resample_field(earlier_residual.to(moving), shape_p)
         if isinstance(model, ControlGridModel):
             model.refine(ControlGridModel.grid_shape(shape, spacing, control_spacing * factor))
 
@@ -337,7 +353,7 @@ def register_pair(
                 return total  # (B,): each pair's own loss
             residual_p, u_p = (residual, u) if shape_p == shape_l else fields_on(shape_p, spacing_p, initial_p)
             if regularisation_weight > 0:
-                smoothed = residual_p if regularise == "residual" else u_p
+                smoothed = u_p if regularise == "total" else residual_p if earlier_p is None else residual_p + earlier_p
                 total = total + regularisation_weight * REGULARISERS[regulariser](smoothed, spacing_p,
                                                                                   reduction="none")
             if folding_weight > 0:
@@ -361,23 +377,25 @@ def register_pair(
     return result
 
 
-def _initial_field(initial: np.ndarray | torch.Tensor, pairs: int) -> torch.Tensor:
-    """``initial`` of :func:`register_pair` as a (1 or ``pairs``, 2, H, W) tensor, checked."""
+def _initial_field(initial: np.ndarray | torch.Tensor, pairs: int, name: str = "initial field") -> torch.Tensor:
+    """``initial`` (or another field, ``name``) of :func:`register_pair` as a (1 or ``pairs``, 2, H, W) tensor,
+    checked."""
     if isinstance(initial, np.ndarray):
         initial = field_to_torch(initial)
     if not isinstance(initial, torch.Tensor) or initial.ndim != 4 or initial.shape[1] != 2 \
             or initial.shape[0] not in (1, pairs):
         layout = tuple(initial.shape) if isinstance(initial, torch.Tensor) else type(initial).__name__
-        raise ValueError(f"the initial field must be a (1 or {pairs}, 2, H, W) tensor or a NumPy (H, W, 2) or "
+        raise ValueError(f"the {name} must be a (1 or {pairs}, 2, H, W) tensor or a NumPy (H, W, 2) or "
                          f"(1 or {pairs}, H, W, 2) field in mm, got {layout}")
     if not bool(torch.isfinite(initial).all()):  # grid_sample on CPU can crash on them
-        raise ValueError("the initial field holds values that are not finite (NaN or infinite); it must be a "
+        raise ValueError(f"the {name} holds values that are not finite (NaN or infinite); it must be a "
                          "field in mm")
     return initial
 
 
 def _one_by_one(fixed: torch.Tensor, moving: torch.Tensor, kind: str, *,
                 mask: np.ndarray | torch.Tensor | None, initial: torch.Tensor | None,
+                earlier_residual: torch.Tensor | None,
                 features: tuple[torch.Tensor, torch.Tensor] | None,
                 progress: Callable[[float], None] | None, **options) -> PairRegistration:
     """:func:`register_pair` of each pair alone (L-BFGS), the results stacked as one batch's:
@@ -392,6 +410,8 @@ def _one_by_one(fixed: torch.Tensor, moving: torch.Tensor, kind: str, *,
             fixed[i:i + 1] if fixed.shape[0] > 1 else fixed, moving[i:i + 1], kind,
             mask=None if masks is None else masks[i:i + 1] if masks.shape[0] > 1 else masks,
             initial=None if initial is None else initial[i:i + 1] if initial.shape[0] > 1 else initial,
+            earlier_residual=None if earlier_residual is None else
+            earlier_residual[i:i + 1] if earlier_residual.shape[0] > 1 else earlier_residual,
             features=None if features is None else tuple(f[i:i + 1] if f.shape[0] > 1 else f for f in features),
             progress=report, **options))
     iterations = [max(r.iterations[level] for r in results) for level in range(len(results[0].iterations))]

@@ -147,8 +147,16 @@ REFINE_ANATOMY_WEIGHT = 0.1
 # (benchmarks/benchmark_generalisation.py; docs/generalisation.md, "The chained start"): SIMUS 0.64 -> 0.37 mm,
 # GLS error 0.86 -> 0.33 points, segments 3.15 -> 2.03 points, the
 # real-template family and the real cines unchanged, no folding; 2.3-2.7x the direct refinement's time on
-# sequences on 2 CPU cores (the chained frames are refined one at a time; on a GPU, where a batch of frames
-# costs little more than one, the share is likely larger: not measured).
+# sequences on 2 CPU cores (the chained frames are refined one at a time).
+# Chosen after the first of the refinement's two levels (the nineteenth session; _split_levels): both starts
+# refine the half level, the chain carrying half-level fields, and only the start kept refines the full level,
+# all frames at once. On the validation sets above the same starts were kept (26 of 26 sequences), at 0.77x the
+# time, the errors level (the best 0.36 / 0.72 / 0.24, randomised and plain 1.03 / 1.05, cycles 0.68 / 0.51; the
+# chained start alone 0.38 / 1.02 / 0.31 against 0.37 / 0.97 / 0.30). Resumed without the first level's residual
+# in the regulariser (register_pair's earlier_residual) the simulator lost 0.04 mm. Held out: SIMUS 0.39 mm, GLS
+# 0.40, segments 2.15 (0.37 / 0.33 / 2.03 with both starts refined in full), the rest unchanged; 1.9-2.1x the
+# direct refinement's time (on a GPU, where a batch of frames costs little more than one, the chained half
+# level's share is likely larger: not measured).
 REFINE_STARTS = ("best", "direct", "chained")
 DEFAULT_REFINE_START = REFINE_STARTS[0]
 # register_sequence's ``**options``: register_pair's keywords but those it sets itself for every pair
@@ -508,12 +516,16 @@ def register_sequence(
             :data:`REFINE_STARTS`: "best" (the default: the direct and the chained start both refined,
             the sequence keeping the one whose warped frames match the reference better), "direct" (the
             network's field of the frame) or "chained" (the previous frame's refined field composed with
-            the network's field between the two). A sequence with nothing to chain (no frame beyond the
-            reference's neighbours) and sequential tracking refine the direct start. Recorded in
-            ``parameters["refine_start"]``, the start kept in ``parameters["refine_start_used"]`` and, where
-            both were refined, each one's mean :func:`.pairwise.image_mismatch` (dimensionless) in
-            ``parameters["refine_start_mismatch"]`` (else None). Used by refined "dlir" tracking to the
-            reference only.
+            the network's field between the two). A refinement of two pyramid levels refines the chained start
+            (and, for "best", both starts) by the first level alone, frame by frame, the chain carrying each
+            frame's first-level field; "best" chooses there; the later level then refines the start kept,
+            every frame at once, resumed where its first level ended (the same optimisation as uninterrupted,
+            :func:`register_pair`'s ``earlier_residual``). A sequence with nothing to chain (no frame beyond
+            the reference's neighbours) and sequential tracking refine the direct start, all levels at once.
+            Recorded in ``parameters["refine_start"]``, the start kept in ``parameters["refine_start_used"]``
+            and, where both were refined, each one's mean :func:`.pairwise.image_mismatch` (dimensionless)
+            after the first level in ``parameters["refine_start_mismatch"]`` (else None). Used by refined
+            "dlir" tracking to the reference only.
         flip_average: "dlir" only: average each pair's field with the mirror image of the mirrored
             pair's (:meth:`..dlir.model.DLIRModel.mirror_averaged`; twice the network time).
         anchor: "dlir" to the reference: the network registers the frames beyond one anchor frame in
@@ -648,17 +660,21 @@ def _optimised_fields(spacing: tuple[float, float], frames: torch.Tensor, method
                       pairs: list[tuple[int, int]], roi: torch.Tensor | None,
                       chunk_size: int, options: dict[str, Any], progress: ProgressCallback | None,
                       cancel: Callable[[], bool] | None,
-                      initial: torch.Tensor | None = None, features: torch.Tensor | None = None) -> torch.Tensor:
+                      initial: torch.Tensor | None = None, features: torch.Tensor | None = None,
+                      earlier_residual: torch.Tensor | None = None) -> torch.Tensor:
     """(P, 2, H, W) mm fields of the frame ``pairs`` registered by optimisation, chunk by chunk,
-    each starting from its ``initial`` field when given, and comparing the (T, K, H, W) feature maps
+    each starting from its ``initial`` field when given (and resuming a refinement whose earlier levels added
+    ``earlier_residual`` to it, when given), and comparing the (T, K, H, W) feature maps
     of the frames ``features`` too when given (:func:`register_pair`); ``progress(done, total)`` in
     pairs as the optimiser steps advance (:func:`_pair_progress`)."""
     fields = [frames.new_zeros(0, 2, *frames.shape[-2:])]
     for part, fixed, moving in _pair_chunks(pairs, chunk_size):
         start = None if initial is None else initial[part]
+        earlier = None if earlier_residual is None else earlier_residual[part]
         maps = None if features is None else (features[fixed], features[moving])
         result = register_pair(frames[fixed], frames[moving], method,
-                               spacing=spacing, mask=roi, cancel=cancel, initial=start, features=maps,
+                               spacing=spacing, mask=roi, cancel=cancel, initial=start, earlier_residual=earlier,
+                               features=maps,
                                progress=_pair_progress(progress, part.start, len(moving), len(pairs)),
                                **options)
         fields.append(result.displacement)
@@ -724,7 +740,8 @@ def _dlir_fields(seq: EchoSequence, frames: torch.Tensor, pairs: list[tuple[int,
     alone) or from the chained start (``refine_start``, :data:`REFINE_STARTS`; pairs to the reference
     only), the anchor frame used (None: none), the start the refinement kept ("direct" or
     "chained"; None: no refinement) and, where both were refined, each one's mean
-    :func:`.pairwise.image_mismatch` with the reference (else None). A refinement with a
+    :func:`.pairwise.image_mismatch` with the reference after the first pyramid level, where the start is
+    chosen (:func:`_split_levels`; else None). A refinement with a
     ``feature_weight`` compares the frames' anatomy maps (the model's :mod:`..dlir.anatomy` network)
     beside them. ``amp``: mixed precision for the network (:func:`..dlir.inference.mixed_precision`)."""
     from ..dlir.grid import INTENSITY_WINDOW
@@ -744,31 +761,64 @@ def _dlir_fields(seq: EchoSequence, frames: torch.Tensor, pairs: list[tuple[int,
         return fields, anchor_frame, None, None
     hops = chain_hops(pairs) if refine_start != "direct" else []
     runs = ("direct", "chained") if refine_start == "best" and hops else ("chained",) if hops else ("direct",)
-    if progress is not None:
-        progress(0, len(runs) * len(pairs))
     features = None
     if model.anatomy is not None and refinement.get("feature_weight", 0) > 0:
         with torch.no_grad():  # constants of the refinement (not inference tensors: it warps them with gradients)
             features = model.anatomy.to(frames.device).probabilities(frames, seq.spacing,
                                                                      seq.metadata.get(INTENSITY_WINDOW))
-    refined = {}
+    if runs == ("direct",):  # the whole refinement at once, as before there were two starts
+        if progress is not None:
+            progress(0, len(pairs))
+        return (_optimised_fields(seq.spacing, frames, "deformable", pairs, roi, chunk_size, refinement, progress,
+                                  cancel, initial=fields.clone(), features=features), anchor_frame, "direct", None)
+    # the first level of each start (the chain carries each frame's first-level field to the next), the start
+    # chosen there, then the later levels of the start kept, every frame at once, resumed where its first
+    # level ended (earlier_residual: the same optimisation as uninterrupted)
+    first, later = _split_levels(refinement)
+    parts = len(runs) + (later is not None)
+    if progress is not None:
+        progress(0, parts * len(pairs))
+    starts, refined = {}, {}
     for k, run in enumerate(runs):
-        report = _offset_progress(progress, k * len(pairs), len(runs) * len(pairs))
+        report = _offset_progress(progress, k * len(pairs), parts * len(pairs))
         if run == "direct":
-            refined[run] = _optimised_fields(seq.spacing, frames, "deformable", pairs, roi, chunk_size, refinement,
+            starts[run] = fields
+            refined[run] = _optimised_fields(seq.spacing, frames, "deformable", pairs, roi, chunk_size, first,
                                              report, cancel, initial=fields.clone(), features=features)
         else:
             steps = predict_pair_fields(model, seq, hops, device, chunk_size, amp, flip_average)
-            refined[run] = _chained_fields(seq.spacing, frames, pairs, hops, steps, roi, refinement, report,
-                                           cancel, features)
-    if len(runs) == 1:
-        return refined[runs[0]], anchor_frame, runs[0], None
-    with torch.no_grad():  # chunk by chunk, as the refinement: warped frames of a long sequence take memory
-        mismatch = {run: float(torch.cat([image_mismatch(frames[fixed], frames[moving], field[part], seq.spacing, roi)
-                                          for part, fixed, moving in _pair_chunks(pairs, chunk_size)]).mean())
-                    for run, field in refined.items()}
-    kept = "chained" if mismatch["chained"] < mismatch["direct"] else "direct"
-    return refined[kept], anchor_frame, kept, mismatch
+            starts[run], refined[run] = _chained_fields(seq.spacing, frames, pairs, hops, steps, roi, first, report,
+                                                        cancel, features)
+    mismatch = None
+    kept = runs[0]
+    if len(runs) == 2:
+        with torch.no_grad():  # chunk by chunk, as the refinement: warped frames of a long sequence take memory
+            mismatch = {run: float(torch.cat([image_mismatch(frames[fixed], frames[moving], field[part], seq.spacing,
+                                                             roi)
+                                              for part, fixed, moving in _pair_chunks(pairs, chunk_size)]).mean())
+                        for run, field in refined.items()}
+        kept = "chained" if mismatch["chained"] < mismatch["direct"] else "direct"
+    if later is None:
+        return refined[kept], anchor_frame, kept, mismatch
+    resumed = _optimised_fields(seq.spacing, frames, "deformable", pairs, roi, chunk_size, later,
+                                _offset_progress(progress, len(runs) * len(pairs), parts * len(pairs)), cancel,
+                                initial=refined[kept], features=features,
+                                earlier_residual=refined[kept] - starts[kept])
+    return resumed, anchor_frame, kept, mismatch
+
+
+def _split_levels(refinement: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The :func:`register_pair` options of a refinement's first pyramid level alone (the later levels given no
+    steps, so that the field comes back at full resolution) and of its later levels (None: it has one level);
+    the later ones, started from the first level's field with its residual as ``earlier_residual``, optimise
+    what the whole refinement would."""
+    levels = refinement.get("levels", 3)
+    if levels == 1:
+        return refinement, None
+    iterations = refinement.get("iterations", 100)
+    steps = [int(iterations)] * levels if isinstance(iterations, (int, np.integer)) else [int(n) for n in iterations]
+    return ({**refinement, "iterations": (steps[0],) + (0,) * (levels - 1)},
+            {**refinement, "levels": levels - 1, "iterations": tuple(steps[1:])})
 
 
 def chain_hops(pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -794,23 +844,25 @@ def chain_hops(pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
 def _chained_fields(spacing: tuple[float, float], frames: torch.Tensor, pairs: list[tuple[int, int]],
                     hops: list[tuple[int, int]], steps: torch.Tensor, roi: torch.Tensor | None,
                     refinement: dict[str, Any], progress: ProgressCallback | None,
-                    cancel: Callable[[], bool] | None, features: torch.Tensor | None) -> torch.Tensor:
-    """(P, 2, H, W) mm: the chained refinement (:data:`REFINE_STARTS`) of the frame ``pairs`` (to one
-    reference), frame by frame outwards from it: each frame's refinement against the reference starts
-    from its previous frame's refined field composed with the network's field ``steps`` (P, 2, H, W) of
-    the :func:`chain_hops` ``hops`` (previous -> frame)."""
+                    cancel: Callable[[], bool] | None, features: torch.Tensor | None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The chained refinement start (:data:`REFINE_STARTS`) of the frame ``pairs`` (to one reference), frame
+    by frame outwards from it: (P, 2, H, W) mm each frame's start, its previous frame's refined field composed
+    with the network's field ``steps`` (P, 2, H, W) of the :func:`chain_hops` ``hops`` (previous -> frame),
+    and that start refined against the reference by ``refinement`` (:func:`_dlir_fields` gives the first
+    pyramid level's options, :func:`_split_levels`)."""
     reference = pairs[0][0]
     index = {m: k for k, (_, m) in enumerate(pairs)}
-    refined = torch.zeros_like(steps)
+    starts, refined = torch.zeros_like(steps), torch.zeros_like(steps)
     order = sorted(range(len(pairs)), key=lambda k: abs(pairs[k][1] - reference))
     for done, k in enumerate(order):
         previous = hops[k][0]
-        start = steps[k:k + 1] if previous == reference else \
-            compose(refined[index[previous]:index[previous] + 1], steps[k:k + 1], spacing)
+        starts[k] = steps[k] if previous == reference else \
+            compose(refined[index[previous]:index[previous] + 1], steps[k:k + 1], spacing)[0]
         refined[k] = _optimised_fields(spacing, frames, "deformable", [pairs[k]], roi, 1, refinement,
                                        _offset_progress(progress, done, len(pairs)), cancel,
-                                       initial=start, features=features)[0]
-    return refined
+                                       initial=starts[k:k + 1], features=features)[0]
+    return starts, refined
 
 
 def _offset_progress(progress: ProgressCallback | None, offset: int, total: int) -> ProgressCallback | None:
