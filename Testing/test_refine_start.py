@@ -278,3 +278,55 @@ def test_two_level_refinements_choose_after_the_first_and_keep_the_whole_runs_fi
     assert best.parameters["refine_start_used"] == "direct"
     apart = np.linalg.norm(best.displacement - direct.displacement, axis=-1)[:, 8:-8, 8:-8].mean()
     assert apart < 0.01 and np.abs(direct.displacement).max() > 0.1, apart
+
+
+def test_the_direct_start_kept_resumes_from_the_networks_own_field(stepping, monkeypatch):
+    """Where "best" keeps the direct start after the half level, the full level resumes with the network's field
+    as the start and only the half level's correction as the residual: a network field with bending energy (a
+    ripple on top of the true motion) stays as the direct run leaves it, to within 0.01 mm; taken as residual,
+    the regulariser would smooth it away (0.2 mm and more). The network is replaced by fields given here: the
+    true field plus the ripple for every frame from the reference, four steps for every step between
+    neighbours (the texture moves once, then stays: the chain adds 4.5 mm at every frame)."""
+    from EchoRegistrationLib.dlir import inference
+
+    model, step, _ = stepping
+    once = drifting_sequence(step, n_frames=2)
+    once = EchoSequence(once.frames[[0, 1, 1, 1, 1, 1, 1, 1]], SPACING, ed_index=0, es_index=7)
+    y, x = np.mgrid[0:64, 0:64] * SPACING[1]
+    ripple = 0.4 * np.sin(2 * np.pi * x / 8.0) * np.sin(2 * np.pi * y / 8.0)  # mm, 8 mm wavelength
+    rippled = field_to_torch(np.stack([step[0] + ripple, step[1] + ripple], -1).astype(np.float32))
+    four_steps = field_to_torch(np.broadcast_to(4 * step, (64, 64, 2)).astype(np.float32).copy())
+
+    def given(model, seq, pairs, *args, **kwargs):
+        return torch.cat([rippled if fixed == 0 else four_steps for fixed, _ in pairs])
+    monkeypatch.setattr(inference, "predict_pair_fields", given)
+    best, direct = (register_sequence(once, "dlir", model=model, refine=8, refine_start=start, anchor=0,
+                                      device="cpu") for start in ("best", "direct"))
+    assert best.parameters["refine_start_used"] == "direct" and best.parameters["refine_iterations"] == [4, 2]
+    apart = np.linalg.norm(best.displacement - direct.displacement, axis=-1)[1:, 8:-8, 8:-8].mean()
+    kept = np.abs(direct.displacement[1:, 8:-8, 8:-8] - step).max()  # the ripple the direct run keeps
+    assert apart < 0.01 and kept > 0.2, (apart, kept)
+
+
+def test_register_sequence_refuses_the_resumed_levels_own_options_before_any_work(stepping):
+    model, _, seq = stepping
+    with pytest.raises(ValueError, match="does not take earlier_residual"):
+        register_sequence(seq, "dlir", model=model, refine=8, earlier_residual=np.zeros((64, 64, 2), np.float32))
+    done = []
+    with pytest.raises(ValueError, match="iterations must be an int or 3"):  # levels=3, the 2-level schedule
+        register_sequence(seq, "dlir", model=model, refine=8, levels=3, device="cpu",
+                          progress=lambda k, total: done.append(k))
+    assert set(done) <= {0}  # refused before any refinement step
+
+
+def test_the_console_says_the_starts_were_compared_after_the_first_level():
+    from EchoRegistrationLib.cli.common import describe_model_use
+
+    parameters = {"model": "m", "refine": 24, "refine_iterations": [12, 6], "refine_start_used": "chained",
+                  "refine_start_mismatch": {"direct": 0.004, "chained": 0.003}}
+    line = describe_model_use(parameters)
+    assert ("the previous one's refined field at that level and the network's step between them; the systole anchor "
+            "not used), its frames matching the reference better than the direct start's after the refinement's "
+            "first level (mean squared difference 0.003 against 0.004)") in line
+    one_level = describe_model_use({**parameters, "refine_iterations": [12]})
+    assert "first level" not in one_level and "at that level" not in one_level

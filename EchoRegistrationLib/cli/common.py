@@ -127,12 +127,15 @@ def describe_model_use(parameters: Mapping[str, Any]) -> str:
     anchor = parameters.get("anchor")
     used, mismatch = parameters.get("refine_start_used"), parameters.get("refine_start_mismatch")
     other = "direct" if used == "chained" else "chained"
-    compared = "" if not mismatch else (f", its frames matching the reference better than the {other} start's (mean "
-                                        f"squared difference {mismatch[used]:.4g} against {mismatch[other]:.4g})")
+    steps = parameters.get("refine_iterations")  # absent from reports written before it was recorded
+    first = " after the refinement's first level" if isinstance(steps, list) and len(steps) > 1 else ""
+    compared = "" if not mismatch else (f", its frames matching the reference better than the {other} start's{first} "
+                                        f"(mean squared difference {mismatch[used]:.4g} against "
+                                        f"{mismatch[other]:.4g})")
     if used == "chained":
         details.append(f"the refinement {'kept' if mismatch else 'started from'} the chained start (each frame from "
-                       f"the previous one's refined field and the network's step between them; the systole anchor "
-                       f"not used){compared}")
+                       f"the previous one's refined field{' at that level' if first else ''} and the network's step "
+                       f"between them; the systole anchor not used){compared}")
     elif parameters.get("anchor_frame") is not None:
         details.append(f"systole anchor {anchor}: later systolic frames registered through frame "
                        f"{parameters['anchor_frame']}")
@@ -140,7 +143,6 @@ def describe_model_use(parameters: Mapping[str, Any]) -> str:
         details.append(f"systole anchor {anchor} not used (it needs ES after the reference, from the file or "
                        f"--es-frame, and an anchor frame with signal between them): every frame registered directly")
     refine = parameters.get("refine") or 0
-    steps = parameters.get("refine_iterations")  # absent from reports written before it was recorded
     if not refine:
         details.append("not refined")
     else:
@@ -276,8 +278,9 @@ def add_registration_options(parser: argparse.ArgumentParser) -> None:
                              "than two frames, the progress bar counting each start's half level, then the full "
                              "level), direct (the network's "
                              "field of the frame; the default before 2026-12-02) or chained (the previous frame's "
-                             "refined field composed with the network's step between the two, frame by frame "
-                             "from the reference; not with sequential tracking)")
+                             "field, refined at the half level where the refinement has two (frames of more than "
+                             "about 256 rows; before 2026-12-02, at both), composed with the network's step between "
+                             "the two, frame by frame from the reference; not with sequential tracking)")
     parser.add_argument("--flip-average", action="store_true",
                         help="dlir: average each pair's field with that of the mirrored pair (twice the time)")
     parser.add_argument("--float32", action="store_true",

@@ -193,7 +193,8 @@ def register_pair(
             "residual" the regulariser sees it plus this run's residual, so that a refinement resumed at its
             next level (``initial`` = start + the earlier levels' residual) optimises what the uninterrupted
             one would (bending energy is the same function of the whole residual, and Adam's steps do not
-            depend on where the parameters start), up to the resampling of this field (about 1e-4 mm).
+            depend on where the parameters start), up to the resampling of this field (0.002-0.004 mm on average
+            on a SIMUS case and the real A4C cine, 0.1 mm at most at single pixels).
             Ignored with "total", whose regulariser already sees it in ``initial``.
         features: optional (fixed, moving) feature maps, (1 or B, K, H, W) and (B, K, H, W) on the
             images' grids (for example the anatomy network's class probabilities,

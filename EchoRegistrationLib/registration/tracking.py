@@ -34,7 +34,7 @@ from ..spatial.pairs import (SYSTOLE_ANCHOR, anchor_frames, chain_to_reference, 
                              frame_pairs, systole_anchors)
 from ..spatial.pyramid import level_shape
 from ..strain.contours import apical_view
-from .pairwise import KINDS, RegistrationCancelled, as_image_batch, image_mismatch, register_pair
+from .pairwise import KINDS, RegistrationCancelled, _schedule, as_image_batch, image_mismatch, register_pair
 
 if TYPE_CHECKING:
     from ..dlir.model import DLIRModel
@@ -161,7 +161,7 @@ REFINE_STARTS = ("best", "direct", "chained")
 DEFAULT_REFINE_START = REFINE_STARTS[0]
 # register_sequence's ``**options``: register_pair's keywords but those it sets itself for every pair
 PAIR_OPTIONS = frozenset(inspect.signature(register_pair).parameters) - {
-    "fixed", "moving", "kind", "spacing", "mask", "initial", "features", "cancel", "progress"}
+    "fixed", "moving", "kind", "spacing", "mask", "initial", "earlier_residual", "features", "cancel", "progress"}
 
 
 def refine_schedule(steps: int, rows: int, working_rows: int) -> tuple[int, ...]:
@@ -798,12 +798,14 @@ def _dlir_fields(seq: EchoSequence, frames: torch.Tensor, pairs: list[tuple[int,
                                               for part, fixed, moving in _pair_chunks(pairs, chunk_size)]).mean())
                         for run, field in refined.items()}
         kept = "chained" if mismatch["chained"] < mismatch["direct"] else "direct"
+    field, start = refined.pop(kept), starts.pop(kept)
+    refined.clear()  # the other start's fields and start: a long sequence's take memory
+    starts.clear()
     if later is None:
-        return refined[kept], anchor_frame, kept, mismatch
+        return field, anchor_frame, kept, mismatch
     resumed = _optimised_fields(seq.spacing, frames, "deformable", pairs, roi, chunk_size, later,
                                 _offset_progress(progress, len(runs) * len(pairs), parts * len(pairs)), cancel,
-                                initial=refined[kept], features=features,
-                                earlier_residual=refined[kept] - starts[kept])
+                                initial=field, features=features, earlier_residual=field - start)
     return resumed, anchor_frame, kept, mismatch
 
 
@@ -811,12 +813,15 @@ def _split_levels(refinement: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
     """The :func:`register_pair` options of a refinement's first pyramid level alone (the later levels given no
     steps, so that the field comes back at full resolution) and of its later levels (None: it has one level);
     the later ones, started from the first level's field with its residual as ``earlier_residual``, optimise
-    what the whole refinement would."""
-    levels = refinement.get("levels", 3)
+    what the whole refinement would.
+
+    Raises:
+        ValueError: ``iterations`` that is neither an int nor one count per level (as :func:`register_pair`
+            would, but before any work)."""
+    levels = refinement["levels"]
+    steps = _schedule(refinement["iterations"], levels, "iterations")
     if levels == 1:
         return refinement, None
-    iterations = refinement.get("iterations", 100)
-    steps = [int(iterations)] * levels if isinstance(iterations, (int, np.integer)) else [int(n) for n in iterations]
     return ({**refinement, "iterations": (steps[0],) + (0,) * (levels - 1)},
             {**refinement, "levels": levels - 1, "iterations": tuple(steps[1:])})
 
