@@ -275,8 +275,7 @@ def add_registration_options(parser: argparse.ArgumentParser) -> None:
                              "both of the others, the sequence keeping the one whose warped frames match the "
                              "reference better, chosen after the refinement's half level, only the one kept refining "
                              "the full level; 1.9-2.1x the refinement's time on 2 CPU cores on sequences of more "
-                             "than two frames, the progress bar counting each start's half level, then the full "
-                             "level), direct (the network's "
+                             "than two frames), direct (the network's "
                              "field of the frame; the default before 2026-12-02) or chained (the previous frame's "
                              "field, refined at the half level where the refinement has two (frames of more than "
                              "about 256 rows; before 2026-12-02, at both), composed with the network's step between "
@@ -371,16 +370,19 @@ def study_from_args(args: argparse.Namespace) -> Study:
 
 @contextlib.contextmanager
 def pair_progress(description: str) -> Iterator[Callable[[int, int], None]]:
-    """Yield a ``progress(done, total)`` callback that shows a tqdm bar over frame pairs, opened
-    at the first report (an error before the work prints no bar) and closed on leaving."""
+    """Yield a ``progress(done, total)`` callback (``register_sequence``'s: frame pairs of work, each pair
+    counted once per part of the work, so twice or three times where the DLIR refinement runs from two starts)
+    that shows a tqdm bar in per cent of the work, opened at the first report (an error before the work prints
+    no bar) and closed on leaving."""
     from tqdm import tqdm
 
     bars: list[tqdm] = []
 
     def progress(done: int, total: int) -> None:
         if not bars:
-            bars.append(tqdm(total=total, unit="pair", desc=description))
-        bars[0].update(done - bars[0].n)
+            bars.append(tqdm(total=100, unit="%", desc=description,
+                             bar_format="{l_bar}{bar}| {n}% [{elapsed}<{remaining}]"))
+        bars[0].update(int(100 * done / max(total, 1)) - bars[0].n)
     try:
         yield progress
     finally:

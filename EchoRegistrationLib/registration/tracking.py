@@ -541,7 +541,9 @@ def register_sequence(
             physics-simulated echo it takes the refined error at ES from 1.41 to 0.60 mm.
         progress: called as ``progress(done_pairs, total_pairs)`` (ints) as the work advances:
             a chunk of pairs optimised together counts as done in proportion to its optimiser
-            steps, so the count rises many times per chunk.
+            steps, so the count rises many times per chunk. Where the DLIR refinement runs from two
+            starts each pair counts once per part of the work (each start's refinement, or its first
+            level and then the later level of the start kept): the total is then 2 or 3 times the pairs.
         cancel: returning True stops the work (:class:`RegistrationCancelled`).
         enhance: an enhancement model (installed name, checkpoint or generator;
             :func:`..enhancement.enhance_sequence`) applied to the frames first; the fields and the
