@@ -156,10 +156,19 @@ def test_a_batch_records_the_start_and_one_begun_before_it_is_not_resumed_with_t
     for settings in (WorkflowSettings(method="deformable"), WorkflowSettings(refine=0),
                      WorkflowSettings(mode="sequential")):
         assert settings_record(settings)["refine_start"] is None  # no refinement to the reference: no start
-    (tmp_path / "batch.json").write_text(json.dumps({k: v for k, v in default.items() if k != "refine_start"}))
-    with pytest.raises(EchoDataError, match=r"other settings \(refine_start 'direct' -> 'best'\)"):
+    (tmp_path / "batch.json").write_text(json.dumps({k: v for k, v in default.items()
+                                                     if k not in ("refine_start", "refine_chain_level")}))
+    with pytest.raises(EchoDataError, match=r"other settings \(refine_chain_level None -> 'first'; "
+                                            r"refine_start 'direct' -> 'best'\)"):
         _check_settings(WorkflowSettings(), tmp_path)
     _check_settings(WorkflowSettings(options={"refine_start": "direct"}), tmp_path)
+    # a batch begun with both starts refined at every level (the eighteenth session) is not resumed with the
+    # starts compared after the first level: its chained studies would differ
+    assert (default["refine_chain_level"], settings_record(WorkflowSettings(options={"refine_start": "direct"}))
+            ["refine_chain_level"]) == ("first", None)
+    (tmp_path / "batch.json").write_text(json.dumps({k: v for k, v in default.items() if k != "refine_chain_level"}))
+    with pytest.raises(EchoDataError, match=r"other settings \(refine_chain_level 'all' -> 'first'\)"):
+        _check_settings(WorkflowSettings(), tmp_path)
 
 
 def test_the_chained_start_composes_each_step_after_the_previous_frames_field_on_both_sides():

@@ -138,7 +138,11 @@ def settings_record(settings: WorkflowSettings) -> dict[str, Any]:
     # has one, the default unless the options set another
     options = dict(record["options"])
     start = options.pop("refine_start", DEFAULT_REFINE_START)
-    record.update(options=options, refine_start=start if record["refine"] and mode == "to_reference" else None)
+    start = start if record["refine"] and mode == "to_reference" else None
+    # where the chain takes its fields from, and "best" compares the starts: the refinement's first level (since
+    # the nineteenth session, registration.tracking._split_levels); both started from fully refined fields before
+    record.update(options=options, refine_start=start,
+                  refine_chain_level="first" if start in ("best", "chained") else None)
     return json.loads(json.dumps(record, default=str))
 
 
@@ -162,6 +166,9 @@ def _check_settings(settings: WorkflowSettings, output: Path) -> None:
     recorded.setdefault("anchor", 0)  # batches begun before the systole anchor registered every frame directly
     # batches begun before the refinement had two starts (2026-12-02) refined from the direct one, where one applies
     recorded.setdefault("refine_start", None if current["refine_start"] is None else "direct")
+    # batches begun before the two starts were compared after the first level (2026-12-02, the eighteenth
+    # session) refined both, and the chain, at every level
+    recorded.setdefault("refine_chain_level", "all" if recorded["refine_start"] in ("best", "chained") else None)
     if recorded["anchor"] is None:  # recorded unresolved (2026-11-30, one commit): the default of these settings
         recorded["anchor"] = settings_record(dataclasses.replace(settings, anchor=None))["anchor"]
     changed = [f"{key} {recorded.get(key)!r} -> {current.get(key)!r}"
