@@ -545,14 +545,15 @@ def register_one_frame(seq: EchoSequence, frame: int, settings: WorkflowSettings
 
     Raises:
         ValueError: ``frame`` is not a frame of ``seq``, or settings :func:`analyse` would refuse (for the
-            reference frame itself, which returns a zero field, only the method, device and anchor are
-            checked).
+            reference frame itself, which returns a zero field, the method, device, anchor, refinement start
+            and options are checked).
         FileNotFoundError, EchoDataError: DLIR: the model is neither installed nor a checkpoint
             (:func:`.registration.tracking.tracking_plan`), or its file is unusable (for the reference
             frame too).
     """
     from . import registration
-    from .registration.tracking import DEFAULT_REFINE_START, anchor_setting, frame_anchors, tracking_plan
+    from .registration.tracking import (DEFAULT_REFINE_START, anchor_setting, check_arguments, frame_anchors,
+                                        tracking_plan)
     from .spatial.pairs import tracked_frames
     from .strain.reference import tracking_reference
 
@@ -560,6 +561,7 @@ def register_one_frame(seq: EchoSequence, frame: int, settings: WorkflowSettings
     if not 0 <= frame < seq.n_frames:
         raise ValueError(f"{seq.source}: frame {frame} is outside 0..{seq.n_frames - 1}")
     arguments = settings.arguments()
+    check_arguments(arguments)  # the refinement's start and the options: for the reference too
     device, model, mode, _ = tracking_plan(settings.method, arguments.get("model"), settings.mode,
                                            settings.device)  # the model and device: for the reference too
     setting = anchor_setting(settings.method, mode, arguments.get("anchor"))

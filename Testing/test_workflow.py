@@ -181,6 +181,10 @@ def test_quick_look_gives_the_field_of_the_whole_run_with_the_default_method():
     assert not same.displacement.any()
     with pytest.raises(FileNotFoundError, match="no-such-model"):  # refused for the reference frame too
         register_one_frame(sim.sequence, 0, WorkflowSettings(model="no-such-model"))
+    with pytest.raises(ValueError, match="refine_start must be one of"):  # and so are these
+        register_one_frame(sim.sequence, 0, WorkflowSettings(options={"refine_start": "nearest"}))
+    with pytest.raises(ValueError, match="register_sequence does not take bogus"):
+        register_one_frame(sim.sequence, 0, WorkflowSettings(options={"bogus": 1}))
     with pytest.raises(ValueError, match="refine must be >= 0"):
         WorkflowSettings(refine=-3)
 

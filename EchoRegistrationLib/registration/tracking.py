@@ -573,12 +573,7 @@ def register_sequence(
             :func:`register_pair` does not take (``**options``).
     """
     seq.require_frames(2)
-    if refine_start not in REFINE_STARTS:
-        raise ValueError(f"refine_start must be one of {REFINE_STARTS}, got {refine_start!r}")
-    unknown = sorted(set(options) - PAIR_OPTIONS)
-    if unknown:  # else found only at the first register_pair call, after the network's work
-        raise ValueError(f"register_sequence does not take {', '.join(unknown)}: its options are "
-                         f"register_pair's ({', '.join(sorted(PAIR_OPTIONS))})")
+    check_arguments({"refine_start": refine_start, **options})  # else found only after the network's work
     dev, model, mode, model_name = tracking_plan(method, model, mode, device)
     reference = (seq.ed_index or 0) if reference is None else int(reference)
     if not 0 <= reference < seq.n_frames:
@@ -656,6 +651,26 @@ def register_sequence(
                                        *quality_warnings(before, after, no_signal, pairs)],
         enhanced=seq.frames if enhance is not None else None,
     )
+
+
+# register_sequence's own keyword arguments (its **options are PAIR_OPTIONS)
+SEQUENCE_ARGUMENTS = frozenset(inspect.signature(register_sequence).parameters) - {"seq", "options"}
+
+
+def check_arguments(arguments: Mapping[str, Any]) -> None:
+    """Refuse, before any work, keyword ``arguments`` (without the sequence) that :func:`register_sequence`
+    would refuse only once it reached them: a ``refine_start`` not in :data:`REFINE_STARTS`, or an option that
+    is neither its own nor :func:`register_pair`'s (:data:`PAIR_OPTIONS`).
+
+    Raises:
+        ValueError: naming the start or the options, and what is allowed."""
+    start = arguments.get("refine_start", DEFAULT_REFINE_START)
+    if start not in REFINE_STARTS:
+        raise ValueError(f"refine_start must be one of {REFINE_STARTS}, got {start!r}")
+    unknown = sorted(set(arguments) - SEQUENCE_ARGUMENTS - PAIR_OPTIONS)
+    if unknown:
+        raise ValueError(f"register_sequence does not take {', '.join(unknown)}: its options are "
+                         f"register_pair's ({', '.join(sorted(PAIR_OPTIONS))})")
 
 
 def _optimised_fields(spacing: tuple[float, float], frames: torch.Tensor, method: str,
