@@ -872,18 +872,26 @@ def _chained_fields(spacing: tuple[float, float], frames: torch.Tensor, pairs: l
     by frame outwards from it: (P, 2, H, W) mm each frame's start, its previous frame's refined field composed
     with the network's field ``steps`` (P, 2, H, W) of the :func:`chain_hops` ``hops`` (previous -> frame),
     and that start refined against the reference by ``refinement`` (:func:`_dlir_fields` gives the first
-    pyramid level's options, :func:`_split_levels`)."""
+    pyramid level's options, :func:`_split_levels`). The frames as many hops from the reference on its two
+    sides are refined together, one batch (each pair optimised on its own, :func:`register_pair`)."""
     reference = pairs[0][0]
     index = {m: k for k, (_, m) in enumerate(pairs)}
     starts, refined = torch.zeros_like(steps), torch.zeros_like(steps)
-    order = sorted(range(len(pairs)), key=lambda k: abs(pairs[k][1] - reference))
-    for done, k in enumerate(order):
+    depth: dict[int, int] = {}  # hops from the reference
+    for k in sorted(range(len(pairs)), key=lambda k: abs(pairs[k][1] - reference)):
         previous = hops[k][0]
-        starts[k] = steps[k] if previous == reference else \
-            compose(refined[index[previous]:index[previous] + 1], steps[k:k + 1], spacing)[0]
-        refined[k] = _optimised_fields(spacing, frames, "deformable", [pairs[k]], roi, 1, refinement,
-                                       _offset_progress(progress, done, len(pairs)), cancel,
-                                       initial=starts[k:k + 1], features=features)[0]
+        depth[k] = 1 if previous == reference else depth[index[previous]] + 1
+    done = 0
+    for hop in range(1, max(depth.values()) + 1):
+        batch = [k for k in range(len(pairs)) if depth[k] == hop]
+        for k in batch:
+            previous = hops[k][0]
+            starts[k] = steps[k] if previous == reference else \
+                compose(refined[index[previous]:index[previous] + 1], steps[k:k + 1], spacing)[0]
+        refined[batch] = _optimised_fields(spacing, frames, "deformable", [pairs[k] for k in batch], roi, len(batch),
+                                           refinement, _offset_progress(progress, done, len(pairs)), cancel,
+                                           initial=starts[batch], features=features)
+        done += len(batch)
     return starts, refined
 
 
