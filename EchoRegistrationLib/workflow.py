@@ -171,7 +171,8 @@ class WorkflowSettings:
             strain relative to ED (given, else detected: :mod:`.strain.reference`).
         chunk_size: frame pairs per batch (smaller: progress more often).
         options: further :func:`.registration.register_pair` options (loss, iterations,
-            control_spacing ...).
+            control_spacing ...) and ``refine_start``; any other key, such as one of the settings above, is
+            refused when the registration runs (:func:`.registration.tracking.check_options`).
         myocardium: "labels" (the study's label map at the reference frame), "landmarks" (the
             study's three points with ``wall_width``), "none" (registration only) or "auto"
             (landmarks when the study has them, else labels).
@@ -363,8 +364,10 @@ def register(seq: EchoSequence, settings: WorkflowSettings, *, progress: Progres
     records no view, is the view the registration's warnings speak of
     (:func:`.registration.tracking.anatomy_view_warnings`)."""
     from . import registration
+    from .registration.tracking import check_options
     from .strain.reference import tracking_reference
 
+    check_options(settings.options)  # none may stand in for a setting of its own (arguments() puts them last)
     if settings.apical_view and not seq.metadata.get("view"):
         seq = replace(seq, metadata={**seq.metadata, "view": settings.apical_view})
     arguments = {**settings.arguments(), "reference": tracking_reference(seq, settings.reference)}
@@ -552,7 +555,7 @@ def register_one_frame(seq: EchoSequence, frame: int, settings: WorkflowSettings
             frame too).
     """
     from . import registration
-    from .registration.tracking import (DEFAULT_REFINE_START, anchor_setting, check_arguments, frame_anchors,
+    from .registration.tracking import (DEFAULT_REFINE_START, anchor_setting, check_options, frame_anchors,
                                         tracking_plan)
     from .spatial.pairs import tracked_frames
     from .strain.reference import tracking_reference
@@ -561,7 +564,7 @@ def register_one_frame(seq: EchoSequence, frame: int, settings: WorkflowSettings
     if not 0 <= frame < seq.n_frames:
         raise ValueError(f"{seq.source}: frame {frame} is outside 0..{seq.n_frames - 1}")
     arguments = settings.arguments()
-    check_arguments(arguments)  # the refinement's start and the options: for the reference too
+    check_options(settings.options)  # the refinement's start and the options: for the reference too
     device, model, mode, _ = tracking_plan(settings.method, arguments.get("model"), settings.mode,
                                            settings.device)  # the model and device: for the reference too
     setting = anchor_setting(settings.method, mode, arguments.get("anchor"))

@@ -167,7 +167,7 @@ def test_a_batch_records_the_start_and_one_begun_before_it_is_not_resumed_with_t
     assert (default["refine_chain_level"], settings_record(WorkflowSettings(options={"refine_start": "direct"}))
             ["refine_chain_level"]) == ("first", None)
     (tmp_path / "batch.json").write_text(json.dumps({k: v for k, v in default.items() if k != "refine_chain_level"}))
-    with pytest.raises(EchoDataError, match=r"other settings \(refine_chain_level 'all' -> 'first'\)"):
+    with pytest.raises(EchoDataError, match=r"begun by an earlier version.* cannot resume it: write into a new"):
         _check_settings(WorkflowSettings(), tmp_path)
 
 
@@ -339,3 +339,20 @@ def test_the_console_says_the_starts_were_compared_after_the_first_level():
             "first level (mean squared difference 0.003 against 0.004)") in line
     one_level = describe_model_use({**parameters, "refine_iterations": [12]})
     assert "first level" not in one_level and "at that level" not in one_level
+
+
+def test_the_chained_frames_on_both_sides_refined_together_are_those_refined_one_at_a_time(stepping):
+    """_chained_fields refines the frames as many hops from a reference in the middle together: the same starts
+    and fields, to the bit, as in chunks of one frame (each pair is optimised on its own)."""
+    from EchoRegistrationLib.registration.tracking import _chained_fields, _refinement_options
+
+    model, _, seq = stepping
+    frames = torch.from_numpy(seq.frames)[:, None]
+    pairs = [(3, m) for m in range(seq.n_frames) if m != 3]
+    hops = chain_hops(pairs)
+    steps = predict_pair_fields(model, seq, hops, "cpu")
+    options = {**_refinement_options(8, seq.frame_shape[0], model, {}), "levels": 1, "iterations": (4,)}
+    together, alone = (_chained_fields(SPACING, frames, pairs, hops, steps, None, options, None, None, None, size)
+                       for size in (2, 1))
+    assert torch.equal(together[0], alone[0]) and torch.equal(together[1], alone[1])
+    assert float((together[1] - together[0]).abs().amax()) > 1e-3  # the refinement moved the fields

@@ -183,8 +183,11 @@ def test_quick_look_gives_the_field_of_the_whole_run_with_the_default_method():
         register_one_frame(sim.sequence, 0, WorkflowSettings(model="no-such-model"))
     with pytest.raises(ValueError, match="refine_start must be one of"):  # and so are these
         register_one_frame(sim.sequence, 0, WorkflowSettings(options={"refine_start": "nearest"}))
-    with pytest.raises(ValueError, match="register_sequence does not take bogus"):
-        register_one_frame(sim.sequence, 0, WorkflowSettings(options={"bogus": 1}))
+    for option in ("bogus", "method", "progress", "mask", "amp"):  # none stands in for a setting of its own
+        with pytest.raises(ValueError, match=f"register_sequence does not take {option}"):
+            register_one_frame(sim.sequence, 0, WorkflowSettings(options={option: 1}))
+    with pytest.raises(ValueError, match="register_sequence does not take method"):  # the whole run too
+        analyse(sim.sequence, WorkflowSettings(options={"method": "deformable"}), None)
     with pytest.raises(ValueError, match="refine must be >= 0"):
         WorkflowSettings(refine=-3)
 

@@ -169,6 +169,11 @@ def _check_settings(settings: WorkflowSettings, output: Path) -> None:
     # batches begun before the two starts were compared after the first level (2026-12-02, the eighteenth
     # session) refined both, and the chain, at every level
     recorded.setdefault("refine_chain_level", "all" if recorded["refine_start"] in ("best", "chained") else None)
+    if recorded["refine_chain_level"] == "all" and current["refine_chain_level"] == "first":
+        raise EchoDataError(str(output), "this batch was begun by an earlier version, which refined both "
+                                         "refinement starts (refine_start best or chained) at every level; this "
+                                         "version compares them after the first level and cannot resume it: write "
+                                         "into a new folder")
     if recorded["anchor"] is None:  # recorded unresolved (2026-11-30, one commit): the default of these settings
         recorded["anchor"] = settings_record(dataclasses.replace(settings, anchor=None))["anchor"]
     changed = [f"{key} {recorded.get(key)!r} -> {current.get(key)!r}"

@@ -371,7 +371,7 @@ def study_from_args(args: argparse.Namespace) -> Study:
 @contextlib.contextmanager
 def pair_progress(description: str) -> Iterator[Callable[[int, int], None]]:
     """Yield a ``progress(done, total)`` callback (``register_sequence``'s: frame pairs of work, each pair
-    counted once per part of the work, so twice or three times where the DLIR refinement runs from two starts)
+    counted once per part of the work, so twice or three times where the DLIR refinement chains)
     that shows a tqdm bar in per cent of the work, opened at the first report (an error before the work prints
     no bar) and closed on leaving."""
     from tqdm import tqdm
@@ -381,7 +381,7 @@ def pair_progress(description: str) -> Iterator[Callable[[int, int], None]]:
     def progress(done: int, total: int) -> None:
         if not bars:
             bars.append(tqdm(total=100, unit="%", desc=description,
-                             bar_format="{l_bar}{bar}| {n}% [{elapsed}<{remaining}]"))
+                             bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]"))
         bars[0].update(int(100 * done / max(total, 1)) - bars[0].n)
     try:
         yield progress

@@ -541,9 +541,9 @@ def register_sequence(
             physics-simulated echo it takes the refined error at ES from 1.41 to 0.60 mm.
         progress: called as ``progress(done_pairs, total_pairs)`` (ints) as the work advances:
             a chunk of pairs optimised together counts as done in proportion to its optimiser
-            steps, so the count rises many times per chunk. Where the DLIR refinement runs from two
-            starts each pair counts once per part of the work (each start's refinement, or its first
-            level and then the later level of the start kept): the total is then 2 or 3 times the pairs.
+            steps, so the count rises many times per chunk. Where the DLIR refinement chains (``refine_start``
+            "best" or "chained") each pair counts once per part of the work (each start's refinement, or its
+            first level and then the later level of the start kept): the total is then 2 or 3 times the pairs.
         cancel: returning True stops the work (:class:`RegistrationCancelled`).
         enhance: an enhancement model (installed name, checkpoint or generator;
             :func:`..enhancement.enhance_sequence`) applied to the frames first; the fields and the
@@ -573,7 +573,7 @@ def register_sequence(
             :func:`register_pair` does not take (``**options``).
     """
     seq.require_frames(2)
-    check_arguments({"refine_start": refine_start, **options})  # else found only after the network's work
+    check_options({"refine_start": refine_start, **options})  # else found only after the network's work
     dev, model, mode, model_name = tracking_plan(method, model, mode, device)
     reference = (seq.ed_index or 0) if reference is None else int(reference)
     if not 0 <= reference < seq.n_frames:
@@ -653,24 +653,22 @@ def register_sequence(
     )
 
 
-# register_sequence's own keyword arguments (its **options are PAIR_OPTIONS)
-SEQUENCE_ARGUMENTS = frozenset(inspect.signature(register_sequence).parameters) - {"seq", "options"}
-
-
-def check_arguments(arguments: Mapping[str, Any]) -> None:
-    """Refuse, before any work, keyword ``arguments`` (without the sequence) that :func:`register_sequence`
-    would refuse only once it reached them: a ``refine_start`` not in :data:`REFINE_STARTS`, or an option that
-    is neither its own nor :func:`register_pair`'s (:data:`PAIR_OPTIONS`).
+def check_options(options: Mapping[str, Any]) -> None:
+    """Refuse, before any work, ``options`` of :func:`register_sequence` (its ``**options``, and ``refine_start``)
+    that it would refuse only once it reached them: a ``refine_start`` not in :data:`REFINE_STARTS`, or an option
+    :func:`register_pair` does not take or that :func:`register_sequence` sets itself (:data:`PAIR_OPTIONS`;
+    :class:`..workflow.WorkflowSettings` checks its ``options`` with it, so that none stands in for a setting of
+    its own, such as the method).
 
     Raises:
         ValueError: naming the start or the options, and what is allowed."""
-    start = arguments.get("refine_start", DEFAULT_REFINE_START)
+    start = options.get("refine_start", DEFAULT_REFINE_START)
     if start not in REFINE_STARTS:
         raise ValueError(f"refine_start must be one of {REFINE_STARTS}, got {start!r}")
-    unknown = sorted(set(arguments) - SEQUENCE_ARGUMENTS - PAIR_OPTIONS)
+    unknown = sorted(set(options) - PAIR_OPTIONS - {"refine_start"})
     if unknown:
         raise ValueError(f"register_sequence does not take {', '.join(unknown)}: its options are "
-                         f"register_pair's ({', '.join(sorted(PAIR_OPTIONS))})")
+                         f"register_pair's ({', '.join(sorted(PAIR_OPTIONS))}) and refine_start")
 
 
 def _optimised_fields(spacing: tuple[float, float], frames: torch.Tensor, method: str,
@@ -805,7 +803,7 @@ def _dlir_fields(seq: EchoSequence, frames: torch.Tensor, pairs: list[tuple[int,
         else:
             steps = predict_pair_fields(model, seq, hops, device, chunk_size, amp, flip_average)
             starts[run], refined[run] = _chained_fields(seq.spacing, frames, pairs, hops, steps, roi, first, report,
-                                                        cancel, features)
+                                                        cancel, features, chunk_size)
     mismatch = None
     kept = runs[0]
     if len(runs) == 2:
@@ -866,14 +864,15 @@ def chain_hops(pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
 def _chained_fields(spacing: tuple[float, float], frames: torch.Tensor, pairs: list[tuple[int, int]],
                     hops: list[tuple[int, int]], steps: torch.Tensor, roi: torch.Tensor | None,
                     refinement: dict[str, Any], progress: ProgressCallback | None,
-                    cancel: Callable[[], bool] | None, features: torch.Tensor | None
+                    cancel: Callable[[], bool] | None, features: torch.Tensor | None, chunk_size: int = 2
                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The chained refinement start (:data:`REFINE_STARTS`) of the frame ``pairs`` (to one reference), frame
-    by frame outwards from it: (P, 2, H, W) mm each frame's start, its previous frame's refined field composed
+    """The chained refinement start (:data:`REFINE_STARTS`) of the frame ``pairs`` (to one reference), one hop
+    at a time outwards from it: (P, 2, H, W) mm each frame's start, its previous frame's refined field composed
     with the network's field ``steps`` (P, 2, H, W) of the :func:`chain_hops` ``hops`` (previous -> frame),
     and that start refined against the reference by ``refinement`` (:func:`_dlir_fields` gives the first
     pyramid level's options, :func:`_split_levels`). The frames as many hops from the reference on its two
-    sides are refined together, one batch (each pair optimised on its own, :func:`register_pair`)."""
+    sides are refined together, in chunks of ``chunk_size`` (each pair optimised on its own,
+    :func:`register_pair`: the same fields as one at a time)."""
     reference = pairs[0][0]
     index = {m: k for k, (_, m) in enumerate(pairs)}
     starts, refined = torch.zeros_like(steps), torch.zeros_like(steps)
@@ -888,7 +887,7 @@ def _chained_fields(spacing: tuple[float, float], frames: torch.Tensor, pairs: l
             previous = hops[k][0]
             starts[k] = steps[k] if previous == reference else \
                 compose(refined[index[previous]:index[previous] + 1], steps[k:k + 1], spacing)[0]
-        refined[batch] = _optimised_fields(spacing, frames, "deformable", [pairs[k] for k in batch], roi, len(batch),
+        refined[batch] = _optimised_fields(spacing, frames, "deformable", [pairs[k] for k in batch], roi, chunk_size,
                                            refinement, _offset_progress(progress, done, len(pairs)), cancel,
                                            initial=starts[batch], features=features)
         done += len(batch)
