@@ -404,16 +404,19 @@ def _one_by_one(fixed: torch.Tensor, moving: torch.Tensor, kind: str, *,
     keeps its last loss), ``iterations`` the most steps a pair took at each level."""
     count = moving.shape[0]
     masks = None if mask is None else as_image_batch(mask, device=moving.device)
+
+    def of_pair(batch: torch.Tensor | None, i: int) -> torch.Tensor | None:
+        """Pair ``i``'s (1, ...) slice of a (1 or ``count``, ...) ``batch`` (the one shared by all when it has
+        one); None for None."""
+        return None if batch is None else batch[i:i + 1] if batch.shape[0] > 1 else batch
+
     results = []
     for i in range(count):
         report = None if progress is None else (lambda f, i=i: progress((i + f) / count))
         results.append(register_pair(
-            fixed[i:i + 1] if fixed.shape[0] > 1 else fixed, moving[i:i + 1], kind,
-            mask=None if masks is None else masks[i:i + 1] if masks.shape[0] > 1 else masks,
-            initial=None if initial is None else initial[i:i + 1] if initial.shape[0] > 1 else initial,
-            earlier_residual=None if earlier_residual is None else
-            earlier_residual[i:i + 1] if earlier_residual.shape[0] > 1 else earlier_residual,
-            features=None if features is None else tuple(f[i:i + 1] if f.shape[0] > 1 else f for f in features),
+            of_pair(fixed, i), moving[i:i + 1], kind, mask=of_pair(masks, i), initial=of_pair(initial, i),
+            earlier_residual=of_pair(earlier_residual, i),
+            features=None if features is None else tuple(of_pair(f, i) for f in features),
             progress=report, **options))
     iterations = [max(r.iterations[level] for r in results) for level in range(len(results[0].iterations))]
     history: list[float] = []

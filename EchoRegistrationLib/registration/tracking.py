@@ -781,15 +781,11 @@ def _dlir_fields(seq: EchoSequence, frames: torch.Tensor, pairs: list[tuple[int,
         with torch.no_grad():  # constants of the refinement (not inference tensors: it warps them with gradients)
             features = model.anatomy.to(frames.device).probabilities(frames, seq.spacing,
                                                                      seq.metadata.get(INTENSITY_WINDOW))
-    if runs == ("direct",):  # the whole refinement at once, as before there were two starts
-        if progress is not None:
-            progress(0, len(pairs))
-        return (_optimised_fields(seq.spacing, frames, "deformable", pairs, roi, chunk_size, refinement, progress,
-                                  cancel, initial=fields.clone(), features=features), anchor_frame, "direct", None)
     # the first level of each start (the chain carries each frame's first-level field to the next), the start
     # chosen there, then the later levels of the start kept, every frame at once, resumed where its first
-    # level ended (earlier_residual: the same optimisation as uninterrupted)
-    first, later = _split_levels(refinement)
+    # level ended (earlier_residual: the same optimisation as uninterrupted); the direct start alone: the whole
+    # refinement at once, as before there were two starts
+    first, later = (refinement, None) if runs == ("direct",) else _split_levels(refinement)
     parts = len(runs) + (later is not None)
     if progress is not None:
         progress(0, parts * len(pairs))
