@@ -171,6 +171,35 @@ def test_a_batch_records_the_start_and_one_begun_before_it_is_not_resumed_with_t
         _check_settings(WorkflowSettings(), tmp_path)
 
 
+def test_a_batch_records_the_refinements_step_sizes_and_one_begun_before_them_is_refused(tmp_path):
+    """batch.json records the refinement's step sizes per level (registration.tracking.REFINE_LEARNING_RATES, for
+    a DLIR refinement whose options do not set them); a batch begun before them (0.5 pixel at every level, the
+    nineteenth session's and earlier) is refused with a message that names the change, with any start."""
+    import json
+
+    from EchoRegistrationLib.batch.runner import _check_settings, settings_record
+    from EchoRegistrationLib.registration.tracking import REFINE_LEARNING_RATES
+    from EchoRegistrationLib.sequence import EchoDataError
+    from EchoRegistrationLib.workflow import WorkflowSettings
+
+    assert settings_record(WorkflowSettings())["refine_learning_rates"] == list(REFINE_LEARNING_RATES) == [0.5, 0.25]
+    for settings in (WorkflowSettings(method="deformable"), WorkflowSettings(refine=0),
+                     WorkflowSettings(options={"learning_rate": 0.5})):
+        assert settings_record(settings)["refine_learning_rates"] is None
+    for options in ({}, {"refine_start": "direct"}):
+        current = settings_record(WorkflowSettings(options=options))
+        (tmp_path / "batch.json").write_text(json.dumps({k: v for k, v in current.items()
+                                                         if k != "refine_learning_rates"}))
+        with pytest.raises(EchoDataError, match=r"earlier version, whose refinement took steps of 0.5 pixel at "
+                                                r"every level; this version takes 0.25 at full resolution"):
+            _check_settings(WorkflowSettings(options=options), tmp_path)
+    # the same folder resumed without a refinement: the generic message names both changes
+    with pytest.raises(EchoDataError, match=r"refine 24 -> 0; refine_learning_rates \[0.5, 0.5\] -> None"):
+        _check_settings(WorkflowSettings(options={"refine_start": "direct"}, refine=0), tmp_path)
+    (tmp_path / "batch.json").write_text(json.dumps(settings_record(WorkflowSettings())))
+    _check_settings(WorkflowSettings(), tmp_path)  # this version's own batch resumes
+
+
 def test_the_chained_start_composes_each_step_after_the_previous_frames_field_on_both_sides():
     """_chained_fields with exact network steps and no refinement step: frame m's start is the previous frame's
     field followed by the step previous -> m (spatial.compose, the project convention), on both sides of a
@@ -195,7 +224,7 @@ def test_the_chained_start_composes_each_step_after_the_previous_frames_field_on
     steps = torch.cat([affine_to_displacement(motion(m) @ torch.linalg.inv(motion(p)), shape, SPACING)
                        for p, m in hops])
     frames = torch.rand(n_frames, 1, *shape)
-    options = {**_refinement_options(2, shape[0], tiny_model(), {}), "levels": 1, "iterations": (0,)}
+    options = _refinement_options(2, shape[0], tiny_model(), {"levels": 1, "iterations": (0,)})
     starts, chained = _chained_fields(SPACING, frames, pairs, hops, steps, None, options, None, None, None)
     assert torch.equal(starts, chained)  # no step: each start is its frame's field
     truth = torch.cat([affine_to_displacement(motion(m), shape, SPACING) for _, m in pairs])
@@ -239,15 +268,16 @@ def test_a_refinement_resumed_after_its_first_level_optimises_what_the_whole_one
     the same field to within 0.01 mm. Resumed without it (the first level's residual then unregularised), the
     second level ends tens of times further off."""
     from EchoRegistrationLib.registration import register_pair
-    from EchoRegistrationLib.registration.tracking import REFINE_REGULARISATION, _split_levels
+    from EchoRegistrationLib.registration.tracking import REFINE_LEARNING_RATES, REFINE_REGULARISATION, _split_levels
 
     _, step, seq = stepping
     frames = torch.from_numpy(seq.frames)[:, None]
     start = field_to_torch(np.broadcast_to(2.0 * step, (*seq.frame_shape, 2)).copy())  # 3 of 5 steps short
     options = {"spacing": SPACING, "loss": "mse", "levels": 2, "iterations": (8, 6), "patience": 3,
-               **REFINE_REGULARISATION}
+               "learning_rate": REFINE_LEARNING_RATES, **REFINE_REGULARISATION}
     first, later = _split_levels(options)
     assert (first["iterations"], later["levels"], later["iterations"]) == ((8, 0), 1, (6,))
+    assert later["learning_rate"] == REFINE_LEARNING_RATES[1:] and REFINE_LEARNING_RATES[1] < REFINE_LEARNING_RATES[0]
     whole = register_pair(frames[0], frames[5], initial=start, **options).displacement
     level = register_pair(frames[0], frames[5], initial=start, **first).displacement
     resumed = register_pair(frames[0], frames[5], initial=level, earlier_residual=level - start, **later).displacement
@@ -322,7 +352,7 @@ def test_register_sequence_refuses_the_resumed_levels_own_options_before_any_wor
     with pytest.raises(ValueError, match="does not take earlier_residual"):
         register_sequence(seq, "dlir", model=model, refine=8, earlier_residual=np.zeros((64, 64, 2), np.float32))
     done = []
-    with pytest.raises(ValueError, match="iterations must be an int or 3"):  # levels=3, the 2-level schedule
+    with pytest.raises(ValueError, match="iterations must be one int or 3"):  # levels=3, the 2-level schedule
         register_sequence(seq, "dlir", model=model, refine=8, levels=3, device="cpu",
                           progress=lambda k, total: done.append(k))
     assert set(done) <= {0}  # refused before any refinement step
@@ -351,7 +381,7 @@ def test_the_chained_frames_on_both_sides_refined_together_are_those_refined_one
     pairs = [(3, m) for m in range(seq.n_frames) if m != 3]
     hops = chain_hops(pairs)
     steps = predict_pair_fields(model, seq, hops, "cpu")
-    options = {**_refinement_options(8, seq.frame_shape[0], model, {}), "levels": 1, "iterations": (4,)}
+    options = _refinement_options(8, seq.frame_shape[0], model, {"levels": 1, "iterations": (4,)})
     together, alone = (_chained_fields(SPACING, frames, pairs, hops, steps, None, options, None, None, None, size)
                        for size in (2, 1))
     assert torch.equal(together[0], alone[0]) and torch.equal(together[1], alone[1])

@@ -17,7 +17,8 @@ network alone, the schedule in use (``default``; also with its regulariser and f
 the images' grid instead of the network's, ``penalty_rows`` of ``register_pair``), the schedule it
 replaced (``former``), and each ``--schedules`` entry, steps per level coarse to fine (``20,10`` = 20 steps at half
 resolution then 10 at full; the number of levels is the number of entries); ``--caps``: the default
-with the images compared on at most that many rows (``max_rows`` of ``register_pair``).
+with the images compared on at most that many rows (``max_rows`` of ``register_pair``); ``--learning-rates``: the
+default with other Adam step sizes (``learning_rate`` of ``register_pair``).
 
 Usage (repository root, ``../shared`` beside it)::
 
@@ -65,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
                              "the CAMUS frames' own size)")
     parser.add_argument("--caps", type=int, nargs="*", default=[],
                         help="also the default with the images compared on at most these rows")
+    parser.add_argument("--learning-rates", type=float, nargs="*", default=[],
+                        help="also the default with these Adam step sizes (full-resolution pixels; register_pair's "
+                             "learning_rate, 0.5 unless set)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     if not CAMUS_TRAIN.is_dir():
@@ -86,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                  for rows_ in args.caps})
     rows.update({f"{','.join(map(str, s))}": {"refine": args.refine, "levels": len(s), "iterations": s}
                  for s in args.schedules})
+    rows.update({f"default, step size {rate:g} px": {"refine": args.refine, "learning_rate": rate}
+                 for rate in args.learning_rates})
     optimiser = ours("deformable")
     ours("dlir", model=model, refine=1)(pairs[0], 1)  # warm-ups, not timed
     optimiser(pairs[0], 1)

@@ -127,7 +127,7 @@ def settings_record(settings: WorkflowSettings) -> dict[str, Any]:
     """What the numbers of a study depend on: every setting but :data:`RUN_SETTINGS`, with the
     defaults resolved (the DLIR model's name, its refinement steps and start, the systole anchor for the
     tracking the model or the mode asks for), as JSON values."""
-    from ..registration.tracking import DEFAULT_REFINE_START, anchor_setting
+    from ..registration.tracking import DEFAULT_REFINE_START, REFINE_LEARNING_RATES, anchor_setting
 
     record = {key: value for key, value in dataclasses.asdict(settings).items() if key not in RUN_SETTINGS}
     record.update(model=settings.describe_model() or None, refine=settings.arguments().get("refine"))
@@ -143,6 +143,9 @@ def settings_record(settings: WorkflowSettings) -> dict[str, Any]:
     # the nineteenth session, registration.tracking._split_levels); both started from fully refined fields before
     record.update(options=options, refine_start=start,
                   refine_chain_level="first" if start in ("best", "chained") else None)
+    # the refinement's Adam step sizes per level, unless the options set them (the twentieth session's default)
+    record["refine_learning_rates"] = (list(REFINE_LEARNING_RATES) if record["refine"] and "learning_rate" not in
+                                       options else None)
     return json.loads(json.dumps(record, default=str))
 
 
@@ -174,6 +177,15 @@ def _check_settings(settings: WorkflowSettings, output: Path) -> None:
                                          "refinement starts (refine_start best or chained) at every level; this "
                                          "version compares them after the first level and cannot resume it: write "
                                          "into a new folder")
+    # batches begun before the twentieth session (2026-12-02) refined with register_pair's default step, 0.5 pixel
+    # at every level
+    recorded.setdefault("refine_learning_rates", [0.5, 0.5] if recorded.get("refine") and "learning_rate" not in
+                        recorded.get("options", {}) else None)
+    if recorded["refine_learning_rates"] == [0.5, 0.5] and current["refine_learning_rates"] is not None:
+        raise EchoDataError(str(output), "this batch was begun by an earlier version, whose refinement took steps "
+                                         "of 0.5 pixel at every level; this version takes "
+                                         f"{current['refine_learning_rates'][-1]:g} at full resolution and cannot "
+                                         "resume it: write into a new folder")
     if recorded["anchor"] is None:  # recorded unresolved (2026-11-30, one commit): the default of these settings
         recorded["anchor"] = settings_record(dataclasses.replace(settings, anchor=None))["anchor"]
     changed = [f"{key} {recorded.get(key)!r} -> {current.get(key)!r}"

@@ -104,10 +104,17 @@ def image_mismatch(fixed: np.ndarray | torch.Tensor, moving: np.ndarray | torch.
     return mse_loss(fixed, warp(moving, fields, spacing), mask=valid, reduction="none")
 
 
-def _schedule(value: int | Sequence[int], levels: int, name: str) -> list[int]:
-    values = [int(value)] * levels if isinstance(value, (int, np.integer)) else [int(v) for v in value]
+def _schedule(value: int | float | Sequence[int | float], levels: int, name: str, kind: type = int) -> list:
+    """One non-negative ``kind`` (int or float) per pyramid level, coarse to fine, from one value for every
+    level or a sequence of one per level.
+
+    Raises:
+        ValueError: a sequence of another length, or a negative value."""
+    scalar = (int, np.integer) if kind is int else (int, float, np.integer, np.floating)
+    values = [kind(value)] * levels if isinstance(value, scalar) else [kind(v) for v in value]
     if len(values) != levels or min(values) < 0:
-        raise ValueError(f"{name} must be an int or {levels} non-negative ints (coarse to fine), got {value}")
+        raise ValueError(f"{name} must be one {kind.__name__} or {levels} non-negative ones (coarse to fine), "
+                         f"got {value}")
     return values
 
 
@@ -133,7 +140,7 @@ def register_pair(
     levels: int = 3,
     iterations: int | Sequence[int] = 100,
     optimizer: str | None = None,
-    learning_rate: float = 0.5,
+    learning_rate: float | Sequence[float] = 0.5,
     regulariser: str = "bending",
     regularisation_weight: float = 1.0,
     regularise: str = "total",
@@ -170,8 +177,9 @@ def register_pair(
             level, an int or a list coarse to fine (optimiser "lbfgs" counts its outer steps).
         optimizer: "adam" or "lbfgs" (strong-Wolfe line search); default L-BFGS for rigid and
             affine, Adam for deformable.
-        learning_rate: Adam step in full-resolution pixels (scaled by the level's factor); halved
-            whenever the loss stalls, the level ends after the third halving.
+        learning_rate: Adam step in full-resolution pixels (scaled by the level's factor), one for every
+            level or a list coarse to fine as ``iterations``; halved whenever the loss stalls, the level
+            ends after the third halving.
         regulariser, regularisation_weight: "bending" energy or "diffusion" of the deformable field
             in physical units, weighted against the similarity (deformable only).
         regularise: which (B, 2, H, W) mm field the regulariser sees when ``initial`` is given:
@@ -290,6 +298,7 @@ def register_pair(
     fixed_mask = None if mask is None else as_image_batch(mask, device=moving.device) > 0
     factors = pyramid_factors(levels)
     steps = _schedule(iterations, levels, "iterations")
+    rates = _schedule(learning_rate, levels, "learning_rate", float)
     similarity = SIMILARITIES[loss]
     model = _build_model(kind, moving.shape[0], shape, spacing, control_spacing * factors[0]).to(moving.device)
     result = PairRegistration(displacement=torch.empty(0), matrix=None)
@@ -309,7 +318,7 @@ def register_pair(
         residual = model.field(shape_c, spacing_c)
         return residual, residual if initial_c is None else residual + initial_c
 
-    for factor, shape_l, n_steps, level_cost in zip(factors, shapes, steps, cost):
+    for factor, shape_l, n_steps, rate, level_cost in zip(factors, shapes, steps, rates, cost):
         spacing_l = level_spacing(shape, shape_l, spacing)
         fixed_l, moving_l = resample_image(fixed, shape_l), resample_image(moving, shape_l)
         mask_l = None if fixed_mask is None else resample_image(fixed_mask.float(), shape_l) > 0.5
@@ -363,7 +372,7 @@ def register_pair(
 
         on_step = None if progress is None else \
             (lambda k, before=done_before, c=level_cost / max(n_steps, 1): progress((before + k * c) / planned))
-        history = _optimise(model, objective, optimizer, learning_rate * factor, n_steps,
+        history = _optimise(model, objective, optimizer, rate * factor, n_steps,
                             tolerance, patience, cancel, on_step)
         result.loss_history.extend(history)
         result.iterations.append(len(history))

@@ -74,6 +74,31 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
 # a third of the refinement's time. Chosen on validation data with stage-5 echoreg-dlir-camus
 # (benchmarks/validate_refine_schedule.py; README, "Deep-learning registration", gives the table).
 REFINE_PATIENCE = 5
+# Adam's step size per level (``learning_rate`` of :func:`register_pair`, in full-resolution pixels, scaled by the
+# level's factor), coarse levels first: the half level keeps register_pair's 0.5 (1 pixel of the full-resolution
+# grid per step: the refinement's reach), the full level takes 0.25 (a refinement of one level, on small frames,
+# keeps 0.5: it has to reach too). The full level starts where the half level ended and only polishes; Adam's
+# first steps move every control point by about the step size whatever its gradient, and at 0.5 the few steps
+# left did not take that out again. Chosen on validation data only (the twentieth session;
+# benchmarks/validate_tracking_modes.py, benchmarks/validate_refine_schedule.py --learning-rates 0.5; probes in
+# runs/s20), the default refinement (refine 24, the better of two starts), 0.5 at both levels -> 0.25 at the full
+# level, mean ES end-point error in mm:
+#   SIMUS seeds 40000-40007                      0.357 -> 0.346  (the same starts kept)
+#   the simulator's seeds 5000-5007              0.722 -> 0.720; randomised 1.031 -> 1.023; plain 1.049 -> 1.045
+#   whole simulated cycles (mean over frames)    0.509 -> 0.497
+#   the real-template generator, train patients  0.237 -> 0.221
+#   from the true fields (the floor)             0.17 / 0.32 / 0.07 -> 0.16 / 0.31 / 0.05 (SIMUS / simulator /
+#                                                real-template); from 0.8 x them (the reach) 0.32 / 0.84 / 0.15 ->
+#                                                0.31 / 0.83 / 0.14
+#   25 CAMUS train patients x 2 directions       Dice LV / myocardium 0.895 / 0.826, 0.918 / 0.823 -> 0.895 / 0.827,
+#                                                0.918 / 0.823 (112-pixel pairs: one level, unchanged); 230 -> 237 ms
+#                                                a pair (0.36x -> 0.37x the optimiser's)
+# One smaller step at both levels (0.3 to 0.1) gained about as much from the network's starts (the best start,
+# 0.3 / 0.15: 0.345 / 0.341, 0.732 / 0.729, 0.222 / 0.221; 0.25 and 0.2 kept the direct start of one SIMUS case, 0.74
+# mm off: 0.386, 0.383) but lost reach: from 0.8 x the true fields, without the anatomy maps, SIMUS 0.32 -> 0.35
+# (0.3), 0.40 (0.25), 0.46 (0.2), 0.52 (0.15), 0.63 (0.1); the real-template generator 0.15 -> 0.24 (0.3), 0.41
+# (0.2), 0.55 (0.15).
+REFINE_LEARNING_RATES = (0.5, 0.25)
 # The refinement also penalises non-positive Jacobian determinants of the whole field (network +
 # residual; :func:`..losses.folding_penalty`, ``folding_weight`` of :func:`register_pair`). The
 # network's field does not fold, but the refined one did, bending energy notwithstanding: refine 40
@@ -738,9 +763,14 @@ def _refinement_options(refine: int, rows: int, model: "DLIRModel", options: dic
     schedule = refine_schedule(refine, rows, model.working_size)
     anatomy = {} if model.anatomy is None else {"feature_weight": REFINE_ANATOMY_WEIGHT,
                                                  "feature_rows": model.anatomy.working_size}
-    return {**METHOD_DEFAULTS["deformable"], **REFINE_FOLDING, **REFINE_REGULARISATION,
-            "levels": len(schedule), "iterations": schedule, "patience": REFINE_PATIENCE,
-            "penalty_rows": model.working_size, **anatomy, **options}
+    refinement = {**METHOD_DEFAULTS["deformable"], **REFINE_FOLDING, **REFINE_REGULARISATION,
+                  "levels": len(schedule), "iterations": schedule, "patience": REFINE_PATIENCE,
+                  "penalty_rows": model.working_size, **anatomy, **options}
+    if "learning_rate" not in options:  # the coarser levels' step, the finest level's (for any number of levels)
+        coarse, fine = REFINE_LEARNING_RATES
+        refinement["learning_rate"] = (coarse,) * (refinement["levels"] - 1) + (fine if refinement["levels"] > 1
+                                                                               else coarse,)
+    return refinement
 
 
 def _dlir_fields(seq: EchoSequence, frames: torch.Tensor, pairs: list[tuple[int, int]],
@@ -827,14 +857,15 @@ def _split_levels(refinement: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
     what the whole refinement would.
 
     Raises:
-        ValueError: ``iterations`` that is neither an int nor one count per level (as :func:`register_pair`
-            would, but before any work)."""
+        ValueError: ``iterations`` or ``learning_rate`` that is neither one value nor one per level (as
+            :func:`register_pair` would, but before any work)."""
     levels = refinement["levels"]
     steps = _schedule(refinement["iterations"], levels, "iterations")
+    rates = _schedule(refinement["learning_rate"], levels, "learning_rate", float)
     if levels == 1:
         return refinement, None
     return ({**refinement, "iterations": (steps[0],) + (0,) * (levels - 1)},
-            {**refinement, "levels": levels - 1, "iterations": tuple(steps[1:])})
+            {**refinement, "levels": levels - 1, "iterations": tuple(steps[1:]), "learning_rate": tuple(rates[1:])})
 
 
 def chain_hops(pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
