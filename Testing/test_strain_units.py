@@ -329,5 +329,5 @@ def test_strain_tracked_by_a_network_warns_about_its_segments(full_cycle):
         assert shown == ({warning} if warning else set()), (method, mode, anchor_frame, start)
         assert tracked.summary()["warnings"] == tracked.warnings()
     assert "--method deformable" in NETWORK_SEGMENTS and "3.6 points off on average" in NETWORK_SEGMENTS
-    assert "the default (refined by 24 steps from the better of two starts) 2.2" in NETWORK_SEGMENTS
+    assert "the default (refined by 24 steps from the better of two starts) 2.1" in NETWORK_SEGMENTS
     assert "--method deformable" in NETWORK_SEGMENTS_NO_ANCHOR and "about 10 points off" in NETWORK_SEGMENTS_NO_ANCHOR

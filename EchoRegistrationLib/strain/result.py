@@ -54,7 +54,7 @@ NO_TIMES = "frame times unknown"
 NETWORK_SEGMENTS = ("segmental strain tracked by a network (method dlir) is not validated along the wall: "
                     "on physics-simulated echo the network alone (through the systole anchor) left segment peaks "
                     "3.6 points off on average, the default (refined by 24 steps from the better of two starts) "
-                    "2.2, and 3.1 from the direct start alone (GLS 0.6, 0.4 and 0.9; the sequential optimiser 0.8; "
+                    "2.1, and 3.2 from the direct start alone (GLS 0.6, 0.4 and 0.9; the sequential optimiser 0.8; "
                     "README, Generalisation); for segmental strain use --method deformable")
 # the same, for a registration to the reference that went through no systole anchor frame (no ES given after
 # the reference, --anchor 0, ...)
