@@ -672,6 +672,9 @@ def test_refinement_warm_starts_coarse_to_fine_at_under_half_the_optimisers_cost
                                    refine_start="direct")
         assert calls[-1]["levels"] == len(schedule) and calls[-1]["iterations"] == schedule
         assert result.parameters["refine_iterations"] == list(schedule)
+        # Adam's step: 0.5 pixel at a lone level, which has to reach; 0.5 then 0.25 over two (REFINE_LEARNING_RATES)
+        rates = (0.5,) if len(schedule) == 1 else tracking.REFINE_LEARNING_RATES
+        assert calls[-1]["learning_rate"] == rates and result.parameters["refine_learning_rates"] == list(rates)
         assert calls[-1]["initial"] is not None  # warm start from the network's fields
         assert calls[-1]["penalty_rows"] == working_size  # smoothness judged on the network's grid
         assert "max_rows" not in calls[-1]  # the images compared at full resolution
@@ -683,7 +686,12 @@ def test_refinement_warm_starts_coarse_to_fine_at_under_half_the_optimisers_cost
     result = register_sequence(seq, "dlir", model=model, reference=0, device="cpu", refine=40, levels=1,
                                iterations=(7,))
     assert calls[-1]["iterations"] == (7,) and result.parameters["refine_iterations"] == [7]
+    assert calls[-1]["learning_rate"] == (0.5,)  # the step sizes follow the levels given
     assert result.parameters["refine_penalty_rows"] == 16
+    # a step size the user sets is used at every level and recorded (the two starts' split: test_refine_start.py)
+    result = register_sequence(seq, "dlir", model=model, reference=0, device="cpu", refine=40, learning_rate=0.3,
+                               refine_start="direct")
+    assert calls[-1]["learning_rate"] == 0.3 == result.parameters["refine_learning_rates"]
     # a penalty the user sets is the one used and the one recorded
     result = register_sequence(seq, "dlir", model=model, reference=0, device="cpu", refine=4, folding_weight=7.0)
     assert calls[-1]["folding_weight"] == result.parameters["folding_weight"] == 7.0

@@ -633,7 +633,7 @@ def register_sequence(
         from ..dlir.inference import network_precision
         from ..dlir.shipped import licence_of
 
-        steps = refinement.get("iterations")
+        steps, rates = refinement.get("iterations"), refinement.get("learning_rate")
         setting = anchor_setting(method, mode, anchor)
         options = {"model": model_name, "licence": licence_of(model_name), "passes": model.passes,
                    # rows of the model's fine-grid correction stage (dlir.correction), None without one
@@ -645,6 +645,8 @@ def register_sequence(
                    "es_frame": None if isinstance(setting, Mapping) else seq.es_index,
                    **({**{key: refinement[key] for key in (*REFINE_FOLDING, *REFINE_REGULARISATION)},
                        "refine_iterations": list(steps) if isinstance(steps, (list, tuple)) else steps,
+                       # Adam's step per level (REFINE_LEARNING_RATES unless the options set it)
+                       "refine_learning_rates": list(rates) if isinstance(rates, (list, tuple)) else rates,
                        # weight of the anatomy maps in the refinement; None: the model has no anatomy network
                        "refine_anatomy_weight": refinement.get("feature_weight") if model.anatomy is not None else None,
                        "refine_penalty_rows": refinement["penalty_rows"],
