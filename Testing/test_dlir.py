@@ -692,6 +692,14 @@ def test_refinement_warm_starts_coarse_to_fine_at_under_half_the_optimisers_cost
     result = register_sequence(seq, "dlir", model=model, reference=0, device="cpu", refine=40, learning_rate=0.3,
                                refine_start="direct")
     assert calls[-1]["learning_rate"] == 0.3 == result.parameters["refine_learning_rates"]
+    # a step size that is not one finite non-negative number, or one per level, is refused before any work
+    before = len(calls)
+    for bad in (float("nan"), float("inf"), -0.1, (0.5,), "0.5", None):
+        with pytest.raises(ValueError, match=r"learning_rate must be one float or 2 finite non-negative ones"):
+            register_sequence(seq, "dlir", model=model, reference=0, device="cpu", refine=40, learning_rate=bad)
+    with pytest.raises(ValueError, match=r"iterations must be one int or 2"):
+        register_sequence(seq, "dlir", model=model, reference=0, device="cpu", refine=40, iterations=(1, 2, 3))
+    assert len(calls) == before
     # a penalty the user sets is the one used and the one recorded
     result = register_sequence(seq, "dlir", model=model, reference=0, device="cpu", refine=4, folding_weight=7.0)
     assert calls[-1]["folding_weight"] == result.parameters["folding_weight"] == 7.0

@@ -172,9 +172,10 @@ def test_a_batch_records_the_start_and_one_begun_before_it_is_not_resumed_with_t
 
 
 def test_a_batch_records_the_refinements_step_sizes_and_one_begun_before_them_is_refused(tmp_path):
-    """batch.json records the refinement's step sizes per level (registration.tracking.REFINE_LEARNING_RATES, for
-    a DLIR refinement whose options do not set them); a batch begun before them (0.5 pixel at every level, the
-    nineteenth session's and earlier) is refused with a message that names the change, with any start."""
+    """batch.json records the refinement's step sizes per level (registration.tracking.REFINE_LEARNING_RATES for a
+    DLIR refinement whose options do not set them: one per level where the settings fix the levels, else the
+    rule); a batch begun before them (0.5 pixel at every level) is refused with a message that says so, with any
+    start, unless its refinement has one level (the same steps then) or its options set the step."""
     import json
 
     from EchoRegistrationLib.batch.runner import _check_settings, settings_record
@@ -182,23 +183,30 @@ def test_a_batch_records_the_refinements_step_sizes_and_one_begun_before_them_is
     from EchoRegistrationLib.sequence import EchoDataError
     from EchoRegistrationLib.workflow import WorkflowSettings
 
-    assert settings_record(WorkflowSettings())["refine_learning_rates"] == list(REFINE_LEARNING_RATES) == [0.5, 0.25]
-    for settings in (WorkflowSettings(method="deformable"), WorkflowSettings(refine=0),
-                     WorkflowSettings(options={"learning_rate": 0.5})):
-        assert settings_record(settings)["refine_learning_rates"] is None
+    def record(**kwargs):
+        return settings_record(WorkflowSettings(**kwargs))["refine_learning_rates"]
+
+    assert record() == list(REFINE_LEARNING_RATES) == [0.5, 0.25]  # two levels or one, by the frames' size
+    assert record(refine=3) == [0.5] and record(options={"levels": 3, "iterations": (12, 12, 6)}) == [0.5, 0.5, 0.25]
+    assert record(method="deformable") is record(refine=0) is record(options={"learning_rate": 0.5}) is None
+
+    def begun_before(**kwargs):  # batch.json as the nineteenth session wrote it
+        (tmp_path / "batch.json").write_text(json.dumps({k: v for k, v in settings_record(
+            WorkflowSettings(**kwargs)).items() if k != "refine_learning_rates"}))
+
     for options in ({}, {"refine_start": "direct"}):
-        current = settings_record(WorkflowSettings(options=options))
-        (tmp_path / "batch.json").write_text(json.dumps({k: v for k, v in current.items()
-                                                         if k != "refine_learning_rates"}))
+        begun_before(options=options)
         with pytest.raises(EchoDataError, match=r"earlier version, whose refinement took steps of 0.5 pixel at "
-                                                r"every level; this version takes 0.25 at full resolution"):
+                                                r"every level \(this version takes 0.25 at the full level of two\); "
+                                                r"it cannot be resumed: write into a new folder"):
             _check_settings(WorkflowSettings(options=options), tmp_path)
-    # the same folder resumed without a refinement: the generic message names both changes
-    with pytest.raises(EchoDataError, match=r"refine 24 -> 0; refine_learning_rates \[0.5, 0.5\] -> None"):
-        _check_settings(WorkflowSettings(options={"refine_start": "direct"}, refine=0), tmp_path)
+    with pytest.raises(EchoDataError, match="it cannot be resumed"):  # nor with other settings
+        _check_settings(WorkflowSettings(refine=0), tmp_path)
+    for kwargs in ({"refine": 3}, {"options": {"learning_rate": 0.5}}, {"method": "deformable"}):
+        begun_before(**kwargs)
+        _check_settings(WorkflowSettings(**kwargs), tmp_path)  # the same steps as then: resumed
     (tmp_path / "batch.json").write_text(json.dumps(settings_record(WorkflowSettings())))
     _check_settings(WorkflowSettings(), tmp_path)  # this version's own batch resumes
-
 
 def test_the_chained_start_composes_each_step_after_the_previous_frames_field_on_both_sides():
     """_chained_fields with exact network steps and no refinement step: frame m's start is the previous frame's

@@ -90,6 +90,7 @@ def test_strain_command_registers_and_writes_everything(sim, tmp_path, capsys):
     assert {key: report["registration"][key] for key in ("method", "model", "licence", "refine")} == \
         {"method": "dlir", "model": "echoreg-dlir-camus", "licence": "CC BY-NC-SA 4.0", "refine": 24}
     assert report["registration"]["refine_iterations"] == [12]  # small frames: full resolution alone
+    assert report["registration"]["refine_learning_rates"] == [0.5]  # a lone level keeps the coarse step
     assert report["registration"]["refine_anatomy_weight"] == 0.1  # the default model's anatomy maps
     assert report["registration"]["network_precision"] == ("bfloat16" if cpu_has_amx() else "float32")
     # 4 frames of a full cycle: ED to mid-systole; registration recovers the shortening roughly

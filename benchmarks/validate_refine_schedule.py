@@ -18,7 +18,8 @@ the images' grid instead of the network's, ``penalty_rows`` of ``register_pair``
 replaced (``former``), and each ``--schedules`` entry, steps per level coarse to fine (``20,10`` = 20 steps at half
 resolution then 10 at full; the number of levels is the number of entries); ``--caps``: the default
 with the images compared on at most that many rows (``max_rows`` of ``register_pair``); ``--learning-rates``: the
-default with other Adam step sizes (``learning_rate`` of ``register_pair``).
+default with other Adam step sizes (``learning_rate`` of ``register_pair``; the ``--schedules`` rows take the
+default's, 0.5 at every level but the finest of several, 0.25).
 
 Usage (repository root, ``../shared`` beside it)::
 
@@ -53,6 +54,17 @@ def schedule(text: str) -> tuple[int, ...]:
     return steps
 
 
+def step_sizes(text: str) -> float | tuple[float, ...]:
+    """"0.5" -> 0.5 (every level), "0.5,0.25" -> (0.5, 0.25) (per level, coarse to fine)."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"a step size is a positive number, or one per level, got {text!r}")
+    return values[0] if len(values) == 1 else values
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="echoreg-dlir-camus", help="installed name or checkpoint folder")
@@ -66,9 +78,10 @@ def main(argv: list[str] | None = None) -> int:
                              "the CAMUS frames' own size)")
     parser.add_argument("--caps", type=int, nargs="*", default=[],
                         help="also the default with the images compared on at most these rows")
-    parser.add_argument("--learning-rates", type=float, nargs="*", default=[],
-                        help="also the default with these Adam step sizes (full-resolution pixels; register_pair's "
-                             "learning_rate, 0.5 unless set)")
+    parser.add_argument("--learning-rates", type=step_sizes, nargs="*", default=[],
+                        help="also the default with these Adam step sizes in full-resolution pixels, each one value "
+                             "for every level or one per level coarse to fine (0.5,0.25: the default, "
+                             "registration.tracking.REFINE_LEARNING_RATES; 0.5: the refinement before 2026-12-02)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     if not CAMUS_TRAIN.is_dir():
@@ -81,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     simulated = validation_sequences()
     templates = validation_templates(SequenceFolder(CAMUS_TRAIN), args.templates, args.template_rows)
     model = load_model(resolve_model(args.model))
-    former = {"levels": 3, "iterations": (args.refine, args.refine // 2, args.refine // 8), "penalty_rows": None}
+    former = {"levels": 3, "iterations": (args.refine, args.refine // 2, args.refine // 8), "penalty_rows": None,
+              "learning_rate": 0.5}
     rows = {"network alone": {}, f"default (refine {args.refine})": {"refine": args.refine},
             "default, penalties on the images' grid": {"refine": args.refine, "penalty_rows": None},
             "former (N, N/2, N/8 from quarter resolution, penalties on the images' grid)":
@@ -90,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
                  for rows_ in args.caps})
     rows.update({f"{','.join(map(str, s))}": {"refine": args.refine, "levels": len(s), "iterations": s}
                  for s in args.schedules})
-    rows.update({f"default, step size {rate:g} px": {"refine": args.refine, "learning_rate": rate}
-                 for rate in args.learning_rates})
+    rows.update({f"default, step size {rate if isinstance(rate, float) else ','.join(map(str, rate))} px":
+                 {"refine": args.refine, "learning_rate": rate} for rate in args.learning_rates})
     optimiser = ours("deformable")
     ours("dlir", model=model, refine=1)(pairs[0], 1)  # warm-ups, not timed
     optimiser(pairs[0], 1)

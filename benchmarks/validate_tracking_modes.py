@@ -36,7 +36,9 @@ the refinement's own terms pull the truth: in practice the floor of that refinem
 on the set. With ``--truth-scale 0.9`` it starts from a field 10 % short of the motion everywhere instead:
 whether the refinement recovers a start that falls short uniformly (its reach).
 ``--rows`` picks rows by key (:func:`trackers`): ``--rows network refine`` compares models (``--model``
-takes a shipped name or a checkpoint folder).
+takes a shipped name or a checkpoint folder). ``--learning-rate 0.5`` gives every refinement Adam's step of
+0.5 pixel at every level (the refinement before 2026-12-02; default: ``registration.tracking.REFINE_LEARNING_RATES``),
+``--digits 3`` prints the errors with three decimals.
 
 With ``--ncc``, also the mean NCC with the reference after registration of the network alone in both
 modes, per SIMUS case: whether a sequence could choose its mode by similarity.
@@ -71,6 +73,7 @@ from benchmarks.real_template_family import make_case  # noqa: E402
 from benchmarks.simus_family import ECHOGENICITY as SIMUS_ECHOGENICITY  # noqa: E402
 from benchmarks.simus_family import make_simus_case  # noqa: E402
 from benchmarks.validate_passes import VALIDATION_SEEDS  # noqa: E402
+from benchmarks.validate_refine_schedule import step_sizes  # noqa: E402
 from EchoRegistrationLib.cli.common import count, non_negative_number  # noqa: E402
 from EchoRegistrationLib.dlir.checkpoints import load_model  # noqa: E402
 from EchoRegistrationLib.dlir.data import simulate_item  # noqa: E402
@@ -120,13 +123,15 @@ def validation_sets(names: list[str], simus_cases: int, template_cases: int) -> 
     return sets
 
 
-def refined_to_reference(model, seq: EchoSequence, start: torch.Tensor, refine: int) -> np.ndarray:
+def refined_to_reference(model, seq: EchoSequence, start: torch.Tensor, refine: int,
+                         options: dict | None = None) -> np.ndarray:
     """(T, H, W, 2) mm: every frame's field ``start`` (T, 2, H, W) refined against frame 0 by the
-    default refinement (:func:`_refinement_options`) of ``refine`` steps; ``start`` itself for 0."""
+    default refinement (:func:`_refinement_options`, with ``options`` over it) of ``refine`` steps; ``start``
+    itself for 0."""
     if not refine:
         return field_to_numpy(start)
     pairs = frame_pairs(seq.n_frames, 0, "to_reference")
-    options = _refinement_options(refine, seq.frame_shape[0], model, {})
+    options = _refinement_options(refine, seq.frame_shape[0], model, options or {})
     frames = as_image_batch(seq.frames, device="cpu")
     roi = None if seq.mask is None else as_image_batch(np.asarray(seq.mask, np.float32)) > 0
     initial = torch.stack([start[m] for _, m in pairs])
@@ -169,17 +174,21 @@ def anchored_chain(model, seq: EchoSequence, hop_seconds: float) -> torch.Tensor
 
 
 def trackers(model, refine: int, hop_seconds: float, systole_anchor: float = SYSTOLE_ANCHOR,
-             truth_scale: float = 1.0) -> dict[str, tuple[str, Tracker]]:
+             truth_scale: float = 1.0, refinement: dict | None = None) -> dict[str, tuple[str, Tracker]]:
     """Row key -> (row name, validation case -> fields from frame 0). Every row but "truth-refined" reads
     the sequence alone; that one starts the refinement from ``truth_scale`` times the true fields: at 1 its
     error is how far the images pull the truth (the refinement's floor on the set, not a method), below 1
-    whether the refinement recovers a field that falls short of the motion everywhere by that factor."""
+    whether the refinement recovers a field that falls short of the motion everywhere by that factor.
+    ``refinement``: options given to every refinement (``register_pair``'s, such as ``learning_rate``)."""
+    refinement = refinement or {}
+
     def on_sequence(track: Callable[[EchoSequence], np.ndarray]) -> Tracker:
         return lambda case: track(case[0])
 
     def registered(**options) -> Tracker:
+        extra = refinement if options.get("refine") else {}
         return on_sequence(lambda seq: register_sequence(seq, "dlir", model=model, reference=0,
-                                                         **options).displacement)
+                                                         **options, **extra).displacement)
     return {
         "network": ("network, to the reference", registered(anchor=0)),
         "network-sequential": ("network, sequential", registered(mode="sequential")),
@@ -188,15 +197,15 @@ def trackers(model, refine: int, hop_seconds: float, systole_anchor: float = SYS
         "refine-from-chain": (f"+ refine {refine} to the reference, from the sequential chain",
                               on_sequence(lambda seq: refined_to_reference(
                                   model, seq, predict_sequence_fields(model, seq, 0, "cpu", mode="sequential"),
-                                  refine))),
+                                  refine, refinement))),
         "chain-then-pass": (f"sequential network + one to-reference pass, + refine {refine}",
                             on_sequence(lambda seq: refined_to_reference(
-                                model, seq, sequential_then_reference_pass(model, seq), refine))),
+                                model, seq, sequential_then_reference_pass(model, seq), refine, refinement))),
         "anchored": (f"network, anchored every {hop_seconds:g} s",
                      on_sequence(lambda seq: field_to_numpy(anchored_chain(model, seq, hop_seconds)))),
         "refine-from-anchored": (f"+ refine {refine} to the reference, from the anchored chain",
                                  on_sequence(lambda seq: refined_to_reference(
-                                     model, seq, anchored_chain(model, seq, hop_seconds), refine))),
+                                     model, seq, anchored_chain(model, seq, hop_seconds), refine, refinement))),
         "systole-anchor": (f"network, one anchor at {systole_anchor:g} of ED->ES", registered(anchor=systole_anchor)),
         "refine-from-systole-anchor": (f"+ refine {refine} to the reference, from one anchor at {systole_anchor:g}",
                                        registered(refine=refine, anchor=systole_anchor, refine_start="direct")),
@@ -208,7 +217,7 @@ def trackers(model, refine: int, hop_seconds: float, systole_anchor: float = SYS
                            if truth_scale == 1 else f"{truth_scale:g} x the true fields + refine {refine} to the "
                            "reference"),
                           lambda case: refined_to_reference(model, case[0], truth_scale * field_to_torch(case[1]),
-                                                            refine)),
+                                                            refine, refinement)),
     }
 
 
@@ -248,6 +257,11 @@ def main(argv: list[str] | None = None) -> int:
                         "the floor; 0.9: a field 10 %% short of the motion everywhere)")
     parser.add_argument("--metric", choices=["es", "mean", "last"], default="es",
                         help="end-point error at ES (default), its mean over the frames, or at the last frame")
+    parser.add_argument("--learning-rate", type=step_sizes,
+                        help="every refinement's Adam step, full-resolution pixels: one value for every level or "
+                             "one per level coarse to fine (default: registration.tracking.REFINE_LEARNING_RATES; "
+                             "0.5: the refinement before 2026-12-02)")
+    parser.add_argument("--digits", type=int, default=2, help="decimals of the errors printed (default 2)")
     args = parser.parse_args(argv)
     if args.truth_scale is not None and "truth-refined" not in (args.rows or ()):
         parser.error("--truth-scale sets the truth-refined row's start: add truth-refined to --rows")
@@ -261,9 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     print("| " + " | ".join(["tracking", *sets]) + " |")
     print("|" + "---|" * (len(sets) + 1))
     rows = trackers(model, args.refine, args.hop, args.systole_anchor,
-                    1.0 if args.truth_scale is None else args.truth_scale)
+                    1.0 if args.truth_scale is None else args.truth_scale,
+                    None if args.learning_rate is None else {"learning_rate": args.learning_rate})
     for name, track in (rows[key] for key in args.rows or METHOD_ROWS):
-        cells = [f"{np.mean([end_point_error(track(case), case, args.metric) for case in cases]):.2f}"
+        cells = [f"{np.mean([end_point_error(track(case), case, args.metric) for case in cases]):.{args.digits}f}"
                  for cases in sets.values()]
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
     if args.ncc and "simus" in sets:

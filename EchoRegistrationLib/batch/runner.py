@@ -143,10 +143,22 @@ def settings_record(settings: WorkflowSettings) -> dict[str, Any]:
     # the nineteenth session, registration.tracking._split_levels); both started from fully refined fields before
     record.update(options=options, refine_start=start,
                   refine_chain_level="first" if start in ("best", "chained") else None)
-    # the refinement's Adam step sizes per level, unless the options set them (the twentieth session's default)
-    record["refine_learning_rates"] = (list(REFINE_LEARNING_RATES) if record["refine"] and "learning_rate" not in
-                                       options else None)
+    record["refine_learning_rates"] = _learning_rates_record(record["refine"], options, REFINE_LEARNING_RATES)
     return json.loads(json.dumps(record, default=str))
+
+
+def _learning_rates_record(refine: int | None, options: dict[str, Any], rates: tuple[float, float]) -> list | None:
+    """The Adam step sizes per level of a DLIR refinement of ``refine`` steps whose coarser levels take ``rates[0]``
+    and whose finest of several ``rates[1]`` (registration.tracking.REFINE_LEARNING_RATES since the twentieth
+    session): one per level where the settings fix the levels (``levels`` among the ``options``, or ``refine`` < 4:
+    one), else ``rates`` (two levels or one, by the frames' size); None without a refinement or where the options
+    set ``learning_rate`` themselves (recorded among them)."""
+    if not refine or "learning_rate" in options:
+        return None
+    levels = options.get("levels", 1 if refine < 4 else None)
+    if levels is None:
+        return list(rates)
+    return [rates[0]] * (int(levels) - 1) + [rates[1] if levels > 1 else rates[0]]
 
 
 def _check_settings(settings: WorkflowSettings, output: Path) -> None:
@@ -178,14 +190,14 @@ def _check_settings(settings: WorkflowSettings, output: Path) -> None:
                                          "version compares them after the first level and cannot resume it: write "
                                          "into a new folder")
     # batches begun before the twentieth session (2026-12-02) refined with register_pair's default step, 0.5 pixel
-    # at every level
-    recorded.setdefault("refine_learning_rates", [0.5, 0.5] if recorded.get("refine") and "learning_rate" not in
-                        recorded.get("options", {}) else None)
-    if recorded["refine_learning_rates"] == [0.5, 0.5] and current["refine_learning_rates"] is not None:
-        raise EchoDataError(str(output), "this batch was begun by an earlier version, whose refinement took steps "
-                                         "of 0.5 pixel at every level; this version takes "
-                                         f"{current['refine_learning_rates'][-1]:g} at full resolution and cannot "
-                                         "resume it: write into a new folder")
+    # at every level: the same where the refinement has one level, not where it has more
+    if "refine_learning_rates" not in recorded:
+        recorded["refine_learning_rates"] = _learning_rates_record(recorded.get("refine"),
+                                                                   recorded.get("options", {}), (0.5, 0.5))
+        if recorded["refine_learning_rates"] != current["refine_learning_rates"]:
+            raise EchoDataError(str(output), "this batch was begun by an earlier version, whose refinement took "
+                                             "steps of 0.5 pixel at every level (this version takes 0.25 at the "
+                                             "full level of two); it cannot be resumed: write into a new folder")
     if recorded["anchor"] is None:  # recorded unresolved (2026-11-30, one commit): the default of these settings
         recorded["anchor"] = settings_record(dataclasses.replace(settings, anchor=None))["anchor"]
     changed = [f"{key} {recorded.get(key)!r} -> {current.get(key)!r}"

@@ -109,12 +109,20 @@ def _schedule(value: int | float | Sequence[int | float], levels: int, name: str
     level or a sequence of one per level.
 
     Raises:
-        ValueError: a sequence of another length, or a negative value."""
+        ValueError: a sequence of another length, a value that is negative, not finite or not a number."""
     scalar = (int, np.integer) if kind is int else (int, float, np.integer, np.floating)
-    values = [kind(value)] * levels if isinstance(value, scalar) else [kind(v) for v in value]
-    if len(values) != levels or min(values) < 0:
-        raise ValueError(f"{name} must be one {kind.__name__} or {levels} non-negative ones (coarse to fine), "
-                         f"got {value}")
+    expected = f"{name} must be one {kind.__name__} or {levels} finite non-negative ones (coarse to fine)"
+    try:
+        if isinstance(value, scalar):
+            values = [kind(value)] * levels
+        elif isinstance(value, (str, bytes)) or not all(isinstance(v, scalar) for v in value):
+            raise TypeError
+        else:
+            values = [kind(v) for v in value]
+    except TypeError:
+        raise ValueError(f"{expected}, got {value!r}") from None
+    if len(values) != levels or not all(math.isfinite(v) and v >= 0 for v in values):
+        raise ValueError(f"{expected}, got {value!r}")
     return values
 
 

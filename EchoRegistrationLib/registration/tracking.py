@@ -181,7 +181,8 @@ REFINE_ANATOMY_WEIGHT = 0.1
 # in the regulariser (register_pair's earlier_residual) the simulator lost 0.04 mm. Held out: SIMUS 0.39 mm, GLS
 # 0.40, segments 2.15 (0.37 / 0.33 / 2.03 with both starts refined in full), the rest unchanged; 1.9-2.1x the
 # direct refinement's time (on a GPU, where a batch of frames costs little more than one, the chained half
-# level's share is likely larger: not measured).
+# level's share is likely larger: not measured). With the full level's step at 0.25 pixel (the twentieth session,
+# REFINE_LEARNING_RATES): SIMUS 0.37 mm, GLS 0.39, segments 2.11; the family 0.20 mm.
 REFINE_STARTS = ("best", "direct", "chained")
 DEFAULT_REFINE_START = REFINE_STARTS[0]
 # register_sequence's ``**options``: register_pair's keywords but those it sets itself for every pair
@@ -530,9 +531,11 @@ def register_sequence(
             working grid (under about twice its rows); the regulariser and the folding penalty
             evaluated on the network's working grid; with early stopping, a penalty on folding of the whole field,
             :data:`REFINE_FOLDING`, and bending energy of the residual alone,
-            :data:`REFINE_REGULARISATION`); 0 = the network alone. The steps per level used (the
+            :data:`REFINE_REGULARISATION`; Adam's step 0.5 pixel, 0.25 at the full level of two,
+            :data:`REFINE_LEARNING_RATES`); 0 = the network alone. The steps per level used (the
             schedule, or ``iterations`` when given) are recorded in ``parameters["refine_iterations"]``,
-            the penalties' grid rows in ``parameters["refine_penalty_rows"]``. A model with an anatomy
+            the step sizes in ``parameters["refine_learning_rates"]``, the penalties' grid rows in
+            ``parameters["refine_penalty_rows"]``. A model with an anatomy
             network (:mod:`..dlir.anatomy`; the shipped CAMUS model has one) also compares the frames'
             LV, myocardium and LA probability maps, weighted :data:`REFINE_ANATOMY_WEIGHT`
             (``feature_weight=0`` turns them off), recorded in ``parameters["refine_anatomy_weight"]``
@@ -752,11 +755,12 @@ def _refinement_options(refine: int, rows: int, model: "DLIRModel", options: dic
     ``rows`` rows ({} for ``refine`` 0): the deformable defaults, :data:`REFINE_FOLDING`,
     :data:`REFINE_REGULARISATION`, :func:`refine_schedule`'s levels and steps, the penalties on the
     network's working grid, :data:`REFINE_ANATOMY_WEIGHT` as ``feature_weight`` when the model has
-    an anatomy network (its maps compared on its own working grid's rows, ``feature_rows``), then
-    ``options`` over them.
+    an anatomy network (its maps compared on its own working grid's rows, ``feature_rows``),
+    :data:`REFINE_LEARNING_RATES` spread over the levels as ``learning_rate``, then ``options`` over them.
 
     Raises:
-        ValueError: ``refine`` < 0.
+        ValueError: ``refine`` < 0, or ``iterations`` or ``learning_rate`` that is neither one value nor one per
+            level (a finite non-negative number each).
     """
     if refine < 0:
         raise ValueError(f"refine must be >= 0 optimisation steps, got {refine}")
@@ -772,6 +776,9 @@ def _refinement_options(refine: int, rows: int, model: "DLIRModel", options: dic
         coarse, fine = REFINE_LEARNING_RATES
         refinement["learning_rate"] = (coarse,) * (refinement["levels"] - 1) + (fine if refinement["levels"] > 1
                                                                                else coarse,)
+    # refused here, before the network runs, rather than by register_pair after it
+    _schedule(refinement["iterations"], refinement["levels"], "iterations")
+    _schedule(refinement["learning_rate"], refinement["levels"], "learning_rate", float)
     return refinement
 
 

@@ -140,15 +140,15 @@ def compute_strain(seq: EchoSequence, registration: RegistrationResult,
 
 # what a strain summary repeats of its registration's parameters (those that name how it was made)
 RECORDED_PARAMETERS = ("model", "licence", "passes", "network_precision", "refine", "refine_iterations",
-                       "refine_anatomy_weight", "refine_start", "refine_start_used", "flip_average", "anchor",
-                       "anchor_frame")
+                       "refine_learning_rates", "refine_anatomy_weight", "refine_start", "refine_start_used",
+                       "flip_average", "anchor", "anchor_frame")
 
 
 def registration_record(registration: RegistrationResult) -> dict[str, Any]:
     """How ``registration`` tracked the motion, for the strain summary: method, mode, device and
     those of its parameters in :data:`RECORDED_PARAMETERS` that it has (DLIR's model, licence,
-    passes and their precision, refinement with its anatomy maps' weight and start, systole anchor and the anchor
-    frame used)."""
+    passes and their precision, refinement with its steps, step sizes, anatomy maps' weight and start, systole
+    anchor and the anchor frame used)."""
     return {"method": registration.method, "mode": registration.mode, "device": registration.device,
             **{key: registration.parameters[key] for key in RECORDED_PARAMETERS if key in registration.parameters}}
 

@@ -50,7 +50,9 @@ NO_TIMES = "frame times unknown"
 # With the anatomy network trained 10000 steps (twelfth session's run): 3.1 (3.12), GLS 0.9 (0.88); real-template 0.42.
 # The refinement keeping the better of the direct and the chained start (registration.tracking.REFINE_STARTS, the
 # default since 2026-12-02; eighteenth session's run): 2.0 refined (3.15 from the direct start), GLS 0.33 (0.86);
-# real-template 0.43 either way. Chosen after the refinement's half level (nineteenth session's run): 2.15, GLS 0.40.
+# real-template 0.43 either way. Chosen after the refinement's half level (nineteenth session's run): 2.15, GLS 0.40;
+# the full level's step at 0.25 pixel (twentieth session's run): 2.11 (3.17 from the direct start), GLS 0.39 (0.85);
+# real-template 0.40.
 NETWORK_SEGMENTS = ("segmental strain tracked by a network (method dlir) is not validated along the wall: "
                     "on physics-simulated echo the network alone (through the systole anchor) left segment peaks "
                     "3.6 points off on average, the default (refined by 24 steps from the better of two starts) "
