@@ -80,9 +80,9 @@ REFINE_PATIENCE = 5
 # keeps 0.5: it has to reach too). The full level starts where the half level ended and only polishes; Adam's
 # first steps move every control point by about the step size whatever its gradient, and at 0.5 the few steps
 # left did not take that out again. Chosen on validation data only (the twentieth session;
-# benchmarks/validate_tracking_modes.py, benchmarks/validate_refine_schedule.py --learning-rates 0.5; probes in
-# runs/s20), the default refinement (refine 24, the better of two starts), 0.5 at both levels -> 0.25 at the full
-# level, mean ES end-point error in mm:
+# benchmarks/validate_tracking_modes.py --digits 3 with and without --learning-rate 0.5,
+# benchmarks/validate_refine_schedule.py --learning-rates 0.5; probes in runs/s20), the default refinement
+# (refine 24, the better of two starts), 0.5 at both levels -> 0.25 at the full level, mean ES end-point error in mm:
 #   SIMUS seeds 40000-40007                      0.357 -> 0.346  (the same starts kept)
 #   the simulator's seeds 5000-5007              0.722 -> 0.720; randomised 1.031 -> 1.023; plain 1.049 -> 1.045
 #   whole simulated cycles (mean over frames)    0.509 -> 0.497
