@@ -172,6 +172,28 @@ def test_killed_three_times_then_resumed_every_study_once(cohort, reference, tmp
     assert without_run_columns(table) == without_run_columns(expected)
 
 
+def test_ctrl_c_says_the_finished_studies_stay_and_the_same_command_resumes(cohort, tmp_path, monkeypatch, capsys):
+    """Ctrl-C during a batch (here after its first study) exits 130 with a line saying that the studies finished
+    stay and that the same command resumes, not that no outputs were written (they were)."""
+    import EchoRegistrationLib.batch as batch_module
+    out = tmp_path / "interrupted"
+
+    def first_then_interrupt(*args, progress=None, **kwargs):
+        def stop(row, done, total):
+            progress(row, done, total)
+            raise KeyboardInterrupt
+        return batch(*args, progress=stop, **kwargs)
+
+    monkeypatch.setattr(batch_module, "batch", first_then_interrupt)
+    assert main(["batch", str(cohort), "-o", str(out), *FAST]) == 130
+    error = capsys.readouterr().err
+    assert f"echoreg: interrupted; the studies finished in {out} stay; the same command resumes the batch" in error
+    assert len([p for p in (out / "studies").iterdir() if not p.name.startswith(".")]) == 1
+    monkeypatch.undo()
+    assert main(["batch", str(cohort), "-o", str(out), *FAST]) == 1  # resumed: the corrupt study fails
+    assert "2 run now, 1 done before" in capsys.readouterr().out
+
+
 def test_same_table_from_two_worker_processes_and_a_dask_cluster(cohort, reference, tmp_path):
     expected = without_run_columns(reference[1].rows)
     assert without_run_columns(batch(cohort, tmp_path / "two", SETTINGS, workers=2).rows) == expected

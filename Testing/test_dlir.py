@@ -694,10 +694,10 @@ def test_refinement_warm_starts_coarse_to_fine_at_under_half_the_optimisers_cost
     assert calls[-1]["learning_rate"] == 0.3 == result.parameters["refine_learning_rates"]
     # a step size that is not one finite non-negative number, or one per level, is refused before any work
     before = len(calls)
-    for bad in (float("nan"), float("inf"), -0.1, (0.5,), "0.5", None):
-        with pytest.raises(ValueError, match=r"learning_rate must be one float or 2 finite non-negative ones"):
+    for bad in (float("nan"), float("inf"), -0.1, (0.5,), "0.5", None, True, (0.5, False)):
+        with pytest.raises(ValueError, match=r"learning_rate must be one finite non-negative float, or 2 of them"):
             register_sequence(seq, "dlir", model=model, reference=0, device="cpu", refine=40, learning_rate=bad)
-    with pytest.raises(ValueError, match=r"iterations must be one int or 2"):
+    with pytest.raises(ValueError, match=r"iterations must be one finite non-negative int, or 2 of them"):
         register_sequence(seq, "dlir", model=model, reference=0, device="cpu", refine=40, iterations=(1, 2, 3))
     assert len(calls) == before
     # a penalty the user sets is the one used and the one recorded

@@ -205,8 +205,11 @@ def test_a_batch_records_the_refinements_step_sizes_and_one_begun_before_them_is
     for kwargs in ({"refine": 3}, {"options": {"learning_rate": 0.5}}, {"method": "deformable"}):
         begun_before(**kwargs)
         _check_settings(WorkflowSettings(**kwargs), tmp_path)  # the same steps as then: resumed
+        with pytest.raises(EchoDataError, match=r"began with other settings \(.*resume it with its settings"):
+            _check_settings(WorkflowSettings(), tmp_path)  # resumable with its own settings: the usual message
     (tmp_path / "batch.json").write_text(json.dumps(settings_record(WorkflowSettings())))
     _check_settings(WorkflowSettings(), tmp_path)  # this version's own batch resumes
+
 
 def test_the_chained_start_composes_each_step_after_the_previous_frames_field_on_both_sides():
     """_chained_fields with exact network steps and no refinement step: frame m's start is the previous frame's
@@ -360,7 +363,8 @@ def test_register_sequence_refuses_the_resumed_levels_own_options_before_any_wor
     with pytest.raises(ValueError, match="does not take earlier_residual"):
         register_sequence(seq, "dlir", model=model, refine=8, earlier_residual=np.zeros((64, 64, 2), np.float32))
     done = []
-    with pytest.raises(ValueError, match="iterations must be one int or 3"):  # levels=3, the 2-level schedule
+    # levels=3, the 2-level schedule
+    with pytest.raises(ValueError, match="iterations must be one finite non-negative int, or 3 of them"):
         register_sequence(seq, "dlir", model=model, refine=8, levels=3, device="cpu",
                           progress=lambda k, total: done.append(k))
     assert set(done) <= {0}  # refused before any refinement step

@@ -15,11 +15,12 @@ optimiser from the network's field over a few pyramid levels; its schedule (leve
 Rows: the optimiser alone (CAMUS pairs only; every time is also given as a ratio to its own), the
 network alone, the schedule in use (``default``; also with its regulariser and folding penalty on
 the images' grid instead of the network's, ``penalty_rows`` of ``register_pair``), the schedule it
-replaced (``former``), and each ``--schedules`` entry, steps per level coarse to fine (``20,10`` = 20 steps at half
-resolution then 10 at full; the number of levels is the number of entries); ``--caps``: the default
-with the images compared on at most that many rows (``max_rows`` of ``register_pair``); ``--learning-rates``: the
-default with other Adam step sizes (``learning_rate`` of ``register_pair``; the ``--schedules`` rows take the
-default's, 0.5 at every level but the finest of several, 0.25).
+replaced (``former``, with its step of 0.5 pixel at every level), and each ``--schedules`` entry, steps per
+level coarse to fine (``20,10`` = 20 steps at half resolution then 10 at full; the number of levels is the
+number of entries); ``--caps``: the default with the images compared on at most that many rows (``max_rows``
+of ``register_pair``); ``--learning-rates``: the default with other Adam step sizes (``learning_rate`` of
+``register_pair``; the ``--schedules`` rows take the default's, 0.5 at every level but the finest of several,
+0.25).
 
 Usage (repository root, ``../shared`` beside it)::
 
@@ -29,6 +30,7 @@ Usage (repository root, ``../shared`` beside it)::
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -60,8 +62,8 @@ def step_sizes(text: str) -> float | tuple[float, ...]:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
         values = ()
-    if not values or min(values) <= 0:
-        raise argparse.ArgumentTypeError(f"a step size is a positive number, or one per level, got {text!r}")
+    if not values or not all(math.isfinite(v) and v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"a step size is a positive finite number, or one per level, got {text!r}")
     return values[0] if len(values) == 1 else values
 
 

@@ -167,6 +167,8 @@ def _check_settings(settings: WorkflowSettings, output: Path) -> None:
 
     Raises:
         EchoDataError: the folder's batch began with other settings (each difference named)."""
+    from ..registration.tracking import REFINE_LEARNING_RATES
+
     path = output / SETTINGS_JSON
     current = settings_record(settings)
     try:
@@ -190,11 +192,12 @@ def _check_settings(settings: WorkflowSettings, output: Path) -> None:
                                          "version compares them after the first level and cannot resume it: write "
                                          "into a new folder")
     # batches begun before the twentieth session (2026-12-02) refined with register_pair's default step, 0.5 pixel
-    # at every level: the same where the refinement has one level, not where it has more
+    # at every level: the same steps as this version's where their settings fix one level or set the step, not
+    # where the frames may give two levels (refused then, even where they gave one)
     if "refine_learning_rates" not in recorded:
-        recorded["refine_learning_rates"] = _learning_rates_record(recorded.get("refine"),
-                                                                   recorded.get("options", {}), (0.5, 0.5))
-        if recorded["refine_learning_rates"] != current["refine_learning_rates"]:
+        refine, options = recorded.get("refine"), recorded.get("options", {})
+        recorded["refine_learning_rates"] = _learning_rates_record(refine, options, (0.5, 0.5))
+        if recorded["refine_learning_rates"] != _learning_rates_record(refine, options, REFINE_LEARNING_RATES):
             raise EchoDataError(str(output), "this batch was begun by an earlier version, whose refinement took "
                                              "steps of 0.5 pixel at every level (this version takes 0.25 at the "
                                              "full level of two); it cannot be resumed: write into a new folder")

@@ -64,8 +64,12 @@ def run_batch_command(args: argparse.Namespace) -> int:
             bar.set_postfix(failed=len(failed), refresh=False)
             bar.update(0)
 
-        result = batch(studies, args.output, settings, workers=args.workers, scheduler=args.scheduler,
-                       retry_failed=args.retry_failed, progress=progress)
+        try:
+            result = batch(studies, args.output, settings, workers=args.workers, scheduler=args.scheduler,
+                           retry_failed=args.retry_failed, progress=progress)
+        except KeyboardInterrupt:  # each study is committed whole or not at all (batch.runner.run_study)
+            raise KeyboardInterrupt(f"the studies finished in {args.output} stay; the same command resumes the "
+                                    "batch") from None
     errors = [row["study"] for row in result.rows if row["status"] != "ok"]
     warned = [row["study"] for row in result.rows if row.get("warnings")]
     print(f"{len(result.rows)} studies: {result.ran} run now, {result.skipped} done before, "

@@ -109,18 +109,20 @@ def _schedule(value: int | float | Sequence[int | float], levels: int, name: str
     level or a sequence of one per level.
 
     Raises:
-        ValueError: a sequence of another length, a value that is negative, not finite or not a number."""
+        ValueError: a sequence of another length, a value that is negative, not finite or not a number (a bool
+            is not one)."""
     scalar = (int, np.integer) if kind is int else (int, float, np.integer, np.floating)
-    expected = f"{name} must be one {kind.__name__} or {levels} finite non-negative ones (coarse to fine)"
+    expected = f"{name} must be one finite non-negative {kind.__name__}" + (
+        f", or {levels} of them (coarse to fine)" if levels > 1 else "")
     try:
-        if isinstance(value, scalar):
-            values = [kind(value)] * levels
-        elif isinstance(value, (str, bytes)) or not all(isinstance(v, scalar) for v in value):
+        if isinstance(value, (str, bytes)):
             raise TypeError
-        else:
-            values = [kind(v) for v in value]
+        items = [value] * levels if isinstance(value, scalar) else list(value)
+        if not all(isinstance(v, scalar) and not isinstance(v, (bool, np.bool_)) for v in items):
+            raise TypeError
     except TypeError:
         raise ValueError(f"{expected}, got {value!r}") from None
+    values = [kind(v) for v in items]
     if len(values) != levels or not all(math.isfinite(v) and v >= 0 for v in values):
         raise ValueError(f"{expected}, got {value!r}")
     return values

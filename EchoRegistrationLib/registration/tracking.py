@@ -607,6 +607,9 @@ def register_sequence(
     if not 0 <= reference < seq.n_frames:
         raise ValueError(f"{seq.source}: reference frame {reference} is outside 0..{seq.n_frames - 1}")
     anchors = frame_anchors(seq, reference, method, mode, anchor)
+    options = {**METHOD_DEFAULTS.get(method, {}), **options}
+    # the refinement's options, checked before any network runs (the enhancement's included)
+    refinement = _refinement_options(refine, seq.frame_shape[0], model, options) if method == "dlir" else {}
     keep_freed_memory()
     enhancement = {}
     if enhance is not None:
@@ -622,12 +625,10 @@ def register_sequence(
         raise EchoDataError(seq.source, f"reference frame {reference} has no signal (constant "
                                         f"intensity); choose another reference frame")
     pairs = frame_pairs(seq.n_frames, reference, mode, skip=no_signal)  # checks the mode
-    options = {**METHOD_DEFAULTS.get(method, {}), **options}
     start = time.perf_counter()
     frames = as_image_batch(seq.frames, device=dev)
     roi = None if mask is None else as_image_batch(np.asarray(mask, dtype=np.float32), device=dev) > 0
     if method == "dlir":
-        refinement = _refinement_options(refine, seq.frame_shape[0], model, options)
         pair_fields, anchor_frame, start_used, mismatch = _dlir_fields(seq, frames, pairs, dev, chunk_size, model,
                                                                        refinement, flip_average, anchors, roi,
                                                                        progress, cancel, amp, refine_start)
