@@ -598,7 +598,9 @@ def register_sequence(
         ValueError: an unknown method, mode or device, a reference outside the sequence, an
             ``anchor`` outside [0, 1), set for another method or mode, or a map that does not hold
             (:func:`frame_anchors`), a ``refine_start`` not in :data:`REFINE_STARTS`, an option
-            :func:`register_pair` does not take (``**options``).
+            :func:`register_pair` does not take (``**options``), a refinement's ``iterations`` or
+            ``learning_rate`` that is not one finite non-negative value or one per level (all before any network
+            runs).
     """
     seq.require_frames(2)
     check_options({"refine_start": refine_start, **options})  # else found only after the network's work
