@@ -153,12 +153,12 @@ def _learning_rates_record(refine: int | None, options: dict[str, Any], rates: t
     session): one per level where the settings fix the levels (``levels`` among the ``options``, or ``refine`` < 4:
     one), else ``rates`` (two levels or one, by the frames' size); None without a refinement or where the options
     set ``learning_rate`` themselves (recorded among them)."""
+    from ..registration.tracking import refine_learning_rates
+
     if not refine or "learning_rate" in options:
         return None
     levels = options.get("levels", 1 if refine < 4 else None)
-    if levels is None:
-        return list(rates)
-    return [rates[0]] * (int(levels) - 1) + [rates[1] if levels > 1 else rates[0]]
+    return list(rates if levels is None else refine_learning_rates(int(levels), rates))
 
 
 def _check_settings(settings: WorkflowSettings, output: Path) -> None:

@@ -209,6 +209,14 @@ def refine_schedule(steps: int, rows: int, working_rows: int) -> tuple[int, ...]
     return steps // 2, steps // 4
 
 
+def refine_learning_rates(levels: int, rates: tuple[float, float] = REFINE_LEARNING_RATES) -> tuple[float, ...]:
+    """Adam's step per level, coarse to fine (full-resolution pixels), of a refinement of ``levels`` pyramid levels:
+    ``rates[0]`` at every level but the finest of several, which takes ``rates[1]`` (:data:`REFINE_LEARNING_RATES`;
+    a lone level takes ``rates[0]``: it has to reach too)."""
+    coarse, fine = rates
+    return (coarse,) * (levels - 1) + (fine if levels > 1 else coarse,)
+
+
 def full_resolution_steps(schedule: tuple[int, ...] | list[int]) -> float:
     """The cost of a per-level step schedule (coarse to fine, each level half the size of the next)
     in full-resolution steps: a step at a level 2^k times coarser costs 4^-k of one."""
@@ -775,10 +783,8 @@ def _refinement_options(refine: int, rows: int, model: "DLIRModel", options: dic
     refinement = {**METHOD_DEFAULTS["deformable"], **REFINE_FOLDING, **REFINE_REGULARISATION,
                   "levels": len(schedule), "iterations": schedule, "patience": REFINE_PATIENCE,
                   "penalty_rows": model.working_size, **anatomy, **options}
-    if "learning_rate" not in options:  # the coarser levels' step, the finest level's (for any number of levels)
-        coarse, fine = REFINE_LEARNING_RATES
-        refinement["learning_rate"] = (coarse,) * (refinement["levels"] - 1) + (fine if refinement["levels"] > 1
-                                                                               else coarse,)
+    if "learning_rate" not in options:
+        refinement["learning_rate"] = refine_learning_rates(refinement["levels"])
     # refused here, before the network runs, rather than by register_pair after it
     _schedule(refinement["iterations"], refinement["levels"], "iterations")
     _schedule(refinement["learning_rate"], refinement["levels"], "learning_rate", float)
