@@ -96,6 +96,24 @@ def test_chain_hops_step_outwards_from_the_reference_on_both_sides():
     assert chain_hops([(0, 1), (1, 2)]) == []  # sequential pairs: more than one fixed frame
 
 
+def test_chain_hops_go_between_key_frames_at_least_the_key_time_apart():
+    """At 33 frames/s (0.03 s apart) the key frames (CHAIN_KEY_SECONDS, 0.05 s) are every second frame outwards
+    from the reference on each side, and each other frame hops from the last key frame before it; frames that
+    far apart (0.06 s) or without times are all key frames; frames all within the key time of the reference
+    have nothing to chain."""
+    from EchoRegistrationLib.registration.tracking import CHAIN_KEY_SECONDS
+
+    assert CHAIN_KEY_SECONDS == 0.05
+    pairs = [(3, m) for m in range(10) if m != 3]
+    assert chain_hops(pairs, 0.03 * np.arange(10)) == [(1, 0), (3, 1), (3, 2), (3, 4), (3, 5), (5, 6), (5, 7),
+                                                         (7, 8), (7, 9)]
+    every = [(1, 0), (2, 1), (3, 2), (3, 4), (4, 5), (5, 6), (6, 7), (7, 8), (8, 9)]
+    assert chain_hops(pairs, 0.06 * np.arange(10)) == chain_hops(pairs) == every
+    assert chain_hops(pairs, 0.03 * np.arange(10), key_seconds=0.09) == [
+        (3, 0), (3, 1), (3, 2), (3, 4), (3, 5), (3, 6), (6, 7), (6, 8), (6, 9)]
+    assert chain_hops([(0, 1), (0, 2)], [0.0, 0.02, 0.04]) == []  # both within 0.05 s of the reference
+
+
 def test_the_quick_look_refines_the_whole_runs_way_from_the_start_it_can_choose(stepping, tmp_path):
     """workflow.register_one_frame: with "chained" it registers every frame from the reference to the one looked
     at, as the whole run's chain does, and gives its field; with the default "best" it refines the frame from the
@@ -157,8 +175,10 @@ def test_a_batch_records_the_start_and_one_begun_before_it_is_not_resumed_with_t
                      WorkflowSettings(mode="sequential")):
         assert settings_record(settings)["refine_start"] is None  # no refinement to the reference: no start
     (tmp_path / "batch.json").write_text(json.dumps({k: v for k, v in default.items()
-                                                     if k not in ("refine_start", "refine_chain_level")}))
-    with pytest.raises(EchoDataError, match=r"other settings \(refine_chain_level None -> 'first'; "
+                                                     if k not in ("refine_start", "refine_chain_level",
+                                                                  "refine_chain_key_seconds")}))
+    with pytest.raises(EchoDataError, match=r"other settings \(refine_chain_key_seconds None -> 0.05; "
+                                            r"refine_chain_level None -> 'first'; "
                                             r"refine_start 'direct' -> 'best'\)"):
         _check_settings(WorkflowSettings(), tmp_path)
     _check_settings(WorkflowSettings(options={"refine_start": "direct"}), tmp_path)
@@ -230,18 +250,21 @@ def test_the_chained_start_composes_each_step_after_the_previous_frames_field_on
                               [np.sin(angle) * sx, np.cos(angle) * sy, -0.25 * k], [0, 0, 1]]], dtype=torch.float32)
 
     pairs = [(reference, m) for m in range(n_frames) if m not in (reference, 6)]  # frame 6: no signal
-    hops = chain_hops(pairs)
-    assert hops == [(1, 0), (2, 1), (3, 2), (4, 3), (4, 5), (5, 7), (7, 8)]
-    steps = torch.cat([affine_to_displacement(motion(m) @ torch.linalg.inv(motion(p)), shape, SPACING)
-                       for p, m in hops])
     frames = torch.rand(n_frames, 1, *shape)
     options = _refinement_options(2, shape[0], tiny_model(), {"levels": 1, "iterations": (0,)})
-    starts, chained = _chained_fields(SPACING, frames, pairs, hops, steps, None, options, None, None, None)
-    assert torch.equal(starts, chained)  # no step: each start is its frame's field
     truth = torch.cat([affine_to_displacement(motion(m), shape, SPACING) for _, m in pairs])
-    error = (chained - truth).norm(dim=1)[:, 12:-12, 12:-12]  # where no point leaves the grid
-    assert float(error.max()) < 1e-3, error.amax((1, 2))
-    assert float((truth - steps).norm(dim=1)[:, 12:-12, 12:-12].amax()) > 1.0  # the steps alone are far from it
+    # every frame (unknown times), and key frames 0.05 s apart at 33 frames/s (4; 2, 0 and 7; frame 6 left out)
+    for times, expected in ((None, [(1, 0), (2, 1), (3, 2), (4, 3), (4, 5), (5, 7), (7, 8)]),
+                            (0.03 * np.arange(n_frames), [(2, 0), (2, 1), (4, 2), (4, 3), (4, 5), (4, 7), (7, 8)])):
+        hops = chain_hops(pairs, times)
+        assert hops == expected
+        steps = torch.cat([affine_to_displacement(motion(m) @ torch.linalg.inv(motion(p)), shape, SPACING)
+                           for p, m in hops])
+        starts, chained = _chained_fields(SPACING, frames, pairs, hops, steps, None, options, None, None, None)
+        assert torch.equal(starts, chained)  # no step: each start is its frame's field
+        error = (chained - truth).norm(dim=1)[:, 12:-12, 12:-12]  # where no point leaves the grid
+        assert float(error.max()) < 1e-3, error.amax((1, 2))
+        assert float((truth - steps).norm(dim=1)[:, 12:-12, 12:-12].amax()) > 1.0  # the steps alone are far off
 
 
 def test_the_choice_is_the_same_in_chunks_of_any_size(stepping):
@@ -398,3 +421,49 @@ def test_the_chained_frames_on_both_sides_refined_together_are_those_refined_one
                        for size in (2, 1))
     assert torch.equal(together[0], alone[0]) and torch.equal(together[1], alone[1])
     assert float((together[1] - together[0]).abs().amax()) > 1e-3  # the refinement moved the fields
+
+
+def test_a_batch_records_the_chains_key_time_and_one_begun_before_it_is_refused(tmp_path):
+    """batch.json records the least time between the chain's key frames (CHAIN_KEY_SECONDS) where the refinement
+    may chain (refine_start best or chained); a batch begun before (a chain through every frame) with such a start
+    is refused with a message that says so, one with the direct start or without a refinement resumes."""
+    import json
+
+    from EchoRegistrationLib.batch.runner import _check_settings, settings_record
+    from EchoRegistrationLib.sequence import EchoDataError
+    from EchoRegistrationLib.workflow import WorkflowSettings
+
+    def record(**kwargs):
+        return settings_record(WorkflowSettings(**kwargs))["refine_chain_key_seconds"]
+
+    assert record() == record(options={"refine_start": "chained"}) == 0.05
+    assert record(options={"refine_start": "direct"}) is record(refine=0) is record(method="deformable") is None
+
+    def begun_before(**kwargs):  # batch.json as the twentieth session wrote it
+        (tmp_path / "batch.json").write_text(json.dumps({k: v for k, v in settings_record(
+            WorkflowSettings(**kwargs)).items() if k != "refine_chain_key_seconds"}))
+
+    for options in ({}, {"refine_start": "chained"}):
+        begun_before(options=options)
+        with pytest.raises(EchoDataError, match=r"earlier version, whose chained refinement start went through "
+                                                r"every frame \(this version hops between frames at least 0.05 s "
+                                                r"apart\); it cannot be resumed: write into a new folder"):
+            _check_settings(WorkflowSettings(options=options), tmp_path)
+    for kwargs in ({"options": {"refine_start": "direct"}}, {"refine": 0}, {"method": "deformable"}):
+        begun_before(**kwargs)
+        _check_settings(WorkflowSettings(**kwargs), tmp_path)  # the same registrations as then: resumed
+    (tmp_path / "batch.json").write_text(json.dumps(settings_record(WorkflowSettings())))
+    _check_settings(WorkflowSettings(), tmp_path)  # this version's own batch resumes
+
+
+def test_a_registration_records_the_chains_key_time_where_the_frame_times_are_known(stepping):
+    """parameters["refine_chain_key_seconds"]: CHAIN_KEY_SECONDS where a chain may start the refinement and the
+    frames' times are known, None from the direct start or with unknown times (a chain through every frame)."""
+    model, _, seq = stepping
+    timed = EchoSequence(seq.frames, SPACING, frame_times=0.03 * np.arange(seq.n_frames), ed_index=0,
+                         es_index=seq.n_frames - 1)
+    key = {(name, start): register_sequence(s, "dlir", model=model, refine=2, refine_start=start, device="cpu")
+           .parameters["refine_chain_key_seconds"] for name, s in (("timed", timed), ("untimed", seq))
+           for start in ("best", "direct")}
+    assert key == {("timed", "best"): 0.05, ("timed", "direct"): None, ("untimed", "best"): None,
+                   ("untimed", "direct"): None}

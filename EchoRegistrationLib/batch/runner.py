@@ -127,7 +127,7 @@ def settings_record(settings: WorkflowSettings) -> dict[str, Any]:
     """What the numbers of a study depend on: every setting but :data:`RUN_SETTINGS`, with the
     defaults resolved (the DLIR model's name, its refinement steps and start, the systole anchor for the
     tracking the model or the mode asks for), as JSON values."""
-    from ..registration.tracking import DEFAULT_REFINE_START, REFINE_LEARNING_RATES, anchor_setting
+    from ..registration.tracking import CHAIN_KEY_SECONDS, DEFAULT_REFINE_START, REFINE_LEARNING_RATES, anchor_setting
 
     record = {key: value for key, value in dataclasses.asdict(settings).items() if key not in RUN_SETTINGS}
     record.update(model=settings.describe_model() or None, refine=settings.arguments().get("refine"))
@@ -144,6 +144,8 @@ def settings_record(settings: WorkflowSettings) -> dict[str, Any]:
     record.update(options=options, refine_start=start,
                   refine_chain_level="first" if start in ("best", "chained") else None)
     record["refine_learning_rates"] = _learning_rates_record(record["refine"], options, REFINE_LEARNING_RATES)
+    # the least time between the chain's key frames (since the twenty-first session; every frame before)
+    record["refine_chain_key_seconds"] = CHAIN_KEY_SECONDS if start in ("best", "chained") else None
     return json.loads(json.dumps(record, default=str))
 
 
@@ -201,6 +203,15 @@ def _check_settings(settings: WorkflowSettings, output: Path) -> None:
             raise EchoDataError(str(output), "this batch was begun by an earlier version, whose refinement took "
                                              "steps of 0.5 pixel at every level (this version takes 0.25 at the "
                                              "full level of two); it cannot be resumed: write into a new folder")
+    # batches begun before the twenty-first session (2026-12-02) chained through every frame: the same only where
+    # the frames are at least CHAIN_KEY_SECONDS apart (or their times unknown), which the settings cannot tell
+    if "refine_chain_key_seconds" not in recorded:
+        if recorded["refine_start"] in ("best", "chained") and current["refine_chain_key_seconds"] is not None:
+            raise EchoDataError(str(output), "this batch was begun by an earlier version, whose chained refinement "
+                                             "start went through every frame (this version hops between frames at "
+                                             f"least {current['refine_chain_key_seconds']} s apart); it cannot be "
+                                             "resumed: write into a new folder")
+        recorded["refine_chain_key_seconds"] = None
     if recorded["anchor"] is None:  # recorded unresolved (2026-11-30, one commit): the default of these settings
         recorded["anchor"] = settings_record(dataclasses.replace(settings, anchor=None))["anchor"]
     changed = [f"{key} {recorded.get(key)!r} -> {current.get(key)!r}"

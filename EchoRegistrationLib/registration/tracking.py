@@ -18,7 +18,7 @@ from __future__ import annotations
 import inspect
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -146,8 +146,8 @@ REFINE_ANATOMY_WEIGHT = 0.1
 # Where the refinement of a DLIR registration to the reference starts (``refine_start`` of
 # :func:`register_sequence`):
 #   "direct": each frame from the network's field of it (through the systole anchor);
-#   "chained": frame by frame outwards from the reference, each from the previous frame's refined field
-#       composed with the network's field between the two frames (a predictor, the network's small
+#   "chained": frame by frame outwards from the reference, each from the previous key frame's refined field
+#       (CHAIN_KEY_SECONDS) composed with the network's field between the two frames (a predictor, the network's small
 #       step, and a corrector, the refinement against the reference; errors still add up along the chain
 #       where the images let the refinement drift, as on whole simulated cycles below);
 #   "best": both, and the sequence keeps the one whose frames, warped, match the reference better (the
@@ -183,6 +183,16 @@ REFINE_ANATOMY_WEIGHT = 0.1
 # direct refinement's time (on a GPU, where a batch of frames costs little more than one, the chained half
 # level's share is likely larger: not measured). With the full level's step at 0.25 pixel (the twentieth session,
 # REFINE_LEARNING_RATES): SIMUS 0.37 mm, GLS 0.39, segments 2.11; the family 0.20 mm.
+# The chain hops between key frames, at least CHAIN_KEY_SECONDS apart: the reference and, outwards from it, each
+# frame that far from the last key frame; every other frame hops once, from the last key frame before it (the
+# twenty-first session). Each hop adds about the refinement's floor to the error it hands on (0.15 mm on SIMUS,
+# adding as a random walk: docs/generalisation.md, "The chain's hops by time"), so a chain through every frame
+# lost accuracy as the frame rate rose: mean ES end-point error of the chained start alone, SIMUS validation
+# seeds 40000-40007 at 17 and 33 frames/s, the project's simulator (seeds 5000-5007, ED->ES in 0.41 s) in 10 and
+# 20 frames, every frame -> key frames 0.05 s apart: see the docs. Spans of 0.12 s lost the speckle's reach on
+# one SIMUS case in eight (the twentieth session's stride of two at 17 frames/s). Frames without known times
+# (placeholders 1 s apart) hop through every frame, as before.
+CHAIN_KEY_SECONDS = 0.05
 REFINE_STARTS = ("best", "direct", "chained")
 DEFAULT_REFINE_START = REFINE_STARTS[0]
 # register_sequence's ``**options``: register_pair's keywords but those it sets itself for every pair
@@ -551,13 +561,16 @@ def register_sequence(
         refine_start: "dlir" refined to the reference: where each frame's refinement starts,
             :data:`REFINE_STARTS`: "best" (the default: the direct and the chained start both refined,
             the sequence keeping the one whose warped frames match the reference better), "direct" (the
-            network's field of the frame) or "chained" (the previous frame's refined field composed with
-            the network's field between the two). A refinement of two pyramid levels refines the chained start
-            (and, for "best", both starts) by the first level alone, frame by frame, the chain carrying each
-            frame's first-level field; "best" chooses there; the later level then refines the start kept,
-            every frame at once, resumed where its first level ended (the same optimisation as uninterrupted,
-            :func:`register_pair`'s ``earlier_residual``). A sequence with nothing to chain (no frame beyond
-            the reference's neighbours) and sequential tracking refine the direct start, all levels at once.
+            network's field of the frame) or "chained" (the refined field of the last key frame before it composed
+            with the network's field between the two; the key frames at least :data:`CHAIN_KEY_SECONDS` apart,
+            :func:`chain_hops`, their time recorded in ``parameters["refine_chain_key_seconds"]``). A refinement
+            of two pyramid levels refines the chained start (and, for "best", both starts) by the first level
+            alone, hop by hop, the chain carrying each frame's first-level field; "best" chooses there; the
+            later level then refines the start kept, every frame at once, resumed where its first level ended
+            (the same optimisation as uninterrupted, :func:`register_pair`'s ``earlier_residual``). A sequence
+            with nothing to chain (no frame beyond the reference's neighbours, or none more than
+            :data:`CHAIN_KEY_SECONDS` from it) and sequential tracking refine the direct start, all levels at
+            once.
             Recorded in ``parameters["refine_start"]``, the start kept in ``parameters["refine_start_used"]``
             and, where both were refined, each one's mean :func:`.pairwise.image_mismatch` (dimensionless)
             after the first level in ``parameters["refine_start_mismatch"]`` (else None). Used by refined
@@ -667,6 +680,10 @@ def register_sequence(
                        # where the refinement started (REFINE_STARTS), the start it kept, and where both were
                        # refined how far each one's warped frames are from the reference (image_mismatch)
                        "refine_start": refine_start, "refine_start_used": start_used,
+                       # the least time between the chain's key frames (CHAIN_KEY_SECONDS); None: no chain, or
+                       # unknown frame times (a chain through every frame)
+                       "refine_chain_key_seconds": CHAIN_KEY_SECONDS if refine_start != "direct"
+                       and chain_key_times(seq) is not None else None,
                        "refine_start_mismatch": None if mismatch is None else
                        {run: round(value, 6) for run, value in mismatch.items()}}
                       if refine else {}), **options}
@@ -822,7 +839,7 @@ def _dlir_fields(seq: EchoSequence, frames: torch.Tensor, pairs: list[tuple[int,
         if progress is not None:
             progress(len(pairs), len(pairs))
         return fields, anchor_frame, None, None
-    hops = chain_hops(pairs) if refine_start != "direct" else []
+    hops = chain_hops(pairs, chain_key_times(seq)) if refine_start != "direct" else []
     runs = ("direct", "chained") if refine_start == "best" and hops else ("chained",) if hops else ("direct",)
     features = None
     if model.anatomy is not None and refinement.get("feature_weight", 0) > 0:
@@ -886,12 +903,17 @@ def _split_levels(refinement: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
             {**refinement, "levels": levels - 1, "iterations": tuple(steps[1:]), "learning_rate": tuple(rates[1:])})
 
 
-def chain_hops(pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+def chain_hops(pairs: list[tuple[int, int]], frame_times: Sequence[float] | np.ndarray | None = None,
+               key_seconds: float = CHAIN_KEY_SECONDS) -> list[tuple[int, int]]:
     """The network's steps of the chained refinement start (:data:`REFINE_STARTS`) for frame ``pairs``
-    registered to one reference: (previous frame, frame) for each moving frame in the pairs' order, the
-    previous frame being its neighbour among the pairs' frames on the reference's side (the reference
-    itself for the nearest ones); [] when every moving frame's previous frame is the reference (nothing
-    to chain: two frames, or one on each side) or the pairs have more than one fixed frame."""
+    registered to one reference: (previous frame, frame) for each moving frame in the pairs' order; [] when
+    every moving frame's previous frame is the reference (nothing to chain: two frames, one on each side, or
+    every frame within ``key_seconds`` of the reference) or the pairs have more than one fixed frame.
+
+    The previous frame is the last key frame before the frame on the reference's side, among the pairs' frames:
+    the key frames are the reference and, outwards from it on each side, each frame at least ``key_seconds``
+    (:data:`CHAIN_KEY_SECONDS`) from the last key frame by ``frame_times`` (s, one per frame of the sequence).
+    Without ``frame_times`` (unknown times) every frame is a key frame: each hops from its neighbour."""
     if len({fixed for fixed, _ in pairs}) != 1:
         return []
     reference = pairs[0][0]
@@ -899,11 +921,20 @@ def chain_hops(pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
     previous = {}
     after, before = sorted(m for m in moving if m > reference), sorted(m for m in moving if m < reference)
     for side in (after, before[::-1]):
-        for k, m in enumerate(side):
-            previous[m] = side[k - 1] if k else reference
+        key = reference
+        for m in side:
+            previous[m] = key
+            if frame_times is None or abs(float(frame_times[m]) - float(frame_times[key])) >= key_seconds - 1e-9:
+                key = m
     if all(p == reference for p in previous.values()):
         return []
     return [(previous[m], m) for m in moving]
+
+
+def chain_key_times(seq: EchoSequence) -> np.ndarray | None:
+    """The frame times (T,) s by which :func:`chain_hops` places the chain's key frames: ``seq.frame_times``, or
+    None where they are unknown (placeholders), for a chain through every frame."""
+    return np.asarray(seq.frame_times, dtype=np.float64) if seq.frame_times_known else None
 
 
 def _chained_fields(spacing: tuple[float, float], frames: torch.Tensor, pairs: list[tuple[int, int]],

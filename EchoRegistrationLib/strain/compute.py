@@ -141,6 +141,7 @@ def compute_strain(seq: EchoSequence, registration: RegistrationResult,
 # what a strain summary repeats of its registration's parameters (those that name how it was made)
 RECORDED_PARAMETERS = ("model", "licence", "passes", "network_precision", "refine", "refine_iterations",
                        "refine_learning_rates", "refine_anatomy_weight", "refine_start", "refine_start_used",
+                       "refine_chain_key_seconds",
                        "flip_average", "anchor", "anchor_frame")
 
 
