@@ -205,6 +205,25 @@ def test_same_table_from_two_worker_processes_and_a_dask_cluster(cohort, referen
     assert without_run_columns(rows) == expected
 
 
+def test_csv_frame_rate_reaches_the_dicom_reader(tmp_path):
+    """A listing's frame_rate times a DICOM that records no time (it was refused for every DICOM); one
+    that records another rate is refused, naming the rate the file records."""
+    import numpy as np
+    from input_files import write_us
+
+    cine = np.random.default_rng(4).integers(0, 256, (3, 6, 8), np.uint8)
+    write_us(tmp_path / "untimed.dcm", cine)
+    write_us(tmp_path / "timed.dcm", cine, FrameTime=20)
+    listing = tmp_path / "list.csv"
+    listing.write_text("input,frame_rate\nuntimed.dcm,30\ntimed.dcm,30\n")
+    untimed, timed = find_studies(listing)
+    seq = untimed.study.load()
+    assert seq.frame_times_known and seq.frame_times.tolist() == pytest.approx([0, 1 / 30, 2 / 30])
+    with pytest.raises(EchoDataError, match=r"timed\.dcm: frame rate 30 frames/s given .*FrameTime \(20 ms\)\): "
+                                            r"50 frames/s"):
+        timed.study.load()
+
+
 def test_listing_from_csv_and_folder(tmp_path):
     (tmp_path / "a.seq.nrrd").write_bytes(b"")
     (tmp_path / "a_labels.nii.gz").write_bytes(b"")

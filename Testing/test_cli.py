@@ -239,6 +239,20 @@ def test_input_warnings_are_one_line_each(tmp_path, capsys):
     assert "frames:       3 x 6 rows x 8 columns" in captured.out
 
 
+def test_frame_rate_times_an_untimed_dicom(tmp_path, capsys):
+    """`echoreg info` tells to pass --frame-rate for a DICOM without timing: it is taken (it was
+    refused as an option that does not apply to DICOM), and the metadata say where the times came from."""
+    from input_files import write_us
+
+    path = write_us(tmp_path / "untimed.dcm", np.random.default_rng(3).integers(0, 256, (3, 6, 8), np.uint8))
+    assert main(["info", str(path)]) == 0
+    assert "frame times:  UNKNOWN (not in the file; pass --frame-rate)" in capsys.readouterr().out
+    assert main(["info", str(path), "--frame-rate", "30"]) == 0
+    out = capsys.readouterr().out
+    assert "frame times:  0 .. 0.06667 s, 30 frames/s" in out
+    assert "frame_times_source: frame_rate argument (30 frames/s)" in out
+
+
 def test_huge_dicom_header_is_exit_2_and_one_line(tmp_path, capsys):
     import pydicom
     from input_files import write_us

@@ -17,6 +17,7 @@ from pydicom.uid import MPEG4HP41, HTJ2KLossless, RLELossless
 from input_files import region, write_compressed_us, write_us, write_ybr_full_422
 
 from EchoRegistrationLib.io.dicom import is_dicom, read_dicom
+from EchoRegistrationLib.io.dispatch import load_sequence
 from EchoRegistrationLib.sequence import EchoDataError, EchoDataWarning
 
 LUMA = np.array([0.299, 0.587, 0.114])
@@ -260,6 +261,37 @@ def test_frame_time_sources(tmp_path: Path, cine: np.ndarray, attributes, expect
 def test_no_timing_marks_times_unknown(tmp_path: Path, cine: np.ndarray) -> None:
     seq = read_dicom(write_us(tmp_path / "untimed.dcm", cine))
     assert not seq.frame_times_known and "no usable FrameTimeVector" in seq.metadata["frame_times_note"]
+
+
+def test_frame_rate_times_a_file_without_timing(tmp_path: Path, cine: np.ndarray) -> None:
+    """A DICOM without timing attributes takes the caller's frame rate (--frame-rate, a batch CSV's
+    frame_rate), through load_sequence too, and says where its times came from."""
+    path = write_us(tmp_path / "untimed.dcm", cine)
+    seq = load_sequence(path, frame_rate=30)
+    np.testing.assert_allclose(seq.frame_times, np.arange(4) / 30, rtol=1e-12)
+    assert seq.frame_times_known and seq.metadata["frame_times_source"] == "frame_rate argument (30 frames/s)"
+    note = seq.metadata["frame_times_note"]
+    assert "no usable FrameTimeVector" in note and "frame times from the frame_rate argument (30 frames/s)" in note
+    with pytest.raises(EchoDataError, match=r"untimed\.dcm: frame_rate must be a positive number"):
+        read_dicom(path, frame_rate=0.0)
+
+
+@pytest.mark.parametrize("attributes, recorded, agreeing", [
+    ({"FrameTime": 20}, r"FrameTime \(20 ms\)\): 50 frames/s", 50.0),
+    ({"FrameTimeVector": [0, 30, 30, 30]}, r"FrameTimeVector \(ms increments\)\): 33\.33 frames/s", 33.33),
+    ({"CineRate": 25}, r"CineRate \(25 frames/s\)\): 25 frames/s", 25.0),
+])
+def test_frame_rate_contradicting_the_file_times_is_refused(tmp_path: Path, cine: np.ndarray, attributes,
+                                                            recorded, agreeing) -> None:
+    """The times the file records win: another rate is refused, naming the file's; the same rate (as
+    the message prints it) changes nothing."""
+    path = write_us(tmp_path / "timed.dcm", cine, **attributes)
+    with pytest.raises(EchoDataError, match=rf"timed\.dcm: frame rate 60 frames/s given .* records its frame "
+                                            rf"times \({recorded}; .* leave it out"):
+        read_dicom(path, frame_rate=60.0)
+    kept = read_dicom(path, frame_rate=agreeing)
+    np.testing.assert_allclose(kept.frame_times, read_dicom(path).frame_times, rtol=1e-12)
+    assert "agrees with the file's" in kept.metadata["frame_times_note"]
 
 
 def test_file_without_preamble(tmp_path: Path, cine: np.ndarray) -> None:

@@ -14,7 +14,9 @@ What is read, and from where:
   ``metadata["warnings"]``); no frame is ever invented. A file without one whole frame, or whose
   frames would exceed :data:`MAX_PIXELS`, is refused before any large allocation.
 * Frame times (s) from ``FrameTimeVector`` (ms between frames), ``FrameTime`` (ms), ``CineRate`` or
-  ``RecommendedDisplayFrameRate`` (frames/s), following ``FrameIncrementPointer`` when it names one.
+  ``RecommendedDisplayFrameRate`` (frames/s), following ``FrameIncrementPointer`` when it names one; for
+  a file without any, from the caller's ``frame_rate`` (:mod:`.timing`: refused where it contradicts
+  the file's).
 * Intensities: monochrome images keep their stored values (MONOCHROME1 is inverted so that bright means
   strong echo); colour images (RGB, YBR_FULL, YBR_FULL_422, PALETTE COLOR) become ITU-R BT.601 luma on a
   0..255 scale, and the fraction of clearly coloured pixels (Doppler, coloured annotations, tinted grey
@@ -47,6 +49,7 @@ from pydicom.uid import (UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, Impli
 
 from ..sequence import EchoDataError, EchoSequence, record_warning
 from .colour import coloured_pixel_count, rgb_to_luma
+from .timing import checked_frame_rate, given_frame_rate
 
 DICOM_MAGIC = b"DICM"
 MAGIC_OFFSET = 128
@@ -358,6 +361,19 @@ def _frame_times(ds: Dataset, n_frames: int, source: str) -> tuple[np.ndarray | 
     return times, meta
 
 
+def _times_with_frame_rate(ds: Dataset, n_frames: int, source: str,
+                           frame_rate: float | None) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """:func:`_frame_times`, then the caller's ``frame_rate`` by the rule of :mod:`.timing` (used
+    when the file records no time, refused when it contradicts the file's times)."""
+    times, meta = _frame_times(ds, n_frames, source)
+    timing = given_frame_rate(source, n_frames, frame_rate, times, meta["frame_times_source"])
+    if timing.from_frame_rate:
+        meta["frame_times_source"] = f"frame_rate argument ({frame_rate:g} frames/s)"
+    if timing.note:
+        meta["frame_times_note"] = "; ".join(filter(None, [meta.get("frame_times_note"), timing.note]))
+    return timing.times, meta
+
+
 # ---------------------------------------------------------------------------- pixels
 def _image_shape(ds: Dataset, source: str) -> tuple[int, int, int]:
     """(T, H, W) that the header declares (T from NumberOfFrames, 1 without it), after checking it
@@ -547,7 +563,8 @@ def _geometry(ds: Dataset) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------------- public reader
-def read_dicom(path: str | os.PathLike, *, crop_to_region: bool = False) -> EchoSequence:
+def read_dicom(path: str | os.PathLike, *, crop_to_region: bool = False,
+               frame_rate: float | None = None) -> EchoSequence:
     """Read a DICOM ultrasound image or cine loop as an :class:`EchoSequence`.
 
     Args:
@@ -556,6 +573,8 @@ def read_dicom(path: str | os.PathLike, *, crop_to_region: bool = False) -> Echo
         crop_to_region: keep only the chosen 2D ultrasound region (inclusive bounds), with the origin
             moved to the region's first pixel so physical positions are unchanged. Without a region
             the full frame is kept and ``metadata["crop_note"]`` says so.
+        frame_rate: frames per second, for a file that records no frame times (none of the timing
+            attributes above); the times are then ``i / frame_rate`` s.
 
     Returns:
         frames (T, H, W) float32; spacing (sx, sy) mm; frame_times (T,) s or None when unknown;
@@ -567,7 +586,9 @@ def read_dicom(path: str | os.PathLike, *, crop_to_region: bool = False) -> Echo
         OSError: the file cannot be opened.
         EchoDataError: not DICOM, no pixel data, an unsupported image, a missing decoder (the message
             names the transfer syntax and what to install), pixel data without one whole frame or with
-            more than :data:`MAX_PIXELS` pixels, or an invalid FrameTimeVector.
+            more than :data:`MAX_PIXELS` pixels, an invalid FrameTimeVector; ``frame_rate`` not a
+            positive number, or contradicting the frame times the file records (the message gives
+            their rate).
 
     Warns:
         EchoDataWarning: NumberOfFrames disagrees with the frames the pixel data hold (the frames
@@ -576,6 +597,7 @@ def read_dicom(path: str | os.PathLike, *, crop_to_region: bool = False) -> Echo
     """
     path = Path(path)
     source = str(path)
+    checked_frame_rate(source, frame_rate)  # before any decoding
     ds, read_notes, header_problems = _read_dataset(path)
     declared, rows, columns = _image_shape(ds, source)
     decoder = _decoder(ds, source)  # a missing decoder is the problem to report, before counting frames
@@ -583,7 +605,7 @@ def read_dicom(path: str | os.PathLike, *, crop_to_region: bool = False) -> Echo
     shape = (held, rows, columns)
     frames, colour_meta = _frames(ds, decoder, shape, source)
     spacing, region, spacing_meta, spacing_problems = _spacing(ds, shape[1:])
-    times, time_meta = _frame_times(ds, shape[0], source)
+    times, time_meta = _times_with_frame_rate(ds, shape[0], source, frame_rate)
     origin, direction, geometry_meta = _geometry(ds)
     metadata: dict[str, Any] = {
         "source": source, "format": "DICOM",

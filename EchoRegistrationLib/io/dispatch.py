@@ -97,7 +97,7 @@ def load_sequence(path: str | os.PathLike, *, labels: str | os.PathLike | np.nda
             attach, on the same grid.
         mask: optional field-of-view (sector) mask file or (H, W) array on the same grid, nonzero
             inside (:func:`attach_mask`).
-        **options: reader options: ``frame_rate`` (NIfTI / NRRD / video without times),
+        **options: reader options: ``frame_rate`` (DICOM / NIfTI / NRRD / video without times),
             ``crop_to_region`` (DICOM), ``view`` and ``with_labels`` (CAMUS).
 
     Raises:

@@ -1,0 +1,91 @@
+"""The caller's frame rate against the frame times a file records: one rule for every reader.
+
+``frame_rate`` (frames/s: ``--frame-rate``, a batch CSV's ``frame_rate`` column, ``load_sequence(...,
+frame_rate=)``) is for files that record no frame times; the times are then ``i / frame_rate`` s.
+
+* A file that records its frame times (DICOM ``FrameTimeVector`` / ``FrameTime`` / ``CineRate`` /
+  ``RecommendedDisplayFrameRate``, a ``.seq.nrrd`` time index in s or ms, the ``FrameTimes`` field of
+  MetaImage / NRRD) keeps them: a frame rate that contradicts them is refused (an
+  :class:`EchoDataError` naming the file and the rate it records), one that agrees with them (within
+  :data:`RATE_TOLERANCE`) changes nothing. The recorded times are what the scanner measured; a rate
+  typed over them would be a silent wrong number.
+* A video container's frame rate is a playback rate, often not the acquisition's (clips exported at a
+  fixed 25 or 30 frames/s; OpenCV reports a guessed 25 for a stream without one), and the true rate
+  comes from elsewhere (EchoNet's ``FileList.csv``): the caller's rate replaces it, with a warning
+  naming both.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..sequence import EchoDataError
+
+#: Relative difference under which a given frame rate agrees with the file's mean frame rate.
+RATE_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class FrameTiming:
+    """The frame times a reader gives after considering the caller's frame rate.
+
+    Attributes:
+        times: (T,) s, or None when neither the file nor the caller gives them.
+        from_frame_rate: the times are ``i / frame_rate``, from the caller's rate.
+        note: what was done with the caller's rate, for the metadata (None without one).
+        warning: a video container's rate replaced by the caller's (record it as a warning), else None.
+    """
+
+    times: np.ndarray | None
+    from_frame_rate: bool = False
+    note: str | None = None
+    warning: str | None = None
+
+
+def checked_frame_rate(source: str, frame_rate: float | None) -> float | None:
+    """``frame_rate`` as a float (None stays None).
+
+    Raises:
+        EchoDataError: naming ``source``: not a positive finite number of frames/s.
+    """
+    if frame_rate is None:
+        return None
+    if isinstance(frame_rate, bool) or not (math.isfinite(frame_rate) and frame_rate > 0):
+        raise EchoDataError(source, f"frame_rate must be a positive number of frames/s, got {frame_rate}")
+    return float(frame_rate)
+
+
+def given_frame_rate(source: str, n_frames: int, frame_rate: float | None, recorded: np.ndarray | None,
+                     recorded_by: str, *, playback: bool = False) -> FrameTiming:
+    """The frame times of a file of ``n_frames`` frames that records ``recorded`` ((T,) s, None: no
+    timing) in ``recorded_by`` (e.g. "FrameTime (20 ms)"), given the caller's ``frame_rate`` (frames/s,
+    None: not given), by the rule of this module. ``playback``: ``recorded`` comes from a video
+    container's playback rate, which the caller's rate replaces with a warning.
+
+    Raises:
+        EchoDataError: naming ``source``: ``frame_rate`` is not a positive finite number, or (not
+            ``playback``) it contradicts the recorded times (the message gives their rate).
+    """
+    frame_rate = checked_frame_rate(source, frame_rate)
+    if frame_rate is None:
+        return FrameTiming(recorded)
+    given = np.arange(n_frames) / frame_rate
+    if recorded is None:
+        return FrameTiming(given, True, f"frame times from the frame_rate argument ({frame_rate:g} frames/s); "
+                                        "the file records none")
+    if n_frames < 2:
+        return FrameTiming(recorded, note=f"frame_rate {frame_rate:g} frames/s: a single frame has no interval")
+    rate = float((n_frames - 1) / (recorded[-1] - recorded[0]))
+    if math.isclose(frame_rate, rate, rel_tol=RATE_TOLERANCE):
+        return FrameTiming(recorded, note=f"frame_rate {frame_rate:g} frames/s agrees with the file's "
+                                          f"{recorded_by}; the file's times are kept")
+    if playback:
+        return FrameTiming(given, True, warning=f"frame times from the frame_rate argument ({frame_rate:g} "
+                                                f"frames/s), not from the {recorded_by} ({rate:.4g} frames/s, "
+                                                "a playback rate)")
+    raise EchoDataError(source, f"frame rate {frame_rate:g} frames/s given (--frame-rate, frame_rate), but the "
+                                f"file records its frame times ({recorded_by}): {rate:.4g} frames/s; a frame "
+                                "rate is only for files that record no time: leave it out")
