@@ -97,7 +97,8 @@ class Study:
             (column, row) when the file gives no pixel size. None: no landmarks.
         mask: field-of-view mask on the same grid (registration compares the images inside it).
         view: CAMUS view (2CH / 4CH) when the folder holds both.
-        frame_rate: frames per second for files that do not record time.
+        frame_rate: frames per second for files that do not record time (refused over times the file
+            records; a video container's rate is replaced with a warning: :mod:`.io.timing`).
         es_frame: end-systole frame (0-based) set by the user, over the file's
             (:meth:`.sequence.EchoSequence.with_end_systole`); None: the file's, else detected.
         crop_to_region: DICOM: crop to the 2D tissue region.

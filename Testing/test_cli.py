@@ -26,6 +26,17 @@ def test_info_prints_geometry_and_timing(cine, capsys):
     assert "3 x 40 rows x 36 columns" in out and "x 0.5 mm, y 0.4 mm" in out and "50 frames/s" in out
 
 
+def test_frame_rate_over_recorded_times_is_one_line_error(cine, capsys):
+    """--frame-rate is for files that record no time: over the 50 frames/s a .seq.nrrd records, 60 was
+    shown as measured; it is exit 2 with one line naming the file and its rate."""
+    assert main(["info", str(cine), "--frame-rate", "60"]) == 2
+    captured = capsys.readouterr()
+    assert "60 frames/s" not in captured.out
+    assert captured.err.strip() == (f"echoreg: error: {cine}: frame rate 60 frames/s given (--frame-rate, frame_rate), "
+                                    "but the file records its frame times (sequence index time (s)): 50 frames/s; "
+                                    "a frame rate is only for files that record no time: leave it out")
+
+
 def test_convert_writes_and_refuses_to_overwrite(cine, tmp_path, capsys):
     target = tmp_path / "cine.mha"
     assert main(["convert", str(cine), str(target)]) == 0

@@ -291,7 +291,8 @@ def test_frame_rate_contradicting_the_file_times_is_refused(tmp_path: Path, cine
         read_dicom(path, frame_rate=60.0)
     kept = read_dicom(path, frame_rate=agreeing)
     np.testing.assert_allclose(kept.frame_times, read_dicom(path).frame_times, rtol=1e-12)
-    assert "agrees with the file's" in kept.metadata["frame_times_note"]
+    assert f"agrees with the {kept.metadata['frame_times_source']}; the file's times are kept" in \
+        kept.metadata["frame_times_note"]
 
 
 def test_file_without_preamble(tmp_path: Path, cine: np.ndarray) -> None:

@@ -56,6 +56,19 @@ def test_nifti_time_is_third_axis_and_times_need_a_frame_rate(tmp_path):
     assert timed.frame_times == pytest.approx(np.arange(5) * 0.04) and timed.frame_times_known
 
 
+def test_frame_rate_over_frame_times_is_refused(tmp_path):
+    """A MetaImage's FrameTimes are the file's own times: another rate over them was taken silently."""
+    path = write_itk_image(ramp_sequence(), tmp_path / "cine.mha")  # 25 frames/s
+    with pytest.raises(EchoDataError, match=r"cine\.mha: frame rate 60 frames/s given .*records its frame times "
+                                            r"\(FrameTimes header field\): 25 frames/s"):
+        read_itk_image(path, frame_rate=60.0)
+    same = read_itk_image(path, frame_rate=25.0)
+    assert same.frame_times == pytest.approx(0.1 + np.arange(5) * 0.04)  # the file's, from 0.1 s
+    assert same.metadata["frame_times_source"] == "FrameTimes header field"
+    nifti = read_itk_image(write_itk_image(ramp_sequence(), tmp_path / "cine.nii.gz"), frame_rate=60.0)
+    assert nifti.metadata["frame_times_source"] == "frame_rate argument (60 frames/s)"  # NIfTI records none
+
+
 def test_single_2d_image_is_one_frame(tmp_path):
     image = sitk.GetImageFromArray(np.eye(4, 6, dtype=np.float32))
     image.SetSpacing((0.2, 0.3))

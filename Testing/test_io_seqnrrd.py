@@ -347,6 +347,18 @@ def test_frame_rate_argument_sets_the_times(tmp_path):
         read_seq_nrrd(path, frame_rate=-5.0)
 
 
+def test_frame_rate_over_a_time_index_is_refused(tmp_path):
+    """The index is the file's own times: another rate over it was taken silently (the note called the
+    real index 'not the index'); it is refused naming the index's rate, the same rate changes nothing."""
+    path = write_seq_nrrd(make_sequence(frame_times=np.arange(4) / 49.38), tmp_path / "timed.seq.nrrd")
+    with pytest.raises(EchoDataError, match=r"timed\.seq\.nrrd: frame rate 60 frames/s given .*records its frame "
+                                            r"times \(sequence index time \(s\)\): 49\.38 frames/s"):
+        read_seq_nrrd(path, frame_rate=60.0)
+    same = read_seq_nrrd(path, frame_rate=49.38)
+    np.testing.assert_allclose(same.frame_times, np.arange(4) / 49.38, rtol=1e-9)
+    assert "agrees with the sequence index time (s)" in same.metadata["note"]
+
+
 def test_is_seq_nrrd_tells_plain_nrrd_and_segmentation_apart(tmp_path):
     plain = tmp_path / "plain.nrrd"
     nrrd.write(str(plain), np.zeros((4, 3, 1), np.uint8),

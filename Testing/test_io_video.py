@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import cv2
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from EchoRegistrationLib import EchoDataError, EchoDataWarning
-from EchoRegistrationLib.io.video import _frame_times, is_video, read_video, rgb_to_luma
+from EchoRegistrationLib.io.video import is_video, read_video, rgb_to_luma
 
 N_FRAMES, SIZE, SQUARE, STEP = 12, 112, 16, 4
 SQUARE_TOP, SQUARE_LEFT, SQUARE_VALUE = 40, 10, 230
@@ -116,19 +117,20 @@ def test_rgb_to_luma_weights():
     assert rgb_to_luma(rgb)[3] == 77.0  # gray stays exact
 
 
-def test_given_frame_rate_wins_over_container(tmp_path):
+def test_given_frame_rate_wins_over_container_with_a_warning(tmp_path):
+    """A container's rate is a playback rate: the caller's (EchoNet's FPS column) replaces it, and the
+    user is warned (it was only a note in the metadata), naming both rates."""
     path = write_video(tmp_path / "rate.avi", "FFV1", as_bgr(gray_frames()[:5]), fps=50.0)
-    seq = read_video(path, frame_rate=40.0)
+    with pytest.warns(EchoDataWarning, match=r"rate\.avi: frame times from the frame_rate argument \(40 frames/s\), "
+                                             r"not from the container's frame rate \(50 frames/s, a playback rate\)"):
+        seq = read_video(path, frame_rate=40.0)
     np.testing.assert_allclose(seq.frame_times, np.arange(5) / 40.0, rtol=1e-12)
-    assert seq.metadata["fps"] == 50.0 and "container says 50" in seq.metadata["note"]
-
-
-def test_unknown_rate_gives_unknown_times():
-    assert _frame_times(3, None, None)[0] is None
-    assert "frame times unknown" in _frame_times(3, None, None)[1][0]
-    times, notes = _frame_times(3, None, 20.0)
-    np.testing.assert_allclose(times, [0.0, 0.05, 0.1])
-    assert notes == []
+    assert seq.metadata["fps"] == 50.0 and "not from the container's frame rate" in seq.metadata["warnings"][0]
+    assert seq.metadata["frame_times_source"] == "frame_rate argument (40 frames/s)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same rate: no warning, the container's times
+        same = read_video(path, frame_rate=50.0)
+    assert "agrees with the container's frame rate" in same.metadata["note"] and "warnings" not in same.metadata
 
 
 def test_is_video_checks_content(tmp_path):

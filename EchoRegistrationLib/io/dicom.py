@@ -367,8 +367,7 @@ def _times_with_frame_rate(ds: Dataset, n_frames: int, source: str,
     when the file records no time, refused when it contradicts the file's times)."""
     times, meta = _frame_times(ds, n_frames, source)
     timing = given_frame_rate(source, n_frames, frame_rate, times, meta["frame_times_source"])
-    if timing.from_frame_rate:
-        meta["frame_times_source"] = f"frame_rate argument ({frame_rate:g} frames/s)"
+    meta["frame_times_source"] = timing.times_source
     if timing.note:
         meta["frame_times_note"] = "; ".join(filter(None, [meta.get("frame_times_note"), timing.note]))
     return timing.times, meta

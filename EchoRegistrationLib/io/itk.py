@@ -6,8 +6,8 @@ as NIfTI tools write 2D+t; any layout whose axes beyond the plane are singletons
 read. A 2D image is a single frame. Frame times:
 
 * MetaImage (``.mha``/``.mhd``) and NRRD written by EchoRegistration carry known times exactly in a
-  ``FrameTimes`` header field (seconds) and they are read back; unknown times are not written, and read
-  back unknown;
+  ``FrameTimes`` header field (seconds) and they are read back (a ``frame_rate`` that contradicts them is
+  refused, :mod:`.timing`); unknown times are not written, and read back unknown;
 * NIfTI cannot hold them through SimpleITK: the writer stores the mean frame interval (s) as the
   third-axis spacing for other tools, but the reader never guesses times from a spacing. Pass
   ``frame_rate`` (frames/s) when known, otherwise times are marked unknown.
@@ -35,6 +35,7 @@ from .atomic import atomic_output, atomic_output_dir
 from .colour import rgb_to_luma
 from .metaimage import metaimage_data_problem, read_metaimage_header
 from .nifti import NiftiHeader, read_nifti
+from .timing import FrameTiming, checked_frame_rate, given_frame_rate
 
 FRAME_TIMES_KEY = "FrameTimes"
 ITK_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr")
@@ -164,21 +165,19 @@ def _check_raw_pixels(path: Path, nifti: tuple[NiftiHeader, np.ndarray | None] |
         raise EchoDataError(str(path), problem)
 
 
-def _frame_times(path: Path, image: sitk.Image, n_frames: int,
-                 frame_rate: float | None) -> tuple[np.ndarray | None, str]:
-    if frame_rate is not None:
-        if not frame_rate > 0:
-            raise EchoDataError(str(path), f"frame_rate must be positive, got {frame_rate}")
-        return np.arange(n_frames) / float(frame_rate), "frame_rate argument"
+def _frame_times(path: Path, image: sitk.Image, n_frames: int, frame_rate: float | None) -> FrameTiming:
+    """The times of the :data:`FRAME_TIMES_KEY` field, the caller's ``frame_rate`` by the rule of
+    :mod:`.timing` (used when the file records none, refused when it contradicts them)."""
+    recorded, recorded_by = None, "not stored in the file"
     if image.HasMetaDataKey(FRAME_TIMES_KEY):
         try:
-            times = np.array([float(v) for v in image.GetMetaData(FRAME_TIMES_KEY).split()])
+            recorded = np.array([float(v) for v in image.GetMetaData(FRAME_TIMES_KEY).split()])
         except ValueError:
             raise EchoDataError(str(path), f"{FRAME_TIMES_KEY} header field is not a list of numbers") from None
-        if times.shape != (n_frames,):
-            raise EchoDataError(str(path), f"{FRAME_TIMES_KEY} lists {times.size} times for {n_frames} frames")
-        return times, f"{FRAME_TIMES_KEY} header field"
-    return None, "not stored in the file"
+        if recorded.shape != (n_frames,):
+            raise EchoDataError(str(path), f"{FRAME_TIMES_KEY} lists {recorded.size} times for {n_frames} frames")
+        recorded_by = f"{FRAME_TIMES_KEY} header field"
+    return given_frame_rate(str(path), n_frames, frame_rate, recorded, recorded_by)
 
 
 def read_itk_image(path: str | os.PathLike, *, frame_rate: float | None = None) -> EchoSequence:
@@ -186,29 +185,35 @@ def read_itk_image(path: str | os.PathLike, *, frame_rate: float | None = None) 
 
     Args:
         path: the image file; the third axis of a 3D image is time.
-        frame_rate: frames per second when the file does not record times (NIfTI, NRRD).
+        frame_rate: frames per second when the file does not record times (NIfTI; MetaImage and
+            NRRD without a ``FrameTimes`` field); refused when it contradicts a ``FrameTimes`` field
+            (:mod:`.timing`).
 
     Raises:
         EchoDataError: unreadable or truncated file (ITK reads the missing voxels of a NIfTI file as
             0), more than one axis beyond the plane, bad pixel type, NaN or infinite pixels, or
-            invalid geometry (implausible spacing or frame rate included).
+            invalid geometry (implausible spacing or frame rate included); ``frame_rate`` not
+            positive, or contradicting the file's ``FrameTimes`` (the message gives their rate).
 
     Warns:
         EchoDataWarning: the file declares a zero (spacing unknown) or negative pixel size.
     """
     path = Path(path)
+    checked_frame_rate(str(path), frame_rate)
     image = _read_image(path)
     nifti = read_nifti(path)
     _check_raw_pixels(path, nifti)
     frames = _frames_array(image, str(path))
     geometry = _plane_geometry(image)
-    times, time_source = _frame_times(path, image, frames.shape[0], frame_rate)
+    timing = _frame_times(path, image, frames.shape[0], frame_rate)
     metadata = {"source": str(path), "format": "ITK image (SimpleITK)",
-                "frame_times_source": time_source, **geometry.pop("metadata")}
+                "frame_times_source": timing.times_source, **geometry.pop("metadata")}
+    if timing.note:
+        metadata["frame_times_note"] = timing.note
     geometry["spacing"] = _checked_spacing(path, nifti, geometry["spacing"], metadata)
     if image.GetNumberOfComponentsPerPixel() > 1:
         metadata["colour_note"] = "colour pixels converted to BT.601 luma"
-    return EchoSequence(frames=frames, frame_times=times, metadata=metadata, **geometry)
+    return EchoSequence(frames=frames, frame_times=timing.times, metadata=metadata, **geometry)
 
 
 def read_itk_labels(path: str | os.PathLike) -> np.ndarray:

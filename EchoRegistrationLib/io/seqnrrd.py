@@ -30,7 +30,6 @@ accepts all of these.
 from __future__ import annotations
 
 import gzip
-import math
 import os
 import re
 import urllib.parse
@@ -44,6 +43,7 @@ import numpy as np
 from ..sequence import ES_IN_FILE, LPS_TO_RAS, EchoDataError, EchoSequence, geometry_from_ijk_to_ras
 from .atomic import atomic_output
 from .colour import rgb_to_luma
+from .timing import checked_frame_rate, given_frame_rate
 
 # Sign flips from a NRRD patient space to LPS (each a diagonal, applied to vectors and origin).
 _SPACE_TO_LPS = {
@@ -116,23 +116,24 @@ def read_seq_nrrd(path: str | os.PathLike, *, frame_rate: float | None = None) -
     ``slice_spacing`` from the slice axis, origin and direction in LPS (RAS files converted), and
     ``frame_times`` in seconds from the index values when the index unit is a time unit (s or ms)
     and the values are numeric and strictly increasing; otherwise ``frame_times`` is None and
-    ``metadata["note"]`` says why. ``frame_rate`` (frames/s), when given, sets the times to
-    ``i / frame_rate`` whatever the index holds (as the other readers do). ED and ES come from this
+    ``metadata["note"]`` says why. ``frame_rate`` (frames/s) is for a file whose index is not such
+    a time: the times are then ``i / frame_rate``; over a time index it is refused unless it agrees
+    with it (:mod:`.timing`, as every reader). ED and ES come from this
     project's :data:`ED_FRAME_KEY` / :data:`ES_FRAME_KEY` fields when the file has them, the view
     (``metadata["view"]``) from :data:`VIEW_KEY`.
 
     Raises:
         FileNotFoundError: no such file.
         EchoDataError: not a readable volume sequence of single-slice frames (message starts with
-            the file name); ``frame_rate`` not positive; an ED / ES field that is not a frame index.
+            the file name); ``frame_rate`` not positive, or contradicting the index's times (the
+            message gives their rate); an ED / ES field that is not a frame index.
     """
     import nrrd  # here, not at import: 3D Slicer does not bundle pynrrd
 
     source = str(path)
     if not Path(path).is_file():
         raise FileNotFoundError(f"{source}: no such file")
-    if frame_rate is not None and not (math.isfinite(frame_rate) and frame_rate > 0):
-        raise EchoDataError(source, f"frame_rate must be a positive number of frames/s, got {frame_rate}")
+    checked_frame_rate(source, frame_rate)
     try:
         data, header = nrrd.read(source, index_order="F")
     except (nrrd.NRRDError, ValueError, KeyError, OSError, EOFError, zlib.error) as error:
@@ -156,11 +157,9 @@ def read_seq_nrrd(path: str | os.PathLike, *, frame_rate: float | None = None) -
     geometry = geometry_from_ijk_to_ras(LPS_TO_RAS @ _ijk_to_lps(header, spatial_axes, source))
     times, time_note, index_description = _frame_times(header, list_axis, frames.shape[0], source)
     metadata["sequence_index"] = index_description
-    if frame_rate is not None:
-        times = np.arange(frames.shape[0]) / frame_rate
-        time_note = f"frame times from the frame_rate argument ({frame_rate:g} frames/s), not the index"
-    if time_note:
-        notes.append(time_note)
+    timing = given_frame_rate(source, frames.shape[0], frame_rate, times, f"sequence index {index_description}")
+    times = timing.times
+    notes += [note for note in (time_note, timing.note) if note]
     if str(header.get(SPACING_KNOWN_KEY, "true")).lower() == "false":
         metadata["spacing_known"] = False
     if notes:

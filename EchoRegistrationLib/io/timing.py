@@ -26,6 +26,8 @@ from ..sequence import EchoDataError
 
 #: Relative difference under which a given frame rate agrees with the file's mean frame rate.
 RATE_TOLERANCE = 1e-3
+#: How ``metadata["frame_times_source"]`` starts when the times come from the caller's frame rate.
+FROM_FRAME_RATE = "frame_rate argument"
 
 
 @dataclass(frozen=True)
@@ -34,13 +36,14 @@ class FrameTiming:
 
     Attributes:
         times: (T,) s, or None when neither the file nor the caller gives them.
-        from_frame_rate: the times are ``i / frame_rate``, from the caller's rate.
+        times_source: where the times come from, for ``metadata["frame_times_source"]``: what the
+            file records them in, or "frame_rate argument (N frames/s)".
         note: what was done with the caller's rate, for the metadata (None without one).
         warning: a video container's rate replaced by the caller's (record it as a warning), else None.
     """
 
     times: np.ndarray | None
-    from_frame_rate: bool = False
+    times_source: str
     note: str | None = None
     warning: str | None = None
 
@@ -71,21 +74,21 @@ def given_frame_rate(source: str, n_frames: int, frame_rate: float | None, recor
     """
     frame_rate = checked_frame_rate(source, frame_rate)
     if frame_rate is None:
-        return FrameTiming(recorded)
+        return FrameTiming(recorded, recorded_by)
     given = np.arange(n_frames) / frame_rate
+    from_rate = f"{FROM_FRAME_RATE} ({frame_rate:g} frames/s)"
     if recorded is None:
-        return FrameTiming(given, True, f"frame times from the frame_rate argument ({frame_rate:g} frames/s); "
-                                        "the file records none")
+        return FrameTiming(given, from_rate, f"frame times from the {from_rate}; the file records none")
     if n_frames < 2:
-        return FrameTiming(recorded, note=f"frame_rate {frame_rate:g} frames/s: a single frame has no interval")
+        return FrameTiming(recorded, recorded_by, f"frame_rate {frame_rate:g} frames/s unused: a single frame "
+                                                  "has no interval")
     rate = float((n_frames - 1) / (recorded[-1] - recorded[0]))
     if math.isclose(frame_rate, rate, rel_tol=RATE_TOLERANCE):
-        return FrameTiming(recorded, note=f"frame_rate {frame_rate:g} frames/s agrees with the file's "
-                                          f"{recorded_by}; the file's times are kept")
+        return FrameTiming(recorded, recorded_by, f"frame_rate {frame_rate:g} frames/s agrees with the "
+                                                  f"{recorded_by}; the file's times are kept")
     if playback:
-        return FrameTiming(given, True, warning=f"frame times from the frame_rate argument ({frame_rate:g} "
-                                                f"frames/s), not from the {recorded_by} ({rate:.4g} frames/s, "
-                                                "a playback rate)")
+        return FrameTiming(given, from_rate, warning=f"frame times from the {from_rate}, not from the "
+                                                     f"{recorded_by} ({rate:.4g} frames/s, a playback rate)")
     raise EchoDataError(source, f"frame rate {frame_rate:g} frames/s given (--frame-rate, frame_rate), but the "
                                 f"file records its frame times ({recorded_by}): {rate:.4g} frames/s; a frame "
                                 "rate is only for files that record no time: leave it out")

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..sequence import EchoDataError, EchoSequence, record_warning
 from .colour import coloured_pixel_count, rgb_to_luma
+from .timing import checked_frame_rate, given_frame_rate
 
 # A pixel counts as coloured (an overlay such as colour Doppler) when its channels spread by more
 # than this many grey levels; lossy codecs leave a few levels of chroma noise on gray content.
@@ -37,16 +38,19 @@ def read_video(path: str | os.PathLike, *, frame_rate: float | None = None) -> E
     """Read a video into an :class:`EchoSequence` of (T, H, W) float32 BT.601 luma frames (0..255).
 
     Frame times are ``i / fps`` seconds. ``fps`` is ``frame_rate`` when given (e.g. the FPS column of
-    EchoNet's FileList.csv, which then wins over the container), else the container's frame rate;
-    when neither is known, ``frame_times`` is None and ``metadata["note"]`` says so. OpenCV's FFmpeg
-    backend reports a guessed 25 frames/s for a stream without timing: pass ``frame_rate`` whenever
-    the true rate is known from elsewhere.
+    EchoNet's FileList.csv), else the container's frame rate; when neither is known, ``frame_times``
+    is None and ``metadata["note"]`` says so. The container's rate is a playback rate (OpenCV's FFmpeg
+    backend reports a guessed 25 frames/s for a stream without timing; exports often use a fixed
+    rate): a ``frame_rate`` that differs from it replaces it with an :class:`EchoDataWarning` naming
+    both (:mod:`.timing`; the other formats record acquisition times and refuse such a rate). Pass
+    ``frame_rate`` whenever the true rate is known from elsewhere.
 
     Metadata: ``source``; ``codec`` (FourCC text); ``fps`` (the container's frame rate, None when
     absent); ``colour_pixel_fraction`` (fraction of pixels over all frames whose colour channels
     differ by more than a few grey levels: colour overlays, Doppler); ``spacing_known`` False;
-    ``note`` (placeholder spacing, caller's frame rate); ``warnings`` (frames missing from a
-    truncated file, also issued as :class:`EchoDataWarning`).
+    ``note`` (placeholder spacing, unknown times, a caller's frame rate that agrees with the container);
+    ``warnings`` (frames missing from a truncated file, the container's rate replaced by the caller's;
+    also issued as :class:`EchoDataWarning`).
 
     Raises:
         FileNotFoundError: no such file.
@@ -56,8 +60,7 @@ def read_video(path: str | os.PathLike, *, frame_rate: float | None = None) -> E
     source = str(path)
     if not Path(path).is_file():
         raise FileNotFoundError(f"{source}: no such file")
-    if frame_rate is not None and not (math.isfinite(frame_rate) and frame_rate > 0):
-        raise EchoDataError(source, f"frame_rate must be a positive number of frames/s, got {frame_rate}")
+    checked_frame_rate(source, frame_rate)
     import cv2  # here, not at import: 3D Slicer does not bundle OpenCV
 
     capture = cv2.VideoCapture(source, cv2.CAP_FFMPEG)
@@ -74,11 +77,17 @@ def read_video(path: str | os.PathLike, *, frame_rate: float | None = None) -> E
         raise EchoDataError(source, "the video has no decodable frames")
 
     fps_known = math.isfinite(container_fps) and container_fps > 0
-    times, notes = _frame_times(len(frames), container_fps if fps_known else None, frame_rate)
+    timing = given_frame_rate(source, len(frames), frame_rate,
+                              np.arange(len(frames)) / container_fps if fps_known else None,
+                              "container's frame rate" if fps_known else "none in the container", playback=True)
+    notes = [timing.note] if timing.note else []
+    if timing.times is None:
+        notes.append("the container has no frame rate and none was given: frame times unknown")
     metadata: dict[str, Any] = {
         "source": source,
         "codec": codec,
         "fps": container_fps if fps_known else None,
+        "frame_times_source": timing.times_source,
         "colour_pixel_fraction": coloured_pixels / (len(frames) * frames[0].size),
         "spacing_known": False,
         "note": "; ".join(["videos carry no pixel size: spacing (1, 1) mm is a placeholder", *notes]),
@@ -86,22 +95,9 @@ def read_video(path: str | os.PathLike, *, frame_rate: float | None = None) -> E
     if declared_frames > len(frames):
         record_warning(metadata, f"the container declares {declared_frames} frames, only {len(frames)} "
                                  "could be decoded (truncated or damaged file): those were read")
-    return EchoSequence(frames=np.stack(frames), spacing=(1.0, 1.0), frame_times=times, metadata=metadata)
-
-
-def _frame_times(n_frames: int, container_fps: float | None,
-                 frame_rate: float | None) -> tuple[np.ndarray | None, list[str]]:
-    """(T,) times ``i / fps`` in s, with ``frame_rate`` winning over the container's rate, or None
-    when neither is known; plus notes for the metadata."""
-    if frame_rate is None and container_fps is None:
-        return None, ["the container has no frame rate and none was given: frame times unknown"]
-    notes = []
-    if frame_rate is not None and container_fps is not None \
-            and not math.isclose(frame_rate, container_fps, rel_tol=1e-3):
-        notes.append(f"frame rate {frame_rate:g} frames/s given by the caller, the container says "
-                     f"{container_fps:g}")
-    fps = frame_rate if frame_rate is not None else container_fps
-    return np.arange(n_frames) / fps, notes
+    if timing.warning:
+        record_warning(metadata, timing.warning)
+    return EchoSequence(frames=np.stack(frames), spacing=(1.0, 1.0), frame_times=timing.times, metadata=metadata)
 
 
 def _decode_frames(capture: Any) -> tuple[list[np.ndarray], int]:
