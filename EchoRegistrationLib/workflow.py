@@ -421,14 +421,13 @@ def load_registration(folder: str | os.PathLike, seq: EchoSequence) -> Registrat
         problems.append(f"fields of shape {displacement.shape[:3]}, the input has {seq.frames.shape}")
     elif not np.allclose(spacing, seq.spacing, rtol=1e-5):
         problems.append(f"spacing {tuple(spacing)} mm, the input has {seq.spacing}")
-    elif not np.allclose(frame_times, seq.frame_times, atol=1e-6):
-        recorded_known = report.get("frame_times_known", True)
-        if recorded_known != seq.frame_times_known:  # the same file, read with and without --frame-rate
-            problems.append("it was registered with " + ("known" if recorded_known else "unknown")
-                            + " frame times, the input now has " + ("known" if seq.frame_times_known else
-                                                                   "unknown") + " ones (--frame-rate)")
-        else:
-            problems.append("frame times differ from the input's")
+    elif (recorded_known := report.get("frame_times_known", True)) != seq.frame_times_known:
+        # the same file, read with and without --frame-rate
+        problems.append("it was registered with " + ("known" if recorded_known else "unknown")
+                        + " frame times, the input now has " + ("known" if seq.frame_times_known else
+                                                               "unknown") + " ones (--frame-rate)")
+    elif seq.frame_times_known and not np.allclose(frame_times, seq.frame_times, atol=1e-6):
+        problems.append("frame times differ from the input's")  # unknown ones: NaN (frame indices before)
     parameters = report.get("parameters", {})
     # an anchor placed from ES (not from a frame map given through the API, recorded with es_frame None)
     if parameters.get("anchor_frame") is not None and parameters.get("es_frame") not in (None, seq.es_index):

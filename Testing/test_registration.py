@@ -1,6 +1,7 @@
 """Optimisation-based registration against analytic answers: rigid / affine recovery, a known smooth
 deformation, sequence tracking (to the reference and sequential), cancellation, and the exports."""
 
+import dataclasses
 import json
 import math
 
@@ -236,6 +237,35 @@ def translated_sequence(n=5, shift_mm=(0.8, 0.6)):
     seq = EchoSequence(frames=np.stack(frames) * 200, spacing=SPACING, frame_times=np.arange(n) / 50,
                        metadata={"source": "translated"})
     return seq, np.stack(fields)
+
+
+def test_exports_mark_a_placeholder_spacing_and_unknown_times(tmp_path):
+    """An input without pixel size and frame times (a DICOM without regions or timing): report.json called
+    the placeholder spacing mm ("spacing_mm": [1.0, 1.0], convention "in mm") and displacement.npz gave
+    the frame indices as frame_times, which read as seconds. Neither is written as measured now, and the
+    folder is still read back for the same input."""
+    from EchoRegistrationLib.registration.export import CONVENTION, CONVENTION_NO_SPACING
+    from EchoRegistrationLib.strain import result_from_displacement
+    from EchoRegistrationLib.workflow import load_registration
+
+    seq, fields = translated_sequence(3)
+    bare = dataclasses.replace(seq, spacing=(1.0, 1.0), frame_times=None,
+                               metadata={"source": "bare.dcm", "spacing_known": False})
+    save_registration(result_from_displacement(bare, fields, 0), bare, tmp_path / "bare")
+    report = json.loads((tmp_path / "bare" / "report.json").read_text())
+    assert (report["spacing_known"], report["spacing_mm"], report["placeholder_spacing"]) == (False, None, [1.0, 1.0])
+    assert report["convention"] == CONVENTION_NO_SPACING and "in mm" not in report["convention"]
+    assert (report["frame_times_known"], report["frame_times_s"]) == (False, None)
+    with np.load(tmp_path / "bare" / "displacement.npz") as npz:
+        assert np.isnan(npz["frame_times"]).all() and not npz["frame_times_known"]
+        assert str(npz["convention"]) == report["convention"] and not npz["spacing_known"]
+    assert np.array_equal(load_registration(tmp_path / "bare", bare).displacement, fields.astype(np.float32))
+    save_registration(result_from_displacement(seq, fields, 0), seq, tmp_path / "known")
+    known = json.loads((tmp_path / "known" / "report.json").read_text())
+    assert (known["spacing_mm"], known["placeholder_spacing"], known["convention"]) == (list(SPACING), None, CONVENTION)
+    assert known["frame_times_s"] == pytest.approx([0.0, 0.02, 0.04])
+    with np.load(tmp_path / "known" / "displacement.npz") as npz:
+        np.testing.assert_array_equal(npz["frame_times"], seq.frame_times)
 
 
 @pytest.mark.parametrize("mode", ["to_reference", "sequential"])

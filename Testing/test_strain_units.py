@@ -250,6 +250,7 @@ def test_in_memory_sequence_without_times_or_spacing_is_marked_everywhere(full_c
     with np.load(tmp_path / "registration" / "displacement.npz") as npz:
         assert (bool(npz["spacing_known"]), bool(npz["frame_times_known"])) == (False, False)
         assert "not mm (pixel size unknown" in str(npz["convention"])  # its text does not say mm either
+        assert np.isnan(npz["frame_times"]).all()  # not the frame indices, which read as seconds
     write_strain_outputs(bare, registration, None, tmp_path / "strain")
     summary = json.loads((tmp_path / "strain" / "strain_summary.json").read_text())
     assert (summary["spacing_known"], summary["frame_times_known"]) == (False, False)
@@ -258,8 +259,8 @@ def test_in_memory_sequence_without_times_or_spacing_is_marked_everywhere(full_c
     assert summary["gls_endocardial"]["peak_pct"] == pytest.approx(sim.gls_endo.min(), abs=0.7)
     assert summary["volumes"]["ef_pct"] == pytest.approx(sim.ef, abs=1.0)
     assert summary["volumes"]["edv_ml"] is None
-    known = json.loads((tmp_path / "registration" / "report.json").read_text())["spacing_mm"]
-    assert known == list(sim.sequence.spacing)  # the placeholder is written, and flagged
+    assert report["spacing_mm"] is None  # the placeholder is not given as mm, but named so
+    assert report["placeholder_spacing"] == list(sim.sequence.spacing)
 
 
 # ---------------------------------------------------------------------- the shared real A4C

@@ -11,10 +11,13 @@
 * ``displacement.npz``: NumPy (compressed): ``displacement`` (T, H, W, 2) float32 mm, ``spacing``
   (sx, sy) mm, ``frame_times`` (T,) s, ``reference`` index, ``no_signal`` (T,) bool (frames
   without information, whose field is interpolated), ``convention`` text, ``spacing_known`` and
-  ``frame_times_known`` (False: the spacing is a placeholder, so the mm are pixels times it; the
-  times are frame indices).
-* ``report.json``: settings, device, timing, per-frame quality and warnings, ``spacing_known`` and
-  ``frame_times_known``.
+  ``frame_times_known``. Unknown basis is marked, never written as if measured: without a pixel size
+  (``spacing_known`` False) ``spacing`` is the placeholder and the field is in its units, not mm (the
+  ``convention`` says so); without frame times (``frame_times_known`` False) ``frame_times`` is NaN.
+* ``report.json``: settings, device, timing, per-frame quality and warnings, the ``convention`` (the
+  same text as the npz's), ``spacing_known``, ``spacing_mm`` (null when unknown; the placeholder is
+  then in ``placeholder_spacing``, null when the spacing is known), ``frame_times_known`` and
+  ``frame_times_s`` (null when unknown).
 * only with ``itk_fields=True`` (``echoreg register --itk-fields``):
   ``fields/displacement_tNNN.mha``, one compressed ITK displacement field per frame: a single-slice
   3D image with 3-component float64 vectors in LPS mm on the reference frame's grid
@@ -33,6 +36,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -47,6 +51,26 @@ CONVENTION = ("displacement on the reference frame grid in mm, components (x, y)
 # the same, for a sequence without a physical pixel size (spacing_known False): not mm
 CONVENTION_NO_SPACING = CONVENTION.replace(
     "in mm,", "in the units of the placeholder spacing, not mm (pixel size unknown; pixels for the 1 x 1 placeholder),")
+
+
+def displacement_convention(seq: EchoSequence) -> str:
+    """The convention of the fields of ``seq`` as written: :data:`CONVENTION`, or
+    :data:`CONVENTION_NO_SPACING` when its pixel size is unknown (a placeholder)."""
+    return CONVENTION if seq.spacing_known else CONVENTION_NO_SPACING
+
+
+def registration_report(result: RegistrationResult, seq: EchoSequence) -> dict[str, Any]:
+    """The ``report.json`` of ``result`` computed on ``seq``: what the input was (spacing in mm and
+    frame times in s only when the file gave them, else null, with the placeholder spacing named
+    so), the convention of the fields, and :meth:`RegistrationResult.report`."""
+    known = seq.spacing_known
+    return {"input": seq.source, "n_frames": seq.n_frames,
+            "spacing_known": known, "spacing_mm": list(seq.spacing) if known else None,
+            "placeholder_spacing": None if known else list(seq.spacing),
+            "frame_times_known": seq.frame_times_known,
+            "frame_times_s": [round(float(t), 6) for t in seq.frame_times] if seq.frame_times_known else None,
+            "mask_inside_fraction": None if seq.mask is None else round(float(seq.mask.mean()), 6),
+            "convention": displacement_convention(seq), **result.report()}
 
 
 def displacement_to_itk(field: np.ndarray, seq: EchoSequence) -> sitk.Image:
@@ -115,18 +139,13 @@ def save_registration(result: RegistrationResult, seq: EchoSequence, folder: str
         write_seq_nrrd(frames_like(seq, result.warped, folder / WARPED), tmp / WARPED)
         if result.enhanced is not None:
             write_seq_nrrd(frames_like(seq, result.enhanced, folder / ENHANCED), tmp / ENHANCED)
+        times = seq.frame_times if seq.frame_times_known else np.full(seq.n_frames, np.nan)  # not indices as s
         np.savez_compressed(tmp / DISPLACEMENT, displacement=result.displacement,
-                            spacing=np.asarray(seq.spacing), frame_times=seq.frame_times,
+                            spacing=np.asarray(seq.spacing), frame_times=times,
                             reference=result.reference, no_signal=result.no_signal,
-                            convention=CONVENTION if seq.spacing_known else CONVENTION_NO_SPACING,
-                            spacing_known=seq.spacing_known,
+                            convention=displacement_convention(seq), spacing_known=seq.spacing_known,
                             frame_times_known=seq.frame_times_known)
-        report = {"input": seq.source, "n_frames": seq.n_frames, "spacing_mm": list(seq.spacing),
-                  "spacing_known": seq.spacing_known, "frame_times_known": seq.frame_times_known,
-                  "frame_times_s": [round(float(t), 6) for t in seq.frame_times] if seq.frame_times_known else None,
-                  "mask_inside_fraction": None if seq.mask is None else round(float(seq.mask.mean()), 6),
-                  **result.report()}
-        (tmp / REPORT).write_text(json.dumps(report, indent=2) + "\n")
+        (tmp / REPORT).write_text(json.dumps(registration_report(result, seq), indent=2) + "\n")
         if itk_fields:
             for t, name in enumerate(itk_field_names(seq)):
                 (tmp / name).parent.mkdir(exist_ok=True)

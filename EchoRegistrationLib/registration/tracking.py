@@ -307,7 +307,9 @@ class RegistrationResult:
         return self.seconds / max(len(self.warped) - 1, 1)
 
     def report(self) -> dict[str, Any]:
-        """JSON-ready summary: settings, timing and per-frame quality."""
+        """JSON-ready summary: settings, timing and per-frame quality (the fields' convention, which
+        depends on whether the sequence's pixel size is known, is added by
+        :func:`.export.registration_report`)."""
         return {
             "method": self.method,
             "mode": self.mode,
@@ -316,8 +318,6 @@ class RegistrationResult:
             "seconds": round(self.seconds, 4),
             "seconds_per_pair": round(self.seconds_per_pair, 5),
             "parameters": self.parameters,
-            "convention": "displacement on the reference grid in mm, (x, y) = (column, row); "
-                          "reference point p is at p + u(p) in frame t",
             "warnings": self.warnings,
             "frames": [
                 {"frame": t, "ncc_before": round(float(b), 5), "ncc_after": round(float(a), 5),
