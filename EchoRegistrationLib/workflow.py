@@ -79,8 +79,9 @@ REFINE_START_HINT = ("DLIR + refine, tracking to the reference: where each frame
                      "reference better (on cines of more than two frames the refinement then takes about twice as "
                      "long; on physics-simulated echo it ended 0.37 mm off at ES against 0.63 for direct). direct: "
                      "from the network's field of the frame (the default before 2026-12-02). chained: from the "
-                     "previous frame's refined field (at the half level, where the refinement has two) composed "
-                     "with the network's step between the two, frame by frame from the reference. The status "
+                     "refined field (at the half level, where the refinement has two) of the last key frame before "
+                     "it composed with the network's step between the two, outwards from the reference through key "
+                     "frames at least 0.05 s apart (every frame where the frame times are unknown). The status "
                      "line says where the run kept the chained start.")
 MYOCARDIUM_SOURCES = ("auto", "labels", "landmarks", "none")
 ProgressCallback = Callable[[int, int], None]

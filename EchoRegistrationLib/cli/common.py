@@ -277,10 +277,11 @@ def add_registration_options(parser: argparse.ArgumentParser) -> None:
                              "reference better, chosen after the refinement's half level, only the one kept refining "
                              "the full level; 1.9-2.1x the refinement's time on 2 CPU cores on sequences of more "
                              "than two frames), direct (the network's "
-                             "field of the frame; the default before 2026-12-02) or chained (the previous frame's "
-                             "field, refined at the half level where the refinement has two (frames of more than "
-                             "about 256 rows; before 2026-12-02, at both), composed with the network's step between "
-                             "the two, frame by frame from the reference; not with sequential tracking)")
+                             "field of the frame; the default before 2026-12-02) or chained (the field of the last key "
+                             "frame before it, refined at the half level where the refinement has two (frames of "
+                             "more than about 256 rows; before 2026-12-02, at both), composed with the network's step "
+                             "between the two, outwards from the reference through key frames at least 0.05 s apart "
+                             "(every frame where the times are unknown); not with sequential tracking)")
     parser.add_argument("--flip-average", action="store_true",
                         help="dlir: average each pair's field with that of the mirrored pair (twice the time)")
     parser.add_argument("--float32", action="store_true",

@@ -943,7 +943,7 @@ def _chained_fields(spacing: tuple[float, float], frames: torch.Tensor, pairs: l
                     cancel: Callable[[], bool] | None, features: torch.Tensor | None, chunk_size: int = 2
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """The chained refinement start (:data:`REFINE_STARTS`) of the frame ``pairs`` (to one reference), one hop
-    at a time outwards from it: (P, 2, H, W) mm each frame's start, its previous frame's refined field composed
+    at a time outwards from it: (P, 2, H, W) mm each frame's start, its previous key frame's refined field composed
     with the network's field ``steps`` (P, 2, H, W) of the :func:`chain_hops` ``hops`` (previous -> frame),
     and that start refined against the reference by ``refinement`` (:func:`_dlir_fields` gives the first
     pyramid level's options, :func:`_split_levels`). The frames as many hops from the reference on its two
