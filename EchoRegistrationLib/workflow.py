@@ -396,6 +396,28 @@ def analyse(seq: EchoSequence, settings: WorkflowSettings, myocardium: Myocardiu
     return Analysis(seq, registration, strain)
 
 
+def _unreadable_registration(folder: str | os.PathLike, problem: object) -> EchoDataError:
+    """The error for a folder that is not a readable ``echoreg register`` output, naming the ``problem``."""
+    return EchoDataError(str(folder), f"not a readable registration folder (displacement.npz and "
+                                      f"report.json of echoreg register): {problem}")
+
+
+def read_registration_report(folder: str | os.PathLike) -> dict[str, Any]:
+    """The ``report.json`` an ``echoreg register`` run wrote into ``folder``: how the registration was made
+    (method, mode, reference frame, device and ``parameters``; :meth:`.registration.RegistrationResult.report`).
+
+    Raises:
+        EchoDataError: it is missing, unreadable or not a JSON object.
+    """
+    try:
+        report = json.loads((Path(folder) / "report.json").read_text())
+    except (OSError, ValueError) as err:
+        raise _unreadable_registration(folder, err) from None
+    if not isinstance(report, dict) or not isinstance(report.get("parameters", {}), dict):
+        raise _unreadable_registration(folder, "report.json is not a registration report")
+    return report
+
+
 def load_registration(folder: str | os.PathLike, seq: EchoSequence) -> RegistrationResult:
     """The registration an ``echoreg register`` run wrote into ``folder`` (``displacement.npz``,
     ``report.json``), for the sequence ``seq`` it was computed on.
@@ -408,15 +430,14 @@ def load_registration(folder: str | os.PathLike, seq: EchoSequence) -> Registrat
     from .strain.compute import result_from_displacement
 
     folder = Path(folder)
+    report = read_registration_report(folder)
     try:
-        report = json.loads((folder / "report.json").read_text())
         with np.load(folder / "displacement.npz") as data:
             displacement, spacing = data["displacement"], data["spacing"]
             frame_times, reference = data["frame_times"], int(data["reference"])
             no_signal = data["no_signal"]
     except (OSError, ValueError, KeyError) as err:
-        raise EchoDataError(str(folder), f"not a readable registration folder (displacement.npz and "
-                                         f"report.json of echoreg register): {err}") from None
+        raise _unreadable_registration(folder, err) from None
     problems = []
     if displacement.shape != (*seq.frames.shape, 2):
         problems.append(f"fields of shape {displacement.shape[:3]}, the input has {seq.frames.shape}")

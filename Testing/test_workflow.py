@@ -79,6 +79,47 @@ def test_strain_reuses_a_registration_folder_with_the_same_numbers(cine, tmp_pat
     assert b["quality"]["mean_score"] == pytest.approx(a["quality"]["mean_score"], abs=1e-4)
 
 
+def test_strain_refuses_registration_options_the_reused_registration_was_not_made_with(cine, tmp_path, capsys):
+    """--registration reuses a registration as it was made: options it was not made with are refused before any
+    work, each named with what its report.json records; those it was made with are taken (without --method, the
+    registration's own method judges them)."""
+    path, labels = cine
+    reg, out = tmp_path / "reg", tmp_path / "strain"
+    assert main(["register", str(path), "-o", str(reg), "--method", "rigid", "--iterations", "5"]) == 0
+    capsys.readouterr()
+    strain = ["strain", str(path), "--labels", str(labels), "-o", str(out), "--registration", str(reg)]
+    assert main([*strain, "--method", "deformable", "--loss", "mi", "--flip-average"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"echoreg: error: {reg}: --registration reuses this registration as it was made, not "
+                          f"with --method deformable (its report.json: method rigid), --flip-average (its "
+                          f"report.json: no flip_average) or --loss mi (its report.json: loss ncc): leave them out")
+    assert not out.exists()
+    assert main([*strain, "--iterations", "6"]) == 2
+    assert "not with --iterations 6 (its report.json: iterations 5): leave it out" in capsys.readouterr().err
+    assert main([*strain, "--iterations", "5", "--loss", "ncc", "--mode", "sequential"]) == 0
+    assert main([*strain, "--overwrite", "--method", "rigid", "--iterations", "5"]) == 0
+    assert "not used" not in capsys.readouterr().err  # nothing given goes unused
+
+
+def test_a_device_the_reused_registration_did_not_run_on_is_a_warning(capsys):
+    import argparse
+
+    from EchoRegistrationLib.cli.common import add_registration_options
+    from EchoRegistrationLib.cli.strain import refuse_options_not_in_registration
+
+    parser = argparse.ArgumentParser()
+    add_registration_options(parser)
+    report = {"method": "dlir", "mode": "to_reference", "device": "cuda:0",
+              "parameters": {"refine": 24, "network_precision": "bfloat16", "control_spacing": 6.0}}
+    refuse_options_not_in_registration(parser.parse_args(["--device", "cpu", "--refine", "24",
+                                                          "--control-spacing", "6"]), "reg", report)
+    assert capsys.readouterr().err == ("echoreg: warning: --device cpu not used: --registration reuses reg as it "
+                                       "was made (on cuda:0)\n")
+    with pytest.raises(EchoDataError, match=r"^reg: .* not with --float32 \(its report.json: network_precision "
+                                            r"bfloat16\): leave it out"):
+        refuse_options_not_in_registration(parser.parse_args(["--float32"]), "reg", report)
+
+
 def test_a_registration_of_another_input_is_refused(cine, sim, tmp_path):
     path, _ = cine
     reg = tmp_path / "reg"

@@ -250,7 +250,9 @@ def add_myocardium_options(parser: argparse.ArgumentParser, *, one_input: bool =
 def add_registration_options(parser: argparse.ArgumentParser) -> None:
     """Every registration option: method, DLIR model / refine / flip averaging, reference, mode,
     loss, iterations, control spacing, device, enhancement."""
-    parser.add_argument("--method", default=DEFAULT_METHOD, choices=METHODS,
+    # every registration option defaults to None (or False), so that the commands can tell the options given
+    # (echoreg strain --registration refuses those its reused registration was not made with)
+    parser.add_argument("--method", choices=METHODS,
                         help=f"default {DEFAULT_METHOD} (the default model refined by {DEFAULT_REFINE} steps, "
                              "through the systole anchor where ES is known: never folding, near the best on "
                              "the held-out benchmarks; its segmental strain is not validated along the wall: use "
@@ -318,7 +320,8 @@ def add_registration_options(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace, myocardium: str = "none") -> WorkflowSettings:
-    """The :class:`WorkflowSettings` of parsed options (``myocardium``: the source to use).
+    """The :class:`WorkflowSettings` of parsed options (``myocardium``: the source to use; without --method,
+    :data:`..workflow.DEFAULT_METHOD`).
 
     Raises:
         EchoDataError: DLIR options given for another method, or optimiser options DLIR would not use
@@ -327,26 +330,27 @@ def settings_from_args(args: argparse.Namespace, myocardium: str = "none") -> Wo
             sequential tracking.
         FileNotFoundError: --anchor with a --model that cannot be found (its tracking is read first).
     """
-    if args.method != "dlir" and (args.refine or args.flip_average or args.model or args.anchor or args.float32
-                                  or args.refine_start):
+    method = args.method or DEFAULT_METHOD
+    if method != "dlir" and (args.refine or args.flip_average or args.model or args.anchor or args.float32
+                             or args.refine_start):
         raise EchoDataError("--method", f"--model, --refine, --refine-start, --flip-average, --anchor and --float32 "
-                                        f"are DLIR options; the method is {args.method}")
-    if args.method == "dlir" and args.iterations is not None:
+                                        f"are DLIR options; the method is {method}")
+    if method == "dlir" and args.iterations is not None:
         raise EchoDataError("--iterations", f"sets the optimiser's steps per pyramid level (--method deformable, "
                                             f"affine or rigid); the method is dlir, whose refinement steps are "
                                             f"--refine N (default {DEFAULT_REFINE}: N/2 steps at half resolution, "
                                             f"then N/4 at full resolution; small frames: N/2 at full "
                                             f"resolution)")
-    if args.method == "dlir" and args.refine == 0 and (args.loss is not None or args.control_spacing is not None):
+    if method == "dlir" and args.refine == 0 and (args.loss is not None or args.control_spacing is not None):
         raise EchoDataError("--refine", "0: the network alone, no optimisation for --loss or --control-spacing "
                                         "to set (they apply to DLIR's refinement, --refine N >= 1)")
-    if args.method == "dlir" and args.refine == 0 and args.refine_start is not None:
+    if method == "dlir" and args.refine == 0 and args.refine_start is not None:
         raise EchoDataError("--refine-start", "says where the refinement starts; --refine 0 runs the network alone")
     options: dict[str, Any] = {k: v for k, v in (("loss", args.loss), ("iterations", args.iterations),
                                                   ("control_spacing", args.control_spacing),
                                                   ("refine_start", args.refine_start)) if v is not None}
     settings = WorkflowSettings(
-        method=args.method, model=args.model, mode=args.mode, refine=args.refine,
+        method=method, model=args.model, mode=args.mode, refine=args.refine,
         flip_average=args.flip_average, float32=args.float32, anchor=args.anchor, device=args.device,
         reference=args.reference, options=options, enhance=args.enhance,
         myocardium=myocardium, wall_width=getattr(args, "wall_width", None),

@@ -28,7 +28,7 @@ def _cmd_register(args: argparse.Namespace) -> int:
     from ..workflow import run_registration
 
     study, settings = study_from_args(args), settings_from_args(args)
-    with pair_progress(f"{args.method} registration") as progress:
+    with pair_progress(f"{settings.method} registration") as progress:
         analysis = run_registration(study, settings, args.output, overwrite=args.overwrite,
                                     itk_fields=args.itk_fields,
                                     progress=progress)

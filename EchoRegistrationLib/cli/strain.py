@@ -10,18 +10,34 @@ from ``--labels`` (a CAMUS-coded label file on the same grid; that frame's map),
 when the file gives no pixel size), or from the input's own labels (CAMUS folders). Without ED in
 the file, ED is the user's ``--reference``, else detected from the tracked cavity volume, as ES is
 when neither the file nor ``--es-frame`` gives it; strain is taken relative to ED
-(:mod:`..strain.reference`). Every registration option of ``echoreg register`` applies.
+(:mod:`..strain.reference`). Every registration option of ``echoreg register`` applies; with
+``--registration``, whose registration is reused as it was made, one it was not made with is refused
+(:func:`refuse_options_not_in_registration`).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
+from ..sequence import EchoDataError
+from ..workflow import METHODS
 from .common import (add_input_options, add_myocardium_options, add_output_options, add_registration_options,
                      add_slicer_views_option, describe_registration_quality, pair_progress, print_run_details,
                      print_warnings, settings_from_args, study_from_args, write_slicer_views)
+
+# The registration options (common.add_registration_options) and the key of the report.json of echoreg register
+# that records each (method and mode at its top, the others in its "parameters"; --float32 as the precision the
+# networks ran in). --reference is checked against the reused registration's reference frame by
+# workflow.run_strain; --device, which changes no result, is only warned about.
+RECORDED_OPTIONS = {"--method": "method", "--mode": "mode", "--model": "model", "--refine": "refine",
+                    "--refine-start": "refine_start", "--flip-average": "flip_average",
+                    "--float32": "network_precision", "--anchor": "anchor", "--loss": "loss",
+                    "--iterations": "iterations", "--control-spacing": "control_spacing", "--enhance": "enhance"}
 
 
 def add_strain_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -38,18 +54,72 @@ def add_strain_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     add_slicer_views_option(parser)
     parser.add_argument("--registration", metavar="REGDIR",
                         help="reuse the output folder of an earlier 'echoreg register' of the same input "
-                             "instead of registering again (refused when its input or geometry differs)")
+                             "instead of registering again, as it was made (refused when its input or geometry "
+                             "differs, or with a registration option it was not made with)")
     parser.set_defaults(run=run_strain_command)
     return parser
+
+
+def _same(given: Any, recorded: Any) -> bool:
+    """Whether an option's parsed value ``given`` is the value a report recorded (a list: one per level)."""
+    if isinstance(recorded, list):
+        return bool(recorded) and all(_same(given, value) for value in recorded)
+    if isinstance(given, bool) or isinstance(recorded, bool):
+        return given is recorded
+    if isinstance(given, (int, float)) and isinstance(recorded, (int, float)):
+        return math.isclose(given, recorded, rel_tol=1e-9, abs_tol=1e-12)
+    return given == recorded
+
+
+def _listed(items: list[str], last: str) -> str:
+    """"a", "a and b", "a, b and c" (``last``: "and" / "or")."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {last} {items[-1]}"
+
+
+def refuse_options_not_in_registration(args: argparse.Namespace, folder: str, report: Mapping[str, Any]) -> None:
+    """``--registration`` reuses a registration as it was made: refuse the registration options given (those not
+    None or False; :data:`RECORDED_OPTIONS`) that its ``report`` (its report.json) does not record, each named with
+    what the report records; warn of a --device other than the one it ran on (the device changes no result).
+
+    Raises:
+        EchoDataError: naming the ``folder`` and each such option with the report's value.
+    """
+    parameters = report.get("parameters", {})
+    differing = []
+    for option, key in RECORDED_OPTIONS.items():
+        given = getattr(args, option[2:].replace("-", "_"))
+        if given is None or given is False:
+            continue
+        recorded = report.get(key) if key in ("method", "mode") else parameters.get(key)
+        if (recorded == "float32") if option == "--float32" else _same(given, recorded):
+            continue
+        value = "" if given is True else f" {given:g}" if isinstance(given, float) else f" {given}"
+        made = f"no {key}" if recorded is None else \
+            f"{key} {', '.join(map(str, recorded)) if isinstance(recorded, list) else recorded}"
+        differing.append(f"{option}{value} (its report.json: {made})")
+    if differing:
+        them = "it" if len(differing) == 1 else "them"
+        raise EchoDataError(folder, f"--registration reuses this registration as it was made, not with "
+                                    f"{_listed(differing, 'or')}: leave {them} out, or register again with {them} "
+                                    f"(echoreg register)")
+    device = str(report.get("device", ""))
+    if args.device != "auto" and not device.startswith(args.device):
+        print_warnings([f"--device {args.device} not used: --registration reuses {folder} as it was made "
+                        f"(on {device or 'a device it does not record'})"])
 
 
 def run_strain_command(args: argparse.Namespace) -> int:
     """The ``echoreg strain`` command; returns the exit status."""
     from ..strain.reference import tracking_reference_source
-    from ..workflow import run_strain
+    from ..workflow import read_registration_report, run_strain
 
+    if args.registration:  # before any work
+        report = read_registration_report(args.registration)
+        refuse_options_not_in_registration(args, args.registration, report)
+        if args.method is None and report.get("method") in METHODS:  # its own method's options are checked
+            args = argparse.Namespace(**{**vars(args), "method": report["method"]})
     study, settings = study_from_args(args), settings_from_args(args, myocardium="auto")
-    with pair_progress(f"{args.method} registration") as progress:
+    with pair_progress(f"{settings.method} registration") as progress:
         analysis = run_strain(study, settings, args.output, overwrite=args.overwrite,
                               registration=args.registration,
                               progress=progress)
