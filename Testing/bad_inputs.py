@@ -247,9 +247,10 @@ FRAMES = np.random.default_rng(13).integers(0, 256, size=(5, 12, 16), dtype=np.u
 
 
 def converted(make_input: Callable[[Path], Path], *options: str) -> Build:
-    """``convert INPUT out.mha``: the frames the tool read come back in a file the check can open."""
+    """``convert INPUT out.seq.nrrd``: the frames the tool read come back in a file the check can open, one that
+    holds all the reader establishes (an unknown pixel size too: another format adds a warning that it does not)."""
     def build(folder: Path) -> list[str]:
-        return ["convert", str(make_input(folder)), str(folder / "out.mha"), *options]
+        return ["convert", str(make_input(folder)), str(folder / "out.seq.nrrd"), *options]
     return build
 
 
@@ -262,10 +263,10 @@ def info(make_input: Callable[[Path], Path], *options: str) -> Build:
 
 def reads(expected: np.ndarray, spacing: tuple[float, float] | None = None, warning: str | None = None,
           atol: float = 0.0) -> Check:
-    """Check: ``out.mha`` holds exactly ``expected`` (the frames that exist: none invented, none
+    """Check: ``out.seq.nrrd`` holds exactly ``expected`` (the frames that exist: none invented, none
     lost), with ``spacing`` when given, and stderr is that one warning (or nothing)."""
     def check(folder: Path, out: str, err: str) -> None:
-        seq = load_sequence(folder / "out.mha")
+        seq = load_sequence(folder / "out.seq.nrrd")
         assert seq.frames.shape == expected.shape, seq.frames.shape
         np.testing.assert_allclose(seq.frames, expected, atol=atol)
         if spacing is not None:
@@ -612,17 +613,20 @@ CASES: list[BadInput] = [
     BadInput("interrupt-strain-mid-write", strain_over_earlier_run, ("interrupted; no outputs were written",), 130,
              patch=interrupt_strain_figures),
     # DICOM frames and geometry
-    BadInput("dicom-declares-more-frames", converted(rle_declaring_more), exit_status=0, changes=("out.mha",),
+    BadInput("dicom-declares-more-frames", converted(rle_declaring_more), exit_status=0,
+             changes=("out.seq.nrrd",),
              check=reads(FRAMES, warning="rle.dcm: NumberOfFrames is 7 but the pixel data (5 fragments) hold 5 "
                                          "frames: the 5 frames that exist were read")),
     BadInput("dicom-declares-fewer-frames", converted(native_declaring_fewer), exit_status=0,
-             changes=("out.mha",), check=reads(FRAMES, warning="native.dcm: NumberOfFrames is 3 but the pixel "
-                                                               "data (960 bytes, 192 per frame) hold 5 frames")),
+             changes=("out.seq.nrrd",), check=reads(FRAMES, warning="native.dcm: NumberOfFrames is 3 but the "
+                                                                    "pixel data (960 bytes, 192 per frame) hold 5 "
+                                                                    "frames")),
     BadInput("dicom-native-ybr-full-422", converted(lambda folder: write_ybr_full_422(folder / "ybr.dcm", YBR)),
-             exit_status=0, changes=("out.mha",), check=reads(YBR[..., 0], atol=1.0)),
-    BadInput("dicom-signed-physical-delta", converted(signed_deltas), exit_status=0, changes=("out.mha",),
+             exit_status=0, changes=("out.seq.nrrd",), check=reads(YBR[..., 0], atol=1.0)),
+    BadInput("dicom-signed-physical-delta", converted(signed_deltas), exit_status=0,
+             changes=("out.seq.nrrd",),
              check=reads(FRAMES, spacing=(0.4, 0.2))),
-    BadInput("dicom-malformed-uid", converted(malformed_uid), exit_status=0, changes=("out.mha",),
+    BadInput("dicom-malformed-uid", converted(malformed_uid), exit_status=0, changes=("out.seq.nrrd",),
              check=reads(FRAMES, warning="uid.dcm: DICOM header: Invalid value for VR UI: '1.2.03.4' (read anyway)")),
     BadInput("dicom-huge-header", info(huge_header),
              ("huge.dcm", "hold no whole frame of 60000 x 60000 pixels (NumberOfFrames 5000)")),
@@ -646,7 +650,7 @@ CASES: list[BadInput] = [
     BadInput("nifti-zero-pixdim", strain_of(nifti_with_pixdim((0.0, 0.3)), 5, 11, 8, 1, 11, 11),
              exit_status=0, patch=few_iterations, changes=("strain",), check=volumes_unmeasured),
     BadInput("nifti-negative-pixdim", converted(nifti_with_pixdim((-0.3, 0.25))), exit_status=0,
-             changes=("out.mha",), check=reads(FRAMES, spacing=(0.3, 0.25), warning="pixdim.nii: the file "
+             changes=("out.seq.nrrd",), check=reads(FRAMES, spacing=(0.3, 0.25), warning="pixdim.nii: the file "
                                                 "declares a negative pixel size (-0.3, 0.25) mm (pixdim)")),
     BadInput("frame-rate-implausible", info(nifti_with_pixdim((0.3, 0.3)), "--frame-rate", "1e9"),
              ("pixdim.nii", "frame interval 1e-09 s (1e+09 frames/s) between frames 0 and 1 is outside")),
@@ -657,7 +661,8 @@ CASES: list[BadInput] = [
     BadInput("pixel-size-in-metres", info(with_spacing((3e-4, 3e-4))),
              ("odd.mha", "pixel spacing (0.0003, 0.0003) mm")),
     # layouts, label maps and masks
-    BadInput("nifti-x-y-1-t", converted(nifti_x_y_1_t, "--frame-rate", "25"), exit_status=0, changes=("out.mha",),
+    BadInput("nifti-x-y-1-t", converted(nifti_x_y_1_t, "--frame-rate", "25"), exit_status=0,
+             changes=("out.seq.nrrd",),
              check=reads(FRAMES, spacing=(0.3, 0.25))),
     BadInput("labels-slicer-labelmap-sequence", with_labels(write_labelmap_sequence, "gt.seq.nrrd"),
              exit_status=0, check=says("labels:       codes [0, 1, 2] on frames [0, 1, 2]")),

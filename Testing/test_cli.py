@@ -45,6 +45,61 @@ def test_convert_writes_and_refuses_to_overwrite(cine, tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
 
 
+def test_convert_names_what_the_output_does_not_hold_and_refuses_what_an_option_attached(cine, tmp_path, capsys):
+    """A .seq.nrrd holds times, ED, ES and the view; MetaImage the times; NIfTI the frames: what is left out is one
+    warning line each. Labels and a mask are held by no output format, and --frame-rate not by NIfTI: given,
+    they are refused before anything is written."""
+    import dataclasses
+
+    import SimpleITK as sitk
+
+    full = dataclasses.replace(load_sequence(cine), ed_index=0, es_index=2, metadata={"view": "A4C"})
+    source = save_sequence(full, tmp_path / "full.seq.nrrd")
+    assert main(["convert", str(source), str(tmp_path / "same.seq.nrrd")]) == 0
+    assert capsys.readouterr().err == ""
+    kept = load_sequence(tmp_path / "same.seq.nrrd")
+    assert (kept.ed_index, kept.es_index, kept.metadata["view"], kept.frame_times_known) == (0, 2, "A4C", True)
+    assert main(["convert", str(source), str(tmp_path / "x.mha")]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"echoreg: warning: {tmp_path / 'x.mha'} does not hold ED (frame 0): not written",
+        f"echoreg: warning: {tmp_path / 'x.mha'} does not hold ES (frame 2): not written",
+        f"echoreg: warning: {tmp_path / 'x.mha'} does not hold the view (A4C): not written"]
+    assert main(["convert", str(source), str(tmp_path / "x.nii.gz")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 4 and err[0] == (f"echoreg: warning: {tmp_path / 'x.nii.gz'} does not hold the frame times "
+                                        f"(0 .. 0.04 s; only their mean interval, which is not read back as time): "
+                                        f"not written")
+    assert not load_sequence(tmp_path / "x.nii.gz").frame_times_known  # as the warning said
+    ones = sitk.GetImageFromArray(np.ones((40, 36), np.uint8))
+    ones.SetSpacing((0.5, 0.4))
+    sitk.WriteImage(ones, str(tmp_path / "ones.nii.gz"))
+    for flags, option in ((["--labels", "ones.nii.gz"], "--labels"), (["--mask", "ones.nii.gz"], "--mask")):
+        target = tmp_path / "attached.seq.nrrd"
+        assert main(["convert", str(cine), str(target), *[str(tmp_path / f) if f.endswith("gz") else f
+                                                          for f in flags]]) == 2
+        assert capsys.readouterr().err.startswith(f"echoreg: error: {option}: {target} does not hold the ")
+        assert not target.exists()
+    untimed = tmp_path / "untimed.nii.gz"
+    assert main(["convert", str(tmp_path / "x.nii.gz"), str(untimed), "--frame-rate", "50"]) == 2
+    assert capsys.readouterr().err.startswith(f"echoreg: error: --frame-rate: {untimed} does not hold the frame "
+                                              f"times (0 .. 0.04 s; only their mean interval")
+    assert not untimed.exists()
+    assert main(["convert", str(tmp_path / "x.nii.gz"), str(tmp_path / "timed.mha"), "--frame-rate", "50"]) == 0
+    assert load_sequence(tmp_path / "timed.mha").frame_rate == pytest.approx(50)
+
+
+def test_unwritten_names_an_unknown_pixel_size_labels_and_a_mask():
+    from EchoRegistrationLib.io.dispatch import unwritten
+
+    seq = EchoSequence(frames=np.zeros((2, 4, 5), np.float32), spacing=(1.0, 1.0), labels=np.ones((4, 5), np.uint8),
+                       mask=np.ones((4, 5), bool), metadata={"spacing_known": False})
+    assert unwritten(seq, "a.seq.nrrd") == {"labels": "a.seq.nrrd does not hold the labels (1 labelled frame)",
+                                            "mask": "a.seq.nrrd does not hold the field-of-view mask"}
+    assert unwritten(seq, "a.nrrd")["spacing"] == ("a.nrrd does not hold that the pixel size is unknown (the "
+                                                   "placeholder 1 x 1 mm is written as the pixel size)")
+    assert set(unwritten(seq, "a.nii")) == {"labels", "mask", "spacing"}  # unknown times: nothing to lose
+
+
 def test_register_writes_outputs_with_known_shift(cine, tmp_path, capsys):
     out = tmp_path / "reg"
     assert main(["register", str(cine), "-o", str(out), "--method", "rigid", "--loss", "ncc"]) == 0

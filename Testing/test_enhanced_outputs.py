@@ -170,6 +170,33 @@ def test_the_command_line_refuses_to_enhance_without_pixel_size_in_one_line(unkn
     assert (tmp_path / "out" / "warped.seq.nrrd").is_file()
 
 
+def test_echoreg_enhance_refuses_labels_before_the_work_and_names_what_its_output_leaves_out(sim, enhancer, tmp_path,
+                                                                                             capsys, monkeypatch):
+    """--labels of echoreg enhance attached labels that no output holds: refused before the model runs; what the
+    output's format leaves out of the input (here NIfTI: the times, ED, ES, the view) is one warning line each."""
+    import SimpleITK as sitk
+
+    cine = save_sequence(sim.sequence, tmp_path / "cine.seq.nrrd")
+    labels = sitk.GetImageFromArray(sim.sequence.labels[0])
+    labels.SetSpacing(sim.sequence.spacing)
+    sitk.WriteImage(labels, str(tmp_path / "ed_gt.nii.gz"))
+    calls = []
+    monkeypatch.setattr(inference, "enhance_frames", lambda *args, **kw: calls.append(1) or args[0])
+    out = tmp_path / "enhanced.nii.gz"
+    enhance = ["enhance", str(cine), "-o", str(out), "--model", str(enhancer)]
+    assert main([*enhance, "--labels", str(tmp_path / "ed_gt.nii.gz")]) == 2
+    assert capsys.readouterr().err.startswith(f"echoreg: error: --labels: {out} does not hold the labels")
+    assert not calls and not out.exists()
+    assert main(enhance) == 0 and calls
+    seq = sim.sequence
+    assert capsys.readouterr().err.splitlines() == [
+        f"echoreg: warning: {out} does not hold the frame times ({seq.frame_times[0]:.4g} .. "
+        f"{seq.frame_times[-1]:.4g} s; only their mean interval, which is not read back as time): not written",
+        f"echoreg: warning: {out} does not hold ED (frame {seq.ed_index}): not written",
+        f"echoreg: warning: {out} does not hold ES (frame {seq.es_index}): not written",
+        f"echoreg: warning: {out} does not hold the view (A4C): not written"]
+
+
 def test_the_module_reports_enhancement_without_pixel_size(module, unknown_spacing, enhancer):
     """The Slicer Logic raises the same EchoDataError (the panel shows its message) and makes no outputs."""
     from EchoRegistrationLib.mrml import volume_sequence_node

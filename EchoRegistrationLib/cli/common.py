@@ -182,10 +182,17 @@ def print_run_details(parameters: Mapping[str, Any]) -> None:
               f"the warped frames, NCC and fields are those of the enhanced frames")
 
 
-def add_input_options(parser: argparse.ArgumentParser, *, one_input: bool = True, es_frame: bool = False) -> None:
-    """The options saying how to read the input (``one_input``: with the positional input; ``es_frame``:
+LABELS_HELP = ("label map (CAMUS codes) on the same grid, to attach: any input format holding integer codes, e.g. "
+               ".nii.gz or a Slicer labelmap .seq.nrrd")
+MASK_HELP = ("field-of-view (sector) mask on the same grid, nonzero inside, in any input format; only the pixels "
+             "inside it are compared (registration) or kept (enhancement: 0 outside)")
+
+
+def add_input_options(parser: argparse.ArgumentParser, *, one_input: bool = True, es_frame: bool = False,
+                      labels_help: str = LABELS_HELP, mask_help: str = MASK_HELP) -> None:
+    """The options saying how to read the input (``one_input``: with the positional input and --labels; ``es_frame``:
     with --es-frame, for the commands that use ES, which most files do not record: .seq.nrrd files this
-    project writes and CAMUS folders do)."""
+    project writes and CAMUS folders do; ``labels_help``, ``mask_help``: what the command does with them)."""
     if one_input:
         parser.add_argument("input", help="DICOM, NIfTI, MetaImage, NRRD, .seq.nrrd, AVI/MP4, or a CAMUS "
                                           "patient folder")
@@ -200,12 +207,40 @@ def add_input_options(parser: argparse.ArgumentParser, *, one_input: bool = True
                                  "smallest tracked LV volume, and no anchor)")
     parser.add_argument("--crop-to-region", action="store_true", help="DICOM: crop to the 2D tissue region")
     if one_input:
-        parser.add_argument("--labels", help="label map (CAMUS codes) on the same grid, to attach: any input "
-                                             "format holding integer codes, e.g. .nii.gz or a Slicer "
-                                             "labelmap .seq.nrrd")
-    parser.add_argument("--mask", help="field-of-view (sector) mask on the same grid, nonzero inside, in any "
-                                       "input format; only the pixels inside it are compared (registration) or kept "
-                                       "(enhancement: 0 outside)")
+        parser.add_argument("--labels", help=labels_help)
+    parser.add_argument("--mask", help=mask_help)
+
+
+# The options that attach something to the sequence a command writes to a file of the user's format (convert,
+# enhance), each with the sequence attribute that holds it (io.dispatch.unwritten) and what to do instead where
+# that format does not hold it
+ATTACHING_OPTIONS = {
+    "--labels": ("labels", "no format echoreg writes a sequence to does: leave --labels out, and give it with the "
+                           "written file to echoreg register or strain"),
+    "--mask": ("mask", "no format echoreg writes a sequence to does: leave --mask out, and give it with the written "
+                       "file to echoreg register or strain"),
+    "--frame-rate": ("frame_times", "write .seq.nrrd, .mha or .nrrd, which hold the frame times, or leave "
+                                    "--frame-rate out and give it where the written file is read"),
+}
+
+
+def refuse_unheld_attachments(seq: Any, args: argparse.Namespace, options: Sequence[str]) -> list[str]:
+    """What of the sequence ``seq`` the format of ``args.output`` does not hold (:func:`..io.dispatch.unwritten`):
+    refused where one of the ``options`` given (of :data:`ATTACHING_OPTIONS`) attached it, else returned as one
+    warning line each, to print once the file is written.
+
+    Raises:
+        EchoDataError: naming the option, what the output does not hold and what to do instead; a suffix that
+            no format has (:func:`..io.dispatch.unwritten`).
+    """
+    from ..io.dispatch import unwritten
+
+    dropped = unwritten(seq, args.output)
+    for option in options:
+        key, instead = ATTACHING_OPTIONS[option]
+        if key in dropped and getattr(args, option[2:].replace("-", "_")) is not None:
+            raise EchoDataError(option, f"{dropped[key]}; {instead}")
+    return [f"{problem}: not written" for problem in dropped.values()]
 
 
 def add_output_options(parser: argparse.ArgumentParser, overwrite_help: str) -> None:

@@ -6,15 +6,21 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .common import add_input_options, device_name, study_from_args
+from .common import add_input_options, device_name, print_warnings, refuse_unheld_attachments, study_from_args
 
 
 def _cmd_enhance(args: argparse.Namespace) -> int:
+    """``echoreg enhance``: what the output's format does not hold is refused before the work when an option
+    attached it, else named by one warning line each (:func:`.common.refuse_unheld_attachments`); the mask is
+    used (0 outside), not attached."""
     from ..enhancement.inference import enhance_sequence
     from ..io.dispatch import save_sequence
 
-    seq = enhance_sequence(study_from_args(args).load(), args.model, device=args.device)
+    seq = study_from_args(args).load()
+    dropped = refuse_unheld_attachments(seq, args, ("--labels", "--frame-rate"))
+    seq = enhance_sequence(seq, args.model, device=args.device)
     out = save_sequence(seq, args.output, overwrite=args.overwrite)
+    print_warnings(dropped)
     print(f"wrote {out} ({seq.n_frames} enhanced frames)")
     return 0
 
@@ -22,7 +28,8 @@ def _cmd_enhance(args: argparse.Namespace) -> int:
 def add_enhance_parser(subparsers: Any) -> argparse.ArgumentParser:
     """The ``enhance`` subcommand: enhance a sequence and save it."""
     parser = subparsers.add_parser("enhance", help="enhance an echo sequence (CycleGAN) and save it")
-    add_input_options(parser)
+    add_input_options(parser, labels_help="refused: no format enhance writes holds labels (give the label map "
+                                          "with the enhanced file to echoreg register or strain)")
     parser.add_argument("-o", "--output", required=True, help="output file; the suffix chooses the format")
     parser.add_argument("--model", required=True, help="enhancement model: installed name or checkpoint folder")
     parser.add_argument("--device", default="auto", type=device_name, help="auto, cpu or cuda")

@@ -7,7 +7,7 @@ import argparse
 
 from .common import (add_input_options, add_output_options, add_registration_options, add_slicer_views_option,
                      describe_registration_quality, pair_progress, print_run_details, print_warnings,
-                     settings_from_args, study_from_args, write_slicer_views)
+                     refuse_unheld_attachments, settings_from_args, study_from_args, write_slicer_views)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -16,10 +16,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
+    """``echoreg convert``: what the output's format does not hold is refused before writing when an option
+    attached it, else named by one warning line each (:func:`refuse_unheld_attachments`)."""
     from ..io.dispatch import save_sequence
 
     seq = study_from_args(args).load()
+    dropped = refuse_unheld_attachments(seq, args, ("--labels", "--mask", "--frame-rate"))
     out = save_sequence(seq, args.output, overwrite=args.overwrite)
+    print_warnings(dropped)
     print(f"wrote {out} ({seq.n_frames} frames)")
     return 0
 
@@ -51,8 +55,16 @@ def add_register_parsers(sub: argparse._SubParsersAction) -> None:
     add_input_options(info, es_frame=True)
     info.set_defaults(run=_cmd_info)
 
-    convert = sub.add_parser("convert", help="convert an echo sequence to .seq.nrrd, .nii.gz, .mha ...")
-    add_input_options(convert)
+    convert = sub.add_parser("convert", help="convert an echo sequence to .seq.nrrd, .nii.gz, .mha ...",
+                             description="Convert an echo sequence. A .seq.nrrd holds the frames, their times and "
+                                         "geometry, ED, ES and the view; .mha, .mhd and .nrrd the frames with their "
+                                         "times; .nii and .nii.gz the frames alone. What the output does not hold is "
+                                         "named by a warning line each; --frame-rate with an output that does not "
+                                         "hold the times is refused.")
+    add_input_options(convert, labels_help="refused: no format convert writes holds labels (give the label map "
+                                           "with the converted file to echoreg register or strain)",
+                      mask_help="refused: no format convert writes holds a mask (give the mask with the converted "
+                                "file to echoreg register or strain)")
     convert.add_argument("output", help="output file; the suffix chooses the format")
     convert.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     convert.set_defaults(run=_cmd_convert)

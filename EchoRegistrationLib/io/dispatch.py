@@ -2,7 +2,8 @@
 
 ``load_sequence(path)`` reads DICOM ultrasound (single or multi-frame), NIfTI / MetaImage / NRRD
 2D+t images, Slicer volume sequences (``.seq.nrrd``), AVI / MP4 videos and CAMUS patient folders.
-``save_sequence(seq, path)`` writes ``.seq.nrrd``, ``.nii[.gz]``, ``.mha``/``.mhd`` and ``.nrrd``.
+``save_sequence(seq, path)`` writes ``.seq.nrrd``, ``.nii[.gz]``, ``.mha``/``.mhd`` and ``.nrrd``;
+``unwritten(seq, path)`` says what of the sequence that format does not hold.
 Label maps and field-of-view masks load from every format that holds exact integers
 (:func:`read_label_map`): NIfTI / MetaImage / NRRD, Slicer labelmap sequences, monochrome DICOM.
 """
@@ -21,7 +22,7 @@ import numpy as np
 
 from ..sequence import EchoDataError, EchoSequence, label_codes
 from .itk import ITK_SUFFIXES, read_itk_labels, write_itk_image
-from .seqnrrd import is_seq_nrrd, write_seq_nrrd
+from .seqnrrd import VIEW_TEXT, is_seq_nrrd, write_seq_nrrd
 
 # Format -> (module of this package, reader). Modules are imported when a file needs them: the
 # DICOM and video readers need pydicom 3 and OpenCV, which 3D Slicer's Python may lack.
@@ -196,18 +197,75 @@ def _replaced(seq: EchoSequence, given: str | os.PathLike | np.ndarray, array_na
         raise EchoDataError(source, err.problem) from None
 
 
+def _written_format(path: Path) -> str:
+    """The format :func:`save_sequence` writes to ``path``, by its suffix: "seqnrrd", "nifti" or "itk"
+    (MetaImage, NRRD).
+
+    Raises:
+        EchoDataError: a suffix of none of them.
+    """
+    if path.name.endswith(".seq.nrrd"):
+        return "seqnrrd"
+    if path.name.endswith((".nii", ".nii.gz")):
+        return "nifti"
+    if path.name.endswith(ITK_SUFFIXES):
+        return "itk"
+    raise EchoDataError(str(path), f"cannot write this format; use .seq.nrrd, {', '.join(ITK_SUFFIXES)}")
+
+
+def unwritten(seq: EchoSequence, path: str | os.PathLike) -> dict[str, str]:
+    """What of ``seq`` a file at ``path`` (the format :func:`save_sequence` writes there) does not hold, by
+    ``seq``'s attribute ("labels", "mask", "frame_times", "spacing", "ed_index", "es_index", "view"), each as a
+    phrase naming it and its value; empty when the file holds all of them. No format holds labels or a mask;
+    ``.seq.nrrd`` holds the rest (a view of plain ASCII name characters only); MetaImage and NRRD hold the
+    frame times, but not an unknown pixel size (their readers take the placeholder as the size), ED, ES or the
+    view; NIfTI neither holds the frame times (only their mean interval, which is not read back as time).
+
+    Raises:
+        EchoDataError: a suffix :func:`save_sequence` does not write.
+    """
+    kind, name = _written_format(Path(path)), str(path)
+    held: dict[str, str] = {}
+    if seq.labels is not None:
+        count = len(seq.label_frames)
+        held["labels"] = f"the labels ({count} labelled frame{'s' if count != 1 else ''})"
+    if seq.mask is not None:
+        held["mask"] = "the field-of-view mask"
+    view = str(seq.metadata.get("view") or "").strip()
+    if kind == "seqnrrd":
+        if view and not VIEW_TEXT.fullmatch(view):
+            held["view"] = f"the view {view!r} (a .seq.nrrd holds a view of plain ASCII name characters only)"
+        return {key: f"{name} does not hold {phrase}" for key, phrase in held.items()}
+    if kind == "nifti" and seq.frame_times_known:
+        held["frame_times"] = (f"the frame times ({seq.frame_times[0]:.4g} .. {seq.frame_times[-1]:.4g} s; only "
+                               f"their mean interval, which is not read back as time)")
+    if not seq.spacing_known:
+        held["spacing"] = (f"that the pixel size is unknown (the placeholder {seq.spacing[0]:g} x "
+                           f"{seq.spacing[1]:g} mm is written as the pixel size)")
+    if seq.ed_index is not None:
+        held["ed_index"] = f"ED (frame {seq.ed_index})"
+    if seq.es_index is not None:
+        held["es_index"] = f"ES (frame {seq.es_index}{', set by the user' if seq.es_set_by_user else ''})"
+    if view:
+        held["view"] = f"the view ({view})"
+    return {key: f"{name} does not hold {phrase}" for key, phrase in held.items()}
+
+
 def save_sequence(seq: EchoSequence, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Write ``seq`` to ``path``; the format follows the suffix (``.seq.nrrd`` keeps exact times and
-    the full geometry; ``.mha``/``.mhd`` keep exact times; ``.nii[.gz]``/``.nrrd`` keep the mean frame
-    interval only). Atomic; never replaces an existing file unless ``overwrite``, and never the file
-    the sequence was read from.
+    """Write ``seq`` to ``path``; the format follows the suffix (``.seq.nrrd`` keeps exact times, the
+    full geometry, ED, ES and the view; ``.mha``/``.mhd``/``.nrrd`` keep exact times; ``.nii[.gz]`` the mean
+    frame interval only; none keeps labels or a mask: :func:`unwritten` names what a format leaves out).
+    Atomic; never replaces an existing file unless ``overwrite``, and never the file the sequence was read
+    from.
+
+    Raises:
+        EchoDataError: a suffix of none of these formats; FileExistsError: as said above.
     """
     path = Path(path)
+    kind = _written_format(path)
     source = seq.metadata.get("source")
     if source and path.exists() and Path(source).exists() and path.resolve() == Path(source).resolve():
         raise FileExistsError(f"{path}: refusing to overwrite the file this sequence was read from")
-    if path.name.endswith(".seq.nrrd"):
+    if kind == "seqnrrd":
         return write_seq_nrrd(seq, path, overwrite=overwrite)
-    if path.name.endswith(ITK_SUFFIXES):
-        return write_itk_image(seq, path, overwrite=overwrite)
-    raise EchoDataError(str(path), f"cannot write this format; use .seq.nrrd, {', '.join(ITK_SUFFIXES)}")
+    return write_itk_image(seq, path, overwrite=overwrite)
