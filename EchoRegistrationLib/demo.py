@@ -11,49 +11,85 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .io import load_sequence, save_sequence
-from .io.atomic import atomic_output
+from .io.atomic import atomic_output_set
 from .spatial.metrics import myocardial_end_point_error
 from .visualize import save_frame_montage, save_registration_figure
 from .workflow import describe_registration
 
 DEMO_SEED = 2026
+CINE, FRAMES_PNG, REGISTRATION_PNG = "simulated_a4c.seq.nrrd", "frames.png", "registration.png"
+SUMMARY = "summary.txt"
+
+
+def demo_output_names(n_frames: int, slicer_views: bool) -> list[str]:
+    """The files :func:`run_demo` writes for a cine of ``n_frames`` frames (ED the first, ES the last), relative
+    to its folder; ``slicer_views``: with the pictures of ED and ES as the Slicer module shows them."""
+    from .registration.export import output_names
+    from .strain.outputs import OUTPUT_NAMES
+
+    views = []
+    if slicer_views:
+        from .mrml.pictures import slice_view_name
+
+        views = [f"slicer_views/{slice_view_name(frame)}" for frame in sorted({0, n_frames - 1})]
+    return [CINE, FRAMES_PNG, REGISTRATION_PNG, *(f"registration/{name}" for name in output_names(None)),
+            *(f"strain/{name}" for name in OUTPUT_NAMES), *views, SUMMARY]
 
 
 def run_demo(output: Path, *, overwrite: bool = False, n_frames: int = 20) -> dict[str, float]:
-    """Run the demo into the folder ``output``; returns the headline numbers."""
+    """Run the demo into the folder ``output``; returns the headline numbers. The files
+    (:func:`demo_output_names`) are written as one set (:func:`.io.atomic.atomic_output_set`): checked before
+    any work, moved in at the end; a failure or Ctrl-C leaves ``output`` as it was.
+
+    Raises:
+        FileExistsError: one of the files exists and not ``overwrite`` (before any work); NotADirectoryError,
+            PermissionError: ``output`` cannot be created or written.
+    """
     from .registration import save_registration
     from .simulation import simulate_sequence
     from .strain.compute import myocardium_at_reference
 
-    output.mkdir(parents=True, exist_ok=True)
-    simulated = simulate_sequence(view="A4C", cycle="half", n_frames=n_frames, seed=DEMO_SEED)
-    cine_path = save_sequence(simulated.sequence, output / "simulated_a4c.seq.nrrd", overwrite=overwrite)
-    seq = load_sequence(cine_path)
-    # .seq.nrrd holds the images, times, geometry and ED/ES (frames 0 and T - 1); the labels come from the simulator
-    seq = dataclasses.replace(seq, labels=simulated.sequence.labels)
-    save_frame_montage(seq, output / "frames.png", overwrite=overwrite)
-    print(seq.describe())
+    slicer_views = importlib.util.find_spec("slicer") is not None  # slicer-core: the run as the module shows it
+    with atomic_output_set(output, demo_output_names(n_frames, slicer_views), overwrite) as tmp:
+        simulated = simulate_sequence(view="A4C", cycle="half", n_frames=n_frames, seed=DEMO_SEED)
+        seq = load_sequence(save_sequence(simulated.sequence, tmp / CINE))
+        # .seq.nrrd holds the images, times, geometry and ED/ES (frames 0 and T - 1); the labels come from the
+        # simulator; the source is the file as it will be named (it is written in a temporary folder)
+        seq = dataclasses.replace(seq, labels=simulated.sequence.labels,
+                                  metadata={**seq.metadata, "source": str(output / CINE)})
+        save_frame_montage(seq, tmp / FRAMES_PNG)
+        print(seq.describe())
 
-    from .strain.outputs import save_strain_outputs
-    from .workflow import WorkflowSettings, analyse
+        from .strain.outputs import save_strain_outputs
+        from .workflow import WorkflowSettings, analyse
 
-    view = simulated.sequence.metadata["view"]
-    analysis = analyse(seq, WorkflowSettings(apical_view=view), myocardium_at_reference(seq, 0))
-    result, strain = analysis.registration, analysis.strain
-    save_registration(result, seq, output / "registration", overwrite=overwrite)
+        view = simulated.sequence.metadata["view"]
+        analysis = analyse(seq, WorkflowSettings(apical_view=view), myocardium_at_reference(seq, 0))
+        result, strain = analysis.registration, analysis.strain
+        save_registration(result, seq, tmp / "registration")
+        es = seq.n_frames - 1
+        save_registration_figure(seq, result.displacement, result.warped, es, 0, tmp / REGISTRATION_PNG)
+        save_strain_outputs(strain, seq, tmp / "strain")
+        if slicer_views:
+            from .mrml.pictures import write_slice_views
+            from .mrml.pipeline import Analysis
+
+            write_slice_views(Analysis(seq, result, strain), tmp / "slicer_views")
+        numbers, lines = _summary(simulated, seq, result, strain)
+        (tmp / SUMMARY).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return numbers
+
+
+def _summary(simulated: Any, seq: Any, result: Any, strain: Any) -> tuple[dict[str, float], list[str]]:
+    """The demo's headline numbers and the lines of its summary, from the ``simulated`` truth, the cine ``seq``,
+    its registration ``result`` and ``strain``."""
     es = seq.n_frames - 1
-    save_registration_figure(seq, result.displacement, result.warped, es, 0, output / "registration.png",
-                             overwrite=overwrite)
-    save_strain_outputs(strain, seq, output / "strain", overwrite)
-    if importlib.util.find_spec("slicer") is not None:  # slicer-core: the run as the Slicer module shows it
-        from .mrml.pictures import write_slice_views
-        from .mrml.pipeline import Analysis
-
-        write_slice_views(Analysis(seq, result, strain), output / "slicer_views", overwrite=overwrite)
     epe = myocardial_end_point_error(result.displacement, simulated.displacement, simulated.myocardium_ed)
     identity = myocardial_end_point_error(np.zeros_like(simulated.displacement), simulated.displacement,
                                           simulated.myocardium_ed)
@@ -84,7 +120,4 @@ def run_demo(output: Path, *, overwrite: bool = False, n_frames: int = 20) -> di
         "strain_summary.csv/.json, strain_curves.png, strain_map.png, strain_segments.png), "
         "slicer_views/ (ED and ES as the Slicer module shows them; with slicer-core)",
     ]
-    with atomic_output(output / "summary.txt", overwrite) as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    return numbers
+    return numbers, lines

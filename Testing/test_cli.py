@@ -248,6 +248,33 @@ def test_demo_writes_its_files_and_beats_identity(tmp_path):
         run_demo(tmp_path / "demo", n_frames=6)
 
 
+def test_demo_checks_its_outputs_before_any_work_and_leaves_nothing_when_it_fails(tmp_path, monkeypatch, capsys):
+    """A demo folder holding a file of the set is refused before the simulation; a failure during the work leaves
+    the folder as it was (the set is moved in at the end), naming the output, not a temporary file."""
+    import errno
+
+    import EchoRegistrationLib.demo as demo
+    import EchoRegistrationLib.simulation as simulation
+
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "summary.txt").write_text("mine")
+    simulated = []
+    monkeypatch.setattr(simulation, "simulate_sequence", lambda *args, **kw: simulated.append(1))
+    assert main(["demo", "-o", str(out)]) == 2
+    assert capsys.readouterr().err.startswith(f"echoreg: error: {out / 'summary.txt'}: already exists")
+    assert not simulated
+    monkeypatch.undo()
+
+    def full(seq, path, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    monkeypatch.setattr(demo, "save_frame_montage", full)
+    assert main(["demo", "-o", str(out), "--overwrite"]) == 2
+    assert capsys.readouterr().err == f"echoreg: error: {out / 'frames.png'}: no space left on the device\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["demo"] and [p.name for p in out.iterdir()] == ["summary.txt"]
+    assert (out / "summary.txt").read_text() == "mine"
+
+
 # --------------------------------------------------------------------------- inputs (issue 13)
 def test_register_mask_restricts_the_comparison(tmp_path):
     """The left half moves 1 column (0.5 mm) per frame, the right half stands still: with a mask on

@@ -26,6 +26,11 @@ def default_frames(analysis: Analysis) -> list[int]:
     return sorted({analysis.registration.reference, es})
 
 
+def slice_view_name(frame: int) -> str:
+    """The file name :func:`write_slice_views` gives the picture of ``frame``."""
+    return f"slicer_view_frame{frame:03d}.png"
+
+
 def write_slice_views(analysis: Analysis, folder: str | os.PathLike, frames: Sequence[int] | None = None,
                       overwrite: bool = False, size: tuple[int, int] = DEFAULT_SIZE,
                       name: str = "echo") -> list[Path]:
@@ -49,9 +54,9 @@ def write_slice_views(analysis: Analysis, folder: str | os.PathLike, frames: Seq
         view.show(output_layers(outputs, browser))
         for frame in default_frames(analysis) if frames is None else frames:
             env.select_frame(browser, frame)
-            with atomic_output(folder / f"slicer_view_frame{frame:03d}.png", overwrite) as tmp:
+            with atomic_output(folder / slice_view_name(frame), overwrite) as tmp:
                 tmp.write_bytes(view.png())
-            paths.append(folder / f"slicer_view_frame{frame:03d}.png")
+            paths.append(folder / slice_view_name(frame))
     finally:
         view.close()
     return paths

@@ -99,10 +99,10 @@ def earlier_itk_fields(folder: Path) -> list[str]:
     return [f"fields/{path.name}" for path in sorted((folder / "fields").glob("displacement_t*.mha"))]
 
 
-def output_names(seq: EchoSequence, itk_fields: bool = False, enhanced: bool = False) -> list[str]:
+def output_names(seq: EchoSequence | None, itk_fields: bool = False, enhanced: bool = False) -> list[str]:
     """The files :func:`save_registration` writes for ``seq``, relative to its folder: warped
     sequence, (``enhanced``) enhanced sequence, NumPy fields, report, then (``itk_fields``) one ITK
-    field per frame."""
+    field per frame (``seq`` is needed for those alone: None without them)."""
     return [WARPED, *([ENHANCED] if enhanced else []), DISPLACEMENT, REPORT,
             *(itk_field_names(seq) if itk_fields else [])]
 
