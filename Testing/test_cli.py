@@ -367,6 +367,33 @@ def test_web_serves_this_machine_only_unless_told():
     assert build_parser().parse_args(["web", "--host", "0.0.0.0", "--port", "0"]).host == "0.0.0.0"
 
 
+def test_web_refuses_a_bad_port_upload_size_or_cine_before_the_server_starts(cine, tmp_path, monkeypatch, capsys):
+    """No server is started here: serve is replaced by a recorder."""
+    pytest.importorskip("trame", reason="needs the [web] extra")
+    import EchoRegistrationLib.web.app as app
+
+    served = []
+    monkeypatch.setattr(app, "serve", lambda **kw: served.append(kw))
+    for flags, says in ((["--port", "99999"], "argument --port: expected a TCP port 0..65535 (0: any free port), "
+                                              "got 99999"),
+                        (["--port", "-1"], "argument --port: expected a whole number >= 0, got -1"),
+                        (["--max-upload-mb", "-1"], "argument --max-upload-mb: expected a positive number, got '-1'"),
+                        (["--max-upload-mb", "0"], "argument --max-upload-mb: expected a positive number, got '0'")):
+        with pytest.raises(SystemExit) as stop:
+            main(["web", *flags])
+        assert stop.value.code == 2 and capsys.readouterr().err.startswith(f"echoreg web: error: {says} (see ")
+    missing = tmp_path / "nonexistent.nii.gz"
+    assert main(["web", "--cine", str(missing)]) == 2
+    assert capsys.readouterr().err == f"echoreg: error: {missing}: no such file or folder\n"
+    (tmp_path / "notes.txt").write_text("not a cine")
+    assert main(["web", "--cine", str(tmp_path / "notes.txt")]) == 2
+    assert "notes.txt: unrecognised content" in capsys.readouterr().err
+    assert not served
+    monkeypatch.setenv("HOME", str(cine.parent))
+    assert main(["web", "--cine", "~/cine.seq.nrrd", "--port", "0", "--max-upload-mb", "0.5"]) == 0
+    assert served == [{"host": "127.0.0.1", "port": 0, "max_upload_mb": 0.5, "cine": str(cine)}]
+
+
 def test_register_writes_slicer_views_of_the_reference_and_last_frame(cine, tmp_path, capsys):
     pytest.importorskip("slicer", reason="needs the slicer-core wheels (real MRML)")
     from PIL import Image

@@ -84,6 +84,14 @@ def count(minimum: int):
     return parse
 
 
+def port_number(text: str) -> int:
+    """argparse type: a TCP port, a whole number 0..65535 (0: any free port)."""
+    value = count(0)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port 0..65535 (0: any free port), got {value}")
+    return value
+
+
 def device_name(text: str) -> str:
     """argparse type: a device this machine has ("auto", "cpu", "cuda", "cuda:N")."""
     from ..device import resolve_device

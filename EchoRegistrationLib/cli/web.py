@@ -4,12 +4,22 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from .common import port_number, positive_number
 
 
 def _cmd_web(args: argparse.Namespace) -> int:
+    """``echoreg web``; a --cine that does not exist or is of no format the page reads is refused before the
+    server starts (:func:`..io.dispatch.detect_format`: FileNotFoundError, EchoDataError)."""
+    from ..io.dispatch import detect_format
+
+    cine = None if args.cine is None else str(Path(args.cine).expanduser())  # as the page opens it
+    if cine is not None:
+        detect_format(cine)
     from ..web.app import serve
 
-    serve(host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, cine=args.cine)
+    serve(host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, cine=cine)
     return 0
 
 
@@ -19,8 +29,11 @@ def add_web_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                                      "(needs the [web] extra)")
     web.add_argument("--host", default="127.0.0.1",
                      help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)")
-    web.add_argument("--port", type=int, default=8080, help="TCP port (default 8080; 0: any free port)")
-    web.add_argument("--max-upload-mb", type=float, default=200.0, help="largest upload accepted (default 200)")
-    web.add_argument("--cine", help="a cine on this machine to open at start")
+    web.add_argument("--port", type=port_number, default=8080, help="TCP port 0..65535 (default 8080; 0: any free "
+                                                                     "port)")
+    web.add_argument("--max-upload-mb", type=positive_number, default=200.0,
+                     help="largest upload accepted, MB > 0 (default 200)")
+    web.add_argument("--cine", help="a cine on this machine to open at start (refused before the server starts "
+                                    "when it does not exist or is of no format echoreg reads)")
     web.set_defaults(run=_cmd_web)
     return web
