@@ -484,6 +484,22 @@ def run_registration(study: Study, settings: WorkflowSettings, output: str | os.
     return analysis
 
 
+def reference_mismatch(registered: int, seq: EchoSequence, requested: int | None) -> str:
+    """Why a registration to frame ``registered`` cannot be reused for the strain of ``seq`` tracked from the
+    frame ``requested`` (``--reference``; None: the file's ED, else the first frame,
+    :func:`.strain.reference.tracking_reference`), and what to do: a registration is reused as it was made."""
+    from .strain.reference import tracking_reference, tracking_reference_source
+
+    reference = tracking_reference(seq, requested)
+    if requested is not None:
+        return (f"registered to frame {registered}, not to frame {reference} (--reference): the registration is "
+                f"reused as it was made; give --reference {registered}, or register again with --reference "
+                f"{reference}")
+    return (f"registered to frame {registered}, the strain tracks from frame {reference} "
+            f"({tracking_reference_source(seq)}): the registration is reused as it was made; give --reference "
+            f"{registered} to track from its frame")
+
+
 def run_strain(study: Study, settings: WorkflowSettings, output: str | os.PathLike, *,
                overwrite: bool = False, registration: str | os.PathLike | None = None,
                progress: ProgressCallback | None = None) -> Analysis:
@@ -492,7 +508,8 @@ def run_strain(study: Study, settings: WorkflowSettings, output: str | os.PathLi
     pictures into ``output`` as one set (:func:`.strain.outputs.save_strain_outputs`).
 
     Raises:
-        EchoDataError: bad input, myocardium or registration folder; FileExistsError: outputs
+        EchoDataError: bad input, myocardium or registration folder (one of another input, or registered to
+            another frame than the strain tracks from: :func:`reference_mismatch`); FileExistsError: outputs
             exist and not ``overwrite`` (checked before the work).
     """
     from .strain.outputs import check_strain_outputs, save_strain_outputs
@@ -506,8 +523,7 @@ def run_strain(study: Study, settings: WorkflowSettings, output: str | os.PathLi
         raise EchoDataError(study.input, "strain needs a myocardium (labels or landmarks)")
     given = None if registration is None else load_registration(registration, seq)
     if given is not None and given.reference != reference:
-        raise EchoDataError(str(registration), f"registered to frame {given.reference}, the strain "
-                                               f"tracks from frame {reference}; set --reference")
+        raise EchoDataError(str(registration), reference_mismatch(given.reference, seq, settings.reference))
     analysis = analyse(seq, settings, myocardium, registration=given, progress=progress)
     save_strain_outputs(analysis.strain, seq, output, overwrite)
     return analysis

@@ -190,6 +190,18 @@ def test_the_console_says_whether_the_registration_went_through_an_anchor():
     assert "anchor" not in off
 
 
+def test_a_reused_registrations_unused_anchor_is_said_to_be_its_own():
+    """echoreg strain --registration: the anchor a reused registration did not use stays unused, whatever ES the
+    input has now; the console names the ES it was made with (none recorded before 2026-11-30)."""
+    from EchoRegistrationLib.cli.common import describe_model_use
+
+    run = {"model": "m", "licence": "L", "anchor": 0.6, "anchor_frame": None, "refine": 0}
+    assert "systole anchor 0.6 not used when reg was registered with ES frame 0 (it needs ES after the reference " \
+        "and an anchor frame" in describe_model_use({**run, "es_frame": 0}, "reg")
+    assert "systole anchor 0.6 not used when reg was registered (it needs" in describe_model_use(run, "reg")
+    assert "from the file or --es-frame" in describe_model_use(run)  # registered now: ES can be given
+
+
 def test_a_batch_begun_before_the_anchor_is_not_resumed_under_it(tmp_path):
     """batch.json records the anchor a batch runs with; one written before it existed registered every
     frame directly, so resuming it takes --anchor 0, not the new default."""

@@ -151,6 +151,26 @@ def test_the_command_line_sets_es_and_the_anchor_goes_through_it(beat, tmp_path,
         main(["convert", str(path), str(tmp_path / "out.nii.gz"), "--es-frame", str(es)])
 
 
+def test_a_reused_registration_made_without_es_says_so_when_es_is_given_now(beat, tmp_path, capsys):
+    """strain --registration --es-frame: the reused registration went without the anchor (made without ES), and
+    stays so; the console says that, not that the anchor needs --es-frame (which was given)."""
+    from EchoRegistrationLib.cli import main
+
+    sim, seq = beat
+    path, reg = tmp_path / "beat.seq.nrrd", tmp_path / "reg"
+    es = sim.sequence.es_index
+    save_sequence(seq.subsequence(range(es + 4)), path)
+    assert main(["register", str(path), "--method", "dlir", "--refine", "0", "--device", "cpu", "-o", str(reg)]) == 0
+    capsys.readouterr()
+    assert main(["strain", str(path), "--landmarks", "30,70,48,20,66,70", "-o", str(tmp_path / "strain"),
+                 "--es-frame", str(es), "--registration", str(reg)]) == 0
+    out = capsys.readouterr().out
+    assert (f"systole anchor 0.6 not used when {reg} was registered without ES (it needs ES after the reference and "
+            f"an anchor frame with signal between them): every frame registered directly, as reused "
+            f"(--registration), whatever ES the input has now; register again to use the anchor") in out
+    assert "--es-frame" not in out
+
+
 def test_the_panel_and_the_page_pass_their_es_frame_to_the_sequence(beat, tmp_path):
     pytest.importorskip("slicer", reason="needs the slicer-core wheels (real MRML)")
     from EchoRegistrationLib.mrml import RegistrationSettings, echo_sequence_from_node, volume_sequence_node

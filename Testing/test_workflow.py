@@ -120,6 +120,26 @@ def test_a_device_the_reused_registration_did_not_run_on_is_a_warning(capsys):
         refuse_options_not_in_registration(parser.parse_args(["--float32"]), "reg", report)
 
 
+def test_a_registration_to_another_frame_names_the_reference_as_given(cine, tmp_path, capsys):
+    """A reused registration is reused as it was made: to another frame than --reference (given), or than the
+    file's ED (not given); each message says which, and what to give."""
+    path, labels = cine
+    reg = tmp_path / "reg"
+    assert main(["register", str(path), "-o", str(reg), "--method", "rigid", "--iterations", "2",
+                 "--reference", "1"]) == 0
+    capsys.readouterr()
+    strain = ["strain", str(path), "--labels", str(labels), "-o", str(tmp_path / "s"), "--registration", str(reg)]
+    assert main([*strain, "--reference", "2"]) == 2
+    assert capsys.readouterr().err == (f"echoreg: error: {reg}: registered to frame 1, not to frame 2 (--reference): "
+                                       f"the registration is reused as it was made; give --reference 1, or register "
+                                       f"again with --reference 2\n")
+    assert main(strain) == 2
+    assert capsys.readouterr().err == (f"echoreg: error: {reg}: registered to frame 1, the strain tracks from frame 0 "
+                                       f"(given by the file): the registration is reused as it was made; give "
+                                       f"--reference 1 to track from its frame\n")
+    assert not (tmp_path / "s").exists()
+
+
 def test_a_registration_of_another_input_is_refused(cine, sim, tmp_path):
     path, _ = cine
     reg = tmp_path / "reg"

@@ -117,13 +117,15 @@ def print_warnings(lines: Sequence[str]) -> None:
         print(f"echoreg: warning: {line}", file=sys.stderr)
 
 
-def describe_model_use(parameters: Mapping[str, Any]) -> str:
+def describe_model_use(parameters: Mapping[str, Any], reused: str | None = None) -> str:
     """How a DLIR registration used its model, from its ``parameters`` (model, licence, passes and their
     precision (when recorded), the correction stage, the systole anchor, and the refinement's steps per
     level when known, refine): "model NAME (licence: TERMS; 2 passes of the network per pair in bfloat16;
     then its correction stage on 192 rows; systole anchor 0.6: later systolic frames registered through
     frame 11; refine 40: up to 20 + 10 optimisation steps, coarse to fine, on the images and the model's
-    anatomy maps (weight 0.1))"."""
+    anatomy maps (weight 0.1))". ``reused``: the folder of a registration reused as it was made
+    (``echoreg strain --registration``), whose unused anchor is then said to be that registration's (the ES
+    given now does not change it)."""
     details = [f"licence: {parameters.get('licence') or 'unknown'}"]
     if "passes" in parameters:
         passes = parameters["passes"]
@@ -147,6 +149,13 @@ def describe_model_use(parameters: Mapping[str, Any]) -> str:
     elif parameters.get("anchor_frame") is not None:
         details.append(f"systole anchor {anchor}: later systolic frames registered through frame "
                        f"{parameters['anchor_frame']}")
+    elif isinstance(anchor, float) and anchor > 0 and reused:
+        es = parameters.get("es_frame")  # absent from reports written before it was recorded
+        made = "" if "es_frame" not in parameters else " without ES" if es is None else f" with ES frame {es}"
+        details.append(f"systole anchor {anchor} not used when {reused} was registered{made} (it needs ES after the "
+                       f"reference and an anchor frame with signal between them): every frame registered directly, "
+                       f"as reused (--registration), whatever ES the input has now; register again to use the "
+                       f"anchor")
     elif isinstance(anchor, float) and anchor > 0:
         details.append(f"systole anchor {anchor} not used (it needs ES after the reference, from the file or "
                        f"--es-frame, and an anchor frame with signal between them): every frame registered directly")
@@ -179,12 +188,12 @@ def describe_registration_quality(result: Any) -> str:
             f"{after:.3f} after; max folding {result.folding_fraction.max():.2%}")
 
 
-def print_run_details(parameters: Mapping[str, Any]) -> None:
-    """Print what a registration used beyond its method (its ``parameters``): the DLIR model
-    (:func:`describe_model_use`), and the enhancement with its time (which the registration's time
-    leaves out)."""
+def print_run_details(parameters: Mapping[str, Any], reused: str | None = None) -> None:
+    """Print what a registration used beyond its method (its ``parameters``; ``reused``: the folder it is reused
+    from, as it was made): the DLIR model (:func:`describe_model_use`), and the enhancement with its time (which
+    the registration's time leaves out)."""
     if parameters.get("model"):
-        print(describe_model_use(parameters))
+        print(describe_model_use(parameters, reused))
     if parameters.get("enhance"):
         print(f"frames enhanced first by {parameters['enhance']} in {parameters['enhance_seconds']:.2f} s: "
               f"the warped frames, NCC and fields are those of the enhanced frames")

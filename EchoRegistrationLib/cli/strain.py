@@ -129,7 +129,7 @@ def run_strain_command(args: argparse.Namespace) -> int:
     how = f"reused {args.registration}" if args.registration else f"registered in {registration.seconds:.1f} s"
     print(f"{seq.n_frames} frames to frame {registration.reference} ({registration.method}, {how}); "
           f"strain in {result.seconds:.2f} s")
-    print_run_details(registration.parameters)
+    print_run_details(registration.parameters, args.registration)
     print(describe_registration_quality(registration))
     print(result.frames.describe())
     print(f"peak systolic GLS {result.describe_peak()} (endocardial), "
