@@ -411,6 +411,16 @@ def test_register_writes_slicer_views_of_the_reference_and_last_frame(cine, tmp_
     print(f"pixels that differ between the reference and the last frame: {moved:.3f}")
     assert moved > 0.01  # the grid of the 1 mm shift is drawn (the warped frames match)
     assert main(["register", str(cine), "-o", str(out), "--method", "rigid", "--slicer-views"]) == 2
+    # a folder holding an earlier run's picture alone: refused before any work, nothing written beside it
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / "slicer_view_frame002.png").write_bytes(b"an earlier run's picture")
+    capsys.readouterr()
+    for command in ("register", "strain"):
+        assert main([command, str(cine), "-o", str(alone), "--method", "rigid", "--slicer-views"]) == 2
+        assert "slicer_view_frame002.png: already exists" in capsys.readouterr().err
+        assert [p.name for p in alone.iterdir()] == ["slicer_view_frame002.png"]
+    assert (alone / "slicer_view_frame002.png").read_bytes() == b"an earlier run's picture"
 
 
 def test_models_lists_the_installed_models_with_their_terms(capsys):

@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -271,6 +272,22 @@ def add_slicer_views_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slicer-views", action="store_true",
                         help="also write slicer_view_frameNNN.png of the reference and ES frames, rendered "
                              "as the Slicer module shows the run (needs slicer-core and EGL or OSMesa)")
+
+
+def check_slicer_views_writable(args: argparse.Namespace) -> None:
+    """With ``--slicer-views`` and without ``--overwrite``, before any work: ``args.output`` holds no picture of
+    an earlier run (which frames a run draws is known only at its end, after its other files are written).
+
+    Raises:
+        FileExistsError: naming the first such picture.
+    """
+    if not args.slicer_views or args.overwrite:
+        return
+    from ..io.atomic import check_writable
+    from ..mrml.pictures import SLICE_VIEW_GLOB
+
+    for path in sorted(Path(args.output).glob(SLICE_VIEW_GLOB)):
+        check_writable(path)
 
 
 def write_slicer_views(args: argparse.Namespace, analysis: Analysis) -> None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 
 from .common import (add_input_options, add_output_options, add_registration_options, add_slicer_views_option,
-                     describe_registration_quality, pair_progress, print_run_details, print_warnings,
-                     refuse_unheld_attachments, settings_from_args, study_from_args, write_slicer_views)
+                     check_slicer_views_writable, describe_registration_quality, pair_progress, print_run_details,
+                     print_warnings, refuse_unheld_attachments, settings_from_args, study_from_args,
+                     write_slicer_views)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -31,6 +32,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 def _cmd_register(args: argparse.Namespace) -> int:
     from ..workflow import run_registration
 
+    check_slicer_views_writable(args)
     study, settings = study_from_args(args), settings_from_args(args)
     with pair_progress(f"{settings.method} registration") as progress:
         analysis = run_registration(study, settings, args.output, overwrite=args.overwrite,

@@ -27,8 +27,9 @@ import numpy as np
 from ..sequence import EchoDataError
 from ..workflow import METHODS
 from .common import (add_input_options, add_myocardium_options, add_output_options, add_registration_options,
-                     add_slicer_views_option, describe_registration_quality, pair_progress, print_run_details,
-                     print_warnings, settings_from_args, study_from_args, write_slicer_views)
+                     add_slicer_views_option, check_slicer_views_writable, describe_registration_quality,
+                     pair_progress, print_run_details, print_warnings, settings_from_args, study_from_args,
+                     write_slicer_views)
 
 # The registration options (common.add_registration_options) and the key of the report.json of echoreg register
 # that records each (method and mode at its top, the others in its "parameters"; --float32 as the precision the
@@ -113,6 +114,7 @@ def run_strain_command(args: argparse.Namespace) -> int:
     from ..strain.reference import tracking_reference_source
     from ..workflow import read_registration_report, run_strain
 
+    check_slicer_views_writable(args)
     if args.registration:  # before any work
         report = read_registration_report(args.registration)
         refuse_options_not_in_registration(args, args.registration, report)

@@ -31,6 +31,10 @@ def slice_view_name(frame: int) -> str:
     return f"slicer_view_frame{frame:03d}.png"
 
 
+#: What the names of :func:`slice_view_name` match (``Path.glob``), whatever the frame.
+SLICE_VIEW_GLOB = "slicer_view_frame[0-9][0-9][0-9]*.png"
+
+
 def write_slice_views(analysis: Analysis, folder: str | os.PathLike, frames: Sequence[int] | None = None,
                       overwrite: bool = False, size: tuple[int, int] = DEFAULT_SIZE,
                       name: str = "echo") -> list[Path]:
