@@ -420,7 +420,9 @@ def read_registration_report(folder: str | os.PathLike) -> dict[str, Any]:
 
 def load_registration(folder: str | os.PathLike, seq: EchoSequence) -> RegistrationResult:
     """The registration an ``echoreg register`` run wrote into ``folder`` (``displacement.npz``,
-    ``report.json``), for the sequence ``seq`` it was computed on.
+    ``report.json``), for the sequence ``seq`` it was computed on: its fields, frames without signal and
+    NCC before / after as recorded (so the frames it flagged as no measurement of motion stay flagged), the
+    warped frames and folding derived again from the fields.
 
     Raises:
         EchoDataError: a file is missing or unreadable, or the folder was computed on another
@@ -461,6 +463,12 @@ def load_registration(folder: str | os.PathLike, seq: EchoSequence) -> Registrat
         raise EchoDataError(str(folder), f"registered {report.get('input')} as read then: "
                                          f"{problems[0]}; register {seq.source} again")
     result = result_from_displacement(seq, displacement, reference, method=report.get("method", "given"))
+    recorded = report.get("frames") or []
+    if len(recorded) == seq.n_frames and all("ncc_after" in frame for frame in recorded):
+        # the registration's own NCC (within its mask, of the frames it registered, enhanced or not): the
+        # frames it flagged as no measurement of motion (RegistrationResult.unmeasured) stay flagged
+        result.similarity_before = np.array([frame["ncc_before"] for frame in recorded], dtype=np.float64)
+        result.similarity_after = np.array([frame["ncc_after"] for frame in recorded], dtype=np.float64)
     result.mode, result.device = report.get("mode", "given"), report.get("device", "")
     result.parameters, result.warnings = parameters, report.get("warnings", [])
     result.seconds, result.no_signal = float(report.get("seconds", 0.0)), no_signal.astype(bool)

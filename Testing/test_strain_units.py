@@ -133,6 +133,97 @@ def test_tracking_reference_and_frames_from_the_file_or_the_user(full_cycle):
         cardiac_frames(bare, np.full(21, np.nan))
 
 
+# ---------------------------------------------------------------------- frames that measure no motion
+def with_a_frame_of_noise(sim, frame, scale):
+    """The beat of ``sim`` played from mid-diastole (ED at frame 4, ES at frame 16 of 20) with frame ``frame``
+    replaced by uniform noise and its field by a uniform scaling of ``scale`` about the cavity's centre (30 %
+    larger or smaller than ED's, far beyond the beat's): (cine, registration of the true fields, order,
+    myocardium)."""
+    cine, registration, order, myocardium = started_at(sim, (sim.sequence.es_index + sim.sequence.n_frames) // 2)
+    frames = cine.frames.copy()
+    frames[frame] = np.random.default_rng(0).uniform(0, 255, cine.frame_shape)
+    cine = dataclasses.replace(cine, frames=frames)
+    fields = registration.displacement.copy()
+    fields[frame] = scale * (pixel_positions(cine.frame_shape, cine.spacing) - myocardium.endo.mean(axis=0))
+    return cine, result_from_displacement(cine, fields, 0), order, myocardium
+
+
+@pytest.mark.parametrize("phase, frame, scale", [("diastole", 2, 0.3), ("systole", 10, -0.3)])
+def test_a_frame_that_measures_no_motion_is_never_ed_es_or_the_peak(full_cycle, phase, frame, scale):
+    """The issue: frame 6 of the real A4C cine replaced by noise, which the registration names (NCC 0.000 with
+    the reference: 'their fields are not measurements of motion'), was taken as ED (its tracked cavity the
+    largest), and peak GLS read +15.9 %. The noise frame's field here makes the largest cavity (in diastole) or
+    the smallest with the largest shortening (in systole); ED, ES, the peak and EF are the true beat's."""
+    cine, registration, order, myocardium = with_a_frame_of_noise(full_cycle, frame, scale)
+    ed_at, es_at = int(np.flatnonzero(order == 0)[0]), int(np.flatnonzero(order == full_cycle.sequence.es_index)[0])
+    assert (ed_at, es_at) == (4, 16)
+    result = compute_strain(cine, registration, myocardium)
+    # the noise frame would have won: the largest / smallest tracked cavity, the largest strain
+    volume, gls = result.lv_volume, result.gls_endo
+    assert (int(np.argmax(volume)) if scale > 0 else int(np.argmin(volume))) == frame
+    assert abs(gls[frame]) > abs(full_cycle.gls_endo.min())
+    assert (result.ed_index, result.es_index, result.reference) == (ed_at, es_at, ed_at)
+    assert (result.frames.ed_source, result.frames.es_source) == (LARGEST_VOLUME, SMALLEST_VOLUME)
+    peak = result.peaks()["GLS endocardial"]
+    assert peak["peak_frame"] == es_at and peak["peak_pct"] == pytest.approx(full_cycle.gls_endo.min(), abs=0.5)
+    assert result.ef == pytest.approx(full_cycle.ef, abs=1.0)
+    assert (f"frame {frame} left out of ED / ES detection and of peak strain: its field is not a measurement "
+            "of motion (no signal, or an NCC with the reference under 0.3 after registration; the "
+            "registration's warnings name them)") in result.warnings()
+    assert result.summary()["unmeasured_frames"] == [frame]
+    assert not any("lengthening" in w for w in result.warnings())
+    # the registration's flag (NCC with the reference after warping under 0.3), which the strain reuses
+    assert registration.similarity_after[frame] < 0.05
+    assert registration.unmeasured.tolist() == [k == frame for k in range(cine.n_frames)]
+
+
+def test_es_given_on_a_frame_that_measures_no_motion_leaves_esv_and_ef_blank(full_cycle, tmp_path):
+    """ES set by the user on the noise frame: ESV, EF and end-systolic strain are not read there (blank, with
+    the reason), in the console line, the tables, the JSON and biplane EF."""
+    cine, registration, _, myocardium = with_a_frame_of_noise(full_cycle, 10, -0.3)
+    result = compute_strain(cine.with_end_systole(10), registration, myocardium)
+    assert (result.ed_index, result.es_index) == (4, 10)
+    assert np.isnan(result.esv) and np.isnan(result.ef) and np.isfinite(result.edv)
+    assert np.isnan(result.peaks()["GLS endocardial"]["end_systolic_pct"])
+    assert result.peaks()["GLS endocardial"]["peak_frame"] == 9  # the last measured frame of systole 4..10
+    assert result.describe_volumes() == f"EDV {result.edv:.0f} ml, EF not measured (ES frame 10 has no measured motion)"
+    assert ("ES frame 10 (set by the user) has no measured motion: ESV, EF and end-systolic strain are left blank; "
+            "set ES on a frame with measured motion (--es-frame)") in result.warnings()
+    result.to_csv(tmp_path)
+    rows = summary_rows(tmp_path)
+    assert rows["EF", "LV"][0] == "" and rows["ESV", "LV"][0] == "" and rows["EDV", "LV"][0] != ""
+    assert result.summary()["volumes"]["ef_pct"] is None
+    biplane = biplane_ef(result, dataclasses.replace(result, view="A2C"))
+    assert np.isnan(biplane["esv_ml"]) and np.isnan(biplane["ef_pct"]) and np.isfinite(biplane["edv_ml"])
+
+
+def test_a_strain_reference_that_measures_no_motion_is_refused(full_cycle):
+    cine, registration, _, myocardium = with_a_frame_of_noise(full_cycle, 10, -0.3)
+    with pytest.raises(ValueError, match="strain reference frame 10 .* has no measured motion"):
+        compute_strain(cine, registration, myocardium, reference=10)
+
+
+def test_the_real_cine_with_a_frame_of_noise_is_measured_on_its_other_frames(shared_data, tmp_path, capsys):
+    """The issue as the user ran it: the real A4C cine with frame 6 replaced by uniform noise, the network
+    alone. Frame 6 (NCC with the reference 0.000) was detected as ED and peak GLS read +15.9 %."""
+    image = sitk.ReadImage(str(shared_data / "echo_a4c" / "a4c_sequence.nii.gz"))
+    frames = sitk.GetArrayFromImage(image)
+    frames[6] = np.random.default_rng(0).uniform(frames.min(), frames.max(), frames[6].shape)
+    weird = sitk.GetImageFromArray(frames)
+    weird.CopyInformation(image)
+    sitk.WriteImage(weird, str(tmp_path / "a4c_weird.nii.gz"))
+    out = tmp_path / "strain"
+    assert main(["strain", str(tmp_path / "a4c_weird.nii.gz"), "-o", str(out), "--refine", "0",
+                 "--landmarks", "108,120,118,30,146,106"]) == 0
+    err = capsys.readouterr().err
+    assert "1 of 19 frames (frame 6) keep an NCC with the reference under 0.3" in err
+    assert "frame 6 left out of ED / ES detection and of peak strain" in err
+    report = json.loads((out / "strain_summary.json").read_text())
+    assert report["unmeasured_frames"] == [6] and 6 not in (report["ed_frame"], report["es_frame"])
+    assert report["gls_endocardial"]["peak_frame"] != 6 and report["gls_endocardial"]["peak_pct"] < -5
+    assert not any("lengthening" in w for w in report["warnings"])
+
+
 # ---------------------------------------------------------------------- no pixel size
 def test_video_without_pixel_size_gives_ef_and_gls_but_no_volumes(tmp_path, capsys):
     """The issue's 112 x 112 MJPG A4C at 1.334 mm pixels: EDV / ESV were printed as 31 / 15 ml

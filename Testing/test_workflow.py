@@ -140,6 +140,26 @@ def test_a_registration_to_another_frame_names_the_reference_as_given(cine, tmp_
     assert not (tmp_path / "s").exists()
 
 
+def test_strain_from_a_registration_folder_keeps_the_frames_it_flagged(cine, tmp_path, capsys):
+    """The registration's own NCC (within its mask, of the frames it registered, enhanced or not) decides which
+    frames measure no motion; strain from its folder reuses that record instead of measuring the NCC again on
+    the raw frames. Here the record says frame 2 hardly resembles the reference (NCC 0.1)."""
+    path, labels = cine
+    reg = tmp_path / "reg"
+    assert main(["register", str(path), "-o", str(reg), "--method", "rigid", "--iterations", "2"]) == 0
+    report = json.loads((reg / "report.json").read_text())
+    assert all(frame["motion_measured"] for frame in report["frames"])
+    report["frames"][2]["ncc_after"] = 0.1
+    (reg / "report.json").write_text(json.dumps(report))
+    loaded = load_registration(reg, load_sequence(path))
+    assert loaded.similarity_after[2] == 0.1 and loaded.unmeasured.tolist() == [False, False, True, False]
+    assert loaded.similarity_before.tolist() == [frame["ncc_before"] for frame in report["frames"]]
+    out = tmp_path / "strain"
+    assert main(["strain", str(path), "--labels", str(labels), "-o", str(out), "--registration", str(reg)]) == 0
+    assert summary(out)["unmeasured_frames"] == [2]
+    assert "frame 2 left out of ED / ES detection and of peak strain" in capsys.readouterr().err
+
+
 def test_a_registration_of_another_input_is_refused(cine, sim, tmp_path):
     path, _ = cine
     reg = tmp_path / "reg"

@@ -10,7 +10,10 @@ They are left out of the registration: tracking goes across them (the next frame
 the last frame with signal), and their own field is interpolated linearly in time between the
 nearest frames with signal on either side (held from the nearest one past the last such frame).
 They are marked in :attr:`RegistrationResult.no_signal` and named in its ``warnings``, as is every
-frame whose similarity to the reference the registration lowered.
+frame whose similarity to the reference the registration lowered. The frames without signal and those
+whose NCC with the reference stays under :data:`LOW_SIMILARITY` after registration are the frames whose
+field is not a measurement of motion (:func:`unmeasured_frames`, :attr:`RegistrationResult.unmeasured`):
+strain leaves them out of ED / ES detection and peak strain (:mod:`..strain.reference`).
 """
 
 from __future__ import annotations
@@ -263,7 +266,7 @@ class RegistrationResult:
         folding_fraction: (T,) fraction of reference pixels where the map folds (det J <= 0).
         seconds: wall time of the registration; ``device`` where it ran.
         no_signal: (T,) bool, frames without signal whose field is interpolated in time, not
-            measured (module docstring).
+            measured (module docstring); :attr:`unmeasured` adds the frames unlike the reference.
         warnings: one line per problem: the input's (:func:`input_warnings`), then per frame (no
             signal; similarity lowered).
         enhanced: (T, H, W) float32 grey 0..255, the frames as registered when they were enhanced
@@ -289,6 +292,13 @@ class RegistrationResult:
     def __post_init__(self) -> None:
         if self.no_signal is None:
             self.no_signal = np.zeros(len(self.displacement), dtype=bool)
+
+    @property
+    def unmeasured(self) -> np.ndarray:
+        """(T,) bool, the frames whose field is not a measurement of motion (:func:`unmeasured_frames`:
+        no signal, or an NCC with the reference under :data:`LOW_SIMILARITY` after registration), as the
+        ``warnings`` name them."""
+        return unmeasured_frames(self.similarity_after, self.no_signal, self.reference)
 
     def mean_similarity(self) -> tuple[float, float]:
         """Mean NCC with the reference (before, after warping) over every frame but the reference
@@ -321,9 +331,9 @@ class RegistrationResult:
             "warnings": self.warnings,
             "frames": [
                 {"frame": t, "ncc_before": round(float(b), 5), "ncc_after": round(float(a), 5),
-                 "folding_fraction": float(f), "no_signal": bool(n)}
-                for t, (b, a, f, n) in enumerate(zip(self.similarity_before, self.similarity_after,
-                                                     self.folding_fraction, self.no_signal))
+                 "folding_fraction": float(f), "no_signal": bool(n), "motion_measured": not bool(u)}
+                for t, (b, a, f, n, u) in enumerate(zip(self.similarity_before, self.similarity_after,
+                                                        self.folding_fraction, self.no_signal, self.unmeasured))
             ],
         }
 
@@ -382,11 +392,24 @@ def anatomy_view_warnings(seq: EchoSequence, anatomy_weight: float | None) -> li
             f"only, on this {view} view: check the warped frames (--refine 0: the network alone)"]
 
 
+def unmeasured_frames(after: np.ndarray, no_signal: np.ndarray, reference: int) -> np.ndarray:
+    """(T,) bool: the frames whose field is not a measurement of motion: those without signal (``no_signal``,
+    (T,) bool: their field is interpolated in time) and, but for the frame ``reference`` itself, those whose
+    NCC with the reference after registration (``after``, (T,)) stays under :data:`LOW_SIMILARITY` (another
+    view, a scene cut, noise). The one definition of the flag: :func:`quality_warnings` names these frames,
+    :func:`..strain.compute_strain` leaves them out of ED / ES detection and peak strain."""
+    unlike = np.asarray(after, dtype=np.float64) < LOW_SIMILARITY
+    unlike[reference] = False
+    return np.asarray(no_signal, dtype=bool) | unlike
+
+
 def quality_warnings(before: np.ndarray, after: np.ndarray, no_signal: np.ndarray,
-                     pairs: list[tuple[int, int]]) -> list[str]:
+                     pairs: list[tuple[int, int]], reference: int) -> list[str]:
     """One line per frame without signal (how it was bridged) and per frame whose NCC with the
     reference the registration lowered by more than :data:`NCC_DROP_TOLERANCE`, in frame order;
-    then one line for the other frames whose NCC stays under :data:`LOW_SIMILARITY`."""
+    then one line for the other frames :func:`unmeasured_frames` flags (NCC with the frame ``reference``
+    under :data:`LOW_SIMILARITY`). ``before``, ``after``: (T,) NCC; ``no_signal``: (T,) bool; ``pairs``:
+    the (fixed, moving) frames registered."""
     fixed_of = {m: f for f, m in pairs}
     present = np.flatnonzero(~no_signal)
     lines = {}
@@ -399,7 +422,8 @@ def quality_warnings(before: np.ndarray, after: np.ndarray, no_signal: np.ndarra
         if after[t] < before[t] - NCC_DROP_TOLERANCE:
             lines[t] = (f"frame {t}: registration lowered the similarity to the reference "
                         f"(NCC {before[t]:.3f} -> {after[t]:.3f}); check this frame's field")
-    low = sorted(t for t in fixed_of if after[t] < LOW_SIMILARITY and t not in lines)
+    flagged = unmeasured_frames(after, no_signal, reference)
+    low = sorted(t for t in fixed_of if flagged[t] and t not in lines)
     unlike = []
     if low:
         worst = min(low, key=lambda t: after[t])
@@ -706,7 +730,7 @@ def register_sequence(
         parameters={"chunk_size": chunk_size, "allocator": allocator_setting(), **enhancement, **options},
         no_signal=no_signal, warnings=[*input_warnings(seq),
                                        *anatomy_view_warnings(seq, options.get("refine_anatomy_weight")),
-                                       *quality_warnings(before, after, no_signal, pairs)],
+                                       *quality_warnings(before, after, no_signal, pairs, reference)],
         enhanced=seq.frames if enhance is not None else None,
     )
 

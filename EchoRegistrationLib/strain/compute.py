@@ -96,14 +96,17 @@ def compute_strain(seq: EchoSequence, registration: RegistrationResult,
     Returns:
         :class:`StrainResult`. ED is ``seq.ed_index``, else ``reference``, else detected from the
         tracked cavity volume; ES is ``seq.es_index``, else detected
-        (:func:`~.reference.cardiac_frames`). Strain is Lagrangian relative to ED (or
+        (:func:`~.reference.cardiac_frames`), both detected among the frames whose field is a
+        measurement of motion (:attr:`~..registration.RegistrationResult.unmeasured`, which the result
+        keeps: its peaks leave those frames out). Strain is Lagrangian relative to ED (or
         ``reference``): the length of the same tracked material
         contour, L(t) / L(ED) - 1, and the stretch of the same material fibre in the maps, so the
         registration reference (where the myocardium was drawn) need not be ED. The maps stay on
         the registration reference's grid.
 
     Raises:
-        EchoDataError: no myocardium given and no labels at the reference frame.
+        EchoDataError: no myocardium given and no labels at the reference frame; the strain reference
+            (``reference``, or ED from the file) is a frame whose field is not a measurement of motion.
         ValueError: fields or myocardium that do not match the sequence's grid.
     """
     start = time.perf_counter()
@@ -115,7 +118,12 @@ def compute_strain(seq: EchoSequence, registration: RegistrationResult,
     endo = track_points(u, myocardium.endo, seq.spacing)
     mid = track_points(u, myocardium.mid, seq.spacing)
     volume = np.array([single_plane_volume(c) for c in endo])
-    frames = cardiac_frames(seq, volume, reference)
+    unmeasured = registration.unmeasured
+    frames = cardiac_frames(seq, volume, reference, unmeasured)
+    if unmeasured[frames.reference]:
+        raise EchoDataError(seq.source, f"strain reference frame {frames.reference} ({frames.reference_source}) "
+                                        "has no measured motion (no signal, or unlike the registration "
+                                        "reference): set the reference on another frame")
     gls_endo, gls_mid = length_strain(endo, frames.reference), length_strain(mid, frames.reference)
     segmental = segment_strain(endo, n, frames.reference)
     deformation = deformation_gradient(u, seq.spacing, myocardium.mask)
@@ -135,7 +143,7 @@ def compute_strain(seq: EchoSequence, registration: RegistrationResult,
         lv_area=polygon_area(endo), lv_volume=volume, quality=quality, full_cycle=bool(full_cycle),
         drift_mm=loop_closure_mm(u, myocardium.mask) if full_cycle else float("nan"),
         myocardium=myocardium, seconds=time.perf_counter() - start,
-        registration=registration_record(registration))
+        registration=registration_record(registration), unmeasured=unmeasured)
 
 
 # what a strain summary repeats of its registration's parameters (those that name how it was made)
@@ -157,15 +165,20 @@ def registration_record(registration: RegistrationResult) -> dict[str, Any]:
 def biplane_ef(four_chamber: StrainResult, two_chamber: StrainResult) -> dict[str, float]:
     """Biplane EDV, ESV (ml) and EF (%) from the A4C and A2C analyses of the same heart: each
     view's tracked cavity at its own ED and ES frames, by the biplane method of discs. EDV and
-    ESV are NaN when either view's pixel size is unknown (EF, a ratio, is still given)."""
+    ESV are NaN when either view's pixel size is unknown (EF, a ratio, is still given); a volume
+    whose ED or ES frame in either view has no measured motion
+    (:meth:`.result.StrainResult.motion_measured`) is NaN, and EF with it."""
     for result, expected in ((four_chamber, "A4C"), (two_chamber, "A2C")):
         if result.view not in (None, expected):
             raise ValueError(f"biplane EF needs an A4C and an A2C analysis; got {result.view} "
                              f"where {expected} was expected")
-    edv = biplane_volume(four_chamber.endo_contour[four_chamber.ed_index],
-                         two_chamber.endo_contour[two_chamber.ed_index])
-    esv = biplane_volume(four_chamber.endo_contour[four_chamber.es_index],
-                         two_chamber.endo_contour[two_chamber.es_index])
+    def volume(phase: str) -> float:
+        frames = [(result, getattr(result, f"{phase}_index")) for result in (four_chamber, two_chamber)]
+        if not all(result.motion_measured(frame) for result, frame in frames):
+            return float("nan")
+        return biplane_volume(*(result.endo_contour[frame] for result, frame in frames))
+
+    edv, esv = volume("ed"), volume("es")
     known = four_chamber.spacing_known and two_chamber.spacing_known
     return {"edv_ml": edv if known else float("nan"), "esv_ml": esv if known else float("nan"),
             "ef_pct": ejection_fraction(edv, esv)}

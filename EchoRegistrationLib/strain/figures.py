@@ -141,8 +141,9 @@ def save_segment_diagram(result: StrainResult, path: str | os.PathLike, *,
                     color="firebrick" if poor else "black")
         ax.text(*centre, f"{value:+.0f}", ha="center", va="center", fontsize=9, fontweight="bold")
     base, apex = result.myocardium.long_axis
-    ax.text(*(0.5 * (base + apex)), f"GLS {peaks['GLS endocardial']['peak_pct']:+.1f} %\n"
-            f"EF {result.ef:.0f} %", ha="center", va="center", fontsize=12, fontweight="bold")
+    ef = f"EF {result.ef:.0f} %" if np.isfinite(result.ef) else "EF not measured"
+    ax.text(*(0.5 * (base + apex)), f"GLS {peaks['GLS endocardial']['peak_pct']:+.1f} %\n{ef}",
+            ha="center", va="center", fontsize=12, fontweight="bold")
     if unreliable:
         ax.text(*(0.5 * (base + apex)), f"\n\n\n{len(unreliable)} of {len(result.segment_names)} "
                 "segments\nunreliable (tracking quality)", ha="center", va="top", fontsize=9,

@@ -16,6 +16,10 @@ frames found do not depend on the pixel size being known. The strain standard (V
 "Definitions for a common standard for 2D speckle tracking echocardiography", Eur Heart J
 Cardiovasc Imaging 2015;16:1-11) takes ED as the reference of Lagrangian strain, and peak systolic
 strain as the peak within systole, ED to ES: :meth:`CardiacFrames.systolic_frames`.
+
+Frames whose field is not a measurement of motion (no signal, or unlike the reference after
+registration: :func:`..registration.tracking.unmeasured_frames`) are never detected as ED or ES: their
+tracked volume is whatever the field made of noise.
 """
 
 from __future__ import annotations
@@ -98,38 +102,52 @@ class CardiacFrames:
                 "reference_frame_source": self.reference_source}
 
 
-def cardiac_frames(seq: EchoSequence, volume: np.ndarray, requested: int | None = None) -> CardiacFrames:
+def cardiac_frames(seq: EchoSequence, volume: np.ndarray, requested: int | None = None,
+                   unmeasured: np.ndarray | None = None) -> CardiacFrames:
     """ED, ES and the strain reference of ``seq`` from its file, the user, or the tracked volume.
 
     Args:
         seq: the sequence (its ``ed_index`` / ``es_index`` win when known).
         volume: (T,) tracked LV cavity volume, any consistent unit (ml, or uncalibrated).
         requested: a user-set strain reference frame, or None for ED.
+        unmeasured: (T,) bool, frames whose field is not a measurement of motion
+            (:attr:`..registration.RegistrationResult.unmeasured`): never detected as ED or ES. None:
+            every frame measured.
 
     Returns:
         :class:`CardiacFrames`; a missing ED is the ``requested`` reference when there is one
-        (``FROM_USER_REFERENCE``), else the frame of largest ``volume``; a missing ES the frame of
-        smallest (Lang et al. 2015); an ES the user set
-        (:meth:`..sequence.EchoSequence.with_end_systole`) is ``FROM_USER``.
+        (``FROM_USER_REFERENCE``), else the measured frame of largest ``volume``; a missing ES the
+        measured frame of smallest (Lang et al. 2015); an ES the user set
+        (:meth:`..sequence.EchoSequence.with_end_systole`) is ``FROM_USER``. ED and ES given by the
+        file or the user are kept even on an unmeasured frame (:class:`.result.StrainResult` then
+        leaves the values that depend on them blank).
 
     Raises:
-        EchoDataError: ``volume`` does not have one finite value per frame, or ``requested`` is
-            not a frame.
+        EchoDataError: ``volume`` does not have one finite value per frame, ``unmeasured`` not one
+            flag per frame, ``requested`` is not a frame, or ED or ES is to be detected and no frame
+            is measured.
     """
     volume = np.asarray(volume, dtype=np.float64)
     if volume.shape != (seq.n_frames,) or not np.isfinite(volume).all():
         raise EchoDataError(seq.source, f"cannot find ED / ES: the tracked volume has shape "
                                         f"{volume.shape} or non-finite values (expected {seq.n_frames} "
                                         "finite values)")
+    unmeasured = np.zeros(seq.n_frames, bool) if unmeasured is None else np.asarray(unmeasured, dtype=bool)
+    if unmeasured.shape != (seq.n_frames,):
+        raise EchoDataError(seq.source, f"cannot find ED / ES: {unmeasured.shape} flags of unmeasured frames "
+                                        f"for {seq.n_frames} frames")
+    measured = np.flatnonzero(~unmeasured)
     chosen = None if requested is None else tracking_reference(seq, requested)
+    if (seq.ed_index is None and chosen is None or seq.es_index is None) and not len(measured):
+        raise EchoDataError(seq.source, "cannot detect ED / ES: no frame's field is a measurement of motion")
     if seq.ed_index is not None:
         ed, ed_source = seq.ed_index, FROM_FILE
     elif chosen is not None:  # the user's reference is their ED when the file gives none
         ed, ed_source = chosen, FROM_USER_REFERENCE
     else:
-        ed, ed_source = int(np.argmax(volume)), LARGEST_VOLUME
+        ed, ed_source = int(measured[np.argmax(volume[measured])]), LARGEST_VOLUME
     es, es_source = ((seq.es_index, FROM_USER if seq.es_set_by_user else FROM_FILE)
-                     if seq.es_index is not None else (int(np.argmin(volume)), SMALLEST_VOLUME))
+                     if seq.es_index is not None else (int(measured[np.argmin(volume[measured])]), SMALLEST_VOLUME))
     reference = ed if chosen is None else chosen
     return CardiacFrames(ed=ed, es=es, reference=reference, ed_source=ed_source, es_source=es_source,
                          reference_source=FROM_USER if requested is not None else f"ED, {ed_source}",

@@ -10,6 +10,11 @@ Unknown basis (never a silent wrong number): when the file gives no pixel size, 
 and distances (mm, mm2, ml) are left blank (NaN in arrays and Slicer tables, empty CSV cells,
 JSON null) and their names say why; strain and EF are ratios and are reported. When it gives no
 frame times, times are blank and curves run over frame indices.
+
+Frames whose field is not a measurement of motion (``unmeasured``: no signal, or unlike the reference
+after registration, :func:`..registration.tracking.unmeasured_frames`) are left out of ED / ES
+detection and of the peaks; a value read at such a frame (EDV, ESV and EF at an ED or ES the file or the
+user put there, end-systolic strain, the drift at the last frame) is left blank, and the warnings say why.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from ..io.atomic import atomic_output, check_writable
 from .contours import signed_peak
 from .myocardium import Myocardium
 from .quality import SegmentQuality
+from ..registration.tracking import LOW_SIMILARITY
 from .reference import FROM_FILE, FROM_USER, FROM_USER_REFERENCE, CardiacFrames
 from .tensors import green_lagrange_from_engineering
 from .volumes import N_DISCS, ejection_fraction
@@ -109,6 +115,8 @@ class StrainResult:
         registration: how the motion was tracked (:func:`~.compute.registration_record`: method,
             mode, device and, for DLIR, model, licence, passes and the refinement's steps), so that
             a summary names the registration it rests on; empty when not known.
+        unmeasured: (T,) bool, frames whose field is not a measurement of motion
+            (:attr:`..registration.RegistrationResult.unmeasured`); None: every frame measured.
     """
 
     view: str | None
@@ -133,6 +141,11 @@ class StrainResult:
     myocardium: Myocardium
     seconds: float
     registration: dict[str, Any] = field(default_factory=dict)
+    unmeasured: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.unmeasured is None:
+            self.unmeasured = np.zeros(len(self.frame_times), dtype=bool)
 
     # ------------------------------------------------------------------ derived numbers
     @property
@@ -172,20 +185,30 @@ class StrainResult:
         """A physical unit, marked when the pixel size is unknown (its values are then blank)."""
         return unit if self.spacing_known else f"{unit}, {NO_SPACING}"
 
+    def motion_measured(self, frame: int) -> bool:
+        """Whether the field of ``frame`` is a measurement of motion (not in :attr:`unmeasured`)."""
+        return not self.unmeasured[frame]
+
+    def _volume_at(self, frame: int) -> float:
+        """The tracked volume at ``frame`` (placeholder units without pixel size); NaN when the frame's
+        field is not a measurement of motion."""
+        return float(self.lv_volume[frame]) if self.motion_measured(frame) else float("nan")
+
     @property
     def edv(self) -> float:
-        """ml at ED; NaN when the pixel size is unknown."""
-        return self.measured(float(self.lv_volume[self.ed_index]))
+        """ml at ED; NaN when the pixel size is unknown or ED's field is not a measurement of motion."""
+        return self.measured(self._volume_at(self.ed_index))
 
     @property
     def esv(self) -> float:
-        """ml at ES; NaN when the pixel size is unknown."""
-        return self.measured(float(self.lv_volume[self.es_index]))
+        """ml at ES; NaN when the pixel size is unknown or ES's field is not a measurement of motion."""
+        return self.measured(self._volume_at(self.es_index))
 
     @property
     def ef(self) -> float:
-        """% ejection fraction 100 (EDV - ESV) / EDV (a ratio: known without the pixel size)."""
-        return ejection_fraction(float(self.lv_volume[self.ed_index]), float(self.lv_volume[self.es_index]))
+        """% ejection fraction 100 (EDV - ESV) / EDV (a ratio: known without the pixel size); NaN when the
+        field of ED or ES is not a measurement of motion."""
+        return ejection_fraction(self._volume_at(self.ed_index), self._volume_at(self.es_index))
 
     def curves(self) -> dict[str, np.ndarray]:
         """{name: (T,) %}: "GLS endocardial", "GLS mid-wall" and the six segments."""
@@ -195,16 +218,19 @@ class StrainResult:
 
     def peaks(self) -> dict[str, dict[str, float]]:
         """{curve name: {"peak_pct", "peak_frame", "time_to_peak_s", "end_systolic_pct"[,
-        "drift_pct"]}}: peak systolic strain (ED to ES), its frame and its time from ED (NaN when
-        the frame times are unknown or the peak lies in the beat before ED)."""
+        "drift_pct"]}}: peak systolic strain (ED to ES, over the frames whose field is a measurement of
+        motion), its frame and its time from ED (NaN when the frame times are unknown or the peak lies in
+        the beat before ED); end-systolic strain NaN when ES's field is not a measurement of motion."""
         systole = self.frames.systolic_frames()
+        systole = systole[~self.unmeasured[systole]]  # never empty: the strain reference is measured
         out = {}
         for name, curve in self.curves().items():
             value, k = signed_peak(curve[systole])
             frame = int(systole[k])
             time = float(self.time_from_ed[frame]) if frame >= self.ed_index else float("nan")
             entry = {"peak_pct": value, "peak_frame": frame, "time_to_peak_s": time,
-                     "end_systolic_pct": float(curve[self.es_index])}
+                     "end_systolic_pct": float(curve[self.es_index]) if self.motion_measured(self.es_index)
+                     else float("nan")}
             if self.full_cycle:
                 entry["drift_pct"] = float(curve[-1])
             out[name] = entry
@@ -227,7 +253,14 @@ class StrainResult:
 
     def describe_volumes(self) -> str:
         """"EDV 79 ml, ESV 37 ml, EF 53 %", or EF alone with the reason when the pixel size is
-        unknown."""
+        unknown; a volume at an ED or ES frame whose field is not a measurement of motion, and EF with
+        it, are "not measured" with the frame named."""
+        blank = [f"{phase} frame {frame} has no measured motion" for phase, frame in
+                 (("ED", self.ed_index), ("ES", self.es_index)) if not self.motion_measured(frame)]
+        if blank:
+            known = [f"{name} {value:.0f} ml" for name, value in (("EDV", self.edv), ("ESV", self.esv))
+                     if np.isfinite(value)]
+            return ", ".join([*known, f"EF not measured ({'; '.join(blank)})"])
         if not self.spacing_known:
             return f"EF {self.ef:.0f} % (EDV, ESV not measured: {NO_SPACING})"
         return f"EDV {self.edv:.0f} ml, ESV {self.esv:.0f} ml, EF {self.ef:.0f} %"
@@ -253,8 +286,24 @@ class StrainResult:
         :data:`NO_EJECTION_PCT`: one of them, or the tracking, is wrong), positive (lengthening) GLS,
         segments whose tracking quality is near zero, segmental strain of a network's tracking
         (:data:`NETWORK_SEGMENTS`, or :data:`NETWORK_SEGMENTS_NO_ANCHOR` when it registered every frame
-        directly to the reference, through no systole anchor frame and not from the chained start)."""
+        directly to the reference, through no systole anchor frame and not from the chained start), frames
+        whose field is not a measurement of motion, left out of ED / ES detection and the peaks, and an ED or
+        ES given on such a frame (the values read there are blank)."""
         out = []
+        unmeasured = np.flatnonzero(self.unmeasured).tolist()
+        if unmeasured:
+            listed = ", ".join(map(str, unmeasured[:10])) + (", ..." if len(unmeasured) > 10 else "")
+            one = len(unmeasured) == 1
+            out.append(f"{'frame' if one else 'frames'} {listed} left out of ED / ES detection and of peak strain: "
+                       f"{'its field is not a measurement' if one else 'their fields are not measurements'} of "
+                       f"motion (no signal, or an NCC with the reference under {LOW_SIMILARITY:g} after "
+                       "registration; the registration's warnings name them)")
+        for phase, frame, source, values, option in (
+                ("ED", self.ed_index, self.frames.ed_source, "EDV and EF", "--reference"),
+                ("ES", self.es_index, self.frames.es_source, "ESV, EF and end-systolic strain", "--es-frame")):
+            if not self.motion_measured(frame):
+                out.append(f"{phase} frame {frame} ({source}) has no measured motion: {values} are left blank; "
+                           f"set {phase} on a frame with measured motion ({option})")
         if not self.spacing_known:
             out.append(f"{NO_SPACING}: areas, volumes and distances (mm, mm2, ml) are left blank; "
                        "strain and EF are ratios and are reported")
@@ -265,7 +314,8 @@ class StrainResult:
             out.append(f"ED not given by the file: frame {self.ed_index} was detected as ED "
                        f"({self.frames.ed_source}); check it on the images, or set it (--reference: the strain "
                        "reference, also ED when the file gives none)")
-        largest = int(np.argmax(self.lv_volume))
+        measured = np.flatnonzero(~self.unmeasured)
+        largest = int(measured[np.argmax(self.lv_volume[measured])])
         largest_volume, ed_volume = self.lv_volume[largest], self.lv_volume[self.ed_index]
         if self.frames.ed_source == FROM_USER_REFERENCE and largest_volume > (1 + LARGER_CAVITY) * ed_volume:
             larger = f"{largest_volume / ed_volume:.2f}x as large" if ed_volume > 0 else "larger"
@@ -315,6 +365,7 @@ class StrainResult:
             "tracked_from_frame": self.tracked_from,
             "spacing_known": self.spacing_known, "frame_times_known": self.frame_times_known,
             "full_cycle": self.full_cycle, "myocardium_source": self.myocardium.source,
+            "unmeasured_frames": np.flatnonzero(self.unmeasured).tolist(),
             "gls_endocardial": peaks["GLS endocardial"], "gls_mid_wall": peaks["GLS mid-wall"],
             "segments": segments,
             "volumes": {"edv_ml": self.edv, "esv_ml": self.esv, "ef_pct": self.ef,
