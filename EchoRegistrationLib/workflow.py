@@ -181,7 +181,9 @@ class WorkflowSettings:
         wall_width: mm, myocardial wall width for landmarks; None: the default (10 mm).
         apical_view: "A4C" / "A2C" segment names (and the view the registration's warnings name)
             when the input does not record its view.
-        full_cycle: the last frame is the next ED (drift reported); None: decided from ED / ES.
+        full_cycle: the last frame is the next ED (drift reported, unless ES is not between ED and the
+            last frame: :func:`.strain.reference.end_of_cycle_problem`, then blank with a warning); None:
+            decided from ED / ES.
         enhance: an enhancement model (installed name or checkpoint) applied to the frames before
             registration (:func:`.enhancement.enhance_sequence`); None: off (the default: it did not
             help registration in the benchmark, README "Enhancement before registration").

@@ -147,16 +147,26 @@ def started_at(sim: SimulatedSequence, start: int) -> tuple[EchoSequence, Regist
     """The beat of ``sim`` played from frame ``start`` on (wrapping at the next ED), as a file
     without ED / ES would give it: the sequence, exact fields on the grid of its frame 0, the
     original frame of each frame, and the myocardium of frame 0 from its labels."""
-    seq, n = sim.sequence, sim.sequence.n_frames
+    n = sim.sequence.n_frames
     order = np.r_[np.arange(start, n - 1), np.arange(0, start)]  # frame n - 1 is the next ED: once
+    cine, registration, myocardium = played(sim, order, f"<beat from frame {start}>")
+    return cine, registration, order, myocardium
+
+
+def played(sim: SimulatedSequence, order: np.ndarray,
+           source: str = "<frames played in order>") -> tuple[EchoSequence, RegistrationResult, Myocardium]:
+    """The frames ``order`` of ``sim`` played in that order, as a file ``source`` without ED / ES would give
+    them (50 frames/s): the sequence, exact fields on the grid of its frame 0 and the myocardium of frame 0
+    from its labels."""
+    seq = sim.sequence
     positions = pixel_positions(seq.frame_shape, seq.spacing)
     at_ed = sim.motion.inverse(positions, sim.activation[order[0]])
     fields = np.stack([sim.motion.forward(at_ed, sim.activation[k]) - positions for k in order])
     cine = EchoSequence(frames=seq.frames[order], spacing=seq.spacing,
                         frame_times=np.arange(len(order)) / 50.0, labels=seq.labels[order[0]],
-                        metadata={"source": f"<beat from frame {start}>", "view": "A4C"})
+                        metadata={"source": source, "view": "A4C"})
     registration = result_from_displacement(cine, fields.astype(np.float32), 0)
-    return cine, registration, order, myocardium_from_labels(seq.labels[order[0]], seq.spacing)
+    return cine, registration, myocardium_from_labels(seq.labels[order[0]], seq.spacing)
 
 
 def moving_texture(n: int = 5, step_px: int = 1, seed: int = 0) -> np.ndarray:

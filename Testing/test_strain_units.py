@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from input_files import started_at, write_mjpg
+from input_files import played, started_at, write_mjpg
 
 from EchoRegistrationLib import load_sequence, save_sequence
 from EchoRegistrationLib.cli import main
@@ -131,6 +131,48 @@ def test_tracking_reference_and_frames_from_the_file_or_the_user(full_cycle):
     assert CardiacFrames(1, 3, 1, "", "", "", 5).systolic_frames().tolist() == [1, 2, 3]
     with pytest.raises(ValueError, match="non-finite"):
         cardiac_frames(bare, np.full(21, np.nan))
+
+
+# ---------------------------------------------------------------------- full cycle: the drift at the next ED
+@pytest.mark.parametrize("start, why", [
+    (13, "the cine ends at ES (frame 19): no end-of-cycle frame after the cycle from ED (frame 7)"),
+    (12, "ES (frame 0) comes before ED (frame 8): the cine ends before the ES of the cycle from ED, with no "
+         "end-of-cycle frame")])
+def test_full_cycle_reports_no_drift_when_the_cine_ends_before_the_next_ed(full_cycle, start, why, tmp_path):
+    """The issue: --full-cycle on the real A4C cine found ED at frame 13 and ES at 19, the last frame, and reported
+    'drift at end of cycle, GLS endocardial, -14.46 %' (the peak itself) and a loop-closure drift of 2.56 mm,
+    without a warning. The last frame of a cine cannot be the next ED when ES is not between ED and it: the
+    drift is left blank and the warning says why."""
+    cine, registration, order, myocardium = started_at(full_cycle, start)  # ES is frame 12 of the beat
+    result = compute_strain(cine, registration, myocardium, full_cycle=True)
+    assert result.full_cycle is False and np.isnan(result.drift_mm)
+    assert f"--full-cycle: end-of-cycle drift left blank: {why}" in result.warnings()
+    assert all("drift_pct" not in entry for entry in result.peaks().values())
+    result.to_csv(tmp_path)
+    assert not any("drift" in measure for measure, _ in summary_rows(tmp_path))
+    summary = result.summary()
+    assert summary["full_cycle"] is False and summary["quality"]["drift_mm"] is None
+    assert compute_strain(cine, registration, myocardium).drift_note is None  # not asked for: nothing to warn of
+
+
+def test_full_cycle_drift_is_measured_from_ed_when_tracked_from_another_frame(full_cycle):
+    """A beat from late diastole (two frames before ED) to the next ED, tracked from its first frame: with the
+    true motion the myocardium comes back to where it was at ED, so the drift is zero; measured from the
+    tracked-from frame instead, it was the motion between that frame and ED."""
+    n = full_cycle.sequence.n_frames  # frame n - 1 is the next ED
+    cine, registration, myocardium = played(full_cycle, np.r_[n - 3, n - 2, 0:n])
+    result = compute_strain(cine, registration, myocardium, full_cycle=True)
+    assert (result.ed_index, result.es_index, result.tracked_from) == (2, 2 + full_cycle.sequence.es_index, 0)
+    assert result.full_cycle
+    assert result.drift_mm < 1e-3 and abs(result.peaks()["GLS endocardial"]["drift_pct"]) < 1e-3
+    assert result.drift_note is None
+    moved = np.linalg.norm(registration.displacement[2][myocardium.mask], axis=-1).mean()
+    assert moved > 1.0  # 2.64 mm: what the drift read when it was |u| at the last frame
+    # a full cycle from the file (ED 0, ES inside) with strain relative to another frame: no drift, and why
+    seq = full_cycle.sequence
+    other = compute_strain(seq, result_from_displacement(seq, full_cycle.displacement, 0), reference=3)
+    assert not other.full_cycle and ("end-of-cycle drift left blank: strain is relative to frame 3, not to ED "
+                                     "(frame 0)") in other.warnings()
 
 
 # ---------------------------------------------------------------------- frames that measure no motion

@@ -14,8 +14,8 @@ edv_ml, esv_ml         volumes, ml; blank when the file gives no pixel size
 quality                mean segment tracking quality score, 0..1
 unreliable_segments    segments whose quality score is below 0.1 (0..6): GLS and EF include
                        them, so a row with any is to be read with care
-drift_mm               loop-closure drift, mm; blank unless the cine is a full cycle with a
-                       known pixel size
+drift_mm               loop-closure drift, mm; blank unless the cine is a full cycle (ES between
+                       ED and the last frame) with a known pixel size
 frames, ed_frame, es_frame, ed_source, es_source    the frames and how ED and ES were established
                        (given by the file, set by the user, or detected; es_source blank in
                        rows written before it existed)

@@ -312,8 +312,12 @@ def add_myocardium_options(parser: argparse.ArgumentParser, *, one_input: bool =
     parser.add_argument("--apical-view", choices=["A4C", "A2C"],
                         help="segment names when the input does not record its view")
     parser.add_argument("--full-cycle", action=argparse.BooleanOptionalAction, default=None,
-                        help="the last frame is the next ED: report loop-closure drift (default: "
-                             "when ED is frame 0 and the file's ES lies inside the sequence)")
+                        help="the last frame is the next ED: report the loop-closure drift there, from ED "
+                             "(default: when ED is frame 0 and the file's ES lies inside the sequence). Left "
+                             "blank, with a warning saying why, where the last frame cannot be the next ED: ES "
+                             "not between ED and the last frame (the cine ends at ES, or before the ES of the "
+                             "cycle from ED), strain relative to a frame other than ED, or a last frame without "
+                             "measured motion")
 
 
 def add_registration_options(parser: argparse.ArgumentParser) -> None:

@@ -15,7 +15,7 @@ from ..spatial import field_to_torch, warp
 from .contours import apical_view, length_strain, segment_names, segment_strain, track_points
 from .myocardium import Myocardium, myocardium_from_labels
 from .quality import loop_closure_mm, segment_quality
-from .reference import cardiac_frames
+from .reference import cardiac_frames, end_of_cycle_problem
 from .result import StrainResult
 from .tensors import deformation_gradient, rereferenced_stretch, wall_strain_maps
 from .volumes import biplane_volume, ejection_fraction, single_plane_volume
@@ -90,7 +90,10 @@ def compute_strain(seq: EchoSequence, registration: RegistrationResult,
         full_cycle: whether the last frame is the next ED (loop-closure drift is then reported);
             default: ED at frame 0 and an ES given by the file strictly between the first and last
             frames (:attr:`..sequence.EchoSequence.es_in_file`: an ES set by the user says nothing
-            about where the cine ends).
+            about where the cine ends). Where the last frame cannot be the next ED
+            (:func:`~.reference.end_of_cycle_problem`: ES not after ED and before the last frame,
+            strain not relative to ED, a last frame without measured motion) no drift is reported,
+            and the result's ``drift_note`` (a warning line) says why.
         reference: a user-set strain reference frame; default ED.
 
     Returns:
@@ -129,8 +132,13 @@ def compute_strain(seq: EchoSequence, registration: RegistrationResult,
     deformation = deformation_gradient(u, seq.spacing, myocardium.mask)
     longitudinal, transverse = (rereferenced_stretch(m, frames.reference) for m in
                                 wall_strain_maps(deformation, myocardium.direction, myocardium.mask))
+    asked = full_cycle is not None
     if full_cycle is None:
         full_cycle = frames.ed == 0 and seq.es_in_file is not None and 0 < seq.es_in_file < seq.n_frames - 1
+    problem = end_of_cycle_problem(frames, unmeasured) if full_cycle else None
+    drift_note = None if problem is None else \
+        f"{'--full-cycle: ' if asked else ''}end-of-cycle drift left blank: {problem}"
+    full_cycle = full_cycle and problem is None
     quality = segment_quality(registration.warped, deformation, myocardium.segment_map, segmental,
                               gls_endo, seq.frame_times)
     known_view = apical_view(view if view is not None else seq.metadata.get("view"))
@@ -141,9 +149,9 @@ def compute_strain(seq: EchoSequence, registration: RegistrationResult,
         gls_endo=gls_endo, gls_mid=gls_mid, segmental=segmental, endo_contour=endo,
         mid_contour=mid, longitudinal_map=longitudinal, transverse_map=transverse,
         lv_area=polygon_area(endo), lv_volume=volume, quality=quality, full_cycle=bool(full_cycle),
-        drift_mm=loop_closure_mm(u, myocardium.mask) if full_cycle else float("nan"),
+        drift_mm=loop_closure_mm(u, myocardium.mask, frames.ed) if full_cycle else float("nan"),
         myocardium=myocardium, seconds=time.perf_counter() - start,
-        registration=registration_record(registration), unmeasured=unmeasured)
+        registration=registration_record(registration), unmeasured=unmeasured, drift_note=drift_note)
 
 
 # what a strain summary repeats of its registration's parameters (those that name how it was made)

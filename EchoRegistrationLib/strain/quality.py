@@ -15,8 +15,8 @@ The score in 0..1 multiplies a term for each: ``max(similarity, 0)``, ``1 - fold
 FOLDING_LIMIT`` (floored at 0) and ``1 / (1 + (jitter / JITTER_SCALE)^2)``.
 
 Drift: when a sequence covers a full cycle, the last frame is the next ED and should map back onto
-the reference; the mean |u| over the myocardium at that frame (mm) and the strain left there
-(points) are the loop-closure errors.
+ED; the mean distance over the myocardium between where each point is at that frame and at ED (mm)
+and the strain left there (points) are the loop-closure errors.
 """
 
 from __future__ import annotations
@@ -113,6 +113,8 @@ def segment_quality(warped: np.ndarray, deformation: np.ndarray, segment_map: np
                           score=quality_score(similarity, folding, jitter))
 
 
-def loop_closure_mm(displacement: np.ndarray, mask: np.ndarray) -> float:
-    """Mean |u| in mm over the ``mask`` pixels of the last frame of (T, H, W, 2) fields."""
-    return float(np.linalg.norm(displacement[-1][mask], axis=-1).mean())
+def loop_closure_mm(displacement: np.ndarray, mask: np.ndarray, ed: int = 0) -> float:
+    """Mean distance in mm, over the ``mask`` pixels of the reference grid, between where each point is
+    at the last frame and at frame ``ed`` of (T, H, W, 2) mm fields: |u(last) - u(ED)| (|u(last)| when
+    the fields are tracked from ED, whose own field is zero)."""
+    return float(np.linalg.norm(displacement[-1][mask] - displacement[ed][mask], axis=-1).mean())

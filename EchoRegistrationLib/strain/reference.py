@@ -5,7 +5,9 @@ One place decides, for the command line, the demo and the Slicer module alike:
 * :func:`tracking_reference`: before registering, the frame the myocardium is drawn on and the
   registration reference: the user's choice, else the file's ED, else the first frame;
 * :func:`cardiac_frames`: after tracking, ED, ES and the strain reference, each with its source:
-  given by the file, set by the user, or detected from the tracked LV cavity volume.
+  given by the file, set by the user, or detected from the tracked LV cavity volume;
+* :func:`end_of_cycle_problem`: whether the cine's last frame can be the next ED after that ED (a full
+  cycle, whose loop-closure drift is then reported).
 
 Detection follows the ASE/EACVI chamber quantification recommendations (Lang et al., "Recommendations
 for cardiac chamber quantification by echocardiography in adults", J Am Soc Echocardiogr 2015;
@@ -100,6 +102,36 @@ class CardiacFrames:
         return {"ed_frame": self.ed, "ed_frame_source": self.ed_source, "es_frame": self.es,
                 "es_frame_source": self.es_source, "reference_frame": self.reference,
                 "reference_frame_source": self.reference_source}
+
+
+def end_of_cycle_problem(frames: CardiacFrames, unmeasured: np.ndarray | None = None) -> str | None:
+    """Why the last frame of the cine cannot be the end of the cycle that starts at ED (the next ED, where
+    the loop-closure drift is read), or None when it can: the cycle from ED runs through ES to the next ED,
+    so ES must lie after ED and before the last frame, strain must be relative to ED, and the last frame's
+    field must be a measurement of motion.
+
+    Args:
+        frames: ED, ES and the strain reference (:func:`cardiac_frames`).
+        unmeasured: (T,) bool, frames whose field is not a measurement of motion; None: none.
+
+    Returns:
+        One clause for a warning ("the cine ends at ES (frame 19): ..."), or None.
+    """
+    ed, es, last = frames.ed, frames.es, frames.n_frames - 1
+    if ed == last:
+        return f"the cine ends at ED (frame {ed}): no frame after it closes the cycle"
+    if es == last:
+        return f"the cine ends at ES (frame {es}): no end-of-cycle frame after the cycle from ED (frame {ed})"
+    if es == ed:
+        return f"ED and ES are the same frame ({ed}): no cycle to close"
+    if es < ed:
+        return (f"ES (frame {es}) comes before ED (frame {ed}): the cine ends before the ES of the cycle from "
+                "ED, with no end-of-cycle frame")
+    if frames.reference != ed:
+        return f"strain is relative to frame {frames.reference}, not to ED (frame {ed})"
+    if unmeasured is not None and unmeasured[last]:
+        return f"the last frame ({last}) has no measured motion"
+    return None
 
 
 def cardiac_frames(seq: EchoSequence, volume: np.ndarray, requested: int | None = None,

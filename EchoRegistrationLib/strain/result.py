@@ -109,7 +109,8 @@ class StrainResult:
             placeholder units when the spacing is unknown: only their ratios are meaningful).
         quality: per-segment :class:`SegmentQuality`.
         full_cycle: whether the last frame is the next ED (drift then applies).
-        drift_mm: mean |u| over the myocardium at the last frame (NaN unless ``full_cycle``).
+        drift_mm: mean distance over the myocardium between where it is at the last frame and at ED
+            (:func:`~.quality.loop_closure_mm`; NaN unless ``full_cycle``).
         myocardium: the reference-frame region and contours.
         seconds: wall time of the analysis.
         registration: how the motion was tracked (:func:`~.compute.registration_record`: method,
@@ -117,6 +118,9 @@ class StrainResult:
             a summary names the registration it rests on; empty when not known.
         unmeasured: (T,) bool, frames whose field is not a measurement of motion
             (:attr:`..registration.RegistrationResult.unmeasured`); None: every frame measured.
+        drift_note: the warning line saying why no end-of-cycle drift is reported where a full cycle was
+            asked for (``--full-cycle``) or assumed from the file's ED and ES: the last frame cannot be the
+            next ED after ED (:func:`~.reference.end_of_cycle_problem`); None otherwise.
     """
 
     view: str | None
@@ -142,6 +146,7 @@ class StrainResult:
     seconds: float
     registration: dict[str, Any] = field(default_factory=dict)
     unmeasured: np.ndarray | None = None
+    drift_note: str | None = None
 
     def __post_init__(self) -> None:
         if self.unmeasured is None:
@@ -287,8 +292,9 @@ class StrainResult:
         segments whose tracking quality is near zero, segmental strain of a network's tracking
         (:data:`NETWORK_SEGMENTS`, or :data:`NETWORK_SEGMENTS_NO_ANCHOR` when it registered every frame
         directly to the reference, through no systole anchor frame and not from the chained start), frames
-        whose field is not a measurement of motion, left out of ED / ES detection and the peaks, and an ED or
-        ES given on such a frame (the values read there are blank)."""
+        whose field is not a measurement of motion, left out of ED / ES detection and the peaks, an ED or
+        ES given on such a frame (the values read there are blank), and a full cycle asked for whose
+        end-of-cycle drift cannot be read (:attr:`drift_note`)."""
         out = []
         unmeasured = np.flatnonzero(self.unmeasured).tolist()
         if unmeasured:
@@ -343,6 +349,8 @@ class StrainResult:
         poor = [f"{self.segment_names[k]} ({self.quality.score[k]:.2f})" for k in self.unreliable_segments()]
         if poor:
             out.append(f"tracking quality near zero in {', '.join(poor)}: their strain is unreliable")
+        if self.drift_note:
+            out.append(self.drift_note)
         if self.registration.get("method") == "dlir":
             direct = (self.registration.get("mode") == "to_reference" and self.registration.get("anchor_frame") is None
                       and self.registration.get("refine_start_used") != "chained")
