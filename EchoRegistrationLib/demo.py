@@ -1,6 +1,8 @@
 """The built-in demo (through :mod:`.workflow`, as every front end).
 
-Simulate an apical echo with known motion, save it, load it back, register every frame to ED with the
+Simulate an apical echo with known motion, save it (the cine as ``simulated_a4c.seq.nrrd``, which holds no
+labels, and the simulator's label maps beside it as :data:`LABELS_FILE`), load both back as ``echoreg strain
+simulated_a4c.seq.nrrd --labels simulated_a4c_labels.nii.gz`` would, register every frame to ED with the
 default method (:data:`.workflow.DEFAULT_METHOD`: the default DLIR model refined by
 :data:`.workflow.DEFAULT_REFINE` steps), measure strain and EF, and write pictures, fields, tables and a
 summary a person can open (``echoreg demo``). Its summary names the method, model, licence and refinement,
@@ -24,6 +26,8 @@ from .workflow import describe_registration
 DEMO_SEED = 2026
 CINE, FRAMES_PNG, REGISTRATION_PNG = "simulated_a4c.seq.nrrd", "frames.png", "registration.png"
 SUMMARY = "summary.txt"
+# the simulator's label maps (CAMUS codes, every frame): a .seq.nrrd holds no labels (io.seqnrrd)
+LABELS_FILE = "simulated_a4c_labels.nii.gz"
 
 
 def demo_output_names(n_frames: int, slicer_views: bool) -> list[str]:
@@ -37,7 +41,7 @@ def demo_output_names(n_frames: int, slicer_views: bool) -> list[str]:
         from .mrml.pictures import slice_view_name
 
         views = [f"slicer_views/{slice_view_name(frame)}" for frame in sorted({0, n_frames - 1})]
-    return [CINE, FRAMES_PNG, REGISTRATION_PNG, *(f"registration/{name}" for name in output_names(None)),
+    return [CINE, LABELS_FILE, FRAMES_PNG, REGISTRATION_PNG, *(f"registration/{name}" for name in output_names(None)),
             *(f"strain/{name}" for name in OUTPUT_NAMES), *views, SUMMARY]
 
 
@@ -50,6 +54,7 @@ def run_demo(output: Path, *, overwrite: bool = False, n_frames: int = 20) -> di
         FileExistsError: one of the files exists and not ``overwrite`` (before any work); NotADirectoryError,
             PermissionError: ``output`` cannot be created or written.
     """
+    from .io.itk import write_itk_image
     from .registration import save_registration
     from .simulation import simulate_sequence
     from .strain.compute import myocardium_at_reference
@@ -57,13 +62,14 @@ def run_demo(output: Path, *, overwrite: bool = False, n_frames: int = 20) -> di
     slicer_views = importlib.util.find_spec("slicer") is not None  # slicer-core: the run as the module shows it
     with atomic_output_set(output, demo_output_names(n_frames, slicer_views), overwrite) as tmp:
         simulated = simulate_sequence(view="A4C", cycle="half", n_frames=n_frames, seed=DEMO_SEED)
-        seq = load_sequence(save_sequence(simulated.sequence, tmp / CINE))
-        # .seq.nrrd holds the images, times, geometry and ED/ES (frames 0 and T - 1); the labels come from the
-        # simulator; the source is the file as it will be named (it is written in a temporary folder)
-        seq = dataclasses.replace(seq, labels=simulated.sequence.labels,
-                                  metadata={**seq.metadata, "source": str(output / CINE)})
+        # .seq.nrrd holds the images, times, geometry, view and ED/ES (frames 0 and T - 1); the labels go beside it
+        cine = save_sequence(simulated.sequence, tmp / CINE)
+        labels = write_itk_image(simulated.sequence, tmp / LABELS_FILE, array=simulated.sequence.labels)
+        seq = load_sequence(cine, labels=labels)
+        # the source is the file as it will be named (it is written in a temporary folder)
+        seq = dataclasses.replace(seq, metadata={**seq.metadata, "source": str(output / CINE)})
         save_frame_montage(seq, tmp / FRAMES_PNG)
-        print(seq.describe())
+        print(seq.describe(labels_source=output / LABELS_FILE))
 
         from .strain.outputs import save_strain_outputs
         from .workflow import WorkflowSettings, analyse
@@ -115,7 +121,8 @@ def _summary(simulated: Any, seq: Any, result: Any, strain: Any) -> tuple[dict[s
         f"strain: peak endocardial GLS {numbers['gls_peak_pct']:.1f} % (true {numbers['gls_true_pct']:.1f} %), "
         f"EF {numbers['ef_pct']:.1f} % (true {numbers['ef_true_pct']:.1f} %)",
         *(f"warning: {warning}" for warning in strain.warnings()),
-        "files: simulated_a4c.seq.nrrd, frames.png, registration.png, registration/ "
+        f"files: {CINE}, {LABELS_FILE} (its labels: echoreg strain {CINE} --labels {LABELS_FILE}), "
+        "frames.png, registration.png, registration/ "
         "(warped.seq.nrrd, displacement.npz, report.json), strain/ (strain_frames.csv, "
         "strain_summary.csv/.json, strain_curves.png, strain_map.png, strain_segments.png), "
         "slicer_views/ (ED and ES as the Slicer module shows them; with slicer-core)",

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import os
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -406,11 +407,13 @@ class EchoSequence:
         rate = f", {self.frame_rate:.4g} frames/s" if self.n_frames > 1 else ""
         return f"frame times:  {self.frame_times[0]:.4g} .. {self.frame_times[-1]:.4g} s{rate}"
 
-    def describe(self) -> str:
-        """A short multi-line human-readable summary."""
+    def describe(self, labels_source: str | os.PathLike | None = None) -> str:
+        """A short multi-line human-readable summary; ``labels_source``: the label file the labels were
+        attached from (``--labels``), named on their line, since the ``source`` file does not hold them."""
         t, h, w = self.frames.shape
         labels = "none" if self.labels is None else \
-            f"codes {sorted(np.unique(self.labels).tolist())} on frames {list(self.label_frames)}"
+            f"codes {sorted(np.unique(self.labels).tolist())} on frames {list(self.label_frames)}" \
+            + ("" if labels_source is None else f", from {labels_source}")
         lines = [
             f"source:       {self.source}",
             f"frames:       {t} x {h} rows x {w} columns, intensity "

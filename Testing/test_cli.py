@@ -1,6 +1,8 @@
 """The echoreg command line: info, convert, register, and clean errors for bad input."""
 
 import json
+import shlex
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -227,12 +229,17 @@ def test_bad_input_is_one_clear_line_and_status_2(tmp_path, capsys):
     assert err.startswith("echoreg: error: ") and "scan.dcm" in err and len(err.splitlines()) == 1
 
 
-def test_demo_writes_its_files_and_beats_identity(tmp_path):
+def test_demo_writes_its_files_and_beats_identity(tmp_path, capsys):
     from EchoRegistrationLib.demo import run_demo
 
     numbers = run_demo(tmp_path / "demo", n_frames=6)
     names = {p.name for p in (tmp_path / "demo").iterdir()}
-    assert {"simulated_a4c.seq.nrrd", "frames.png", "registration.png", "summary.txt", "registration"} <= names
+    assert {"simulated_a4c.seq.nrrd", "simulated_a4c_labels.nii.gz", "frames.png", "registration.png",
+            "summary.txt", "registration"} <= names
+    # the console names where the labels come from: the .seq.nrrd holds none (the issue: "labels: codes
+    # [0, 1, 2, 3]" under the .seq.nrrd, which 'echoreg info' showed without labels, and no label file)
+    labels = tmp_path / "demo" / "simulated_a4c_labels.nii.gz"
+    assert f"labels:       codes [0, 1, 2, 3] on frames [0, 1, 2, 3, 4, 5], from {labels}\n" in capsys.readouterr().out
     views = sorted(p.name for p in (tmp_path / "demo" / "slicer_views").iterdir())
     assert views == ["slicer_view_frame000.png", "slicer_view_frame005.png"]  # ED and ES, rendered
     assert numbers["epe_es_mm"] < 0.25 * numbers["identity_epe_es_mm"]
@@ -246,6 +253,22 @@ def test_demo_writes_its_files_and_beats_identity(tmp_path):
     assert numbers["ncc_after"] > numbers["ncc_before"]
     with pytest.raises(FileExistsError):
         run_demo(tmp_path / "demo", n_frames=6)
+    assert main(["info", str(tmp_path / "demo" / "simulated_a4c.seq.nrrd")]) == 0
+    assert "labels:       none\n" in capsys.readouterr().out
+
+    # the README's commands that take the demo's output on work as written
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    commands = [line for line in readme.splitlines() if line.startswith("echoreg ") and "demo_output/" in line]
+    assert [line.split()[1] for line in commands] == ["info", "strain"]
+    for line in commands:
+        words = [word.replace("demo_output/", f"{tmp_path / 'demo'}/").replace("strain/", f"{tmp_path / 'strain'}/")
+                 for word in shlex.split(line)[1:]]
+        assert main(words) == 0, line
+    assert f"codes [0, 1, 2, 3] on frames [0, 1, 2, 3, 4, 5], from {labels}" in capsys.readouterr().out
+    strain = json.loads((tmp_path / "strain" / "strain_summary.json").read_text())
+    assert strain["myocardium_source"] == "labels"
+    assert strain["gls_endocardial"]["peak_pct"] == pytest.approx(numbers["gls_peak_pct"], abs=0.05)
+    assert strain["volumes"]["ef_pct"] == pytest.approx(numbers["ef_pct"], abs=0.05)
 
 
 def test_demo_checks_its_outputs_before_any_work_and_leaves_nothing_when_it_fails(tmp_path, monkeypatch, capsys):

@@ -12,7 +12,8 @@ from .common import (add_input_options, add_output_options, add_registration_opt
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    print(study_from_args(args).load().describe())
+    study = study_from_args(args)
+    print(study.load().describe(labels_source=study.labels))
     return 0
 
 
