@@ -404,6 +404,10 @@ def test_the_console_says_the_starts_were_compared_after_the_first_level():
             "first level (mean squared difference 0.003 against 0.004)") in line
     one_level = describe_model_use({**parameters, "refine_iterations": [12]})
     assert "first level" not in one_level and "at that level" not in one_level
+    # a chain between key frames says so (without the key time: every frame, or a report written before it)
+    assert ("the chained start (each frame from the refined field at that level of the last key frame before it, "
+            "key frames at least 0.05 s apart, and the network's step between them") in \
+        describe_model_use({**parameters, "refine_chain_key_seconds": 0.05})
 
 
 def test_the_chained_frames_on_both_sides_refined_together_are_those_refined_one_at_a_time(stepping):

@@ -219,6 +219,19 @@ def test_a_frame_that_measures_no_motion_is_never_ed_es_or_the_peak(full_cycle, 
     assert registration.unmeasured.tolist() == [k == frame for k in range(cine.n_frames)]
 
 
+def test_a_peak_with_no_measured_systolic_frame_is_blank_not_zero(full_cycle):
+    """Every frame but the strain reference flagged (here: the registration's NCC after warping under 0.3
+    everywhere else): the peaks are NaN and said to be not measured, not the reference's own 0 %."""
+    cine, registration, _, myocardium = started_at(full_cycle, 0)
+    measured = compute_strain(cine, registration, myocardium)
+    assert measured.peaks()["GLS endocardial"]["peak_pct"] < -15  # the beat measured: a real peak
+    unlike = np.full(cine.n_frames, 0.1)
+    unlike[measured.reference] = 1.0
+    result = compute_strain(cine, dataclasses.replace(registration, similarity_after=unlike), myocardium)
+    assert all(np.isnan(entry["peak_pct"]) for entry in result.peaks().values())
+    assert result.describe_peak() == "not measured (no systolic frame but the strain reference has measured motion)"
+
+
 def test_es_given_on_a_frame_that_measures_no_motion_leaves_esv_and_ef_blank(full_cycle, tmp_path):
     """ES set by the user on the noise frame: ESV, EF and end-systolic strain are not read there (blank, with
     the reason), in the console line, the tables, the JSON and biplane EF."""

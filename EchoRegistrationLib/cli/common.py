@@ -144,9 +144,12 @@ def describe_model_use(parameters: Mapping[str, Any], reused: str | None = None)
                                         f"(mean squared difference {mismatch[used]:.4g} against "
                                         f"{mismatch[other]:.4g})")
     if used == "chained":
+        key = parameters.get("refine_chain_key_seconds")  # None: every frame (unknown times, or reports before it)
+        level = " at that level" if first else ""
+        previous = (f"the refined field{level} of the last key frame before it, key frames at least {key:g} s apart,"
+                    if key else f"the previous one's refined field{level}")
         details.append(f"the refinement {'kept' if mismatch else 'started from'} the chained start (each frame from "
-                       f"the previous one's refined field{' at that level' if first else ''} and the network's step "
-                       f"between them; the systole anchor not used){compared}")
+                       f"{previous} and the network's step between them; the systole anchor not used){compared}")
     elif parameters.get("anchor_frame") is not None:
         details.append(f"systole anchor {anchor}: later systolic frames registered through frame "
                        f"{parameters['anchor_frame']}")

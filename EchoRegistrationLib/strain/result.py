@@ -225,12 +225,16 @@ class StrainResult:
         """{curve name: {"peak_pct", "peak_frame", "time_to_peak_s", "end_systolic_pct"[,
         "drift_pct"]}}: peak systolic strain (ED to ES, over the frames whose field is a measurement of
         motion), its frame and its time from ED (NaN when the frame times are unknown or the peak lies in
-        the beat before ED); end-systolic strain NaN when ES's field is not a measurement of motion."""
+        the beat before ED; the peak NaN too when no systolic frame but the strain reference has a field that
+        measures motion); end-systolic strain NaN when ES's field is not a measurement of motion."""
         systole = self.frames.systolic_frames()
         systole = systole[~self.unmeasured[systole]]  # never empty: the strain reference is measured
+        # the strain reference alone (its strain 0 by definition) measures no peak: NaN, not 0
+        measured = bool(np.any(systole != self.reference))
         out = {}
         for name, curve in self.curves().items():
             value, k = signed_peak(curve[systole])
+            value = value if measured else float("nan")
             frame = int(systole[k])
             time = float(self.time_from_ed[frame]) if frame >= self.ed_index else float("nan")
             entry = {"peak_pct": value, "peak_frame": frame, "time_to_peak_s": time,
@@ -250,6 +254,8 @@ class StrainResult:
         """"-18.6 % at 180 ms from ED" (sign always shown), or "at frame 9" with the reason when
         the time from ED is unknown."""
         entry = self.peaks()[name]
+        if not np.isfinite(entry["peak_pct"]):
+            return "not measured (no systolic frame but the strain reference has measured motion)"
         if np.isfinite(entry["time_to_peak_s"]):
             return f"{entry['peak_pct']:+.1f} % at {1000 * entry['time_to_peak_s']:.0f} ms from ED"
         why = [*(["in the beat before ED"] if entry["peak_frame"] < self.ed_index else []),
