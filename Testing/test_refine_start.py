@@ -191,6 +191,31 @@ def test_a_batch_records_the_start_and_one_begun_before_it_is_not_resumed_with_t
         _check_settings(WorkflowSettings(), tmp_path)
 
 
+def batch_begun_without(key: str, folder, **settings) -> None:
+    """``folder/batch.json`` as an earlier version wrote it for the ``settings`` (WorkflowSettings keywords): this
+    version's record without ``key``, which that version did not record."""
+    import json
+
+    from EchoRegistrationLib.batch.runner import settings_record
+    from EchoRegistrationLib.workflow import WorkflowSettings
+
+    record = settings_record(WorkflowSettings(**settings))
+    (folder / "batch.json").write_text(json.dumps({k: v for k, v in record.items() if k != key}))
+
+
+def refused_on_resume(key: str, folder, options_tried, message: str) -> None:
+    """A batch begun by an earlier version without ``key`` (:func:`batch_begun_without`) with each of the
+    ``options_tried`` is refused on resume with the same options, the error matching ``message``."""
+    from EchoRegistrationLib.batch.runner import _check_settings
+    from EchoRegistrationLib.sequence import EchoDataError
+    from EchoRegistrationLib.workflow import WorkflowSettings
+
+    for options in options_tried:
+        batch_begun_without(key, folder, options=options)
+        with pytest.raises(EchoDataError, match=message):
+            _check_settings(WorkflowSettings(options=options), folder)
+
+
 def test_a_batch_records_the_refinements_step_sizes_and_one_begun_before_them_is_refused(tmp_path):
     """batch.json records the refinement's step sizes per level (registration.tracking.REFINE_LEARNING_RATES for a
     DLIR refinement whose options do not set them: one per level where the settings fix the levels, else the
@@ -211,15 +236,11 @@ def test_a_batch_records_the_refinements_step_sizes_and_one_begun_before_them_is
     assert record(method="deformable") is record(refine=0) is record(options={"learning_rate": 0.5}) is None
 
     def begun_before(**kwargs):  # batch.json as the nineteenth session wrote it
-        (tmp_path / "batch.json").write_text(json.dumps({k: v for k, v in settings_record(
-            WorkflowSettings(**kwargs)).items() if k != "refine_learning_rates"}))
+        batch_begun_without("refine_learning_rates", tmp_path, **kwargs)
 
-    for options in ({}, {"refine_start": "direct"}):
-        begun_before(options=options)
-        with pytest.raises(EchoDataError, match=r"earlier version, whose refinement took steps of 0.5 pixel at "
-                                                r"every level \(this version takes 0.25 at the full level of two\); "
-                                                r"it cannot be resumed: write into a new folder"):
-            _check_settings(WorkflowSettings(options=options), tmp_path)
+    refused_on_resume("refine_learning_rates", tmp_path, ({}, {"refine_start": "direct"}),
+                      r"earlier version, whose refinement took steps of 0.5 pixel at every level \(this version takes "
+                      r"0.25 at the full level of two\); it cannot be resumed: write into a new folder")
     with pytest.raises(EchoDataError, match="it cannot be resumed"):  # nor with other settings
         _check_settings(WorkflowSettings(refine=0), tmp_path)
     for kwargs in ({"refine": 3}, {"options": {"learning_rate": 0.5}}, {"method": "deformable"}):
@@ -434,7 +455,6 @@ def test_a_batch_records_the_chains_key_time_and_one_begun_before_it_is_refused(
     import json
 
     from EchoRegistrationLib.batch.runner import _check_settings, settings_record
-    from EchoRegistrationLib.sequence import EchoDataError
     from EchoRegistrationLib.workflow import WorkflowSettings
 
     def record(**kwargs):
@@ -443,18 +463,11 @@ def test_a_batch_records_the_chains_key_time_and_one_begun_before_it_is_refused(
     assert record() == record(options={"refine_start": "chained"}) == 0.05
     assert record(options={"refine_start": "direct"}) is record(refine=0) is record(method="deformable") is None
 
-    def begun_before(**kwargs):  # batch.json as the twentieth session wrote it
-        (tmp_path / "batch.json").write_text(json.dumps({k: v for k, v in settings_record(
-            WorkflowSettings(**kwargs)).items() if k != "refine_chain_key_seconds"}))
-
-    for options in ({}, {"refine_start": "chained"}):
-        begun_before(options=options)
-        with pytest.raises(EchoDataError, match=r"earlier version, whose chained refinement start went through "
-                                                r"every frame \(this version hops between frames at least 0.05 s "
-                                                r"apart\); it cannot be resumed: write into a new folder"):
-            _check_settings(WorkflowSettings(options=options), tmp_path)
+    refused_on_resume("refine_chain_key_seconds", tmp_path, ({}, {"refine_start": "chained"}),
+                      r"earlier version, whose chained refinement start went through every frame \(this version hops "
+                      r"between frames at least 0.05 s apart\); it cannot be resumed: write into a new folder")
     for kwargs in ({"options": {"refine_start": "direct"}}, {"refine": 0}, {"method": "deformable"}):
-        begun_before(**kwargs)
+        batch_begun_without("refine_chain_key_seconds", tmp_path, **kwargs)  # as the twentieth session wrote it
         _check_settings(WorkflowSettings(**kwargs), tmp_path)  # the same registrations as then: resumed
     (tmp_path / "batch.json").write_text(json.dumps(settings_record(WorkflowSettings())))
     _check_settings(WorkflowSettings(), tmp_path)  # this version's own batch resumes
