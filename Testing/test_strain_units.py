@@ -219,17 +219,31 @@ def test_a_frame_that_measures_no_motion_is_never_ed_es_or_the_peak(full_cycle, 
     assert registration.unmeasured.tolist() == [k == frame for k in range(cine.n_frames)]
 
 
-def test_a_peak_with_no_measured_systolic_frame_is_blank_not_zero(full_cycle):
+@pytest.mark.parametrize("reference", ["ED", "diastole"])
+def test_a_peak_with_no_measured_systolic_frame_is_blank_not_zero(full_cycle, reference, tmp_path):
     """Every frame but the strain reference flagged (here: the registration's NCC after warping under 0.3
-    everywhere else): the peaks are NaN and said to be not measured, not the reference's own 0 %."""
-    cine, registration, _, myocardium = started_at(full_cycle, 0)
+    everywhere else), the reference at ED or in diastole (outside ED..ES): the peaks are NaN with no frame and
+    no time, and said to be not measured, not the reference's own 0 %; the outputs are written so."""
+    from EchoRegistrationLib.strain.outputs import save_strain_outputs
+
+    es, n_frames = full_cycle.sequence.es_index, full_cycle.sequence.n_frames
+    cine, registration, order, myocardium = started_at(full_cycle, 0 if reference == "ED" else (es + n_frames) // 2)
+    # ED and ES as a file gives them (in diastole, tracked from: on frames the registration flags below)
+    cine = dataclasses.replace(cine, ed_index=int(np.flatnonzero(order == 0)[0]),
+                               es_index=int(np.flatnonzero(order == es)[0]))
     measured = compute_strain(cine, registration, myocardium)
     assert measured.peaks()["GLS endocardial"]["peak_pct"] < -15  # the beat measured: a real peak
-    unlike = np.full(cine.n_frames, 0.1)
-    unlike[measured.reference] = 1.0
-    result = compute_strain(cine, dataclasses.replace(registration, similarity_after=unlike), myocardium)
-    assert all(np.isnan(entry["peak_pct"]) for entry in result.peaks().values())
+    unlike = np.full(cine.n_frames, 0.1)  # every frame but the one tracked from (frame 0) unlike it
+    unlike[0] = 1.0
+    result = compute_strain(cine, dataclasses.replace(registration, similarity_after=unlike), myocardium,
+                            reference=0)
+    assert result.reference == 0 and (result.ed_index == 0) == (reference == "ED")  # systole all flagged
+    for entry in result.peaks().values():
+        assert np.isnan(entry["peak_pct"]) and entry["peak_frame"] is None and np.isnan(entry["time_to_peak_s"])
     assert result.describe_peak() == "not measured (no systolic frame but the strain reference has measured motion)"
+    save_strain_outputs(result, cine, tmp_path)
+    rows = {(row[0], row[1]): row[2] for row in csv.reader((tmp_path / "strain_summary.csv").open())}
+    assert rows[("peak systolic strain", "GLS endocardial")] == rows[("peak frame", "GLS endocardial")] == ""
 
 
 def test_es_given_on_a_frame_that_measures_no_motion_leaves_esv_and_ef_blank(full_cycle, tmp_path):

@@ -112,6 +112,7 @@ def refuse_options_not_in_registration(args: argparse.Namespace, folder: str, re
 def run_strain_command(args: argparse.Namespace) -> int:
     """The ``echoreg strain`` command; returns the exit status."""
     from ..strain.reference import tracking_reference_source
+    from ..strain.result import percent_text
     from ..workflow import read_registration_report, run_strain
 
     check_slicer_views_writable(args)
@@ -135,7 +136,7 @@ def run_strain_command(args: argparse.Namespace) -> int:
     print(describe_registration_quality(registration))
     print(result.frames.describe())
     print(f"peak systolic GLS {result.describe_peak()} (endocardial), "
-          f"{result.peaks()['GLS mid-wall']['peak_pct']:+.1f} % (mid-wall); {result.describe_volumes()}; "
+          f"{percent_text(result.peaks()['GLS mid-wall']['peak_pct'])} (mid-wall); {result.describe_volumes()}; "
           f"tracking quality {np.mean(result.quality.score):.2f}{result.describe_reliability()}")
     print_warnings([*registration.warnings, *result.warnings()])
     print(f"wrote strain_frames.csv, strain_summary.csv, strain_summary.json, strain_curves.png, "

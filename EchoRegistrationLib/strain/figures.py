@@ -19,7 +19,7 @@ from matplotlib.collections import LineCollection  # noqa: E402
 from ..io.atomic import atomic_output  # noqa: E402
 from ..sequence import EchoSequence  # noqa: E402
 from ..visualize import frame_extent  # noqa: E402
-from .result import LONGITUDINAL_RANGE, NO_SPACING, StrainResult  # noqa: E402
+from .result import LONGITUDINAL_RANGE, NO_SPACING, StrainResult, percent_text  # noqa: E402
 
 STRAIN_COLOURS = "RdBu"           # low (shortening) red, high (lengthening) blue
 TRANSVERSE_RANGE = 60.0           # % on transverse (wall thickening) maps
@@ -48,10 +48,13 @@ def save_strain_curves(result: StrainResult, path: str | os.PathLike, *,
     ax.plot(t, result.gls_endo, color="black", linewidth=2.4, label="GLS endocardial")
     ax.plot(t, result.gls_mid, color="black", linewidth=1.4, linestyle="--", label="GLS mid-wall")
     peak = result.peaks()["GLS endocardial"]
-    at = (t[peak["peak_frame"]], peak["peak_pct"])
-    ax.plot(*at, "o", color="black")
-    ax.annotate(f"peak GLS {result.describe_peak()}", at, textcoords="offset points", xytext=(6, -12),
-                fontsize=8)
+    if peak["peak_frame"] is None:  # not measured: said in the title, no point drawn
+        ax.set_title(f"peak GLS {result.describe_peak()}", fontsize=8)
+    else:
+        at = (t[peak["peak_frame"]], peak["peak_pct"])
+        ax.plot(*at, "o", color="black")
+        ax.annotate(f"peak GLS {result.describe_peak()}", at, textcoords="offset points", xytext=(6, -12),
+                    fontsize=8)
     for axis in (ax, ax_volume):
         axis.axvline(t[result.es_index], color="grey", linestyle=":", linewidth=1)
         axis.set_xlabel(time_title)
@@ -80,6 +83,7 @@ def save_strain_map(seq: EchoSequence, result: StrainResult, path: str | os.Path
     axes in pixels when the pixel size is unknown."""
     if frame is None:
         frame = result.peaks()["GLS endocardial"]["peak_frame"]
+        frame = result.es_index if frame is None else frame  # no peak measured: ES
     extent = frame_extent(seq)
     vmin, vmax = np.percentile(seq.frames, [0.5, 99.5])
     reference = seq.frames[result.tracked_from]
@@ -127,22 +131,23 @@ def save_segment_diagram(result: StrainResult, path: str | os.PathLike, *,
         piece = mid[k * n:(k + 1) * n + 1]
         value = peaks[name]["peak_pct"]
         poor = k in unreliable
-        colour = UNRELIABLE_COLOUR if poor else cmap(norm(value))
+        colour = UNRELIABLE_COLOUR if poor or not np.isfinite(value) else cmap(norm(value))
         ax.add_collection(LineCollection([piece], colors=[colour], linewidths=26, capstyle="butt"))
         centre = piece[n // 2]
         outward = centre - mid.mean(axis=0)
         # the label sits LABEL_OFFSET points beside the wall's centre line (the band is 26 points wide),
         # on the outer side, and grows away from the ring
         left = outward[0] < 0
-        label = f"{name}\n{value:+.1f} %  (q {result.quality.score[k]:.2f})" + ("\nunreliable" if poor else "")
+        label = f"{name}\n{percent_text(value)}  (q {result.quality.score[k]:.2f})" + ("\nunreliable" if poor else "")
         ax.annotate(label, centre,
                     xytext=(-LABEL_OFFSET if left else LABEL_OFFSET, 0), textcoords="offset points",
                     ha="right" if left else "left", va="center", fontsize=8,
                     color="firebrick" if poor else "black")
-        ax.text(*centre, f"{value:+.0f}", ha="center", va="center", fontsize=9, fontweight="bold")
+        ax.text(*centre, f"{value:+.0f}" if np.isfinite(value) else "-", ha="center", va="center", fontsize=9,
+                fontweight="bold")
     base, apex = result.myocardium.long_axis
     ef = f"EF {result.ef:.0f} %" if np.isfinite(result.ef) else "EF not measured"
-    ax.text(*(0.5 * (base + apex)), f"GLS {peaks['GLS endocardial']['peak_pct']:+.1f} %\n{ef}",
+    ax.text(*(0.5 * (base + apex)), f"GLS {percent_text(peaks['GLS endocardial']['peak_pct'])}\n{ef}",
             ha="center", va="center", fontsize=12, fontweight="bold")
     if unreliable:
         ax.text(*(0.5 * (base + apex)), f"\n\n\n{len(unreliable)} of {len(result.segment_names)} "

@@ -86,6 +86,11 @@ CONVENTION = ("Lagrangian strain relative to the reference (ED) frame in %, nega
               "first wall (basal -> apical) is the one on the image left")
 
 
+def percent_text(value: float, digits: int = 1) -> str:
+    """A strain in %, sign shown ("-18.6 %"), or "not measured" for NaN (:meth:`StrainResult.peaks`)."""
+    return f"{value:+.{digits}f} %" if np.isfinite(value) else "not measured"
+
+
 @dataclass(eq=False)
 class StrainResult:
     """Strain, volumes and tracking quality of a registered apical sequence.
@@ -225,18 +230,18 @@ class StrainResult:
         """{curve name: {"peak_pct", "peak_frame", "time_to_peak_s", "end_systolic_pct"[,
         "drift_pct"]}}: peak systolic strain (ED to ES, over the frames whose field is a measurement of
         motion), its frame and its time from ED (NaN when the frame times are unknown or the peak lies in
-        the beat before ED; the peak NaN too when no systolic frame but the strain reference has a field that
-        measures motion); end-systolic strain NaN when ES's field is not a measurement of motion."""
+        the beat before ED); where no systolic frame but the strain reference (its strain 0 by definition) has
+        a field that measures motion, no peak: NaN, its frame None and its time NaN. End-systolic strain NaN
+        when ES's field is not a measurement of motion."""
         systole = self.frames.systolic_frames()
-        systole = systole[~self.unmeasured[systole]]  # never empty: the strain reference is measured
-        # the strain reference alone (its strain 0 by definition) measures no peak: NaN, not 0
-        measured = bool(np.any(systole != self.reference))
+        systole = systole[~self.unmeasured[systole] & (systole != self.reference)]
         out = {}
         for name, curve in self.curves().items():
-            value, k = signed_peak(curve[systole])
-            value = value if measured else float("nan")
-            frame = int(systole[k])
-            time = float(self.time_from_ed[frame]) if frame >= self.ed_index else float("nan")
+            value, frame, time = float("nan"), None, float("nan")
+            if len(systole):
+                value, k = signed_peak(curve[systole])
+                frame = int(systole[k])
+                time = float(self.time_from_ed[frame]) if frame >= self.ed_index else float("nan")
             entry = {"peak_pct": value, "peak_frame": frame, "time_to_peak_s": time,
                      "end_systolic_pct": float(curve[self.es_index]) if self.motion_measured(self.es_index)
                      else float("nan")}
