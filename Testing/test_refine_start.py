@@ -484,3 +484,11 @@ def test_a_registration_records_the_chains_key_time_where_the_frame_times_are_kn
            for start in ("best", "direct")}
     assert key == {("timed", "best"): 0.05, ("timed", "direct"): None, ("untimed", "best"): None,
                    ("untimed", "direct"): None}
+    # at 50 frames/s three frames are all within the key time: nothing to chain, said, and no key time recorded
+    fast = EchoSequence(seq.frames[:3], SPACING, frame_times=[0.0, 0.02, 0.04], ed_index=0, es_index=2)
+    for start in ("best", "chained"):
+        result = register_sequence(fast, "dlir", model=model, refine=2, refine_start=start, device="cpu")
+        assert (result.parameters["refine_start_used"], result.parameters["refine_chain_key_seconds"]) == \
+            ("direct", None)
+        said = [w for w in result.warnings if w.startswith("refine_start chained: nothing to chain")]
+        assert len(said) == (start == "chained")

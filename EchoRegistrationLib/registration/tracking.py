@@ -672,6 +672,7 @@ def register_sequence(
         raise EchoDataError(seq.source, f"reference frame {reference} has no signal (constant "
                                         f"intensity); choose another reference frame")
     pairs = frame_pairs(seq.n_frames, reference, mode, skip=no_signal)  # checks the mode
+    start_notes: list[str] = []  # a refinement start asked for that could not run
     start = time.perf_counter()
     frames = as_image_batch(seq.frames, device=dev)
     roi = None if mask is None else as_image_batch(np.asarray(mask, dtype=np.float32), device=dev) > 0
@@ -681,6 +682,11 @@ def register_sequence(
                                                                        progress, cancel, amp, refine_start)
         if start_used == "chained":  # the kept fields went through every frame between, no anchor frame
             anchor_frame = None
+        chained = start_used == "chained" or mismatch is not None  # the chained start ran
+        if refine and refine_start == "chained" and not chained:
+            start_notes.append(f"refine_start chained: nothing to chain (no frame beyond the first key frame "
+                               f"from the reference; key frames at least {CHAIN_KEY_SECONDS:g} s apart where the "
+                               "frame times are known): refined from the direct start")
         from ..dlir.inference import network_precision
         from ..dlir.shipped import licence_of
 
@@ -704,9 +710,9 @@ def register_sequence(
                        # where the refinement started (REFINE_STARTS), the start it kept, and where both were
                        # refined how far each one's warped frames are from the reference (image_mismatch)
                        "refine_start": refine_start, "refine_start_used": start_used,
-                       # the least time between the chain's key frames (CHAIN_KEY_SECONDS); None: no chain, or
-                       # unknown frame times (a chain through every frame)
-                       "refine_chain_key_seconds": CHAIN_KEY_SECONDS if refine_start != "direct"
+                       # the least time between the chain's key frames (CHAIN_KEY_SECONDS); None: no chain ran,
+                       # or unknown frame times (a chain through every frame)
+                       "refine_chain_key_seconds": CHAIN_KEY_SECONDS if chained
                        and chain_key_times(seq) is not None else None,
                        "refine_start_mismatch": None if mismatch is None else
                        {run: round(value, 6) for run, value in mismatch.items()}}
@@ -728,7 +734,7 @@ def register_sequence(
         similarity_before=before, similarity_after=after, folding_fraction=folding,
         seconds=seconds, device=str(dev),
         parameters={"chunk_size": chunk_size, "allocator": allocator_setting(), **enhancement, **options},
-        no_signal=no_signal, warnings=[*input_warnings(seq),
+        no_signal=no_signal, warnings=[*input_warnings(seq), *start_notes,
                                        *anatomy_view_warnings(seq, options.get("refine_anatomy_weight")),
                                        *quality_warnings(before, after, no_signal, pairs, reference)],
         enhanced=seq.frames if enhance is not None else None,
