@@ -120,6 +120,28 @@ def test_a_device_the_reused_registration_did_not_run_on_is_a_warning(capsys):
         refuse_options_not_in_registration(parser.parse_args(["--float32"]), "reg", report)
 
 
+def test_options_a_reused_registration_was_made_with_by_default_or_by_folder_are_taken():
+    """A DLIR refinement records its loss and control points' spacing only when they were given: the defaults it
+    used (MSE, 6 mm) are taken, another value is refused naming the default; the installed model given by its
+    folder is the model the report names."""
+    import argparse
+
+    from EchoRegistrationLib.cli.common import add_registration_options
+    from EchoRegistrationLib.cli.strain import refuse_options_not_in_registration
+    from EchoRegistrationLib.dlir.shipped import shipped_model_path
+
+    parser = argparse.ArgumentParser()
+    add_registration_options(parser)
+    report = {"method": "dlir", "mode": "to_reference", "device": "cpu",
+              "parameters": {"model": "echoreg-dlir-camus", "refine": 24}}
+    refuse_options_not_in_registration(parser.parse_args(["--loss", "mse", "--control-spacing", "6", "--model",
+                                                          str(shipped_model_path())]), "reg", report)
+    with pytest.raises(EchoDataError, match=r"not with --loss ncc \(its report.json: loss mse\) or "
+                                            r"--control-spacing 4 \(its report.json: control_spacing 6.0\)"):
+        refuse_options_not_in_registration(parser.parse_args(["--loss", "ncc", "--control-spacing", "4"]), "reg",
+                                           report)
+
+
 def test_a_registration_to_another_frame_names_the_reference_as_given(cine, tmp_path, capsys):
     """A reused registration is reused as it was made: to another frame than --reference (given), or than the
     file's ED (not given); each message says which, and what to give."""

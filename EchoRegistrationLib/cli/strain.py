@@ -72,6 +72,25 @@ def _same(given: Any, recorded: Any) -> bool:
     return given == recorded
 
 
+def _recorded(key: str, report: Mapping[str, Any]) -> Any:
+    """The value of an option's ``key`` that a registration's ``report`` records (method and mode at its top, the
+    others in its parameters), or, for the loss and the control points' spacing, which a DLIR refinement records
+    only when they were given, the default it used (that of the deformable optimiser, :func:`register_pair`)."""
+    import inspect
+
+    from ..registration import register_pair
+    from ..registration.tracking import METHOD_DEFAULTS
+
+    value = report.get(key) if key in ("method", "mode") else report.get("parameters", {}).get(key)
+    method = report.get("method")
+    if value is None and method in ("deformable", "dlir"):
+        if key == "loss":
+            return METHOD_DEFAULTS["deformable"]["loss"]
+        if key == "control_spacing":
+            return inspect.signature(register_pair).parameters["control_spacing"].default
+    return value
+
+
 def _listed(items: list[str], last: str) -> str:
     """"a", "a and b", "a, b and c" (``last``: "and" / "or")."""
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {last} {items[-1]}"
@@ -85,14 +104,17 @@ def refuse_options_not_in_registration(args: argparse.Namespace, folder: str, re
     Raises:
         EchoDataError: naming the ``folder`` and each such option with the report's value.
     """
-    parameters = report.get("parameters", {})
+    from ..dlir.shipped import installed_model_name
+
     differing = []
     for option, key in RECORDED_OPTIONS.items():
         given = getattr(args, option[2:].replace("-", "_"))
         if given is None or given is False:
             continue
-        recorded = report.get(key) if key in ("method", "mode") else parameters.get(key)
+        recorded = _recorded(key, report)
         if (recorded == "float32") if option == "--float32" else _same(given, recorded):
+            continue
+        if option == "--model" and installed_model_name(str(given)) == recorded:  # the installed model's folder
             continue
         value = "" if given is True else f" {given:g}" if isinstance(given, float) else f" {given}"
         made = f"no {key}" if recorded is None else \
