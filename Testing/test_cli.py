@@ -416,6 +416,9 @@ def test_web_refuses_a_bad_port_upload_size_or_cine_before_the_server_starts(cin
     (tmp_path / "notes.txt").write_text("not a cine")
     assert main(["web", "--cine", str(tmp_path / "notes.txt")]) == 2
     assert "notes.txt: unrecognised content" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()  # a folder reads as CAMUS, and holds none of its images
+    assert main(["web", "--cine", str(tmp_path / "empty")]) == 2
+    assert "holds no CAMUS images" in capsys.readouterr().err
     assert not served
     monkeypatch.setenv("HOME", str(cine.parent))
     assert main(["web", "--cine", "~/cine.seq.nrrd", "--port", "0", "--max-upload-mb", "0.5"]) == 0

@@ -10,13 +10,14 @@ from .common import port_number, positive_number
 
 
 def _cmd_web(args: argparse.Namespace) -> int:
-    """``echoreg web``; a --cine that does not exist or is of no format the page reads is refused before the
-    server starts (:func:`..io.dispatch.detect_format`: FileNotFoundError, EchoDataError)."""
-    from ..io.dispatch import detect_format
+    """``echoreg web``; a --cine that the page could not open (missing, of no format echoreg reads, or unreadable:
+    a folder without CAMUS images, a corrupt file) is refused before the server starts: it is read once here, as
+    the page will (:func:`..io.load_sequence`: FileNotFoundError, EchoDataError)."""
+    from ..io import load_sequence
 
     cine = None if args.cine is None else str(Path(args.cine).expanduser())  # as the page opens it
     if cine is not None:
-        detect_format(cine)
+        load_sequence(cine)
     from ..web.app import serve
 
     serve(host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, cine=cine)
@@ -34,6 +35,6 @@ def add_web_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     web.add_argument("--max-upload-mb", type=positive_number, default=200.0,
                      help="largest upload accepted, MB > 0 (default 200)")
     web.add_argument("--cine", help="a cine on this machine to open at start (refused before the server starts "
-                                    "when it does not exist or is of no format echoreg reads)")
+                                    "when echoreg cannot read it)")
     web.set_defaults(run=_cmd_web)
     return web
