@@ -121,7 +121,7 @@ def _summary(simulated: Any, seq: Any, result: Any, strain: Any) -> tuple[dict[s
         f"strain: peak endocardial GLS {numbers['gls_peak_pct']:.1f} % (true {numbers['gls_true_pct']:.1f} %), "
         f"EF {numbers['ef_pct']:.1f} % (true {numbers['ef_true_pct']:.1f} %)",
         *(f"warning: {warning}" for warning in strain.warnings()),
-        f"files: {CINE}, {LABELS_FILE} (its labels: echoreg strain {CINE} --labels {LABELS_FILE}), "
+        f"files: {CINE}, {LABELS_FILE} (its labels, for echoreg strain's --labels), "
         "frames.png, registration.png, registration/ "
         "(warped.seq.nrrd, displacement.npz, report.json), strain/ (strain_frames.csv, "
         "strain_summary.csv/.json, strain_curves.png, strain_map.png, strain_segments.png), "
