@@ -295,6 +295,18 @@ def test_frame_rate_contradicting_the_file_times_is_refused(tmp_path: Path, cine
         kept.metadata["frame_times_note"]
 
 
+def test_frame_rate_replaces_a_display_rate_with_a_warning(tmp_path: Path, cine: np.ndarray) -> None:
+    """RecommendedDisplayFrameRate alone is the rate to play the cine at: a given frame rate replaces it,
+    with a warning naming both (it would be refused over acquisition timing such as CineRate)."""
+    path = write_us(tmp_path / "display.dcm", cine, RecommendedDisplayFrameRate=30)
+    np.testing.assert_allclose(np.diff(read_dicom(path).frame_times), 1 / 30)
+    with pytest.warns(EchoDataWarning, match=r"display\.dcm: frame times from the frame_rate argument \(25 "
+                                             r"frames/s\), not from the RecommendedDisplayFrameRate \(30 frames/s\)"):
+        seq = read_dicom(path, frame_rate=25.0)
+    np.testing.assert_allclose(np.diff(seq.frame_times), 1 / 25)
+    assert seq.metadata["frame_times_source"] == "frame_rate argument (25 frames/s)"
+
+
 def test_file_without_preamble(tmp_path: Path, cine: np.ndarray) -> None:
     ds = pydicom.dcmread(write_us(tmp_path / "full.dcm", cine, FrameTime=33))
     ds.file_meta = FileMetaDataset()

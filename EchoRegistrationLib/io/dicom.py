@@ -16,7 +16,7 @@ What is read, and from where:
 * Frame times (s) from ``FrameTimeVector`` (ms between frames), ``FrameTime`` (ms), ``CineRate`` or
   ``RecommendedDisplayFrameRate`` (frames/s), following ``FrameIncrementPointer`` when it names one; for
   a file without any, from the caller's ``frame_rate`` (:mod:`.timing`: refused where it contradicts
-  the file's).
+  the file's, replacing a display rate with a warning).
 * Intensities: monochrome images keep their stored values (MONOCHROME1 is inverted so that bright means
   strong echo); colour images (RGB, YBR_FULL, YBR_FULL_422, PALETTE COLOR) become ITU-R BT.601 luma on a
   0..255 scale, and the fraction of clearly coloured pixels (Doppler, coloured annotations, tinted grey
@@ -362,15 +362,19 @@ def _frame_times(ds: Dataset, n_frames: int, source: str) -> tuple[np.ndarray | 
 
 
 def _times_with_frame_rate(ds: Dataset, n_frames: int, source: str,
-                           frame_rate: float | None) -> tuple[np.ndarray | None, dict[str, Any]]:
+                           frame_rate: float | None) -> tuple[np.ndarray | None, dict[str, Any], str | None]:
     """:func:`_frame_times`, then the caller's ``frame_rate`` by the rule of :mod:`.timing` (used
-    when the file records no time, refused when it contradicts the file's times)."""
+    when the file records no time, refused when it contradicts the file's times); with the warning to
+    record, if any. ``RecommendedDisplayFrameRate`` is the rate to play the cine at, not the
+    acquisition's (DICOM PS3.3 C.7.6.5), so the caller's rate replaces it, with that warning, as a video
+    container's."""
     times, meta = _frame_times(ds, n_frames, source)
-    timing = given_frame_rate(source, n_frames, frame_rate, times, meta["frame_times_source"])
+    display = meta["frame_times_source"].startswith("RecommendedDisplayFrameRate")
+    timing = given_frame_rate(source, n_frames, frame_rate, times, meta["frame_times_source"], playback=display)
     meta["frame_times_source"] = timing.times_source
     if timing.note:
         meta["frame_times_note"] = "; ".join(filter(None, [meta.get("frame_times_note"), timing.note]))
-    return timing.times, meta
+    return timing.times, meta, timing.warning
 
 
 # ---------------------------------------------------------------------------- pixels
@@ -602,9 +606,10 @@ def read_dicom(path: str | os.PathLike, *, crop_to_region: bool = False,
     decoder = _decoder(ds, source)  # a missing decoder is the problem to report, before counting frames
     held, frame_problems = _held_frames(ds, (declared, rows, columns), source)
     shape = (held, rows, columns)
+    # before decoding the frames: a frame rate the file contradicts is refused at once
+    times, time_meta, time_warning = _times_with_frame_rate(ds, held, source, frame_rate)
     frames, colour_meta = _frames(ds, decoder, shape, source)
     spacing, region, spacing_meta, spacing_problems = _spacing(ds, shape[1:])
-    times, time_meta = _times_with_frame_rate(ds, shape[0], source, frame_rate)
     origin, direction, geometry_meta = _geometry(ds)
     metadata: dict[str, Any] = {
         "source": source, "format": "DICOM",
@@ -614,7 +619,7 @@ def read_dicom(path: str | os.PathLike, *, crop_to_region: bool = False,
         "transfer_syntax": _uid_text(ds.file_meta.TransferSyntaxUID), "number_of_frames": shape[0],
         **read_notes, **spacing_meta, **time_meta, **colour_meta, **geometry_meta,
     }
-    for problem in header_problems + frame_problems + spacing_problems:
+    for problem in header_problems + frame_problems + spacing_problems + ([time_warning] if time_warning else []):
         record_warning(metadata, problem)
     if crop_to_region:
         if region is None:

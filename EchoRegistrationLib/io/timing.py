@@ -3,16 +3,16 @@
 ``frame_rate`` (frames/s: ``--frame-rate``, a batch CSV's ``frame_rate`` column, ``load_sequence(...,
 frame_rate=)``) is for files that record no frame times; the times are then ``i / frame_rate`` s.
 
-* A file that records its frame times (DICOM ``FrameTimeVector`` / ``FrameTime`` / ``CineRate`` /
-  ``RecommendedDisplayFrameRate``, a ``.seq.nrrd`` time index in s or ms, the ``FrameTimes`` field of
-  MetaImage / NRRD) keeps them: a frame rate that contradicts them is refused (an
-  :class:`EchoDataError` naming the file and the rate it records), one that agrees with them (within
-  :data:`RATE_TOLERANCE`) changes nothing. The recorded times are what the scanner measured; a rate
-  typed over them would be a silent wrong number.
+* A file that records its frame times (DICOM ``FrameTimeVector`` / ``FrameTime`` / ``CineRate``, a
+  ``.seq.nrrd`` time index in s or ms, the ``FrameTimes`` field of MetaImage / NRRD) keeps them: a frame
+  rate that contradicts them is refused (an :class:`EchoDataError` naming the file and the rate it
+  records), one that agrees with them (within :data:`RATE_TOLERANCE`) changes nothing. The recorded
+  times are what the scanner measured; a rate typed over them would be a silent wrong number.
 * A video container's frame rate is a playback rate, often not the acquisition's (clips exported at a
   fixed 25 or 30 frames/s; OpenCV reports a guessed 25 for a stream without one), and the true rate
   comes from elsewhere (EchoNet's ``FileList.csv``): the caller's rate replaces it, with a warning
-  naming both.
+  naming both. So does a DICOM whose only timing is ``RecommendedDisplayFrameRate``, the rate to
+  display the frames at (DICOM PS3.3 C.7.6.5, Cine Module).
 """
 
 from __future__ import annotations
