@@ -130,6 +130,11 @@ def test_segments_with_noisy_tracking_are_flagged_unreliable(sim, tmp_path):
                                     tmp_path / "noisy")
     assert noisy.unreliable_segments() == list(range(6))  # jittered tracking scores near zero
     assert noisy.describe_reliability() == "; 6 of 6 segments unreliable (GLS and EF include them)"
+    # ES on a frame that measures no motion: EF not measured, and not said to include the segments
+    flagged = np.zeros(seq.n_frames, dtype=bool)
+    flagged[seq.es_index] = True
+    assert dataclasses.replace(noisy, unmeasured=flagged).describe_reliability() == \
+        "; 6 of 6 segments unreliable (GLS includes them)"
     assert "mid inferoseptal (0.00)" in noisy.warnings()[-1]
     rows = read_csv(tmp_path / "noisy" / "strain_summary.csv")
     assert [row[2] for row in rows if row[0] == "reliable"] == ["0"] * 6

@@ -288,12 +288,15 @@ class StrainResult:
 
     def describe_reliability(self) -> str:
         """"" when every segment tracked reliably, else "; N of 6 segments unreliable (GLS and EF
-        include them)": for the line that reports GLS and EF."""
+        include them)": for the line that reports GLS and EF (naming only those of the two that were
+        measured: "GLS includes them", or nothing after the count)."""
         poor = self.unreliable_segments()
         if not poor:
             return ""
-        return (f"; {len(poor)} of {len(self.segment_names)} segments unreliable "
-                "(GLS and EF include them)")
+        measured = [name for name, value in (("GLS", self.peaks()["GLS endocardial"]["peak_pct"]), ("EF", self.ef))
+                    if np.isfinite(value)]
+        include = {2: " (GLS and EF include them)", 1: f" ({''.join(measured)} includes them)"}.get(len(measured), "")
+        return f"; {len(poor)} of {len(self.segment_names)} segments unreliable{include}"
 
     def warnings(self) -> list[str]:
         """What a reader must know before trusting the numbers: unknown pixel size or times, a
