@@ -416,6 +416,9 @@ def test_web_refuses_a_bad_port_upload_size_or_cine_before_the_server_starts(cin
     (tmp_path / "notes.txt").write_text("not a cine")
     assert main(["web", "--cine", str(tmp_path / "notes.txt")]) == 2
     assert "notes.txt: unrecognised content" in capsys.readouterr().err
+    save_sequence(EchoSequence(frames=load_sequence(cine).frames[:1], spacing=(0.5, 0.4)), tmp_path / "one.nii.gz")
+    assert main(["web", "--cine", str(tmp_path / "one.nii.gz")]) == 2  # one frame: nothing the page registers
+    assert "one.nii.gz" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()  # a folder reads as CAMUS, and holds none of its images
     assert main(["web", "--cine", str(tmp_path / "empty")]) == 2
     assert "holds no CAMUS images" in capsys.readouterr().err
@@ -452,6 +455,11 @@ def test_register_writes_slicer_views_of_the_reference_and_last_frame(cine, tmp_
         assert "slicer_view_frame002.png: already exists" in capsys.readouterr().err
         assert [p.name for p in alone.iterdir()] == ["slicer_view_frame002.png"]
     assert (alone / "slicer_view_frame002.png").read_bytes() == b"an earlier run's picture"
+    # with --overwrite the run's pictures replace it, and an earlier run's picture of another frame goes
+    (alone / "slicer_view_frame001.png").write_bytes(b"an earlier run's picture")
+    assert main(["register", str(cine), "-o", str(alone), "--method", "rigid", "--slicer-views", "--overwrite"]) == 0
+    assert sorted(p.name for p in alone.glob("slicer_view_*")) == ["slicer_view_frame000.png",
+                                                                    "slicer_view_frame002.png"]
 
 
 def test_models_lists_the_installed_models_with_their_terms(capsys):

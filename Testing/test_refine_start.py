@@ -492,3 +492,7 @@ def test_a_registration_records_the_chains_key_time_where_the_frame_times_are_kn
             ("direct", None)
         said = [w for w in result.warnings if w.startswith("refine_start chained: nothing to chain")]
         assert len(said) == (start == "chained")
+    # sequential tracking has no refinement start to speak of: not said to have nothing to chain
+    sequential = register_sequence(timed, "dlir", model=model, refine=2, refine_start="chained", mode="sequential",
+                                   device="cpu")
+    assert not any("nothing to chain" in w for w in sequential.warnings)

@@ -140,6 +140,10 @@ def test_options_a_reused_registration_was_made_with_by_default_or_by_folder_are
                                             r"--control-spacing 4 \(its report.json: control_spacing 6.0\)"):
         refuse_options_not_in_registration(parser.parse_args(["--loss", "ncc", "--control-spacing", "4"]), "reg",
                                            report)
+    alone = {"method": "dlir", "mode": "to_reference", "device": "cpu", "parameters": {"refine": 0}}
+    for flags in (["--loss", "mse"], ["--model", "/tmp/not/a/model"]):  # the network alone: no loss; no model named
+        with pytest.raises(EchoDataError, match=r"its report.json: no (loss|model)\)"):
+            refuse_options_not_in_registration(parser.parse_args(flags), "reg", alone)
 
 
 def test_a_registration_to_another_frame_names_the_reference_as_given(cine, tmp_path, capsys):

@@ -294,12 +294,16 @@ def check_slicer_views_writable(args: argparse.Namespace) -> None:
 
 
 def write_slicer_views(args: argparse.Namespace, analysis: Analysis) -> None:
-    """With ``--slicer-views``: the run's pictures as the Slicer module shows it, into ``args.output``."""
+    """With ``--slicer-views``: the run's pictures as the Slicer module shows it, into ``args.output``; with
+    ``--overwrite``, an earlier run's pictures of other frames are removed (as its other outputs are replaced)."""
     if not args.slicer_views:
         return
-    from ..mrml.pictures import write_slice_views
+    from ..mrml.pictures import SLICE_VIEW_GLOB, write_slice_views
 
     paths = write_slice_views(analysis, args.output, overwrite=args.overwrite)
+    if args.overwrite:
+        for stale in set(Path(args.output).glob(SLICE_VIEW_GLOB)) - set(paths):
+            stale.unlink()
     print(f"wrote {', '.join(p.name for p in paths)} in {args.output}")
 
 

@@ -75,15 +75,17 @@ def _same(given: Any, recorded: Any) -> bool:
 def _recorded(key: str, report: Mapping[str, Any]) -> Any:
     """The value of an option's ``key`` that a registration's ``report`` records (method and mode at its top, the
     others in its parameters), or, for the loss and the control points' spacing, which a DLIR refinement records
-    only when they were given, the default it used (that of the deformable optimiser, :func:`register_pair`)."""
+    only when they were given, the default it used (that of the deformable optimiser, :func:`register_pair`;
+    none for the network alone, refine 0)."""
     import inspect
 
     from ..registration import register_pair
     from ..registration.tracking import METHOD_DEFAULTS
 
     value = report.get(key) if key in ("method", "mode") else report.get("parameters", {}).get(key)
-    method = report.get("method")
-    if value is None and method in ("deformable", "dlir"):
+    method, parameters = report.get("method"), report.get("parameters", {})
+    optimised = method == "deformable" or (method == "dlir" and bool(parameters.get("refine")))
+    if value is None and optimised:
         if key == "loss":
             return METHOD_DEFAULTS["deformable"]["loss"]
         if key == "control_spacing":
@@ -114,8 +116,8 @@ def refuse_options_not_in_registration(args: argparse.Namespace, folder: str, re
         recorded = _recorded(key, report)
         if (recorded == "float32") if option == "--float32" else _same(given, recorded):
             continue
-        if option == "--model" and installed_model_name(str(given)) == recorded:  # the installed model's folder
-            continue
+        if option == "--model" and recorded is not None and installed_model_name(str(given)) == recorded:
+            continue  # the installed model given by its folder
         value = "" if given is True else f" {given:g}" if isinstance(given, float) else f" {given}"
         made = f"no {key}" if recorded is None else \
             f"{key} {', '.join(map(str, recorded)) if isinstance(recorded, list) else recorded}"

@@ -11,13 +11,14 @@ from .common import port_number, positive_number
 
 def _cmd_web(args: argparse.Namespace) -> int:
     """``echoreg web``; a --cine that the page could not open (missing, of no format echoreg reads, or unreadable:
-    a folder without CAMUS images, a corrupt file) is refused before the server starts: it is read once here, as
-    the page will (:func:`..io.load_sequence`: FileNotFoundError, EchoDataError)."""
+    a folder without CAMUS images, a corrupt file, a single frame) is refused before the server starts: it is
+    read here first, as the page will read it again (:func:`..io.load_sequence`: FileNotFoundError,
+    EchoDataError)."""
     from ..io import load_sequence
 
     cine = None if args.cine is None else str(Path(args.cine).expanduser())  # as the page opens it
     if cine is not None:
-        load_sequence(cine)
+        load_sequence(cine).require_frames(2)  # as the page's Session.open_cine
     from ..web.app import serve
 
     serve(host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, cine=cine)

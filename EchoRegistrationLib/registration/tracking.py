@@ -683,7 +683,7 @@ def register_sequence(
         if start_used == "chained":  # the kept fields went through every frame between, no anchor frame
             anchor_frame = None
         chained = start_used == "chained" or mismatch is not None  # the chained start ran
-        if refine and refine_start == "chained" and not chained:
+        if refine and refine_start == "chained" and mode == "to_reference" and not chained:
             start_notes.append(f"refine_start chained: nothing to chain (no frame beyond the first key frame "
                                f"from the reference; key frames at least {CHAIN_KEY_SECONDS:g} s apart where the "
                                "frame times are known): refined from the direct start")

@@ -48,8 +48,9 @@ def save_strain_curves(result: StrainResult, path: str | os.PathLike, *,
     ax.plot(t, result.gls_endo, color="black", linewidth=2.4, label="GLS endocardial")
     ax.plot(t, result.gls_mid, color="black", linewidth=1.4, linestyle="--", label="GLS mid-wall")
     peak = result.peaks()["GLS endocardial"]
+    unmeasured = ""
     if peak["peak_frame"] is None:  # not measured: said in the title, no point drawn
-        ax.set_title(f"peak GLS {result.describe_peak()}", fontsize=8)
+        unmeasured = f"\npeak GLS {result.describe_peak()}"
     else:
         at = (t[peak["peak_frame"]], peak["peak_pct"])
         ax.plot(*at, "o", color="black")
@@ -61,7 +62,7 @@ def save_strain_curves(result: StrainResult, path: str | os.PathLike, *,
         axis.grid(alpha=0.3)
     ax.axhline(0.0, color="grey", linewidth=0.8)
     ax.set_ylabel("longitudinal strain (%)")
-    ax.set_title(f"{result.view or 'apical view'}: longitudinal strain (ES dotted)", fontsize=10)
+    ax.set_title(f"{result.view or 'apical view'}: longitudinal strain (ES dotted){unmeasured}", fontsize=10)
     ax.legend(fontsize=7, loc="lower left", ncol=2)
     if result.spacing_known:
         ax_volume.plot(t, result.lv_volume, color="tab:red", linewidth=2)
