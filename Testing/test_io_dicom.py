@@ -301,7 +301,8 @@ def test_frame_rate_replaces_a_display_rate_with_a_warning(tmp_path: Path, cine:
     path = write_us(tmp_path / "display.dcm", cine, RecommendedDisplayFrameRate=30)
     np.testing.assert_allclose(np.diff(read_dicom(path).frame_times), 1 / 30)
     with pytest.warns(EchoDataWarning, match=r"display\.dcm: frame times from the frame_rate argument \(25 "
-                                             r"frames/s\), not from the RecommendedDisplayFrameRate \(30 frames/s\)"):
+                                             r"frames/s\), not from the RecommendedDisplayFrameRate \(30 frames/s, "
+                                             r"a playback rate\)$"):
         seq = read_dicom(path, frame_rate=25.0)
     np.testing.assert_allclose(np.diff(seq.frame_times), 1 / 25)
     assert seq.metadata["frame_times_source"] == "frame_rate argument (25 frames/s)"

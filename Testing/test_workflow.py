@@ -136,8 +136,9 @@ def test_options_a_reused_registration_was_made_with_by_default_or_by_folder_are
               "parameters": {"model": "echoreg-dlir-camus", "refine": 24}}
     refuse_options_not_in_registration(parser.parse_args(["--loss", "mse", "--control-spacing", "6", "--model",
                                                           str(shipped_model_path())]), "reg", report)
-    with pytest.raises(EchoDataError, match=r"not with --loss ncc \(its report.json: loss mse\) or "
-                                            r"--control-spacing 4 \(its report.json: control_spacing 6.0\)"):
+    with pytest.raises(EchoDataError, match=r"not with --loss ncc \(the default it used, not in its report.json: "
+                                            r"loss mse\) or --control-spacing 4 \(the default it used, not in its "
+                                            r"report.json: control_spacing 6.0\)"):
         refuse_options_not_in_registration(parser.parse_args(["--loss", "ncc", "--control-spacing", "4"]), "reg",
                                            report)
     alone = {"method": "dlir", "mode": "to_reference", "device": "cpu", "parameters": {"refine": 0}}

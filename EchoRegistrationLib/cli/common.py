@@ -219,7 +219,8 @@ def add_input_options(parser: argparse.ArgumentParser, *, one_input: bool = True
                                           "patient folder")
     parser.add_argument("--frame-rate", type=positive_number,
                         help="frames per second, for files that do not record time (refused over times the "
-                             "file records; replaces a video container's playback rate with a warning)")
+                             "file records; replaces a video container's playback rate or a DICOM's "
+                             "RecommendedDisplayFrameRate with a warning)")
     parser.add_argument("--view", help="CAMUS view (2CH or 4CH) when the folder holds both")
     if es_frame:
         parser.add_argument("--es-frame", type=count(0), metavar="FRAME",

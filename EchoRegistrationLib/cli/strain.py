@@ -121,7 +121,9 @@ def refuse_options_not_in_registration(args: argparse.Namespace, folder: str, re
         value = "" if given is True else f" {given:g}" if isinstance(given, float) else f" {given}"
         made = f"no {key}" if recorded is None else \
             f"{key} {', '.join(map(str, recorded)) if isinstance(recorded, list) else recorded}"
-        differing.append(f"{option}{value} (its report.json: {made})")
+        written = (report.get(key) if key in ("method", "mode") else report.get("parameters", {}).get(key)) is not None
+        where = "its report.json" if written or recorded is None else "the default it used, not in its report.json"
+        differing.append(f"{option}{value} ({where}: {made})")
     if differing:
         them = "it" if len(differing) == 1 else "them"
         raise EchoDataError(folder, f"--registration reuses this registration as it was made, not with "

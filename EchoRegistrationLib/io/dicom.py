@@ -577,7 +577,8 @@ def read_dicom(path: str | os.PathLike, *, crop_to_region: bool = False,
             moved to the region's first pixel so physical positions are unchanged. Without a region
             the full frame is kept and ``metadata["crop_note"]`` says so.
         frame_rate: frames per second, for a file that records no frame times (none of the timing
-            attributes above); the times are then ``i / frame_rate`` s.
+            attributes above) or only ``RecommendedDisplayFrameRate`` (a display rate, which it replaces
+            with a warning); the times are then ``i / frame_rate`` s.
 
     Returns:
         frames (T, H, W) float32; spacing (sx, sy) mm; frame_times (T,) s or None when unknown;
@@ -596,7 +597,8 @@ def read_dicom(path: str | os.PathLike, *, crop_to_region: bool = False,
     Warns:
         EchoDataWarning: NumberOfFrames disagrees with the frames the pixel data hold (the frames
             that exist are read; also in ``metadata["warnings"]``); a header value pydicom finds
-            invalid for its VR (a malformed UID, ...), which does not stop reading.
+            invalid for its VR (a malformed UID, ...), which does not stop reading; ``frame_rate``
+            replacing a ``RecommendedDisplayFrameRate`` (naming both).
     """
     path = Path(path)
     source = str(path)

@@ -87,8 +87,10 @@ def given_frame_rate(source: str, n_frames: int, frame_rate: float | None, recor
         return FrameTiming(recorded, recorded_by, f"frame_rate {frame_rate:g} frames/s agrees with the "
                                                   f"{recorded_by}; the file's times are kept")
     if playback:
+        shown = recorded_by if f"{rate:.4g} frames/s" in recorded_by else f"{recorded_by} ({rate:.4g} frames/s"
+        shown = shown[:-1] if shown.endswith(")") else shown  # one parenthesis: the rate, then what it is
         return FrameTiming(given, from_rate, warning=f"frame times from the {from_rate}, not from the "
-                                                     f"{recorded_by} ({rate:.4g} frames/s, a playback rate)")
+                                                     f"{shown}, a playback rate)")
     raise EchoDataError(source, f"frame rate {frame_rate:g} frames/s given (--frame-rate, frame_rate), but the "
                                 f"file records its frame times ({recorded_by}): {rate:.4g} frames/s; a frame "
                                 "rate is only for files that record no time: leave it out")

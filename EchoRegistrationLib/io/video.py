@@ -42,7 +42,8 @@ def read_video(path: str | os.PathLike, *, frame_rate: float | None = None) -> E
     is None and ``metadata["note"]`` says so. The container's rate is a playback rate (OpenCV's FFmpeg
     backend reports a guessed 25 frames/s for a stream without timing; exports often use a fixed
     rate): a ``frame_rate`` that differs from it replaces it with an :class:`EchoDataWarning` naming
-    both (:mod:`.timing`; the other formats record acquisition times and refuse such a rate). Pass
+    both (:mod:`.timing`; so does a DICOM's ``RecommendedDisplayFrameRate``; the other formats record acquisition
+    times and refuse such a rate). Pass
     ``frame_rate`` whenever the true rate is known from elsewhere.
 
     Metadata: ``source``; ``codec`` (FourCC text); ``fps`` (the container's frame rate, None when
