@@ -85,6 +85,11 @@ def count(minimum: int):
     return parse
 
 
+def option_value(args: argparse.Namespace, option: str) -> Any:
+    """The parsed value of ``option`` ("--frame-rate") in ``args`` (None or False when not given)."""
+    return getattr(args, option[2:].replace("-", "_"))
+
+
 def port_number(text: str) -> int:
     """argparse type: a TCP port, a whole number 0..65535 (0: any free port)."""
     value = count(0)(text)
@@ -260,7 +265,7 @@ def refuse_unheld_attachments(seq: Any, args: argparse.Namespace, options: Seque
     dropped = unwritten(seq, args.output)
     for option in options:
         key, instead = ATTACHING_OPTIONS[option]
-        if key in dropped and getattr(args, option[2:].replace("-", "_")) is not None:
+        if key in dropped and option_value(args, option) is not None:
             raise EchoDataError(option, f"{dropped[key]}; {instead}")
     return [f"{problem}: not written" for problem in dropped.values()]
 

@@ -28,8 +28,8 @@ from ..sequence import EchoDataError
 from ..workflow import METHODS
 from .common import (add_input_options, add_myocardium_options, add_output_options, add_registration_options,
                      add_slicer_views_option, check_slicer_views_writable, describe_registration_quality,
-                     pair_progress, print_run_details, print_warnings, settings_from_args, study_from_args,
-                     write_slicer_views)
+                     option_value, pair_progress, print_run_details, print_warnings, settings_from_args,
+                     study_from_args, write_slicer_views)
 
 # The registration options (common.add_registration_options) and the key of the report.json of echoreg register
 # that records each (method and mode at its top, the others in its "parameters"; --float32 as the precision the
@@ -72,17 +72,22 @@ def _same(given: Any, recorded: Any) -> bool:
     return given == recorded
 
 
+def _stored(key: str, report: Mapping[str, Any]) -> Any:
+    """The value of an option's ``key`` that a registration's ``report`` holds (method and mode at its top, the
+    others in its parameters), None where it holds none."""
+    return report.get(key) if key in ("method", "mode") else report.get("parameters", {}).get(key)
+
+
 def _recorded(key: str, report: Mapping[str, Any]) -> Any:
-    """The value of an option's ``key`` that a registration's ``report`` records (method and mode at its top, the
-    others in its parameters), or, for the loss and the control points' spacing, which a DLIR refinement records
-    only when they were given, the default it used (that of the deformable optimiser, :func:`register_pair`;
-    none for the network alone, refine 0)."""
+    """The value of an option's ``key`` that a registration's ``report`` holds (:func:`_stored`), or, for the
+    loss and the control points' spacing, which a DLIR refinement records only when they were given, the default
+    it used (that of the deformable optimiser, :func:`register_pair`; none for the network alone, refine 0)."""
     import inspect
 
     from ..registration import register_pair
     from ..registration.tracking import METHOD_DEFAULTS
 
-    value = report.get(key) if key in ("method", "mode") else report.get("parameters", {}).get(key)
+    value = _stored(key, report)
     method, parameters = report.get("method"), report.get("parameters", {})
     optimised = method == "deformable" or (method == "dlir" and bool(parameters.get("refine")))
     if value is None and optimised:
@@ -110,7 +115,7 @@ def refuse_options_not_in_registration(args: argparse.Namespace, folder: str, re
 
     differing = []
     for option, key in RECORDED_OPTIONS.items():
-        given = getattr(args, option[2:].replace("-", "_"))
+        given = option_value(args, option)
         if given is None or given is False:
             continue
         recorded = _recorded(key, report)
@@ -121,8 +126,8 @@ def refuse_options_not_in_registration(args: argparse.Namespace, folder: str, re
         value = "" if given is True else f" {given:g}" if isinstance(given, float) else f" {given}"
         made = f"no {key}" if recorded is None else \
             f"{key} {', '.join(map(str, recorded)) if isinstance(recorded, list) else recorded}"
-        written = (report.get(key) if key in ("method", "mode") else report.get("parameters", {}).get(key)) is not None
-        where = "its report.json" if written or recorded is None else "the default it used, not in its report.json"
+        default = recorded is not None and _stored(key, report) is None
+        where = "the default it used, not in its report.json" if default else "its report.json"
         differing.append(f"{option}{value} ({where}: {made})")
     if differing:
         them = "it" if len(differing) == 1 else "them"

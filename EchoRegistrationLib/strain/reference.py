@@ -104,6 +104,14 @@ class CardiacFrames:
                 "reference_frame_source": self.reference_source}
 
 
+def extreme_volume_frame(volume: np.ndarray, unmeasured: np.ndarray, largest: bool) -> int:
+    """The frame of largest (``largest``) or smallest ``volume`` ((T,), any unit) among those whose field is a
+    measurement of motion (``unmeasured``: (T,) bool, at least one False)."""
+    measured = np.flatnonzero(~np.asarray(unmeasured, dtype=bool))
+    pick = np.argmax if largest else np.argmin
+    return int(measured[pick(np.asarray(volume)[measured])])
+
+
 def end_of_cycle_problem(frames: CardiacFrames, unmeasured: np.ndarray | None = None) -> str | None:
     """Why the last frame of the cine cannot be the end of the cycle that starts at ED (the next ED, where
     the loop-closure drift is read), or None when it can: the cycle from ED runs through ES to the next ED,
@@ -168,18 +176,17 @@ def cardiac_frames(seq: EchoSequence, volume: np.ndarray, requested: int | None 
     if unmeasured.shape != (seq.n_frames,):
         raise EchoDataError(seq.source, f"cannot find ED / ES: {unmeasured.shape} flags of unmeasured frames "
                                         f"for {seq.n_frames} frames")
-    measured = np.flatnonzero(~unmeasured)
     chosen = None if requested is None else tracking_reference(seq, requested)
-    if (seq.ed_index is None and chosen is None or seq.es_index is None) and not len(measured):
+    if (seq.ed_index is None and chosen is None or seq.es_index is None) and unmeasured.all():
         raise EchoDataError(seq.source, "cannot detect ED / ES: no frame's field is a measurement of motion")
     if seq.ed_index is not None:
         ed, ed_source = seq.ed_index, FROM_FILE
     elif chosen is not None:  # the user's reference is their ED when the file gives none
         ed, ed_source = chosen, FROM_USER_REFERENCE
     else:
-        ed, ed_source = int(measured[np.argmax(volume[measured])]), LARGEST_VOLUME
-    es, es_source = ((seq.es_index, FROM_USER if seq.es_set_by_user else FROM_FILE)
-                     if seq.es_index is not None else (int(measured[np.argmin(volume[measured])]), SMALLEST_VOLUME))
+        ed, ed_source = extreme_volume_frame(volume, unmeasured, largest=True), LARGEST_VOLUME
+    es, es_source = ((seq.es_index, FROM_USER if seq.es_set_by_user else FROM_FILE) if seq.es_index is not None
+                     else (extreme_volume_frame(volume, unmeasured, largest=False), SMALLEST_VOLUME))
     reference = ed if chosen is None else chosen
     return CardiacFrames(ed=ed, es=es, reference=reference, ed_source=ed_source, es_source=es_source,
                          reference_source=FROM_USER if requested is not None else f"ED, {ed_source}",

@@ -33,7 +33,7 @@ from .contours import signed_peak
 from .myocardium import Myocardium
 from .quality import SegmentQuality
 from ..registration.tracking import LOW_SIMILARITY
-from .reference import FROM_FILE, FROM_USER, FROM_USER_REFERENCE, CardiacFrames
+from .reference import FROM_FILE, FROM_USER, FROM_USER_REFERENCE, CardiacFrames, extreme_volume_frame
 from .tensors import green_lagrange_from_engineering
 from .volumes import N_DISCS, ejection_fraction
 
@@ -334,8 +334,7 @@ class StrainResult:
             out.append(f"ED not given by the file: frame {self.ed_index} was detected as ED "
                        f"({self.frames.ed_source}); check it on the images, or set it (--reference: the strain "
                        "reference, also ED when the file gives none)")
-        measured = np.flatnonzero(~self.unmeasured)
-        largest = int(measured[np.argmax(self.lv_volume[measured])])
+        largest = extreme_volume_frame(self.lv_volume, self.unmeasured, largest=True)
         largest_volume, ed_volume = self.lv_volume[largest], self.lv_volume[self.ed_index]
         if self.frames.ed_source == FROM_USER_REFERENCE and largest_volume > (1 + LARGER_CAVITY) * ed_volume:
             larger = f"{largest_volume / ed_volume:.2f}x as large" if ed_volume > 0 else "larger"
