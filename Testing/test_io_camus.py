@@ -5,6 +5,7 @@ import pytest
 import SimpleITK as sitk
 
 from EchoRegistrationLib import EchoDataError, EchoSequence
+from EchoRegistrationLib.io import load_sequence
 from EchoRegistrationLib.io.camus import (CamusDataset, load_camus_patient, read_camus_info,
                                           write_camus_patient)
 
@@ -104,3 +105,52 @@ def test_writer_round_trip(tmp_path):
     assert back.frame_rate == pytest.approx(40.0) and back.metadata["ef"] == 55.0
     with pytest.raises(FileExistsError):
         write_camus_patient(tmp_path, "patient0007", "A2C", seq)
+
+
+def _pair_only(camus_root, info):
+    """patient0001's 2CH view as an ED + ES pair (no half sequence), with ``info`` as its Info file (None: none)."""
+    folder = camus_root / "patient0001"
+    for suffix in ("half_sequence", "half_sequence_gt"):
+        (folder / f"patient0001_2CH_{suffix}.nii.gz").unlink()
+    cfg = folder / "Info_2CH.cfg"
+    cfg.unlink()
+    if info is not None:
+        cfg.write_text(info)
+    return folder
+
+
+def test_ed_es_pair_is_timed_by_its_frame_numbers(camus_root):
+    folder = _pair_only(camus_root, f"ED: 1\nES: {N}\nNbFrame: {N}\nFrameRate: 25.0\n")
+    seq = load_camus_patient(folder, "2CH")
+    assert seq.n_frames == 2 and (seq.ed_index, seq.es_index) == (0, 1)
+    # ES lies N - 1 frames after ED, not one frame (the times were [0, 1 / FrameRate] before)
+    assert seq.frame_times == pytest.approx([0.0, (N - 1) / 25.0])
+    assert seq.metadata["frame_times_source"] == "Info FrameRate (25 frames/s)"
+
+
+def test_ed_es_pair_without_frame_numbers_has_unknown_times(camus_root):
+    folder = _pair_only(camus_root, None)
+    seq = load_camus_patient(folder, "2CH")
+    assert not seq.frame_times_known
+    assert "frame numbers" in seq.metadata["frame_times_source"]
+    with pytest.raises(EchoDataError, match=r"patient0001: holds only the ED and ES frames, and no Info file gives "
+                                            r"their frame numbers \(ED, ES\): a frame rate cannot give their times"):
+        load_camus_patient(folder, "2CH", frame_rate=25.0)
+
+
+def test_frame_rate_times_a_camus_folder_without_one(camus_root):
+    cfg = camus_root / "patient0001" / "Info_2CH.cfg"
+    cfg.write_text(f"ED: 1\nES: {N}\nNbFrame: {N}\n")
+    seq = load_sequence(camus_root / "patient0001", view="2CH", frame_rate=40.0)  # --frame-rate reaches the reader
+    assert seq.frame_times == pytest.approx(np.arange(N) / 40.0)
+    assert seq.metadata["frame_times_source"] == "frame_rate argument (40 frames/s)"
+    pair = _pair_only(camus_root, f"ED: 2\nES: {N}\nNbFrame: {N}\n")
+    assert load_camus_patient(pair, "2CH", frame_rate=40.0).frame_times == pytest.approx([0.0, (N - 2) / 40.0])
+
+
+def test_frame_rate_that_contradicts_the_info_file_is_refused(camus_root):
+    assert load_camus_patient(camus_root / "patient0001", "2CH", frame_rate=25.0).frame_times == \
+        pytest.approx(np.arange(N) / 25.0)
+    with pytest.raises(EchoDataError, match=r"Info_2CH.cfg: frame rate 40 frames/s given .* \(Info FrameRate "
+                                            r"\(25 frames/s\)\): 25 frames/s"):
+        load_camus_patient(camus_root / "patient0001", "2CH", frame_rate=40.0)

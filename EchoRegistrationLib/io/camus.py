@@ -26,6 +26,7 @@ import numpy as np
 from ..sequence import EchoDataError, EchoSequence
 from .atomic import atomic_output
 from .itk import read_itk_image, read_itk_labels, write_itk_image
+from .timing import FrameTiming, checked_frame_rate, given_frame_rate
 
 VIEWS = {"2CH": "2CH", "4CH": "4CH", "A2C": "2CH", "A4C": "4CH"}
 
@@ -90,19 +91,24 @@ def _patient_files(folder: Path, view: str, patient: str | None = None) -> dict[
 
 
 def load_camus_patient(folder: str | os.PathLike, view: str | None = None, *,
-                       with_labels: bool = True, patient: str | None = None) -> EchoSequence:
+                       with_labels: bool = True, patient: str | None = None,
+                       frame_rate: float | None = None) -> EchoSequence:
     """Load one CAMUS patient view as an :class:`EchoSequence`.
 
     ``view`` may be left out when the folder holds a single view. ``patient`` names the files
     (``{patient}_{view}_ED.nii.gz`` ...) when they lie in a shared flat folder rather than in
     their own ``patientXXXX`` folder (:class:`CamusPairFolder`).
     Frames come from the half sequence (ED -> ES), or, when it is absent, from the ED and ES frames as
-    a 2-frame sequence. Frame times come from ``FrameRate`` in the Info file (else unknown), ED/ES
+    a 2-frame sequence. Frame times come from ``FrameRate`` in the Info file, else from ``frame_rate``
+    (frames/s, :mod:`.timing`'s rule: refused where it contradicts ``FrameRate``), else they are unknown.
+    The two frames of an ED + ES pair lie ``ES - ED`` frames apart (the Info file's 1-based numbers in
+    the half sequence): without those numbers their interval, and so their times, stay unknown. ED/ES
     indices from ``ED``/``ES``. Labels: the per-frame ground truth when present, else the ED and ES
     label maps on their frames (``label_frames``).
 
     Raises:
-        EchoDataError: missing files, or an Info file that contradicts the images.
+        EchoDataError: missing files, an Info file that contradicts the images, or a ``frame_rate`` that
+            contradicts the Info file's or cannot time an ED + ES pair whose frame numbers it lacks.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -110,12 +116,15 @@ def load_camus_patient(folder: str | os.PathLike, view: str | None = None, *,
     view = camus_view(view) if view is not None else _only_view(folder)
     files = _patient_files(folder, view, patient)
     info = read_camus_info(files["info"]) if files["info"].exists() else {}
+    checked_frame_rate(str(folder), frame_rate)
     if files["sequence"].exists():
         seq = read_itk_image(files["sequence"])
         frames = seq.frames
+        positions = np.arange(frames.shape[0], dtype=float)
     elif files["ed"].exists() and files["es"].exists():
         seq = read_itk_image(files["ed"])
         frames = np.concatenate([seq.frames, read_itk_image(files["es"]).frames])
+        positions = _pair_positions(info)
         info = {**info, "ED": 1.0, "ES": 2.0, "NbFrame": 2.0}
     else:
         raise EchoDataError(str(folder), f"no {files['sequence'].name} nor {files['ed'].name} + "
@@ -125,21 +134,47 @@ def load_camus_patient(folder: str | os.PathLike, view: str | None = None, *,
         raise EchoDataError(str(files["info"]), f"NbFrame={info['NbFrame']:g} but the images have {n} frames")
     ed = _frame_number(info, "ED", n, files["info"])
     es = _frame_number(info, "ES", n, files["info"])
-    times = None
-    if isinstance(info.get("FrameRate"), float) and info["FrameRate"] > 0:
-        times = np.arange(n) / info["FrameRate"]
+    timing = _frame_times(folder, files["info"], info, positions, frame_rate)
     labels, label_frames = None, None
     if with_labels:
         labels, label_frames = _camus_labels(files, n, ed, es)
     metadata = {"source": str(files["sequence"] if files["sequence"].exists() else folder),
                 "format": "CAMUS", "patient": patient or folder.name, "view": view,
-                "frame_times_source": "Info FrameRate" if times is not None else "not in Info file",
+                "frame_times_source": timing.times_source,
+                **({"frame_times_note": timing.note} if timing.note else {}),
                 **{f"camus_{k}": v for k, v in info.items()}}
     if isinstance(info.get("EF"), float):
         metadata["ef"] = info["EF"]
-    return EchoSequence(frames=frames, spacing=seq.spacing, frame_times=times, origin=seq.origin,
+    return EchoSequence(frames=frames, spacing=seq.spacing, frame_times=timing.times, origin=seq.origin,
                         direction=seq.direction, labels=labels, label_frames=label_frames,
                         ed_index=ed, es_index=es, metadata=metadata)
+
+
+def _pair_positions(info: dict) -> np.ndarray | None:
+    """(2,) the half-sequence frame numbers of an ED + ES pair from the Info file, or None where it does
+    not give both, or gives ES before ED."""
+    ed, es = info.get("ED"), info.get("ES")
+    if isinstance(ed, float) and isinstance(es, float) and es > ed:
+        return np.array([ed, es])
+    return None
+
+
+def _frame_times(folder: Path, cfg: Path, info: dict, positions: np.ndarray | None,
+                 frame_rate: float | None) -> FrameTiming:
+    """The frames' times from the Info file's ``FrameRate`` and the caller's ``frame_rate``
+    (:func:`.timing.given_frame_rate`), at the frames' ``positions`` in the half sequence (None: an ED +
+    ES pair the Info file does not number, whose times stay unknown)."""
+    if positions is None:
+        if frame_rate is not None:
+            raise EchoDataError(str(folder), "holds only the ED and ES frames, and no Info file gives their frame "
+                                             "numbers (ED, ES): a frame rate cannot give their times")
+        return FrameTiming(None, "not in Info file: an ED + ES pair whose frame numbers it does not give")
+    recorded, recorded_by = None, "not in Info file"
+    rate = info.get("FrameRate")
+    if isinstance(rate, float) and rate > 0:
+        recorded, recorded_by = (positions - positions[0]) / rate, f"Info FrameRate ({rate:g} frames/s)"
+    return given_frame_rate(str(cfg if recorded is not None else folder), len(positions), frame_rate, recorded,
+                            recorded_by, positions=positions)
 
 
 def _camus_labels(files: dict[str, Path], n: int, ed: int | None,

@@ -98,9 +98,9 @@ def load_sequence(path: str | os.PathLike, *, labels: str | os.PathLike | np.nda
             attach, on the same grid.
         mask: optional field-of-view (sector) mask file or (H, W) array on the same grid, nonzero
             inside (:func:`attach_mask`).
-        **options: reader options: ``frame_rate`` (frames/s, for a file that records no frame times:
-            every format but a CAMUS folder; refused where it contradicts the times a file records, a
-            video container's playback rate replaced with a warning: :mod:`.timing`),
+        **options: reader options: ``frame_rate`` (frames/s, for a file that records no frame times,
+            every format; refused where it contradicts the times a file records, a video container's
+            playback rate replaced with a warning: :mod:`.timing`),
             ``crop_to_region`` (DICOM), ``view`` and ``with_labels`` (CAMUS).
 
     Raises:

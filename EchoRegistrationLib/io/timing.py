@@ -62,11 +62,15 @@ def checked_frame_rate(source: str, frame_rate: float | None) -> float | None:
 
 
 def given_frame_rate(source: str, n_frames: int, frame_rate: float | None, recorded: np.ndarray | None,
-                     recorded_by: str, *, playback: bool = False) -> FrameTiming:
+                     recorded_by: str, *, playback: bool = False,
+                     positions: np.ndarray | None = None) -> FrameTiming:
     """The frame times of a file of ``n_frames`` frames that records ``recorded`` ((T,) s, None: no
     timing) in ``recorded_by`` (e.g. "FrameTime (20 ms)"), given the caller's ``frame_rate`` (frames/s,
     None: not given), by the rule of this module. ``playback``: ``recorded`` comes from a video
-    container's playback rate, which the caller's rate replaces with a warning.
+    container's playback rate, which the caller's rate replaces with a warning. ``positions``: (T,)
+    the frames' numbers in the acquisition, increasing, where the file holds some of its frames only
+    (a CAMUS patient's ED and ES frames); the times are then ``(positions - positions[0]) /
+    frame_rate`` (default: every frame, ``0 .. T - 1``).
 
     Raises:
         EchoDataError: naming ``source``: ``frame_rate`` is not a positive finite number, or (not
@@ -75,14 +79,15 @@ def given_frame_rate(source: str, n_frames: int, frame_rate: float | None, recor
     frame_rate = checked_frame_rate(source, frame_rate)
     if frame_rate is None:
         return FrameTiming(recorded, recorded_by)
-    given = np.arange(n_frames) / frame_rate
+    positions = np.arange(n_frames, dtype=float) if positions is None else np.asarray(positions, dtype=float)
+    given = (positions - positions[0]) / frame_rate
     from_rate = f"{FROM_FRAME_RATE} ({frame_rate:g} frames/s)"
     if recorded is None:
         return FrameTiming(given, from_rate, f"frame times from the {from_rate}; the file records none")
     if n_frames < 2:
         return FrameTiming(recorded, recorded_by, f"frame_rate {frame_rate:g} frames/s unused: a single frame "
                                                   "has no interval")
-    rate = float((n_frames - 1) / (recorded[-1] - recorded[0]))
+    rate = float((positions[-1] - positions[0]) / (recorded[-1] - recorded[0]))
     if math.isclose(frame_rate, rate, rel_tol=RATE_TOLERANCE):
         return FrameTiming(recorded, recorded_by, f"frame_rate {frame_rate:g} frames/s agrees with the "
                                                   f"{recorded_by}; the file's times are kept")
