@@ -139,3 +139,15 @@ def test_segments_with_noisy_tracking_are_flagged_unreliable(sim, tmp_path):
     rows = read_csv(tmp_path / "noisy" / "strain_summary.csv")
     assert [row[2] for row in rows if row[0] == "reliable"] == ["0"] * 6
     assert (tmp_path / "noisy" / "strain_segments.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_unmeasured_frames_are_shaded_over_their_own_time_spans():
+    """The curves shade each run of frames that measure no motion from half way to the frame before to half
+    way to the frame after (half an interval at the ends), on uneven times too."""
+    from EchoRegistrationLib.strain.figures import unmeasured_spans
+
+    t = np.array([0.0, 0.02, 0.04, 0.08, 0.10])
+    assert np.allclose(unmeasured_spans(t, np.array([False, False, True, True, False])), [(0.03, 0.09)])
+    assert np.allclose(unmeasured_spans(t, np.array([True, False, False, False, True])), [(-0.01, 0.01), (0.09, 0.11)])
+    assert unmeasured_spans(t, np.zeros(5, bool)) == []
+    assert unmeasured_spans(np.array([0.0]), np.array([True])) == []

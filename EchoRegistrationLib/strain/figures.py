@@ -36,12 +36,38 @@ def _save(fig: plt.Figure, path: str | os.PathLike, overwrite: bool) -> Path:
     return Path(path)
 
 
+UNMEASURED_COLOUR = "lightgrey"  # the time spans of frames whose field measures no motion
+
+
+def unmeasured_spans(t: np.ndarray, unmeasured: np.ndarray) -> list[tuple[float, float]]:
+    """The (start, end) spans of ``t`` to shade for runs of unmeasured frames: each run from half way to
+    the frame before it to half way to the frame after it (half the neighbouring interval at either
+    end of ``t``; a single frame spans nothing).
+
+    Args:
+        t: (T,) increasing x values of the frames (s or frames).
+        unmeasured: (T,) bool, frames whose field is not a measurement of motion
+            (:attr:`.result.StrainResult.unmeasured`).
+    """
+    t = np.asarray(t, dtype=float)
+    if t.size < 2:
+        return []
+    edges = np.concatenate([[t[0] - 0.5 * (t[1] - t[0])], 0.5 * (t[1:] + t[:-1]), [t[-1] + 0.5 * (t[-1] - t[-2])]])
+    flags = np.concatenate([[False], np.asarray(unmeasured, dtype=bool), [False]])
+    starts = np.flatnonzero(flags[1:] & ~flags[:-1])
+    ends = np.flatnonzero(~flags[1:] & flags[:-1])
+    return [(float(edges[a]), float(edges[b])) for a, b in zip(starts, ends)]
+
+
 def save_strain_curves(result: StrainResult, path: str | os.PathLike, *,
                        overwrite: bool = False) -> Path:
     """PNG: GLS (endocardial, mid-wall) and the six segment curves over time from ED (frames from
     ED when the frame times are unknown), and the LV volume curve with EDV, ESV and EF (volume as %
-    of EDV when the pixel size is unknown)."""
+    of EDV when the pixel size is unknown). Frames whose field measures no motion are shaded grey
+    on both (:func:`unmeasured_spans`) and named in the strain's title: their values are drawn as
+    tracked, but they are no measurement."""
     t, time_title = result.timeline()
+    spans = unmeasured_spans(t, result.unmeasured)
     fig, (ax, ax_volume) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.6, 1]})
     for k, name in enumerate(result.segment_names):
         ax.plot(t, result.segmental[:, k], color=SEGMENT_COLOURS[k], linewidth=1.1, label=name)
@@ -56,7 +82,13 @@ def save_strain_curves(result: StrainResult, path: str | os.PathLike, *,
         ax.plot(*at, "o", color="black")
         ax.annotate(f"peak GLS {result.describe_peak()}", at, textcoords="offset points", xytext=(6, -12),
                     fontsize=8)
+    if spans:
+        count = int(np.count_nonzero(result.unmeasured))
+        unmeasured += (f"\ngrey: {count} frame{'s' * (count > 1)} measuring no motion (no signal, or unlike the "
+                       "reference frame)")
     for axis in (ax, ax_volume):
+        for start, end in spans:
+            axis.axvspan(start, end, color=UNMEASURED_COLOUR, alpha=0.6, linewidth=0, zorder=0)
         axis.axvline(t[result.es_index], color="grey", linestyle=":", linewidth=1)
         axis.set_xlabel(time_title)
         axis.grid(alpha=0.3)
