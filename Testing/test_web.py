@@ -192,6 +192,9 @@ def test_the_page_runs_dlir_on_the_demo_cine_with_landmarks(page, demo, artefact
     page.locator("#play").click()  # play: the frames advance (from ES round to 0, 1, ...)
     playwright.expect(page.locator("#frame-label")).not_to_have_text(f"frame {N_FRAMES - 1}")
     page.locator("#play").click()
+    log = (folder / "server.log").read_text(errors="replace")
+    assert "apply: dlir started" in log  # the page's own messages are logged
+    assert "trame_server" not in log and len(log.splitlines()) < 100  # trame's INFO is not (a line per token)
 
 
 def test_cancel_leaves_the_scene_unchanged(page):

@@ -375,6 +375,14 @@ class EchoWebApp:
         return lambda: self.report(action)
 
 
+def configure_logging() -> None:
+    """The page's own messages (:data:`LOG`) at INFO, everything else, trame's and wslink's included, at
+    WARNING: their INFO is a line per token of every widget (thousands at start)."""
+    logging.basicConfig(format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(logging.WARNING)
+    LOG.setLevel(logging.INFO)
+
+
 def serve(host: str = DEFAULT_HOST, port: int = 8080, max_upload_mb: float = MAX_UPLOAD_MB,
           cine: str | None = None) -> None:
     """Serve the page until interrupted; the session folder is removed at the end.
@@ -388,7 +396,7 @@ def serve(host: str = DEFAULT_HOST, port: int = 8080, max_upload_mb: float = MAX
     os.environ.setdefault("WSLINK_MAX_MSG_SIZE", str(int((max_upload_mb + 8) * 2**20)))  # before trame
     from trame.app import get_server
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    configure_logging()
     server = get_server("echoreg-web", client_type="vue3")
     with tempfile.TemporaryDirectory(prefix="echoreg-web-") as folder:
         app = EchoWebApp(server, Path(folder), max_upload_mb)
