@@ -329,6 +329,13 @@ def test_exports_are_read_back_by_numpy_itk_and_our_reader(tmp_path):
     assert report["method"] == "rigid" and len(report["frames"]) == 3
     with pytest.raises(FileExistsError):
         save_registration(result, seq, tmp_path / "out")
+    # the header says the unit: mm, or the placeholder's where the input records no pixel size
+    assert sitk.ReadImage(str(tmp_path / "out" / "fields" / "displacement_t002.mha")).GetMetaData(
+        "EchoRegistrationUnits") == "mm"
+    unknown = dataclasses.replace(seq, metadata={**seq.metadata, "spacing_known": False})
+    save_registration(result, unknown, tmp_path / "placeholder", itk_fields=True)
+    assert sitk.ReadImage(str(tmp_path / "placeholder" / "fields" / "displacement_t002.mha")).GetMetaData(
+        "EchoRegistrationUnits") == "placeholder pixel size, not mm: the input records no pixel size"
 
 
 def compressed_ramp_pair(size=64, amplitude=5.3, half_width=12.0, overshoot=1.6):

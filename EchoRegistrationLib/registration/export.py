@@ -24,7 +24,8 @@
   (fixed-to-moving, as ITK's ``DisplacementFieldTransform`` and Slicer's grid transforms expect).
   ``SimpleITK.ReadImage`` + ``DisplacementFieldTransform`` reads it; Slicer loads it as a
   transform. They are large (2.3 MB a frame of 480 x 560 compressed, 6.4 MB raw), so not written by
-  default.
+  default. Their ``EchoRegistrationUnits`` header field says "mm", or, without a pixel size, that the
+  vectors and the spacing are in the placeholder's units, not mm.
 
 The whole set is written at once (:func:`..io.atomic.atomic_output_set`): a failure or Ctrl-C
 leaves the folder as it was; existing files are only replaced with ``overwrite=True``.
@@ -73,14 +74,23 @@ def registration_report(result: RegistrationResult, seq: EchoSequence) -> dict[s
             "convention": displacement_convention(seq), **result.report()}
 
 
+#: Header field of the ITK field files saying what unit their vectors and spacing are in (MetaImage has no
+#: unit field of its own).
+UNITS_KEY = "EchoRegistrationUnits"
+
+
 def displacement_to_itk(field: np.ndarray, seq: EchoSequence) -> sitk.Image:
     """An ITK displacement field image of one (H, W, 2) mm field on ``seq``'s grid: a single-slice
-    3D image of LPS vectors (the in-plane components rotated by the frame's direction)."""
+    3D image of LPS vectors (the in-plane components rotated by the frame's direction). Its
+    :data:`UNITS_KEY` header field says "mm", or, where ``seq`` has no pixel size, that the vectors
+    and the spacing are in the units of the placeholder spacing, not mm."""
     vectors = field[..., 0, None] * seq.direction[:, 0] + field[..., 1, None] * seq.direction[:, 1]
     image = sitk.GetImageFromArray(vectors[None].astype(np.float64), isVector=True)
     image.SetSpacing((*seq.spacing, seq.slice_spacing))
     image.SetOrigin(tuple(seq.origin))
     image.SetDirection(tuple(seq.direction.ravel()))
+    image.SetMetaData(UNITS_KEY, "mm" if seq.spacing_known else
+                      "placeholder pixel size, not mm: the input records no pixel size")
     return image
 
 
