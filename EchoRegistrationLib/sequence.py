@@ -400,11 +400,21 @@ class EchoSequence:
         """(4, 4) Slicer IJK-to-RAS matrix of each frame as a single-slice volume."""
         return LPS_TO_RAS @ self.ijk_to_lps()
 
+    @property
+    def frame_times_remedy(self) -> str:
+        """What gives the frame times when the file does not: ``metadata["frame_times_remedy"]`` where a
+        reader knows (a CAMUS ED + ES pair without its frame numbers), else "pass --frame-rate"."""
+        return str(self.metadata.get("frame_times_remedy", "pass --frame-rate"))
+
     def _describe_times(self) -> str:
-        """The frame-times line of :meth:`describe`: no number when the file gives no timing."""
+        """The frame-times line of :meth:`describe`: no number when the file gives no timing; the frames'
+        places in the acquisition instead of a rate where they are not consecutive
+        (``metadata["frame_positions"]``, a CAMUS ED + ES pair)."""
         if not self.frame_times_known:
-            return "frame times:  UNKNOWN (not in the file; pass --frame-rate)"
-        rate = f", {self.frame_rate:.4g} frames/s" if self.n_frames > 1 else ""
+            return f"frame times:  UNKNOWN (not in the file; {self.frame_times_remedy})"
+        positions = self.metadata.get("frame_positions")
+        rate = (f", frames {positions}" if positions else
+                f", {self.frame_rate:.4g} frames/s" if self.n_frames > 1 else "")
         return f"frame times:  {self.frame_times[0]:.4g} .. {self.frame_times[-1]:.4g} s{rate}"
 
     def describe(self, labels_source: str | os.PathLike | None = None) -> str:

@@ -125,17 +125,56 @@ def test_ed_es_pair_is_timed_by_its_frame_numbers(camus_root):
     assert seq.n_frames == 2 and (seq.ed_index, seq.es_index) == (0, 1)
     # ES lies N - 1 frames after ED, not one frame (the times were [0, 1 / FrameRate] before)
     assert seq.frame_times == pytest.approx([0.0, (N - 1) / 25.0])
-    assert seq.metadata["frame_times_source"] == "Info FrameRate (25 frames/s)"
+    assert seq.metadata["frame_times_source"] == f"Info FrameRate (25 frames/s), at frames 1 (ED) and {N} (ES) of " \
+                                                 "the Info file"
+    # the file's numbers are kept, and the summary gives the frames' places, not a rate of two frames
+    assert (seq.metadata["camus_ED"], seq.metadata["camus_ES"], seq.metadata["camus_NbFrame"]) == (1, N, N)
+    assert f"frame times:  0 .. 0.2 s, frames 1 (ED) and {N} (ES) of the half sequence" in seq.describe()
 
 
-def test_ed_es_pair_without_frame_numbers_has_unknown_times(camus_root):
-    folder = _pair_only(camus_root, None)
+@pytest.mark.parametrize("info, why", [
+    (None, "there is no Info_2CH.cfg"),
+    (f"ES: {N}\nFrameRate: 25\n", "Info_2CH.cfg does not give both ED and ES")])
+def test_ed_es_pair_without_frame_numbers_has_unknown_times(camus_root, info, why):
+    folder = _pair_only(camus_root, info)
     seq = load_camus_patient(folder, "2CH")
     assert not seq.frame_times_known
-    assert "frame numbers" in seq.metadata["frame_times_source"]
-    with pytest.raises(EchoDataError, match=r"patient0001: holds only the ED and ES frames, and no Info file gives "
-                                            r"their frame numbers \(ED, ES\): a frame rate cannot give their times"):
+    assert seq.metadata["frame_times_source"] == f"unknown: an ED + ES pair without their frame numbers ({why})"
+    # what echoreg info suggests is what the reader takes: not --frame-rate, which cannot time the pair
+    assert ("frame times:  UNKNOWN (not in the file; an ED + ES pair without their frame numbers "
+            f"({why}): a frame rate cannot give their times)") in seq.describe()
+    with pytest.raises(EchoDataError, match=rf"patient0001: holds only the ED and ES frames, without their frame "
+                                            rf"numbers \({why}\): a frame rate cannot give their times"):
         load_camus_patient(folder, "2CH", frame_rate=25.0)
+
+
+@pytest.mark.parametrize("info, problem", [
+    (f"ED: {N}\nES: 1\nNbFrame: {N}\n", f"ES=1 is not after ED={N}"),
+    (f"ED: 1\nES: {N + 5}\nNbFrame: {N}\n", rf"ES={N + 5}.0 is not a frame number in 1..{N}"),
+    ("ED: 1.5\nES: 4\n", r"ED=1.5 is not a frame number in 1, 2, \.\.\."),
+    (f"ED: 1\nES: {N}\nFrameRate: fast\n", "FrameRate='fast' is not a positive, finite number of frames/s"),
+    (f"ED: 1\nES: {N}\nFrameRate: 0\n", "FrameRate=0.0 is not a positive, finite number of frames/s"),
+    (f"ED: 1\nES: {N}\nFrameRate: inf\n", "FrameRate=inf is not a positive, finite number of frames/s")])
+def test_an_info_file_that_cannot_time_a_pair_is_refused(camus_root, info, problem):
+    """The pair's numbers and rate give its times: numbers outside the frames, ES before ED or a rate that is
+    no rate would time it wrongly (they were not checked for a pair, and a bad FrameRate read as none)."""
+    folder = _pair_only(camus_root, info)
+    with pytest.raises(EchoDataError, match=rf"Info_2CH.cfg: {problem}"):
+        load_camus_patient(folder, "2CH")
+
+
+def test_a_shared_info_file_of_a_flat_folder_is_not_read(camus_root):
+    """In a flat folder of several patients' pairs one Info file cannot be each patient's: it would give them
+    all one ED -> ES interval."""
+    flat = camus_root / "flat"
+    flat.mkdir()
+    for pid in ("patient0001", "patient0002"):
+        for phase in ("ED", "ES"):
+            (camus_root / pid / f"{pid}_4CH_{phase}.nii.gz").rename(flat / f"{pid}_4CH_{phase}.nii.gz")
+    (flat / "Info_4CH.cfg").write_text(f"ED: 1\nES: {N}\nFrameRate: 25\n")
+    seq = load_camus_patient(flat, "4CH", patient="patient0002")
+    assert not seq.frame_times_known and "camus_FrameRate" not in seq.metadata
+    assert "Info_4CH.cfg is shared by the patients of this folder and not read" in seq.metadata["frame_times_source"]
 
 
 def test_frame_rate_times_a_camus_folder_without_one(camus_root):
@@ -145,12 +184,15 @@ def test_frame_rate_times_a_camus_folder_without_one(camus_root):
     assert seq.frame_times == pytest.approx(np.arange(N) / 40.0)
     assert seq.metadata["frame_times_source"] == "frame_rate argument (40 frames/s)"
     pair = _pair_only(camus_root, f"ED: 2\nES: {N}\nNbFrame: {N}\n")
-    assert load_camus_patient(pair, "2CH", frame_rate=40.0).frame_times == pytest.approx([0.0, (N - 2) / 40.0])
+    seq = load_camus_patient(pair, "2CH", frame_rate=40.0)
+    assert seq.frame_times == pytest.approx([0.0, (N - 2) / 40.0])
+    assert seq.metadata["frame_times_source"] == f"frame_rate argument (40 frames/s), at frames 2 (ED) and {N} " \
+                                                 "(ES) of the Info file"
 
 
 def test_frame_rate_that_contradicts_the_info_file_is_refused(camus_root):
     assert load_camus_patient(camus_root / "patient0001", "2CH", frame_rate=25.0).frame_times == \
         pytest.approx(np.arange(N) / 25.0)
-    with pytest.raises(EchoDataError, match=r"Info_2CH.cfg: frame rate 40 frames/s given .* \(Info FrameRate "
-                                            r"\(25 frames/s\)\): 25 frames/s"):
+    with pytest.raises(EchoDataError, match=r"Info_2CH.cfg: frame rate 40 frames/s given .*, but the file records "
+                                            r"its frame times: Info FrameRate \(25 frames/s\); a frame rate"):
         load_camus_patient(camus_root / "patient0001", "2CH", frame_rate=40.0)

@@ -54,3 +54,17 @@ def test_a_rate_that_is_not_a_positive_number_is_refused(rate):
 def test_a_single_frame_has_no_rate_to_contradict():
     timing = given_frame_rate("f", 1, 30.0, np.zeros(1), "single frame")
     assert timing.times.tolist() == [0.0] and timing.times_source == "single frame" and "unused" in timing.note
+
+
+def test_frames_of_an_acquisition_are_timed_by_their_positions():
+    """A file holding frames 3 and 10 of an acquisition (a CAMUS ED + ES pair): 7 intervals apart, and a rate
+    is compared with what the recorded times imply over those 7 intervals."""
+    positions = np.array([3.0, 10.0])
+    timing = given_frame_rate("pair", 2, 20.0, None, "not recorded", positions=positions)
+    assert timing.times == pytest.approx([0.0, 0.35])
+    recorded = np.array([0.0, 0.35])
+    assert given_frame_rate("pair", 2, 20.0, recorded, "Info", positions=positions).times is recorded  # agrees
+    with pytest.raises(EchoDataError, match=r"pair: frame rate 25 frames/s given .*\(Info\): 20 frames/s"):
+        given_frame_rate("pair", 2, 25.0, recorded, "Info", positions=positions)
+    with pytest.raises(ValueError, match=r"positions must be 2 increasing frame numbers, got \[10.0, 3.0\]"):
+        given_frame_rate("pair", 2, 20.0, None, "not recorded", positions=positions[::-1])

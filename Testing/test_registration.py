@@ -335,7 +335,8 @@ def test_exports_are_read_back_by_numpy_itk_and_our_reader(tmp_path):
     unknown = dataclasses.replace(seq, metadata={**seq.metadata, "spacing_known": False})
     save_registration(result, unknown, tmp_path / "placeholder", itk_fields=True)
     assert sitk.ReadImage(str(tmp_path / "placeholder" / "fields" / "displacement_t002.mha")).GetMetaData(
-        "EchoRegistrationUnits") == "placeholder pixel size, not mm: the input records no pixel size"
+        "EchoRegistrationUnits") == "units of the placeholder pixel size 0.4 x 0.3, not mm: the input records no " \
+                                    "pixel size"
 
 
 def compressed_ramp_pair(size=64, amplitude=5.3, half_width=12.0, overshoot=1.6):

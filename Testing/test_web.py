@@ -148,7 +148,7 @@ def test_the_page_runs_dlir_on_the_demo_cine_with_landmarks(page, demo, artefact
     # the status says how: the model and its licence, the networks' precision, the refinement
     playwright.expect(page.locator("#status")).to_contain_text(
         re.compile(r"Done: DLIR \(echoreg-dlir-camus, licence CC BY-NC-SA 4\.0, networks in (bfloat16|float32)\) "
-                   r"\+ refine 24 on the images and anatomy maps"))
+                   r"\+ refine 24 on the images and anatomy maps .*; GLS at ES -\d+\.\d %"))
     assert page.locator("#error").inner_text().strip() == ""
     assert page.locator("#progress").get_attribute("aria-valuenow") == "100"
 

@@ -16,6 +16,8 @@ frame numbers of the half sequence.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -97,52 +99,66 @@ def load_camus_patient(folder: str | os.PathLike, view: str | None = None, *,
 
     ``view`` may be left out when the folder holds a single view. ``patient`` names the files
     (``{patient}_{view}_ED.nii.gz`` ...) when they lie in a shared flat folder rather than in
-    their own ``patientXXXX`` folder (:class:`CamusPairFolder`).
+    their own ``patientXXXX`` folder (:class:`CamusPairFolder`); an ``Info_{view}.cfg`` there is not
+    this patient's alone and is not read.
     Frames come from the half sequence (ED -> ES), or, when it is absent, from the ED and ES frames as
     a 2-frame sequence. Frame times come from ``FrameRate`` in the Info file, else from ``frame_rate``
     (frames/s, :mod:`.timing`'s rule: refused where it contradicts ``FrameRate``), else they are unknown.
     The two frames of an ED + ES pair lie ``ES - ED`` frames apart (the Info file's 1-based numbers in
-    the half sequence): without those numbers their interval, and so their times, stay unknown. ED/ES
-    indices from ``ED``/``ES``. Labels: the per-frame ground truth when present, else the ED and ES
-    label maps on their frames (``label_frames``).
+    the half sequence, kept in ``metadata["frame_positions"]``): without those numbers their interval,
+    and so their times, stay unknown, and ``metadata["frame_times_remedy"]`` says so. ED/ES indices from
+    ``ED``/``ES``. Labels: the per-frame ground truth when present, else the ED and ES label maps on
+    their frames (``label_frames``).
 
     Raises:
-        EchoDataError: missing files, an Info file that contradicts the images, or a ``frame_rate`` that
-            contradicts the Info file's or cannot time an ED + ES pair whose frame numbers it lacks.
+        EchoDataError: missing files; an Info file that contradicts the images, numbers ED or ES outside
+            its frames or ES not after ED, or gives a FrameRate that is not a positive finite number (naming
+            the Info file); a ``frame_rate`` that contradicts FrameRate or cannot time an ED + ES pair whose
+            frame numbers the Info file does not give.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise EchoDataError(str(folder), "is not a CAMUS patient folder")
     view = camus_view(view) if view is not None else _only_view(folder)
     files = _patient_files(folder, view, patient)
-    info = read_camus_info(files["info"]) if files["info"].exists() else {}
+    shared_info = patient is not None and patient != folder.name
+    info = read_camus_info(files["info"]) if files["info"].exists() and not shared_info else {}
     checked_frame_rate(str(folder), frame_rate)
+    cfg = files["info"]
     if files["sequence"].exists():
         seq = read_itk_image(files["sequence"])
         frames = seq.frames
-        positions = np.arange(frames.shape[0], dtype=float)
+        n = frames.shape[0]
+        if "NbFrame" in info and info["NbFrame"] != n:
+            raise EchoDataError(str(cfg), f"NbFrame={info['NbFrame']:g} but the images have {n} frames")
+        ed, es = _frame_number(info, "ED", n, cfg), _frame_number(info, "ES", n, cfg)
+        positions, unnumbered = np.arange(n, dtype=float), None
     elif files["ed"].exists() and files["es"].exists():
         seq = read_itk_image(files["ed"])
         frames = np.concatenate([seq.frames, read_itk_image(files["es"]).frames])
-        positions = _pair_positions(info)
-        info = {**info, "ED": 1.0, "ES": 2.0, "NbFrame": 2.0}
+        ed, es = 0, 1
+        positions = _pair_positions(info, cfg)
+        unnumbered = None if positions is not None else (
+            f"{cfg.name} is shared by the patients of this folder and not read" if shared_info and cfg.exists()
+            else f"{cfg.name} does not give both ED and ES" if info else f"there is no {cfg.name}")
     else:
         raise EchoDataError(str(folder), f"no {files['sequence'].name} nor {files['ed'].name} + "
                                          f"{files['es'].name} for view {view}")
-    n = frames.shape[0]
-    if "NbFrame" in info and info["NbFrame"] != n:
-        raise EchoDataError(str(files["info"]), f"NbFrame={info['NbFrame']:g} but the images have {n} frames")
-    ed = _frame_number(info, "ED", n, files["info"])
-    es = _frame_number(info, "ES", n, files["info"])
-    timing = _frame_times(folder, files["info"], info, positions, frame_rate)
+    timing = _frame_times(folder, cfg, info, positions, unnumbered, frame_rate)
     labels, label_frames = None, None
     if with_labels:
-        labels, label_frames = _camus_labels(files, n, ed, es)
+        labels, label_frames = _camus_labels(files, frames.shape[0], ed, es)
     metadata = {"source": str(files["sequence"] if files["sequence"].exists() else folder),
                 "format": "CAMUS", "patient": patient or folder.name, "view": view,
                 "frame_times_source": timing.times_source,
                 **({"frame_times_note": timing.note} if timing.note else {}),
                 **{f"camus_{k}": v for k, v in info.items()}}
+    if frames.shape[0] == 2 and not files["sequence"].exists():
+        metadata["frame_positions"] = "ED and ES" if positions is None else \
+            f"{positions[0]:g} (ED) and {positions[1]:g} (ES) of the half sequence"
+    if unnumbered is not None:
+        metadata["frame_times_remedy"] = (f"an ED + ES pair without their frame numbers ({unnumbered}): a frame "
+                                          f"rate cannot give their times")
     if isinstance(info.get("EF"), float):
         metadata["ef"] = info["EF"]
     return EchoSequence(frames=frames, spacing=seq.spacing, frame_times=timing.times, origin=seq.origin,
@@ -150,31 +166,56 @@ def load_camus_patient(folder: str | os.PathLike, view: str | None = None, *,
                         ed_index=ed, es_index=es, metadata=metadata)
 
 
-def _pair_positions(info: dict) -> np.ndarray | None:
-    """(2,) the half-sequence frame numbers of an ED + ES pair from the Info file, or None where it does
-    not give both, or gives ES before ED."""
-    ed, es = info.get("ED"), info.get("ES")
-    if isinstance(ed, float) and isinstance(es, float) and es > ed:
-        return np.array([ed, es])
-    return None
+def _pair_positions(info: dict, cfg: Path) -> np.ndarray | None:
+    """(2,) the half-sequence frame numbers of an ED + ES pair from the Info file ``info`` (read from
+    ``cfg``), or None where it does not give both.
+
+    Raises:
+        EchoDataError: naming ``cfg``: ED or ES not a frame number (1-based, within NbFrame when given), or
+            ES not after ED.
+    """
+    if "ED" not in info or "ES" not in info:
+        return None
+    count = info.get("NbFrame")
+    count = int(count) if isinstance(count, float) and count.is_integer() and count >= 2 else None
+    for key in ("ED", "ES"):
+        value = info[key]
+        if not isinstance(value, float) or not value.is_integer() or value < 1 or (count and value > count):
+            raise EchoDataError(str(cfg), f"{key}={value!r} is not a frame number in "
+                                          f"{f'1..{count}' if count else '1, 2, ...'}")
+    if info["ES"] <= info["ED"]:
+        raise EchoDataError(str(cfg), f"ES={info['ES']:g} is not after ED={info['ED']:g} (the half sequence runs "
+                                      "from ED to ES)")
+    return np.array([info["ED"], info["ES"]])
 
 
-def _frame_times(folder: Path, cfg: Path, info: dict, positions: np.ndarray | None,
+def _frame_times(folder: Path, cfg: Path, info: dict, positions: np.ndarray | None, unnumbered: str | None,
                  frame_rate: float | None) -> FrameTiming:
     """The frames' times from the Info file's ``FrameRate`` and the caller's ``frame_rate``
     (:func:`.timing.given_frame_rate`), at the frames' ``positions`` in the half sequence (None: an ED +
-    ES pair the Info file does not number, whose times stay unknown)."""
+    ES pair without its frame numbers, for the reason ``unnumbered``, whose times stay unknown).
+
+    Raises:
+        EchoDataError: naming ``cfg``: a FrameRate that is not a positive finite number, or one that
+            ``frame_rate`` contradicts; naming ``folder``: a ``frame_rate`` for an unnumbered pair.
+    """
     if positions is None:
         if frame_rate is not None:
-            raise EchoDataError(str(folder), "holds only the ED and ES frames, and no Info file gives their frame "
-                                             "numbers (ED, ES): a frame rate cannot give their times")
-        return FrameTiming(None, "not in Info file: an ED + ES pair whose frame numbers it does not give")
+            raise EchoDataError(str(folder), f"holds only the ED and ES frames, without their frame numbers "
+                                             f"({unnumbered}): a frame rate cannot give their times")
+        return FrameTiming(None, f"unknown: an ED + ES pair without their frame numbers ({unnumbered})")
     recorded, recorded_by = None, "not in Info file"
-    rate = info.get("FrameRate")
-    if isinstance(rate, float) and rate > 0:
+    if "FrameRate" in info:
+        rate = info["FrameRate"]
+        if not isinstance(rate, float) or not (math.isfinite(rate) and rate > 0):
+            raise EchoDataError(str(cfg), f"FrameRate={rate!r} is not a positive, finite number of frames/s")
         recorded, recorded_by = (positions - positions[0]) / rate, f"Info FrameRate ({rate:g} frames/s)"
-    return given_frame_rate(str(cfg if recorded is not None else folder), len(positions), frame_rate, recorded,
-                            recorded_by, positions=positions)
+    timing = given_frame_rate(str(cfg if recorded is not None else folder), len(positions), frame_rate, recorded,
+                              recorded_by, positions=positions)
+    if len(positions) == 2 and positions[1] - positions[0] != 1:  # a pair: say where its interval comes from
+        return dataclasses.replace(timing, times_source=f"{timing.times_source}, at frames {positions[0]:g} (ED) "
+                                                        f"and {positions[1]:g} (ES) of the Info file")
+    return timing
 
 
 def _camus_labels(files: dict[str, Path], n: int, ed: int | None,

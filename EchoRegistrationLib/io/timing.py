@@ -1,10 +1,12 @@
 """The caller's frame rate against the frame times a file records: one rule for every reader.
 
 ``frame_rate`` (frames/s: ``--frame-rate``, a batch CSV's ``frame_rate`` column, ``load_sequence(...,
-frame_rate=)``) is for files that record no frame times; the times are then ``i / frame_rate`` s.
+frame_rate=)``) is for files that record no frame times; the times are then ``i / frame_rate`` s (``(p_i -
+p_0) / frame_rate`` where a file holds frames ``p_i`` of an acquisition only: a CAMUS ED + ES pair).
 
 * A file that records its frame times (DICOM ``FrameTimeVector`` / ``FrameTime`` / ``CineRate``, a
-  ``.seq.nrrd`` time index in s or ms, the ``FrameTimes`` field of MetaImage / NRRD) keeps them: a frame
+  ``.seq.nrrd`` time index in s or ms, the ``FrameTimes`` field of MetaImage / NRRD, a CAMUS Info file's
+  ``FrameRate``) keeps them: a frame
   rate that contradicts them is refused (an :class:`EchoDataError` naming the file and the rate it
   records), one that agrees with them (within :data:`RATE_TOLERANCE`) changes nothing. The recorded
   times are what the scanner measured; a rate typed over them would be a silent wrong number.
@@ -80,6 +82,8 @@ def given_frame_rate(source: str, n_frames: int, frame_rate: float | None, recor
     if frame_rate is None:
         return FrameTiming(recorded, recorded_by)
     positions = np.arange(n_frames, dtype=float) if positions is None else np.asarray(positions, dtype=float)
+    if positions.shape != (n_frames,) or np.any(np.diff(positions) <= 0):
+        raise ValueError(f"positions must be {n_frames} increasing frame numbers, got {positions.tolist()}")
     given = (positions - positions[0]) / frame_rate
     from_rate = f"{FROM_FRAME_RATE} ({frame_rate:g} frames/s)"
     if recorded is None:
@@ -91,11 +95,13 @@ def given_frame_rate(source: str, n_frames: int, frame_rate: float | None, recor
     if math.isclose(frame_rate, rate, rel_tol=RATE_TOLERANCE):
         return FrameTiming(recorded, recorded_by, f"frame_rate {frame_rate:g} frames/s agrees with the "
                                                   f"{recorded_by}; the file's times are kept")
+    named = f"{rate:.4g} frames/s" in recorded_by  # the rate is in the source's name already
     if playback:
-        shown = recorded_by if f"{rate:.4g} frames/s" in recorded_by else f"{recorded_by} ({rate:.4g} frames/s"
+        shown = recorded_by if named else f"{recorded_by} ({rate:.4g} frames/s"
         shown = shown[:-1] if shown.endswith(")") else shown  # one parenthesis: the rate, then what it is
         return FrameTiming(given, from_rate, warning=f"frame times from the {from_rate}, not from the "
                                                      f"{shown}, a playback rate)")
+    records = f"records its frame times: {recorded_by}" if named else \
+        f"records its frame times ({recorded_by}): {rate:.4g} frames/s"
     raise EchoDataError(source, f"frame rate {frame_rate:g} frames/s given (--frame-rate, frame_rate), but the "
-                                f"file records its frame times ({recorded_by}): {rate:.4g} frames/s; a frame "
-                                "rate is only for files that record no time: leave it out")
+                                f"file {records}; a frame rate is only for files that record no time: leave it out")

@@ -90,7 +90,8 @@ def displacement_to_itk(field: np.ndarray, seq: EchoSequence) -> sitk.Image:
     image.SetOrigin(tuple(seq.origin))
     image.SetDirection(tuple(seq.direction.ravel()))
     image.SetMetaData(UNITS_KEY, "mm" if seq.spacing_known else
-                      "placeholder pixel size, not mm: the input records no pixel size")
+                      f"units of the placeholder pixel size {seq.spacing[0]:g} x {seq.spacing[1]:g}, not mm: the "
+                      "input records no pixel size")
     return image
 
 

@@ -151,7 +151,8 @@ def compute_strain(seq: EchoSequence, registration: RegistrationResult,
         lv_area=polygon_area(endo), lv_volume=volume, quality=quality, full_cycle=bool(full_cycle),
         drift_mm=loop_closure_mm(u, myocardium.mask, frames.ed) if full_cycle else float("nan"),
         myocardium=myocardium, seconds=time.perf_counter() - start,
-        registration=registration_record(registration), unmeasured=unmeasured, drift_note=drift_note)
+        registration=registration_record(registration), unmeasured=unmeasured, drift_note=drift_note,
+        **({"frame_times_remedy": seq.frame_times_remedy} if "frame_times_remedy" in seq.metadata else {}))
 
 
 # what a strain summary repeats of its registration's parameters (those that name how it was made)

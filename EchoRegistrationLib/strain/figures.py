@@ -37,6 +37,7 @@ def _save(fig: plt.Figure, path: str | os.PathLike, overwrite: bool) -> Path:
 
 
 UNMEASURED_COLOUR = "lightgrey"  # the time spans of frames whose field measures no motion
+MAX_LISTED = 8  # unmeasured frames listed by number in the curves' title
 
 
 def unmeasured_spans(t: np.ndarray, unmeasured: np.ndarray) -> list[tuple[float, float]]:
@@ -64,8 +65,8 @@ def save_strain_curves(result: StrainResult, path: str | os.PathLike, *,
     """PNG: GLS (endocardial, mid-wall) and the six segment curves over time from ED (frames from
     ED when the frame times are unknown), and the LV volume curve with EDV, ESV and EF (volume as %
     of EDV when the pixel size is unknown). Frames whose field measures no motion are shaded grey
-    on both (:func:`unmeasured_spans`) and named in the strain's title: their values are drawn as
-    tracked, but they are no measurement."""
+    on both (:func:`unmeasured_spans`) and listed in the strain's title (the first
+    :data:`MAX_LISTED`): their values are drawn as tracked, but they are no measurement."""
     t, time_title = result.timeline()
     spans = unmeasured_spans(t, result.unmeasured)
     fig, (ax, ax_volume) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.6, 1]})
@@ -83,9 +84,10 @@ def save_strain_curves(result: StrainResult, path: str | os.PathLike, *,
         ax.annotate(f"peak GLS {result.describe_peak()}", at, textcoords="offset points", xytext=(6, -12),
                     fontsize=8)
     if spans:
-        count = int(np.count_nonzero(result.unmeasured))
-        unmeasured += (f"\ngrey: {count} frame{'s' * (count > 1)} measuring no motion (no signal, or unlike the "
-                       "reference frame)")
+        flagged = np.flatnonzero(result.unmeasured).tolist()
+        listed = ", ".join(map(str, flagged[:MAX_LISTED])) + (", ..." if len(flagged) > MAX_LISTED else "")
+        unmeasured += (f"\ngrey: frame{'s' * (len(flagged) > 1)} {listed} measure{'s' * (len(flagged) == 1)} no "
+                       "motion (no signal, or unlike the reference frame)")
     for axis in (ax, ax_volume):
         for start, end in spans:
             axis.axvspan(start, end, color=UNMEASURED_COLOUR, alpha=0.6, linewidth=0, zorder=0)

@@ -123,6 +123,7 @@ class StrainResult:
             a summary names the registration it rests on; empty when not known.
         unmeasured: (T,) bool, frames whose field is not a measurement of motion
             (:attr:`..registration.RegistrationResult.unmeasured`); None: every frame measured.
+        frame_times_remedy: what gives the times when ``frame_times_known`` is False (the warning says it).
         drift_note: the warning line saying why no end-of-cycle drift is reported where a full cycle was
             asked for (``--full-cycle``) or assumed from the file's ED and ES: the last frame cannot be the
             next ED after ED (:func:`~.reference.end_of_cycle_problem`); None otherwise.
@@ -152,6 +153,7 @@ class StrainResult:
     registration: dict[str, Any] = field(default_factory=dict)
     unmeasured: np.ndarray | None = None
     drift_note: str | None = None
+    frame_times_remedy: str = "give the frame rate (--frame-rate) to get them"
 
     def __post_init__(self) -> None:
         if self.unmeasured is None:
@@ -328,8 +330,8 @@ class StrainResult:
             out.append(f"{NO_SPACING}: areas, volumes and distances (mm, mm2, ml) are left blank; "
                        "strain and EF are ratios and are reported")
         if not self.frame_times_known:
-            out.append(f"{NO_TIMES}: times are left blank and curves run over frame indices; give "
-                       "the frame rate (--frame-rate) to get them")
+            out.append(f"{NO_TIMES}: times are left blank and curves run over frame indices; "
+                       f"{self.frame_times_remedy}")
         if self.frames.ed_source not in (FROM_FILE, FROM_USER_REFERENCE):
             out.append(f"ED not given by the file: frame {self.ed_index} was detected as ED "
                        f"({self.frames.ed_source}); check it on the images, or set it (--reference: the strain "

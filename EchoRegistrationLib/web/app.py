@@ -26,6 +26,7 @@ from ..mrml import METHODS, RegistrationSettings
 from ..registration import RegistrationCancelled
 from ..registration.tracking import DEFAULT_REFINE_START, REFINE_STARTS
 from ..sequence import EchoDataError
+from ..strain.result import percent_text
 from ..workflow import (DEFAULT_METHOD, DEFAULT_REFINE, FLOAT32_HINT, FLOAT32_LABEL, REFINE_START_HINT,
                         REFINE_START_LABEL, parse_frame_number)
 from .session import MAX_UPLOAD_MB, MYOCARDIUM_SOURCES, Overlays, UploadRefused, WebSession
@@ -213,8 +214,8 @@ class EchoWebApp:
             self.session.show(analysis)
             self._results()
             state.status = (f"Done: {state.registration} in {analysis.registration.seconds:.1f} s"
-                            + ("" if analysis.strain is None else
-                               f"; GLS at ES {analysis.strain.gls_endo[analysis.strain.es_index]:.1f} %"))
+                            + ("" if analysis.strain is None else "; GLS at ES " + percent_text(
+                                analysis.strain.peaks()["GLS endocardial"]["end_systolic_pct"])))
 
     def cancel(self) -> None:
         """Stop the run (the worker stops at its next step; nothing is added to the scene)."""
