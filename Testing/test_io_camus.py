@@ -196,3 +196,20 @@ def test_frame_rate_that_contradicts_the_info_file_is_refused(camus_root):
     with pytest.raises(EchoDataError, match=r"Info_2CH.cfg: frame rate 40 frames/s given .*, but the file records "
                                             r"its frame times: Info FrameRate \(25 frames/s\); a frame rate"):
         load_camus_patient(camus_root / "patient0001", "2CH", frame_rate=40.0)
+
+
+def test_a_folder_of_other_patients_files_says_what_it_holds(camus_root):
+    """A flat folder of many patients' pairs (the shared camus_ed_es layout), or one patient's files in a folder
+    of another name, was 'no CAMUS images (..._half_sequence.nii.gz)'."""
+    flat = camus_root / "flat"
+    flat.mkdir()
+    for pid in ("patient0001", "patient0002"):
+        for phase in ("ED", "ES"):
+            (camus_root / pid / f"{pid}_4CH_{phase}.nii.gz").rename(flat / f"{pid}_4CH_{phase}.nii.gz")
+    with pytest.raises(EchoDataError, match=r"flat: holds the ED / ES files of 2 patients \(patient0001, \.\.\.\), "
+                                            r"not one patient's folder: .* EchoRegistrationLib\.io\.CamusPairFolder"):
+        load_sequence(flat)
+    (flat / "patient0002_4CH_ED.nii.gz").unlink()
+    with pytest.raises(EchoDataError, match=r"flat: holds patient0001's files in a folder of another name: CAMUS names "
+                                            r"a patient's folder after it \(rename it patient0001\)"):
+        load_sequence(flat)

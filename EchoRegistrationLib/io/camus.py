@@ -79,8 +79,22 @@ def _only_view(folder: Path) -> str:
     views = available_views(folder)
     if len(views) != 1:
         raise EchoDataError(str(folder), f"holds views {views}: choose one (--view 2CH or --view 4CH; view= in the API)"
-                            if views else "holds no CAMUS images (patientXXXX_{2CH,4CH}_half_sequence.nii.gz)")
+                            if views else _no_images(folder))
     return views[0]
+
+
+def _no_images(folder: Path) -> str:
+    """Why ``folder`` is no CAMUS patient folder: none of its images, or, for a flat folder of several patients'
+    files, what reads those."""
+    patients = sorted({m[1] for p in folder.glob("patient*_ED.nii.gz") if (m := CamusPairFolder.PATTERN.match(p.name))})
+    if len(patients) == 1:
+        return (f"holds {patients[0]}'s files in a folder of another name: CAMUS names a patient's folder after it "
+                f"(rename it {patients[0]})")
+    if patients:
+        return (f"holds the ED / ES files of {len(patients)} patients ({patients[0]}, ...), not one patient's folder: "
+                f"give a folder of one patient's files, named after it, or read them all with "
+                f"EchoRegistrationLib.io.CamusPairFolder")
+    return "holds no CAMUS images (patientXXXX_{2CH,4CH}_half_sequence.nii.gz)"
 
 
 def _patient_files(folder: Path, view: str, patient: str | None = None) -> dict[str, Path]:
