@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from EchoRegistrationLib import EchoSequence
-from EchoRegistrationLib.dlir import (AffineNet, DLIRModel, DLIRObjective, LossWeights, MaskVAE,
+from EchoRegistrationLib.dlir import (AffineNet, CostVolumeNet, DLIRModel, DLIRObjective, LossWeights, MaskVAE,
                                       PairSampler, PatchDiscriminator, RegistrationUNet, SequenceFolder,
                                       SequenceItem, ShapePrior, SimulatedSequences, load_model,
                                       open_source, predict_sequence_fields, read_config, save_model,
@@ -17,7 +17,7 @@ from EchoRegistrationLib.dlir.augment import random_affine
 from EchoRegistrationLib.dlir.data import NUM_LABELS, load_item, save_item
 from EchoRegistrationLib.dlir.evaluation import evaluate, score_ed_es
 from EchoRegistrationLib.dlir.model import upsample_field
-from EchoRegistrationLib.dlir.networks import upsample_concat_conv
+from EchoRegistrationLib.dlir.networks import correlation, registration_network, upsample_concat_conv, upsample_flow
 from EchoRegistrationLib.dlir.grid import (MAX_PERCENTILE_SAMPLES, intensity_window, normalise_intensities,
                                           to_input_grid, to_working_grid, working_shape)
 from EchoRegistrationLib.dlir.objectives import (HEART_WEIGHT, discriminator_loss, generator_texture_loss,
@@ -75,6 +75,45 @@ def test_unet_takes_any_size_and_starts_near_identity(shape):
     assert out.is_contiguous()
     coarse = RegistrationUNet(**{**TINY_UNET, "decoder": [8, 8]}, output_stride=2)
     assert coarse(torch.rand(2, 2, *shape)).shape == (2, 2, -(-shape[0] // 2), -(-shape[1] // 2))
+
+
+TINY_COST_VOLUME = {"kind": "cost_volume", "widths": [4, 8, 8, 8], "radii": [2, 2, 1], "estimator": [8, 8]}
+
+
+def test_correlation_peaks_at_the_displacement_to_the_match():
+    """moving(p + d) = fixed(p) for d = (dx, dy) = (2, -1): the cosine is 1 there and lower at every other d."""
+    torch.manual_seed(0)
+    fixed = torch.randn(1, 8, 12, 14)
+    moving = torch.roll(fixed, shifts=(-1, 2), dims=(-2, -1))  # moving[y, x] = fixed[y + 1, x - 2]
+    volume = correlation(fixed, moving, radius=3)
+    assert volume.shape == (1, 49, 12, 14)
+    inner = volume[0, :, 4:-4, 4:-4]  # away from the border and the roll's wrap
+    match = (-1 + 3) * 7 + (2 + 3)
+    assert torch.all(inner.argmax(0) == match) and torch.allclose(inner[match], torch.ones(()), atol=1e-5)
+    assert correlation(3 * fixed, moving, 3).allclose(volume, atol=1e-5)  # cosines: the features' scale is moot
+
+
+def test_upsampled_flow_keeps_a_translation_in_pixels_of_the_finer_grid():
+    flow = torch.tensor([1.5, -0.5]).view(1, 2, 1, 1).expand(1, 2, 5, 4)  # pixel i of it on pixel 2i of 9 x 7
+    assert torch.allclose(upsample_flow(flow, (9, 7)), torch.tensor([3.0, -1.0]).view(1, 2, 1, 1))
+
+
+@pytest.mark.parametrize("shape", [(37, 51), (9, 70)])
+def test_cost_volume_net_takes_any_size_starts_near_identity_and_rebuilds_from_its_checkpoint(shape, tmp_path):
+    net = registration_network(TINY_COST_VOLUME)
+    assert isinstance(net, CostVolumeNet) and net.architecture() == TINY_COST_VOLUME
+    out = net(torch.rand(2, 2, *shape))
+    assert out.shape == (2, 2, *shape) and out.abs().max() < 0.01 and out.is_contiguous()  # % of the depth
+    model = DLIRModel(net, working_size=40).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    images = torch.rand(2, 1, *shape)
+    loaded = load_model(save_model(model, tmp_path / "cv"))
+    assert isinstance(loaded.net, CostVolumeNet)
+    assert torch.equal(loaded(images[:1], images, (0.3, 0.3)), model(images[:1], images, (0.3, 0.3)))
+    with pytest.raises(ValueError, match="unknown registration network kind 'transformer'"):
+        registration_network({"kind": "transformer"})
 
 
 @pytest.mark.parametrize("size", [(4, 6), (1, 1)])

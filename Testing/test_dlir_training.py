@@ -12,6 +12,7 @@ from EchoRegistrationLib.dlir import (DLIRModel, MaskVAE, SimulatedSequences, lo
                                       predict_sequence_fields, read_config, train_affine, train_dlir,
                                       train_vae)
 from EchoRegistrationLib.cli.train import add_train_parser
+from EchoRegistrationLib.sequence import EchoDataError
 
 TINY_UNET = {"stem": 4, "encoder": [8, 8, 8], "decoder": [8, 8, 4]}
 TINY_VAE = {"latent_size": 4, "channels": [4, 8], "input_size": 16}
@@ -168,6 +169,14 @@ def test_echoreg_train_commands(tmp_path, capsys):
     assert load_model(tmp_path / "fine").mode == "sequential"
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "dlir", "--data", "x", "-o", "y", "--weight", "dice"])
+    run("train", "dlir", *data, "-o", str(tmp_path / "cv"), "--scales", "32", "--iterations", "1", "--no-texture",
+        "--network", "cost_volume")
+    assert read_config(tmp_path / "cv")["architecture"]["unet"]["kind"] == "cost_volume"
+    args = parser.parse_args(["train", "dlir", *data, "-o", str(tmp_path / "cv2"), "--network", "cost_volume",
+                              "--encoder", "8", "8"])
+    with pytest.raises(EchoDataError, match="--encoder, --decoder and --output-stride shape the U-Net, not "
+                                            "--network cost_volume"):
+        args.run(args)
 
 
 def test_train_command_help_states_each_trainers_own_defaults_and_refuses_bad_devices():

@@ -161,6 +161,10 @@ def _cmd_dlir(args: argparse.Namespace) -> int:
     iterations = args.iterations[0] if len(args.iterations) == 1 else args.iterations
     unet = {key: value for key, value in (("encoder", args.encoder), ("decoder", args.decoder),
                                           ("output_stride", args.output_stride)) if value is not None}
+    if args.network == "cost_volume":
+        if unet:
+            raise ValueError("--encoder, --decoder and --output-stride shape the U-Net, not --network cost_volume")
+        unet = {"kind": "cost_volume"}
     history = train_dlir(args.data, scales=args.scales, iterations=iterations, weights=weights or None,
                          similarity=args.similarity, vaes=args.vae or (), texture=args.texture,
                          unet=unet or None, diffeomorphic=args.diffeomorphic, passes=args.passes,
@@ -262,6 +266,9 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     dlir.add_argument("--passes", type=count(1), default=1,
                       help="network applications per training pair, trained end to end on the composed "
                            "field (a recurrent cascade; each costs a network run; default 1)")
+    dlir.add_argument("--network", choices=["unet", "cost_volume"], default="unet",
+                      help="the registration network: the U-Net (default), or a PWC-Net-style network with "
+                           "cost volumes (CostVolumeNet; docs/generalisation.md, 'A cost-volume network')")
     dlir.add_argument("--encoder", type=count(1), nargs="+",
                       help="U-Net channels of each stride-2 level, fine to coarse (default 32 32 32 32)")
     dlir.add_argument("--decoder", type=count(1), nargs="+",

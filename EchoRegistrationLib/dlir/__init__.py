@@ -31,7 +31,7 @@ __getattr__, __all__ = lazy_package(__name__, {
     ".items": ("SequenceItem",),
     ".inference": ("predict_pair_fields", "predict_sequence_fields"),
     ".model": ("DLIRModel",),
-    ".networks": ("RegistrationUNet",),
+    ".networks": ("CostVolumeNet", "RegistrationUNet", "registration_network"),
     ".objectives": ("DLIRObjective", "LossWeights", "ShapePrior"),
     ".shipped": ("ModelInfo", "list_models", "resolve_model"),
     ".templates": ("WarpedTemplates",),

@@ -28,7 +28,7 @@ from ..spatial import Spacing, compose, integrate_velocity, mirror_field, spacin
 from .affine_net import PERCENT, AffineNet, field_of_view_height
 from .anatomy import AnatomyNet
 from .correction import FieldCorrection
-from .networks import RegistrationUNet, float32_region
+from .networks import CostVolumeNet, RegistrationUNet, float32_region, registration_network
 
 DEFAULT_WORKING_SIZE = 128
 
@@ -73,7 +73,7 @@ class DLIRModel(nn.Module):
             refinement (:mod:`.anatomy`); not used by the network's own prediction.
     """
 
-    def __init__(self, net: RegistrationUNet | None, *,
+    def __init__(self, net: RegistrationUNet | CostVolumeNet | None, *,
                  working_size: int = DEFAULT_WORKING_SIZE, diffeomorphic: bool = False,
                  integration_steps: int = 7, affine: AffineNet | None = None,
                  mode: str = "to_reference", passes: int = 1,
@@ -109,7 +109,7 @@ class DLIRModel(nn.Module):
     def from_architecture(cls, architecture: dict[str, Any]) -> "DLIRModel":
         unet, affine, correction = architecture["unet"], architecture["affine"], architecture.get("correction")
         anatomy = architecture.get("anatomy")
-        return cls(None if unet is None else RegistrationUNet(**unet),
+        return cls(None if unet is None else registration_network(unet),
                    working_size=architecture["working_size"],
                    diffeomorphic=architecture["diffeomorphic"],
                    integration_steps=architecture["integration_steps"],

@@ -47,7 +47,7 @@ from .evaluation import evaluate
 from .grid import prepare_frames
 from .inference import autocast_context
 from .model import DLIRModel
-from .networks import RegistrationUNet
+from .networks import registration_network
 from .objectives import DLIRObjective, LossWeights, ShapePrior, discriminator_loss
 from .vae import MaskVAE, structure_label
 
@@ -582,7 +582,9 @@ def train_dlir(data: Any, output: str | os.PathLike, *, validation: Any = None,
             recurrent cascade trained end to end, as Zhao et al., ICCV 2019): every term is computed
             on the composed field, so the network learns to correct its own residual; saved as the
             model's passes (validation may change them afterwards). Each pass costs a network run.
-        unet: :class:`~.networks.RegistrationUNet` arguments (default: its defaults).
+        unet: the registration network's architecture (:func:`~.networks.registration_network`):
+            :class:`~.networks.RegistrationUNet` arguments (default: its defaults), or ``{"kind":
+            "cost_volume", ...}`` for a :class:`~.networks.CostVolumeNet`.
         affine: an affine-only DLIR model (:func:`train_affine`) to use, frozen, as the first stage.
         ed_es_fraction: share of ED <-> ES pairs among the random pairs ("to_reference" only).
         mode: the tracking the model is for, saved with it: "to_reference" trains on ED <-> ES and
@@ -610,7 +612,7 @@ def train_dlir(data: Any, output: str | os.PathLike, *, validation: Any = None,
     first_stage = None if affine is None else _load_or_keep(affine, DLIRModel).affine
     if affine is not None and first_stage is None:
         raise ValueError("the affine first stage must be a model trained by train_affine")
-    model = DLIRModel(RegistrationUNet(**(unet or {})), working_size=stages[-1].size,
+    model = DLIRModel(registration_network(unet), working_size=stages[-1].size,
                       diffeomorphic=diffeomorphic, affine=first_stage, mode=mode, passes=passes).to(dev)
     if first_stage is not None:
         first_stage.requires_grad_(False)
