@@ -35,6 +35,21 @@ def conv_block(in_channels: int, out_channels: int, stride: int = 1, kernel: int
                          nn.LeakyReLU(NEGATIVE_SLOPE, inplace=True))
 
 
+def field_head(in_channels: int, out_channels: int = 2) -> nn.Conv2d:
+    """The 3 x 3 convolution that outputs a field, initialised near zero (the identity map;
+    :data:`HEAD_INIT_STD`)."""
+    head = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+    nn.init.normal_(head.weight, std=HEAD_INIT_STD)
+    nn.init.zeros_(head.bias)
+    return head
+
+
+def pad_to_multiple(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """(B, C, h, w) zero-padded at the bottom and right to a multiple of ``stride`` (no copy when it is one)."""
+    pad_h, pad_w = -x.shape[-2] % stride, -x.shape[-1] % stride
+    return F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
+
+
 # A 3 x 3 convolution (padding 1) of a nearest x2 upsampled image equals a 4 x 4 transposed
 # convolution (stride 2, padding 1) of the coarse image: along each axis, output pixel 2i reads
 # coarse pixels i - 1 (tap d = -1) and i (d = 0, +1), output pixel 2i + 1 reads i (d = -1, 0) and
@@ -134,9 +149,7 @@ class RegistrationUNet(nn.Module):
             ups.append(conv_block(current + skip, width))
             current = width
         self.up = nn.ModuleList(ups)
-        self.head = nn.Conv2d(current, out_channels, 3, padding=1)
-        nn.init.normal_(self.head.weight, std=HEAD_INIT_STD)
-        nn.init.zeros_(self.head.bias)
+        self.head = field_head(current, out_channels)
 
     @property
     def stride(self) -> int:
@@ -149,10 +162,8 @@ class RegistrationUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        pad_h, pad_w = -h % self.stride, -w % self.stride
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h))
-        x = x.contiguous(memory_format=torch.channels_last)  # 1.7x faster on CPUs, good on GPUs
+        # channels-last: 1.7x faster on CPUs, good on GPUs
+        x = pad_to_multiple(x, self.stride).contiguous(memory_format=torch.channels_last)
         features = [self.stem(x)]
         for down in self.down:
             features.append(down(features[-1]))
@@ -243,10 +254,7 @@ class CostVolumeNet(nn.Module):
                 layers.append(conv_block(current, width))
                 current = width
             self.estimators.append(nn.Sequential(*layers))
-            head = nn.Conv2d(current, 2, 3, padding=1)
-            nn.init.normal_(head.weight, std=HEAD_INIT_STD)
-            nn.init.zeros_(head.bias)
-            self.heads.append(head)
+            self.heads.append(field_head(current))
 
     def architecture(self) -> dict[str, Any]:
         """The constructor arguments and ``kind`` (JSON-ready; :func:`registration_network` rebuilds it)."""
@@ -254,9 +262,7 @@ class CostVolumeNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        pad_h, pad_w = -h % self.stride, -w % self.stride
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h))
+        x = pad_to_multiple(x, self.stride)
         n = x.shape[0]
         levels = [self.pyramid[0](torch.cat((x[:, 0:1], x[:, 1:2]), 0))]  # the moving images, then the fixed
         for level in self.pyramid[1:]:
