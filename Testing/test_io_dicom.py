@@ -277,9 +277,9 @@ def test_frame_rate_times_a_file_without_timing(tmp_path: Path, cine: np.ndarray
 
 
 @pytest.mark.parametrize("attributes, recorded, agreeing", [
-    ({"FrameTime": 20}, r"FrameTime \(20 ms\)\): 50 frames/s", 50.0),
-    ({"FrameTimeVector": [0, 30, 30, 30]}, r"FrameTimeVector \(ms increments\)\): 33\.33 frames/s", 33.33),
-    ({"CineRate": 25}, r"CineRate \(25 frames/s\)\): 25 frames/s", 25.0),
+    ({"FrameTime": 20}, r" \(FrameTime \(20 ms\)\): 50 frames/s", 50.0),
+    ({"FrameTimeVector": [0, 30, 30, 30]}, r" \(FrameTimeVector \(ms increments\)\): 33\.33 frames/s", 33.33),
+    ({"CineRate": 25}, r": CineRate \(25 frames/s\)", 25.0),  # the rate named once
 ])
 def test_frame_rate_contradicting_the_file_times_is_refused(tmp_path: Path, cine: np.ndarray, attributes,
                                                             recorded, agreeing) -> None:
@@ -287,7 +287,7 @@ def test_frame_rate_contradicting_the_file_times_is_refused(tmp_path: Path, cine
     the message prints it) changes nothing."""
     path = write_us(tmp_path / "timed.dcm", cine, **attributes)
     with pytest.raises(EchoDataError, match=rf"timed\.dcm: frame rate 60 frames/s given .* records its frame "
-                                            rf"times \({recorded}; .* leave it out"):
+                                            rf"times{recorded}; .* leave it out"):
         read_dicom(path, frame_rate=60.0)
     kept = read_dicom(path, frame_rate=agreeing)
     np.testing.assert_allclose(kept.frame_times, read_dicom(path).frame_times, rtol=1e-12)
