@@ -125,11 +125,11 @@ def test_ed_es_pair_is_timed_by_its_frame_numbers(camus_root):
     assert seq.n_frames == 2 and (seq.ed_index, seq.es_index) == (0, 1)
     # ES lies N - 1 frames after ED, not one frame (the times were [0, 1 / FrameRate] before)
     assert seq.frame_times == pytest.approx([0.0, (N - 1) / 25.0])
-    assert seq.metadata["frame_times_source"] == f"Info FrameRate (25 frames/s), at frames 1 (ED) and {N} (ES) of " \
-                                                 "the Info file"
+    assert seq.metadata["frame_times_source"] == f"Info FrameRate (25 frames/s), at 1 (ED) and {N} (ES) of the " \
+                                                 "half sequence (Info file)"
     # the file's numbers are kept, and the summary gives the frames' places, not a rate of two frames
     assert (seq.metadata["camus_ED"], seq.metadata["camus_ES"], seq.metadata["camus_NbFrame"]) == (1, N, N)
-    assert f"frame times:  0 .. 0.2 s, frames 1 (ED) and {N} (ES) of the half sequence" in seq.describe()
+    assert f"frame times:  0 .. 0.2 s, frames 1 (ED) and {N} (ES) of the half sequence (Info file)" in seq.describe()
 
 
 @pytest.mark.parametrize("info, why", [
@@ -186,8 +186,8 @@ def test_frame_rate_times_a_camus_folder_without_one(camus_root):
     pair = _pair_only(camus_root, f"ED: 2\nES: {N}\nNbFrame: {N}\n")
     seq = load_camus_patient(pair, "2CH", frame_rate=40.0)
     assert seq.frame_times == pytest.approx([0.0, (N - 2) / 40.0])
-    assert seq.metadata["frame_times_source"] == f"frame_rate argument (40 frames/s), at frames 2 (ED) and {N} " \
-                                                 "(ES) of the Info file"
+    assert seq.metadata["frame_times_source"] == f"frame_rate argument (40 frames/s), at 2 (ED) and {N} (ES) of " \
+                                                 "the half sequence (Info file)"
 
 
 def test_frame_rate_that_contradicts_the_info_file_is_refused(camus_root):

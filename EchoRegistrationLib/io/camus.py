@@ -167,9 +167,8 @@ def load_camus_patient(folder: str | os.PathLike, view: str | None = None, *,
                 "frame_times_source": timing.times_source,
                 **({"frame_times_note": timing.note} if timing.note else {}),
                 **{f"camus_{k}": v for k, v in info.items()}}
-    if frames.shape[0] == 2 and not files["sequence"].exists():
-        metadata["frame_positions"] = "ED and ES" if positions is None else \
-            f"{positions[0]:g} (ED) and {positions[1]:g} (ES) of the half sequence"
+    if positions is not None and not files["sequence"].exists():
+        metadata["frame_positions"] = _pair_places(positions)
     if unnumbered is not None:
         metadata["frame_times_remedy"] = (f"an ED + ES pair without their frame numbers ({unnumbered}): a frame "
                                           f"rate cannot give their times")
@@ -227,9 +226,13 @@ def _frame_times(folder: Path, cfg: Path, info: dict, positions: np.ndarray | No
     timing = given_frame_rate(str(cfg if recorded is not None else folder), len(positions), frame_rate, recorded,
                               recorded_by, positions=positions)
     if len(positions) == 2 and positions[1] - positions[0] != 1:  # a pair: say where its interval comes from
-        return dataclasses.replace(timing, times_source=f"{timing.times_source}, at frames {positions[0]:g} (ED) "
-                                                        f"and {positions[1]:g} (ES) of the Info file")
+        return dataclasses.replace(timing, times_source=f"{timing.times_source}, at {_pair_places(positions)}")
     return timing
+
+
+def _pair_places(positions: np.ndarray) -> str:
+    """Where an ED + ES pair's two frames lie, for the metadata and :meth:`EchoSequence.describe`."""
+    return f"{positions[0]:g} (ED) and {positions[1]:g} (ES) of the half sequence (Info file)"
 
 
 def _camus_labels(files: dict[str, Path], n: int, ed: int | None,
