@@ -93,9 +93,29 @@ def test_correlation_peaks_at_the_displacement_to_the_match():
     assert correlation(3 * fixed, moving, 3).allclose(volume, atol=1e-5)  # cosines: the features' scale is moot
 
 
-def test_upsampled_flow_keeps_a_translation_in_pixels_of_the_finer_grid():
-    flow = torch.tensor([1.5, -0.5]).view(1, 2, 1, 1).expand(1, 2, 5, 4)  # pixel i of it on pixel 2i of 9 x 7
-    assert torch.allclose(upsample_flow(flow, (9, 7)), torch.tensor([3.0, -1.0]).view(1, 2, 1, 1))
+def test_upsampled_flow_reads_pixel_j_at_half_j_and_doubles_the_values():
+    """A stride-2 level's pixel i sits on the finer level's pixel 2i: a ramp along x keeps its places and its
+    slope in fine pixels, and a translation doubles exactly (the fine grid is 2h x 2w, as in the pyramid)."""
+    ramp = torch.arange(4.0).view(1, 1, 1, 4).expand(1, 2, 3, 4)  # flow = column index, in coarse pixels
+    fine = upsample_flow(ramp)
+    assert fine.shape == (1, 2, 6, 8)
+    assert torch.allclose(fine[0, 0, 0], torch.tensor([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 6.0]))  # 2 x (j / 2)
+    shift = torch.tensor([1.5, -0.5]).view(1, 2, 1, 1).expand(1, 2, 5, 4)
+    assert torch.allclose(upsample_flow(shift), torch.tensor([3.0, -1.0]).view(1, 2, 1, 1))
+
+
+@pytest.mark.parametrize("shape", [(32, 27), (37, 51), (128, 106)])
+@pytest.mark.parametrize("level, pixels", [(0, 8.0), (2, 2.0)])
+def test_a_cost_volume_heads_pixel_is_the_same_motion_at_every_size(shape, level, pixels):
+    """One pixel of the stride-8 (or stride-2) head is 8 (or 2) input pixels, in mm through the model, whatever
+    the frame's size (a first version scaled it by (2h - 1) / (h - 1) per level: 8.5-10.3 px for 8)."""
+    net = registration_network(TINY_COST_VOLUME)
+    with torch.no_grad():
+        for k, head in enumerate(net.heads):
+            head.weight.zero_()
+            head.bias.fill_(1.0 if k == level else 0.0)
+    field = DLIRModel(net, working_size=shape[0])(torch.rand(1, 1, *shape), torch.rand(1, 1, *shape), (0.3, 0.3))
+    assert torch.allclose(field, torch.full_like(field, pixels * 0.3), atol=1e-4)
 
 
 @pytest.mark.parametrize("shape", [(37, 51), (9, 70)])

@@ -177,6 +177,11 @@ def test_echoreg_train_commands(tmp_path, capsys):
     with pytest.raises(EchoDataError, match="--encoder, --decoder and --output-stride shape the U-Net, not "
                                             "--network cost_volume"):
         args.run(args)
+    args = parser.parse_args(["train", "dlir", *data, "-o", str(tmp_path / "cv3"), "--scales", "32", "--iterations",
+                              "1", "--no-texture", "--init", str(tmp_path / "cv")])  # a cost volume into a U-Net
+    with pytest.raises(EchoDataError, match="it is a cost_volume network, this run trains a unet one "
+                                            r"\(--network cost_volume\)"):
+        args.run(args)
 
 
 def test_train_command_help_states_each_trainers_own_defaults_and_refuses_bad_devices():

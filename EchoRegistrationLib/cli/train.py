@@ -282,7 +282,8 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
                            "or near neighbours whose fields are composed (sequential)")
     dlir.add_argument("--max-frame-gap", type=int, default=3,
                       help="sequential: largest frame distance of the training pairs (default 3)")
-    dlir.add_argument("--init", help="DLIR checkpoint of the same U-Net to start from (fine-tuning)")
+    dlir.add_argument("--init", help="DLIR checkpoint of the same network (U-Net widths, or --network cost_volume) "
+                                     "to start from (fine-tuning)")
     dlir.add_argument("--randomise", type=share, default=0.0,
                       help="share of the training pairs whose echo appearance is redrawn (blur, "
                            "time-gain, dynamic range, haze, dropout, noise), 0-1 (default 0: off)")

@@ -198,14 +198,15 @@ def correlation(fixed: torch.Tensor, moving: torch.Tensor, radius: int) -> torch
                         for dx in range(side)], 1)
 
 
-def upsample_flow(flow: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """(B, 2, h, w) displacement in pixels of a grid whose pixel i sits on pixel s i of a finer grid of
-    ``size`` (H, W) (a stride-s convolution's output) -> (B, 2, H, W) in pixels of the finer grid: bilinear,
-    the values scaled by the grids' ratio along each axis."""
+def upsample_flow(flow: torch.Tensor) -> torch.Tensor:
+    """One pyramid level up: (B, 2, h, w) displacement in pixels of a grid whose pixel i sits on pixel 2i of
+    the finer grid (the output of a stride-2, padding-1 convolution of a (2h, 2w) input) -> (B, 2, 2h, 2w) in
+    pixels of the finer grid. Fine pixel j reads the coarse flow at j / 2 (bilinear; the last row and column,
+    past the coarse grid's last pixel, repeat the one before), and the values double: a translation of d
+    coarse pixels is one of exactly 2d fine pixels at every size."""
     h, w = flow.shape[-2:]
-    scale = torch.tensor([(size[1] - 1) / max(w - 1, 1), (size[0] - 1) / max(h - 1, 1)],
-                         dtype=flow.dtype, device=flow.device).view(1, 2, 1, 1)
-    return F.interpolate(flow, size=tuple(size), mode="bilinear", align_corners=True) * scale
+    inner = F.interpolate(flow, size=(2 * h - 1, 2 * w - 1), mode="bilinear", align_corners=True)
+    return 2.0 * F.pad(inner, (0, 1, 0, 1), mode="replicate")
 
 
 class CostVolumeNet(nn.Module):
@@ -216,7 +217,9 @@ class CostVolumeNet(nn.Module):
     fixed features are correlated with the moving ones over +-``radii[0]`` cells (:func:`correlation`) and a
     small estimator predicts the flow; at strides 4 and 2 the moving features are warped by the flow so far
     (upsampled, :func:`upsample_flow`), correlated again over +-``radii[k]`` and a residual flow is added.
-    The stride-2 flow is upsampled to the input grid. Where the U-Net must learn to find a match, the cost
+    The stride-2 flow is upsampled to the input grid. Inside, the flows are in pixels of each level; the
+    output's percent of the depth is of ``h - 1`` rows for both components (the working grid's pixels are
+    square, :mod:`.grid`). Where the U-Net must learn to find a match, the cost
     volume gives each estimator the matches' scores directly: on the validation sets, trained from scratch
     on the same data and terms for the same 2000 steps, it followed physics-simulated speckle (SIMUS) far
     better (docs/generalisation.md, "A cost-volume network").
@@ -271,7 +274,7 @@ class CostVolumeNet(nn.Module):
         for k, features in enumerate(levels[3:0:-1]):  # strides 8, 4, 2
             moving, fixed = features[:n], features[n:]
             if flow is not None:
-                flow = upsample_flow(flow, fixed.shape[-2:])
+                flow = upsample_flow(flow)
                 with float32_region(moving):
                     moving = _warp_pixels(moving.float(), flow)
             parts = [correlation(fixed, moving, self.radii[k]).to(fixed.dtype), fixed]
@@ -280,7 +283,7 @@ class CostVolumeNet(nn.Module):
                 step = self.heads[k](estimate.float())
             flow = step if flow is None else flow + step
         with float32_region(flow):
-            return (upsample_flow(flow, x.shape[-2:])[..., :h, :w] * (100.0 / max(h - 1, 1))).contiguous()
+            return (upsample_flow(flow)[..., :h, :w] * (100.0 / max(h - 1, 1))).contiguous()
 
 
 def _warp_pixels(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:

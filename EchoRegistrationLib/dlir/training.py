@@ -318,7 +318,10 @@ def _start_from(model: DLIRModel, trained: DLIRModel) -> None:
         return {k: v for k, v in (_fixed_part(m.architecture()) or {}).items()
                 if k not in (*READING_OF_THE_OUTPUT, "correction")}
     if networks(trained) != networks(model):
-        raise ValueError(f"cannot start from {getattr(trained, 'name', 'that model')}: its networks "
+        kinds = [(m.net.architecture().get("kind", "unet") if m.net is not None else None) for m in (trained, model)]
+        hint = (f": it is a {kinds[0]} network, this run trains a {kinds[1]} one (--network {kinds[0]})"
+                if None not in kinds and kinds[0] != kinds[1] else "")
+        raise ValueError(f"cannot start from {getattr(trained, 'name', 'that model')}{hint}: its networks "
                          f"{networks(trained)} differ from {networks(model)}")
     model.load_state_dict({k: v for k, v in trained.state_dict().items() if not k.startswith("correction.")})
 
