@@ -132,6 +132,15 @@ def test_ed_es_pair_is_timed_by_its_frame_numbers(camus_root):
     assert f"frame times:  0 .. 0.2 s, frames 1 (ED) and {N} (ES) of the half sequence (Info file)" in seq.describe()
 
 
+def test_a_pair_of_neighbouring_frames_says_where_they_lie_like_any_pair(camus_root):
+    """ED 1 and ES 2: one frame apart, and still an ED + ES pair, whose times' source names the frames (as the
+    metadata does): the source used to name them only for frames not next to each other."""
+    seq = load_camus_patient(_pair_only(camus_root, "ED: 1\nES: 2\nNbFrame: 2\nFrameRate: 25.0\n"), "2CH")
+    assert seq.frame_times == pytest.approx([0.0, 0.04])
+    assert seq.metadata["frame_positions"] == "1 (ED) and 2 (ES) of the half sequence (Info file)"
+    assert seq.metadata["frame_times_source"].endswith(", at " + seq.metadata["frame_positions"])
+
+
 @pytest.mark.parametrize("info, why", [
     (None, "there is no Info_2CH.cfg"),
     (f"ES: {N}\nFrameRate: 25\n", "Info_2CH.cfg does not give both ED and ES")])

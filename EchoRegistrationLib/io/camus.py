@@ -158,7 +158,8 @@ def load_camus_patient(folder: str | os.PathLike, view: str | None = None, *,
     else:
         raise EchoDataError(str(folder), f"no {files['sequence'].name} nor {files['ed'].name} + "
                                          f"{files['es'].name} for view {view}")
-    timing = _frame_times(folder, cfg, info, positions, unnumbered, frame_rate)
+    pair = not files["sequence"].exists()
+    timing = _frame_times(folder, cfg, info, positions, unnumbered, frame_rate, pair)
     labels, label_frames = None, None
     if with_labels:
         labels, label_frames = _camus_labels(files, frames.shape[0], ed, es)
@@ -167,7 +168,7 @@ def load_camus_patient(folder: str | os.PathLike, view: str | None = None, *,
                 "frame_times_source": timing.times_source,
                 **({"frame_times_note": timing.note} if timing.note else {}),
                 **{f"camus_{k}": v for k, v in info.items()}}
-    if positions is not None and not files["sequence"].exists():
+    if positions is not None and pair:
         metadata["frame_positions"] = _pair_places(positions)
     if unnumbered is not None:
         metadata["frame_times_remedy"] = (f"an ED + ES pair without their frame numbers ({unnumbered}): a frame "
@@ -203,10 +204,11 @@ def _pair_positions(info: dict, cfg: Path) -> np.ndarray | None:
 
 
 def _frame_times(folder: Path, cfg: Path, info: dict, positions: np.ndarray | None, unnumbered: str | None,
-                 frame_rate: float | None) -> FrameTiming:
+                 frame_rate: float | None, pair: bool) -> FrameTiming:
     """The frames' times from the Info file's ``FrameRate`` and the caller's ``frame_rate``
     (:func:`.timing.given_frame_rate`), at the frames' ``positions`` in the half sequence (None: an ED +
-    ES pair without its frame numbers, for the reason ``unnumbered``, whose times stay unknown).
+    ES pair without its frame numbers, for the reason ``unnumbered``, whose times stay unknown). The times'
+    source of an ED + ES ``pair`` says where its two frames lie.
 
     Raises:
         EchoDataError: naming ``cfg``: a FrameRate that is not a positive finite number, or one that
@@ -225,7 +227,7 @@ def _frame_times(folder: Path, cfg: Path, info: dict, positions: np.ndarray | No
         recorded, recorded_by = (positions - positions[0]) / rate, f"Info FrameRate ({rate:g} frames/s)"
     timing = given_frame_rate(str(cfg if recorded is not None else folder), len(positions), frame_rate, recorded,
                               recorded_by, positions=positions)
-    if len(positions) == 2 and positions[1] - positions[0] != 1:  # a pair: say where its interval comes from
+    if pair:  # say where its interval comes from
         return dataclasses.replace(timing, times_source=f"{timing.times_source}, at {_pair_places(positions)}")
     return timing
 
