@@ -467,11 +467,12 @@ def test_models_lists_the_installed_models_with_their_terms(capsys):
     out = capsys.readouterr().out
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
             for line in out.splitlines() if line.startswith("| echoreg")}
-    assert rows["echoreg-dlir-sim"] == ["registration (DLIR)", "to_reference", "1", "-", "-", "BSD-3-Clause",
-                                        "simulator"]
-    assert rows["echoreg-dlir-sim-sequential"][1:6] == ["sequential", "1", "-", "-", "BSD-3-Clause"]
-    # passes, the correction stage's rows, the anatomy network's rows (its maps guide the refinement)
-    assert rows["echoreg-dlir-camus (default)"][2:6] == ["2", "192 rows", "160 rows", "CC BY-NC-SA 4.0"]
+    assert rows["echoreg-dlir-sim"] == ["registration (DLIR)", "U-Net, displacement", "to_reference", "1", "-", "-",
+                                        "BSD-3-Clause", "simulator"]
+    assert rows["echoreg-dlir-sim-sequential"][2:7] == ["sequential", "1", "-", "-", "BSD-3-Clause"]
+    # the network, passes, the correction stage's rows, the anatomy network's rows (its maps guide the refinement)
+    assert rows["echoreg-dlir-camus (default)"][1:7] == ["U-Net, velocity", "to_reference", "2", "192 rows",
+                                                         "160 rows", "CC BY-NC-SA 4.0"]
     assert "echoreg-enhancer-sim" in rows  # an enhancer is never "the default": enhancement is off unless asked
     assert "CC BY-NC-SA 4.0: non-commercial use only" in out
     # the anatomy network learnt A4C frames only, and the listing says so for that model alone

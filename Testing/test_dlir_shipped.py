@@ -83,7 +83,8 @@ def test_the_catalog_holds_only_registration_checkpoints(tmp_path):
     camus = [{"source": "camus", "root": "x"}, {"source": "simulator"}]
     write_checkpoint(tmp_path / "a4c", "dlir", data={"training": camus},
                      architecture={"mode": "sequential"})
-    write_checkpoint(tmp_path / "b-own", "dlir", licence="CC BY-NC-SA 4.0")
+    write_checkpoint(tmp_path / "b-own", "dlir", licence="CC BY-NC-SA 4.0",
+                     architecture={"unet": {"kind": "cost_volume"}, "diffeomorphic": True})
     write_checkpoint(tmp_path / "critic", "discriminator")
     write_checkpoint(tmp_path / "shape", "vae")
     (tmp_path / "orphan").mkdir()
@@ -96,6 +97,7 @@ def test_the_catalog_holds_only_registration_checkpoints(tmp_path):
     assert (models[0].mode, models[0].training_data) == ("sequential", ("camus", "simulator"))
     assert models[0].licence == "unknown (see the model card)"  # not only the project's own data
     assert (models[1].mode, models[1].licence) == ("to_reference", "CC BY-NC-SA 4.0")
+    assert (models[0].network, models[1].network) == ("unknown", "cost volume, velocity")  # no network recorded
     assert list_models(tmp_path / "absent") == []
 
 

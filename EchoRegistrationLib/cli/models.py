@@ -15,8 +15,9 @@ LICENCE_TERMS = {"BSD-3-Clause": "permissive, the project's own licence",
 
 def _cmd_models(args: argparse.Namespace) -> int:
     print(f"models in {MODELS_DIR} (model cards: README.md in each family's folder)")
-    print("| name | kind | tracking | passes | correction | anatomy maps (refinement) | licence | training data |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| name | kind | network | tracking | passes | correction | anatomy maps (refinement) | licence | "
+          "training data |")
+    print("|---|---|---|---|---|---|---|---|---|")
     licences, camus_anatomy = set(), []
     for kind, about in CATALOG.items():
         for info in list_models(MODELS_DIR, kind=kind):
@@ -24,7 +25,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
             passes = info.passes if kind == DLIR_KIND else "-"
             correction = f"{info.correction_rows} rows" if info.correction_rows else "-"
             anatomy = f"{info.anatomy_rows} rows" if info.anatomy_rows else "-"
-            print(f"| {info.name}{default} | {about.label} | {info.mode or '-'} | {passes} | {correction} | "
+            print(f"| {info.name}{default} | {about.label} | {info.network or '-'} | {info.mode or '-'} | {passes} | "
+                  f"{correction} | "
                   f"{anatomy} | {info.licence} | "
                   f"{', '.join(info.training_data) or 'unknown'} |")
             licences.add(info.licence)

@@ -89,6 +89,8 @@ class DLIRModel(nn.Module):
         self.working_size = int(working_size)
         self.diffeomorphic = bool(diffeomorphic)
         self.integration_steps = int(integration_steps)
+        if isinstance(net, CostVolumeNet):  # its inner flows are read as the output is
+            net.velocity_steps = self.integration_steps if self.diffeomorphic else 0
         self.affine = affine
         self.mode = mode
         self.passes = int(passes)

@@ -107,6 +107,9 @@ class ModelInfo:
             None without one.
         anatomy_rows: DLIR: rows of the working grid of the model's anatomy network
             (:mod:`.anatomy`, whose maps guide the refinement), None without one.
+        network: DLIR: its registration network and what it predicts, e.g. "U-Net, velocity" or
+            "cost volume, displacement" (:func:`.networks.registration_network`); "affine" for an
+            affine stage alone; "" for other kinds.
     """
 
     name: str
@@ -118,6 +121,20 @@ class ModelInfo:
     passes: int = 1
     correction_rows: int | None = None
     anatomy_rows: int | None = None
+    network: str = ""
+
+
+NETWORK_NAMES = {"unet": "U-Net", "cost_volume": "cost volume"}
+
+
+def _network(architecture: dict) -> str:
+    """The network column of a DLIR ``architecture``: its kind and whether it predicts a velocity."""
+    unet = architecture.get("unet")
+    if not isinstance(unet, dict):
+        return "affine" if architecture.get("affine") else "unknown"
+    kind = str(unet.get("kind", "unet"))
+    reading = "velocity" if architecture.get("diffeomorphic") else "displacement"
+    return f"{NETWORK_NAMES.get(kind, kind)}, {reading}"
 
 
 def _licence(config: dict, sources: tuple[str, ...]) -> str:
@@ -159,7 +176,8 @@ def _model_info(folder: Path) -> ModelInfo | None:
     return ModelInfo(folder.name, folder, mode, _licence(config, sources), sources, kind,
                      int(architecture.get("passes", 1)),
                      int(correction["working_size"]) if isinstance(correction, dict) else None,
-                     int(anatomy["working_size"]) if isinstance(anatomy, dict) else None)
+                     int(anatomy["working_size"]) if isinstance(anatomy, dict) else None,
+                     _network(architecture) if kind == DLIR_KIND else "")
 
 
 def list_models(folder: str | os.PathLike = MODELS_DIR, kind: str = DLIR_KIND) -> list[ModelInfo]:
