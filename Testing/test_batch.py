@@ -224,6 +224,31 @@ def test_csv_frame_rate_reaches_the_dicom_reader(tmp_path):
         timed.study.load()
 
 
+def test_a_batch_frame_rate_times_the_studies_that_give_none(tmp_path):
+    """``echoreg batch --frame-rate``: a CAMUS root whose Info files give no FrameRate is timed by it (only a CSV
+    could before); a CSV row's own frame_rate stays."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from EchoRegistrationLib.cli import build_parser
+
+    folder = tmp_path / "camus" / "patient0001"
+    folder.mkdir(parents=True)
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((4, 5, 6), np.float32)),
+                    str(folder / "patient0001_4CH_half_sequence.nii.gz"))
+    (folder / "Info_4CH.cfg").write_text("ED: 1\nES: 4\nNbFrame: 4\n")
+    args = build_parser().parse_args(["batch", str(tmp_path / "camus"), "-o", str(tmp_path / "out"),
+                                      "--frame-rate", "40"])
+    (untimed,) = find_studies(tmp_path / "camus")
+    (study,) = find_studies(tmp_path / "camus", frame_rate=args.frame_rate)
+    assert not untimed.study.load().frame_times_known
+    seq = study.study.load()
+    assert seq.frame_times_known and seq.frame_times == pytest.approx([0, 0.025, 0.05, 0.075])
+    listing = tmp_path / "list.csv"
+    listing.write_text("id,input,frame_rate\nown,camus/patient0001,50\nnone,camus/patient0001,\n")
+    assert [s.study.frame_rate for s in find_studies(listing, frame_rate=40)] == [50, 40]
+
+
 def test_listing_from_csv_and_folder(tmp_path):
     (tmp_path / "a.seq.nrrd").write_bytes(b"")
     (tmp_path / "a_labels.nii.gz").write_bytes(b"")

@@ -17,6 +17,7 @@ CSV's ``id``.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import re
 from dataclasses import dataclass
@@ -110,17 +111,27 @@ def csv_studies(path: Path) -> list[CohortStudy]:
     return _unique(studies, str(path))
 
 
-def find_studies(source: str | os.PathLike) -> list[CohortStudy]:
+def find_studies(source: str | os.PathLike, frame_rate: float | None = None) -> list[CohortStudy]:
     """The studies of ``source``: a CSV file, a CAMUS root or a folder of files.
+
+    Args:
+        frame_rate: frames/s for every study whose CSV row gives none (:attr:`..workflow.Study.frame_rate`:
+            refused over times a study's file records, which fails that study, naming its file).
 
     Raises:
         EchoDataError: ``source`` does not exist, holds no studies, or lists bad ones.
     """
     source = Path(source)
     if source.is_file():
-        return csv_studies(source)
-    if not source.is_dir():
+        studies = csv_studies(source)
+    elif not source.is_dir():
         raise EchoDataError(str(source), "no such folder or CSV file")
-    if any(p.is_dir() and p.name.startswith("patient") for p in source.iterdir()):
-        return camus_studies(source)
-    return folder_studies(source)
+    elif any(p.is_dir() and p.name.startswith("patient") for p in source.iterdir()):
+        studies = camus_studies(source)
+    else:
+        studies = folder_studies(source)
+    if frame_rate is None:
+        return studies
+    return [entry if entry.study.frame_rate is not None else
+            dataclasses.replace(entry, study=dataclasses.replace(entry.study, frame_rate=float(frame_rate)))
+            for entry in studies]

@@ -14,7 +14,7 @@ import argparse
 import sys
 
 from .common import (add_myocardium_options, add_registration_options, count, describe_model_use,
-                     settings_from_args)
+                     positive_number, settings_from_args)
 
 NAMED_STUDIES = 10  # studies with warnings named on the last line; the others are counted
 
@@ -31,6 +31,10 @@ def add_batch_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     parser.add_argument("--scheduler", metavar="ADDRESS",
                         help="run on a Dask distributed cluster (tcp://host:8786) instead of locally")
     parser.add_argument("--retry-failed", action="store_true", help="run studies that failed before again")
+    parser.add_argument("--frame-rate", type=positive_number,
+                        help="frames per second for the studies whose files do not record time and whose CSV row "
+                             "gives none (a study whose file records other times fails, naming it; studies "
+                             "finished before keep theirs)")
     add_myocardium_options(parser, one_input=False)
     add_registration_options(parser)
     parser.set_defaults(run=run_batch_command)
@@ -43,7 +47,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
 
     from ..batch import batch, find_studies
 
-    studies = find_studies(args.source)
+    studies = find_studies(args.source, frame_rate=args.frame_rate)
     settings = settings_from_args(args, myocardium="auto")
     model = settings.describe_model()
     if model:
