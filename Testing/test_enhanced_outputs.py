@@ -187,9 +187,14 @@ def test_echoreg_enhance_refuses_labels_before_the_work_and_names_what_its_outpu
     assert main([*enhance, "--labels", str(tmp_path / "ed_gt.nii.gz")]) == 2
     assert capsys.readouterr().err.startswith(f"echoreg: error: --labels: {out} does not hold the labels")
     assert not calls and not out.exists()
-    assert main(enhance) == 0 and calls
+    mask = sitk.GetImageFromArray(np.ones_like(sim.sequence.labels[0]))
+    mask.SetSpacing(sim.sequence.spacing)
+    sitk.WriteImage(mask, str(tmp_path / "sector.nii.gz"))
+    assert main([*enhance, "--mask", str(tmp_path / "sector.nii.gz")]) == 0 and calls
     seq = sim.sequence
-    assert capsys.readouterr().err.splitlines() == [
+    assert capsys.readouterr().err.splitlines() == [  # the mask, used, is not said to be dropped unused
+        f"echoreg: warning: {out} does not hold the field-of-view mask: the enhancement used it (0 outside), but it "
+        f"is not written",
         f"echoreg: warning: {out} does not hold the frame times ({seq.frame_times[0]:.4g} .. "
         f"{seq.frame_times[-1]:.4g} s; only their mean interval, which is not read back as time): not written",
         f"echoreg: warning: {out} does not hold ED (frame {seq.ed_index}): not written",

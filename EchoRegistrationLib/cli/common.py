@@ -251,10 +251,12 @@ ATTACHING_OPTIONS = {
 }
 
 
-def refuse_unheld_attachments(seq: Any, args: argparse.Namespace, options: Sequence[str]) -> list[str]:
+def refuse_unheld_attachments(seq: Any, args: argparse.Namespace, options: Sequence[str],
+                              used: Mapping[str, str] | None = None) -> list[str]:
     """What of the sequence ``seq`` the format of ``args.output`` does not hold (:func:`..io.dispatch.unwritten`):
     refused where one of the ``options`` given (of :data:`ATTACHING_OPTIONS`) attached it, else returned as one
-    warning line each, to print once the file is written.
+    warning line each, to print once the file is written ("...: not written", or, for an attribute of ``used``,
+    "...: " and what the command did with it instead).
 
     Raises:
         EchoDataError: naming the option, what the output does not hold and what to do instead; a suffix that
@@ -267,7 +269,7 @@ def refuse_unheld_attachments(seq: Any, args: argparse.Namespace, options: Seque
         key, instead = ATTACHING_OPTIONS[option]
         if key in dropped and option_value(args, option) is not None:
             raise EchoDataError(option, f"{dropped[key]}; {instead}")
-    return [f"{problem}: not written" for problem in dropped.values()]
+    return [f"{problem}: {(used or {}).get(key, 'not written')}" for key, problem in dropped.items()]
 
 
 def add_output_options(parser: argparse.ArgumentParser, overwrite_help: str) -> None:

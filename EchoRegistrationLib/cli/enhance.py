@@ -17,7 +17,8 @@ def _cmd_enhance(args: argparse.Namespace) -> int:
     from ..io.dispatch import save_sequence
 
     seq = study_from_args(args).load()
-    dropped = refuse_unheld_attachments(seq, args, ("--labels", "--frame-rate"))
+    dropped = refuse_unheld_attachments(seq, args, ("--labels", "--frame-rate"),
+                                        used={"mask": "the enhancement used it (0 outside), but it is not written"})
     seq = enhance_sequence(seq, args.model, device=args.device)
     out = save_sequence(seq, args.output, overwrite=args.overwrite)
     print_warnings(dropped)
