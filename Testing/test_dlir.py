@@ -135,6 +135,8 @@ def test_a_velocity_cost_volume_warps_its_features_by_the_map_the_model_applies(
         torch.manual_seed(1)
         with torch.no_grad():
             model(torch.rand(1, 1, 40, 48), torch.rand(1, 1, 40, 48), (0.3, 0.3))
+    model.diffeomorphic = False  # switched after construction (benchmarks/validate_passes.py does), it follows
+    assert net.velocity_steps == 0
     displacement_warp, velocity_warp = warped_by[0], warped_by[2]  # the first warp, at stride 4, of each model
     assert displacement_warp.abs().max() > 0.5
     assert torch.allclose(velocity_warp, integrate_velocity(displacement_warp, (1.0, 1.0), 5), atol=1e-5)
