@@ -87,25 +87,13 @@ class DLIRModel(nn.Module):
             raise ValueError(f"passes must be >= 1, got {passes}")
         self.net = net
         self.working_size = int(working_size)
+        self.diffeomorphic = bool(diffeomorphic)
         self.integration_steps = int(integration_steps)
-        self.diffeomorphic = diffeomorphic
         self.affine = affine
         self.mode = mode
         self.passes = int(passes)
         self.correction = correction
         self.anatomy = anatomy
-
-    @property
-    def diffeomorphic(self) -> bool:
-        """Whether the network's output is a stationary velocity, integrated by :attr:`integration_steps`
-        squarings (may be switched after construction: a displacement network is a close start)."""
-        return self._diffeomorphic
-
-    @diffeomorphic.setter
-    def diffeomorphic(self, value: bool) -> None:
-        self._diffeomorphic = bool(value)
-        if isinstance(self.net, CostVolumeNet):  # its inner flows are read as the output is
-            self.net.velocity_steps = self.integration_steps if self._diffeomorphic else 0
 
     def architecture(self) -> dict[str, Any]:
         """Everything :meth:`from_architecture` needs to rebuild the model (JSON-ready)."""
@@ -160,7 +148,10 @@ class DLIRModel(nn.Module):
                 return pre_aligned
             with float32_region(moving):
                 moving = warp(moving.float(), pre_aligned, spacing)
-        out = self.net(torch.cat((moving, fixed), dim=1))  # float32 (the head runs in float32)
+        inputs = torch.cat((moving, fixed), dim=1)
+        # float32 (the head runs in float32); a cost volume's inner flows are read as its output is
+        out = (self.net(inputs, self.integration_steps if self.diffeomorphic else 0)
+               if isinstance(self.net, CostVolumeNet) else self.net(inputs))
         with float32_region(out):
             field = out * (PERCENT * field_of_view_height(fixed.shape[-2:], spacing, out))
             stride = self.net.output_stride

@@ -226,10 +226,10 @@ class CostVolumeNet(nn.Module):
     Any input size works (zero-padded to a multiple of 8 and cropped back); the heads start near zero (the
     identity map). The correlation, the warps and the heads run in float32.
 
-    Where the model reads the output as a stationary velocity (``DLIRModel(diffeomorphic=True)``, which sets
-    :attr:`velocity_steps`), every level's flow is a velocity too, and the moving features are warped by its
-    exponential (:func:`..spatial.integrate_velocity`, the same squarings): the map the model will apply,
-    not the velocity read as a displacement.
+    Where the model reads the output as a stationary velocity (``DLIRModel(diffeomorphic=True)`` passes its
+    squarings as ``velocity_steps`` to :meth:`forward`), every level's flow is a velocity too, and the moving
+    features are warped by its exponential (:func:`..spatial.integrate_velocity`, the same squarings): the
+    map the model will apply, not the velocity read as a displacement.
 
     Args:
         widths: channels of the pyramid's levels at strides 1, 2, 4, 8.
@@ -240,7 +240,6 @@ class CostVolumeNet(nn.Module):
     kind = "cost_volume"
     output_stride = 1
     stride = 8
-    velocity_steps = 0  # squarings of a velocity flow before it warps features; 0: the flow is a displacement
 
     def __init__(self, widths: Sequence[int] = (16, 32, 48, 64), radii: Sequence[int] = (3, 3, 2),
                  estimator: Sequence[int] = (64, 48, 32)):
@@ -269,7 +268,9 @@ class CostVolumeNet(nn.Module):
         """The constructor arguments and ``kind`` (JSON-ready; :func:`registration_network` rebuilds it)."""
         return dict(self.config)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, velocity_steps: int = 0) -> torch.Tensor:
+        """(B, 2, h, w) (moving, fixed) -> (B, 2, h, w) percent of the depth; ``velocity_steps``: squarings of
+        each flow before it warps the features, where the output is a velocity (0: a displacement)."""
         h, w = x.shape[-2:]
         x = pad_to_multiple(x, self.stride)
         n = x.shape[0]
@@ -282,8 +283,8 @@ class CostVolumeNet(nn.Module):
             if flow is not None:
                 flow = upsample_flow(flow)
                 with float32_region(moving):
-                    moving = _warp_pixels(moving.float(), flow if self.velocity_steps == 0 else
-                                          integrate_velocity(flow, (1.0, 1.0), self.velocity_steps))
+                    moving = _warp_pixels(moving.float(), flow if velocity_steps == 0 else
+                                          integrate_velocity(flow, (1.0, 1.0), velocity_steps))
             parts = [correlation(fixed, moving, self.radii[k]).to(fixed.dtype), fixed]
             estimate = self.estimators[k](torch.cat(parts if flow is None else parts + [flow.to(fixed.dtype)], 1))
             with float32_region(estimate):
