@@ -26,9 +26,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
             correction = f"{info.correction_rows} rows" if info.correction_rows else "-"
             anatomy = f"{info.anatomy_rows} rows" if info.anatomy_rows else "-"
             print(f"| {info.name}{default} | {about.label} | {info.network or '-'} | {info.mode or '-'} | {passes} | "
-                  f"{correction} | "
-                  f"{anatomy} | {info.licence} | "
-                  f"{', '.join(info.training_data) or 'unknown'} |")
+                  f"{correction} | {anatomy} | {info.licence} | {', '.join(info.training_data) or 'unknown'} |")
             licences.add(info.licence)
             if info.anatomy_rows and info.name == CAMUS_MODEL:  # its model card: camus_ed_es, A4C frames only
                 camus_anatomy.append(info.name)

@@ -139,7 +139,8 @@ def load_camus_patient(folder: str | os.PathLike, view: str | None = None, *,
     info = read_camus_info(files["info"]) if files["info"].exists() and not shared_info else {}
     checked_frame_rate(str(folder), frame_rate)
     cfg = files["info"]
-    if files["sequence"].exists():
+    pair = not files["sequence"].exists()  # the ED and ES frames alone, without the half sequence
+    if not pair:
         seq = read_itk_image(files["sequence"])
         frames = seq.frames
         n = frames.shape[0]
@@ -158,12 +159,11 @@ def load_camus_patient(folder: str | os.PathLike, view: str | None = None, *,
     else:
         raise EchoDataError(str(folder), f"no {files['sequence'].name} nor {files['ed'].name} + "
                                          f"{files['es'].name} for view {view}")
-    pair = not files["sequence"].exists()
     timing = _frame_times(folder, cfg, info, positions, unnumbered, frame_rate, pair)
     labels, label_frames = None, None
     if with_labels:
         labels, label_frames = _camus_labels(files, frames.shape[0], ed, es)
-    metadata = {"source": str(files["sequence"] if files["sequence"].exists() else folder),
+    metadata = {"source": str(folder if pair else files["sequence"]),
                 "format": "CAMUS", "patient": patient or folder.name, "view": view,
                 "frame_times_source": timing.times_source,
                 **({"frame_times_note": timing.note} if timing.note else {}),
