@@ -249,6 +249,26 @@ def test_a_batch_frame_rate_times_the_studies_that_give_none(tmp_path):
     assert [s.study.frame_rate for s in find_studies(listing, frame_rate=40)] == [50, 40]
 
 
+def test_the_table_says_where_each_study_s_frame_times_came_from(tmp_path):
+    """A cohort whose studies were timed in different ways (a resumed batch given another --frame-rate; a
+    listing's own rates) shows it in the frame_times_source column; it recorded no timing before."""
+    import dataclasses
+
+    sim = simulate_sequence(view="A4C", cycle="half", n_frames=4, image_size=(64, 64), seed=1).sequence
+    write_camus_patient(tmp_path / "camus", "patient0001", "4CH", sim)
+    write_camus_patient(tmp_path / "camus", "patient0002", "4CH", dataclasses.replace(sim, frame_times=None))
+    timed, untimed = find_studies(tmp_path / "camus")
+    first = batch([timed, untimed], tmp_path / "out", SETTINGS)
+    assert [r["frame_times_source"] for r in first.rows] == [f"Info FrameRate ({sim.frame_rate:g} frames/s)", None]
+    listing = tmp_path / "list.csv"
+    listing.write_text("id,input,frame_rate\nat40,camus/patient0002,40\nat50,camus/patient0002,\n")
+    resumed = batch(find_studies(listing, frame_rate=50), tmp_path / "out", SETTINGS)
+    assert [r["frame_times_source"] for r in resumed.rows] == ["frame_rate argument (40 frames/s)",
+                                                               "frame_rate argument (50 frames/s)"]
+    table = read_table(tmp_path / "out" / "cohort.csv")
+    assert [t["frame_times_source"] for t in table] == [r["frame_times_source"] for r in resumed.rows]
+
+
 def test_listing_from_csv_and_folder(tmp_path):
     (tmp_path / "a.seq.nrrd").write_bytes(b"")
     (tmp_path / "a_labels.nii.gz").write_bytes(b"")

@@ -238,6 +238,7 @@ def test_round_trip_keeps_everything_it_stores(tmp_path):
     np.testing.assert_allclose(back.direction, seq.direction, atol=1e-15)
     assert back.metadata["source"] == str(tmp_path / "a.seq.nrrd")
     assert back.metadata["sequence_index"] == "time (s)"
+    assert back.metadata["frame_times_source"] == "sequence index time (s)"  # as every reader records it
     assert back.frame_times_known and back.spacing_known and "note" not in back.metadata
 
 
@@ -343,6 +344,7 @@ def test_frame_rate_argument_sets_the_times(tmp_path):
     seq = read_seq_nrrd(path, frame_rate=25.0)
     np.testing.assert_allclose(seq.frame_times, [0.0, 0.04, 0.08, 0.12], rtol=1e-12)
     assert seq.frame_times_known and "frame_rate argument" in seq.metadata["note"]
+    assert seq.metadata["frame_times_source"] == "frame_rate argument (25 frames/s)"
     with pytest.raises(EchoDataError, match=r"frames\.seq\.nrrd: frame_rate must be a positive"):
         read_seq_nrrd(path, frame_rate=-5.0)
 

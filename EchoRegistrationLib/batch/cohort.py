@@ -19,6 +19,12 @@ drift_mm               loop-closure drift, mm; blank unless the cine is a full c
 frames, ed_frame, es_frame, ed_source, es_source    the frames and how ED and ES were established
                        (given by the file, set by the user, or detected; es_source blank in
                        rows written before it existed)
+frame_times_source     where the study's frame times came from, as its reader records it
+                       (``metadata["frame_times_source"]``): what the file records them in, or
+                       "frame_rate argument (N frames/s)" (the listing's ``frame_rate`` or
+                       ``--frame-rate``); blank: the times are unknown (the strain curves' time
+                       axis is then frame numbers), or a row written before the column existed.
+                       Studies timed by different rates show it here
 method, model, device  how it was registered ("model": DLIR model name or path)
 refine, licence        DLIR only: the optimisation steps refining the network (0: the network
                        alone) and the terms of the model's weights (blank: not DLIR)
@@ -68,8 +74,8 @@ COHORT_PARQUET = "cohort.parquet"
 SEGMENT_COLUMNS = tuple(f"segment_{k}_pct" for k in range(1, 7))
 COLUMNS = ("study", "input", "status", "error", "gls_endo_pct", "gls_mid_pct", *SEGMENT_COLUMNS,
            "segments", "ef_pct", "edv_ml", "esv_ml", "quality", "unreliable_segments", "drift_mm", "frames", "ed_frame",
-           "es_frame", "ed_source", "es_source", "method", "model", "refine", "anchor_frame", "refine_start", "licence",
-           "device", "network_precision", "seconds", "warnings")
+           "es_frame", "ed_source", "es_source", "frame_times_source", "method", "model", "refine", "anchor_frame",
+           "refine_start", "licence", "device", "network_precision", "seconds", "warnings")
 WARNING_SEPARATOR = " | "
 NOT_RECORDED = "not recorded (the study ran before the warnings column existed)"
 # Columns that depend on where and when a study ran, not on the study.
@@ -85,7 +91,7 @@ def study_row(study_id: str, input_: str, analysis: Any, settings: Any, seconds:
               input_warnings: Sequence[str] = ()) -> dict[str, Any]:
     """The cohort row of a finished :class:`~..workflow.Analysis` (with strain) of one study;
     ``input_warnings``: the caveats raised while reading it (:class:`~..sequence.EchoDataWarning`)."""
-    strain, registration = analysis.strain, analysis.registration
+    strain, registration, sequence = analysis.strain, analysis.registration, analysis.sequence
     summary = strain.summary()
     peaks = strain.peaks()
     row: dict[str, Any] = {
@@ -98,8 +104,10 @@ def study_row(study_id: str, input_: str, analysis: Any, settings: Any, seconds:
         "quality": _rounded(summary["quality"]["mean_score"], 4),
         "unreliable_segments": len(strain.unreliable_segments()),
         "drift_mm": _rounded(summary["quality"]["drift_mm"]),
-        "frames": analysis.sequence.n_frames, "ed_frame": strain.frames.ed, "es_frame": strain.frames.es,
-        "ed_source": strain.frames.ed_source, "es_source": strain.frames.es_source, "method": registration.method,
+        "frames": sequence.n_frames, "ed_frame": strain.frames.ed, "es_frame": strain.frames.es,
+        "ed_source": strain.frames.ed_source, "es_source": strain.frames.es_source,
+        "frame_times_source": sequence.metadata.get("frame_times_source") if sequence.frame_times_known else None,
+        "method": registration.method,
         "model": settings.describe_model(), "refine": settings.arguments().get("refine"),
         "anchor_frame": registration.parameters.get("anchor_frame"),
         "refine_start": registration.parameters.get("refine_start_used"),
@@ -169,8 +177,8 @@ def write_cohort_table(rows: list[dict[str, Any]], output: str | os.PathLike) ->
 
 def _parquet_schema(pa: Any) -> Any:
     """Column types of the Parquet table: text, whole numbers, or floats."""
-    text = {"study", "input", "status", "error", "segments", "ed_source", "es_source", "method", "model",
-            "refine_start", "licence", "device", "network_precision", "warnings"}
+    text = {"study", "input", "status", "error", "segments", "ed_source", "es_source", "frame_times_source", "method",
+            "model", "refine_start", "licence", "device", "network_precision", "warnings"}
     whole = {"frames", "ed_frame", "es_frame", "refine", "anchor_frame", "unreliable_segments"}
     return pa.schema([(c, pa.string() if c in text else pa.int64() if c in whole else pa.float64())
                       for c in COLUMNS])

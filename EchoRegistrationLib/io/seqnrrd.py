@@ -159,6 +159,7 @@ def read_seq_nrrd(path: str | os.PathLike, *, frame_rate: float | None = None) -
     metadata["sequence_index"] = index_description
     timing = given_frame_rate(source, frames.shape[0], frame_rate, times, f"sequence index {index_description}")
     times = timing.times
+    metadata["frame_times_source"] = timing.times_source
     notes += [note for note in (time_note, timing.note) if note]
     if str(header.get(SPACING_KNOWN_KEY, "true")).lower() == "false":
         metadata["spacing_known"] = False
