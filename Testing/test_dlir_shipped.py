@@ -85,6 +85,7 @@ def test_the_catalog_holds_only_registration_checkpoints(tmp_path):
                      architecture={"mode": "sequential"})
     write_checkpoint(tmp_path / "b-own", "dlir", licence="CC BY-NC-SA 4.0",
                      architecture={"unet": {"kind": "cost_volume"}, "diffeomorphic": True})
+    write_checkpoint(tmp_path / "c-affine", "dlir", architecture={"unet": {}, "affine": {"width": 8}})
     write_checkpoint(tmp_path / "critic", "discriminator")
     write_checkpoint(tmp_path / "shape", "vae")
     (tmp_path / "orphan").mkdir()
@@ -93,11 +94,12 @@ def test_the_catalog_holds_only_registration_checkpoints(tmp_path):
     (tmp_path / "broken" / "model.safetensors").write_bytes(b"")
     (tmp_path / "broken" / "model.json").write_text("{not json")
     models = list_models(tmp_path)
-    assert [m.name for m in models] == ["a4c", "b-own"]
+    assert [m.name for m in models] == ["a4c", "b-own", "c-affine"]
     assert (models[0].mode, models[0].training_data) == ("sequential", ("camus", "simulator"))
     assert models[0].licence == "unknown (see the model card)"  # not only the project's own data
     assert (models[1].mode, models[1].licence) == ("to_reference", "CC BY-NC-SA 4.0")
     assert (models[0].network, models[1].network) == ("unknown", "cost volume, velocity")  # no network recorded
+    assert models[2].network == "affine + U-Net, displacement"  # the stage that aligns the frames first is named
     assert list_models(tmp_path / "absent") == []
 
 

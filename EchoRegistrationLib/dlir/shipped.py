@@ -108,8 +108,8 @@ class ModelInfo:
         anatomy_rows: DLIR: rows of the working grid of the model's anatomy network
             (:mod:`.anatomy`, whose maps guide the refinement), None without one.
         network: DLIR: its registration network and what it predicts, e.g. "U-Net, velocity" or
-            "cost volume, displacement" (:func:`.networks.registration_network`); "affine" for an
-            affine stage alone; "" for other kinds.
+            "cost volume, displacement" (:func:`.networks.registration_network`), "affine + U-Net, velocity"
+            behind an affine stage; "affine" for an affine stage alone; "" for other kinds.
     """
 
     name: str
@@ -128,13 +128,14 @@ NETWORK_NAMES = {"unet": "U-Net", "cost_volume": "cost volume"}
 
 
 def _network(architecture: dict) -> str:
-    """The network column of a DLIR ``architecture``: its kind and whether it predicts a velocity."""
-    unet = architecture.get("unet")
+    """The network column of a DLIR ``architecture``: its kind and whether it predicts a velocity, after
+    "affine + " where an affine stage aligns the frames first."""
+    unet, affine = architecture.get("unet"), architecture.get("affine")
     if not isinstance(unet, dict):
-        return "affine" if architecture.get("affine") else "unknown"
+        return "affine" if affine else "unknown"
     kind = str(unet.get("kind", "unet"))
     reading = "velocity" if architecture.get("diffeomorphic") else "displacement"
-    return f"{NETWORK_NAMES.get(kind, kind)}, {reading}"
+    return f"{'affine + ' if affine else ''}{NETWORK_NAMES.get(kind, kind)}, {reading}"
 
 
 def _licence(config: dict, sources: tuple[str, ...]) -> str:
