@@ -1,5 +1,6 @@
 """DLIR models, working grid, objective, data and checkpoints: shapes, units, gradients, round trips."""
 
+import dataclasses
 import json
 import re
 
@@ -624,6 +625,12 @@ def test_items_cache_folders_and_specs(tmp_path):
     (tmp_path / "folder" / "notes.txt").write_text("not a sequence")
     back = load_item(tmp_path / "folder" / "a.npz")
     assert back.sequence.labels is None and back.displacement is None
+    # unknown times and a placeholder pixel size stay so (they came back as known: 1 s frames, 1 mm pixels)
+    assert back.sequence.spacing_known and not back.sequence.frame_times_known  # the blob has no times
+    assert cached.sequence.spacing_known and cached.sequence.frame_times_known
+    placeholder = dataclasses.replace(item.sequence, metadata={"spacing_known": False})
+    back = load_item(save_item(SequenceItem(placeholder), tmp_path / "placeholder.npz"))
+    assert not back.sequence.spacing_known
     folder = SequenceFolder(tmp_path / "folder")
     assert len(folder) == 1 and folder[0].sequence.frame_shape == (60, 47)
     assert len(open_source(f"sim:2-5:{tmp_path / 'cache'}")) == 3

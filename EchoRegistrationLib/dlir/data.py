@@ -94,11 +94,13 @@ def simulate_item(seed: int, n_frames: int = 20, image_size: Sequence[int] = (25
 
 def save_item(item: SequenceItem, path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write an item as a compressed ``.npz`` (frames float16, labels uint8, the true field and its
-    inverse float16: 0.01 mm steps at 16 mm). Atomic."""
+    inverse float16: 0.01 mm steps at 16 mm), with whether its pixel size and frame times are known
+    (:attr:`~..sequence.EchoSequence.spacing_known`, ``frame_times_known``). Atomic."""
     seq = item.sequence
     arrays: dict[str, Any] = {
         "frames": seq.frames.astype(np.float16), "spacing": np.asarray(seq.spacing),
-        "frame_times": seq.frame_times,
+        "frame_times": seq.frame_times, "spacing_known": np.bool_(seq.spacing_known),
+        "frame_times_known": np.bool_(seq.frame_times_known),
         "ed_index": np.int64(-1 if seq.ed_index is None else seq.ed_index),
         "es_index": np.int64(-1 if seq.es_index is None else seq.es_index),
         "source": np.array(seq.source)}
@@ -116,16 +118,19 @@ def save_item(item: SequenceItem, path: str | os.PathLike, overwrite: bool = Fal
 
 
 def load_item(path: str | os.PathLike) -> SequenceItem:
-    """Read an item written by :func:`save_item`."""
+    """Read an item written by :func:`save_item` (an item written before it recorded them has a known pixel
+    size and known frame times)."""
     with np.load(path) as data:
         labels = data["labels"] if "labels" in data else None
+        known = {key: bool(data[key]) if key in data else True for key in ("spacing_known", "frame_times_known")}
         sequence = EchoSequence(
             frames=data["frames"].astype(np.float32), spacing=tuple(data["spacing"]),
-            frame_times=data["frame_times"], labels=labels,
+            frame_times=data["frame_times"] if known["frame_times_known"] else None, labels=labels,
             label_frames=tuple(int(i) for i in data["label_frames"]) if labels is not None else None,
             ed_index=None if data["ed_index"] < 0 else int(data["ed_index"]),
             es_index=None if data["es_index"] < 0 else int(data["es_index"]),
-            metadata={"source": str(path), "original_source": str(data["source"])})
+            metadata={"source": str(path), "original_source": str(data["source"]),
+                      **({} if known["spacing_known"] else {"spacing_known": False})})
         displacement, inverse = (data[key].astype(np.float32) if key in data else None
                                  for key in ("displacement", "inverse"))
     return SequenceItem(sequence, displacement, inverse)
