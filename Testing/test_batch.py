@@ -129,9 +129,10 @@ def test_a_batch_of_an_earlier_version_is_resumed_only_with_its_method(cohort, r
     old = tmp_path / "old"
     shutil.copytree(out, old)
     (old / "batch.json").unlink()
-    for study in (old / "studies").iterdir():  # nor the warnings column
+    for study in (old / "studies").iterdir():  # nor the warnings and times' source columns
         row = json.loads((study / "study.json").read_text())
-        (study / "study.json").write_text(json.dumps({k: v for k, v in row.items() if k != "warnings"}))
+        (study / "study.json").write_text(json.dumps({k: v for k, v in row.items()
+                                                      if k not in ("warnings", "frame_times_source")}))
     with pytest.raises(EchoDataError, match=r"study patient0001_4CH ran with .*'deformable'.*not .*'dlir'"):
         batch(cohort, old, WorkflowSettings())
     assert not (old / "batch.json").exists()
@@ -139,6 +140,9 @@ def test_a_batch_of_an_earlier_version_is_resumed_only_with_its_method(cohort, r
     assert (again.ran, again.skipped) == (0, 3) and (old / "batch.json").exists()
     # blank would read as "no warnings": the old ok rows say theirs were not recorded
     assert [row["warnings"] for row in again.rows] == [NOT_RECORDED, NOT_RECORDED, None]
+    # and blank would read as "unknown times"
+    assert [row["frame_times_source"] for row in again.rows] == [
+        "not recorded (the study ran before the frame_times_source column existed)"] * 2 + [None]
 
 
 def test_rerun_skips_finished_studies_and_retries_failed_on_request(cohort, reference):
@@ -250,7 +254,7 @@ def test_a_batch_frame_rate_times_the_studies_that_give_none(tmp_path):
 
 
 def test_the_table_says_where_each_study_s_frame_times_came_from(tmp_path):
-    """A cohort whose studies were timed in different ways (a resumed batch given another --frame-rate; a
+    """A cohort whose studies were timed in different ways (runs into one folder with another --frame-rate; a
     listing's own rates) shows it in the frame_times_source column; it recorded no timing before."""
     import dataclasses
 
@@ -262,9 +266,13 @@ def test_the_table_says_where_each_study_s_frame_times_came_from(tmp_path):
     assert [r["frame_times_source"] for r in first.rows] == [f"Info FrameRate ({sim.frame_rate:g} frames/s)", None]
     listing = tmp_path / "list.csv"
     listing.write_text("id,input,frame_rate\nat40,camus/patient0002,40\nat50,camus/patient0002,\n")
-    resumed = batch(find_studies(listing, frame_rate=50), tmp_path / "out", SETTINGS)
-    assert [r["frame_times_source"] for r in resumed.rows] == ["frame_rate argument (40 frames/s)",
-                                                               "frame_rate argument (50 frames/s)"]
+    second = batch(find_studies(listing, frame_rate=50), tmp_path / "out", SETTINGS)
+    assert [r["frame_times_source"] for r in second.rows] == ["frame_rate argument (40 frames/s)",
+                                                              "frame_rate argument (50 frames/s)"]
+    # resumed with another --frame-rate, a finished study keeps its times, and the table says which
+    resumed = batch(find_studies(listing, frame_rate=60), tmp_path / "out", SETTINGS)
+    assert (resumed.ran, [r["frame_times_source"] for r in resumed.rows]) == (0, [r["frame_times_source"]
+                                                                                  for r in second.rows])
     table = read_table(tmp_path / "out" / "cohort.csv")
     assert [t["frame_times_source"] for t in table] == [r["frame_times_source"] for r in resumed.rows]
 

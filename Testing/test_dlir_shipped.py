@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from EchoRegistrationLib.dlir import AffineNet, DLIRModel
 from EchoRegistrationLib.dlir.checkpoints import read_config
+from EchoRegistrationLib.dlir.networks import RegistrationUNet
 from EchoRegistrationLib.dlir.shipped import (CAMUS_MODEL, MODELS_DIR, SEQUENTIAL_MODEL, SHIPPED_MODEL, SIM_MODEL,
                                               installed_model_name,
                                               list_models, resolve_model, shipped_model_path)
@@ -85,7 +87,8 @@ def test_the_catalog_holds_only_registration_checkpoints(tmp_path):
                      architecture={"mode": "sequential"})
     write_checkpoint(tmp_path / "b-own", "dlir", licence="CC BY-NC-SA 4.0",
                      architecture={"unet": {"kind": "cost_volume"}, "diffeomorphic": True})
-    write_checkpoint(tmp_path / "c-affine", "dlir", architecture={"unet": {}, "affine": {"width": 8}})
+    with_affine = DLIRModel(RegistrationUNet(encoder=(8,), decoder=(8,)), affine=AffineNet())
+    write_checkpoint(tmp_path / "c-affine", "dlir", architecture=with_affine.architecture())
     write_checkpoint(tmp_path / "critic", "discriminator")
     write_checkpoint(tmp_path / "shape", "vae")
     (tmp_path / "orphan").mkdir()

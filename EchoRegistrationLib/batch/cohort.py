@@ -23,8 +23,8 @@ frame_times_source     where the study's frame times came from, as its reader re
                        (``metadata["frame_times_source"]``): what the file records them in, or
                        "frame_rate argument (N frames/s)" (the listing's ``frame_rate`` or
                        ``--frame-rate``); blank: the times are unknown (the strain curves' time
-                       axis is then frame numbers), or a row written before the column existed.
-                       Studies timed by different rates show it here
+                       axis is then frame numbers); "not recorded (...)" in an ok row written before
+                       the column existed. Studies timed by different rates show it here
 method, model, device  how it was registered ("model": DLIR model name or path)
 refine, licence        DLIR only: the optimisation steps refining the network (0: the network
                        alone) and the terms of the model's weights (blank: not DLIR)
@@ -77,7 +77,16 @@ COLUMNS = ("study", "input", "status", "error", "gls_endo_pct", "gls_mid_pct", *
            "es_frame", "ed_source", "es_source", "frame_times_source", "method", "model", "refine", "anchor_frame",
            "refine_start", "licence", "device", "network_precision", "seconds", "warnings")
 WARNING_SEPARATOR = " | "
-NOT_RECORDED = "not recorded (the study ran before the warnings column existed)"
+# Columns that a blank cell of an ok row would misread as "none" or "unknown" in rows written before they existed.
+MARKED_WHEN_ABSENT = ("warnings", "frame_times_source")
+
+
+def not_recorded(column: str) -> str:
+    """The cell of ``column`` (one of :data:`MARKED_WHEN_ABSENT`) in an ok row written before it existed."""
+    return f"not recorded (the study ran before the {column} column existed)"
+
+
+NOT_RECORDED = not_recorded("warnings")
 # Columns that depend on where and when a study ran, not on the study.
 RUN_COLUMNS = ("seconds",)
 
@@ -140,15 +149,16 @@ def _device_name(device: str) -> str:
 
 
 def read_row(folder: Path) -> dict[str, Any] | None:
-    """The row a committed study folder holds, or None when the folder is not committed. A row
-    written before the warnings column says that its warnings were not recorded (blank would read
-    as "none")."""
+    """The row a committed study folder holds, or None when the folder is not committed. An ok row
+    written before a column of :data:`MARKED_WHEN_ABSENT` says that it was not recorded (blank would read
+    as "no warnings" or "unknown frame times")."""
     try:
         row = json.loads((folder / STUDY_JSON).read_text())
     except FileNotFoundError:
         return None
-    if "warnings" not in row:
-        row["warnings"] = NOT_RECORDED if row.get("status") == "ok" else None
+    for column in MARKED_WHEN_ABSENT:
+        if column not in row:
+            row[column] = not_recorded(column) if row.get("status") == "ok" else None
     return row
 
 

@@ -157,7 +157,9 @@ def read_seq_nrrd(path: str | os.PathLike, *, frame_rate: float | None = None) -
     geometry = geometry_from_ijk_to_ras(LPS_TO_RAS @ _ijk_to_lps(header, spatial_axes, source))
     times, time_note, index_description = _frame_times(header, list_axis, frames.shape[0], source)
     metadata["sequence_index"] = index_description
-    timing = given_frame_rate(source, frames.shape[0], frame_rate, times, f"sequence index {index_description}")
+    recorded_by = f"sequence index {index_description}" if times is not None else \
+        f"not stored in the file (sequence index {index_description})"
+    timing = given_frame_rate(source, frames.shape[0], frame_rate, times, recorded_by)
     times = timing.times
     metadata["frame_times_source"] = timing.times_source
     notes += [note for note in (time_note, timing.note) if note]
