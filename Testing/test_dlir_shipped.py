@@ -237,3 +237,29 @@ def test_bfloat16_on_the_cpu_keeps_the_default_models_fields(monkeypatch):
     monkeypatch.setattr(inference, "cpu_has_amx", lambda: False)  # a CPU without AMX: float32
     assert register_sequence(sim.sequence, "dlir", model=CAMUS_MODEL, device="cpu").parameters[
         "network_precision"] == "float32"
+
+
+def test_another_network_goes_in_front_of_the_shipped_correction_and_anatomy(tmp_path):
+    """scripts/attach_network.py: the result takes the network (its weights, passes and velocity reading) and
+    keeps the model's correction stage and anatomy network, weight for weight; its licence is CAMUS's; a network
+    of another grid is refused."""
+    import torch
+
+    from EchoRegistrationLib.dlir.checkpoints import load_model, save_model
+    from EchoRegistrationLib.dlir.networks import registration_network
+    from scripts.attach_network import attach_network
+
+    network = DLIRModel(registration_network({"kind": "cost_volume", "widths": [4, 8, 8, 8], "radii": [2, 2, 1],
+                                              "estimator": [8, 8]}), working_size=128, diffeomorphic=True)
+    save_model(network, tmp_path / "net", licence="BSD-3-Clause")
+    attach_network(CAMUS_MODEL, str(tmp_path / "net"), tmp_path / "both")
+    both, shipped = load_model(tmp_path / "both"), load_model(shipped_model_path(CAMUS_MODEL))
+    assert (both.passes, both.diffeomorphic, type(both.net).__name__) == (1, True, "CostVolumeNet")
+    for part in ("correction", "anatomy"):
+        kept, original = getattr(both, part).state_dict(), getattr(shipped, part).state_dict()
+        assert all(torch.equal(kept[k], original[k]) for k in original)
+    assert all(torch.equal(a, b) for a, b in zip(both.net.state_dict().values(), network.net.state_dict().values()))
+    assert read_config(tmp_path / "both")["licence"] == "CC BY-NC-SA 4.0"
+    save_model(DLIRModel(network.net, working_size=64), tmp_path / "small")
+    with pytest.raises(ValueError, match="its network works on 64 rows, the model's on 128"):
+        attach_network(CAMUS_MODEL, str(tmp_path / "small"), tmp_path / "refused")
