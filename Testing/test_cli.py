@@ -477,7 +477,10 @@ def test_models_lists_the_installed_models_with_their_terms(capsys):
     assert "CC BY-NC-SA 4.0: non-commercial use only" in out
     # the anatomy network learnt A4C frames only, and the listing says so for that model alone
     assert [line.split(":")[0] for line in out.splitlines() if "apical four-chamber (A4C) frames only" in line] == \
-        ["echoreg-dlir-camus"]
+        ["echoreg-dlir-camus", "echoreg-dlir-camus-cv"]
+    # the candidate default: a cost-volume network in front of the default's correction stage and anatomy network
+    assert rows["echoreg-dlir-camus-cv"][1:7] == ["cost volume, velocity", "to_reference", "1", "192 rows", "160 rows",
+                                                  "CC BY-NC-SA 4.0"]
 
 
 def test_a_barely_trained_anatomy_network_is_one_warning_line(tmp_path, capsys):

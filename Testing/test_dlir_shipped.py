@@ -12,16 +12,17 @@ import pytest
 from EchoRegistrationLib.dlir import AffineNet, DLIRModel
 from EchoRegistrationLib.dlir.checkpoints import read_config
 from EchoRegistrationLib.dlir.networks import RegistrationUNet
-from EchoRegistrationLib.dlir.shipped import (CAMUS_MODEL, MODELS_DIR, SEQUENTIAL_MODEL, SHIPPED_MODEL, SIM_MODEL,
-                                              installed_model_name,
-                                              list_models, resolve_model, shipped_model_path)
+from EchoRegistrationLib.dlir.shipped import (CAMUS_MODEL, COST_VOLUME_MODEL, MODELS_DIR, SEQUENTIAL_MODEL,
+                                              SHIPPED_MODEL, SIM_MODEL, installed_model_name, list_models,
+                                              resolve_model, shipped_model_path)
 from EchoRegistrationLib.registration import register_sequence
 from EchoRegistrationLib.simulation import simulate_sequence
 
 
 @pytest.mark.parametrize(("name", "size", "mode"), [(SIM_MODEL, 128, "to_reference"),
                                                     (SEQUENTIAL_MODEL, 256, "sequential"),
-                                                    (CAMUS_MODEL, 128, "to_reference")])
+                                                    (CAMUS_MODEL, 128, "to_reference"),
+                                                    (COST_VOLUME_MODEL, 128, "to_reference")])
 def test_shipped_models_are_safetensors_with_their_config(name, size, mode):
     folder = shipped_model_path(name)
     assert (folder / "model.safetensors").stat().st_size < 5 * 2**20  # a few MB at most
@@ -31,7 +32,7 @@ def test_shipped_models_are_safetensors_with_their_config(name, size, mode):
     json.dumps(config)  # plain JSON: nothing pickled
 
 
-@pytest.mark.parametrize("name", [SIM_MODEL, SEQUENTIAL_MODEL, CAMUS_MODEL])
+@pytest.mark.parametrize("name", [SIM_MODEL, SEQUENTIAL_MODEL, CAMUS_MODEL, COST_VOLUME_MODEL])
 def test_shipped_models_register_a_held_out_sequence_better_than_identity(name):
     sim = simulate_sequence(seed=10_050, n_frames=6, image_size=(128, 128))  # never a training seed
     result = register_sequence(sim.sequence, "dlir", model=shipped_model_path(name))
@@ -60,7 +61,8 @@ def test_the_simulator_model_beats_the_optimisation_tracker_on_a_held_out_simula
 def test_the_catalog_lists_the_shipped_models_with_their_terms():
     models = {info.name: info for info in list_models()}
     assert list(models)[0] == SHIPPED_MODEL  # the default first
-    assert SHIPPED_MODEL == CAMUS_MODEL and set(models) == {SIM_MODEL, SEQUENTIAL_MODEL, CAMUS_MODEL}
+    assert SHIPPED_MODEL == CAMUS_MODEL and set(models) == {SIM_MODEL, SEQUENTIAL_MODEL, CAMUS_MODEL, COST_VOLUME_MODEL}
+    assert models[COST_VOLUME_MODEL].licence == "CC BY-NC-SA 4.0"
     for info, mode in ((models[SIM_MODEL], "to_reference"), (models[SEQUENTIAL_MODEL], "sequential")):
         assert info.path == MODELS_DIR / info.name and info.mode == mode
         assert info.training_data == ("simulator",) and info.licence == "BSD-3-Clause"
@@ -110,7 +112,7 @@ def test_models_resolve_by_name_or_path(tmp_path):
     assert resolve_model(SEQUENTIAL_MODEL) == MODELS_DIR / SEQUENTIAL_MODEL
     weights = shipped_model_path() / "model.safetensors"
     assert resolve_model(weights) == weights and resolve_model(str(weights)) == weights
-    with pytest.raises(FileNotFoundError, match=f"installed: {CAMUS_MODEL}, {SIM_MODEL}, {SEQUENTIAL_MODEL}"):
+    with pytest.raises(FileNotFoundError, match=f"installed: {CAMUS_MODEL}, {COST_VOLUME_MODEL}, {SIM_MODEL}, {SEQUENTIAL_MODEL}"):
         resolve_model("echoreg-dlir-typo")
     with pytest.raises(FileNotFoundError, match=r"none in .*absent"):
         resolve_model(SHIPPED_MODEL, tmp_path / "absent")
@@ -140,7 +142,7 @@ def test_the_catalog_needs_no_torch():
     run = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[1],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert run.stdout.strip() == str([CAMUS_MODEL, SIM_MODEL, SEQUENTIAL_MODEL])
+    assert run.stdout.strip() == str([CAMUS_MODEL, COST_VOLUME_MODEL, SIM_MODEL, SEQUENTIAL_MODEL])
 
 
 def camus_valid_dice(shared_data: Path, model: str, n_pairs: int = 3) -> tuple[float, float, float]:

@@ -24,6 +24,10 @@
 # in 80 % of cases; 10000 steps of 4 pairs, about 70 min on two CPU threads; EchoRegistrationLib.dlir.anatomy:
 # its maps guide the refinement) and the model is
 # installed in Resources/Models/echoreg-dlir-camus (weights and config; the model card is kept).
+# Last, echoreg-dlir-camus-cv (the candidate default; its model card): a cost-volume network
+# (--network cost_volume) trained on the same pairs, templates and simulated sequences without shape and texture
+# terms, 2000 steps, then 2500, 3000 and 4000 more as a velocity network (about 2 h 20 min on two CPU threads),
+# put in front of echoreg-dlir-camus's correction stage and anatomy network (scripts/attach_network.py).
 #   usage: scripts/train_camus_model.sh [WORK_DIR] [INIT]
 #          (defaults runs/shipped and Resources/Models/echoreg-dlir-sim; the CAMUS pairs are read from
 #          $CAMUS, default ../shared/data/camus_ed_es/train; resumable: run it again to continue)
@@ -78,3 +82,19 @@ mkdir -p Resources/Models/echoreg-dlir-camus
 cp "$WORK/echoreg-dlir-camus-anatomy/model.safetensors" "$WORK/echoreg-dlir-camus-anatomy/model.json" \
   Resources/Models/echoreg-dlir-camus/
 echo "installed Resources/Models/echoreg-dlir-camus (CC BY-NC-SA 4.0)"
+COST_VOLUME="--data $CAMUS --data warped:$CAMUS --data $MIXED --data $MIXED --data $MIXED --scales 128 --batch-size 8
+  --weight motion=1 --weight dice=1 --weight shape=0 --weight texture=0 --no-texture --randomise 0.8 --network cost_volume"
+# shellcheck disable=SC2086
+$ECHOREG train dlir $COST_VOLUME --iterations 2000 -o "$WORK/cost_volume"
+# shellcheck disable=SC2086
+$ECHOREG train dlir $COST_VOLUME --diffeomorphic --init "$WORK/cost_volume" --iterations 2500 --seed 1 \
+  -o "$WORK/cost_volume_velocity"
+# shellcheck disable=SC2086
+$ECHOREG train dlir $COST_VOLUME --diffeomorphic --init "$WORK/cost_volume_velocity" --iterations 3000 --seed 2 \
+  -o "$WORK/cost_volume_velocity2"
+# shellcheck disable=SC2086
+$ECHOREG train dlir $COST_VOLUME --diffeomorphic --init "$WORK/cost_volume_velocity2" --iterations 4000 --seed 3 \
+  -o "$WORK/cost_volume_velocity3"
+.venv/bin/python scripts/attach_network.py --model Resources/Models/echoreg-dlir-camus \
+  --network "$WORK/cost_volume_velocity3" -o Resources/Models/echoreg-dlir-camus-cv
+echo "installed Resources/Models/echoreg-dlir-camus-cv (CC BY-NC-SA 4.0)"

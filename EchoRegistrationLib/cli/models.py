@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..dlir.shipped import CAMUS_MODEL, CATALOG, DLIR_KIND, MODELS_DIR, list_models
+from ..dlir.shipped import CAMUS_MODEL, CATALOG, COST_VOLUME_MODEL, DLIR_KIND, MODELS_DIR, list_models
 
 
 LICENCE_TERMS = {"BSD-3-Clause": "permissive, the project's own licence",
@@ -28,7 +28,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
             print(f"| {info.name}{default} | {about.label} | {info.network or '-'} | {info.mode or '-'} | {passes} | "
                   f"{correction} | {anatomy} | {info.licence} | {', '.join(info.training_data) or 'unknown'} |")
             licences.add(info.licence)
-            if info.anatomy_rows and info.name == CAMUS_MODEL:  # its model card: camus_ed_es, A4C frames only
+            # their anatomy network (one, the same): camus_ed_es, A4C frames only (the model card)
+            if info.anatomy_rows and info.name in (CAMUS_MODEL, COST_VOLUME_MODEL):
                 camus_anatomy.append(info.name)
     for licence in sorted(licences & set(LICENCE_TERMS)):
         print(f"{licence}: {LICENCE_TERMS[licence]}")
