@@ -440,8 +440,6 @@ def load_registration(folder: str | os.PathLike, seq: EchoSequence) -> Registrat
             displacement, spacing = data["displacement"], data["spacing"]
             frame_times, reference = data["frame_times"], int(data["reference"])
             no_signal = data["no_signal"]
-            # frames bridged for being uncorrelated with the reference (none in folders written before)
-            uncorrelated = data["uncorrelated"] if "uncorrelated" in data else np.zeros_like(no_signal)
     except (OSError, ValueError, KeyError) as err:
         raise _unreadable_registration(folder, err) from None
     problems = []
@@ -476,7 +474,6 @@ def load_registration(folder: str | os.PathLike, seq: EchoSequence) -> Registrat
     result.mode, result.device = report.get("mode", "given"), report.get("device", "")
     result.parameters, result.warnings = parameters, report.get("warnings", [])
     result.seconds, result.no_signal = float(report.get("seconds", 0.0)), no_signal.astype(bool)
-    result.uncorrelated = uncorrelated.astype(bool)
     return result
 
 
@@ -607,7 +604,7 @@ def register_one_frame(seq: EchoSequence, frame: int, settings: WorkflowSettings
     """
     from . import registration
     from .registration.tracking import (DEFAULT_REFINE_START, anchor_setting, check_options, frame_anchors,
-                                        tracking_plan, uncorrelated_frames, whole_frame_ncc)
+                                        tracking_plan)
     from .spatial.pairs import tracked_frames
     from .strain.reference import tracking_reference
 
@@ -623,9 +620,8 @@ def register_one_frame(seq: EchoSequence, frame: int, settings: WorkflowSettings
         return FrameRegistration(seq, frame, reference, np.zeros((*seq.frame_shape, 2), np.float32),
                                  seq.frames[frame].copy(), None)
     no_signal = no_signal_frames(seq.frames, seq.mask)
-    bridged = no_signal | uncorrelated_frames(whole_frame_ncc(seq.frames, reference), no_signal, reference)
-    if bridged[frame]:
-        return _bridged_frame(seq, frame, settings, bridged)
+    if no_signal[frame]:
+        return _bridged_frame(seq, frame, settings, no_signal)
     anchors = frame_anchors(seq, reference, settings.method, mode, setting)
     via = reference if anchors is None else anchors.get(frame, reference)
     refined = settings.method == "dlir" and arguments.get("refine")
@@ -658,11 +654,10 @@ def register_one_frame(seq: EchoSequence, frame: int, settings: WorkflowSettings
 
 
 def _bridged_frame(seq: EchoSequence, frame: int, settings: WorkflowSettings,
-                   bridged: np.ndarray) -> FrameRegistration:
-    """The quick look of ``frame``, which is not registered (the (T,) bool ``bridged``: no signal, or uncorrelated
-    with the reference): bridged as :func:`.registration.register_sequence` bridges it
-    (:func:`.registration.tracking.interpolate_in_time`), from the quick looks of the nearest frames that are
-    registered before and after it. How it was made is the
+                   no_signal: np.ndarray) -> FrameRegistration:
+    """The quick look of ``frame``, which has no signal (the (T,) bool ``no_signal``): bridged as
+    :func:`.registration.register_sequence` bridges it (:func:`.registration.tracking.interpolate_in_time`),
+    from the quick looks of the nearest frames with signal before and after it. How it was made is the
     later of those frames' that was registered (the reference itself was not)."""
     import torch
 
@@ -670,7 +665,7 @@ def _bridged_frame(seq: EchoSequence, frame: int, settings: WorkflowSettings,
     from .registration.tracking import interpolate_in_time
     from .spatial import field_to_numpy, field_to_torch, warp
 
-    present = np.flatnonzero(~bridged)
+    present = np.flatnonzero(~no_signal)
     sides = [int(k) for k in (*present[present < frame][-1:], *present[present > frame][:1])]
     parts = [register_one_frame(seq, k, settings) for k in sides]
     keys = sorted({*sides, frame})

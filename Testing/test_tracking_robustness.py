@@ -92,64 +92,39 @@ def test_lowered_similarity_is_named():
 
 
 def test_frames_unlike_the_reference_are_named_together():
-    """Frames that correlate only weakly with the reference (NCC 0.2 before registration: over the 0.1 that bridges
-    a frame, so registered) and still do not resemble it after registration (under 0.3; no steps here: noise
-    has no motion to find) are named together."""
-    rng = np.random.default_rng(1)
-    common = rng.uniform(0, 255, (40, 36))
-    frames = np.stack([common] + [0.2 * common + 0.98 * rng.uniform(0, 255, (40, 36)) for _ in range(3)])
-    seq = EchoSequence(frames=frames.astype(np.float32), spacing=(0.5, 0.5), frame_times=np.arange(4) / 50)
-    result = register_sequence(seq, "rigid", device="cpu", mode="to_reference", iterations=(0, 0, 0))
-    assert ((result.similarity_before[1:] > 0.1) & (result.similarity_after[1:] < 0.3)).all(), result.warnings
-    assert not result.uncorrelated.any() and result.unmeasured.tolist() == [False, True, True, True]
+    """Independent noise frames: no registration makes them resemble the reference (NCC about 0)."""
+    frames = np.random.default_rng(1).uniform(0, 255, (4, 40, 36)).astype(np.float32)
+    seq = EchoSequence(frames=frames, spacing=(0.5, 0.5), frame_times=np.arange(4) / 50)
+    result = register_sequence(seq, "rigid", device="cpu", mode="to_reference", iterations=(3, 3, 3))
+    assert (np.abs(result.similarity_after[1:]) < 0.1).all(), result.warnings
     unlike = [w for w in result.warnings if "hardly resemble" in w]
-    assert len(unlike) == 1 and unlike[0].startswith("3 of 3 frames (frames 1, 2, 3) keep an NCC with the "
-                                                     "reference under 0.3 after registration (lowest ")
+    assert len(unlike) == 1 and unlike[0].startswith("3 of 3 frames (frames 1, 2, 3) are unlike the reference, an "
+                                                     "NCC with the reference under 0.3 after registration or under "
+                                                     "0.1 before it (the lowest after it: frame ")
     moving = register_sequence(EchoSequence(frames=moving_texture(3), spacing=(0.5, 0.5),
                                             frame_times=np.arange(3) / 50), "rigid", device="cpu")
     assert not any("hardly resemble" in w for w in moving.warnings)  # a real (if small) motion: none
 
 
-@pytest.mark.parametrize("mode", ["to_reference", "sequential"])
-def test_a_noise_frame_is_bridged_not_fitted(mode):
-    """A simulated cine with frame 3 replaced by noise over the whole image. Registered, the deformable optimiser
-    fitted the noise up to NCC 0.49 with the reference (from -0.006), over the 0.3 that flagged frames alone, and
-    the frame counted as a measurement of motion; tracked sequentially, every later frame went through it and
-    kept an NCC of 0.1-0.3. Uncorrelated with the reference (whole-frame NCC under 0.1), it is now bridged as a
-    frame without signal: the other frames register as without it."""
+def test_a_noise_frame_the_optimiser_fits_is_still_not_a_measurement():
+    """A simulated cine with frame 3 replaced by noise: the deformable optimiser fits the noise up to NCC 0.49 with
+    the reference (from -0.006), over the 0.3 after registration that flagged frames alone, and the frame counted as
+    a measurement of motion. Uncorrelated before registration (under 0.1), it is flagged; the echo frames
+    (NCC 0.76-0.90 before) are not."""
     import dataclasses
 
     from EchoRegistrationLib.simulation import simulate_sequence
 
-    simulated = simulate_sequence(view="A4C", cycle="half", n_frames=6, image_size=(96, 96), seed=3)
-    sim = simulated.sequence
+    sim = simulate_sequence(view="A4C", cycle="half", n_frames=6, image_size=(96, 96), seed=3).sequence
     frames = sim.frames.copy()
     frames[3] = np.random.default_rng(99).uniform(frames.min(), frames.max(), frames[3].shape)
-    result = register_sequence(dataclasses.replace(sim, frames=frames), "deformable", device="cpu", mode=mode)
-    assert abs(result.similarity_before[3]) < 0.02 and (result.similarity_before[[1, 2, 4, 5]] > 0.7).all()
-    assert result.uncorrelated.tolist() == [False, False, False, True, False, False] and not result.no_signal.any()
-    assert result.unmeasured.tolist() == result.uncorrelated.tolist()
-    assert (result.similarity_after[[1, 2, 4, 5]] > 0.9).all()  # frames 4 and 5 too, sequentially
-
-    def myocardial_error(registration):
-        """(T,) mean end-point error (mm) over the myocardium against the simulator's true fields."""
-        error = np.linalg.norm(registration.displacement - simulated.displacement, axis=-1)
-        return error[:, sim.label_map(0) == 2].mean(axis=1)
-
-    # frames 4 and 5 as accurate as without the noise frame (to the reference: the same registrations; in
-    # sequence: 2 -> 4 is a longer step than 3 -> 4, 2.09 / 2.05 mm against 1.78 / 1.75 at this size)
-    clean = myocardial_error(register_sequence(sim, "deformable", device="cpu", mode=mode))
-    np.testing.assert_allclose(myocardial_error(result)[[4, 5]], clean[[4, 5]],
-                               atol=1e-4 if mode == "to_reference" else 0.4)
-    # frame 3's field lies between its neighbours' in time
-    t = sim.frame_times
-    between = ((t[4] - t[3]) * result.displacement[2] + (t[3] - t[2]) * result.displacement[4]) / (t[4] - t[2])
-    np.testing.assert_allclose(result.displacement[3], between, atol=1e-5)
-    (line,) = [w for w in result.warnings if w.startswith("frame 3:")]
-    assert line.startswith("frame 3: uncorrelated with the reference (NCC -0.006 over the whole frame before "
-                           "registration, under 0.1: noise, a scene cut?); not registered, tracking goes across it "
-                           "and its field is interpolated in time from frame(s) 2 and 4, not measured")
-    assert result.report()["frames"][3]["uncorrelated"] and not result.report()["frames"][2]["uncorrelated"]
+    result = register_sequence(dataclasses.replace(sim, frames=frames), "deformable", device="cpu",
+                               mode="to_reference")
+    assert abs(result.similarity_before[3]) < 0.02 and result.similarity_after[3] > 0.4
+    assert (result.similarity_before[[1, 2, 4, 5]] > 0.7).all()
+    assert result.unmeasured.tolist() == [False, False, False, True, False, False]
+    (unlike,) = [w for w in result.warnings if "hardly resemble" in w]
+    assert unlike.startswith("1 of 5 frames (frame 3) are unlike the reference")
 
 
 def test_progress_rises_pair_by_pair_within_one_batch():

@@ -10,12 +10,10 @@
   (it would otherwise pass for the new run's), and no other file.
 * ``displacement.npz``: NumPy (compressed): ``displacement`` (T, H, W, 2) float32 mm, ``spacing``
   (sx, sy) mm, ``frame_times`` (T,) s, ``reference`` index, ``no_signal`` (T,) bool (frames
-  without information, whose field is interpolated), ``uncorrelated`` (T,) bool (frames uncorrelated
-  with the reference, interpolated alike; absent from sets written before 2026-12-02), ``convention``
-  text, ``spacing_known`` and ``frame_times_known``. Unknown basis is marked, never written as if
-  measured: without a pixel size (``spacing_known`` False) ``spacing`` is the placeholder and the field
-  is in its units, not mm (the ``convention`` says so); without frame times (``frame_times_known``
-  False) ``frame_times`` is NaN.
+  without information, whose field is interpolated), ``convention`` text, ``spacing_known`` and
+  ``frame_times_known``. Unknown basis is marked, never written as if measured: without a pixel size
+  (``spacing_known`` False) ``spacing`` is the placeholder and the field is in its units, not mm (the
+  ``convention`` says so); without frame times (``frame_times_known`` False) ``frame_times`` is NaN.
 * ``report.json``: settings, device, timing, per-frame quality and warnings, the ``convention`` (the
   same text as the npz's), ``spacing_known``, ``spacing_mm`` (null when unknown; the placeholder is
   then in ``placeholder_spacing``, null when the spacing is known), ``frame_times_known`` and
@@ -156,7 +154,6 @@ def save_registration(result: RegistrationResult, seq: EchoSequence, folder: str
         np.savez_compressed(tmp / DISPLACEMENT, displacement=result.displacement,
                             spacing=np.asarray(seq.spacing), frame_times=times,
                             reference=result.reference, no_signal=result.no_signal,
-                            uncorrelated=result.uncorrelated,
                             convention=displacement_convention(seq), spacing_known=seq.spacing_known,
                             frame_times_known=seq.frame_times_known)
         (tmp / REPORT).write_text(json.dumps(registration_report(result, seq), indent=2) + "\n")

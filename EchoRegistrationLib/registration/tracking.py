@@ -10,13 +10,10 @@ They are left out of the registration: tracking goes across them (the next frame
 the last frame with signal), and their own field is interpolated linearly in time between the
 nearest frames with signal on either side (held from the nearest one past the last such frame).
 They are marked in :attr:`RegistrationResult.no_signal` and named in its ``warnings``, as is every
-frame whose similarity to the reference the registration lowered. Frames uncorrelated with the reference
-(noise, a scene cut: :func:`uncorrelated_frames`, an NCC with it over the whole frame under
-:data:`UNCORRELATED` before registration) are bridged the same way (:attr:`RegistrationResult.uncorrelated`):
-registered, a deformable field would fit them (a noise frame reached NCC 0.49), and sequential tracking
-would carry the error to every later frame. The bridged frames and those whose NCC with the reference
-stays under :data:`LOW_SIMILARITY` after registration are the frames whose field is not a measurement of
-motion (:func:`unmeasured_frames`, :attr:`RegistrationResult.unmeasured`): strain leaves them out of ED / ES
+frame whose similarity to the reference the registration lowered. The frames without signal and those
+unlike the reference (:data:`UNLIKE`: an NCC with it under :data:`LOW_SIMILARITY` after registration, or
+under :data:`UNCORRELATED` before it) are the frames whose field is not a measurement of motion
+(:func:`unmeasured_frames`, :attr:`RegistrationResult.unmeasured`): strain leaves them out of ED / ES
 detection and peak strain (:mod:`..strain.reference`).
 """
 
@@ -52,12 +49,13 @@ NCC_DROP_TOLERANCE = 1e-3
 # view, a scene cut, noise): its field is not a measurement of motion. The project's threshold, set far
 # below what echo cines reach after registration (0.95-0.98 mean on the shared real cines, README).
 LOW_SIMILARITY = 0.3
-# A frame whose NCC with the reference over the whole frame (sector and background alike, whatever the mask) is
-# under this before registration is uncorrelated with it (noise, a scene cut): it is not registered but bridged
-# (:func:`uncorrelated_frames`). Echo frames lie far above it: CAMUS A4C ES frames have 0.66-0.96 with their ED
-# frame (250 train patients; 0.70 and more on the 50 valid ones), the shared real A4C cine 0.76-1 with its
-# first frame, the simulator 0.69-1; a frame of uniform noise about 0.
+# A frame this uncorrelated with the reference before registration (noise, a scene cut) is no measurement
+# either, whatever NCC the registration reaches: a deformable field fits noise (a simulated cine's noise frame,
+# NCC -0.006 before, 0.49 after the optimiser's). Echo frames lie far above it: the CAMUS train A4C ES frames
+# have 0.66-0.97 with their ED frame (250 patients), the shared real A4C cine 0.76-0.98, the simulator 0.69-1.
 UNCORRELATED = 0.1
+# The rule of :func:`unmeasured_frames`, as the warnings state it.
+UNLIKE = f"an NCC with the reference under {LOW_SIMILARITY:g} after registration or under {UNCORRELATED:g} before it"
 METHODS = (*KINDS, "dlir")
 ProgressCallback = Callable[[int, int], None]
 
@@ -276,10 +274,7 @@ class RegistrationResult:
         folding_fraction: (T,) fraction of reference pixels where the map folds (det J <= 0).
         seconds: wall time of the registration; ``device`` where it ran.
         no_signal: (T,) bool, frames without signal whose field is interpolated in time, not
-            measured (module docstring).
-        uncorrelated: (T,) bool, frames with signal but uncorrelated with the reference before
-            registration (:func:`uncorrelated_frames`), bridged as those without signal;
-            :attr:`unmeasured` adds the frames unlike the reference after registration.
+            measured (module docstring); :attr:`unmeasured` adds the frames unlike the reference.
         warnings: one line per problem: the input's (:func:`input_warnings`), then per frame (no
             signal; similarity lowered).
         enhanced: (T, H, W) float32 grey 0..255, the frames as registered when they were enhanced
@@ -301,33 +296,24 @@ class RegistrationResult:
     no_signal: np.ndarray | None = None
     warnings: list[str] = field(default_factory=list)
     enhanced: np.ndarray | None = None
-    uncorrelated: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.no_signal is None:
             self.no_signal = np.zeros(len(self.displacement), dtype=bool)
-        if self.uncorrelated is None:
-            self.uncorrelated = np.zeros(len(self.displacement), dtype=bool)
-
-    @property
-    def bridged(self) -> np.ndarray:
-        """(T,) bool, the frames not registered but bridged in time: without signal, or uncorrelated."""
-        return np.asarray(self.no_signal, dtype=bool) | np.asarray(self.uncorrelated, dtype=bool)
 
     @property
     def unmeasured(self) -> np.ndarray:
         """(T,) bool, the frames whose field is not a measurement of motion (:func:`unmeasured_frames`:
-        bridged, or an NCC with the reference under :data:`LOW_SIMILARITY` after registration), as the
-        ``warnings`` name them."""
-        return unmeasured_frames(self.similarity_after, self.bridged, self.reference)
+        no signal, or :data:`UNLIKE`), as the ``warnings`` name them."""
+        return unmeasured_frames(self.similarity_before, self.similarity_after, self.no_signal, self.reference)
 
     def mean_similarity(self) -> tuple[float, float]:
         """Mean NCC with the reference (before, after warping) over every frame but the reference
-        itself (whose NCC is 1 by definition and would only raise both means); bridged frames (no
-        signal, uncorrelated) are left out too (their fields are interpolated, not measured). NaN when no
-        frame remains."""
+        itself (whose NCC is 1 by definition and would only raise both means); frames without
+        signal are left out too (their fields are interpolated, not measured). NaN when no frame
+        remains."""
         frames = np.arange(len(self.similarity_after))
-        measured = (frames != self.reference) & ~self.bridged
+        measured = (frames != self.reference) & ~np.asarray(self.no_signal, dtype=bool)
         if not measured.any():
             return float("nan"), float("nan")
         return float(self.similarity_before[measured].mean()), float(self.similarity_after[measured].mean())
@@ -352,11 +338,9 @@ class RegistrationResult:
             "warnings": self.warnings,
             "frames": [
                 {"frame": t, "ncc_before": round(float(b), 5), "ncc_after": round(float(a), 5),
-                 "folding_fraction": float(f), "no_signal": bool(n), "uncorrelated": bool(c),
-                 "motion_measured": not bool(u)}
-                for t, (b, a, f, n, c, u) in enumerate(zip(self.similarity_before, self.similarity_after,
-                                                           self.folding_fraction, self.no_signal, self.uncorrelated,
-                                                           self.unmeasured))
+                 "folding_fraction": float(f), "no_signal": bool(n), "motion_measured": not bool(u)}
+                for t, (b, a, f, n, u) in enumerate(zip(self.similarity_before, self.similarity_after,
+                                                        self.folding_fraction, self.no_signal, self.unmeasured))
             ],
         }
 
@@ -415,77 +399,48 @@ def anatomy_view_warnings(seq: EchoSequence, anatomy_weight: float | None) -> li
             f"only, on this {view} view: check the warped frames (--refine 0: the network alone)"]
 
 
-def whole_frame_ncc(frames: np.ndarray, reference: int) -> np.ndarray:
-    """(T,) float64: the NCC (Pearson correlation) of each of the (T, H, W) ``frames`` with the frame ``reference``
-    over the whole frame, whatever mask the registration uses (inside a sector mask real echo correlates less,
-    0.15-0.31 at worst on CAMUS pairs and the shared A4C cine: too near :data:`UNCORRELATED`); 0 for a frame
-    without signal."""
-    values = np.asarray(frames, dtype=np.float64).reshape(len(frames), -1)
-    values = values - values.mean(axis=1, keepdims=True)
-    norms = np.linalg.norm(values, axis=1)
-    products = values @ values[reference]
-    return np.divide(products, norms * norms[reference], out=np.zeros(len(values)), where=norms > 0)
-
-
-def uncorrelated_frames(correlation: np.ndarray, no_signal: np.ndarray, reference: int) -> np.ndarray:
-    """(T,) bool: the frames with signal (``no_signal``, (T,) bool, False) whose :func:`whole_frame_ncc` with the
-    frame ``reference`` (``correlation``, (T,)) is under :data:`UNCORRELATED`: noise, a scene cut. They are
-    bridged in time as frames without signal are (module docstring)."""
-    uncorrelated = (np.asarray(correlation, dtype=np.float64) < UNCORRELATED) & ~np.asarray(no_signal, dtype=bool)
-    uncorrelated[reference] = False
-    return uncorrelated
-
-
-def unmeasured_frames(after: np.ndarray, bridged: np.ndarray, reference: int) -> np.ndarray:
-    """(T,) bool: the frames whose field is not a measurement of motion: those bridged in time (``bridged``, (T,)
-    bool: no signal, or uncorrelated with the reference before registration) and, but for the frame ``reference``
-    itself, those whose NCC with the reference after registration (``after``, (T,)) stays under
-    :data:`LOW_SIMILARITY` (another view, a scene cut, noise). The one definition of the flag:
-    :func:`quality_warnings` names these frames, :func:`..strain.compute_strain` leaves them out of ED / ES
-    detection and peak strain."""
-    unlike = np.asarray(after, dtype=np.float64) < LOW_SIMILARITY
+def unmeasured_frames(before: np.ndarray, after: np.ndarray, no_signal: np.ndarray, reference: int) -> np.ndarray:
+    """(T,) bool: the frames whose field is not a measurement of motion: those without signal (``no_signal``,
+    (T,) bool: their field is interpolated in time) and, but for the frame ``reference`` itself, those unlike
+    the reference (another view, a scene cut, noise): an NCC with it after registration (``after``, (T,))
+    under :data:`LOW_SIMILARITY`, or before registration (``before``, (T,)) under :data:`UNCORRELATED`. The one
+    definition of the flag: :func:`quality_warnings` names these frames, :func:`..strain.compute_strain` leaves
+    them out of ED / ES detection and peak strain."""
+    unlike = (np.asarray(after, dtype=np.float64) < LOW_SIMILARITY) | (np.asarray(before, dtype=np.float64)
+                                                                        < UNCORRELATED)
     unlike[reference] = False
-    return np.asarray(bridged, dtype=bool) | unlike
+    return np.asarray(no_signal, dtype=bool) | unlike
 
 
 def quality_warnings(before: np.ndarray, after: np.ndarray, no_signal: np.ndarray,
-                     pairs: list[tuple[int, int]], reference: int,
-                     correlation: np.ndarray | None = None) -> list[str]:
-    """One line per frame bridged in time (no signal, or uncorrelated with the reference: how it was bridged)
-    and per frame whose NCC with the reference the registration lowered by more than
-    :data:`NCC_DROP_TOLERANCE`, in frame order; then one line for the other frames :func:`unmeasured_frames`
-    flags (NCC with the frame ``reference`` under :data:`LOW_SIMILARITY` after registration). ``before``,
-    ``after``: (T,) NCC; ``no_signal``: (T,) bool; ``pairs``: the (fixed, moving) frames registered;
-    ``correlation``: (T,) :func:`whole_frame_ncc` (None: no frame was found uncorrelated)."""
+                     pairs: list[tuple[int, int]], reference: int) -> list[str]:
+    """One line per frame without signal (how it was bridged) and per frame whose NCC with the
+    reference the registration lowered by more than :data:`NCC_DROP_TOLERANCE`, in frame order;
+    then one line for the other frames :func:`unmeasured_frames` flags (:data:`UNLIKE`, the reference being the
+    frame ``reference``). ``before``, ``after``: (T,) NCC; ``no_signal``: (T,) bool; ``pairs``:
+    the (fixed, moving) frames registered."""
     fixed_of = {m: f for f, m in pairs}
-    uncorrelated = (np.zeros(len(after), dtype=bool) if correlation is None else
-                    uncorrelated_frames(correlation, no_signal, reference))
-    bridged = np.asarray(no_signal, dtype=bool) | uncorrelated
-    present = np.flatnonzero(~bridged)
+    present = np.flatnonzero(~no_signal)
     lines = {}
-    for t in np.flatnonzero(bridged):
+    for t in np.flatnonzero(no_signal):
         sides = [str(f) for f in (*present[present < t][-1:], *present[present > t][:1])]
-        why = ("no signal (constant intensity)" if no_signal[t] else
-               f"uncorrelated with the reference (NCC {correlation[t]:.3f} over the whole frame before registration, "
-               f"under {UNCORRELATED:g}: noise, a scene cut?)")
-        lines[t] = (f"frame {t}: {why}; not registered, tracking goes across it and its field is interpolated in "
-                    f"time from frame(s) {' and '.join(sides)}, not measured")
+        lines[t] = (f"frame {t}: no signal (constant intensity); not registered, tracking goes across "
+                    f"it and its field is interpolated in time from frame(s) {' and '.join(sides)}, "
+                    f"not measured")
     for t in fixed_of:
         if after[t] < before[t] - NCC_DROP_TOLERANCE:
             lines[t] = (f"frame {t}: registration lowered the similarity to the reference "
                         f"(NCC {before[t]:.3f} -> {after[t]:.3f}); check this frame's field")
-    flagged = unmeasured_frames(after, bridged, reference)
+    flagged = unmeasured_frames(before, after, no_signal, reference)
     low = sorted(t for t in fixed_of if flagged[t] and t not in lines)
     unlike = []
     if low:
         worst = min(low, key=lambda t: after[t])
-        one = len(low) == 1
-        unlike = [f"{len(low)} of {len(fixed_of)} frames ({'frame' if one else 'frames'} "
+        unlike = [f"{len(low)} of {len(fixed_of)} frames ({'frame' if len(low) == 1 else 'frames'} "
                   f"{', '.join(map(str, low[:5]))}"
-                  f"{', ...' if len(low) > 5 else ''}) {'keeps' if one else 'keep'} an NCC with the reference under "
-                  f"{LOW_SIMILARITY:g} after registration (lowest {after[worst]:.3f}, frame {worst}): "
-                  f"{'it hardly resembles' if one else 'they hardly resemble'} it (another view, a scene cut, noise); "
-                  f"{'its field is not a measurement' if one else 'their fields are not measurements'} of motion"]
+                  f"{', ...' if len(low) > 5 else ''}) are unlike the reference, {UNLIKE} (the lowest after it: "
+                  f"frame {worst}, NCC {before[worst]:.3f} -> {after[worst]:.3f}): they hardly resemble it (another "
+                  "view, a scene cut, noise); their fields are not measurements of motion"]
     return [lines[t] for t in sorted(lines)] + unlike
 
 
@@ -688,7 +643,7 @@ def register_sequence(
 
     Returns:
         :class:`RegistrationResult` with fields and warped frames on the reference grid; frames
-        without signal or uncorrelated with the reference are bridged and marked (module docstring).
+        without signal are bridged and marked (module docstring).
 
     Raises:
         EchoDataError: the reference frame has no signal; with ``enhance``, the pixel size is
@@ -725,9 +680,7 @@ def register_sequence(
     if no_signal[reference]:
         raise EchoDataError(seq.source, f"reference frame {reference} has no signal (constant "
                                         f"intensity); choose another reference frame")
-    correlation = whole_frame_ncc(seq.frames, reference)
-    uncorrelated = uncorrelated_frames(correlation, no_signal, reference)
-    pairs = frame_pairs(seq.n_frames, reference, mode, skip=no_signal | uncorrelated)  # checks the mode
+    pairs = frame_pairs(seq.n_frames, reference, mode, skip=no_signal)  # checks the mode
     start_notes: list[str] = []  # a refinement start asked for that could not run
     start = time.perf_counter()
     frames = as_image_batch(seq.frames, device=dev)
@@ -778,7 +731,7 @@ def register_sequence(
                                         progress, cancel)
     with torch.inference_mode():
         fields = chain_to_reference(pair_fields, pairs, seq.n_frames, reference, mode, seq.spacing)
-        fields = interpolate_in_time(fields, no_signal | uncorrelated, seq.frame_times)
+        fields = interpolate_in_time(fields, no_signal, seq.frame_times)
         warped = warp(frames, fields, seq.spacing)
         before, after, folding = frame_quality(frames[reference:reference + 1], frames, warped,
                                                fields, seq.spacing, roi)
@@ -792,8 +745,8 @@ def register_sequence(
         parameters={"chunk_size": chunk_size, "allocator": allocator_setting(), **enhancement, **options},
         no_signal=no_signal, warnings=[*input_warnings(seq), *start_notes,
                                        *anatomy_view_warnings(seq, options.get("refine_anatomy_weight")),
-                                       *quality_warnings(before, after, no_signal, pairs, reference, correlation)],
-        enhanced=seq.frames if enhance is not None else None, uncorrelated=uncorrelated,
+                                       *quality_warnings(before, after, no_signal, pairs, reference)],
+        enhanced=seq.frames if enhance is not None else None,
     )
 
 

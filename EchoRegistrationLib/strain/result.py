@@ -32,7 +32,7 @@ from ..io.atomic import atomic_output, check_writable
 from .contours import signed_peak
 from .myocardium import Myocardium
 from .quality import SegmentQuality
-from ..registration.tracking import LOW_SIMILARITY
+from ..registration.tracking import UNLIKE
 from .reference import FROM_FILE, FROM_USER, FROM_USER_REFERENCE, CardiacFrames, extreme_volume_frame
 from .tensors import green_lagrange_from_engineering
 from .volumes import N_DISCS, ejection_fraction
@@ -318,8 +318,7 @@ class StrainResult:
             one = len(unmeasured) == 1
             out.append(f"{'frame' if one else 'frames'} {listed} left out of ED / ES detection and of peak strain: "
                        f"{'its field is not a measurement' if one else 'their fields are not measurements'} of "
-                       f"motion (no signal, uncorrelated with the reference before registration, or an NCC with "
-                       f"it under {LOW_SIMILARITY:g} after; the registration's warnings name them)")
+                       f"motion (no signal, or {UNLIKE}; the registration's warnings name them)")
         for phase, frame, source, values, option in (
                 ("ED", self.ed_index, self.frames.ed_source, "EDV and EF", "--reference"),
                 ("ES", self.es_index, self.frames.es_source, "ESV, EF and end-systolic strain", "--es-frame")):
