@@ -98,33 +98,11 @@ def test_frames_unlike_the_reference_are_named_together():
     result = register_sequence(seq, "rigid", device="cpu", mode="to_reference", iterations=(3, 3, 3))
     assert (np.abs(result.similarity_after[1:]) < 0.1).all(), result.warnings
     unlike = [w for w in result.warnings if "hardly resemble" in w]
-    assert len(unlike) == 1 and unlike[0].startswith("3 of 3 frames (frames 1, 2, 3) are unlike the reference, an "
-                                                     "NCC with the reference under 0.3 after registration or under "
-                                                     "0.1 before it (the lowest after it: frame ")
+    assert len(unlike) == 1 and unlike[0].startswith("3 of 3 frames (frames 1, 2, 3) keep an NCC with the "
+                                                     "reference under 0.3 after registration (lowest ")
     moving = register_sequence(EchoSequence(frames=moving_texture(3), spacing=(0.5, 0.5),
                                             frame_times=np.arange(3) / 50), "rigid", device="cpu")
     assert not any("hardly resemble" in w for w in moving.warnings)  # a real (if small) motion: none
-
-
-def test_a_noise_frame_the_optimiser_fits_is_still_not_a_measurement():
-    """A simulated cine with frame 3 replaced by noise: the deformable optimiser fits the noise up to NCC 0.49 with
-    the reference (from -0.006), over the 0.3 after registration that flagged frames alone, and the frame counted as
-    a measurement of motion. Uncorrelated before registration (under 0.1), it is flagged; the echo frames
-    (NCC 0.76-0.90 before) are not."""
-    import dataclasses
-
-    from EchoRegistrationLib.simulation import simulate_sequence
-
-    sim = simulate_sequence(view="A4C", cycle="half", n_frames=6, image_size=(96, 96), seed=3).sequence
-    frames = sim.frames.copy()
-    frames[3] = np.random.default_rng(99).uniform(frames.min(), frames.max(), frames[3].shape)
-    result = register_sequence(dataclasses.replace(sim, frames=frames), "deformable", device="cpu",
-                               mode="to_reference")
-    assert abs(result.similarity_before[3]) < 0.02 and result.similarity_after[3] > 0.4
-    assert (result.similarity_before[[1, 2, 4, 5]] > 0.7).all()
-    assert result.unmeasured.tolist() == [False, False, False, True, False, False]
-    (unlike,) = [w for w in result.warnings if "hardly resemble" in w]
-    assert unlike.startswith("1 of 5 frames (frame 3) are unlike the reference")
 
 
 def test_progress_rises_pair_by_pair_within_one_batch():

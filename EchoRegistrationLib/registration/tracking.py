@@ -11,10 +11,9 @@ the last frame with signal), and their own field is interpolated linearly in tim
 nearest frames with signal on either side (held from the nearest one past the last such frame).
 They are marked in :attr:`RegistrationResult.no_signal` and named in its ``warnings``, as is every
 frame whose similarity to the reference the registration lowered. The frames without signal and those
-unlike the reference (:data:`UNLIKE`: an NCC with it under :data:`LOW_SIMILARITY` after registration, or
-under :data:`UNCORRELATED` before it) are the frames whose field is not a measurement of motion
-(:func:`unmeasured_frames`, :attr:`RegistrationResult.unmeasured`): strain leaves them out of ED / ES
-detection and peak strain (:mod:`..strain.reference`).
+whose NCC with the reference stays under :data:`LOW_SIMILARITY` after registration are the frames whose
+field is not a measurement of motion (:func:`unmeasured_frames`, :attr:`RegistrationResult.unmeasured`):
+strain leaves them out of ED / ES detection and peak strain (:mod:`..strain.reference`).
 """
 
 from __future__ import annotations
@@ -49,13 +48,6 @@ NCC_DROP_TOLERANCE = 1e-3
 # view, a scene cut, noise): its field is not a measurement of motion. The project's threshold, set far
 # below what echo cines reach after registration (0.95-0.98 mean on the shared real cines, README).
 LOW_SIMILARITY = 0.3
-# A frame this uncorrelated with the reference before registration (noise, a scene cut) is no measurement
-# either, whatever NCC the registration reaches: a deformable field fits noise (a simulated cine's noise frame,
-# NCC -0.006 before, 0.49 after the optimiser's). Echo frames lie far above it: the CAMUS train A4C ES frames
-# have 0.66-0.97 with their ED frame (250 patients), the shared real A4C cine 0.76-0.98, the simulator 0.69-1.
-UNCORRELATED = 0.1
-# The rule of :func:`unmeasured_frames`, as the warnings state it.
-UNLIKE = f"an NCC with the reference under {LOW_SIMILARITY:g} after registration or under {UNCORRELATED:g} before it"
 METHODS = (*KINDS, "dlir")
 ProgressCallback = Callable[[int, int], None]
 
@@ -304,8 +296,9 @@ class RegistrationResult:
     @property
     def unmeasured(self) -> np.ndarray:
         """(T,) bool, the frames whose field is not a measurement of motion (:func:`unmeasured_frames`:
-        no signal, or :data:`UNLIKE`), as the ``warnings`` name them."""
-        return unmeasured_frames(self.similarity_before, self.similarity_after, self.no_signal, self.reference)
+        no signal, or an NCC with the reference under :data:`LOW_SIMILARITY` after registration), as the
+        ``warnings`` name them."""
+        return unmeasured_frames(self.similarity_after, self.no_signal, self.reference)
 
     def mean_similarity(self) -> tuple[float, float]:
         """Mean NCC with the reference (before, after warping) over every frame but the reference
@@ -399,15 +392,13 @@ def anatomy_view_warnings(seq: EchoSequence, anatomy_weight: float | None) -> li
             f"only, on this {view} view: check the warped frames (--refine 0: the network alone)"]
 
 
-def unmeasured_frames(before: np.ndarray, after: np.ndarray, no_signal: np.ndarray, reference: int) -> np.ndarray:
+def unmeasured_frames(after: np.ndarray, no_signal: np.ndarray, reference: int) -> np.ndarray:
     """(T,) bool: the frames whose field is not a measurement of motion: those without signal (``no_signal``,
-    (T,) bool: their field is interpolated in time) and, but for the frame ``reference`` itself, those unlike
-    the reference (another view, a scene cut, noise): an NCC with it after registration (``after``, (T,))
-    under :data:`LOW_SIMILARITY`, or before registration (``before``, (T,)) under :data:`UNCORRELATED`. The one
-    definition of the flag: :func:`quality_warnings` names these frames, :func:`..strain.compute_strain` leaves
-    them out of ED / ES detection and peak strain."""
-    unlike = (np.asarray(after, dtype=np.float64) < LOW_SIMILARITY) | (np.asarray(before, dtype=np.float64)
-                                                                        < UNCORRELATED)
+    (T,) bool: their field is interpolated in time) and, but for the frame ``reference`` itself, those whose
+    NCC with the reference after registration (``after``, (T,)) stays under :data:`LOW_SIMILARITY` (another
+    view, a scene cut, noise). The one definition of the flag: :func:`quality_warnings` names these frames,
+    :func:`..strain.compute_strain` leaves them out of ED / ES detection and peak strain."""
+    unlike = np.asarray(after, dtype=np.float64) < LOW_SIMILARITY
     unlike[reference] = False
     return np.asarray(no_signal, dtype=bool) | unlike
 
@@ -416,8 +407,8 @@ def quality_warnings(before: np.ndarray, after: np.ndarray, no_signal: np.ndarra
                      pairs: list[tuple[int, int]], reference: int) -> list[str]:
     """One line per frame without signal (how it was bridged) and per frame whose NCC with the
     reference the registration lowered by more than :data:`NCC_DROP_TOLERANCE`, in frame order;
-    then one line for the other frames :func:`unmeasured_frames` flags (:data:`UNLIKE`, the reference being the
-    frame ``reference``). ``before``, ``after``: (T,) NCC; ``no_signal``: (T,) bool; ``pairs``:
+    then one line for the other frames :func:`unmeasured_frames` flags (NCC with the frame ``reference``
+    under :data:`LOW_SIMILARITY`). ``before``, ``after``: (T,) NCC; ``no_signal``: (T,) bool; ``pairs``:
     the (fixed, moving) frames registered."""
     fixed_of = {m: f for f, m in pairs}
     present = np.flatnonzero(~no_signal)
@@ -431,15 +422,15 @@ def quality_warnings(before: np.ndarray, after: np.ndarray, no_signal: np.ndarra
         if after[t] < before[t] - NCC_DROP_TOLERANCE:
             lines[t] = (f"frame {t}: registration lowered the similarity to the reference "
                         f"(NCC {before[t]:.3f} -> {after[t]:.3f}); check this frame's field")
-    flagged = unmeasured_frames(before, after, no_signal, reference)
+    flagged = unmeasured_frames(after, no_signal, reference)
     low = sorted(t for t in fixed_of if flagged[t] and t not in lines)
     unlike = []
     if low:
         worst = min(low, key=lambda t: after[t])
         unlike = [f"{len(low)} of {len(fixed_of)} frames ({'frame' if len(low) == 1 else 'frames'} "
                   f"{', '.join(map(str, low[:5]))}"
-                  f"{', ...' if len(low) > 5 else ''}) are unlike the reference, {UNLIKE} (the lowest after it: "
-                  f"frame {worst}, NCC {before[worst]:.3f} -> {after[worst]:.3f}): they hardly resemble it (another "
+                  f"{', ...' if len(low) > 5 else ''}) keep an NCC with the reference under {LOW_SIMILARITY:g} "
+                  f"after registration (lowest {after[worst]:.3f}, frame {worst}): they hardly resemble it (another "
                   "view, a scene cut, noise); their fields are not measurements of motion"]
     return [lines[t] for t in sorted(lines)] + unlike
 

@@ -19,8 +19,8 @@ frames found do not depend on the pixel size being known. The strain standard (V
 Cardiovasc Imaging 2015;16:1-11) takes ED as the reference of Lagrangian strain, and peak systolic
 strain as the peak within systole, ED to ES: :meth:`CardiacFrames.systolic_frames`.
 
-Frames whose field is not a measurement of motion (no signal, or unlike the reference before or
-after registration: :func:`..registration.tracking.unmeasured_frames`) are never detected as ED or ES: their
+Frames whose field is not a measurement of motion (no signal, or unlike the reference after
+registration: :func:`..registration.tracking.unmeasured_frames`) are never detected as ED or ES: their
 tracked volume is whatever the field made of noise.
 """
 

@@ -12,7 +12,7 @@ JSON null) and their names say why; strain and EF are ratios and are reported. W
 frame times, times are blank and curves run over frame indices.
 
 Frames whose field is not a measurement of motion (``unmeasured``: no signal, or unlike the reference
-before or after registration, :func:`..registration.tracking.unmeasured_frames`) are left out of ED / ES
+after registration, :func:`..registration.tracking.unmeasured_frames`) are left out of ED / ES
 detection and of the peaks; a value read at such a frame (EDV, ESV and EF at an ED or ES the file or the
 user put there, end-systolic strain, the drift at the last frame) is left blank, and the warnings say why.
 """
@@ -32,7 +32,7 @@ from ..io.atomic import atomic_output, check_writable
 from .contours import signed_peak
 from .myocardium import Myocardium
 from .quality import SegmentQuality
-from ..registration.tracking import UNLIKE
+from ..registration.tracking import LOW_SIMILARITY
 from .reference import FROM_FILE, FROM_USER, FROM_USER_REFERENCE, CardiacFrames, extreme_volume_frame
 from .tensors import green_lagrange_from_engineering
 from .volumes import N_DISCS, ejection_fraction
@@ -318,7 +318,8 @@ class StrainResult:
             one = len(unmeasured) == 1
             out.append(f"{'frame' if one else 'frames'} {listed} left out of ED / ES detection and of peak strain: "
                        f"{'its field is not a measurement' if one else 'their fields are not measurements'} of "
-                       f"motion (no signal, or {UNLIKE}; the registration's warnings name them)")
+                       f"motion (no signal, or an NCC with the reference under {LOW_SIMILARITY:g} after "
+                       "registration; the registration's warnings name them)")
         for phase, frame, source, values, option in (
                 ("ED", self.ed_index, self.frames.ed_source, "EDV and EF", "--reference"),
                 ("ES", self.es_index, self.frames.es_source, "ESV, EF and end-systolic strain", "--es-frame")):
