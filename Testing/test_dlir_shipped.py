@@ -112,7 +112,8 @@ def test_models_resolve_by_name_or_path(tmp_path):
     assert resolve_model(SEQUENTIAL_MODEL) == MODELS_DIR / SEQUENTIAL_MODEL
     weights = shipped_model_path() / "model.safetensors"
     assert resolve_model(weights) == weights and resolve_model(str(weights)) == weights
-    with pytest.raises(FileNotFoundError, match=f"installed: {CAMUS_MODEL}, {COST_VOLUME_MODEL}, {SIM_MODEL}, {SEQUENTIAL_MODEL}"):
+    installed = f"installed: {CAMUS_MODEL}, {COST_VOLUME_MODEL}, {SIM_MODEL}, {SEQUENTIAL_MODEL}"
+    with pytest.raises(FileNotFoundError, match=installed):
         resolve_model("echoreg-dlir-typo")
     with pytest.raises(FileNotFoundError, match=r"none in .*absent"):
         resolve_model(SHIPPED_MODEL, tmp_path / "absent")
