@@ -266,3 +266,11 @@ def test_another_network_goes_in_front_of_the_shipped_correction_and_anatomy(tmp
     save_model(DLIRModel(network.net, working_size=64), tmp_path / "small")
     with pytest.raises(ValueError, match="its network works on 64 rows, the model's on 128"):
         attach_network(CAMUS_MODEL, str(tmp_path / "small"), tmp_path / "refused")
+    with pytest.raises(ValueError, match="neither a correction stage nor an anatomy network to keep"):
+        attach_network(SIM_MODEL, str(tmp_path / "net"), tmp_path / "refused")
+    with pytest.raises(FileExistsError, match="holds a checkpoint already"):
+        attach_network(CAMUS_MODEL, str(tmp_path / "net"), tmp_path / "both")
+    save_model(network, tmp_path / "other", licence="research only")  # other terms: not CAMUS's alone
+    attach_network(CAMUS_MODEL, str(tmp_path / "other"), tmp_path / "both", overwrite=True)
+    assert read_config(tmp_path / "both")["licence"] == "unknown (see the model card)"
+    assert not any(tmp_path.glob("refused*"))

@@ -82,19 +82,16 @@ mkdir -p Resources/Models/echoreg-dlir-camus
 cp "$WORK/echoreg-dlir-camus-anatomy/model.safetensors" "$WORK/echoreg-dlir-camus-anatomy/model.json" \
   Resources/Models/echoreg-dlir-camus/
 echo "installed Resources/Models/echoreg-dlir-camus (CC BY-NC-SA 4.0)"
-COST_VOLUME="--data $CAMUS --data warped:$CAMUS --data $MIXED --data $MIXED --data $MIXED --scales 128 --batch-size 8
-  --weight motion=1 --weight dice=1 --weight shape=0 --weight texture=0 --no-texture --randomise 0.8 --network cost_volume"
-# shellcheck disable=SC2086
-$ECHOREG train dlir $COST_VOLUME --iterations 2000 -o "$WORK/cost_volume"
-# shellcheck disable=SC2086
-$ECHOREG train dlir $COST_VOLUME --diffeomorphic --init "$WORK/cost_volume" --iterations 2500 --seed 1 \
+COST_VOLUME=(--data "$CAMUS" --data "warped:$CAMUS" --data "$MIXED" --data "$MIXED" --data "$MIXED" --scales 128
+  --batch-size 8 --weight motion=1 --weight dice=1 --weight shape=0 --weight texture=0 --no-texture --randomise 0.8
+  --network cost_volume)
+$ECHOREG train dlir "${COST_VOLUME[@]}" --iterations 2000 -o "$WORK/cost_volume"
+$ECHOREG train dlir "${COST_VOLUME[@]}" --diffeomorphic --init "$WORK/cost_volume" --iterations 2500 --seed 1 \
   -o "$WORK/cost_volume_velocity"
-# shellcheck disable=SC2086
-$ECHOREG train dlir $COST_VOLUME --diffeomorphic --init "$WORK/cost_volume_velocity" --iterations 3000 --seed 2 \
-  -o "$WORK/cost_volume_velocity2"
-# shellcheck disable=SC2086
-$ECHOREG train dlir $COST_VOLUME --diffeomorphic --init "$WORK/cost_volume_velocity2" --iterations 4000 --seed 3 \
-  -o "$WORK/cost_volume_velocity3"
+$ECHOREG train dlir "${COST_VOLUME[@]}" --diffeomorphic --init "$WORK/cost_volume_velocity" --iterations 3000 \
+  --seed 2 -o "$WORK/cost_volume_velocity2"
+$ECHOREG train dlir "${COST_VOLUME[@]}" --diffeomorphic --init "$WORK/cost_volume_velocity2" --iterations 4000 \
+  --seed 3 -o "$WORK/cost_volume_velocity3"
 .venv/bin/python scripts/attach_network.py --model Resources/Models/echoreg-dlir-camus \
-  --network "$WORK/cost_volume_velocity3" -o Resources/Models/echoreg-dlir-camus-cv
+  --network "$WORK/cost_volume_velocity3" -o Resources/Models/echoreg-dlir-camus-cv --overwrite
 echo "installed Resources/Models/echoreg-dlir-camus-cv (CC BY-NC-SA 4.0)"

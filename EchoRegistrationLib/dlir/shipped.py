@@ -6,17 +6,17 @@ Shipped registration models (model cards: ``Resources/Models/<family>/README.md`
   CAMUS train pairs, warped CAMUS templates and simulated sequences, its passes integrated as velocities
   (at most 0.01 % of pixels fold on real pairs), run twice and then corrected by a 192-row correction
   stage (:mod:`.correction`; since 2026-11-30), with an anatomy network whose LV, myocardium and LA maps
-  guide the refinement (:mod:`.anatomy`; since 2026-12-01); the most accurate shipped network on real CAMUS pairs,
-  the real-template family and the real cines of the generalisation benchmark. Registering each frame
+  guide the refinement (:mod:`.anatomy`; since 2026-12-01); level with the candidate below on real CAMUS pairs,
+  behind it on the real-template family. Registering each frame
   directly to ED it misses motion along the wall on physics-simulated echo (the SIMUS family; its model
   card); through the systole anchor (the default where ES is known) it mostly follows it. It is the
-  default because it is the best network; its terms are shown wherever a model is chosen or reported;
+  default until the candidate replaces it; its terms are shown wherever a model is chosen or reported;
 * ``echoreg-dlir-camus-cv`` (**CC BY-NC-SA 4.0**, :data:`COST_VOLUME_MODEL`; since 2026-12-02): a cost-volume
   network (:class:`.networks.CostVolumeNet`, one pass, read as a velocity) trained on the same data, in front of
-  ``echoreg-dlir-camus``'s correction stage and anatomy network (``scripts/attach_network.py``). Ahead of the
-  default on every validation set and, held out, on the real-template and SIMUS families (alone and refined; on
-  SIMUS refined its GLS error is 0.54 points against 0.42), level with it on CAMUS valid, about 14 % slower;
-  the candidate default (its model card);
+  ``echoreg-dlir-camus``'s correction stage and anatomy network (``scripts/attach_network.py``). Its network
+  alone leads the default's on every validation set; held out, it is ahead on the real-template family (alone
+  and refined), level on CAMUS valid and not distinguishable on 8 SIMUS cases; the network alone is 11-20 %
+  slower; the candidate default (its model card);
 * ``echoreg-dlir-sim`` (BSD-3-Clause, the project's simulated sequences only, :data:`SIM_MODEL`): for
   unrestricted use; the lowest error on the project's own simulator, far less accurate on real echo;
 * ``echoreg-dlir-sim-sequential`` (BSD-3-Clause): ``echoreg-dlir-sim``'s network branched off before its
@@ -58,7 +58,7 @@ CAMUS_MODEL = "echoreg-dlir-camus"  # trained on CAMUS too: CC BY-NC-SA 4.0 (its
 COST_VOLUME_MODEL = "echoreg-dlir-camus-cv"  # a cost-volume network in front of CAMUS_MODEL's stages: CC BY-NC-SA 4.0
 SIM_MODEL = "echoreg-dlir-sim"  # the project's own data only: BSD-3-Clause
 SEQUENTIAL_MODEL = "echoreg-dlir-sim-sequential"
-SHIPPED_MODEL = CAMUS_MODEL  # the default DLIR model: the best on the generalisation benchmark
+SHIPPED_MODEL = CAMUS_MODEL  # the default DLIR model (COST_VOLUME_MODEL is the candidate: its model card)
 MODEL_NAME = "model"  # a checkpoint folder holds MODEL_NAME.safetensors and MODEL_NAME.json
 WEIGHTS = f"{MODEL_NAME}.safetensors"
 PROJECT_LICENCE = "BSD-3-Clause"
