@@ -210,8 +210,8 @@ def test_a_frame_that_measures_no_motion_is_never_ed_es_or_the_peak(full_cycle, 
     assert peak["peak_frame"] == es_at and peak["peak_pct"] == pytest.approx(full_cycle.gls_endo.min(), abs=0.5)
     assert result.ef == pytest.approx(full_cycle.ef, abs=1.0)
     assert (f"frame {frame} left out of ED / ES detection and of peak strain: its field is not a measurement "
-            "of motion (no signal, or an NCC with the reference under 0.3 after registration; the "
-            "registration's warnings name them)") in result.warnings()
+            "of motion (no signal, an NCC with the reference under 0.3 after registration, or a field fitted to noise; "
+            "the registration's warnings name them)") in result.warnings()
     assert result.summary()["unmeasured_frames"] == [frame]
     assert not any("lengthening" in w for w in result.warnings())
     # the registration's flag (NCC with the reference after warping under 0.3), which the strain reuses

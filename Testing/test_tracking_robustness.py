@@ -105,6 +105,34 @@ def test_frames_unlike_the_reference_are_named_together():
     assert not any("hardly resemble" in w for w in moving.warnings)  # a real (if small) motion: none
 
 
+def test_a_noise_frame_the_optimiser_fits_is_still_not_a_measurement():
+    """A simulated cine with frame 3 replaced by noise: the deformable optimiser fits the noise up to NCC 0.49 with the
+    reference (from -0.006), over the 0.3 after registration that flagged frames alone, and the frame counted as a
+    measurement of motion. Uncorrelated before registration (under 0.1) and resembling it only weakly after (under
+    0.6), it is flagged; the echo frames (NCC 0.76-0.90 before, 0.94-0.96 after) are not, nor a texture that moved
+    (uncorrelated with itself before, matching again after)."""
+    import dataclasses
+
+    from EchoRegistrationLib.simulation import simulate_sequence
+
+    sim = simulate_sequence(view="A4C", cycle="half", n_frames=6, image_size=(96, 96), seed=3).sequence
+    frames = sim.frames.copy()
+    frames[3] = np.random.default_rng(99).uniform(frames.min(), frames.max(), frames[3].shape)
+    result = register_sequence(dataclasses.replace(sim, frames=frames), "deformable", device="cpu",
+                               mode="to_reference")
+    assert abs(result.similarity_before[3]) < 0.02 and 0.4 < result.similarity_after[3] < 0.6
+    assert (result.similarity_before[[1, 2, 4, 5]] > 0.7).all() and (result.similarity_after[[1, 2, 4, 5]] > 0.9).all()
+    assert result.unmeasured.tolist() == [False, False, False, True, False, False]
+    (fitted,) = [w for w in result.warnings if "fitted to noise" in w]
+    assert fitted.startswith("1 of 5 frames (frame 3) were uncorrelated with the reference before registration (NCC "
+                             "under 0.1) and resemble it only weakly after (under 0.6; highest 0.")
+    speckle = np.random.default_rng(5).uniform(0, 255, (64, 64)).astype(np.float32)
+    texture = register_sequence(EchoSequence(frames=np.stack([np.roll(speckle, -2 * t, axis=1) for t in range(3)]),
+                                             spacing=(0.5, 0.5), frame_times=np.arange(3) / 50), "rigid", device="cpu")
+    assert (np.abs(texture.similarity_before[1:]) < 0.1).all() and (texture.similarity_after[1:] > 0.9).all()
+    assert not texture.unmeasured.any()
+
+
 def test_progress_rises_pair_by_pair_within_one_batch():
     """The bar sat at 0/19 then jumped to 100 % (one update per 32-pair batch): now one batch of
     4 pairs reports 1, 2, 3, 4 as its optimiser steps advance."""

@@ -10,10 +10,12 @@ They are left out of the registration: tracking goes across them (the next frame
 the last frame with signal), and their own field is interpolated linearly in time between the
 nearest frames with signal on either side (held from the nearest one past the last such frame).
 They are marked in :attr:`RegistrationResult.no_signal` and named in its ``warnings``, as is every
-frame whose similarity to the reference the registration lowered. The frames without signal and those
-whose NCC with the reference stays under :data:`LOW_SIMILARITY` after registration are the frames whose
-field is not a measurement of motion (:func:`unmeasured_frames`, :attr:`RegistrationResult.unmeasured`):
-strain leaves them out of ED / ES detection and peak strain (:mod:`..strain.reference`).
+frame whose similarity to the reference the registration lowered. The frames without signal, those
+whose NCC with the reference stays under :data:`LOW_SIMILARITY` after registration, and those uncorrelated
+with it before registration that it makes resemble the reference only weakly (a field fitted to noise) are
+the frames whose field is not a measurement of motion (:func:`unmeasured_frames`,
+:attr:`RegistrationResult.unmeasured`): strain leaves them out of ED / ES detection and peak strain
+(:mod:`..strain.reference`).
 """
 
 from __future__ import annotations
@@ -48,6 +50,14 @@ NCC_DROP_TOLERANCE = 1e-3
 # view, a scene cut, noise): its field is not a measurement of motion. The project's threshold, set far
 # below what echo cines reach after registration (0.95-0.98 mean on the shared real cines, README).
 LOW_SIMILARITY = 0.3
+# A frame uncorrelated with the reference before registration (NCC under UNCORRELATED) counts as a measurement
+# only when the registration makes it clearly resemble the reference (NCC UNCORRELATED_RESEMBLANCE or more): a
+# deformable field fits a frame of noise up to NCC 0.49 (a simulated cine's, -0.006 before), while a texture
+# that moved (a speckle pattern shifted by a few pixels is uncorrelated with itself) matches again (NCC near 1).
+# Echo frames do not reach the first threshold: CAMUS A4C ES frames have 0.66 or more with their ED frame over
+# the whole frame (250 train patients), 0.15 or more inside an approximate sector, the shared real A4C cine 0.31
+# or more inside its sector mask; after registration they reach 0.9 and more.
+UNCORRELATED, UNCORRELATED_RESEMBLANCE = 0.1, 0.6
 METHODS = (*KINDS, "dlir")
 ProgressCallback = Callable[[int, int], None]
 
@@ -298,7 +308,7 @@ class RegistrationResult:
         """(T,) bool, the frames whose field is not a measurement of motion (:func:`unmeasured_frames`:
         no signal, or an NCC with the reference under :data:`LOW_SIMILARITY` after registration), as the
         ``warnings`` name them."""
-        return unmeasured_frames(self.similarity_after, self.no_signal, self.reference)
+        return unmeasured_frames(self.similarity_before, self.similarity_after, self.no_signal, self.reference)
 
     def mean_similarity(self) -> tuple[float, float]:
         """Mean NCC with the reference (before, after warping) over every frame but the reference
@@ -392,24 +402,35 @@ def anatomy_view_warnings(seq: EchoSequence, anatomy_weight: float | None) -> li
             f"only, on this {view} view: check the warped frames (--refine 0: the network alone)"]
 
 
-def unmeasured_frames(after: np.ndarray, no_signal: np.ndarray, reference: int) -> np.ndarray:
+def unmeasured_frames(before: np.ndarray, after: np.ndarray, no_signal: np.ndarray, reference: int) -> np.ndarray:
     """(T,) bool: the frames whose field is not a measurement of motion: those without signal (``no_signal``,
     (T,) bool: their field is interpolated in time) and, but for the frame ``reference`` itself, those whose
     NCC with the reference after registration (``after``, (T,)) stays under :data:`LOW_SIMILARITY` (another
-    view, a scene cut, noise). The one definition of the flag: :func:`quality_warnings` names these frames,
-    :func:`..strain.compute_strain` leaves them out of ED / ES detection and peak strain."""
-    unlike = np.asarray(after, dtype=np.float64) < LOW_SIMILARITY
+    view, a scene cut, noise), or under :data:`UNCORRELATED_RESEMBLANCE` for a frame uncorrelated with it
+    before registration (``before``, (T,), under :data:`UNCORRELATED`: a field fitted to noise). The one
+    definition of the flag: :func:`quality_warnings` names these frames, :func:`..strain.compute_strain` leaves
+    them out of ED / ES detection and peak strain."""
+    after = np.asarray(after, dtype=np.float64)
+    unlike = (after < LOW_SIMILARITY) | ((np.asarray(before, dtype=np.float64) < UNCORRELATED)
+                                         & (after < UNCORRELATED_RESEMBLANCE))
     unlike[reference] = False
     return np.asarray(no_signal, dtype=bool) | unlike
+
+
+def _counted(frames: list[int], registered: int) -> str:
+    """"N of M frames (frames a, b, ...)": ``frames`` among the ``registered`` ones, the first five named."""
+    return (f"{len(frames)} of {registered} frames ({'frame' if len(frames) == 1 else 'frames'} "
+            f"{', '.join(map(str, frames[:5]))}{', ...' if len(frames) > 5 else ''})")
 
 
 def quality_warnings(before: np.ndarray, after: np.ndarray, no_signal: np.ndarray,
                      pairs: list[tuple[int, int]], reference: int) -> list[str]:
     """One line per frame without signal (how it was bridged) and per frame whose NCC with the
     reference the registration lowered by more than :data:`NCC_DROP_TOLERANCE`, in frame order;
-    then one line for the other frames :func:`unmeasured_frames` flags (NCC with the frame ``reference``
-    under :data:`LOW_SIMILARITY`). ``before``, ``after``: (T,) NCC; ``no_signal``: (T,) bool; ``pairs``:
-    the (fixed, moving) frames registered."""
+    then one line for the other frames :func:`unmeasured_frames` flags by NCC with the frame ``reference``
+    under :data:`LOW_SIMILARITY`, and one for those it flags as fitted to noise (uncorrelated before
+    registration, under :data:`UNCORRELATED_RESEMBLANCE` after). ``before``, ``after``: (T,) NCC;
+    ``no_signal``: (T,) bool; ``pairs``: the (fixed, moving) frames registered."""
     fixed_of = {m: f for f, m in pairs}
     present = np.flatnonzero(~no_signal)
     lines = {}
@@ -422,16 +443,22 @@ def quality_warnings(before: np.ndarray, after: np.ndarray, no_signal: np.ndarra
         if after[t] < before[t] - NCC_DROP_TOLERANCE:
             lines[t] = (f"frame {t}: registration lowered the similarity to the reference "
                         f"(NCC {before[t]:.3f} -> {after[t]:.3f}); check this frame's field")
-    flagged = unmeasured_frames(after, no_signal, reference)
-    low = sorted(t for t in fixed_of if flagged[t] and t not in lines)
+    flagged = unmeasured_frames(before, after, no_signal, reference)
+    flagged_here = [t for t in sorted(fixed_of) if flagged[t] and t not in lines]
+    low = [t for t in flagged_here if after[t] < LOW_SIMILARITY]
+    fitted = [t for t in flagged_here if after[t] >= LOW_SIMILARITY]
     unlike = []
     if low:
         worst = min(low, key=lambda t: after[t])
-        unlike = [f"{len(low)} of {len(fixed_of)} frames ({'frame' if len(low) == 1 else 'frames'} "
-                  f"{', '.join(map(str, low[:5]))}"
-                  f"{', ...' if len(low) > 5 else ''}) keep an NCC with the reference under {LOW_SIMILARITY:g} "
-                  f"after registration (lowest {after[worst]:.3f}, frame {worst}): they hardly resemble it (another "
-                  "view, a scene cut, noise); their fields are not measurements of motion"]
+        unlike.append(f"{_counted(low, len(fixed_of))} keep an NCC with the reference under {LOW_SIMILARITY:g} "
+                      f"after registration (lowest {after[worst]:.3f}, frame {worst}): they hardly resemble it "
+                      "(another view, a scene cut, noise); their fields are not measurements of motion")
+    if fitted:
+        best = max(fitted, key=lambda t: after[t])
+        unlike.append(f"{_counted(fitted, len(fixed_of))} were uncorrelated with the reference before registration "
+                      f"(NCC under {UNCORRELATED:g}) and resemble it only weakly after (under "
+                      f"{UNCORRELATED_RESEMBLANCE:g}; highest {after[best]:.3f}, frame {best}; a texture that moved "
+                      "matches again): fields fitted to noise, not measurements of motion")
     return [lines[t] for t in sorted(lines)] + unlike
 
 

@@ -318,8 +318,8 @@ class StrainResult:
             one = len(unmeasured) == 1
             out.append(f"{'frame' if one else 'frames'} {listed} left out of ED / ES detection and of peak strain: "
                        f"{'its field is not a measurement' if one else 'their fields are not measurements'} of "
-                       f"motion (no signal, or an NCC with the reference under {LOW_SIMILARITY:g} after "
-                       "registration; the registration's warnings name them)")
+                       f"motion (no signal, an NCC with the reference under {LOW_SIMILARITY:g} after "
+                       "registration, or a field fitted to noise; the registration's warnings name them)")
         for phase, frame, source, values, option in (
                 ("ED", self.ed_index, self.frames.ed_source, "EDV and EF", "--reference"),
                 ("ES", self.es_index, self.frames.es_source, "ESV, EF and end-systolic strain", "--es-frame")):
