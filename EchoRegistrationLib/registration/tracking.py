@@ -306,8 +306,8 @@ class RegistrationResult:
     @property
     def unmeasured(self) -> np.ndarray:
         """(T,) bool, the frames whose field is not a measurement of motion (:func:`unmeasured_frames`:
-        no signal, or an NCC with the reference under :data:`LOW_SIMILARITY` after registration), as the
-        ``warnings`` name them."""
+        no signal, an NCC with the reference under :data:`LOW_SIMILARITY` after registration, or a field
+        fitted to noise), as the ``warnings`` name them."""
         return unmeasured_frames(self.similarity_before, self.similarity_after, self.no_signal, self.reference)
 
     def mean_similarity(self) -> tuple[float, float]:
