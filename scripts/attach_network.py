@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from EchoRegistrationLib.dlir.checkpoints import load_model, read_config, save_model  # noqa: E402
 from EchoRegistrationLib.dlir.data import CAMUS_LICENCE, combined_licence  # noqa: E402
 from EchoRegistrationLib.dlir.model import DLIRModel  # noqa: E402
-from EchoRegistrationLib.dlir.shipped import PROJECT_LICENCE, resolve_model  # noqa: E402
+from EchoRegistrationLib.dlir.shipped import PROJECT_LICENCE, WEIGHTS, resolve_model  # noqa: E402
 from EchoRegistrationLib.sequence import EchoDataError  # noqa: E402
 
 KNOWN_TERMS = (CAMUS_LICENCE, PROJECT_LICENCE)
@@ -47,7 +47,7 @@ def attach_network(model: str, network: str, output: str | Path, overwrite: bool
             network (nothing to keep), or their networks work on grids of other sizes (``working_size``).
     """
     model_path, network_path = resolve_model(model), resolve_model(network)
-    if (Path(output) / "model.safetensors").exists() and not overwrite:
+    if (Path(output) / WEIGHTS).exists() and not overwrite:
         raise FileExistsError(f"{output}: holds a checkpoint already (--overwrite to replace it)")
     combined, other = load_model(model_path), load_model(network_path)
     for path, loaded in ((model_path, combined), (network_path, other)):
